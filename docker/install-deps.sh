@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one list of what dprun needs from the distribution. README, .ci/run and the
+# Dockerfile all call this script, so a dependency is added in exactly one place.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake git ca-certificates \
+  libopenmpi-dev openmpi-bin \
+  libboost-program-options-dev \
+  libopenblas-dev \
+  zlib1g-dev \
+  libfmt-dev \
+  nlohmann-json3-dev \
+  libgtest-dev \
+  dataset-fashion-mnist \
+  python3

@@ -1,0 +1,67 @@
+#include "runtime/comm/mpi_runtime.h"
+
+#include <mpi.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+
+#include "runtime/core/error.h"
+
+namespace dp {
+
+MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  DP_CHECK(!initialized, "MPI initialised twice");
+  MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_);
+  if (thread_level_ < MPI_THREAD_SERIALIZED) {
+    MPI_Finalize();
+    fail("this MPI library offers thread level {}; dprun needs at least MPI_THREAD_SERIALIZED "
+         "(its communication thread makes the collective calls)",
+         thread_level_);
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &info_.rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &info_.size);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, info_.rank, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &info_.local_rank);
+  MPI_Comm_size(local, &info_.local_size);
+  MPI_Comm_free(&local);
+  char host[HOST_NAME_MAX + 1] = {};
+  gethostname(host, sizeof(host) - 1);
+  info_.hostname = host;
+}
+
+MpiRuntime::~MpiRuntime() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void abort_job(int exit_code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
+Agreement agree_all_ok(bool ok) {
+  // MIN over (ok ? INT_MAX : rank) gives the lowest failing rank, or INT_MAX if none.
+  int mine = ok ? INT_MAX : 0;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (!ok) mine = rank;
+  int lowest = INT_MAX;
+  MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  Agreement a;
+  a.all_ok = lowest == INT_MAX;
+  a.first_failed_rank = a.all_ok ? -1 : lowest;
+  return a;
+}
+
+}  // namespace dp

@@ -1,0 +1,47 @@
+#pragma once
+// MPI's process-wide lifetime and the facts every rank learns from it first: rank and
+// world size from MPI_COMM_WORLD, the local rank from MPI_COMM_TYPE_SHARED (one node's
+// ranks). Started without a launcher, MPI runs as a singleton: world size 1.
+#include <string>
+
+namespace dp {
+
+struct MpiInfo {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;
+  int local_size = 1;
+  std::string hostname;
+};
+
+class MpiRuntime {
+ public:
+  // Initialises MPI with MPI_THREAD_MULTIPLE when offered (the communication thread makes
+  // the collective calls while the main thread may still query MPI), else the best level
+  // offered as long as it is at least SERIALIZED.
+  MpiRuntime(int* argc, char*** argv);
+  ~MpiRuntime();  // MPI_Finalize, unless the job was aborted
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+
+  const MpiInfo& info() const { return info_; }
+  int thread_level() const { return thread_level_; }
+
+ private:
+  MpiInfo info_;
+  int thread_level_ = 0;
+};
+
+// Ends every rank of the job now (MPI_Abort on MPI_COMM_WORLD), after flushing stdio.
+[[noreturn]] void abort_job(int exit_code);
+
+// Every rank contributes ok=true/false; all ranks learn whether every rank was ok and
+// the lowest failing rank. Used to agree on configuration errors BEFORE any other
+// collective, so that a bad flag on one rank ends all ranks cleanly instead of hanging.
+struct Agreement {
+  bool all_ok = true;
+  int first_failed_rank = -1;
+};
+Agreement agree_all_ok(bool ok);
+
+}  // namespace dp

@@ -1,0 +1,34 @@
+#pragma once
+// The collective-communication interface every backend implements (MPI for CPU tensors
+// now, NCCL for CUDA tensors next). Every call is asynchronous and returns a Work. All
+// ranks must issue the same collectives in the same order with the same sizes; the
+// Reducer guarantees that for gradients.
+#include <memory>
+#include <string>
+
+#include "runtime/comm/work.h"
+#include "runtime/core/tensor.h"
+
+namespace dp {
+
+enum class ReduceOp { sum, avg, min, max };
+const char* reduce_op_name(ReduceOp op);
+
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;
+
+  // In place: every rank ends with op over all ranks' `t`. avg is sum / size.
+  virtual WorkPtr allreduce(Tensor& t, ReduceOp op, const std::string& tag = "allreduce") = 0;
+  // In place: every rank ends with root's `t`.
+  virtual WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") = 0;
+  // `out` holds size() * in.numel() elements: rank r's `in` lands at offset r * in.numel().
+  virtual WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") = 0;
+  virtual WorkPtr barrier(const std::string& tag = "barrier") = 0;
+};
+
+}  // namespace dp

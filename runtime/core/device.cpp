@@ -1,0 +1,72 @@
+#include "runtime/core/device.h"
+
+#include "runtime/core/error.h"
+
+#ifdef DPRUN_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace dp {
+
+bool cuda_compiled() {
+#ifdef DPRUN_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int cuda_device_count() {
+#ifdef DPRUN_HAVE_CUDA
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error: it means no GPU here
+    return 0;
+  }
+  return n;
+#else
+  return 0;
+#endif
+}
+
+GpuInfo cuda_device_info(int index) {
+  GpuInfo info;
+  info.index = index;
+#ifdef DPRUN_HAVE_CUDA
+  cudaDeviceProp prop{};
+  cudaError_t e = cudaGetDeviceProperties(&prop, index);
+  DP_CHECK(e == cudaSuccess, "cudaGetDeviceProperties(cuda:{}) failed: {}", index,
+           cudaGetErrorString(e));
+  info.name = prop.name;
+  info.total_memory = prop.totalGlobalMem;
+#endif
+  return info;
+}
+
+Device resolve_device(const std::string& spec, int local_rank) {
+  if (spec == "cpu") return Device::cpu();
+  if (spec == "auto") {
+    int n = cuda_device_count();
+    return n > 0 ? Device::cuda(local_rank % n) : Device::cpu();
+  }
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    int n = cuda_device_count();
+    DP_CHECK(cuda_compiled(), "--device {}: this dprun was built without CUDA", spec);
+    DP_CHECK(n > 0, "--device {}: no CUDA GPU is visible on this node (no driver or CUDA_VISIBLE_DEVICES empty)",
+             spec);
+    int idx = local_rank;
+    if (spec != "cuda") {
+      try {
+        idx = std::stoi(spec.substr(5));
+      } catch (const std::exception&) {
+        fail("--device {}: expected cuda:N with a device index N", spec);
+      }
+    }
+    DP_CHECK(idx >= 0 && idx < n, "--device {}: device index {} out of range, this node has {} GPU(s)",
+             spec, idx, n);
+    return Device::cuda(idx);
+  }
+  fail("--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", spec);
+}
+
+}  // namespace dp

@@ -1,0 +1,35 @@
+#pragma once
+#include <string>
+#include <vector>
+
+namespace dp {
+
+struct Device {
+  enum class Kind { cpu, cuda };
+  Kind kind = Kind::cpu;
+  int index = 0;
+
+  static Device cpu() { return {}; }
+  static Device cuda(int i) { return {Kind::cuda, i}; }
+  bool is_cpu() const { return kind == Kind::cpu; }
+  bool is_cuda() const { return kind == Kind::cuda; }
+  std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
+  bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
+};
+
+// What a rank can see of the GPUs. On a machine without a driver cudaGetDeviceCount
+// fails ("driver version is insufficient"); that is zero GPUs, not an error.
+struct GpuInfo {
+  int index = 0;
+  std::string name;
+  size_t total_memory = 0;
+};
+bool cuda_compiled();
+int cuda_device_count();
+GpuInfo cuda_device_info(int index);
+
+// Parses "auto" | "cpu" | "cuda" | "cuda:N" (N is the local device index).
+// "auto" picks cuda:<local_rank % count> when GPUs are visible, else cpu.
+Device resolve_device(const std::string& spec, int local_rank);
+
+}  // namespace dp

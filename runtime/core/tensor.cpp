@@ -1,0 +1,120 @@
+#include "runtime/core/tensor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace dp {
+
+size_t shape_numel(const Shape& s) {
+  size_t n = 1;
+  for (int64_t d : s) {
+    DP_CHECK(d >= 0, "negative dimension {} in shape {}", d, shape_str(s));
+    n *= static_cast<size_t>(d);
+  }
+  return n;
+}
+
+std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+Storage::Storage(size_t bytes) : bytes_(bytes) {
+  constexpr size_t kAlign = 64;
+  size_t padded = std::max<size_t>(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+  data_ = std::aligned_alloc(kAlign, padded);
+  DP_CHECK(data_ != nullptr, "out of host memory allocating {} bytes", bytes);
+  std::memset(data_, 0, padded);
+}
+
+Storage::~Storage() { std::free(data_); }
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+  Tensor t;
+  t.shape_ = shape;
+  t.numel_ = shape_numel(shape);
+  t.dtype_ = dtype;
+  t.storage_ = std::make_shared<Storage>(t.numel_ * dtype_size(dtype));
+  return t;
+}
+
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<float>& values) {
+  Tensor t = zeros(shape, DType::f32);
+  DP_CHECK(values.size() == t.numel_, "from_vector: {} values for shape {}", values.size(),
+           shape_str(shape));
+  std::copy(values.begin(), values.end(), t.f32());
+  return t;
+}
+
+Tensor Tensor::from_vector(const Shape& shape, const std::vector<int32_t>& values) {
+  Tensor t = zeros(shape, DType::i32);
+  DP_CHECK(values.size() == t.numel_, "from_vector: {} values for shape {}", values.size(),
+           shape_str(shape));
+  std::copy(values.begin(), values.end(), t.data<int32_t>());
+  return t;
+}
+
+Tensor Tensor::view(size_t offset, const Shape& shape) const {
+  DP_CHECK(defined(), "view of an undefined tensor");
+  size_t n = shape_numel(shape);
+  DP_CHECK(offset + n <= numel_, "view [{}, {}) out of range of {}", offset, offset + n, str());
+  Tensor v = *this;
+  v.offset_bytes_ = offset_bytes_ + offset * dtype_size(dtype_);
+  v.shape_ = shape;
+  v.numel_ = n;
+  return v;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  DP_CHECK(shape_numel(shape) == numel_, "reshape {} to {}: element counts differ", str(),
+           shape_str(shape));
+  return view(0, shape);
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = zeros(shape_, dtype_);
+  if (numel_) std::memcpy(t.raw(), raw(), nbytes());
+  return t;
+}
+
+void Tensor::zero_() {
+  if (numel_) std::memset(raw(), 0, nbytes());
+}
+
+void Tensor::fill_(float v) { std::fill_n(f32(), numel_, v); }
+
+void Tensor::copy_(const Tensor& src) {
+  DP_CHECK(src.numel_ == numel_ && src.dtype_ == dtype_, "copy_ from {} into {}", src.str(), str());
+  if (numel_) std::memmove(raw(), src.raw(), nbytes());
+}
+
+std::vector<float> Tensor::to_vector() const {
+  const float* p = f32();
+  return std::vector<float>(p, p + numel_);
+}
+
+std::string Tensor::str() const {
+  return fmt::format("{}{}", dtype_name(dtype_), shape_str(shape_));
+}
+
+void Tensor::check_dtype(DType want) const {
+  DP_CHECK(defined(), "access to an undefined tensor");
+  DP_CHECK(dtype_ == want, "tensor {} accessed as {}", str(), dtype_name(want));
+}
+
+double max_rel_diff(const Tensor& a, const Tensor& b) {
+  DP_CHECK(a.numel() == b.numel(), "max_rel_diff: {} vs {}", a.str(), b.str());
+  const float* x = a.f32();
+  const float* y = b.f32();
+  double worst = 0;
+  for (size_t i = 0; i < a.numel(); ++i) {
+    double d = std::fabs(double(x[i]) - double(y[i])) / std::max(1.0, std::fabs(double(y[i])));
+    if (std::isnan(d)) return d;
+    worst = std::max(worst, d);
+  }
+  return worst;
+}
+
+}  // namespace dp

@@ -1,0 +1,100 @@
+#pragma once
+// A dense, contiguous, row-major tensor on the CPU. Storage is shared between a tensor
+// and its views, which is what lets every parameter's gradient BE a slice of its bucket's
+// flat buffer (DESIGN.md, the Reducer): writing the gradient is writing the bucket.
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/device.h"
+#include "runtime/core/dtype.h"
+#include "runtime/core/error.h"
+
+namespace dp {
+
+using Shape = std::vector<int64_t>;
+
+size_t shape_numel(const Shape& s);
+std::string shape_str(const Shape& s);
+
+// Owns one 64-byte aligned, zero-initialised allocation.
+class Storage {
+ public:
+  explicit Storage(size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32);
+  static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
+  static Tensor from_vector(const Shape& shape, const std::vector<int32_t>& values);
+
+  // A view of `shape` starting `offset` elements into this tensor; shares the storage.
+  Tensor view(size_t offset, const Shape& shape) const;
+  // Same elements, another shape (numel must match); shares the storage.
+  Tensor reshape(const Shape& shape) const;
+  Tensor clone() const;
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  int64_t dim(size_t i) const { return shape_.at(i); }
+  size_t ndim() const { return shape_.size(); }
+  size_t numel() const { return numel_; }
+  size_t nbytes() const { return numel_ * dtype_size(dtype_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return Device::cpu(); }
+  bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
+
+  void* raw() { return static_cast<char*>(storage_->data()) + offset_bytes_; }
+  const void* raw() const { return static_cast<const char*>(storage_->data()) + offset_bytes_; }
+
+  template <typename T>
+  T* data() {
+    check_dtype(dtype_of<T>::value);
+    return static_cast<T*>(raw());
+  }
+  template <typename T>
+  const T* data() const {
+    check_dtype(dtype_of<T>::value);
+    return static_cast<const T*>(raw());
+  }
+  float* f32() { return data<float>(); }
+  const float* f32() const { return data<float>(); }
+
+  void zero_();
+  void fill_(float v);
+  void copy_(const Tensor& src);  // same numel and dtype
+  std::vector<float> to_vector() const;
+
+  std::string str() const;  // "float32[64, 784]"
+
+ private:
+  void check_dtype(DType want) const;
+
+  std::shared_ptr<Storage> storage_;
+  size_t offset_bytes_ = 0;
+  Shape shape_;
+  size_t numel_ = 0;
+  DType dtype_ = DType::f32;
+};
+
+// Largest |a - b| / max(1, |b|) over the elements: the comparison the tests and the
+// DDP-contract checks use.
+double max_rel_diff(const Tensor& a, const Tensor& b);
+
+}  // namespace dp

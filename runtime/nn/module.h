@@ -1,0 +1,40 @@
+#pragma once
+// A layer with forward and backward side by side. Outputs are buffers the layer owns and
+// reuses from step to step (reallocated only when the batch shape changes), so the
+// steady-state training step allocates nothing.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/tensor.h"
+#include "runtime/nn/parameter.h"
+
+namespace dp {
+
+class Module {
+ public:
+  explicit Module(std::string name) : name_(std::move(name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Returns the output; the reference stays valid until the next forward().
+  virtual const Tensor& forward(const Tensor& x) = 0;
+  // Given dL/d(output) of the last forward, accumulates dL/d(param) into each parameter's
+  // grad, calls grad_ready() on each as soon as it is written, and returns dL/d(input)
+  // (an undefined tensor when needs_input_grad() is false: the first layer skips it).
+  virtual const Tensor& backward(const Tensor& grad_output) = 0;
+
+  // Parameters in registration order.
+  virtual std::vector<Parameter*> parameters() { return {}; }
+
+  const std::string& name() const { return name_; }
+  void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
+  bool needs_input_grad() const { return needs_input_grad_; }
+
+ protected:
+  std::string name_;
+  bool needs_input_grad_ = true;
+};
+
+}  // namespace dp

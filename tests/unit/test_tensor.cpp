@@ -1,0 +1,66 @@
+#include <gtest/gtest.h>
+
+#include "runtime/core/rng.h"
+#include "runtime/core/tensor.h"
+
+using namespace dp;
+
+TEST(Tensor, ZerosHasShapeAndIsZeroed) {
+  Tensor t = Tensor::zeros({3, 5});
+  EXPECT_EQ(t.numel(), 15u);
+  EXPECT_EQ(t.nbytes(), 60u);
+  EXPECT_EQ(t.str(), "float32[3, 5]");
+  for (float v : t.to_vector()) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(Tensor, ViewSharesStorage) {
+  Tensor flat = Tensor::zeros({10});
+  Tensor v = flat.view(4, {2, 3});
+  v.fill_(2.5f);
+  EXPECT_TRUE(v.shares_storage_with(flat));
+  auto all = flat.to_vector();
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(all[i], (i >= 4) ? 2.5f : 0.0f) << i;
+  EXPECT_THROW(flat.view(5, {2, 3}), Error);
+}
+
+TEST(Tensor, CloneIsIndependent) {
+  Tensor a = Tensor::from_vector({2, 2}, std::vector<float>{1, 2, 3, 4});
+  Tensor b = a.clone();
+  b.fill_(0);
+  EXPECT_EQ(a.to_vector(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_FALSE(a.shares_storage_with(b));
+}
+
+TEST(Tensor, DtypeIsChecked) {
+  Tensor labels = Tensor::from_vector({3}, std::vector<int32_t>{0, 1, 2});
+  EXPECT_EQ(labels.data<int32_t>()[2], 2);
+  EXPECT_THROW(labels.f32(), Error);
+  EXPECT_THROW(Tensor::from_vector({2}, std::vector<float>{1}), Error);
+}
+
+TEST(Tensor, ReshapeAndCopy) {
+  Tensor a = Tensor::from_vector({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6});
+  Tensor r = a.reshape({3, 2});
+  EXPECT_EQ(r.dim(0), 3);
+  EXPECT_THROW(a.reshape({4}), Error);
+  Tensor c = Tensor::zeros({6});
+  c.copy_(a);
+  EXPECT_EQ(c.to_vector(), a.to_vector());
+  EXPECT_DOUBLE_EQ(max_rel_diff(c, r.reshape({6})), 0.0);
+}
+
+TEST(Philox, CounterBasedAndDeterministic) {
+  Philox a(42), b(42), c(43);
+  EXPECT_EQ(a.block(7), b.block(7));
+  EXPECT_NE(a.block(7), c.block(7));
+  EXPECT_NE(a.block(7), a.block(8));
+  double sum = 0;
+  for (int i = 0; i < 10000; ++i) {
+    float u = a.uniform();
+    ASSERT_GE(u, 0.0f);
+    ASSERT_LT(u, 1.0f);
+    sum += u;
+  }
+  EXPECT_NEAR(sum / 10000, 0.5, 0.02);
+  for (int i = 0; i < 1000; ++i) ASSERT_LT(b.below(7), 7u);
+}
