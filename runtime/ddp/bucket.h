@@ -1,0 +1,46 @@
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "runtime/comm/work.h"
+#include "runtime/core/tensor.h"
+
+namespace dp {
+
+// One all-reduce unit: a flat buffer that every member parameter's gradient is a view
+// into, so backward writes straight into what gets reduced (no copy in, no copy out).
+struct Bucket {
+  size_t index = 0;
+  std::vector<size_t> params;   // indices into the Reducer's parameter list
+  std::vector<size_t> offsets;  // element offset of each member's view in `flat`
+  Tensor flat;                  // float32 [numel]
+  size_t pending = 0;           // members not yet ready in this backward
+  WorkPtr work;                 // the in-flight all-reduce of this step, if launched
+  double ready_us = 0;          // when its last member became ready
+  std::string tag;              // names the bucket in Work descriptions and errors
+
+  size_t numel() const { return flat.numel(); }
+  size_t bytes() const { return flat.nbytes(); }
+};
+
+// What one synchronising step spent on gradient communication.
+struct BucketSpan {
+  size_t bucket = 0;
+  size_t bytes = 0;
+  double ready_us = 0;  // last gradient of the bucket written
+  double start_us = 0;  // the all-reduce began on the communication thread
+  double end_us = 0;    // and completed
+};
+
+struct CommStats {
+  double total_us = 0;    // time the all-reduces ran (union of their intervals)
+  double exposed_us = 0;  // time finish() waited for them after backward: not hidden
+  std::vector<BucketSpan> spans;
+  double overlap() const {
+    return total_us > 0 ? std::max(0.0, 1.0 - exposed_us / total_us) : 0.0;
+  }
+};
+
+}  // namespace dp

@@ -1,0 +1,250 @@
+#include "runtime/ddp/reducer.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "runtime/core/clock.h"
+#include "runtime/core/error.h"
+#include "runtime/ddp/bucket_assignment.h"
+#include "runtime/ddp/replica_check.h"
+
+namespace dp {
+
+namespace {
+
+std::vector<size_t> param_bytes(const std::vector<Parameter*>& params) {
+  std::vector<size_t> bytes;
+  for (const Parameter* p : params) bytes.push_back(p->value.nbytes());
+  return bytes;
+}
+
+// Length of the union of [start, end] intervals: the time some all-reduce was running.
+double union_length(std::vector<BucketSpan> spans) {
+  std::sort(spans.begin(), spans.end(),
+            [](const BucketSpan& a, const BucketSpan& b) { return a.start_us < b.start_us; });
+  double total = 0, cur_start = 0, cur_end = -1;
+  for (const auto& s : spans) {
+    if (s.start_us > cur_end) {
+      if (cur_end > cur_start) total += cur_end - cur_start;
+      cur_start = s.start_us;
+      cur_end = s.end_us;
+    } else {
+      cur_end = std::max(cur_end, s.end_us);
+    }
+  }
+  if (cur_end > cur_start) total += cur_end - cur_start;
+  return total;
+}
+
+}  // namespace
+
+Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOptions options)
+    : params_(std::move(params)), pg_(pg), opt_(options) {
+  DP_CHECK(!params_.empty(), "the Reducer needs at least one parameter");
+  for (const Parameter* p : params_) {
+    DP_CHECK(p->value.dtype() == DType::f32, "parameter '{}' is {}: gradients are reduced in float32",
+             p->name, dtype_name(p->value.dtype()));
+  }
+  verify_replicas_match(params_, pg_, opt_.timeout);
+
+  std::vector<size_t> reverse(params_.size());
+  for (size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
+  build_buckets(assign_buckets(reverse, param_bytes(params_), mb_to_bytes(opt_.first_bucket_mb),
+                               mb_to_bytes(opt_.bucket_cap_mb)));
+
+  // Rank 0's values win even though every rank initialised from the same seed: a replica
+  // must not depend on every rank having computed the same floats. The bucket buffers
+  // (zero gradients until the first backward) carry the values.
+  for (Bucket& b : buckets_) {
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      const Tensor& v = params_[b.params[j]]->value;
+      std::memcpy(b.flat.f32() + b.offsets[j], v.f32(), v.nbytes());
+    }
+    b.work = pg_.broadcast(b.flat, 0, b.tag + " (initial parameters)");
+  }
+  for (Bucket& b : buckets_) {
+    wait_bucket(b);
+    for (size_t j = 0; j < b.params.size(); ++j) {
+      Tensor& v = params_[b.params[j]]->value;
+      std::memcpy(v.f32(), b.flat.f32() + b.offsets[j], v.nbytes());
+    }
+    b.flat.zero_();
+    b.work.reset();
+  }
+
+  marked_.assign(params_.size(), 0);
+  observed_order_.reserve(params_.size());
+  stats_.spans.reserve(buckets_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    params_[i]->on_grad_ready = [this, i](Parameter&) { mark_ready(i); };
+  }
+}
+
+Reducer::~Reducer() {
+  for (Parameter* p : params_) p->on_grad_ready = nullptr;
+}
+
+void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) {
+  buckets_.clear();
+  buckets_.reserve(assignment.size());
+  bucket_of_.assign(params_.size(), 0);
+  for (const auto& members : assignment) {
+    Bucket b;
+    b.index = buckets_.size();
+    b.params = members;
+    size_t numel = 0;
+    for (size_t p : members) {
+      b.offsets.push_back(numel);
+      numel += params_[p]->value.numel();
+      bucket_of_[p] = b.index;
+    }
+    b.flat = Tensor::zeros({static_cast<int64_t>(numel)});
+    for (size_t j = 0; j < members.size(); ++j) {
+      Parameter* p = params_[members[j]];
+      p->grad = b.flat.view(b.offsets[j], p->value.shape());
+    }
+    b.tag = fmt::format("bucket {}", b.index);
+    buckets_.push_back(std::move(b));
+  }
+}
+
+void Reducer::zero_grad() {
+  DP_CHECK(!in_backward_, "zero_grad() during backward (finish() was not called)");
+  if (!pending_rebuild_.empty()) {
+    build_buckets(pending_rebuild_);  // fresh buffers are zero
+    pending_rebuild_.clear();
+    return;
+  }
+  for (Bucket& b : buckets_) b.flat.zero_();
+}
+
+void Reducer::prepare_for_backward(bool sync) {
+  DP_CHECK(!in_backward_, "prepare_for_backward() called twice without finish() in between");
+  in_backward_ = true;
+  sync_ = sync;
+  std::fill(marked_.begin(), marked_.end(), 0);
+  num_marked_ = 0;
+  next_to_launch_ = 0;
+  if (record_order_) observed_order_.clear();  // only the synchronising backward's order counts
+  for (Bucket& b : buckets_) {
+    b.pending = b.params.size();
+    b.work.reset();
+    b.ready_us = 0;
+  }
+}
+
+void Reducer::mark_ready(size_t i) {
+  Parameter& p = *params_[i];
+  DP_CHECK(in_backward_, "parameter '{}' reported its gradient outside of a backward pass "
+           "(prepare_for_backward() was not called)", p.name);
+  DP_CHECK(!marked_[i], "parameter '{}' reported its gradient twice in one backward pass "
+           "(a parameter used twice in forward must report once, after its last use)", p.name);
+  marked_[i] = 1;
+  ++num_marked_;
+  if (record_order_) observed_order_.push_back(i);
+  if (!sync_) return;
+  Bucket& b = buckets_[bucket_of_[i]];
+  if (--b.pending == 0) {
+    b.ready_us = now_us();
+    if (opt_.overlap) launch_ready_in_order();
+  }
+}
+
+void Reducer::launch(Bucket& b) { b.work = pg_.allreduce(b.flat, ReduceOp::avg, b.tag); }
+
+void Reducer::launch_ready_in_order() {
+  // Strictly in bucket order: every rank then issues the same all-reduces in the same
+  // order even when gradients become ready in a slightly different order on each rank.
+  while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
+    launch(buckets_[next_to_launch_++]);
+  }
+}
+
+void Reducer::wait_bucket(Bucket& b) {
+  try {
+    b.work->wait(opt_.timeout);
+  } catch (const Error& e) {
+    const std::string& first = params_[b.params.front()]->name;
+    const std::string& last = params_[b.params.back()]->name;
+    fail("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}", step_, b.tag, b.params.size(),
+         first, last, b.bytes() / 1048576.0, e.what());
+  }
+}
+
+void Reducer::finish() {
+  DP_CHECK(in_backward_, "finish() without prepare_for_backward()");
+  const double t0 = now_us();
+  if (num_marked_ < params_.size()) {
+    std::vector<std::string> missing;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (!marked_[i]) missing.push_back(params_[i]->name);
+    }
+    if (!opt_.find_unused_parameters) {
+      in_backward_ = false;
+      for (Bucket& b : buckets_) {
+        if (b.work) b.work->wait(opt_.timeout);  // leave no collective in flight
+      }
+      fail("step {}: {} of {} parameters got no gradient in this backward pass ({}); every "
+           "parameter must get one each step, or pass --find-unused-parameters",
+           step_, missing.size(), params_.size(), fmt::join(missing, ", "));
+    }
+    // An unused parameter contributes a zero gradient: its view is left as it is.
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (!marked_[i]) mark_ready(i);
+    }
+  }
+  in_backward_ = false;
+  if (!sync_) return;
+
+  // Without overlap nothing was launched during backward; with it, this launches only
+  // what is left (normally nothing).
+  for (Bucket& b : buckets_) {
+    if (b.ready_us == 0) b.ready_us = t0;
+  }
+  launch_ready_in_order();
+  DP_CHECK(next_to_launch_ == buckets_.size(), "internal: {} of {} buckets launched at finish()",
+           next_to_launch_, buckets_.size());
+  stats_.spans.clear();
+  for (Bucket& b : buckets_) {
+    wait_bucket(b);
+    stats_.spans.push_back({b.index, b.bytes(), b.ready_us, b.work->start_us(), b.work->end_us()});
+  }
+  stats_.exposed_us = now_us() - t0;
+  stats_.total_us = union_length(stats_.spans);
+  ++step_;
+
+  if (record_order_) {
+    record_order_ = false;
+    if (opt_.rebuild_buckets) rebuild_from_observed_order();
+  }
+}
+
+void Reducer::rebuild_from_observed_order() {
+  // Ranks may observe different orders; rank 0's is the one every rank uses.
+  Tensor order = Tensor::zeros({static_cast<int64_t>(params_.size())}, DType::i32);
+  int32_t* o = order.data<int32_t>();
+  for (size_t i = 0; i < observed_order_.size(); ++i) o[i] = static_cast<int32_t>(observed_order_[i]);
+  pg_.broadcast(order, 0, "bucket rebuild order")->wait(opt_.timeout);
+  std::vector<size_t> agreed(o, o + params_.size());
+  auto assignment = assign_buckets(agreed, param_bytes(params_), mb_to_bytes(opt_.first_bucket_mb),
+                                   mb_to_bytes(opt_.bucket_cap_mb));
+  bool same = assignment.size() == buckets_.size();
+  for (size_t i = 0; same && i < assignment.size(); ++i) same = assignment[i] == buckets_[i].params;
+  if (!same) pending_rebuild_ = std::move(assignment);
+  observed_order_.clear();
+  observed_order_.shrink_to_fit();
+}
+
+std::string Reducer::layout() const {
+  std::string s = fmt::format("{} bucket{}", buckets_.size(), buckets_.size() == 1 ? "" : "s");
+  for (const Bucket& b : buckets_) {
+    s += fmt::format("\n    #{}: {:.3f} MB, {} params [{} .. {}]", b.index, b.bytes() / 1048576.0,
+                     b.params.size(), params_[b.params.front()]->name,
+                     params_[b.params.back()]->name);
+  }
+  return s;
+}
+
+}  // namespace dp

@@ -1,0 +1,82 @@
+#pragma once
+// The Reducer (DESIGN.md, "The Reducer"): averages gradients across ranks with bucketed
+// all-reduces that are launched from inside backward, as soon as a bucket's last gradient
+// is written, so that communication hides behind the rest of backward.
+//
+// Per optimizer step (K micro-batches of gradient accumulation):
+//   reducer.zero_grad();                      // clears the buckets (and rebuilds once)
+//   for k in 0..K-1:
+//     reducer.prepare_for_backward(k == K-1); // sync only on the last micro-batch
+//     forward; loss; backward;                // layers call Parameter::grad_ready()
+//     reducer.finish();                       // waits for the all-reduces when syncing
+//   optimizer.step();
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "runtime/comm/process_group.h"
+#include "runtime/ddp/bucket.h"
+#include "runtime/nn/parameter.h"
+
+namespace dp {
+
+struct ReducerOptions {
+  double first_bucket_mb = 1.0;
+  double bucket_cap_mb = 25.0;
+  // false: every bucket is launched only in finish(), after backward. Exists to measure
+  // what overlap gains (--no-overlap).
+  bool overlap = true;
+  // Parameters that got no gradient in a backward are treated as ready with a zero
+  // gradient at finish(); without it they are an error (instead of a hang).
+  bool find_unused_parameters = false;
+  // Rebuild the buckets once, after the first step, in the order gradients became ready.
+  bool rebuild_buckets = true;
+  // A collective that has not completed after this long is reported as a hang.
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+};
+
+class Reducer {
+ public:
+  // Collective: checks that all ranks hold the same parameter list, broadcasts rank 0's
+  // parameter values, builds the buckets and hooks every parameter's grad_ready().
+  Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOptions options);
+  ~Reducer();
+  Reducer(const Reducer&) = delete;
+  Reducer& operator=(const Reducer&) = delete;
+
+  void zero_grad();
+  void prepare_for_backward(bool sync = true);
+  void mark_ready(size_t param_index);
+  void finish();
+
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  const std::vector<Parameter*>& parameters() const { return params_; }
+  const CommStats& last_stats() const { return stats_; }
+  uint64_t step() const { return step_; }  // synchronising steps finished so far
+  std::string layout() const;              // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
+
+ private:
+  void build_buckets(const std::vector<std::vector<size_t>>& assignment);
+  void launch(Bucket& b);
+  void launch_ready_in_order();
+  void wait_bucket(Bucket& b);
+  void rebuild_from_observed_order();
+
+  std::vector<Parameter*> params_;
+  ProcessGroup& pg_;
+  ReducerOptions opt_;
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;       // param index -> bucket index
+  std::vector<uint8_t> marked_;         // param marked ready in this backward
+  size_t num_marked_ = 0;
+  size_t next_to_launch_ = 0;
+  bool sync_ = true;
+  bool in_backward_ = false;
+  bool record_order_ = true;            // until the first synchronising step ends
+  std::vector<size_t> observed_order_;
+  std::vector<std::vector<size_t>> pending_rebuild_;
+  uint64_t step_ = 0;
+  CommStats stats_;
+};
+
+}  // namespace dp
