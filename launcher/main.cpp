@@ -1,1 +1,97 @@
-int main() { return 0; }
+// dprun: one process per rank (mpirun / srun start them), each training one replica.
+//
+// Errors follow one path (DESIGN.md, "Errors"): anything wrong is a dp::Error, printed as
+// "dprun: error: [rank R] ..." on stderr. Configuration and input problems are found on
+// every rank and agreed on BEFORE the first collective, so every rank exits non-zero with a
+// message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
+#include <cstdio>
+#include <optional>
+
+#include "launcher/options.h"
+#include "runtime/comm/mpi_process_group.h"
+#include "runtime/comm/mpi_runtime.h"
+#include "runtime/core/device.h"
+#include "runtime/core/error.h"
+#include "runtime/core/log.h"
+#include "runtime/train/trainer.h"
+
+namespace {
+
+int g_rank = 0;
+
+void print_error(const char* what) { std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what); }
+
+// Every rank reports whether its local step went well; all ranks learn the verdict. On a
+// failure the failing ranks have printed their reason, the others say why they stop.
+bool agree(const std::string& local_error, const char* phase) {
+  if (!local_error.empty()) print_error(local_error.c_str());
+  dp::Agreement a = dp::agree_all_ok(local_error.empty());
+  if (!a.all_ok && local_error.empty()) {
+    std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n", g_rank,
+                 a.first_failed_rank, phase);
+  }
+  return a.all_ok;
+}
+
+void check_device_and_backend(const dp::LaunchOptions& o, int local_rank) {
+  dp::Device dev = dp::resolve_device(o.device, local_rank);
+  if (o.device == "auto" && dev.is_cuda()) {
+    dp::log::debug("GPU visible, but this version trains on the CPU only: using cpu");
+  }
+  DP_CHECK(o.device == "auto" || dev.is_cpu(),
+           "--device {}: the CUDA path is not implemented in this version (use --device cpu)", o.device);
+  DP_CHECK(o.backend != "nccl",
+           "--backend nccl: NCCL reduces CUDA tensors and this version trains on the CPU; use "
+           "--backend mpi (or auto)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<dp::MpiRuntime> mpi;
+  try {
+    mpi.emplace(&argc, &argv);
+  } catch (const std::exception& e) {
+    print_error(e.what());
+    return 1;
+  }
+  const dp::MpiInfo& info = mpi->info();
+  g_rank = info.rank;
+  dp::log::set_rank(info.rank, info.size);
+
+  // Phase 1, local: options, data, model. Every rank does it and reports.
+  std::string err;
+  dp::LaunchOptions opts;
+  std::optional<dp::Trainer> trainer;
+  try {
+    opts = dp::parse_options(argc, argv);
+    if (opts.help || opts.version) {
+      if (info.rank == 0) {
+        if (opts.help) std::printf("%s", opts.help_text.c_str());
+        if (opts.version) std::printf("dprun %s\n", DPRUN_VERSION);
+      }
+      return 0;
+    }
+    dp::log::set_verbose(opts.verbose);
+    check_device_and_backend(opts, info.local_rank);
+    trainer.emplace(opts.train, info.rank, info.size);
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (!agree(err, "its configuration or input check")) return 1;
+
+  // Phase 2, collective. The process group is declared after `mpi`, so it is destroyed
+  // (its communication thread joined) before MPI_Finalize.
+  try {
+    dp::MpiProcessGroup pg(MPI_COMM_WORLD);
+    trainer->connect(pg);
+    trainer->run();
+  } catch (const dp::CollectiveError& e) {
+    print_error(e.what());  // every rank raised it: end cleanly everywhere
+    return 1;
+  } catch (const std::exception& e) {
+    print_error(e.what());
+    dp::abort_job(1);  // only some ranks may know: take the whole job down, no hang
+  }
+  return 0;
+}

@@ -1,0 +1,138 @@
+#include "launcher/options.h"
+
+#include <fstream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include "runtime/core/error.h"
+
+namespace po = boost::program_options;
+
+namespace dp {
+
+namespace {
+
+std::vector<size_t> parse_sizes(const std::string& text, const char* option) {
+  std::vector<size_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    DP_CHECK(used == item.size() && used > 0 && v > 0,
+             "{} {}: expected comma-separated positive integers, e.g. 256,128", option, text);
+    out.push_back(static_cast<size_t>(v));
+  }
+  DP_CHECK(!out.empty(), "{}: give at least one size", option);
+  return out;
+}
+
+}  // namespace
+
+LaunchOptions parse_options(int argc, char** argv) {
+  LaunchOptions o;
+  TrainConfig& t = o.train;
+  std::string hidden = "256,128";
+  std::string config_file;
+  bool no_prefetch = false;
+  bool no_overlap = false;
+
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("config", po::value(&config_file), "read options from FILE (\"key = value\" lines, same keys as the long options; the command line wins)")
+      ("verbose,v", po::bool_switch(&o.verbose), "more log lines (every rank)")
+      ("quiet,q", po::bool_switch(&t.quiet), "no progress output");
+
+  po::options_description model("Model and data");
+  model.add_options()
+      ("model", po::value(&t.model)->default_value(t.model), "model to train: mlp")
+      ("hidden", po::value(&hidden)->default_value(hidden), "MLP hidden layer sizes, comma-separated")
+      ("data", po::value(&t.data)->default_value(t.data), "idx:DIR (MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) or synthetic[:N] (generated, N training samples, default 60000)")
+      ("synthetic-test-size", po::value(&t.synthetic_test_size)->default_value(t.synthetic_test_size), "test samples of --data synthetic")
+      ("no-prefetch", po::bool_switch(&no_prefetch), "load batches on the training thread instead of a background thread")
+      ("seed", po::value(&t.seed)->default_value(t.seed), "seed of initialisation and shuffling (same result on any number of ranks)");
+
+  po::options_description sched("Schedule");
+  sched.add_options()
+      ("epochs", po::value(&t.epochs)->default_value(t.epochs), "passes over the training data")
+      ("steps", po::value(&t.max_steps)->default_value(t.max_steps), "stop after N optimizer steps (0: no limit)")
+      ("batch-size", po::value(&t.batch_size)->default_value(t.batch_size), "samples per rank per micro-batch (global batch = batch-size x grad-accum x world size)")
+      ("grad-accum", po::value(&t.grad_accum)->default_value(t.grad_accum), "micro-batches accumulated per optimizer step (gradients are all-reduced once, on the last)")
+      ("eval", po::bool_switch(&t.eval), "evaluate on the test split after every epoch (sharded over the ranks, exact)")
+      ("eval-batch-size", po::value(&t.eval_batch_size)->default_value(t.eval_batch_size), "evaluation batch per rank (0: --batch-size)");
+
+  po::options_description optim("Optimizer");
+  optim.add_options()
+      ("optimizer", po::value(&t.optimizer)->default_value(t.optimizer), "sgd or adamw")
+      ("lr", po::value(&t.lr)->default_value(t.lr, "0.05"), "learning rate")
+      ("momentum", po::value(&t.momentum)->default_value(t.momentum, "0"), "SGD momentum")
+      ("nesterov", po::bool_switch(&t.nesterov), "SGD with Nesterov momentum")
+      ("weight-decay", po::value(&t.weight_decay)->default_value(t.weight_decay, "0"), "L2 penalty (SGD) or decoupled weight decay (AdamW)")
+      ("beta1", po::value(&t.beta1)->default_value(t.beta1, "0.9"), "AdamW beta1")
+      ("beta2", po::value(&t.beta2)->default_value(t.beta2, "0.999"), "AdamW beta2")
+      ("adam-eps", po::value(&t.adam_eps)->default_value(t.adam_eps, "1e-08"), "AdamW epsilon")
+      ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "constant or cosine (linear warm-up, then cosine decay to --min-lr)")
+      ("warmup-steps", po::value(&t.warmup_steps)->default_value(t.warmup_steps), "warm-up steps of the cosine schedule")
+      ("min-lr", po::value(&t.min_lr)->default_value(t.min_lr, "0"), "final learning rate of the cosine schedule")
+      ("clip-grad-norm", po::value(&t.clip_grad_norm)->default_value(t.clip_grad_norm, "0"), "clip the global gradient norm (0: off)");
+
+  po::options_description dist("Distributed");
+  dist.add_options()
+      ("device", po::value(&o.device)->default_value(o.device), "auto, cpu or cuda[:N] (auto: cuda:<local rank> when GPUs are visible, else cpu)")
+      ("backend", po::value(&o.backend)->default_value(o.backend), "auto, mpi or nccl (auto: nccl for CUDA tensors, mpi for CPU tensors)")
+      ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb, "1"), "cap of the first gradient bucket in MiB (fractions allowed)")
+      ("bucket-cap-mb", po::value(&t.bucket_cap_mb)->default_value(t.bucket_cap_mb, "25"), "cap of the other gradient buckets in MiB (fractions allowed)")
+      ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
+      ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
+      ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");
+
+  po::options_description out("Output");
+  out.add_options()
+      ("log-interval", po::value(&t.log_interval)->default_value(t.log_interval), "steps between progress lines")
+      ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0)")
+      ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
+      ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
+
+  po::options_description all("Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
+  all.add(general).add(model).add(sched).add(optim).add(dist).add(out);
+  std::ostringstream help;
+  help << all;
+  o.help_text = help.str();
+
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    if (vm.count("config")) {
+      const std::string path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
+      po::store(po::parse_config_file(in, all), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("{} (see dprun --help)", e.what());
+  }
+  o.help = vm.count("help") > 0;
+  o.version = vm.count("version") > 0;
+  t.prefetch = !no_prefetch;
+  t.overlap = !no_overlap;
+  if (o.help || o.version) return o;
+  t.hidden = parse_sizes(hidden, "--hidden");
+  DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" || o.device.rfind("cuda:", 0) == 0,
+           "--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", o.device);
+  DP_CHECK(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl",
+           "--backend {}: unknown backend (expected auto, mpi or nccl)", o.backend);
+  validate(t);
+  return o;
+}
+
+}  // namespace dp

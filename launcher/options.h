@@ -1,0 +1,22 @@
+#pragma once
+#include <string>
+
+#include "runtime/train/train_config.h"
+
+namespace dp {
+
+struct LaunchOptions {
+  TrainConfig train;
+  std::string device = "auto";
+  std::string backend = "auto";
+  bool verbose = false;
+  bool help = false;
+  bool version = false;
+  std::string help_text;
+};
+
+// Parses the command line (and --config FILE, with the same keys as the long options,
+// one "key = value" per line; the command line wins). Throws dp::Error on a bad option.
+LaunchOptions parse_options(int argc, char** argv);
+
+}  // namespace dp

@@ -1,0 +1,43 @@
+#pragma once
+// The numbers one training step reports (DESIGN.md, "Numbers the runtime reports"), and
+// the JSON-lines log they are written to.
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace dp {
+
+struct StepMetrics {
+  uint64_t step = 0;   // 1-based optimizer step
+  uint64_t epoch = 0;  // 0-based
+  double loss = 0;     // mean over the global batch
+  double lr = 0;
+  double samples_per_s = 0;  // global batch / step time
+  double step_ms = 0;
+  double data_ms = 0;  // waiting for the data loader
+  double forward_ms = 0;
+  double backward_ms = 0;
+  double optimizer_ms = 0;
+  double comm_ms = 0;          // all-reduce time of the gradient buckets
+  double exposed_comm_ms = 0;  // the part of it backward did not hide
+  double overlap = 0;          // 1 - exposed / comm
+};
+
+nlohmann::json to_json(const StepMetrics& m);
+
+// Writes one JSON object per line; flushed per line so that a killed run keeps its log.
+class JsonLog {
+ public:
+  JsonLog() = default;
+  explicit JsonLog(const std::string& path);
+  bool is_open() const { return out_.is_open(); }
+  void write(const nlohmann::json& record);
+
+ private:
+  std::ofstream out_;
+  std::string path_;
+};
+
+}  // namespace dp

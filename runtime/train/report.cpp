@@ -1,0 +1,89 @@
+#include "runtime/train/report.h"
+
+#include <unistd.h>
+
+#include <climits>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "runtime/core/log.h"
+#include "runtime/train/trainer.h"
+
+namespace dp {
+
+std::string host_name() {
+  char host[HOST_NAME_MAX + 1] = {};
+  gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+size_t count_params(const std::vector<Parameter*>& params) {
+  size_t n = 0;
+  for (const Parameter* p : params) n += p->value.numel();
+  return n;
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  if (s < 60) return fmt::format("{:.1f}s", s);
+  auto total = static_cast<long long>(std::llround(s));
+  long long h = total / 3600, m = (total % 3600) / 60, sec = total % 60;
+  return h > 0 ? fmt::format("{}h{:02}m{:02}s", h, m, sec) : fmt::format("{}m{:02}s", m, sec);
+}
+
+void print_header_lines(const HeaderInfo& h) {
+  log::rank0("dprun {} | world size {} | backend {}", DPRUN_VERSION, h.world, h.backend);
+  for (size_t r = 0; r < h.devices.size(); ++r) log::rank0("  rank {}: {}", r, h.devices[r]);
+  log::rank0("model      {}", h.model);
+  log::rank0("data       {}", h.data);
+  log::rank0("batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global, {} steps/epoch",
+             h.per_rank_batch, h.grad_accum, h.world, h.global_batch, h.steps_per_epoch);
+  log::rank0("optimizer  {}, lr {}", h.optimizer, h.schedule);
+  log::rank0("reducer    {}, {}", h.overlap ? "overlapped with backward" : "after backward (--no-overlap)",
+             h.buckets);
+}
+
+Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled)
+    : total_(total_steps), interval_(interval), enabled_(enabled) {}
+
+void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
+  ++n_;
+  loss_ += m.loss;
+  sps_ += m.samples_per_s;
+  comm_ += m.comm_ms;
+  exposed_ += m.exposed_comm_ms;
+  if (!enabled_ || !(m.step == 1 || m.step % interval_ == 0 || m.step == total_)) return;
+  double eta = m.step < total_ ? elapsed_s / double(m.step) * double(total_ - m.step) : 0;
+  double overlap = comm_ > 0 ? std::max(0.0, 1.0 - exposed_ / comm_) : 0;
+  log::rank0("epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} samples/s | comm {:.2f} ms, "
+             "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
+             epoch + 1, m.step, total_, loss_ / double(n_), m.lr, sps_ / double(n_), comm_ / double(n_),
+             exposed_ / double(n_), overlap * 100, format_duration(eta));
+  n_ = 0;
+  loss_ = sps_ = comm_ = exposed_ = 0;
+}
+
+void Progress::epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval) {
+  if (!enabled_) return;
+  if (eval) {
+    log::rank0("epoch {:>3} done | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} samples)",
+               epoch + 1, train_loss, eval->loss, eval->accuracy, eval->samples);
+  } else {
+    log::rank0("epoch {:>3} done | train loss {:.4f}", epoch + 1, train_loss);
+  }
+}
+
+void print_summary(const TrainSummary& s) {
+  log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
+  log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
+  if (s.evaluated) {
+    log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy, s.eval.samples,
+               s.eval.loss);
+  }
+  log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
+  log::rank0("  communication   {:.3f} ms/step total, {:.3f} ms/step exposed, overlap {:.0f}%",
+             s.comm_ms, s.exposed_comm_ms, s.overlap * 100);
+}
+
+}  // namespace dp

@@ -1,0 +1,53 @@
+#pragma once
+// What rank 0 prints: the header before training, a progress line per interval with an
+// ETA, a line per epoch, and the final summary.
+#include <string>
+#include <vector>
+
+#include "runtime/nn/parameter.h"
+#include "runtime/train/metrics.h"
+
+namespace dp {
+
+struct EvalResult;
+struct TrainSummary;
+
+struct HeaderInfo {
+  int world = 1;
+  std::string backend;
+  std::vector<std::string> devices;  // per rank: "host device"
+  std::string model;
+  std::string data;
+  size_t per_rank_batch = 0;
+  size_t grad_accum = 1;
+  size_t global_batch = 0;
+  std::string optimizer;
+  std::string schedule;
+  std::string buckets;
+  bool overlap = true;
+  uint64_t steps_per_epoch = 0;
+};
+
+std::string host_name();
+size_t count_params(const std::vector<Parameter*>& params);
+std::string format_duration(double seconds);  // "1h02m03s", "2m05s", "7.3s"
+void print_header_lines(const HeaderInfo& h);
+void print_summary(const TrainSummary& s);
+
+class Progress {
+ public:
+  Progress(uint64_t total_steps, uint64_t interval, bool enabled);
+  // Prints on the first step, every `interval` steps and on the last step; the numbers are
+  // averages since the previous line.
+  void step(const StepMetrics& m, uint64_t epoch, double elapsed_s);
+  void epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval);
+
+ private:
+  uint64_t total_;
+  uint64_t interval_;
+  bool enabled_;
+  uint64_t n_ = 0;
+  double loss_ = 0, sps_ = 0, comm_ = 0, exposed_ = 0;
+};
+
+}  // namespace dp

@@ -1,0 +1,56 @@
+#include "runtime/train/timeline.h"
+
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "runtime/comm/gather_strings.h"
+#include "runtime/core/error.h"
+
+namespace dp {
+
+void Timeline::start(double origin_us, uint64_t max_steps) {
+  active_ = max_steps > 0;
+  origin_us_ = origin_us;
+  max_steps_ = max_steps;
+  events_.clear();
+}
+
+void Timeline::span(Row row, const std::string& name, double start_us, double end_us,
+                    uint64_t step, const std::string& args_json) {
+  if (!recording(step)) return;
+  if (!events_.empty()) events_ += ",\n";
+  events_ += fmt::format(
+      R"({{"name":"{}","cat":"{}","ph":"X","pid":@RANK@,"tid":{},"ts":{:.3f},"dur":{:.3f},"args":{{"step":{}{}{}}}}})",
+      name, row == kComm ? "comm" : "compute", static_cast<int>(row), start_us - origin_us_,
+      end_us - start_us, step, args_json.empty() ? "" : ",", args_json);
+}
+
+void Timeline::write(ProcessGroup& pg, const std::string& path,
+                     std::chrono::milliseconds timeout) const {
+  std::vector<std::string> all = allgather_strings(pg, events_, timeout, "trace events");
+  if (pg.rank() != 0) return;
+  std::ofstream out(path, std::ios::trunc);
+  DP_CHECK(out.is_open(), "--trace {}: cannot open the file for writing", path);
+  out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
+  bool first = true;
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (!first) out << ",\n";
+    first = false;
+    out << fmt::format(
+        R"({{"name":"process_name","ph":"M","pid":{0},"args":{{"name":"rank {0}"}}}},)"
+        R"({{"name":"thread_name","ph":"M","pid":{0},"tid":0,"args":{{"name":"compute"}}}},)"
+        R"({{"name":"thread_name","ph":"M","pid":{0},"tid":1,"args":{{"name":"comm"}}}})",
+        r);
+    std::string events = all[r];
+    const std::string marker = "@RANK@";
+    for (size_t pos = events.find(marker); pos != std::string::npos; pos = events.find(marker, pos)) {
+      events.replace(pos, marker.size(), std::to_string(r));
+    }
+    if (!events.empty()) out << ",\n" << events;
+  }
+  out << "\n]}\n";
+  DP_CHECK(out.good(), "--trace {}: write failed", path);
+}
+
+}  // namespace dp

@@ -1,0 +1,36 @@
+#include "runtime/train/train_config.h"
+
+#include <cmath>
+
+#include "runtime/core/error.h"
+
+namespace dp {
+
+void validate(const TrainConfig& c) {
+  DP_CHECK(c.model == "mlp", "--model {}: unknown model (available: mlp)", c.model);
+  DP_CHECK(!c.hidden.empty() || c.model != "mlp", "--hidden: give at least one hidden layer size");
+  for (size_t h : c.hidden) DP_CHECK(h > 0, "--hidden: layer sizes must be positive");
+  DP_CHECK(c.batch_size > 0, "--batch-size must be at least 1 (got 0)");
+  DP_CHECK(c.grad_accum > 0, "--grad-accum must be at least 1 (got 0)");
+  DP_CHECK(c.epochs > 0 || c.max_steps > 0, "--epochs 0 with no --steps: nothing to train");
+  DP_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw",
+           "--optimizer {}: unknown optimizer (available: sgd, adamw)", c.optimizer);
+  DP_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number (got {})", c.lr);
+  DP_CHECK(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1) (got {})", c.momentum);
+  DP_CHECK(!c.nesterov || c.momentum > 0, "--nesterov needs --momentum > 0");
+  DP_CHECK(c.weight_decay >= 0, "--weight-decay must not be negative (got {})", c.weight_decay);
+  DP_CHECK(c.lr_schedule == "constant" || c.lr_schedule == "cosine",
+           "--lr-schedule {}: unknown schedule (available: constant, cosine)", c.lr_schedule);
+  DP_CHECK(c.min_lr >= 0 && c.min_lr <= c.lr, "--min-lr must be in [0, --lr] (got {})", c.min_lr);
+  DP_CHECK(c.clip_grad_norm >= 0, "--clip-grad-norm must not be negative");
+  DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb > 0,
+           "--first-bucket-mb must be a positive number of MB (got {})", c.first_bucket_mb);
+  DP_CHECK(std::isfinite(c.bucket_cap_mb) && c.bucket_cap_mb > 0,
+           "--bucket-cap-mb must be a positive number of MB (got {})", c.bucket_cap_mb);
+  DP_CHECK(c.timeout_s > 0, "--timeout must be a positive number of seconds (got {})", c.timeout_s);
+  DP_CHECK(c.log_interval > 0, "--log-interval must be at least 1");
+  DP_CHECK(c.data.rfind("idx:", 0) == 0 || c.data == "synthetic" || c.data.rfind("synthetic:", 0) == 0,
+           "--data {}: unknown data source (use idx:DIR or synthetic[:N])", c.data);
+}
+
+}  // namespace dp

@@ -1,0 +1,61 @@
+#pragma once
+// Everything a training run is configured by. The launcher fills it from the command line
+// or a config file; tests fill it directly.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dp {
+
+struct TrainConfig {
+  // Model.
+  std::string model = "mlp";
+  std::vector<size_t> hidden = {256, 128};
+
+  // Data: "idx:DIR" (MNIST-format files) or "synthetic[:N]".
+  std::string data = "idx:/usr/share/datasets/fashion-mnist";
+  size_t synthetic_test_size = 2000;
+  bool prefetch = true;
+
+  // Schedule of the run.
+  uint64_t epochs = 10;
+  uint64_t max_steps = 0;  // 0: no limit; else stop after this many optimizer steps
+  size_t batch_size = 64;  // per rank, per micro-batch
+  size_t grad_accum = 1;   // micro-batches per optimizer step
+  uint64_t seed = 0;
+
+  // Optimizer and learning rate.
+  std::string optimizer = "sgd";  // sgd | adamw
+  float lr = 0.05f;
+  float momentum = 0.0f;
+  bool nesterov = false;
+  float weight_decay = 0.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float adam_eps = 1e-8f;
+  std::string lr_schedule = "constant";  // constant | cosine
+  uint64_t warmup_steps = 0;
+  float min_lr = 0.0f;
+  float clip_grad_norm = 0.0f;  // 0: off
+
+  // Gradient reduction.
+  double first_bucket_mb = 1.0;
+  double bucket_cap_mb = 25.0;
+  bool overlap = true;
+  bool find_unused_parameters = false;
+  double timeout_s = 300;
+
+  // Evaluation and output.
+  bool eval = false;
+  size_t eval_batch_size = 0;  // 0: the training batch size
+  uint64_t log_interval = 100;
+  std::string log_json;
+  std::string dump_params;
+  std::string trace;
+  bool quiet = false;
+};
+
+// Checks the values that do not need data or ranks; throws dp::Error naming the option.
+void validate(const TrainConfig& c);
+
+}  // namespace dp

@@ -1,0 +1,314 @@
+#include "runtime/train/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "models/mlp.h"
+#include "runtime/comm/gather_strings.h"
+#include "runtime/core/clock.h"
+#include "runtime/core/error.h"
+#include "runtime/core/log.h"
+#include "runtime/data/dataloader.h"
+#include "runtime/data/idx.h"
+#include "runtime/data/synthetic.h"
+#include "runtime/ddp/reducer.h"
+#include "runtime/nn/cross_entropy.h"
+#include "runtime/optim/adamw.h"
+#include "runtime/optim/clip_grad.h"
+#include "runtime/optim/lr_schedule.h"
+#include "runtime/optim/sgd.h"
+#include "runtime/train/param_io.h"
+#include "runtime/train/report.h"
+#include "samplers/distributed_sampler.h"
+
+namespace dp {
+
+namespace {
+
+constexpr size_t kSyntheticDim = 784;
+constexpr int kSyntheticClasses = 10;
+
+struct DataSplits {
+  std::unique_ptr<Dataset> train;
+  std::unique_ptr<Dataset> test;
+};
+
+DataSplits open_data(const TrainConfig& c) {
+  DataSplits d;
+  if (c.data.rfind("idx:", 0) == 0) {
+    std::string dir = c.data.substr(4);
+    DP_CHECK(!dir.empty(), "--data idx:DIR: the directory is missing");
+    auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
+    // The test split is normalised with the training split's statistics.
+    d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
+    d.train = std::move(train);
+    return d;
+  }
+  size_t n = 60000;
+  if (c.data.rfind("synthetic:", 0) == 0) {
+    std::string count = c.data.substr(10);
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(count.c_str(), &end, 10);
+    DP_CHECK(!count.empty() && end && *end == '\0' && v > 0,
+             "--data {}: expected synthetic:N with a positive sample count", c.data);
+    n = v;
+  }
+  d.train = std::make_unique<SyntheticDataset>(n, kSyntheticDim, kSyntheticClasses, c.seed);
+  // Same class centres (same seed), samples drawn past the training set's indices.
+  d.test = std::make_unique<SyntheticDataset>(c.synthetic_test_size, kSyntheticDim, kSyntheticClasses,
+                                              c.seed, /*first_index=*/n);
+  return d;
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainConfig config, int rank, int world_size)
+    : cfg_(std::move(config)), rank_(rank), world_(world_size) {
+  validate(cfg_);
+  DataSplits data = open_data(cfg_);
+  train_set_ = std::move(data.train);
+  test_set_ = std::move(data.test);
+  sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_, /*shuffle=*/true,
+                                                  cfg_.seed, /*drop_last=*/false);
+  loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch);
+  DP_CHECK(loader_->batches_per_epoch() >= cfg_.grad_accum,
+           "--grad-accum {} needs at least that many batches per epoch, but each rank gets only {} "
+           "batch(es) of {} from {} samples",
+           cfg_.grad_accum, loader_->batches_per_epoch(), cfg_.batch_size, train_set_->size());
+
+  model_ = make_mlp(train_set_->sample_numel(), cfg_.hidden,
+                    static_cast<size_t>(train_set_->num_classes()), cfg_.seed);
+  loss_fn_ = std::make_unique<SoftmaxCrossEntropy>();
+  if (cfg_.optimizer == "sgd") {
+    optimizer_ = std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay,
+                                       cfg_.nesterov);
+  } else {
+    optimizer_ = std::make_unique<AdamW>(parameters(), cfg_.beta1, cfg_.beta2, cfg_.adam_eps,
+                                         cfg_.weight_decay);
+  }
+  uint64_t total = steps_per_epoch() * cfg_.epochs;
+  if (cfg_.max_steps > 0 && (total == 0 || cfg_.max_steps < total)) total = cfg_.max_steps;
+  schedule_ = std::make_unique<LrSchedule>(
+      cfg_.lr_schedule == "cosine"
+          ? LrSchedule::cosine(cfg_.lr, static_cast<int64_t>(cfg_.warmup_steps),
+                               static_cast<int64_t>(total), cfg_.min_lr)
+          : LrSchedule::constant(cfg_.lr));
+  loss_buf_ = Tensor::zeros({1});
+  if (rank_ == 0 && !cfg_.log_json.empty()) log_ = JsonLog(cfg_.log_json);
+}
+
+Trainer::~Trainer() = default;
+
+std::vector<Parameter*> Trainer::parameters() const { return model_->parameters(); }
+
+size_t Trainer::steps_per_epoch() const { return loader_->batches_per_epoch() / cfg_.grad_accum; }
+
+std::chrono::milliseconds Trainer::timeout() const {
+  return std::chrono::milliseconds(static_cast<int64_t>(cfg_.timeout_s * 1000));
+}
+
+void Trainer::connect(ProcessGroup& pg) {
+  DP_CHECK(pg.size() == world_ && pg.rank() == rank_, "process group is rank {} of {}, trainer {} of {}",
+           pg.rank(), pg.size(), rank_, world_);
+  pg_ = &pg;
+  ReducerOptions ro;
+  ro.first_bucket_mb = cfg_.first_bucket_mb;
+  ro.bucket_cap_mb = cfg_.bucket_cap_mb;
+  ro.overlap = cfg_.overlap;
+  ro.find_unused_parameters = cfg_.find_unused_parameters;
+  ro.timeout = timeout();
+  reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
+}
+
+void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
+  const size_t K = cfg_.grad_accum;
+  const bool trace = timeline_.recording(step_ + 1);
+  const double t_step = now_us();
+  double data_us = 0, fwd_us = 0, bwd_us = 0;
+  double bwd_end = 0;
+  float loss_sum = 0;
+  reducer_->zero_grad();
+  for (size_t k = 0; k < K; ++k) {
+    double t0 = now_us();
+    const Batch* batch = loader_->next();
+    DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
+    double t1 = now_us();
+    reducer_->prepare_for_backward(/*sync=*/k + 1 == K);
+    const Tensor& logits = model_->forward(batch->x);
+    loss_sum += loss_fn_->forward(logits, batch->y);
+    double t2 = now_us();
+    if (k + 1 == K) {
+      // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
+      loss_buf_.f32()[0] = loss_sum / static_cast<float>(K);
+    }
+    // Each micro-batch's loss is a mean over B; scaling by 1/K makes the accumulated
+    // gradient the mean over the K*B samples, as one large batch would give.
+    model_->backward(loss_fn_->backward(1.0f / static_cast<float>(K)));
+    double t3 = now_us();
+    reducer_->finish();
+    bwd_end = t3;
+    data_us += t1 - t0;
+    fwd_us += t2 - t1;
+    bwd_us += t3 - t2;
+    if (trace) {
+      timeline_.span(Timeline::kCompute, "data", t0, t1, step_ + 1);
+      timeline_.span(Timeline::kCompute, "forward", t1, t2, step_ + 1);
+      timeline_.span(Timeline::kCompute, "backward", t2, t3, step_ + 1);
+      if (k + 1 == K) timeline_.span(Timeline::kCompute, "wait comm", t3, now_us(), step_ + 1);
+    }
+  }
+  WorkPtr loss_work = pg_->allreduce(loss_buf_, ReduceOp::avg, "step loss");
+
+  const double t_opt = now_us();
+  if (cfg_.clip_grad_norm > 0) clip_grad_norm(parameters(), cfg_.clip_grad_norm);
+  const float lr = schedule_->lr(static_cast<int64_t>(step_));
+  optimizer_->step(lr);
+  const double t_end = now_us();
+  loss_work->wait(timeout());
+  ++step_;
+
+  const CommStats& cs = reducer_->last_stats();
+  if (trace) {
+    timeline_.span(Timeline::kCompute, "optimizer", t_opt, t_end, step_);
+    for (const BucketSpan& s : cs.spans) {
+      timeline_.span(Timeline::kComm, fmt::format("allreduce bucket {}", s.bucket), s.start_us,
+                     s.end_us, step_,
+                     fmt::format(R"("bucket":{},"bytes":{},"ready_us":{:.3f},"backward_end_us":{:.3f})",
+                                 s.bucket, s.bytes, s.ready_us, bwd_end));
+    }
+  }
+  const double step_us = t_end - t_step;
+  m.step = step_;
+  m.epoch = epoch;
+  m.loss = loss_buf_.f32()[0];
+  m.lr = lr;
+  m.step_ms = step_us / 1000.0;
+  m.samples_per_s = double(cfg_.batch_size * K * world_) / (step_us / 1e6);
+  m.data_ms = data_us / 1000.0;
+  m.forward_ms = fwd_us / 1000.0;
+  m.backward_ms = bwd_us / 1000.0;
+  m.optimizer_ms = (t_end - t_opt) / 1000.0;
+  m.comm_ms = cs.total_us / 1000.0;
+  m.exposed_comm_ms = cs.exposed_us / 1000.0;
+  m.overlap = cs.overlap();
+}
+
+EvalResult Trainer::evaluate() {
+  DP_CHECK(pg_ != nullptr, "evaluate() before connect()");
+  // Exact sharding: every test sample is counted once, on exactly one rank.
+  DistributedSampler shard = DistributedSampler::exact(test_set_->size(), world_, rank_);
+  size_t eval_batch = cfg_.eval_batch_size ? cfg_.eval_batch_size : cfg_.batch_size;
+  DataLoader loader(*test_set_, shard, eval_batch, /*prefetch=*/cfg_.prefetch);
+  loader.start_epoch(0);
+  SoftmaxCrossEntropy loss_fn("eval loss");
+  double loss_sum = 0, correct = 0, count = 0;
+  while (const Batch* b = loader.next()) {
+    loss_sum += double(loss_fn.forward(model_->forward(b->x), b->y)) * double(b->size);
+    correct += double(loss_fn.correct());
+    count += double(b->size);
+  }
+  // float32 sums of counts are exact up to 2^24 samples; the loss sum is a mean anyway.
+  Tensor totals = Tensor::from_vector({3}, std::vector<float>{float(loss_sum), float(correct), float(count)});
+  pg_->allreduce(totals, ReduceOp::sum, "eval totals")->wait(timeout());
+  const float* t = totals.f32();
+  EvalResult r;
+  r.samples = static_cast<size_t>(t[2]);
+  r.loss = t[2] > 0 ? t[0] / t[2] : 0;
+  r.accuracy = t[2] > 0 ? t[1] / t[2] : 0;
+  return r;
+}
+
+void Trainer::print_header() {
+  std::string where = fmt::format("{} cpu", host_name());
+  std::vector<std::string> per_rank = allgather_strings(*pg_, where, timeout(), "header");
+  if (rank_ != 0 || cfg_.quiet) return;
+  HeaderInfo h;
+  h.world = world_;
+  h.backend = pg_->backend();
+  h.devices = per_rank;
+  h.model = fmt::format("mlp {}-{}-{} ({} parameters)", train_set_->sample_numel(),
+                        fmt::join(cfg_.hidden, "-"), train_set_->num_classes(), count_params(parameters()));
+  h.data = fmt::format("{} | test: {}", train_set_->describe(), test_set_->describe());
+  h.per_rank_batch = cfg_.batch_size;
+  h.grad_accum = cfg_.grad_accum;
+  h.global_batch = cfg_.batch_size * cfg_.grad_accum * world_;
+  h.optimizer = optimizer_->describe();
+  h.schedule = schedule_->describe();
+  h.buckets = reducer_->layout();
+  h.overlap = cfg_.overlap;
+  h.steps_per_epoch = steps_per_epoch();
+  print_header_lines(h);
+}
+
+TrainSummary Trainer::run() {
+  DP_CHECK(pg_ != nullptr, "run() before connect()");
+  print_header();
+  pg_->barrier("start")->wait(timeout());
+  const double t_start = now_us();
+  if (!cfg_.trace.empty()) timeline_.start(t_start, /*max_steps=*/20);
+
+  TrainSummary sum;
+  const uint64_t per_epoch = steps_per_epoch();
+  uint64_t total_steps = per_epoch * cfg_.epochs;
+  if (cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < total_steps)) total_steps = cfg_.max_steps;
+  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet);
+
+  double train_us = 0, comm_us = 0, exposed_us = 0;
+  uint64_t samples = 0;
+  StepMetrics m;
+  for (uint64_t epoch = 0; step_ < total_steps; ++epoch) {
+    loader_->start_epoch(epoch);
+    double epoch_loss = 0;
+    uint64_t epoch_steps = 0;
+    for (uint64_t s = 0; s < per_epoch && step_ < total_steps; ++s) {
+      train_step(epoch, m);
+      epoch_loss += m.loss;
+      ++epoch_steps;
+      train_us += m.step_ms * 1000;
+      comm_us += m.comm_ms * 1000;
+      exposed_us += m.exposed_comm_ms * 1000;
+      samples += cfg_.batch_size * cfg_.grad_accum * world_;
+      if (log_.is_open()) log_.write(to_json(m));
+      progress.step(m, epoch, (now_us() - t_start) / 1e6);
+      if (!std::isfinite(m.loss)) {
+        // The loss is the all-reduced one: every rank sees it and stops here together.
+        throw CollectiveError(fmt::format("step {}: the loss is {} (training diverged: try a lower --lr)",
+                                          m.step, m.loss));
+      }
+    }
+    sum.epochs = epoch + 1;
+    sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
+    if (cfg_.eval) {
+      sum.eval = evaluate();
+      sum.evaluated = true;
+      if (log_.is_open()) {
+        log_.write({{"type", "eval"}, {"step", step_}, {"epoch", epoch}, {"test_loss", sum.eval.loss},
+                    {"test_accuracy", sum.eval.accuracy}, {"test_samples", sum.eval.samples}});
+      }
+    }
+    progress.epoch_end(epoch, sum.train_loss, sum.evaluated ? &sum.eval : nullptr);
+  }
+  sum.steps = step_;
+  sum.wall_s = (now_us() - t_start) / 1e6;
+  sum.samples_per_s = train_us > 0 ? double(samples) / (train_us / 1e6) : 0;
+  sum.comm_ms = step_ ? comm_us / 1000.0 / double(step_) : 0;
+  sum.exposed_comm_ms = step_ ? exposed_us / 1000.0 / double(step_) : 0;
+  sum.overlap = comm_us > 0 ? std::max(0.0, 1.0 - exposed_us / comm_us) : 0;
+
+  if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
+  if (rank_ == 0 && !cfg_.dump_params.empty()) dump_params(parameters(), cfg_.dump_params);
+  if (rank_ == 0 && !cfg_.quiet) print_summary(sum);
+  if (log_.is_open()) {
+    log_.write({{"type", "summary"}, {"steps", sum.steps}, {"epochs", sum.epochs},
+                {"train_loss", sum.train_loss}, {"samples_per_s", sum.samples_per_s},
+                {"comm_ms", sum.comm_ms}, {"exposed_comm_ms", sum.exposed_comm_ms},
+                {"overlap", sum.overlap}, {"wall_s", sum.wall_s},
+                {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
+  }
+  return sum;
+}
+
+}  // namespace dp

@@ -1,0 +1,87 @@
+#pragma once
+// The training loop of one rank: data -> forward -> loss -> backward (gradients
+// all-reduced by the Reducer while backward runs) -> optimizer, with evaluation, the
+// progress report on rank 0, the JSON log, the trace and the parameter dump.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/comm/process_group.h"
+#include "runtime/train/metrics.h"
+#include "runtime/train/timeline.h"
+#include "runtime/train/train_config.h"
+
+namespace dp {
+
+class Dataset;
+class DistributedSampler;
+class DataLoader;
+class Module;
+class Optimizer;
+class Reducer;
+class SoftmaxCrossEntropy;
+class LrSchedule;
+struct Parameter;
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+  size_t samples = 0;
+};
+
+struct TrainSummary {
+  uint64_t steps = 0;
+  uint64_t epochs = 0;
+  double train_loss = 0;  // mean step loss over the last epoch
+  bool evaluated = false;
+  EvalResult eval;
+  double wall_s = 0;
+  double samples_per_s = 0;  // global, over the training steps
+  double comm_ms = 0;        // per step
+  double exposed_comm_ms = 0;
+  double overlap = 0;
+};
+
+class Trainer {
+ public:
+  // Local set-up, no communication: validates the config, loads the data, builds the
+  // model and the optimizer. Every rank does it, so a bad input is found on every rank.
+  Trainer(TrainConfig config, int rank, int world_size);
+  ~Trainer();
+
+  // Collective: replica check, parameters broadcast from rank 0, buckets.
+  void connect(ProcessGroup& pg);
+  // Collective: the whole run.
+  TrainSummary run();
+  EvalResult evaluate();
+
+  const TrainConfig& config() const { return cfg_; }
+  std::vector<Parameter*> parameters() const;
+  const Reducer& reducer() const { return *reducer_; }
+  size_t steps_per_epoch() const;
+
+ private:
+  void train_step(uint64_t epoch, StepMetrics& m);
+  void print_header();
+  std::chrono::milliseconds timeout() const;
+
+  TrainConfig cfg_;
+  int rank_;
+  int world_;
+  ProcessGroup* pg_ = nullptr;
+  std::unique_ptr<Dataset> train_set_;
+  std::unique_ptr<Dataset> test_set_;
+  std::unique_ptr<DistributedSampler> sampler_;
+  std::unique_ptr<DataLoader> loader_;
+  std::unique_ptr<Module> model_;
+  std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<Reducer> reducer_;
+  Tensor loss_buf_;
+  uint64_t step_ = 0;
+  Timeline timeline_;
+  JsonLog log_;
+};
+
+}  // namespace dp

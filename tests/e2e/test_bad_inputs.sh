@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every bad input: a clear "dprun: error:" on EVERY rank, a non-zero exit, no hang, no
+# stack trace.
+source "$(dirname "$0")/lib.sh" "$@"
+
+"$MAKE_IDX" "$WORK/good" --train 200 --test 50 --seed 1 >/dev/null || { echo "make_idx failed"; exit 1; }
+"$MAKE_IDX" "$WORK/badmagic" --train 200 --test 50 --corrupt bad-magic >/dev/null
+"$MAKE_IDX" "$WORK/truncated" --train 200 --test 50 --corrupt truncated >/dev/null
+GOOD=(--data "idx:$WORK/good" --hidden 8 --epochs 1 --batch-size 10)
+
+# expect NAME "message fragment" ARGS...: 2 ranks, both must report, exit non-zero.
+expect() {
+  local name=$1 msg=$2
+  shift 2
+  local rc=0
+  mpi 2 "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  if [ "$rc" -eq 0 ]; then fail "$name: exit code 0"; return; fi
+  if [ "$rc" -eq 124 ]; then fail "$name: hung (killed by timeout)"; return; fi
+  for r in 0 1; do
+    if ! grep -q "dprun: error: \[rank $r\]" "$WORK/err"; then
+      fail "$name: rank $r printed no error"; cat "$WORK/err"; return
+    fi
+  done
+  if ! grep -qi -- "$msg" "$WORK/err"; then fail "$name: message lacks '$msg'"; cat "$WORK/err"; return; fi
+  if grep -qE "terminate called|Segmentation|core dumped|what\(\)" "$WORK/err"; then
+    fail "$name: crashed instead of reporting"; cat "$WORK/err"; return
+  fi
+  pass "$name"
+}
+
+expect "unknown model" "unknown model" "${GOOD[@]}" --model resnet9000
+expect "missing data directory" "$WORK/nowhere" --data "idx:$WORK/nowhere" --hidden 8
+expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 0
+expect "world larger than dataset" "larger than the dataset" --data synthetic:1 --hidden 8
+expect "unknown option" "unrecognised option\|unrecognized option" "${GOOD[@]}" --frobnicate
+expect "malformed number" "invalid" "${GOOD[@]}" --lr fast
+expect "bad hidden sizes" "comma-separated" "${GOOD[@]}" --hidden 32,x
+expect "bad magic number" "magic" --data "idx:$WORK/badmagic" --hidden 8
+expect "truncated file" "truncated" --data "idx:$WORK/truncated" --hidden 8
+expect "zero bucket size" "bucket-cap-mb" "${GOOD[@]}" --bucket-cap-mb 0
+expect "missing config file" "cannot open" "${GOOD[@]}" --config "$WORK/none.cfg"
+expect "unknown optimizer" "unknown optimizer" "${GOOD[@]}" --optimizer lion
+expect "grad-accum 0" "grad-accum" "${GOOD[@]}" --grad-accum 0
+expect "nccl on cpu" "nccl" "${GOOD[@]}" --backend nccl
+expect "cuda without gpu" "cuda" "${GOOD[@]}" --device cuda
+expect "diverging run" "diverged" "${GOOD[@]}" --lr 1e30
+finish

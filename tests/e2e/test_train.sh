@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# dprun end to end on a small generated IDX data set: 2 ranks, JSON log, parameter dump,
+# trace; 1 rank without mpirun; --config; --help.
+source "$(dirname "$0")/lib.sh" "$@"
+
+"$MAKE_IDX" "$WORK/data" --train 1200 --test 300 --gzip --seed 3 >/dev/null || { echo "make_idx failed"; exit 1; }
+
+ARGS=(--data "idx:$WORK/data" --hidden 32 --epochs 2 --batch-size 50 --lr 0.05 --momentum 0.9
+      --first-bucket-mb 0.001 --bucket-cap-mb 0.05 --eval --log-interval 5)
+
+if mpi 2 "${ARGS[@]}" --log-json "$WORK/run.jsonl" --dump-params "$WORK/p2.bin" --trace "$WORK/trace.json" \
+    >"$WORK/out.txt" 2>"$WORK/err.txt"; then
+  pass "2 ranks exit 0"
+else
+  fail "2 ranks exited non-zero"; cat "$WORK/out.txt" "$WORK/err.txt"
+fi
+grep -q "world size 2" "$WORK/out.txt" && pass "header names the world size" || fail "no header"
+grep -q "test accuracy" "$WORK/out.txt" && pass "summary has test accuracy" || fail "no test accuracy"
+
+python3 - "$WORK" <<'PY' && pass "JSON log, dump and trace are well formed" || fail "JSON log / dump / trace check"
+import json, os, sys
+work = sys.argv[1]
+recs = [json.loads(l) for l in open(f"{work}/run.jsonl")]
+steps = [r for r in recs if r["type"] == "step"]
+# 1200 samples / 2 ranks / 50 per batch = 12 steps per epoch, 2 epochs.
+assert len(steps) == 24, len(steps)
+keys = {"step", "epoch", "loss", "samples_per_s", "forward_ms", "backward_ms", "optimizer_ms",
+        "comm_ms", "exposed_comm_ms", "overlap"}
+assert all(keys <= r.keys() for r in steps), steps[0].keys()
+assert [r["step"] for r in steps] == list(range(1, 25))
+assert steps[-1]["loss"] < steps[0]["loss"], (steps[0]["loss"], steps[-1]["loss"])
+evals = [r for r in recs if r["type"] == "eval"]
+assert len(evals) == 2 and evals[-1]["test_samples"] == 300, evals
+assert recs[-1]["type"] == "summary"
+# 784-32-10 MLP: 784*32 + 32 + 32*10 + 10 floats.
+assert os.path.getsize(f"{work}/p2.bin") == 4 * (784 * 32 + 32 + 32 * 10 + 10)
+trace = json.load(open(f"{work}/trace.json"))["traceEvents"]
+spans = [e for e in trace if e.get("ph") == "X"]
+assert {e["pid"] for e in spans} == {0, 1}
+assert any(e["name"].startswith("allreduce bucket") for e in spans)
+PY
+
+# The same run as world size 1, without any launcher.
+if timeout 120 "$DPRUN" "${ARGS[@]}" --epochs 1 --quiet --dump-params "$WORK/p1.bin" >"$WORK/out1.txt" 2>&1; then
+  pass "world size 1 without mpirun"
+else
+  fail "world size 1 without mpirun"; cat "$WORK/out1.txt"
+fi
+
+# --config FILE gives the same result as the same options on the command line.
+cat >"$WORK/run.cfg" <<CFG
+data = idx:$WORK/data
+hidden = 32
+epochs = 1
+batch-size = 50
+lr = 0.05
+momentum = 0.9
+quiet = true
+CFG
+mpi 2 --config "$WORK/run.cfg" --dump-params "$WORK/pc.bin" >/dev/null 2>&1
+mpi 2 --data "idx:$WORK/data" --hidden 32 --epochs 1 --batch-size 50 --lr 0.05 --momentum 0.9 --quiet \
+  --dump-params "$WORK/pcli.bin" >/dev/null 2>&1
+cmp -s "$WORK/pc.bin" "$WORK/pcli.bin" && pass "--config equals the command line" || fail "--config differs"
+
+# Same seed, same result: a second identical run is bit-identical.
+mpi 2 --data "idx:$WORK/data" --hidden 32 --epochs 1 --batch-size 50 --lr 0.05 --momentum 0.9 --quiet \
+  --dump-params "$WORK/pcli2.bin" >/dev/null 2>&1
+cmp -s "$WORK/pcli.bin" "$WORK/pcli2.bin" && pass "deterministic" || fail "two identical runs differ"
+
+# --help documents every option.
+"$DPRUN" --help >"$WORK/help.txt"
+for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
+           --log-json --dump-params --seed --first-bucket-mb --bucket-cap-mb --no-overlap --grad-accum \
+           --config --device --backend --timeout --trace --version; do
+  grep -q -- "$opt" "$WORK/help.txt" || fail "--help does not mention $opt"
+done
+"$DPRUN" --version | grep -q "^dprun " && pass "--version" || fail "--version"
+finish

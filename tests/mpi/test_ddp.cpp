@@ -1,0 +1,309 @@
+// The DDP contract and the Reducer's behaviour, for real under mpirun (1, 2, 4 ranks).
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+
+#include "models/mlp.h"
+#include "runtime/comm/mpi_process_group.h"
+#include "runtime/core/clock.h"
+#include "runtime/ddp/reducer.h"
+#include "runtime/nn/cross_entropy.h"
+#include "runtime/train/trainer.h"
+
+using namespace dp;
+
+namespace {
+
+int world() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+int rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+TrainConfig small_config() {
+  TrainConfig c;
+  c.data = "synthetic:512";
+  c.synthetic_test_size = 64;
+  c.hidden = {32, 16};
+  c.max_steps = 10;
+  c.epochs = 1;
+  c.optimizer = "sgd";
+  c.lr = 0.05f;
+  c.momentum = 0.9f;
+  c.seed = 7;
+  // Small caps: several buckets, so ordering and rebuilds are exercised.
+  c.first_bucket_mb = 0.001;
+  c.bucket_cap_mb = 0.02;
+  c.quiet = true;
+  c.timeout_s = 60;
+  return c;
+}
+
+std::vector<float> flat_params(const Trainer& t) {
+  std::vector<float> v;
+  for (Parameter* p : t.parameters()) {
+    auto x = p->value.to_vector();
+    v.insert(v.end(), x.begin(), x.end());
+  }
+  return v;
+}
+
+// ||a - b|| / ||b||, and the largest element-wise relative difference.
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  double num = 0, den = 0, worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+    worst = std::max(worst, std::fabs(d) / std::max(1e-3, std::fabs(double(b[i]))));
+  }
+  EXPECT_LE(std::sqrt(num / den), tol);
+  EXPECT_LE(worst, 100 * tol) << "largest element-wise relative difference";
+}
+
+// Trains `c` on a world-1 process group (MPI_COMM_SELF): the single-process reference,
+// computed independently on every rank.
+std::vector<float> train_alone(TrainConfig c) {
+  MpiProcessGroup self(MPI_COMM_SELF);
+  Trainer t(c, 0, 1);
+  t.connect(self);
+  t.run();
+  return flat_params(t);
+}
+
+std::vector<float> train_distributed(TrainConfig c) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  Trainer t(c, rank(), world());
+  t.connect(pg);
+  t.run();
+  return flat_params(t);
+}
+
+}  // namespace
+
+TEST(DdpContract, NRanksTimesBEqualsOneRankTimesNB) {
+  const int n = world();
+  const size_t global = 32;
+  TrainConfig dist = small_config();
+  dist.batch_size = global / n;
+  TrainConfig ref = small_config();
+  ref.batch_size = global;
+  std::vector<float> a = train_distributed(dist);
+  std::vector<float> b = train_alone(ref);
+  expect_close(a, b, 1e-5);
+}
+
+TEST(DdpContract, HoldsWithAdamWAndWithoutOverlap) {
+  const int n = world();
+  TrainConfig dist = small_config();
+  dist.optimizer = "adamw";
+  dist.lr = 0.003f;
+  dist.weight_decay = 0.01f;
+  dist.overlap = false;
+  dist.batch_size = 32 / n;
+  TrainConfig ref = dist;
+  ref.batch_size = 32;
+  ref.overlap = true;
+  expect_close(train_distributed(dist), train_alone(ref), 1e-5);
+}
+
+TEST(DdpContract, GradAccumEqualsTheLargerBatch) {
+  const int n = world();
+  TrainConfig accum = small_config();
+  accum.batch_size = 16 / n;
+  accum.grad_accum = 2;
+  TrainConfig large = small_config();
+  large.batch_size = 32 / n;
+  std::vector<float> a = train_distributed(accum);
+  std::vector<float> b = train_distributed(large);
+  expect_close(a, b, 1e-5);
+  TrainConfig alone = small_config();
+  alone.batch_size = 32;
+  expect_close(a, train_alone(alone), 1e-5);
+}
+
+TEST(DdpContract, ReplicasStayBitIdenticalAcrossRanks) {
+  TrainConfig c = small_config();
+  c.batch_size = 8;
+  std::vector<float> mine = train_distributed(c);
+  std::vector<float> root = mine;
+  MPI_Bcast(root.data(), static_cast<int>(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(mine, root);
+}
+
+namespace {
+
+// One forward/backward of an MLP through a Reducer; returns when backward ended.
+double one_step(Module& model, Reducer& r, const Tensor& x, const Tensor& y) {
+  SoftmaxCrossEntropy loss;
+  r.zero_grad();
+  r.prepare_for_backward(true);
+  loss.forward(model.forward(x), y);
+  model.backward(loss.backward());
+  double end = now_us();
+  r.finish();
+  return end;
+}
+
+struct Batch64 {
+  Tensor x = Tensor::zeros({64, 784});
+  Tensor y = Tensor::zeros({64}, DType::i32);
+  Batch64() {
+    float* p = x.f32();
+    for (size_t i = 0; i < x.numel(); ++i) p[i] = std::sin(0.001f * float(i));
+    for (int i = 0; i < 64; ++i) y.data<int32_t>()[i] = i % 10;
+  }
+};
+
+}  // namespace
+
+TEST(Reducer, AllReducesStartBeforeBackwardEnds) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(784, {256, 128}, 10, 1);
+  ReducerOptions o;
+  o.first_bucket_mb = 0.01;  // fc3 alone: ready first, launched while fc2 and fc1 still compute
+  o.bucket_cap_mb = 0.2;
+  Reducer r(model->parameters(), pg, o);
+  ASSERT_GE(r.buckets().size(), 3u);
+  Batch64 b;
+  int steps_with_overlap = 0;
+  for (int step = 0; step < 5; ++step) {
+    double backward_end = one_step(*model, r, b.x, b.y);
+    const CommStats& s = r.last_stats();
+    ASSERT_EQ(s.spans.size(), r.buckets().size());
+    double first_start = s.spans.front().start_us;
+    for (const auto& span : s.spans) first_start = std::min(first_start, span.start_us);
+    if (first_start < backward_end) ++steps_with_overlap;
+    // Buckets run in order, each after it became ready.
+    for (size_t i = 0; i < s.spans.size(); ++i) {
+      EXPECT_GE(s.spans[i].start_us, s.spans[i].ready_us) << "bucket " << i;
+      if (i > 0) EXPECT_GE(s.spans[i].start_us, s.spans[i - 1].start_us);
+    }
+  }
+  EXPECT_GE(steps_with_overlap, 1) << "no all-reduce started before backward finished";
+}
+
+TEST(Reducer, NoOverlapLaunchesOnlyAfterBackward) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(784, {64}, 10, 1);
+  ReducerOptions o;
+  o.first_bucket_mb = 0.001;
+  o.bucket_cap_mb = 0.05;
+  o.overlap = false;
+  Reducer r(model->parameters(), pg, o);
+  Batch64 b;
+  for (int step = 0; step < 3; ++step) {
+    double backward_end = one_step(*model, r, b.x, b.y);
+    for (const auto& span : r.last_stats().spans) EXPECT_GE(span.start_us, backward_end);
+    EXPECT_NEAR(r.last_stats().overlap(), 0.0, 1e-9);
+  }
+}
+
+TEST(Reducer, BroadcastsRankZerosParameters) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(20, {8}, 3, /*seed=*/100 + rank());  // deliberately different per rank
+  Reducer r(model->parameters(), pg, ReducerOptions{});
+  auto reference = make_mlp(20, {8}, 3, 100);
+  auto mine = model->parameters();
+  auto ref = reference->parameters();
+  for (size_t i = 0; i < mine.size(); ++i) EXPECT_EQ(mine[i]->value.to_vector(), ref[i]->value.to_vector());
+}
+
+TEST(Reducer, GradientsAreViewsIntoBucketsAndAveraged) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(6, {5}, 3, 1);
+  ReducerOptions o;
+  o.first_bucket_mb = 0.00005;
+  o.bucket_cap_mb = 0.0001;
+  Reducer r(model->parameters(), pg, o);
+  for (Parameter* p : model->parameters()) {
+    bool in_a_bucket = false;
+    for (const Bucket& b : r.buckets()) in_a_bucket |= p->grad.shares_storage_with(b.flat);
+    EXPECT_TRUE(in_a_bucket) << p->name;
+  }
+  // Each rank writes rank+1 into every gradient: the average is (world+1)/2.
+  r.zero_grad();
+  r.prepare_for_backward(true);
+  for (Parameter* p : model->parameters()) {
+    p->grad.fill_(float(rank() + 1));
+    p->grad_ready();
+  }
+  r.finish();
+  for (Parameter* p : model->parameters()) {
+    for (float g : p->grad.to_vector()) EXPECT_FLOAT_EQ(g, (world() + 1) / 2.0f) << p->name;
+  }
+}
+
+TEST(Reducer, ParameterWithoutGradientIsAnErrorUnlessAllowed) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(6, {5}, 3, 1);
+  auto params = model->parameters();
+  for (bool allow : {false, true}) {
+    ReducerOptions o;
+    o.find_unused_parameters = allow;
+    Reducer r(params, pg, o);
+    r.zero_grad();
+    r.prepare_for_backward(true);
+    for (size_t i = 1; i < params.size(); ++i) params[i]->grad_ready();  // params[0] unused
+    if (!allow) {
+      try {
+        r.finish();
+        ADD_FAILURE() << "finish() accepted a parameter without gradient";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(params[0]->name), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("--find-unused-parameters"), std::string::npos);
+      }
+    } else {
+      EXPECT_NO_THROW(r.finish());
+    }
+  }
+}
+
+TEST(Reducer, RebuildsBucketsInTheObservedOrder) {
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(6, {5}, 3, 1);
+  auto params = model->parameters();  // fc1.weight, fc1.bias, fc2.weight, fc2.bias
+  ReducerOptions o;
+  o.first_bucket_mb = 1e-5;  // one parameter per bucket
+  o.bucket_cap_mb = 1e-5;
+  Reducer r(params, pg, o);
+  ASSERT_EQ(r.buckets().size(), params.size());
+  EXPECT_EQ(r.buckets()[0].params, std::vector<size_t>{3});  // reverse registration
+  r.zero_grad();
+  r.prepare_for_backward(true);
+  for (Parameter* p : params) p->grad_ready();  // registration order instead
+  r.finish();
+  r.zero_grad();  // the rebuild happens here, between steps
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(r.buckets()[i].params, std::vector<size_t>{i});
+  // And the new layout works.
+  r.prepare_for_backward(true);
+  for (Parameter* p : params) {
+    p->grad.fill_(2.0f);
+    p->grad_ready();
+  }
+  r.finish();
+  for (Parameter* p : params) EXPECT_FLOAT_EQ(p->grad.to_vector()[0], 2.0f);
+}
+
+TEST(Reducer, DifferentModelsOnDifferentRanksAreReportedByName) {
+  if (world() == 1) GTEST_SKIP() << "needs 2 or more ranks";
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  auto model = make_mlp(10, {rank() == 1 ? size_t(7) : size_t(8)}, 3, 1);
+  try {
+    Reducer r(model->parameters(), pg, ReducerOptions{});
+    ADD_FAILURE() << "replica mismatch not detected";
+  } catch (const CollectiveError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("fc1.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank 0"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("rank 1"), std::string::npos) << msg;
+  }
+}
