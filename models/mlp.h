@@ -1,0 +1,17 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/nn/sequential.h"
+
+namespace dp {
+
+// fc1 -> relu1 -> fc2 -> relu2 -> ... -> fcN (logits, no activation), with
+// N = hidden.size() + 1. Parameters are fc1.weight, fc1.bias, fc2.weight, ...; each is
+// initialised from (seed, its name), so every rank builds the same model.
+std::unique_ptr<Sequential> make_mlp(size_t in_features, const std::vector<size_t>& hidden,
+                                     size_t num_classes, uint64_t seed);
+
+}  // namespace dp

@@ -1,0 +1,35 @@
+#pragma once
+#include <cstddef>
+#include <string>
+
+#include "runtime/core/tensor.h"
+
+namespace dp {
+
+// Softmax followed by the negative log-likelihood, averaged over the batch: PyTorch's
+// F.cross_entropy(logits, labels, reduction="mean"). Not a Module: it takes labels and
+// returns a scalar, and its backward needs no upstream gradient.
+class SoftmaxCrossEntropy {
+ public:
+  explicit SoftmaxCrossEntropy(std::string name = "loss") : name_(std::move(name)) {}
+
+  // logits float32 [B, C], labels int32 [B] in [0, C). Returns the mean loss, computed
+  // with a max-shifted log-sum-exp so that large logits do not overflow.
+  float forward(const Tensor& logits, const Tensor& labels);
+  // How many rows of the last forward had argmax(logits) == label (first maximum on ties).
+  size_t correct() const { return correct_; }
+  // d(scale * loss)/d(logits) = scale * (softmax - onehot) / B for the last forward.
+  // `scale` folds in an upstream factor (e.g. 1/accumulation_steps) at no extra pass.
+  const Tensor& backward(float scale = 1.0f);
+
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Tensor labels_;  // copy of the last forward's labels, [B]
+  Tensor probs_;   // softmax of the last forward, [B, C]
+  Tensor grad_;    // [B, C], reused while the shape stays the same
+  size_t correct_ = 0;
+};
+
+}  // namespace dp

@@ -1,0 +1,93 @@
+#include "runtime/nn/linear.h"
+
+#include <limits>
+
+#include "runtime/nn/init.h"
+#include "runtime/ops/cpu/elementwise.h"
+#include "runtime/ops/cpu/gemm.h"
+
+namespace dp {
+
+namespace {
+
+// Reuses `buf` when it already has shape [rows, cols]: the steady-state step allocates
+// nothing, and a new batch size (the last, smaller batch) costs one allocation.
+void ensure_2d(Tensor& buf, int64_t rows, int64_t cols) {
+  if (buf.defined() && buf.ndim() == 2 && buf.dim(0) == rows && buf.dim(1) == cols) return;
+  buf = Tensor::zeros({rows, cols});
+}
+
+}  // namespace
+
+Linear::Linear(std::string name, size_t in_features, size_t out_features, uint64_t seed)
+    : Module(std::move(name)),
+      in_(in_features),
+      out_(out_features),
+      weight_(name_ + ".weight",
+              {static_cast<int64_t>(out_features), static_cast<int64_t>(in_features)}),
+      bias_(name_ + ".bias", {static_cast<int64_t>(out_features)}) {
+  DP_CHECK(in_ > 0 && out_ > 0, "{}: Linear needs in_features and out_features > 0, got {} -> {}",
+           name_, in_, out_);
+  // cblas takes int sizes; a layer this large would overflow silently.
+  constexpr size_t kMaxDim = static_cast<size_t>(std::numeric_limits<int>::max());
+  DP_CHECK(in_ <= kMaxDim && out_ <= kMaxDim, "{}: Linear {} -> {} exceeds the BLAS int range",
+           name_, in_, out_);
+  init_linear(weight_, bias_, in_, seed);
+}
+
+const Tensor& Linear::forward(const Tensor& x) {
+  DP_CHECK(x.defined() && x.dtype() == DType::f32 && x.ndim() == 2,
+           "{}: expected a float32 input of shape [batch, {}], got {}", name_, in_,
+           x.defined() ? x.str() : "an undefined tensor");
+  DP_CHECK(static_cast<size_t>(x.dim(1)) == in_, "{}: input has {} features, expected {}", name_,
+           x.dim(1), in_);
+  const int64_t batch = x.dim(0);
+  DP_CHECK(batch <= std::numeric_limits<int>::max(), "{}: batch {} exceeds the BLAS int range",
+           name_, batch);
+  input_ = x;  // copy-assignment reuses input_'s shape capacity: no allocation per step
+  ensure_2d(output_, batch, static_cast<int64_t>(out_));
+  if (batch == 0) return output_;
+  float* y = output_.f32();
+  // y = x W^T (overwrite), then + b per row.
+  gemm(false, true, static_cast<int>(batch), static_cast<int>(out_), static_cast<int>(in_), 1.0f,
+       x.f32(), static_cast<int>(in_), weight_.value.f32(), static_cast<int>(in_), 0.0f, y,
+       static_cast<int>(out_));
+  add_row_bias(static_cast<size_t>(batch), out_, bias_.value.f32(), y);
+  return output_;
+}
+
+const Tensor& Linear::backward(const Tensor& grad_output) {
+  DP_CHECK(input_.defined(), "{}: backward called before forward", name_);
+  const int64_t batch = input_.dim(0);
+  DP_CHECK(grad_output.defined() && grad_output.dtype() == DType::f32 && grad_output.ndim() == 2 &&
+               grad_output.dim(0) == batch && static_cast<size_t>(grad_output.dim(1)) == out_,
+           "{}: grad_output is {}, expected float32[{}, {}] (the shape of the last output)", name_,
+           grad_output.defined() ? grad_output.str() : "undefined", batch, out_);
+  // The Reducer may have re-pointed grad into a bucket; a wrong-sized view there would be
+  // silent memory corruption.
+  DP_CHECK(weight_.grad.numel() == out_ * in_ && bias_.grad.numel() == out_,
+           "{}: gradient buffers are {} and {}, expected {} and {} elements", name_,
+           weight_.grad.str(), bias_.grad.str(), out_ * in_, out_);
+  const int b = static_cast<int>(batch);
+  const int in = static_cast<int>(in_);
+  const int out = static_cast<int>(out_);
+  const float* dy = grad_output.f32();
+
+  // dW[out, in] += dy^T[out, B] x[B, in]; db[out] += column sums of dy.
+  if (batch > 0) {
+    gemm(true, false, out, in, b, 1.0f, dy, out, input_.f32(), in, 1.0f, weight_.grad.f32(), in);
+    col_sum_accumulate(static_cast<size_t>(batch), out_, dy, bias_.grad.f32());
+  }
+  weight_.grad_ready();
+  bias_.grad_ready();
+
+  if (!needs_input_grad_) return no_grad_;
+  // dx[B, in] = dy[B, out] W[out, in].
+  ensure_2d(grad_input_, batch, static_cast<int64_t>(in_));
+  if (batch > 0)
+    gemm(false, false, b, in, out, 1.0f, dy, out, weight_.value.f32(), in, 0.0f, grad_input_.f32(),
+         in);
+  return grad_input_;
+}
+
+}  // namespace dp

@@ -1,0 +1,97 @@
+#include "runtime/ops/cpu/elementwise.h"
+
+#include <cmath>
+
+namespace dp {
+
+void add_row_bias(size_t rows, size_t cols, const float* __restrict__ bias, float* __restrict__ y) {
+  for (size_t r = 0; r < rows; ++r) {
+    float* __restrict__ row = y + r * cols;
+    for (size_t c = 0; c < cols; ++c) row[c] += bias[c];
+  }
+}
+
+void col_sum_accumulate(size_t rows, size_t cols, const float* __restrict__ x,
+                        float* __restrict__ out) {
+  // Row-outer keeps both streams contiguous; the column loop vectorises.
+  for (size_t r = 0; r < rows; ++r) {
+    const float* __restrict__ row = x + r * cols;
+    for (size_t c = 0; c < cols; ++c) out[c] += row[c];
+  }
+}
+
+void relu_forward(size_t n, const float* x, float* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void relu_backward(size_t n, const float* x, const float* dy, float* dx) {
+  for (size_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void axpy(size_t n, float alpha, const float* __restrict__ x, float* __restrict__ y) {
+  for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void scale(size_t n, float alpha, float* x) {
+  for (size_t i = 0; i < n; ++i) x[i] *= alpha;
+}
+
+double sum_squares(size_t n, const float* x) {
+  // Four partial sums break the add dependency chain without changing the precision class.
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += double(x[i]) * x[i];
+    s1 += double(x[i + 1]) * x[i + 1];
+    s2 += double(x[i + 2]) * x[i + 2];
+    s3 += double(x[i + 3]) * x[i + 3];
+  }
+  for (; i < n; ++i) s0 += double(x[i]) * x[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+void sgd_update(size_t n, float lr, float momentum, float dampening, float weight_decay,
+                bool nesterov, bool first, float* __restrict__ param,
+                const float* __restrict__ grad, float* __restrict__ buf) {
+  if (momentum == 0.0f) {
+    for (size_t i = 0; i < n; ++i) param[i] -= lr * (grad[i] + weight_decay * param[i]);
+    return;
+  }
+  // The branches are hoisted so that each loop body is straight-line code.
+  const float keep = 1.0f - dampening;
+  if (first) {
+    for (size_t i = 0; i < n; ++i) buf[i] = grad[i] + weight_decay * param[i];
+  } else {
+    for (size_t i = 0; i < n; ++i)
+      buf[i] = momentum * buf[i] + keep * (grad[i] + weight_decay * param[i]);
+  }
+  if (nesterov) {
+    for (size_t i = 0; i < n; ++i)
+      param[i] -= lr * ((grad[i] + weight_decay * param[i]) + momentum * buf[i]);
+  } else {
+    for (size_t i = 0; i < n; ++i) param[i] -= lr * buf[i];
+  }
+}
+
+void adamw_update(size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  double bias_correction1, double bias_correction2, float* __restrict__ param,
+                  const float* __restrict__ grad, float* __restrict__ exp_avg,
+                  float* __restrict__ exp_avg_sq) {
+  // torch: p *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = b2*v + (1-b2)*g^2;
+  //        p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
+  const float decay = 1.0f - lr * weight_decay;
+  const float step_size = static_cast<float>(lr / bias_correction1);
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  const float one_minus_b1 = 1.0f - beta1;
+  const float one_minus_b2 = 1.0f - beta2;
+  for (size_t i = 0; i < n; ++i) {
+    const float g = grad[i];
+    const float m = exp_avg[i] + one_minus_b1 * (g - exp_avg[i]);
+    const float v = beta2 * exp_avg_sq[i] + one_minus_b2 * g * g;
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = param[i] * decay - step_size * (m / (std::sqrt(v) / bc2_sqrt + eps));
+  }
+}
+
+}  // namespace dp

@@ -1,0 +1,37 @@
+#include "runtime/optim/optimizer.h"
+
+#include <cmath>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+namespace dp {
+
+Optimizer::Optimizer(std::vector<Parameter*> params) : params_(std::move(params)) {
+  std::unordered_set<const Parameter*> seen;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Parameter* p = params_[i];
+    DP_CHECK(p != nullptr, "optimizer: parameter {} of {} is null", i, params_.size());
+    // A parameter listed twice would be updated twice per step.
+    DP_CHECK(seen.insert(p).second, "optimizer: parameter '{}' is listed twice", p->name);
+    DP_CHECK(p->value.dtype() == DType::f32 && p->grad.dtype() == DType::f32 &&
+                 p->grad.numel() == p->value.numel(),
+             "optimizer: parameter '{}' has value {} but gradient {}", p->name, p->value.str(),
+             p->grad.str());
+  }
+}
+
+std::string Optimizer::describe() const {
+  return fmt::format("Optimizer(params={})", params_.size());
+}
+
+void Optimizer::zero_grad() {
+  for (Parameter* p : params_) p->grad.zero_();
+}
+
+void Optimizer::check_lr(float lr) const {
+  DP_CHECK(std::isfinite(lr) && lr >= 0.0f,
+           "{}: learning rate {} is invalid (must be finite and >= 0)", describe(), lr);
+}
+
+}  // namespace dp

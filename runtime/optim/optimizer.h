@@ -1,0 +1,37 @@
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/nn/parameter.h"
+
+namespace dp {
+
+// Updates parameters in place from their gradients. Under DDP every rank holds the same
+// averaged gradients and runs the same update, so the replicas stay bitwise identical
+// without any communication here. State is allocated at construction: step() allocates
+// nothing.
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<Parameter*> params);
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update with learning rate `lr` (from an LrSchedule; must be finite and >= 0).
+  virtual void step(float lr) = 0;
+  virtual std::string describe() const;
+
+  // Clears every gradient (grad = 0): call once per accumulation cycle, since layers add.
+  void zero_grad();
+  const std::vector<Parameter*>& params() const { return params_; }
+  // Number of step() calls so far.
+  int64_t steps() const { return steps_; }
+
+ protected:
+  void check_lr(float lr) const;
+
+  std::vector<Parameter*> params_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace dp

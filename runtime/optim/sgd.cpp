@@ -1,0 +1,48 @@
+#include "runtime/optim/sgd.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "runtime/ops/cpu/elementwise.h"
+
+namespace dp {
+
+SGD::SGD(std::vector<Parameter*> params, float momentum, float dampening, float weight_decay,
+         bool nesterov)
+    : Optimizer(std::move(params)),
+      momentum_(momentum),
+      dampening_(dampening),
+      weight_decay_(weight_decay),
+      nesterov_(nesterov) {
+  DP_CHECK(std::isfinite(momentum) && momentum >= 0.0f, "SGD: momentum {} must be >= 0", momentum);
+  DP_CHECK(std::isfinite(dampening), "SGD: dampening {} must be finite", dampening);
+  DP_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0f, "SGD: weight_decay {} must be >= 0",
+           weight_decay);
+  DP_CHECK(!nesterov || (momentum > 0.0f && dampening == 0.0f),
+           "SGD: nesterov needs momentum > 0 and dampening == 0 (got momentum={}, dampening={})",
+           momentum, dampening);
+  if (momentum_ != 0.0f) {
+    momentum_buf_.reserve(params_.size());
+    for (Parameter* p : params_) momentum_buf_.push_back(Tensor::zeros(p->value.shape()));
+  }
+}
+
+void SGD::step(float lr) {
+  check_lr(lr);
+  const bool first = steps_ == 0;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Parameter& p = *params_[i];
+    float* buf = momentum_buf_.empty() ? nullptr : momentum_buf_[i].f32();
+    sgd_update(p.value.numel(), lr, momentum_, dampening_, weight_decay_, nesterov_, first,
+               p.value.f32(), p.grad.f32(), buf);
+  }
+  ++steps_;
+}
+
+std::string SGD::describe() const {
+  return fmt::format("SGD(momentum={}, dampening={}, weight_decay={}, nesterov={}, params={})",
+                     momentum_, dampening_, weight_decay_, nesterov_, params_.size());
+}
+
+}  // namespace dp

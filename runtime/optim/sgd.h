@@ -1,0 +1,29 @@
+#pragma once
+#include <vector>
+
+#include "runtime/optim/optimizer.h"
+
+namespace dp {
+
+// torch.optim.SGD, update for update:
+//   g = grad + weight_decay * p
+//   if momentum: buf = g on the first step, else momentum * buf + (1 - dampening) * g
+//                g = g + momentum * buf (nesterov) or buf
+//   p -= lr * g
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Parameter*> params, float momentum = 0.0f, float dampening = 0.0f,
+      float weight_decay = 0.0f, bool nesterov = false);
+
+  void step(float lr) override;
+  std::string describe() const override;
+
+ private:
+  float momentum_;
+  float dampening_;
+  float weight_decay_;
+  bool nesterov_;
+  std::vector<Tensor> momentum_buf_;  // one per parameter; empty when momentum == 0
+};
+
+}  // namespace dp

@@ -1,0 +1,180 @@
+// cblas_sgemm at the exact GEMM shapes of an MLP training step, to tell how much of a
+// step is compute and what samples/s the GEMMs alone allow (the compute-bound limit that
+// the end-to-end number is compared against).
+//
+//   bench_sgemm --batch 64 --layers 784,256,128,10 --reps 200 [--json]
+//
+// Per Linear(in, out) at batch B: forward y = x W^T ([B,in] x [in,out]), weight gradient
+// dW += dy^T x ([out,B] x [B,in]), input gradient dx = dy W ([B,out] x [out,in]; not for
+// the first layer, whose input needs no gradient). Thread count: OPENBLAS_NUM_THREADS.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <cblas.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/error.h"
+#include "runtime/core/rng.h"
+#include "runtime/ops/cpu/gemm.h"
+
+namespace {
+
+struct Options {
+  int batch = 64;
+  std::vector<int> layers = {784, 256, 128, 10};
+  int reps = 200;
+  int warmup = 20;
+  bool json = false;
+};
+
+struct GemmCase {
+  std::string name;
+  bool trans_a, trans_b;
+  int m, n, k;
+  float beta;
+  double ms = 0;  // median per call
+  double gflops() const { return 2.0 * m * n * k / (ms * 1e-3) / 1e9; }
+};
+
+int parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  long x = std::strtol(v.c_str(), &end, 10);
+  DP_CHECK(end && *end == '\0' && x > 0 && x < (1L << 30), "{}: '{}' is not a positive integer",
+           flag, v);
+  return static_cast<int>(x);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      DP_CHECK(i + 1 < argc, "{} needs a value", a);
+      return argv[++i];
+    };
+    if (a == "--batch") {
+      o.batch = parse_int(a, value());
+    } else if (a == "--reps") {
+      o.reps = parse_int(a, value());
+    } else if (a == "--warmup") {
+      o.warmup = parse_int(a, value());
+    } else if (a == "--layers") {
+      o.layers.clear();
+      std::string s = value();
+      size_t pos = 0;
+      while (pos <= s.size()) {
+        size_t comma = s.find(',', pos);
+        if (comma == std::string::npos) comma = s.size();
+        o.layers.push_back(parse_int("--layers", s.substr(pos, comma - pos)));
+        pos = comma + 1;
+      }
+      DP_CHECK(o.layers.size() >= 2, "--layers needs at least two sizes (in,out), got '{}'", s);
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_sgemm [--batch 64] [--layers 784,256,128,10] [--reps 200] "
+          "[--warmup 20] [--json]\n");
+      std::exit(0);
+    } else {
+      dp::fail("unknown option '{}' (try --help)", a);
+    }
+  }
+  return o;
+}
+
+std::vector<float> random_buffer(size_t n, uint64_t seed) {
+  dp::Philox rng(seed, 1);
+  std::vector<float> v(n);
+  for (float& x : v) x = 2.0f * rng.uniform() - 1.0f;
+  return v;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Median per-call time. Small GEMMs take microseconds, so each sample times a batch of
+// calls long enough (~100 us) for the clock and loop overhead not to matter.
+double time_gemm(const GemmCase& g, const Options& o, uint64_t seed) {
+  const int lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n, ldc = g.n;
+  std::vector<float> a = random_buffer(size_t(g.m) * g.k, seed);
+  std::vector<float> b = random_buffer(size_t(g.k) * g.n, seed + 1);
+  std::vector<float> c = random_buffer(size_t(g.m) * g.n, seed + 2);
+  auto call = [&] {
+    dp::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0f, a.data(), lda, b.data(), ldb, g.beta,
+             c.data(), ldc);
+  };
+  for (int i = 0; i < o.warmup; ++i) call();
+  auto t0 = std::chrono::steady_clock::now();
+  call();
+  const double one = std::max(seconds_since(t0), 1e-9);
+  const int inner = std::max(1, static_cast<int>(std::ceil(100e-6 / one)));
+  std::vector<double> samples(static_cast<size_t>(o.reps));
+  for (double& s : samples) {
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < inner; ++i) call();
+    s = seconds_since(t0) / inner;
+  }
+  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
+  return samples[samples.size() / 2] * 1e3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Options o = parse(argc, argv);
+  std::vector<GemmCase> cases;
+  for (size_t l = 0; l + 1 < o.layers.size(); ++l) {
+    const int in = o.layers[l], out = o.layers[l + 1], B = o.batch;
+    const std::string fc = "fc" + std::to_string(l + 1);
+    cases.push_back({fc + ".forward", false, true, B, out, in, 0.0f});
+    cases.push_back({fc + ".grad_weight", true, false, out, in, B, 1.0f});
+    if (l > 0) cases.push_back({fc + ".grad_input", false, false, B, in, out, 0.0f});
+  }
+  double total_ms = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    cases[i].ms = time_gemm(cases[i], o, 1000 + 10 * i);
+    total_ms += cases[i].ms;
+  }
+  const double limit = o.batch / (total_ms * 1e-3);
+  const int threads = openblas_get_num_threads();
+
+  if (o.json) {
+    nlohmann::json j;
+    j["batch"] = o.batch;
+    j["layers"] = o.layers;
+    j["openblas_threads"] = threads;
+    j["gemm_ms_per_step"] = total_ms;
+    j["limit_samples_per_s"] = limit;
+    j["gemms"] = nlohmann::json::array();
+    for (const GemmCase& g : cases)
+      j["gemms"].push_back({{"name", g.name},
+                            {"m", g.m},
+                            {"n", g.n},
+                            {"k", g.k},
+                            {"trans_a", g.trans_a},
+                            {"trans_b", g.trans_b},
+                            {"ms", g.ms},
+                            {"gflops", g.gflops()}});
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("sgemm at MLP shapes: batch %d, OpenBLAS threads %d (%s), median of %d reps\n",
+                o.batch, threads, openblas_get_corename(), o.reps);
+    std::printf("%-18s %6s %6s %6s %10s %9s\n", "gemm", "m", "n", "k", "ms", "GFLOP/s");
+    for (const GemmCase& g : cases)
+      std::printf("%-18s %6d %6d %6d %10.4f %9.1f\n", g.name.c_str(), g.m, g.n, g.k, g.ms,
+                  g.gflops());
+    std::printf("total GEMM per step: %.4f ms -> compute-bound limit %.0f samples/s\n", total_ms,
+                limit);
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_sgemm: error: %s\n", e.what());
+  return 2;
+}
