@@ -1,12 +1,12 @@
 #include "runtime/comm/mpi_runtime.h"
 
-#include <mpi.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 
+#include "runtime/comm/mpi_api.h"
 #include "runtime/core/error.h"
 
 namespace dp {

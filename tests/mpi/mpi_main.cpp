@@ -2,10 +2,10 @@
 // prints the usual report, other ranks print only their failures (prefixed with the
 // rank), and the binary fails if any rank failed, so mpirun's exit status is the verdict.
 #include <gtest/gtest.h>
-#include <mpi.h>
 
 #include <cstdio>
 
+#include "runtime/comm/mpi_api.h"
 #include "runtime/comm/mpi_runtime.h"
 #include "runtime/core/log.h"
 

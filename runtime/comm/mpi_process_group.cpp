@@ -1,0 +1,206 @@
+#include "runtime/comm/mpi_process_group.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "runtime/comm/collective_checks.h"
+#include "runtime/core/error.h"
+
+namespace dp {
+namespace {
+
+// The communicator returns errors (MPI_ERRORS_RETURN) so that they reach the caller's
+// wait() as a dp::Error naming the collective, instead of MPI aborting without context.
+void check_mpi(int rc, const char* call, const Work& work) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  fail("collective #{} ({}): {} failed: {} (MPI error code {})", work.seq(), work.description(),
+       call, std::string(text, size_t(len)), rc);
+}
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::i32:
+      return MPI_INT32_T;
+  }
+  fail("no MPI datatype for dtype code {}", static_cast<int>(t));
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum:
+    case ReduceOp::avg:  // sum, then scaled on the comm thread
+      return MPI_SUM;
+    case ReduceOp::min:
+      return MPI_MIN;
+    case ReduceOp::max:
+      return MPI_MAX;
+  }
+  fail("unknown reduce op code {}", static_cast<int>(op));
+}
+
+bool overlaps(const Tensor& a, const Tensor& b) {
+  auto a0 = reinterpret_cast<uintptr_t>(a.raw()), b0 = reinterpret_cast<uintptr_t>(b.raw());
+  return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
+}
+
+}  // namespace
+
+MpiProcessGroup::MpiProcessGroup(MPI_Comm comm) : MpiProcessGroup(comm, MpiProcessGroupOptions{}) {}
+
+MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
+    : options_(options) {
+  int initialized = 0, finalized = 0, level = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  DP_CHECK(initialized && !finalized,
+           "the MPI process group needs MPI running: create it after dp::MpiRuntime and destroy "
+           "it before");
+  MPI_Query_thread(&level);
+  DP_CHECK(level >= MPI_THREAD_SERIALIZED,
+           "MPI runs at thread level {}; the MPI process group calls MPI from its communication "
+           "thread and needs at least MPI_THREAD_SERIALIZED (initialise MPI via dp::MpiRuntime)",
+           level);
+  DP_CHECK(comm != MPI_COMM_NULL, "the MPI process group was given MPI_COMM_NULL");
+  DP_CHECK(options.max_count_per_call >= 1 && options.max_count_per_call <= size_t(INT_MAX),
+           "max_count_per_call {} is outside 1..INT_MAX", options.max_count_per_call);
+  int rc = MPI_Comm_dup(comm, &comm_);
+  DP_CHECK(rc == MPI_SUCCESS, "MPI_Comm_dup failed creating the MPI process group (MPI error {})",
+           rc);
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  thread_ = std::thread([this] { comm_loop(); });
+}
+
+MpiProcessGroup::~MpiProcessGroup() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();  // after the queue drained: every Work handed out has completed
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Comm_free(&comm_);
+}
+
+WorkPtr MpiProcessGroup::enqueue(std::string description, std::function<void(const Work&)> run) {
+  WorkPtr work;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work = std::make_shared<Work>(std::move(description), next_seq_++);
+    queue_.push_back({work, std::move(run)});
+  }
+  cv_.notify_one();
+  return work;
+}
+
+void MpiProcessGroup::comm_loop() {
+  for (;;) {
+    Task task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop_ and drained
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    task.work->mark_started();
+    std::exception_ptr error;
+    try {
+      task.run(*task.work);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    task.run = nullptr;  // drop the tensor handles before the caller wakes up
+    task.work->mark_completed(error);
+  }
+}
+
+WorkPtr MpiProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& tag) {
+  check_allreduce(t, op, tag);
+  return enqueue(describe_allreduce(t, op, tag),
+                 [this, t, op](const Work& w) { run_allreduce(t, op, w); });
+}
+
+WorkPtr MpiProcessGroup::broadcast(Tensor& t, int root, const std::string& tag) {
+  check_broadcast(t, root, size_, tag);
+  return enqueue(describe_broadcast(t, root, tag),
+                 [this, t, root](const Work& w) { run_broadcast(t, root, w); });
+}
+
+WorkPtr MpiProcessGroup::allgather(const Tensor& in, Tensor& out, const std::string& tag) {
+  check_allgather(in, out, size_, tag);
+  return enqueue(describe_allgather(in, out, tag),
+                 [this, in, out](const Work& w) { run_allgather(in, out, w); });
+}
+
+WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
+  return enqueue(describe_barrier(tag),
+                 [this](const Work& w) { check_mpi(MPI_Barrier(comm_), "MPI_Barrier", w); });
+}
+
+void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) const {
+  auto* p = static_cast<char*>(t.raw());
+  const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
+  for (size_t off = 0; off < n; off += chunk) {
+    int count = int(std::min(chunk, n - off));
+    check_mpi(
+        MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()), mpi_op(op), comm_),
+        "MPI_Allreduce", w);
+  }
+  if (op == ReduceOp::avg) {
+    float* f = t.f32();
+    const float scale = 1.0f / float(size_);
+    for (size_t i = 0; i < n; ++i) f[i] *= scale;
+  }
+}
+
+void MpiProcessGroup::run_broadcast(Tensor t, int root, const Work& w) const {
+  auto* p = static_cast<char*>(t.raw());
+  const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
+  for (size_t off = 0; off < n; off += chunk) {
+    int count = int(std::min(chunk, n - off));
+    check_mpi(MPI_Bcast(p + off * es, count, mpi_type(t.dtype()), root, comm_), "MPI_Bcast", w);
+  }
+}
+
+void MpiProcessGroup::run_allgather(const Tensor& in, Tensor out, const Work& w) const {
+  const size_t n = in.numel(), es = dtype_size(in.dtype()), chunk = options_.max_count_per_call;
+  const MPI_Datatype dt = mpi_type(in.dtype());
+  auto* out_p = static_cast<char*>(out.raw());
+  // `in` already sitting in this rank's block is MPI_IN_PLACE; any other overlap would
+  // alias MPI's send and receive buffers, so the input is copied out first.
+  const bool in_place = in.raw() == out_p + size_t(rank_) * n * es;
+  Tensor staged = !in_place && overlaps(in, out) ? in.clone() : in;
+  const auto* in_p = static_cast<const char*>(staged.raw());
+  if (n <= chunk) {
+    check_mpi(MPI_Allgather(in_place ? MPI_IN_PLACE : in_p, int(n), dt, out_p, int(n), dt, comm_),
+              "MPI_Allgather", w);
+    return;
+  }
+  // Chunk c of every rank's block: one element of a type whose extent is a whole block, so
+  // rank r's piece lands at out + r * n + offset.
+  for (size_t off = 0; off < n; off += chunk) {
+    int count = int(std::min(chunk, n - off));
+    MPI_Datatype piece, block;
+    MPI_Type_contiguous(count, dt, &piece);
+    MPI_Type_create_resized(piece, 0, MPI_Aint(n * es), &block);
+    MPI_Type_commit(&block);
+    int rc = MPI_Allgather(in_place ? MPI_IN_PLACE : in_p + off * es, count, dt, out_p + off * es,
+                           1, block, comm_);
+    MPI_Type_free(&block);
+    MPI_Type_free(&piece);
+    check_mpi(rc, "MPI_Allgather", w);
+  }
+}
+
+}  // namespace dp

@@ -1,0 +1,68 @@
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "runtime/comm/work.h"
+#include "runtime/core/error.h"
+
+using namespace dp;
+using namespace std::chrono_literals;
+
+TEST(Work, WaitReturnsAfterAnotherThreadCompletesIt) {
+  auto work = std::make_shared<Work>("allreduce(sum) float32[4] 'w'", 7);
+  EXPECT_FALSE(work->done());
+  std::thread comm([work] {
+    std::this_thread::sleep_for(20ms);
+    work->mark_started();
+    work->mark_completed();
+  });
+  work->wait();
+  EXPECT_TRUE(work->done());
+  EXPECT_LE(work->enqueue_us(), work->start_us());
+  EXPECT_LE(work->start_us(), work->end_us());
+  EXPECT_GE(work->end_us() - work->enqueue_us(), 15e3);  // it did wait for the thread
+  EXPECT_EQ(work->seq(), 7u);
+  comm.join();
+}
+
+TEST(Work, ErrorSetByTheCommThreadIsRethrownByWait) {
+  auto work = std::make_shared<Work>("broadcast(root=0) float32[2] 'b'", 1);
+  std::thread comm([work] {
+    work->mark_started();
+    work->mark_completed(std::make_exception_ptr(Error("MPI_Bcast failed: boom")));
+  });
+  comm.join();
+  EXPECT_TRUE(work->done());
+  try {
+    work->wait();
+    FAIL() << "wait() did not rethrow";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("boom"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(work->wait(), Error);  // every wait reports it, not just the first
+}
+
+TEST(Work, CompletedWithoutStartGetsAStartTime) {
+  Work work("barrier 'x'");
+  work.mark_completed();
+  EXPECT_GT(work.start_us(), 0);
+  EXPECT_EQ(work.duration_us(), 0);
+}
+
+TEST(Work, NeverCompletedTimesOutNamingTheCollective) {
+  Work work("allreduce(avg) float32[1234] 'bucket 3'", 42);
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    work.wait(50ms);
+    FAIL() << "wait() returned for a collective that never completed";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("did not complete"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("allreduce(avg) float32[1234] 'bucket 3'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("#42"), std::string::npos) << msg;
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+  EXPECT_FALSE(work.done());
+}
