@@ -21,7 +21,7 @@
 #include <string>
 #include <thread>
 
-#include "runtime/comm/mpi_api.h"
+#include <mpi.h>
 #include "runtime/comm/process_group.h"
 
 namespace dp {

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "runtime/comm/mpi_api.h"
+#include <mpi.h>
 #include "runtime/core/error.h"
 
 namespace dp {

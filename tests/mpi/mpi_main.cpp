@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "runtime/comm/mpi_api.h"
+#include <mpi.h>
 #include "runtime/comm/mpi_runtime.h"
 #include "runtime/core/log.h"
 

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/comm/mpi_api.h"
+#include <mpi.h>
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
