@@ -1,0 +1,106 @@
+#pragma once
+// The IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/): a 4-byte
+// magic 0x00 0x00 <type> <ndims>, ndims big-endian uint32 dimensions, then the elements in
+// row-major order, big-endian. Files are read raw or gzip-compressed (detected by the gzip
+// magic, not by the name), and `name` falls back to `name.gz` when only that exists.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/data/dataset.h"
+
+namespace dp {
+
+// Type codes of the IDX format.
+enum class IdxType : uint8_t {
+  u8 = 0x08,
+  i8 = 0x09,
+  i16 = 0x0B,
+  i32 = 0x0C,
+  f32 = 0x0D,
+  f64 = 0x0E
+};
+// Bytes per element of a type code; 0 for a code the format does not define.
+size_t idx_type_size(uint8_t code);
+// "unsigned byte", "float", ... or "unknown".
+const char* idx_type_name(uint8_t code);
+
+struct IdxArray {
+  std::string path;  // the file actually read (may end in .gz)
+  uint8_t type = static_cast<uint8_t>(IdxType::u8);
+  std::vector<uint32_t> dims;
+  std::vector<uint8_t> payload;  // the elements as stored (big-endian for multi-byte types)
+};
+
+// `path` if it exists, else `path`.gz if that exists; otherwise dp::Error naming both.
+std::string resolve_idx_path(const std::string& path);
+// Reads and validates one IDX file (see resolve_idx_path for the .gz fallback). Throws
+// dp::Error naming the file on: missing file, bad magic, unknown type code, no dimensions,
+// truncated header or payload, bytes after the payload, a corrupt or truncated gzip stream.
+IdxArray read_idx(const std::string& path);
+// The same checks on an in-memory, already decompressed file; `what` names it in errors.
+IdxArray parse_idx(std::vector<uint8_t> bytes, const std::string& what);
+
+// Writes an IDX file at exactly `path` (gzip-compressed when `gzip`, whatever the name).
+// The payload size must equal the product of dims times the element size.
+void write_idx(const std::string& path, IdxType type, const std::vector<uint32_t>& dims,
+               const std::vector<uint8_t>& payload, bool gzip);
+void write_idx_ubyte(const std::string& path, const std::vector<uint32_t>& dims,
+                     const std::vector<uint8_t>& bytes, bool gzip);
+
+// Pixel statistics in units of pixel / 255: x = (p / 255 - mean) / std. Always normalise
+// test data with the TRAIN split's statistics (for Fashion-MNIST about 0.286 / 0.353).
+struct Normalization {
+  double mean = 0.0;
+  double std = 1.0;
+};
+// Mean and population standard deviation of `n` uint8 pixels, in units of pixel / 255.
+Normalization compute_normalization(const uint8_t* pixels, size_t n);
+
+// `{split}-images-idx3-ubyte[.gz]` (uint8, [n, rows, cols]) with
+// `{split}-labels-idx1-ubyte[.gz]` (uint8, [n]). Pixels stay uint8 in memory (47 MB for
+// Fashion-MNIST's train split instead of 188 MB as float) and are normalised in get().
+class IdxDataset : public Dataset {
+ public:
+  // split is "train" or "t10k" for (Fashion-)MNIST; any prefix of that file naming works.
+  // Without `norm` the split's own pixel statistics are used: right for "train"; for "t10k"
+  // pass train.normalization(). Labels must be < num_classes (1..256), else dp::Error.
+  static IdxDataset load(const std::string& dir, const std::string& split,
+                         std::optional<Normalization> norm = std::nullopt, int num_classes = 10);
+  // The same validation on arrays already in memory (images [n, rows, cols], labels [n]).
+  static IdxDataset from_arrays(IdxArray images, IdxArray labels,
+                                std::optional<Normalization> norm = std::nullopt,
+                                int num_classes = 10);
+
+  size_t size() const override { return n_; }
+  Shape sample_shape() const override { return {static_cast<int64_t>(rows_ * cols_)}; }
+  size_t sample_numel() const override { return rows_ * cols_; }
+  int num_classes() const override { return num_classes_; }
+  int32_t get(size_t i, float* dst) const override;
+  std::string describe() const override;
+
+  size_t rows() const { return rows_; }
+  size_t cols() const { return cols_; }
+  // The normalisation get() applies.
+  const Normalization& normalization() const { return norm_; }
+  // This split's own pixel statistics (what load() uses when given no normalisation).
+  Normalization compute_normalization() const;
+  // Raw access, for tests and tools.
+  const uint8_t* pixels(size_t i) const { return pixels_.data() + i * rows_ * cols_; }
+  int32_t label(size_t i) const { return labels_[i]; }
+
+ private:
+  IdxDataset() = default;
+
+  std::string source_;
+  size_t n_ = 0, rows_ = 0, cols_ = 0;
+  int num_classes_ = 10;
+  std::vector<uint8_t> pixels_;
+  std::vector<uint8_t> labels_;
+  Normalization norm_;
+  float lut_[256] = {};  // normalised value of every pixel byte: get() is one lookup per pixel
+};
+
+}  // namespace dp
