@@ -1,5 +1,6 @@
 #include "launcher/options.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -110,7 +111,17 @@ LaunchOptions parse_options(int argc, char** argv) {
 
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    po::parsed_options parsed = po::command_line_parser(argc, argv).options(all).run();
+    // An option given twice takes its last value (as argparse and most CLIs do), so a
+    // script can append an override to a base command line.
+    std::vector<po::option> last_wins;
+    for (auto it = parsed.options.rbegin(); it != parsed.options.rend(); ++it) {
+      bool seen = std::any_of(last_wins.begin(), last_wins.end(),
+                              [&](const po::option& o) { return o.string_key == it->string_key; });
+      if (!seen) last_wins.insert(last_wins.begin(), *it);
+    }
+    parsed.options = std::move(last_wins);
+    po::store(parsed, vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
       std::ifstream in(path);

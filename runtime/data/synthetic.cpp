@@ -10,8 +10,9 @@
 
 namespace dp {
 
-SyntheticDataset::SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed)
-    : size_(size), dim_(dim), num_classes_(num_classes), seed_(seed) {
+SyntheticDataset::SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed,
+                                   size_t first_index)
+    : size_(size), dim_(dim), num_classes_(num_classes), seed_(seed), first_index_(first_index) {
   DP_CHECK(size > 0, "synthetic dataset: size must be > 0");
   DP_CHECK(dim > 0, "synthetic dataset: dim must be > 0");
   DP_CHECK(num_classes >= 2, "synthetic dataset: num_classes must be >= 2, got {}", num_classes);
@@ -25,7 +26,7 @@ SyntheticDataset::SyntheticDataset(size_t size, size_t dim, int num_classes, uin
 
 int32_t SyntheticDataset::get(size_t i, float* dst) const {
   DP_CHECK(i < size_, "synthetic dataset: sample {} out of range ({} samples)", i, size_);
-  Philox rng(seed_, static_cast<uint64_t>(i) + 2);
+  Philox rng(seed_, static_cast<uint64_t>(first_index_ + i) + 2);
   const int32_t label = static_cast<int32_t>(rng.below(static_cast<uint64_t>(num_classes_)));
   const float* c = center(label);
   for (size_t k = 0; k < dim_; ++k) dst[k] = c[k] + rng.normal();

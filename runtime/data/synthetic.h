@@ -19,7 +19,10 @@ class SyntheticDataset : public Dataset {
   // centres about 5.7 noise standard deviations apart for dim <= 64 and further beyond: an MLP
   // (even a linear model) reaches well over 90% accuracy once dim >= 16 or so. Tiny dims
   // with many classes can overlap by chance.
-  SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed);
+  // `first_index` shifts which samples this set holds (sample i is the task's sample
+  // first_index + i): a test split is the same task (same centres) with other samples.
+  SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed,
+                   size_t first_index = 0);
 
   size_t size() const override { return size_; }
   Shape sample_shape() const override { return {static_cast<int64_t>(dim_)}; }
@@ -36,6 +39,7 @@ class SyntheticDataset : public Dataset {
   size_t size_, dim_;
   int num_classes_;
   uint64_t seed_;
+  size_t first_index_;
   float scale_;
   std::vector<float> centers_;  // [num_classes, dim]
 };
