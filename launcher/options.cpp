@@ -81,7 +81,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("beta1", po::value(&t.beta1)->default_value(t.beta1, "0.9"), "AdamW beta1")
       ("beta2", po::value(&t.beta2)->default_value(t.beta2, "0.999"), "AdamW beta2")
       ("adam-eps", po::value(&t.adam_eps)->default_value(t.adam_eps, "1e-08"), "AdamW epsilon")
-      ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "constant or cosine (linear warm-up, then cosine decay to --min-lr)")
+      ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "cosine (default: linear warm-up over --warmup-steps, then cosine decay to --min-lr at the last step) or constant")
       ("warmup-steps", po::value(&t.warmup_steps)->default_value(t.warmup_steps), "warm-up steps of the cosine schedule")
       ("min-lr", po::value(&t.min_lr)->default_value(t.min_lr, "0"), "final learning rate of the cosine schedule")
       ("clip-grad-norm", po::value(&t.clip_grad_norm)->default_value(t.clip_grad_norm, "0"), "clip the global gradient norm (0: off)");

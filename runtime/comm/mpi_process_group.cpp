@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "runtime/comm/collective_checks.h"
+#include "runtime/comm/ring_allreduce.h"
 #include "runtime/core/error.h"
 
 namespace dp {
@@ -148,9 +149,15 @@ WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
                  [this](const Work& w) { check_mpi(MPI_Barrier(comm_), "MPI_Barrier", w); });
 }
 
-void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) const {
+void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
   auto* p = static_cast<char*>(t.raw());
   const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
+  if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
+      t.nbytes() >= options_.ring_min_bytes && n / size_ < chunk) {
+    RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_);
+    check_mpi(r.mpi_error, r.call, w);
+    return;
+  }
   for (size_t off = 0; off < n; off += chunk) {
     int count = int(std::min(chunk, n - off));
     check_mpi(

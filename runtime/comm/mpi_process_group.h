@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <mpi.h>
 #include "runtime/comm/process_group.h"
@@ -30,6 +31,9 @@ struct MpiProcessGroupOptions {
   // MPI counts are int: a tensor above this many elements goes in several calls. Tests
   // lower it to run the chunked path on small tensors.
   size_t max_count_per_call = INT_MAX;
+  // float32 sum/avg all-reduces of at least this many bytes use dprun's ring all-reduce
+  // (runtime/comm/ring_allreduce.h); smaller ones, where latency rules, MPI_Allreduce.
+  size_t ring_min_bytes = 64 * 1024;
 };
 
 class MpiProcessGroup : public ProcessGroup {
@@ -59,7 +63,7 @@ class MpiProcessGroup : public ProcessGroup {
 
   WorkPtr enqueue(std::string description, std::function<void(const Work&)> run);
   void comm_loop();
-  void run_allreduce(Tensor t, ReduceOp op, const Work& w) const;
+  void run_allreduce(Tensor t, ReduceOp op, const Work& w);
   void run_broadcast(Tensor t, int root, const Work& w) const;
   void run_allgather(const Tensor& in, Tensor out, const Work& w) const;
 
@@ -73,6 +77,7 @@ class MpiProcessGroup : public ProcessGroup {
   std::deque<Task> queue_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
+  std::vector<float> ring_scratch_;  // used by the communication thread only
   std::thread thread_;
 };
 

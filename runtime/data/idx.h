@@ -100,7 +100,7 @@ class IdxDataset : public Dataset {
   std::vector<uint8_t> pixels_;
   std::vector<uint8_t> labels_;
   Normalization norm_;
-  float lut_[256] = {};  // normalised value of every pixel byte: get() is one lookup per pixel
+  float scale_ = 1, shift_ = 0;  // get(): (byte / 255 - mean) / std = byte * scale_ + shift_
 };
 
 }  // namespace dp

@@ -33,7 +33,9 @@ struct TrainConfig {
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float adam_eps = 1e-8f;
-  std::string lr_schedule = "constant";  // constant | cosine
+  // Cosine decay over the whole run by default (as llm.c and timm do): a constant rate
+  // leaves SGD bouncing at the end of training; --lr-schedule constant keeps it fixed.
+  std::string lr_schedule = "cosine";  // constant | cosine
   uint64_t warmup_steps = 0;
   float min_lr = 0.0f;
   float clip_grad_norm = 0.0f;  // 0: off

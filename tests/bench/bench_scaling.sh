@@ -17,10 +17,10 @@ FMNIST=/usr/share/datasets/fashion-mnist
 if [ -z "${DATA:-}" ]; then
   if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then DATA="idx:$FMNIST"; else DATA=synthetic; fi
 fi
+CORES=$(nproc --all)
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 OUT=$(mktemp -d /tmp/dprun-bench.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
-CORES=$(nproc)
 
 echo "dprun scaling benchmark: MLP 784-${HIDDEN//,/-}-10, batch $BATCH per rank, $STEPS steps x $ROUNDS rounds, data $DATA, $CORES cores, 1 BLAS thread per rank"
 for round in $(seq 1 "$ROUNDS"); do
