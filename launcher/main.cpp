@@ -19,7 +19,9 @@ namespace {
 
 int g_rank = 0;
 
-void print_error(const char* what) { std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what); }
+void print_error(const char* what) {
+  std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what);
+}
 
 // Every rank reports whether its local step went well; all ranks learn the verdict. On a
 // failure the failing ranks have printed their reason, the others say why they stop.
@@ -27,8 +29,8 @@ bool agree(const std::string& local_error, const char* phase) {
   if (!local_error.empty()) print_error(local_error.c_str());
   dp::Agreement a = dp::agree_all_ok(local_error.empty());
   if (!a.all_ok && local_error.empty()) {
-    std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n", g_rank,
-                 a.first_failed_rank, phase);
+    std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n",
+                 g_rank, a.first_failed_rank, phase);
   }
   return a.all_ok;
 }
@@ -39,7 +41,8 @@ void check_device_and_backend(const dp::LaunchOptions& o, int local_rank) {
     dp::log::debug("GPU visible, but this version trains on the CPU only: using cpu");
   }
   DP_CHECK(o.device == "auto" || dev.is_cpu(),
-           "--device {}: the CUDA path is not implemented in this version (use --device cpu)", o.device);
+           "--device {}: the CUDA path is not implemented in this version (use --device cpu)",
+           o.device);
   DP_CHECK(o.backend != "nccl",
            "--backend nccl: NCCL reduces CUDA tensors and this version trains on the CPU; use "
            "--backend mpi (or auto)");

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <sstream>
 
-#include <boost/program_options.hpp>
 #include <fmt/format.h>
+#include <boost/program_options.hpp>
 
 #include "runtime/core/error.h"
 
@@ -45,6 +45,8 @@ LaunchOptions parse_options(int argc, char** argv) {
   bool no_prefetch = false;
   bool no_overlap = false;
 
+  // One option per line reads better than what the formatter makes of Boost's chains.
+  // clang-format off
   po::options_description general("General");
   general.add_options()
       ("help,h", "print this help and exit")
@@ -103,7 +105,10 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
-  po::options_description all("Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
+  // clang-format on
+  po::options_description all(
+      "Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, "
+      "gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
   all.add(general).add(model).add(sched).add(optim).add(dist).add(out);
   std::ostringstream help;
   help << all;
@@ -138,7 +143,8 @@ LaunchOptions parse_options(int argc, char** argv) {
   t.overlap = !no_overlap;
   if (o.help || o.version) return o;
   t.hidden = parse_sizes(hidden, "--hidden");
-  DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" || o.device.rfind("cuda:", 0) == 0,
+  DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||
+               o.device.rfind("cuda:", 0) == 0,
            "--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", o.device);
   DP_CHECK(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl",
            "--backend {}: unknown backend (expected auto, mpi or nccl)", o.backend);

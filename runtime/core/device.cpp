@@ -52,7 +52,9 @@ Device resolve_device(const std::string& spec, int local_rank) {
   if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
     int n = cuda_device_count();
     DP_CHECK(cuda_compiled(), "--device {}: this dprun was built without CUDA", spec);
-    DP_CHECK(n > 0, "--device {}: no CUDA GPU is visible on this node (no driver or CUDA_VISIBLE_DEVICES empty)",
+    DP_CHECK(n > 0,
+             "--device {}: no CUDA GPU is visible on this node (no driver or CUDA_VISIBLE_DEVICES "
+             "empty)",
              spec);
     int idx = local_rank;
     if (spec != "cuda") {
@@ -62,8 +64,8 @@ Device resolve_device(const std::string& spec, int local_rank) {
         fail("--device {}: expected cuda:N with a device index N", spec);
       }
     }
-    DP_CHECK(idx >= 0 && idx < n, "--device {}: device index {} out of range, this node has {} GPU(s)",
-             spec, idx, n);
+    DP_CHECK(idx >= 0 && idx < n,
+             "--device {}: device index {} out of range, this node has {} GPU(s)", spec, idx, n);
     return Device::cuda(idx);
   }
   fail("--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", spec);

@@ -29,9 +29,9 @@ template <typename... Args>
 }  // namespace dp
 
 // DP_CHECK(cond, "format {}", args...): throws dp::Error when cond is false.
-#define DP_CHECK(cond, ...)     \
-  do {                          \
-    if (!(cond)) {              \
-      ::dp::fail(__VA_ARGS__);  \
-    }                           \
+#define DP_CHECK(cond, ...)    \
+  do {                         \
+    if (!(cond)) {             \
+      ::dp::fail(__VA_ARGS__); \
+    }                          \
   } while (0)

@@ -10,10 +10,18 @@ std::atomic<bool> g_verbose{false};
 std::mutex g_mutex;
 }  // namespace
 
-void set_rank(int rank, int /*world_size*/) { g_rank = rank; }
-int rank() { return g_rank; }
-void set_verbose(bool verbose) { g_verbose = verbose; }
-bool verbose() { return g_verbose; }
+void set_rank(int rank, int /*world_size*/) {
+  g_rank = rank;
+}
+int rank() {
+  return g_rank;
+}
+void set_verbose(bool verbose) {
+  g_verbose = verbose;
+}
+bool verbose() {
+  return g_verbose;
+}
 
 void write_line(std::FILE* f, const std::string& line) {
   // Whole lines under one lock: the comm thread and the main thread may both log.

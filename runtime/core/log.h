@@ -18,13 +18,14 @@ void write_line(std::FILE* f, const std::string& line);
 
 template <typename... Args>
 void info(fmt::format_string<Args...> f, Args&&... args) {
-  write_line(stdout, fmt::format("[rank {}] ", rank()) + fmt::format(f, std::forward<Args>(args)...));
+  write_line(stdout,
+             fmt::format("[rank {}] ", rank()) + fmt::format(f, std::forward<Args>(args)...));
 }
 
 template <typename... Args>
 void warn(fmt::format_string<Args...> f, Args&&... args) {
-  write_line(stderr,
-             fmt::format("dprun: warning: [rank {}] ", rank()) + fmt::format(f, std::forward<Args>(args)...));
+  write_line(stderr, fmt::format("dprun: warning: [rank {}] ", rank()) +
+                         fmt::format(f, std::forward<Args>(args)...));
 }
 
 template <typename... Args>

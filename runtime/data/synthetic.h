@@ -21,8 +21,7 @@ class SyntheticDataset : public Dataset {
   // with many classes can overlap by chance.
   // `first_index` shifts which samples this set holds (sample i is the task's sample
   // first_index + i): a test split is the same task (same centres) with other samples.
-  SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed,
-                   size_t first_index = 0);
+  SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed, size_t first_index = 0);
 
   size_t size() const override { return size_; }
   Shape sample_shape() const override { return {static_cast<int64_t>(dim_)}; }

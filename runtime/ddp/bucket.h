@@ -38,9 +38,7 @@ struct CommStats {
   double total_us = 0;    // time the all-reduces ran (union of their intervals)
   double exposed_us = 0;  // time finish() waited for them after backward: not hidden
   std::vector<BucketSpan> spans;
-  double overlap() const {
-    return total_us > 0 ? std::max(0.0, 1.0 - exposed_us / total_us) : 0.0;
-  }
+  double overlap() const { return total_us > 0 ? std::max(0.0, 1.0 - exposed_us / total_us) : 0.0; }
 };
 
 }  // namespace dp

@@ -17,20 +17,22 @@ void dump_params(const std::vector<Parameter*>& params, const std::string& path)
     DP_CHECK(out.is_open(), "--dump-params {}: cannot open the file for writing", path);
     for (const Parameter* p : params) {
       // x86-64 and aarch64 are little-endian, so the in-memory floats are the format.
-      out.write(static_cast<const char*>(p->value.raw()), static_cast<std::streamsize>(p->value.nbytes()));
+      out.write(static_cast<const char*>(p->value.raw()),
+                static_cast<std::streamsize>(p->value.nbytes()));
     }
     out.flush();
     DP_CHECK(out.good(), "--dump-params {}: write failed (disk full?)", path);
   }
-  DP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "--dump-params {}: cannot rename {} into place",
-           path, tmp);
+  DP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0,
+           "--dump-params {}: cannot rename {} into place", path, tmp);
 }
 
 std::vector<float> read_params_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   DP_CHECK(in.is_open(), "cannot open parameter file {}", path);
   auto bytes = static_cast<size_t>(in.tellg());
-  DP_CHECK(bytes % 4 == 0, "parameter file {} has {} bytes, not a whole number of float32", path, bytes);
+  DP_CHECK(bytes % 4 == 0, "parameter file {} has {} bytes, not a whole number of float32", path,
+           bytes);
   std::vector<float> v(bytes / 4);
   in.seekg(0);
   in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(bytes));

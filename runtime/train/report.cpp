@@ -40,8 +40,8 @@ void print_header_lines(const HeaderInfo& h) {
   log::rank0("batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global, {} steps/epoch",
              h.per_rank_batch, h.grad_accum, h.world, h.global_batch, h.steps_per_epoch);
   log::rank0("optimizer  {}, lr {}", h.optimizer, h.schedule);
-  log::rank0("reducer    {}, {}", h.overlap ? "overlapped with backward" : "after backward (--no-overlap)",
-             h.buckets);
+  log::rank0("reducer    {}, {}",
+             h.overlap ? "overlapped with backward" : "after backward (--no-overlap)", h.buckets);
 }
 
 Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled)
@@ -56,10 +56,12 @@ void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   if (!enabled_ || !(m.step == 1 || m.step % interval_ == 0 || m.step == total_)) return;
   double eta = m.step < total_ ? elapsed_s / double(m.step) * double(total_ - m.step) : 0;
   double overlap = comm_ > 0 ? std::max(0.0, 1.0 - exposed_ / comm_) : 0;
-  log::rank0("epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} samples/s | comm {:.2f} ms, "
-             "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
-             epoch + 1, m.step, total_, loss_ / double(n_), m.lr, sps_ / double(n_), comm_ / double(n_),
-             exposed_ / double(n_), overlap * 100, format_duration(eta));
+  log::rank0(
+      "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} samples/s | comm {:.2f} "
+      "ms, "
+      "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
+      epoch + 1, m.step, total_, loss_ / double(n_), m.lr, sps_ / double(n_), comm_ / double(n_),
+      exposed_ / double(n_), overlap * 100, format_duration(eta));
   n_ = 0;
   loss_ = sps_ = comm_ = exposed_ = 0;
 }
@@ -67,8 +69,10 @@ void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
 void Progress::epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval) {
   if (!enabled_) return;
   if (eval) {
-    log::rank0("epoch {:>3} done | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} samples)",
-               epoch + 1, train_loss, eval->loss, eval->accuracy, eval->samples);
+    log::rank0(
+        "epoch {:>3} done | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} "
+        "samples)",
+        epoch + 1, train_loss, eval->loss, eval->accuracy, eval->samples);
   } else {
     log::rank0("epoch {:>3} done | train loss {:.4f}", epoch + 1, train_loss);
   }
@@ -78,8 +82,8 @@ void print_summary(const TrainSummary& s) {
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
   log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
   if (s.evaluated) {
-    log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy, s.eval.samples,
-               s.eval.loss);
+    log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy,
+               s.eval.samples, s.eval.loss);
   }
   log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
   log::rank0("  communication   {:.3f} ms/step total, {:.3f} ms/step exposed, overlap {:.0f}%",

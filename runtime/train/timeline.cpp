@@ -16,8 +16,8 @@ void Timeline::start(double origin_us, uint64_t max_steps) {
   events_.clear();
 }
 
-void Timeline::span(Row row, const std::string& name, double start_us, double end_us,
-                    uint64_t step, const std::string& args_json) {
+void Timeline::span(Row row, const std::string& name, double start_us, double end_us, uint64_t step,
+                    const std::string& args_json) {
   if (!recording(step)) return;
   if (!events_.empty()) events_ += ",\n";
   events_ += fmt::format(
@@ -44,7 +44,8 @@ void Timeline::write(ProcessGroup& pg, const std::string& path,
         r);
     std::string events = all[r];
     const std::string marker = "@RANK@";
-    for (size_t pos = events.find(marker); pos != std::string::npos; pos = events.find(marker, pos)) {
+    for (size_t pos = events.find(marker); pos != std::string::npos;
+         pos = events.find(marker, pos)) {
       events.replace(pos, marker.size(), std::to_string(r));
     }
     if (!events.empty()) out << ",\n" << events;

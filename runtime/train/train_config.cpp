@@ -29,8 +29,9 @@ void validate(const TrainConfig& c) {
            "--bucket-cap-mb must be a positive number of MB (got {})", c.bucket_cap_mb);
   DP_CHECK(c.timeout_s > 0, "--timeout must be a positive number of seconds (got {})", c.timeout_s);
   DP_CHECK(c.log_interval > 0, "--log-interval must be at least 1");
-  DP_CHECK(c.data.rfind("idx:", 0) == 0 || c.data == "synthetic" || c.data.rfind("synthetic:", 0) == 0,
-           "--data {}: unknown data source (use idx:DIR or synthetic[:N])", c.data);
+  DP_CHECK(
+      c.data.rfind("idx:", 0) == 0 || c.data == "synthetic" || c.data.rfind("synthetic:", 0) == 0,
+      "--data {}: unknown data source (use idx:DIR or synthetic[:N])", c.data);
 }
 
 }  // namespace dp

@@ -58,8 +58,8 @@ DataSplits open_data(const TrainConfig& c) {
   }
   d.train = std::make_unique<SyntheticDataset>(n, kSyntheticDim, kSyntheticClasses, c.seed);
   // Same class centres (same seed), samples drawn past the training set's indices.
-  d.test = std::make_unique<SyntheticDataset>(c.synthetic_test_size, kSyntheticDim, kSyntheticClasses,
-                                              c.seed, /*first_index=*/n);
+  d.test = std::make_unique<SyntheticDataset>(c.synthetic_test_size, kSyntheticDim,
+                                              kSyntheticClasses, c.seed, /*first_index=*/n);
   return d;
 }
 
@@ -71,8 +71,8 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   DataSplits data = open_data(cfg_);
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);
-  sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_, /*shuffle=*/true,
-                                                  cfg_.seed, /*drop_last=*/false);
+  sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_,
+                                                  /*shuffle=*/true, cfg_.seed, /*drop_last=*/false);
   loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch);
   DP_CHECK(loader_->batches_per_epoch() >= cfg_.grad_accum,
            "--grad-accum {} needs at least that many batches per epoch, but each rank gets only {} "
@@ -83,8 +83,8 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
                     static_cast<size_t>(train_set_->num_classes()), cfg_.seed);
   loss_fn_ = std::make_unique<SoftmaxCrossEntropy>();
   if (cfg_.optimizer == "sgd") {
-    optimizer_ = std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay,
-                                       cfg_.nesterov);
+    optimizer_ =
+        std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay, cfg_.nesterov);
   } else {
     optimizer_ = std::make_unique<AdamW>(parameters(), cfg_.beta1, cfg_.beta2, cfg_.adam_eps,
                                          cfg_.weight_decay);
@@ -102,17 +102,21 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
 
 Trainer::~Trainer() = default;
 
-std::vector<Parameter*> Trainer::parameters() const { return model_->parameters(); }
+std::vector<Parameter*> Trainer::parameters() const {
+  return model_->parameters();
+}
 
-size_t Trainer::steps_per_epoch() const { return loader_->batches_per_epoch() / cfg_.grad_accum; }
+size_t Trainer::steps_per_epoch() const {
+  return loader_->batches_per_epoch() / cfg_.grad_accum;
+}
 
 std::chrono::milliseconds Trainer::timeout() const {
   return std::chrono::milliseconds(static_cast<int64_t>(cfg_.timeout_s * 1000));
 }
 
 void Trainer::connect(ProcessGroup& pg) {
-  DP_CHECK(pg.size() == world_ && pg.rank() == rank_, "process group is rank {} of {}, trainer {} of {}",
-           pg.rank(), pg.size(), rank_, world_);
+  DP_CHECK(pg.size() == world_ && pg.rank() == rank_,
+           "process group is rank {} of {}, trainer {} of {}", pg.rank(), pg.size(), rank_, world_);
   pg_ = &pg;
   ReducerOptions ro;
   ro.first_bucket_mb = cfg_.first_bucket_mb;
@@ -174,10 +178,11 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   if (trace) {
     timeline_.span(Timeline::kCompute, "optimizer", t_opt, t_end, step_);
     for (const BucketSpan& s : cs.spans) {
-      timeline_.span(Timeline::kComm, fmt::format("allreduce bucket {}", s.bucket), s.start_us,
-                     s.end_us, step_,
-                     fmt::format(R"("bucket":{},"bytes":{},"ready_us":{:.3f},"backward_end_us":{:.3f})",
-                                 s.bucket, s.bytes, s.ready_us, bwd_end));
+      timeline_.span(
+          Timeline::kComm, fmt::format("allreduce bucket {}", s.bucket), s.start_us, s.end_us,
+          step_,
+          fmt::format(R"("bucket":{},"bytes":{},"ready_us":{:.3f},"backward_end_us":{:.3f})",
+                      s.bucket, s.bytes, s.ready_us, bwd_end));
     }
   }
   const double step_us = t_end - t_step;
@@ -211,7 +216,8 @@ EvalResult Trainer::evaluate() {
     count += double(b->size);
   }
   // float32 sums of counts are exact up to 2^24 samples; the loss sum is a mean anyway.
-  Tensor totals = Tensor::from_vector({3}, std::vector<float>{float(loss_sum), float(correct), float(count)});
+  Tensor totals =
+      Tensor::from_vector({3}, std::vector<float>{float(loss_sum), float(correct), float(count)});
   pg_->allreduce(totals, ReduceOp::sum, "eval totals")->wait(timeout());
   const float* t = totals.f32();
   EvalResult r;
@@ -230,7 +236,8 @@ void Trainer::print_header() {
   h.backend = pg_->backend();
   h.devices = per_rank;
   h.model = fmt::format("mlp {}-{}-{} ({} parameters)", train_set_->sample_numel(),
-                        fmt::join(cfg_.hidden, "-"), train_set_->num_classes(), count_params(parameters()));
+                        fmt::join(cfg_.hidden, "-"), train_set_->num_classes(),
+                        count_params(parameters()));
   h.data = fmt::format("{} | test: {}", train_set_->describe(), test_set_->describe());
   h.per_rank_batch = cfg_.batch_size;
   h.grad_accum = cfg_.grad_accum;
@@ -253,7 +260,8 @@ TrainSummary Trainer::run() {
   TrainSummary sum;
   const uint64_t per_epoch = steps_per_epoch();
   uint64_t total_steps = per_epoch * cfg_.epochs;
-  if (cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < total_steps)) total_steps = cfg_.max_steps;
+  if (cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < total_steps))
+    total_steps = cfg_.max_steps;
   Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet);
 
   double train_us = 0, comm_us = 0, exposed_us = 0;
@@ -275,8 +283,8 @@ TrainSummary Trainer::run() {
       progress.step(m, epoch, (now_us() - t_start) / 1e6);
       if (!std::isfinite(m.loss)) {
         // The loss is the all-reduced one: every rank sees it and stops here together.
-        throw CollectiveError(fmt::format("step {}: the loss is {} (training diverged: try a lower --lr)",
-                                          m.step, m.loss));
+        throw CollectiveError(fmt::format(
+            "step {}: the loss is {} (training diverged: try a lower --lr)", m.step, m.loss));
       }
     }
     sum.epochs = epoch + 1;
@@ -285,8 +293,12 @@ TrainSummary Trainer::run() {
       sum.eval = evaluate();
       sum.evaluated = true;
       if (log_.is_open()) {
-        log_.write({{"type", "eval"}, {"step", step_}, {"epoch", epoch}, {"test_loss", sum.eval.loss},
-                    {"test_accuracy", sum.eval.accuracy}, {"test_samples", sum.eval.samples}});
+        log_.write({{"type", "eval"},
+                    {"step", step_},
+                    {"epoch", epoch},
+                    {"test_loss", sum.eval.loss},
+                    {"test_accuracy", sum.eval.accuracy},
+                    {"test_samples", sum.eval.samples}});
       }
     }
     progress.epoch_end(epoch, sum.train_loss, sum.evaluated ? &sum.eval : nullptr);
@@ -302,11 +314,17 @@ TrainSummary Trainer::run() {
   if (rank_ == 0 && !cfg_.dump_params.empty()) dump_params(parameters(), cfg_.dump_params);
   if (rank_ == 0 && !cfg_.quiet) print_summary(sum);
   if (log_.is_open()) {
-    log_.write({{"type", "summary"}, {"steps", sum.steps}, {"epochs", sum.epochs},
-                {"train_loss", sum.train_loss}, {"samples_per_s", sum.samples_per_s},
-                {"comm_ms", sum.comm_ms}, {"exposed_comm_ms", sum.exposed_comm_ms},
-                {"overlap", sum.overlap}, {"wall_s", sum.wall_s},
-                {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
+    log_.write(
+        {{"type", "summary"},
+         {"steps", sum.steps},
+         {"epochs", sum.epochs},
+         {"train_loss", sum.train_loss},
+         {"samples_per_s", sum.samples_per_s},
+         {"comm_ms", sum.comm_ms},
+         {"exposed_comm_ms", sum.exposed_comm_ms},
+         {"overlap", sum.overlap},
+         {"wall_s", sum.wall_s},
+         {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
   }
   return sum;
 }

@@ -218,7 +218,8 @@ TEST(Reducer, BroadcastsRankZerosParameters) {
   auto reference = make_mlp(20, {8}, 3, 100);
   auto mine = model->parameters();
   auto ref = reference->parameters();
-  for (size_t i = 0; i < mine.size(); ++i) EXPECT_EQ(mine[i]->value.to_vector(), ref[i]->value.to_vector());
+  for (size_t i = 0; i < mine.size(); ++i)
+    EXPECT_EQ(mine[i]->value.to_vector(), ref[i]->value.to_vector());
 }
 
 TEST(Reducer, GradientsAreViewsIntoBucketsAndAveraged) {
@@ -286,7 +287,8 @@ TEST(Reducer, RebuildsBucketsInTheObservedOrder) {
   for (Parameter* p : params) p->grad_ready();  // registration order instead
   r.finish();
   r.zero_grad();  // the rebuild happens here, between steps
-  for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(r.buckets()[i].params, std::vector<size_t>{i});
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_EQ(r.buckets()[i].params, std::vector<size_t>{i});
   // And the new layout works.
   r.prepare_for_backward(true);
   for (Parameter* p : params) {
