@@ -5,6 +5,7 @@
 // every rank and agreed on BEFORE the first collective, so every rank exits non-zero with a
 // message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
 #include <cstdio>
+#include <memory>
 #include <optional>
 
 #include "launcher/options.h"
@@ -83,18 +84,25 @@ int main(int argc, char** argv) {
   }
   if (!agree(err, "its configuration or input check")) return 1;
 
-  // Phase 2, collective. The process group is declared after `mpi`, so it is destroyed
-  // (its communication thread joined) before MPI_Finalize.
+  // Phase 2, collective. The process group lives outside the try block: on a one-sided
+  // failure the job must be aborted BEFORE its destructor joins a communication thread
+  // that may be stuck in a collective with a dead or stalled peer. It is released before
+  // MPI_Finalize (when `mpi` goes out of scope).
+  std::unique_ptr<dp::MpiProcessGroup> pg;
   try {
-    dp::MpiProcessGroup pg(MPI_COMM_WORLD);
-    trainer->connect(pg);
+    pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD);
+    trainer->connect(*pg);
     trainer->run();
   } catch (const dp::CollectiveError& e) {
-    print_error(e.what());  // every rank raised it: end cleanly everywhere
+    print_error(e.what());  // every rank raised it at the same point: end cleanly everywhere
+    trainer.reset();
+    pg.reset();
     return 1;
   } catch (const std::exception& e) {
     print_error(e.what());
     dp::abort_job(1);  // only some ranks may know: take the whole job down, no hang
   }
+  trainer.reset();
+  pg.reset();
   return 0;
 }

@@ -168,7 +168,7 @@ void Reducer::wait_bucket(Bucket& b) {
   } catch (const Error& e) {
     const std::string& first = params_[b.params.front()]->name;
     const std::string& last = params_[b.params.back()]->name;
-    fail("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}", step_, b.tag, b.params.size(),
+    fail("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}", step_ + 1, b.tag, b.params.size(),
          first, last, b.bytes() / 1048576.0, e.what());
   }
 }
@@ -188,7 +188,7 @@ void Reducer::finish() {
       }
       fail("step {}: {} of {} parameters got no gradient in this backward pass ({}); every "
            "parameter must get one each step, or pass --find-unused-parameters",
-           step_, missing.size(), params_.size(), fmt::join(missing, ", "));
+           step_ + 1, missing.size(), params_.size(), fmt::join(missing, ", "));
     }
     // An unused parameter contributes a zero gradient: its view is left as it is.
     for (size_t i = 0; i < params_.size(); ++i) {

@@ -52,7 +52,8 @@ class Reducer {
   const std::vector<Bucket>& buckets() const { return buckets_; }
   const std::vector<Parameter*>& parameters() const { return params_; }
   const CommStats& last_stats() const { return stats_; }
-  uint64_t step() const { return step_; }  // synchronising steps finished so far
+  // Synchronising steps finished so far; messages name the step in progress as step() + 1.
+  uint64_t step() const { return step_; }
   std::string layout() const;              // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
 
  private:

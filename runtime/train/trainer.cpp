@@ -148,6 +148,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
       // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
       loss_buf_.f32()[0] = loss_sum / static_cast<float>(K);
     }
+    fault_.maybe_stall(rank_, step_ + 1);
     // Each micro-batch's loss is a mean over B; scaling by 1/K makes the accumulated
     // gradient the mean over the K*B samples, as one large batch would give.
     model_->backward(loss_fn_->backward(1.0f / static_cast<float>(K)));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/comm/process_group.h"
+#include "runtime/train/fault_injection.h"
 #include "runtime/train/metrics.h"
 #include "runtime/train/timeline.h"
 #include "runtime/train/train_config.h"
@@ -81,6 +82,7 @@ class Trainer {
   Tensor loss_buf_;
   uint64_t step_ = 0;
   Timeline timeline_;
+  FaultInjection fault_ = FaultInjection::from_env();
   JsonLog log_;
 };
 

@@ -1,0 +1,21 @@
+#pragma once
+// Test hook for the paths that only a misbehaving rank exercises (a straggler, a hang):
+// DPRUN_FAULT_STALL="rank=R,step=S,seconds=T" makes rank R sleep T seconds before the
+// backward of step S. The other ranks must then report the stalled collective (naming the
+// step and the bucket) after --timeout and abort the job, instead of hanging.
+#include <cstdint>
+
+namespace dp {
+
+class FaultInjection {
+ public:
+  static FaultInjection from_env();  // inactive unless DPRUN_FAULT_STALL is set
+  void maybe_stall(int rank, uint64_t step) const;
+
+ private:
+  int rank_ = -1;
+  uint64_t step_ = 0;
+  double seconds_ = 0;
+};
+
+}  // namespace dp
