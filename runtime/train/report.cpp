@@ -50,7 +50,8 @@ Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled)
 void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   ++n_;
   loss_ += m.loss;
-  sps_ += m.samples_per_s;
+  samples_ += m.samples_per_s * m.step_ms / 1000.0;  // rate x time: the step's global batch
+  seconds_ += m.step_ms / 1000.0;
   comm_ += m.comm_ms;
   exposed_ += m.exposed_comm_ms;
   if (!enabled_ || !(m.step == 1 || m.step % interval_ == 0 || m.step == total_)) return;
@@ -60,10 +61,10 @@ void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
       "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} samples/s | comm {:.2f} "
       "ms, "
       "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
-      epoch + 1, m.step, total_, loss_ / double(n_), m.lr, sps_ / double(n_), comm_ / double(n_),
+      epoch + 1, m.step, total_, loss_ / double(n_), m.lr, seconds_ > 0 ? samples_ / seconds_ : 0.0, comm_ / double(n_),
       exposed_ / double(n_), overlap * 100, format_duration(eta));
   n_ = 0;
-  loss_ = sps_ = comm_ = exposed_ = 0;
+  loss_ = samples_ = seconds_ = comm_ = exposed_ = 0;
 }
 
 void Progress::epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval) {

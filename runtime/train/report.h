@@ -47,7 +47,7 @@ class Progress {
   uint64_t interval_;
   bool enabled_;
   uint64_t n_ = 0;
-  double loss_ = 0, sps_ = 0, comm_ = 0, exposed_ = 0;
+  double loss_ = 0, samples_ = 0, seconds_ = 0, comm_ = 0, exposed_ = 0;
 };
 
 }  // namespace dp
