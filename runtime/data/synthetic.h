@@ -14,7 +14,8 @@ namespace dp {
 class SyntheticDataset : public Dataset {
  public:
   // Class centres come from Philox(seed, stream 1); sample i's label (uniform over the
-  // classes) and unit Gaussian noise from Philox(seed, stream i + 2); x = centre[label] + noise.
+  // classes) and the seed of its unit-variance, near-Gaussian noise from Philox(seed, stream
+  // i + 2); x = centre[label] + noise.
   // Centre coordinates have standard deviation max(0.5, 4 / sqrt(dim)), which puts the
   // centres about 5.7 noise standard deviations apart for dim <= 64 and further beyond: an MLP
   // (even a linear model) reaches well over 90% accuracy once dim >= 16 or so. Tiny dims
