@@ -1,0 +1,21 @@
+#include "runtime/core/cuda/cuda_check.h"
+
+#include "runtime/core/error.h"
+
+namespace dp {
+
+void cuda_fail(const char* call, cudaError_t e, const char* file, int line) {
+  fail("{} failed at {}:{}: {} ({})", call, file, line, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+void cublas_fail(const char* call, cublasStatus_t s, const char* file, int line) {
+  fail("{} failed at {}:{}: {} ({})", call, file, line, cublasGetStatusString(s),
+       cublasGetStatusName(s));
+}
+
+void nccl_fail(const char* call, ncclResult_t r, const char* file, int line) {
+  fail("{} failed at {}:{}: {} (NCCL {}; NCCL_DEBUG=WARN tells more)", call, file, line,
+       ncclGetErrorString(r), static_cast<int>(r));
+}
+
+}  // namespace dp
