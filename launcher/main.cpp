@@ -4,6 +4,8 @@
 // "dprun: error: [rank R] ..." on stderr. Configuration and input problems are found on
 // every rank and agreed on BEFORE the first collective, so every rank exits non-zero with a
 // message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 
@@ -19,7 +21,9 @@ namespace {
 
 int g_rank = 0;
 
-void print_error(const char* what) { std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what); }
+void print_error(const char* what) {
+  std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what);
+}
 
 // Every rank reports whether its local step went well; all ranks learn the verdict. On a
 // failure the failing ranks have printed their reason, the others say why they stop.
@@ -27,8 +31,8 @@ bool agree(const std::string& local_error, const char* phase) {
   if (!local_error.empty()) print_error(local_error.c_str());
   dp::Agreement a = dp::agree_all_ok(local_error.empty());
   if (!a.all_ok && local_error.empty()) {
-    std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n", g_rank,
-                 a.first_failed_rank, phase);
+    std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n",
+                 g_rank, a.first_failed_rank, phase);
   }
   return a.all_ok;
 }
@@ -39,7 +43,8 @@ void check_device_and_backend(const dp::LaunchOptions& o, int local_rank) {
     dp::log::debug("GPU visible, but this version trains on the CPU only: using cpu");
   }
   DP_CHECK(o.device == "auto" || dev.is_cpu(),
-           "--device {}: the CUDA path is not implemented in this version (use --device cpu)", o.device);
+           "--device {}: the CUDA path is not implemented in this version (use --device cpu)",
+           o.device);
   DP_CHECK(o.backend != "nccl",
            "--backend nccl: NCCL reduces CUDA tensors and this version trains on the CPU; use "
            "--backend mpi (or auto)");
@@ -81,9 +86,13 @@ int main(int argc, char** argv) {
   if (!agree(err, "its configuration or input check")) return 1;
 
   // Phase 2, collective. The process group is declared after `mpi`, so it is destroyed
-  // (its communication thread joined) before MPI_Finalize.
+  // (its communication thread joined) before MPI_Finalize. The trainer's gradients live in
+  // the group's shared-memory buffers: after run() nothing may touch them (nothing does).
   try {
-    dp::MpiProcessGroup pg(MPI_COMM_WORLD);
+    dp::MpiProcessGroupOptions pg_options;
+    pg_options.shm_timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(opts.train.timeout_s * 1000));
+    dp::MpiProcessGroup pg(MPI_COMM_WORLD, pg_options);
     trainer->connect(pg);
     trainer->run();
   } catch (const dp::CollectiveError& e) {

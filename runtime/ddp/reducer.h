@@ -65,14 +65,15 @@ class Reducer {
   std::vector<Parameter*> params_;
   ProcessGroup& pg_;
   ReducerOptions opt_;
+  Tensor arena_;  // from pg_.allocate(): every bucket's flat buffer is a view into it
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;       // param index -> bucket index
-  std::vector<uint8_t> marked_;         // param marked ready in this backward
+  std::vector<size_t> bucket_of_;  // param index -> bucket index
+  std::vector<uint8_t> marked_;    // param marked ready in this backward
   size_t num_marked_ = 0;
   size_t next_to_launch_ = 0;
   bool sync_ = true;
   bool in_backward_ = false;
-  bool record_order_ = true;            // until the first synchronising step ends
+  bool record_order_ = true;  // until the first synchronising step ends
   std::vector<size_t> observed_order_;
   std::vector<std::vector<size_t>> pending_rebuild_;
   uint64_t step_ = 0;
