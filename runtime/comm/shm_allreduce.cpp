@@ -225,7 +225,10 @@ ShmAllreduce::Slot& ShmAllreduce::slot(int rank) const {
 
 Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
   const size_t bytes = numel * dtype_size(dtype);
-  const size_t segment = std::max<size_t>(kLine, (bytes + kLine - 1) / kLine * kLine);
+  // Every rank's data starts on a cache line of its own segment (MPI does not promise that a
+  // segment does, and Open MPI's do not): the slack line pays for aligning them.
+  const size_t usable = std::max<size_t>(kLine, (bytes + kLine - 1) / kLine * kLine);
+  const size_t segment = usable + kLine;
   MPI_Info info = noncontig_info();
   char* mine = nullptr;
   MPI_Win win = MPI_WIN_NULL;
@@ -242,8 +245,8 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
   auto buf = std::make_shared<ShmBuffer>();
   buf->win = win;
   buf->index = buffers_.size();
-  buf->bytes = segment;
-  buf->bases.assign(size_t(size_), nullptr);
+  buf->bytes = usable;
+  buf->data.assign(size_t(size_), nullptr);
   buffers_.push_back(buf);  // registered first: the destructor frees it whatever fails below
   // MPI may round segments up (to pages); equal rounded sizes are what every rank's
   // identical request gives.
@@ -253,13 +256,13 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
     int disp = 0;
     void* base = nullptr;
     rc = MPI_Win_shared_query(win, q, &got, &disp, &base);
-    DP_CHECK(rc == MPI_SUCCESS, "MPI_Win_shared_query for rank {} failed: {}", q,
-             mpi_error_text(rc));
-    buf->bases[size_t(q)] = static_cast<char*>(base);
+    DP_CHECK(rc == MPI_SUCCESS && size_t(got) >= segment,
+             "MPI_Win_shared_query for rank {} failed or gave {} of {} bytes: {}", q, size_t(got),
+             segment, mpi_error_text(rc));
+    const uintptr_t b = reinterpret_cast<uintptr_t>(base);
+    buf->data[size_t(q)] = static_cast<char*>(base) + ((kLine - b % kLine) % kLine);
     sizes[size_t(q)] = size_t(got);
   }
-  DP_CHECK(sizes[size_t(rank_)] >= segment, "shared-memory buffer #{}: MPI gave {} of {} bytes",
-           buf->index, sizes[size_t(rank_)], segment);
   for (int q = 0; q < size_; ++q) {
     DP_CHECK(sizes[size_t(q)] == sizes[size_t(rank_)],
              "shared-memory buffer #{}: rank {} allocated {} bytes, rank {} {}: every rank must "
@@ -267,14 +270,14 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
              buf->index, q, sizes[size_t(q)], rank_, sizes[size_t(rank_)]);
   }
   std::memset(mine, 0, segment);
-  auto storage = std::make_shared<Storage>(mine, bytes, buf);
+  auto storage = std::make_shared<Storage>(buf->data[size_t(rank_)], bytes, buf);
   return Tensor::from_storage(std::move(storage), {static_cast<int64_t>(numel)}, dtype);
 }
 
 const ShmBuffer* ShmAllreduce::find(const void* p, size_t bytes) const {
   const char* c = static_cast<const char*>(p);
   for (const auto& b : buffers_) {
-    const char* base = b->bases[size_t(rank_)];
+    const char* base = b->data[size_t(rank_)];
     if (c >= base && c + bytes <= base + b->bytes) return b.get();
   }
   return nullptr;
@@ -370,7 +373,7 @@ void ShmAllreduce::barrier(int which, uint64_t seq, const std::string& what) {
 
 void ShmAllreduce::allreduce_f32(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
                                  const std::string& what) {
-  const size_t offset = size_t(static_cast<char*>(t.raw()) - buf.bases[size_t(rank_)]);
+  const size_t offset = size_t(static_cast<char*>(t.raw()) - buf.data[size_t(rank_)]);
   const size_t n = t.numel();
   Slot& me = slot(rank_);
   me.buffer.store(buf.index, std::memory_order_relaxed);
@@ -405,7 +408,7 @@ void ShmAllreduce::allreduce_f32(const ShmBuffer& buf, Tensor& t, bool average, 
     if (begin < end) {
       ptrs_.resize(size_t(size_));
       for (int q = 0; q < size_; ++q) {
-        ptrs_[size_t(q)] = reinterpret_cast<float*>(buf.bases[size_t(q)] + offset);
+        ptrs_[size_t(q)] = reinterpret_cast<float*>(buf.data[size_t(q)] + offset);
       }
       reduce_slice(ptrs_.data(), size_, begin, end, average);
     }

@@ -25,6 +25,8 @@
 // atomically (either the barrier completed first and it goes on, or it withdraws and the
 // barrier never completes without it): a dead peer yields a dp::Error on the live ranks
 // after the timeout, naming the collective and the ranks that never arrived, not a hang.
+// The barrier is left as if the failed collective never started, so later collectives
+// still work; a collective that timed out at barrier 2 leaves its buffers half reduced.
 #include <mpi.h>
 
 #include <chrono>
@@ -38,13 +40,13 @@
 
 namespace dp {
 
-// One allocate()d buffer: an MPI shared window and where every rank's segment is mapped in
-// this process.
+// One allocate()d buffer: an MPI shared window and where every rank's part of it is mapped
+// in this process.
 struct ShmBuffer {
   MPI_Win win = MPI_WIN_NULL;
-  size_t index = 0;          // allocation order, the same on every rank
-  size_t bytes = 0;          // of each rank's segment (identical on every rank)
-  std::vector<char*> bases;  // bases[q]: rank q's segment
+  size_t index = 0;         // allocation order, the same on every rank
+  size_t bytes = 0;         // usable from each rank's data start (the same on every rank)
+  std::vector<char*> data;  // data[q]: rank q's buffer, 64-byte aligned
 };
 
 class ShmAllreduce {

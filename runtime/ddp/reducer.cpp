@@ -93,7 +93,8 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
   // while a peer writes its reduced slice of bucket k into this rank's arena, backward
   // writes bucket k + 1 here, and the two must not share a cache line. A rebuild only
   // reorders the same parameters, so it re-carves the arena; it allocates (collectively:
-  // every rank computes the same layout) only if the padding grew past it.
+  // every rank computes the same layout) only if the padding grew past it, and the old
+  // arena then stays allocated until the process group is destroyed.
   constexpr size_t kAlign = 16;  // floats
   std::vector<size_t> starts, sizes;
   size_t total = 0;

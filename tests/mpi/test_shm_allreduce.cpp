@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -89,6 +90,7 @@ TEST_P(SharedAllreduce, AllocateGivesZeroedBuffersOfTheRequestedSize) {
     Tensor t = pg.allocate(n);
     ASSERT_EQ(t.numel(), n);
     EXPECT_EQ(t.dtype(), DType::f32);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u) << "cache-line aligned";
     expect_bits(
         t, [](size_t) { return 0.0f; }, "fresh");
   }
