@@ -4,6 +4,8 @@
 // "dprun: error: [rank R] ..." on stderr. Configuration and input problems are found on
 // every rank and agreed on BEFORE the first collective, so every rank exits non-zero with a
 // message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -87,10 +89,14 @@ int main(int argc, char** argv) {
   // Phase 2, collective. The process group lives outside the try block: on a one-sided
   // failure the job must be aborted BEFORE its destructor joins a communication thread
   // that may be stuck in a collective with a dead or stalled peer. It is released before
-  // MPI_Finalize (when `mpi` goes out of scope).
+  // MPI_Finalize (when `mpi` goes out of scope), after the trainer, whose gradients live in
+  // the group's shared-memory buffers.
   std::unique_ptr<dp::MpiProcessGroup> pg;
   try {
-    pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD);
+    dp::MpiProcessGroupOptions pg_options;
+    pg_options.shm_timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(opts.train.timeout_s * 1000));
+    pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
     trainer->connect(*pg);
     trainer->run();
   } catch (const dp::CollectiveError& e) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/ring_allreduce.h"
 #include "runtime/core/error.h"
@@ -70,6 +72,8 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
            "thread and needs at least MPI_THREAD_SERIALIZED (initialise MPI via dp::MpiRuntime)",
            level);
   DP_CHECK(comm != MPI_COMM_NULL, "the MPI process group was given MPI_COMM_NULL");
+  DP_CHECK(options.shm_timeout.count() > 0, "shm_timeout must be positive (got {} ms)",
+           options.shm_timeout.count());
   DP_CHECK(options.max_count_per_call >= 1 && options.max_count_per_call <= size_t(INT_MAX),
            "max_count_per_call {} is outside 1..INT_MAX", options.max_count_per_call);
   int rc = MPI_Comm_dup(comm, &comm_);
@@ -78,6 +82,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   thread_ = std::thread([this] { comm_loop(); });
 }
 
@@ -88,6 +93,7 @@ MpiProcessGroup::~MpiProcessGroup() {
   }
   cv_.notify_one();
   thread_.join();  // after the queue drained: every Work handed out has completed
+  shm_.reset();    // its windows before the communicator they came from
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) MPI_Comm_free(&comm_);
@@ -149,7 +155,24 @@ WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
                  [this](const Work& w) { check_mpi(MPI_Barrier(comm_), "MPI_Barrier", w); });
 }
 
+Tensor MpiProcessGroup::allocate(size_t numel, DType dtype) {
+  if (!shm_ || numel == 0) return ProcessGroup::allocate(numel, dtype);
+  Tensor out;
+  enqueue(fmt::format("allocate {}[{}] (shared memory)", dtype_name(dtype), numel),
+          [this, &out, numel, dtype](const Work&) { out = shm_->allocate(numel, dtype); })
+      ->wait();
+  return out;
+}
+
 void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
+  if (shm_ && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg)) {
+    // Decided alike on every rank: the same view of the same allocate()d buffer is in a
+    // window everywhere or nowhere (and the shared path checks that the ranks agree).
+    if (const ShmBuffer* buf = shm_->find(t.raw(), t.nbytes())) {
+      shm_->allreduce_f32(*buf, t, op == ReduceOp::avg, w.seq(), w.description());
+      return;
+    }
+  }
   auto* p = static_cast<char*>(t.raw());
   const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
   if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&

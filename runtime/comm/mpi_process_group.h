@@ -9,14 +9,24 @@
 // i.e. declare it after the MpiRuntime in the same scope. The destructor finishes the
 // queued work and frees the communicator, both of which need MPI alive.
 //
+// Shared memory: when every rank of the communicator is on one node (and more than one),
+// allocate() places buffers in MPI-3 shared windows and all-reduces (sum, avg) of float32
+// tensors inside them run without MPI: each rank reduces its slice of every rank's buffer
+// in place (runtime/comm/shm_allreduce.h). allocate() runs as a task on the communication
+// thread, so the window's collective creation never overlaps another of the group's MPI
+// calls; the windows are freed when the group is destroyed, so buffers from allocate() must
+// not be used after it.
+//
 // Threading: with MPI_THREAD_MULTIPLE (what dp::MpiRuntime asks for) other threads may keep
 // using MPI meanwhile. At MPI_THREAD_SERIALIZED they must not call MPI while work is queued.
+#include <chrono>
 #include <climits>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -24,6 +34,7 @@
 
 #include <mpi.h>
 #include "runtime/comm/process_group.h"
+#include "runtime/comm/shm_allreduce.h"
 
 namespace dp {
 
@@ -34,6 +45,13 @@ struct MpiProcessGroupOptions {
   // float32 sum/avg all-reduces of at least this many bytes use dprun's ring all-reduce
   // (runtime/comm/ring_allreduce.h); smaller ones, where latency rules, MPI_Allreduce.
   size_t ring_min_bytes = 64 * 1024;
+  // Use shared-memory buffers and all-reduces when all ranks share one node. Must be the
+  // same on every rank (the ranks agree on it at construction: any false turns it off).
+  bool shared_memory = true;
+  // A shared-memory all-reduce whose peers have not all arrived after this long fails (its
+  // Work's wait() throws a dp::Error naming the collective and the missing ranks), so that
+  // a dead rank never hangs the job silently.
+  std::chrono::milliseconds shm_timeout{std::chrono::seconds(300)};
 };
 
 class MpiProcessGroup : public ProcessGroup {
@@ -54,6 +72,12 @@ class MpiProcessGroup : public ProcessGroup {
   WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") override;
   WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") override;
   WorkPtr barrier(const std::string& tag = "barrier") override;
+  // In a shared window when uses_shared_memory(), else Tensor::zeros. Collective; blocks
+  // until the buffer exists (after every collective queued before it).
+  Tensor allocate(size_t numel, DType dtype = DType::f32) override;
+
+  // Whether allocate() gives shared-memory buffers (the same answer on every rank).
+  bool uses_shared_memory() const { return shm_ != nullptr; }
 
  private:
   struct Task {
@@ -77,7 +101,8 @@ class MpiProcessGroup : public ProcessGroup {
   std::deque<Task> queue_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
-  std::vector<float> ring_scratch_;  // used by the communication thread only
+  std::vector<float> ring_scratch_;    // used by the communication thread only
+  std::unique_ptr<ShmAllreduce> shm_;  // after construction, used by the comm thread only
   std::thread thread_;
 };
 

@@ -27,8 +27,18 @@ class ProcessGroup {
   // In place: every rank ends with root's `t`.
   virtual WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") = 0;
   // `out` holds size() * in.numel() elements: rank r's `in` lands at offset r * in.numel().
-  virtual WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") = 0;
+  virtual WorkPtr allgather(const Tensor& in, Tensor& out,
+                            const std::string& tag = "allgather") = 0;
   virtual WorkPtr barrier(const std::string& tag = "barrier") = 0;
+
+  // A zero-filled 1-D buffer of `numel` elements placed where this group's collectives
+  // move the least data: the MPI backend puts it in memory every rank of the node maps, so
+  // that all-reducing it (or a view of it) needs no copies. The default is Tensor::zeros.
+  // Collective: every rank calls it with the same numel and dtype, in the same order, and
+  // uses the buffer (or the same view of it) in the same collectives, as with any tensor.
+  // The buffer is valid only while this process group lives: destroy every tensor over it,
+  // or at least stop touching them, before the group.
+  virtual Tensor allocate(size_t numel, DType dtype = DType::f32);
 };
 
 }  // namespace dp

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,7 +20,9 @@ size_t shape_numel(const Shape& s) {
   return n;
 }
 
-std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+std::string shape_str(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
 
 Storage::Storage(size_t bytes) : bytes_(bytes) {
   constexpr size_t kAlign = 64;
@@ -29,7 +32,15 @@ Storage::Storage(size_t bytes) : bytes_(bytes) {
   std::memset(data_, 0, padded);
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::Storage(void* data, size_t bytes, std::shared_ptr<void> owner)
+    : data_(data), bytes_(bytes), owns_(false), owner_(std::move(owner)) {
+  DP_CHECK(data_ != nullptr || bytes_ == 0, "Storage over external memory: null data for {} bytes",
+           bytes_);
+}
+
+Storage::~Storage() {
+  if (owns_) std::free(data_);
+}
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   Tensor t;
@@ -53,6 +64,21 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<int32_t>& value
   DP_CHECK(values.size() == t.numel_, "from_vector: {} values for shape {}", values.size(),
            shape_str(shape));
   std::copy(values.begin(), values.end(), t.data<int32_t>());
+  return t;
+}
+
+Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype) {
+  DP_CHECK(storage != nullptr, "from_storage: null storage for a {}{} tensor", dtype_name(dtype),
+           shape_str(shape));
+  Tensor t;
+  t.shape_ = shape;
+  t.numel_ = shape_numel(shape);
+  t.dtype_ = dtype;
+  DP_CHECK(t.nbytes() <= storage->bytes(), "from_storage: {} needs {} bytes, the storage has {}",
+           t.str(), t.nbytes(), storage->bytes());
+  DP_CHECK(reinterpret_cast<uintptr_t>(storage->data()) % dtype_size(dtype) == 0,
+           "from_storage: storage at {} is not aligned for {}", storage->data(), dtype_name(dtype));
+  t.storage_ = std::move(storage);
   return t;
 }
 
@@ -83,7 +109,9 @@ void Tensor::zero_() {
   if (numel_) std::memset(raw(), 0, nbytes());
 }
 
-void Tensor::fill_(float v) { std::fill_n(f32(), numel_, v); }
+void Tensor::fill_(float v) {
+  std::fill_n(f32(), numel_, v);
+}
 
 void Tensor::copy_(const Tensor& src) {
   DP_CHECK(src.numel_ == numel_ && src.dtype_ == dtype_, "copy_ from {} into {}", src.str(), str());

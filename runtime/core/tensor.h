@@ -20,20 +20,29 @@ using Shape = std::vector<int64_t>;
 size_t shape_numel(const Shape& s);
 std::string shape_str(const Shape& s);
 
-// Owns one 64-byte aligned, zero-initialised allocation.
+// The bytes behind a tensor and its views: either one 64-byte aligned, zero-initialised
+// allocation of its own, or memory owned elsewhere (a shared-memory window a process group
+// allocated), kept alive by `owner` and never freed by the Storage.
 class Storage {
  public:
   explicit Storage(size_t bytes);
+  // Wraps `bytes` at `data` without copying or zeroing: the creator hands it over
+  // initialised. `owner` (may be null) is held for as long as this Storage lives; memory
+  // whose lifetime `owner` does not control must outlive every tensor over it.
+  Storage(void* data, size_t bytes, std::shared_ptr<void> owner);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   void* data() { return data_; }
   const void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  bool owns_memory() const { return owns_; }
 
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  bool owns_ = true;
+  std::shared_ptr<void> owner_;
 };
 
 class Tensor {
@@ -43,6 +52,10 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32);
   static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
   static Tensor from_vector(const Shape& shape, const std::vector<int32_t>& values);
+  // A tensor over the first shape_numel(shape) elements of `storage` (which must hold
+  // them, aligned for `dtype`); shares it, copies nothing.
+  static Tensor from_storage(std::shared_ptr<Storage> storage, const Shape& shape,
+                             DType dtype = DType::f32);
 
   // A view of `shape` starting `offset` elements into this tensor; shares the storage.
   Tensor view(size_t offset, const Shape& shape) const;

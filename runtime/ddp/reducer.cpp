@@ -44,8 +44,9 @@ Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOption
     : params_(std::move(params)), pg_(pg), opt_(options) {
   DP_CHECK(!params_.empty(), "the Reducer needs at least one parameter");
   for (const Parameter* p : params_) {
-    DP_CHECK(p->value.dtype() == DType::f32, "parameter '{}' is {}: gradients are reduced in float32",
-             p->name, dtype_name(p->value.dtype()));
+    DP_CHECK(p->value.dtype() == DType::f32,
+             "parameter '{}' is {}: gradients are reduced in float32", p->name,
+             dtype_name(p->value.dtype()));
   }
   verify_replicas_match(params_, pg_, opt_.timeout);
 
@@ -87,6 +88,29 @@ Reducer::~Reducer() {
 }
 
 void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) {
+  // Every bucket is a view into one arena from pg_.allocate() (shared memory under the MPI
+  // backend, so that the all-reduces need no copies). Buckets start on 64-byte boundaries:
+  // while a peer writes its reduced slice of bucket k into this rank's arena, backward
+  // writes bucket k + 1 here, and the two must not share a cache line. A rebuild only
+  // reorders the same parameters, so it re-carves the arena; it allocates (collectively:
+  // every rank computes the same layout) only if the padding grew past it, and the old
+  // arena then stays allocated until the process group is destroyed.
+  constexpr size_t kAlign = 16;  // floats
+  std::vector<size_t> starts, sizes;
+  size_t total = 0;
+  for (const auto& members : assignment) {
+    size_t numel = 0;
+    for (size_t p : members) numel += params_[p]->value.numel();
+    starts.push_back((total + kAlign - 1) / kAlign * kAlign);
+    sizes.push_back(numel);
+    total = starts.back() + numel;
+  }
+  if (!arena_.defined() || arena_.numel() < total) {
+    arena_ = pg_.allocate(total, DType::f32);
+  } else {
+    arena_.zero_();
+  }
+
   buckets_.clear();
   buckets_.reserve(assignment.size());
   bucket_of_.assign(params_.size(), 0);
@@ -100,7 +124,7 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
       numel += params_[p]->value.numel();
       bucket_of_[p] = b.index;
     }
-    b.flat = Tensor::zeros({static_cast<int64_t>(numel)});
+    b.flat = arena_.view(starts[b.index], {static_cast<int64_t>(sizes[b.index])});
     for (size_t j = 0; j < members.size(); ++j) {
       Parameter* p = params_[members[j]];
       p->grad = b.flat.view(b.offsets[j], p->value.shape());
@@ -113,7 +137,7 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
 void Reducer::zero_grad() {
   DP_CHECK(!in_backward_, "zero_grad() during backward (finish() was not called)");
   if (!pending_rebuild_.empty()) {
-    build_buckets(pending_rebuild_);  // fresh buffers are zero
+    build_buckets(pending_rebuild_);  // leaves the buffers zero
     pending_rebuild_.clear();
     return;
   }
@@ -137,10 +161,14 @@ void Reducer::prepare_for_backward(bool sync) {
 
 void Reducer::mark_ready(size_t i) {
   Parameter& p = *params_[i];
-  DP_CHECK(in_backward_, "parameter '{}' reported its gradient outside of a backward pass "
-           "(prepare_for_backward() was not called)", p.name);
-  DP_CHECK(!marked_[i], "parameter '{}' reported its gradient twice in one backward pass "
-           "(a parameter used twice in forward must report once, after its last use)", p.name);
+  DP_CHECK(in_backward_,
+           "parameter '{}' reported its gradient outside of a backward pass "
+           "(prepare_for_backward() was not called)",
+           p.name);
+  DP_CHECK(!marked_[i],
+           "parameter '{}' reported its gradient twice in one backward pass "
+           "(a parameter used twice in forward must report once, after its last use)",
+           p.name);
   marked_[i] = 1;
   ++num_marked_;
   if (record_order_) observed_order_.push_back(i);
@@ -152,7 +180,9 @@ void Reducer::mark_ready(size_t i) {
   }
 }
 
-void Reducer::launch(Bucket& b) { b.work = pg_.allreduce(b.flat, ReduceOp::avg, b.tag); }
+void Reducer::launch(Bucket& b) {
+  b.work = pg_.allreduce(b.flat, ReduceOp::avg, b.tag);
+}
 
 void Reducer::launch_ready_in_order() {
   // Strictly in bucket order: every rank then issues the same all-reduces in the same
@@ -186,9 +216,10 @@ void Reducer::finish() {
       for (Bucket& b : buckets_) {
         if (b.work) b.work->wait(opt_.timeout);  // leave no collective in flight
       }
-      fail("step {}: {} of {} parameters got no gradient in this backward pass ({}); every "
-           "parameter must get one each step, or pass --find-unused-parameters",
-           step_ + 1, missing.size(), params_.size(), fmt::join(missing, ", "));
+      fail(
+          "step {}: {} of {} parameters got no gradient in this backward pass ({}); every "
+          "parameter must get one each step, or pass --find-unused-parameters",
+          step_ + 1, missing.size(), params_.size(), fmt::join(missing, ", "));
     }
     // An unused parameter contributes a zero gradient: its view is left as it is.
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -225,7 +256,8 @@ void Reducer::rebuild_from_observed_order() {
   // Ranks may observe different orders; rank 0's is the one every rank uses.
   Tensor order = Tensor::zeros({static_cast<int64_t>(params_.size())}, DType::i32);
   int32_t* o = order.data<int32_t>();
-  for (size_t i = 0; i < observed_order_.size(); ++i) o[i] = static_cast<int32_t>(observed_order_[i]);
+  for (size_t i = 0; i < observed_order_.size(); ++i)
+    o[i] = static_cast<int32_t>(observed_order_[i]);
   pg_.broadcast(order, 0, "bucket rebuild order")->wait(opt_.timeout);
   std::vector<size_t> agreed(o, o + params_.size());
   auto assignment = assign_buckets(agreed, param_bytes(params_), mb_to_bytes(opt_.first_bucket_mb),

@@ -66,6 +66,7 @@ class Reducer {
   std::vector<Parameter*> params_;
   ProcessGroup& pg_;
   ReducerOptions opt_;
+  Tensor arena_;  // from pg_.allocate(): every bucket's flat buffer is a view into it
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // param index -> bucket index
   std::vector<uint8_t> marked_;    // param marked ready in this backward

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "models/mlp.h"
 #include "runtime/comm/mpi_process_group.h"
@@ -282,6 +283,10 @@ TEST(Reducer, RebuildsBucketsInTheObservedOrder) {
   Reducer r(params, pg, o);
   ASSERT_EQ(r.buckets().size(), params.size());
   EXPECT_EQ(r.buckets()[0].params, std::vector<size_t>{3});  // reverse registration
+  // Every bucket is a view of one buffer from pg.allocate() (shared memory here when
+  // world > 1), and the rebuild re-carves that same buffer instead of allocating another.
+  const Tensor arena = r.buckets()[0].flat;
+  for (const Bucket& b : r.buckets()) EXPECT_TRUE(b.flat.shares_storage_with(arena));
   r.zero_grad();
   r.prepare_for_backward(true);
   for (Parameter* p : params) p->grad_ready();  // registration order instead
@@ -289,6 +294,10 @@ TEST(Reducer, RebuildsBucketsInTheObservedOrder) {
   r.zero_grad();  // the rebuild happens here, between steps
   for (size_t i = 0; i < params.size(); ++i)
     EXPECT_EQ(r.buckets()[i].params, std::vector<size_t>{i});
+  for (const Bucket& b : r.buckets()) {
+    EXPECT_TRUE(b.flat.shares_storage_with(arena));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.flat.raw()) % 64, 0u) << "bucket " << b.index;
+  }
   // And the new layout works.
   r.prepare_for_backward(true);
   for (Parameter* p : params) {

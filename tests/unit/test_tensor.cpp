@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <vector>
+
 #include "runtime/core/rng.h"
 #include "runtime/core/tensor.h"
 
@@ -47,6 +50,39 @@ TEST(Tensor, ReshapeAndCopy) {
   c.copy_(a);
   EXPECT_EQ(c.to_vector(), a.to_vector());
   EXPECT_DOUBLE_EQ(max_rel_diff(c, r.reshape({6})), 0.0);
+}
+
+TEST(Tensor, FromExternalStorageNeitherCopiesNorFrees) {
+  auto memory = std::make_shared<std::vector<float>>(8, 1.0f);
+  std::weak_ptr<std::vector<float>> alive = memory;
+  {
+    auto storage =
+        std::make_shared<Storage>(memory->data(), memory->size() * sizeof(float), memory);
+    EXPECT_FALSE(storage->owns_memory());
+    Tensor t = Tensor::from_storage(storage, {2, 3});
+    EXPECT_EQ(t.raw(), memory->data());
+    EXPECT_EQ(t.str(), "float32[2, 3]");
+    Tensor v = t.view(1, {2});
+    v.fill_(4.0f);
+    EXPECT_TRUE(v.shares_storage_with(t));
+    memory.reset();  // the storage's owner keeps it alive
+    EXPECT_FALSE(alive.expired());
+    EXPECT_EQ(t.to_vector(), (std::vector<float>{1, 4, 4, 1, 1, 1}));
+    Tensor i = Tensor::from_storage(storage, {8}, DType::i32);
+    EXPECT_EQ(i.numel(), 8u);
+  }
+  EXPECT_TRUE(alive.expired());  // released with the last tensor, freed by its owner only
+}
+
+TEST(Tensor, FromStorageChecksSizeAndAlignment) {
+  alignas(8) float mem[4] = {};
+  auto storage = std::make_shared<Storage>(mem, sizeof(mem), nullptr);
+  EXPECT_THROW(Tensor::from_storage(storage, {5}), Error);
+  EXPECT_THROW(Tensor::from_storage(nullptr, {1}), Error);
+  auto odd = std::make_shared<Storage>(reinterpret_cast<char*>(mem) + 1, 8, nullptr);
+  EXPECT_THROW(Tensor::from_storage(odd, {1}), Error);
+  EXPECT_NO_THROW(Tensor::from_storage(storage, {4}));
+  EXPECT_TRUE(Storage(4).owns_memory());
 }
 
 TEST(Philox, CounterBasedAndDeterministic) {

@@ -1,0 +1,98 @@
+#pragma once
+// Intra-node all-reduce over MPI-3 shared memory. When every rank of a communicator runs on
+// one node, the buffers a process group allocate()s live in shared windows that every rank
+// maps, and an all-reduce of float32 in them needs no message at all: after a barrier, rank
+// r sums slice r of every rank's buffer (in rank order, so the result is bit-identical on
+// every rank and run to run) and writes the sum into every rank's buffer; a second barrier
+// ends it. Per rank that is one read and one write of the buffer in memory traffic, no
+// copies and no scratch, where the ring (reduce-scatter + all-gather over MPI_Sendrecv,
+// copies through the MPI library) moves about 3.5x the buffer: on a node whose cores are
+// busy with backward, that traffic is training time.
+//
+// Who touches a buffer when (why no lock is needed). Rank r's buffer B_r of a bucket is
+// written by rank r's own threads (backward, zero_grad, the optimizer) only outside its
+// all-reduces: between launching one and its Work completing, the Reducer leaves the bucket
+// alone. Within an all-reduce other ranks touch B_r only between barrier 1 and barrier 2:
+// barrier 1 starts when the LAST rank launched it, i.e. when every rank's gradients are
+// final (its release publishes them, its acquire makes them visible); every rank then reads
+// all B_q and writes only its own slice of each, so slices never overlap (they start on
+// 64-byte boundaries of the tensor: no false sharing between reducers); barrier 2 ends when
+// the last rank has written its slice, so when a Work completes every slice of B_r is final
+// and no other rank will touch B_r again before rank r launches the next collective on it.
+//
+// The barriers live in a small control window: a generation counter and an arrival count
+// in one 64-bit word changed only by CAS, so a rank that times out can withdraw its arrival
+// atomically (either the barrier completed first and it goes on, or it withdraws and the
+// barrier never completes without it): a dead peer yields a dp::Error on the live ranks
+// after the timeout, naming the collective and the ranks that never arrived, not a hang.
+// The barrier is left as if the failed collective never started, so later collectives
+// still work; a collective that timed out at barrier 2 leaves its buffers half reduced.
+#include <mpi.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/tensor.h"
+
+namespace dp {
+
+// One allocate()d buffer: an MPI shared window and where every rank's part of it is mapped
+// in this process.
+struct ShmBuffer {
+  MPI_Win win = MPI_WIN_NULL;
+  size_t index = 0;         // allocation order, the same on every rank
+  size_t bytes = 0;         // usable from each rank's data start (the same on every rank)
+  std::vector<char*> data;  // data[q]: rank q's buffer, 64-byte aligned
+};
+
+class ShmAllreduce {
+ public:
+  // Collective over `comm` (every rank calls it, whatever it wants). Returns null, on every
+  // rank alike, unless `wanted` on every rank, the communicator has more than one rank and
+  // all of them share one node whose MPI gives coherent shared windows (MPI_WIN_UNIFIED).
+  static std::unique_ptr<ShmAllreduce> create(MPI_Comm comm, bool wanted,
+                                              std::chrono::milliseconds timeout);
+  // Frees every window and the node communicator: collective. Destroyed while an exception
+  // unwinds, it frees nothing, since the other ranks may never get there and a collective
+  // free would hang the job instead of letting it end; the process exit reclaims it.
+  ~ShmAllreduce();
+  ShmAllreduce(const ShmAllreduce&) = delete;
+  ShmAllreduce& operator=(const ShmAllreduce&) = delete;
+
+  // A zero-filled buffer of `numel` elements in a new shared window. Collective over the
+  // node: the process group calls it on its communication thread, so it never runs beside
+  // another of the group's collectives.
+  Tensor allocate(size_t numel, DType dtype);
+
+  // The buffer that holds all of [p, p + bytes) in this rank's segment, or null.
+  const ShmBuffer* find(const void* p, size_t bytes) const;
+
+  // In place over `t`, which lies in `buf`: sum (or average) over the ranks. Every rank
+  // calls it with the same tensor position and size; `seq` and `what` (the collective's
+  // number and description) name it in errors.
+  void allreduce_f32(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
+                     const std::string& what);
+
+ private:
+  struct Control;
+  struct Slot;
+
+  ShmAllreduce(MPI_Comm node, int rank, int size, std::chrono::milliseconds timeout);
+  void barrier(int which, uint64_t seq, const std::string& what);
+  Slot& slot(int rank) const;
+
+  MPI_Comm node_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int size_ = 1;
+  std::chrono::milliseconds timeout_;
+  MPI_Win control_win_ = MPI_WIN_NULL;
+  char* control_base_ = nullptr;  // rank 0's segment of the control window
+  std::vector<std::shared_ptr<ShmBuffer>> buffers_;
+  std::vector<float*> ptrs_;  // every rank's view of the tensor being reduced
+};
+
+}  // namespace dp

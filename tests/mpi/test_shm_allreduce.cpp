@@ -1,0 +1,310 @@
+// ProcessGroup::allocate() and the shared-memory all-reduce of the MPI backend, under mpirun
+// with 1, 2 and 4 ranks (one node: with more than one rank the shared path is on). Every
+// result is compared with the exact bits of the documented summation order (rank 0 + rank
+// 1 + ... in float, then times 1/n for avg), and with every other rank's bits.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <mpi.h>
+#include "runtime/comm/mpi_process_group.h"
+#include "runtime/core/clock.h"
+#include "runtime/core/error.h"
+
+using namespace dp;
+
+namespace {
+
+const std::vector<size_t> kOddSizes = {1, 7, 1000, 65537, 262147};
+
+// Small integers: every sum is exact, whatever the order.
+float int_value(int rank, size_t i, int round = 0) {
+  return float(int((i * 7 + size_t(round) * 13) % 1021) - 510 + 3 * rank);
+}
+
+// Values whose float sum depends on the order of addition.
+float messy_value(int rank, size_t i) {
+  return std::sin(0.37f * float(i) + 1.3f * float(rank)) * std::pow(10.0f, float(rank % 3) - 1);
+}
+
+// The documented result: ((v_0 + v_1) + v_2) + ... in float, then * (1/n) for avg.
+float reference(const std::function<float(int, size_t)>& v, int world, size_t i, bool avg) {
+  float s = v(0, i);
+  for (int r = 1; r < world; ++r) s += v(r, i);
+  return avg ? s * (1.0f / float(world)) : s;
+}
+
+void fill(Tensor& t, const std::function<float(size_t)>& v) {
+  float* p = t.f32();
+  for (size_t i = 0; i < t.numel(); ++i) p[i] = v(i);
+}
+
+// Bitwise, without a gtest line per element.
+void expect_bits(const Tensor& t, const std::function<float(size_t)>& want,
+                 const std::string& what) {
+  const float* p = t.f32();
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < t.numel(); ++i) {
+    const float w = want(i);
+    if (std::memcmp(&p[i], &w, sizeof(float)) != 0 && bad++ == 0) first = i;
+  }
+  EXPECT_EQ(bad, 0u) << what << " " << t.str() << ": first at " << first << " got " << p[first]
+                     << " want " << want(first);
+}
+
+// Every rank holds exactly rank 0's bits.
+void expect_same_bits_on_every_rank(const Tensor& t, const std::string& what) {
+  std::vector<float> root = t.to_vector();
+  MPI_Bcast(root.data(), int(root.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(std::memcmp(root.data(), t.f32(), t.nbytes()), 0) << what << ": differs from rank 0";
+}
+
+class SharedAllreduce : public ::testing::TestWithParam<bool> {
+ protected:
+  static MpiProcessGroupOptions options(bool shared) {
+    MpiProcessGroupOptions o;
+    o.shared_memory = shared;
+    return o;
+  }
+  MpiProcessGroup pg{MPI_COMM_WORLD, options(GetParam())};
+  int rank = pg.rank();
+  int world = pg.size();
+};
+
+}  // namespace
+
+TEST_P(SharedAllreduce, SharedPathIsOnExactlyWhenAskedAndUseful) {
+  // mpirun here starts every rank on this one node.
+  EXPECT_EQ(pg.uses_shared_memory(), GetParam() && world > 1);
+}
+
+TEST_P(SharedAllreduce, AllocateGivesZeroedBuffersOfTheRequestedSize) {
+  for (size_t n : kOddSizes) {
+    Tensor t = pg.allocate(n);
+    ASSERT_EQ(t.numel(), n);
+    EXPECT_EQ(t.dtype(), DType::f32);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u) << "cache-line aligned";
+    expect_bits(
+        t, [](size_t) { return 0.0f; }, "fresh");
+  }
+  Tensor i = pg.allocate(9, DType::i32);
+  EXPECT_EQ(i.str(), "int32[9]");
+  for (int k = 0; k < 9; ++k) EXPECT_EQ(i.data<int32_t>()[k], 0);
+  EXPECT_EQ(pg.allocate(0).numel(), 0u);
+}
+
+TEST_P(SharedAllreduce, SumAndAvgOnOddSizesAreExactAndIdenticalOnEveryRank) {
+  for (size_t n : kOddSizes) {
+    Tensor sum = pg.allocate(n), avg = pg.allocate(n);
+    fill(sum, [&](size_t i) { return int_value(rank, i); });
+    fill(avg, [&](size_t i) { return int_value(rank, i); });
+    auto ws = pg.allreduce(sum, ReduceOp::sum, "sum");
+    auto wa = pg.allreduce(avg, ReduceOp::avg, "avg");
+    ws->wait();
+    wa->wait();
+    auto v = [](int r, size_t i) { return int_value(r, i); };
+    expect_bits(
+        sum, [&](size_t i) { return reference(v, world, i, false); }, "sum");
+    expect_bits(
+        avg, [&](size_t i) { return reference(v, world, i, true); }, "avg");
+    expect_same_bits_on_every_rank(sum, "sum");
+    expect_same_bits_on_every_rank(avg, "avg");
+  }
+}
+
+TEST_P(SharedAllreduce, FixedSummationOrderMakesItDeterministic) {
+  const size_t n = 65537;
+  Tensor t = pg.allocate(n);
+  std::vector<float> first;
+  for (int run = 0; run < 2; ++run) {
+    for (bool avg : {false, true}) {
+      fill(t, [&](size_t i) { return messy_value(rank, i); });
+      pg.allreduce(t, avg ? ReduceOp::avg : ReduceOp::sum, "messy")->wait();
+      if (pg.uses_shared_memory()) {
+        // The shared path promises the rank order; the others only bitwise agreement.
+        expect_bits(
+            t, [&](size_t i) { return reference(messy_value, world, i, avg); }, "order");
+      }
+      expect_same_bits_on_every_rank(t, "messy");
+      if (!avg && run == 0) first = t.to_vector();
+      if (!avg && run == 1) {
+        EXPECT_EQ(std::memcmp(first.data(), t.f32(), t.nbytes()), 0) << "run to run";
+      }
+    }
+  }
+}
+
+TEST_P(SharedAllreduce, ManyConsecutiveAllreducesOnSeveralBuffersAndViews) {
+  std::vector<Tensor> bufs = {pg.allocate(1000), pg.allocate(65537), pg.allocate(300)};
+  // Views at odd offsets, the way bucket buffers are views of the Reducer's arena.
+  Tensor whole = pg.allocate(5000);
+  std::vector<Tensor> ts = {bufs[0],
+                            bufs[1],
+                            bufs[2],
+                            whole.view(3, {1001}),
+                            whole.view(1004, {7}),
+                            whole.view(2048, {2952})};
+  for (int round = 0; round < 40; ++round) {
+    std::vector<WorkPtr> works;
+    for (size_t k = 0; k < ts.size(); ++k) {
+      fill(ts[k], [&](size_t i) { return int_value(rank, i, round + int(k)); });
+      works.push_back(pg.allreduce(ts[k], round % 2 ? ReduceOp::avg : ReduceOp::sum,
+                                   "buffer " + std::to_string(k)));
+    }
+    for (size_t k = 0; k < ts.size(); ++k) {
+      works[k]->wait();
+      auto v = [&](int r, size_t i) { return int_value(r, i, round + int(k)); };
+      expect_bits(
+          ts[k], [&](size_t i) { return reference(v, world, i, round % 2); },
+          "round " + std::to_string(round) + " buffer " + std::to_string(k));
+    }
+    if (HasFailure()) break;
+  }
+  // The bytes between the views were never part of a collective: still zero.
+  EXPECT_EQ(whole.f32()[0], 0.0f);
+  EXPECT_EQ(whole.f32()[1011], 0.0f);
+  EXPECT_EQ(whole.f32()[2047], 0.0f);
+}
+
+TEST_P(SharedAllreduce, InterleavesWithOrdinaryCollectives) {
+  Tensor shared = pg.allocate(70000);
+  Tensor ordinary = Tensor::zeros({70000});
+  Tensor minmax = pg.allocate(100);
+  Tensor labels = pg.allocate(50, DType::i32);
+  Tensor gathered = Tensor::zeros({int64_t(100) * world});
+  for (int round = 0; round < 5; ++round) {
+    fill(shared, [&](size_t i) { return int_value(rank, i, round); });
+    fill(ordinary, [&](size_t i) { return int_value(rank, i, round + 1); });
+    fill(minmax, [&](size_t i) { return int_value(rank, i, round + 2); });
+    for (int k = 0; k < 50; ++k) labels.data<int32_t>()[k] = rank * 100 + k;
+    auto w1 = pg.allreduce(shared, ReduceOp::avg, "shared");
+    auto w2 = pg.allreduce(ordinary, ReduceOp::sum, "ordinary");
+    auto w3 = pg.allreduce(minmax, ReduceOp::max, "max on a shared buffer");
+    auto w4 = pg.allreduce(labels, ReduceOp::sum, "int32 on a shared buffer");
+    auto w5 = pg.barrier("between");
+    auto w6 = pg.allgather(minmax, gathered, "gather from a shared buffer");
+    auto w7 = pg.broadcast(shared, world - 1, "broadcast a shared buffer");
+    for (auto& w : {w1, w2, w3, w4, w5, w6, w7}) w->wait();
+    auto v = [&](int dr, int r, size_t i) { return int_value(r, i, round + dr); };
+    expect_bits(
+        shared,
+        [&](size_t i) {
+          return reference([&](int r, size_t j) { return v(0, r, j); }, world, i, true);
+        },
+        "shared avg");
+    expect_bits(
+        ordinary,
+        [&](size_t i) {
+          return reference([&](int r, size_t j) { return v(1, r, j); }, world, i, false);
+        },
+        "ordinary sum");
+    expect_bits(
+        minmax, [&](size_t i) { return v(2, world - 1, i); }, "max");  // grows with rank
+    expect_bits(
+        gathered, [&](size_t i) { return v(2, world - 1, i % 100); }, "allgather");
+    for (int k = 0; k < 50; ++k) {
+      EXPECT_EQ(labels.data<int32_t>()[k], 100 * world * (world - 1) / 2 + world * k);
+    }
+  }
+}
+
+TEST_P(SharedAllreduce, DisagreeingRanksAllGetAnErrorAndTheGroupGoesOn) {
+  if (!pg.uses_shared_memory()) GTEST_SKIP() << "the check belongs to the shared path";
+  Tensor t = pg.allocate(64);
+  Tensor mine = t.view(size_t(rank), {8});  // a different view on every rank
+  try {
+    pg.allreduce(mine, ReduceOp::sum, "skewed")->wait();
+    ADD_FAILURE() << "ranks reducing different views were not detected";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'skewed'"), std::string::npos) << e.what();
+  }
+  fill(t, [&](size_t i) { return int_value(rank, i); });
+  pg.allreduce(t, ReduceOp::sum, "after")->wait();
+  auto v = [](int r, size_t i) { return int_value(r, i); };
+  expect_bits(
+      t, [&](size_t i) { return reference(v, world, i, false); }, "after a mismatch");
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedMemory, SharedAllreduce, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "on" : "off"; });
+
+TEST(SharedAllreduceTimeout, ALateRankMakesTheOthersFailAndNobodyHangs) {
+  MpiProcessGroupOptions o;
+  o.shm_timeout = std::chrono::milliseconds(300);
+  MpiProcessGroup pg(MPI_COMM_WORLD, o);
+  if (!pg.uses_shared_memory()) GTEST_SKIP() << "needs 2 or more ranks on one node";
+  const int rank = pg.rank(), world = pg.size();
+  Tensor t = pg.allocate(1000);
+  pg.barrier("line up")->wait();
+  // Rank 0 comes 2 s late: far past the others' 0.3 s, so they have given up (and
+  // withdrawn from the barrier) when it arrives, alone, and gives up in turn.
+  if (rank == 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double t0 = now_us();
+  WorkPtr w = pg.allreduce(t, ReduceOp::sum, "bucket 7");
+  try {
+    w->wait();
+    ADD_FAILURE() << "the all-reduce completed although a rank was 2 s late";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    const double waited_s = (now_us() - t0) / 1e6;
+    EXPECT_NE(msg.find("'bucket 7'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("barrier 1 of 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("0.3 s"), std::string::npos) << msg;
+    if (rank == 0) {
+      EXPECT_NE(msg.find("gave up waiting"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("this rank is behind"), std::string::npos) << msg;
+    } else {
+      EXPECT_NE(msg.find("rank 0 (in no shared-memory collective yet) did not arrive"),
+                std::string::npos)
+          << msg;
+    }
+    EXPECT_LT(waited_s, 1.5) << "gave up only after " << waited_s << " s: " << msg;
+  }
+  // Every rank failed the same collective and left the barrier as it found it: the group
+  // still works, shared path included.
+  pg.barrier("recovered")->wait();
+  fill(t, [&](size_t i) { return int_value(rank, i); });
+  pg.allreduce(t, ReduceOp::avg, "after the timeout")->wait();
+  auto v = [](int r, size_t i) { return int_value(r, i); };
+  expect_bits(
+      t, [&](size_t i) { return reference(v, world, i, true); }, "after a timeout");
+}
+
+TEST(SharedAllreduceSetup, BuffersOfSeveralGroupsAreIndependent) {
+  // Two groups on the same ranks: each reduces only in its own windows.
+  MpiProcessGroup a(MPI_COMM_WORLD), b(MPI_COMM_WORLD);
+  const int rank = a.rank(), world = a.size();
+  Tensor ta = a.allocate(4096), tb = b.allocate(4096);
+  fill(ta, [&](size_t i) { return int_value(rank, i); });
+  fill(tb, [&](size_t i) { return int_value(rank, i, 1); });
+  auto wa = a.allreduce(ta, ReduceOp::sum, "a");
+  auto wb = b.allreduce(tb, ReduceOp::sum, "b");
+  wa->wait();
+  wb->wait();
+  auto va = [](int r, size_t i) { return int_value(r, i); };
+  auto vb = [](int r, size_t i) { return int_value(r, i, 1); };
+  expect_bits(
+      ta, [&](size_t i) { return reference(va, world, i, false); }, "group a");
+  expect_bits(
+      tb, [&](size_t i) { return reference(vb, world, i, false); }, "group b");
+  // A buffer of group a given to group b is an ordinary tensor there: still correct.
+  fill(ta, [&](size_t i) { return int_value(rank, i, 2); });
+  b.allreduce(ta, ReduceOp::sum, "a's buffer in b")->wait();
+  auto vc = [](int r, size_t i) { return int_value(r, i, 2); };
+  expect_bits(
+      ta, [&](size_t i) { return reference(vc, world, i, false); }, "cross");
+}
+
+TEST(SharedAllreduceSetup, TimeoutMustBePositive) {
+  MpiProcessGroupOptions o;
+  o.shm_timeout = std::chrono::milliseconds(0);
+  EXPECT_THROW(MpiProcessGroup pg(MPI_COMM_WORLD, o), Error);
+}
