@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<dp::MpiProcessGroup> pg;
   try {
     dp::MpiProcessGroupOptions pg_options;
+    pg_options.shared_memory = opts.train.shared_memory;
     pg_options.shm_timeout =
         std::chrono::milliseconds(static_cast<int64_t>(opts.train.timeout_s * 1000));
     pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);

@@ -44,6 +44,7 @@ LaunchOptions parse_options(int argc, char** argv) {
   std::string config_file;
   bool no_prefetch = false;
   bool no_overlap = false;
+  bool no_shm = false;
 
   // One option per line reads better than what the formatter makes of Boost's chains.
   // clang-format off
@@ -95,6 +96,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb, "1"), "cap of the first gradient bucket in MiB (fractions allowed)")
       ("bucket-cap-mb", po::value(&t.bucket_cap_mb)->default_value(t.bucket_cap_mb, "25"), "cap of the other gradient buckets in MiB (fractions allowed)")
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
+      ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
       ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
       ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");
 
@@ -141,6 +143,7 @@ LaunchOptions parse_options(int argc, char** argv) {
   o.version = vm.count("version") > 0;
   t.prefetch = !no_prefetch;
   t.overlap = !no_overlap;
+  t.shared_memory = !no_shm;
   if (o.help || o.version) return o;
   t.hidden = parse_sizes(hidden, "--hidden");
   DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <string>
 
+#include <fmt/format.h>
 #include <nlohmann/json_fwd.hpp>
 
 namespace dp {
@@ -16,6 +17,7 @@ struct StepMetrics {
   double lr = 0;
   double samples_per_s = 0;  // global batch / step time
   double step_ms = 0;
+  double wall_s = 0;   // since training started, at the end of this step
   double data_ms = 0;  // waiting for the data loader
   double forward_ms = 0;
   double backward_ms = 0;
@@ -25,19 +27,26 @@ struct StepMetrics {
   double overlap = 0;          // 1 - exposed / comm
 };
 
-nlohmann::json to_json(const StepMetrics& m);
-
-// Writes one JSON object per line; flushed per line so that a killed run keeps its log.
+// Writes one JSON object per line. Step records are formatted straight into a reused
+// buffer (a JSON document per step would cost as much as the optimizer step of a small
+// model) and flushed at least once a second, so a killed run loses at most the last second.
 class JsonLog {
  public:
   JsonLog() = default;
   explicit JsonLog(const std::string& path);
+  ~JsonLog();
+  JsonLog(JsonLog&&) = default;
+  JsonLog& operator=(JsonLog&&) = default;
   bool is_open() const { return out_.is_open(); }
-  void write(const nlohmann::json& record);
+  void write_step(const StepMetrics& m);
+  void write(const nlohmann::json& record);  // other records (eval, summary): flushed at once
+  void flush();
 
  private:
   std::ofstream out_;
   std::string path_;
+  fmt::memory_buffer buf_;
+  double last_flush_us_ = 0;
 };
 
 }  // namespace dp

@@ -45,6 +45,7 @@ struct TrainConfig {
   double bucket_cap_mb = 25.0;
   bool overlap = true;
   bool find_unused_parameters = false;
+  bool shared_memory = true;  // intra-node all-reduce through shared-memory bucket buffers
   double timeout_s = 300;
 
   // Evaluation and output.

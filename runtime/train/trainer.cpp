@@ -96,7 +96,6 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
           ? LrSchedule::cosine(cfg_.lr, static_cast<int64_t>(cfg_.warmup_steps),
                                static_cast<int64_t>(total), cfg_.min_lr)
           : LrSchedule::constant(cfg_.lr));
-  loss_buf_ = Tensor::zeros({1});
   if (rank_ == 0 && !cfg_.log_json.empty()) log_ = JsonLog(cfg_.log_json);
 }
 
@@ -125,6 +124,9 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.find_unused_parameters = cfg_.find_unused_parameters;
   ro.timeout = timeout();
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
+  // From the group, like the buckets: on one node the per-step loss average then goes
+  // through shared memory too instead of a separate MPI call.
+  loss_buf_ = pg.allocate(1).reshape({1});
 }
 
 void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
@@ -274,13 +276,14 @@ TrainSummary Trainer::run() {
     uint64_t epoch_steps = 0;
     for (uint64_t s = 0; s < per_epoch && step_ < total_steps; ++s) {
       train_step(epoch, m);
+      m.wall_s = (now_us() - t_start) / 1e6;
       epoch_loss += m.loss;
       ++epoch_steps;
       train_us += m.step_ms * 1000;
       comm_us += m.comm_ms * 1000;
       exposed_us += m.exposed_comm_ms * 1000;
       samples += cfg_.batch_size * cfg_.grad_accum * world_;
-      if (log_.is_open()) log_.write(to_json(m));
+      if (log_.is_open()) log_.write_step(m);
       progress.step(m, epoch, (now_us() - t_start) / 1e6);
       if (!std::isfinite(m.loss)) {
         // The loss is the all-reduced one: every rank sees it and stops here together.

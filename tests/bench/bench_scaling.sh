@@ -50,13 +50,16 @@ for np in (1, 2, 4):
         for r in range(1, rounds + 1):
             steps = [json.loads(l) for l in open(f"{out}/np{np}.{mode}.{r}.jsonl")]
             steps = [s for s in steps if s.get("type") == "step"][10:]  # skip warm-up
-            per_round.append((med(s["samples_per_s"] for s in steps), med(s["comm_ms"] for s in steps),
+            # Throughput from wall-clock time (gaps between steps included), not per-step rates.
+            samples = sum(s["samples_per_s"] * s["step_ms"] / 1000 for s in steps[1:])
+            wall = steps[-1]["wall_s"] - steps[0]["wall_s"]
+            per_round.append((samples / wall, med(s["comm_ms"] for s in steps),
                               med(s["exposed_comm_ms"] for s in steps),
                               sum(s["exposed_comm_ms"] for s in steps), sum(s["comm_ms"] for s in steps)))
         sps = med(p[0] for p in per_round)
         comm = med(p[1] for p in per_round)
         exposed = med(p[2] for p in per_round)
-        overlap = 1 - sum(p[3] for p in per_round) / max(1e-9, sum(p[4] for p in per_round))
+        overlap = max(0.0, 1 - sum(p[3] for p in per_round) / max(1e-9, sum(p[4] for p in per_round)))
         rows[(np, mode)] = (sps, comm, exposed, overlap)
 base = rows[(1, "overlap")][0]
 print(f"\n{'ranks':>5} {'mode':>10} {'samples/s':>11} {'vs 1 rank':>9} {'of limit':>8} {'comm ms':>8} {'exposed':>8} {'overlap':>7}")
