@@ -1,12 +1,14 @@
 #pragma once
 // Bandwidth-optimal all-reduce of float32 (reduce-scatter, then all-gather around a ring of
 // ranks, as Horovod and gloo do it): each rank sends, receives and adds 2(n-1)/n of the
-// buffer, where MPI's default for mid-sized buffers (recursive doubling) moves and adds the
-// whole buffer log2(n) times. On a CPU-bound node those additions compete with backward for
-// the same cores, so halving them is what lets 2 ranks on 2 cores scale.
+// buffer, whatever the world size. Used for buffers that are not in shared memory (ranks on
+// several nodes, or --no-shm); on one node the shared-memory path (shm_allreduce.h) is
+// several times faster still.
 //
-// Every chunk is summed by exactly one rank in a fixed order and then copied to the others,
-// so all ranks end with bit-identical values, run after run.
+// Why not simply MPI_Allreduce: every chunk here is summed by exactly one rank in a fixed
+// order and then copied to the others, so all ranks end with bit-identical values, run after
+// run. MPI does not promise that (a reduction tree may add in a different order on different
+// ranks), and replicas that drift apart by one ulp per step are no longer replicas.
 #include <mpi.h>
 
 #include <cstddef>
