@@ -18,6 +18,17 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
+#include "tests/gpu/spin.h"
+
+// Every test that touches a GPU and does not use the CudaTest fixture starts with this.
+// Without a GPU (no driver, or CUDA_VISIBLE_DEVICES empty) it skips with a visible reason.
+#define DP_REQUIRE_GPU()                                                                \
+  do {                                                                                  \
+    if (::dp::cuda_device_count() == 0) {                                               \
+      GTEST_SKIP() << "no GPU: cudaGetDeviceCount reports none visible (no driver, or " \
+                      "CUDA_VISIBLE_DEVICES is empty); this test runs only on a GPU";   \
+    }                                                                                   \
+  } while (0)
 
 namespace dp::gpu_test {
 
