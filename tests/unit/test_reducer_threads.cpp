@@ -1,0 +1,110 @@
+// The Reducer with N threads as N ranks in one process (gloo's pattern, DESIGN.md
+// "Testing multi-rank logic"): fast checks of what the Reducer computes, next to the real
+// multi-process tests under mpirun (tests/mpi/test_ddp.cpp).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <mutex>
+
+#include "models/mlp.h"
+#include "runtime/core/rng.h"
+#include "runtime/ddp/reducer.h"
+#include "runtime/nn/cross_entropy.h"
+#include "tests/support/thread_process_group.h"
+
+using namespace dp;
+
+namespace {
+
+// Rank r's batch: deterministic, different on every rank.
+void make_batch(int rank, Tensor& x, Tensor& y) {
+  Philox rng(1234, static_cast<uint64_t>(rank));
+  float* px = x.f32();
+  for (size_t i = 0; i < x.numel(); ++i) px[i] = rng.normal();
+  int32_t* py = y.data<int32_t>();
+  for (size_t i = 0; i < y.numel(); ++i) py[i] = static_cast<int32_t>(rng.below(4));
+}
+
+// Gradients of one backward of a fresh model on rank r's batch, without any Reducer.
+std::vector<std::vector<float>> local_grads(int rank) {
+  auto model = make_mlp(12, {9, 7}, 4, 5);
+  Tensor x = Tensor::zeros({6, 12}), y = Tensor::zeros({6}, DType::i32);
+  make_batch(rank, x, y);
+  SoftmaxCrossEntropy loss;
+  loss.forward(model->forward(x), y);
+  model->backward(loss.backward());
+  std::vector<std::vector<float>> g;
+  for (Parameter* p : model->parameters()) g.push_back(p->grad.to_vector());
+  return g;
+}
+
+}  // namespace
+
+class ReducerThreads : public ::testing::TestWithParam<int> {};
+
+TEST_P(ReducerThreads, GradientsAreTheAverageOfEveryRanksGradients) {
+  const int n = GetParam();
+  std::vector<std::vector<std::vector<float>>> expected_per_rank;
+  for (int r = 0; r < n; ++r) expected_per_rank.push_back(local_grads(r));
+  std::mutex mu;
+  std::vector<std::vector<std::vector<float>>> reduced(n);
+  test::run_ranks(n, [&](ProcessGroup& pg) {
+    auto model = make_mlp(12, {9, 7}, 4, 5);
+    ReducerOptions o;
+    o.first_bucket_mb = 1e-4;  // several buckets, launched from inside backward
+    o.bucket_cap_mb = 2e-4;
+    Reducer reducer(model->parameters(), pg, o);
+    Tensor x = Tensor::zeros({6, 12}), y = Tensor::zeros({6}, DType::i32);
+    make_batch(pg.rank(), x, y);
+    SoftmaxCrossEntropy loss;
+    for (int step = 0; step < 2; ++step) {  // the second step runs on the rebuilt buckets
+      reducer.zero_grad();
+      reducer.prepare_for_backward(true);
+      loss.forward(model->forward(x), y);
+      model->backward(loss.backward());
+      reducer.finish();
+    }
+    std::vector<std::vector<float>> g;
+    for (Parameter* p : model->parameters()) g.push_back(p->grad.to_vector());
+    std::lock_guard<std::mutex> lock(mu);
+    reduced[pg.rank()] = std::move(g);
+  });
+  for (size_t p = 0; p < expected_per_rank[0].size(); ++p) {
+    for (size_t i = 0; i < expected_per_rank[0][p].size(); ++i) {
+      double mean = 0;
+      for (int r = 0; r < n; ++r) mean += expected_per_rank[r][p][i];
+      mean /= n;
+      for (int r = 0; r < n; ++r) {
+        ASSERT_NEAR(reduced[r][p][i], mean, 1e-6 + 1e-5 * std::fabs(mean))
+            << "rank " << r << " parameter " << p << " element " << i;
+      }
+    }
+  }
+}
+
+TEST_P(ReducerThreads, NoSyncAccumulatesWithoutCommunicating) {
+  const int n = GetParam();
+  test::run_ranks(n, [&](ProcessGroup& pg) {
+    auto model = make_mlp(12, {9}, 4, 5);
+    Reducer reducer(model->parameters(), pg, ReducerOptions{});
+    reducer.zero_grad();
+    for (int k = 0; k < 3; ++k) {
+      reducer.prepare_for_backward(/*sync=*/false);
+      for (Parameter* p : model->parameters()) {
+        float* g = p->grad.f32();
+        for (size_t i = 0; i < p->grad.numel(); ++i) g[i] += float(pg.rank() + 1);
+        p->grad_ready();
+      }
+      reducer.finish();
+      // Still this rank's own sum: nothing was reduced.
+      EXPECT_FLOAT_EQ(model->parameters()[0]->grad.f32()[0], float((k + 1) * (pg.rank() + 1)));
+    }
+    reducer.prepare_for_backward(/*sync=*/true);
+    for (Parameter* p : model->parameters()) p->grad_ready();
+    reducer.finish();
+    // Average over ranks of 3 * (r + 1) = 3 * (n + 1) / 2.
+    EXPECT_FLOAT_EQ(model->parameters()[0]->grad.f32()[0], 3.0f * float(n + 1) / 2.0f);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, ReducerThreads, ::testing::Values(1, 2, 3, 4));
