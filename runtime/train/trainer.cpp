@@ -20,6 +20,7 @@
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/optim/sgd.h"
+#include "runtime/train/config_check.h"
 #include "runtime/train/param_io.h"
 #include "runtime/train/report.h"
 #include "samplers/distributed_sampler.h"
@@ -117,6 +118,7 @@ void Trainer::connect(ProcessGroup& pg) {
   DP_CHECK(pg.size() == world_ && pg.rank() == rank_,
            "process group is rank {} of {}, trainer {} of {}", pg.rank(), pg.size(), rank_, world_);
   pg_ = &pg;
+  verify_settings_match(collective_settings(cfg_, *train_set_, *test_set_), pg, timeout());
   ReducerOptions ro;
   ro.first_bucket_mb = cfg_.first_bucket_mb;
   ro.bucket_cap_mb = cfg_.bucket_cap_mb;

@@ -44,4 +44,15 @@ expect "grad-accum 0" "grad-accum" "${GOOD[@]}" --grad-accum 0
 expect "nccl on cpu" "nccl" "${GOOD[@]}" --backend nccl
 expect "cuda without gpu" "cuda" "${GOOD[@]}" --device cuda
 expect "diverging run" "diverged" "${GOOD[@]}" --lr 1e30
+
+# Ranks started with different options (an MPMD launch): caught before any gradient moves.
+rc=0
+timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${GOOD[@]}" --batch-size 10 : \
+  -np 1 "$DPRUN" "${GOOD[@]}" --batch-size 20 >"$WORK/out" 2>"$WORK/err" || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\].*--batch-size is '10' on rank 0 but '20' on rank 1" "$WORK/err" &&
+   grep -q "dprun: error: \[rank 1\]" "$WORK/err"; then
+  pass "different options on different ranks"
+else
+  fail "different options on different ranks (rc $rc)"; cat "$WORK/err"
+fi
 finish

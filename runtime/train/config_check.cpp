@@ -1,0 +1,89 @@
+#include "runtime/train/config_check.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "runtime/comm/gather_strings.h"
+#include "runtime/core/error.h"
+#include "runtime/data/dataset.h"
+
+namespace dp {
+
+std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,
+                                                                     const Dataset& train,
+                                                                     const Dataset& test) {
+  auto b = [](bool v) { return std::string(v ? "on" : "off"); };
+  auto s = [](auto v) { return fmt::format("{}", v); };
+  return {
+      {"--model", c.model},
+      {"--hidden", fmt::format("{}", fmt::join(c.hidden, ","))},
+      {"training data", fmt::format("{} samples of {} values, {} classes", train.size(),
+                                    train.sample_numel(), train.num_classes())},
+      {"test data", fmt::format("{} samples", test.size())},
+      {"--epochs", s(c.epochs)},
+      {"--steps", s(c.max_steps)},
+      {"--batch-size", s(c.batch_size)},
+      {"--grad-accum", s(c.grad_accum)},
+      {"--seed", s(c.seed)},
+      {"--optimizer", c.optimizer},
+      {"--lr", s(c.lr)},
+      {"--momentum", s(c.momentum)},
+      {"--nesterov", b(c.nesterov)},
+      {"--weight-decay", s(c.weight_decay)},
+      {"--beta1", s(c.beta1)},
+      {"--beta2", s(c.beta2)},
+      {"--adam-eps", s(c.adam_eps)},
+      {"--lr-schedule", c.lr_schedule},
+      {"--warmup-steps", s(c.warmup_steps)},
+      {"--min-lr", s(c.min_lr)},
+      {"--clip-grad-norm", s(c.clip_grad_norm)},
+      {"--first-bucket-mb", s(c.first_bucket_mb)},
+      {"--bucket-cap-mb", s(c.bucket_cap_mb)},
+      {"--no-overlap", b(!c.overlap)},
+      {"--find-unused-parameters", b(c.find_unused_parameters)},
+      {"--eval", b(c.eval)},
+      {"--eval-batch-size", s(c.eval_batch_size)},
+      {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
+  };
+}
+
+std::string describe_settings_mismatch(const std::vector<std::vector<std::string>>& per_rank) {
+  const auto& ref = per_rank.at(0);
+  for (size_t r = 1; r < per_rank.size(); ++r) {
+    for (size_t i = 0; i < ref.size() && i < per_rank[r].size(); ++i) {
+      if (ref[i] == per_rank[r][i]) continue;
+      // Lines are "name\tvalue".
+      const std::string name = ref[i].substr(0, ref[i].find('\t'));
+      return fmt::format(
+          "the ranks were started with different settings: {} is '{}' on rank 0 but '{}' on "
+          "rank {}; every rank must run with the same options and equivalent data",
+          name, ref[i].substr(ref[i].find('\t') + 1),
+          per_rank[r][i].substr(per_rank[r][i].find('\t') + 1), r);
+    }
+    if (ref.size() != per_rank[r].size()) {
+      return fmt::format("rank 0 and rank {} run different versions of dprun ({} vs {} settings)",
+                         r, ref.size(), per_rank[r].size());
+    }
+  }
+  return "";
+}
+
+void verify_settings_match(const std::vector<std::pair<std::string, std::string>>& settings,
+                           ProcessGroup& pg, std::chrono::milliseconds timeout) {
+  std::string mine;
+  for (const auto& [name, value] : settings) mine += name + "\t" + value + "\n";
+  std::vector<std::string> all = allgather_strings(pg, mine, timeout, "settings check");
+  std::vector<std::vector<std::string>> per_rank(all.size());
+  for (size_t r = 0; r < all.size(); ++r) {
+    size_t pos = 0;
+    while (pos < all[r].size()) {
+      size_t nl = all[r].find('\n', pos);
+      per_rank[r].push_back(all[r].substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+  }
+  std::string mismatch = describe_settings_mismatch(per_rank);
+  if (!mismatch.empty()) throw CollectiveError(mismatch);
+}
+
+}  // namespace dp

@@ -1,0 +1,46 @@
+#include <gtest/gtest.h>
+
+#include "runtime/data/synthetic.h"
+#include "runtime/train/config_check.h"
+
+using namespace dp;
+
+namespace {
+
+std::vector<std::string> lines(const TrainConfig& c, size_t train_size = 100) {
+  SyntheticDataset train(train_size, 8, 3, 1), test(10, 8, 3, 1, train_size);
+  std::vector<std::string> out;
+  for (const auto& [name, value] : collective_settings(c, train, test))
+    out.push_back(name + "\t" + value);
+  return out;
+}
+
+}  // namespace
+
+TEST(SettingsCheck, EqualSettingsPass) {
+  TrainConfig c;
+  EXPECT_EQ(describe_settings_mismatch({lines(c), lines(c), lines(c)}), "");
+}
+
+TEST(SettingsCheck, NamesTheOptionTheValuesAndTheRank) {
+  TrainConfig a, b;
+  b.grad_accum = 4;
+  std::string msg = describe_settings_mismatch({lines(a), lines(a), lines(b)});
+  EXPECT_NE(msg.find("--grad-accum is '1' on rank 0 but '4' on rank 2"), std::string::npos) << msg;
+}
+
+TEST(SettingsCheck, ComparesTheDataNotItsPath) {
+  TrainConfig a, b;
+  b.data = "idx:/somewhere/else";  // node-local copies may live elsewhere
+  EXPECT_EQ(describe_settings_mismatch({lines(a), lines(b)}), "");
+  std::string msg = describe_settings_mismatch({lines(a, 100), lines(a, 90)});
+  EXPECT_NE(msg.find("training data"), std::string::npos) << msg;
+}
+
+TEST(SettingsCheck, OutputOnlyOptionsMayDiffer) {
+  TrainConfig a, b;
+  b.log_json = "rank1.jsonl";
+  b.log_interval = 7;
+  b.quiet = true;
+  EXPECT_EQ(describe_settings_mismatch({lines(a), lines(b)}), "");
+}
