@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
     trainer.emplace(opts.train, info.rank, info.size);
   } catch (const std::exception& e) {
     err = e.what();
+  } catch (...) {
+    err = "internal error: an unknown exception (please report it)";
   }
   if (!agree(err, "its configuration or input check")) return 1;
 
@@ -108,6 +110,9 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     print_error(e.what());
     dp::abort_job(1);  // only some ranks may know: take the whole job down, no hang
+  } catch (...) {
+    print_error("internal error: an unknown exception (please report it)");
+    dp::abort_job(1);
   }
   trainer.reset();
   pg.reset();
