@@ -13,7 +13,8 @@ std::vector<std::string> allgather_strings(ProcessGroup& pg, const std::string& 
   Tensor lens = Tensor::zeros({world}, DType::i32);
   pg.allgather(len, lens, tag + " (sizes)")->wait(timeout);
   const int32_t* l = lens.data<int32_t>();
-  size_t words = std::max<size_t>(1, (static_cast<size_t>(*std::max_element(l, l + world)) + 3) / 4);
+  size_t words =
+      std::max<size_t>(1, (static_cast<size_t>(*std::max_element(l, l + world)) + 3) / 4);
 
   Tensor packed = Tensor::zeros({static_cast<int64_t>(words)}, DType::i32);
   std::memcpy(packed.raw(), mine.data(), mine.size());

@@ -18,9 +18,10 @@ MpiRuntime::MpiRuntime(int* argc, char*** argv) {
   MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_);
   if (thread_level_ < MPI_THREAD_SERIALIZED) {
     MPI_Finalize();
-    fail("this MPI library offers thread level {}; dprun needs at least MPI_THREAD_SERIALIZED "
-         "(its communication thread makes the collective calls)",
-         thread_level_);
+    fail(
+        "this MPI library offers thread level {}; dprun needs at least MPI_THREAD_SERIALIZED "
+        "(its communication thread makes the collective calls)",
+        thread_level_);
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &info_.rank);
   MPI_Comm_size(MPI_COMM_WORLD, &info_.size);

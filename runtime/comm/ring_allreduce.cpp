@@ -7,7 +7,9 @@ namespace dp {
 namespace {
 
 // Chunk c of n covers [begin(c), begin(c + 1)): sizes differ by at most one element.
-size_t chunk_begin(size_t count, int n, int c) { return count / n * c + std::min<size_t>(c, count % n); }
+size_t chunk_begin(size_t count, int n, int c) {
+  return count / n * c + std::min<size_t>(c, count % n);
+}
 
 }  // namespace
 
@@ -29,8 +31,8 @@ RingResult ring_allreduce_f32(float* data, size_t count, bool average, MPI_Comm 
   for (int s = 0; s < n - 1; ++s) {
     const int send_c = mod(rank - s), recv_c = mod(rank - s - 1);
     const size_t rn = size(recv_c);
-    int e = MPI_Sendrecv(data + begin(send_c), static_cast<int>(size(send_c)), MPI_FLOAT, right, kTag,
-                         scratch.data(), static_cast<int>(rn), MPI_FLOAT, left, kTag, comm,
+    int e = MPI_Sendrecv(data + begin(send_c), static_cast<int>(size(send_c)), MPI_FLOAT, right,
+                         kTag, scratch.data(), static_cast<int>(rn), MPI_FLOAT, left, kTag, comm,
                          MPI_STATUS_IGNORE);
     if (e != MPI_SUCCESS) return {e, "MPI_Sendrecv (ring reduce-scatter)"};
     float* dst = data + begin(recv_c);
@@ -47,9 +49,9 @@ RingResult ring_allreduce_f32(float* data, size_t count, bool average, MPI_Comm 
   // All-gather: pass the finished chunks around the ring.
   for (int s = 0; s < n - 1; ++s) {
     const int send_c = mod(rank + 1 - s), recv_c = mod(rank - s);
-    int e = MPI_Sendrecv(data + begin(send_c), static_cast<int>(size(send_c)), MPI_FLOAT, right, kTag,
-                         data + begin(recv_c), static_cast<int>(size(recv_c)), MPI_FLOAT, left, kTag,
-                         comm, MPI_STATUS_IGNORE);
+    int e = MPI_Sendrecv(data + begin(send_c), static_cast<int>(size(send_c)), MPI_FLOAT, right,
+                         kTag, data + begin(recv_c), static_cast<int>(size(recv_c)), MPI_FLOAT,
+                         left, kTag, comm, MPI_STATUS_IGNORE);
     if (e != MPI_SUCCESS) return {e, "MPI_Sendrecv (ring all-gather)"};
   }
   return {};

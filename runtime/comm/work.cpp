@@ -9,9 +9,10 @@ void Work::wait(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   if (timeout.count() > 0) {
     if (!cv_.wait_for(lock, timeout, [&] { return done_; })) {
-      fail("collective #{} ({}) did not complete within {} s: a rank is behind, stuck or dead "
-           "(see the other ranks' messages)",
-           seq_, description_, timeout.count() / 1000.0);
+      fail(
+          "collective #{} ({}) did not complete within {} s: a rank is behind, stuck or dead "
+          "(see the other ranks' messages)",
+          seq_, description_, timeout.count() / 1000.0);
     }
   } else {
     cv_.wait(lock, [&] { return done_; });

@@ -45,7 +45,6 @@ class Work {
   std::exception_ptr error_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-
 };
 
 using WorkPtr = std::shared_ptr<Work>;

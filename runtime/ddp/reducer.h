@@ -54,7 +54,7 @@ class Reducer {
   const CommStats& last_stats() const { return stats_; }
   // Synchronising steps finished so far; messages name the step in progress as step() + 1.
   uint64_t step() const { return step_; }
-  std::string layout() const;              // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
+  std::string layout() const;  // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
 
  private:
   void build_buckets(const std::vector<std::vector<size_t>>& assignment);

@@ -61,8 +61,8 @@ void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
       "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} samples/s | comm {:.2f} "
       "ms, "
       "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
-      epoch + 1, m.step, total_, loss_ / double(n_), m.lr, seconds_ > 0 ? samples_ / seconds_ : 0.0, comm_ / double(n_),
-      exposed_ / double(n_), overlap * 100, format_duration(eta));
+      epoch + 1, m.step, total_, loss_ / double(n_), m.lr, seconds_ > 0 ? samples_ / seconds_ : 0.0,
+      comm_ / double(n_), exposed_ / double(n_), overlap * 100, format_duration(eta));
   n_ = 0;
   loss_ = samples_ = seconds_ = comm_ = exposed_ = 0;
 }
