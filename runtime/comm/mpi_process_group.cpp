@@ -32,6 +32,8 @@ MPI_Datatype mpi_type(DType t) {
       return MPI_FLOAT;
     case DType::i32:
       return MPI_INT32_T;
+    case DType::bf16:  // rejected by check_tensor before any task is queued
+      break;
   }
   fail("no MPI datatype for dtype code {}", static_cast<int>(t));
 }

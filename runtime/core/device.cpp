@@ -43,6 +43,23 @@ GpuInfo cuda_device_info(int index) {
   return info;
 }
 
+#ifndef DPRUN_HAVE_CUDA
+namespace {
+[[noreturn]] void no_cuda() {
+  fail("a CUDA tensor was requested, but this dprun was built without CUDA");
+}
+}  // namespace
+void* cuda_alloc_zeroed(size_t, int, std::shared_ptr<void>*) {
+  no_cuda();
+}
+void cuda_copy(void*, Device, const void*, Device, size_t) {
+  no_cuda();
+}
+void cuda_zero(void*, int, size_t) {
+  no_cuda();
+}
+#endif
+
 Device resolve_device(const std::string& spec, int local_rank) {
   if (spec == "cpu") return Device::cpu();
   if (spec == "auto") {

@@ -1,4 +1,6 @@
 #pragma once
+#include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,15 @@ struct GpuInfo {
 bool cuda_compiled();
 int cuda_device_count();
 GpuInfo cuda_device_info(int index);
+
+// Device memory for tensors (runtime/core/cuda/device_memory.cpp; without CUDA each one
+// throws a dp::Error saying this build has no CUDA). All of them work on the device's
+// compute stream (runtime/core/cuda/context.h), so they are ordered after the kernels
+// queued there; a copy into host memory waits until the bytes have arrived.
+// Zero-initialised device allocation; `owner` frees it (to the caching allocator).
+void* cuda_alloc_zeroed(size_t bytes, int device, std::shared_ptr<void>* owner);
+void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+void cuda_zero(void* p, int device, size_t bytes);
 
 // Parses "auto" | "cpu" | "cuda" | "cuda:N" (N is the local device index).
 // "auto" picks cuda:<local_rank % count> when GPUs are visible, else cpu.

@@ -32,8 +32,8 @@ Storage::Storage(size_t bytes) : bytes_(bytes) {
   std::memset(data_, 0, padded);
 }
 
-Storage::Storage(void* data, size_t bytes, std::shared_ptr<void> owner)
-    : data_(data), bytes_(bytes), owns_(false), owner_(std::move(owner)) {
+Storage::Storage(void* data, size_t bytes, std::shared_ptr<void> owner, Device device)
+    : data_(data), bytes_(bytes), owns_(false), owner_(std::move(owner)), device_(device) {
   DP_CHECK(data_ != nullptr || bytes_ == 0, "Storage over external memory: null data for {} bytes",
            bytes_);
 }
@@ -42,12 +42,19 @@ Storage::~Storage() {
   if (owns_) std::free(data_);
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
+  if (device.is_cpu()) return std::make_shared<Storage>(bytes);
+  std::shared_ptr<void> owner;
+  void* p = cuda_alloc_zeroed(bytes, device.index, &owner);
+  return std::make_shared<Storage>(p, bytes, std::move(owner), device);
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.shape_ = shape;
   t.numel_ = shape_numel(shape);
   t.dtype_ = dtype;
-  t.storage_ = std::make_shared<Storage>(t.numel_ * dtype_size(dtype));
+  t.storage_ = Storage::allocate(t.numel_ * dtype_size(dtype), device);
   return t;
 }
 
@@ -100,31 +107,65 @@ Tensor Tensor::reshape(const Shape& shape) const {
 }
 
 Tensor Tensor::clone() const {
-  Tensor t = zeros(shape_, dtype_);
-  if (numel_) std::memcpy(t.raw(), raw(), nbytes());
+  Tensor t = zeros(shape_, dtype_, device());
+  t.copy_(*this);
+  return t;
+}
+
+Tensor Tensor::to(Device target) const {
+  DP_CHECK(defined(), "to({}) of an undefined tensor", target.str());
+  if (target == device()) return *this;
+  Tensor t = zeros(shape_, dtype_, target);
+  t.copy_(*this);
   return t;
 }
 
 void Tensor::zero_() {
-  if (numel_) std::memset(raw(), 0, nbytes());
+  if (numel_ == 0) return;
+  if (is_cuda()) {
+    cuda_zero(raw(), device().index, nbytes());
+  } else {
+    std::memset(raw(), 0, nbytes());
+  }
 }
 
 void Tensor::fill_(float v) {
-  std::fill_n(f32(), numel_, v);
+  if (!is_cuda()) {
+    std::fill_n(f32(), numel_, v);
+    return;
+  }
+  check_dtype(DType::f32);
+  if (v == 0.0f) return zero_();
+  // Rare on the device (initialisation, tests): through the host rather than a kernel.
+  std::vector<float> host(numel_, v);
+  cuda_copy(raw(), device(), host.data(), Device::cpu(), nbytes());
 }
 
 void Tensor::copy_(const Tensor& src) {
   DP_CHECK(src.numel_ == numel_ && src.dtype_ == dtype_, "copy_ from {} into {}", src.str(), str());
-  if (numel_) std::memmove(raw(), src.raw(), nbytes());
+  if (numel_ == 0) return;
+  if (is_cuda() || src.is_cuda()) {
+    cuda_copy(raw(), device(), src.raw(), src.device(), nbytes());
+  } else {
+    std::memmove(raw(), src.raw(), nbytes());
+  }
 }
 
 std::vector<float> Tensor::to_vector() const {
-  const float* p = f32();
-  return std::vector<float>(p, p + numel_);
+  check_dtype(DType::f32);
+  std::vector<float> v(numel_);
+  if (numel_ == 0) return v;
+  if (is_cuda()) {
+    cuda_copy(v.data(), Device::cpu(), raw(), device(), nbytes());
+  } else {
+    std::memcpy(v.data(), raw(), nbytes());
+  }
+  return v;
 }
 
 std::string Tensor::str() const {
-  return fmt::format("{}{}", dtype_name(dtype_), shape_str(shape_));
+  std::string s = fmt::format("{}{}", dtype_name(dtype_), shape_str(shape_));
+  return is_cuda() ? s + " on " + device().str() : s;
 }
 
 void Tensor::check_dtype(DType want) const {
@@ -134,6 +175,7 @@ void Tensor::check_dtype(DType want) const {
 
 double max_rel_diff(const Tensor& a, const Tensor& b) {
   DP_CHECK(a.numel() == b.numel(), "max_rel_diff: {} vs {}", a.str(), b.str());
+  if (a.is_cuda() || b.is_cuda()) return max_rel_diff(a.to(Device::cpu()), b.to(Device::cpu()));
   const float* x = a.f32();
   const float* y = b.f32();
   double worst = 0;

@@ -1,7 +1,7 @@
 #pragma once
-// A dense, contiguous, row-major tensor on the CPU. Storage is shared between a tensor
-// and its views, which is what lets every parameter's gradient BE a slice of its bucket's
-// flat buffer (DESIGN.md, the Reducer): writing the gradient is writing the bucket.
+// A dense, contiguous, row-major tensor on the CPU or a CUDA device. Storage is shared
+// between a tensor and its views, which is what lets every parameter's gradient BE a slice of its
+// bucket's flat buffer (DESIGN.md, the Reducer): writing the gradient is writing the bucket.
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -29,7 +29,9 @@ class Storage {
   // Wraps `bytes` at `data` without copying or zeroing: the creator hands it over
   // initialised. `owner` (may be null) is held for as long as this Storage lives; memory
   // whose lifetime `owner` does not control must outlive every tensor over it.
-  Storage(void* data, size_t bytes, std::shared_ptr<void> owner);
+  Storage(void* data, size_t bytes, std::shared_ptr<void> owner, Device device = Device::cpu());
+  // Zero-initialised memory on `device` (host memory as above, or device memory).
+  static std::shared_ptr<Storage> allocate(size_t bytes, Device device);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -37,19 +39,21 @@ class Storage {
   const void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
   bool owns_memory() const { return owns_; }
+  Device device() const { return device_; }
 
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
   bool owns_ = true;
   std::shared_ptr<void> owner_;
+  Device device_;
 };
 
 class Tensor {
  public:
   Tensor() = default;
 
-  static Tensor zeros(const Shape& shape, DType dtype = DType::f32);
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
   static Tensor from_vector(const Shape& shape, const std::vector<int32_t>& values);
   // A tensor over the first shape_numel(shape) elements of `storage` (which must hold
@@ -62,6 +66,8 @@ class Tensor {
   // Same elements, another shape (numel must match); shares the storage.
   Tensor reshape(const Shape& shape) const;
   Tensor clone() const;
+  // A copy on `device` (this tensor itself when it is there already).
+  Tensor to(Device device) const;
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -70,9 +76,11 @@ class Tensor {
   size_t numel() const { return numel_; }
   size_t nbytes() const { return numel_ * dtype_size(dtype_); }
   DType dtype() const { return dtype_; }
-  Device device() const { return Device::cpu(); }
+  Device device() const { return storage_ ? storage_->device() : Device::cpu(); }
+  bool is_cuda() const { return device().is_cuda(); }
   bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
 
+  // Where the elements are: a device pointer for a CUDA tensor (for kernels, not the host).
   void* raw() { return static_cast<char*>(storage_->data()) + offset_bytes_; }
   const void* raw() const { return static_cast<const char*>(storage_->data()) + offset_bytes_; }
 
@@ -89,10 +97,11 @@ class Tensor {
   float* f32() { return data<float>(); }
   const float* f32() const { return data<float>(); }
 
+  // These work on either device (CUDA: on the device's compute stream).
   void zero_();
-  void fill_(float v);
-  void copy_(const Tensor& src);  // same numel and dtype
-  std::vector<float> to_vector() const;
+  void fill_(float v);                   // float32
+  void copy_(const Tensor& src);         // same numel and dtype, any devices
+  std::vector<float> to_vector() const;  // float32, to the host
 
   std::string str() const;  // "float32[64, 784]"
 

@@ -100,3 +100,19 @@ TEST(Philox, CounterBasedAndDeterministic) {
   EXPECT_NEAR(sum / 10000, 0.5, 0.02);
   for (int i = 0; i < 1000; ++i) ASSERT_LT(b.below(7), 7u);
 }
+
+TEST(Tensor, CudaTensorWithoutAGpuIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: tests/gpu covers CUDA tensors";
+  EXPECT_THROW(Tensor::zeros({4}, DType::f32, Device::cuda(0)), Error);
+  Tensor host = Tensor::zeros({4});
+  EXPECT_EQ(host.to(Device::cpu()).raw(), host.raw());  // already there: no copy
+  EXPECT_EQ(host.str(), "float32[4]");
+}
+
+TEST(Tensor, Bf16IsTwoBytes) {
+  Tensor t = Tensor::zeros({3, 5}, DType::bf16);
+  EXPECT_EQ(t.nbytes(), 30u);
+  EXPECT_EQ(t.str(), "bfloat16[3, 5]");
+  EXPECT_THROW(t.f32(), Error);
+  EXPECT_NO_THROW(t.data<bf16>());
+}
