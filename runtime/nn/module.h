@@ -28,6 +28,15 @@ class Module {
   // Parameters in registration order.
   virtual std::vector<Parameter*> parameters() { return {}; }
 
+  // Moves every parameter (value and gradient) to `device`. Activations and workspaces
+  // follow the input: a layer allocates them on the device its input is on.
+  virtual void to(Device device) {
+    for (Parameter* p : parameters()) {
+      p->value = p->value.to(device);
+      p->grad = p->grad.to(device);
+    }
+  }
+
   const std::string& name() const { return name_; }
   void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
   bool needs_input_grad() const { return needs_input_grad_; }
