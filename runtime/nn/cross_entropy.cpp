@@ -2,13 +2,25 @@
 
 #include <cmath>
 
+#include "runtime/ops/device_ops.h"
+
 namespace dp {
 
 namespace {
 
-void ensure_like(Tensor& buf, const Tensor& like) {
-  if (buf.defined() && buf.dtype() == like.dtype() && buf.shape() == like.shape()) return;
-  buf = Tensor::zeros(like.shape(), like.dtype());
+// A buffer of `like`'s shape and dtype on `device`, reused while those stay the same.
+void ensure_like(Tensor& buf, const Tensor& like, Device device) {
+  if (buf.defined() && buf.dtype() == like.dtype() && buf.shape() == like.shape() &&
+      buf.device() == device)
+    return;
+  buf = Tensor::zeros(like.shape(), like.dtype(), device);
+}
+
+void ensure(Tensor& buf, int64_t n, DType dtype, Device device) {
+  if (buf.defined() && buf.dtype() == dtype && buf.ndim() == 1 && buf.dim(0) == n &&
+      buf.device() == device)
+    return;
+  buf = Tensor::zeros({n}, dtype, device);
 }
 
 }  // namespace
@@ -24,18 +36,26 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits, const Tensor& labels) {
                labels.dim(0) == batch,
            "{}: expected int32 labels of shape [{}], got {}", name_, batch,
            labels.defined() ? labels.str() : "an undefined tensor");
+  // Host labels are checked up front so that a bad label never leaves a half-written state
+  // behind. Device labels cannot be (that would cost a copy and a sync): the CUDA kernel
+  // reports the first bad one instead, and its backward ignores it (no write out of bounds).
+  if (!labels.is_cuda()) {
+    const int32_t* y = labels.data<int32_t>();
+    for (int64_t r = 0; r < batch; ++r)
+      DP_CHECK(y[r] >= 0 && y[r] < classes,
+               "{}: label {} at batch index {} is out of range for {} classes (expected 0..{})",
+               name_, y[r], r, classes, classes - 1);
+  }
+  if (logits.is_cuda()) return forward_cuda(logits, labels);
+  // CPU logits with labels on a GPU (unusual): one host copy per step, then the checks above.
+  if (labels.is_cuda()) return forward(logits, labels.to(Device::cpu()));
   const int32_t* y = labels.data<int32_t>();
-  // Checked up front so that a bad label never leaves a half-written state behind.
-  for (int64_t r = 0; r < batch; ++r)
-    DP_CHECK(y[r] >= 0 && y[r] < classes,
-             "{}: label {} at batch index {} is out of range for {} classes (expected 0..{})",
-             name_, y[r], r, classes, classes - 1);
 
   // Copied (B ints), not kept as a handle: a loader may refill its label buffer for the
   // next batch before this backward runs.
-  ensure_like(labels_, labels);
+  ensure_like(labels_, labels, Device::cpu());
   labels_.copy_(labels);
-  ensure_like(probs_, logits);
+  ensure_like(probs_, logits, Device::cpu());
   const size_t c = static_cast<size_t>(classes);
   const float* x = logits.f32();
   float* p = probs_.f32();
@@ -63,9 +83,37 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits, const Tensor& labels) {
   return static_cast<float>(total / static_cast<double>(batch));
 }
 
+float SoftmaxCrossEntropy::forward_cuda(const Tensor& logits, const Tensor& labels) {
+  const Device device = logits.device();
+  const int64_t batch = logits.dim(0);
+  const int64_t classes = logits.dim(1);
+  // Copied into a device buffer of our own whichever side they come from: a host label
+  // buffer is staged by the copy before it returns, a device one may be refilled by the
+  // loader before backward runs. Ordered on the compute stream before the kernels.
+  ensure_like(labels_, labels, device);
+  labels_.copy_(labels);
+  ensure_like(probs_, logits, device);
+  ensure(row_loss_, batch, DType::f32, device);
+  static_assert(gpu::kCrossEntropyStatsBytes == 4 * sizeof(int32_t), "stats are 4 words");
+  ensure(stats_, 4, DType::i32, device);
+  size_t correct = 0;
+  // Synchronises: the mean loss is read back to the host (the CPU path returns it too). A bad
+  // label throws here, with the CPU path's message.
+  const float loss = gpu::softmax_cross_entropy_forward(device.index, batch, classes, logits.f32(),
+                                                        labels_.data<int32_t>(), probs_.f32(),
+                                                        row_loss_.f32(), stats_.raw(), &correct);
+  correct_ = correct;
+  return loss;
+}
+
 const Tensor& SoftmaxCrossEntropy::backward(float scale) {
   DP_CHECK(labels_.defined(), "{}: backward called before forward", name_);
-  ensure_like(grad_, probs_);
+  ensure_like(grad_, probs_, probs_.device());
+  if (probs_.is_cuda()) {
+    gpu::softmax_cross_entropy_backward(probs_.device().index, probs_.dim(0), probs_.dim(1),
+                                        probs_.f32(), labels_.data<int32_t>(), scale, grad_.f32());
+    return grad_;
+  }
   const size_t batch = static_cast<size_t>(probs_.dim(0));
   const size_t c = static_cast<size_t>(probs_.dim(1));
   const float k = scale / static_cast<float>(batch);

@@ -15,6 +15,10 @@ class SoftmaxCrossEntropy {
 
   // logits float32 [B, C], labels int32 [B] in [0, C). Returns the mean loss, computed
   // with a max-shifted log-sum-exp so that large logits do not overflow.
+  // CUDA logits: computed on their device; labels may be on the host or on that device (they
+  // are copied to a device buffer of the loss). Returning the loss as a host float
+  // SYNCHRONISES with the device's compute stream (the step's one sync); an out-of-range
+  // device label is reported then, as a dp::Error.
   float forward(const Tensor& logits, const Tensor& labels);
   // How many rows of the last forward had argmax(logits) == label (first maximum on ties).
   size_t correct() const { return correct_; }
@@ -25,10 +29,15 @@ class SoftmaxCrossEntropy {
   const std::string& name() const { return name_; }
 
  private:
+  float forward_cuda(const Tensor& logits, const Tensor& labels);
+
   std::string name_;
   Tensor labels_;  // copy of the last forward's labels, [B]
   Tensor probs_;   // softmax of the last forward, [B, C]
   Tensor grad_;    // [B, C], reused while the shape stays the same
+  // CUDA only: each row's loss [B] and the kernel's stats (dp::cuda::CrossEntropyStats).
+  Tensor row_loss_;
+  Tensor stats_;
   size_t correct_ = 0;
 };
 

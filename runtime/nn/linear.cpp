@@ -2,19 +2,23 @@
 
 #include <limits>
 
+#include "runtime/nn/device_check.h"
 #include "runtime/nn/init.h"
 #include "runtime/ops/cpu/elementwise.h"
 #include "runtime/ops/cpu/gemm.h"
+#include "runtime/ops/device_ops.h"
 
 namespace dp {
 
 namespace {
 
-// Reuses `buf` when it already has shape [rows, cols]: the steady-state step allocates
-// nothing, and a new batch size (the last, smaller batch) costs one allocation.
-void ensure_2d(Tensor& buf, int64_t rows, int64_t cols) {
-  if (buf.defined() && buf.ndim() == 2 && buf.dim(0) == rows && buf.dim(1) == cols) return;
-  buf = Tensor::zeros({rows, cols});
+// Reuses `buf` when it already has shape [rows, cols] on `device`: the steady-state step
+// allocates nothing, and a new batch size (the last, smaller batch) costs one allocation.
+void ensure_2d(Tensor& buf, int64_t rows, int64_t cols, Device device) {
+  if (buf.defined() && buf.ndim() == 2 && buf.dim(0) == rows && buf.dim(1) == cols &&
+      buf.device() == device)
+    return;
+  buf = Tensor::zeros({rows, cols}, DType::f32, device);
 }
 
 }  // namespace
@@ -44,10 +48,19 @@ const Tensor& Linear::forward(const Tensor& x) {
   const int64_t batch = x.dim(0);
   DP_CHECK(batch <= std::numeric_limits<int>::max(), "{}: batch {} exceeds the BLAS int range",
            name_, batch);
+  check_param_device(name_, x, weight_);
+  check_param_device(name_, x, bias_);
   input_ = x;  // copy-assignment reuses input_'s shape capacity: no allocation per step
-  ensure_2d(output_, batch, static_cast<int64_t>(out_));
+  ensure_2d(output_, batch, static_cast<int64_t>(out_), x.device());
   if (batch == 0) return output_;
   float* y = output_.f32();
+  if (x.is_cuda()) {
+    // y = x W^T + b in one cuBLASLt call (bias fused into the epilogue where it can be).
+    gpu::gemm_f32(x.device().index, false, true, static_cast<int>(batch), static_cast<int>(out_),
+                  static_cast<int>(in_), 1.0f, x.f32(), static_cast<int>(in_), weight_.value.f32(),
+                  static_cast<int>(in_), 0.0f, y, static_cast<int>(out_), bias_.value.f32());
+    return output_;
+  }
   // y = x W^T (overwrite), then + b per row.
   gemm(false, true, static_cast<int>(batch), static_cast<int>(out_), static_cast<int>(in_), 1.0f,
        x.f32(), static_cast<int>(in_), weight_.value.f32(), static_cast<int>(in_), 0.0f, y,
@@ -68,13 +81,25 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
   DP_CHECK(weight_.grad.numel() == out_ * in_ && bias_.grad.numel() == out_,
            "{}: gradient buffers are {} and {}, expected {} and {} elements", name_,
            weight_.grad.str(), bias_.grad.str(), out_ * in_, out_);
+  check_grad_device(name_, input_, grad_output);
+  // The Reducer or Module::to() may have moved the gradients since forward.
+  check_param_device(name_, input_, weight_);
+  check_param_device(name_, input_, bias_);
+  const bool on_gpu = input_.is_cuda();
+  const int device = input_.device().index;
   const int b = static_cast<int>(batch);
   const int in = static_cast<int>(in_);
   const int out = static_cast<int>(out_);
   const float* dy = grad_output.f32();
 
   // dW[out, in] += dy^T[out, B] x[B, in]; db[out] += column sums of dy.
-  if (batch > 0) {
+  // On a GPU these are only enqueued: grad_ready() hooks must order any consumer after the
+  // compute stream (the Reducer records an event there), which is what issue order gives.
+  if (batch > 0 && on_gpu) {
+    gpu::gemm_f32(device, true, false, out, in, b, 1.0f, dy, out, input_.f32(), in, 1.0f,
+                  weight_.grad.f32(), in, nullptr);
+    gpu::col_sum_accumulate(device, static_cast<size_t>(batch), out_, dy, bias_.grad.f32());
+  } else if (batch > 0) {
     gemm(true, false, out, in, b, 1.0f, dy, out, input_.f32(), in, 1.0f, weight_.grad.f32(), in);
     col_sum_accumulate(static_cast<size_t>(batch), out_, dy, bias_.grad.f32());
   }
@@ -83,8 +108,11 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
 
   if (!needs_input_grad_) return no_grad_;
   // dx[B, in] = dy[B, out] W[out, in].
-  ensure_2d(grad_input_, batch, static_cast<int64_t>(in_));
-  if (batch > 0)
+  ensure_2d(grad_input_, batch, static_cast<int64_t>(in_), input_.device());
+  if (batch > 0 && on_gpu)
+    gpu::gemm_f32(device, false, false, b, in, out, 1.0f, dy, out, weight_.value.f32(), in, 0.0f,
+                  grad_input_.f32(), in, nullptr);
+  else if (batch > 0)
     gemm(false, false, b, in, out, 1.0f, dy, out, weight_.value.f32(), in, 0.0f, grad_input_.f32(),
          in);
   return grad_input_;

@@ -1,14 +1,17 @@
 #include "runtime/nn/relu.h"
 
+#include "runtime/nn/device_check.h"
 #include "runtime/ops/cpu/elementwise.h"
+#include "runtime/ops/device_ops.h"
 
 namespace dp {
 
 namespace {
 
+// Same shape and device as `like` (where the layer computes): reused across steps.
 void ensure_like(Tensor& buf, const Tensor& like) {
-  if (buf.defined() && buf.shape() == like.shape()) return;
-  buf = Tensor::zeros(like.shape());
+  if (buf.defined() && buf.shape() == like.shape() && buf.device() == like.device()) return;
+  buf = Tensor::zeros(like.shape(), DType::f32, like.device());
 }
 
 }  // namespace
@@ -18,7 +21,10 @@ const Tensor& ReLU::forward(const Tensor& x) {
            x.defined() ? x.str() : "an undefined tensor");
   input_ = x;
   ensure_like(output_, x);
-  relu_forward(x.numel(), x.f32(), output_.f32());
+  if (x.is_cuda())
+    gpu::relu_forward(x.device().index, x.numel(), x.f32(), output_.f32());
+  else
+    relu_forward(x.numel(), x.f32(), output_.f32());
   return output_;
 }
 
@@ -28,9 +34,14 @@ const Tensor& ReLU::backward(const Tensor& grad_output) {
                grad_output.shape() == input_.shape(),
            "{}: grad_output is {}, expected {} (the shape of the last output)", name_,
            grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_device(name_, input_, grad_output);
   if (!needs_input_grad_) return no_grad_;
   ensure_like(grad_input_, input_);
-  relu_backward(input_.numel(), input_.f32(), grad_output.f32(), grad_input_.f32());
+  if (input_.is_cuda())
+    gpu::relu_backward(input_.device().index, input_.numel(), input_.f32(), grad_output.f32(),
+                       grad_input_.f32());
+  else
+    relu_backward(input_.numel(), input_.f32(), grad_output.f32(), grad_input_.f32());
   return grad_input_;
 }
 

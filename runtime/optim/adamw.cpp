@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "runtime/ops/cpu/elementwise.h"
+#include "runtime/ops/device_ops.h"
 
 namespace dp {
 
@@ -23,19 +24,26 @@ AdamW::AdamW(std::vector<Parameter*> params, float beta1, float beta2, float eps
   exp_avg_.reserve(params_.size());
   exp_avg_sq_.reserve(params_.size());
   for (Parameter* p : params_) {
-    exp_avg_.push_back(Tensor::zeros(p->value.shape()));
-    exp_avg_sq_.push_back(Tensor::zeros(p->value.shape()));
+    exp_avg_.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
+    exp_avg_sq_.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
   }
 }
 
 void AdamW::step(float lr) {
   check_lr(lr);
+  check_devices();
   const double t = static_cast<double>(steps_ + 1);
   // In double: 1 - 0.999^t loses most of its digits in float for small t.
   const double bc1 = 1.0 - std::pow(static_cast<double>(beta1_), t);
   const double bc2 = 1.0 - std::pow(static_cast<double>(beta2_), t);
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
+    if (device_.is_cuda()) {
+      gpu::adamw_update(device_.index, p.value.numel(), lr, beta1_, beta2_, eps_, weight_decay_,
+                        bc1, bc2, p.value.f32(), p.grad.f32(), exp_avg_[i].f32(),
+                        exp_avg_sq_[i].f32());
+      continue;
+    }
     adamw_update(p.value.numel(), lr, beta1_, beta2_, eps_, weight_decay_, bc1, bc2, p.value.f32(),
                  p.grad.f32(), exp_avg_[i].f32(), exp_avg_sq_[i].f32());
   }

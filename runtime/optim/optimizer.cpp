@@ -19,6 +19,17 @@ Optimizer::Optimizer(std::vector<Parameter*> params) : params_(std::move(params)
              "optimizer: parameter '{}' has value {} but gradient {}", p->name, p->value.str(),
              p->grad.str());
   }
+  if (!params_.empty()) device_ = params_.front()->value.device();
+  check_devices();
+}
+
+void Optimizer::check_devices() const {
+  for (const Parameter* p : params_)
+    DP_CHECK(p->value.device() == device_ && p->grad.device() == device_,
+             "optimizer: parameter '{}' is on {} (its gradient on {}) but the optimizer's "
+             "parameters and state are on {}; all parameters of one optimizer must be on one "
+             "device, and the model must be moved before the optimizer is built",
+             p->name, p->value.device().str(), p->grad.device().str(), device_.str());
 }
 
 std::string Optimizer::describe() const {

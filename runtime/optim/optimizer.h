@@ -8,8 +8,10 @@ namespace dp {
 
 // Updates parameters in place from their gradients. Under DDP every rank holds the same
 // averaged gradients and runs the same update, so the replicas stay bitwise identical
-// without any communication here. State is allocated at construction: step() allocates
-// nothing.
+// without any communication here. State is allocated at construction, on the parameters'
+// device: step() allocates nothing. All parameters of one optimizer (values and gradients)
+// must be on one device; on a GPU, step() dispatches to the fused CUDA updates and only
+// enqueues them on that device's compute stream.
 class Optimizer {
  public:
   explicit Optimizer(std::vector<Parameter*> params);
@@ -26,12 +28,18 @@ class Optimizer {
   const std::vector<Parameter*>& params() const { return params_; }
   // Number of step() calls so far.
   int64_t steps() const { return steps_; }
+  // Where the parameters (and the optimizer's state) are.
+  Device device() const { return device_; }
 
  protected:
   void check_lr(float lr) const;
+  // The parameters must still be where they were at construction (the state is there): a
+  // model moved after its optimizer was built is a dp::Error, not a crash.
+  void check_devices() const;
 
   std::vector<Parameter*> params_;
   int64_t steps_ = 0;
+  Device device_;
 };
 
 }  // namespace dp

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "runtime/ops/cpu/elementwise.h"
+#include "runtime/ops/device_ops.h"
 
 namespace dp {
 
@@ -24,16 +25,23 @@ SGD::SGD(std::vector<Parameter*> params, float momentum, float dampening, float 
            momentum, dampening);
   if (momentum_ != 0.0f) {
     momentum_buf_.reserve(params_.size());
-    for (Parameter* p : params_) momentum_buf_.push_back(Tensor::zeros(p->value.shape()));
+    for (Parameter* p : params_)
+      momentum_buf_.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
   }
 }
 
 void SGD::step(float lr) {
   check_lr(lr);
+  check_devices();
   const bool first = steps_ == 0;
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& p = *params_[i];
     float* buf = momentum_buf_.empty() ? nullptr : momentum_buf_[i].f32();
+    if (device_.is_cuda()) {
+      gpu::sgd_update(device_.index, p.value.numel(), lr, momentum_, dampening_, weight_decay_,
+                      nesterov_, first, p.value.f32(), p.grad.f32(), buf);
+      continue;
+    }
     sgd_update(p.value.numel(), lr, momentum_, dampening_, weight_decay_, nesterov_, first,
                p.value.f32(), p.grad.f32(), buf);
   }
