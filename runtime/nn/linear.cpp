@@ -93,8 +93,9 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
   const float* dy = grad_output.f32();
 
   // dW[out, in] += dy^T[out, B] x[B, in]; db[out] += column sums of dy.
-  // On a GPU these are only enqueued: grad_ready() hooks must order any consumer after the
-  // compute stream (the Reducer records an event there), which is what issue order gives.
+  // On a GPU these are only enqueued when grad_ready() fires: a hook that reads the gradient
+  // on another stream (a collective) must first wait for an event recorded on
+  // compute_stream(device); work on the compute stream itself is ordered by issue order.
   if (batch > 0 && on_gpu) {
     gpu::gemm_f32(device, true, false, out, in, b, 1.0f, dy, out, input_.f32(), in, 1.0f,
                   weight_.grad.f32(), in, nullptr);
