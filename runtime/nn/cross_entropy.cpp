@@ -96,14 +96,15 @@ float SoftmaxCrossEntropy::forward_cuda(const Tensor& logits, const Tensor& labe
   ensure(row_loss_, batch, DType::f32, device);
   static_assert(gpu::kCrossEntropyStatsBytes == 4 * sizeof(int32_t), "stats are 4 words");
   ensure(stats_, 4, DType::i32, device);
-  size_t correct = 0;
-  // Synchronises: the mean loss is read back to the host (the CPU path returns it too). A bad
-  // label throws here, with the CPU path's message.
-  const float loss = gpu::softmax_cross_entropy_forward(device.index, batch, classes, logits.f32(),
-                                                        labels_.data<int32_t>(), probs_.f32(),
-                                                        row_loss_.f32(), stats_.raw(), &correct);
-  correct_ = correct;
-  return loss;
+  // Synchronises: the mean loss is read back to the host (the CPU path returns it too).
+  const gpu::CrossEntropyResult r = gpu::softmax_cross_entropy_forward(
+      device.index, batch, classes, logits.f32(), labels_.data<int32_t>(), probs_.f32(),
+      row_loss_.f32(), stats_.raw());
+  DP_CHECK(r.bad_row < 0,
+           "{}: label {} at batch index {} is out of range for {} classes (expected 0..{})", name_,
+           r.bad_label, r.bad_row, classes, classes - 1);
+  correct_ = static_cast<size_t>(r.correct);
+  return r.mean_loss;
 }
 
 const Tensor& SoftmaxCrossEntropy::backward(float scale) {

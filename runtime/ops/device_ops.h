@@ -31,13 +31,21 @@ void scale(int device, size_t n, float alpha, float* x);
 // bytes (checked by a static_assert in the implementation).
 constexpr size_t kCrossEntropyStatsBytes = 16;
 
+// What the loss's forward reports, read back from the device.
+struct CrossEntropyResult {
+  float mean_loss = 0;
+  int64_t correct = 0;    // rows with argmax == label
+  int64_t bad_row = -1;   // lowest row whose label is outside [0, classes), or -1
+  int32_t bad_label = 0;  // its label
+};
+
 // Softmax cross-entropy forward (runtime/ops/cuda/softmax_cross_entropy.h). `stats` points to
 // kCrossEntropyStatsBytes of device memory. Unlike the rest this one SYNCHRONISES: it reads
-// the stats back, returns the mean loss, stores the number of correct rows in *correct, and
-// throws a dp::Error (the CPU loss's message) when a label was out of range.
-float softmax_cross_entropy_forward(int device, int64_t batch, int64_t classes, const float* logits,
-                                    const int32_t* labels, float* probs, float* row_loss,
-                                    void* stats, size_t* correct);
+// the stats back for the host. A bad label is returned (bad_row >= 0), not thrown, so that
+// the caller can name itself in the error as the CPU path does.
+CrossEntropyResult softmax_cross_entropy_forward(int device, int64_t batch, int64_t classes,
+                                                 const float* logits, const int32_t* labels,
+                                                 float* probs, float* row_loss, void* stats);
 void softmax_cross_entropy_backward(int device, int64_t batch, int64_t classes, const float* probs,
                                     const int32_t* labels, float scale, float* grad);
 

@@ -30,8 +30,8 @@ void relu_backward(int, size_t, const float*, const float*, float*) {
 void scale(int, size_t, float, float*) {
   no_cuda("scale");
 }
-float softmax_cross_entropy_forward(int, int64_t, int64_t, const float*, const int32_t*, float*,
-                                    float*, void*, size_t*) {
+CrossEntropyResult softmax_cross_entropy_forward(int, int64_t, int64_t, const float*,
+                                                 const int32_t*, float*, float*, void*) {
   no_cuda("softmax_cross_entropy_forward");
 }
 void softmax_cross_entropy_backward(int, int64_t, int64_t, const float*, const int32_t*, float,

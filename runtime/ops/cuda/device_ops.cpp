@@ -48,17 +48,24 @@ void scale(int device, size_t n, float alpha, float* x) {
   cuda::scale(n, alpha, x, compute_stream(device));
 }
 
-float softmax_cross_entropy_forward(int device, int64_t batch, int64_t classes, const float* logits,
-                                    const int32_t* labels, float* probs, float* row_loss,
-                                    void* stats, size_t* correct) {
+CrossEntropyResult softmax_cross_entropy_forward(int device, int64_t batch, int64_t classes,
+                                                 const float* logits, const int32_t* labels,
+                                                 float* probs, float* row_loss, void* stats) {
   DeviceGuard guard(device);
   cudaStream_t stream = compute_stream(device);
   auto* s = static_cast<cuda::CrossEntropyStats*>(stats);
   cuda::softmax_cross_entropy_forward(batch, classes, logits, labels, probs, row_loss, s, stream);
-  // The one sync of a step: the caller wants the loss on the host.
-  const cuda::CrossEntropyStats host = cuda::read_cross_entropy_stats(s, classes, stream);
-  *correct = static_cast<size_t>(host.correct);
-  return host.mean_loss;
+  // The one sync of a step: the caller wants the loss on the host. Read directly rather than
+  // with cuda::read_cross_entropy_stats, which throws without the layer's name.
+  cuda::CrossEntropyStats host{};
+  DP_CUDA_CHECK(cudaMemcpyAsync(&host, s, sizeof(host), cudaMemcpyDeviceToHost, stream));
+  DP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  CrossEntropyResult r;
+  r.mean_loss = host.mean_loss;
+  r.correct = host.correct;
+  r.bad_row = host.bad_row;
+  r.bad_label = host.bad_label;
+  return r;
 }
 
 void softmax_cross_entropy_backward(int device, int64_t batch, int64_t classes, const float* probs,
