@@ -105,6 +105,43 @@ TEST_F(CudaLayers, LinearForwardBackwardMatchCpu) {
   }
 }
 
+// The Reducer re-points gradients into a bucket's flat buffer: the layer must write through
+// those views (here element-aligned only: the bias first, then the weight at an odd offset).
+TEST_F(CudaLayers, LinearWritesThroughGradientViews) {
+  Linear cpu("fc", 9, 5, 3);
+  Linear dev("fc", 9, 5, 3);
+  dev.to(kGpu);
+  Tensor flat = Tensor::zeros({5 + 45}, DType::f32, kGpu);
+  dev.bias().grad = flat.view(0, {5});
+  dev.weight().grad = flat.view(5, {5, 9});
+  const Tensor x = random_tensor({6, 9}, 21);
+  const Tensor dy = random_tensor({6, 5}, 22);
+  cpu.forward(x);
+  cpu.backward(dy);
+  dev.forward(x.to(kGpu));
+  dev.backward(dy.to(kGpu));
+  const std::vector<float> all = flat.to_vector();
+  EXPECT_TRUE(all_close(std::vector<float>(all.begin(), all.begin() + 5),
+                        cpu.bias().grad.to_vector(), 1e-5, 1.0));
+  EXPECT_TRUE(all_close(std::vector<float>(all.begin() + 5, all.end()),
+                        cpu.weight().grad.to_vector(), 1e-4, 1.0));
+}
+
+// Buffers follow the input: a new batch size or another device reallocates them, and the
+// results stay right.
+TEST_F(CudaLayers, BuffersFollowTheInputsShapeAndDevice) {
+  ReLU relu("relu"), ref("ref");
+  for (int64_t batch : {8, 3, 8}) {
+    for (bool on_gpu : {true, false, true}) {
+      SCOPED_TRACE(testing::Message() << batch << " " << on_gpu);
+      const Tensor x = random_tensor({batch, 5}, 30 + static_cast<uint64_t>(batch));
+      const Tensor& y = relu.forward(on_gpu ? x.to(kGpu) : x);
+      EXPECT_EQ(y.is_cuda(), on_gpu);
+      EXPECT_TRUE(near_ref(y, ref.forward(x), 0.0, 1.0));
+    }
+  }
+}
+
 TEST_F(CudaLayers, LinearWithoutInputGradSkipsDx) {
   Linear dev("fc", 8, 4, 1);
   dev.to(kGpu);
