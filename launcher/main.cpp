@@ -4,6 +4,7 @@
 // "dprun: error: [rank R] ..." on stderr. Configuration and input problems are found on
 // every rank and agreed on BEFORE the first collective, so every rank exits non-zero with a
 // message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -11,8 +12,10 @@
 #include <optional>
 
 #include "launcher/options.h"
+#include "runtime/comm/device_plan.h"
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/comm/mpi_runtime.h"
+#include "runtime/comm/nccl_backend.h"
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
@@ -38,17 +41,27 @@ bool agree(const std::string& local_error, const char* phase) {
   return a.all_ok;
 }
 
-void check_device_and_backend(const dp::LaunchOptions& o, int local_rank) {
-  dp::Device dev = dp::resolve_device(o.device, local_rank);
-  if (o.device == "auto" && dev.is_cuda()) {
-    dp::log::debug("GPU visible, but this version trains on the CPU only: using cpu");
+// --device and --backend against this node's GPUs. Every rank checks its own, and the
+// ranks agree on the verdict before any collective (phase 1 below).
+dp::DevicePlan plan_device_and_backend(const dp::LaunchOptions& o, const dp::MpiInfo& info) {
+  dp::DeviceRequest req;
+  req.device = o.device;
+  req.backend = o.backend;
+  req.allow_device_sharing = o.allow_device_sharing;
+  dp::NodeFacts node;
+  node.rank = info.rank;
+  node.local_rank = info.local_rank;
+  node.local_size = info.local_size;
+  node.visible_gpus = dp::cuda_device_count();
+  node.cuda_built = dp::cuda_compiled();
+  node.nccl_built = dp::nccl_compiled();
+  node.host = info.hostname;
+  dp::DevicePlan plan = dp::plan_device(req, node);
+  if (plan.shares_device) {
+    dp::log::debug("{} is shared with other ranks of this node (--allow-device-sharing)",
+                   plan.device.str());
   }
-  DP_CHECK(o.device == "auto" || dev.is_cpu(),
-           "--device {}: the CUDA path is not implemented in this version (use --device cpu)",
-           o.device);
-  DP_CHECK(o.backend != "nccl",
-           "--backend nccl: NCCL reduces CUDA tensors and this version trains on the CPU; use "
-           "--backend mpi (or auto)");
+  return plan;
 }
 
 }  // namespace
@@ -69,6 +82,7 @@ int main(int argc, char** argv) {
   std::string err;
   dp::LaunchOptions opts;
   std::optional<dp::Trainer> trainer;
+  dp::DevicePlan plan;
   try {
     opts = dp::parse_options(argc, argv);
     if (opts.help || opts.version) {
@@ -79,7 +93,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     dp::log::set_verbose(opts.verbose);
-    check_device_and_backend(opts, info.local_rank);
+    plan = plan_device_and_backend(opts, info);
+    opts.train.device = plan.device;
     trainer.emplace(opts.train, info.rank, info.size);
   } catch (const std::exception& e) {
     err = e.what();
@@ -93,13 +108,22 @@ int main(int argc, char** argv) {
   // that may be stuck in a collective with a dead or stalled peer. It is released before
   // MPI_Finalize (when `mpi` goes out of scope), after the trainer, whose gradients live in
   // the group's shared-memory buffers.
-  std::unique_ptr<dp::MpiProcessGroup> pg;
+  std::unique_ptr<dp::ProcessGroup> pg;
   try {
-    dp::MpiProcessGroupOptions pg_options;
-    pg_options.shared_memory = opts.train.shared_memory;
-    pg_options.shm_timeout =
+    const auto timeout =
         std::chrono::milliseconds(static_cast<int64_t>(opts.train.timeout_s * 1000));
-    pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
+    if (plan.backend == "nccl") {
+      dp::NcclProcessGroupOptions nccl_options;
+      nccl_options.device = plan.device.index;
+      nccl_options.timeout = timeout;
+      nccl_options.init_timeout = std::max(timeout, std::chrono::milliseconds(60 * 1000));
+      pg = dp::make_nccl_process_group(MPI_COMM_WORLD, nccl_options);
+    } else {
+      dp::MpiProcessGroupOptions pg_options;
+      pg_options.shared_memory = opts.train.shared_memory;
+      pg_options.shm_timeout = timeout;
+      pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
+    }
     trainer->connect(*pg);
     trainer->run();
   } catch (const dp::CollectiveError& e) {
@@ -109,9 +133,11 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     print_error(e.what());
-    dp::abort_job(1);  // only some ranks may know: take the whole job down, no hang
+    if (pg) pg->abort(e.what());  // NCCL: stop this rank's kernels before MPI_Abort
+    dp::abort_job(1);             // only some ranks may know: take the whole job down, no hang
   } catch (...) {
     print_error("internal error: an unknown exception (please report it)");
+    if (pg) pg->abort("internal error");
     dp::abort_job(1);
   }
   trainer.reset();

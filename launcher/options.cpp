@@ -93,6 +93,7 @@ LaunchOptions parse_options(int argc, char** argv) {
   dist.add_options()
       ("device", po::value(&o.device)->default_value(o.device), "auto, cpu or cuda[:N] (auto: cuda:<local rank> when GPUs are visible, else cpu)")
       ("backend", po::value(&o.backend)->default_value(o.backend), "auto, mpi or nccl (auto: nccl for CUDA tensors, mpi for CPU tensors)")
+      ("allow-device-sharing", po::bool_switch(&o.allow_device_sharing), "let several ranks of a node share one GPU (needs --backend mpi: gradients are staged through host memory; NCCL refuses it)")
       ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb, "1"), "cap of the first gradient bucket in MiB (fractions allowed)")
       ("bucket-cap-mb", po::value(&t.bucket_cap_mb)->default_value(t.bucket_cap_mb, "25"), "cap of the other gradient buckets in MiB (fractions allowed)")
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")

@@ -9,6 +9,7 @@ struct LaunchOptions {
   TrainConfig train;
   std::string device = "auto";
   std::string backend = "auto";
+  bool allow_device_sharing = false;  // several ranks of a node on one GPU (MPI backend)
   bool verbose = false;
   bool help = false;
   bool version = false;

@@ -10,10 +10,8 @@ namespace {
 void check_tensor(const Tensor& t, const char* role, const std::string& op,
                   const std::string& tag) {
   DP_CHECK(t.defined(), "{} '{}': the {} tensor is undefined (never allocated)", op, tag, role);
-  DP_CHECK(t.device().is_cpu(),
-           "{} '{}': the {} tensor {} is on {}; this backend takes CPU tensors (copy it to the "
-           "host first, or use --backend nccl)",
-           op, tag, role, t.str(), t.device().str());
+  // CPU and CUDA tensors are both accepted: NCCL stages CPU tensors through its device, the
+  // MPI backend stages CUDA tensors through host memory.
   switch (t.dtype()) {
     case DType::f32:
     case DType::i32:
@@ -47,6 +45,9 @@ void check_broadcast(const Tensor& t, int root, int world_size, const std::strin
 void check_allgather(const Tensor& in, const Tensor& out, int world_size, const std::string& tag) {
   check_tensor(in, "input", "allgather", tag);
   check_tensor(out, "output", "allgather", tag);
+  DP_CHECK(in.device() == out.device(),
+           "allgather '{}': input {} is on {} but output {} is on {}; both must be on one device",
+           tag, in.str(), in.device().str(), out.str(), out.device().str());
   DP_CHECK(in.dtype() == out.dtype(), "allgather '{}': input {} and output {} differ in dtype", tag,
            in.str(), out.str());
   DP_CHECK(out.numel() == in.numel() * size_t(world_size),

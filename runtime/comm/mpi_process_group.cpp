@@ -136,18 +136,47 @@ void MpiProcessGroup::comm_loop() {
 
 WorkPtr MpiProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& tag) {
   check_allreduce(t, op, tag);
+  if (t.is_cuda()) {
+    // The device-to-host copy happens now, on the caller's thread: the compute stream then
+    // orders it after the kernels that produced `t`, and later kernels may overwrite `t`
+    // only after wait() anyway. The copy back runs on the communication thread.
+    Tensor host = t.to(Device::cpu());
+    return enqueue(describe_allreduce(t, op, tag) + " (host-staged)",
+                   [this, t, host, op](const Work& w) mutable {
+                     run_allreduce(host, op, w);
+                     t.copy_(host);
+                   });
+  }
   return enqueue(describe_allreduce(t, op, tag),
                  [this, t, op](const Work& w) { run_allreduce(t, op, w); });
 }
 
 WorkPtr MpiProcessGroup::broadcast(Tensor& t, int root, const std::string& tag) {
   check_broadcast(t, root, size_, tag);
+  if (t.is_cuda()) {
+    // Only the root's bytes matter; the others copy theirs too, to keep the ranks alike.
+    Tensor host = t.to(Device::cpu());
+    return enqueue(describe_broadcast(t, root, tag) + " (host-staged)",
+                   [this, t, host, root](const Work& w) mutable {
+                     run_broadcast(host, root, w);
+                     t.copy_(host);
+                   });
+  }
   return enqueue(describe_broadcast(t, root, tag),
                  [this, t, root](const Work& w) { run_broadcast(t, root, w); });
 }
 
 WorkPtr MpiProcessGroup::allgather(const Tensor& in, Tensor& out, const std::string& tag) {
   check_allgather(in, out, size_, tag);
+  if (in.is_cuda()) {  // check_allgather made sure `out` is on the same device
+    Tensor host_in = in.to(Device::cpu());
+    Tensor host_out = Tensor::zeros(out.shape(), out.dtype());
+    return enqueue(describe_allgather(in, out, tag) + " (host-staged)",
+                   [this, host_in, host_out, out](const Work& w) mutable {
+                     run_allgather(host_in, host_out, w);
+                     out.copy_(host_out);
+                   });
+  }
   return enqueue(describe_allgather(in, out, tag),
                  [this, in, out](const Work& w) { run_allgather(in, out, w); });
 }
@@ -157,8 +186,9 @@ WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
                  [this](const Work& w) { check_mpi(MPI_Barrier(comm_), "MPI_Barrier", w); });
 }
 
-Tensor MpiProcessGroup::allocate(size_t numel, DType dtype) {
-  if (!shm_ || numel == 0) return ProcessGroup::allocate(numel, dtype);
+Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
+  // A shared window is host memory; device buffers are staged per collective instead.
+  if (!shm_ || numel == 0 || device.is_cuda()) return ProcessGroup::allocate(numel, dtype, device);
   Tensor out;
   enqueue(fmt::format("allocate {}[{}] (shared memory)", dtype_name(dtype), numel),
           [this, &out, numel, dtype](const Work&) { out = shm_->allocate(numel, dtype); })

@@ -17,6 +17,13 @@
 // calls; the windows are freed when the group is destroyed, so buffers from allocate() must
 // not be used after it.
 //
+// CUDA tensors (host staging): MPI moves host memory, so a collective on a CUDA tensor copies
+// it to the host on the calling thread (on the device's compute stream, after the kernels
+// that wrote it; the copy waits for them), runs the MPI collective on the host copy on the
+// communication thread, and copies the result back to the device there before the Work
+// completes. Slower than NCCL, but it lets several ranks share one GPU (NCCL refuses that),
+// which is how multi-rank GPU runs are tested on a one-GPU machine.
+//
 // Threading: with MPI_THREAD_MULTIPLE (what dp::MpiRuntime asks for) other threads may keep
 // using MPI meanwhile. At MPI_THREAD_SERIALIZED they must not call MPI while work is queued.
 #include <chrono>
@@ -73,8 +80,9 @@ class MpiProcessGroup : public ProcessGroup {
   WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") override;
   WorkPtr barrier(const std::string& tag = "barrier") override;
   // In a shared window when uses_shared_memory(), else Tensor::zeros. Collective; blocks
-  // until the buffer exists (after every collective queued before it).
-  Tensor allocate(size_t numel, DType dtype = DType::f32) override;
+  // until the buffer exists (after every collective queued before it). A CUDA `device`
+  // gives device memory (staged through the host by every collective, see below).
+  Tensor allocate(size_t numel, DType dtype = DType::f32, Device device = Device::cpu()) override;
 
   // Whether allocate() gives shared-memory buffers (the same answer on every rank).
   bool uses_shared_memory() const { return shm_ != nullptr; }

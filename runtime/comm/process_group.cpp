@@ -16,8 +16,8 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
-Tensor ProcessGroup::allocate(size_t numel, DType dtype) {
-  return Tensor::zeros({static_cast<int64_t>(numel)}, dtype);
+Tensor ProcessGroup::allocate(size_t numel, DType dtype, Device device) {
+  return Tensor::zeros({static_cast<int64_t>(numel)}, dtype, device);
 }
 
 }  // namespace dp

@@ -21,6 +21,10 @@ class ProcessGroup {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;
+  // Called on the error path just before the job is aborted: a backend whose collectives
+  // run on a device (NCCL) stops them here, so that no kernel keeps waiting for a dead peer.
+  // Must not throw. The default has nothing to stop.
+  virtual void abort(const std::string& reason) { (void)reason; }
 
   // In place: every rank ends with op over all ranks' `t`. avg is sum / size.
   virtual WorkPtr allreduce(Tensor& t, ReduceOp op, const std::string& tag = "allreduce") = 0;
@@ -38,7 +42,11 @@ class ProcessGroup {
   // uses the buffer (or the same view of it) in the same collectives, as with any tensor.
   // The buffer is valid only while this process group lives: destroy every tensor over it,
   // or at least stop touching them, before the group.
-  virtual Tensor allocate(size_t numel, DType dtype = DType::f32);
+  // `device` is where the caller computes on the buffer (the Reducer passes its parameters'
+  // device, so that gradients written by CUDA kernels land in device memory): a CUDA device
+  // gives device memory (Tensor::zeros there) under every backend; the CPU default keeps
+  // the backend's host placement.
+  virtual Tensor allocate(size_t numel, DType dtype = DType::f32, Device device = Device::cpu());
 };
 
 }  // namespace dp

@@ -35,6 +35,16 @@ double Work::end_us() const {
   return end_us_;
 }
 
+double Work::device_ms() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return device_ms_;
+}
+
+void Work::set_device_ms(double ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  device_ms_ = ms;
+}
+
 void Work::mark_started() {
   std::lock_guard<std::mutex> lock(mu_);
   start_us_ = now_us();

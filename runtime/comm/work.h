@@ -30,10 +30,14 @@ class Work {
   double duration_us() const { return end_us() - start_us(); }
   const std::string& description() const { return description_; }
   uint64_t seq() const { return seq_; }
+  // GPU time of the collective as the device measured it (NCCL), or -1 where none was
+  // measured (the MPI backend, host-staged tensors).
+  double device_ms() const;
 
   // Backend side.
   void mark_started();
   void mark_completed(std::exception_ptr error = nullptr);
+  void set_device_ms(double ms);
 
  private:
   std::string description_;
@@ -41,6 +45,7 @@ class Work {
   double enqueue_us_ = 0;
   double start_us_ = 0;
   double end_us_ = 0;
+  double device_ms_ = -1;
   bool done_ = false;
   std::exception_ptr error_;
   mutable std::mutex mu_;

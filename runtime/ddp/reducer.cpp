@@ -61,7 +61,7 @@ Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOption
   for (Bucket& b : buckets_) {
     for (size_t j = 0; j < b.params.size(); ++j) {
       const Tensor& v = params_[b.params[j]]->value;
-      std::memcpy(b.flat.f32() + b.offsets[j], v.f32(), v.nbytes());
+      b.flat.view(b.offsets[j], v.shape()).copy_(v);  // any device
     }
     b.work = pg_.broadcast(b.flat, 0, b.tag + " (initial parameters)");
   }
@@ -69,7 +69,7 @@ Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOption
     wait_bucket(b);
     for (size_t j = 0; j < b.params.size(); ++j) {
       Tensor& v = params_[b.params[j]]->value;
-      std::memcpy(v.f32(), b.flat.f32() + b.offsets[j], v.nbytes());
+      v.copy_(b.flat.view(b.offsets[j], v.shape()));
     }
     b.flat.zero_();
     b.work.reset();
@@ -106,7 +106,8 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
     total = starts.back() + numel;
   }
   if (!arena_.defined() || arena_.numel() < total) {
-    arena_ = pg_.allocate(total, DType::f32);
+    // On the parameters' device: the gradient views must be where backward writes them.
+    arena_ = pg_.allocate(total, DType::f32, params_.front()->value.device());
   } else {
     arena_.zero_();
   }

@@ -17,8 +17,8 @@ void dump_params(const std::vector<Parameter*>& params, const std::string& path)
     DP_CHECK(out.is_open(), "--dump-params {}: cannot open the file for writing", path);
     for (const Parameter* p : params) {
       // x86-64 and aarch64 are little-endian, so the in-memory floats are the format.
-      out.write(static_cast<const char*>(p->value.raw()),
-                static_cast<std::streamsize>(p->value.nbytes()));
+      const Tensor host = p->value.to(Device::cpu());  // itself on the CPU
+      out.write(static_cast<const char*>(host.raw()), static_cast<std::streamsize>(host.nbytes()));
     }
     out.flush();
     DP_CHECK(out.good(), "--dump-params {}: write failed (disk full?)", path);

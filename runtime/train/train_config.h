@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/device.h"
+
 namespace dp {
 
 struct TrainConfig {
@@ -39,6 +41,10 @@ struct TrainConfig {
   uint64_t warmup_steps = 0;
   float min_lr = 0.0f;
   float clip_grad_norm = 0.0f;  // 0: off
+
+  // Where this rank computes (resolved by the launcher from --device; differs between ranks,
+  // so it is not one of the settings the ranks compare).
+  Device device = Device::cpu();
 
   // Gradient reduction.
   double first_bucket_mb = 1.0;

@@ -82,6 +82,9 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
 
   model_ = make_mlp(train_set_->sample_numel(), cfg_.hidden,
                     static_cast<size_t>(train_set_->num_classes()), cfg_.seed);
+  // Initialised on the host (the same numbers on every device), then moved: before the
+  // optimizer, whose state follows its parameters' device.
+  if (cfg_.device.is_cuda()) model_->to(cfg_.device);
   loss_fn_ = std::make_unique<SoftmaxCrossEntropy>();
   if (cfg_.optimizer == "sgd") {
     optimizer_ =
@@ -127,8 +130,23 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.timeout = timeout();
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
   // From the group, like the buckets: on one node the per-step loss average then goes
-  // through shared memory too instead of a separate MPI call.
+  // through shared memory too instead of a separate MPI call. Always host memory: the loss
+  // is a host float, and the backends stage a CPU tensor where they need to.
   loss_buf_ = pg.allocate(1).reshape({1});
+}
+
+const Tensor& Trainer::on_device(const Tensor& host, size_t k, int which) {
+  if (!cfg_.device.is_cuda()) return host;  // the CPU path: the loader's tensor itself
+  // Two buffers per input, used in turn, reallocated only when the shape changes (the last
+  // batch of an epoch): copies and kernels are ordered on the compute stream, and the
+  // alternation keeps a buffer from being rewritten while the micro-batch before still
+  // uses it even if copies move to a stream of their own.
+  Tensor& buf = device_batch_[size_t(which)][k % 2];
+  if (!buf.defined() || buf.shape() != host.shape() || buf.dtype() != host.dtype()) {
+    buf = Tensor::zeros(host.shape(), host.dtype(), cfg_.device);
+  }
+  buf.copy_(host);
+  return buf;
 }
 
 void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
@@ -144,9 +162,11 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
     double t1 = now_us();
+    const Tensor& x = on_device(batch->x, k, 0);
+    const Tensor& y = on_device(batch->y, k, 1);
     reducer_->prepare_for_backward(/*sync=*/k + 1 == K);
-    const Tensor& logits = model_->forward(batch->x);
-    loss_sum += loss_fn_->forward(logits, batch->y);
+    const Tensor& logits = model_->forward(x);
+    loss_sum += loss_fn_->forward(logits, y);
     double t2 = now_us();
     if (k + 1 == K) {
       // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
@@ -215,8 +235,11 @@ EvalResult Trainer::evaluate() {
   loader.start_epoch(0);
   SoftmaxCrossEntropy loss_fn("eval loss");
   double loss_sum = 0, correct = 0, count = 0;
+  size_t k = 0;
   while (const Batch* b = loader.next()) {
-    loss_sum += double(loss_fn.forward(model_->forward(b->x), b->y)) * double(b->size);
+    const Tensor& x = on_device(b->x, k, 0);
+    const Tensor& y = on_device(b->y, k++, 1);
+    loss_sum += double(loss_fn.forward(model_->forward(x), y)) * double(b->size);
     correct += double(loss_fn.correct());
     count += double(b->size);
   }
@@ -234,6 +257,11 @@ EvalResult Trainer::evaluate() {
 
 void Trainer::print_header() {
   std::string where = fmt::format("{} cpu", host_name());
+  if (cfg_.device.is_cuda()) {
+    GpuInfo gpu = cuda_device_info(cfg_.device.index);
+    where = fmt::format("{} {} ({}, {:.1f} GiB)", host_name(), cfg_.device.str(), gpu.name,
+                        double(gpu.total_memory) / double(1ull << 30));
+  }
   std::vector<std::string> per_rank = allgather_strings(*pg_, where, timeout(), "header");
   if (rank_ != 0 || cfg_.quiet) return;
   HeaderInfo h;

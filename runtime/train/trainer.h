@@ -65,6 +65,8 @@ class Trainer {
   void train_step(uint64_t epoch, StepMetrics& m);
   void print_header();
   std::chrono::milliseconds timeout() const;
+  // `host` on the training device (itself on the CPU); `which` 0: inputs, 1: labels.
+  const Tensor& on_device(const Tensor& host, size_t k, int which);
 
   TrainConfig cfg_;
   int rank_;
@@ -80,6 +82,7 @@ class Trainer {
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<Reducer> reducer_;
   Tensor loss_buf_;
+  Tensor device_batch_[2][2];  // [inputs, labels][alternating]: reused device buffers
   uint64_t step_ = 0;
   Timeline timeline_;
   FaultInjection fault_ = FaultInjection::from_env();

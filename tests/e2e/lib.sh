@@ -7,6 +7,10 @@ MAKE_IDX="$BUILD/make_idx"
 WORK=$(mktemp -d /tmp/dprun-e2e.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+# These are the CPU path's end-to-end tests: hide any GPU, or --device auto would pick CUDA and
+# NCCL on a GPU machine (and refuse 4 ranks on one GPU), and "--device cuda without a GPU"
+# could not be checked there. The GPU end to end lives in tests/gpu/test_shared_gpu.sh.
+export CUDA_VISIBLE_DEVICES=
 FAILURES=0
 
 mpi() {  # mpi NP ARGS...: dprun under mpirun, with a hard time limit so a hang fails the test

@@ -71,7 +71,7 @@ cmp -s "$WORK/pcli.bin" "$WORK/pcli2.bin" && pass "deterministic" || fail "two i
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
            --log-json --dump-params --seed --first-bucket-mb --bucket-cap-mb --no-overlap --grad-accum \
-           --config --device --backend --timeout --trace --version; do
+           --config --device --backend --allow-device-sharing --timeout --trace --version; do
   grep -q -- "$opt" "$WORK/help.txt" || fail "--help does not mention $opt"
 done
 "$DPRUN" --version | grep -q "^dprun " && pass "--version" || fail "--version"

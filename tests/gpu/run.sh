@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check in one command, for a machine with a GPU (one is enough):
-#   tests/gpu/run.sh            configure + build (Release), ctest -L gpu, GPU benchmarks
+#   tests/gpu/run.sh            configure + build (Release), ctest -L gpu, dprun end to end
+#                               (tests/gpu/test_shared_gpu.sh), GPU benchmarks
 # Environment: BUILD_DIR (default <repo>/build-gpu), JOBS (default: all cores),
 # BENCH_TIMEOUT (seconds per benchmark, default 240).
 # Exit status: 0 all passed on a GPU; 1 a step failed; 77 no GPU visible (the build and the
@@ -57,9 +58,9 @@ for src in "$ROOT"/tests/bench/bench_gpu_*.cpp; do
   [[ -e "$src" ]] && BENCHES+=("$(basename "$src" .cpp)")
 done
 if [[ $FAILED -eq 0 ]]; then
-  say "build: dprun_gpu_tests ${BENCHES[*]} (-j$JOBS)"
+  say "build: dprun dprun_gpu_tests ${BENCHES[*]} (-j$JOBS)"
   t=$(now)
-  if cmake --build "$BUILD" -j "$JOBS" --target dprun_gpu_tests "${BENCHES[@]}" \
+  if cmake --build "$BUILD" -j "$JOBS" --target dprun dprun_gpu_tests "${BENCHES[@]}" \
       > "$LOG/build.txt" 2>&1; then
     row "build" "ok" "$(since "$t")" "$(grep -ci 'warning' "$LOG/build.txt") warning line(s)"
     BUILT=1
@@ -95,6 +96,21 @@ if [[ $FAILED -eq 0 ]]; then
     row "ctest -L gpu" "ok" "$(since "$t")" "$detail"
   else
     row "ctest -L gpu" "FAILED" "$(since "$t")" "$detail (see $LOG/ctest.txt)"
+    FAILED=1
+  fi
+fi
+
+# --- 4b. dprun on the GPU end to end, and ranks sharing one GPU (tests/gpu/test_shared_gpu.sh)
+if [[ $BUILT -eq 1 && "$NGPU" -gt 0 ]]; then
+  say "end to end: tests/gpu/test_shared_gpu.sh"
+  t=$(now)
+  bash "$ROOT/tests/gpu/test_shared_gpu.sh" "$BUILD" 2>&1 | tee "$LOG/shared-gpu.txt"
+  rc=${PIPESTATUS[0]}
+  detail="$(grep -c '^PASS' "$LOG/shared-gpu.txt") passed, $(grep -c '^FAIL' "$LOG/shared-gpu.txt") failed"
+  if [[ $rc -eq 0 ]]; then
+    row "e2e shared GPU" "ok" "$(since "$t")" "$detail"
+  else
+    row "e2e shared GPU" "FAILED" "$(since "$t")" "$detail (see $LOG/shared-gpu.txt)"
     FAILED=1
   fi
 fi
