@@ -27,4 +27,22 @@ std::vector<std::string> allgather_strings(ProcessGroup& pg, const std::string& 
   return out;
 }
 
+std::vector<std::vector<std::string>> allgather_lines(ProcessGroup& pg,
+                                                      const std::vector<std::string>& mine,
+                                                      std::chrono::milliseconds timeout,
+                                                      const std::string& tag) {
+  std::string blob;
+  for (const auto& line : mine) blob += line + "\n";
+  std::vector<std::string> all = allgather_strings(pg, blob, timeout, tag);
+  std::vector<std::vector<std::string>> per_rank(all.size());
+  for (size_t r = 0; r < all.size(); ++r) {
+    for (size_t pos = 0; pos < all[r].size();) {
+      size_t nl = all[r].find('\n', pos);
+      per_rank[r].push_back(all[r].substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+  }
+  return per_rank;
+}
+
 }  // namespace dp

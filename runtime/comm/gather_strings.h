@@ -13,4 +13,11 @@ std::vector<std::string> allgather_strings(ProcessGroup& pg, const std::string& 
                                            std::chrono::milliseconds timeout,
                                            const std::string& tag = "allgather strings");
 
+// Every rank contributes lines (none may contain '\n') and receives every rank's lines,
+// indexed by rank: what the cross-rank consistency checks compare. Collective.
+std::vector<std::vector<std::string>> allgather_lines(ProcessGroup& pg,
+                                                      const std::vector<std::string>& mine,
+                                                      std::chrono::milliseconds timeout,
+                                                      const std::string& tag);
+
 }  // namespace dp

@@ -42,18 +42,7 @@ std::string describe_replica_mismatch(const std::vector<std::vector<std::string>
 
 void verify_replicas_match(const std::vector<Parameter*>& params, ProcessGroup& pg,
                            std::chrono::milliseconds timeout) {
-  std::string blob;
-  for (const auto& line : parameter_signature(params)) blob += line + "\n";
-  std::vector<std::string> blobs = allgather_strings(pg, blob, timeout, "replica check");
-  std::vector<std::vector<std::string>> per_rank(blobs.size());
-  for (size_t r = 0; r < blobs.size(); ++r) {
-    size_t pos = 0;
-    while (pos < blobs[r].size()) {
-      size_t nl = blobs[r].find('\n', pos);
-      per_rank[r].push_back(blobs[r].substr(pos, nl - pos));
-      pos = nl + 1;
-    }
-  }
+  auto per_rank = allgather_lines(pg, parameter_signature(params), timeout, "replica check");
   std::string mismatch = describe_replica_mismatch(per_rank);
   if (!mismatch.empty()) throw CollectiveError(mismatch);
 }

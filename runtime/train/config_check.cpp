@@ -70,18 +70,9 @@ std::string describe_settings_mismatch(const std::vector<std::vector<std::string
 
 void verify_settings_match(const std::vector<std::pair<std::string, std::string>>& settings,
                            ProcessGroup& pg, std::chrono::milliseconds timeout) {
-  std::string mine;
-  for (const auto& [name, value] : settings) mine += name + "\t" + value + "\n";
-  std::vector<std::string> all = allgather_strings(pg, mine, timeout, "settings check");
-  std::vector<std::vector<std::string>> per_rank(all.size());
-  for (size_t r = 0; r < all.size(); ++r) {
-    size_t pos = 0;
-    while (pos < all[r].size()) {
-      size_t nl = all[r].find('\n', pos);
-      per_rank[r].push_back(all[r].substr(pos, nl - pos));
-      pos = nl + 1;
-    }
-  }
+  std::vector<std::string> mine;
+  for (const auto& [name, value] : settings) mine.push_back(name + "\t" + value);
+  auto per_rank = allgather_lines(pg, mine, timeout, "settings check");
   std::string mismatch = describe_settings_mismatch(per_rank);
   if (!mismatch.empty()) throw CollectiveError(mismatch);
 }

@@ -192,7 +192,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   WorkPtr loss_work = pg_->allreduce(loss_buf_, ReduceOp::avg, "step loss");
 
   const double t_opt = now_us();
-  if (cfg_.clip_grad_norm > 0) clip_grad_norm(parameters(), cfg_.clip_grad_norm);
+  if (cfg_.clip_grad_norm > 0) clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm);
   const float lr = schedule_->lr(static_cast<int64_t>(step_));
   optimizer_->step(lr);
   const double t_end = now_us();

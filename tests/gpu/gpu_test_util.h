@@ -6,10 +6,12 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
+#include <mpi.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -31,6 +33,21 @@
   } while (0)
 
 namespace dp::gpu_test {
+
+// The GPU test binary has gtest's main, not an MPI one: tests that need MPI start it once
+// (thread-multiple, as dprun does) and finalise it at exit.
+inline void ensure_mpi() {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (initialized) return;
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+  std::atexit([] {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  });
+}
 
 // Each test runs on cuda:0 with a fresh non-blocking stream: nothing the test checks can
 // have been ordered by the legacy default stream, so a kernel launched on the wrong stream

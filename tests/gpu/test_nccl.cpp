@@ -479,18 +479,7 @@ TEST(NcclSolo, ExceptionUnwindingAbortsInsteadOfWaitingInFinalize) {
 // ---------------------------------------------------------------------------------------
 // Over MPI (world of one here; N ranks under mpirun)
 
-void ensure_mpi() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) return;
-  int provided = 0;
-  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
-  std::atexit([] {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
-  });
-}
+using dp::gpu_test::ensure_mpi;
 
 TEST(NcclMpi, BootstrapAndCollectivesOverMpiWorld) {
   DP_REQUIRE_GPU();

@@ -52,18 +52,7 @@ Tensor on_gpu(const std::vector<float>& v, int device) {
   return Tensor::from_vector({static_cast<int64_t>(v.size())}, v).to(Device::cuda(device));
 }
 
-void ensure_mpi() {
-  int initialized = 0;
-  MPI_Initialized(&initialized);
-  if (initialized) return;
-  int provided = 0;
-  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
-  std::atexit([] {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized) MPI_Finalize();
-  });
-}
+using dp::gpu_test::ensure_mpi;
 
 dp::NcclProcessGroupOptions quick() {
   dp::NcclProcessGroupOptions o;
