@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "runtime/core/dtype.h"
+
 namespace dp::gpu {
 
 // Row-major float32 C = alpha * op(A) op(B) + beta * C (+ bias[j] per column when bias is not
@@ -48,6 +50,19 @@ CrossEntropyResult softmax_cross_entropy_forward(int device, int64_t batch, int6
                                                  float* probs, float* row_loss, void* stats);
 void softmax_cross_entropy_backward(int device, int64_t batch, int64_t classes, const float* probs,
                                     const int32_t* labels, float scale, float* grad);
+
+// bf16 mixed precision (--precision bf16), the twins of runtime/ops/cpu/bf16_ops.h. `bf16`
+// pointers are device arrays of bfloat16 (the bits of __nv_bfloat16).
+// A and B bfloat16, C (and bias, when not null) float32 or bfloat16 as c_dtype says; float32
+// accumulation; the bias fused into the cuBLASLt epilogue where it can be.
+void gemm_bf16(int device, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+               const bf16* a, int lda, const bf16* b, int ldb, float beta, void* c, int ldc,
+               DType c_dtype, const void* bias);
+void f32_to_bf16(int device, size_t n, const float* x, bf16* y);
+void bf16_to_f32(int device, size_t n, const bf16* x, float* y);
+void relu_forward_bf16(int device, size_t n, const bf16* x, bf16* y);
+void relu_backward_bf16(int device, size_t n, const bf16* x, const bf16* dy, bf16* dx);
+void col_sum_accumulate_bf16(int device, size_t rows, size_t cols, const bf16* x, float* out);
 
 // Fused optimizer updates (runtime/ops/cuda/optim.h).
 void sgd_update(int device, size_t n, float lr, float momentum, float dampening, float weight_decay,

@@ -1,0 +1,84 @@
+#include "runtime/ops/cpu/bf16_ops.h"
+
+#include <vector>
+
+#include "runtime/core/bf16.h"
+#include "runtime/core/error.h"
+#include "runtime/ops/cpu/elementwise.h"
+#include "runtime/ops/cpu/gemm.h"
+
+namespace dp {
+
+namespace {
+
+// Widens a stored rows x cols matrix (row stride ld) into dense float32 scratch.
+const float* widen(const bf16* x, size_t rows, size_t cols, size_t ld, std::vector<float>& out) {
+  out.resize(rows * cols);
+  for (size_t r = 0; r < rows; ++r) bf16_to_f32(cols, x + r * ld, out.data() + r * cols);
+  return out.data();
+}
+
+}  // namespace
+
+void f32_to_bf16(size_t n, const float* x, bf16* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = float_to_bf16(x[i]);
+}
+
+void bf16_to_f32(size_t n, const bf16* x, float* y) {
+  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]);
+}
+
+void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const bf16* a, int lda,
+               const bf16* b, int ldb, float beta, void* c, int ldc, DType c_dtype,
+               const void* bias) {
+  DP_CHECK(c_dtype == DType::f32 || c_dtype == DType::bf16,
+           "gemm_bf16: C must be float32 or bfloat16, got {}", dtype_name(c_dtype));
+  DP_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm_bf16: negative size {}x{}x{}", m, n, k);
+  if (m == 0 || n == 0) return;
+  // Per thread and kept: the steady-state step reuses the same capacity every call.
+  thread_local std::vector<float> wa, wb, wc;
+  const size_t a_rows = trans_a ? size_t(k) : size_t(m), a_cols = trans_a ? size_t(m) : size_t(k);
+  const size_t b_rows = trans_b ? size_t(n) : size_t(k), b_cols = trans_b ? size_t(k) : size_t(n);
+  const float* fa = widen(a, a_rows, a_cols, size_t(lda), wa);
+  const float* fb = widen(b, b_rows, b_cols, size_t(ldb), wb);
+  const int ia = static_cast<int>(a_cols), ib = static_cast<int>(b_cols);
+  if (c_dtype == DType::f32) {
+    auto* fc = static_cast<float*>(c);
+    gemm(trans_a, trans_b, m, n, k, alpha, fa, ia, fb, ib, beta, fc, ldc);
+    if (bias != nullptr) {
+      for (int r = 0; r < m; ++r)
+        add_row_bias(1, size_t(n), static_cast<const float*>(bias), fc + size_t(r) * size_t(ldc));
+    }
+    return;
+  }
+  auto* hc = static_cast<bf16*>(c);
+  wc.assign(size_t(m) * size_t(n), 0.0f);
+  if (beta != 0.0f) widen(hc, size_t(m), size_t(n), size_t(ldc), wc);
+  gemm(trans_a, trans_b, m, n, k, alpha, fa, ia, fb, ib, beta, wc.data(), n);
+  const auto* hb = static_cast<const bf16*>(bias);
+  for (size_t r = 0; r < size_t(m); ++r) {
+    float* row = wc.data() + r * size_t(n);
+    if (hb != nullptr) {
+      for (size_t j = 0; j < size_t(n); ++j) row[j] += bf16_to_float(hb[j]);
+    }
+    f32_to_bf16(size_t(n), row, hc + r * size_t(ldc));
+  }
+}
+
+void relu_forward_bf16(size_t n, const bf16* x, bf16* y) {
+  // The float32 relu's rule exactly (NaN and -0 become +0).
+  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]) > 0.0f ? x[i] : bf16{0};
+}
+
+void relu_backward_bf16(size_t n, const bf16* x, const bf16* dy, bf16* dx) {
+  for (size_t i = 0; i < n; ++i) dx[i] = bf16_to_float(x[i]) > 0.0f ? dy[i] : bf16{0};
+}
+
+void col_sum_accumulate_bf16(size_t rows, size_t cols, const bf16* x, float* out) {
+  for (size_t r = 0; r < rows; ++r) {
+    const bf16* row = x + r * cols;
+    for (size_t c = 0; c < cols; ++c) out[c] += bf16_to_float(row[c]);
+  }
+}
+
+}  // namespace dp
