@@ -63,6 +63,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("data", po::value(&t.data)->default_value(t.data), "idx:DIR (MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) or synthetic[:N] (generated, N training samples, default 60000)")
       ("synthetic-test-size", po::value(&t.synthetic_test_size)->default_value(t.synthetic_test_size), "test samples of --data synthetic")
       ("no-prefetch", po::bool_switch(&no_prefetch), "load batches on the training thread instead of a background thread")
+      ("precision", po::value(&t.precision)->default_value(t.precision), "fp32, or bf16 mixed precision: bfloat16 activations and GEMM operands with float32 accumulation, float32 master weights, gradients and optimizer state (on the CPU bfloat16 is storage only and no faster)")
       ("seed", po::value(&t.seed)->default_value(t.seed), "seed of initialisation and shuffling (same result on any number of ranks)");
 
   po::options_description sched("Schedule");
@@ -97,6 +98,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb, "1"), "cap of the first gradient bucket in MiB (fractions allowed)")
       ("bucket-cap-mb", po::value(&t.bucket_cap_mb)->default_value(t.bucket_cap_mb, "25"), "cap of the other gradient buckets in MiB (fractions allowed)")
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
+      ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, or bf16: all-reduce each gradient bucket as bfloat16 (half the bytes; PyTorch's bf16_compress_hook)")
       ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
       ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
       ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");

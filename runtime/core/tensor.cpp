@@ -1,5 +1,7 @@
 #include "runtime/core/tensor.h"
 
+#include "runtime/core/bf16.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -152,6 +154,16 @@ void Tensor::copy_(const Tensor& src) {
 }
 
 std::vector<float> Tensor::to_vector() const {
+  if (dtype_ == DType::bf16) {  // widened (exactly) for the caller
+    std::vector<bf16> h(numel_);
+    if (numel_ > 0 && is_cuda())
+      cuda_copy(h.data(), Device::cpu(), raw(), device(), nbytes());
+    else if (numel_ > 0)
+      std::memcpy(h.data(), raw(), nbytes());
+    std::vector<float> v(numel_);
+    for (size_t i = 0; i < numel_; ++i) v[i] = bf16_to_float(h[i]);
+    return v;
+  }
   check_dtype(DType::f32);
   std::vector<float> v(numel_);
   if (numel_ == 0) return v;

@@ -2,33 +2,26 @@
 
 #include <cmath>
 
+#include "runtime/nn/buffers.h"
+#include "runtime/ops/cast.h"
 #include "runtime/ops/device_ops.h"
 
 namespace dp {
 
-namespace {
-
-// A buffer of `like`'s shape and dtype on `device`, reused while those stay the same.
-void ensure_like(Tensor& buf, const Tensor& like, Device device) {
-  if (buf.defined() && buf.dtype() == like.dtype() && buf.shape() == like.shape() &&
-      buf.device() == device)
-    return;
-  buf = Tensor::zeros(like.shape(), like.dtype(), device);
-}
-
-void ensure(Tensor& buf, int64_t n, DType dtype, Device device) {
-  if (buf.defined() && buf.dtype() == dtype && buf.ndim() == 1 && buf.dim(0) == n &&
-      buf.device() == device)
-    return;
-  buf = Tensor::zeros({n}, dtype, device);
-}
-
-}  // namespace
-
-float SoftmaxCrossEntropy::forward(const Tensor& logits, const Tensor& labels) {
-  DP_CHECK(logits.defined() && logits.dtype() == DType::f32 && logits.ndim() == 2,
-           "{}: expected float32 logits of shape [batch, classes], got {}", name_,
-           logits.defined() ? logits.str() : "an undefined tensor");
+float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels) {
+  DP_CHECK(logits_in.defined() &&
+               (logits_in.dtype() == DType::f32 || logits_in.dtype() == DType::bf16) &&
+               logits_in.ndim() == 2,
+           "{}: expected float32 or bfloat16 logits of shape [batch, classes], got {}", name_,
+           logits_in.defined() ? logits_in.str() : "an undefined tensor");
+  // bfloat16 logits (mixed precision) are widened first: the softmax, the log and the
+  // loss are computed in float32, as torch.autocast does for cross_entropy.
+  logits_dtype_ = logits_in.dtype();
+  if (logits_in.dtype() == DType::bf16) {
+    ensure_like(logits32_, logits_in, DType::f32, logits_in.device());
+    cast_into(logits_in, logits32_);
+  }
+  const Tensor& logits = logits_in.dtype() == DType::bf16 ? logits32_ : logits_in;
   const int64_t batch = logits.dim(0);
   const int64_t classes = logits.dim(1);
   DP_CHECK(batch > 0 && classes > 0, "{}: logits {} are empty", name_, logits.str());
@@ -53,9 +46,9 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits, const Tensor& labels) {
 
   // Copied (B ints), not kept as a handle: a loader may refill its label buffer for the
   // next batch before this backward runs.
-  ensure_like(labels_, labels, Device::cpu());
+  ensure_like(labels_, labels, DType::i32, Device::cpu());
   labels_.copy_(labels);
-  ensure_like(probs_, logits, Device::cpu());
+  ensure_like(probs_, logits, DType::f32, Device::cpu());
   const size_t c = static_cast<size_t>(classes);
   const float* x = logits.f32();
   float* p = probs_.f32();
@@ -90,12 +83,12 @@ float SoftmaxCrossEntropy::forward_cuda(const Tensor& logits, const Tensor& labe
   // Copied into a device buffer of our own whichever side they come from: a host label
   // buffer is staged by the copy before it returns, a device one may be refilled by the
   // loader before backward runs. Ordered on the compute stream before the kernels.
-  ensure_like(labels_, labels, device);
+  ensure_like(labels_, labels, DType::i32, device);
   labels_.copy_(labels);
-  ensure_like(probs_, logits, device);
-  ensure(row_loss_, batch, DType::f32, device);
+  ensure_like(probs_, logits, DType::f32, device);
+  ensure_1d(row_loss_, batch, DType::f32, device);
   static_assert(gpu::kCrossEntropyStatsBytes == 4 * sizeof(int32_t), "stats are 4 words");
-  ensure(stats_, 4, DType::i32, device);
+  ensure_1d(stats_, 4, DType::i32, device);
   // Synchronises: the mean loss is read back to the host (the CPU path returns it too).
   const gpu::CrossEntropyResult r = gpu::softmax_cross_entropy_forward(
       device.index, batch, classes, logits.f32(), labels_.data<int32_t>(), probs_.f32(),
@@ -109,12 +102,20 @@ float SoftmaxCrossEntropy::forward_cuda(const Tensor& logits, const Tensor& labe
 
 const Tensor& SoftmaxCrossEntropy::backward(float scale) {
   DP_CHECK(labels_.defined(), "{}: backward called before forward", name_);
-  ensure_like(grad_, probs_, probs_.device());
-  if (probs_.is_cuda()) {
+  ensure_like(grad_, probs_);
+  if (probs_.is_cuda())
     gpu::softmax_cross_entropy_backward(probs_.device().index, probs_.dim(0), probs_.dim(1),
                                         probs_.f32(), labels_.data<int32_t>(), scale, grad_.f32());
-    return grad_;
-  }
+  else
+    backward_cpu(scale);
+  if (logits_dtype_ == DType::f32) return grad_;
+  // The gradient goes back in the logits' dtype, as the backward of autocast's cast does.
+  ensure_like(grad16_, grad_, logits_dtype_, grad_.device());
+  cast_into(grad_, grad16_);
+  return grad16_;
+}
+
+void SoftmaxCrossEntropy::backward_cpu(float scale) {
   const size_t batch = static_cast<size_t>(probs_.dim(0));
   const size_t c = static_cast<size_t>(probs_.dim(1));
   const float k = scale / static_cast<float>(batch);
@@ -125,7 +126,6 @@ const Tensor& SoftmaxCrossEntropy::backward(float scale) {
     for (size_t j = 0; j < c; ++j) g[r * c + j] = k * p[r * c + j];
     g[r * c + static_cast<size_t>(y[r])] -= k;
   }
-  return grad_;
 }
 
 }  // namespace dp

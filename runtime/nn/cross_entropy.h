@@ -13,7 +13,8 @@ class SoftmaxCrossEntropy {
  public:
   explicit SoftmaxCrossEntropy(std::string name = "loss") : name_(std::move(name)) {}
 
-  // logits float32 [B, C], labels int32 [B] in [0, C). Returns the mean loss, computed
+  // logits float32 or bfloat16 [B, C] (bfloat16 is widened: the loss is computed in
+  // float32), labels int32 [B] in [0, C). Returns the mean loss, computed
   // with a max-shifted log-sum-exp so that large logits do not overflow.
   // CUDA logits: computed on their device; labels may be on the host or on that device (they
   // are copied to a device buffer of the loss). Returning the loss as a host float
@@ -22,7 +23,8 @@ class SoftmaxCrossEntropy {
   float forward(const Tensor& logits, const Tensor& labels);
   // How many rows of the last forward had argmax(logits) == label (first maximum on ties).
   size_t correct() const { return correct_; }
-  // d(scale * loss)/d(logits) = scale * (softmax - onehot) / B for the last forward.
+  // d(scale * loss)/d(logits) = scale * (softmax - onehot) / B for the last forward, in the
+  // dtype the logits came in.
   // `scale` folds in an upstream factor (e.g. 1/accumulation_steps) at no extra pass.
   const Tensor& backward(float scale = 1.0f);
 
@@ -30,11 +32,16 @@ class SoftmaxCrossEntropy {
 
  private:
   float forward_cuda(const Tensor& logits, const Tensor& labels);
+  void backward_cpu(float scale);
 
   std::string name_;
   Tensor labels_;  // copy of the last forward's labels, [B]
   Tensor probs_;   // softmax of the last forward, [B, C]
   Tensor grad_;    // [B, C], reused while the shape stays the same
+  // bfloat16 logits: their float32 copy, and the gradient converted back to bfloat16.
+  DType logits_dtype_ = DType::f32;
+  Tensor logits32_;
+  Tensor grad16_;
   // CUDA only: each row's loss [B] and the kernel's stats (dp::cuda::CrossEntropyStats).
   Tensor row_loss_;
   Tensor stats_;

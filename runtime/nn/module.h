@@ -37,6 +37,16 @@ class Module {
     }
   }
 
+  // The dtype a layer computes its GEMMs and activations in: float32, or bfloat16 for mixed
+  // precision (--precision bf16: parameters, their gradients and the optimizer stay float32).
+  // Containers pass it on to their children.
+  virtual void set_compute_dtype(DType dtype) {
+    DP_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+             "{}: the compute dtype must be float32 or bfloat16, got {}", name_, dtype_name(dtype));
+    compute_dtype_ = dtype;
+  }
+  DType compute_dtype() const { return compute_dtype_; }
+
   const std::string& name() const { return name_; }
   void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
   bool needs_input_grad() const { return needs_input_grad_; }
@@ -44,6 +54,7 @@ class Module {
  protected:
   std::string name_;
   bool needs_input_grad_ = true;
+  DType compute_dtype_ = DType::f32;
 };
 
 }  // namespace dp

@@ -11,6 +11,7 @@ Module& Sequential::add(std::unique_ptr<Module> child) {
   for (const auto& c : children_)
     DP_CHECK(c.get() != child.get() && c->name() != child->name(),
              "{}: a child named '{}' was already added", name_, child->name());
+  child->set_compute_dtype(compute_dtype_);
   children_.push_back(std::move(child));
   return *children_.back();
 }
@@ -37,6 +38,11 @@ const Tensor& Sequential::backward(const Tensor& grad_output) {
   const Tensor* g = &grad_output;
   for (size_t i = children_.size(); i-- > 0;) g = &children_[i]->backward(*g);
   return *g;
+}
+
+void Sequential::set_compute_dtype(DType dtype) {
+  Module::set_compute_dtype(dtype);
+  for (auto& c : children_) c->set_compute_dtype(dtype);
 }
 
 std::vector<Parameter*> Sequential::parameters() {

@@ -21,6 +21,7 @@ class Sequential : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // All children's parameters, in registration order.
   std::vector<Parameter*> parameters() override;
+  void set_compute_dtype(DType dtype) override;
 
   size_t size() const { return children_.size(); }
   Module& child(size_t i);

@@ -25,6 +25,8 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--batch-size", s(c.batch_size)},
       {"--grad-accum", s(c.grad_accum)},
       {"--seed", s(c.seed)},
+      {"--precision", c.precision},
+      {"--comm-hook", c.comm_hook},
       {"--optimizer", c.optimizer},
       {"--lr", s(c.lr)},
       {"--momentum", s(c.momentum)},

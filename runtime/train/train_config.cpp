@@ -13,6 +13,10 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.batch_size > 0, "--batch-size must be at least 1 (got 0)");
   DP_CHECK(c.grad_accum > 0, "--grad-accum must be at least 1 (got 0)");
   DP_CHECK(c.epochs > 0 || c.max_steps > 0, "--epochs 0 with no --steps: nothing to train");
+  DP_CHECK(c.precision == "fp32" || c.precision == "bf16",
+           "--precision {}: unknown precision (available: fp32, bf16)", c.precision);
+  DP_CHECK(c.comm_hook == "none" || c.comm_hook == "bf16",
+           "--comm-hook {}: unknown communication hook (available: none, bf16)", c.comm_hook);
   DP_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw",
            "--optimizer {}: unknown optimizer (available: sgd, adamw)", c.optimizer);
   DP_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number (got {})", c.lr);

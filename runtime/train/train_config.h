@@ -25,6 +25,9 @@ struct TrainConfig {
   size_t batch_size = 64;  // per rank, per micro-batch
   size_t grad_accum = 1;   // micro-batches per optimizer step
   uint64_t seed = 0;
+  // fp32, or bf16 mixed precision: bfloat16 activations and GEMM operands, float32 master
+  // weights, gradients and optimizer state (runtime/nn/linear.h).
+  std::string precision = "fp32";
 
   // Optimizer and learning rate.
   std::string optimizer = "sgd";  // sgd | adamw
@@ -51,6 +54,9 @@ struct TrainConfig {
   double bucket_cap_mb = 25.0;
   bool overlap = true;
   bool find_unused_parameters = false;
+  // none, or bf16: each bucket is all-reduced as bfloat16 (half the bytes on the wire) and
+  // widened back into the float32 gradients (runtime/ddp/comm_hook.h).
+  std::string comm_hook = "none";
   bool shared_memory = true;  // intra-node all-reduce through shared-memory bucket buffers
   double timeout_s = 300;
 

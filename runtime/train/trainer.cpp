@@ -85,6 +85,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   // Initialised on the host (the same numbers on every device), then moved: before the
   // optimizer, whose state follows its parameters' device.
   if (cfg_.device.is_cuda()) model_->to(cfg_.device);
+  model_->set_compute_dtype(cfg_.precision == "bf16" ? DType::bf16 : DType::f32);
   loss_fn_ = std::make_unique<SoftmaxCrossEntropy>();
   if (cfg_.optimizer == "sgd") {
     optimizer_ =
@@ -268,9 +269,10 @@ void Trainer::print_header() {
   h.world = world_;
   h.backend = pg_->backend();
   h.devices = per_rank;
-  h.model = fmt::format("mlp {}-{}-{} ({} parameters)", train_set_->sample_numel(),
-                        fmt::join(cfg_.hidden, "-"), train_set_->num_classes(),
-                        count_params(parameters()));
+  h.model = fmt::format(
+      "mlp {}-{}-{} ({} parameters), {}", train_set_->sample_numel(), fmt::join(cfg_.hidden, "-"),
+      train_set_->num_classes(), count_params(parameters()),
+      cfg_.precision == "bf16" ? "bf16 mixed precision (float32 master weights)" : "float32");
   h.data = fmt::format("{} | test: {}", train_set_->describe(), test_set_->describe());
   h.per_rank_batch = cfg_.batch_size;
   h.grad_accum = cfg_.grad_accum;
