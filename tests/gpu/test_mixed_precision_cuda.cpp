@@ -1,0 +1,180 @@
+// bf16 mixed precision on the GPU against the same layers on the CPU (whose bf16 path
+// tests/unit/test_mixed_precision.cpp checks against float32 references): same seeds, same
+// bfloat16-rounded operands, so results differ only by the GEMMs' summation order, which
+// may move a bfloat16 rounding by one unit.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "models/mlp.h"
+#include "runtime/core/cuda/allocator.h"
+#include "runtime/core/rng.h"
+#include "runtime/nn/cross_entropy.h"
+#include "runtime/nn/linear.h"
+#include "runtime/nn/relu.h"
+#include "runtime/ops/cast.h"
+#include "runtime/optim/adamw.h"
+#include "runtime/optim/sgd.h"
+#include "tests/gpu/gpu_test_util.h"
+
+using namespace dp;
+using gpu_test::random_floats;
+
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+Tensor random_tensor(const Shape& shape, uint64_t seed) {
+  return Tensor::from_vector(shape, random_floats(shape_numel(shape), seed));
+}
+
+Tensor random_bf16(const Shape& shape, uint64_t seed, Device d = Device::cpu()) {
+  Tensor x = random_tensor(shape, seed);
+  Tensor y = Tensor::zeros(shape, DType::bf16);
+  cast_into(x, y);
+  return y.to(d);
+}
+
+std::vector<int32_t> random_labels(size_t n, int classes, uint64_t seed) {
+  Philox rng(seed, 23);
+  std::vector<int32_t> v(n);
+  for (int32_t& y : v) y = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
+  return v;
+}
+
+// Every element within `units` bfloat16 units (2^-8 relative) of the reference, measured
+// against the larger of the element and `floor` (a cancelling sum carries its terms' error).
+::testing::AssertionResult within_bf16(const Tensor& got, const Tensor& want, double units,
+                                       double floor) {
+  const std::vector<float> g = got.to_vector(), w = want.to_vector();
+  if (g.size() != w.size())
+    return ::testing::AssertionFailure() << got.str() << " vs " << want.str();
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double tol = units * std::ldexp(std::max(std::fabs(double(w[i])), floor), -8);
+    if (!(std::fabs(double(g[i]) - double(w[i])) <= tol))
+      return ::testing::AssertionFailure()
+             << "element " << i << ": " << g[i] << " vs " << w[i] << " (tolerance " << tol << ")";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (float v : t.to_vector()) m = std::max(m, std::fabs(double(v)));
+  return m;
+}
+
+}  // namespace
+
+class CudaMixedPrecision : public gpu_test::CudaTest {};
+
+TEST_F(CudaMixedPrecision, LinearMatchesCpu) {
+  for (int64_t batch : {1, 13, 64}) {
+    SCOPED_TRACE(batch);
+    Linear cpu("fc", 37, 19, 7), dev("fc", 37, 19, 7);
+    cpu.set_compute_dtype(DType::bf16);
+    dev.set_compute_dtype(DType::bf16);
+    dev.to(kGpu);
+    const Tensor x = random_tensor({batch, 37}, 1 + static_cast<uint64_t>(batch));
+    const Tensor& y = cpu.forward(x);
+    const Tensor& yd = dev.forward(x.to(kGpu));
+    ASSERT_EQ(yd.dtype(), DType::bf16);
+    EXPECT_TRUE(within_bf16(yd, y, 1, 0.05 * max_abs(y)));
+
+    const Tensor dy = random_bf16({batch, 19}, 99);
+    cpu.set_needs_input_grad(true);
+    dev.set_needs_input_grad(true);
+    const Tensor& dx = cpu.backward(dy);
+    const Tensor& dxd = dev.backward(dy.to(kGpu));
+    ASSERT_EQ(dxd.dtype(), DType::f32) << "dx in the input's dtype";
+    EXPECT_LT(max_rel_diff(dxd, dx), 1e-5 * std::max(1.0, max_abs(dx)));
+    EXPECT_LT(max_rel_diff(dev.weight().grad, cpu.weight().grad),
+              1e-5 * std::max(1.0, max_abs(cpu.weight().grad)));
+    EXPECT_LT(max_rel_diff(dev.bias().grad, cpu.bias().grad),
+              1e-5 * std::max(1.0, max_abs(cpu.bias().grad)));
+  }
+}
+
+TEST_F(CudaMixedPrecision, BfloatInputGivesBfloatInputGradient) {
+  Linear cpu("fc", 64, 32, 3), dev("fc", 64, 32, 3);
+  cpu.set_compute_dtype(DType::bf16);
+  dev.set_compute_dtype(DType::bf16);
+  dev.to(kGpu);
+  const Tensor x = random_bf16({16, 64}, 5);
+  cpu.forward(x);
+  dev.forward(x.to(kGpu));
+  const Tensor dy = random_bf16({16, 32}, 6);
+  const Tensor& dx = cpu.backward(dy);
+  const Tensor& dxd = dev.backward(dy.to(kGpu));
+  ASSERT_EQ(dxd.dtype(), DType::bf16);
+  EXPECT_TRUE(within_bf16(dxd, dx, 1, 0.05 * max_abs(dx)));
+}
+
+TEST_F(CudaMixedPrecision, ReluAndLossMatchCpuExactly) {
+  ReLU cpu("relu"), dev("relu");
+  const Tensor x = random_bf16({8, 50}, 7);
+  EXPECT_EQ(dev.forward(x.to(kGpu)).to_vector(), cpu.forward(x).to_vector());
+  const Tensor dy = random_bf16({8, 50}, 8);
+  EXPECT_EQ(dev.backward(dy.to(kGpu)).to_vector(), cpu.backward(dy).to_vector());
+
+  SoftmaxCrossEntropy lc, ld;
+  const Tensor logits = random_bf16({8, 10}, 9);
+  const Tensor y = Tensor::from_vector({8}, random_labels(8, 10, 10));
+  EXPECT_NEAR(ld.forward(logits.to(kGpu), y), lc.forward(logits, y), 1e-5);
+  EXPECT_EQ(ld.correct(), lc.correct());
+  const Tensor& gd = ld.backward(0.5f);
+  ASSERT_EQ(gd.dtype(), DType::bf16);
+  EXPECT_TRUE(within_bf16(gd, lc.backward(0.5f), 1, 1e-6));
+}
+
+// 20 SGD-momentum steps of a 784-64-10 MLP in bf16 on both devices from one init: the loss
+// curves agree to bfloat16 precision and both learn.
+TEST_F(CudaMixedPrecision, MlpTrainsTheSameOnCpuAndGpu) {
+  auto cpu = make_mlp(784, {64}, 10, 3), dev = make_mlp(784, {64}, 10, 3);
+  cpu->set_compute_dtype(DType::bf16);
+  dev->set_compute_dtype(DType::bf16);
+  dev->to(kGpu);
+  SGD opt_c(cpu->parameters(), 0.9f), opt_d(dev->parameters(), 0.9f);
+  SoftmaxCrossEntropy loss_c, loss_d;
+  std::vector<float> curve_c, curve_d;
+  for (int step = 0; step < 20; ++step) {
+    const uint64_t b = static_cast<uint64_t>(step % 4);
+    const Tensor x = random_tensor({32, 784}, 1000 + b);
+    const Tensor y = Tensor::from_vector({32}, random_labels(32, 10, 2000 + b));
+    opt_c.zero_grad();
+    opt_d.zero_grad();
+    curve_c.push_back(loss_c.forward(cpu->forward(x), y));
+    curve_d.push_back(loss_d.forward(dev->forward(x.to(kGpu)), y));
+    cpu->backward(loss_c.backward());
+    dev->backward(loss_d.backward());
+    opt_c.step(0.05f);
+    opt_d.step(0.05f);
+  }
+  for (size_t i = 0; i < curve_c.size(); ++i)
+    EXPECT_NEAR(curve_d[i], curve_c[i], 0.01 * std::fabs(curve_c[i])) << "step " << i;
+  EXPECT_LT(curve_d[16] + curve_d[17] + curve_d[18] + curve_d[19],
+            curve_d[0] + curve_d[1] + curve_d[2] + curve_d[3]);
+  for (Parameter* p : dev->parameters()) EXPECT_EQ(p->value.dtype(), DType::f32) << p->name;
+}
+
+TEST_F(CudaMixedPrecision, SteadyStateStepAllocatesNothing) {
+  auto model = make_mlp(784, {64}, 10, 4);
+  model->set_compute_dtype(DType::bf16);
+  model->to(kGpu);
+  AdamW opt(model->parameters());
+  SoftmaxCrossEntropy loss;
+  const Tensor x = random_tensor({32, 784}, 12).to(kGpu);
+  const Tensor y = Tensor::from_vector({32}, random_labels(32, 10, 13)).to(kGpu);
+  auto step = [&] {
+    opt.zero_grad();
+    loss.forward(model->forward(x), y);
+    model->backward(loss.backward());
+    opt.step(1e-3f);
+  };
+  for (int i = 0; i < 3; ++i) step();
+  const AllocatorStats before = default_cuda_allocator().stats();
+  for (int i = 0; i < 5; ++i) step();
+  const AllocatorStats after = default_cuda_allocator().stats();
+  EXPECT_EQ(after.cuda_malloc_calls, before.cuda_malloc_calls)
+      << "before: " << before.str() << "\nafter: " << after.str();
+}
