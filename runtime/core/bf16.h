@@ -27,6 +27,8 @@ inline float bf16_to_float(bf16 h) {
 }
 
 // The value a float32 takes after a round trip through bfloat16.
-inline float round_to_bf16(float f) { return bf16_to_float(float_to_bf16(f)); }
+inline float round_to_bf16(float f) {
+  return bf16_to_float(float_to_bf16(f));
+}
 
 }  // namespace dp

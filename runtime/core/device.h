@@ -38,6 +38,10 @@ GpuInfo cuda_device_info(int index);
 void* cuda_alloc_zeroed(size_t bytes, int device, std::shared_ptr<void>* owner);
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void cuda_zero(void* p, int device, size_t bytes);
+// Zero-initialised page-locked ("pinned") host memory, portable to every device: copies from
+// it to a device are truly asynchronous (and faster), so the source must stay unchanged
+// until the stream has passed the copy. `owner` frees it.
+void* cuda_host_alloc_zeroed(size_t bytes, std::shared_ptr<void>* owner);
 
 // Parses "auto" | "cpu" | "cuda" | "cuda:N" (N is the local device index).
 // "auto" picks cuda:<local_rank % count> when GPUs are visible, else cpu.

@@ -76,6 +76,14 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<int32_t>& value
   return t;
 }
 
+Tensor Tensor::pinned_zeros(const Shape& shape, DType dtype) {
+  const size_t bytes = shape_numel(shape) * dtype_size(dtype);
+  std::shared_ptr<void> owner;
+  void* p = cuda_host_alloc_zeroed(bytes, &owner);
+  return from_storage(std::make_shared<Storage>(p, bytes, std::move(owner), Device::cpu()), shape,
+                      dtype);
+}
+
 Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, const Shape& shape, DType dtype) {
   DP_CHECK(storage != nullptr, "from_storage: null storage for a {}{} tensor", dtype_name(dtype),
            shape_str(shape));

@@ -54,6 +54,9 @@ class Tensor {
   Tensor() = default;
 
   static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // A zero-filled CPU tensor in page-locked memory (needs a CUDA build): what the data
+  // loader fills when batches go on to a GPU, so that their copies are asynchronous.
+  static Tensor pinned_zeros(const Shape& shape, DType dtype = DType::f32);
   static Tensor from_vector(const Shape& shape, const std::vector<float>& values);
   static Tensor from_vector(const Shape& shape, const std::vector<int32_t>& values);
   // A tensor over the first shape_numel(shape) elements of `storage` (which must hold

@@ -8,7 +8,7 @@
 namespace dp {
 
 DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size_t batch_size,
-                       bool prefetch)
+                       bool prefetch, bool pin_memory)
     : dataset_(dataset),
       sampler_(sampler),
       batch_size_(batch_size),
@@ -21,8 +21,9 @@ DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size
   DP_CHECK(numel_ > 0, "data loader: the dataset's samples are empty ({})", dataset.describe());
   const int64_t b = static_cast<int64_t>(batch_size), n = static_cast<int64_t>(numel_);
   for (int k = 0; k < 2; ++k) {
-    full_x_[k] = Tensor::zeros({b, n}, DType::f32);
-    full_y_[k] = Tensor::zeros({b}, DType::i32);
+    full_x_[k] = pin_memory ? Tensor::pinned_zeros({b, n}) : Tensor::zeros({b, n});
+    full_y_[k] =
+        pin_memory ? Tensor::pinned_zeros({b}, DType::i32) : Tensor::zeros({b}, DType::i32);
     bufs_[k].x = full_x_[k];
     bufs_[k].y = full_y_[k];
   }

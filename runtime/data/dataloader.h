@@ -37,9 +37,12 @@ class DataLoader {
  public:
   // The loader keeps references: dataset and sampler must outlive it, and nobody else may
   // call the sampler's set_epoch / set_start while the loader is in use. batch_size > 0;
-  // the sampler's dataset size must equal dataset.size().
+  // the sampler's dataset size must equal dataset.size(). pin_memory (as in PyTorch's
+  // DataLoader; needs a CUDA build) puts the batch buffers in page-locked memory, for
+  // batches that are copied on to a GPU: the copy is then asynchronous, and the caller must
+  // see it completed before it calls next() again (which lets the loader refill the buffer).
   DataLoader(const Dataset& dataset, DistributedSampler& sampler, size_t batch_size,
-             bool prefetch = true);
+             bool prefetch = true, bool pin_memory = false);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;

@@ -74,7 +74,8 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   test_set_ = std::move(data.test);
   sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_,
                                                   /*shuffle=*/true, cfg_.seed, /*drop_last=*/false);
-  loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch);
+  loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch,
+                                         /*pin_memory=*/cfg_.device.is_cuda());
   DP_CHECK(loader_->batches_per_epoch() >= cfg_.grad_accum,
            "--grad-accum {} needs at least that many batches per epoch, but each rank gets only {} "
            "batch(es) of {} from {} samples",
@@ -141,7 +142,10 @@ const Tensor& Trainer::on_device(const Tensor& host, size_t k, int which) {
   // Two buffers per input, used in turn, reallocated only when the shape changes (the last
   // batch of an epoch): copies and kernels are ordered on the compute stream, and the
   // alternation keeps a buffer from being rewritten while the micro-batch before still
-  // uses it even if copies move to a stream of their own.
+  // uses it even if copies move to a stream of their own. The host batch is pinned (the
+  // loader's pin_memory), so the copy is asynchronous: it is complete before the loader may
+  // refill that buffer because every micro-batch synchronises on its loss before the next
+  // next() call.
   Tensor& buf = device_batch_[size_t(which)][k % 2];
   if (!buf.defined() || buf.shape() != host.shape() || buf.dtype() != host.dtype()) {
     buf = Tensor::zeros(host.shape(), host.dtype(), cfg_.device);

@@ -116,3 +116,15 @@ TEST(Tensor, Bf16IsTwoBytes) {
   EXPECT_THROW(t.f32(), Error);
   EXPECT_NO_THROW(t.data<bf16>());
 }
+
+TEST(Tensor, PinnedZerosWithoutAGpuIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is visible: tests/gpu covers pinned memory";
+  try {
+    Tensor::pinned_zeros({4});
+    FAIL() << "pinned memory without a GPU driver";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("pinned") != std::string::npos || what.find("CUDA") != std::string::npos)
+        << what;
+  }
+}

@@ -1,9 +1,13 @@
 // Tensor memory on CUDA devices (the hooks declared in runtime/core/device.h).
 #include <cuda_runtime_api.h>
 
+#include <cstring>
+#include <memory>
+
 #include "runtime/core/cuda/allocator.h"
 #include "runtime/core/cuda/context.h"
 #include "runtime/core/cuda/cuda_check.h"
+#include "runtime/core/cuda/pinned.h"
 #include "runtime/core/cuda/stream.h"
 #include "runtime/core/device.h"
 
@@ -24,6 +28,18 @@ void* cuda_alloc_zeroed(size_t bytes, int device, std::shared_ptr<void>* owner) 
   return p;
 }
 
+void* cuda_host_alloc_zeroed(size_t bytes, std::shared_ptr<void>* owner) {
+  if (bytes == 0) {
+    owner->reset();
+    return nullptr;
+  }
+  auto buf = std::make_shared<PinnedBuffer>(bytes);
+  std::memset(buf->data(), 0, bytes);
+  void* p = buf->data();
+  *owner = std::move(buf);
+  return p;
+}
+
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
   if (bytes == 0) return;
   // The copy is ordered on the compute stream of the device it involves (the destination's
@@ -37,6 +53,8 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
   DP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
   // The host reads what it copied out right after this returns; a copy from pageable host
   // memory has been staged before cudaMemcpyAsync returns, so only device-to-host waits.
+  // A copy from pinned memory is still in flight on return: its owner keeps it unchanged
+  // until the stream has passed it (the data loader's pinned batches, see the Trainer).
   if (dst_device.is_cpu()) DP_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
