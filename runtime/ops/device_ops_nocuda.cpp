@@ -38,6 +38,25 @@ void softmax_cross_entropy_backward(int, int64_t, int64_t, const float*, const i
                                     float*) {
   no_cuda("softmax_cross_entropy_backward");
 }
+void gemm_bf16(int, bool, bool, int, int, int, float, const bf16*, int, const bf16*, int, float,
+               void*, int, DType, const void*) {
+  no_cuda("gemm_bf16");
+}
+void f32_to_bf16(int, size_t, const float*, bf16*) {
+  no_cuda("f32_to_bf16");
+}
+void bf16_to_f32(int, size_t, const bf16*, float*) {
+  no_cuda("bf16_to_f32");
+}
+void relu_forward_bf16(int, size_t, const bf16*, bf16*) {
+  no_cuda("relu_forward_bf16");
+}
+void relu_backward_bf16(int, size_t, const bf16*, const bf16*, bf16*) {
+  no_cuda("relu_backward_bf16");
+}
+void col_sum_accumulate_bf16(int, size_t, size_t, const bf16*, float*) {
+  no_cuda("col_sum_accumulate_bf16");
+}
 void sgd_update(int, size_t, float, float, float, float, bool, bool, float*, const float*, float*) {
   no_cuda("sgd_update");
 }

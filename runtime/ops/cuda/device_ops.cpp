@@ -19,6 +19,20 @@ namespace dp::gpu {
 static_assert(sizeof(cuda::CrossEntropyStats) == kCrossEntropyStatsBytes,
               "device_ops.h: kCrossEntropyStatsBytes is out of date");
 
+// dp::bf16 (the host handle) and __nv_bfloat16 are both the 16 bits of a bfloat16: a device
+// array of one is a device array of the other.
+static_assert(sizeof(bf16) == sizeof(__nv_bfloat16) && alignof(bf16) == alignof(__nv_bfloat16),
+              "dp::bf16 and __nv_bfloat16 must have the same layout");
+
+namespace {
+const __nv_bfloat16* nv(const bf16* p) {
+  return reinterpret_cast<const __nv_bfloat16*>(p);
+}
+__nv_bfloat16* nv(bf16* p) {
+  return reinterpret_cast<__nv_bfloat16*>(p);
+}
+}  // namespace
+
 void gemm_f32(int device, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
               const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc,
               const float* bias) {
@@ -73,6 +87,45 @@ void softmax_cross_entropy_backward(int device, int64_t batch, int64_t classes, 
   DeviceGuard guard(device);
   cuda::softmax_cross_entropy_backward(batch, classes, probs, labels, scale, grad,
                                        compute_stream(device));
+}
+
+void gemm_bf16(int device, bool trans_a, bool trans_b, int m, int n, int k, float alpha,
+               const bf16* a, int lda, const bf16* b, int ldb, float beta, void* c, int ldc,
+               DType c_dtype, const void* bias) {
+  DP_CHECK(c_dtype == DType::f32 || c_dtype == DType::bf16,
+           "gemm_bf16: C must be float32 or bfloat16, got {}", dtype_name(c_dtype));
+  // A, B bfloat16; C and the bias float32 (bf16_f32) or bfloat16 (bf16), as cuda::gemm wants.
+  const cuda::GemmDtype dtype =
+      c_dtype == DType::f32 ? cuda::GemmDtype::bf16_f32 : cuda::GemmDtype::bf16;
+  DeviceGuard guard(device);
+  cuda::gemm(cuda::blas(device), trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc,
+             dtype, bias != nullptr ? cuda::Epilogue::bias : cuda::Epilogue::none, bias,
+             compute_stream(device));
+}
+
+void f32_to_bf16(int device, size_t n, const float* x, bf16* y) {
+  DeviceGuard guard(device);
+  cuda::f32_to_bf16(n, x, nv(y), compute_stream(device));
+}
+
+void bf16_to_f32(int device, size_t n, const bf16* x, float* y) {
+  DeviceGuard guard(device);
+  cuda::bf16_to_f32(n, nv(x), y, compute_stream(device));
+}
+
+void relu_forward_bf16(int device, size_t n, const bf16* x, bf16* y) {
+  DeviceGuard guard(device);
+  cuda::relu_forward(n, nv(x), nv(y), compute_stream(device));
+}
+
+void relu_backward_bf16(int device, size_t n, const bf16* x, const bf16* dy, bf16* dx) {
+  DeviceGuard guard(device);
+  cuda::relu_backward(n, nv(x), nv(dy), nv(dx), compute_stream(device));
+}
+
+void col_sum_accumulate_bf16(int device, size_t rows, size_t cols, const bf16* x, float* out) {
+  DeviceGuard guard(device);
+  cuda::col_sum_accumulate(rows, cols, nv(x), out, compute_stream(device));
 }
 
 void sgd_update(int device, size_t n, float lr, float momentum, float dampening, float weight_decay,

@@ -18,6 +18,26 @@ using detail::row_stride;
 
 namespace {
 
+// Loads as float32: the identity for float, the exact widening for bfloat16.
+__device__ __forceinline__ float load_f32(const float* p) {
+  return *p;
+}
+__device__ __forceinline__ float load_f32(const __nv_bfloat16* p) {
+  return __bfloat162float(*p);
+}
+
+// +0 of an element type (bits all zero, whatever the type's constructors do).
+template <typename T>
+__device__ __forceinline__ T zero_of();
+template <>
+__device__ __forceinline__ float zero_of<float>() {
+  return 0.0f;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 zero_of<__nv_bfloat16>() {
+  return __ushort_as_bfloat16(0);
+}
+
 __global__ void fill_kernel(size_t n, float value, float* __restrict__ x) {
   for (size_t i = global_thread(); i < n; i += grid_threads()) x[i] = value;
 }
@@ -32,10 +52,12 @@ __global__ void add_row_bias_kernel(size_t rows, size_t cols, const float* __res
 // ty + 32, ... of column tile_start + tx: each warp reads 32 consecutive floats of one row
 // (coalesced). Then thread (tx, 0) adds the 32 partials of its column in order ty = 0..31.
 // Parallelism is cols / 32 blocks, ample for the layer widths this is called with; a bias of
-// very few columns over a huge batch would want a two-pass split over rows.
+// very few columns over a huge batch would want a two-pass split over rows. T is float or
+// bfloat16 (widened on load; the sums are float either way, in the same order).
 constexpr int kColTile = 32;
 constexpr int kColRows = 32;
-__global__ void col_sum_kernel(size_t rows, size_t cols, const float* __restrict__ x,
+template <typename T>
+__global__ void col_sum_kernel(size_t rows, size_t cols, const T* __restrict__ x,
                                float* __restrict__ out) {
   __shared__ float partial[kColRows][kColTile + 1];  // +1: no bank conflicts on the column read
   const unsigned tx = threadIdx.x, ty = threadIdx.y;
@@ -44,7 +66,7 @@ __global__ void col_sum_kernel(size_t rows, size_t cols, const float* __restrict
     const size_t c = tile + tx;
     float s = 0.0f;
     if (c < cols)
-      for (size_t r = ty; r < rows; r += kColRows) s += x[r * cols + c];
+      for (size_t r = ty; r < rows; r += kColRows) s += load_f32(x + r * cols + c);
     partial[ty][tx] = s;
     __syncthreads();
     if (ty == 0 && c < cols) {
@@ -56,13 +78,20 @@ __global__ void col_sum_kernel(size_t rows, size_t cols, const float* __restrict
   }
 }
 
-__global__ void relu_forward_kernel(size_t n, const float* x, float* y) {
-  for (size_t i = global_thread(); i < n; i += grid_threads()) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+// The ReLUs select and never round: the output is x (or dy) itself, or +0 where x > 0 is
+// false (x <= 0, -0 or NaN). No __restrict__ on the pointers that may alias.
+template <typename T>
+__global__ void relu_forward_kernel(size_t n, const T* x, T* y) {
+  for (size_t i = global_thread(); i < n; i += grid_threads()) {
+    const T v = x[i];
+    y[i] = load_f32(&v) > 0.0f ? v : zero_of<T>();
+  }
 }
 
-__global__ void relu_backward_kernel(size_t n, const float* __restrict__ x, const float* dy,
-                                     float* dx) {
-  for (size_t i = global_thread(); i < n; i += grid_threads()) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+template <typename T>
+__global__ void relu_backward_kernel(size_t n, const T* __restrict__ x, const T* dy, T* dx) {
+  for (size_t i = global_thread(); i < n; i += grid_threads())
+    dx[i] = load_f32(x + i) > 0.0f ? dy[i] : zero_of<T>();
 }
 
 __global__ void axpy_kernel(size_t n, float alpha, const float* __restrict__ x,
@@ -133,28 +162,61 @@ void add_row_bias(size_t rows, size_t cols, const float* bias, float* y, cudaStr
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
-void col_sum_accumulate(size_t rows, size_t cols, const float* x, float* out, cudaStream_t stream) {
+namespace {
+
+template <typename T>
+void launch_col_sum(size_t rows, size_t cols, const T* x, float* out, cudaStream_t stream) {
   check_ptrs("col_sum_accumulate", rows * cols, x, out, true);
   if (rows == 0 || cols == 0) return;  // out += nothing
   const size_t tiles = (cols + kColTile - 1) / kColTile;
   const unsigned grid = static_cast<unsigned>(std::min(tiles, detail::kMaxGrid));
-  col_sum_kernel<<<grid, dim3(kColTile, kColRows), 0, stream>>>(rows, cols, x, out);
+  col_sum_kernel<T><<<grid, dim3(kColTile, kColRows), 0, stream>>>(rows, cols, x, out);
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
-void relu_forward(size_t n, const float* x, float* y, cudaStream_t stream) {
+template <typename T>
+void launch_relu_forward(size_t n, const T* x, T* y, cudaStream_t stream) {
   check_ptrs("relu_forward", n, x, y, true);
   if (n == 0) return;
-  relu_forward_kernel<<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, y);
+  relu_forward_kernel<T><<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, y);
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
-void relu_backward(size_t n, const float* x, const float* dy, float* dx, cudaStream_t stream) {
+template <typename T>
+void launch_relu_backward(size_t n, const T* x, const T* dy, T* dx, cudaStream_t stream) {
   check_ptrs("relu_backward", n, x, dy, true);
   check_ptrs("relu_backward", n, dx);
   if (n == 0) return;
-  relu_backward_kernel<<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, dy, dx);
+  relu_backward_kernel<T><<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, dy, dx);
   DP_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void col_sum_accumulate(size_t rows, size_t cols, const float* x, float* out, cudaStream_t stream) {
+  launch_col_sum(rows, cols, x, out, stream);
+}
+
+void col_sum_accumulate(size_t rows, size_t cols, const __nv_bfloat16* x, float* out,
+                        cudaStream_t stream) {
+  launch_col_sum(rows, cols, x, out, stream);
+}
+
+void relu_forward(size_t n, const float* x, float* y, cudaStream_t stream) {
+  launch_relu_forward(n, x, y, stream);
+}
+
+void relu_forward(size_t n, const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream) {
+  launch_relu_forward(n, x, y, stream);
+}
+
+void relu_backward(size_t n, const float* x, const float* dy, float* dx, cudaStream_t stream) {
+  launch_relu_backward(n, x, dy, dx, stream);
+}
+
+void relu_backward(size_t n, const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+                   cudaStream_t stream) {
+  launch_relu_backward(n, x, dy, dx, stream);
 }
 
 void axpy(size_t n, float alpha, const float* x, float* y, cudaStream_t stream) {

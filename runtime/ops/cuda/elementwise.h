@@ -46,4 +46,16 @@ void f32_to_bf16(size_t n, const float* x, __nv_bfloat16* y, cudaStream_t stream
 // Exact (bf16 is a prefix of f32).
 void bf16_to_f32(size_t n, const __nv_bfloat16* x, float* y, cudaStream_t stream);
 
+// The bfloat16 twins of relu_forward, relu_backward and col_sum_accumulate (the CPU ones are
+// in runtime/ops/cpu/bf16_ops.h). Values are compared and summed in float32; the ReLUs only
+// select, so their outputs are bit copies of x or dy, or +0 (NaN and -0 give +0, as in
+// float32). y may equal x, dx may equal dy.
+void relu_forward(size_t n, const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream);
+void relu_backward(size_t n, const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+                   cudaStream_t stream);
+// out[c] += sum_r x[r, c], x bfloat16, out (the float32 master gradient) and the sums float32;
+// the same fixed-order tree as the float32 col_sum_accumulate.
+void col_sum_accumulate(size_t rows, size_t cols, const __nv_bfloat16* x, float* out,
+                        cudaStream_t stream);
+
 }  // namespace dp::cuda
