@@ -1,7 +1,9 @@
 #pragma once
 // Scalar float32 <-> bfloat16 conversions on the host, bit-for-bit what the GPU does
-// (__float2bfloat16_rn / __bfloat162float) and what PyTorch's .to(torch.bfloat16) does:
-// round to nearest, ties to even; NaN stays a (quiet) NaN; bf16 -> f32 is exact.
+// (__float2bfloat16_rn / __bfloat162float) and what PyTorch's .to(torch.bfloat16) does for
+// every number: round to nearest, ties to even; bf16 -> f32 is exact. A NaN stays a quiet
+// NaN with its sign and upper payload bits (the GPU returns the canonical 0x7FFF instead:
+// compare NaNs as NaNs, not as bits).
 #include <cstdint>
 #include <cstring>
 

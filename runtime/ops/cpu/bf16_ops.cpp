@@ -35,6 +35,15 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
            "gemm_bf16: C must be float32 or bfloat16, got {}", dtype_name(c_dtype));
   DP_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm_bf16: negative size {}x{}x{}", m, n, k);
   if (m == 0 || n == 0) return;
+  // The operands are widened into dense scratch before sgemm sees them, so its own stride
+  // checks would only see the dense widths: check the caller's here.
+  DP_CHECK(k == 0 || lda >= (trans_a ? m : k),
+           "gemm_bf16: lda={} too small for A ({}x{}, trans={})", lda, trans_a ? k : m,
+           trans_a ? m : k, trans_a);
+  DP_CHECK(k == 0 || ldb >= (trans_b ? k : n),
+           "gemm_bf16: ldb={} too small for B ({}x{}, trans={})", ldb, trans_b ? n : k,
+           trans_b ? k : n, trans_b);
+  DP_CHECK(ldc >= n, "gemm_bf16: ldc={} smaller than n={}", ldc, n);
   // Per thread and kept: the steady-state step reuses the same capacity every call.
   thread_local std::vector<float> wa, wb, wc;
   const size_t a_rows = trans_a ? size_t(k) : size_t(m), a_cols = trans_a ? size_t(m) : size_t(k);
