@@ -43,11 +43,15 @@ bool agree(const std::string& local_error, const char* phase) {
 
 // --device and --backend against this node's GPUs. Every rank checks its own, and the
 // ranks agree on the verdict before any collective (phase 1 below).
-dp::DevicePlan plan_device_and_backend(const dp::LaunchOptions& o, const dp::MpiInfo& info) {
+dp::DeviceRequest device_request(const dp::LaunchOptions& o) {
   dp::DeviceRequest req;
   req.device = o.device;
   req.backend = o.backend;
   req.allow_device_sharing = o.allow_device_sharing;
+  return req;
+}
+
+dp::NodeFacts node_facts(const dp::MpiInfo& info) {
   dp::NodeFacts node;
   node.rank = info.rank;
   node.local_rank = info.local_rank;
@@ -56,12 +60,7 @@ dp::DevicePlan plan_device_and_backend(const dp::LaunchOptions& o, const dp::Mpi
   node.cuda_built = dp::cuda_compiled();
   node.nccl_built = dp::nccl_compiled();
   node.host = info.hostname;
-  dp::DevicePlan plan = dp::plan_device(req, node);
-  if (plan.shares_device) {
-    dp::log::debug("{} is shared with other ranks of this node (--allow-device-sharing)",
-                   plan.device.str());
-  }
-  return plan;
+  return node;
 }
 
 }  // namespace
@@ -93,13 +92,35 @@ int main(int argc, char** argv) {
       return 0;
     }
     dp::log::set_verbose(opts.verbose);
-    plan = plan_device_and_backend(opts, info);
-    opts.train.device = plan.device;
-    trainer.emplace(opts.train, info.rank, info.size);
+    plan = dp::plan_device(device_request(opts), node_facts(info));
   } catch (const std::exception& e) {
     err = e.what();
   } catch (...) {
     err = "internal error: an unknown exception (please report it)";
+  }
+  // Reached by every rank, failed or not (it is a collective): which GPU each rank of the
+  // node picked, by UUID, decides whether ranks share one.
+  std::string my_gpu;
+  if (err.empty() && plan.device.is_cuda()) {
+    try {
+      my_gpu = dp::cuda_device_info(plan.device.index).uuid;
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  const std::vector<std::string> node_gpus = dp::node_allgather(my_gpu);
+  if (err.empty()) {
+    try {
+      dp::check_device_sharing(plan, device_request(opts), node_facts(info), node_gpus);
+      if (plan.shares_device) {
+        dp::log::debug("{} is shared with other ranks of this node (--allow-device-sharing)",
+                       plan.device.str());
+      }
+      opts.train.device = plan.device;
+      trainer.emplace(opts.train, info.rank, info.size);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
   }
   if (!agree(err, "its configuration or input check")) return 1;
 

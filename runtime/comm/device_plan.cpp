@@ -2,6 +2,9 @@
 
 #include <exception>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "runtime/core/error.h"
 
 namespace dp {
@@ -10,7 +13,6 @@ DevicePlan plan_device(const DeviceRequest& req, const NodeFacts& node) {
   const std::string& spec = req.device;
   const int n = node.visible_gpus;
   DevicePlan plan;
-  bool pinned_index = false;  // cuda:N: every local rank asked for the same GPU
   if (spec == "cpu") {
     plan.device = Device::cpu();
   } else if (spec == "auto") {
@@ -37,7 +39,6 @@ DevicePlan plan_device(const DeviceRequest& req, const NodeFacts& node) {
       DP_CHECK(idx >= 0 && idx < n,
                "rank {}: --device {}: device index {} out of range, {} has {} GPU(s) (cuda:0..{})",
                node.rank, spec, idx, node.host, n, n - 1);
-      pinned_index = true;
     }
     plan.device = Device::cuda(idx);
   } else {
@@ -61,25 +62,34 @@ DevicePlan plan_device(const DeviceRequest& req, const NodeFacts& node) {
              "{}); use --device cuda or --backend mpi",
              node.rank, plan.device.str(), spec);
   }
-  if (!plan.device.is_cuda()) return plan;
+  return plan;
+}
 
-  plan.shares_device = node.local_size > n || (pinned_index && node.local_size > 1);
-  if (!plan.shares_device) return plan;
+void check_device_sharing(DevicePlan& plan, const DeviceRequest& req, const NodeFacts& node,
+                          const std::vector<std::string>& ids) {
+  plan.shares_device = false;
+  if (!plan.device.is_cuda()) return;
+  DP_CHECK(node.local_rank >= 0 && size_t(node.local_rank) < ids.size(),
+           "rank {}: local rank {} but device identities of {} local ranks", node.rank,
+           node.local_rank, ids.size());
+  const std::string& mine = ids[size_t(node.local_rank)];
+  std::vector<int> same;  // local ranks on this rank's GPU, this one included
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (!mine.empty() && ids[i] == mine) same.push_back(int(i));
+  plan.shares_device = same.size() > 1;
+  if (!plan.shares_device) return;
   const std::string why =
-      pinned_index ? fmt::format("all {} ranks on {} use {} (--device {})", node.local_size,
-                                 node.host, plan.device.str(), spec)
-                   : fmt::format("{} ranks run on {} but only {} GPU(s) are visible there",
-                                 node.local_size, node.host, n);
+      fmt::format("local ranks {} of {} all run on the same GPU ({}, {} here; --device {})",
+                  fmt::join(same, ", "), node.host, mine, plan.device.str(), req.device);
   DP_CHECK(plan.backend != "nccl",
-           "rank {}: {}; NCCL refuses two ranks on one GPU. Start at most {} rank(s) per node, or "
-           "use --backend mpi --allow-device-sharing to let ranks share a GPU (host-staged, "
-           "slower)",
-           node.rank, why, pinned_index ? 1 : n);
+           "rank {}: {}; NCCL refuses two ranks on one GPU. Start at most one rank per GPU (check "
+           "CUDA_VISIBLE_DEVICES and the launcher's GPU binding), or use --backend mpi "
+           "--allow-device-sharing to let ranks share a GPU (host-staged, slower)",
+           node.rank, why);
   DP_CHECK(req.allow_device_sharing,
            "rank {}: {}; several ranks would share one GPU. Pass --allow-device-sharing to allow "
-           "it (with --backend mpi), or start at most {} rank(s) per node",
-           node.rank, why, pinned_index ? 1 : n);
-  return plan;
+           "it (with --backend mpi), or start at most one rank per GPU",
+           node.rank, why);
 }
 
 }  // namespace dp

@@ -4,6 +4,7 @@
 // visible GPU count and the build's abilities are arguments), so every rule is unit-tested
 // on machines without a GPU.
 #include <string>
+#include <vector>
 
 #include "runtime/core/device.h"
 
@@ -32,9 +33,18 @@ struct DevicePlan {
 };
 
 // auto: cuda:<local_rank % visible> when GPUs are visible, else cpu; cuda: the same but a
-// GPU is required; cuda:N: that GPU. Backend auto: nccl for CUDA, mpi for the CPU. Ranks of
-// one node on one GPU: an error under NCCL (it refuses that), and under MPI unless
-// allow_device_sharing. Throws dp::Error naming the rank and what to change.
+// GPU is required; cuda:N: that GPU. Backend auto: nccl for CUDA, mpi for the CPU. Throws
+// dp::Error naming the rank and what to change. Whether the GPU is shared is decided next,
+// by check_device_sharing, from what every rank of the node picked.
 DevicePlan plan_device(const DeviceRequest& request, const NodeFacts& node);
+
+// Sets plan.shares_device from the physical identity (the GPU's UUID) of the device each
+// local rank of the node picked: local_device_ids[i] is local rank i's ("" for a CPU rank).
+// Counting visible GPUs is not enough: under Slurm's per-task binding (--gpus-per-task=1,
+// --gpu-bind) every rank sees one GPU as cuda:0, yet they are all different GPUs. Ranks on
+// one GPU are an error under NCCL (it refuses that), and under MPI unless
+// allow_device_sharing.
+void check_device_sharing(DevicePlan& plan, const DeviceRequest& request, const NodeFacts& node,
+                          const std::vector<std::string>& local_device_ids);
 
 }  // namespace dp

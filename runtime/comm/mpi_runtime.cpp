@@ -65,4 +65,29 @@ Agreement agree_all_ok(bool ok) {
   return a;
 }
 
+std::vector<std::string> node_allgather(const std::string& mine) {
+  MPI_Comm node;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+  int n = 1;
+  MPI_Comm_size(node, &n);
+  int len = static_cast<int>(mine.size());
+  std::vector<int> lens(static_cast<size_t>(n)), offsets(static_cast<size_t>(n));
+  MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, node);
+  int total = 0;
+  for (int i = 0; i < n; ++i) {
+    offsets[size_t(i)] = total;
+    total += lens[size_t(i)];
+  }
+  std::string all(size_t(total), '\0');
+  MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR,
+                 node);
+  MPI_Comm_free(&node);
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back(all.substr(size_t(offsets[size_t(i)]), size_t(lens[size_t(i)])));
+  return out;
+}
+
 }  // namespace dp

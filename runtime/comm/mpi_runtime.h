@@ -3,6 +3,7 @@
 // world size from MPI_COMM_WORLD, the local rank from MPI_COMM_TYPE_SHARED (one node's
 // ranks). Started without a launcher, MPI runs as a singleton: world size 1.
 #include <string>
+#include <vector>
 
 namespace dp {
 
@@ -43,5 +44,10 @@ struct Agreement {
   int first_failed_rank = -1;
 };
 Agreement agree_all_ok(bool ok);
+
+// Every rank of MPI_COMM_WORLD calls it; each learns the strings of the ranks on its own node
+// (MPI_COMM_TYPE_SHARED), indexed by local rank. Used before any process group exists, e.g.
+// to compare the GPUs the ranks of a node picked.
+std::vector<std::string> node_allgather(const std::string& mine);
 
 }  // namespace dp

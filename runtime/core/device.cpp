@@ -1,5 +1,7 @@
 #include "runtime/core/device.h"
 
+#include <fmt/format.h>
+
 #include "runtime/core/error.h"
 
 #ifdef DPRUN_HAVE_CUDA
@@ -39,6 +41,14 @@ GpuInfo cuda_device_info(int index) {
            cudaGetErrorString(e));
   info.name = prop.name;
   info.total_memory = prop.totalGlobalMem;
+  // The physical identity: the same GPU has the same UUID in every process, whatever index
+  // CUDA_VISIBLE_DEVICES gives it there.
+  std::string hex;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) hex += '-';
+    hex += fmt::format("{:02x}", static_cast<unsigned char>(prop.uuid.bytes[i]));
+  }
+  info.uuid = "GPU-" + hex;
 #endif
   return info;
 }

@@ -25,6 +25,7 @@ struct GpuInfo {
   int index = 0;
   std::string name;
   size_t total_memory = 0;
+  std::string uuid;  // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi -L shows it
 };
 bool cuda_compiled();
 int cuda_device_count();
