@@ -15,13 +15,12 @@ void check_tensor(const Tensor& t, const char* role, const std::string& op,
   switch (t.dtype()) {
     case DType::f32:
     case DType::i32:
+    case DType::bf16:  // what the bf16 comm hook puts on the wire; summed in float32
       return;
-    case DType::bf16:  // reduced in float32 (a bf16 comm hook converts around the collective)
-      break;
   }
   fail(
-      "{} '{}': the {} tensor has an unsupported dtype {} (code {}); collectives take float32 "
-      "and int32",
+      "{} '{}': the {} tensor has an unsupported dtype {} (code {}); collectives take float32, "
+      "int32 and bfloat16",
       op, tag, role, dtype_name(t.dtype()), static_cast<int>(t.dtype()));
 }
 
@@ -29,10 +28,16 @@ void check_tensor(const Tensor& t, const char* role, const std::string& op,
 
 void check_allreduce(const Tensor& t, ReduceOp op, const std::string& tag) {
   check_tensor(t, "input", "allreduce", tag);
-  DP_CHECK(op != ReduceOp::avg || t.dtype() == DType::f32,
+  DP_CHECK(op != ReduceOp::avg || t.dtype() != DType::i32,
            "allreduce '{}': avg of {} is not defined (an integer average would truncate); "
            "reduce with sum and divide where you need it",
            tag, t.str());
+  // Rejected on every backend alike (NCCL could do them), so that a program behaves the same
+  // whichever backend runs it; gradient compression needs only sum and avg.
+  DP_CHECK(t.dtype() != DType::bf16 || op == ReduceOp::sum || op == ReduceOp::avg,
+           "allreduce '{}': {} of {} is not supported; bfloat16 all-reduces take sum and avg "
+           "(reduce a float32 copy for min/max)",
+           tag, reduce_op_name(op), t.str());
 }
 
 void check_broadcast(const Tensor& t, int root, int world_size, const std::string& tag) {

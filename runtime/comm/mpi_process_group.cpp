@@ -10,6 +10,7 @@
 
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/ring_allreduce.h"
+#include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
 
 namespace dp {
@@ -32,8 +33,8 @@ MPI_Datatype mpi_type(DType t) {
       return MPI_FLOAT;
     case DType::i32:
       return MPI_INT32_T;
-    case DType::bf16:  // rejected by check_tensor before any task is queued
-      break;
+    case DType::bf16:  // bytes for broadcast and allgather; all-reduces add with bf16_sum
+      return MPI_UINT16_T;
   }
   fail("no MPI datatype for dtype code {}", static_cast<int>(t));
 }
@@ -49,6 +50,15 @@ MPI_Op mpi_op(ReduceOp op) {
       return MPI_MAX;
   }
   fail("unknown reduce op code {}", static_cast<int>(op));
+}
+
+// MPI has no bfloat16: a user-defined op adds 2-byte elements as float32 and rounds each
+// combine to nearest even, as NCCL does. Commutative (float addition is), so MPI may combine
+// in any tree; every rank still gets the same bits from the same tree.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const bf16*>(in);
+  auto* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
 }
 
 bool overlaps(const Tensor& a, const Tensor& b) {
@@ -84,6 +94,8 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  rc = MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_);
+  DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (bfloat16 sum) failed (MPI error {})", rc);
   shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   thread_ = std::thread([this] { comm_loop(); });
 }
@@ -98,7 +110,10 @@ MpiProcessGroup::~MpiProcessGroup() {
   shm_.reset();    // its windows before the communicator they came from
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized) MPI_Comm_free(&comm_);
+  if (!finalized) {
+    MPI_Op_free(&bf16_sum_);
+    MPI_Comm_free(&comm_);
+  }
 }
 
 WorkPtr MpiProcessGroup::enqueue(std::string description, std::function<void(const Work&)> run) {
@@ -197,11 +212,13 @@ Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
 }
 
 void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
-  if (shm_ && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg)) {
+  const bool is_bf16 = t.dtype() == DType::bf16;  // check_allreduce: then sum or avg
+  if (shm_ && (t.dtype() == DType::f32 || is_bf16) &&
+      (op == ReduceOp::sum || op == ReduceOp::avg)) {
     // Decided alike on every rank: the same view of the same allocate()d buffer is in a
     // window everywhere or nowhere (and the shared path checks that the ranks agree).
     if (const ShmBuffer* buf = shm_->find(t.raw(), t.nbytes())) {
-      shm_->allreduce_f32(*buf, t, op == ReduceOp::avg, w.seq(), w.description());
+      shm_->allreduce(*buf, t, op == ReduceOp::avg, w.seq(), w.description());
       return;
     }
   }
@@ -215,14 +232,19 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
   }
   for (size_t off = 0; off < n; off += chunk) {
     int count = int(std::min(chunk, n - off));
-    check_mpi(
-        MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()), mpi_op(op), comm_),
-        "MPI_Allreduce", w);
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()),
+                            is_bf16 ? bf16_sum_ : mpi_op(op), comm_),
+              "MPI_Allreduce", w);
   }
   if (op == ReduceOp::avg) {
-    float* f = t.f32();
     const float scale = 1.0f / float(size_);
-    for (size_t i = 0; i < n; ++i) f[i] *= scale;
+    if (is_bf16) {
+      bf16* h = t.data<bf16>();
+      for (size_t i = 0; i < n; ++i) h[i] = float_to_bf16(bf16_to_float(h[i]) * scale);
+    } else {
+      float* f = t.f32();
+      for (size_t i = 0; i < n; ++i) f[i] *= scale;
+    }
   }
 }
 

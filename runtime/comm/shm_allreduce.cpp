@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
 
 namespace dp {
@@ -26,9 +27,6 @@ namespace dp {
 namespace {
 
 constexpr size_t kLine = 64;
-// Slices start on multiples of this many floats (one cache line) of the tensor, so that two
-// ranks never write into the same line.
-constexpr size_t kSliceAlign = kLine / sizeof(float);
 
 // The control block lives in memory several processes map, so its atomics must work by
 // address alone, without any per-process lock: only lock-free atomics are address-free.
@@ -119,6 +117,34 @@ void reduce_slice(float* const* b, int n, size_t begin, size_t end, bool average
   }
 }
 
+// The bfloat16 twin of reduce_slice: widened (exactly), summed in float32 in the same fixed
+// order, scaled, and rounded once to nearest even. One rounding, not one per rank, keeps the
+// result the float32 reduction of the bfloat16 inputs (the order stays fixed, so the bits are
+// still the same on every rank).
+void reduce_slice_bf16(bf16* const* b, int n, size_t begin, size_t end, bool average) {
+  const float scale = 1.0f / static_cast<float>(n);
+  constexpr size_t kBlock = 1024;
+  alignas(kLine) float acc[kBlock];
+  alignas(kLine) bf16 out[kBlock];
+  for (size_t lo = begin; lo < end; lo += kBlock) {
+    const size_t m = std::min(kBlock, end - lo);
+    {
+      const bf16* __restrict x = b[0] + lo;
+      const bf16* __restrict y = b[1] + lo;
+      for (size_t j = 0; j < m; ++j) acc[j] = bf16_to_float(x[j]) + bf16_to_float(y[j]);
+    }
+    for (int q = 2; q < n; ++q) {
+      const bf16* __restrict x = b[q] + lo;
+      for (size_t j = 0; j < m; ++j) acc[j] += bf16_to_float(x[j]);
+    }
+    if (average) {
+      for (size_t j = 0; j < m; ++j) acc[j] *= scale;
+    }
+    for (size_t j = 0; j < m; ++j) out[j] = float_to_bf16(acc[j]);
+    for (int q = 0; q < n; ++q) std::memcpy(b[q] + lo, out, m * sizeof(bf16));
+  }
+}
+
 }  // namespace
 
 // In rank 0's segment of the control window, one cache line.
@@ -141,6 +167,7 @@ struct ShmAllreduce::Slot {
   std::atomic<uint64_t> offset{0};
   std::atomic<uint64_t> numel{0};
   std::atomic<uint64_t> average{0};
+  std::atomic<uint64_t> dtype{0};  // DType's code
 };
 
 ShmAllreduce::ShmAllreduce(MPI_Comm node, int rank, int size, std::chrono::milliseconds timeout)
@@ -371,8 +398,13 @@ void ShmAllreduce::barrier(int which, uint64_t seq, const std::string& what) {
       gave_up.empty() ? std::string() : fmt::format("; rank(s) {} gave up waiting too", gave_up));
 }
 
-void ShmAllreduce::allreduce_f32(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
-                                 const std::string& what) {
+void ShmAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
+                             const std::string& what) {
+  const DType dtype = t.dtype();
+  DP_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+           "collective #{} ({}): the shared-memory all-reduce takes float32 and bfloat16, not {}",
+           seq, what, dtype_name(dtype));
+  const size_t es = dtype_size(dtype);
   const size_t offset = size_t(static_cast<char*>(t.raw()) - buf.data[size_t(rank_)]);
   const size_t n = t.numel();
   Slot& me = slot(rank_);
@@ -380,11 +412,18 @@ void ShmAllreduce::allreduce_f32(const ShmBuffer& buf, Tensor& t, bool average, 
   me.offset.store(offset, std::memory_order_relaxed);
   me.numel.store(n, std::memory_order_relaxed);
   me.average.store(average ? 1 : 0, std::memory_order_relaxed);
+  me.dtype.store(uint64_t(dtype), std::memory_order_relaxed);
   me.progress.store(seq * 4 + 1, std::memory_order_relaxed);
   barrier(1, seq, what);
 
   // Between the barriers every slot is stable, so every rank reaches the same verdict and
   // all of them still meet at barrier 2 before failing alike.
+  auto describe = [](uint64_t avg, uint64_t code, uint64_t off, uint64_t numel, uint64_t b) {
+    const auto d = static_cast<DType>(code);
+    const size_t size = std::max<size_t>(1, dtype_size(d));
+    return fmt::format("{} of {} [{}, {}) in shared buffer #{}", avg ? "avg" : "sum", dtype_name(d),
+                       off / size, off / size + numel, b);
+  };
   std::string mismatch;
   for (int q = 0; q < size_ && mismatch.empty(); ++q) {
     const Slot& o = slot(q);
@@ -392,25 +431,36 @@ void ShmAllreduce::allreduce_f32(const ShmBuffer& buf, Tensor& t, bool average, 
     const uint64_t o_buf = o.buffer.load(std::memory_order_relaxed);
     const uint64_t o_off = o.offset.load(std::memory_order_relaxed);
     const uint64_t o_n = o.numel.load(std::memory_order_relaxed);
-    const bool o_avg = o.average.load(std::memory_order_relaxed) != 0;
-    if (o_seq != seq || o_buf != buf.index || o_off != offset || o_n != n || o_avg != average) {
-      mismatch = fmt::format(
-          "rank {} is in collective #{} ({} of float32 [{}, {}) in shared buffer #{}), rank {} "
-          "in #{} ({} of [{}, {}) in buffer #{})",
-          q, o_seq, o_avg ? "avg" : "sum", o_off / 4, o_off / 4 + o_n, o_buf, rank_, seq,
-          average ? "avg" : "sum", offset / 4, offset / 4 + n, buf.index);
+    const uint64_t o_avg = o.average.load(std::memory_order_relaxed);
+    const uint64_t o_dt = o.dtype.load(std::memory_order_relaxed);
+    if (o_seq != seq || o_buf != buf.index || o_off != offset || o_n != n ||
+        o_avg != (average ? 1 : 0) || o_dt != uint64_t(dtype)) {
+      mismatch = fmt::format("rank {} is in collective #{} ({}), rank {} in #{} ({})", q, o_seq,
+                             describe(o_avg, o_dt, o_off, o_n, o_buf), rank_, seq,
+                             describe(average, uint64_t(dtype), offset, n, buf.index));
     }
   }
   if (mismatch.empty()) {
+    // Slices start on multiples of one cache line of the tensor (16 floats, 32 bfloat16s),
+    // so that two ranks never write into the same line.
+    const size_t align = kLine / es;
     const size_t per = (n + size_t(size_) - 1) / size_t(size_);
-    const size_t chunk = (per + kSliceAlign - 1) / kSliceAlign * kSliceAlign;
+    const size_t chunk = (per + align - 1) / align * align;
     const size_t begin = std::min(n, size_t(rank_) * chunk), end = std::min(n, begin + chunk);
     if (begin < end) {
-      ptrs_.resize(size_t(size_));
-      for (int q = 0; q < size_; ++q) {
-        ptrs_[size_t(q)] = reinterpret_cast<float*>(buf.data[size_t(q)] + offset);
+      if (dtype == DType::bf16) {
+        ptrs_bf16_.resize(size_t(size_));
+        for (int q = 0; q < size_; ++q) {
+          ptrs_bf16_[size_t(q)] = reinterpret_cast<bf16*>(buf.data[size_t(q)] + offset);
+        }
+        reduce_slice_bf16(ptrs_bf16_.data(), size_, begin, end, average);
+      } else {
+        ptrs_f32_.resize(size_t(size_));
+        for (int q = 0; q < size_; ++q) {
+          ptrs_f32_[size_t(q)] = reinterpret_cast<float*>(buf.data[size_t(q)] + offset);
+        }
+        reduce_slice(ptrs_f32_.data(), size_, begin, end, average);
       }
-      reduce_slice(ptrs_.data(), size_, begin, end, average);
     }
   }
   me.progress.store(seq * 4 + 2, std::memory_order_relaxed);

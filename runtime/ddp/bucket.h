@@ -16,19 +16,24 @@ struct Bucket {
   std::vector<size_t> params;   // indices into the Reducer's parameter list
   std::vector<size_t> offsets;  // element offset of each member's view in `flat`
   Tensor flat;                  // float32 [numel]
-  size_t pending = 0;           // members not yet ready in this backward
-  WorkPtr work;                 // the in-flight all-reduce of this step, if launched
-  double ready_us = 0;          // when its last member became ready
-  std::string tag;              // names the bucket in Work descriptions and errors
+  // What the all-reduce runs on under a comm hook (bf16_compress: bfloat16 [numel], cast
+  // from `flat` at launch and widened back into it when waited); undefined without one.
+  Tensor wire;
+  size_t pending = 0;   // members not yet ready in this backward
+  WorkPtr work;         // the in-flight all-reduce of this step, if launched
+  double ready_us = 0;  // when its last member became ready
+  std::string tag;      // names the bucket in Work descriptions and errors
 
   size_t numel() const { return flat.numel(); }
   size_t bytes() const { return flat.nbytes(); }
+  // What one all-reduce of this bucket moves per rank.
+  size_t wire_bytes() const { return wire.defined() ? wire.nbytes() : flat.nbytes(); }
 };
 
 // What one synchronising step spent on gradient communication.
 struct BucketSpan {
   size_t bucket = 0;
-  size_t bytes = 0;
+  size_t bytes = 0;     // on the wire (Bucket::wire_bytes)
   double ready_us = 0;  // last gradient of the bucket written
   double start_us = 0;  // the all-reduce began on the communication thread
   double end_us = 0;    // and completed

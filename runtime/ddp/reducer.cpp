@@ -133,6 +133,29 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
     b.tag = fmt::format("bucket {}", b.index);
     buckets_.push_back(std::move(b));
   }
+  if (opt_.comm_hook != CommHook::none) allocate_wire(sizes);
+}
+
+void Reducer::allocate_wire(const std::vector<size_t>& sizes) {
+  // The buckets' wire buffers get an arena of their own, carved like the float32 one: from
+  // pg_.allocate() (so that the shared-memory all-reduce applies to them), 64-byte aligned
+  // buckets (a peer writes its reduced slice of bucket k while launch() casts bucket k + 1),
+  // allocated once and re-allocated by a rebuild only if the padding grew past it. Never
+  // zeroed: launch() overwrites all of a bucket's wire buffer before every all-reduce.
+  const DType dtype = comm_hook_wire_dtype(opt_.comm_hook);
+  const size_t align = 64 / dtype_size(dtype);
+  std::vector<size_t> starts;
+  size_t total = 0;
+  for (size_t numel : sizes) {
+    starts.push_back((total + align - 1) / align * align);
+    total = starts.back() + numel;
+  }
+  if (!wire_arena_.defined() || wire_arena_.numel() < total) {
+    wire_arena_ = pg_.allocate(total, dtype, params_.front()->value.device());
+  }
+  for (Bucket& b : buckets_) {
+    b.wire = wire_arena_.view(starts[b.index], {static_cast<int64_t>(sizes[b.index])});
+  }
 }
 
 void Reducer::zero_grad() {
@@ -182,7 +205,18 @@ void Reducer::mark_ready(size_t i) {
 }
 
 void Reducer::launch(Bucket& b) {
-  b.work = pg_.allreduce(b.flat, ReduceOp::avg, b.tag);
+  switch (opt_.comm_hook) {
+    case CommHook::none:
+      b.work = pg_.allreduce(b.flat, ReduceOp::avg, b.tag);
+      return;
+    case CommHook::bf16_compress:
+      // On the gradients' device (CUDA: the compute stream, which the collective then waits
+      // for); widened back in finish(), once the all-reduce is waited.
+      bf16_compress(b.flat, b.wire);
+      b.work = pg_.allreduce(b.wire, ReduceOp::avg, b.tag);
+      return;
+  }
+  fail("unknown comm hook code {}", static_cast<int>(opt_.comm_hook));
 }
 
 void Reducer::launch_ready_in_order() {
@@ -241,7 +275,9 @@ void Reducer::finish() {
   stats_.spans.clear();
   for (Bucket& b : buckets_) {
     wait_bucket(b);
-    stats_.spans.push_back({b.index, b.bytes(), b.ready_us, b.work->start_us(), b.work->end_us()});
+    if (b.wire.defined()) bf16_decompress(b.wire, b.flat);  // the gradient views
+    stats_.spans.push_back(
+        {b.index, b.wire_bytes(), b.ready_us, b.work->start_us(), b.work->end_us()});
   }
   stats_.exposed_us = now_us() - t0;
   stats_.total_us = union_length(stats_.spans);
@@ -272,6 +308,10 @@ void Reducer::rebuild_from_observed_order() {
 
 std::string Reducer::layout() const {
   std::string s = fmt::format("{} bucket{}", buckets_.size(), buckets_.size() == 1 ? "" : "s");
+  if (opt_.comm_hook != CommHook::none) {
+    s += fmt::format(" (comm hook {}: {} on the wire)", comm_hook_name(opt_.comm_hook),
+                     dtype_name(comm_hook_wire_dtype(opt_.comm_hook)));
+  }
   for (const Bucket& b : buckets_) {
     s += fmt::format("\n    #{}: {:.3f} MB, {} params [{} .. {}]", b.index, b.bytes() / 1048576.0,
                      b.params.size(), params_[b.params.front()]->name,

@@ -16,6 +16,7 @@
 
 #include "runtime/comm/process_group.h"
 #include "runtime/ddp/bucket.h"
+#include "runtime/ddp/comm_hook.h"
 #include "runtime/nn/parameter.h"
 
 namespace dp {
@@ -33,6 +34,9 @@ struct ReducerOptions {
   bool rebuild_buckets = true;
   // A collective that has not completed after this long is reported as a hang.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // What the gradient all-reduces put on the wire (runtime/ddp/comm_hook.h). Must be the
+  // same on every rank (the collectives' dtypes differ otherwise).
+  CommHook comm_hook = CommHook::none;
 };
 
 class Reducer {
@@ -61,12 +65,14 @@ class Reducer {
   void launch(Bucket& b);
   void launch_ready_in_order();
   void wait_bucket(Bucket& b);
+  void allocate_wire(const std::vector<size_t>& sizes);
   void rebuild_from_observed_order();
 
   std::vector<Parameter*> params_;
   ProcessGroup& pg_;
   ReducerOptions opt_;
-  Tensor arena_;  // from pg_.allocate(): every bucket's flat buffer is a view into it
+  Tensor arena_;       // from pg_.allocate(): every bucket's flat buffer is a view into it
+  Tensor wire_arena_;  // the same for the buckets' wire buffers, under a comm hook
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // param index -> bucket index
   std::vector<uint8_t> marked_;    // param marked ready in this backward

@@ -31,6 +31,7 @@
 
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/process_group.h"
+#include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
 
 namespace dp::test {
@@ -166,6 +167,8 @@ class ThreadWorld {
       case Kind::allreduce:
         if (c0.t.dtype() == DType::f32) {
           reduce<float>(calls);
+        } else if (c0.t.dtype() == DType::bf16) {
+          reduce_bf16(calls);
         } else {
           reduce<int32_t>(calls);
         }
@@ -215,6 +218,26 @@ class ThreadWorld {
     }
     for (auto& c : calls) {
       if (n) std::memcpy(c.t.raw(), acc.data(), n * sizeof(T));
+    }
+  }
+
+  // bfloat16 (sum/avg only: checked before submit) as the MPI backend's shared-memory path
+  // does it: widened, summed in float32 in rank order, scaled, rounded once.
+  static void reduce_bf16(std::vector<Call>& calls) {
+    const size_t n = calls[0].t.numel();
+    std::vector<float> acc(n);
+    for (size_t r = 0; r < calls.size(); ++r) {
+      const bf16* x = calls[r].t.template data<bf16>();
+      for (size_t i = 0; i < n; ++i)
+        acc[i] = r == 0 ? bf16_to_float(x[i]) : acc[i] + bf16_to_float(x[i]);
+    }
+    const float scale = 1.0f / float(calls.size());
+    std::vector<bf16> out(n);
+    for (size_t i = 0; i < n; ++i) {
+      out[i] = float_to_bf16(calls[0].op == ReduceOp::avg ? acc[i] * scale : acc[i]);
+    }
+    for (auto& c : calls) {
+      if (n) std::memcpy(c.t.raw(), out.data(), n * sizeof(bf16));
     }
   }
 
