@@ -1,8 +1,7 @@
 #include "runtime/ddp/comm_hook.h"
 
 #include "runtime/core/error.h"
-#include "runtime/ops/cpu/bf16_ops.h"
-#include "runtime/ops/device_ops.h"
+#include "runtime/ops/cast.h"
 
 namespace dp {
 
@@ -41,20 +40,12 @@ DType comm_hook_wire_dtype(CommHook hook) {
 
 void bf16_compress(const Tensor& grads, Tensor& wire) {
   check_pair(grads, wire, "bf16_compress");
-  if (grads.is_cuda()) {
-    gpu::f32_to_bf16(grads.device().index, grads.numel(), grads.f32(), wire.data<bf16>());
-  } else {
-    f32_to_bf16(grads.numel(), grads.f32(), wire.data<bf16>());
-  }
+  cast_into(grads, wire);
 }
 
 void bf16_decompress(const Tensor& wire, Tensor& grads) {
   check_pair(grads, wire, "bf16_decompress");
-  if (grads.is_cuda()) {
-    gpu::bf16_to_f32(grads.device().index, grads.numel(), wire.data<bf16>(), grads.f32());
-  } else {
-    bf16_to_f32(grads.numel(), wire.data<bf16>(), grads.f32());
-  }
+  cast_into(wire, grads);
 }
 
 }  // namespace dp

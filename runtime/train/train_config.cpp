@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "runtime/core/error.h"
+#include "runtime/ddp/comm_hook.h"
 
 namespace dp {
 
@@ -15,8 +16,11 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.epochs > 0 || c.max_steps > 0, "--epochs 0 with no --steps: nothing to train");
   DP_CHECK(c.precision == "fp32" || c.precision == "bf16",
            "--precision {}: unknown precision (available: fp32, bf16)", c.precision);
-  DP_CHECK(c.comm_hook == "none" || c.comm_hook == "bf16",
-           "--comm-hook {}: unknown communication hook (available: none, bf16)", c.comm_hook);
+  try {
+    parse_comm_hook(c.comm_hook);
+  } catch (const Error& e) {
+    fail("--comm-hook: {}", e.what());
+  }
   DP_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw",
            "--optimizer {}: unknown optimizer (available: sgd, adamw)", c.optimizer);
   DP_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number (got {})", c.lr);

@@ -130,6 +130,7 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.overlap = cfg_.overlap;
   ro.find_unused_parameters = cfg_.find_unused_parameters;
   ro.timeout = timeout();
+  ro.comm_hook = parse_comm_hook(cfg_.comm_hook);
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
   // From the group, like the buckets: on one node the per-step loss average then goes
   // through shared memory too instead of a separate MPI call. Always host memory: the loss

@@ -45,7 +45,7 @@ expect "nccl on cpu" "nccl" "${GOOD[@]}" --backend nccl
 expect "cuda without gpu" "cuda" "${GOOD[@]}" --device cuda
 expect "diverging run" "diverged" "${GOOD[@]}" --lr 1e30
 expect "unknown precision" "unknown precision" "${GOOD[@]}" --precision fp16
-expect "unknown comm hook" "unknown communication hook" "${GOOD[@]}" --comm-hook powersgd
+expect "unknown comm hook" "unknown comm hook 'powersgd'" "${GOOD[@]}" --comm-hook powersgd
 
 # Ranks started with different options (an MPMD launch): caught before any gradient moves.
 rc=0

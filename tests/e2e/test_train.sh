@@ -75,15 +75,26 @@ else
 fi
 grep -q "bf16 mixed precision" "$WORK/outb.txt" && pass "header names the precision" ||
   fail "header does not name bf16 mixed precision"
-python3 - "$WORK" <<'PY' && pass "bf16 loss curve follows float32" || fail "bf16 loss curve differs from float32"
+# The bf16 gradient compression hook, over the shared-memory path and over MPI.
+for shm in "" --no-shm; do
+  if mpi 2 "${ARGS[@]}" --comm-hook bf16_compress $shm --log-json "$WORK/hook$shm.jsonl" >"$WORK/outh.txt" 2>&1; then
+    pass "--comm-hook bf16_compress $shm exits 0"
+  else
+    fail "--comm-hook bf16_compress $shm exited non-zero"; cat "$WORK/outh.txt"
+  fi
+done
+grep -q "bf16_compress" "$WORK/outh.txt" && pass "header names the comm hook" || fail "header does not name the comm hook"
+python3 - "$WORK" <<'PY' && pass "bf16 and bf16-hook loss curves follow float32" || fail "a bf16 loss curve differs from float32"
 import json, sys
 work = sys.argv[1]
 def losses(f):
     return [r["loss"] for r in map(json.loads, open(f)) if r["type"] == "step"]
-a, b = losses(f"{work}/run.jsonl"), losses(f"{work}/bf16.jsonl")
-assert len(a) == len(b) == 24, (len(a), len(b))
-assert abs(a[-1] - b[-1]) <= 0.05 * a[-1] + 0.01, (a[-1], b[-1])
-assert b[-1] < 0.7 * b[0], b
+a = losses(f"{work}/run.jsonl")
+for other in ("bf16", "hook", "hook--no-shm"):
+    b = losses(f"{work}/{other}.jsonl")
+    assert len(a) == len(b) == 24, (other, len(a), len(b))
+    assert abs(a[-1] - b[-1]) <= 0.05 * a[-1] + 0.01, (other, a[-1], b[-1])
+    assert b[-1] < 0.7 * b[0], (other, b)
 PY
 
 # --help documents every option.
