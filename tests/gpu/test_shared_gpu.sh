@@ -38,10 +38,31 @@ run() {
 }
 
 NGPU=$(nvidia-smi -L | grep -c '^GPU ')
-run "1 rank, --device cuda, nccl" 0 "backend nccl" 1 --device cuda
+run "1 rank, --device cuda, nccl" 0 "backend nccl" 1 --device cuda --log-json "$WORK/gpu.jsonl"
 run "1 rank, --device cuda --backend mpi (host-staged)" 0 "test accuracy" 1 --device cuda --backend mpi
-# A CPU run with the same seed: the GPU run must learn as well (same test accuracy line).
-run "1 rank on the CPU (reference)" 0 "test accuracy" 1 --device cpu
+# CPU runs with the same seed: the reference loss curves for fp32 and bf16.
+run "1 rank on the CPU (reference)" 0 "test accuracy" 1 --device cpu --log-json "$WORK/cpu.jsonl"
+run "1 rank on the CPU, bf16 (reference)" 0 "test accuracy" 1 --device cpu --precision bf16 \
+  --log-json "$WORK/cpu_bf16.jsonl"
+run "1 rank, --device cuda --precision bf16, nccl" 0 "bf16 mixed precision" 1 --device cuda \
+  --precision bf16 --log-json "$WORK/gpu_bf16.jsonl"
+run "1 rank, bf16 + --comm-hook bf16_compress, nccl" 0 "test accuracy" 1 --device cuda \
+  --precision bf16 --comm-hook bf16_compress
+# GPU vs CPU training of the same MLP: fp32 curves agree to float32 rounding (summation order),
+# bf16 curves to bfloat16 noise.
+if python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+def losses(name):
+    return [r["loss"] for r in map(json.loads, open(f"{w}/{name}.jsonl")) if r["type"] == "step"]
+for gpu, cpu, tol in (("gpu", "cpu", 1e-3), ("gpu_bf16", "cpu_bf16", 3e-2)):
+    g, c = losses(gpu), losses(cpu)
+    assert len(g) == len(c) == 30, (gpu, len(g), len(c))
+    worst = max(abs(a - b) / max(abs(b), 1e-3) for a, b in zip(g, c))
+    print(f"{gpu} vs {cpu}: largest relative loss difference {worst:.2e} (tolerance {tol})")
+    assert worst <= tol, (gpu, worst)
+PY
+then pass "GPU loss curves follow the CPU's (fp32 and bf16)"; else fail "GPU loss curves differ from the CPU's"; fi
 NP=$((NGPU + 1))
 run "$NP ranks on $NGPU GPU(s) with NCCL: refused" 1 "NCCL refuses two ranks on one GPU" "$NP" \
   --device cuda
@@ -51,6 +72,8 @@ run "2 ranks sharing a GPU (mpi, host-staged)" 0 "test accuracy" 2 --device cuda
   --allow-device-sharing
 run "4 ranks sharing GPUs (mpi, host-staged)" 0 "test accuracy" 4 --device cuda --backend mpi \
   --allow-device-sharing
+run "2 ranks sharing a GPU, bf16 + bf16_compress (mpi, host-staged)" 0 "test accuracy" 2 \
+  --device cuda --backend mpi --allow-device-sharing --precision bf16 --comm-hook bf16_compress
 # The MPI backend's staging of CUDA tensors, as 2 and 4 ranks on one GPU.
 for np in 2 4; do
   if timeout 300 "${MPIRUN[@]}" -np "$np" "$BUILD/tests/dprun_gpu_tests" \
