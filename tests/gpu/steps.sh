@@ -239,6 +239,27 @@ step_benchmarks() {
   done
 }
 
+# --- dprun vs PyTorch on one GPU (tests/bench/bench_gpu_vs_torch.sh), BINDIR holding dprun and
+# bench_gpu_gemm ------------------------------------------------------------------------------
+step_vs_torch() {
+  local bindir=$1 t rc
+  if [[ "$NGPU" -eq 0 ]]; then row "bench_gpu_vs_torch" "skipped" "" "no GPU"; return; fi
+  say "benchmark: dprun vs PyTorch"
+  t=$(now)
+  run_timed "bench_gpu_vs_torch" "$BENCH_TIMEOUT" "$LOG/bench_gpu_vs_torch.txt" \
+    env ROUNDS="${VS_TORCH_ROUNDS:-2}" bash "$ROOT/tests/bench/bench_gpu_vs_torch.sh" "$bindir"
+  rc=$?
+  [[ $rc -eq 125 ]] && return
+  cat "$LOG/bench_gpu_vs_torch.txt"
+  local summary
+  summary=$(grep '^summary:' "$LOG/bench_gpu_vs_torch.txt" | tail -1 | sed 's/^summary: //' | cut -c1-110)
+  if [[ $rc -eq 0 ]]; then
+    row "bench_gpu_vs_torch" "ok" "$(since "$t")" "${summary:-ran}"
+  else
+    failed_row "bench_gpu_vs_torch" "$(since "$t")" "exit $rc$(timed_out $rc)"
+  fi
+}
+
 # The GPU benchmarks: one per tests/bench/bench_gpu_*.cpp.
 GPU_BENCHES=()
 for _src in "$ROOT"/tests/bench/bench_gpu_*.cpp; do
@@ -257,6 +278,7 @@ run_gpu_steps() {
   step_mpi_staging "$gpu_tests" 4
   step_shared_gpu "$(dirname "$dprun")"
   step_benchmarks "$bench_dir"
+  step_vs_torch "$bench_dir"
 }
 
 # steps_finish TITLE: the table (also in $LOG/summary.txt); returns 0, 1 or 77 (see the top).
