@@ -62,6 +62,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("hidden", po::value(&hidden)->default_value(hidden), "MLP hidden layer sizes, comma-separated")
       ("data", po::value(&t.data)->default_value(t.data), "idx:DIR (MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) or synthetic[:N] (generated, N training samples, default 60000)")
       ("synthetic-test-size", po::value(&t.synthetic_test_size)->default_value(t.synthetic_test_size), "test samples of --data synthetic")
+      ("num-workers", po::value(&t.num_workers)->default_value(t.num_workers), "threads that fill each batch together (the same batches for any count): raise it when loading cannot keep up with the GPU (the log's data time)")
       ("no-prefetch", po::bool_switch(&no_prefetch), "load batches on the training thread instead of a background thread")
       ("precision", po::value(&t.precision)->default_value(t.precision), "fp32, or bf16 mixed precision: bfloat16 activations and GEMM operands with float32 accumulation, float32 master weights, gradients and optimizer state (on the CPU bfloat16 is storage only and no faster)")
       ("seed", po::value(&t.seed)->default_value(t.seed), "seed of initialisation and shuffling (same result on any number of ranks)");

@@ -8,7 +8,7 @@
 namespace dp {
 
 DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size_t batch_size,
-                       bool prefetch, bool pin_memory)
+                       bool prefetch, bool pin_memory, size_t workers)
     : dataset_(dataset),
       sampler_(sampler),
       batch_size_(batch_size),
@@ -19,6 +19,9 @@ DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size
            "data loader: the sampler was built for {} samples but the dataset has {} ({})",
            sampler.dataset_size(), dataset.size(), dataset.describe());
   DP_CHECK(numel_ > 0, "data loader: the dataset's samples are empty ({})", dataset.describe());
+  DP_CHECK(workers >= 1 && workers <= 256, "data loader: --num-workers must be in 1..256 (got {})",
+           workers);
+  if (workers > 1) pool_ = std::make_unique<RowPool>(workers);
   const int64_t b = static_cast<int64_t>(batch_size), n = static_cast<int64_t>(numel_);
   for (int k = 0; k < 2; ++k) {
     full_x_[k] = pin_memory ? Tensor::pinned_zeros({b, n}) : Tensor::zeros({b, n});
@@ -60,15 +63,22 @@ bool DataLoader::fill(Batch& b, size_t batch_index) {
   float* x = b.x.f32();
   int32_t* y = b.y.data<int32_t>();
   const int classes = dataset_.num_classes();
-  for (size_t i = 0; i < count; ++i) {
-    if (cancel_.load(std::memory_order_relaxed)) return false;
-    const size_t idx = order[first + i];
-    const int32_t label = dataset_.get(idx, x + i * numel_);
-    DP_CHECK(label >= 0 && label < classes,
-             "data loader: sample {} has label {}, outside 0..{} ({})", idx, label, classes - 1,
-             dataset_.describe());
-    y[i] = label;
-  }
+  auto rows_of = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      if (cancel_.load(std::memory_order_relaxed)) return;
+      const size_t idx = order[first + i];
+      const int32_t label = dataset_.get(idx, x + i * numel_);
+      DP_CHECK(label >= 0 && label < classes,
+               "data loader: sample {} has label {}, outside 0..{} ({})", idx, label, classes - 1,
+               dataset_.describe());
+      y[i] = label;
+    }
+  };
+  if (pool_)
+    pool_->run(count, rows_of);
+  else
+    rows_of(0, count);
+  if (cancel_.load(std::memory_order_relaxed)) return false;
   b.size = count;
   b.epoch = epoch_;
   b.index = batch_index;

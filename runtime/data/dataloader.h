@@ -16,11 +16,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "runtime/core/tensor.h"
 #include "runtime/data/dataset.h"
+#include "runtime/data/row_pool.h"
 #include "samplers/distributed_sampler.h"
 
 namespace dp {
@@ -41,8 +43,11 @@ class DataLoader {
   // DataLoader; needs a CUDA build) puts the batch buffers in page-locked memory, for
   // batches that are copied on to a GPU: the copy is then asynchronous, and the caller must
   // see it completed before it calls next() again (which lets the loader refill the buffer).
+  // `workers` threads fill each batch together (rows split among them; the same batches for
+  // any count): for datasets whose samples are expensive to produce (decoding, generation),
+  // where one thread cannot keep up with a GPU.
   DataLoader(const Dataset& dataset, DistributedSampler& sampler, size_t batch_size,
-             bool prefetch = true, bool pin_memory = false);
+             bool prefetch = true, bool pin_memory = false, size_t workers = 1);
   ~DataLoader();
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
@@ -76,6 +81,7 @@ class DataLoader {
   const size_t batch_size_;
   const size_t numel_;
   const bool prefetch_;
+  std::unique_ptr<RowPool> pool_;  // workers > 1
 
   Batch bufs_[2];
   Tensor full_x_[2], full_y_[2];  // the two allocations; Batch::x/y are views of them

@@ -11,6 +11,8 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.model == "mlp", "--model {}: unknown model (available: mlp)", c.model);
   DP_CHECK(!c.hidden.empty() || c.model != "mlp", "--hidden: give at least one hidden layer size");
   for (size_t h : c.hidden) DP_CHECK(h > 0, "--hidden: layer sizes must be positive");
+  DP_CHECK(c.num_workers >= 1 && c.num_workers <= 256, "--num-workers must be in 1..256 (got {})",
+           c.num_workers);
   DP_CHECK(c.batch_size > 0, "--batch-size must be at least 1 (got 0)");
   DP_CHECK(c.grad_accum > 0, "--grad-accum must be at least 1 (got 0)");
   DP_CHECK(c.epochs > 0 || c.max_steps > 0, "--epochs 0 with no --steps: nothing to train");

@@ -18,6 +18,7 @@ struct TrainConfig {
   std::string data = "idx:/usr/share/datasets/fashion-mnist";
   size_t synthetic_test_size = 2000;
   bool prefetch = true;
+  size_t num_workers = 1;  // threads filling each batch (same batches for any count)
 
   // Schedule of the run.
   uint64_t epochs = 10;

@@ -75,7 +75,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_,
                                                   /*shuffle=*/true, cfg_.seed, /*drop_last=*/false);
   loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch,
-                                         /*pin_memory=*/cfg_.device.is_cuda());
+                                         /*pin_memory=*/cfg_.device.is_cuda(), cfg_.num_workers);
   DP_CHECK(loader_->batches_per_epoch() >= cfg_.grad_accum,
            "--grad-accum {} needs at least that many batches per epoch, but each rank gets only {} "
            "batch(es) of {} from {} samples",
@@ -237,7 +237,8 @@ EvalResult Trainer::evaluate() {
   // Exact sharding: every test sample is counted once, on exactly one rank.
   DistributedSampler shard = DistributedSampler::exact(test_set_->size(), world_, rank_);
   size_t eval_batch = cfg_.eval_batch_size ? cfg_.eval_batch_size : cfg_.batch_size;
-  DataLoader loader(*test_set_, shard, eval_batch, /*prefetch=*/cfg_.prefetch);
+  DataLoader loader(*test_set_, shard, eval_batch, /*prefetch=*/cfg_.prefetch,
+                    /*pin_memory=*/false, cfg_.num_workers);
   loader.start_epoch(0);
   SoftmaxCrossEntropy loss_fn("eval loss");
   double loss_sum = 0, correct = 0, count = 0;

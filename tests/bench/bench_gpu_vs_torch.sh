@@ -19,6 +19,9 @@
 #        TORCH_ARGS            extra torch_mlp.py flags, e.g. "--compile", "--ddp",
 #                              "--sync-each-step"
 #        RUN_TIMEOUT (300)     seconds per run before it counts as failed
+#        WORKERS (4; 1 dry)    dprun --num-workers: threads generating each synthetic batch
+#                              (torch's batches are made on the GPU before timing, so dprun's
+#                              loading should not be what limits it)
 #        LOG_DIR               keep every log and results.json there (default: temporary)
 #        BENCH_DRY_RUN=1       no GPU: dprun and torch on the CPU, small configs, 1 round.
 #                              Checks the script end to end; the figures mean nothing.
@@ -34,10 +37,12 @@ TORCH_PYTHON=${TORCH_PYTHON:-python3}
 TORCH_ARGS=${TORCH_ARGS:-}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
 if [[ "$DRY" == 1 ]]; then
+  WORKERS=${WORKERS:-1}
   DEVICE=cpu
   ROUNDS=${ROUNDS:-1}
   CONFIGS=${CONFIGS:-mlp:256,128:256:60 mlp-wide:1024,1024:64:30}
 else
+  WORKERS=${WORKERS:-4}
   DEVICE=cuda
   ROUNDS=${ROUNDS:-3}
   # The README's model at batch 256 (small GEMMs: launch- and overhead-bound), and a
@@ -136,6 +141,7 @@ run_dprun() {
   run_or_fail "dprun $name $prec round $round" "$OUT/dprun.$name.$prec.$round.out" \
     "$BUILD/dprun" --model mlp --hidden "$hidden" --data "synthetic:$((batch * steps))" \
     --batch-size "$batch" --steps "$steps" --epochs 1 --device "$DEVICE" "${prec_args[@]}" \
+    --num-workers "$WORKERS" \
     --optimizer sgd --lr "$LR" --momentum "$MOMENTUM" --lr-schedule constant --quiet \
     --log-json "$OUT/dprun.$name.$prec.$round.jsonl"
 }

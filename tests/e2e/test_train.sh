@@ -67,6 +67,11 @@ mpi 2 --data "idx:$WORK/data" --hidden 32 --epochs 1 --batch-size 50 --lr 0.05 -
   --dump-params "$WORK/pcli2.bin" >/dev/null 2>&1
 cmp -s "$WORK/pcli.bin" "$WORK/pcli2.bin" && pass "deterministic" || fail "two identical runs differ"
 
+# --num-workers fills batches with several threads: the same batches, so the same result.
+mpi 2 "${ARGS[@]}" --quiet --num-workers 3 --dump-params "$WORK/pw.bin" >/dev/null 2>&1
+cmp -s "$WORK/p2.bin" "$WORK/pw.bin" && pass "--num-workers 3 gives the same parameters" ||
+  fail "--num-workers 3 changes the result"
+
 # bf16 mixed precision: the same run learns as well as float32 (final losses within 5%).
 if mpi 2 "${ARGS[@]}" --precision bf16 --log-json "$WORK/bf16.jsonl" >"$WORK/outb.txt" 2>&1; then
   pass "--precision bf16 exits 0"
@@ -102,7 +107,7 @@ PY
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
            --log-json --dump-params --seed --first-bucket-mb --bucket-cap-mb --no-overlap --grad-accum \
            --config --device --backend --allow-device-sharing --timeout --trace --version \
-           --precision --comm-hook; do
+           --precision --comm-hook --num-workers; do
   grep -q -- "$opt" "$WORK/help.txt" || fail "--help does not mention $opt"
 done
 "$DPRUN" --version | grep -q "^dprun " && pass "--version" || fail "--version"

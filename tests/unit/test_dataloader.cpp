@@ -266,6 +266,65 @@ TEST(DataLoader, RanksRunTheSameNumberOfBatches) {
   EXPECT_EQ(covered.size(), 101u);
 }
 
+TEST(DataLoader, WorkersGiveTheSameBatches) {
+  IndexDataset ds(103, 5);
+  DistributedSampler ref_s(103, 1, 0, true, 17);
+  DataLoader ref(ds, ref_s, 10, /*prefetch=*/false);
+  const Seen want = run_epoch(ref, 2);
+  for (size_t workers : {2, 3, 7, 16}) {  // 16 > rows of the last batch (3)
+    for (bool prefetch : {false, true}) {
+      SCOPED_TRACE(testing::Message() << workers << " workers, prefetch " << prefetch);
+      DistributedSampler s(103, 1, 0, true, 17);
+      DataLoader loader(ds, s, 10, prefetch, /*pin_memory=*/false, workers);
+      const Seen got = run_epoch(loader, 2);
+      EXPECT_EQ(got.indices, want.indices);
+      EXPECT_EQ(got.sizes, want.sizes);
+      EXPECT_EQ(run_epoch(loader, 3).indices.size(), 103u);  // the pool is reused
+    }
+  }
+}
+
+TEST(DataLoader, WorkerErrorsReachNext) {
+  // Sample 60 sits in a later row range, filled by a helper thread, not the caller.
+  IndexDataset ds(64, 3);
+  ds.fail_at = 60;
+  for (bool prefetch : {false, true}) {
+    DistributedSampler s(64, 1, 0, /*shuffle=*/false, 0);
+    DataLoader loader(ds, s, 64, prefetch, /*pin_memory=*/false, 4);
+    loader.start_epoch(0);
+    try {
+      loader.next();
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot read sample 60"), std::string::npos) << e.what();
+    }
+  }
+  IndexDataset bad(64, 3);
+  bad.bad_label = true;
+  DistributedSampler s(64, 1, 0, false, 0);
+  DataLoader loader(bad, s, 64, true, false, 4);
+  loader.start_epoch(0);
+  try {
+    loader.next();
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    // Every range fails; the lowest one's error is the one reported, whatever the timing.
+    EXPECT_NE(std::string(e.what()).find("sample 0 has label 7"), std::string::npos) << e.what();
+  }
+  DistributedSampler s0(64, 1, 0, false, 0);
+  EXPECT_THROW(DataLoader(ds, s0, 8, true, false, 0), Error);
+}
+
+TEST(DataLoader, WorkersCancelMidBatch) {
+  IndexDataset ds(200, 4);
+  ds.sleep_us = 200;
+  DistributedSampler s(200, 1, 0, true, 5);
+  DataLoader loader(ds, s, 100, /*prefetch=*/true, /*pin_memory=*/false, 3);
+  loader.start_epoch(0);
+  loader.start_epoch(1);  // abandons the fill in flight, on every worker
+  EXPECT_EQ(run_epoch(loader, 1).indices.size(), 200u);
+}
+
 TEST(SyntheticDataset, DeterministicPerIndex) {
   SyntheticDataset a(1000, 32, 10, 7), b(1000, 32, 10, 7), c(1000, 32, 10, 8);
   EXPECT_EQ(a.sample_shape(), (Shape{32}));
