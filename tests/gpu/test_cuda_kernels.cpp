@@ -318,6 +318,34 @@ TEST_F(CudaCrossEntropy, MatchesCpuLoss) {
   }
 }
 
+// NaN logits: the loss is NaN on both sides, and the argmax (the `correct` count) follows the
+// CPU's scan `if (x[j] > x[arg]) arg = j` from arg = 0: a NaN at index 0 wins, any other NaN
+// is skipped. Row 1 puts its NaN first in lane 3's stride (3, 35, ...) and its maximum at 35.
+TEST_F(CudaCrossEntropy, NanLogitsArgmaxMatchesCpu) {
+  const int64_t B = 4, C = 70;
+  std::vector<float> x = random_floats(size_t(B * C), 80, -1.0f, 1.0f);
+  std::vector<int32_t> y = {40, 35, 50, 7};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  x[0 * C + 0] = nan, x[0 * C + 40] = 5.0f;  // NaN at 0: argmax 0, label 40 is wrong
+  x[1 * C + 3] = nan, x[1 * C + 35] = 5.0f;  // argmax 35 (the NaN is skipped): right
+  x[2 * C + 1] = nan, x[2 * C + 50] = 5.0f;  // argmax 50: right
+  x[3 * C + 7] = 5.0f;                       // no NaN: right
+  SoftmaxCrossEntropy cpu;
+  const float want_loss = cpu.forward(Tensor::from_vector({B, C}, x), Tensor::from_vector({B}, y));
+  ASSERT_TRUE(std::isnan(want_loss));
+  ASSERT_EQ(cpu.correct(), 3u);
+
+  CeDevice d(x, y, stream);
+  cuda::softmax_cross_entropy_forward(B, C, d.logits.get(), d.labels.get(), d.probs.get(),
+                                      d.row_loss.get(), d.stats.get(), stream);
+  const cuda::CrossEntropyStats stats = cuda::read_cross_entropy_stats(d.stats.get(), C, stream);
+  EXPECT_TRUE(std::isnan(stats.mean_loss));
+  EXPECT_EQ(static_cast<size_t>(stats.correct), cpu.correct());
+  const std::vector<float> row_loss = d.row_loss.download();
+  for (size_t r = 0; r < 3; ++r) EXPECT_TRUE(std::isnan(row_loss[r])) << "row " << r;
+  EXPECT_FALSE(std::isnan(row_loss[3]));
+}
+
 // A bad label is reported by the host check with the CPU loss's message, naming the first bad
 // row; nothing is written out of bounds, before or after.
 TEST_F(CudaCrossEntropy, OutOfRangeLabelIsAnError) {

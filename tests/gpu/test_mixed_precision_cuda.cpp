@@ -42,15 +42,17 @@ std::vector<int32_t> random_labels(size_t n, int classes, uint64_t seed) {
   return v;
 }
 
-// Every element within `units` bfloat16 units (2^-8 relative) of the reference, measured
-// against the larger of the element and `floor` (a cancelling sum carries its terms' error).
+// Every element within `units` bfloat16 units of the reference, measured against the larger
+// of the element and `floor` (a cancelling sum carries its terms' error). One unit is 2^-7
+// relative at most (bf16 keeps 8 significant bits: the unit of v in [2^e, 2^(e+1)) is
+// 2^(e-7), between 2^-8 |v| and 2^-7 |v|), so 2^-7 is what lets a rounding move by one unit.
 ::testing::AssertionResult within_bf16(const Tensor& got, const Tensor& want, double units,
                                        double floor) {
   const std::vector<float> g = got.to_vector(), w = want.to_vector();
   if (g.size() != w.size())
     return ::testing::AssertionFailure() << got.str() << " vs " << want.str();
   for (size_t i = 0; i < g.size(); ++i) {
-    const double tol = units * std::ldexp(std::max(std::fabs(double(w[i])), floor), -8);
+    const double tol = units * std::ldexp(std::max(std::fabs(double(w[i])), floor), -7);
     if (!(std::fabs(double(g[i]) - double(w[i])) <= tol))
       return ::testing::AssertionFailure()
              << "element " << i << ": " << g[i] << " vs " << w[i] << " (tolerance " << tol << ")";

@@ -38,12 +38,15 @@ __global__ void ce_rows_kernel(size_t batch, int classes, const float* __restric
     // Max and the first index reaching it. Each lane walks j = lane, lane + 32, ... in
     // increasing order, so a strict > keeps its first maximum; the butterfly then prefers
     // the lower index on equal values. A lane with no element has index `classes`, which
-    // loses every comparison.
+    // loses every comparison. NaN as the CPU's scan `if (x[j] > x[arg]) arg = j` from arg = 0
+    // treats it: element 0 is the starting candidate even when it is NaN (then nothing beats
+    // it), any other NaN is never taken (so a lane must not start from one either, or it would
+    // hide the later elements of its stride).
     float best = -INFINITY;
     int best_j = classes;
     for (int j = static_cast<int>(lane); j < classes; j += 32) {
       const float v = x[j];
-      if (best_j == classes || v > best) {
+      if (best_j == classes ? (j == 0 || !isnan(v)) : v > best) {
         best = v;
         best_j = j;
       }
