@@ -71,6 +71,9 @@ void cuda_zero(void*, int, size_t) {
 void* cuda_host_alloc_zeroed(size_t, std::shared_ptr<void>*) {
   no_cuda();
 }
+void cuda_set_current_device(int) {
+  no_cuda();
+}
 #endif
 
 Device resolve_device(const std::string& spec, int local_rank) {

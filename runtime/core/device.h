@@ -43,6 +43,11 @@ void cuda_zero(void* p, int device, size_t bytes);
 // it to a device are truly asynchronous (and faster), so the source must stay unchanged
 // until the stream has passed the copy. `owner` frees it.
 void* cuda_host_alloc_zeroed(size_t bytes, std::shared_ptr<void>* owner);
+// Makes cuda:`device` the calling thread's current device (torch.cuda.set_device). A process
+// that trains on one GPU calls it before its first CUDA call: a call that needs a context on a
+// thread that has none (cudaHostAlloc of the pinned batches, for one) creates it on cuda:0, so
+// every rank of a node would hold a context on GPU 0.
+void cuda_set_current_device(int device);
 
 // Parses "auto" | "cpu" | "cuda" | "cuda:N" (N is the local device index).
 // "auto" picks cuda:<local_rank % count> when GPUs are visible, else cpu.

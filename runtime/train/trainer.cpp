@@ -9,6 +9,7 @@
 #include "models/mlp.h"
 #include "runtime/comm/gather_strings.h"
 #include "runtime/core/clock.h"
+#include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
 #include "runtime/data/dataloader.h"
@@ -69,6 +70,9 @@ DataSplits open_data(const TrainConfig& c) {
 Trainer::Trainer(TrainConfig config, int rank, int world_size)
     : cfg_(std::move(config)), rank_(rank), world_(world_size) {
   validate(cfg_);
+  // Before any CUDA call of this thread (the loader's pinned buffers come next): else the
+  // first one creates a context on cuda:0, on every rank of the node.
+  if (cfg_.device.is_cuda()) cuda_set_current_device(cfg_.device.index);
   DataSplits data = open_data(cfg_);
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);

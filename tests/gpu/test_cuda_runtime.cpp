@@ -2,7 +2,10 @@
 // Without one every test here skips ("no GPU: ...").
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -50,6 +53,44 @@ TEST(CudaRuntime, DeviceGuardRestoresTheCurrentDevice) {
   EXPECT_EQ(dp::cuda_current_device(), 0);
   EXPECT_THROW(dp::DeviceGuard bad(n), dp::Error);  // names the device and the count
   EXPECT_EQ(dp::cuda_current_device(), 0);
+}
+
+// The DeviceGuard restores a previous device only where that device has a context: this
+// process has one on cuda:0 here, so the query must see it (a wrong "inactive" answer would
+// leave threads on the guard's device; see stream.h).
+TEST(CudaRuntime, PrimaryContextIsReportedActive) {
+  DP_REQUIRE_GPU();
+  DP_CUDA_CHECK(cudaSetDevice(0));
+  DP_CUDA_CHECK(cudaFree(nullptr));
+  EXPECT_TRUE(dp::cuda_primary_context_active(0));
+}
+
+// On a node with 2+ GPUs: a guard on a fresh thread (current device reported as cuda:0) that
+// switches to the last GPU must not, when it ends, create a context on cuda:0 where this
+// process has none. Only observable in a process that never touched cuda:0, so it runs as the
+// first thing of a child process (this binary, with a filter and a marker variable).
+TEST(CudaRuntime, GuardOnAFreshThreadCreatesNoContextOnGpu0) {
+  DP_REQUIRE_GPU();
+  const int n = dp::cuda_device_count();
+  if (n < 2) GTEST_SKIP() << "needs 2 GPUs";
+  if (std::getenv("DP_GUARD_CHILD") == nullptr) {
+    char self[4096] = {};
+    ASSERT_GT(readlink("/proc/self/exe", self, sizeof(self) - 1), 0);
+    const std::string cmd =
+        std::string("DP_GUARD_CHILD=1 '") + self +
+        "' --gtest_filter=CudaRuntime.GuardOnAFreshThreadCreatesNoContextOnGpu0";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << "the child process failed: run it alone to see why";
+    return;
+  }
+  ASSERT_FALSE(dp::cuda_primary_context_active(0)) << "cuda:0 already had a context";
+  std::thread([n] {
+    {
+      dp::DeviceGuard guard(n - 1);
+      DP_CUDA_CHECK(cudaFree(nullptr));
+    }
+    EXPECT_EQ(dp::cuda_current_device(), n - 1);  // stayed: cuda:0 has no context to return to
+  }).join();
+  EXPECT_FALSE(dp::cuda_primary_context_active(0));
 }
 
 TEST(CudaRuntime, StreamPriorities) {

@@ -164,6 +164,15 @@ TEST(NcclDevice, MoreRanksThanGpusIsRefused) {
   }
 }
 
+// Slurm's per-task binding (--gpus-per-task=1): every rank of a 4-rank node sees only its own
+// GPU, as cuda:0. The launcher has compared the GPUs' UUIDs and passes the device it planned;
+// counting one visible GPU against 4 local ranks must not refuse that.
+TEST(NcclDevice, ExplicitDeviceUnderPerTaskGpuBinding) {
+  for (int lr = 0; lr < 4; ++lr) EXPECT_EQ(dp::select_nccl_device(4 + lr, "n1", lr, 4, 1, 0), 0);
+  EXPECT_THROW(dp::select_nccl_device(4, "n1", 0, 4, 1, -1), dp::Error);  // no device named
+  EXPECT_THROW(dp::select_nccl_device(4, "n1", 0, 4, 1, 1), dp::Error);   // not visible
+}
+
 TEST(NcclDevice, NoGpuOrBadDeviceIsRefused) {
   EXPECT_THROW(dp::select_nccl_device(0, "n0", 0, 1, 0, -1), dp::Error);
   EXPECT_THROW(dp::select_nccl_device(0, "n0", 0, 1, 2, 2), dp::Error);
@@ -292,6 +301,9 @@ TEST(NcclSolo, ReadyEventAndBlockStreamOrderTheStreams) {
   Buffers b{compute, {}};
   void* send = b.sentinel(n * 4);
   void* recv = b.sentinel(n * 4);
+  // Loads NCCL's kernel for this op now: with lazy module loading its first launch may wait
+  // for the spinning kernel below and block the host in the issue.
+  comm->allreduce(send, recv, 1, NcclDType::f32, ReduceOp::avg, ready_on(compute).get())->wait();
   compute.synchronize();
   // "Backward": slow, then writes the gradients.
   dp::test::launch_spin(compute.get(), 1000);
@@ -378,7 +390,10 @@ TEST(NcclSolo, WaitTimeoutAbortsAndNamesTheCollective) {
   CudaStream compute(0);
   DeviceBuffer buf(1 << 20, compute.get(), 0);
   DP_CUDA_CHECK(cudaMemsetAsync(buf.data(), 0, 1 << 20, compute.get()));
-  comm->allreduce(buf.data(), 16, NcclDType::f32, ReduceOp::sum, ready_on(compute).get())->wait();
+  // The same op first: a world of one runs an avg as a kernel of NCCL's, and with lazy module
+  // loading (CUDA 12.2+ default) its first launch may wait for the spinning kernel below,
+  // blocking the host in the issue until the collective could run after all.
+  comm->allreduce(buf.data(), 16, NcclDType::f32, ReduceOp::avg, ready_on(compute).get())->wait();
   // The ready event completes only after a 1.5 s kernel: the collective cannot start.
   dp::test::launch_spin(compute.get(), 1500);
   CudaEvent ready = ready_on(compute);

@@ -161,7 +161,10 @@ TEST(NcclGroup, TimeoutAbortsAndFailsEveryPendingWork) {
   auto pg = solo(o);
   Tensor t = on_gpu(values(0, 1001, 1), 0);
   Tensor u = on_gpu(values(0, 17, 2), 0);
-  pg->allreduce(t, ReduceOp::sum, "warm-up")->wait(60s);
+  // Both ops once before the spin: a world of one runs the avg as a kernel of NCCL's, whose
+  // first launch (lazy module loading) may wait for the spinning kernel, blocking the issue.
+  pg->allreduce(t, ReduceOp::avg, "warm-up")->wait(60s);
+  pg->allreduce(u, ReduceOp::sum, "warm-up")->wait(60s);
   // The compute stream is busy for 2 s: the collectives' ready event cannot complete, so
   // they cannot start within their 300 ms deadline.
   dp::test::launch_spin(dp::compute_stream(0), 2000);

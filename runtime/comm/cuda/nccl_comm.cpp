@@ -182,18 +182,21 @@ int select_nccl_device(int rank, const std::string& host, int local_rank, int lo
            rank, host);
   DP_CHECK(local_rank >= 0 && local_rank < local_size,
            "rank {}: local rank {} is outside 0..{} on {}", rank, local_rank, local_size - 1, host);
-  DP_CHECK(local_size <= visible_gpus,
-           "rank {}: {} ranks run on {} but only {} GPU(s) are visible there; NCCL refuses two "
-           "ranks on one GPU. Start at most {} rank(s) per node, or use --backend mpi "
-           "--allow-device-sharing to let ranks share a GPU",
-           rank, local_size, host, visible_gpus, visible_gpus);
   if (requested >= 0) {
+    // Chosen by the caller, who may know better than a count: under Slurm's per-task binding
+    // every rank sees only its own GPU, as cuda:0 (dprun's launcher compares the GPUs' UUIDs,
+    // check_device_sharing). Two ranks on one GPU still fail, in NCCL's set-up.
     DP_CHECK(requested < visible_gpus,
              "rank {}: device cuda:{} was requested but {} has {} visible GPU(s) (cuda:0..{})",
              rank, requested, host, visible_gpus, visible_gpus - 1);
     return requested;
   }
-  return local_rank % visible_gpus;
+  DP_CHECK(local_size <= visible_gpus,
+           "rank {}: {} ranks run on {} but only {} GPU(s) are visible there; NCCL refuses two "
+           "ranks on one GPU. Start at most {} rank(s) per node, or use --backend mpi "
+           "--allow-device-sharing to let ranks share a GPU",
+           rank, local_size, host, visible_gpus, visible_gpus);
+  return local_rank;
 }
 
 // ---------------------------------------------------------------------------------------

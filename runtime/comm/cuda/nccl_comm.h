@@ -6,8 +6,9 @@
 // rank calls ncclCommInitRankConfig with a NON-BLOCKING config and polls
 // ncclCommGetAsyncError until set-up is over, aborting it at a deadline. Non-blocking is
 // what makes the deadline possible: a blocking init whose peer never arrives never returns.
-// Device rule: local rank r drives cuda:r, and only when the node has at least as many
-// visible GPUs as ranks (NCCL refuses two ranks on one GPU).
+// Device rule: an explicit device (options.device, dprun's launcher passes the one it planned)
+// is used as given; otherwise local rank r drives cuda:r, and only when the node has at least
+// as many visible GPUs as ranks (NCCL refuses two ranks on one GPU).
 //
 // Collectives take raw device pointers and run on the communicator's own stream. `ready` is
 // an event the caller recorded on its compute stream after writing the input; the comm
@@ -60,7 +61,9 @@ struct NcclCommOptions {
 };
 
 // The device a rank drives with NCCL, or a dp::Error that says why there is none.
-// `requested` < 0 means cuda:<local_rank>. Pure, so that it is testable without a GPU.
+// `requested` < 0 means cuda:<local_rank>, which needs local_size <= visible_gpus; a requested
+// device need only be visible (per-task GPU binding shows each rank one GPU as cuda:0). Pure,
+// so that it is testable without a GPU.
 int select_nccl_device(int rank, const std::string& host, int local_rank, int local_size,
                        int visible_gpus, int requested);
 

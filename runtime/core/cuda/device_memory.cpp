@@ -10,6 +10,7 @@
 #include "runtime/core/cuda/pinned.h"
 #include "runtime/core/cuda/stream.h"
 #include "runtime/core/device.h"
+#include "runtime/core/error.h"
 
 namespace dp {
 
@@ -38,6 +39,15 @@ void* cuda_host_alloc_zeroed(size_t bytes, std::shared_ptr<void>* owner) {
   void* p = buf->data();
   *owner = std::move(buf);
   return p;
+}
+
+void cuda_set_current_device(int device) {
+  const cudaError_t e = cudaSetDevice(device);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail("cannot make cuda:{} the current device: {} ({}); check CUDA_VISIBLE_DEVICES", device,
+         cudaGetErrorString(e), cudaGetErrorName(e));
+  }
 }
 
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {

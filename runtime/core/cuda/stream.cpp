@@ -1,5 +1,7 @@
 #include "runtime/core/cuda/stream.h"
 
+#include <cuda.h>  // CUresult and CUdevice only: the driver is reached through the runtime
+
 #include "runtime/core/cuda/cuda_check.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
@@ -19,6 +21,55 @@ bool cuda_query_done(cudaError_t result, const char* call) {
     return false;
   }
   cuda_fail(call, result, __FILE__, __LINE__);
+}
+
+namespace {
+
+// Two driver functions, looked up once through the runtime (cudaGetDriverEntryPoint*), so that
+// nothing links libcuda directly and a machine without a driver still runs the CPU path.
+struct DriverContextApi {
+  CUresult(CUDAAPI* device_get)(CUdevice*, int) = nullptr;
+  CUresult(CUDAAPI* primary_ctx_get_state)(CUdevice, unsigned int*, int*) = nullptr;
+};
+
+void* driver_symbol(const char* name) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult status = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+  const cudaError_t e =
+      cudaGetDriverEntryPointByVersion(name, &fn, 12000, cudaEnableDefault, &status);
+#else
+  const cudaError_t e = cudaGetDriverEntryPoint(name, &fn, cudaEnableDefault, &status);
+#endif
+  if (e != cudaSuccess || status != cudaDriverEntryPointSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return fn;
+}
+
+const DriverContextApi& driver_context_api() {
+  static const DriverContextApi api = [] {
+    DriverContextApi a;
+    a.device_get = reinterpret_cast<decltype(a.device_get)>(driver_symbol("cuDeviceGet"));
+    a.primary_ctx_get_state = reinterpret_cast<decltype(a.primary_ctx_get_state)>(
+        driver_symbol("cuDevicePrimaryCtxGetState"));
+    return a;
+  }();
+  return api;
+}
+
+}  // namespace
+
+bool cuda_primary_context_active(int device) {
+  const DriverContextApi& api = driver_context_api();
+  if (!api.device_get || !api.primary_ctx_get_state) return true;  // unknown
+  CUdevice dev = 0;
+  unsigned int flags = 0;
+  int active = 0;
+  if (api.device_get(&dev, device) != CUDA_SUCCESS) return true;
+  if (api.primary_ctx_get_state(dev, &flags, &active) != CUDA_SUCCESS) return true;
+  return active != 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -45,6 +96,8 @@ DeviceGuard::DeviceGuard(int device) {
 
 DeviceGuard::~DeviceGuard() {
   if (!changed_) return;
+  // Restoring a device nothing in this process has used would create its context (stream.h).
+  if (!cuda_primary_context_active(previous_)) return;
   cudaError_t e = cudaSetDevice(previous_);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();

@@ -22,14 +22,24 @@ int cuda_current_device();
 // usual check after a kernel launch) would report it as that kernel's failure.
 bool cuda_query_done(cudaError_t result, const char* call);
 
+// Whether `device`'s primary context is active in this process (asked of the driver through
+// the runtime's driver entry point; true when that cannot be determined).
+bool cuda_primary_context_active(int device);
+
 // Makes `device` current for the scope, restores the previous device at its end. Every
 // object below remembers its device and uses a guard, so callers never have to think about
 // which device is current (a CUDA object used from the wrong device fails with
 // cudaErrorInvalidResourceHandle or, worse, allocates on the wrong GPU).
+//
+// Except: a previous device whose primary context is not active is NOT restored (PyTorch's
+// guard does the same). A thread that never chose a device reports cuda:0, and since CUDA 12
+// cudaSetDevice creates the context of the device it switches to, so restoring would put a
+// context (hundreds of MiB) on cuda:0 from every rank of a node that drives another GPU. Such
+// a thread simply stays on the guard's device.
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device);
-  ~DeviceGuard();  // restores; a failure there is logged, not thrown
+  ~DeviceGuard();  // restores (see above); a failure there is logged, not thrown
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
 
