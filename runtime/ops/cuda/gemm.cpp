@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "runtime/core/cuda/cuda_check.h"
+#include "runtime/core/cuda/stream.h"
 #include "runtime/core/error.h"
 #include "runtime/ops/cuda/gemm_epilogue.h"
 
@@ -158,21 +159,6 @@ struct Preference {
   void set_u32(cublasLtMatmulPreferenceAttributes_t attr, uint32_t v) {
     DP_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &v, sizeof(v)));
   }
-};
-
-// Restores the caller's current device on every exit path.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    DP_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) DP_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
 };
 
 template <typename T>
