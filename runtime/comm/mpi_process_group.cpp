@@ -155,11 +155,11 @@ WorkPtr MpiProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& ta
     // The device-to-host copy happens now, on the caller's thread: the compute stream then
     // orders it after the kernels that produced `t`, and later kernels may overwrite `t`
     // only after wait() anyway. The copy back runs on the communication thread.
-    Tensor host = t.to(Device::cpu());
+    std::shared_ptr<Tensor> host = stage_out(t);
     return enqueue(describe_allreduce(t, op, tag) + " (host-staged)",
                    [this, t, host, op](const Work& w) mutable {
-                     run_allreduce(host, op, w);
-                     t.copy_(host);
+                     run_allreduce(*host, op, w);
+                     stage_back(*host, t);
                    });
   }
   return enqueue(describe_allreduce(t, op, tag),
@@ -170,11 +170,11 @@ WorkPtr MpiProcessGroup::broadcast(Tensor& t, int root, const std::string& tag) 
   check_broadcast(t, root, size_, tag);
   if (t.is_cuda()) {
     // Only the root's bytes matter; the others copy theirs too, to keep the ranks alike.
-    Tensor host = t.to(Device::cpu());
+    std::shared_ptr<Tensor> host = stage_out(t);
     return enqueue(describe_broadcast(t, root, tag) + " (host-staged)",
                    [this, t, host, root](const Work& w) mutable {
-                     run_broadcast(host, root, w);
-                     t.copy_(host);
+                     run_broadcast(*host, root, w);
+                     stage_back(*host, t);
                    });
   }
   return enqueue(describe_broadcast(t, root, tag),
@@ -184,12 +184,12 @@ WorkPtr MpiProcessGroup::broadcast(Tensor& t, int root, const std::string& tag) 
 WorkPtr MpiProcessGroup::allgather(const Tensor& in, Tensor& out, const std::string& tag) {
   check_allgather(in, out, size_, tag);
   if (in.is_cuda()) {  // check_allgather made sure `out` is on the same device
-    Tensor host_in = in.to(Device::cpu());
-    Tensor host_out = Tensor::zeros(out.shape(), out.dtype());
+    std::shared_ptr<Tensor> host_in = stage_out(in);
+    std::shared_ptr<Tensor> host_out = staging_.acquire(out.shape(), out.dtype());
     return enqueue(describe_allgather(in, out, tag) + " (host-staged)",
                    [this, host_in, host_out, out](const Work& w) mutable {
-                     run_allgather(host_in, host_out, w);
-                     out.copy_(host_out);
+                     run_allgather(*host_in, *host_out, w);
+                     stage_back(*host_out, out);
                    });
   }
   return enqueue(describe_allgather(in, out, tag),
@@ -199,6 +199,20 @@ WorkPtr MpiProcessGroup::allgather(const Tensor& in, Tensor& out, const std::str
 WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
   return enqueue(describe_barrier(tag),
                  [this](const Work& w) { check_mpi(MPI_Barrier(comm_), "MPI_Barrier", w); });
+}
+
+std::shared_ptr<Tensor> MpiProcessGroup::stage_out(const Tensor& t) {
+  std::shared_ptr<Tensor> host = staging_.acquire(t.shape(), t.dtype());
+  host->copy_(t);  // waits for the compute stream up to here: the bytes are on the host
+  return host;
+}
+
+void MpiProcessGroup::stage_back(const Tensor& host, Tensor& t) {
+  // From pinned memory the copy is asynchronous; the staging buffer returns to the pool when
+  // this task ends, and its next user may write it from the host (an all-gather's output), so
+  // the copy must have read it by then.
+  t.copy_(host);
+  cuda_sync(t.device().index);
 }
 
 Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {

@@ -46,6 +46,7 @@
 #include <mpi.h>
 #include "runtime/comm/process_group.h"
 #include "runtime/comm/shm_allreduce.h"
+#include "runtime/comm/staging_pool.h"
 
 namespace dp {
 
@@ -90,6 +91,8 @@ class MpiProcessGroup : public ProcessGroup {
 
   // Whether allocate() gives shared-memory buffers (the same answer on every rank).
   bool uses_shared_memory() const { return shm_ != nullptr; }
+  // Page-locked buffers made so far for staging CUDA tensors (reused: stable in a steady state).
+  size_t staging_buffers() const { return staging_.allocations(); }
 
  private:
   struct Task {
@@ -99,6 +102,9 @@ class MpiProcessGroup : public ProcessGroup {
 
   WorkPtr enqueue(std::string description, std::function<void(const Work&)> run);
   void comm_loop();
+  // Host staging of CUDA tensors through pinned buffers from staging_.
+  std::shared_ptr<Tensor> stage_out(const Tensor& t);
+  static void stage_back(const Tensor& host, Tensor& t);
   void run_allreduce(Tensor t, ReduceOp op, const Work& w);
   void run_broadcast(Tensor t, int root, const Work& w) const;
   void run_allgather(const Tensor& in, Tensor out, const Work& w) const;
@@ -113,8 +119,9 @@ class MpiProcessGroup : public ProcessGroup {
   std::deque<Task> queue_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
-  MPI_Op bf16_sum_ = MPI_OP_NULL;      // bfloat16 addition in float32, rounded per combine
-  std::vector<float> ring_scratch_;    // used by the communication thread only
+  MPI_Op bf16_sum_ = MPI_OP_NULL;    // bfloat16 addition in float32, rounded per combine
+  std::vector<float> ring_scratch_;  // used by the communication thread only
+  StagingPool staging_{[](const Shape& s, DType d) { return Tensor::pinned_zeros(s, d); }};
   std::unique_ptr<ShmAllreduce> shm_;  // after construction, used by the comm thread only
   std::thread thread_;
 };

@@ -68,6 +68,9 @@ void cuda_copy(void*, Device, const void*, Device, size_t) {
 void cuda_zero(void*, int, size_t) {
   no_cuda();
 }
+void cuda_sync(int) {
+  no_cuda();
+}
 void* cuda_host_alloc_zeroed(size_t, std::shared_ptr<void>*) {
   no_cuda();
 }

@@ -39,6 +39,8 @@ GpuInfo cuda_device_info(int index);
 void* cuda_alloc_zeroed(size_t bytes, int device, std::shared_ptr<void>* owner);
 void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void cuda_zero(void* p, int device, size_t bytes);
+// Waits until everything queued on the device's compute stream so far has run.
+void cuda_sync(int device);
 // Zero-initialised page-locked ("pinned") host memory, portable to every device: copies from
 // it to a device are truly asynchronous (and faster), so the source must stay unchanged
 // until the stream has passed the copy. `owner` frees it.

@@ -68,6 +68,11 @@ void cuda_copy(void* dst, Device dst_device, const void* src, Device src_device,
   if (dst_device.is_cpu()) DP_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+void cuda_sync(int device) {
+  DeviceGuard guard(device);
+  DP_CUDA_CHECK(cudaStreamSynchronize(compute_stream(device)));
+}
+
 void cuda_zero(void* p, int device, size_t bytes) {
   if (bytes == 0) return;
   DeviceGuard guard(device);
