@@ -13,9 +13,4 @@ void cublas_fail(const char* call, cublasStatus_t s, const char* file, int line)
        cublasGetStatusName(s));
 }
 
-void nccl_fail(const char* call, ncclResult_t r, const char* file, int line) {
-  fail("{} failed at {}:{}: {} (NCCL {}; NCCL_DEBUG=WARN tells more)", call, file, line,
-       ncclGetErrorString(r), static_cast<int>(r));
-}
-
 }  // namespace dp
