@@ -99,7 +99,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb, "1"), "cap of the first gradient bucket in MiB (fractions allowed)")
       ("bucket-cap-mb", po::value(&t.bucket_cap_mb)->default_value(t.bucket_cap_mb, "25"), "cap of the other gradient buckets in MiB (fractions allowed)")
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
-      ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, or bf16_compress: all-reduce each gradient bucket as bfloat16 (half the bytes on the wire, gradients rounded to 8 bits once per step; PyTorch's bf16_compress_hook)")
+      ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, bf16_compress or fp16_compress. bf16_compress: all-reduce each gradient bucket as bfloat16 (half the bytes on the wire, gradients rounded to 8 bits once per step; PyTorch's bf16_compress_hook). fp16_compress: the same as IEEE float16 (11 bits), each rank dividing by the world size before the cast and the ranks summing (PyTorch's fp16_compress_hook); values beyond ±65504 overflow; bf16_compress keeps float32's range")
       ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
       ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
       ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");

@@ -15,12 +15,13 @@ void check_tensor(const Tensor& t, const char* role, const std::string& op,
   switch (t.dtype()) {
     case DType::f32:
     case DType::i32:
-    case DType::bf16:  // what the bf16 comm hook puts on the wire; summed in float32
+    case DType::bf16:  // what the compressing comm hooks put on the wire; summed in float32
+    case DType::f16:
       return;
   }
   fail(
       "{} '{}': the {} tensor has an unsupported dtype {} (code {}); collectives take float32, "
-      "int32 and bfloat16",
+      "int32, bfloat16 and float16",
       op, tag, role, dtype_name(t.dtype()), static_cast<int>(t.dtype()));
 }
 
@@ -34,10 +35,10 @@ void check_allreduce(const Tensor& t, ReduceOp op, const std::string& tag) {
            tag, t.str());
   // Rejected on every backend alike (NCCL could do them), so that a program behaves the same
   // whichever backend runs it; gradient compression needs only sum and avg.
-  DP_CHECK(t.dtype() != DType::bf16 || op == ReduceOp::sum || op == ReduceOp::avg,
-           "allreduce '{}': {} of {} is not supported; bfloat16 all-reduces take sum and avg "
+  DP_CHECK(!is_half_float(t.dtype()) || op == ReduceOp::sum || op == ReduceOp::avg,
+           "allreduce '{}': {} of {} is not supported; {} all-reduces take sum and avg "
            "(reduce a float32 copy for min/max)",
-           tag, reduce_op_name(op), t.str());
+           tag, reduce_op_name(op), t.str(), dtype_name(t.dtype()));
 }
 
 void check_broadcast(const Tensor& t, int root, int world_size, const std::string& tag) {

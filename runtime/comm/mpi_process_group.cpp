@@ -10,8 +10,8 @@
 
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/ring_allreduce.h"
-#include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
+#include "runtime/core/half_float.h"
 
 namespace dp {
 namespace {
@@ -33,7 +33,8 @@ MPI_Datatype mpi_type(DType t) {
       return MPI_FLOAT;
     case DType::i32:
       return MPI_INT32_T;
-    case DType::bf16:  // bytes for broadcast and allgather; all-reduces add with bf16_sum
+    case DType::bf16:  // bytes for broadcast and allgather; all-reduces add with half_sum
+    case DType::f16:
       return MPI_UINT16_T;
   }
   fail("no MPI datatype for dtype code {}", static_cast<int>(t));
@@ -52,13 +53,21 @@ MPI_Op mpi_op(ReduceOp op) {
   fail("unknown reduce op code {}", static_cast<int>(op));
 }
 
-// MPI has no bfloat16: a user-defined op adds 2-byte elements as float32 and rounds each
-// combine to nearest even, as NCCL does. Commutative (float addition is), so MPI may combine
-// in any tree; every rank still gets the same bits from the same tree.
-void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
-  const auto* a = static_cast<const bf16*>(in);
-  auto* b = static_cast<bf16*>(inout);
-  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
+// MPI has no bfloat16 (nor, portably, IEEE half): a user-defined op adds 2-byte elements of
+// type H as float32 and rounds each combine to nearest even, as NCCL does. Commutative (float
+// addition is), so MPI may combine in any tree; every rank still gets the same bits from the
+// same tree.
+template <typename H>
+void half_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const H*>(in);
+  auto* b = static_cast<H*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = narrow<H>(widen(a[i]) + widen(b[i]));
+}
+
+template <typename H>
+void scale_half(Tensor& t, float scale) {
+  H* h = t.data<H>();
+  for (size_t i = 0; i < t.numel(); ++i) h[i] = narrow<H>(widen(h[i]) * scale);
 }
 
 bool overlaps(const Tensor& a, const Tensor& b) {
@@ -94,8 +103,10 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
-  rc = MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_sum_);
+  rc = MPI_Op_create(&half_sum<bf16>, /*commute=*/1, &bf16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (bfloat16 sum) failed (MPI error {})", rc);
+  rc = MPI_Op_create(&half_sum<f16>, /*commute=*/1, &f16_sum_);
+  DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (float16 sum) failed (MPI error {})", rc);
   shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   thread_ = std::thread([this] { comm_loop(); });
 }
@@ -112,6 +123,7 @@ MpiProcessGroup::~MpiProcessGroup() {
   MPI_Finalized(&finalized);
   if (!finalized) {
     MPI_Op_free(&bf16_sum_);
+    MPI_Op_free(&f16_sum_);
     MPI_Comm_free(&comm_);
   }
 }
@@ -226,8 +238,8 @@ Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
 }
 
 void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
-  const bool is_bf16 = t.dtype() == DType::bf16;  // check_allreduce: then sum or avg
-  if (shm_ && (t.dtype() == DType::f32 || is_bf16) &&
+  const bool is_half = is_half_float(t.dtype());  // check_allreduce: then sum or avg
+  if (shm_ && (t.dtype() == DType::f32 || is_half) &&
       (op == ReduceOp::sum || op == ReduceOp::avg)) {
     // Decided alike on every rank: the same view of the same allocate()d buffer is in a
     // window everywhere or nowhere (and the shared path checks that the ranks agree).
@@ -247,14 +259,18 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
   for (size_t off = 0; off < n; off += chunk) {
     int count = int(std::min(chunk, n - off));
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()),
-                            is_bf16 ? bf16_sum_ : mpi_op(op), comm_),
+                            !is_half                   ? mpi_op(op)
+                            : t.dtype() == DType::bf16 ? bf16_sum_
+                                                       : f16_sum_,
+                            comm_),
               "MPI_Allreduce", w);
   }
   if (op == ReduceOp::avg) {
     const float scale = 1.0f / float(size_);
-    if (is_bf16) {
-      bf16* h = t.data<bf16>();
-      for (size_t i = 0; i < n; ++i) h[i] = float_to_bf16(bf16_to_float(h[i]) * scale);
+    if (t.dtype() == DType::bf16) {
+      scale_half<bf16>(t, scale);
+    } else if (t.dtype() == DType::f16) {
+      scale_half<f16>(t, scale);
     } else {
       float* f = t.f32();
       for (size_t i = 0; i < n; ++i) f[i] *= scale;

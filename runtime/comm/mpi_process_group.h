@@ -10,16 +10,17 @@
 // queued work and frees the communicator, both of which need MPI alive.
 //
 // Shared memory: when every rank of the communicator is on one node (and more than one),
-// allocate() places buffers in MPI-3 shared windows and all-reduces (sum, avg) of float32
-// and bfloat16 tensors inside them run without MPI: each rank reduces its slice of every
-// rank's buffer in place (runtime/comm/shm_allreduce.h; bfloat16 is summed in float32 and
-// rounded once). allocate() runs as a task on the communication thread, so the window's
+// allocate() places buffers in MPI-3 shared windows and all-reduces (sum, avg) of float32,
+// bfloat16 and float16 tensors inside them run without MPI: each rank reduces its slice of
+// every rank's buffer in place (runtime/comm/shm_allreduce.h; 16-bit floats are summed in
+// float32 and rounded once). allocate() runs as a task on the communication thread, so the window's
 // collective creation never overlaps another of the group's MPI calls; the windows are freed
 // when the group is destroyed, so buffers from allocate() must not be used after it.
 //
-// bfloat16 elsewhere: broadcast and allgather move the bytes; sum/avg all-reduces outside the
-// shared windows use MPI_Allreduce with a user-defined op that adds in float32 and rounds
-// each combine (like NCCL), avg scaling after. min/max of bfloat16 are rejected.
+// bfloat16 and float16 elsewhere: broadcast and allgather move the bytes; sum/avg all-reduces
+// outside the shared windows use MPI_Allreduce with a user-defined op per type that adds in
+// float32 and rounds each combine (like NCCL), avg scaling after. min/max of them are
+// rejected.
 //
 // CUDA tensors (host staging): MPI moves host memory, so a collective on a CUDA tensor copies
 // it to the host on the calling thread (on the device's compute stream, after the kernels
@@ -120,6 +121,7 @@ class MpiProcessGroup : public ProcessGroup {
   uint64_t next_seq_ = 1;
   bool stop_ = false;
   MPI_Op bf16_sum_ = MPI_OP_NULL;    // bfloat16 addition in float32, rounded per combine
+  MPI_Op f16_sum_ = MPI_OP_NULL;     // the same for float16
   std::vector<float> ring_scratch_;  // used by the communication thread only
   StagingPool staging_{[](const Shape& s, DType d) { return Tensor::pinned_zeros(s, d); }};
   std::unique_ptr<ShmAllreduce> shm_;  // after construction, used by the comm thread only

@@ -19,8 +19,8 @@
 
 #include <fmt/format.h>
 
-#include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
+#include "runtime/core/half_float.h"
 
 namespace dp {
 
@@ -117,32 +117,51 @@ void reduce_slice(float* const* b, int n, size_t begin, size_t end, bool average
   }
 }
 
-// The bfloat16 twin of reduce_slice: widened (exactly), summed in float32 in the same fixed
-// order, scaled, and rounded once to nearest even. One rounding, not one per rank, keeps the
-// result the float32 reduction of the bfloat16 inputs (the order stays fixed, so the bits are
-// still the same on every rank).
-void reduce_slice_bf16(bf16* const* b, int n, size_t begin, size_t end, bool average) {
+// The 16-bit twin of reduce_slice (H: bf16 or f16): widened (exactly), summed in float32 in
+// the same fixed order, scaled, and rounded once to nearest even. One rounding, not one per
+// rank, keeps the result the float32 reduction of the 16-bit inputs (the order stays fixed,
+// so the bits are still the same on every rank).
+template <typename H>
+void reduce_slice_half(H* const* b, int n, size_t begin, size_t end, bool average) {
   const float scale = 1.0f / static_cast<float>(n);
   constexpr size_t kBlock = 1024;
   alignas(kLine) float acc[kBlock];
-  alignas(kLine) bf16 out[kBlock];
+  alignas(kLine) H out[kBlock];
   for (size_t lo = begin; lo < end; lo += kBlock) {
     const size_t m = std::min(kBlock, end - lo);
     {
-      const bf16* __restrict x = b[0] + lo;
-      const bf16* __restrict y = b[1] + lo;
-      for (size_t j = 0; j < m; ++j) acc[j] = bf16_to_float(x[j]) + bf16_to_float(y[j]);
+      const H* __restrict x = b[0] + lo;
+      const H* __restrict y = b[1] + lo;
+      for (size_t j = 0; j < m; ++j) acc[j] = widen(x[j]) + widen(y[j]);
     }
     for (int q = 2; q < n; ++q) {
-      const bf16* __restrict x = b[q] + lo;
-      for (size_t j = 0; j < m; ++j) acc[j] += bf16_to_float(x[j]);
+      const H* __restrict x = b[q] + lo;
+      for (size_t j = 0; j < m; ++j) acc[j] += widen(x[j]);
     }
     if (average) {
       for (size_t j = 0; j < m; ++j) acc[j] *= scale;
     }
-    for (size_t j = 0; j < m; ++j) out[j] = float_to_bf16(acc[j]);
-    for (int q = 0; q < n; ++q) std::memcpy(b[q] + lo, out, m * sizeof(bf16));
+    for (size_t j = 0; j < m; ++j) out[j] = narrow<H>(acc[j]);
+    for (int q = 0; q < n; ++q) std::memcpy(b[q] + lo, out, m * sizeof(H));
   }
+}
+
+void reduce_slice_of(float* const* b, int n, size_t begin, size_t end, bool average) {
+  reduce_slice(b, n, begin, end, average);
+}
+template <typename H>
+void reduce_slice_of(H* const* b, int n, size_t begin, size_t end, bool average) {
+  reduce_slice_half(b, n, begin, end, average);
+}
+
+// Points `ptrs` at every rank's view of the tensor at `offset` in `buf` (one vector per
+// element type: no pointer punning) and reduces slice [begin, end) of it.
+template <typename T>
+void reduce_views(std::vector<T*>& ptrs, const ShmBuffer& buf, size_t offset, int n, size_t begin,
+                  size_t end, bool average) {
+  ptrs.resize(size_t(n));
+  for (int q = 0; q < n; ++q) ptrs[size_t(q)] = reinterpret_cast<T*>(buf.data[size_t(q)] + offset);
+  reduce_slice_of(ptrs.data(), n, begin, end, average);
 }
 
 }  // namespace
@@ -401,8 +420,9 @@ void ShmAllreduce::barrier(int which, uint64_t seq, const std::string& what) {
 void ShmAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
                              const std::string& what) {
   const DType dtype = t.dtype();
-  DP_CHECK(dtype == DType::f32 || dtype == DType::bf16,
-           "collective #{} ({}): the shared-memory all-reduce takes float32 and bfloat16, not {}",
+  DP_CHECK(dtype == DType::f32 || is_half_float(dtype),
+           "collective #{} ({}): the shared-memory all-reduce takes float32, bfloat16 and "
+           "float16, not {}",
            seq, what, dtype_name(dtype));
   const size_t es = dtype_size(dtype);
   const size_t offset = size_t(static_cast<char*>(t.raw()) - buf.data[size_t(rank_)]);
@@ -441,7 +461,7 @@ void ShmAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average, uint
     }
   }
   if (mismatch.empty()) {
-    // Slices start on multiples of one cache line of the tensor (16 floats, 32 bfloat16s),
+    // Slices start on multiples of one cache line of the tensor (16 floats, 32 16-bit values),
     // so that two ranks never write into the same line.
     const size_t align = kLine / es;
     const size_t per = (n + size_t(size_) - 1) / size_t(size_);
@@ -449,17 +469,11 @@ void ShmAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average, uint
     const size_t begin = std::min(n, size_t(rank_) * chunk), end = std::min(n, begin + chunk);
     if (begin < end) {
       if (dtype == DType::bf16) {
-        ptrs_bf16_.resize(size_t(size_));
-        for (int q = 0; q < size_; ++q) {
-          ptrs_bf16_[size_t(q)] = reinterpret_cast<bf16*>(buf.data[size_t(q)] + offset);
-        }
-        reduce_slice_bf16(ptrs_bf16_.data(), size_, begin, end, average);
+        reduce_views(ptrs_bf16_, buf, offset, size_, begin, end, average);
+      } else if (dtype == DType::f16) {
+        reduce_views(ptrs_f16_, buf, offset, size_, begin, end, average);
       } else {
-        ptrs_f32_.resize(size_t(size_));
-        for (int q = 0; q < size_; ++q) {
-          ptrs_f32_[size_t(q)] = reinterpret_cast<float*>(buf.data[size_t(q)] + offset);
-        }
-        reduce_slice(ptrs_f32_.data(), size_, begin, end, average);
+        reduce_views(ptrs_f32_, buf, offset, size_, begin, end, average);
       }
     }
   }

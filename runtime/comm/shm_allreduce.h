@@ -4,10 +4,11 @@
 // maps, and an all-reduce of float32 in them needs no message at all: after a barrier, rank
 // r sums slice r of every rank's buffer (in rank order, so the result is bit-identical on
 // every rank and run to run) and writes the sum into every rank's buffer; a second barrier
-// ends it (bfloat16 buffers: widened and summed in float32, rounded once). Per rank that is one
-// read and one write of the buffer in memory traffic, no copies and no scratch, where the ring
-// (reduce-scatter + all-gather over MPI_Sendrecv, copies through the MPI library) moves about 3.5x
-// the buffer: on a node whose cores are busy with backward, that traffic is training time.
+// ends it (bfloat16 and float16 buffers: widened and summed in float32, rounded once). Per rank
+// that is one read and one write of the buffer in memory traffic, no copies and no scratch, where
+// the ring (reduce-scatter + all-gather over MPI_Sendrecv, copies through the MPI library) moves
+// about 3.5x the buffer: on a node whose cores are busy with backward, that traffic is training
+// time.
 //
 // Who touches a buffer when (why no lock is needed). Rank r's buffer B_r of a bucket is
 // written by rank r's own threads (backward, zero_grad, the optimizer) only outside its
@@ -73,10 +74,10 @@ class ShmAllreduce {
 
   // In place over `t`, which lies in `buf`: sum (or average) over the ranks. Every rank
   // calls it with the same tensor position, size and dtype; `seq` and `what` (the
-  // collective's number and description) name it in errors. float32 and bfloat16: a
-  // bfloat16 tensor is widened, summed in float32 in rank order, scaled (avg) and rounded
+  // collective's number and description) name it in errors. float32, bfloat16 and float16:
+  // a 16-bit tensor is widened, summed in float32 in rank order, scaled (avg) and rounded
   // once, to nearest even, so the result is bit-identical on every rank and is the float32
-  // reduction of the bfloat16 inputs, rounded (what the bf16 comm hook wants: no error
+  // reduction of the 16-bit inputs, rounded (what the compressing comm hooks want: no error
   // piles up per rank).
   void allreduce(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
                  const std::string& what);
@@ -99,6 +100,7 @@ class ShmAllreduce {
   // Every rank's view of the tensor being reduced (one per dtype: no pointer punning).
   std::vector<float*> ptrs_f32_;
   std::vector<bf16*> ptrs_bf16_;
+  std::vector<f16*> ptrs_f16_;
 };
 
 }  // namespace dp

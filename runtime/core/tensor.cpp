@@ -1,6 +1,6 @@
 #include "runtime/core/tensor.h"
 
-#include "runtime/core/bf16.h"
+#include "runtime/core/half_float.h"
 
 #include <algorithm>
 #include <cmath>
@@ -161,17 +161,27 @@ void Tensor::copy_(const Tensor& src) {
   }
 }
 
+namespace {
+
+template <typename H>
+std::vector<float> widened(const Tensor& t) {
+  const size_t n = t.numel();
+  std::vector<H> h(n);
+  if (n > 0 && t.is_cuda())
+    cuda_copy(h.data(), Device::cpu(), t.raw(), t.device(), t.nbytes());
+  else if (n > 0)
+    std::memcpy(h.data(), t.raw(), t.nbytes());
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = widen(h[i]);
+  return v;
+}
+
+}  // namespace
+
 std::vector<float> Tensor::to_vector() const {
-  if (dtype_ == DType::bf16) {  // widened (exactly) for the caller
-    std::vector<bf16> h(numel_);
-    if (numel_ > 0 && is_cuda())
-      cuda_copy(h.data(), Device::cpu(), raw(), device(), nbytes());
-    else if (numel_ > 0)
-      std::memcpy(h.data(), raw(), nbytes());
-    std::vector<float> v(numel_);
-    for (size_t i = 0; i < numel_; ++i) v[i] = bf16_to_float(h[i]);
-    return v;
-  }
+  // 16-bit floats are widened (exactly) for the caller.
+  if (dtype_ == DType::bf16) return widened<bf16>(*this);
+  if (dtype_ == DType::f16) return widened<f16>(*this);
   check_dtype(DType::f32);
   std::vector<float> v(numel_);
   if (numel_ == 0) return v;

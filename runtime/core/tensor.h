@@ -104,7 +104,7 @@ class Tensor {
   void zero_();
   void fill_(float v);                   // float32
   void copy_(const Tensor& src);         // same numel and dtype, any devices
-  std::vector<float> to_vector() const;  // float32 (or bfloat16, widened), to the host
+  std::vector<float> to_vector() const;  // float32 (or bfloat16/float16, widened), to the host
 
   std::string str() const;  // "float32[64, 784]"
 

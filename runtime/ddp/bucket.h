@@ -16,8 +16,9 @@ struct Bucket {
   std::vector<size_t> params;   // indices into the Reducer's parameter list
   std::vector<size_t> offsets;  // element offset of each member's view in `flat`
   Tensor flat;                  // float32 [numel]
-  // What the all-reduce runs on under a comm hook (bf16_compress: bfloat16 [numel], cast
-  // from `flat` at launch and widened back into it when waited); undefined without one.
+  // What the all-reduce runs on under a comm hook (bf16_compress: bfloat16 [numel],
+  // fp16_compress: float16 [numel]; cast from `flat` at launch and widened back into it when
+  // waited); undefined without one.
   Tensor wire;
   size_t pending = 0;   // members not yet ready in this backward
   WorkPtr work;         // the in-flight all-reduce of this step, if launched

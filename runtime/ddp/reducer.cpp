@@ -209,14 +209,16 @@ void Reducer::launch(Bucket& b) {
     case CommHook::none:
       b.work = pg_.allreduce(b.flat, ReduceOp::avg, b.tag);
       return;
+    // On the gradients' device (CUDA: the compute stream, which the collective then waits
+    // for); widened back in finish(), once the all-reduce is waited.
     case CommHook::bf16_compress:
-      // On the gradients' device (CUDA: the compute stream, which the collective then waits
-      // for); widened back in finish(), once the all-reduce is waited.
       bf16_compress(b.flat, b.wire);
-      b.work = pg_.allreduce(b.wire, ReduceOp::avg, b.tag);
-      return;
+      break;
+    case CommHook::fp16_compress:
+      fp16_compress(b.flat, b.wire, pg_.size());  // divides the float32 bucket by the world
+      break;
   }
-  fail("unknown comm hook code {}", static_cast<int>(opt_.comm_hook));
+  b.work = pg_.allreduce(b.wire, comm_hook_reduce_op(opt_.comm_hook), b.tag);
 }
 
 void Reducer::launch_ready_in_order() {
@@ -275,7 +277,7 @@ void Reducer::finish() {
   stats_.spans.clear();
   for (Bucket& b : buckets_) {
     wait_bucket(b);
-    if (b.wire.defined()) bf16_decompress(b.wire, b.flat);  // the gradient views
+    if (b.wire.defined()) decompress(b.wire, b.flat);  // the gradient views
     stats_.spans.push_back(
         {b.index, b.wire_bytes(), b.ready_us, b.work->start_us(), b.work->end_us()});
   }

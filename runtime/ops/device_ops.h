@@ -64,6 +64,12 @@ void relu_forward_bf16(int device, size_t n, const bf16* x, bf16* y);
 void relu_backward_bf16(int device, size_t n, const bf16* x, const bf16* dy, bf16* dx);
 void col_sum_accumulate_bf16(int device, size_t rows, size_t cols, const bf16* x, float* out);
 
+// float32 <-> IEEE half (the fp16_compress comm hook), the twins of runtime/ops/cpu/f16_ops.h:
+// __float2half_rn (nearest even, overflow to infinity) and the exact __half2float. `f16`
+// pointers are device arrays of the bits of __half.
+void f32_to_f16(int device, size_t n, const float* x, f16* y);
+void f16_to_f32(int device, size_t n, const f16* x, float* y);
+
 // Fused optimizer updates (runtime/ops/cuda/optim.h).
 void sgd_update(int device, size_t n, float lr, float momentum, float dampening, float weight_decay,
                 bool nesterov, bool first, float* param, const float* grad, float* buf);

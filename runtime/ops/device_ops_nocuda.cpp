@@ -48,6 +48,12 @@ void f32_to_bf16(int, size_t, const float*, bf16*) {
 void bf16_to_f32(int, size_t, const bf16*, float*) {
   no_cuda("bf16_to_f32");
 }
+void f32_to_f16(int, size_t, const float*, f16*) {
+  no_cuda("f32_to_f16");
+}
+void f16_to_f32(int, size_t, const f16*, float*) {
+  no_cuda("f16_to_f32");
+}
 void relu_forward_bf16(int, size_t, const bf16*, bf16*) {
   no_cuda("relu_forward_bf16");
 }

@@ -55,8 +55,9 @@ struct TrainConfig {
   double bucket_cap_mb = 25.0;
   bool overlap = true;
   bool find_unused_parameters = false;
-  // none, or bf16_compress: each bucket is all-reduced as bfloat16 (half the bytes on the
-  // wire) and widened back into the float32 gradients (runtime/ddp/comm_hook.h).
+  // none, bf16_compress or fp16_compress: each bucket is all-reduced as bfloat16 or float16
+  // (half the bytes on the wire) and widened back into the float32 gradients
+  // (runtime/ddp/comm_hook.h).
   std::string comm_hook = "none";
   bool shared_memory = true;  // intra-node all-reduce through shared-memory bucket buffers
   double timeout_s = 300;

@@ -80,22 +80,25 @@ else
 fi
 grep -q "bf16 mixed precision" "$WORK/outb.txt" && pass "header names the precision" ||
   fail "header does not name bf16 mixed precision"
-# The bf16 gradient compression hook, over the shared-memory path and over MPI.
-for shm in "" --no-shm; do
-  if mpi 2 "${ARGS[@]}" --comm-hook bf16_compress $shm --log-json "$WORK/hook$shm.jsonl" >"$WORK/outh.txt" 2>&1; then
-    pass "--comm-hook bf16_compress $shm exits 0"
-  else
-    fail "--comm-hook bf16_compress $shm exited non-zero"; cat "$WORK/outh.txt"
-  fi
+# The bf16 and fp16 gradient compression hooks, over the shared-memory path and over MPI.
+for hook in bf16 fp16; do
+  for shm in "" --no-shm; do
+    if mpi 2 "${ARGS[@]}" --comm-hook ${hook}_compress $shm --log-json "$WORK/$hook-hook$shm.jsonl" >"$WORK/outh.txt" 2>&1; then
+      pass "--comm-hook ${hook}_compress $shm exits 0"
+    else
+      fail "--comm-hook ${hook}_compress $shm exited non-zero"; cat "$WORK/outh.txt"
+    fi
+  done
+  grep -q "${hook}_compress" "$WORK/outh.txt" && pass "header names the $hook comm hook" ||
+    fail "header does not name the $hook comm hook"
 done
-grep -q "bf16_compress" "$WORK/outh.txt" && pass "header names the comm hook" || fail "header does not name the comm hook"
-python3 - "$WORK" <<'PY' && pass "bf16 and bf16-hook loss curves follow float32" || fail "a bf16 loss curve differs from float32"
+python3 - "$WORK" <<'PY' && pass "bf16, bf16-hook and fp16-hook loss curves follow float32" || fail "a bf16/fp16 loss curve differs from float32"
 import json, sys
 work = sys.argv[1]
 def losses(f):
     return [r["loss"] for r in map(json.loads, open(f)) if r["type"] == "step"]
 a = losses(f"{work}/run.jsonl")
-for other in ("bf16", "hook", "hook--no-shm"):
+for other in ("bf16", "bf16-hook", "bf16-hook--no-shm", "fp16-hook", "fp16-hook--no-shm"):
     b = losses(f"{work}/{other}.jsonl")
     assert len(a) == len(b) == 24, (other, len(a), len(b))
     assert abs(a[-1] - b[-1]) <= 0.05 * a[-1] + 0.01, (other, a[-1], b[-1])

@@ -31,8 +31,8 @@
 
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/process_group.h"
-#include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
+#include "runtime/core/half_float.h"
 
 namespace dp::test {
 
@@ -168,7 +168,9 @@ class ThreadWorld {
         if (c0.t.dtype() == DType::f32) {
           reduce<float>(calls);
         } else if (c0.t.dtype() == DType::bf16) {
-          reduce_bf16(calls);
+          reduce_half<bf16>(calls);
+        } else if (c0.t.dtype() == DType::f16) {
+          reduce_half<f16>(calls);
         } else {
           reduce<int32_t>(calls);
         }
@@ -221,23 +223,23 @@ class ThreadWorld {
     }
   }
 
-  // bfloat16 (sum/avg only: checked before submit) as the MPI backend's shared-memory path
-  // does it: widened, summed in float32 in rank order, scaled, rounded once.
-  static void reduce_bf16(std::vector<Call>& calls) {
+  // bfloat16 and float16 (sum/avg only: checked before submit) as the MPI backend's
+  // shared-memory path does it: widened, summed in float32 in rank order, scaled, rounded once.
+  template <typename H>
+  static void reduce_half(std::vector<Call>& calls) {
     const size_t n = calls[0].t.numel();
     std::vector<float> acc(n);
     for (size_t r = 0; r < calls.size(); ++r) {
-      const bf16* x = calls[r].t.template data<bf16>();
-      for (size_t i = 0; i < n; ++i)
-        acc[i] = r == 0 ? bf16_to_float(x[i]) : acc[i] + bf16_to_float(x[i]);
+      const H* x = calls[r].t.template data<H>();
+      for (size_t i = 0; i < n; ++i) acc[i] = r == 0 ? widen(x[i]) : acc[i] + widen(x[i]);
     }
     const float scale = 1.0f / float(calls.size());
-    std::vector<bf16> out(n);
+    std::vector<H> out(n);
     for (size_t i = 0; i < n; ++i) {
-      out[i] = float_to_bf16(calls[0].op == ReduceOp::avg ? acc[i] * scale : acc[i]);
+      out[i] = narrow<H>(calls[0].op == ReduceOp::avg ? acc[i] * scale : acc[i]);
     }
     for (auto& c : calls) {
-      if (n) std::memcpy(c.t.raw(), out.data(), n * sizeof(bf16));
+      if (n) std::memcpy(c.t.raw(), out.data(), n * sizeof(H));
     }
   }
 

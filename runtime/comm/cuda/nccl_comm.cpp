@@ -109,6 +109,8 @@ ncclDataType_t nccl_type(NcclDType t) {
       return ncclFloat32;
     case NcclDType::bf16:
       return ncclBfloat16;
+    case NcclDType::f16:
+      return ncclFloat16;
     case NcclDType::i32:
       return ncclInt32;
   }
@@ -157,6 +159,7 @@ size_t nccl_dtype_size(NcclDType t) {
     case NcclDType::i32:
       return 4;
     case NcclDType::bf16:
+    case NcclDType::f16:
       return 2;
   }
   return 0;
@@ -168,6 +171,8 @@ const char* nccl_dtype_name(NcclDType t) {
       return "float32";
     case NcclDType::bf16:
       return "bfloat16";
+    case NcclDType::f16:
+      return "float16";
     case NcclDType::i32:
       return "int32";
   }

@@ -44,9 +44,9 @@
 
 namespace dp {
 
-enum class NcclDType : uint8_t { f32, bf16, i32 };
+enum class NcclDType : uint8_t { f32, bf16, i32, f16 };
 size_t nccl_dtype_size(NcclDType t);
-const char* nccl_dtype_name(NcclDType t);  // "float32", "bfloat16", "int32"
+const char* nccl_dtype_name(NcclDType t);  // "float32", "bfloat16", "int32", "float16"
 
 struct NcclCommOptions {
   // -1: cuda:<local rank> (see select_nccl_device); else this device of the node.

@@ -25,6 +25,8 @@ NcclDType nccl_dtype(DType t) {
       return NcclDType::i32;
     case DType::bf16:
       return NcclDType::bf16;
+    case DType::f16:
+      return NcclDType::f16;
   }
   fail("no NCCL datatype for dtype code {}", static_cast<int>(t));
 }

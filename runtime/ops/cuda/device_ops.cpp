@@ -23,6 +23,9 @@ static_assert(sizeof(cuda::CrossEntropyStats) == kCrossEntropyStatsBytes,
 // array of one is a device array of the other.
 static_assert(sizeof(bf16) == sizeof(__nv_bfloat16) && alignof(bf16) == alignof(__nv_bfloat16),
               "dp::bf16 and __nv_bfloat16 must have the same layout");
+// Likewise dp::f16 and __half.
+static_assert(sizeof(f16) == sizeof(__half) && alignof(f16) == alignof(__half),
+              "dp::f16 and __half must have the same layout");
 
 namespace {
 const __nv_bfloat16* nv(const bf16* p) {
@@ -30,6 +33,24 @@ const __nv_bfloat16* nv(const bf16* p) {
 }
 __nv_bfloat16* nv(bf16* p) {
   return reinterpret_cast<__nv_bfloat16*>(p);
+}
+const __half* nv(const f16* p) {
+  return reinterpret_cast<const __half*>(p);
+}
+__half* nv(f16* p) {
+  return reinterpret_cast<__half*>(p);
+}
+
+// The float32 <-> 16-bit conversions: cuda::narrow / cuda::widen on the compute stream.
+template <typename H>
+void narrow_on(int device, size_t n, const float* x, H* y) {
+  DeviceGuard guard(device);
+  cuda::narrow(n, x, nv(y), compute_stream(device));
+}
+template <typename H>
+void widen_on(int device, size_t n, const H* x, float* y) {
+  DeviceGuard guard(device);
+  cuda::widen(n, nv(x), y, compute_stream(device));
 }
 }  // namespace
 
@@ -104,13 +125,16 @@ void gemm_bf16(int device, bool trans_a, bool trans_b, int m, int n, int k, floa
 }
 
 void f32_to_bf16(int device, size_t n, const float* x, bf16* y) {
-  DeviceGuard guard(device);
-  cuda::f32_to_bf16(n, x, nv(y), compute_stream(device));
+  narrow_on(device, n, x, y);
 }
-
 void bf16_to_f32(int device, size_t n, const bf16* x, float* y) {
-  DeviceGuard guard(device);
-  cuda::bf16_to_f32(n, nv(x), y, compute_stream(device));
+  widen_on(device, n, x, y);
+}
+void f32_to_f16(int device, size_t n, const float* x, f16* y) {
+  narrow_on(device, n, x, y);
+}
+void f16_to_f32(int device, size_t n, const f16* x, float* y) {
+  widen_on(device, n, x, y);
 }
 
 void relu_forward_bf16(int device, size_t n, const bf16* x, bf16* y) {

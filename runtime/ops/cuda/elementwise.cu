@@ -129,14 +129,28 @@ __global__ void sum_squares_final_kernel(unsigned num_partials, const double* __
   if (threadIdx.x == 0) *result = accumulate ? *result + s : s;
 }
 
-__global__ void f32_to_bf16_kernel(size_t n, const float* __restrict__ x,
-                                   __nv_bfloat16* __restrict__ y) {
-  for (size_t i = global_thread(); i < n; i += grid_threads()) y[i] = __float2bfloat16_rn(x[i]);
+// Per 16-bit type: round to nearest even, and widen exactly.
+__device__ __forceinline__ void store_rn(__nv_bfloat16& y, float x) {
+  y = __float2bfloat16_rn(x);
+}
+__device__ __forceinline__ void store_rn(__half& y, float x) {
+  y = __float2half_rn(x);
+}
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+__device__ __forceinline__ float to_f32(__half x) {
+  return __half2float(x);
 }
 
-__global__ void bf16_to_f32_kernel(size_t n, const __nv_bfloat16* __restrict__ x,
-                                   float* __restrict__ y) {
-  for (size_t i = global_thread(); i < n; i += grid_threads()) y[i] = __bfloat162float(x[i]);
+template <typename H>
+__global__ void f32_to_half_kernel(size_t n, const float* __restrict__ x, H* __restrict__ y) {
+  for (size_t i = global_thread(); i < n; i += grid_threads()) store_rn(y[i], x[i]);
+}
+
+template <typename H>
+__global__ void half_to_f32_kernel(size_t n, const H* __restrict__ x, float* __restrict__ y) {
+  for (size_t i = global_thread(); i < n; i += grid_threads()) y[i] = to_f32(x[i]);
 }
 
 void check_ptrs(const char* what, size_t n, const void* a, const void* b = nullptr,
@@ -254,18 +268,40 @@ void sum_squares(size_t n, const float* x, double* result, void* scratch, cudaSt
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
-void f32_to_bf16(size_t n, const float* x, __nv_bfloat16* y, cudaStream_t stream) {
-  check_ptrs("f32_to_bf16", n, x, y, true);
+namespace {
+
+template <typename H>
+void launch_narrow(const char* what, size_t n, const float* x, H* y, cudaStream_t stream) {
+  check_ptrs(what, n, x, y, true);
   if (n == 0) return;
-  f32_to_bf16_kernel<<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, y);
+  f32_to_half_kernel<<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, y);
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
-void bf16_to_f32(size_t n, const __nv_bfloat16* x, float* y, cudaStream_t stream) {
-  check_ptrs("bf16_to_f32", n, x, y, true);
+template <typename H>
+void launch_widen(const char* what, size_t n, const H* x, float* y, cudaStream_t stream) {
+  check_ptrs(what, n, x, y, true);
   if (n == 0) return;
-  bf16_to_f32_kernel<<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, y);
+  half_to_f32_kernel<<<detail::grid_1d(n), kBlock, 0, stream>>>(n, x, y);
   DP_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void f32_to_bf16(size_t n, const float* x, __nv_bfloat16* y, cudaStream_t stream) {
+  launch_narrow("f32_to_bf16", n, x, y, stream);
+}
+
+void bf16_to_f32(size_t n, const __nv_bfloat16* x, float* y, cudaStream_t stream) {
+  launch_widen("bf16_to_f32", n, x, y, stream);
+}
+
+void f32_to_f16(size_t n, const float* x, __half* y, cudaStream_t stream) {
+  launch_narrow("f32_to_f16", n, x, y, stream);
+}
+
+void f16_to_f32(size_t n, const __half* x, float* y, cudaStream_t stream) {
+  launch_widen("f16_to_f32", n, x, y, stream);
 }
 
 }  // namespace dp::cuda

@@ -6,6 +6,7 @@
 // dp::Error when the launch fails. Sizes are size_t: a flat gradient bucket can exceed 2^31
 // elements. Pointers must not alias unless a comment says so.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -45,6 +46,23 @@ void sum_squares(size_t n, const float* x, double* result, void* scratch, cudaSt
 void f32_to_bf16(size_t n, const float* x, __nv_bfloat16* y, cudaStream_t stream);
 // Exact (bf16 is a prefix of f32).
 void bf16_to_f32(size_t n, const __nv_bfloat16* x, float* y, cudaStream_t stream);
+// IEEE half: __float2half_rn (nearest even, subnormals, past 65504 infinity), as PyTorch's
+// .to(torch.float16); back exactly.
+void f32_to_f16(size_t n, const float* x, __half* y, cudaStream_t stream);
+void f16_to_f32(size_t n, const __half* x, float* y, cudaStream_t stream);
+// The same four by overloading, for code written once for both 16-bit types.
+inline void narrow(size_t n, const float* x, __nv_bfloat16* y, cudaStream_t stream) {
+  f32_to_bf16(n, x, y, stream);
+}
+inline void narrow(size_t n, const float* x, __half* y, cudaStream_t stream) {
+  f32_to_f16(n, x, y, stream);
+}
+inline void widen(size_t n, const __nv_bfloat16* x, float* y, cudaStream_t stream) {
+  bf16_to_f32(n, x, y, stream);
+}
+inline void widen(size_t n, const __half* x, float* y, cudaStream_t stream) {
+  f16_to_f32(n, x, y, stream);
+}
 
 // The bfloat16 twins of relu_forward, relu_backward and col_sum_accumulate (the CPU ones are
 // in runtime/ops/cpu/bf16_ops.h). Values are compared and summed in float32; the ReLUs only
