@@ -21,22 +21,15 @@
 #include "runtime/ops/cuda/blas.h"
 #include "runtime/ops/device_ops.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/support/float_bits.h"
 
 using namespace dp;
+using dp::test::bits_of;
+using dp::test::from_bits;
 using namespace dp::gpu_test;
 
 namespace {
 
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
 bool is_nan(bf16 h) {
   return (h.bits & 0x7f80u) == 0x7f80u && (h.bits & 0x007fu) != 0;
 }

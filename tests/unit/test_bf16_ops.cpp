@@ -18,21 +18,14 @@
 #include "runtime/core/rng.h"
 #include "runtime/ops/cpu/bf16_ops.h"
 #include "runtime/ops/device_ops.h"
+#include "tests/support/float_bits.h"
 
 using namespace dp;
+using dp::test::bits_of;
+using dp::test::from_bits;
 
 namespace {
 
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-uint32_t bits_of(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
 uint16_t to_bits(float f) {
   return float_to_bf16(f).bits;
 }
