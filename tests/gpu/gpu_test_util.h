@@ -133,6 +133,30 @@ class DeviceBuffer {
   T* base_ = nullptr;
 };
 
+// The shape of a row-major GEMM test case, with the CPU gemm's argument conventions: op(A) is
+// m x k, op(B) k x n, C m x n; `pad` widens every leading dimension, `front` offsets every
+// device pointer by that many elements (0: cudaMalloc-aligned).
+struct GemmGeometry {
+  bool ta = false, tb = false;
+  int m = 1, n = 1, k = 1;
+  float alpha = 1.0f, beta = 0.0f;
+  int pad = 0;
+  size_t front = 0;
+
+  int a_rows() const { return ta ? k : m; }
+  int lda() const { return (ta ? m : k) + pad; }
+  int b_rows() const { return tb ? n : k; }
+  int ldb() const { return (tb ? k : n) + pad; }
+  int ldc() const { return n + pad; }
+  size_t c_size() const { return size_t(m) * size_t(ldc()); }
+  std::string geometry_str() const {
+    return std::string(1, ta ? 'T' : 'N') + (tb ? 'T' : 'N') + " m=" + std::to_string(m) +
+           " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+           " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta) +
+           " pad=" + std::to_string(pad) + " front=" + std::to_string(front);
+  }
+};
+
 // Uniform in [lo, hi), never exactly 0 (a zero would hide a missing term).
 inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.0f,
                                         float hi = 1.0f) {

@@ -285,25 +285,12 @@ TEST_F(CudaBf16Ops, ColSumAccumulateExact) {
 
 namespace {
 
-struct GemmCase {
-  bool ta = false, tb = false;
-  int m = 1, n = 1, k = 1;
-  float alpha = 1.0f, beta = 0.0f;
+struct GemmCase : GemmGeometry {
   DType c_dtype = DType::f32;
   bool bias = false;
-  int pad = 0;       // added to every leading dimension
-  size_t front = 0;  // elements of offset on every device pointer (0: cudaMalloc-aligned)
 
-  int a_rows() const { return ta ? k : m; }
-  int lda() const { return (ta ? m : k) + pad; }
-  int b_rows() const { return tb ? n : k; }
-  int ldb() const { return (tb ? k : n) + pad; }
-  int ldc() const { return n + pad; }
-  size_t c_size() const { return size_t(m) * size_t(ldc()); }
   std::string str() const {
-    return fmt::format("{}{} m={} n={} k={} alpha={} beta={} C={} bias={} pad={} front={}",
-                       ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, beta, dtype_name(c_dtype),
-                       bias, pad, front);
+    return fmt::format("{} C={} bias={}", geometry_str(), dtype_name(c_dtype), bias);
   }
 };
 

@@ -19,24 +19,13 @@ using cuda::GemmDtype;
 
 namespace {
 
-struct GemmCase {
-  bool ta = false, tb = false;
-  int m = 1, n = 1, k = 1;
-  float alpha = 1.0f, beta = 0.0f;
+struct GemmCase : gpu_test::GemmGeometry {
   Epilogue epi = Epilogue::none;
   GemmDtype dtype = GemmDtype::f32;
-  int pad = 0;       // added to every leading dimension
-  size_t front = 0;  // elements of offset on every device pointer (0: cudaMalloc-aligned)
 
-  int a_rows() const { return ta ? k : m; }
-  int lda() const { return (ta ? m : k) + pad; }
-  int b_rows() const { return tb ? n : k; }
-  int ldb() const { return (tb ? k : n) + pad; }
-  int ldc() const { return n + pad; }
   std::string str() const {
-    return fmt::format("{}{} m={} n={} k={} alpha={} beta={} epi={} dtype={} pad={} front={}",
-                       ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, beta,
-                       cuda::epilogue_name(epi), cuda::gemm_dtype_name(dtype), pad, front);
+    return fmt::format("{} epi={} dtype={}", geometry_str(), cuda::epilogue_name(epi),
+                       cuda::gemm_dtype_name(dtype));
   }
 };
 
