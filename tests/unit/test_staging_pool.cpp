@@ -57,6 +57,7 @@ TEST(StagingPool, ALeaseMayOutliveThePool) {
     StagingPool pool = host_pool();
     lease = pool.acquire({8}, DType::f32);
   }
-  lease->f32()[7] = 1.0f;
-  lease.reset();  // returns into the pool's state, which the lease kept alive
+  lease->f32()[7] = 1.0f;  // still valid memory: the lease owns its buffer
+  EXPECT_EQ(lease->to_vector()[7], 1.0f);
+  lease.reset();  // returns into the pool's state, which the lease kept alive (no dangling pool)
 }
