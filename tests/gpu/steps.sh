@@ -168,6 +168,29 @@ step_gpu_tests() {
   fi
 }
 
+# --- compute-sanitizer memcheck over the kernel and layer tests (out-of-bounds and misaligned
+# accesses, leaks, errors hidden by asynchronous launches). Slow (10-100x), so a subset and last.
+step_sanitizer() {
+  local bin=$1 t rc san
+  san=$(command -v compute-sanitizer ||
+    find /usr/local -maxdepth 3 -path '*/bin/compute-sanitizer' 2> /dev/null | head -1)
+  if [[ "$NGPU" -eq 0 ]]; then row "compute-sanitizer" "skipped" "" "no GPU"; return; fi
+  if [[ -z "$san" ]]; then row "compute-sanitizer" "skipped" "" "not installed"; return; fi
+  say "compute-sanitizer memcheck: $(basename "$bin") (kernels, bf16 ops, layers)"
+  t=$(now)
+  run_timed "compute-sanitizer" "${SANITIZER_TIMEOUT:-180}" "$LOG/sanitizer.txt" \
+    "$san" --tool memcheck --leak-check full --error-exitcode 3 "$bin" \
+    --gtest_filter='CudaElementwise*:CudaOptim*:CudaCrossEntropy*:CudaBf16*:CudaLayers*:CudaMixedPrecision*:PinnedLoader*'
+  rc=$?
+  [[ $rc -eq 125 ]] && return
+  grep -E '^========= (ERROR SUMMARY|Invalid|Program hit|Leaked)' "$LOG/sanitizer.txt" | sort | uniq -c | head -10
+  if [[ $rc -eq 0 ]]; then
+    row "compute-sanitizer" "ok" "$(since "$t")" "$(grep -m1 'ERROR SUMMARY' "$LOG/sanitizer.txt" | sed 's/^=* *//')"
+  else
+    failed_row "compute-sanitizer" "$(since "$t")" "exit $rc$(timed_out $rc): see $LOG/sanitizer.txt"
+  fi
+}
+
 # --- The MPI backend's host staging of CUDA tensors: NP ranks sharing the GPU(s) ------------------
 step_mpi_staging() {
   local bin=$1 np=$2 t rc name="MpiStaging np$2"
@@ -279,6 +302,7 @@ run_gpu_steps() {
   step_shared_gpu "$(dirname "$dprun")"
   step_benchmarks "$bench_dir"
   step_vs_torch "$bench_dir"
+  step_sanitizer "$gpu_tests"
 }
 
 # steps_finish TITLE: the table (also in $LOG/summary.txt); returns 0, 1 or 77 (see the top).
