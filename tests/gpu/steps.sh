@@ -293,16 +293,22 @@ unset _src
 # run_gpu_steps DPRUN GPU_TESTS BENCH_DIR: the GPU test binary (without a GPU too: its CPU
 # tests run, its GPU tests skip visibly), the MPI staging tests at 2 and 4 ranks, dprun end to
 # end, the GPU benchmarks.
+# GPU_STEPS (default: all of them) picks some, to split the work over two device calls that
+# each fit in one command's 10 minutes: "tests staging e2e" then "bench vs_torch sanitizer".
 run_gpu_steps() {
   local dprun=$1 gpu_tests=$2 bench_dir=$3
+  local steps=" ${GPU_STEPS:-tests staging e2e bench vs_torch sanitizer} "
   [[ "$NGPU" -eq 0 ]] && say "no GPU: GPU steps skipped (the GPU test binary still runs: its CPU tests pass, its GPU tests skip)"
-  step_gpu_tests "$gpu_tests"
-  step_mpi_staging "$gpu_tests" 2
-  step_mpi_staging "$gpu_tests" 4
-  step_shared_gpu "$(dirname "$dprun")"
-  step_benchmarks "$bench_dir"
-  step_vs_torch "$bench_dir"
-  step_sanitizer "$gpu_tests"
+  [[ $steps == *" tests "* ]] && step_gpu_tests "$gpu_tests"
+  if [[ $steps == *" staging "* ]]; then
+    step_mpi_staging "$gpu_tests" 2
+    step_mpi_staging "$gpu_tests" 4
+  fi
+  [[ $steps == *" e2e "* ]] && step_shared_gpu "$(dirname "$dprun")"
+  [[ $steps == *" bench "* ]] && step_benchmarks "$bench_dir"
+  [[ $steps == *" vs_torch "* ]] && step_vs_torch "$bench_dir"
+  [[ $steps == *" sanitizer "* ]] && step_sanitizer "$gpu_tests"
+  return 0
 }
 
 # steps_finish TITLE: the table (also in $LOG/summary.txt); returns 0, 1 or 77 (see the top).
