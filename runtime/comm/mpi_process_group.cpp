@@ -134,6 +134,7 @@ WorkPtr MpiProcessGroup::enqueue(std::string description, std::function<void(con
     std::lock_guard<std::mutex> lock(mu_);
     work = std::make_shared<Work>(std::move(description), next_seq_++);
     queue_.push_back({work, std::move(run)});
+    flight_recorder().record(work);  // under mu_: the ring keeps seq order
   }
   cv_.notify_one();
   return work;

@@ -1,5 +1,9 @@
 #include "runtime/comm/process_group.h"
 
+#include <cstdio>
+
+#include "runtime/core/clock.h"
+
 namespace dp {
 
 const char* reduce_op_name(ReduceOp op) {
@@ -18,6 +22,12 @@ const char* reduce_op_name(ReduceOp op) {
 
 Tensor ProcessGroup::allocate(size_t numel, DType dtype, Device device) {
   return Tensor::zeros({static_cast<int64_t>(numel)}, dtype, device);
+}
+
+std::string dump_flight_recorder(const ProcessGroup& pg) {
+  const FlightRecorder& fr = pg.flight_recorder();
+  fr.dump(pg.rank(), stderr);
+  return fr.summary(pg.rank(), now_us());
 }
 
 }  // namespace dp

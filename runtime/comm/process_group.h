@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "runtime/comm/flight_recorder.h"
 #include "runtime/comm/work.h"
 #include "runtime/core/tensor.h"
 
@@ -47,6 +48,18 @@ class ProcessGroup {
   // gives device memory (Tensor::zeros there) under every backend; the CPU default keeps
   // the backend's host placement.
   virtual Tensor allocate(size_t numel, DType dtype = DType::f32, Device device = Device::cpu());
+
+  // The last collectives this group issued: the backend records every Work it hands out.
+  FlightRecorder& flight_recorder() { return flight_recorder_; }
+  const FlightRecorder& flight_recorder() const { return flight_recorder_; }
+
+ private:
+  FlightRecorder flight_recorder_;
 };
+
+// For a collective timeout: writes `pg`'s full flight-recorder dump to stderr and returns
+// the one-line summary for the error message, so that the ranks' combined stderr shows
+// which rank fell behind.
+std::string dump_flight_recorder(const ProcessGroup& pg);
 
 }  // namespace dp

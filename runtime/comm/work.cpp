@@ -5,6 +5,11 @@
 
 namespace dp {
 
+const char* work_state_name(WorkState s) {
+  static const char* const names[] = {"queued", "running", "completed", "failed"};  // enum order
+  return names[static_cast<int>(s)];
+}
+
 void Work::wait(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   if (timeout.count() > 0) {
@@ -38,6 +43,19 @@ double Work::end_us() const {
 double Work::device_ms() const {
   std::lock_guard<std::mutex> lock(mu_);
   return device_ms_;
+}
+
+WorkStatus Work::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  WorkStatus st;
+  st.start_us = start_us_;
+  st.end_us = end_us_;
+  if (done_) {
+    st.state = error_ ? WorkState::failed : WorkState::completed;
+  } else if (start_us_ != 0) {
+    st.state = WorkState::running;
+  }
+  return st;
 }
 
 void Work::set_device_ms(double ms) {

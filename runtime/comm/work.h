@@ -13,6 +13,17 @@
 
 namespace dp {
 
+enum class WorkState { queued, running, completed, failed };
+const char* work_state_name(WorkState s);
+
+// One consistent reading of a Work's lifecycle (taken under its lock), for the flight
+// recorder, which reads while the communication thread updates.
+struct WorkStatus {
+  WorkState state = WorkState::queued;
+  double start_us = 0;  // 0 while queued
+  double end_us = 0;    // 0 until completed or failed
+};
+
 class Work {
  public:
   explicit Work(std::string description, uint64_t seq = 0)
@@ -33,6 +44,7 @@ class Work {
   // GPU time of the collective as the device measured it (NCCL), or -1 where none was
   // measured (the MPI backend, host-staged tensors).
   double device_ms() const;
+  WorkStatus status() const;
 
   // Backend side.
   void mark_started();

@@ -233,10 +233,13 @@ void Reducer::wait_bucket(Bucket& b) {
   try {
     b.work->wait(opt_.timeout);
   } catch (const Error& e) {
+    // A timeout here (or the shared-memory all-reduce's, stored as the Work's error): this
+    // rank's flight recorder goes to stderr and its summary into the message.
+    const std::string recorder = dump_flight_recorder(pg_);
     const std::string& first = params_[b.params.front()]->name;
     const std::string& last = params_[b.params.back()]->name;
-    fail("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}", step_ + 1, b.tag, b.params.size(),
-         first, last, b.bytes() / 1048576.0, e.what());
+    fail("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}; {}", step_ + 1, b.tag,
+         b.params.size(), first, last, b.bytes() / 1048576.0, e.what(), recorder);
   }
 }
 

@@ -3,7 +3,30 @@
 # complete (naming the step and the bucket) after --timeout, and the whole job ends. Which
 # clock fires first is a race: the Reducer's wait ("did not complete") or, on one node, the
 # shared-memory all-reduce's own barrier ("did not arrive"); both name step, bucket, timeout.
+# Either way rank 0 dumps its flight recorder: its error names the last collective it
+# completed, and the dump marks the stuck one as not completed.
 source "$(dirname "$0")/lib.sh" "$@"
+
+FR="dprun: flight recorder \[rank 0\]:"
+
+# check_recorder NAME STUCK_STATES: the flight-recorder checks on $WORK/err.
+check_recorder() {
+  local err="$WORK/err" n
+  n=$(grep -oE "dprun: error: \[rank 0\] step 3: bucket 0.*; rank 0: last completed #[0-9]+ " \
+    "$err" | grep -oE "#[0-9]+ $" | tr -dc 0-9)
+  if [ -n "$n" ]; then
+    pass "$1: rank 0's error names its last completed collective (#$n)"
+  else
+    fail "$1: no 'last completed' in rank 0's error"; cat "$err"; return
+  fi
+  grep -qE "$FR last [0-9]+ of [0-9]+ collectives, oldest first" "$err" &&
+    grep -qE "$FR #$n completed " "$err" &&
+    pass "$1: rank 0's stderr holds its flight-recorder dump" ||
+    { fail "$1: no flight-recorder dump with #$n completed"; cat "$err"; }
+  grep -qE "$FR #$((n + 1)) ($2) allreduce.*'bucket 0'" "$err" &&
+    pass "$1: the dump marks the stuck collective #$((n + 1)) as $2" ||
+    { fail "$1: the stuck collective #$((n + 1)) is not marked $2"; cat "$err"; }
+}
 
 start=$(date +%s)
 rc=0
@@ -18,4 +41,14 @@ if grep -q "dprun: error: \[rank 0\] step 3: bucket 0" "$WORK/err" && grep -qE "
 else
   fail "message lacks step/bucket/timeout"; cat "$WORK/err"
 fi
+# The shared-memory barrier's timeout fails the Work before the Reducer's wait gives up.
+check_recorder "shared memory" "running|queued|failed"
+
+# Through MPI only the Reducer's deadline fires: the stuck all-reduce is still running.
+rc=0
+DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidden 16 --steps 10 \
+  --batch-size 20 --timeout 3 --no-shm >"$WORK/out" 2>"$WORK/err" || rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && pass "--no-shm: the job failed in time (rc $rc)" ||
+  fail "--no-shm: rc $rc"
+check_recorder "--no-shm" "running|queued"
 finish

@@ -107,6 +107,7 @@ WorkPtr NcclProcessGroup::launch(const std::string& description, Tensor a, Tenso
     pending_.push_back(
         {work, std::move(nw), Clock::now() + options_.timeout, std::move(a), std::move(b)});
   }
+  flight_recorder().record(work);  // once issued; under mu_, so in seq order
   cv_.notify_all();
   return work;
 }

@@ -1,0 +1,60 @@
+#pragma once
+// The flight recorder (DESIGN.md, "Desync and hangs"; PyTorch's NCCL flight recorder is the
+// model): every process group keeps its last kCapacity collectives so that, on a timeout,
+// each rank can say which collective it last completed and which one it is stuck in. Put
+// side by side, the ranks' dumps show who fell behind: its last completed seq is lower.
+//
+// The ring holds the Works themselves, so recording is one shared_ptr copy (no allocation
+// beyond the Work's own) and each entry's state and timestamps are whatever the
+// communication thread last set on the Work. record() and the readers may run on different
+// threads.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/comm/work.h"
+
+namespace dp {
+
+class FlightRecorder {
+ public:
+  static constexpr size_t kCapacity = 64;
+
+  struct Entry {
+    uint64_t seq = 0;
+    std::string description;
+    double enqueue_us = 0;
+    WorkStatus status;
+  };
+
+  FlightRecorder();
+
+  // Called by the process group when it hands out a Work; the oldest entry drops out.
+  void record(WorkPtr work);
+  // How many collectives were ever recorded (the ring holds the last kCapacity of them).
+  uint64_t recorded() const;
+  // The entries held, oldest first.
+  std::vector<Entry> snapshot() const;
+  // Times in the dump are relative to this (the recorder's creation, on now_us's clock).
+  double origin_us() const { return origin_us_; }
+
+  // One line for an error message: "rank R: last completed #N <description> at +T ms; #M
+  // running for S s" (or queued / failed), taken at `now_us`.
+  std::string summary(int rank, double now_us) const;
+  // The full dump, one line per entry, oldest first, each prefixed
+  // "dprun: flight recorder [rank R]: ".
+  std::vector<std::string> dump_lines(int rank, double now_us) const;
+  void dump(int rank, std::FILE* out) const;
+
+ private:
+  double origin_us_;
+  mutable std::mutex mu_;
+  std::array<WorkPtr, kCapacity> ring_;
+  uint64_t count_ = 0;
+};
+
+}  // namespace dp
