@@ -12,6 +12,7 @@
 #include "runtime/comm/ring_allreduce.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
+#include "runtime/ops/cpu/elementwise.h"
 
 namespace dp {
 namespace {
@@ -260,23 +261,22 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
   for (size_t off = 0; off < n; off += chunk) {
     int count = int(std::min(chunk, n - off));
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()),
-                            !is_half                   ? mpi_op(op)
-                            : t.dtype() == DType::bf16 ? bf16_sum_
-                                                       : f16_sum_,
-                            comm_),
+                            is_half ? half_sum_op(t.dtype()) : mpi_op(op), comm_),
               "MPI_Allreduce", w);
   }
-  if (op == ReduceOp::avg) {
-    const float scale = 1.0f / float(size_);
-    if (t.dtype() == DType::bf16) {
-      scale_half<bf16>(t, scale);
-    } else if (t.dtype() == DType::f16) {
-      scale_half<f16>(t, scale);
-    } else {
-      float* f = t.f32();
-      for (size_t i = 0; i < n; ++i) f[i] *= scale;
-    }
+  if (op != ReduceOp::avg) return;
+  const float inv = 1.0f / float(size_);
+  if (t.dtype() == DType::bf16) {
+    scale_half<bf16>(t, inv);
+  } else if (t.dtype() == DType::f16) {
+    scale_half<f16>(t, inv);
+  } else {
+    scale(n, inv, t.f32());
   }
+}
+
+MPI_Op MpiProcessGroup::half_sum_op(DType dtype) const {
+  return dtype == DType::bf16 ? bf16_sum_ : f16_sum_;
 }
 
 void MpiProcessGroup::run_broadcast(Tensor t, int root, const Work& w) const {

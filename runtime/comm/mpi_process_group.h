@@ -107,6 +107,7 @@ class MpiProcessGroup : public ProcessGroup {
   std::shared_ptr<Tensor> stage_out(const Tensor& t);
   static void stage_back(const Tensor& host, Tensor& t);
   void run_allreduce(Tensor t, ReduceOp op, const Work& w);
+  MPI_Op half_sum_op(DType dtype) const;  // bf16_sum_ or f16_sum_
   void run_broadcast(Tensor t, int root, const Work& w) const;
   void run_allgather(const Tensor& in, Tensor out, const Work& w) const;
 

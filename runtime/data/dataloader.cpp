@@ -7,6 +7,14 @@
 
 namespace dp {
 
+namespace {
+
+Tensor host_buffer(const Shape& shape, DType dtype, bool pinned) {
+  return pinned ? Tensor::pinned_zeros(shape, dtype) : Tensor::zeros(shape, dtype);
+}
+
+}  // namespace
+
 DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size_t batch_size,
                        bool prefetch, bool pin_memory, size_t workers)
     : dataset_(dataset),
@@ -24,9 +32,8 @@ DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size
   if (workers > 1) pool_ = std::make_unique<RowPool>(workers);
   const int64_t b = static_cast<int64_t>(batch_size), n = static_cast<int64_t>(numel_);
   for (int k = 0; k < 2; ++k) {
-    full_x_[k] = pin_memory ? Tensor::pinned_zeros({b, n}) : Tensor::zeros({b, n});
-    full_y_[k] =
-        pin_memory ? Tensor::pinned_zeros({b}, DType::i32) : Tensor::zeros({b}, DType::i32);
+    full_x_[k] = host_buffer({b, n}, DType::f32, pin_memory);
+    full_y_[k] = host_buffer({b}, DType::i32, pin_memory);
     bufs_[k].x = full_x_[k];
     bufs_[k].y = full_y_[k];
   }

@@ -87,30 +87,46 @@ Reducer::~Reducer() {
   for (Parameter* p : params_) p->on_grad_ready = nullptr;
 }
 
-void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) {
-  // Every bucket is a view into one arena from pg_.allocate() (shared memory under the MPI
-  // backend, so that the all-reduces need no copies). Buckets start on 64-byte boundaries:
-  // while a peer writes its reduced slice of bucket k into this rank's arena, backward
-  // writes bucket k + 1 here, and the two must not share a cache line. A rebuild only
-  // reorders the same parameters, so it re-carves the arena; it allocates (collectively:
-  // every rank computes the same layout) only if the padding grew past it, and the old
-  // arena then stays allocated until the process group is destroyed.
-  constexpr size_t kAlign = 16;  // floats
-  std::vector<size_t> starts, sizes;
+std::vector<Tensor> Reducer::carve(Tensor& arena, const std::vector<size_t>& sizes, DType dtype) {
+  // One arena from pg_.allocate() (shared memory under the MPI backend, so that the
+  // all-reduces need no copies), on the parameters' device (the gradient views must be where
+  // backward writes them). Views start on 64-byte boundaries: while a peer writes its reduced
+  // slice of bucket k into this rank's arena, this rank writes bucket k + 1, and the two must
+  // not share a cache line. A rebuild only reorders the same parameters, so it re-carves the
+  // arena; it allocates (collectively: every rank computes the same layout) only if the
+  // padding grew past it, and the old arena then stays allocated until the process group is
+  // destroyed. A reused arena keeps its contents.
+  const size_t align = 64 / dtype_size(dtype);
+  std::vector<size_t> starts;
   size_t total = 0;
+  for (size_t numel : sizes) {
+    starts.push_back((total + align - 1) / align * align);
+    total = starts.back() + numel;
+  }
+  if (!arena.defined() || arena.numel() < total) {
+    arena = pg_.allocate(total, dtype, params_.front()->value.device());
+  }
+  std::vector<Tensor> views;
+  views.reserve(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i)
+    views.push_back(arena.view(starts[i], {static_cast<int64_t>(sizes[i])}));
+  return views;
+}
+
+void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) {
+  std::vector<size_t> sizes;
   for (const auto& members : assignment) {
     size_t numel = 0;
     for (size_t p : members) numel += params_[p]->value.numel();
-    starts.push_back((total + kAlign - 1) / kAlign * kAlign);
     sizes.push_back(numel);
-    total = starts.back() + numel;
   }
-  if (!arena_.defined() || arena_.numel() < total) {
-    // On the parameters' device: the gradient views must be where backward writes them.
-    arena_ = pg_.allocate(total, DType::f32, params_.front()->value.device());
-  } else {
-    arena_.zero_();
-  }
+  std::vector<Tensor> flats = carve(arena_, sizes, DType::f32);
+  arena_.zero_();  // a fresh arena is zero already; a re-carved one holds the last step's
+  // The wire buffers of a comm hook: never zeroed, launch() overwrites all of a bucket's
+  // before every all-reduce.
+  std::vector<Tensor> wires;
+  if (opt_.comm_hook != CommHook::none)
+    wires = carve(wire_arena_, sizes, comm_hook_wire_dtype(opt_.comm_hook));
 
   buckets_.clear();
   buckets_.reserve(assignment.size());
@@ -125,36 +141,14 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
       numel += params_[p]->value.numel();
       bucket_of_[p] = b.index;
     }
-    b.flat = arena_.view(starts[b.index], {static_cast<int64_t>(sizes[b.index])});
+    b.flat = flats[b.index];
+    if (!wires.empty()) b.wire = wires[b.index];
     for (size_t j = 0; j < members.size(); ++j) {
       Parameter* p = params_[members[j]];
       p->grad = b.flat.view(b.offsets[j], p->value.shape());
     }
     b.tag = fmt::format("bucket {}", b.index);
     buckets_.push_back(std::move(b));
-  }
-  if (opt_.comm_hook != CommHook::none) allocate_wire(sizes);
-}
-
-void Reducer::allocate_wire(const std::vector<size_t>& sizes) {
-  // The buckets' wire buffers get an arena of their own, carved like the float32 one: from
-  // pg_.allocate() (so that the shared-memory all-reduce applies to them), 64-byte aligned
-  // buckets (a peer writes its reduced slice of bucket k while launch() casts bucket k + 1),
-  // allocated once and re-allocated by a rebuild only if the padding grew past it. Never
-  // zeroed: launch() overwrites all of a bucket's wire buffer before every all-reduce.
-  const DType dtype = comm_hook_wire_dtype(opt_.comm_hook);
-  const size_t align = 64 / dtype_size(dtype);
-  std::vector<size_t> starts;
-  size_t total = 0;
-  for (size_t numel : sizes) {
-    starts.push_back((total + align - 1) / align * align);
-    total = starts.back() + numel;
-  }
-  if (!wire_arena_.defined() || wire_arena_.numel() < total) {
-    wire_arena_ = pg_.allocate(total, dtype, params_.front()->value.device());
-  }
-  for (Bucket& b : buckets_) {
-    b.wire = wire_arena_.view(starts[b.index], {static_cast<int64_t>(sizes[b.index])});
   }
 }
 

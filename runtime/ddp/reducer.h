@@ -65,7 +65,8 @@ class Reducer {
   void launch(Bucket& b);
   void launch_ready_in_order();
   void wait_bucket(Bucket& b);
-  void allocate_wire(const std::vector<size_t>& sizes);
+  // Views of `sizes` elements carved out of `arena`, (re)allocated through pg_ when too small.
+  std::vector<Tensor> carve(Tensor& arena, const std::vector<size_t>& sizes, DType dtype);
   void rebuild_from_observed_order();
 
   std::vector<Parameter*> params_;

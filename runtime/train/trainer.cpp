@@ -16,6 +16,7 @@
 #include "runtime/data/idx.h"
 #include "runtime/data/synthetic.h"
 #include "runtime/ddp/reducer.h"
+#include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
@@ -152,9 +153,7 @@ const Tensor& Trainer::on_device(const Tensor& host, size_t k, int which) {
   // refill that buffer because every micro-batch synchronises on its loss before the next
   // next() call.
   Tensor& buf = device_batch_[size_t(which)][k % 2];
-  if (!buf.defined() || buf.shape() != host.shape() || buf.dtype() != host.dtype()) {
-    buf = Tensor::zeros(host.shape(), host.dtype(), cfg_.device);
-  }
+  ensure_like(buf, host, host.dtype(), cfg_.device);
   buf.copy_(host);
   return buf;
 }

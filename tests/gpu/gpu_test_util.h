@@ -21,6 +21,7 @@
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
 #include "tests/gpu/spin.h"
+#include "tests/support/gemm_case.h"
 
 // Every test that touches a GPU and does not use the CudaTest fixture starts with this.
 // Without a GPU (no driver, or CUDA_VISIBLE_DEVICES empty) it skips with a visible reason.
@@ -47,6 +48,15 @@ inline void ensure_mpi() {
     MPI_Finalized(&finalized);
     if (!finalized) MPI_Finalize();
   });
+}
+
+// The GPU this MPI rank tests on (MPI started if needed): several ranks may share cuda:0,
+// as the host-staged MPI backend allows.
+inline int mpi_rank_device() {
+  ensure_mpi();
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank % dp::cuda_device_count();
 }
 
 // Each test runs on cuda:0 with a fresh non-blocking stream: nothing the test checks can
@@ -133,29 +143,7 @@ class DeviceBuffer {
   T* base_ = nullptr;
 };
 
-// The shape of a row-major GEMM test case, with the CPU gemm's argument conventions: op(A) is
-// m x k, op(B) k x n, C m x n; `pad` widens every leading dimension, `front` offsets every
-// device pointer by that many elements (0: cudaMalloc-aligned).
-struct GemmGeometry {
-  bool ta = false, tb = false;
-  int m = 1, n = 1, k = 1;
-  float alpha = 1.0f, beta = 0.0f;
-  int pad = 0;
-  size_t front = 0;
-
-  int a_rows() const { return ta ? k : m; }
-  int lda() const { return (ta ? m : k) + pad; }
-  int b_rows() const { return tb ? n : k; }
-  int ldb() const { return (tb ? k : n) + pad; }
-  int ldc() const { return n + pad; }
-  size_t c_size() const { return size_t(m) * size_t(ldc()); }
-  std::string geometry_str() const {
-    return std::string(1, ta ? 'T' : 'N') + (tb ? 'T' : 'N') + " m=" + std::to_string(m) +
-           " n=" + std::to_string(n) + " k=" + std::to_string(k) +
-           " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta) +
-           " pad=" + std::to_string(pad) + " front=" + std::to_string(front);
-  }
-};
+using test::GemmGeometry;  // tests/support/gemm_case.h
 
 // Uniform in [lo, hi), never exactly 0 (a zero would hide a missing term).
 inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.0f,

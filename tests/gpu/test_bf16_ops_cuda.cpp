@@ -22,6 +22,7 @@
 #include "runtime/ops/device_ops.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/support/float_bits.h"
+#include "tests/support/gemm_case.h"
 
 using namespace dp;
 using dp::test::bits_of;
@@ -285,21 +286,9 @@ TEST_F(CudaBf16Ops, ColSumAccumulateExact) {
 
 namespace {
 
-struct GemmCase : GemmGeometry {
-  DType c_dtype = DType::f32;
-  bool bias = false;
+using GemmCase = test::Bf16GemmCase;
 
-  std::string str() const {
-    return fmt::format("{} C={} bias={}", geometry_str(), dtype_name(c_dtype), bias);
-  }
-};
-
-// Inputs as stored (padding included). C and the bias exist in both precisions; the case's
-// c_dtype says which one is used.
-struct GemmData {
-  std::vector<bf16> a, b, c_h, bias_h;
-  std::vector<float> c_f, bias_f;
-};
+using GemmData = test::Bf16GemmData;
 
 GemmData make_data(const GemmCase& g, uint64_t seed, bool small_ints) {
   auto gen = [&](size_t n, uint64_t s) {
@@ -312,15 +301,7 @@ GemmData make_data(const GemmCase& g, uint64_t seed, bool small_ints) {
   d.c_h = host_bf16(gen(g.c_size(), seed + 3));
   d.bias_f = gen(size_t(g.n), seed + 4);
   d.bias_h = host_bf16(gen(size_t(g.n), seed + 5));
-  if (g.beta == 0.0f) {
-    // beta = 0 must ignore C's old contents, even NaN; the padding keeps its values.
-    for (int i = 0; i < g.m; ++i)
-      for (int j = 0; j < g.n; ++j) {
-        const size_t at = size_t(i) * size_t(g.ldc()) + size_t(j);
-        d.c_f[at] = std::numeric_limits<float>::quiet_NaN();
-        d.c_h[at] = bf16{0x7fc0};
-      }
-  }
+  test::poison_c_when_beta_is_zero(g, d);
   return d;
 }
 

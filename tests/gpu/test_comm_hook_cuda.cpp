@@ -270,10 +270,7 @@ TEST(CommHookCuda, NcclReducerWithFp16Compress) {
 // The MPI backend on CUDA bfloat16 and float16 tensors: staged through the host, reduced there.
 TEST(CommHookCudaMpi, HostStagedHalfCollectivesAndReducer) {
   DP_REQUIRE_GPU();
-  dp::gpu_test::ensure_mpi();
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const int device = rank % dp::cuda_device_count();  // several ranks may share cuda:0
+  const int device = dp::gpu_test::mpi_rank_device();
   for (bool shm : {true, false}) {
     SCOPED_TRACE(shm ? "shared memory on" : "shared memory off");
     dp::MpiProcessGroupOptions o;

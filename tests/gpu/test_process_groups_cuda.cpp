@@ -208,10 +208,9 @@ TEST(NcclGroupMpi, BootstrapOverMpiWorld) {
 // The MPI backend on CUDA tensors: copied to the host, reduced by MPI, copied back.
 TEST(MpiStaging, CollectivesOnCudaTensors) {
   DP_REQUIRE_GPU();
-  ensure_mpi();
+  const int device = dp::gpu_test::mpi_rank_device();
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  const int device = rank % dp::cuda_device_count();  // several ranks may share cuda:0
   for (bool shm : {true, false}) {
     SCOPED_TRACE(shm ? "shared memory on" : "shared memory off");
     dp::MpiProcessGroupOptions o;

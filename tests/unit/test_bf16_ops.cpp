@@ -19,6 +19,7 @@
 #include "runtime/ops/cpu/bf16_ops.h"
 #include "runtime/ops/device_ops.h"
 #include "tests/support/float_bits.h"
+#include "tests/support/gemm_case.h"
 
 using namespace dp;
 using dp::test::bits_of;
@@ -248,33 +249,10 @@ TEST(Bf16Arrays, ConvertElementByElement) {
 
 namespace {
 
-struct GemmCase {
-  bool ta = false, tb = false;
-  int m = 1, n = 1, k = 1;
-  float alpha = 1.0f, beta = 0.0f;
-  DType c_dtype = DType::f32;
-  bool bias = false;
-  int pad = 0;  // added to every leading dimension
+using GemmCase = test::Bf16GemmCase;
 
-  int a_rows() const { return ta ? k : m; }
-  int lda() const { return (ta ? m : k) + pad; }
-  int b_rows() const { return tb ? n : k; }
-  int ldb() const { return (tb ? k : n) + pad; }
-  int ldc() const { return n + pad; }
-  std::string str() const {
-    return std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " m=" + std::to_string(m) +
-           " n=" + std::to_string(n) + " k=" + std::to_string(k) +
-           " alpha=" + std::to_string(alpha) + " beta=" + std::to_string(beta) + " C " +
-           dtype_name(c_dtype) + (bias ? " bias" : "") + " pad=" + std::to_string(pad);
-  }
-};
-
-// The operands as stored (padding included), C and the bias in both precisions so that one
-// set serves either c_dtype; every value exactly representable in bf16.
-struct GemmData {
-  std::vector<bf16> a, b, c_h, bias_h;
-  std::vector<float> c_f, bias_f;
-};
+// Every value exactly representable in bf16.
+using GemmData = test::Bf16GemmData;
 
 GemmData make_data(const GemmCase& g, uint64_t seed) {
   GemmData d;
@@ -290,15 +268,7 @@ GemmData make_data(const GemmCase& g, uint64_t seed) {
   d.bias_f.resize(size_t(g.n));
   for (size_t j = 0; j < size_t(g.n); ++j)
     d.bias_f[j] = bf16_to_float(d.bias_h[j]) + 1e-3f * jitter[d.c_f.size() + j];
-  if (g.beta == 0.0f) {
-    // beta = 0 must ignore C's old contents, even NaN (the padding keeps its values).
-    for (int i = 0; i < g.m; ++i)
-      for (int j = 0; j < g.n; ++j) {
-        const size_t at = size_t(i) * size_t(g.ldc()) + size_t(j);
-        d.c_f[at] = std::numeric_limits<float>::quiet_NaN();
-        d.c_h[at] = bf16{0x7fc0};
-      }
-  }
+  test::poison_c_when_beta_is_zero(g, d);
   return d;
 }
 

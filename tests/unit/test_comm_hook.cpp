@@ -7,26 +7,25 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <mutex>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include "models/mlp.h"
 #include "runtime/core/half_float.h"
-#include "runtime/core/rng.h"
 #include "runtime/ddp/comm_hook.h"
 #include "runtime/ddp/reducer.h"
-#include "runtime/nn/cross_entropy.h"
+#include "tests/support/float_bits.h"
+#include "tests/support/reducer_fixture.h"
 #include "tests/support/thread_process_group.h"
 
 using namespace dp;
 
 namespace {
 
-using Grads = std::vector<std::vector<float>>;  // per parameter
+using test::bits_of;
+using test::Grads;
 
 // What `hook` makes of every rank's value of one element. bf16_compress: each rounded to
 // bfloat16, summed in float32 in rank order, averaged, rounded once. fp16_compress: each
@@ -43,31 +42,7 @@ float hook_reduction(CommHook hook, const std::vector<float>& per_rank) {
   return hook == CommHook::fp16_compress ? round_to<f16>(acc) : round_to<bf16>(acc * inv);
 }
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-void make_batch(int rank, Tensor& x, Tensor& y) {
-  Philox rng(99, static_cast<uint64_t>(rank));
-  float* px = x.f32();
-  for (size_t i = 0; i < x.numel(); ++i) px[i] = rng.normal();
-  int32_t* py = y.data<int32_t>();
-  for (size_t i = 0; i < y.numel(); ++i) py[i] = static_cast<int32_t>(rng.below(4));
-}
-
-Grads local_grads(int rank) {
-  auto model = make_mlp(12, {9, 7}, 4, 5);
-  Tensor x = Tensor::zeros({6, 12}), y = Tensor::zeros({6}, DType::i32);
-  make_batch(rank, x, y);
-  SoftmaxCrossEntropy loss;
-  loss.forward(model->forward(x), y);
-  model->backward(loss.backward());
-  Grads g;
-  for (Parameter* p : model->parameters()) g.push_back(p->grad.to_vector());
-  return g;
-}
+constexpr uint64_t kSeed = 99;  // of every rank's batch
 
 }  // namespace
 
@@ -101,7 +76,8 @@ TEST(CommHook, CompressRoundsToNearestEvenAndDecompressIsExact) {
   for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(w.data<bf16>()[i].bits, float_to_bf16(v[i]).bits);
   Tensor back = Tensor::zeros({int64_t(v.size())});
   decompress(w, back);
-  for (size_t i = 0; i < v.size(); ++i) EXPECT_EQ(bits(back.f32()[i]), bits(round_to_bf16(v[i])));
+  for (size_t i = 0; i < v.size(); ++i)
+    EXPECT_EQ(bits_of(back.f32()[i]), bits_of(round_to_bf16(v[i])));
   Tensor short_wire = Tensor::zeros({3}, DType::bf16);
   EXPECT_THROW(bf16_compress(f, short_wire), Error);
   EXPECT_THROW(decompress(f, back), Error);  // float32 is not a wire buffer
@@ -178,11 +154,11 @@ TEST_P(CommHookThreads, GradientsAreTheHookReductionAndTheWireIs16Bit) {
   const CommHook hook = std::get<0>(GetParam());
   const int n = std::get<1>(GetParam());
   std::vector<Grads> per_rank;
-  for (int r = 0; r < n; ++r) per_rank.push_back(local_grads(r));
+  for (int r = 0; r < n; ++r) per_rank.push_back(test::local_grads(kSeed, r));
   std::mutex mu;
   std::vector<Grads> reduced(static_cast<size_t>(n));
   test::run_ranks(n, [&](ProcessGroup& pg) {
-    auto model = make_mlp(12, {9, 7}, 4, 5);
+    auto model = test::fixture_mlp();
     ReducerOptions o;
     o.first_bucket_mb = 1e-4;  // several buckets, launched from inside backward
     o.bucket_cap_mb = 2e-4;
@@ -190,15 +166,9 @@ TEST_P(CommHookThreads, GradientsAreTheHookReductionAndTheWireIs16Bit) {
     Reducer reducer(model->parameters(), pg, o);
     ASSERT_GE(reducer.buckets().size(), 2u);
     EXPECT_NE(reducer.layout().find(comm_hook_name(hook)), std::string::npos) << reducer.layout();
-    Tensor x = Tensor::zeros({6, 12}), y = Tensor::zeros({6}, DType::i32);
-    make_batch(pg.rank(), x, y);
-    SoftmaxCrossEntropy loss;
+    const test::RankBatch batch(kSeed, pg.rank());
     for (int step = 0; step < 2; ++step) {  // the second step runs on the rebuilt buckets
-      reducer.zero_grad();
-      reducer.prepare_for_backward(true);
-      loss.forward(model->forward(x), y);
-      model->backward(loss.backward());
-      reducer.finish();
+      test::reduce_one_step(*model, reducer, batch);
       for (const Bucket& b : reducer.buckets()) {
         EXPECT_EQ(b.wire.dtype(), comm_hook_wire_dtype(hook));
         EXPECT_EQ(b.wire.numel(), b.flat.numel());
@@ -208,8 +178,7 @@ TEST_P(CommHookThreads, GradientsAreTheHookReductionAndTheWireIs16Bit) {
         EXPECT_EQ(s.bytes, reducer.buckets()[s.bucket].flat.numel() * 2) << "bucket " << s.bucket;
       }
     }
-    Grads g;
-    for (Parameter* p : model->parameters()) g.push_back(p->grad.to_vector());
+    Grads g = test::grads_of(*model);
     std::lock_guard<std::mutex> lock(mu);
     reduced[size_t(pg.rank())] = std::move(g);
   });
@@ -219,7 +188,7 @@ TEST_P(CommHookThreads, GradientsAreTheHookReductionAndTheWireIs16Bit) {
       for (int r = 0; r < n; ++r) vals.push_back(per_rank[size_t(r)][p][i]);
       const float want = hook_reduction(hook, vals);
       for (int r = 0; r < n; ++r) {
-        ASSERT_EQ(bits(reduced[size_t(r)][p][i]), bits(want))
+        ASSERT_EQ(bits_of(reduced[size_t(r)][p][i]), bits_of(want))
             << "rank " << r << " parameter " << p << " element " << i << ": "
             << reduced[size_t(r)][p][i] << " vs " << want;
       }

@@ -7,36 +7,15 @@
 #include <mutex>
 
 #include "models/mlp.h"
-#include "runtime/core/rng.h"
 #include "runtime/ddp/reducer.h"
-#include "runtime/nn/cross_entropy.h"
+#include "tests/support/reducer_fixture.h"
 #include "tests/support/thread_process_group.h"
 
 using namespace dp;
 
 namespace {
 
-// Rank r's batch: deterministic, different on every rank.
-void make_batch(int rank, Tensor& x, Tensor& y) {
-  Philox rng(1234, static_cast<uint64_t>(rank));
-  float* px = x.f32();
-  for (size_t i = 0; i < x.numel(); ++i) px[i] = rng.normal();
-  int32_t* py = y.data<int32_t>();
-  for (size_t i = 0; i < y.numel(); ++i) py[i] = static_cast<int32_t>(rng.below(4));
-}
-
-// Gradients of one backward of a fresh model on rank r's batch, without any Reducer.
-std::vector<std::vector<float>> local_grads(int rank) {
-  auto model = make_mlp(12, {9, 7}, 4, 5);
-  Tensor x = Tensor::zeros({6, 12}), y = Tensor::zeros({6}, DType::i32);
-  make_batch(rank, x, y);
-  SoftmaxCrossEntropy loss;
-  loss.forward(model->forward(x), y);
-  model->backward(loss.backward());
-  std::vector<std::vector<float>> g;
-  for (Parameter* p : model->parameters()) g.push_back(p->grad.to_vector());
-  return g;
-}
+constexpr uint64_t kSeed = 1234;  // of every rank's batch
 
 }  // namespace
 
@@ -44,28 +23,21 @@ class ReducerThreads : public ::testing::TestWithParam<int> {};
 
 TEST_P(ReducerThreads, GradientsAreTheAverageOfEveryRanksGradients) {
   const int n = GetParam();
-  std::vector<std::vector<std::vector<float>>> expected_per_rank;
-  for (int r = 0; r < n; ++r) expected_per_rank.push_back(local_grads(r));
+  std::vector<test::Grads> expected_per_rank;
+  for (int r = 0; r < n; ++r) expected_per_rank.push_back(test::local_grads(kSeed, r));
   std::mutex mu;
-  std::vector<std::vector<std::vector<float>>> reduced(n);
+  std::vector<test::Grads> reduced(n);
   test::run_ranks(n, [&](ProcessGroup& pg) {
-    auto model = make_mlp(12, {9, 7}, 4, 5);
+    auto model = test::fixture_mlp();
     ReducerOptions o;
     o.first_bucket_mb = 1e-4;  // several buckets, launched from inside backward
     o.bucket_cap_mb = 2e-4;
     Reducer reducer(model->parameters(), pg, o);
-    Tensor x = Tensor::zeros({6, 12}), y = Tensor::zeros({6}, DType::i32);
-    make_batch(pg.rank(), x, y);
-    SoftmaxCrossEntropy loss;
+    const test::RankBatch batch(kSeed, pg.rank());
     for (int step = 0; step < 2; ++step) {  // the second step runs on the rebuilt buckets
-      reducer.zero_grad();
-      reducer.prepare_for_backward(true);
-      loss.forward(model->forward(x), y);
-      model->backward(loss.backward());
-      reducer.finish();
+      test::reduce_one_step(*model, reducer, batch);
     }
-    std::vector<std::vector<float>> g;
-    for (Parameter* p : model->parameters()) g.push_back(p->grad.to_vector());
+    test::Grads g = test::grads_of(*model);
     std::lock_guard<std::mutex> lock(mu);
     reduced[pg.rank()] = std::move(g);
   });
