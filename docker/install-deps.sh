@@ -16,4 +16,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   nlohmann-json3-dev \
   libgtest-dev \
   dataset-fashion-mnist \
+  fortunes \
   python3
