@@ -169,6 +169,8 @@ void Reducer::prepare_for_backward(bool sync) {
   std::fill(marked_.begin(), marked_.end(), 0);
   num_marked_ = 0;
   next_to_launch_ = 0;
+  // A shared parameter counts its uses per backward; start every count afresh.
+  for (Parameter* p : params_) p->reset_uses();
   if (record_order_) observed_order_.clear();  // only the synchronising backward's order counts
   for (Bucket& b : buckets_) {
     b.pending = b.params.size();

@@ -8,9 +8,10 @@
 
 namespace dp {
 
-// y = x W^T + b with PyTorch's layouts: x [B, in], weight [out, in], bias [out], y [B, out].
+// y = x W^T + b with PyTorch's layouts: x [..., in], weight [out, in], bias [out],
+// y [..., out] (leading dimensions, e.g. [B, T] of a transformer, pass through).
 // Parameters are "<name>.weight" then "<name>.bias", initialised as torch.nn.Linear does
-// (runtime/nn/init.h) from `seed`.
+// (runtime/nn/init.h) from `seed`; `bias` false leaves the bias out.
 //
 // With compute dtype bfloat16 (mixed precision) the layer keeps float32 master parameters
 // and gradients but runs its three GEMMs on bfloat16 operands with float32 accumulation,
@@ -19,39 +20,38 @@ namespace dp {
 // grad_output, accumulates dW and db in float32 and returns dx in the input's dtype.
 class Linear : public Module {
  public:
-  Linear(std::string name, size_t in_features, size_t out_features, uint64_t seed);
+  Linear(std::string name, size_t in_features, size_t out_features, uint64_t seed,
+         bool bias = true);
 
   const Tensor& forward(const Tensor& x) override;
   // Writes dW and db first and signals them ready, THEN computes dx: the Reducer can
   // launch this layer's bucket while the input-gradient GEMM is still running.
   const Tensor& backward(const Tensor& grad_output) override;
-  std::vector<Parameter*> parameters() override { return {&weight_, &bias_}; }
 
   Parameter& weight() { return weight_; }
   Parameter& bias() { return bias_; }
+  bool has_bias() const { return has_bias_; }
   size_t in_features() const { return in_; }
   size_t out_features() const { return out_; }
 
  private:
+  // The compute-dtype copy of a float32 master tensor (itself in float32).
+  const Tensor& compute_copy(const Tensor& master, Tensor& copy);
+
   size_t in_;
   size_t out_;
+  bool has_bias_;
   Parameter weight_;
   Parameter bias_;
-  const Tensor& forward_bf16(const Tensor& x);
-  const Tensor& backward_bf16(const Tensor& grad_output);
 
-  Tensor input_;       // handle to the last forward's input (shared storage, no copy)
-  Tensor output_;      // [B, out], reused while B stays the same
-  Tensor grad_input_;  // [B, in], reused while B stays the same
+  Tensor input_;       // handle to the last forward's input in the compute dtype (no copy in fp32)
+  Tensor output_;      // [..., out], reused while the shape stays the same
+  Tensor grad_input_;  // [..., in], in the dtype the input came in
   Tensor no_grad_;     // stays undefined: what backward returns when the input needs none
-  // bfloat16 compute: the input's dtype (dx is returned in it), the input converted to
-  // bfloat16 when it came as float32, the step's bfloat16 copies of W and b, and
-  // grad_output converted to bfloat16 when it came as float32.
   DType input_dtype_ = DType::f32;
-  Tensor input16_;
-  Tensor weight16_;
-  Tensor bias16_;
-  Tensor grad16_;
+  const Tensor* w_ = nullptr;  // the forward's weight in the compute dtype
+  // bfloat16 compute: the input, W, b and grad_output converted where they came as float32.
+  Tensor input16_, weight16_, bias16_, grad16_;
 };
 
 }  // namespace dp

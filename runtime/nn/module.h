@@ -1,7 +1,13 @@
 #pragma once
-// A layer with forward and backward side by side. Outputs are buffers the layer owns and
-// reuses from step to step (reallocated only when the batch shape changes), so the
-// steady-state training step allocates nothing.
+// A layer or a composite of layers with forward and backward side by side. Outputs are
+// buffers the module owns and reuses from step to step (reallocated only when the batch
+// shape changes), so the steady-state training step allocates nothing.
+//
+// A module registers what it owns: its parameters (trained), its buffers (state that is
+// not trained) and its child modules (which it owns as members or unique_ptrs and calls in
+// whatever graph it likes: a chain, a residual block, a tied output head). parameters(),
+// buffers(), train(), to() and set_compute_dtype() then walk the whole tree, so a
+// composite writes only its forward and backward.
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,36 +31,57 @@ class Module {
   // (an undefined tensor when needs_input_grad() is false: the first layer skips it).
   virtual const Tensor& backward(const Tensor& grad_output) = 0;
 
-  // Parameters in registration order.
-  virtual std::vector<Parameter*> parameters() { return {}; }
+  // Every parameter of this module and its children, depth first in registration order,
+  // each ONCE: a parameter registered by several modules (tied weights) is listed where it
+  // was first registered. The Reducer, the optimizer and the dump use this list.
+  std::vector<Parameter*> parameters();
+  // The same for buffers.
+  std::vector<Buffer*> buffers();
 
-  // Moves every parameter (value and gradient) to `device`. Activations and workspaces
-  // follow the input: a layer allocates them on the device its input is on.
-  virtual void to(Device device) {
-    for (Parameter* p : parameters()) {
-      p->value = p->value.to(device);
-      p->grad = p->grad.to(device);
-    }
-  }
+  // Training (true, the default) or evaluation mode, for this module and its children:
+  // in evaluation BatchNorm uses its running statistics and writes no buffer. Evaluation
+  // never calls backward.
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool training() const { return training_; }
+
+  // Moves every parameter (value and gradient) and buffer of the tree to `device`.
+  // Activations and workspaces follow the input: a layer allocates them on the device its
+  // input is on.
+  virtual void to(Device device);
 
   // The dtype a layer computes its GEMMs and activations in: float32, or bfloat16 for mixed
   // precision (--precision bf16: parameters, their gradients and the optimizer stay float32).
-  // Containers pass it on to their children.
-  virtual void set_compute_dtype(DType dtype) {
-    DP_CHECK(dtype == DType::f32 || dtype == DType::bf16,
-             "{}: the compute dtype must be float32 or bfloat16, got {}", name_, dtype_name(dtype));
-    compute_dtype_ = dtype;
-  }
+  // Passed on to the children.
+  virtual void set_compute_dtype(DType dtype);
   DType compute_dtype() const { return compute_dtype_; }
 
   const std::string& name() const { return name_; }
   void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
   bool needs_input_grad() const { return needs_input_grad_; }
+  const std::vector<Module*>& children() const { return children_; }
 
  protected:
+  // Registration, from constructors. The registered objects must live as long as the
+  // module (members of it or of a child).
+  Parameter& register_parameter(Parameter& p);
+  Buffer& register_buffer(Buffer& b);
+  template <typename M>
+  M& register_module(M& m) {
+    children_.push_back(&m);
+    return m;
+  }
+
   std::string name_;
   bool needs_input_grad_ = true;
+  bool training_ = true;
   DType compute_dtype_ = DType::f32;
+
+ private:
+  void collect(std::vector<Parameter*>& ps, std::vector<Buffer*>& bs);
+  std::vector<Parameter*> own_params_;
+  std::vector<Buffer*> own_buffers_;
+  std::vector<Module*> children_;
 };
 
 }  // namespace dp

@@ -19,15 +19,12 @@ class Sequential : public Module {
 
   const Tensor& forward(const Tensor& x) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // All children's parameters, in registration order.
-  std::vector<Parameter*> parameters() override;
-  void set_compute_dtype(DType dtype) override;
 
-  size_t size() const { return children_.size(); }
+  size_t size() const { return owned_.size(); }
   Module& child(size_t i);
 
  private:
-  std::vector<std::unique_ptr<Module>> children_;
+  std::vector<std::unique_ptr<Module>> owned_;
 };
 
 }  // namespace dp

@@ -322,7 +322,7 @@ TEST(Linear, ShapeErrorsNameTheLayer) {
     fc.forward(Tensor::zeros({4, 300}));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "fc2: input has 300 features, expected 256");
+    EXPECT_STREQ(e.what(), "fc2: input float32[4, 300] has 300 features, expected 256");
   }
   EXPECT_THROW(fc.forward(Tensor::zeros({256})), Error);
   EXPECT_THROW(fc.backward(Tensor::zeros({4, 10})), Error);  // before forward

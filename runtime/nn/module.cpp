@@ -1,0 +1,71 @@
+#include "runtime/nn/module.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+namespace dp {
+
+Parameter& Module::register_parameter(Parameter& p) {
+  own_params_.push_back(&p);
+  return p;
+}
+
+Buffer& Module::register_buffer(Buffer& b) {
+  own_buffers_.push_back(&b);
+  return b;
+}
+
+void Module::collect(std::vector<Parameter*>& ps, std::vector<Buffer*>& bs) {
+  ps.insert(ps.end(), own_params_.begin(), own_params_.end());
+  bs.insert(bs.end(), own_buffers_.begin(), own_buffers_.end());
+  for (Module* c : children_) c->collect(ps, bs);
+}
+
+namespace {
+
+template <typename T>
+std::vector<T*> first_occurrences(const std::vector<T*>& all) {
+  std::vector<T*> out;
+  std::unordered_set<const T*> seen;
+  for (T* p : all)
+    if (seen.insert(p).second) out.push_back(p);
+  return out;
+}
+
+}  // namespace
+
+std::vector<Parameter*> Module::parameters() {
+  std::vector<Parameter*> ps;
+  std::vector<Buffer*> bs;
+  collect(ps, bs);
+  return first_occurrences(ps);
+}
+
+std::vector<Buffer*> Module::buffers() {
+  std::vector<Parameter*> ps;
+  std::vector<Buffer*> bs;
+  collect(ps, bs);
+  return first_occurrences(bs);
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (Module* c : children_) c->train(on);
+}
+
+void Module::to(Device device) {
+  for (Parameter* p : parameters()) {
+    p->value = p->value.to(device);
+    p->grad = p->grad.to(device);
+  }
+  for (Buffer* b : buffers()) b->value = b->value.to(device);
+}
+
+void Module::set_compute_dtype(DType dtype) {
+  DP_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+           "{}: the compute dtype must be float32 or bfloat16, got {}", name_, dtype_name(dtype));
+  compute_dtype_ = dtype;
+  for (Module* c : children_) c->set_compute_dtype(dtype);
+}
+
+}  // namespace dp
