@@ -2,6 +2,11 @@
 
 #include <string>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "models/registry.h"
+
 #include "runtime/nn/linear.h"
 #include "runtime/nn/relu.h"
 
@@ -24,6 +29,29 @@ std::unique_ptr<Sequential> make_mlp(size_t in_features, const std::vector<size_
   model->add(
       std::make_unique<Linear>("fc" + std::to_string(hidden.size() + 1), width, num_classes, seed));
   return model;
+}
+
+}  // namespace dp
+
+namespace dp {
+
+ModelEntry mlp_model_entry() {
+  ModelEntry e;
+  e.name = "mlp";
+  e.summary = "multi-layer perceptron on flattened samples (Linear + ReLU; --hidden)";
+  e.data_kinds = {"vectors", "images"};
+  e.loss = LossKind::classification;
+  e.options = {{"hidden", "256,128", "MLP hidden layer sizes, comma-separated"}};
+  e.build = [](const ModelArgs& a) {
+    const std::vector<size_t> hidden = a.get_sizes("hidden");
+    const size_t in = shape_numel(a.data().sample_shape);
+    const size_t classes = static_cast<size_t>(a.data().num_classes);
+    BuiltModel m;
+    m.module = make_mlp(in, hidden, classes, a.seed());
+    m.description = fmt::format("mlp {}-{}-{}", in, fmt::join(hidden, "-"), classes);
+    return m;
+  };
+  return e;
 }
 
 }  // namespace dp
