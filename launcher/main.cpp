@@ -21,6 +21,7 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/ops/cpu/blas_core.h"
 #include "runtime/train/trainer.h"
 
 namespace {
@@ -68,6 +69,7 @@ dp::NodeFacts node_facts(const dp::MpiInfo& info) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dp::use_best_openblas_core(argv);  // before anything else: it may re-execute dprun
   // Subcommands that need no MPI run before it is initialised (and work without mpirun).
   if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
   std::optional<dp::MpiRuntime> mpi;

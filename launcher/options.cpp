@@ -115,6 +115,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("log-interval", po::value(&t.log_interval)->default_value(t.log_interval), "steps between progress lines")
       ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0)")
       ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
+      ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0), for bench_sgemm --shapes")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
   // clang-format on

@@ -1,5 +1,6 @@
 #include "runtime/train/report.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <climits>
@@ -16,6 +17,12 @@ std::string host_name() {
   char host[HOST_NAME_MAX + 1] = {};
   gethostname(host, sizeof(host) - 1);
   return host;
+}
+
+double peak_rss_mib() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 size_t count_params(const std::vector<Parameter*>& params) {
@@ -99,6 +106,7 @@ void print_summary(const TrainSummary& s) {
   log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
   log::rank0("  communication   {:.3f} ms/step total, {:.3f} ms/step exposed, overlap {:.0f}%",
              s.comm_ms, s.exposed_comm_ms, s.overlap * 100);
+  log::rank0("  peak memory     {:.0f} MiB resident (rank 0)", s.peak_rss_mib);
 }
 
 }  // namespace dp

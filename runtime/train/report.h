@@ -30,6 +30,8 @@ struct HeaderInfo {
 };
 
 std::string host_name();
+// Peak resident set size of this process so far, MiB (getrusage).
+double peak_rss_mib();
 size_t count_params(const std::vector<Parameter*>& params);
 std::string format_duration(double seconds);  // "1h02m03s", "2m05s", "7.3s"
 void print_header_lines(const HeaderInfo& h);

@@ -85,6 +85,9 @@ struct TrainConfig {
   std::string log_json;
   std::string dump_params;
   std::string trace;
+  // Rank 0 writes the shapes of the CPU GEMMs of one training step (the third) to this
+  // file: bench_sgemm --shapes times OpenBLAS alone at them (tests/bench/bench_models.sh).
+  std::string gemm_profile;
   bool quiet = false;
 };
 

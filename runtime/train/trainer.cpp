@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+
+#include <cblas.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -19,6 +22,7 @@
 #include "runtime/ddp/reducer.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
+#include "runtime/ops/cpu/gemm_profile.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
@@ -54,7 +58,9 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   DataOptions data_options;
   data_options.seed = cfg_.seed;
   data_options.synthetic_test_size = cfg_.synthetic_test_size;
-  data_options.context = sequence_length_;
+  // A model without a sequence length reads token data as 1-token windows, only for the
+  // data-kind check below to refuse it by name.
+  data_options.context = sequence_length_ > 0 ? sequence_length_ : 1;
   DataSplits data = open_data(cfg_.data, cfg_.val_data, data_options);
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);
@@ -282,7 +288,10 @@ EvalResult Trainer::evaluate() {
 }
 
 void Trainer::print_header() {
-  std::string where = fmt::format("{} cpu", host_name());
+  std::string where = fmt::format("{} cpu (OpenBLAS {}{})", host_name(), openblas_get_corename(),
+                                  std::getenv("DPRUN_OPENBLAS_REEXEC") != nullptr
+                                      ? fmt::format(", chosen over {}", std::getenv("DPRUN_OPENBLAS_REEXEC"))
+                                      : "");
   if (cfg_.device.is_cuda()) {
     GpuInfo gpu = cuda_device_info(cfg_.device.index);
     where = fmt::format("{} {} ({}, {:.1f} GiB)", host_name(), cfg_.device.str(), gpu.name,
@@ -375,7 +384,11 @@ TrainSummary Trainer::run() {
     double epoch_loss = 0;
     uint64_t epoch_steps = 0;
     for (uint64_t s = 0; s < per_epoch && step_ < total_steps; ++s) {
+      const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
+      if (profile) gemm_profile_start();
       train_step(epoch, m);
+      if (profile)
+        write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), cfg_.batch_size * cfg_.grad_accum);
       m.wall_s = (now_us() - t_start) / 1e6;
       epoch_loss += m.loss;
       ++epoch_steps;
@@ -407,6 +420,7 @@ TrainSummary Trainer::run() {
   sum.comm_ms = step_ ? comm_us / 1000.0 / double(step_) : 0;
   sum.exposed_comm_ms = step_ ? exposed_us / 1000.0 / double(step_) : 0;
   sum.overlap = comm_us > 0 ? std::max(0.0, 1.0 - exposed_us / comm_us) : 0;
+  sum.peak_rss_mib = peak_rss_mib();
 
   if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
   if (rank_ == 0 && !cfg_.dump_params.empty())
@@ -423,6 +437,7 @@ TrainSummary Trainer::run() {
          {"exposed_comm_ms", sum.exposed_comm_ms},
          {"overlap", sum.overlap},
          {"wall_s", sum.wall_s},
+         {"peak_rss_mib", sum.peak_rss_mib},
          {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
   }
   return sum;

@@ -44,6 +44,7 @@ struct TrainSummary {
   double comm_ms = 0;        // per step
   double exposed_comm_ms = 0;
   double overlap = 0;
+  double peak_rss_mib = 0;  // this rank's peak resident memory (rank 0's in the log)
 };
 
 class Trainer {
