@@ -140,6 +140,24 @@ TEST(GptModel, RejectsInputsItCannotTake) {
   EXPECT_THROW(GptModel(GptConfig{1, 3, 8, 4, 5}, 0), Error);  // 8 wide, 3 heads
 }
 
+// The steady-state step allocates nothing: every activation and gradient buffer, down to
+// the logits, is the one of the previous step while the batch shape stays the same.
+TEST(GptModel, ReusesItsBuffersFromStepToStep) {
+  GptConfig c;
+  c.layers = 2, c.heads = 2, c.embed = 16, c.context = 8, c.vocab = 20;
+  GptModel gpt(c, 0);
+  const Tensor tok = Tensor::from_vector({2, 8}, std::vector<int32_t>(16, 3));
+  const Tensor g = Tensor::zeros({16, 20});
+  const float* logits = gpt.forward(tok).f32();
+  gpt.backward(g);
+  const float* mid = gpt.block(1).forward(Tensor::zeros({2, 8, 16})).f32();
+  for (int step = 0; step < 3; ++step) {
+    EXPECT_EQ(gpt.forward(tok).f32(), logits);
+    gpt.backward(g);
+    EXPECT_EQ(gpt.block(1).forward(Tensor::zeros({2, 8, 16})).f32(), mid);
+  }
+}
+
 TEST(Embedding, NamesTheLayerIndexAndPosition) {
   Embedding emb("tok_emb", 4, 3, 0);
   EXPECT_EQ(emb.weight().name, "tok_emb.weight");
