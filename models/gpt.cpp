@@ -142,14 +142,21 @@ ModelEntry gpt_model_entry() {
       {"embed", "128", "gpt: embedding width C"},
       {"context", "128", "gpt: the longest sequence (positions); also the training window"},
       {"vocab-size", "", "gpt: vocabulary size (default: the data's; larger pads the table)"},
-      {"preset", "", "a named configuration of the model (gpt: gpt2-small, gpt2-medium, gpt-tiny, gpt-mini)"},
+      {"preset", "",
+       "a named configuration of the model (gpt: gpt2-small, gpt2-medium, gpt-tiny, gpt-mini)"},
   };
   e.presets = {
       {"gpt2-small",
-       {{"layers", "12"}, {"heads", "12"}, {"embed", "768"}, {"context", "1024"},
+       {{"layers", "12"},
+        {"heads", "12"},
+        {"embed", "768"},
+        {"context", "1024"},
         {"vocab-size", "50257"}}},
       {"gpt2-medium",
-       {{"layers", "24"}, {"heads", "16"}, {"embed", "1024"}, {"context", "1024"},
+       {{"layers", "24"},
+        {"heads", "16"},
+        {"embed", "1024"},
+        {"context", "1024"},
         {"vocab-size", "50257"}}},
       // Small enough to train on a laptop CPU in minutes (byte-level text).
       {"gpt-tiny", {{"layers", "2"}, {"heads", "2"}, {"embed", "64"}, {"context", "64"}}},
@@ -175,9 +182,9 @@ ModelEntry gpt_model_entry() {
              shape_str(d.sample_shape), c.context);
     auto model = std::make_unique<GptModel>(c, a.seed());
     BuiltModel m;
-    m.description = fmt::format("gpt {} layers, {} heads, {} wide, context {}, vocab {} ({} parameters)",
-                                c.layers, c.heads, c.embed, c.context, c.vocab,
-                                model->num_parameters());
+    m.description =
+        fmt::format("gpt {} layers, {} heads, {} wide, context {}, vocab {} ({} parameters)",
+                    c.layers, c.heads, c.embed, c.context, c.vocab, model->num_parameters());
     m.module = std::move(model);
     return m;
   };

@@ -32,7 +32,8 @@ int32_t sample(const std::vector<float>& logits, float temperature, size_t top_k
   order.resize(logits.size());
   std::iota(order.begin(), order.end(), 0);
   auto better = [&](int32_t a, int32_t b) {
-    return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+    return logits[size_t(a)] > logits[size_t(b)] ||
+           (logits[size_t(a)] == logits[size_t(b)] && a < b);
   };
   if (temperature == 0.0f) return *std::min_element(order.begin(), order.end(), better);
   size_t k = order.size();

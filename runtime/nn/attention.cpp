@@ -1,8 +1,8 @@
 #include "runtime/nn/attention.h"
 
-#include "runtime/nn/layer_io.h"
 #include "runtime/nn/device_check.h"
 #include "runtime/nn/init_normal.h"
+#include "runtime/nn/layer_io.h"
 
 namespace dp {
 

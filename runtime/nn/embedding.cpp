@@ -3,8 +3,8 @@
 #include <limits>
 
 #include "runtime/nn/device_check.h"
-#include "runtime/nn/layer_io.h"
 #include "runtime/nn/init_normal.h"
+#include "runtime/nn/layer_io.h"
 #include "runtime/ops/transformer_ops.h"
 
 namespace dp {
@@ -41,9 +41,8 @@ Embedding::Embedding(std::string name, size_t num, size_t dim, uint64_t seed, fl
 }
 
 const Tensor& Embedding::forward(const Tensor& indices) {
-  DP_CHECK(indices.defined() && indices.dtype() == DType::i32,
-           "{}: expected int32 indices, got {}", name_,
-           indices.defined() ? indices.str() : "an undefined tensor");
+  DP_CHECK(indices.defined() && indices.dtype() == DType::i32, "{}: expected int32 indices, got {}",
+           name_, indices.defined() ? indices.str() : "an undefined tensor");
   check_param_device(name_, indices, weight_);
   indices_ = indices;
   Shape shape = indices.shape();
@@ -51,7 +50,8 @@ const Tensor& Embedding::forward(const Tensor& indices) {
   ensure_shape(output_, shape, compute_dtype_, indices.device());
   const int64_t bad = ops::embedding_forward(weight_.value, indices, output_, flag_);
   if (bad >= 0) {
-    const int32_t index = indices.view(static_cast<size_t>(bad), {1}).to(Device::cpu()).data<int32_t>()[0];
+    const int32_t index =
+        indices.view(static_cast<size_t>(bad), {1}).to(Device::cpu()).data<int32_t>()[0];
     indices_ = Tensor();
     fail("{}: index {} at position {} of the input {} is outside the table's {} rows [0, {})",
          name_, index, position_of(bad, indices.shape()), indices.str(), num_, num_);

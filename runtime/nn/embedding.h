@@ -34,7 +34,7 @@ class Embedding : public Module {
   Parameter weight_;
   Tensor indices_;  // handle to the last forward's indices
   Tensor output_;
-  Tensor flag_;    // GPU: where the kernel reports a bad index
+  Tensor flag_;  // GPU: where the kernel reports a bad index
   Tensor no_grad_;
 };
 

@@ -1,8 +1,8 @@
 #include "runtime/nn/gelu.h"
 
 #include "runtime/nn/buffers.h"
-#include "runtime/nn/layer_io.h"
 #include "runtime/nn/device_check.h"
+#include "runtime/nn/layer_io.h"
 #include "runtime/ops/transformer_ops.h"
 
 namespace dp {

@@ -1,8 +1,8 @@
 #include "runtime/nn/transformer_block.h"
 
 #include "runtime/nn/buffers.h"
-#include "runtime/nn/layer_io.h"
 #include "runtime/nn/init_normal.h"
+#include "runtime/nn/layer_io.h"
 #include "runtime/ops/tensor_ops.h"
 
 namespace dp {

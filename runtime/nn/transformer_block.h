@@ -55,8 +55,8 @@ class TransformerBlock : public Module {
   LayerNorm ln_2_;
   Mlp mlp_;
   DType input_dtype_ = DType::f32;
-  Tensor mid_, out_;             // the residual stream after each branch
-  Tensor grad_mid_, grad_in_;    // dL/dmid and dL/dx
+  Tensor mid_, out_;                       // the residual stream after each branch
+  Tensor grad_mid_, grad_in_;              // dL/dmid and dL/dx
   Tensor input16_, grad16_, grad_in_out_;  // dtype conversions at the edges
   Tensor no_grad_;
 };

@@ -22,21 +22,20 @@ AttentionShape shape_of(const char* op, const Tensor& qkv, int64_t heads) {
            "{}: qkv is {}, expected float32 or bfloat16 [batch, seq, 3 * channels]", op,
            qkv.defined() ? qkv.str() : "undefined");
   const int64_t c = qkv.dim(2) / 3;
-  DP_CHECK(heads > 0 && c % heads == 0, "{}: {} channels do not split into {} heads", op, c,
-           heads);
+  DP_CHECK(heads > 0 && c % heads == 0, "{}: {} channels do not split into {} heads", op, c, heads);
   // The GEMMs take int sizes and leading dimensions.
-  DP_CHECK(qkv.dim(1) <= std::numeric_limits<int>::max() / 3 &&
-               c <= std::numeric_limits<int>::max() / 3,
-           "{}: {} exceeds the BLAS int range", op, qkv.str());
+  DP_CHECK(
+      qkv.dim(1) <= std::numeric_limits<int>::max() / 3 && c <= std::numeric_limits<int>::max() / 3,
+      "{}: {} exceeds the BLAS int range", op, qkv.str());
   return {size_t(qkv.dim(0)), size_t(qkv.dim(1)), size_t(c), size_t(heads)};
 }
 
 void check(const char* op, const char* what, const Tensor& t, const Shape& shape,
            const Tensor& like) {
-  DP_CHECK(t.defined() && t.shape() == shape && t.dtype() == like.dtype() &&
-               t.device() == like.device(),
-           "{}: {} is {}, expected {}{} on {}", op, what, t.defined() ? t.str() : "undefined",
-           dtype_name(like.dtype()), shape_str(shape), like.device().str());
+  DP_CHECK(
+      t.defined() && t.shape() == shape && t.dtype() == like.dtype() && t.device() == like.device(),
+      "{}: {} is {}, expected {}{} on {}", op, what, t.defined() ? t.str() : "undefined",
+      dtype_name(like.dtype()), shape_str(shape), like.device().str());
 }
 
 // CPU scratch: the scores of one head (and their bfloat16 copy for bfloat16 GEMMs).
@@ -111,8 +110,8 @@ void causal_attention_backward(const Tensor& qkv, const Tensor& att, const Tenso
   }
   const AttentionScratch scratch = cpu_scratch(ws, s, qkv.dtype());
   if (qkv.dtype() == DType::bf16)
-    attention_backward(s, qkv.data<bf16>(), att.data<bf16>(), dy.data<bf16>(),
-                       dqkv.data<bf16>(), scratch);
+    attention_backward(s, qkv.data<bf16>(), att.data<bf16>(), dy.data<bf16>(), dqkv.data<bf16>(),
+                       scratch);
   else
     attention_backward(s, qkv.f32(), att.f32(), dy.f32(), dqkv.f32(), scratch);
 }

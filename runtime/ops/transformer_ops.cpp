@@ -129,16 +129,16 @@ void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias
 #endif
   }
   if (x.dtype() == DType::bf16)
-    dp::layernorm_forward(rows, cols, eps, x.data<bf16>(), weight.f32(), bias.f32(),
-                          y.data<bf16>(), mean.f32(), rstd.f32());
+    dp::layernorm_forward(rows, cols, eps, x.data<bf16>(), weight.f32(), bias.f32(), y.data<bf16>(),
+                          mean.f32(), rstd.f32());
   else
     dp::layernorm_forward(rows, cols, eps, x.f32(), weight.f32(), bias.f32(), y.f32(), mean.f32(),
                           rstd.f32());
 }
 
-void layernorm_backward(const Tensor& x, const Tensor& dy, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd, Tensor& dx, Tensor& dweight,
-                        Tensor& dbias, Tensor& scratch) {
+void layernorm_backward(const Tensor& x, const Tensor& dy, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                        Tensor& scratch) {
   DP_CHECK(x.defined() && is_float(x.dtype()) && x.ndim() >= 1,
            "layernorm backward: input {} must be float32 or bfloat16",
            x.defined() ? x.str() : "undefined");

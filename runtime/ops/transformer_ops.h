@@ -23,9 +23,9 @@ void embedding_backward(const Tensor& dout, const Tensor& idx, Tensor& dweight);
 void layernorm_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps,
                        Tensor& y, Tensor& mean, Tensor& rstd);
 // dx overwritten, dweight and dbias accumulated. `scratch` is sized here (GPU only).
-void layernorm_backward(const Tensor& x, const Tensor& dy, const Tensor& weight,
-                        const Tensor& mean, const Tensor& rstd, Tensor& dx, Tensor& dweight,
-                        Tensor& dbias, Tensor& scratch);
+void layernorm_backward(const Tensor& x, const Tensor& dy, const Tensor& weight, const Tensor& mean,
+                        const Tensor& rstd, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                        Tensor& scratch);
 
 // GPT-2's GELU (tanh approximation) and its gradient; dx may be dy.
 void gelu_forward(const Tensor& x, Tensor& y);

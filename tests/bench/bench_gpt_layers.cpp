@@ -56,20 +56,29 @@ Options parse(int argc, char** argv) {
       continue;
     }
     if (a == "--help" || a == "-h") {
-      std::printf("usage: bench_gpt_layers [--batch 8] [--seq 128] [--layers 4] [--heads 4] "
-                  "[--embed 128] [--vocab 257] [--reps 20] [--bf16]\n");
+      std::printf(
+          "usage: bench_gpt_layers [--batch 8] [--seq 128] [--layers 4] [--heads 4] "
+          "[--embed 128] [--vocab 257] [--reps 20] [--bf16]\n");
       std::exit(0);
     }
     DP_CHECK(i + 1 < argc, "{} needs a value (try --help)", a);
     const int v = parse_int(a, argv[++i]);
-    if (a == "--batch") o.batch = v;
-    else if (a == "--seq") o.seq = v;
-    else if (a == "--layers") o.layers = v;
-    else if (a == "--heads") o.heads = v;
-    else if (a == "--embed") o.embed = v;
-    else if (a == "--vocab") o.vocab = v;
-    else if (a == "--reps") o.reps = v;
-    else dp::fail("unknown option '{}' (try --help)", a);
+    if (a == "--batch")
+      o.batch = v;
+    else if (a == "--seq")
+      o.seq = v;
+    else if (a == "--layers")
+      o.layers = v;
+    else if (a == "--heads")
+      o.heads = v;
+    else if (a == "--embed")
+      o.embed = v;
+    else if (a == "--vocab")
+      o.vocab = v;
+    else if (a == "--reps")
+      o.reps = v;
+    else
+      dp::fail("unknown option '{}' (try --help)", a);
   }
   DP_CHECK(o.embed % o.heads == 0, "--embed {} must be divisible by --heads {}", o.embed, o.heads);
   return o;
@@ -114,7 +123,8 @@ double time_gemm(const Gemm& g, int reps) {
   const int inner = std::max(1, static_cast<int>(2e6 / (2.0 * g.m * g.n * g.k)));
   const double s = best_s(reps, [&] {
     for (int i = 0; i < inner; ++i)
-      dp::gemm(g.ta, g.tb, g.m, g.n, g.k, 1.0f, a.data(), lda, b.data(), ldb, g.beta, c.data(), g.n);
+      dp::gemm(g.ta, g.tb, g.m, g.n, g.k, 1.0f, a.data(), lda, b.data(), ldb, g.beta, c.data(),
+               g.n);
   });
   return s / inner * g.count;
 }
@@ -126,23 +136,34 @@ int main(int argc, char** argv) try {
   const int N = o.batch * o.seq, C = o.embed, T = o.seq, d = C / o.heads, V = o.vocab;
   const int L = o.layers, BH = o.batch * o.heads;
   const std::vector<Gemm> gemms = {
-      {"c_attn fwd", false, true, N, 3 * C, C, 0, L},   {"c_attn dW", true, false, 3 * C, C, N, 1, L},
-      {"c_attn dx", false, false, N, C, 3 * C, 0, L},   {"attn.c_proj fwd", false, true, N, C, C, 0, L},
-      {"attn.c_proj dW", true, false, C, C, N, 1, L},   {"attn.c_proj dx", false, false, N, C, C, 0, L},
-      {"c_fc fwd", false, true, N, 4 * C, C, 0, L},     {"c_fc dW", true, false, 4 * C, C, N, 1, L},
-      {"c_fc dx", false, false, N, C, 4 * C, 0, L},     {"mlp.c_proj fwd", false, true, N, C, 4 * C, 0, L},
-      {"mlp.c_proj dW", true, false, C, 4 * C, N, 1, L}, {"mlp.c_proj dx", false, false, N, 4 * C, C, 0, L},
-      {"q k^T", false, true, T, T, d, 0, L * BH},        {"att v", false, false, T, d, T, 0, L * BH},
-      {"d att", false, true, T, T, d, 0, L * BH},        {"d v", true, false, T, d, T, 0, L * BH},
-      {"d q", false, false, T, d, T, 0, L * BH},         {"d k", true, false, T, d, T, 0, L * BH},
-      {"head fwd", false, true, N, V, C, 0, 1},          {"head dW", true, false, V, C, N, 1, 1},
+      {"c_attn fwd", false, true, N, 3 * C, C, 0, L},
+      {"c_attn dW", true, false, 3 * C, C, N, 1, L},
+      {"c_attn dx", false, false, N, C, 3 * C, 0, L},
+      {"attn.c_proj fwd", false, true, N, C, C, 0, L},
+      {"attn.c_proj dW", true, false, C, C, N, 1, L},
+      {"attn.c_proj dx", false, false, N, C, C, 0, L},
+      {"c_fc fwd", false, true, N, 4 * C, C, 0, L},
+      {"c_fc dW", true, false, 4 * C, C, N, 1, L},
+      {"c_fc dx", false, false, N, C, 4 * C, 0, L},
+      {"mlp.c_proj fwd", false, true, N, C, 4 * C, 0, L},
+      {"mlp.c_proj dW", true, false, C, 4 * C, N, 1, L},
+      {"mlp.c_proj dx", false, false, N, 4 * C, C, 0, L},
+      {"q k^T", false, true, T, T, d, 0, L * BH},
+      {"att v", false, false, T, d, T, 0, L * BH},
+      {"d att", false, true, T, T, d, 0, L * BH},
+      {"d v", true, false, T, d, T, 0, L * BH},
+      {"d q", false, false, T, d, T, 0, L * BH},
+      {"d k", true, false, T, d, T, 0, L * BH},
+      {"head fwd", false, true, N, V, C, 0, 1},
+      {"head dW", true, false, V, C, N, 1, 1},
       {"head dx", false, false, N, C, V, 0, 1},
   };
   double gemm_s = 0, flops = 0;
-  std::printf("GPT %d layers, %d heads, %d wide, vocab %d; batch %d x seq %d; %s; OpenBLAS %s, "
-              "%d thread(s); best of %d\n\n",
-              L, o.heads, C, V, o.batch, T, o.bf16 ? "bf16 compute" : "float32",
-              openblas_get_corename(), openblas_get_num_threads(), o.reps);
+  std::printf(
+      "GPT %d layers, %d heads, %d wide, vocab %d; batch %d x seq %d; %s; OpenBLAS %s, "
+      "%d thread(s); best of %d\n\n",
+      L, o.heads, C, V, o.batch, T, o.bf16 ? "bf16 compute" : "float32", openblas_get_corename(),
+      openblas_get_num_threads(), o.reps);
   std::printf("%-16s %6s %6s %6s %6s %10s %9s\n", "sgemm", "m", "n", "k", "calls", "ms/step",
               "GFLOP/s");
   for (const Gemm& g : gemms) {
@@ -176,27 +197,42 @@ int main(int argc, char** argv) try {
   dp::GELU gelu("gelu");
   ln.set_compute_dtype(dt);
   gelu.set_compute_dtype(dt);
-  const dp::Tensor x = random_tensor({o.batch, T, C}, 9), h = random_tensor({o.batch, T, 4 * C}, 10);
-  const double ln_s = best_s(o.reps, [&] { ln.forward(x); ln.backward(x); }) * (2 * L + 1);
-  const double gelu_s = best_s(o.reps, [&] { gelu.forward(h); gelu.backward(h); }) * L;
+  const dp::Tensor x = random_tensor({o.batch, T, C}, 9),
+                   h = random_tensor({o.batch, T, 4 * C}, 10);
+  const double ln_s = best_s(o.reps,
+                             [&] {
+                               ln.forward(x);
+                               ln.backward(x);
+                             }) *
+                      (2 * L + 1);
+  const double gelu_s = best_s(o.reps,
+                               [&] {
+                                 gelu.forward(h);
+                                 gelu.backward(h);
+                               }) *
+                        L;
   // The attention core: q k^T, softmax, att v and back, without the projections.
   const dp::Tensor qkv = random_tensor({o.batch, T, 3 * C}, 11);
-  dp::Tensor att = dp::Tensor::zeros({o.batch, o.heads, T, T}), y = dp::Tensor::zeros({o.batch, T, C});
+  dp::Tensor att = dp::Tensor::zeros({o.batch, o.heads, T, T}),
+             y = dp::Tensor::zeros({o.batch, T, C});
   dp::Tensor dqkv = dp::Tensor::zeros(qkv.shape());
   dp::ops::AttentionWorkspace ws;
-  const double core_s = best_s(o.reps, [&] {
-    dp::ops::causal_attention_forward(qkv, o.heads, att, y, ws);
-    dp::ops::causal_attention_backward(qkv, att, x, o.heads, dqkv, ws);
-  }) * L;
+  const double core_s = best_s(o.reps,
+                               [&] {
+                                 dp::ops::causal_attention_forward(qkv, o.heads, att, y, ws);
+                                 dp::ops::causal_attention_backward(qkv, att, x, o.heads, dqkv, ws);
+                               }) *
+                        L;
   double core_gemm_s = 0;
   for (const Gemm& g : gemms)
     if (g.count == L * BH) core_gemm_s += time_gemm(g, o.reps);
 
   std::printf("\nsgemm at these shapes: %.2f ms per step (%.1f GFLOP/s)\n", gemm_s * 1e3,
               flops / gemm_s / 1e9);
-  std::printf("gpt forward + backward: %.2f ms per step (forward %.2f ms), %.1f GFLOP/s counted "
-              "at the shapes above\n",
-              step_s * 1e3, fwd_s * 1e3, flops / step_s / 1e9);
+  std::printf(
+      "gpt forward + backward: %.2f ms per step (forward %.2f ms), %.1f GFLOP/s counted "
+      "at the shapes above\n",
+      step_s * 1e3, fwd_s * 1e3, flops / step_s / 1e9);
   std::printf("fraction of the sgemm FLOP rate: %.0f%%\n\n", 100.0 * gemm_s / step_s);
   std::printf("alone at the model's shapes, per step (float32 unless --bf16):\n");
   std::printf("  layernorm x%d        %8.2f ms\n", 2 * L + 1, ln_s * 1e3);

@@ -115,8 +115,9 @@ TEST_F(CudaTransformer, EmbeddingBadIndexNamesLayerIndexAndPosition) {
     dev.forward(bad);
     FAIL() << "expected a dp::Error";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "wte: index 12 at position [1, 2] of the input int32[2, 3] is outside "
-                           "the table's 10 rows [0, 10)");
+    EXPECT_STREQ(e.what(),
+                 "wte: index 12 at position [1, 2] of the input int32[2, 3] is outside "
+                 "the table's 10 rows [0, 10)");
   }
   EXPECT_TRUE(dev.forward(random_tokens({2, 3}, 10, 4).to(kGpu)).is_cuda());
 }
@@ -138,8 +139,8 @@ TEST_F(CudaTransformer, GeluMatchesCpu) {
   for (DType dtype : {DType::f32, DType::bf16}) {
     SCOPED_TRACE(dtype_name(dtype));
     GELU cpu("gelu"), dev("gelu");
-    compare(cpu, dev, random_tensor({33, 257}, 9, -6.0f, 6.0f), random_tensor({33, 257}, 10),
-            dtype, tol(dtype) / 4);
+    compare(cpu, dev, random_tensor({33, 257}, 9, -6.0f, 6.0f), random_tensor({33, 257}, 10), dtype,
+            tol(dtype) / 4);
   }
 }
 
@@ -224,7 +225,8 @@ TEST_F(CudaTransformer, GptTrainsTheSameAndAllocatesNothingInTheSteadyState) {
     cpu.set_compute_dtype(dtype);
     dev.set_compute_dtype(dtype);
     dev.to(kGpu);
-    AdamW oc(cpu.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f), od(dev.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+    AdamW oc(cpu.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f),
+        od(dev.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
     SoftmaxCrossEntropy lc, ld;
     const Tensor tok = random_tokens({4, 40}, 50, 27);
     std::vector<int32_t> next(160);

@@ -81,7 +81,8 @@ inline double check_fd(const std::function<double()>& loss, Tensor var, const Te
 // The same for L = sum(m(x) * g) with tolerance tol * max(1, |numeric|).
 inline double check_fd(Module& m, const Tensor& x, const Tensor& g, Tensor var,
                        const Tensor& analytic, float eps, double tol, const std::string& what) {
-  return check_fd([&] { return probe_loss(m, x, g); }, std::move(var), analytic, eps, tol, tol, what);
+  return check_fd([&] { return probe_loss(m, x, g); }, std::move(var), analytic, eps, tol, tol,
+                  what);
 }
 
 }  // namespace dp::test

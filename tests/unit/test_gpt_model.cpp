@@ -71,8 +71,8 @@ TEST(GptModel, BuildsTheDefaultWithItsDescription) {
   ASSERT_NE(gpt, nullptr);
   EXPECT_EQ(gpt->num_parameters(), n);
   // --vocab-size pads the table beyond the data's vocabulary.
-  const BuiltModel padded = e.build(make_model_args(e, {{"vocab-size", "300"}, {"layers", "1"}},
-                                                    tokens(128, 257), 1));
+  const BuiltModel padded =
+      e.build(make_model_args(e, {{"vocab-size", "300"}, {"layers", "1"}}, tokens(128, 257), 1));
   EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).config().vocab, 300u);
 }
 

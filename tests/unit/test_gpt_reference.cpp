@@ -97,13 +97,14 @@ TEST(GptReference, LossGradientsAndOneAdamWStepMatchPyTorch) {
     }
     if (!reference_grads)
       for (size_t i = 0; i < params.size(); ++i) params[i]->grad.copy_(ours[i]);
-    AdamW opt(params, a["betas"][0].get<float>(), a["betas"][1].get<float>(),
-              a["eps"].get<float>(), a["weight_decay"].get<float>());
+    AdamW opt(params, a["betas"][0].get<float>(), a["betas"][1].get<float>(), a["eps"].get<float>(),
+              a["weight_decay"].get<float>());
     opt.step(lr);
   };
   step_from(true);
   for (Parameter* p : params)
-    expect_reference(p->value, c["params_after_adamw_step"][p->name], "step from reference grads, " + p->name);
+    expect_reference(p->value, c["params_after_adamw_step"][p->name],
+                     "step from reference grads, " + p->name);
 
   // Then from the model's own gradients. Adam's first step moves each element by about
   // lr * g / (|g| + eps), which is ill-conditioned where the true gradient is 0: the key
@@ -116,7 +117,8 @@ TEST(GptReference, LossGradientsAndOneAdamWStepMatchPyTorch) {
   for (size_t i = 0; i < params.size(); ++i) {
     Parameter* p = params[i];
     const std::vector<float> got = p->value.to_vector(), g = ours[i].to_vector();
-    const std::vector<float> want = reference_tensor(c["params_after_adamw_step"][p->name]).to_vector();
+    const std::vector<float> want =
+        reference_tensor(c["params_after_adamw_step"][p->name]).to_vector();
     const std::vector<float> gref = reference_tensor(c["grads"][p->name]).to_vector();
     const bool is_attn_bias = p->name.find("attn.c_attn.bias") != std::string::npos;
     double err = 0;
@@ -136,10 +138,12 @@ TEST(GptReference, LossGradientsAndOneAdamWStepMatchPyTorch) {
     worst_step = std::max(worst_step, err);
     if (err == worst_step) worst_step_name = p->name;
   }
-  EXPECT_EQ(masked, size_t(C) * c["config"]["layers"].get<size_t>()) << "one key bias per channel and layer";
-  std::printf("model_gpt_tiny: loss %.9f (want %.9f); worst gradient error %.2e (%s, relative "
-              "to the tensor's largest value); worst parameter error after AdamW %.2e (%s)\n",
-              l, want_loss, worst_grad, worst_grad_name.c_str(), worst_step, worst_step_name.c_str());
+  EXPECT_EQ(masked, size_t(C) * c["config"]["layers"].get<size_t>())
+      << "one key bias per channel and layer";
+  std::printf(
+      "model_gpt_tiny: loss %.9f (want %.9f); worst gradient error %.2e (%s, relative "
+      "to the tensor's largest value); worst parameter error after AdamW %.2e (%s)\n",
+      l, want_loss, worst_grad, worst_grad_name.c_str(), worst_step, worst_step_name.c_str());
 }
 
 TEST(GptReference, ParameterOrderIsGpt2s) {
@@ -150,10 +154,10 @@ TEST(GptReference, ParameterOrderIsGpt2s) {
   std::vector<std::string> want = {"wte", "wpe"};
   for (int i = 0; i < 2; ++i) {
     const std::string h = "h." + std::to_string(i) + ".";
-    for (const char* s : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
-                          "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
-                          "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight",
-                          "mlp.c_proj.bias"})
+    for (const char* s :
+         {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+          "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight",
+          "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
       want.push_back(h + s);
   }
   want.push_back("ln_f.weight");

@@ -22,8 +22,7 @@ TEST(TransformerReference, Embedding) {
   const auto rows = c["attrs"]["indices"].get<std::vector<std::vector<int32_t>>>();
   std::vector<int32_t> flat;
   for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
-  const Tensor idx =
-      Tensor::from_vector({int64_t(rows.size()), int64_t(rows[0].size())}, flat);
+  const Tensor idx = Tensor::from_vector({int64_t(rows.size()), int64_t(rows[0].size())}, flat);
   Embedding emb("emb", size_t(w.dim(0)), size_t(w.dim(1)), 0);
   emb.weight().value.copy_(w);
   expect_reference(emb.forward(idx), c["output"], "output");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "runtime/core/error.h"
 #include "runtime/ops/cpu/bf16_ops.h"
@@ -53,10 +54,8 @@ void softmax_row(size_t t, size_t seq, const float* s, T* p) {
 // Row t: dscore_j = scale * p_j (dp_j - sum_i p_i dp_i) for j <= t, 0 for t < j < width.
 // `dp` (float32) holds dL/dp on entry; the result goes to `ds` (may equal dp).
 template <typename P, typename D>
-void softmax_backward_row(size_t t, size_t width, float scale, const P* p, const float* dp,
-                          D* ds) {
-  const float dot =
-      cpu_io::lane_sum(t + 1, [&](size_t j) { return cpu_io::load(p[j]) * dp[j]; });
+void softmax_backward_row(size_t t, size_t width, float scale, const P* p, const float* dp, D* ds) {
+  const float dot = cpu_io::lane_sum(t + 1, [&](size_t j) { return cpu_io::load(p[j]) * dp[j]; });
   for (size_t j = 0; j <= t; ++j) cpu_io::store(ds[j], scale * cpu_io::load(p[j]) * (dp[j] - dot));
   for (size_t j = t + 1; j < width; ++j) cpu_io::store(ds[j], 0.0f);
 }
@@ -158,8 +157,8 @@ void attention_backward(const AttentionShape& s, const float* qkv, const float* 
                         const float* dy, float* dqkv, AttentionScratch scratch) {
   backward(s, qkv, att, dy, dqkv, scratch);
 }
-void attention_backward(const AttentionShape& s, const bf16* qkv, const bf16* att,
-                        const bf16* dy, bf16* dqkv, AttentionScratch scratch) {
+void attention_backward(const AttentionShape& s, const bf16* qkv, const bf16* att, const bf16* dy,
+                        bf16* dqkv, AttentionScratch scratch) {
   backward(s, qkv, att, dy, dqkv, scratch);
 }
 

@@ -34,7 +34,7 @@ void attention_forward(const AttentionShape& s, const bf16* qkv, bf16* att, bf16
 // From dy [B, T, C] and the forward's qkv and att, dqkv [B, T, 3C] (overwritten).
 void attention_backward(const AttentionShape& s, const float* qkv, const float* att,
                         const float* dy, float* dqkv, AttentionScratch scratch);
-void attention_backward(const AttentionShape& s, const bf16* qkv, const bf16* att,
-                        const bf16* dy, bf16* dqkv, AttentionScratch scratch);
+void attention_backward(const AttentionShape& s, const bf16* qkv, const bf16* att, const bf16* dy,
+                        bf16* dqkv, AttentionScratch scratch);
 
 }  // namespace dp

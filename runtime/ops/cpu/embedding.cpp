@@ -35,13 +35,13 @@ void scatter_add(size_t n, size_t dim, size_t num, const T* dout, const int32_t*
 
 }  // namespace
 
-int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight,
-                          const int32_t* idx, float* out) {
+int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight, const int32_t* idx,
+                          float* out) {
   return lookup(n, dim, num, weight, idx, out);
 }
 
-int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight,
-                          const int32_t* idx, bf16* out) {
+int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight, const int32_t* idx,
+                          bf16* out) {
   return lookup(n, dim, num, weight, idx, out);
 }
 

@@ -11,10 +11,10 @@ namespace dp {
 
 // out[i, :] = weight[idx[i], :] for i < n. Returns the first i whose index is outside
 // [0, num), leaving that row and later ones unwritten, or -1 when every index is valid.
-int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight,
-                          const int32_t* idx, float* out);
-int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight,
-                          const int32_t* idx, bf16* out);
+int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight, const int32_t* idx,
+                          float* out);
+int64_t embedding_forward(size_t n, size_t dim, size_t num, const float* weight, const int32_t* idx,
+                          bf16* out);
 
 // dweight[idx[i], :] += dout[i, :] in increasing i (a fixed order: the same bits every run).
 // An index outside [0, num) (changed since forward checked it) is a dp::Error.

@@ -44,8 +44,8 @@ inline float exp_clamped(float x) {
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-6f;
   const float p =
-      1.0f +
-      r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+      1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 +
+                                          r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, |n| <= 116
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));

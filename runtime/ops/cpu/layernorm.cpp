@@ -20,13 +20,15 @@ void forward(size_t rows, size_t cols, float eps, const T* x, const float* __res
     // Two passes (mean, then squared deviations) as PyTorch: no cancellation for rows with
     // a large mean.
     const float m = lane_sum(cols, [&](size_t c) { return cpu_io::load(xr[c]); }) * inv_n;
-    const float var = lane_sum(cols, [&](size_t c) {
-                        const float d = cpu_io::load(xr[c]) - m;
-                        return d * d;
-                      }) *
+    const float var = lane_sum(cols,
+                               [&](size_t c) {
+                                 const float d = cpu_io::load(xr[c]) - m;
+                                 return d * d;
+                               }) *
                       inv_n;
     const float s = 1.0f / std::sqrt(var + eps);
-    for (size_t c = 0; c < cols; ++c) cpu_io::store(yr[c], (cpu_io::load(xr[c]) - m) * s * w[c] + b[c]);
+    for (size_t c = 0; c < cols; ++c)
+      cpu_io::store(yr[c], (cpu_io::load(xr[c]) - m) * s * w[c] + b[c]);
     mean[r] = m;
     rstd[r] = s;
   }
@@ -44,11 +46,13 @@ void backward(size_t rows, size_t cols, const T* x, const T* dy, const float* __
     const float m = mean[r], s = rstd[r];
     // With xhat = (x - mean) * rstd and g = dy * weight:
     //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)).
-    const float g_mean = lane_sum(cols, [&](size_t c) { return cpu_io::load(gr[c]) * w[c]; }) * inv_n;
-    const float gx_mean = lane_sum(cols, [&](size_t c) {
-                            return cpu_io::load(gr[c]) * w[c] * (cpu_io::load(xr[c]) - m) * s;
-                          }) *
-                          inv_n;
+    const float g_mean =
+        lane_sum(cols, [&](size_t c) { return cpu_io::load(gr[c]) * w[c]; }) * inv_n;
+    const float gx_mean =
+        lane_sum(
+            cols,
+            [&](size_t c) { return cpu_io::load(gr[c]) * w[c] * (cpu_io::load(xr[c]) - m) * s; }) *
+        inv_n;
     for (size_t c = 0; c < cols; ++c) {
       const float g = cpu_io::load(gr[c]);
       const float xhat = (cpu_io::load(xr[c]) - m) * s;

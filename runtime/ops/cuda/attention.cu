@@ -1,7 +1,9 @@
 #include "runtime/ops/cuda/attention.h"
 
 #include <cmath>
+#include <limits>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "runtime/core/cuda/context.h"
@@ -47,9 +49,9 @@ constexpr cudaDataType_t data_type() {
 // cuBLAS is column-major, and row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T,
 // so the operands swap. float32 accumulation (CUBLAS_COMPUTE_32F: no TF32, as the CPU).
 template <typename AB, typename Cty>
-void gemm_batched(cublasHandle_t h, bool ta, bool tb, int m, int n, int k, float alpha,
-                  const AB* a, int lda, long long sa, const AB* b, int ldb, long long sb,
-                  float beta, Cty* c, int ldc, long long sc, int batch) {
+void gemm_batched(cublasHandle_t h, bool ta, bool tb, int m, int n, int k, float alpha, const AB* a,
+                  int lda, long long sa, const AB* b, int ldb, long long sb, float beta, Cty* c,
+                  int ldc, long long sc, int batch) {
   DP_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b,
       data_type<AB>(), ldb, sb, a, data_type<AB>(), lda, sa, &beta, c, data_type<Cty>(), ldc, sc,
@@ -58,8 +60,8 @@ void gemm_batched(cublasHandle_t h, bool ta, bool tb, int m, int n, int k, float
 
 // [B, T, stride] rows holding head h's channels at off + h*d .. -> [B, H, T, d], and back.
 template <typename T>
-__global__ void to_heads_kernel(size_t B, size_t T_, size_t H, size_t d, size_t stride,
-                                size_t off, const T* __restrict__ src, T* __restrict__ dst) {
+__global__ void to_heads_kernel(size_t B, size_t T_, size_t H, size_t d, size_t stride, size_t off,
+                                const T* __restrict__ src, T* __restrict__ dst) {
   const size_t n = B * H * T_ * d;
   for (size_t e = global_thread(); e < n; e += grid_threads()) {
     const size_t j = e % d, t = (e / d) % T_, h = (e / (d * T_)) % H, b = e / (d * T_ * H);
@@ -82,8 +84,8 @@ __global__ void from_heads_kernel(size_t B, size_t T_, size_t H, size_t d, size_
 template <typename T>
 __global__ void causal_softmax_kernel(size_t rows, size_t T_, const float* scores, T* att) {
   const unsigned lane = threadIdx.x % 32;
-  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32;
-       r < rows; r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
+  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32; r < rows;
+       r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
     const size_t t = r % T_;
     const float* s = scores + r * T_;
     float mx = -INFINITY;
@@ -102,8 +104,8 @@ template <typename T>
 __global__ void causal_softmax_backward_kernel(size_t rows, size_t T_, float scale,
                                                const T* __restrict__ att, const float* dp, T* ds) {
   const unsigned lane = threadIdx.x % 32;
-  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32;
-       r < rows; r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
+  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32; r < rows;
+       r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
     const size_t t = r % T_;
     const T* p = att + r * T_;
     const float* g = dp + r * T_;
@@ -150,17 +152,17 @@ Scratch<T> carve(const AttentionShape& s, void* base) {
 
 struct Geometry {
   size_t B, T, C, H, d;
-  int bh, t, dh;             // int sizes for cuBLAS: B * H, T, d
-  long long tt, td;          // strides: one head's scores, one head's rows
-  size_t score_rows;         // B * H * T
+  int bh, t, dh;      // int sizes for cuBLAS: B * H, T, d
+  long long tt, td;   // strides: one head's scores, one head's rows
+  size_t score_rows;  // B * H * T
 };
 
 Geometry geometry(const AttentionShape& s) {
   Geometry g{s.batch, s.seq, s.channels, s.heads, s.channels / s.heads, 0, 0, 0, 0, 0, 0};
   DP_CHECK(g.B * g.H <= size_t(std::numeric_limits<int>::max()) &&
                g.T <= size_t(std::numeric_limits<int>::max()),
-           "gpu attention: batch {} x heads {} or sequence {} exceed cuBLAS's int range", g.B,
-           g.H, g.T);
+           "gpu attention: batch {} x heads {} or sequence {} exceed cuBLAS's int range", g.B, g.H,
+           g.T);
   g.bh = int(g.B * g.H), g.t = int(g.T), g.dh = int(g.d);
   g.tt = static_cast<long long>(g.T * g.T), g.td = static_cast<long long>(g.T * g.d);
   g.score_rows = g.B * g.H * g.T;
@@ -170,16 +172,16 @@ Geometry geometry(const AttentionShape& s) {
 template <typename T>
 void to_heads(const Geometry& g, size_t stride, size_t off, const T* src, T* dst,
               cudaStream_t stream) {
-  to_heads_kernel<T><<<grid_1d(g.B * g.T * g.C), kBlock, 0, stream>>>(g.B, g.T, g.H, g.d, stride,
-                                                                      off, src, dst);
+  to_heads_kernel<T>
+      <<<grid_1d(g.B * g.T * g.C), kBlock, 0, stream>>>(g.B, g.T, g.H, g.d, stride, off, src, dst);
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
 template <typename T>
 void from_heads(const Geometry& g, size_t stride, size_t off, const T* src, T* dst,
                 cudaStream_t stream) {
-  from_heads_kernel<T><<<grid_1d(g.B * g.T * g.C), kBlock, 0, stream>>>(g.B, g.T, g.H, g.d,
-                                                                        stride, off, src, dst);
+  from_heads_kernel<T>
+      <<<grid_1d(g.B * g.T * g.C), kBlock, 0, stream>>>(g.B, g.T, g.H, g.d, stride, off, src, dst);
   DP_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -209,8 +211,8 @@ void forward(int device, const AttentionShape& s, const T* qkv, T* att, T* y, vo
 }
 
 template <typename T>
-void backward(int device, const AttentionShape& s, const T* qkv, const T* att, const T* dy,
-              T* dqkv, void* scratch) {
+void backward(int device, const AttentionShape& s, const T* qkv, const T* att, const T* dy, T* dqkv,
+              void* scratch) {
   const Geometry g = geometry(s);
   const Scratch<T> w = carve<T>(s, scratch);
   cudaStream_t stream = compute_stream(device);
@@ -227,8 +229,9 @@ void backward(int device, const AttentionShape& s, const T* qkv, const T* att, c
   // dscores (times 1/sqrt(d)): in place for float32, a bfloat16 copy for bfloat16 GEMMs.
   T* ds = std::is_same_v<T, float> ? reinterpret_cast<T*>(w.scores) : w.scores16;
   const float scale = 1.0f / std::sqrt(static_cast<float>(g.d));
-  causal_softmax_backward_kernel<T><<<row_blocks(g.score_rows), 32 * kWarpRowsPerBlock, 0,
-                                      stream>>>(g.score_rows, g.T, scale, att, w.scores, ds);
+  causal_softmax_backward_kernel<T>
+      <<<row_blocks(g.score_rows), 32 * kWarpRowsPerBlock, 0, stream>>>(g.score_rows, g.T, scale,
+                                                                        att, w.scores, ds);
   DP_CUDA_CHECK(cudaGetLastError());
   // dq = dscores k; dk = dscores^T q.
   gemm_batched(h, false, false, g.t, g.dh, g.t, 1.0f, ds, g.t, g.tt, w.k, g.dh, g.td, 0.0f, w.dq,
@@ -249,8 +252,8 @@ size_t attention_scratch_bytes(DType dtype, const AttentionShape& s) {
   return bytes;
 }
 
-void attention_forward(int device, DType dtype, const AttentionShape& s, const void* qkv,
-                       void* att, void* y, void* scratch) {
+void attention_forward(int device, DType dtype, const AttentionShape& s, const void* qkv, void* att,
+                       void* y, void* scratch) {
   if (s.batch == 0 || s.seq == 0) return;
   DeviceGuard guard(device);
   detail::dispatch_float(dtype, "gpu attention", [&](auto t) {

@@ -16,8 +16,8 @@ namespace dp::gpu {
 // permuted y or dy, and the float32 scores).
 size_t attention_scratch_bytes(DType dtype, const AttentionShape& s);
 
-void attention_forward(int device, DType dtype, const AttentionShape& s, const void* qkv,
-                       void* att, void* y, void* scratch);
+void attention_forward(int device, DType dtype, const AttentionShape& s, const void* qkv, void* att,
+                       void* y, void* scratch);
 // dqkv [B, T, 3C] overwritten.
 void attention_backward(int device, DType dtype, const AttentionShape& s, const void* qkv,
                         const void* att, const void* dy, void* dqkv, void* scratch);

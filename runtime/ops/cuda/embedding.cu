@@ -56,7 +56,8 @@ __global__ void embedding_backward_kernel(size_t n, size_t dim, size_t rows_per_
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   for (size_t base = 0; base < n; base += kBlock) {
     const size_t i = base + threadIdx.x;
-    const bool mine = i < n && static_cast<size_t>(idx[i]) >= v0 && static_cast<size_t>(idx[i]) < v1;
+    const bool mine =
+        i < n && static_cast<size_t>(idx[i]) >= v0 && static_cast<size_t>(idx[i]) < v1;
     const unsigned ballot = __ballot_sync(0xffffffffu, mine);
     if (lane == 0) warp_counts[warp] = __popc(ballot);
     __syncthreads();
@@ -81,8 +82,10 @@ __global__ void embedding_backward_kernel(size_t n, size_t dim, size_t rows_per_
 int64_t embedding_forward(int device, DType dtype, size_t n, size_t dim, size_t num,
                           const float* weight, const int32_t* idx, void* out, int32_t* flag) {
   if (n == 0 || dim == 0) return -1;
-  DP_CHECK(n < static_cast<size_t>(kNoBadIndex), "gpu embedding: {} indices exceed the int32 "
-           "position range of the bad-index report", n);
+  DP_CHECK(n < static_cast<size_t>(kNoBadIndex),
+           "gpu embedding: {} indices exceed the int32 "
+           "position range of the bad-index report",
+           n);
   DeviceGuard guard(device);
   cudaStream_t stream = compute_stream(device);
   DP_CUDA_CHECK(cudaMemsetAsync(flag, 0x7f, sizeof(int32_t), stream));
@@ -98,8 +101,8 @@ int64_t embedding_forward(int device, DType dtype, size_t n, size_t dim, size_t 
   return bad == kNoBadIndex ? -1 : static_cast<int64_t>(bad);
 }
 
-void embedding_backward(int device, DType dtype, size_t n, size_t dim, size_t num,
-                        const void* dout, const int32_t* idx, float* dweight) {
+void embedding_backward(int device, DType dtype, size_t n, size_t dim, size_t num, const void* dout,
+                        const int32_t* idx, float* dweight) {
   if (n == 0 || dim == 0 || num == 0) return;
   DeviceGuard guard(device);
   // Enough row ranges to fill the GPU, each scanning all n indices (cheap: they stay in L2).

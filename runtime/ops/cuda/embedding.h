@@ -19,7 +19,7 @@ int64_t embedding_forward(int device, DType dtype, size_t n, size_t dim, size_t 
 
 // dweight[idx[i], :] += dout[i, :]. Deterministic: every table row is summed by one thread
 // per column, in increasing i (no float atomics). Indices must be in [0, num).
-void embedding_backward(int device, DType dtype, size_t n, size_t dim, size_t num,
-                        const void* dout, const int32_t* idx, float* dweight);
+void embedding_backward(int device, DType dtype, size_t n, size_t dim, size_t num, const void* dout,
+                        const int32_t* idx, float* dweight);
 
 }  // namespace dp::gpu

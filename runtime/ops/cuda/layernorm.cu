@@ -29,8 +29,8 @@ __global__ void layernorm_forward_kernel(size_t rows, size_t cols, float eps,
                                          float* __restrict__ mean, float* __restrict__ rstd) {
   const unsigned lane = threadIdx.x % 32;
   const float inv_n = 1.0f / static_cast<float>(cols);
-  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32;
-       r < rows; r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
+  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32; r < rows;
+       r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
     const T* xr = x + r * cols;
     float s = 0.0f;
     for (size_t c = lane; c < cols; c += 32) s += widen(xr[c]);
@@ -42,7 +42,8 @@ __global__ void layernorm_forward_kernel(size_t rows, size_t cols, float eps,
     }
     const float rs = 1.0f / sqrtf(warp_allsum(v) * inv_n + eps);
     T* yr = y + r * cols;
-    for (size_t c = lane; c < cols; c += 32) yr[c] = narrow<T>((widen(xr[c]) - m) * rs * w[c] + b[c]);
+    for (size_t c = lane; c < cols; c += 32)
+      yr[c] = narrow<T>((widen(xr[c]) - m) * rs * w[c] + b[c]);
     if (lane == 0) {
       mean[r] = m;
       rstd[r] = rs;
@@ -60,8 +61,8 @@ __global__ void layernorm_backward_kernel(size_t rows, size_t cols, const T* __r
                                           float* __restrict__ scratch) {
   const unsigned lane = threadIdx.x % 32;
   const float inv_n = 1.0f / static_cast<float>(cols);
-  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32;
-       r < rows; r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
+  for (size_t r = static_cast<size_t>(blockIdx.x) * kWarpRowsPerBlock + threadIdx.x / 32; r < rows;
+       r += static_cast<size_t>(gridDim.x) * kWarpRowsPerBlock) {
     const T* xr = x + r * cols;
     const T* gr = dy + r * cols;
     const float m = mean[r], rs = rstd[r];
@@ -85,17 +86,16 @@ __global__ void layernorm_backward_kernel(size_t rows, size_t cols, const T* __r
 
 }  // namespace
 
-void layernorm_forward(int device, DType dtype, size_t rows, size_t cols, float eps,
-                       const void* x, const float* weight, const float* bias, void* y,
-                       float* mean, float* rstd) {
+void layernorm_forward(int device, DType dtype, size_t rows, size_t cols, float eps, const void* x,
+                       const float* weight, const float* bias, void* y, float* mean, float* rstd) {
   if (rows == 0 || cols == 0) return;
   DeviceGuard guard(device);
   detail::dispatch_float(dtype, "gpu layernorm", [&](auto t) {
     using T = decltype(t);
-    layernorm_forward_kernel<T><<<row_blocks(rows), 32 * kWarpRowsPerBlock, 0,
-                                  compute_stream(device)>>>(rows, cols, eps,
-                                                            static_cast<const T*>(x), weight, bias,
-                                                            static_cast<T*>(y), mean, rstd);
+    layernorm_forward_kernel<T>
+        <<<row_blocks(rows), 32 * kWarpRowsPerBlock, 0, compute_stream(device)>>>(
+            rows, cols, eps, static_cast<const T*>(x), weight, bias, static_cast<T*>(y), mean,
+            rstd);
   });
   DP_CUDA_CHECK(cudaGetLastError());
 }

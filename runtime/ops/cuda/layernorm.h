@@ -9,9 +9,8 @@
 
 namespace dp::gpu {
 
-void layernorm_forward(int device, DType dtype, size_t rows, size_t cols, float eps,
-                       const void* x, const float* weight, const float* bias, void* y,
-                       float* mean, float* rstd);
+void layernorm_forward(int device, DType dtype, size_t rows, size_t cols, float eps, const void* x,
+                       const float* weight, const float* bias, void* y, float* mean, float* rstd);
 
 // dx overwritten; dweight and dbias ACCUMULATED. `scratch` holds rows * cols floats (dy *
 // xhat, summed per column in a fixed order like the Linear bias gradient).
