@@ -188,6 +188,12 @@ ModelEntry gpt_model_entry() {
     m.module = std::move(model);
     return m;
   };
+  e.generate = [](Module& model, const std::vector<int32_t>& prompt, size_t count,
+                  float temperature, size_t top_k, uint64_t seed) {
+    auto* gpt = dynamic_cast<GptModel*>(&model);
+    DP_CHECK(gpt != nullptr, "internal: the gpt entry generates from a GptModel only");
+    return generate(*gpt, prompt, count, temperature, top_k, seed);
+  };
   return e;
 }
 

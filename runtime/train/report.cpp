@@ -99,11 +99,20 @@ void Progress::epoch_end(uint64_t epoch, double train_loss, const EvalResult* ev
 void print_summary(const TrainSummary& s) {
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
   log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
-  if (s.evaluated) {
+  const bool tokens = s.tokens_per_s > 0;
+  if (s.evaluated && tokens) {
+    log::rank0("  validation loss {:.4f} nats/token (perplexity {:.2f}), next-token accuracy {:.4f} "
+               "({} tokens)",
+               s.eval.loss, std::exp(s.eval.loss), s.eval.accuracy, s.eval.samples);
+  } else if (s.evaluated) {
     log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy,
                s.eval.samples, s.eval.loss);
   }
-  log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
+  if (tokens)
+    log::rank0("  throughput      {:.0f} tokens/s ({:.1f} samples/s, global)", s.tokens_per_s,
+               s.samples_per_s);
+  else
+    log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
   log::rank0("  communication   {:.3f} ms/step total, {:.3f} ms/step exposed, overlap {:.0f}%",
              s.comm_ms, s.exposed_comm_ms, s.overlap * 100);
   log::rank0("  peak memory     {:.0f} MiB resident (rank 0)", s.peak_rss_mib);

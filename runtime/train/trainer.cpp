@@ -421,6 +421,7 @@ TrainSummary Trainer::run() {
   sum.exposed_comm_ms = step_ ? exposed_us / 1000.0 / double(step_) : 0;
   sum.overlap = comm_us > 0 ? std::max(0.0, 1.0 - exposed_us / comm_us) : 0;
   sum.peak_rss_mib = peak_rss_mib();
+  sum.tokens_per_s = sum.samples_per_s * double(sequence_length_);
 
   if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
   if (rank_ == 0 && !cfg_.dump_params.empty())
@@ -433,6 +434,7 @@ TrainSummary Trainer::run() {
          {"epochs", sum.epochs},
          {"train_loss", sum.train_loss},
          {"samples_per_s", sum.samples_per_s},
+         {"tokens_per_s", sum.tokens_per_s},
          {"comm_ms", sum.comm_ms},
          {"exposed_comm_ms", sum.exposed_comm_ms},
          {"overlap", sum.overlap},

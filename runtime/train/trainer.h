@@ -41,6 +41,7 @@ struct TrainSummary {
   EvalResult eval;
   double wall_s = 0;
   double samples_per_s = 0;  // global, over the training steps
+  double tokens_per_s = 0;   // language models: samples/s x tokens per sample; else 0
   double comm_ms = 0;        // per step
   double exposed_comm_ms = 0;
   double overlap = 0;
