@@ -13,53 +13,19 @@
 #include "runtime/nn/linear.h"
 #include "runtime/nn/relu.h"
 #include "runtime/nn/sequential.h"
+#include "tests/support/finite_diff.h"
 
 using namespace dp;
+using test::check_fd;
+using test::random_tensor;
 
 namespace {
-
-Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-  Philox rng(seed, 99);
-  Tensor t = Tensor::zeros(shape);
-  float* p = t.f32();
-  for (size_t i = 0; i < t.numel(); ++i) p[i] = lo + (hi - lo) * rng.uniform();
-  return t;
-}
 
 Tensor random_labels(int64_t batch, int classes, uint64_t seed) {
   Philox rng(seed, 5);
   std::vector<int32_t> v(static_cast<size_t>(batch));
   for (auto& l : v) l = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
   return Tensor::from_vector({batch}, v);
-}
-
-// L = sum(module(x) * g), accumulated in double.
-double probe_loss(Module& m, const Tensor& x, const Tensor& g) {
-  const Tensor& y = m.forward(x);
-  double s = 0;
-  for (size_t i = 0; i < y.numel(); ++i) s += double(y.f32()[i]) * g.f32()[i];
-  return s;
-}
-
-// Central differences of probe_loss over every element of `var` (perturbed in place),
-// compared with `analytic`.
-void check_fd(Module& m, const Tensor& x, const Tensor& g, Tensor var, const Tensor& analytic,
-              float eps, double tol, const std::string& what) {
-  ASSERT_EQ(var.numel(), analytic.numel()) << what;
-  float* v = var.f32();
-  for (size_t i = 0; i < var.numel(); ++i) {
-    const float saved = v[i];
-    v[i] = saved + eps;
-    const double up = probe_loss(m, x, g);
-    v[i] = saved - eps;
-    const double down = probe_loss(m, x, g);
-    v[i] = saved;
-    // The perturbation actually applied, after float rounding of saved +- eps.
-    const double h = (double(saved + eps) - double(saved - eps));
-    const double numeric = (up - down) / h;
-    EXPECT_NEAR(analytic.f32()[i], numeric, tol * std::max(1.0, std::fabs(numeric)))
-        << what << " element " << i;
-  }
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -13,33 +12,14 @@
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/linear.h"
 #include "runtime/nn/relu.h"
+#include "tests/support/reference_data.h"
 
 using namespace dp;
 using nlohmann::json;
 
-namespace {
-
-json load_case(const std::string& file) {
-  const std::string path = std::string(DPRUN_TEST_DATA) + "/" + file;
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open reference file " + path);
-  return json::parse(in);
-}
-
-Tensor tensor_of(const json& t) {
-  Shape shape = t.at("shape").get<Shape>();
-  std::vector<double> d = t.at("data").get<std::vector<double>>();
-  return Tensor::from_vector(shape, std::vector<float>(d.begin(), d.end()));
-}
-
-// float32 against float64 references: |got - want| <= 1e-5 * max(1, |want|).
-void expect_matches(const Tensor& got, const json& want, const std::string& what) {
-  Tensor ref = tensor_of(want);
-  ASSERT_EQ(got.shape(), ref.shape()) << what;
-  EXPECT_LE(max_rel_diff(got, ref), 1e-5) << what;
-}
-
-}  // namespace
+using test::expect_matches;
+using test::load_case;
+using test::tensor_of;
 
 TEST(LayerReference, Linear) {
   const json c = load_case("layer_linear.json");
