@@ -21,10 +21,12 @@
 
 #include <cblas.h>
 
+#include "models/cnn.h"
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
 #include "runtime/nn/batchnorm2d.h"
 #include "runtime/nn/conv2d.h"
+#include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/maxpool2d.h"
 #include "runtime/ops/cpu/gemm.h"
 
@@ -180,6 +182,46 @@ int main(int argc, char** argv) try {
   std::printf("all convolutions: %.3f ms, their GEMMs alone %.3f ms: %.0f%% of sgemm speed\n",
               conv_total, gemm_total, 100 * gemm_total / conv_total);
   std::printf("(* the model's first layer: no input gradient)\n\n");
+
+  // The whole default cnn (1x28x28, conv 32-64, fc 128, 10 classes): forward, loss and
+  // backward of one batch against the sgemm calls of all its GEMMs, convolutions and Linears.
+  {
+    auto model = dp::make_cnn({1, 28, 28}, 10, dp::CnnConfig{}, 1);
+    dp::SoftmaxCrossEntropy loss;
+    const dp::Tensor x = random_tensor({B, 784}, 6);
+    std::vector<int32_t> labels(static_cast<size_t>(B));
+    for (int i = 0; i < B; ++i) labels[size_t(i)] = i % 10;
+    const dp::Tensor y = dp::Tensor::from_vector({B}, labels);
+    GemmRun c1f({{false, false, 32, 784, 9, 0.0f, false, true, true}}, B);
+    GemmRun c1b({{false, true, 32, 9, 784, 1.0f, true, true, false}}, B);
+    GemmRun c2f({{false, false, 64, 196, 288, 0.0f, false, true, true}}, B);
+    GemmRun c2b({{false, true, 64, 288, 196, 1.0f, true, true, false},
+                 {true, false, 288, 196, 64, 0.0f, false, true, false}},
+                B);
+    // Linear(in, out) at batch B: y = x W^T, dW += dy^T x, dx = dy W.
+    GemmRun fc({{false, true, B, 128, 3136, 0.0f, false, false, false},
+                {true, false, 128, 3136, B, 1.0f, false, false, false},
+                {false, false, B, 3136, 128, 0.0f, false, false, false},
+                {false, true, B, 10, 128, 0.0f, false, false, false},
+                {true, false, 10, 128, B, 1.0f, false, false, false},
+                {false, false, B, 128, 10, 0.0f, false, false, false}},
+               1);
+    const std::vector<double> t = best_ms(o, {[&] {
+                                                loss.forward(model->forward(x), y);
+                                                model->backward(loss.backward());
+                                              },
+                                              [&] {
+                                                c1f();
+                                                c1b();
+                                                c2f();
+                                                c2b();
+                                                fc();
+                                              }});
+    std::printf(
+        "cnn step (forward + backward, batch %d): %.3f ms, its GEMMs alone %.3f ms: "
+        "%.0f%% of sgemm speed, %.0f samples/s\n\n",
+        B, t[0], t[1], 100 * t[1] / t[0], B / (t[0] * 1e-3));
+  }
 
   std::printf("%-14s %-9s %9s\n", "layer", "pass", "layer ms");
   for (const ConvShape& s : shapes) {

@@ -70,7 +70,10 @@ void col2im(const Window2d& g, const float* dcol, T* dx) {
   // row, then stored once: no zeroing pass over dx, one rounding for bfloat16, and the
   // scratch row stays in L1.
   thread_local std::vector<float> row;
+  thread_local std::vector<ColRange> ranges;
   row.resize(static_cast<size_t>(g.width));
+  ranges.resize(static_cast<size_t>(k));
+  for (int64_t kj = 0; kj < k; ++kj) ranges[static_cast<size_t>(kj)] = valid_cols(g, kj);
   float* acc = row.data();
   for (int64_t c = 0; c < g.channels; ++c) {
     for (int64_t ih = 0; ih < g.height; ++ih) {
@@ -80,7 +83,7 @@ void col2im(const Window2d& g, const float* dcol, T* dx) {
         if (t < 0 || t % s != 0 || t / s >= oh_n) continue;
         const int64_t oh = t / s;
         for (int64_t kj = 0; kj < k; ++kj) {
-          const ColRange r = valid_cols(g, kj);
+          const ColRange r = ranges[static_cast<size_t>(kj)];
           const float* src = dcol + ((c * k + ki) * k + kj) * positions + oh * ow_n;
           if (s == 1) {
             float* dst = acc + (r.lo - pad + kj);  // column ow's pixel, from r.lo on
