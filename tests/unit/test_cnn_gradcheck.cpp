@@ -108,9 +108,10 @@ TEST(CnnGradCheck, BatchNorm2dTraining) {
   const Tensor& y = bn.forward(x);
   Tensor g = random_tensor(y.shape(), 61);
   Tensor dx = bn.backward(g).clone();
-  // dx goes through the batch mean and variance: non-linear in x. eps 1e-2 leaves a
-  // truncation error of ~1e-5 and a rounding error of ~3e-5 (108 outputs of size ~1):
-  // tol 5e-4. A missing statistics term is an O(1) error.
+  // dx goes through the batch mean and variance: non-linear in x. With eps 1e-2 truncation
+  // and the rounding of 108 outputs of size ~1 leave up to ~7e-5 (measured): tol 5e-4. A
+  // missing statistics term is an O(1) error. (The linear cases below pass at a tenth of
+  // their tolerance.)
   check_fd(bn, x, g, x, dx, 1e-2f, 5e-4, "bn dx (training)");
   // y is linear in weight and bias.
   check_fd(bn, x, g, bn.weight().value, bn.weight().grad.clone(), 1e-2f, 1e-4, "bn dweight");
