@@ -103,6 +103,7 @@ TEST_F(CudaCnnLayers, Conv2dMatchesCpu) {
       if (c.bias) {
         EXPECT_TRUE(near_ref(dev.bias().grad, cpu.bias().grad, 1e-5));
       }
+      ASSERT_FALSE(order.empty());
       EXPECT_EQ(order.front(), "conv.weight");
     }
   }
