@@ -17,7 +17,7 @@ BatchNorm2d::BatchNorm2d(std::string name, size_t channels, float eps, float mom
       bias_(name_ + ".bias", {static_cast<int64_t>(channels)}),
       running_mean_(name_ + ".running_mean", {static_cast<int64_t>(channels)}),
       running_var_(name_ + ".running_var", {static_cast<int64_t>(channels)}),
-      num_batches_tracked_(name_ + ".num_batches_tracked", {}, DType::i32) {
+      num_batches_tracked_(name_ + ".num_batches_tracked", {}) {
   DP_CHECK(channels_ > 0, "{}: BatchNorm2d needs channels > 0", name_);
   DP_CHECK(std::isfinite(eps_) && eps_ > 0, "{}: eps must be > 0, got {}", name_, eps_);
   DP_CHECK(momentum_ >= 0 && momentum_ <= 1, "{}: momentum must be in [0, 1], got {}", name_,

@@ -9,8 +9,10 @@ namespace dp {
 // torch.nn.BatchNorm2d(channels, eps, momentum) on x [B, C, H, W], per channel over the batch
 // and the plane. Parameters "<name>.weight" (ones) and "<name>.bias" (zeros); buffers
 // "<name>.running_mean" (zeros), "<name>.running_var" (ones) and "<name>.num_batches_tracked"
-// (int32 scalar, PyTorch's int64 counter: kept for state parity, unused by the arithmetic
-// since momentum is always given).
+// (a float32 scalar counting training forwards: PyTorch's int64 counter, kept for state
+// parity and unused by the arithmetic since momentum is always given; float32 like every
+// buffer, so that DDP's buffer broadcast and the parameter dump take it as they are; exact
+// up to 2^24 steps).
 //
 // training(): normalises with the batch's mean and biased variance, and moves the running
 // statistics towards the batch's mean and UNBIASED variance by `momentum`; backward goes

@@ -60,9 +60,9 @@ void batchnorm_batch_stats(const Tensor& x, float eps, Tensor& mean, Tensor& inv
     DP_CHECK(running_var != nullptr, "batchnorm: running_mean without running_var");
     check_channels(x, l, {running_mean, running_var});
     if (num_batches_tracked != nullptr)
-      DP_CHECK(num_batches_tracked->dtype() == DType::i32 && num_batches_tracked->numel() == 1 &&
+      DP_CHECK(num_batches_tracked->dtype() == DType::f32 && num_batches_tracked->numel() == 1 &&
                    num_batches_tracked->device() == x.device(),
-               "batchnorm: num_batches_tracked {} must be one int32 on {}",
+               "batchnorm: num_batches_tracked {} must be one float32 on {}",
                num_batches_tracked->str(), x.device().str());
   }
   const int64_t n = l.batch * l.plane;
@@ -75,7 +75,7 @@ void batchnorm_batch_stats(const Tensor& x, float eps, Tensor& mean, Tensor& inv
         x.device().index, x.dtype(), l.batch, l.channels, l.plane, x.raw(), eps, momentum,
         mean.f32(), invstd.f32(), update ? running_mean->f32() : nullptr,
         update ? running_var->f32() : nullptr,
-        update && num_batches_tracked != nullptr ? num_batches_tracked->data<int32_t>() : nullptr);
+        update && num_batches_tracked != nullptr ? num_batches_tracked->f32() : nullptr);
     return;
 #else
     no_cuda(x);
@@ -98,7 +98,7 @@ void batchnorm_batch_stats(const Tensor& x, float eps, Tensor& mean, Tensor& inv
     }
     inv[c] = 1.0f / std::sqrt(var + eps);
   }
-  if (update && num_batches_tracked != nullptr) ++*num_batches_tracked->data<int32_t>();
+  if (update && num_batches_tracked != nullptr) *num_batches_tracked->f32() += 1.0f;
 }
 
 void batchnorm_running_stats(const Tensor& running_mean, const Tensor& running_var, float eps,

@@ -8,7 +8,7 @@ namespace dp::ops {
 
 // mean and invstd = 1 / sqrt(var + eps) of the batch, with the biased variance (divided by
 // n = B * H * W). When running_mean is not null: running_mean and running_var move towards
-// the batch's mean and UNBIASED variance by `momentum`, and num_batches_tracked (int32, one
+// the batch's mean and UNBIASED variance by `momentum`, and num_batches_tracked (float32, one
 // element; may be null) counts the update, as PyTorch does in training.
 void batchnorm_batch_stats(const Tensor& x, float eps, Tensor& mean, Tensor& invstd,
                            Tensor* running_mean, Tensor* running_var, Tensor* num_batches_tracked,

@@ -163,8 +163,8 @@ TEST_F(CudaCnnLayers, BatchNorm2dMatchesCpuInTrainingAndEval) {
       EXPECT_TRUE(near_ref(dev.forward(x.to(kGpu)), y, tol_for(dtype, 1e-5)));
       EXPECT_TRUE(near_ref(dev.running_mean().value, cpu.running_mean().value, 1e-5));
       EXPECT_TRUE(near_ref(dev.running_var().value, cpu.running_var().value, 1e-5));
-      EXPECT_EQ(dev.num_batches_tracked().value.to(Device::cpu()).data<int32_t>()[0],
-                cpu.num_batches_tracked().value.data<int32_t>()[0]);
+      EXPECT_EQ(dev.num_batches_tracked().value.to_vector(),
+                cpu.num_batches_tracked().value.to_vector());
       const Tensor dy = random_input(x.shape(), 10, dtype);
       const Tensor& dx = cpu.backward(dy);
       EXPECT_TRUE(near_ref(dev.backward(dy.to(kGpu)), dx, tol_for(dtype, 1e-4)));

@@ -29,7 +29,7 @@ __global__ void batch_stats_kernel(long long batch, long long channels, long lon
                                    float* __restrict__ mean, float* __restrict__ invstd,
                                    float* __restrict__ running_mean,
                                    float* __restrict__ running_var,
-                                   int32_t* __restrict__ num_batches_tracked) {
+                                   float* __restrict__ num_batches_tracked) {
   __shared__ float block_mean;
   const long long c = blockIdx.x, n = batch * plane;
   float s = 0.0f;
@@ -53,7 +53,7 @@ __global__ void batch_stats_kernel(long long batch, long long channels, long lon
   const float unbias = static_cast<float>(static_cast<double>(n) / static_cast<double>(n - 1));
   running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mu;
   running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var * unbias;
-  if (c == 0 && num_batches_tracked != nullptr) ++*num_batches_tracked;
+  if (c == 0 && num_batches_tracked != nullptr) *num_batches_tracked += 1.0f;
 }
 
 __global__ void running_stats_kernel(long long channels, const float* __restrict__ running_mean,
@@ -127,7 +127,7 @@ constexpr int kStatsBlock = 512;
 
 void batchnorm_batch_stats(int device, DType dtype, int64_t batch, int64_t channels, int64_t plane,
                            const void* x, float eps, float momentum, float* mean, float* invstd,
-                           float* running_mean, float* running_var, int32_t* num_batches_tracked) {
+                           float* running_mean, float* running_var, float* num_batches_tracked) {
   if (channels == 0) return;
   DP_CHECK(batch * plane > (running_mean != nullptr ? 1 : 0),
            "batchnorm: {} values per channel are too few for batch statistics", batch * plane);

@@ -14,7 +14,7 @@ namespace dp::gpu {
 // unbiased variance for running_var) and, when num_batches_tracked is not null, += 1.
 void batchnorm_batch_stats(int device, DType dtype, int64_t batch, int64_t channels, int64_t plane,
                            const void* x, float eps, float momentum, float* mean, float* invstd,
-                           float* running_mean, float* running_var, int32_t* num_batches_tracked);
+                           float* running_mean, float* running_var, float* num_batches_tracked);
 
 // mean = running_mean, invstd = 1 / sqrt(running_var + eps) (evaluation).
 void batchnorm_running_stats(int device, int64_t channels, const float* running_mean,
