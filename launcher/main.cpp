@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "launcher/options.h"
+#include "launcher/prepare_text.h"
 #include "runtime/comm/device_plan.h"
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/comm/mpi_runtime.h"
@@ -19,6 +21,7 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/ops/cpu/blas_core.h"
 #include "runtime/train/trainer.h"
 
 namespace {
@@ -66,6 +69,9 @@ dp::NodeFacts node_facts(const dp::MpiInfo& info) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dp::use_best_openblas_core(argv);  // before anything else: it may re-execute dprun
+  // Subcommands that need no MPI run before it is initialised (and work without mpirun).
+  if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
   std::optional<dp::MpiRuntime> mpi;
   try {
     mpi.emplace(&argc, &argv);

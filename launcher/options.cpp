@@ -5,8 +5,10 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <boost/program_options.hpp>
 
+#include "models/registry.h"
 #include "runtime/core/error.h"
 
 namespace po = boost::program_options;
@@ -15,23 +17,20 @@ namespace dp {
 
 namespace {
 
-std::vector<size_t> parse_sizes(const std::string& text, const char* option) {
-  std::vector<size_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
+// "  mlp   multi-layer perceptron ..." lines for --help and --model list.
+std::string model_list() {
+  std::string out;
+  for (const ModelEntry& e : model_registry()) {
+    out += fmt::format("  {:<6} {} (data: {})\n", e.name, e.summary, fmt::join(e.data_kinds, ", "));
+    for (const ModelOption& o : e.options)
+      out += fmt::format("           --{} {}{}\n", o.name, o.help,
+                         o.default_value.empty() ? "" : fmt::format(" (default {})", o.default_value));
+    for (const auto& [name, values] : e.presets) {
+      std::vector<std::string> kv;
+      for (const auto& [k, v] : values) kv.push_back(fmt::format("--{} {}", k, v));
+      out += fmt::format("           --preset {}: {}\n", name, fmt::join(kv, " "));
     }
-    DP_CHECK(used == item.size() && used > 0 && v > 0,
-             "{} {}: expected comma-separated positive integers, e.g. 256,128", option, text);
-    out.push_back(static_cast<size_t>(v));
   }
-  DP_CHECK(!out.empty(), "{}: give at least one size", option);
   return out;
 }
 
@@ -40,11 +39,11 @@ std::vector<size_t> parse_sizes(const std::string& text, const char* option) {
 LaunchOptions parse_options(int argc, char** argv) {
   LaunchOptions o;
   TrainConfig& t = o.train;
-  std::string hidden = "256,128";
   std::string config_file;
   bool no_prefetch = false;
   bool no_overlap = false;
   bool no_shm = false;
+  bool no_broadcast_buffers = false;
 
   // One option per line reads better than what the formatter makes of Boost's chains.
   // clang-format off
@@ -58,9 +57,9 @@ LaunchOptions parse_options(int argc, char** argv) {
 
   po::options_description model("Model and data");
   model.add_options()
-      ("model", po::value(&t.model)->default_value(t.model), "model to train: mlp")
-      ("hidden", po::value(&hidden)->default_value(hidden), "MLP hidden layer sizes, comma-separated")
-      ("data", po::value(&t.data)->default_value(t.data), "idx:DIR (MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]) or synthetic[:N] (generated, N training samples, default 60000)")
+      ("model", po::value(&t.model)->default_value(t.model), "model to train: mlp, cnn or gpt (--model list: each with its options and presets)")
+      ("data", po::value(&t.data)->default_value(t.data), "idx:DIR (MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]), cifar10:DIR (CIFAR-10 binary batches), tokens:FILE (llm.c token file, e.g. from dprun prepare-text) or synthetic[:N] (generated, N training samples, default 60000)")
+      ("val-data", po::value(&t.val_data), "tokens:FILE: the validation split of token data (--eval, --eval-every)")
       ("synthetic-test-size", po::value(&t.synthetic_test_size)->default_value(t.synthetic_test_size), "test samples of --data synthetic")
       ("num-workers", po::value(&t.num_workers)->default_value(t.num_workers), "threads that fill each batch together (the same batches for any count): raise it when loading cannot keep up with the GPU (the log's data time)")
       ("no-prefetch", po::bool_switch(&no_prefetch), "load batches on the training thread instead of a background thread")
@@ -74,6 +73,12 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("batch-size", po::value(&t.batch_size)->default_value(t.batch_size), "samples per rank per micro-batch (global batch = batch-size x grad-accum x world size)")
       ("grad-accum", po::value(&t.grad_accum)->default_value(t.grad_accum), "micro-batches accumulated per optimizer step (gradients are all-reduced once, on the last)")
       ("eval", po::bool_switch(&t.eval), "evaluate on the test split after every epoch (sharded over the ranks, exact)")
+      ("eval-every", po::value(&t.eval_every)->default_value(t.eval_every), "also evaluate every N steps and after the last step (0: off)")
+      ("eval-batches", po::value(&t.eval_batches)->default_value(t.eval_batches), "evaluate on at most N batches per rank (0: the whole split)")
+      ("sample-every", po::value(&t.sample_every)->default_value(t.sample_every), "language models: rank 0 prints a text sampled from the model every N steps (0: off)")
+      ("sample-length", po::value(&t.sample_length)->default_value(t.sample_length), "tokens per printed sample")
+      ("sample-temperature", po::value(&t.sample_temperature)->default_value(t.sample_temperature, "1"), "sampling temperature")
+      ("sample-top-k", po::value(&t.sample_top_k)->default_value(t.sample_top_k), "sample from the K most likely tokens (0: all)")
       ("eval-batch-size", po::value(&t.eval_batch_size)->default_value(t.eval_batch_size), "evaluation batch per rank (0: --batch-size)");
 
   po::options_description optim("Optimizer");
@@ -101,6 +106,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
       ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, bf16_compress or fp16_compress. bf16_compress: all-reduce each gradient bucket as bfloat16 (half the bytes on the wire, gradients rounded to 8 bits once per step; PyTorch's bf16_compress_hook). fp16_compress: the same as IEEE float16 (11 bits), each rank dividing by the world size before the cast and the ranks summing (PyTorch's fp16_compress_hook); values beyond ±65504 overflow; bf16_compress keeps float32's range")
       ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
+      ("no-broadcast-buffers", po::bool_switch(&no_broadcast_buffers), "do not broadcast rank 0's module buffers (BatchNorm running statistics) before every forward")
       ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
       ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");
 
@@ -109,16 +115,24 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("log-interval", po::value(&t.log_interval)->default_value(t.log_interval), "steps between progress lines")
       ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0)")
       ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
+      ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0), for bench_sgemm --shapes")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
   // clang-format on
+  // Every model's own options, as text: the chosen model parses and checks its own.
+  po::options_description model_opts("Model options (dprun --model list shows which model takes which)");
+  for (const ModelOption& mo : all_model_options()) {
+    std::string help = mo.help;
+    if (!mo.default_value.empty()) help += fmt::format(" (default {})", mo.default_value);
+    model_opts.add_options()(mo.name.c_str(), po::value<std::string>(), help.c_str());
+  }
   po::options_description all(
       "Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, "
       "gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
-  all.add(general).add(model).add(sched).add(optim).add(dist).add(out);
+  all.add(general).add(model).add(model_opts).add(sched).add(optim).add(dist).add(out);
   std::ostringstream help;
   help << all;
-  o.help_text = help.str();
+  o.help_text = help.str() + "\nModels (--model NAME):\n" + model_list();
 
   po::variables_map vm;
   try {
@@ -148,8 +162,14 @@ LaunchOptions parse_options(int argc, char** argv) {
   t.prefetch = !no_prefetch;
   t.overlap = !no_overlap;
   t.shared_memory = !no_shm;
+  t.broadcast_buffers = !no_broadcast_buffers;
+  if (t.model == "list") {
+    o.help = true;
+    o.help_text = "Models (--model NAME):\n" + model_list();
+  }
   if (o.help || o.version) return o;
-  t.hidden = parse_sizes(hidden, "--hidden");
+  for (const ModelOption& mo : all_model_options())
+    if (vm.count(mo.name)) t.model_options[mo.name] = vm[mo.name].as<std::string>();
   DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||
                o.device.rfind("cuda:", 0) == 0,
            "--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", o.device);

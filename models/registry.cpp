@@ -85,7 +85,7 @@ const ModelEntry& find_model(const std::string& name) {
     if (e.name == name) return e;
     names.push_back(e.name);
   }
-  fail("--model {}: no such model (available: {})", name, fmt::join(names, ", "));
+  fail("--model {}: unknown model (available: {})", name, fmt::join(names, ", "));
 }
 
 std::vector<ModelOption> all_model_options() {

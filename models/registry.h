@@ -84,6 +84,13 @@ struct ModelEntry {
   // Builds the model for `args.data()`; throws dp::Error when the data does not fit
   // (naming both).
   std::function<BuiltModel(const ModelArgs&)> build;
+  // Next-token models: continues `prompt` by `count` tokens sampled from the model (in
+  // evaluation mode; the caller restores training mode) with this temperature, from the
+  // top_k most likely tokens (0: all), deterministically for `seed`. Null for others.
+  std::function<std::vector<int32_t>(Module& model, const std::vector<int32_t>& prompt,
+                                     size_t count, float temperature, size_t top_k,
+                                     uint64_t seed)>
+      generate;
 };
 
 // Every model, in the order --help lists them.

@@ -21,19 +21,27 @@ DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size
       sampler_(sampler),
       batch_size_(batch_size),
       numel_(dataset.sample_numel()),
+      row_bytes_(numel_ * dtype_size(dataset.input_dtype())),
+      target_numel_(dataset.target_numel()),
       prefetch_(prefetch) {
   DP_CHECK(batch_size > 0, "data loader: batch size must be > 0");
   DP_CHECK(sampler.dataset_size() == dataset.size(),
            "data loader: the sampler was built for {} samples but the dataset has {} ({})",
            sampler.dataset_size(), dataset.size(), dataset.describe());
   DP_CHECK(numel_ > 0, "data loader: the dataset's samples are empty ({})", dataset.describe());
+  DP_CHECK(dataset.input_dtype() == DType::f32 || dataset.input_dtype() == DType::i32,
+           "data loader: inputs of type {} are not supported (float32 or int32) ({})",
+           dtype_name(dataset.input_dtype()), dataset.describe());
+  DP_CHECK(target_numel_ > 0, "data loader: the dataset has no targets per sample ({})",
+           dataset.describe());
   DP_CHECK(workers >= 1 && workers <= 256, "data loader: --num-workers must be in 1..256 (got {})",
            workers);
   if (workers > 1) pool_ = std::make_unique<RowPool>(workers);
   const int64_t b = static_cast<int64_t>(batch_size), n = static_cast<int64_t>(numel_);
+  const Shape y_shape = target_numel_ == 1 ? Shape{b} : Shape{b, int64_t(target_numel_)};
   for (int k = 0; k < 2; ++k) {
-    full_x_[k] = host_buffer({b, n}, DType::f32, pin_memory);
-    full_y_[k] = host_buffer({b}, DType::i32, pin_memory);
+    full_x_[k] = host_buffer({b, n}, dataset.input_dtype(), pin_memory);
+    full_y_[k] = host_buffer(y_shape, DType::i32, pin_memory);
     bufs_[k].x = full_x_[k];
     bufs_[k].y = full_y_[k];
   }
@@ -65,20 +73,28 @@ bool DataLoader::fill(Batch& b, size_t batch_index) {
   const int k = &b == &bufs_[0] ? 0 : 1;
   if (b.x.dim(0) != rows) {
     b.x = full_x_[k].view(0, {rows, static_cast<int64_t>(numel_)});
-    b.y = full_y_[k].view(0, {rows});
+    b.y = full_y_[k].view(
+        0, target_numel_ == 1 ? Shape{rows} : Shape{rows, static_cast<int64_t>(target_numel_)});
   }
-  float* x = b.x.f32();
+  char* x = static_cast<char*>(b.x.raw());
   int32_t* y = b.y.data<int32_t>();
   const int classes = dataset_.num_classes();
   auto rows_of = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) {
       if (cancel_.load(std::memory_order_relaxed)) return;
       const size_t idx = order[first + i];
-      const int32_t label = dataset_.get(idx, x + i * numel_);
-      DP_CHECK(label >= 0 && label < classes,
-               "data loader: sample {} has label {}, outside 0..{} ({})", idx, label, classes - 1,
+      int32_t* t = y + i * target_numel_;
+      dataset_.fill(idx, x + i * row_bytes_, t);
+      // A target out of range would index past the logits (or the embedding) in the loss:
+      // caught here, naming the sample, rather than as garbage or a crash in a kernel.
+      for (size_t j = 0; j < target_numel_; ++j) {
+        if (t[j] >= 0 && t[j] < classes) continue;
+        if (target_numel_ == 1)
+          fail("data loader: sample {} has label {}, outside 0..{} ({})", idx, t[j], classes - 1,
                dataset_.describe());
-      y[i] = label;
+        fail("data loader: sample {} has target {} at position {}, outside 0..{} ({})", idx, t[j],
+             j, classes - 1, dataset_.describe());
+      }
     }
   };
   if (pool_)

@@ -9,8 +9,8 @@
 //     while (const Batch* b = loader.next()) step(b->x, b->y);
 //   }
 //
-// Memory: two Batch buffers of [batch_size, sample_numel] floats are allocated once and
-// reused for every step of every epoch.
+// Memory: two Batch buffers of [batch_size, sample_numel] inputs and their targets are
+// allocated once and reused for every step of every epoch.
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -28,8 +28,11 @@
 namespace dp {
 
 struct Batch {
-  Tensor x;         // f32 [size, sample_numel]
-  Tensor y;         // i32 [size]
+  // The dataset's input_dtype(): f32 [size, sample_numel] (features, flattened C*H*W pixels:
+  // a CNN views it as [size] + sample_shape) or i32 [size, T] (tokens).
+  Tensor x;
+  // i32 [size] when the dataset's target_numel() is 1 (labels), else i32 [size, target_numel].
+  Tensor y;
   size_t size = 0;  // batch_size, or fewer for the last batch of the epoch
   uint64_t epoch = 0;
   size_t index = 0;  // batch index within the epoch (skipped batches count)
@@ -79,7 +82,9 @@ class DataLoader {
   const Dataset& dataset_;
   DistributedSampler& sampler_;
   const size_t batch_size_;
-  const size_t numel_;
+  const size_t numel_;         // input elements per sample
+  const size_t row_bytes_;     // input bytes per sample
+  const size_t target_numel_;  // targets per sample
   const bool prefetch_;
   std::unique_ptr<RowPool> pool_;  // workers > 1
 

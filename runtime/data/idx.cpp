@@ -245,24 +245,6 @@ void write_idx_ubyte(const std::string& path, const std::vector<uint32_t>& dims,
   write_idx(path, IdxType::u8, dims, bytes, gzip);
 }
 
-Normalization compute_normalization(const uint8_t* pixels, size_t n) {
-  DP_CHECK(n > 0, "compute_normalization: no pixels");
-  // A histogram keeps the sums exact and the pass cheap (no float accumulation drift over
-  // 47 million pixels).
-  uint64_t hist[256] = {};
-  for (size_t i = 0; i < n; ++i) ++hist[pixels[i]];
-  double sum = 0, sum_sq = 0;
-  for (int v = 0; v < 256; ++v) {
-    double x = v / 255.0, c = static_cast<double>(hist[v]);
-    sum += c * x;
-    sum_sq += c * x * x;
-  }
-  Normalization norm;
-  norm.mean = sum / static_cast<double>(n);
-  norm.std = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(n) - norm.mean * norm.mean));
-  return norm;
-}
-
 IdxDataset IdxDataset::load(const std::string& dir, const std::string& split,
                             std::optional<Normalization> norm, int num_classes) {
   DP_CHECK(is_directory(dir), "data directory '{}' does not exist (or is not a directory)", dir);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/data/dataset.h"
+#include "runtime/data/normalization.h"
 
 namespace dp {
 
@@ -50,19 +51,10 @@ void write_idx(const std::string& path, IdxType type, const std::vector<uint32_t
 void write_idx_ubyte(const std::string& path, const std::vector<uint32_t>& dims,
                      const std::vector<uint8_t>& bytes, bool gzip);
 
-// Pixel statistics in units of pixel / 255: x = (p / 255 - mean) / std. Always normalise
-// test data with the TRAIN split's statistics (for Fashion-MNIST about 0.286 / 0.353).
-struct Normalization {
-  double mean = 0.0;
-  double std = 1.0;
-};
-// Mean and population standard deviation of `n` uint8 pixels, in units of pixel / 255.
-Normalization compute_normalization(const uint8_t* pixels, size_t n);
-
 // `{split}-images-idx3-ubyte[.gz]` (uint8, [n, rows, cols]) with
 // `{split}-labels-idx1-ubyte[.gz]` (uint8, [n]). Pixels stay uint8 in memory (47 MB for
 // Fashion-MNIST's train split instead of 188 MB as float) and are normalised in get().
-class IdxDataset : public Dataset {
+class IdxDataset : public ClassificationDataset {
  public:
   // split is "train" or "t10k" for (Fashion-)MNIST; any prefix of that file naming works.
   // Without `norm` the split's own pixel statistics are used: right for "train"; for "t10k"
@@ -75,7 +67,11 @@ class IdxDataset : public Dataset {
                                 int num_classes = 10);
 
   size_t size() const override { return n_; }
-  Shape sample_shape() const override { return {static_cast<int64_t>(rows_ * cols_)}; }
+  DataKind kind() const override { return DataKind::images; }
+  // One grey channel: {1, rows, cols}, the layout a CNN takes (an MLP uses sample_numel()).
+  Shape sample_shape() const override {
+    return {1, static_cast<int64_t>(rows_), static_cast<int64_t>(cols_)};
+  }
   size_t sample_numel() const override { return rows_ * cols_; }
   int num_classes() const override { return num_classes_; }
   int32_t get(size_t i, float* dst) const override;

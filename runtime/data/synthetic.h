@@ -11,7 +11,7 @@
 
 namespace dp {
 
-class SyntheticDataset : public Dataset {
+class SyntheticDataset : public ClassificationDataset {
  public:
   // Class centres come from Philox(seed, stream 1); sample i's label (uniform over the
   // classes) and the seed of its unit-variance, near-Gaussian noise from Philox(seed, stream
@@ -25,6 +25,7 @@ class SyntheticDataset : public Dataset {
   SyntheticDataset(size_t size, size_t dim, int num_classes, uint64_t seed, size_t first_index = 0);
 
   size_t size() const override { return size_; }
+  DataKind kind() const override { return DataKind::vectors; }
   Shape sample_shape() const override { return {static_cast<int64_t>(dim_)}; }
   size_t sample_numel() const override { return dim_; }
   int num_classes() const override { return num_classes_; }

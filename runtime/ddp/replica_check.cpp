@@ -15,7 +15,8 @@ std::vector<std::string> parameter_signature(const std::vector<Parameter*>& para
   return sig;
 }
 
-std::string describe_replica_mismatch(const std::vector<std::vector<std::string>>& per_rank) {
+std::string describe_replica_mismatch(const std::vector<std::vector<std::string>>& per_rank,
+                                      const char* what) {
   const auto& ref = per_rank.at(0);
   for (size_t r = 1; r < per_rank.size(); ++r) {
     const auto& other = per_rank[r];
@@ -23,18 +24,18 @@ std::string describe_replica_mismatch(const std::vector<std::vector<std::string>
     for (size_t i = 0; i < n; ++i) {
       if (ref[i] != other[i]) {
         return fmt::format(
-            "model replicas differ: parameter #{} is '{}' on rank 0 but '{}' on rank {} (every "
+            "model replicas differ: {} #{} is '{}' on rank 0 but '{}' on rank {} (every "
             "rank must build the same model from the same options)",
-            i, ref[i], other[i], r);
+            what, i, ref[i], other[i], r);
       }
     }
     if (ref.size() != other.size()) {
       const auto& longer = ref.size() > other.size() ? ref : other;
       size_t longer_rank = ref.size() > other.size() ? 0 : r;
       return fmt::format(
-          "model replicas differ: rank 0 has {} parameters, rank {} has {}; the first extra one "
+          "model replicas differ: rank 0 has {} {}s, rank {} has {}; the first extra one "
           "is '{}' on rank {}",
-          ref.size(), r, other.size(), longer[n], longer_rank);
+          ref.size(), what, r, other.size(), longer[n], longer_rank);
     }
   }
   return "";

@@ -22,6 +22,8 @@ void verify_replicas_match(const std::vector<Parameter*>& params, ProcessGroup& 
 
 // The comparison itself, separated so it can be tested without ranks: returns "" when
 // every rank's signature equals rank 0's, else the message above.
-std::string describe_replica_mismatch(const std::vector<std::vector<std::string>>& per_rank);
+// `what` names the items compared ("parameter", "buffer").
+std::string describe_replica_mismatch(const std::vector<std::vector<std::string>>& per_rank,
+                                      const char* what = "parameter");
 
 }  // namespace dp

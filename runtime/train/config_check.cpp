@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "models/registry.h"
 #include "runtime/comm/gather_strings.h"
 #include "runtime/core/error.h"
 #include "runtime/data/dataset.h"
@@ -11,15 +12,15 @@ namespace dp {
 
 std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,
                                                                      const Dataset& train,
-                                                                     const Dataset& test) {
+                                                                     const Dataset* test) {
   auto b = [](bool v) { return std::string(v ? "on" : "off"); };
   auto s = [](auto v) { return fmt::format("{}", v); };
-  return {
+  std::vector<std::pair<std::string, std::string>> out = {
       {"--model", c.model},
-      {"--hidden", fmt::format("{}", fmt::join(c.hidden, ","))},
-      {"training data", fmt::format("{} samples of {} values, {} classes", train.size(),
-                                    train.sample_numel(), train.num_classes())},
-      {"test data", fmt::format("{} samples", test.size())},
+      {"training data", fmt::format("{} {} samples of shape [{}] ({}), {} classes", train.size(),
+                                    data_kind_name(train.kind()), fmt::join(train.sample_shape(), ", "),
+                                    dtype_name(train.input_dtype()), train.num_classes())},
+      {"test data", test ? fmt::format("{} samples", test->size()) : "none"},
       {"--epochs", s(c.epochs)},
       {"--steps", s(c.max_steps)},
       {"--batch-size", s(c.batch_size)},
@@ -44,9 +45,18 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--no-overlap", b(!c.overlap)},
       {"--find-unused-parameters", b(c.find_unused_parameters)},
       {"--eval", b(c.eval)},
+      {"--eval-every", s(c.eval_every)},
+      {"--eval-batches", s(c.eval_batches)},
       {"--eval-batch-size", s(c.eval_batch_size)},
+      {"--no-broadcast-buffers", b(!c.broadcast_buffers)},
       {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
   };
+  // The model's own options as they resolve (given, preset or default): the same count on
+  // every rank whatever each was given.
+  const ModelEntry& entry = find_model(c.model);
+  const ModelArgs args = make_model_args(entry, c.model_options, {}, c.seed);
+  for (const ModelOption& o : entry.options) out.emplace_back("--" + o.name, args.get_string(o.name));
+  return out;
 }
 
 std::string describe_settings_mismatch(const std::vector<std::vector<std::string>>& per_rank) {

@@ -19,7 +19,7 @@ class Dataset;
 // data turned out to be (sizes and shapes, not paths: node-local copies may live elsewhere).
 std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,
                                                                      const Dataset& train,
-                                                                     const Dataset& test);
+                                                                     const Dataset* test);
 
 // "" when every rank's settings equal rank 0's, else a message naming the first difference.
 std::string describe_settings_mismatch(const std::vector<std::vector<std::string>>& per_rank);

@@ -57,6 +57,10 @@ void JsonLog::write_step(const StepMetrics& m) {
                  m.step, m.epoch, N{m.loss}, N{m.lr}, N{m.samples_per_s}, N{m.step_ms}, N{m.wall_s},
                  N{m.data_ms}, N{m.forward_ms}, N{m.backward_ms}, N{m.optimizer_ms}, N{m.comm_ms},
                  N{m.exposed_comm_ms}, N{m.overlap});
+  if (m.tokens_per_s > 0) {
+    buf_.resize(buf_.size() - 2);  // reopen the object: drop "}\n"
+    fmt::format_to(std::back_inserter(buf_), R"(,"tokens_per_s":{}}})" "\n", N{m.tokens_per_s});
+  }
   if (now_us() - last_flush_us_ > 1e6) flush();
 }
 

@@ -16,6 +16,7 @@ struct StepMetrics {
   double loss = 0;     // mean over the global batch
   double lr = 0;
   double samples_per_s = 0;  // global batch / step time
+  double tokens_per_s = 0;   // language models: samples/s x tokens per sample; else 0
   double step_ms = 0;
   double wall_s = 0;   // since training started, at the end of this step
   double data_ms = 0;  // waiting for the data loader

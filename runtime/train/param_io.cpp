@@ -9,17 +9,21 @@ namespace dp {
 
 static_assert(sizeof(float) == 4, "float32 expected");
 
-void dump_params(const std::vector<Parameter*>& params, const std::string& path) {
+void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,
+                 const std::string& path) {
   // Written to a temporary name and renamed: a crash never leaves a half file behind.
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     DP_CHECK(out.is_open(), "--dump-params {}: cannot open the file for writing", path);
-    for (const Parameter* p : params) {
-      // x86-64 and aarch64 are little-endian, so the in-memory floats are the format.
-      const Tensor host = p->value.to(Device::cpu());  // itself on the CPU
+    // x86-64 and aarch64 are little-endian, so the in-memory floats are the format.
+    auto write = [&](const Tensor& t) {
+      DP_CHECK(t.dtype() == DType::f32, "--dump-params: {} is not float32", t.str());
+      const Tensor host = t.to(Device::cpu());  // itself on the CPU
       out.write(static_cast<const char*>(host.raw()), static_cast<std::streamsize>(host.nbytes()));
-    }
+    };
+    for (const Parameter* p : params) write(p->value);
+    for (const Buffer* b : buffers) write(b->value);
     out.flush();
     DP_CHECK(out.good(), "--dump-params {}: write failed (disk full?)", path);
   }

@@ -9,7 +9,9 @@
 
 namespace dp {
 
-void dump_params(const std::vector<Parameter*>& params, const std::string& path);
+// Parameters, then buffers (BatchNorm running statistics), each in registration order.
+void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,
+                 const std::string& path);
 std::vector<float> read_params_file(const std::string& path);
 
 }  // namespace dp

@@ -1,5 +1,6 @@
 #include "runtime/train/report.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <climits>
@@ -16,6 +17,12 @@ std::string host_name() {
   char host[HOST_NAME_MAX + 1] = {};
   gethostname(host, sizeof(host) - 1);
   return host;
+}
+
+double peak_rss_mib() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 size_t count_params(const std::vector<Parameter*>& params) {
@@ -37,15 +44,22 @@ void print_header_lines(const HeaderInfo& h) {
   for (size_t r = 0; r < h.devices.size(); ++r) log::rank0("  rank {}: {}", r, h.devices[r]);
   log::rank0("model      {}", h.model);
   log::rank0("data       {}", h.data);
-  log::rank0("batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global, {} steps/epoch",
-             h.per_rank_batch, h.grad_accum, h.world, h.global_batch, h.steps_per_epoch);
+  log::rank0("batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global{}, {} steps/epoch",
+             h.per_rank_batch, h.grad_accum, h.world, h.global_batch,
+             h.sequence_length ? fmt::format(" ({} tokens: {} per sample)",
+                                             h.global_batch * h.sequence_length, h.sequence_length)
+                               : "",
+             h.steps_per_epoch);
   log::rank0("optimizer  {}, lr {}", h.optimizer, h.schedule);
   log::rank0("reducer    {}, {}",
              h.overlap ? "overlapped with backward" : "after backward (--no-overlap)", h.buckets);
 }
 
-Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled)
-    : total_(total_steps), interval_(interval), enabled_(enabled) {}
+Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t tokens_per_sample)
+    : total_(total_steps),
+      interval_(interval),
+      enabled_(enabled),
+      tokens_per_sample_(tokens_per_sample) {}
 
 void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   ++n_;
@@ -57,11 +71,14 @@ void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   if (!enabled_ || !(m.step == 1 || m.step % interval_ == 0 || m.step == total_)) return;
   double eta = m.step < total_ ? elapsed_s / double(m.step) * double(total_ - m.step) : 0;
   double overlap = comm_ > 0 ? std::max(0.0, 1.0 - exposed_ / comm_) : 0;
+  const double rate = seconds_ > 0 ? samples_ / seconds_ : 0.0;
+  const bool tokens = tokens_per_sample_ > 0;
   log::rank0(
-      "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} samples/s | comm {:.2f} "
+      "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} {}/s | comm {:.2f} "
       "ms, "
       "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
-      epoch + 1, m.step, total_, loss_ / double(n_), m.lr, seconds_ > 0 ? samples_ / seconds_ : 0.0,
+      epoch + 1, m.step, total_, loss_ / double(n_), m.lr,
+      tokens ? rate * double(tokens_per_sample_) : rate, tokens ? "tokens" : "samples",
       comm_ / double(n_), exposed_ / double(n_), overlap * 100, format_duration(eta));
   n_ = 0;
   loss_ = samples_ = seconds_ = comm_ = exposed_ = 0;
@@ -89,6 +106,7 @@ void print_summary(const TrainSummary& s) {
   log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
   log::rank0("  communication   {:.3f} ms/step total, {:.3f} ms/step exposed, overlap {:.0f}%",
              s.comm_ms, s.exposed_comm_ms, s.overlap * 100);
+  log::rank0("  peak memory     {:.0f} MiB resident (rank 0)", s.peak_rss_mib);
 }
 
 }  // namespace dp

@@ -26,9 +26,12 @@ struct HeaderInfo {
   std::string buckets;
   bool overlap = true;
   uint64_t steps_per_epoch = 0;
+  size_t sequence_length = 0;  // tokens per sample of language models, else 0
 };
 
 std::string host_name();
+// Peak resident set size of this process so far, MiB (getrusage).
+double peak_rss_mib();
 size_t count_params(const std::vector<Parameter*>& params);
 std::string format_duration(double seconds);  // "1h02m03s", "2m05s", "7.3s"
 void print_header_lines(const HeaderInfo& h);
@@ -36,7 +39,8 @@ void print_summary(const TrainSummary& s);
 
 class Progress {
  public:
-  Progress(uint64_t total_steps, uint64_t interval, bool enabled);
+  // tokens_per_sample > 0 (language models): the rate is reported in tokens/s.
+  Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t tokens_per_sample = 0);
   // Prints on the first step, every `interval` steps and on the last step; the numbers are
   // averages since the previous line.
   void step(const StepMetrics& m, uint64_t epoch, double elapsed_s);
@@ -46,6 +50,7 @@ class Progress {
   uint64_t total_;
   uint64_t interval_;
   bool enabled_;
+  size_t tokens_per_sample_;
   uint64_t n_ = 0;
   double loss_ = 0, samples_ = 0, seconds_ = 0, comm_ = 0, exposed_ = 0;
 };

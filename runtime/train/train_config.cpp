@@ -2,15 +2,14 @@
 
 #include <cmath>
 
+#include "models/registry.h"
 #include "runtime/core/error.h"
 #include "runtime/ddp/comm_hook.h"
 
 namespace dp {
 
 void validate(const TrainConfig& c) {
-  DP_CHECK(c.model == "mlp", "--model {}: unknown model (available: mlp)", c.model);
-  DP_CHECK(!c.hidden.empty() || c.model != "mlp", "--hidden: give at least one hidden layer size");
-  for (size_t h : c.hidden) DP_CHECK(h > 0, "--hidden: layer sizes must be positive");
+  find_model(c.model);  // an unknown name lists the models
   DP_CHECK(c.num_workers >= 1 && c.num_workers <= 256, "--num-workers must be in 1..256 (got {})",
            c.num_workers);
   DP_CHECK(c.batch_size > 0, "--batch-size must be at least 1 (got 0)");
@@ -39,9 +38,9 @@ void validate(const TrainConfig& c) {
            "--bucket-cap-mb must be a positive number of MB (got {})", c.bucket_cap_mb);
   DP_CHECK(c.timeout_s > 0, "--timeout must be a positive number of seconds (got {})", c.timeout_s);
   DP_CHECK(c.log_interval > 0, "--log-interval must be at least 1");
-  DP_CHECK(
-      c.data.rfind("idx:", 0) == 0 || c.data == "synthetic" || c.data.rfind("synthetic:", 0) == 0,
-      "--data {}: unknown data source (use idx:DIR or synthetic[:N])", c.data);
+  DP_CHECK(c.sample_length > 0, "--sample-length must be at least 1");
+  DP_CHECK(std::isfinite(c.sample_temperature) && c.sample_temperature > 0,
+           "--sample-temperature must be a positive number (got {})", c.sample_temperature);
 }
 
 }  // namespace dp

@@ -2,6 +2,7 @@
 // Everything a training run is configured by. The launcher fills it from the command line
 // or a config file; tests fill it directly.
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,10 +13,14 @@ namespace dp {
 struct TrainConfig {
   // Model.
   std::string model = "mlp";
-  std::vector<size_t> hidden = {256, 128};
+  // The model's own options (models/registry.h), by name, as the user gave them: "hidden"
+  // -> "256,128". Options left out take the model's preset or default values.
+  std::map<std::string, std::string> model_options;
 
-  // Data: "idx:DIR" (MNIST-format files) or "synthetic[:N]".
+  // Data (runtime/data/open_data.h): "idx:DIR", "cifar10:DIR", "tokens:FILE" or
+  // "synthetic[:N]"; val_data "tokens:FILE" is the held-out split of token data.
   std::string data = "idx:/usr/share/datasets/fashion-mnist";
+  std::string val_data;
   size_t synthetic_test_size = 2000;
   bool prefetch = true;
   size_t num_workers = 1;  // threads filling each batch (same batches for any count)
@@ -50,6 +55,10 @@ struct TrainConfig {
   // so it is not one of the settings the ranks compare).
   Device device = Device::cpu();
 
+  // Module buffers (BatchNorm's running statistics): rank 0's are broadcast before every
+  // forward, as DistributedDataParallel's broadcast_buffers (--no-broadcast-buffers).
+  bool broadcast_buffers = true;
+
   // Gradient reduction.
   double first_bucket_mb = 1.0;
   double bucket_cap_mb = 25.0;
@@ -63,12 +72,22 @@ struct TrainConfig {
   double timeout_s = 300;
 
   // Evaluation and output.
-  bool eval = false;
+  bool eval = false;            // after every epoch
+  uint64_t eval_every = 0;      // 0: off; else also every N steps and after the last
+  uint64_t eval_batches = 0;    // 0: the whole split; else at most N batches per rank
   size_t eval_batch_size = 0;  // 0: the training batch size
+  // Next-token models: rank 0 prints a text sampled from the model every N steps (0: off).
+  uint64_t sample_every = 0;
+  size_t sample_length = 200;  // tokens per sample
+  float sample_temperature = 1.0f;
+  size_t sample_top_k = 0;  // 0: sample from every token
   uint64_t log_interval = 100;
   std::string log_json;
   std::string dump_params;
   std::string trace;
+  // Rank 0 writes the shapes of the CPU GEMMs of one training step (the third) to this
+  // file: bench_sgemm --shapes times OpenBLAS alone at them (tests/bench/bench_models.sh).
+  std::string gemm_profile;
   bool quiet = false;
 };
 

@@ -2,22 +2,27 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+
+#include <cblas.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "models/mlp.h"
+#include "models/registry.h"
 #include "runtime/comm/gather_strings.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
 #include "runtime/data/dataloader.h"
-#include "runtime/data/idx.h"
-#include "runtime/data/synthetic.h"
+#include "runtime/data/byte_tokenizer.h"
+#include "runtime/data/open_data.h"
+#include "runtime/ddp/buffer_sync.h"
 #include "runtime/ddp/reducer.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
+#include "runtime/ops/cpu/gemm_profile.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
@@ -31,39 +36,8 @@ namespace dp {
 
 namespace {
 
-constexpr size_t kSyntheticDim = 784;
-constexpr int kSyntheticClasses = 10;
-
-struct DataSplits {
-  std::unique_ptr<Dataset> train;
-  std::unique_ptr<Dataset> test;
-};
-
-DataSplits open_data(const TrainConfig& c) {
-  DataSplits d;
-  if (c.data.rfind("idx:", 0) == 0) {
-    std::string dir = c.data.substr(4);
-    DP_CHECK(!dir.empty(), "--data idx:DIR: the directory is missing");
-    auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
-    // The test split is normalised with the training split's statistics.
-    d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
-    d.train = std::move(train);
-    return d;
-  }
-  size_t n = 60000;
-  if (c.data.rfind("synthetic:", 0) == 0) {
-    std::string count = c.data.substr(10);
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(count.c_str(), &end, 10);
-    DP_CHECK(!count.empty() && end && *end == '\0' && v > 0,
-             "--data {}: expected synthetic:N with a positive sample count", c.data);
-    n = v;
-  }
-  d.train = std::make_unique<SyntheticDataset>(n, kSyntheticDim, kSyntheticClasses, c.seed);
-  // Same class centres (same seed), samples drawn past the training set's indices.
-  d.test = std::make_unique<SyntheticDataset>(c.synthetic_test_size, kSyntheticDim,
-                                              kSyntheticClasses, c.seed, /*first_index=*/n);
-  return d;
+DataShape shape_of(const Dataset& d) {
+  return DataShape{data_kind_name(d.kind()), d.sample_shape(), d.num_classes()};
 }
 
 }  // namespace
@@ -74,9 +48,34 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   // Before any CUDA call of this thread (the loader's pinned buffers come next): else the
   // first one creates a context on cuda:0, on every rank of the node.
   if (cfg_.device.is_cuda()) cuda_set_current_device(cfg_.device.index);
-  DataSplits data = open_data(cfg_);
+  entry_ = &find_model(cfg_.model);
+  // The model decides how long token windows are (its context) before the data is cut.
+  if (entry_->sequence_length) {
+    const int64_t t =
+        entry_->sequence_length(make_model_args(*entry_, cfg_.model_options, {}, cfg_.seed));
+    sequence_length_ = static_cast<size_t>(t);
+  }
+  DataOptions data_options;
+  data_options.seed = cfg_.seed;
+  data_options.synthetic_test_size = cfg_.synthetic_test_size;
+  // A model without a sequence length reads token data as 1-token windows, only for the
+  // data-kind check below to refuse it by name.
+  data_options.context = sequence_length_ > 0 ? sequence_length_ : 1;
+  DataSplits data = open_data(cfg_.data, cfg_.val_data, data_options);
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);
+  const DataShape shape = shape_of(*train_set_);
+  DP_CHECK(std::find(entry_->data_kinds.begin(), entry_->data_kinds.end(), shape.kind) !=
+               entry_->data_kinds.end(),
+           "--model {} trains on {} data, but --data {} is {} data ({})", cfg_.model,
+           fmt::join(entry_->data_kinds, " or "), cfg_.data, shape.kind, train_set_->describe());
+  DP_CHECK(test_set_ != nullptr || (!cfg_.eval && cfg_.eval_every == 0),
+           "--eval/--eval-every need held-out data: --data {} has no test split (give --val-data "
+           "tokens:FILE)",
+           cfg_.data);
+  DP_CHECK(cfg_.sample_every == 0 || entry_->generate,
+           "--sample-every: --model {} does not generate text (a language model such as gpt does)",
+           cfg_.model);
   sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_,
                                                   /*shuffle=*/true, cfg_.seed, /*drop_last=*/false);
   loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch,
@@ -86,8 +85,10 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
            "batch(es) of {} from {} samples",
            cfg_.grad_accum, loader_->batches_per_epoch(), cfg_.batch_size, train_set_->size());
 
-  model_ = make_mlp(train_set_->sample_numel(), cfg_.hidden,
-                    static_cast<size_t>(train_set_->num_classes()), cfg_.seed);
+  BuiltModel built =
+      entry_->build(make_model_args(*entry_, cfg_.model_options, shape, cfg_.seed));
+  model_ = std::move(built.module);
+  model_description_ = std::move(built.description);
   // Initialised on the host (the same numbers on every device), then moved: before the
   // optimizer, whose state follows its parameters' device.
   if (cfg_.device.is_cuda()) model_->to(cfg_.device);
@@ -116,6 +117,16 @@ std::vector<Parameter*> Trainer::parameters() const {
   return model_->parameters();
 }
 
+std::vector<Buffer*> Trainer::buffers() const {
+  return model_->buffers();
+}
+
+const Tensor& Trainer::loss_targets(const Tensor& y) {
+  if (y.ndim() == 1) return y;
+  targets_ = y.reshape({static_cast<int64_t>(y.numel())});
+  return targets_;
+}
+
 size_t Trainer::steps_per_epoch() const {
   return loader_->batches_per_epoch() / cfg_.grad_accum;
 }
@@ -128,7 +139,7 @@ void Trainer::connect(ProcessGroup& pg) {
   DP_CHECK(pg.size() == world_ && pg.rank() == rank_,
            "process group is rank {} of {}, trainer {} of {}", pg.rank(), pg.size(), rank_, world_);
   pg_ = &pg;
-  verify_settings_match(collective_settings(cfg_, *train_set_, *test_set_), pg, timeout());
+  verify_settings_match(collective_settings(cfg_, *train_set_, test_set_.get()), pg, timeout());
   ReducerOptions ro;
   ro.first_bucket_mb = cfg_.first_bucket_mb;
   ro.bucket_cap_mb = cfg_.bucket_cap_mb;
@@ -137,6 +148,7 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.timeout = timeout();
   ro.comm_hook = parse_comm_hook(cfg_.comm_hook);
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
+  buffer_sync_ = std::make_unique<BufferSync>(buffers(), pg, timeout());
   // From the group, like the buckets: on one node the per-step loss average then goes
   // through shared memory too instead of a separate MPI call. Always host memory: the loss
   // is a host float, and the backends stage a CPU tensor where they need to.
@@ -173,9 +185,10 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     double t1 = now_us();
     const Tensor& x = on_device(batch->x, k, 0);
     const Tensor& y = on_device(batch->y, k, 1);
+    if (cfg_.broadcast_buffers) buffer_sync_->broadcast("before forward");
     reducer_->prepare_for_backward(/*sync=*/k + 1 == K);
     const Tensor& logits = model_->forward(x);
-    loss_sum += loss_fn_->forward(logits, y);
+    loss_sum += loss_fn_->forward(logits, loss_targets(y));
     double t2 = now_us();
     if (k + 1 == K) {
       // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
@@ -226,6 +239,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.lr = lr;
   m.step_ms = step_us / 1000.0;
   m.samples_per_s = double(cfg_.batch_size * K * world_) / (step_us / 1e6);
+  m.tokens_per_s = m.samples_per_s * double(sequence_length_);
   m.data_ms = data_us / 1000.0;
   m.forward_ms = fwd_us / 1000.0;
   m.backward_ms = bwd_us / 1000.0;
@@ -244,15 +258,23 @@ EvalResult Trainer::evaluate() {
                     /*pin_memory=*/false, cfg_.num_workers);
   loader.start_epoch(0);
   SoftmaxCrossEntropy loss_fn("eval loss");
+  // Every rank evaluates with rank 0's buffers (its own running statistics drifted by its
+  // own batches since the last broadcast), in evaluation mode: running statistics are read,
+  // never written.
+  if (cfg_.broadcast_buffers) buffer_sync_->broadcast("before evaluation");
+  model_->eval();
   double loss_sum = 0, correct = 0, count = 0;
   size_t k = 0;
   while (const Batch* b = loader.next()) {
+    if (cfg_.eval_batches > 0 && k >= cfg_.eval_batches) break;
     const Tensor& x = on_device(b->x, k, 0);
     const Tensor& y = on_device(b->y, k++, 1);
-    loss_sum += double(loss_fn.forward(model_->forward(x), y)) * double(b->size);
+    const double targets = double(y.numel());
+    loss_sum += double(loss_fn.forward(model_->forward(x), loss_targets(y))) * targets;
     correct += double(loss_fn.correct());
-    count += double(b->size);
+    count += targets;
   }
+  model_->train();
   // float32 sums of counts are exact up to 2^24 samples; the loss sum is a mean anyway.
   Tensor totals =
       Tensor::from_vector({3}, std::vector<float>{float(loss_sum), float(correct), float(count)});
@@ -266,7 +288,10 @@ EvalResult Trainer::evaluate() {
 }
 
 void Trainer::print_header() {
-  std::string where = fmt::format("{} cpu", host_name());
+  std::string where = fmt::format("{} cpu (OpenBLAS {}{})", host_name(), openblas_get_corename(),
+                                  std::getenv("DPRUN_OPENBLAS_REEXEC") != nullptr
+                                      ? fmt::format(", chosen over {}", std::getenv("DPRUN_OPENBLAS_REEXEC"))
+                                      : "");
   if (cfg_.device.is_cuda()) {
     GpuInfo gpu = cuda_device_info(cfg_.device.index);
     where = fmt::format("{} {} ({}, {:.1f} GiB)", host_name(), cfg_.device.str(), gpu.name,
@@ -278,11 +303,21 @@ void Trainer::print_header() {
   h.world = world_;
   h.backend = pg_->backend();
   h.devices = per_rank;
+  const size_t nbuf = [&] {
+    size_t n = 0;
+    for (const Buffer* b : buffers()) n += b->value.numel();
+    return n;
+  }();
   h.model = fmt::format(
-      "mlp {}-{}-{} ({} parameters), {}", train_set_->sample_numel(), fmt::join(cfg_.hidden, "-"),
-      train_set_->num_classes(), count_params(parameters()),
+      "{} ({} parameters{}), {}", model_description_, count_params(parameters()),
+      nbuf ? fmt::format(", {} buffer values{}", nbuf,
+                         cfg_.broadcast_buffers ? " broadcast from rank 0 every forward" : "")
+           : "",
       cfg_.precision == "bf16" ? "bf16 mixed precision (float32 master weights)" : "float32");
-  h.data = fmt::format("{} | test: {}", train_set_->describe(), test_set_->describe());
+  h.data = fmt::format("{} | {}: {}", train_set_->describe(),
+                       entry_->loss == LossKind::next_token ? "validation" : "test",
+                       test_set_ ? test_set_->describe() : "none");
+  h.sequence_length = sequence_length_;
   h.per_rank_batch = cfg_.batch_size;
   h.grad_accum = cfg_.grad_accum;
   h.global_batch = cfg_.batch_size * cfg_.grad_accum * world_;
@@ -292,6 +327,39 @@ void Trainer::print_header() {
   h.overlap = cfg_.overlap;
   h.steps_per_epoch = steps_per_epoch();
   print_header_lines(h);
+}
+
+void Trainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
+  sum.eval = evaluate();
+  sum.evaluated = true;
+  last_eval_step_ = step_;
+  if (log_.is_open()) {
+    log_.write({{"type", "eval"},
+                {"step", step_},
+                {"epoch", epoch},
+                {"test_loss", sum.eval.loss},
+                {"test_accuracy", sum.eval.accuracy},
+                {"test_samples", sum.eval.samples}});
+  }
+  if (rank_ == 0 && !cfg_.quiet && cfg_.eval_every > 0)
+    log::rank0("step {:>6} | {} loss {:.4f} | accuracy {:.4f} ({} targets)", step_,
+               entry_->loss == LossKind::next_token ? "validation" : "test", sum.eval.loss,
+               sum.eval.accuracy, sum.eval.samples);
+}
+
+std::string Trainer::sample_text() {
+  DP_CHECK(entry_->generate, "--model {} does not generate text", cfg_.model);
+  const int vocab = train_set_->num_classes();
+  // Byte-level vocabularies (dprun prepare-text) start from end-of-text and decode to text;
+  // other vocabularies (GPT-2's) start from GPT-2's end-of-text id and print token ids.
+  const bool bytes = vocab == ByteTokenizer::kVocabSize;
+  const int32_t start = bytes ? ByteTokenizer::kEndOfText : std::min(50256, vocab - 1);
+  std::vector<int32_t> out =
+      entry_->generate(*model_, {start}, cfg_.sample_length, cfg_.sample_temperature,
+                       cfg_.sample_top_k, cfg_.seed + step_);
+  model_->train();
+  if (bytes) return ByteTokenizer::decode(out.data(), out.size(), "\n");
+  return fmt::format("{}", fmt::join(out, " "));
 }
 
 TrainSummary Trainer::run() {
@@ -306,7 +374,7 @@ TrainSummary Trainer::run() {
   uint64_t total_steps = per_epoch * cfg_.epochs;
   if (cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < total_steps))
     total_steps = cfg_.max_steps;
-  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet);
+  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet, sequence_length_);
 
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
@@ -316,7 +384,11 @@ TrainSummary Trainer::run() {
     double epoch_loss = 0;
     uint64_t epoch_steps = 0;
     for (uint64_t s = 0; s < per_epoch && step_ < total_steps; ++s) {
+      const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
+      if (profile) gemm_profile_start();
       train_step(epoch, m);
+      if (profile)
+        write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), cfg_.batch_size * cfg_.grad_accum);
       m.wall_s = (now_us() - t_start) / 1e6;
       epoch_loss += m.loss;
       ++epoch_steps;
@@ -331,22 +403,16 @@ TrainSummary Trainer::run() {
         throw CollectiveError(fmt::format(
             "step {}: the loss is {} (training diverged: try a lower --lr)", m.step, m.loss));
       }
+      if (cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == total_steps))
+        evaluate_and_log(epoch, sum);
+      if (cfg_.sample_every > 0 && rank_ == 0 &&
+          (step_ % cfg_.sample_every == 0 || step_ == total_steps))
+        log::rank0("sample at step {}:\n{}\n---", step_, sample_text());
     }
     sum.epochs = epoch + 1;
     sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
-    if (cfg_.eval) {
-      sum.eval = evaluate();
-      sum.evaluated = true;
-      if (log_.is_open()) {
-        log_.write({{"type", "eval"},
-                    {"step", step_},
-                    {"epoch", epoch},
-                    {"test_loss", sum.eval.loss},
-                    {"test_accuracy", sum.eval.accuracy},
-                    {"test_samples", sum.eval.samples}});
-      }
-    }
-    progress.epoch_end(epoch, sum.train_loss, sum.evaluated ? &sum.eval : nullptr);
+    if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
+    progress.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
   }
   sum.steps = step_;
   sum.wall_s = (now_us() - t_start) / 1e6;
@@ -354,9 +420,11 @@ TrainSummary Trainer::run() {
   sum.comm_ms = step_ ? comm_us / 1000.0 / double(step_) : 0;
   sum.exposed_comm_ms = step_ ? exposed_us / 1000.0 / double(step_) : 0;
   sum.overlap = comm_us > 0 ? std::max(0.0, 1.0 - exposed_us / comm_us) : 0;
+  sum.peak_rss_mib = peak_rss_mib();
 
   if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
-  if (rank_ == 0 && !cfg_.dump_params.empty()) dump_params(parameters(), cfg_.dump_params);
+  if (rank_ == 0 && !cfg_.dump_params.empty())
+    dump_params(parameters(), buffers(), cfg_.dump_params);
   if (rank_ == 0 && !cfg_.quiet) print_summary(sum);
   if (log_.is_open()) {
     log_.write(
@@ -369,6 +437,7 @@ TrainSummary Trainer::run() {
          {"exposed_comm_ms", sum.exposed_comm_ms},
          {"overlap", sum.overlap},
          {"wall_s", sum.wall_s},
+         {"peak_rss_mib", sum.peak_rss_mib},
          {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
   }
   return sum;

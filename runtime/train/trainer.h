@@ -14,19 +14,22 @@
 
 namespace dp {
 
+class BufferSync;
 class Dataset;
 class DistributedSampler;
+struct ModelEntry;
 class DataLoader;
 class Module;
 class Optimizer;
 class Reducer;
 class SoftmaxCrossEntropy;
 class LrSchedule;
+struct Buffer;
 struct Parameter;
 
 struct EvalResult {
-  double loss = 0;
-  double accuracy = 0;
+  double loss = 0;      // mean per target (per token for language models), nats
+  double accuracy = 0;  // fraction of targets predicted right (argmax)
   size_t samples = 0;
 };
 
@@ -41,6 +44,7 @@ struct TrainSummary {
   double comm_ms = 0;        // per step
   double exposed_comm_ms = 0;
   double overlap = 0;
+  double peak_rss_mib = 0;  // this rank's peak resident memory (rank 0's in the log)
 };
 
 class Trainer {
@@ -58,12 +62,19 @@ class Trainer {
 
   const TrainConfig& config() const { return cfg_; }
   std::vector<Parameter*> parameters() const;
+  std::vector<Buffer*> buffers() const;
+  Module& model() { return *model_; }
   const Reducer& reducer() const { return *reducer_; }
   size_t steps_per_epoch() const;
+  // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
+  std::string sample_text();
 
  private:
   void train_step(uint64_t epoch, StepMetrics& m);
+  void evaluate_and_log(uint64_t epoch, TrainSummary& sum);
   void print_header();
+  // The labels as the loss takes them: [B] as they are, [B, T] flattened to [B*T].
+  const Tensor& loss_targets(const Tensor& y);
   std::chrono::milliseconds timeout() const;
   // `host` on the training device (itself on the CPU); `which` 0: inputs, 1: labels.
   const Tensor& on_device(const Tensor& host, size_t k, int which);
@@ -76,7 +87,12 @@ class Trainer {
   std::unique_ptr<Dataset> test_set_;
   std::unique_ptr<DistributedSampler> sampler_;
   std::unique_ptr<DataLoader> loader_;
+  const ModelEntry* entry_ = nullptr;
+  std::string model_description_;
+  size_t sequence_length_ = 0;  // tokens per sample of next-token models, else 0
   std::unique_ptr<Module> model_;
+  std::unique_ptr<BufferSync> buffer_sync_;
+  Tensor targets_;  // loss_targets()' flattened view
   std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
@@ -84,6 +100,7 @@ class Trainer {
   Tensor loss_buf_;
   Tensor device_batch_[2][2];  // [inputs, labels][alternating]: reused device buffers
   uint64_t step_ = 0;
+  uint64_t last_eval_step_ = UINT64_MAX;
   Timeline timeline_;
   FaultInjection fault_ = FaultInjection::from_env();
   JsonLog log_;

@@ -3,6 +3,7 @@
 // the end-to-end number is compared against).
 //
 //   bench_sgemm --batch 64 --layers 784,256,128,10 --reps 200 [--json]
+//   bench_sgemm --shapes step.json [--json]    (any model: dprun --gemm-profile step.json)
 //
 // Per Linear(in, out) at batch B: forward y = x W^T ([B,in] x [in,out]), weight gradient
 // dW += dy^T x ([out,B] x [B,in]), input gradient dx = dy W ([B,out] x [out,in]; not for
@@ -12,14 +13,17 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <cblas.h>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
+#include "runtime/ops/cpu/blas_core.h"
 #include "runtime/ops/cpu/gemm.h"
 
 namespace {
@@ -30,6 +34,7 @@ struct Options {
   int reps = 200;
   int warmup = 20;
   bool json = false;
+  std::string shapes;  // a dprun --gemm-profile file: its GEMMs instead of an MLP's
 };
 
 struct GemmCase {
@@ -37,7 +42,8 @@ struct GemmCase {
   bool trans_a, trans_b;
   int m, n, k;
   float beta;
-  double ms = 0;  // median per call
+  double ms = 0;     // median per call
+  size_t calls = 1;  // per training step
   double gflops() const { return 2.0 * m * n * k / (ms * 1e-3) / 1e9; }
 };
 
@@ -74,6 +80,8 @@ Options parse(int argc, char** argv) {
         pos = comma + 1;
       }
       DP_CHECK(o.layers.size() >= 2, "--layers needs at least two sizes (in,out), got '{}'", s);
+    } else if (a == "--shapes") {
+      o.shapes = value();
     } else if (a == "--json") {
       o.json = true;
     } else if (a == "--help" || a == "-h") {
@@ -128,9 +136,30 @@ double time_gemm(const GemmCase& g, const Options& o, uint64_t seed) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Options o = parse(argc, argv);
+  dp::use_best_openblas_core(argv);  // the same kernels dprun uses
+  Options o = parse(argc, argv);
   std::vector<GemmCase> cases;
-  for (size_t l = 0; l + 1 < o.layers.size(); ++l) {
+  if (!o.shapes.empty()) {
+    std::ifstream in(o.shapes);
+    DP_CHECK(in.is_open(), "--shapes {}: cannot open the file", o.shapes);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    o.batch = j.at("samples").get<int>();
+    o.layers.clear();
+    for (const auto& g : j.at("gemms")) {
+      GemmCase c{fmt::format("{}{} {}x{}x{}", g.at("trans_a").get<bool>() ? "T" : "N",
+                             g.at("trans_b").get<bool>() ? "T" : "N", g.at("m").get<int>(),
+                             g.at("n").get<int>(), g.at("k").get<int>()),
+                 g.at("trans_a").get<bool>(),
+                 g.at("trans_b").get<bool>(),
+                 g.at("m").get<int>(),
+                 g.at("n").get<int>(),
+                 g.at("k").get<int>(),
+                 g.at("accumulate").get<bool>() ? 1.0f : 0.0f};
+      c.calls = g.at("calls").get<size_t>();
+      cases.push_back(c);
+    }
+  }
+  for (size_t l = 0; o.shapes.empty() && l + 1 < o.layers.size(); ++l) {
     const int in = o.layers[l], out = o.layers[l + 1], B = o.batch;
     const std::string fc = "fc" + std::to_string(l + 1);
     cases.push_back({fc + ".forward", false, true, B, out, in, 0.0f});
@@ -140,7 +169,7 @@ int main(int argc, char** argv) try {
   double total_ms = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     cases[i].ms = time_gemm(cases[i], o, 1000 + 10 * i);
-    total_ms += cases[i].ms;
+    total_ms += cases[i].ms * double(cases[i].calls);
   }
   const double limit = o.batch / (total_ms * 1e-3);
   const int threads = openblas_get_num_threads();
@@ -160,16 +189,18 @@ int main(int argc, char** argv) try {
                             {"k", g.k},
                             {"trans_a", g.trans_a},
                             {"trans_b", g.trans_b},
+                            {"calls", g.calls},
                             {"ms", g.ms},
                             {"gflops", g.gflops()}});
     std::printf("%s\n", j.dump().c_str());
   } else {
-    std::printf("sgemm at MLP shapes: batch %d, OpenBLAS threads %d (%s), median of %d reps\n",
-                o.batch, threads, openblas_get_corename(), o.reps);
-    std::printf("%-18s %6s %6s %6s %10s %9s\n", "gemm", "m", "n", "k", "ms", "GFLOP/s");
+    std::printf("sgemm at %s shapes: batch %d, OpenBLAS threads %d (%s), median of %d reps\n",
+                o.shapes.empty() ? "MLP" : o.shapes.c_str(), o.batch, threads,
+                openblas_get_corename(), o.reps);
+    std::printf("%-22s %6s %6s %6s %6s %10s %9s\n", "gemm", "m", "n", "k", "calls", "ms", "GFLOP/s");
     for (const GemmCase& g : cases)
-      std::printf("%-18s %6d %6d %6d %10.4f %9.1f\n", g.name.c_str(), g.m, g.n, g.k, g.ms,
-                  g.gflops());
+      std::printf("%-22s %6d %6d %6d %6zu %10.4f %9.1f\n", g.name.c_str(), g.m, g.n, g.k, g.calls,
+                  g.ms, g.gflops());
     std::printf("total GEMM per step: %.4f ms -> compute-bound limit %.0f samples/s\n", total_ms,
                 limit);
   }

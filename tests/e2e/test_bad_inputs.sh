@@ -34,7 +34,8 @@ expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 
 expect "world larger than dataset" "larger than the dataset" --data synthetic:1 --hidden 8
 expect "unknown option" "unrecognised option\|unrecognized option" "${GOOD[@]}" --frobnicate
 expect "malformed number" "invalid" "${GOOD[@]}" --lr fast
-expect "bad hidden sizes" "comma-separated" "${GOOD[@]}" --hidden 32,x
+expect "bad hidden sizes" "separated by commas" "${GOOD[@]}" --hidden 32,x
+expect "unknown data source" "unknown data" "${GOOD[@]}" --data hdf5:foo
 expect "bad magic number" "magic" --data "idx:$WORK/badmagic" --hidden 8
 expect "truncated file" "truncated" --data "idx:$WORK/truncated" --hidden 8
 expect "zero bucket size" "bucket-cap-mb" "${GOOD[@]}" --bucket-cap-mb 0

@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include "runtime/comm/mpi_runtime.h"
 #include "runtime/core/log.h"
+#include "runtime/ops/cpu/blas_core.h"
 
 namespace {
 
@@ -28,6 +29,7 @@ class RankFailurePrinter : public testing::EmptyTestEventListener {
 }  // namespace
 
 int main(int argc, char** argv) {
+  dp::use_best_openblas_core(argv);  // as dprun does: the same kernels, the same numbers
   dp::MpiRuntime mpi(&argc, &argv);
   testing::InitGoogleTest(&argc, argv);
   int rank = mpi.info().rank;

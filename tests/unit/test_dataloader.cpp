@@ -17,10 +17,11 @@ namespace {
 
 // Sample i is dim copies of i + k / 1000 with label i % 7, so a batch says which indices it
 // holds. Optionally fails on one index, or sleeps per sample.
-class IndexDataset : public Dataset {
+class IndexDataset : public ClassificationDataset {
  public:
   IndexDataset(size_t n, size_t dim) : n_(n), dim_(dim) {}
   size_t size() const override { return n_; }
+  DataKind kind() const override { return DataKind::vectors; }
   Shape sample_shape() const override { return {int64_t(dim_)}; }
   size_t sample_numel() const override { return dim_; }
   int num_classes() const override { return 7; }

@@ -111,7 +111,8 @@ TEST_F(IdxTest, LoadsDatasetRawAndGzipAndNormalises) {
     EXPECT_EQ(ds.size(), 5u);
     EXPECT_EQ(ds.rows(), 2u);
     EXPECT_EQ(ds.cols(), 3u);
-    EXPECT_EQ(ds.sample_shape(), (Shape{6}));
+    EXPECT_EQ(ds.sample_shape(), (Shape{1, 2, 3}));
+    EXPECT_EQ(ds.kind(), DataKind::images);
     EXPECT_EQ(ds.sample_numel(), 6u);
     EXPECT_EQ(ds.num_classes(), 10);
     // Mean and population std of the pixels 10 i + k.

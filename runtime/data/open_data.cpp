@@ -1,0 +1,97 @@
+#include "runtime/data/open_data.h"
+
+#include <cstdlib>
+#include <memory>
+
+#include "runtime/core/error.h"
+#include "runtime/data/cifar10.h"
+#include "runtime/data/idx.h"
+#include "runtime/data/synthetic.h"
+#include "runtime/data/token_dataset.h"
+
+namespace dp {
+
+namespace {
+
+constexpr const char* kForms = "idx:DIR, cifar10:DIR, tokens:FILE or synthetic[:N]";
+
+bool starts_with(const std::string& s, const char* prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+// The part after `prefix` (DIR or FILE, as `placeholder` says), which must not be empty.
+std::string path_after(const std::string& spec, const std::string& prefix, const char* option,
+                       const char* placeholder) {
+  std::string rest = spec.substr(prefix.size());
+  DP_CHECK(!rest.empty(), "{} {}: the path is missing (expected {}{})", option, spec, prefix,
+           placeholder);
+  return rest;
+}
+
+std::unique_ptr<TokenDataset> open_tokens(const std::string& spec, const char* option,
+                                          const DataOptions& o) {
+  const std::string file = path_after(spec, "tokens:", option, "FILE");
+  DP_CHECK(o.context > 0, "{} {}: token data needs the model's context length (> 0)", option, spec);
+  return std::make_unique<TokenDataset>(file, o.context);
+}
+
+DataSplits open_synthetic(const std::string& spec, const DataOptions& o) {
+  size_t n = kSyntheticDefaultSize;
+  if (spec != "synthetic") {
+    const std::string count = spec.substr(10);
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(count.c_str(), &end, 10);
+    DP_CHECK(!count.empty() && count[0] != '-' && end && *end == '\0' && v > 0,
+             "--data {}: expected synthetic:N with a positive sample count", spec);
+    n = v;
+  }
+  DataSplits d;
+  d.train = std::make_unique<SyntheticDataset>(n, kSyntheticDim, kSyntheticClasses, o.seed);
+  // Same class centres (same seed), samples drawn past the training set's indices.
+  d.test = std::make_unique<SyntheticDataset>(o.synthetic_test_size, kSyntheticDim,
+                                              kSyntheticClasses, o.seed, /*first_index=*/n);
+  return d;
+}
+
+}  // namespace
+
+DataSplits open_data(const std::string& spec, const std::string& val_spec, const DataOptions& o) {
+  const bool tokens = starts_with(spec, "tokens:");
+  DP_CHECK(val_spec.empty() || tokens,
+           "--val-data {}: a separate validation set is only for --data tokens:FILE ({} brings "
+           "its own test split)",
+           val_spec, spec);
+  DataSplits d;
+  if (starts_with(spec, "idx:")) {
+    const std::string dir = path_after(spec, "idx:", "--data", "DIR");
+    auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
+    // The test split is normalised with the training split's statistics.
+    d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
+    d.train = std::move(train);
+  } else if (starts_with(spec, "cifar10:")) {
+    const std::string dir = path_after(spec, "cifar10:", "--data", "DIR");
+    auto train = std::make_unique<Cifar10Dataset>(Cifar10Dataset::load(dir, Cifar10Split::train));
+    d.test = std::make_unique<Cifar10Dataset>(
+        Cifar10Dataset::load(dir, Cifar10Split::test, train->normalization()));
+    d.train = std::move(train);
+  } else if (spec == "synthetic" || starts_with(spec, "synthetic:")) {
+    d = open_synthetic(spec, o);
+  } else if (tokens) {
+    auto train = open_tokens(spec, "--data", o);
+    if (!val_spec.empty()) {
+      DP_CHECK(starts_with(val_spec, "tokens:"), "--val-data {}: expected tokens:FILE", val_spec);
+      auto val = open_tokens(val_spec, "--val-data", o);
+      DP_CHECK(val->num_classes() == train->num_classes(),
+               "the validation tokens '{}' have vocabulary size {} but the training tokens '{}' "
+               "{}: they must come from the same tokenizer",
+               val->file().path(), val->num_classes(), train->file().path(), train->num_classes());
+      d.test = std::move(val);
+    }
+    d.train = std::move(train);
+  } else {
+    fail("--data '{}': unknown data source (expected {})", spec, kForms);
+  }
+  return d;
+}
+
+}  // namespace dp

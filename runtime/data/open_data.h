@@ -1,0 +1,44 @@
+#pragma once
+// The one place where a data specification (dprun's --data and --val-data) becomes
+// datasets:
+//   idx:DIR        MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in DIR
+//   cifar10:DIR    CIFAR-10 binary (data_batch_{1..5}.bin, test_batch.bin) in DIR or in
+//                  DIR/cifar-10-batches-bin
+//   synthetic[:N]  generated Gaussian clusters, N training samples (default 60000) of 784
+//                  values in 10 classes, o.synthetic_test_size test samples of the same task
+//   tokens:FILE    an llm.c token file, windows of o.context tokens; the test (validation)
+//                  split comes from val_spec = tokens:FILE when given, else there is none
+// idx, cifar10 and synthetic bring their own test split; val_spec must then be empty.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runtime/data/dataset.h"
+
+namespace dp {
+
+constexpr size_t kSyntheticDim = 784;
+constexpr int kSyntheticClasses = 10;
+constexpr size_t kSyntheticDefaultSize = 60000;
+
+struct DataOptions {
+  uint64_t seed = 0;                  // synthetic: class centres and samples
+  size_t synthetic_test_size = 2000;  // synthetic: samples in the test split
+  size_t context = 0;                 // tokens: the model's context length T; required (> 0)
+};
+
+struct DataSplits {
+  std::unique_ptr<Dataset> train;
+  // Normalised with the training split's statistics (images). Null only for tokens: without
+  // a val_spec: training alone is legal, evaluation then has nothing to run on.
+  std::unique_ptr<Dataset> test;
+};
+
+// Throws dp::Error naming the option (--data / --val-data) and the problem: an unknown
+// prefix (listing the accepted forms), a missing path, a bad N, val_spec for data that is
+// not tokens, a validation file whose vocabulary differs from the training file's, and
+// whatever the readers find wrong with the files.
+DataSplits open_data(const std::string& spec, const std::string& val_spec, const DataOptions& o);
+
+}  // namespace dp

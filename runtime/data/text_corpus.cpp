@@ -1,0 +1,157 @@
+#include "runtime/data/text_corpus.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "runtime/core/error.h"
+#include "runtime/data/byte_tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace dp {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_blank(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  });
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  DP_CHECK(in, "cannot read '{}': {}", path, std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  DP_CHECK(!in.bad(), "error reading '{}'", path);
+  return text;
+}
+
+}  // namespace
+
+std::vector<std::string> list_text_files(const std::vector<std::string>& inputs) {
+  DP_CHECK(!inputs.empty(), "no input given");
+  std::vector<std::string> files;
+  for (const std::string& in : inputs) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(in, ec);
+    DP_CHECK(fs::exists(st), "input '{}' does not exist", in);
+    if (fs::is_regular_file(st)) {
+      files.push_back(in);
+      continue;
+    }
+    DP_CHECK(fs::is_directory(st), "input '{}' is neither a regular file nor a directory", in);
+    std::vector<std::string> found;
+    for (const fs::directory_entry& e : fs::directory_iterator(in, ec)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_symlink() || !e.is_regular_file() || ends_with(name, ".dat") || name[0] == '.')
+        continue;
+      found.push_back(e.path().string());
+    }
+    DP_CHECK(!ec, "cannot list directory '{}': {}", in, ec.message());
+    DP_CHECK(!found.empty(),
+             "input directory '{}' holds no text files (regular files other than *.dat, "
+             "symlinks and hidden files)",
+             in);
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
+  }
+  return files;
+}
+
+std::vector<std::string_view> split_documents(std::string_view text, const std::string& separator) {
+  std::vector<std::string_view> docs;
+  auto keep = [&](std::string_view d) {
+    if (!is_blank(d)) docs.push_back(d);
+  };
+  if (separator.empty()) {
+    keep(text);
+    return docs;
+  }
+  size_t doc_begin = 0, line = 0;
+  while (line < text.size()) {
+    size_t nl = text.find('\n', line);
+    const size_t line_end = nl == std::string_view::npos ? text.size() : nl;
+    std::string_view content = text.substr(line, line_end - line);
+    if (!content.empty() && content.back() == '\r') content.remove_suffix(1);
+    const size_t next = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (content == separator) {
+      keep(text.substr(doc_begin, line - doc_begin));
+      doc_begin = next;
+    }
+    line = next;
+  }
+  keep(text.substr(doc_begin));
+  return docs;
+}
+
+TextCorpus tokenize_text_files(const std::vector<std::string>& files,
+                               const std::string& separator) {
+  TextCorpus c;
+  for (const std::string& f : files) {
+    const std::string text = read_text(f);
+    for (std::string_view doc : split_documents(text, separator)) {
+      c.doc_starts.push_back(c.tokens.size());
+      c.tokens.push_back(ByteTokenizer::kEndOfText);
+      ByteTokenizer::encode(doc, c.tokens);
+    }
+    ++c.files;
+  }
+  return c;
+}
+
+CorpusSplit choose_split(const TextCorpus& corpus, double val_fraction) {
+  DP_CHECK(val_fraction >= 0 && val_fraction < 1,
+           "the validation fraction must be in [0, 1), got {}", val_fraction);
+  const size_t n = corpus.tokens.size();
+  DP_CHECK(n > 0, "the input holds no text (every file is empty or whitespace)");
+  CorpusSplit s;
+  if (val_fraction == 0) {
+    s.cut = n;
+    s.at_document_boundary = true;
+    s.train_documents = corpus.doc_starts.size();
+    return s;
+  }
+  DP_CHECK(n >= 2 * kMinSplitTokens,
+           "the text is too small: {} tokens (bytes plus one end-of-text per document); a "
+           "training and a validation part need at least {} each",
+           n, kMinSplitTokens);
+  const size_t want_val =
+      std::max(kMinSplitTokens, static_cast<size_t>(std::llround(double(n) * val_fraction)));
+  const size_t target = n - std::min(want_val, n - kMinSplitTokens);
+  s.cut = target;
+  // The nearest document start that leaves both parts their minimum.
+  size_t best = 0;
+  bool found = false;
+  for (size_t b : corpus.doc_starts) {
+    if (b < kMinSplitTokens || b > n - kMinSplitTokens) continue;
+    const size_t d = b > target ? b - target : target - b;
+    if (!found || d < (best > target ? best - target : target - best)) best = b, found = true;
+  }
+  if (found) {
+    const size_t dist = best > target ? best - target : target - best;
+    if (2 * dist <= n - target) {
+      s.cut = best;
+      s.at_document_boundary = true;
+    }
+  }
+  s.at_document_boundary =
+      s.at_document_boundary ||
+      std::binary_search(corpus.doc_starts.begin(), corpus.doc_starts.end(), s.cut);
+  s.train_documents = static_cast<size_t>(
+      std::lower_bound(corpus.doc_starts.begin(), corpus.doc_starts.end(), s.cut) -
+      corpus.doc_starts.begin());
+  s.val_documents = corpus.doc_starts.size() - s.train_documents;
+  return s;
+}
+
+}  // namespace dp
