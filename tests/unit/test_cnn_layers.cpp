@@ -236,6 +236,50 @@ TEST(MaxPool2d, FirstMaximumWinsTiesAndNaNWins) {
   EXPECT_EQ(dx, (std::vector<float>{0, 10, 0, 0, 0, 0, 0, 20}));
 }
 
+TEST(MaxPool2d, MatchesPyTorchsScanOnEveryPath) {
+  // The kernel has a 2x2/stride-2 fast path (whole blocks of outputs and a padded tail), an
+  // unrolled scan for 2x2 and 3x3 windows inside the image, and a general one: each against
+  // PyTorch's scan written out here, on values with many ties and a few NaNs.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    size_t k, stride, pad;
+    int64_t h, w;
+  };
+  for (const Case& c : {Case{2, 2, 0, 6, 38}, Case{2, 2, 0, 5, 17}, Case{2, 1, 0, 5, 9},
+                        Case{3, 2, 1, 7, 12}, Case{3, 3, 0, 9, 10}, Case{4, 2, 2, 9, 11}}) {
+    SCOPED_TRACE(testing::Message()
+                 << "k" << c.k << " s" << c.stride << " p" << c.pad << " " << c.h << "x" << c.w);
+    Tensor x = random_tensor({2, 3, c.h, c.w}, 40);
+    for (size_t i = 0; i < x.numel(); ++i) x.f32()[i] = std::round(3 * x.f32()[i]);
+    for (size_t i = 5; i < x.numel(); i += 97) x.f32()[i] = nan;
+    MaxPool2d pool("pool", c.k, c.stride, c.pad);
+    const Tensor& y = pool.forward(x);
+    const int64_t oh_n = y.dim(2), ow_n = y.dim(3), k = int64_t(c.k), s = int64_t(c.stride),
+                  p = int64_t(c.pad);
+    for (int64_t pl = 0; pl < 6; ++pl) {
+      const float* img = x.f32() + pl * c.h * c.w;
+      for (int64_t oh = 0; oh < oh_n; ++oh)
+        for (int64_t ow = 0; ow < ow_n; ++ow) {
+          const int64_t h0 = std::max<int64_t>(oh * s - p, 0),
+                        w0 = std::max<int64_t>(ow * s - p, 0);
+          float best = -std::numeric_limits<float>::infinity();
+          int64_t at = h0 * c.w + w0;
+          for (int64_t ih = h0; ih < std::min<int64_t>(oh * s - p + k, c.h); ++ih)
+            for (int64_t iw = w0; iw < std::min<int64_t>(ow * s - p + k, c.w); ++iw)
+              if (img[ih * c.w + iw] > best || std::isnan(img[ih * c.w + iw])) {
+                best = img[ih * c.w + iw];
+                at = ih * c.w + iw;
+              }
+          const int64_t o = (pl * oh_n + oh) * ow_n + ow;
+          ASSERT_EQ(pool.argmax().data<int32_t>()[o], at)
+              << "plane " << pl << " (" << oh << ", " << ow << ")";
+          const float got = y.f32()[o];
+          EXPECT_TRUE(got == best || (std::isnan(got) && std::isnan(best)));
+        }
+    }
+  }
+}
+
 TEST(MaxPool2d, PaddingIsNeverSelected) {
   MaxPool2d pool("pool", 3, 1, 1);
   // All negative: a zero from the padding would win if padding were read.
