@@ -28,6 +28,7 @@
 #include "runtime/nn/conv2d.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/maxpool2d.h"
+#include "runtime/ops/cpu/blas_core.h"
 #include "runtime/ops/cpu/gemm.h"
 
 namespace {
@@ -142,6 +143,7 @@ double gflop(const std::vector<Gemm>& gemms, int calls) {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  dp::use_best_openblas_core(argv);  // the same kernels dprun uses
   const Options o = parse(argc, argv);
   const int B = o.batch;
   std::printf("CNN layers vs OpenBLAS sgemm: batch %d, OpenBLAS threads %d (%s), best of %d\n", B,

@@ -147,6 +147,16 @@ void maxpool2d_forward(const Window2d& g, const T* x, T* y, int32_t* argmax) {
 template <typename T>
 void maxpool2d_backward(const Window2d& g, const T* dy, const int32_t* argmax, T* dx) {
   const int64_t planes = g.batch * g.channels, plane = g.plane(), out = g.positions();
+  if (g.stride >= g.kernel) {
+    // Windows do not overlap: each pixel is some window's maximum at most once, and its
+    // gradient is copied, not summed (and not rounded).
+    // Plane by plane, so that the scatter lands in lines the zeroing just brought in.
+    for (int64_t pl = 0; pl < planes; ++pl, dy += out, argmax += out, dx += plane) {
+      std::fill(dx, dx + plane, T{});
+      for (int64_t o = 0; o < out; ++o) dx[argmax[o]] = dy[o];
+    }
+    return;
+  }
   // Overlapping windows can send several gradients to one pixel: sum them in float32.
   thread_local std::vector<float> acc;
   acc.resize(static_cast<size_t>(plane));
