@@ -73,6 +73,7 @@ const std::vector<ModelEntry>& model_registry() {
   static const std::vector<ModelEntry> entries = [] {
     std::vector<ModelEntry> e;
     e.push_back(mlp_model_entry());
+    e.push_back(cnn_model_entry());
     e.push_back(gpt_model_entry());
     return e;
   }();

@@ -107,6 +107,7 @@ ModelArgs make_model_args(const ModelEntry& entry, const ModelOptionValues& give
 
 // The built-in models (defined next to each model: models/mlp.cpp, ...).
 ModelEntry mlp_model_entry();
+ModelEntry cnn_model_entry();
 ModelEntry gpt_model_entry();
 
 }  // namespace dp

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -13,64 +12,45 @@
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/linear.h"
 #include "runtime/nn/relu.h"
+#include "tests/support/reference_data.h"
 
 using namespace dp;
 using nlohmann::json;
 
-namespace {
-
-json load_case(const std::string& file) {
-  const std::string path = std::string(DPRUN_TEST_DATA) + "/" + file;
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open reference file " + path);
-  return json::parse(in);
-}
-
-Tensor tensor_of(const json& t) {
-  Shape shape = t.at("shape").get<Shape>();
-  std::vector<double> d = t.at("data").get<std::vector<double>>();
-  return Tensor::from_vector(shape, std::vector<float>(d.begin(), d.end()));
-}
-
-// float32 against float64 references: |got - want| <= 1e-5 * max(1, |want|).
-void expect_matches(const Tensor& got, const json& want, const std::string& what) {
-  Tensor ref = tensor_of(want);
-  ASSERT_EQ(got.shape(), ref.shape()) << what;
-  EXPECT_LE(max_rel_diff(got, ref), 1e-5) << what;
-}
-
-}  // namespace
+using test::expect_reference;
+using test::load_reference;
+using test::reference_tensor;
 
 TEST(LayerReference, Linear) {
-  const json c = load_case("layer_linear.json");
+  const json c = load_reference("layer_linear.json");
   ASSERT_EQ(c.at("layer"), "linear");
-  Tensor x = tensor_of(c["inputs"]["x"]);
-  Tensor w = tensor_of(c["inputs"]["weight"]);
-  Tensor b = tensor_of(c["inputs"]["bias"]);
+  Tensor x = reference_tensor(c["inputs"]["x"]);
+  Tensor w = reference_tensor(c["inputs"]["weight"]);
+  Tensor b = reference_tensor(c["inputs"]["bias"]);
   Linear fc("fc", size_t(w.dim(1)), size_t(w.dim(0)), 0);
   fc.weight().value.copy_(w);
   fc.bias().value.copy_(b);
 
-  expect_matches(fc.forward(x), c["output"], "output");
-  const Tensor& dx = fc.backward(tensor_of(c["grad_output"]));
-  expect_matches(dx, c["grads"]["x"], "grad x");
-  expect_matches(fc.weight().grad, c["grads"]["weight"], "grad weight");
-  expect_matches(fc.bias().grad, c["grads"]["bias"], "grad bias");
+  expect_reference(fc.forward(x), c["output"], "output");
+  const Tensor& dx = fc.backward(reference_tensor(c["grad_output"]));
+  expect_reference(dx, c["grads"]["x"], "grad x");
+  expect_reference(fc.weight().grad, c["grads"]["weight"], "grad weight");
+  expect_reference(fc.bias().grad, c["grads"]["bias"], "grad bias");
 }
 
 TEST(LayerReference, Relu) {
-  const json c = load_case("layer_relu.json");
+  const json c = load_reference("layer_relu.json");
   ASSERT_EQ(c.at("layer"), "relu");
   ReLU relu("relu");
-  expect_matches(relu.forward(tensor_of(c["inputs"]["x"])), c["output"], "output");
-  expect_matches(relu.backward(tensor_of(c["grad_output"])), c["grads"]["x"], "grad x");
+  expect_reference(relu.forward(reference_tensor(c["inputs"]["x"])), c["output"], "output");
+  expect_reference(relu.backward(reference_tensor(c["grad_output"])), c["grads"]["x"], "grad x");
 }
 
 TEST(LayerReference, SoftmaxCrossEntropy) {
-  const json c = load_case("layer_softmax_cross_entropy.json");
+  const json c = load_reference("layer_softmax_cross_entropy.json");
   ASSERT_EQ(c.at("layer"), "softmax_cross_entropy");
   ASSERT_EQ(c["attrs"]["reduction"], "mean");
-  Tensor logits = tensor_of(c["inputs"]["logits"]);
+  Tensor logits = reference_tensor(c["inputs"]["logits"]);
   std::vector<int32_t> labels = c["attrs"]["labels"].get<std::vector<int32_t>>();
   SoftmaxCrossEntropy loss;
   const float l = loss.forward(logits, Tensor::from_vector({int64_t(labels.size())}, labels));
@@ -78,5 +58,5 @@ TEST(LayerReference, SoftmaxCrossEntropy) {
   EXPECT_NEAR(l, want, 1e-5 * std::max(1.0, std::fabs(want)));
   // The upstream gradient of a scalar loss is backward's scale.
   const float upstream = c["grad_output"]["data"][0].get<float>();
-  expect_matches(loss.backward(upstream), c["grads"]["logits"], "grad logits");
+  expect_reference(loss.backward(upstream), c["grads"]["logits"], "grad logits");
 }

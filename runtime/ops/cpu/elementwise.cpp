@@ -25,7 +25,12 @@ void relu_forward(size_t n, const float* x, float* y) {
 }
 
 void relu_backward(size_t n, const float* x, const float* dy, float* dx) {
-  for (size_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+  // dy is loaded unconditionally: a conditional load keeps the loop scalar and mispredicts
+  // on every other element of a BatchNorm-centred input.
+  for (size_t i = 0; i < n; ++i) {
+    const float g = dy[i];
+    dx[i] = x[i] > 0.0f ? g : 0.0f;
+  }
 }
 
 void axpy(size_t n, float alpha, const float* __restrict__ x, float* __restrict__ y) {

@@ -24,6 +24,17 @@ inline void store(float& dst, float v) {
 inline void store(bf16& dst, float v) {
   dst = float_to_bf16(v);
 }
+// The same as a value, for kernels that write `y[i] = store<T>(v)`.
+template <typename T>
+T store(float v);
+template <>
+inline float store<float>(float v) {
+  return v;
+}
+template <>
+inline bf16 store<bf16>(float v) {
+  return float_to_bf16(v);
+}
 
 // exp(x) for x clamped to [-80, 80], written so that loops calling it vectorise (no calls,
 // no branches): GELU applies it to 4C values per token and the attention softmax to T/2 per

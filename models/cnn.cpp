@@ -1,0 +1,151 @@
+#include "models/cnn.h"
+
+#include <string>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "models/registry.h"
+#include "runtime/nn/batchnorm2d.h"
+#include "runtime/nn/conv2d.h"
+#include "runtime/nn/flatten.h"
+#include "runtime/nn/linear.h"
+#include "runtime/nn/maxpool2d.h"
+#include "runtime/nn/relu.h"
+
+namespace dp {
+
+namespace {
+
+constexpr size_t kPool = 2;
+
+std::string image_str(const Shape& s) {
+  return fmt::format("{}", fmt::join(s, "x"));
+}
+
+}  // namespace
+
+Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, uint64_t seed)
+    : Module("cnn"), image_shape_(image_shape), layers_("cnn.layers") {
+  DP_CHECK(
+      image_shape.size() == 3 && image_shape[0] > 0 && image_shape[1] > 0 && image_shape[2] > 0,
+      "cnn: expected images of shape {{channels, height, width}}, got {{{}}}",
+      fmt::join(image_shape, ", "));
+  DP_CHECK(num_classes > 0, "cnn: num_classes must be > 0");
+  DP_CHECK(config.kernel_size > 0, "cnn: --kernel-size must be > 0");
+  for (size_t i = 0; i < config.channels.size(); ++i)
+    DP_CHECK(config.channels[i] > 0, "cnn: conv block {} has 0 channels (sizes must be > 0)",
+             i + 1);
+  for (size_t i = 0; i < config.fc_hidden.size(); ++i)
+    DP_CHECK(config.fc_hidden[i] > 0, "cnn: hidden layer fc{} has size 0 (sizes must be > 0)",
+             i + 1);
+  needs_input_grad_ = false;  // a model's input is data
+
+  const size_t k = config.kernel_size, pad = (k - 1) / 2;
+  size_t ch = static_cast<size_t>(image_shape[0]);
+  int64_t h = image_shape[1], w = image_shape[2];
+  for (size_t i = 0; i < config.channels.size(); ++i) {
+    const std::string n = std::to_string(i + 1);
+    // Sizes first, so that a too-small image is reported in the model's terms rather than
+    // by the layer that would fail at the first forward.
+    const int64_t hc = h + 2 * int64_t(pad) - int64_t(k) + 1,
+                  wc = w + 2 * int64_t(pad) - int64_t(k) + 1;
+    DP_CHECK(hc >= int64_t(kPool) && wc >= int64_t(kPool),
+             "--model cnn: {} images are too small for {} conv blocks: block {} gets {}x{}, its "
+             "{}x{} convolution makes {}x{}, and the {}x{} pooling needs at least {}x{} (every "
+             "block halves the height and width: use fewer --channels or larger images)",
+             image_str(image_shape), config.channels.size(), i + 1, h, w, k, k, hc, wc, kPool,
+             kPool, kPool, kPool);
+    layers_.add(std::make_unique<Conv2d>("conv" + n, ch, config.channels[i], k, 1, pad, seed,
+                                         /*bias=*/false));
+    layers_.add(std::make_unique<BatchNorm2d>("bn" + n, config.channels[i]));
+    layers_.add(std::make_unique<ReLU>("relu" + n));
+    layers_.add(std::make_unique<MaxPool2d>("pool" + n, kPool));
+    ch = config.channels[i];
+    h = hc / int64_t(kPool);
+    w = wc / int64_t(kPool);
+  }
+  layers_.add(std::make_unique<Flatten>("flatten"));
+  flat_features_ = int64_t(ch) * h * w;
+  size_t width = static_cast<size_t>(flat_features_);
+  for (size_t i = 0; i < config.fc_hidden.size(); ++i) {
+    const std::string n = std::to_string(i + 1);
+    layers_.add(std::make_unique<Linear>("fc" + n, width, config.fc_hidden[i], seed));
+    layers_.add(std::make_unique<ReLU>("fc_relu" + n));
+    width = config.fc_hidden[i];
+  }
+  layers_.add(std::make_unique<Linear>("fc" + std::to_string(config.fc_hidden.size() + 1), width,
+                                       num_classes, seed));
+  register_module(layers_);
+}
+
+const Tensor& Cnn::forward(const Tensor& x) {
+  const int64_t flat = image_shape_[0] * image_shape_[1] * image_shape_[2];
+  const bool flat_ok = x.defined() && x.ndim() == 2 && x.dim(1) == flat;
+  const bool nchw_ok = x.defined() && x.ndim() == 4 && x.dim(1) == image_shape_[0] &&
+                       x.dim(2) == image_shape_[1] && x.dim(3) == image_shape_[2];
+  DP_CHECK(flat_ok || nchw_ok, "{}: expected images [batch, {}] or [batch, {}], got {}", name_,
+           flat, fmt::join(image_shape_, ", "), x.defined() ? x.str() : "an undefined tensor");
+  input_shape_ = x.shape();
+  images_ = flat_ok ? x.reshape({x.dim(0), image_shape_[0], image_shape_[1], image_shape_[2]}) : x;
+  layers_.set_needs_input_grad(needs_input_grad_);
+  return layers_.forward(images_);
+}
+
+const Tensor& Cnn::backward(const Tensor& grad_output) {
+  DP_CHECK(images_.defined(), "{}: backward called before forward", name_);
+  const Tensor& dx = layers_.backward(grad_output);
+  if (!needs_input_grad_ || !dx.defined()) return no_grad_;
+  grad_input_ = dx.reshape(input_shape_);
+  return grad_input_;
+}
+
+std::unique_ptr<Cnn> make_cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config,
+                              uint64_t seed) {
+  return std::make_unique<Cnn>(image_shape, num_classes, config, seed);
+}
+
+ModelEntry cnn_model_entry() {
+  ModelEntry e;
+  e.name = "cnn";
+  e.summary =
+      "convolutional network on images: blocks of Conv2d-BatchNorm2d-ReLU-MaxPool2d, then "
+      "Linear layers (--channels, --fc-hidden, --kernel-size)";
+  e.data_kinds = {"images"};
+  e.loss = LossKind::classification;
+  e.options = {
+      {"channels", "32,64",
+       "cnn: output channels of each conv block (conv, BatchNorm, ReLU, 2x2 max pool), "
+       "comma-separated"},
+      {"fc-hidden", "128",
+       "cnn: hidden Linear layer sizes after the conv blocks, comma-separated ('none': the "
+       "flattened features go straight to the classes)"},
+      {"kernel-size", "3",
+       "cnn: convolution kernel size (padding (k-1)/2: odd sizes keep the "
+       "height and width)"},
+  };
+  e.build = [](const ModelArgs& a) {
+    const DataShape& d = a.data();
+    DP_CHECK(d.kind == "images" && d.sample_shape.size() == 3,
+             "--model cnn needs image data (samples of shape channels x height x width), but "
+             "the data gives {} samples of shape [{}]; use --model mlp for flat vectors",
+             d.kind.empty() ? "unknown" : d.kind, fmt::join(d.sample_shape, ", "));
+    DP_CHECK(d.num_classes > 0, "--model cnn: the data has no classes");
+    CnnConfig c;
+    c.channels = a.get_sizes("channels");
+    const std::string fc = a.get_string("fc-hidden");
+    c.fc_hidden = fc.empty() || fc == "none" ? std::vector<size_t>{} : a.get_sizes("fc-hidden");
+    c.kernel_size = static_cast<size_t>(a.get_int("kernel-size"));
+    BuiltModel m;
+    m.module = make_cnn(d.sample_shape, static_cast<size_t>(d.num_classes), c, a.seed());
+    m.description = fmt::format(
+        "cnn {} conv {} k{}, fc {}, {} classes", image_str(d.sample_shape),
+        fmt::join(c.channels, "-"), c.kernel_size,
+        c.fc_hidden.empty() ? std::string("none") : fmt::format("{}", fmt::join(c.fc_hidden, "-")),
+        d.num_classes);
+    return m;
+  };
+  return e;
+}
+
+}  // namespace dp

@@ -1,0 +1,129 @@
+#include "runtime/nn/conv2d.h"
+
+#include <limits>
+
+#include "runtime/nn/buffers.h"
+#include "runtime/nn/device_check.h"
+#include "runtime/nn/init.h"
+#include "runtime/ops/cast.h"
+
+namespace dp {
+
+namespace {
+
+void ensure_shape(Tensor& buf, const Shape& shape, DType dtype, Device device) {
+  if (buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device)
+    return;
+  buf = Tensor::zeros(shape, dtype, device);
+}
+
+int64_t i64(size_t v) {
+  return static_cast<int64_t>(v);
+}
+
+}  // namespace
+
+Conv2d::Conv2d(std::string name, size_t in_channels, size_t out_channels, size_t kernel_size,
+               size_t stride, size_t padding, uint64_t seed, bool bias)
+    : Module(std::move(name)),
+      in_(in_channels),
+      out_(out_channels),
+      kernel_(kernel_size),
+      stride_(stride),
+      padding_(padding),
+      has_bias_(bias),
+      weight_(name_ + ".weight",
+              {i64(out_channels), i64(in_channels), i64(kernel_size), i64(kernel_size)}),
+      bias_(name_ + ".bias", {bias ? i64(out_channels) : 0}) {
+  DP_CHECK(in_ > 0 && out_ > 0 && kernel_ > 0 && stride_ > 0,
+           "{}: Conv2d needs in_channels, out_channels, kernel_size and stride > 0, got {} -> {}, "
+           "kernel {}, stride {}",
+           name_, in_, out_, kernel_, stride_);
+  // The GEMMs take int sizes: the weight's [O, C*k*k] must fit.
+  constexpr size_t kMaxDim = static_cast<size_t>(std::numeric_limits<int>::max());
+  DP_CHECK(out_ <= kMaxDim && in_ * kernel_ * kernel_ <= kMaxDim,
+           "{}: Conv2d {} -> {} with a {}x{} kernel exceeds the BLAS int range", name_, in_, out_,
+           kernel_, kernel_);
+  init_linear(weight_, bias_, in_ * kernel_ * kernel_, seed);
+  register_parameter(weight_);
+  if (has_bias_) register_parameter(bias_);
+}
+
+int64_t Conv2d::out_size(int64_t in_size) const {
+  const int64_t padded = in_size + 2 * i64(padding_);
+  DP_CHECK(in_size > 0 && padded >= i64(kernel_),
+           "{}: a {}x{} kernel does not fit an input of size {} with padding {}", name_, kernel_,
+           kernel_, in_size, padding_);
+  return (padded - i64(kernel_)) / i64(stride_) + 1;
+}
+
+const Tensor& Conv2d::compute_copy(const Tensor& master, Tensor& copy) {
+  if (compute_dtype_ == DType::f32) return master;
+  ensure_like(copy, master, DType::bf16, master.device());
+  cast_into(master, copy);
+  return copy;
+}
+
+const Tensor& Conv2d::forward(const Tensor& x) {
+  DP_CHECK(x.defined() && (x.dtype() == DType::f32 || x.dtype() == DType::bf16) && x.ndim() == 4 &&
+               x.dim(1) == i64(in_),
+           "{}: expected a float32 or bfloat16 input [batch, {}, height, width], got {}", name_,
+           in_, x.defined() ? x.str() : "an undefined tensor");
+  check_param_device(name_, x, weight_);
+  if (has_bias_) check_param_device(name_, x, bias_);
+  DP_CHECK(compute_dtype_ == DType::bf16 || x.dtype() == DType::f32,
+           "{}: got a bfloat16 input but computes in float32 (set the same compute dtype on "
+           "every layer)",
+           name_);
+  const int64_t oh = out_size(x.dim(2)), ow = out_size(x.dim(3));
+  geometry_ =
+      Window2d{x.dim(0), i64(in_), x.dim(2), x.dim(3), i64(kernel_), i64(stride_), i64(padding_)};
+  input_dtype_ = x.dtype();
+  if (x.dtype() == compute_dtype_) {
+    input_ = x;
+  } else {
+    ensure_like(input16_, x, DType::bf16, x.device());
+    cast_into(x, input16_);
+    input_ = input16_;
+  }
+  w_ = &compute_copy(weight_.value, weight16_);
+  ensure_shape(output_, {x.dim(0), i64(out_), oh, ow}, compute_dtype_, x.device());
+  ops::conv2d_forward(input_, *w_, has_bias_ ? &bias_.value : nullptr, geometry_, ws_, output_);
+  return output_;
+}
+
+const Tensor& Conv2d::backward(const Tensor& grad_output) {
+  DP_CHECK(input_.defined(), "{}: backward called before forward", name_);
+  DP_CHECK(grad_output.defined() &&
+               (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16) &&
+               grad_output.shape() == output_.shape(),
+           "{}: grad_output is {}, expected the shape of the last output {}", name_,
+           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  // The Reducer may have re-pointed grad into a bucket; a wrong-sized view there would be
+  // silent memory corruption.
+  DP_CHECK(
+      weight_.grad.numel() == weight_.value.numel() && (!has_bias_ || bias_.grad.numel() == out_),
+      "{}: gradient buffers are {} and {}, expected {} and {} elements", name_, weight_.grad.str(),
+      bias_.grad.str(), weight_.value.numel(), out_);
+  check_grad_device(name_, input_, grad_output);
+  check_param_device(name_, input_, weight_);
+  if (has_bias_) check_param_device(name_, input_, bias_);
+  const Tensor* dy = &grad_output;
+  if (grad_output.dtype() != compute_dtype_) {
+    DP_CHECK(compute_dtype_ == DType::bf16, "{}: grad_output is {}, expected float32", name_,
+             grad_output.str());
+    ensure_like(grad16_, grad_output, DType::bf16, grad_output.device());
+    cast_into(grad_output, grad16_);
+    dy = &grad16_;
+  }
+  ops::conv2d_backward_params(*dy, geometry_, ws_, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+  weight_.grad_ready();
+  if (has_bias_) bias_.grad_ready();
+
+  if (!needs_input_grad_) return no_grad_;
+  ensure_shape(grad_input_, input_.shape(), input_dtype_, input_.device());
+  ops::conv2d_backward_input(*dy, *w_, geometry_, ws_, grad_input_);
+  return grad_input_;
+}
+
+}  // namespace dp

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The models users run, end to end through the dprun binary: the cnn on MNIST-format and
+# CIFAR-10-format files (generated here), the gpt on text prepared by `dprun prepare-text`,
+# each learning well beyond chance; BatchNorm buffers in the dump and identical on every
+# rank; and the inputs that do not fit a model, refused on every rank.
+source "$(dirname "$0")/lib.sh" "$@"
+cd "$WORK"
+
+# json_last FILE TYPE KEY: KEY of the last record of TYPE in a --log-json file.
+json_last() {
+  python3 -c "
+import json,sys
+recs=[json.loads(l) for l in open('$1') if l.strip()]
+print([r for r in recs if r['type']=='$2'][-1]['$3'])"
+}
+
+# --- cnn on MNIST-format images -----------------------------------------------------------
+"$MAKE_IDX" "$WORK/idx" --train 1200 --test 300 --seed 3 --noise 60 >/dev/null || fail "make_idx"
+CNN=(--model cnn --channels 4,8 --fc-hidden 32 --data "idx:$WORK/idx" --batch-size 16 --optimizer sgd
+  --lr 0.05 --momentum 0.9 --seed 1)
+if mpi 2 "${CNN[@]}" --epochs 2 --eval --log-json cnn.jsonl --dump-params cnn.bin >cnn.out 2>&1; then
+  pass "cnn trains on images under 2 ranks"
+else
+  fail "cnn run failed"; cat cnn.out
+fi
+acc=$(json_last cnn.jsonl eval test_accuracy 2>/dev/null || echo 0)
+python3 -c "import sys; sys.exit(0 if $acc >= 0.9 else 1)" && pass "cnn test accuracy $acc >= 0.9" ||
+  fail "cnn test accuracy $acc < 0.9"
+grep -q "buffer values broadcast from rank 0" cnn.out && pass "header counts the broadcast buffers" ||
+  { fail "header does not mention buffers"; head -8 cnn.out; }
+
+# The dump holds the parameters, then the buffers (BatchNorm running statistics), float32.
+python3 - <<'PY' && pass "dump holds parameters and BatchNorm buffers" || fail "dump size"
+import os
+# conv1 4x1x3x3+4, bn1 4+4 (+ running 4+4), conv2 8x4x3x3+8, bn2 8+8 (+8+8),
+# fc1 32x392+32, fc2 10x32+10
+params = 4*9+4 + 8 + 8*4*9+8 + 16 + 32*392+32 + 10*32+10
+buffers = 8 + 16
+size = os.path.getsize("cnn.bin")
+extra = size // 4 - params
+assert extra >= buffers, (size // 4, params, buffers)
+PY
+
+# Same seed, same run: the dump is identical between two runs (determinism), and each rank's
+# replica equals rank 0's (parameters and buffers broadcast): 2 ranks dump from rank 0 only,
+# so compare with --no-broadcast-buffers, which must still train.
+if mpi 2 "${CNN[@]}" --epochs 1 --dump-params a.bin >/dev/null 2>&1 &&
+   mpi 2 "${CNN[@]}" --epochs 1 --dump-params b.bin >/dev/null 2>&1 && cmp -s a.bin b.bin; then
+  pass "cnn runs are deterministic"
+else
+  fail "two cnn runs with one seed differ"
+fi
+mpi 2 "${CNN[@]}" --epochs 1 --no-broadcast-buffers >nb.out 2>&1 && pass "--no-broadcast-buffers runs" ||
+  { fail "--no-broadcast-buffers"; cat nb.out; }
+
+# --- cnn on CIFAR-10-format files ---------------------------------------------------------
+python3 - "$WORK/cifar" <<'PY'
+import os, random, sys
+out = sys.argv[1]; os.makedirs(out, exist_ok=True)
+rng = random.Random(5)
+def record(label):
+    # Each class is a colour and a bright quadrant: learnable, not trivial.
+    base = [(label * 25) % 256, (label * 70) % 256, (255 - label * 25) % 256]
+    qx, qy = label % 2, (label // 2) % 2
+    px = bytearray([label])
+    for c in range(3):
+        for y in range(32):
+            for x in range(32):
+                v = base[c] + (60 if (x // 16 == qx and y // 16 == qy) else 0) + rng.randint(-40, 40)
+                px.append(max(0, min(255, v)))
+    return bytes(px)
+for i in range(1, 6):
+    with open(f"{out}/data_batch_{i}.bin", "wb") as f:
+        for n in range(100): f.write(record(rng.randrange(10)))
+with open(f"{out}/test_batch.bin", "wb") as f:
+    for n in range(200): f.write(record(rng.randrange(10)))
+PY
+if mpi 2 --model cnn --channels 8,16 --fc-hidden 32 --data "cifar10:$WORK/cifar" --epochs 3 --batch-size 20 \
+    --optimizer sgd --lr 0.05 --momentum 0.9 --eval --log-json cifar.jsonl >cifar.out 2>&1; then
+  pass "cnn trains on CIFAR-10 files"
+else
+  fail "cnn on CIFAR-10 failed"; cat cifar.out
+fi
+acc=$(json_last cifar.jsonl eval test_accuracy 2>/dev/null || echo 0)
+python3 -c "import sys; sys.exit(0 if $acc >= 0.5 else 1)" && pass "cifar test accuracy $acc >= 0.5 (chance 0.1)" ||
+  fail "cifar test accuracy $acc < 0.5"
+
+# --- gpt on text --------------------------------------------------------------------------
+python3 - "$WORK/corpus.txt" <<'PY'
+import random, sys
+rng = random.Random(2)
+words = "the cat sat on a mat and the dog ran to the red door while birds sang".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(600):
+        f.write(" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + ".\n")
+PY
+"$DPRUN" prepare-text --input "$WORK/corpus.txt" --output train.bin --val-output val.bin --val-fraction 0.1 \
+  >prep.out 2>&1 || { fail "prepare-text"; cat prep.out; }
+GPT=(--model gpt --layers 2 --heads 2 --embed 32 --context 32 --data tokens:train.bin --val-data tokens:val.bin
+  --batch-size 8 --optimizer adamw --lr 0.003 --lr-schedule constant --seed 1)
+if mpi 2 "${GPT[@]}" --steps 150 --eval-every 50 --eval-batches 8 --sample-every 150 --sample-length 60 \
+    --log-json gpt.jsonl >gpt.out 2>&1; then
+  pass "gpt trains on prepared text under 2 ranks"
+else
+  fail "gpt run failed"; cat gpt.out
+fi
+# The unigram entropy of the training text is the loss of a model that ignores context.
+python3 - <<'PY' && pass "gpt validation loss well below the unigram loss" || { fail "gpt did not learn"; tail -5 gpt.out; }
+import json, math, struct
+b = open("train.bin", "rb").read()
+n = struct.unpack("<256i", b[:1024])[2]
+toks = struct.unpack(f"<{n}H", b[1024:])
+counts = {}
+for t in toks: counts[t] = counts.get(t, 0) + 1
+unigram = -sum(c / n * math.log(c / n) for c in counts.values())
+recs = [json.loads(l) for l in open("gpt.jsonl") if l.strip()]
+val = [r["test_loss"] for r in recs if r["type"] == "eval"]
+steps = [r for r in recs if r["type"] == "step"]
+print(f"unigram {unigram:.3f} nats/token, validation {val}")
+assert len(val) == 3, val
+assert val[-1] < 0.75 * unigram, (val[-1], unigram)
+assert "tokens_per_s" in steps[-1]
+PY
+grep -q "sample at step 150" gpt.out && pass "prints a sample" || fail "no sample printed"
+grep -q "tokens/s" gpt.out && pass "progress in tokens/s" || fail "no tokens/s"
+
+# --- what does not fit --------------------------------------------------------------------
+expect_error() {  # NAME FRAGMENT ARGS...: every rank reports, non-zero exit
+  local name=$1 msg=$2 rc=0
+  shift 2
+  mpi 2 "$@" >err.out 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\]" err.out &&
+     grep -q "dprun: error: \[rank 1\]" err.out && grep -qi -- "$msg" err.out; then
+    pass "$name"
+  else
+    fail "$name (rc $rc)"; cat err.out
+  fi
+}
+expect_error "cnn on token data" "trains on images" --model cnn --data tokens:train.bin --context 16 --steps 1
+expect_error "gpt on images" "trains on tokens" --model gpt --data "idx:$WORK/idx" --steps 1
+expect_error "option of another model" "not an option of --model mlp" --data "idx:$WORK/idx" --layers 2 --steps 1
+expect_error "context longer than the data" "context" "${GPT[@]}" --context 100000 --steps 1
+expect_error "heads do not divide the width" "heads" "${GPT[@]}" --heads 3 --steps 1
+expect_error "unknown preset" "preset" "${GPT[@]}" --preset gpt9 --steps 1
+expect_error "eval without validation data" "held-out" --model gpt --layers 1 --heads 1 --embed 8 --context 8 \
+  --data tokens:train.bin --eval-every 5 --steps 10
+expect_error "cnn on too small images" "small" --model cnn --channels 4,4,4,4,4,4 --data "idx:$WORK/idx" --steps 1
+finish
