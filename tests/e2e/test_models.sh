@@ -30,15 +30,19 @@ grep -q "buffer values broadcast from rank 0" cnn.out && pass "header counts the
   { fail "header does not mention buffers"; head -8 cnn.out; }
 
 # The dump holds the parameters, then the buffers (BatchNorm running statistics), float32.
-python3 - <<'PY' && pass "dump holds parameters and BatchNorm buffers" || fail "dump size"
-import os
-# conv1 4x1x3x3+4, bn1 4+4 (+ running 4+4), conv2 8x4x3x3+8, bn2 8+8 (+8+8),
-# fc1 32x392+32, fc2 10x32+10
-params = 4*9+4 + 8 + 8*4*9+8 + 16 + 32*392+32 + 10*32+10
-buffers = 8 + 16
-size = os.path.getsize("cnn.bin")
-extra = size // 4 - params
-assert extra >= buffers, (size // 4, params, buffers)
+python3 - <<'PY' && pass "dump holds the parameters, then the BatchNorm buffers" || fail "dump layout"
+import os, struct
+# conv1 4x1x3x3 (no bias: BatchNorm follows), bn1 weight+bias 4+4, conv2 8x4x3x3, bn2 8+8,
+# fc1 32x392+32, fc2 10x32+10; buffers: per BatchNorm running_mean, running_var (C each) and
+# num_batches_tracked (1)
+params = 36 + 8 + 288 + 16 + (32 * 392 + 32) + (10 * 32 + 10)
+buffers = (4 + 4 + 1) + (8 + 8 + 1)
+v = struct.unpack(f"<{os.path.getsize('cnn.bin') // 4}f", open("cnn.bin", "rb").read())
+assert len(v) == params + buffers, (len(v), params, buffers)
+b = v[params:]
+# running_var of bn1 moved away from its initial ones, num_batches_tracked counts the steps
+assert any(abs(x - 1.0) > 1e-3 for x in b[4:8]), b[4:8]
+assert b[8] == b[25] and b[8] > 10, (b[8], b[25])
 PY
 
 # Same seed, same run: the dump is identical between two runs (determinism), and each rank's
