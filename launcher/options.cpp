@@ -106,6 +106,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
       ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, bf16_compress or fp16_compress. bf16_compress: all-reduce each gradient bucket as bfloat16 (half the bytes on the wire, gradients rounded to 8 bits once per step; PyTorch's bf16_compress_hook). fp16_compress: the same as IEEE float16 (11 bits), each rank dividing by the world size before the cast and the ranks summing (PyTorch's fp16_compress_hook); values beyond ±65504 overflow; bf16_compress keeps float32's range")
       ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
+      ("sync-batchnorm", po::bool_switch(&t.sync_batchnorm), "BatchNorm statistics over the global batch (as torch.nn.SyncBatchNorm): N ranks x batch B train exactly like 1 rank x batch N*B, for two small all-reduces per layer and step")
       ("no-broadcast-buffers", po::bool_switch(&no_broadcast_buffers), "do not broadcast rank 0's module buffers (BatchNorm running statistics) before every forward")
       ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
       ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");

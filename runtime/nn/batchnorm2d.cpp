@@ -1,6 +1,8 @@
 #include "runtime/nn/batchnorm2d.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/device_check.h"
@@ -53,7 +55,9 @@ const Tensor& BatchNorm2d::forward(const Tensor& x) {
   ensure_1d(mean_, static_cast<int64_t>(channels_), DType::f32, x.device());
   ensure_1d(invstd_, static_cast<int64_t>(channels_), DType::f32, x.device());
   batch_stats_ = training_;
-  if (training_)
+  if (training_ && sync_)
+    global_batch_stats(x);
+  else if (training_)
     ops::batchnorm_batch_stats(x, eps_, mean_, invstd_, &running_mean_.value, &running_var_.value,
                                &num_batches_tracked_.value, momentum_);
   else
@@ -79,14 +83,89 @@ const Tensor& BatchNorm2d::backward(const Tensor& grad_output) {
   ensure_1d(sum_dy_xhat_, static_cast<int64_t>(channels_), DType::f32, input_.device());
   ops::batchnorm_backward_params(input_, grad_output, mean_, invstd_, sum_dy_, sum_dy_xhat_,
                                  weight_.grad, bias_.grad);
+  // The parameter gradients keep this rank's sums: the Reducer averages them over the ranks.
   weight_.grad_ready();
   bias_.grad_ready();
 
+  const bool global = sync_ && batch_stats_;
+  // Every rank takes part in the sums, whether or not its input needs a gradient.
+  if (global) {
+    const int64_t c = static_cast<int64_t>(channels_);
+    ensure_1d(sync_grads_, 2 * c, DType::f32, Device::cpu());
+    sync_grads_.view(0, {c}).copy_(sum_dy_);
+    sync_grads_.view(static_cast<size_t>(c), {c}).copy_(sum_dy_xhat_);
+    sync_(sync_grads_);
+    // The kernel divides the sums by this rank's count; the global means divide by the
+    // global count, so the sums are rescaled by local / global count.
+    const double local = double(input_.dim(0) * input_.dim(2) * input_.dim(3));
+    float* s = sync_grads_.f32();
+    for (int64_t i = 0; i < 2 * c; ++i) s[i] = float(double(s[i]) * local / global_count_);
+    ensure_1d(global_dy_, c, DType::f32, input_.device());
+    ensure_1d(global_dy_xhat_, c, DType::f32, input_.device());
+    global_dy_.copy_(sync_grads_.view(0, {c}));
+    global_dy_xhat_.copy_(sync_grads_.view(static_cast<size_t>(c), {c}));
+  }
   if (!needs_input_grad_) return no_grad_;
   ensure_like(grad_input_, input_);
-  ops::batchnorm_backward_input(input_, grad_output, mean_, invstd_, weight_.value, sum_dy_,
-                                sum_dy_xhat_, batch_stats_, grad_input_);
+  ops::batchnorm_backward_input(input_, grad_output, mean_, invstd_, weight_.value,
+                                global ? global_dy_ : sum_dy_,
+                                global ? global_dy_xhat_ : sum_dy_xhat_, batch_stats_, grad_input_);
   return grad_input_;
+}
+
+void BatchNorm2d::global_batch_stats(const Tensor& x) {
+  const int64_t c = static_cast<int64_t>(channels_);
+  const double n = double(x.dim(0) * x.dim(2) * x.dim(3));
+  // This rank's statistics first (its mean and biased variance)...
+  ops::batchnorm_batch_stats(x, eps_, mean_, invstd_, nullptr, nullptr, nullptr, momentum_);
+  const std::vector<float> mean = mean_.to_vector(), invstd = invstd_.to_vector();
+  // ... then the global mean from every rank's sum and count, and the global variance from
+  // every rank's sum of squared deviations from THAT mean: n (var + (mean - M)^2), all
+  // positive terms, where E[x^2] - E[x]^2 in float32 would cancel.
+  ensure_1d(sync_stats_, c + 1, DType::f32, Device::cpu());
+  float* s = sync_stats_.f32();
+  for (int64_t i = 0; i < c; ++i) s[i] = float(n * double(mean[size_t(i)]));
+  s[c] = float(n);
+  sync_(sync_stats_);
+  global_count_ = double(s[c]);
+  std::vector<double> global_mean(static_cast<size_t>(c));
+  for (int64_t i = 0; i < c; ++i) global_mean[size_t(i)] = double(s[i]) / global_count_;
+  for (int64_t i = 0; i < c; ++i) {
+    const double is = double(invstd[size_t(i)]);
+    const double var = std::max(0.0, 1.0 / (is * is) - double(eps_));
+    const double d = double(mean[size_t(i)]) - global_mean[size_t(i)];
+    s[i] = float(n * (var + d * d));
+  }
+  s[c] = 0.0f;
+  sync_(sync_stats_);
+  std::vector<float> m(static_cast<size_t>(c)), is(static_cast<size_t>(c));
+  std::vector<float> rm = running_mean_.value.to_vector(), rv = running_var_.value.to_vector();
+  const double unbias = global_count_ > 1 ? global_count_ / (global_count_ - 1) : 1.0;
+  for (size_t i = 0; i < size_t(c); ++i) {
+    const double var = double(s[i]) / global_count_;
+    m[i] = float(global_mean[i]);
+    is[i] = float(1.0 / std::sqrt(var + double(eps_)));
+    rm[i] = float((1.0 - momentum_) * double(rm[i]) + momentum_ * global_mean[i]);
+    rv[i] = float((1.0 - momentum_) * double(rv[i]) + momentum_ * var * unbias);
+  }
+  const Shape shape{c};
+  mean_.copy_(Tensor::from_vector(shape, m));
+  invstd_.copy_(Tensor::from_vector(shape, is));
+  running_mean_.value.copy_(Tensor::from_vector(shape, rm));
+  running_var_.value.copy_(Tensor::from_vector(shape, rv));
+  std::vector<float> nbt = num_batches_tracked_.value.to_vector();
+  num_batches_tracked_.value.copy_(Tensor::from_vector(num_batches_tracked_.value.shape(),
+                                                       std::vector<float>{nbt.at(0) + 1.0f}));
+}
+
+size_t enable_sync_batchnorm(Module& root, const BatchNorm2d::StatsAllreduce& allreduce) {
+  size_t n = 0;
+  if (auto* bn = dynamic_cast<BatchNorm2d*>(&root)) {
+    bn->set_sync(allreduce);
+    ++n;
+  }
+  for (Module* c : root.children()) n += enable_sync_batchnorm(*c, allreduce);
+  return n;
 }
 
 }  // namespace dp

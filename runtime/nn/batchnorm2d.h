@@ -1,4 +1,5 @@
 #pragma once
+#include <functional>
 #include <cstddef>
 #include <string>
 
@@ -19,8 +20,17 @@ namespace dp {
 // through the batch statistics. Evaluation: normalises with the running statistics and
 // writes nothing. Computes in its input's dtype (float32 or bfloat16 activations); the
 // statistics, parameters and gradients are float32.
+//
+// Synchronised (torch.nn.SyncBatchNorm, --sync-batchnorm): with a `StatsAllreduce` set, the
+// training statistics are those of the GLOBAL batch (every rank's samples), and backward
+// sums its per-channel terms over the ranks too, so N ranks x batch B compute what one rank
+// computes with batch N x B. Costs two small all-reduces per forward and one per backward.
 class BatchNorm2d : public Module {
  public:
+  // Sums a small float32 host tensor over every rank, in place (a blocking collective: every
+  // rank's BatchNorm layers call it in the same order).
+  using StatsAllreduce = std::function<void(Tensor& host)>;
+
   BatchNorm2d(std::string name, size_t channels, float eps = 1e-5f, float momentum = 0.1f);
 
   const Tensor& forward(const Tensor& x) override;
@@ -35,6 +45,8 @@ class BatchNorm2d : public Module {
   size_t channels() const { return channels_; }
   float eps() const { return eps_; }
   float momentum() const { return momentum_; }
+  void set_sync(StatsAllreduce allreduce) { sync_ = std::move(allreduce); }
+  bool synchronised() const { return static_cast<bool>(sync_); }
 
  private:
   size_t channels_;
@@ -47,6 +59,16 @@ class BatchNorm2d : public Module {
   Tensor output_, grad_input_, no_grad_;
   Tensor mean_, invstd_;         // float32 [C]: the statistics the last forward used
   Tensor sum_dy_, sum_dy_xhat_;  // float32 [C]: backward's per-channel sums
+  StatsAllreduce sync_;
+  // Host float32: the sums that travel between ranks (forward's statistics, backward's).
+  Tensor sync_stats_, sync_grads_;
+  double global_count_ = 0;  // values per channel over all ranks, of the last forward
+  Tensor global_dy_, global_dy_xhat_;  // float32 [C]: backward's sums over the ranks, rescaled
+
+  void global_batch_stats(const Tensor& x);
 };
+
+// Makes every BatchNorm2d under `root` synchronised through `allreduce`; returns how many.
+size_t enable_sync_batchnorm(Module& root, const BatchNorm2d::StatsAllreduce& allreduce);
 
 }  // namespace dp

@@ -49,6 +49,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--eval-batches", s(c.eval_batches)},
       {"--eval-batch-size", s(c.eval_batch_size)},
       {"--no-broadcast-buffers", b(!c.broadcast_buffers)},
+      {"--sync-batchnorm", b(c.sync_batchnorm)},
       {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
   };
   // The model's own options as they resolve (given, preset or default): the same count on

@@ -58,6 +58,9 @@ struct TrainConfig {
   // Module buffers (BatchNorm's running statistics): rank 0's are broadcast before every
   // forward, as DistributedDataParallel's broadcast_buffers (--no-broadcast-buffers).
   bool broadcast_buffers = true;
+  // BatchNorm statistics over the global batch (torch.nn.SyncBatchNorm): N ranks x batch B
+  // then train exactly as one rank with batch N x B.
+  bool sync_batchnorm = false;
 
   // Gradient reduction.
   double first_bucket_mb = 1.0;

@@ -20,6 +20,7 @@
 #include "runtime/data/open_data.h"
 #include "runtime/ddp/buffer_sync.h"
 #include "runtime/ddp/reducer.h"
+#include "runtime/nn/batchnorm2d.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/ops/cpu/gemm_profile.h"
@@ -149,6 +150,11 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.comm_hook = parse_comm_hook(cfg_.comm_hook);
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
   buffer_sync_ = std::make_unique<BufferSync>(buffers(), pg, timeout());
+  if (cfg_.sync_batchnorm) {
+    sync_batchnorm_layers_ = enable_sync_batchnorm(*model_, [this](Tensor& sums) {
+      pg_->allreduce(sums, ReduceOp::sum, "sync batchnorm")->wait(timeout());
+    });
+  }
   // From the group, like the buckets: on one node the per-step loss average then goes
   // through shared memory too instead of a separate MPI call. Always host memory: the loss
   // is a host float, and the backends stage a CPU tensor where they need to.
@@ -314,6 +320,8 @@ void Trainer::print_header() {
                          cfg_.broadcast_buffers ? " broadcast from rank 0 every forward" : "")
            : "",
       cfg_.precision == "bf16" ? "bf16 mixed precision (float32 master weights)" : "float32");
+  if (cfg_.sync_batchnorm)
+    h.model += fmt::format(", {} BatchNorm layer(s) synchronised over the ranks", sync_batchnorm_layers_);
   h.data = fmt::format("{} | {}: {}", train_set_->describe(),
                        entry_->loss == LossKind::next_token ? "validation" : "test",
                        test_set_ ? test_set_->describe() : "none");
@@ -414,6 +422,8 @@ TrainSummary Trainer::run() {
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     progress.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
   }
+  // Each rank's last forward moved its own buffers: leave every replica equal to rank 0's.
+  if (cfg_.broadcast_buffers) buffer_sync_->broadcast("end of training");
   sum.steps = step_;
   sum.wall_s = (now_us() - t_start) / 1e6;
   sum.samples_per_s = train_us > 0 ? double(samples) / (train_us / 1e6) : 0;

@@ -93,6 +93,7 @@ class Trainer {
   size_t sequence_length_ = 0;  // tokens per sample of next-token models, else 0
   std::unique_ptr<Module> model_;
   std::unique_ptr<BufferSync> buffer_sync_;
+  size_t sync_batchnorm_layers_ = 0;
   Tensor targets_;  // loss_targets()' flattened view
   std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;
   std::unique_ptr<Optimizer> optimizer_;
