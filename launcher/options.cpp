@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <boost/make_shared.hpp>
 #include <boost/program_options.hpp>
 
 #include "models/registry.h"
@@ -25,6 +26,11 @@ std::string model_list() {
     for (const ModelOption& o : e.options)
       out += fmt::format("           --{} {}{}\n", o.name, o.help,
                          o.default_value.empty() ? "" : fmt::format(" (default {})", o.default_value));
+    if (!e.training_defaults.empty()) {
+      std::vector<std::string> kv;
+      for (const auto& [k, v] : e.training_defaults) kv.push_back(fmt::format("--{} {}", k, v));
+      out += fmt::format("           training defaults: {}\n", fmt::join(kv, " "));
+    }
     for (const auto& [name, values] : e.presets) {
       std::vector<std::string> kv;
       for (const auto& [k, v] : values) kv.push_back(fmt::format("--{} {}", k, v));
@@ -169,6 +175,19 @@ LaunchOptions parse_options(int argc, char** argv) {
     o.help_text = "Models (--model NAME):\n" + model_list();
   }
   if (o.help || o.version) return o;
+  // The model's training defaults, for the options the user left at dprun's default: each
+  // goes through the option's own parser and binding, as if it had been given.
+  for (const auto& [name, value] : find_model(t.model).training_defaults) {
+    const po::option_description* d = all.find_nothrow(name, false);
+    DP_CHECK(d != nullptr, "internal: model {} sets an unknown option --{}", t.model, name);
+    if (vm.count(name) && !vm[name].defaulted()) continue;
+    po::options_description one;
+    one.add(boost::make_shared<po::option_description>(*d));
+    std::vector<std::string> args = {"--" + name, value};
+    po::variables_map v;
+    po::store(po::command_line_parser(args).options(one).run(), v);
+    po::notify(v);
+  }
   for (const ModelOption& mo : all_model_options())
     if (vm.count(mo.name)) t.model_options[mo.name] = vm[mo.name].as<std::string>();
   DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||

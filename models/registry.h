@@ -76,6 +76,10 @@ struct ModelEntry {
   std::vector<std::string> data_kinds;  // the DataShape kinds it accepts
   LossKind loss = LossKind::classification;
   std::vector<ModelOption> options;
+  // Training options that suit this model better than dprun's general defaults (an SGD
+  // momentum for a CNN, AdamW for a transformer), by long option name without dashes: used
+  // where the user gave no value, shown by --model list and in the run's header.
+  std::map<std::string, std::string> training_defaults;
   // Named sets of option values (--preset NAME), e.g. gpt2-small. Empty when none.
   std::map<std::string, ModelOptionValues> presets;
   // The length of the token windows the data must cut, for next-token models (the
