@@ -128,6 +128,33 @@ PY
 grep -q "sample at step 150" gpt.out && pass "prints a sample" || fail "no sample printed"
 grep -q "tokens/s" gpt.out && pass "progress in tokens/s" || fail "no tokens/s"
 
+# --- gpt on real English text (Debian's fortunes) -----------------------------------------
+FORTUNES=/usr/share/games/fortunes
+if [ -d "$FORTUNES" ]; then
+  "$DPRUN" prepare-text --input "$FORTUNES" --doc-separator % --output ftrain.bin --val-output fval.bin \
+    >fprep.out 2>&1 || { fail "prepare-text on fortunes"; cat fprep.out; }
+  if mpi 2 --model gpt --layers 2 --heads 2 --embed 64 --context 64 --data tokens:ftrain.bin \
+      --val-data tokens:fval.bin --batch-size 16 --lr 0.004 --steps 800 --eval-every 400 --eval-batches 20 \
+      --log-json fortunes.jsonl >fortunes.out 2>&1; then
+    pass "gpt trains on fortunes"
+  else
+    fail "gpt on fortunes failed"; tail -5 fortunes.out
+  fi
+  python3 - <<'PY' && pass "gpt on fortunes: validation loss well below the text's unigram loss" ||
+import array, collections, json, math
+b = open("ftrain.bin", "rb").read()
+n = int.from_bytes(b[8:12], "little")
+toks = array.array("H"); toks.frombytes(b[1024:1024 + 2 * n])
+unigram = -sum(c / n * math.log(c / n) for c in collections.Counter(toks).values())
+val = [json.loads(l)["test_loss"] for l in open("fortunes.jsonl") if '"eval"' in l]
+print(f"fortunes: unigram {unigram:.3f} nats/token, validation {val}")
+assert val[-1] < 0.75 * unigram, (val, unigram)
+PY
+    { fail "gpt on fortunes did not learn"; tail -5 fortunes.out; }
+else
+  echo "skip: $FORTUNES not installed (apt-get install fortunes)"
+fi
+
 # --- what does not fit --------------------------------------------------------------------
 expect_error() {  # NAME FRAGMENT ARGS...: every rank reports, non-zero exit
   local name=$1 msg=$2 rc=0
