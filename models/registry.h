@@ -43,8 +43,8 @@ using ModelOptionValues = std::map<std::string, std::string>;
 
 class ModelArgs {
  public:
-  ModelArgs(const std::vector<ModelOption>& spec, ModelOptionValues given,
-            ModelOptionValues preset, DataShape data, uint64_t seed);
+  ModelArgs(const std::vector<ModelOption>& spec, ModelOptionValues given, ModelOptionValues preset,
+            DataShape data, uint64_t seed);
 
   // The option's value: given by the user, else from the preset, else the default. Parse
   // errors name the option ("--layers: expected a positive integer, got 'x'").
@@ -92,8 +92,7 @@ struct ModelEntry {
   // evaluation mode; the caller restores training mode) with this temperature, from the
   // top_k most likely tokens (0: all), deterministically for `seed`. Null for others.
   std::function<std::vector<int32_t>(Module& model, const std::vector<int32_t>& prompt,
-                                     size_t count, float temperature, size_t top_k,
-                                     uint64_t seed)>
+                                     size_t count, float temperature, size_t top_k, uint64_t seed)>
       generate;
 };
 

@@ -1,6 +1,6 @@
 #pragma once
-#include <functional>
 #include <cstddef>
+#include <functional>
 #include <string>
 
 #include "runtime/nn/module.h"
@@ -62,7 +62,7 @@ class BatchNorm2d : public Module {
   StatsAllreduce sync_;
   // Host float32: the sums that travel between ranks (forward's statistics, backward's).
   Tensor sync_stats_, sync_grads_;
-  double global_count_ = 0;  // values per channel over all ranks, of the last forward
+  double global_count_ = 0;            // values per channel over all ranks, of the last forward
   Tensor global_dy_, global_dy_xhat_;  // float32 [C]: backward's sums over the ranks, rescaled
 
   void global_batch_stats(const Tensor& x);

@@ -55,8 +55,8 @@ const Tensor& Linear::compute_copy(const Tensor& master, Tensor& copy) {
 
 const Tensor& Linear::forward(const Tensor& x) {
   DP_CHECK(x.defined() && (x.dtype() == DType::f32 || x.dtype() == DType::bf16) && x.ndim() >= 2,
-           "{}: expected a float32 or bfloat16 input of shape [batch, ..., {}], got {}", name_,
-           in_, x.defined() ? x.str() : "an undefined tensor");
+           "{}: expected a float32 or bfloat16 input of shape [batch, ..., {}], got {}", name_, in_,
+           x.defined() ? x.str() : "an undefined tensor");
   DP_CHECK(static_cast<size_t>(x.dim(x.ndim() - 1)) == in_,
            "{}: input {} has {} features, expected {}", name_, x.str(), x.dim(x.ndim() - 1), in_);
   check_param_device(name_, x, weight_);

@@ -24,8 +24,8 @@ int64_t rows_of(const Tensor& t) {
 namespace {
 
 int blas_int(int64_t v, const char* what) {
-  DP_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), "matmul: {} = {} exceeds the BLAS int range",
-           what, v);
+  DP_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(),
+           "matmul: {} = {} exceeds the BLAS int range", what, v);
   return static_cast<int>(v);
 }
 
@@ -70,8 +70,8 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
   if (a.dtype() == DType::bf16) {
     const void* bias_p = bias != nullptr ? bias->raw() : nullptr;
     if (d.is_cuda())
-      gpu::gemm_bf16(d.index, trans_a, trans_b, M, N, K, alpha, a.data<bf16>(), lda,
-                     b.data<bf16>(), ldb, beta, c.raw(), ldc, c.dtype(), bias_p);
+      gpu::gemm_bf16(d.index, trans_a, trans_b, M, N, K, alpha, a.data<bf16>(), lda, b.data<bf16>(),
+                     ldb, beta, c.raw(), ldc, c.dtype(), bias_p);
     else
       gemm_bf16(trans_a, trans_b, M, N, K, alpha, a.data<bf16>(), lda, b.data<bf16>(), ldb, beta,
                 c.raw(), ldc, c.dtype(), bias_p);
@@ -84,7 +84,8 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
     return;
   }
   gemm(trans_a, trans_b, M, N, K, alpha, a.f32(), lda, b.f32(), ldb, beta, c.f32(), ldc);
-  if (bias_p != nullptr) add_row_bias(static_cast<size_t>(m), static_cast<size_t>(n), bias_p, c.f32());
+  if (bias_p != nullptr)
+    add_row_bias(static_cast<size_t>(m), static_cast<size_t>(n), bias_p, c.f32());
 }
 
 void col_sum_accumulate(const Tensor& x, Tensor& out) {

@@ -17,9 +17,10 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
   auto s = [](auto v) { return fmt::format("{}", v); };
   std::vector<std::pair<std::string, std::string>> out = {
       {"--model", c.model},
-      {"training data", fmt::format("{} {} samples of shape [{}] ({}), {} classes", train.size(),
-                                    data_kind_name(train.kind()), fmt::join(train.sample_shape(), ", "),
-                                    dtype_name(train.input_dtype()), train.num_classes())},
+      {"training data",
+       fmt::format("{} {} samples of shape [{}] ({}), {} classes", train.size(),
+                   data_kind_name(train.kind()), fmt::join(train.sample_shape(), ", "),
+                   dtype_name(train.input_dtype()), train.num_classes())},
       {"test data", test ? fmt::format("{} samples", test->size()) : "none"},
       {"--epochs", s(c.epochs)},
       {"--steps", s(c.max_steps)},
@@ -56,7 +57,8 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
   // every rank whatever each was given.
   const ModelEntry& entry = find_model(c.model);
   const ModelArgs args = make_model_args(entry, c.model_options, {}, c.seed);
-  for (const ModelOption& o : entry.options) out.emplace_back("--" + o.name, args.get_string(o.name));
+  for (const ModelOption& o : entry.options)
+    out.emplace_back("--" + o.name, args.get_string(o.name));
   return out;
 }
 

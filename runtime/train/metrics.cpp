@@ -59,7 +59,10 @@ void JsonLog::write_step(const StepMetrics& m) {
                  N{m.exposed_comm_ms}, N{m.overlap});
   if (m.tokens_per_s > 0) {
     buf_.resize(buf_.size() - 2);  // reopen the object: drop "}\n"
-    fmt::format_to(std::back_inserter(buf_), R"(,"tokens_per_s":{}}})" "\n", N{m.tokens_per_s});
+    fmt::format_to(std::back_inserter(buf_),
+                   R"(,"tokens_per_s":{}}})"
+                   "\n",
+                   N{m.tokens_per_s});
   }
   if (now_us() - last_flush_us_ > 1e6) flush();
 }

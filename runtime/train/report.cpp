@@ -44,12 +44,13 @@ void print_header_lines(const HeaderInfo& h) {
   for (size_t r = 0; r < h.devices.size(); ++r) log::rank0("  rank {}: {}", r, h.devices[r]);
   log::rank0("model      {}", h.model);
   log::rank0("data       {}", h.data);
-  log::rank0("batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global{}, {} steps/epoch",
-             h.per_rank_batch, h.grad_accum, h.world, h.global_batch,
-             h.sequence_length ? fmt::format(" ({} tokens: {} per sample)",
-                                             h.global_batch * h.sequence_length, h.sequence_length)
-                               : "",
-             h.steps_per_epoch);
+  log::rank0(
+      "batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global{}, {} steps/epoch",
+      h.per_rank_batch, h.grad_accum, h.world, h.global_batch,
+      h.sequence_length ? fmt::format(" ({} tokens: {} per sample)",
+                                      h.global_batch * h.sequence_length, h.sequence_length)
+                        : "",
+      h.steps_per_epoch);
   log::rank0("optimizer  {}, lr {}", h.optimizer, h.schedule);
   log::rank0("reducer    {}, {}",
              h.overlap ? "overlapped with backward" : "after backward (--no-overlap)", h.buckets);
@@ -101,9 +102,10 @@ void print_summary(const TrainSummary& s) {
   log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
   const bool tokens = s.tokens_per_s > 0;
   if (s.evaluated && tokens) {
-    log::rank0("  validation loss {:.4f} nats/token (perplexity {:.2f}), next-token accuracy {:.4f} "
-               "({} tokens)",
-               s.eval.loss, std::exp(s.eval.loss), s.eval.accuracy, s.eval.samples);
+    log::rank0(
+        "  validation loss {:.4f} nats/token (perplexity {:.2f}), next-token accuracy {:.4f} "
+        "({} tokens)",
+        s.eval.loss, std::exp(s.eval.loss), s.eval.accuracy, s.eval.samples);
   } else if (s.evaluated) {
     log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy,
                s.eval.samples, s.eval.loss);

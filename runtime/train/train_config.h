@@ -75,9 +75,9 @@ struct TrainConfig {
   double timeout_s = 300;
 
   // Evaluation and output.
-  bool eval = false;            // after every epoch
-  uint64_t eval_every = 0;      // 0: off; else also every N steps and after the last
-  uint64_t eval_batches = 0;    // 0: the whole split; else at most N batches per rank
+  bool eval = false;           // after every epoch
+  uint64_t eval_every = 0;     // 0: off; else also every N steps and after the last
+  uint64_t eval_batches = 0;   // 0: the whole split; else at most N batches per rank
   size_t eval_batch_size = 0;  // 0: the training batch size
   // Next-token models: rank 0 prints a text sampled from the model every N steps (0: off).
   uint64_t sample_every = 0;

@@ -15,8 +15,8 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
-#include "runtime/data/dataloader.h"
 #include "runtime/data/byte_tokenizer.h"
+#include "runtime/data/dataloader.h"
 #include "runtime/data/open_data.h"
 #include "runtime/ddp/buffer_sync.h"
 #include "runtime/ddp/reducer.h"
@@ -86,8 +86,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
            "batch(es) of {} from {} samples",
            cfg_.grad_accum, loader_->batches_per_epoch(), cfg_.batch_size, train_set_->size());
 
-  BuiltModel built =
-      entry_->build(make_model_args(*entry_, cfg_.model_options, shape, cfg_.seed));
+  BuiltModel built = entry_->build(make_model_args(*entry_, cfg_.model_options, shape, cfg_.seed));
   model_ = std::move(built.module);
   model_description_ = std::move(built.description);
   // Initialised on the host (the same numbers on every device), then moved: before the
@@ -294,10 +293,11 @@ EvalResult Trainer::evaluate() {
 }
 
 void Trainer::print_header() {
-  std::string where = fmt::format("{} cpu (OpenBLAS {}{})", host_name(), openblas_get_corename(),
-                                  std::getenv("DPRUN_OPENBLAS_REEXEC") != nullptr
-                                      ? fmt::format(", chosen over {}", std::getenv("DPRUN_OPENBLAS_REEXEC"))
-                                      : "");
+  std::string where =
+      fmt::format("{} cpu (OpenBLAS {}{})", host_name(), openblas_get_corename(),
+                  std::getenv("DPRUN_OPENBLAS_REEXEC") != nullptr
+                      ? fmt::format(", chosen over {}", std::getenv("DPRUN_OPENBLAS_REEXEC"))
+                      : "");
   if (cfg_.device.is_cuda()) {
     GpuInfo gpu = cuda_device_info(cfg_.device.index);
     where = fmt::format("{} {} ({}, {:.1f} GiB)", host_name(), cfg_.device.str(), gpu.name,
@@ -321,7 +321,8 @@ void Trainer::print_header() {
            : "",
       cfg_.precision == "bf16" ? "bf16 mixed precision (float32 master weights)" : "float32");
   if (cfg_.sync_batchnorm)
-    h.model += fmt::format(", {} BatchNorm layer(s) synchronised over the ranks", sync_batchnorm_layers_);
+    h.model +=
+        fmt::format(", {} BatchNorm layer(s) synchronised over the ranks", sync_batchnorm_layers_);
   h.data = fmt::format("{} | {}: {}", train_set_->describe(),
                        entry_->loss == LossKind::next_token ? "validation" : "test",
                        test_set_ ? test_set_->describe() : "none");
@@ -396,7 +397,8 @@ TrainSummary Trainer::run() {
       if (profile) gemm_profile_start();
       train_step(epoch, m);
       if (profile)
-        write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), cfg_.batch_size * cfg_.grad_accum);
+        write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(),
+                           cfg_.batch_size * cfg_.grad_accum);
       m.wall_s = (now_us() - t_start) / 1e6;
       epoch_loss += m.loss;
       ++epoch_steps;

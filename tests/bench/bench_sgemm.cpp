@@ -197,7 +197,8 @@ int main(int argc, char** argv) try {
     std::printf("sgemm at %s shapes: batch %d, OpenBLAS threads %d (%s), median of %d reps\n",
                 o.shapes.empty() ? "MLP" : o.shapes.c_str(), o.batch, threads,
                 openblas_get_corename(), o.reps);
-    std::printf("%-22s %6s %6s %6s %6s %10s %9s\n", "gemm", "m", "n", "k", "calls", "ms", "GFLOP/s");
+    std::printf("%-22s %6s %6s %6s %6s %10s %9s\n", "gemm", "m", "n", "k", "calls", "ms",
+                "GFLOP/s");
     for (const GemmCase& g : cases)
       std::printf("%-22s %6d %6d %6d %6zu %10.4f %9.1f\n", g.name.c_str(), g.m, g.n, g.k, g.calls,
                   g.ms, g.gflops());
