@@ -80,18 +80,21 @@ out = sys.argv[1]
 recs = [json.loads(l) for l in open(f"{out}/gpt2.jsonl")]
 summ = [r for r in recs if r["type"] == "summary"][0]
 steps = [r for r in recs if r["type"] == "step"]
-L, H, C, T, V, B = 12, 12, 768, 1024, 257, 4
+L, H, C, T, V, B = 12, 12, 768, 1024, 50257, 4  # the preset's vocabulary (the data's is smaller)
 params = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
 MiB = 1 << 20
 state = params * 4 * 4  # values, gradients, AdamW's two moments (float32)
-# Activations kept for backward per layer: ln_1 out C, qkv 3C, attention probs H*T,
-# attention out C, ln_2 out C, fc 4C, gelu 4C (+ the residual stream and LayerNorm stats),
-# plus logits and their softmax over the vocabulary.
-acts = B * T * (L * (C + 3 * C + H * T + C + C + 4 * C + 4 * C + 2 * C) + 3 * C + 2 * V) * 4
-print(f"\ngpt2-small (batch {B} x {T} tokens, vocab {V}): {params / 1e6:.1f}M parameters, "
+# What forward keeps for backward, per layer and token: ln_1 out C, qkv 3C, attention probs
+# H*T, attention out C, c_proj out C, residual C, ln_2 out C, c_fc out 4C, GELU out 4C,
+# c_proj out C, residual C; then ln_f C, the logits V and their softmax V.
+acts = B * T * (L * (14 * C + H * T) + C + 2 * V) * 4
+# dprun's modules each own their input-gradient buffer too (reused across steps, not across
+# layers, unlike llm.c's shared scratch): about as much again, plus the logits' gradient.
+grads = B * T * (L * (14 * C + H * T) + V) * 4
+print(f"\ngpt2-small (batch {B} x {T} tokens, vocabulary {V}): {params / 1e6:.1f}M parameters, "
       f"{steps[-1]['step_ms'] / 1000:.1f} s/step, {steps[-1].get('tokens_per_s', 0):.0f} tokens/s")
 print(f"  arithmetic: parameters+gradients+AdamW {state / MiB:.0f} MiB + activations {acts / MiB:.0f} MiB"
-      f" = {(state + acts) / MiB:.0f} MiB")
+      f" + per-module gradient buffers {grads / MiB:.0f} MiB = {(state + acts + grads) / MiB:.0f} MiB")
 print(f"  measured peak resident memory: {summ['peak_rss_mib']:.0f} MiB")
 PY
 fi
