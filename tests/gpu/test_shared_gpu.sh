@@ -65,6 +65,50 @@ for gpu, cpu, tol in (("gpu", "cpu", 1e-3), ("gpu_bf16", "cpu_bf16", 3e-2)):
     assert worst <= tol, (gpu, worst)
 PY
 then pass "GPU loss curves follow the CPU's (fp32 and bf16)"; else fail "GPU loss curves differ from the CPU's"; fi
+# The cnn and the gpt on the GPU against the CPU: same seed, same data, loss curves that agree
+# to float32 rounding (every layer's kernel is summed in another order on the GPU).
+python3 - "$WORK" <<'PY'
+import os, random, sys
+w = sys.argv[1]; rng = random.Random(4)
+os.makedirs(f"{w}/cifar", exist_ok=True)
+def rec(label):
+    px = bytearray([label])
+    for c in range(3):
+        for i in range(1024):
+            px.append(max(0, min(255, (label * 23 + c * 40) % 256 + rng.randint(-50, 50))))
+    return bytes(px)
+for name, n in [(f"data_batch_{i}.bin", 64) for i in range(1, 6)] + [("test_batch.bin", 64)]:
+    with open(f"{w}/cifar/{name}", "wb") as f:
+        for _ in range(n): f.write(rec(rng.randrange(10)))
+words = "the quick brown fox jumps over a lazy dog while seven birds sing".split()
+with open(f"{w}/text.txt", "w") as f:
+    for _ in range(3000): f.write(" ".join(rng.choice(words) for _ in range(10)) + ".\n")
+PY
+"$DPRUN" prepare-text --input "$WORK/text.txt" --output "$WORK/train.bin" --val-output "$WORK/val.bin" > /dev/null
+CNN=(--model cnn --channels 8,16 --fc-hidden 32 --data "cifar10:$WORK/cifar" --batch-size 16 --steps 30)
+GPT=(--model gpt --layers 2 --heads 2 --embed 64 --context 64 --data "tokens:$WORK/train.bin"
+     --val-data "tokens:$WORK/val.bin" --batch-size 8 --steps 30 --eval-batches 4)
+for m in cnn gpt; do
+  if [[ $m == cnn ]]; then args=("${CNN[@]}"); else args=("${GPT[@]}"); fi
+  run "$m on the GPU" 0 "$m " 1 --device cuda "${args[@]}" --log-json "$WORK/$m.gpu.jsonl"
+  run "$m on the CPU (reference)" 0 "$m " 1 --device cpu "${args[@]}" --log-json "$WORK/$m.cpu.jsonl"
+  run "$m on the GPU, bf16" 0 "bf16 mixed precision" 1 --device cuda --precision bf16 "${args[@]}"
+  run "$m, 2 ranks sharing the GPU (mpi, host-staged)" 0 "$m " 2 --device cuda --backend mpi \
+    --allow-device-sharing "${args[@]}"
+done
+if python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+def losses(name):
+    return [r["loss"] for r in map(json.loads, open(f"{w}/{name}.jsonl")) if r["type"] == "step"]
+for m in ("cnn", "gpt"):
+    g, c = losses(f"{m}.gpu"), losses(f"{m}.cpu")
+    assert len(g) == len(c) == 30, (m, len(g), len(c))
+    worst = max(abs(a - b) / max(abs(b), 1e-3) for a, b in zip(g, c))
+    print(f"{m}: GPU vs CPU largest relative loss difference {worst:.2e} (tolerance 2e-3)")
+    assert worst <= 2e-3, (m, worst)
+PY
+then pass "cnn and gpt on the GPU follow the CPU"; else fail "cnn or gpt on the GPU differ from the CPU"; fi
 NP=$((NGPU + 1))
 run "$NP ranks on $NGPU GPU(s) with NCCL: refused" 1 "NCCL refuses two ranks on one GPU" "$NP" \
   --device cuda
