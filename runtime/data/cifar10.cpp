@@ -79,7 +79,7 @@ std::string resolve_cifar10_dir(const std::string& dir) {
            is_regular_file(join(d, "test_batch.bin"));
   };
   if (holds_files(dir)) return dir;
-  const std::string nested = join(dir, "cifar-10-batches-bin");
+  std::string nested = join(dir, "cifar-10-batches-bin");
   if (is_directory(nested)) return nested;
   fail("'{}' holds no CIFAR-10 binary files, directly or in cifar-10-batches-bin/ ({})", dir,
        kLayout);

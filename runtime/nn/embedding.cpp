@@ -13,12 +13,14 @@ namespace {
 
 // "[1, 5]": the multi-index of flat position `flat` in `shape`.
 std::string position_of(int64_t flat, const Shape& shape) {
-  std::string out;
+  std::vector<int64_t> index(shape.size());
   for (size_t i = shape.size(); i-- > 0;) {
     const int64_t n = shape[i] > 0 ? shape[i] : 1;
-    out = std::to_string(flat % n) + (out.empty() ? "" : ", ") + out;
+    index[i] = flat % n;
     flat /= n;
   }
+  std::string out;
+  for (size_t i = 0; i < index.size(); ++i) out += (i ? ", " : "") + std::to_string(index[i]);
   return "[" + out + "]";
 }
 

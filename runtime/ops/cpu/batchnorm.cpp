@@ -107,6 +107,8 @@ void batchnorm_backward_input(int64_t batch, int64_t channels, int64_t plane, co
   }
 }
 
+// T is a type: it cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define DP_BATCHNORM_INSTANTIATE(T)                                                            \
   template void batchnorm_batch_stats<T>(int64_t, int64_t, int64_t, const T*, float*, float*); \
   template void batchnorm_apply<T>(int64_t, int64_t, int64_t, const T*, const float*,          \
@@ -116,6 +118,7 @@ void batchnorm_backward_input(int64_t batch, int64_t channels, int64_t plane, co
   template void batchnorm_backward_input<T>(int64_t, int64_t, int64_t, const T*, const T*,     \
                                             const float*, const float*, const float*,          \
                                             const float*, const float*, bool, T*);
+// NOLINTEND(bugprone-macro-parentheses)
 DP_BATCHNORM_INSTANTIATE(float)
 DP_BATCHNORM_INSTANTIATE(bf16)
 #undef DP_BATCHNORM_INSTANTIATE

@@ -60,6 +60,9 @@ void maxpool_planes(const Window2d& g, const T* x, T* y, int32_t* argmax) {
         const int64_t w0 = std::max<int64_t>(ow * s - pad, 0);
         const int64_t w1 = std::min<int64_t>(ow * s - pad + k, w);
         const bool inside = h1 - h0 == k && w1 - w0 == k;
+        // The unrolled scan for whole windows, the general one at the borders (the same call
+        // when K is 0).
+        // NOLINTNEXTLINE(bugprone-branch-clone)
         const int64_t at = K > 0 && inside ? scan_window<K>(img, w, h0, h1, w0, w1)
                                            : scan_window<0>(img, w, h0, h1, w0, w1);
         *y = img[at];
