@@ -1,6 +1,7 @@
 #include "launcher/options.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -17,6 +18,57 @@ namespace po = boost::program_options;
 namespace dp {
 
 namespace {
+
+// Options that count something: Boost reads "-5" into an unsigned integer as 2^64 - 5, so
+// these take only digits.
+bool is_count_option(const std::string& name) {
+  static const char* const kCounts[] = {
+      "epochs",        "steps",        "batch-size",   "grad-accum",      "seed",
+      "num-workers",   "eval-every",   "eval-batches", "eval-batch-size", "sample-every",
+      "sample-length", "sample-top-k", "log-interval", "warmup-steps",    "synthetic-test-size"};
+  for (const char* c : kCounts)
+    if (name == c) return true;
+  return false;
+}
+
+void check_count(const std::string& where, const std::string& name, const std::string& value) {
+  if (!is_count_option(name)) return;
+  const bool digits = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+  DP_CHECK(digits, "{}--{} {}: expected a whole number >= 0", where, name, value);
+}
+
+// Checks a --config file line by line before Boost reads it, so that every problem names the
+// file and the line: a line that is not "key = value", an unknown key, a value the option
+// cannot take.
+void check_config_file(const std::string& path, const po::options_description& all) {
+  DP_CHECK(!std::filesystem::is_directory(path), "--config {}: is a directory, not a file", path);
+  std::ifstream in(path);
+  DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string where = fmt::format("--config {}:{}: ", path, n);
+    auto trim = [](std::string s) {
+      const size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
+      return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+    };
+    const std::string text = trim(line.substr(0, line.find('#')));
+    if (text.empty()) continue;
+    const size_t eq = text.find('=');
+    DP_CHECK(eq != std::string::npos && eq > 0, "{}expected 'key = value', got '{}'", where, text);
+    const std::string key = trim(text.substr(0, eq)), value = trim(text.substr(eq + 1));
+    const po::option_description* d = all.find_nothrow(key, false);
+    DP_CHECK(d != nullptr && key != "config", "{}unknown option '{}' (see dprun --help)", where,
+             key);
+    check_count(where, key, value);
+    try {
+      boost::any parsed;
+      d->semantic()->parse(parsed, {value}, true);
+    } catch (const po::error& e) {
+      fail("{}{} = {}: {}", where, key, value, e.what());
+    }
+  }
+  DP_CHECK(!in.bad(), "--config {}: read error", path);
+}
 
 // "  mlp   multi-layer perceptron ..." lines for --help and --model list.
 std::string model_list() {
@@ -155,11 +207,13 @@ LaunchOptions parse_options(int argc, char** argv) {
       if (!seen) last_wins.insert(last_wins.begin(), *it);
     }
     parsed.options = std::move(last_wins);
+    for (const po::option& opt : parsed.options)
+      if (!opt.value.empty()) check_count("", opt.string_key, opt.value.front());
     po::store(parsed, vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
+      check_config_file(path, all);
       std::ifstream in(path);
-      DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
       po::store(po::parse_config_file(in, all), vm);
     }
     po::notify(vm);

@@ -1,7 +1,10 @@
 #include "runtime/train/param_io.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+
+#include <unistd.h>
 
 #include "runtime/core/error.h"
 
@@ -9,8 +12,24 @@ namespace dp {
 
 static_assert(sizeof(float) == 4, "float32 expected");
 
+void check_output_path(const std::string& option, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  DP_CHECK(!fs::exists(st) || fs::is_regular_file(st),
+           "{} {}: exists and is not a regular file (dprun writes only regular files)", option,
+           path);
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  DP_CHECK(fs::is_directory(dir, ec), "{} {}: the directory {} does not exist", option, path,
+           dir.string());
+  DP_CHECK(access(dir.c_str(), W_OK) == 0, "{} {}: the directory {} is not writable", option, path,
+           dir.string());
+}
+
 void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,
                  const std::string& path) {
+  check_output_path("--dump-params", path);
   // Written to a temporary name and renamed: a crash never leaves a half file behind.
   std::string tmp = path + ".tmp";
   {
@@ -25,10 +44,16 @@ void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer
     for (const Parameter* p : params) write(p->value);
     for (const Buffer* b : buffers) write(b->value);
     out.flush();
-    DP_CHECK(out.good(), "--dump-params {}: write failed (disk full?)", path);
+    if (!out.good()) {
+      out.close();
+      std::remove(tmp.c_str());  // no half file left behind
+      fail("--dump-params {}: write failed (disk full?)", path);
+    }
   }
-  DP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0,
-           "--dump-params {}: cannot rename {} into place", path, tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    fail("--dump-params {}: cannot rename {} into place", path, tmp);
+  }
 }
 
 std::vector<float> read_params_file(const std::string& path) {

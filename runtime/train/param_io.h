@@ -10,6 +10,12 @@
 namespace dp {
 
 // Parameters, then buffers (BatchNorm running statistics), each in registration order.
+// Checks, before training, that `option`'s output `path` can be written: its directory exists
+// and is writable, and the path is either absent or a regular file (dprun writes through a
+// temporary file and a rename, which would replace a device such as /dev/null or /dev/full
+// with a regular file). A bad path is thus found before the run, not after it.
+void check_output_path(const std::string& option, const std::string& path);
+
 void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,
                  const std::string& path);
 std::vector<float> read_params_file(const std::string& path);

@@ -108,6 +108,13 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
           ? LrSchedule::cosine(cfg_.lr, static_cast<int64_t>(cfg_.warmup_steps),
                                static_cast<int64_t>(total), cfg_.min_lr)
           : LrSchedule::constant(cfg_.lr));
+  // Rank 0 writes every output file: check their paths now, not after the run.
+  if (rank_ == 0) {
+    if (!cfg_.dump_params.empty()) check_output_path("--dump-params", cfg_.dump_params);
+    if (!cfg_.trace.empty()) check_output_path("--trace", cfg_.trace);
+    if (!cfg_.log_json.empty()) check_output_path("--log-json", cfg_.log_json);
+    if (!cfg_.gemm_profile.empty()) check_output_path("--gemm-profile", cfg_.gemm_profile);
+  }
   if (rank_ == 0 && !cfg_.log_json.empty()) log_ = JsonLog(cfg_.log_json);
 }
 

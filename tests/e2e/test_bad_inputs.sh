@@ -47,6 +47,17 @@ expect "cuda without gpu" "cuda" "${GOOD[@]}" --device cuda
 expect "diverging run" "diverged" "${GOOD[@]}" --lr 1e30
 expect "unknown precision" "unknown precision" "${GOOD[@]}" --precision fp16
 expect "unknown comm hook" "unknown comm hook 'powersgd'" "${GOOD[@]}" --comm-hook powersgd
+expect "negative steps" "steps -5: expected a whole number" "${GOOD[@]}" --steps -5
+expect "negative epochs" "epochs -1: expected a whole number" "${GOOD[@]}" --epochs -1
+expect "negative batch size" "batch-size -1: expected a whole number" "${GOOD[@]}" --batch-size -1
+expect "config is a directory" "is a directory" "${GOOD[@]}" --config "$WORK"
+printf 'epochs = 1\n# a comment\nlr = fast\n' >"$WORK/bad.cfg"
+expect "config value names file and line" "bad.cfg:3: lr = fast" "${GOOD[@]}" --config "$WORK/bad.cfg"
+printf 'epochs = 1\nfrobnicate = 2\n' >"$WORK/bad2.cfg"
+expect "config key names file and line" "bad2.cfg:2: unknown option 'frobnicate'" "${GOOD[@]}" --config "$WORK/bad2.cfg"
+expect "dump to a device, found before training" "not a regular file" "${GOOD[@]}" --dump-params /dev/full
+if [ -c /dev/full ]; then pass "/dev/full is still a device"; else fail "/dev/full was replaced"; fi
+expect "trace in a missing directory" "does not exist" "${GOOD[@]}" --trace "$WORK/nowhere/trace.json"
 
 # Ranks started with different options (an MPMD launch): caught before any gradient moves.
 rc=0
