@@ -1,5 +1,10 @@
 #include "runtime/train/config_check.h"
 
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdint>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -9,6 +14,24 @@
 #include "runtime/data/dataset.h"
 
 namespace dp {
+
+std::string data_fingerprint(const Dataset& d) {
+  // CRC32 over the inputs and targets of up to 16 samples spread over the set: equal sizes
+  // and shapes from different data (another data set, another normalisation, another token
+  // file of the same length) differ here, at the cost of reading 16 samples.
+  const size_t n = d.size(), picks = std::min<size_t>(16, n);
+  std::vector<unsigned char> x(d.sample_numel() * dtype_size(d.input_dtype()));
+  std::vector<int32_t> y(d.target_numel());
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t k = 0; k < picks; ++k) {
+    const size_t i = picks > 1 ? k * (n - 1) / (picks - 1) : 0;
+    d.fill(i, x.data(), y.data());
+    crc = crc32(crc, x.data(), static_cast<uInt>(x.size()));
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(y.data()),
+                static_cast<uInt>(y.size() * sizeof(int32_t)));
+  }
+  return fmt::format("{:08x}", static_cast<uint32_t>(crc));
+}
 
 std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,
                                                                      const Dataset& train,
@@ -21,7 +44,9 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
        fmt::format("{} {} samples of shape [{}] ({}), {} classes", train.size(),
                    data_kind_name(train.kind()), fmt::join(train.sample_shape(), ", "),
                    dtype_name(train.input_dtype()), train.num_classes())},
+      {"training data content (CRC32 of 16 samples)", data_fingerprint(train)},
       {"test data", test ? fmt::format("{} samples", test->size()) : "none"},
+      {"test data content (CRC32 of 16 samples)", test ? data_fingerprint(*test) : "none"},
       {"--epochs", s(c.epochs)},
       {"--steps", s(c.max_steps)},
       {"--batch-size", s(c.batch_size)},

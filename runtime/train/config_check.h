@@ -15,6 +15,9 @@ namespace dp {
 
 class Dataset;
 
+// A short hash of a few of `d`'s samples (inputs and targets), for comparing data across ranks.
+std::string data_fingerprint(const Dataset& d);
+
 // ("--option", "value") for every setting that must be equal on all ranks, plus what the
 // data turned out to be (sizes and shapes, not paths: node-local copies may live elsewhere).
 std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,

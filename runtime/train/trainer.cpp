@@ -230,7 +230,11 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   const float lr = schedule_->lr(static_cast<int64_t>(step_));
   optimizer_->step(lr);
   const double t_end = now_us();
-  loss_work->wait(timeout());
+  try {
+    loss_work->wait(timeout());
+  } catch (const Error& e) {
+    fail("step {}: the step-loss all-reduce: {}", step_ + 1, e.what());
+  }
   ++step_;
 
   const CommStats& cs = reducer_->last_stats();

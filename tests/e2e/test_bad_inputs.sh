@@ -69,4 +69,15 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\].*--
 else
   fail "different options on different ranks (rc $rc)"; cat "$WORK/err"
 fi
+# Ranks on different data of the same sizes and shapes (another seed): caught by content.
+"$MAKE_IDX" "$WORK/other" --train 200 --test 50 --seed 2 >/dev/null
+rc=0
+timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${GOOD[@]}" : \
+  -np 1 "$DPRUN" "${GOOD[@]}" --data "idx:$WORK/other" >"$WORK/out" 2>"$WORK/err" || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\].*training data content.*on rank 0 but" "$WORK/err" &&
+   grep -q "dprun: error: \[rank 1\]" "$WORK/err"; then
+  pass "different data of the same shape on different ranks"
+else
+  fail "different data on different ranks (rc $rc)"; cat "$WORK/err"
+fi
 finish

@@ -44,3 +44,10 @@ TEST(SettingsCheck, OutputOnlyOptionsMayDiffer) {
   b.quiet = true;
   EXPECT_EQ(describe_settings_mismatch({lines(a), lines(b)}), "");
 }
+
+TEST(SettingsCheck, DataFingerprintTellsDataOfTheSameShapeApart) {
+  SyntheticDataset a(100, 8, 3, 1), same(100, 8, 3, 1), other(100, 8, 3, 2);
+  EXPECT_EQ(data_fingerprint(a), data_fingerprint(same));
+  EXPECT_NE(data_fingerprint(a), data_fingerprint(other));
+  EXPECT_EQ(data_fingerprint(a).size(), 8u);
+}
