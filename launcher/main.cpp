@@ -34,9 +34,16 @@ void print_error(const char* what) {
 
 // Every rank reports whether its local step went well; all ranks learn the verdict. On a
 // failure the failing ranks have printed their reason, the others say why they stop.
-bool agree(const std::string& local_error, const char* phase) {
+bool agree(const std::string& local_error, const char* phase, double timeout_s) {
   if (!local_error.empty()) print_error(local_error.c_str());
-  dp::Agreement a = dp::agree_all_ok(local_error.empty());
+  dp::Agreement a = dp::agree_all_ok(local_error.empty(), timeout_s);
+  if (a.timed_out) {
+    std::fprintf(stderr,
+                 "dprun: error: [rank %d] not every rank finished %s within %.0f s (--timeout): a "
+                 "rank is stuck (reading its data?), stopped or dead; aborting the job\n",
+                 g_rank, phase, timeout_s);
+    dp::abort_job(1);
+  }
   if (!a.all_ok && local_error.empty()) {
     std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n",
                  g_rank, a.first_failed_rank, phase);
@@ -128,7 +135,7 @@ int main(int argc, char** argv) {
       err = e.what();
     }
   }
-  if (!agree(err, "its configuration or input check")) return 1;
+  if (!agree(err, "its configuration or input check", opts.train.timeout_s)) return 1;
 
   // Phase 2, collective. The process group lives outside the try block: on a one-sided
   // failure the job must be aborted BEFORE its destructor joins a communication thread

@@ -1,5 +1,8 @@
 #include "runtime/comm/mpi_runtime.h"
 
+#include <chrono>
+#include <thread>
+
 #include <unistd.h>
 
 #include <climits>
@@ -51,15 +54,35 @@ void abort_job(int exit_code) {
   std::_Exit(exit_code);
 }
 
-Agreement agree_all_ok(bool ok) {
+Agreement agree_all_ok(bool ok, double timeout_s) {
   // MIN over (ok ? INT_MAX : rank) gives the lowest failing rank, or INT_MAX if none.
   int mine = ok ? INT_MAX : 0;
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (!ok) mine = rank;
   int lowest = INT_MAX;
-  MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   Agreement a;
+  if (timeout_s <= 0) {
+    MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  } else {
+    // Non-blocking, polled against a deadline: a blocking all-reduce would wait forever for
+    // a rank that never arrives.
+    MPI_Request req;
+    MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &req);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(timeout_s));
+    for (int done = 0;;) {
+      MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+      if (done) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        a.timed_out = true;  // the request is abandoned: the caller aborts the job
+        a.all_ok = false;
+        return a;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
   a.all_ok = lowest == INT_MAX;
   a.first_failed_rank = a.all_ok ? -1 : lowest;
   return a;

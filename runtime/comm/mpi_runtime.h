@@ -42,8 +42,11 @@ class MpiRuntime {
 struct Agreement {
   bool all_ok = true;
   int first_failed_rank = -1;
+  bool timed_out = false;  // not every rank reported within the deadline
 };
-Agreement agree_all_ok(bool ok);
+// With timeout_s > 0 a rank that never reports (stuck reading its data, stopped, dead) ends
+// the wait after that long with timed_out set, instead of hanging every other rank.
+Agreement agree_all_ok(bool ok, double timeout_s = 0);
 
 // Every rank of MPI_COMM_WORLD calls it; each learns the strings of the ranks on its own node
 // (MPI_COMM_TYPE_SHARED), indexed by local rank. Used before any process group exists, e.g.

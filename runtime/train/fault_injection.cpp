@@ -27,7 +27,10 @@ FaultInjection FaultInjection::from_env() {
 
 void FaultInjection::maybe_stall(int rank, uint64_t step) const {
   if (rank != rank_ || step != step_) return;
-  log::warn("DPRUN_FAULT_STALL: stalling {} s before the backward of step {}", seconds_, step);
+  if (step == 0)
+    log::warn("DPRUN_FAULT_STALL: stalling {} s while loading the data (start-up)", seconds_);
+  else
+    log::warn("DPRUN_FAULT_STALL: stalling {} s before the backward of step {}", seconds_, step);
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds_));
 }
 

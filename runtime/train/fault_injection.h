@@ -1,8 +1,9 @@
 #pragma once
 // Test hook for the paths that only a misbehaving rank exercises (a straggler, a hang):
 // DPRUN_FAULT_STALL="rank=R,step=S,seconds=T" makes rank R sleep T seconds before the
-// backward of step S. The other ranks must then report the stalled collective (naming the
-// step and the bucket) after --timeout and abort the job, instead of hanging.
+// backward of step S (step=0: while loading the data, before the ranks' start-up agreement).
+// The other ranks must then report the stalled collective (naming the step and the bucket),
+// or the start-up they wait for, after --timeout and abort the job, instead of hanging.
 #include <cstdint>
 
 namespace dp {

@@ -46,6 +46,7 @@ DataShape shape_of(const Dataset& d) {
 Trainer::Trainer(TrainConfig config, int rank, int world_size)
     : cfg_(std::move(config)), rank_(rank), world_(world_size) {
   validate(cfg_);
+  fault_.maybe_stall(rank_, 0);  // DPRUN_FAULT_STALL step=0: a rank stuck loading its data
   // Before any CUDA call of this thread (the loader's pinned buffers come next): else the
   // first one creates a context on cuda:0, on every rank of the node.
   if (cfg_.device.is_cuda()) cuda_set_current_device(cfg_.device.index);

@@ -51,4 +51,18 @@ DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidd
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && pass "--no-shm: the job failed in time (rc $rc)" ||
   fail "--no-shm: rc $rc"
 check_recorder "--no-shm" "running|queued"
+
+# A rank stuck while loading its data (before any collective of training): the others do not
+# wait forever in the start-up agreement; the job ends after --timeout.
+start=$(date +%s)
+rc=0
+DPRUN_FAULT_STALL="rank=1,step=0,seconds=100" mpi 2 --data synthetic:2000 --hidden 16 --steps 10 \
+  --timeout 3 >"$WORK/out" 2>"$WORK/err" || rc=$?
+elapsed=$(( $(date +%s) - start ))
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 60 ] &&
+   grep -q "dprun: error: \[rank 0\] not every rank finished its configuration or input check within 3 s" "$WORK/err"; then
+  pass "a rank stuck at start-up ends the job after --timeout (${elapsed}s)"
+else
+  fail "start-up stall: rc $rc after ${elapsed}s"; cat "$WORK/err"
+fi
 finish
