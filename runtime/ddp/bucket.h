@@ -40,11 +40,18 @@ struct BucketSpan {
   double end_us = 0;    // and completed
 };
 
+// DESIGN's figures: comm is the time some all-reduce ran; exposed is the part of it after
+// backward ended (what backward did not hide), so 0 <= exposed <= comm and overlap is in
+// [0, 1]; the rest of finish()'s wait (a bucket queued behind another, the communication
+// thread waking up) is reported apart, as other_wait.
 struct CommStats {
-  double total_us = 0;    // time the all-reduces ran (union of their intervals)
-  double exposed_us = 0;  // time finish() waited for them after backward: not hidden
+  double total_us = 0;       // union of the all-reduces' [start, end] intervals
+  double exposed_us = 0;     // that union clipped to [backward end, ...)
+  double wait_us = 0;        // how long finish() waited, backward end to the last completion
+  double backward_end_us = 0;
   std::vector<BucketSpan> spans;
   double overlap() const { return total_us > 0 ? std::max(0.0, 1.0 - exposed_us / total_us) : 0.0; }
+  double other_wait_us() const { return std::max(0.0, wait_us - exposed_us); }
 };
 
 }  // namespace dp

@@ -20,8 +20,13 @@ std::vector<size_t> param_bytes(const std::vector<Parameter*>& params) {
   return bytes;
 }
 
-// Length of the union of [start, end] intervals: the time some all-reduce was running.
-double union_length(std::vector<BucketSpan> spans) {
+// Length of the union of [start, end] intervals, each clipped to start no earlier than
+// `from`: the time some all-reduce was running (after `from`).
+double union_length(std::vector<BucketSpan> spans, double from = 0) {
+  for (BucketSpan& s : spans) {
+    s.start_us = std::max(s.start_us, from);
+    s.end_us = std::max(s.end_us, s.start_us);
+  }
   std::sort(spans.begin(), spans.end(),
             [](const BucketSpan& a, const BucketSpan& b) { return a.start_us < b.start_us; });
   double total = 0, cur_start = 0, cur_end = -1;
@@ -280,8 +285,10 @@ void Reducer::finish() {
     stats_.spans.push_back(
         {b.index, b.wire_bytes(), b.ready_us, b.work->start_us(), b.work->end_us()});
   }
-  stats_.exposed_us = now_us() - t0;
+  stats_.wait_us = now_us() - t0;
+  stats_.backward_end_us = t0;
   stats_.total_us = union_length(stats_.spans);
+  stats_.exposed_us = union_length(stats_.spans, t0);
   ++step_;
 
   if (record_order_) {

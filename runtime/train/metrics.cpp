@@ -52,11 +52,12 @@ void JsonLog::write_step(const StepMetrics& m) {
   fmt::format_to(std::back_inserter(buf_),
                  R"({{"type":"step","step":{},"epoch":{},"loss":{},"lr":{},"samples_per_s":{},)"
                  R"("step_ms":{},"wall_s":{},"data_ms":{},"forward_ms":{},"backward_ms":{},)"
-                 R"("optimizer_ms":{},"comm_ms":{},"exposed_comm_ms":{},"overlap":{}}})"
+                 R"("optimizer_ms":{},"comm_ms":{},"exposed_comm_ms":{},"other_wait_ms":{},)"
+                 R"("overlap":{}}})"
                  "\n",
                  m.step, m.epoch, N{m.loss}, N{m.lr}, N{m.samples_per_s}, N{m.step_ms}, N{m.wall_s},
                  N{m.data_ms}, N{m.forward_ms}, N{m.backward_ms}, N{m.optimizer_ms}, N{m.comm_ms},
-                 N{m.exposed_comm_ms}, N{m.overlap});
+                 N{m.exposed_comm_ms}, N{m.other_wait_ms}, N{m.overlap});
   if (m.tokens_per_s > 0) {
     buf_.resize(buf_.size() - 2);  // reopen the object: drop "}\n"
     fmt::format_to(std::back_inserter(buf_),

@@ -24,7 +24,8 @@ struct StepMetrics {
   double backward_ms = 0;
   double optimizer_ms = 0;
   double comm_ms = 0;          // all-reduce time of the gradient buckets
-  double exposed_comm_ms = 0;  // the part of it backward did not hide
+  double exposed_comm_ms = 0;  // the part of it after backward ended (not hidden)
+  double other_wait_ms = 0;    // the rest of the wait after backward (queueing, wake-up)
   double overlap = 0;          // 1 - exposed / comm
 };
 

@@ -263,6 +263,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.optimizer_ms = (t_end - t_opt) / 1000.0;
   m.comm_ms = cs.total_us / 1000.0;
   m.exposed_comm_ms = cs.exposed_us / 1000.0;
+  m.other_wait_ms = cs.other_wait_us() / 1000.0;
   m.overlap = cs.overlap();
 }
 

@@ -276,6 +276,12 @@ TEST(Reducer, AllReducesStartBeforeBackwardEnds) {
     double first_start = s.spans.front().start_us;
     for (const auto& span : s.spans) first_start = std::min(first_start, span.start_us);
     if (first_start < backward_end) ++steps_with_overlap;
+    // The reported figures mean what DESIGN says: exposed is the part of the communication
+    // after backward ended, so it never exceeds it, and finish()'s wait holds it.
+    EXPECT_LE(s.exposed_us, s.total_us + 1e-6);
+    EXPECT_GE(s.wait_us + 1e-6, s.exposed_us);
+    EXPECT_GE(s.overlap(), 0.0);
+    EXPECT_LE(s.overlap(), 1.0);
     // Buckets run in order, each after it became ready.
     for (size_t i = 0; i < s.spans.size(); ++i) {
       EXPECT_GE(s.spans[i].start_us, s.spans[i].ready_us) << "bucket " << i;
