@@ -45,9 +45,9 @@ struct BucketSpan {
 // [0, 1]; the rest of finish()'s wait (a bucket queued behind another, the communication
 // thread waking up) is reported apart, as other_wait.
 struct CommStats {
-  double total_us = 0;       // union of the all-reduces' [start, end] intervals
-  double exposed_us = 0;     // that union clipped to [backward end, ...)
-  double wait_us = 0;        // how long finish() waited, backward end to the last completion
+  double total_us = 0;    // union of the all-reduces' [start, end] intervals
+  double exposed_us = 0;  // that union clipped to [backward end, ...)
+  double wait_us = 0;     // how long finish() waited, backward end to the last completion
   double backward_end_us = 0;
   std::vector<BucketSpan> spans;
   double overlap() const { return total_us > 0 ? std::max(0.0, 1.0 - exposed_us / total_us) : 0.0; }

@@ -22,6 +22,12 @@ inline void ensure_1d(Tensor& buf, int64_t n, DType dtype, Device device) {
   buf = Tensor::zeros({n}, dtype, device);
 }
 
+inline void ensure_shape(Tensor& buf, const Shape& shape, DType dtype, Device device) {
+  if (buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device)
+    return;
+  buf = Tensor::zeros(shape, dtype, device);
+}
+
 inline void ensure_like(Tensor& buf, const Tensor& like, DType dtype, Device device) {
   if (buf.defined() && buf.shape() == like.shape() && buf.dtype() == dtype &&
       buf.device() == device)

@@ -5,17 +5,11 @@
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/device_check.h"
 #include "runtime/nn/init.h"
-#include "runtime/ops/cast.h"
+#include "runtime/nn/layer_io.h"
 
 namespace dp {
 
 namespace {
-
-void ensure_shape(Tensor& buf, const Shape& shape, DType dtype, Device device) {
-  if (buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device)
-    return;
-  buf = Tensor::zeros(shape, dtype, device);
-}
 
 int64_t i64(size_t v) {
   return static_cast<int64_t>(v);
@@ -57,13 +51,6 @@ int64_t Conv2d::out_size(int64_t in_size) const {
   return (padded - i64(kernel_)) / i64(stride_) + 1;
 }
 
-const Tensor& Conv2d::compute_copy(const Tensor& master, Tensor& copy) {
-  if (compute_dtype_ == DType::f32) return master;
-  ensure_like(copy, master, DType::bf16, master.device());
-  cast_into(master, copy);
-  return copy;
-}
-
 const Tensor& Conv2d::forward(const Tensor& x) {
   DP_CHECK(x.defined() && (x.dtype() == DType::f32 || x.dtype() == DType::bf16) && x.ndim() == 4 &&
                x.dim(1) == i64(in_),
@@ -79,14 +66,8 @@ const Tensor& Conv2d::forward(const Tensor& x) {
   geometry_ =
       Window2d{x.dim(0), i64(in_), x.dim(2), x.dim(3), i64(kernel_), i64(stride_), i64(padding_)};
   input_dtype_ = x.dtype();
-  if (x.dtype() == compute_dtype_) {
-    input_ = x;
-  } else {
-    ensure_like(input16_, x, DType::bf16, x.device());
-    cast_into(x, input16_);
-    input_ = input16_;
-  }
-  w_ = &compute_copy(weight_.value, weight16_);
+  input_ = as_dtype(x, compute_dtype_, input16_);
+  w_ = &as_dtype(weight_.value, compute_dtype_, weight16_);
   ensure_shape(output_, {x.dim(0), i64(out_), oh, ow}, compute_dtype_, x.device());
   ops::conv2d_forward(input_, *w_, has_bias_ ? &bias_.value : nullptr, geometry_, ws_, output_);
   return output_;
@@ -108,14 +89,9 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
   check_grad_device(name_, input_, grad_output);
   check_param_device(name_, input_, weight_);
   if (has_bias_) check_param_device(name_, input_, bias_);
-  const Tensor* dy = &grad_output;
-  if (grad_output.dtype() != compute_dtype_) {
-    DP_CHECK(compute_dtype_ == DType::bf16, "{}: grad_output is {}, expected float32", name_,
-             grad_output.str());
-    ensure_like(grad16_, grad_output, DType::bf16, grad_output.device());
-    cast_into(grad_output, grad16_);
-    dy = &grad16_;
-  }
+  DP_CHECK(grad_output.dtype() == compute_dtype_ || compute_dtype_ == DType::bf16,
+           "{}: grad_output is {}, expected float32", name_, grad_output.str());
+  const Tensor* dy = &as_dtype(grad_output, compute_dtype_, grad16_);
   ops::conv2d_backward_params(*dy, geometry_, ws_, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
   weight_.grad_ready();
   if (has_bias_) bias_.grad_ready();

@@ -42,8 +42,6 @@ class Conv2d : public Module {
   int64_t out_size(int64_t in_size) const;
 
  private:
-  const Tensor& compute_copy(const Tensor& master, Tensor& copy);
-
   size_t in_, out_, kernel_, stride_, padding_;
   bool has_bias_;
   Parameter weight_;

@@ -1,8 +1,7 @@
 #pragma once
-// What the transformer layers do at their edges: dtype conversions for mixed precision (see
-// Linear: a layer computes in its compute dtype whatever dtype its input came in, and hands
-// the input gradient back in the input's dtype), and output buffers of any shape, reused
-// while shape, dtype and device stay the same (runtime/nn/buffers.h).
+// What layers do at their edges under mixed precision: a layer computes in its compute dtype
+// whatever dtype its input came in (and hands the input gradient back in the input's dtype),
+// and uses float32 master parameters through their compute-dtype copies.
 #include "runtime/core/tensor.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/ops/cast.h"
@@ -15,12 +14,6 @@ inline const Tensor& as_dtype(const Tensor& x, DType dtype, Tensor& buf) {
   ensure_like(buf, x, dtype, x.device());
   cast_into(x, buf);
   return buf;
-}
-
-inline void ensure_shape(Tensor& buf, const Shape& shape, DType dtype, Device device) {
-  if (buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device)
-    return;
-  buf = Tensor::zeros(shape, dtype, device);
 }
 
 }  // namespace dp

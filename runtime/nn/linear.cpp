@@ -5,7 +5,7 @@
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/device_check.h"
 #include "runtime/nn/init.h"
-#include "runtime/ops/cast.h"
+#include "runtime/nn/layer_io.h"
 #include "runtime/ops/tensor_ops.h"
 
 namespace dp {
@@ -17,12 +17,6 @@ Shape with_last(const Shape& like, int64_t n) {
   Shape s = like;
   s.back() = n;
   return s;
-}
-
-void ensure_shape(Tensor& buf, const Shape& shape, DType dtype, Device device) {
-  if (buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device)
-    return;
-  buf = Tensor::zeros(shape, dtype, device);
 }
 
 }  // namespace
@@ -46,13 +40,6 @@ Linear::Linear(std::string name, size_t in_features, size_t out_features, uint64
   if (has_bias_) register_parameter(bias_);
 }
 
-const Tensor& Linear::compute_copy(const Tensor& master, Tensor& copy) {
-  if (compute_dtype_ == DType::f32) return master;
-  ensure_like(copy, master, DType::bf16, master.device());
-  cast_into(master, copy);
-  return copy;
-}
-
 const Tensor& Linear::forward(const Tensor& x) {
   DP_CHECK(x.defined() && (x.dtype() == DType::f32 || x.dtype() == DType::bf16) && x.ndim() >= 2,
            "{}: expected a float32 or bfloat16 input of shape [batch, ..., {}], got {}", name_, in_,
@@ -67,15 +54,9 @@ const Tensor& Linear::forward(const Tensor& x) {
            name_);
   input_dtype_ = x.dtype();
   // copy-assignment reuses input_'s shape capacity: no allocation per step
-  if (x.dtype() == compute_dtype_) {
-    input_ = x;
-  } else {
-    ensure_like(input16_, x, DType::bf16, x.device());
-    cast_into(x, input16_);
-    input_ = input16_;
-  }
-  w_ = &compute_copy(weight_.value, weight16_);
-  const Tensor* b = has_bias_ ? &compute_copy(bias_.value, bias16_) : nullptr;
+  input_ = as_dtype(x, compute_dtype_, input16_);
+  w_ = &as_dtype(weight_.value, compute_dtype_, weight16_);
+  const Tensor* b = has_bias_ ? &as_dtype(bias_.value, compute_dtype_, bias16_) : nullptr;
   ensure_shape(output_, with_last(x.shape(), static_cast<int64_t>(out_)), compute_dtype_,
                x.device());
   // y = x W^T + b in one call (the bias in the GEMM's epilogue where the kernel can).
@@ -99,14 +80,9 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
   // The Reducer or Module::to() may have moved the gradients since forward.
   check_param_device(name_, input_, weight_);
   if (has_bias_) check_param_device(name_, input_, bias_);
-  const Tensor* dy = &grad_output;
-  if (grad_output.dtype() != compute_dtype_) {
-    DP_CHECK(compute_dtype_ == DType::bf16, "{}: grad_output is {}, expected float32", name_,
-             grad_output.str());
-    ensure_like(grad16_, grad_output, DType::bf16, grad_output.device());
-    cast_into(grad_output, grad16_);
-    dy = &grad16_;
-  }
+  DP_CHECK(grad_output.dtype() == compute_dtype_ || compute_dtype_ == DType::bf16,
+           "{}: grad_output is {}, expected float32", name_, grad_output.str());
+  const Tensor* dy = &as_dtype(grad_output, compute_dtype_, grad16_);
   // dW[out, in] += dy^T x and db[out] += column sums of dy, accumulated in float32 into the
   // master gradients (which may be views into a Reducer bucket).
   // On a GPU these are only enqueued when grad_ready() fires: a hook that reads the gradient

@@ -35,9 +35,6 @@ class Linear : public Module {
   size_t out_features() const { return out_; }
 
  private:
-  // The compute-dtype copy of a float32 master tensor (itself in float32).
-  const Tensor& compute_copy(const Tensor& master, Tensor& copy);
-
   size_t in_;
   size_t out_;
   bool has_bias_;

@@ -6,16 +6,6 @@
 
 namespace dp {
 
-namespace {
-
-void ensure_shape(Tensor& buf, const Shape& shape, DType dtype, Device device) {
-  if (buf.defined() && buf.shape() == shape && buf.dtype() == dtype && buf.device() == device)
-    return;
-  buf = Tensor::zeros(shape, dtype, device);
-}
-
-}  // namespace
-
 MaxPool2d::MaxPool2d(std::string name, size_t kernel_size, size_t stride, size_t padding)
     : Module(std::move(name)),
       kernel_(kernel_size),

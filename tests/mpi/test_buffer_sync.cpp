@@ -5,22 +5,14 @@
 
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/ddp/buffer_sync.h"
+#include "tests/support/mpi_ranks.h"
 
 using namespace dp;
 
 namespace {
 
-int world() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::rank;
+using test::world;
 
 const std::chrono::milliseconds kTimeout{30000};
 

@@ -13,22 +13,14 @@
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/train/trainer.h"
 #include "samplers/distributed_sampler.h"
+#include "tests/support/mpi_ranks.h"
 
 using namespace dp;
 
 namespace {
 
-int world() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::rank;
+using test::world;
 
 TrainConfig small_config() {
   TrainConfig c;

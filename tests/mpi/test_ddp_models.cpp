@@ -19,22 +19,14 @@
 #include "runtime/data/token_file.h"
 #include "runtime/nn/parameter.h"
 #include "runtime/train/trainer.h"
+#include "tests/support/mpi_ranks.h"
 
 using namespace dp;
 
 namespace {
 
-int world() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-int rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
+using test::rank;
+using test::world;
 
 // One directory for the test's data, named by rank 0 and written before anyone reads it.
 std::string shared_dir() {

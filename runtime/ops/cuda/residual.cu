@@ -7,6 +7,7 @@
 #include "runtime/core/cuda/stream.h"
 #include "runtime/core/error.h"
 #include "runtime/ops/cuda/launch.cuh"
+#include "runtime/ops/cuda/transformer_common.cuh"
 
 namespace dp::gpu {
 
@@ -17,22 +18,8 @@ using cuda::detail::grid_1d;
 using cuda::detail::grid_threads;
 using cuda::detail::kBlock;
 
-__device__ __forceinline__ float widen(float v) {
-  return v;
-}
-__device__ __forceinline__ float widen(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <typename T>
-__device__ __forceinline__ T narrow(float v);
-template <>
-__device__ __forceinline__ float narrow<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+using detail::narrow;
+using detail::widen;
 
 // b == nullptr: y += a.
 template <typename T>

@@ -1,5 +1,6 @@
 #pragma once
-// Shared by the transformer's kernels (embedding, layernorm, gelu, attention .cu files):
+// Shared by the transformer's kernels (embedding, layernorm, gelu, attention .cu files) and the
+// residual add:
 // float32/bfloat16 loads and stores, warp reductions whose result every lane holds, and the
 // dtype dispatch of the host entry points. Private to the .cu files of this directory.
 #include <cuda_bf16.h>
