@@ -58,10 +58,7 @@ const Tensor& Conv2d::forward(const Tensor& x) {
            in_, x.defined() ? x.str() : "an undefined tensor");
   check_param_device(name_, x, weight_);
   if (has_bias_) check_param_device(name_, x, bias_);
-  DP_CHECK(compute_dtype_ == DType::bf16 || x.dtype() == DType::f32,
-           "{}: got a bfloat16 input but computes in float32 (set the same compute dtype on "
-           "every layer)",
-           name_);
+  check_input_dtype(name_, x, compute_dtype_);
   const int64_t oh = out_size(x.dim(2)), ow = out_size(x.dim(3));
   geometry_ =
       Window2d{x.dim(0), i64(in_), x.dim(2), x.dim(3), i64(kernel_), i64(stride_), i64(padding_)};
@@ -75,11 +72,7 @@ const Tensor& Conv2d::forward(const Tensor& x) {
 
 const Tensor& Conv2d::backward(const Tensor& grad_output) {
   DP_CHECK(input_.defined(), "{}: backward called before forward", name_);
-  DP_CHECK(grad_output.defined() &&
-               (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16) &&
-               grad_output.shape() == output_.shape(),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_output(name_, grad_output, output_);
   // The Reducer may have re-pointed grad into a bucket; a wrong-sized view there would be
   // silent memory corruption.
   DP_CHECK(

@@ -63,10 +63,7 @@ const Tensor& Embedding::forward(const Tensor& indices) {
 
 const Tensor& Embedding::backward(const Tensor& grad_output) {
   DP_CHECK(indices_.defined(), "{}: backward called without a successful forward", name_);
-  DP_CHECK(grad_output.defined() && grad_output.shape() == output_.shape() &&
-               (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_output(name_, grad_output, output_);
   check_grad_device(name_, indices_, grad_output);
   check_param_device(name_, indices_, weight_);
   // The Reducer may have re-pointed the gradient into a bucket; a wrong-sized view there

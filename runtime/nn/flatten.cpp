@@ -1,6 +1,7 @@
 #include "runtime/nn/flatten.h"
 
 #include "runtime/nn/device_check.h"
+#include "runtime/nn/layer_io.h"
 
 namespace dp {
 
@@ -16,9 +17,7 @@ const Tensor& Flatten::forward(const Tensor& x) {
 
 const Tensor& Flatten::backward(const Tensor& grad_output) {
   DP_CHECK(output_.defined(), "{}: backward called before forward", name_);
-  DP_CHECK(grad_output.defined() && grad_output.shape() == output_.shape(),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_output(name_, grad_output, output_);
   check_grad_device(name_, output_, grad_output);
   if (!needs_input_grad_) return no_grad_;
   grad_input_ = grad_output.reshape(input_shape_);

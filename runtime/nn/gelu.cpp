@@ -11,10 +11,7 @@ const Tensor& GELU::forward(const Tensor& x) {
   DP_CHECK(x.defined() && (x.dtype() == DType::f32 || x.dtype() == DType::bf16),
            "{}: expected a float32 or bfloat16 input, got {}", name_,
            x.defined() ? x.str() : "an undefined tensor");
-  DP_CHECK(compute_dtype_ == DType::bf16 || x.dtype() == DType::f32,
-           "{}: got a bfloat16 input but computes in float32 (set the same compute dtype on "
-           "every layer)",
-           name_);
+  check_input_dtype(name_, x, compute_dtype_);
   input_dtype_ = x.dtype();
   input_ = as_dtype(x, compute_dtype_, input16_);
   ensure_like(output_, input_);
@@ -24,10 +21,7 @@ const Tensor& GELU::forward(const Tensor& x) {
 
 const Tensor& GELU::backward(const Tensor& grad_output) {
   DP_CHECK(input_.defined(), "{}: backward called before forward", name_);
-  DP_CHECK(grad_output.defined() && grad_output.shape() == output_.shape() &&
-               (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_output(name_, grad_output, output_);
   check_grad_device(name_, input_, grad_output);
   if (!needs_input_grad_) return no_grad_;
   const Tensor& dy = as_dtype(grad_output, compute_dtype_, grad16_);

@@ -25,10 +25,7 @@ const Tensor& LayerNorm::forward(const Tensor& x) {
                static_cast<size_t>(x.dim(x.ndim() - 1)) == dim_,
            "{}: expected a float32 or bfloat16 input [..., {}], got {}", name_, dim_,
            x.defined() ? x.str() : "an undefined tensor");
-  DP_CHECK(compute_dtype_ == DType::bf16 || x.dtype() == DType::f32,
-           "{}: got a bfloat16 input but computes in float32 (set the same compute dtype on "
-           "every layer)",
-           name_);
+  check_input_dtype(name_, x, compute_dtype_);
   check_param_device(name_, x, weight_);
   check_param_device(name_, x, bias_);
   input_dtype_ = x.dtype();
@@ -43,10 +40,7 @@ const Tensor& LayerNorm::forward(const Tensor& x) {
 
 const Tensor& LayerNorm::backward(const Tensor& grad_output) {
   DP_CHECK(input_.defined(), "{}: backward called before forward", name_);
-  DP_CHECK(grad_output.defined() && grad_output.shape() == output_.shape() &&
-               (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_output(name_, grad_output, output_);
   check_grad_device(name_, input_, grad_output);
   check_param_device(name_, input_, weight_);
   check_param_device(name_, input_, bias_);

@@ -48,10 +48,7 @@ const Tensor& Linear::forward(const Tensor& x) {
            "{}: input {} has {} features, expected {}", name_, x.str(), x.dim(x.ndim() - 1), in_);
   check_param_device(name_, x, weight_);
   if (has_bias_) check_param_device(name_, x, bias_);
-  DP_CHECK(compute_dtype_ == DType::bf16 || x.dtype() == DType::f32,
-           "{}: got a bfloat16 input but computes in float32 (set the same compute dtype on "
-           "every layer)",
-           name_);
+  check_input_dtype(name_, x, compute_dtype_);
   input_dtype_ = x.dtype();
   // copy-assignment reuses input_'s shape capacity: no allocation per step
   input_ = as_dtype(x, compute_dtype_, input16_);
@@ -66,11 +63,7 @@ const Tensor& Linear::forward(const Tensor& x) {
 
 const Tensor& Linear::backward(const Tensor& grad_output) {
   DP_CHECK(input_.defined(), "{}: backward called before forward", name_);
-  DP_CHECK(grad_output.defined() &&
-               (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16) &&
-               grad_output.shape() == output_.shape(),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", output_.str());
+  check_grad_output(name_, grad_output, output_);
   // The Reducer may have re-pointed grad into a bucket; a wrong-sized view there would be
   // silent memory corruption.
   DP_CHECK(weight_.grad.numel() == out_ * in_ && (!has_bias_ || bias_.grad.numel() == out_),

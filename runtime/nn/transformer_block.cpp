@@ -47,10 +47,7 @@ const Tensor& TransformerBlock::forward(const Tensor& x) {
   DP_CHECK(x.defined() && (x.dtype() == DType::f32 || x.dtype() == DType::bf16),
            "{}: expected a float32 or bfloat16 input, got {}", name_,
            x.defined() ? x.str() : "an undefined tensor");
-  DP_CHECK(compute_dtype_ == DType::bf16 || x.dtype() == DType::f32,
-           "{}: got a bfloat16 input but computes in float32 (set the same compute dtype on "
-           "every layer)",
-           name_);
+  check_input_dtype(name_, x, compute_dtype_);
   input_dtype_ = x.dtype();
   // The residual sums need one dtype: the stream runs in the compute dtype.
   const Tensor& xc = as_dtype(x, compute_dtype_, input16_);
@@ -66,9 +63,7 @@ const Tensor& TransformerBlock::forward(const Tensor& x) {
 
 const Tensor& TransformerBlock::backward(const Tensor& grad_output) {
   DP_CHECK(out_.defined(), "{}: backward called before forward", name_);
-  DP_CHECK(grad_output.defined() && grad_output.shape() == out_.shape(),
-           "{}: grad_output is {}, expected the shape of the last output {}", name_,
-           grad_output.defined() ? grad_output.str() : "undefined", out_.str());
+  check_grad_output(name_, grad_output, out_);
   const Tensor& g = as_dtype(grad_output, compute_dtype_, grad16_);
   // dL/dmid = dL/dout (the skip) + the MLP branch's gradient.
   const Tensor& g_mlp = ln_2_.backward(mlp_.backward(g));
