@@ -22,10 +22,23 @@ namespace {
 // Options that count something: Boost reads "-5" into an unsigned integer as 2^64 - 5, so
 // these take only digits.
 bool is_count_option(const std::string& name) {
-  static const char* const kCounts[] = {
-      "epochs",        "steps",        "batch-size",   "grad-accum",      "seed",
-      "num-workers",   "eval-every",   "eval-batches", "eval-batch-size", "sample-every",
-      "sample-length", "sample-top-k", "log-interval", "warmup-steps",    "synthetic-test-size"};
+  static const char* const kCounts[] = {"epochs",
+                                        "steps",
+                                        "batch-size",
+                                        "grad-accum",
+                                        "seed",
+                                        "num-workers",
+                                        "eval-every",
+                                        "eval-batches",
+                                        "eval-batch-size",
+                                        "sample-every",
+                                        "sample-length",
+                                        "sample-top-k",
+                                        "log-interval",
+                                        "warmup-steps",
+                                        "synthetic-test-size",
+                                        "checkpoint-every",
+                                        "keep-checkpoints"};
   for (const char* c : kCounts)
     if (name == c) return true;
   return false;
@@ -178,6 +191,15 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0), for bench_sgemm --shapes")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
+  po::options_description ckpt("Checkpoints and preemption");
+  ckpt.add_options()
+      ("checkpoint-dir", po::value(&t.checkpoint_dir), "rank 0 writes checkpoints to DIR/step-N.ckpt (created if missing): every --checkpoint-every steps, after the last step, and on SIGTERM/SIGINT/SIGUSR1 (preemption: every rank stops after the same step, exit 0; a second signal exits at once)")
+      ("checkpoint-every", po::value(&t.checkpoint_every)->default_value(t.checkpoint_every), "write a checkpoint every N optimizer steps (0: only at the end and on preemption)")
+      ("keep-checkpoints", po::value(&t.keep_checkpoints)->default_value(t.keep_checkpoints), "keep only the newest K checkpoints in --checkpoint-dir (0: all)")
+      ("resume", po::value(&t.resume), "auto (the newest checkpoint of --checkpoint-dir that verifies; a fresh start when there is none) or a checkpoint FILE; the run then continues exactly where it stopped")
+      ("eval-only", po::bool_switch(&t.eval_only), "with --resume FILE: evaluate (--eval) and/or sample (--sample-every) the checkpoint without training, on any number of ranks")
+      ("on-nonfinite", po::value(&t.on_nonfinite)->default_value(t.on_nonfinite), "a step whose gradient has a NaN or an infinity: abort (name the step and the parameter, exit non-zero) or skip (no update for that step)");
+
   // clang-format on
   // Every model's own options, as text: the chosen model parses and checks its own.
   po::options_description model_opts(
@@ -190,7 +212,7 @@ LaunchOptions parse_options(int argc, char** argv) {
   po::options_description all(
       "Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, "
       "gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
-  all.add(general).add(model).add(model_opts).add(sched).add(optim).add(dist).add(out);
+  all.add(general).add(model).add(model_opts).add(sched).add(optim).add(dist).add(out).add(ckpt);
   std::ostringstream help;
   help << all;
   o.help_text = help.str() + "\nModels (--model NAME):\n" + model_list();

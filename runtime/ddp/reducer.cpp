@@ -55,10 +55,22 @@ Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOption
   }
   verify_replicas_match(params_, pg_, opt_.timeout);
 
-  std::vector<size_t> reverse(params_.size());
-  for (size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
-  build_buckets(assign_buckets(reverse, param_bytes(params_), mb_to_bytes(opt_.first_bucket_mb),
-                               mb_to_bytes(opt_.bucket_cap_mb)));
+  if (!opt_.assignment.empty()) {
+    std::vector<int> seen(params_.size(), 0);
+    for (const auto& bucket : opt_.assignment)
+      for (size_t i : bucket)
+        DP_CHECK(i < seen.size() && seen[i]++ == 0,
+                 "bucket assignment: parameter index {} is out of range or listed twice", i);
+    DP_CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }),
+             "bucket assignment: it does not list every one of the {} parameters", seen.size());
+    build_buckets(opt_.assignment);
+    record_order_ = false;
+  } else {
+    std::vector<size_t> reverse(params_.size());
+    for (size_t i = 0; i < reverse.size(); ++i) reverse[i] = reverse.size() - 1 - i;
+    build_buckets(assign_buckets(reverse, param_bytes(params_), mb_to_bytes(opt_.first_bucket_mb),
+                                 mb_to_bytes(opt_.bucket_cap_mb)));
+  }
 
   // Rank 0's values win even though every rank initialised from the same seed: a replica
   // must not depend on every rank having computed the same floats. The bucket buffers
@@ -312,6 +324,13 @@ void Reducer::rebuild_from_observed_order() {
   if (!same) pending_rebuild_ = std::move(assignment);
   observed_order_.clear();
   observed_order_.shrink_to_fit();
+}
+
+std::vector<std::vector<size_t>> Reducer::assignment() const {
+  if (!pending_rebuild_.empty()) return pending_rebuild_;  // what the next step uses
+  std::vector<std::vector<size_t>> out;
+  for (const Bucket& b : buckets_) out.push_back(b.params);
+  return out;
 }
 
 std::string Reducer::layout() const {

@@ -37,6 +37,10 @@ struct ReducerOptions {
   // What the gradient all-reduces put on the wire (runtime/ddp/comm_hook.h). Must be the
   // same on every rank (the collectives' dtypes differ otherwise).
   CommHook comm_hook = CommHook::none;
+  // A bucket assignment to start from (parameter indices per bucket, e.g. a checkpoint's):
+  // used instead of the reverse registration order, and kept (no rebuild), so that a
+  // resumed run reduces in the same buckets as the run that wrote the checkpoint.
+  std::vector<std::vector<size_t>> assignment;
 };
 
 class Reducer {
@@ -59,6 +63,8 @@ class Reducer {
   // Synchronising steps finished so far; messages name the step in progress as step() + 1.
   uint64_t step() const { return step_; }
   std::string layout() const;  // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
+  // The parameter indices of the buckets the next step uses (for a checkpoint).
+  std::vector<std::vector<size_t>> assignment() const;
 
  private:
   void build_buckets(const std::vector<std::vector<size_t>>& assignment);

@@ -50,6 +50,15 @@ void AdamW::step(float lr) {
   ++steps_;
 }
 
+std::vector<std::pair<std::string, Tensor*>> AdamW::state_tensors() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back(params_[i]->name + ".exp_avg", &exp_avg_[i]);
+    out.emplace_back(params_[i]->name + ".exp_avg_sq", &exp_avg_sq_[i]);
+  }
+  return out;
+}
+
 std::string AdamW::describe() const {
   return fmt::format("AdamW(beta1={}, beta2={}, eps={}, weight_decay={}, params={})", beta1_,
                      beta2_, eps_, weight_decay_, params_.size());

@@ -16,6 +16,8 @@ class AdamW : public Optimizer {
 
   void step(float lr) override;
   std::string describe() const override;
+  const char* kind() const override { return "adamw"; }
+  std::vector<std::pair<std::string, Tensor*>> state_tensors() override;
 
  private:
   float beta1_;

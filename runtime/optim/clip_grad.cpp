@@ -7,14 +7,12 @@
 
 namespace dp {
 
-double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm) {
-  DP_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
-           "clip_grad_norm: max_norm {} must be finite and > 0", max_norm);
-  for (const Parameter* p : params) DP_CHECK(p != nullptr, "clip_grad_norm: null parameter");
+double grad_norm(const std::vector<Parameter*>& params) {
+  for (const Parameter* p : params) DP_CHECK(p != nullptr, "grad_norm: null parameter");
   const Device device = params.empty() ? Device::cpu() : params.front()->grad.device();
   for (const Parameter* p : params)
     DP_CHECK(p->grad.device() == device,
-             "clip_grad_norm: gradient of '{}' is on {} but that of '{}' is on {}; all "
+             "grad_norm: gradient of '{}' is on {} but that of '{}' is on {}; all "
              "gradients must be on one device",
              p->name, p->grad.device().str(), params.front()->name, device.str());
   double sq = 0;
@@ -31,7 +29,26 @@ double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm) {
   } else {
     for (const Parameter* p : params) sq += sum_squares(p->grad.numel(), p->grad.f32());
   }
-  const double total = std::sqrt(sq);
+  return std::sqrt(sq);
+}
+
+std::string first_nonfinite_grad(const std::vector<Parameter*>& params, float* value) {
+  for (const Parameter* p : params) {
+    const std::vector<float> g = p->grad.to_vector();
+    for (float v : g) {
+      if (std::isfinite(v)) continue;
+      if (value) *value = v;
+      return p->name;
+    }
+  }
+  return "";
+}
+
+double clip_grad_norm(const std::vector<Parameter*>& params, double max_norm) {
+  DP_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
+           "clip_grad_norm: max_norm {} must be finite and > 0", max_norm);
+  const double total = grad_norm(params);
+  const Device device = params.empty() ? Device::cpu() : params.front()->grad.device();
   // torch multiplies by min(coef, 1) unconditionally; skipping coef >= 1 gives the same
   // result without a pass over memory. A non-finite total leaves the gradients as they are
   // (torch would turn them into NaN or 0): the caller sees the norm and can skip the step.

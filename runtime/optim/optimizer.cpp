@@ -40,6 +40,11 @@ void Optimizer::zero_grad() {
   for (Parameter* p : params_) p->grad.zero_();
 }
 
+void Optimizer::set_steps(int64_t steps) {
+  DP_CHECK(steps >= 0, "{}: step count {} is negative", describe(), steps);
+  steps_ = steps;
+}
+
 void Optimizer::check_lr(float lr) const {
   DP_CHECK(std::isfinite(lr) && lr >= 0.0f,
            "{}: learning rate {} is invalid (must be finite and >= 0)", describe(), lr);

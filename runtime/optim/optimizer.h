@@ -1,5 +1,6 @@
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/nn/parameter.h"
@@ -28,6 +29,14 @@ class Optimizer {
   const std::vector<Parameter*>& params() const { return params_; }
   // Number of step() calls so far.
   int64_t steps() const { return steps_; }
+
+  // For checkpoints: the optimizer's name ("sgd", "adamw"), its state tensors (on device(),
+  // named "<parameter>.<slot>" as torch's state_dict names them: momentum_buffer, exp_avg,
+  // exp_avg_sq), and the step count, which AdamW's bias correction and SGD's first-step
+  // momentum depend on. Restoring both makes the next step() what it would have been.
+  virtual const char* kind() const = 0;
+  virtual std::vector<std::pair<std::string, Tensor*>> state_tensors() { return {}; }
+  void set_steps(int64_t steps);
   // Where the parameters (and the optimizer's state) are.
   Device device() const { return device_; }
 

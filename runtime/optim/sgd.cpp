@@ -48,6 +48,13 @@ void SGD::step(float lr) {
   ++steps_;
 }
 
+std::vector<std::pair<std::string, Tensor*>> SGD::state_tensors() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (size_t i = 0; i < momentum_buf_.size(); ++i)
+    out.emplace_back(params_[i]->name + ".momentum_buffer", &momentum_buf_[i]);
+  return out;
+}
+
 std::string SGD::describe() const {
   return fmt::format("SGD(momentum={}, dampening={}, weight_decay={}, nesterov={}, params={})",
                      momentum_, dampening_, weight_decay_, nesterov_, params_.size());

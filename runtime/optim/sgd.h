@@ -17,6 +17,8 @@ class SGD : public Optimizer {
 
   void step(float lr) override;
   std::string describe() const override;
+  const char* kind() const override { return "sgd"; }
+  std::vector<std::pair<std::string, Tensor*>> state_tensors() override;
 
  private:
   float momentum_;

@@ -1,8 +1,10 @@
 #include "runtime/train/fault_injection.h"
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "runtime/core/error.h"
@@ -12,6 +14,18 @@ namespace dp {
 
 FaultInjection FaultInjection::from_env() {
   FaultInjection f;
+  if (const char* sig = std::getenv("DPRUN_FAULT_SIGNAL"); sig != nullptr && *sig != '\0') {
+    char name[8] = {};
+    unsigned long long step = 0;
+    DP_CHECK(std::sscanf(sig, "rank=%d,step=%llu,signal=%7s", &f.signal_rank_, &step, name) == 3,
+             "DPRUN_FAULT_SIGNAL='{}': expected rank=R,step=S,signal=USR1|TERM|INT", sig);
+    f.signal_step_ = step;
+    f.signal_ = std::strcmp(name, "USR1") == 0   ? SIGUSR1
+                : std::strcmp(name, "TERM") == 0 ? SIGTERM
+                : std::strcmp(name, "INT") == 0  ? SIGINT
+                                                 : 0;
+    DP_CHECK(f.signal_ != 0, "DPRUN_FAULT_SIGNAL='{}': signal must be USR1, TERM or INT", sig);
+  }
   const char* spec = std::getenv("DPRUN_FAULT_STALL");
   if (spec == nullptr || *spec == '\0') return f;
   int rank = -1;
@@ -23,6 +37,13 @@ FaultInjection FaultInjection::from_env() {
   f.step_ = step;
   f.seconds_ = seconds;
   return f;
+}
+
+void FaultInjection::maybe_signal(int rank, uint64_t step) const {
+  if (rank != signal_rank_ || step != signal_step_) return;
+  log::warn("DPRUN_FAULT_SIGNAL: sending signal {} to this rank before the backward of step {}",
+            signal_, step);
+  std::raise(signal_);
 }
 
 void FaultInjection::maybe_stall(int rank, uint64_t step) const {

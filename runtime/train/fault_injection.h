@@ -4,6 +4,8 @@
 // backward of step S (step=0: while loading the data, before the ranks' start-up agreement).
 // The other ranks must then report the stalled collective (naming the step and the bucket),
 // or the start-up they wait for, after --timeout and abort the job, instead of hanging.
+// DPRUN_FAULT_SIGNAL="rank=R,step=S,signal=USR1" makes rank R send itself that signal (USR1,
+// TERM or INT) before the backward of step S: a preemption notice at a known step.
 #include <cstdint>
 
 namespace dp {
@@ -12,11 +14,15 @@ class FaultInjection {
  public:
   static FaultInjection from_env();  // inactive unless DPRUN_FAULT_STALL is set
   void maybe_stall(int rank, uint64_t step) const;
+  void maybe_signal(int rank, uint64_t step) const;
 
  private:
   int rank_ = -1;
   uint64_t step_ = 0;
   double seconds_ = 0;
+  int signal_rank_ = -1;
+  uint64_t signal_step_ = 0;
+  int signal_ = 0;
 };
 
 }  // namespace dp

@@ -32,7 +32,8 @@ struct fmt::formatter<dp::JsonNumber> : fmt::formatter<double> {
 
 namespace dp {
 
-JsonLog::JsonLog(const std::string& path) : out_(path, std::ios::trunc), path_(path) {
+JsonLog::JsonLog(const std::string& path, bool append)
+    : out_(path, append ? std::ios::app : std::ios::trunc), path_(path) {
   DP_CHECK(out_.is_open(), "--log-json {}: cannot open the file for writing", path);
   last_flush_us_ = now_us();
 }

@@ -35,7 +35,8 @@ struct StepMetrics {
 class JsonLog {
  public:
   JsonLog() = default;
-  explicit JsonLog(const std::string& path);
+  // append: a resumed run continues the log of the run it resumes.
+  explicit JsonLog(const std::string& path, bool append = false);
   ~JsonLog();
   JsonLog(JsonLog&&) = default;
   JsonLog& operator=(JsonLog&&) = default;

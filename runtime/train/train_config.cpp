@@ -41,6 +41,18 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.sample_length > 0, "--sample-length must be at least 1");
   DP_CHECK(std::isfinite(c.sample_temperature) && c.sample_temperature > 0,
            "--sample-temperature must be a positive number (got {})", c.sample_temperature);
+  DP_CHECK(c.on_nonfinite == "abort" || c.on_nonfinite == "skip",
+           "--on-nonfinite {}: expected abort or skip", c.on_nonfinite);
+  DP_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(),
+           "--checkpoint-every needs --checkpoint-dir (where to write them)");
+  DP_CHECK(c.keep_checkpoints == 0 || !c.checkpoint_dir.empty(),
+           "--keep-checkpoints needs --checkpoint-dir");
+  DP_CHECK(c.resume != "auto" || !c.checkpoint_dir.empty(),
+           "--resume auto needs --checkpoint-dir (where to look for the newest checkpoint)");
+  DP_CHECK(!c.eval_only || !c.resume.empty(),
+           "--eval-only needs --resume PATH (the checkpoint to evaluate)");
+  DP_CHECK(!c.eval_only || c.eval || c.eval_every > 0 || c.sample_every > 0,
+           "--eval-only: nothing to do; add --eval and/or --sample-every N");
 }
 
 }  // namespace dp

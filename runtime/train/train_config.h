@@ -92,6 +92,22 @@ struct TrainConfig {
   // file: bench_sgemm --shapes times OpenBLAS alone at them (tests/bench/bench_models.sh).
   std::string gemm_profile;
   bool quiet = false;
+
+  // Checkpoints (runtime/train/checkpoint.h). With a directory, rank 0 writes
+  // DIR/step-N.ckpt every checkpoint_every steps (0: never on a schedule), after the last
+  // step, and when the job is preempted (SIGTERM, SIGINT, SIGUSR1).
+  std::string checkpoint_dir;
+  uint64_t checkpoint_every = 0;
+  size_t keep_checkpoints = 0;  // 0: keep every checkpoint; else the newest K
+  // "" (start fresh), "auto" (the newest checkpoint of checkpoint_dir that verifies, or a
+  // fresh start when there is none) or a checkpoint file.
+  std::string resume;
+  // Load the checkpoint (--resume), then evaluate and/or sample without training: any world
+  // size, e.g. one process without mpirun on a checkpoint written by N ranks.
+  bool eval_only = false;
+  // A step whose averaged gradient has a NaN or an infinity: "abort" (name the step and the
+  // first such parameter, exit non-zero) or "skip" (no optimizer update for that step).
+  std::string on_nonfinite = "abort";
 };
 
 // Checks the values that do not need data or ranks; throws dp::Error naming the option.

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
+#include <filesystem>
 
 #include <cblas.h>
 
@@ -28,9 +30,12 @@
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/optim/sgd.h"
+#include "runtime/train/checkpoint_dir.h"
 #include "runtime/train/config_check.h"
 #include "runtime/train/param_io.h"
+#include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
+#include "runtime/train/resume_check.h"
 #include "samplers/distributed_sampler.h"
 
 namespace dp {
@@ -115,8 +120,17 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
     if (!cfg_.trace.empty()) check_output_path("--trace", cfg_.trace);
     if (!cfg_.log_json.empty()) check_output_path("--log-json", cfg_.log_json);
     if (!cfg_.gemm_profile.empty()) check_output_path("--gemm-profile", cfg_.gemm_profile);
+    if (!cfg_.checkpoint_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(cfg_.checkpoint_dir, ec);
+      DP_CHECK(std::filesystem::is_directory(cfg_.checkpoint_dir),
+               "--checkpoint-dir {}: cannot create the directory{}", cfg_.checkpoint_dir,
+               ec ? ": " + ec.message() : "");
+      check_output_path("--checkpoint-dir", checkpoint_path(cfg_.checkpoint_dir, 0));
+    }
   }
-  if (rank_ == 0 && !cfg_.log_json.empty()) log_ = JsonLog(cfg_.log_json);
+  // A resumed run continues the log of the run it resumes.
+  if (rank_ == 0 && !cfg_.log_json.empty()) log_ = JsonLog(cfg_.log_json, !cfg_.resume.empty());
 }
 
 Trainer::~Trainer() = default;
@@ -155,8 +169,15 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.find_unused_parameters = cfg_.find_unused_parameters;
   ro.timeout = timeout();
   ro.comm_hook = parse_comm_hook(cfg_.comm_hook);
+  if (!cfg_.resume.empty()) ro.assignment = resume_from_checkpoint();
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
   buffer_sync_ = std::make_unique<BufferSync>(buffers(), pg, timeout());
+  if (resumed_ && !cfg_.eval_only && world_ > 1) {
+    // The Reducer and BufferSync carried rank 0's parameters and buffers; the optimizer's
+    // state is the rest of the replica.
+    for (auto& [name, t] : optimizer_->state_tensors())
+      pg.broadcast(*t, 0, "optimizer state " + name + " (resume)")->wait(timeout());
+  }
   if (cfg_.sync_batchnorm) {
     sync_batchnorm_layers_ = enable_sync_batchnorm(*model_, [this](Tensor& sums) {
       pg_->allreduce(sums, ReduceOp::sum, "sync batchnorm")->wait(timeout());
@@ -165,7 +186,130 @@ void Trainer::connect(ProcessGroup& pg) {
   // From the group, like the buckets: on one node the per-step loss average then goes
   // through shared memory too instead of a separate MPI call. Always host memory: the loss
   // is a host float, and the backends stage a CPU tensor where they need to.
-  loss_buf_ = pg.allocate(1).reshape({1});
+  // [loss, stop]: stop > 0 when some rank got a preemption signal (no extra collective).
+  loss_buf_ = pg.allocate(2).reshape({2});
+}
+
+std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
+  // Rank 0's verdict travels to every rank: "fresh", "ok\n<path>\n<layout>\n<meta json>" or
+  // "error\n<message>". Only rank 0 reads the file: the other ranks' copy may not exist
+  // (a node-local disk), and the broadcasts that follow give them the same values anyway.
+  std::string verdict;
+  if (rank_ == 0) {
+    try {
+      std::string path = cfg_.resume;
+      if (cfg_.resume == "auto") {
+        ResumeChoice choice = choose_checkpoint(cfg_.checkpoint_dir);
+        for (const std::string& why : choice.skipped) log::warn("--resume auto: skipped {}", why);
+        path = choice.path;
+      }
+      if (path.empty()) {
+        verdict = "fresh";
+      } else {
+        CheckpointReader reader(path);
+        reader.verify();
+        const CheckpointMeta meta = read_checkpoint_meta(reader);
+        ResumeTarget target;
+        target.settings = collective_settings(cfg_, *train_set_, test_set_.get());
+        target.model_keys.push_back("--model");
+        for (const ModelOption& o : entry_->options) target.model_keys.push_back("--" + o.name);
+        target.world_size = world_;
+        target.batch_size = cfg_.batch_size;
+        target.grad_accum = cfg_.grad_accum;
+        target.steps_per_epoch = steps_per_epoch();
+        target.eval_only = cfg_.eval_only;
+        const ResumeVerdict v = check_resume(meta, target, path);
+        if (!v.error.empty()) fail("{}", v.error);
+        for (const std::string& note : v.notes) log::warn("--resume: {}", note);
+        load_checkpoint_tensors(reader, parameters(), buffers(),
+                                cfg_.eval_only ? nullptr : optimizer_.get());
+        verdict =
+            fmt::format("ok\n{}\n{}\n{}", path, v.same_layout ? 1 : 0, reader.read_text("meta"));
+      }
+    } catch (const std::exception& e) {
+      verdict = fmt::format("error\n{}", e.what());
+    }
+  }
+  if (world_ > 1) verdict = allgather_strings(*pg_, verdict, timeout(), "resume").at(0);
+  if (verdict == "fresh") {
+    if (rank_ == 0 && !cfg_.quiet)
+      log::rank0("--resume auto: no checkpoint in {}: starting from step 0", cfg_.checkpoint_dir);
+    return {};
+  }
+  auto next_line = [&verdict](size_t& pos) {
+    const size_t end = verdict.find('\n', pos);
+    std::string line = verdict.substr(pos, end - pos);
+    pos = end == std::string::npos ? verdict.size() : end + 1;
+    return line;
+  };
+  size_t pos = 0;
+  if (next_line(pos) == "error")
+    throw CollectiveError(fmt::format("rank 0 cannot resume: {}", verdict.substr(pos)));
+  const std::string path = next_line(pos);
+  const bool same_layout = next_line(pos) == "1";
+  const CheckpointMeta meta = parse_checkpoint_meta(verdict.substr(pos), path);
+  if (rank_ != 0 && !cfg_.eval_only) optimizer_->set_steps(meta.optimizer_steps);
+  start_ = meta.progress;
+  step_ = start_.step;
+  last_eval_step_ = start_.last_eval_step;
+  resumed_ = true;
+  if (rank_ == 0 && !cfg_.quiet)
+    log::rank0("resumed from {} (step {}, epoch {}, written by {} rank(s))", path, start_.step,
+               start_.epoch + 1, meta.world_size);
+  const bool layout_fits = same_layout && !meta.buckets.empty() && [&] {
+    size_t n = 0;
+    for (const auto& b : meta.buckets) n += b.size();
+    return n == parameters().size();
+  }();
+  return layout_fits ? meta.buckets : std::vector<std::vector<size_t>>{};
+}
+
+void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epoch_loss_sum) {
+  const std::string path = checkpoint_path(cfg_.checkpoint_dir, step_);
+  std::string verdict = "ok";
+  if (rank_ == 0) {
+    try {
+      CheckpointMeta meta;
+      meta.progress.step = step_;
+      meta.progress.epoch = epoch;
+      meta.progress.step_in_epoch = step_in_epoch;
+      meta.progress.epoch_loss_sum = epoch_loss_sum;
+      meta.progress.last_eval_step = last_eval_step_;
+      meta.world_size = world_;
+      meta.batch_size = cfg_.batch_size;
+      meta.grad_accum = cfg_.grad_accum;
+      meta.steps_per_epoch = steps_per_epoch();
+      meta.seed = cfg_.seed;
+      meta.model = cfg_.model;
+      meta.optimizer = optimizer_->kind();
+      meta.settings = collective_settings(cfg_, *train_set_, test_set_.get());
+      meta.buckets = reducer_->assignment();
+      meta.dprun_version = DPRUN_VERSION;
+      const double t0 = now_us();
+      const uint64_t bytes = write_checkpoint(path, meta, parameters(), buffers(), *optimizer_);
+      const double secs = (now_us() - t0) / 1e6;
+      const std::vector<std::string> removed =
+          prune_checkpoints(cfg_.checkpoint_dir, cfg_.keep_checkpoints);
+      if (!cfg_.quiet)
+        log::rank0("checkpoint {}: {:.1f} MB in {:.2f} s ({:.0f} MB/s){}", path,
+                   double(bytes) / 1e6, secs, double(bytes) / 1e6 / std::max(secs, 1e-9),
+                   removed.empty() ? "" : fmt::format(", removed {} older", removed.size()));
+      if (log_.is_open())
+        log_.write({{"type", "checkpoint"},
+                    {"step", step_},
+                    {"path", path},
+                    {"bytes", bytes},
+                    {"write_s", secs}});
+    } catch (const std::exception& e) {
+      verdict = e.what();
+    }
+  }
+  if (world_ > 1) verdict = allgather_strings(*pg_, verdict, timeout(), "checkpoint").at(0);
+  if (verdict != "ok")
+    throw CollectiveError(
+        fmt::format("step {}: rank 0 could not write the checkpoint: {}", step_, verdict));
+  last_checkpoint_step_ = step_;
+  last_checkpoint_ = path;
 }
 
 const Tensor& Trainer::on_device(const Tensor& host, size_t k, int which) {
@@ -207,6 +351,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
       // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
       loss_buf_.f32()[0] = loss_sum / static_cast<float>(K);
     }
+    fault_.maybe_signal(rank_, step_ + 1);
     fault_.maybe_stall(rank_, step_ + 1);
     // Each micro-batch's loss is a mean over B; scaling by 1/K makes the accumulated
     // gradient the mean over the K*B samples, as one large batch would give.
@@ -224,19 +369,54 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
       if (k + 1 == K) timeline_.span(Timeline::kCompute, "wait comm", t3, now_us(), step_ + 1);
     }
   }
+  // A preemption signal received by now stops every rank after this step: the flag is
+  // averaged with the loss, so all ranks see the same verdict.
+  const int signal = preemption_signal();
+  loss_buf_.f32()[1] = signal != 0 ? 1.0f : 0.0f;
   WorkPtr loss_work = pg_->allreduce(loss_buf_, ReduceOp::avg, "step loss");
 
   const double t_opt = now_us();
-  if (cfg_.clip_grad_norm > 0) clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm);
+  // Every rank holds the same averaged gradients, so every rank reaches the same verdict.
+  const double norm = cfg_.clip_grad_norm > 0
+                          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm)
+                          : grad_norm(optimizer_->params());
+  std::string nonfinite;
+  float bad = 0;
+  if (!std::isfinite(norm)) nonfinite = first_nonfinite_grad(optimizer_->params(), &bad);
   const float lr = schedule_->lr(static_cast<int64_t>(step_));
-  optimizer_->step(lr);
+  if (nonfinite.empty()) optimizer_->step(lr);
   const double t_end = now_us();
+  // After a signal, peers that are alive reach this point within moments (they finished
+  // the same gradient all-reduces): a peer that does not is gone, and no checkpoint can be
+  // agreed on. mpirun sends SIGTERM to the survivors of a rank killed with -9.
+  const auto deadline =
+      signal != 0 ? std::min(timeout(), std::chrono::milliseconds(10000)) : timeout();
   try {
-    loss_work->wait(timeout());
+    loss_work->wait(deadline);
   } catch (const Error& e) {
+    if (signal != 0)
+      fail(
+          "step {}: got {}, but not every rank reached the end of the step (a peer is gone: "
+          "killed, or its node lost): exiting without a checkpoint; the last one written stays "
+          "valid ({})",
+          step_ + 1, signal_name(signal), e.what());
     fail("step {}: the step-loss all-reduce: {}", step_ + 1, e.what());
   }
   ++step_;
+  if (loss_buf_.f32()[1] > 0) stop_signal_ = signal != 0 ? signal : -1;
+  if (!nonfinite.empty()) {
+    if (cfg_.on_nonfinite == "abort")
+      throw CollectiveError(fmt::format(
+          "step {}: the averaged gradient of '{}' has a non-finite value ({}): training "
+          "diverged (lower --lr, add --clip-grad-norm, or --on-nonfinite skip to skip such steps)",
+          step_, nonfinite, bad));
+    ++skipped_steps_;
+    if (rank_ == 0)
+      log::warn(
+          "step {}: skipped (no update): the averaged gradient of '{}' is {} "
+          "(--on-nonfinite skip; {} step(s) skipped so far)",
+          step_, nonfinite, bad, skipped_steps_);
+  }
 
   const CommStats& cs = reducer_->last_stats();
   if (trace) {
@@ -384,9 +564,34 @@ std::string Trainer::sample_text() {
   return fmt::format("{}", fmt::join(out, " "));
 }
 
+TrainSummary Trainer::run_eval_only() {
+  TrainSummary sum;
+  sum.steps = step_;
+  if (cfg_.eval || cfg_.eval_every > 0) {
+    sum.eval = evaluate();
+    sum.evaluated = true;
+    if (rank_ == 0 && !cfg_.quiet)
+      log::rank0("step {:>6} | {} loss {:.4f} | accuracy {:.4f} ({} targets)", step_,
+                 entry_->loss == LossKind::next_token ? "validation" : "test", sum.eval.loss,
+                 sum.eval.accuracy, sum.eval.samples);
+    if (log_.is_open())
+      log_.write({{"type", "eval"},
+                  {"step", step_},
+                  {"test_loss", sum.eval.loss},
+                  {"test_accuracy", sum.eval.accuracy},
+                  {"test_samples", sum.eval.samples}});
+  }
+  if (cfg_.sample_every > 0 && rank_ == 0)
+    log::rank0("sample at step {}:\n{}\n---", step_, sample_text());
+  pg_->barrier("end of evaluation")->wait(timeout());
+  return sum;
+}
+
 TrainSummary Trainer::run() {
   DP_CHECK(pg_ != nullptr, "run() before connect()");
   print_header();
+  if (cfg_.eval_only) return run_eval_only();
+  install_preemption_handlers(rank_);
   pg_->barrier("start")->wait(timeout());
   const double t_start = now_us();
   if (!cfg_.trace.empty()) timeline_.start(t_start, /*max_steps=*/20);
@@ -401,11 +606,13 @@ TrainSummary Trainer::run() {
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
   StepMetrics m;
-  for (uint64_t epoch = 0; step_ < total_steps; ++epoch) {
-    loader_->start_epoch(epoch);
-    double epoch_loss = 0;
-    uint64_t epoch_steps = 0;
-    for (uint64_t s = 0; s < per_epoch && step_ < total_steps; ++s) {
+  // A resumed run starts inside the checkpoint's epoch, with the batches it had not seen.
+  for (uint64_t epoch = start_.epoch; step_ < total_steps && !stop_signal_; ++epoch) {
+    const uint64_t skip = epoch == start_.epoch ? start_.step_in_epoch : 0;
+    loader_->start_epoch(epoch, skip * cfg_.grad_accum);
+    double epoch_loss = epoch == start_.epoch ? start_.epoch_loss_sum : 0;
+    uint64_t epoch_steps = skip;
+    for (uint64_t s = skip; s < per_epoch && step_ < total_steps; ++s) {
       const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
       if (profile) gemm_profile_start();
       train_step(epoch, m);
@@ -421,7 +628,7 @@ TrainSummary Trainer::run() {
       samples += cfg_.batch_size * cfg_.grad_accum * world_;
       if (log_.is_open()) log_.write_step(m);
       progress.step(m, epoch, (now_us() - t_start) / 1e6);
-      if (!std::isfinite(m.loss)) {
+      if (!std::isfinite(m.loss) && cfg_.on_nonfinite == "abort") {
         // The loss is the all-reduced one: every rank sees it and stops here together.
         throw CollectiveError(fmt::format(
             "step {}: the loss is {} (training diverged: try a lower --lr)", m.step, m.loss));
@@ -431,8 +638,14 @@ TrainSummary Trainer::run() {
       if (cfg_.sample_every > 0 && rank_ == 0 &&
           (step_ % cfg_.sample_every == 0 || step_ == total_steps))
         log::rank0("sample at step {}:\n{}\n---", step_, sample_text());
+      const bool due = !cfg_.checkpoint_dir.empty() &&
+                       ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) ||
+                        step_ == total_steps || stop_signal_);
+      if (due) save_checkpoint(epoch, s + 1, epoch_loss);
+      if (stop_signal_) break;
     }
     sum.epochs = epoch + 1;
+    if (stop_signal_) break;
     sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     progress.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
@@ -442,14 +655,32 @@ TrainSummary Trainer::run() {
   sum.steps = step_;
   sum.wall_s = (now_us() - t_start) / 1e6;
   sum.samples_per_s = train_us > 0 ? double(samples) / (train_us / 1e6) : 0;
-  sum.comm_ms = step_ ? comm_us / 1000.0 / double(step_) : 0;
-  sum.exposed_comm_ms = step_ ? exposed_us / 1000.0 / double(step_) : 0;
+  const uint64_t run_steps = step_ - start_.step;  // this process's steps (after a resume)
+  sum.comm_ms = run_steps ? comm_us / 1000.0 / double(run_steps) : 0;
+  sum.exposed_comm_ms = run_steps ? exposed_us / 1000.0 / double(run_steps) : 0;
   sum.overlap = comm_us > 0 ? std::max(0.0, 1.0 - exposed_us / comm_us) : 0;
   sum.peak_rss_mib = peak_rss_mib();
   sum.tokens_per_s = sum.samples_per_s * double(sequence_length_);
+  sum.skipped_steps = skipped_steps_;
+  sum.preempted_by = stop_signal_;
+  sum.checkpoint = last_checkpoint_;
 
   if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
-  if (rank_ == 0 && !cfg_.dump_params.empty())
+  if (stop_signal_) {
+    // Preempted: the parameters are not final (no --dump-params); the checkpoint is the result.
+    const std::string by = stop_signal_ > 0
+                               ? fmt::format("{} on rank {}", signal_name(stop_signal_), rank_)
+                               : std::string("a signal on another rank");
+    if (last_checkpoint_.empty())
+      throw CollectiveError(fmt::format(
+          "stopped by {} after step {}: no --checkpoint-dir, so nothing was saved", by, step_));
+    if (rank_ == 0)
+      log::rank0(
+          "dprun: preempted by {} after step {}: saved checkpoint {}; continue with "
+          "--resume auto (or --resume {})",
+          by, step_, last_checkpoint_, last_checkpoint_);
+  }
+  if (rank_ == 0 && !cfg_.dump_params.empty() && !stop_signal_)
     dump_params(parameters(), buffers(), cfg_.dump_params);
   if (rank_ == 0 && !cfg_.quiet) print_summary(sum);
   if (log_.is_open()) {
@@ -465,6 +696,8 @@ TrainSummary Trainer::run() {
          {"overlap", sum.overlap},
          {"wall_s", sum.wall_s},
          {"peak_rss_mib", sum.peak_rss_mib},
+         {"skipped_steps", sum.skipped_steps},
+         {"preempted", sum.preempted_by != 0},
          {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
   }
   return sum;

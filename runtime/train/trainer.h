@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/comm/process_group.h"
+#include "runtime/train/checkpoint.h"
 #include "runtime/train/fault_injection.h"
 #include "runtime/train/metrics.h"
 #include "runtime/train/timeline.h"
@@ -45,7 +46,10 @@ struct TrainSummary {
   double comm_ms = 0;        // per step
   double exposed_comm_ms = 0;
   double overlap = 0;
-  double peak_rss_mib = 0;  // this rank's peak resident memory (rank 0's in the log)
+  double peak_rss_mib = 0;     // this rank's peak resident memory (rank 0's in the log)
+  uint64_t skipped_steps = 0;  // --on-nonfinite skip: steps without an update
+  int preempted_by = 0;        // the signal that stopped the run early (0: it ran to the end)
+  std::string checkpoint;      // the last checkpoint written, if any
 };
 
 class Trainer {
@@ -77,6 +81,14 @@ class Trainer {
   // The labels as the loss takes them: [B] as they are, [B, T] flattened to [B*T].
   const Tensor& loss_targets(const Tensor& y);
   std::chrono::milliseconds timeout() const;
+  // Collective, before the Reducer (whose broadcast of rank 0's parameters then carries the
+  // loaded values): rank 0 chooses, verifies, checks and loads the --resume checkpoint and
+  // sends its 'meta' to the others; every rank learns where the run continues. Returns the
+  // bucket assignment to restore (empty when it does not apply).
+  std::vector<std::vector<size_t>> resume_from_checkpoint();
+  // Collective: rank 0 writes DIR/step-N.ckpt; every rank learns whether it worked.
+  void save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epoch_loss_sum);
+  TrainSummary run_eval_only();
   // `host` on the training device (itself on the CPU); `which` 0: inputs, 1: labels.
   const Tensor& on_device(const Tensor& host, size_t k, int which);
 
@@ -103,6 +115,12 @@ class Trainer {
   Tensor device_batch_[2][2];  // [inputs, labels][alternating]: reused device buffers
   uint64_t step_ = 0;
   uint64_t last_eval_step_ = UINT64_MAX;
+  bool resumed_ = false;
+  TrainingProgress start_;      // where this run continues (a checkpoint's progress)
+  int stop_signal_ = 0;         // the ranks agreed to stop after this step (a signal)
+  uint64_t skipped_steps_ = 0;  // --on-nonfinite skip
+  uint64_t last_checkpoint_step_ = UINT64_MAX;
+  std::string last_checkpoint_;
   Timeline timeline_;
   FaultInjection fault_ = FaultInjection::from_env();
   JsonLog log_;

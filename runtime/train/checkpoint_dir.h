@@ -1,0 +1,33 @@
+#pragma once
+// The checkpoint directory (--checkpoint-dir): file names, choosing the one to resume from,
+// keeping the newest K.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dp {
+
+// "DIR/step-00000037.ckpt": the step in the name sorts the files and needs no reading.
+std::string checkpoint_path(const std::string& dir, uint64_t step);
+
+// The checkpoints of `dir` (by name), newest step first.
+struct CheckpointEntry {
+  uint64_t step = 0;
+  std::string path;
+};
+std::vector<CheckpointEntry> list_checkpoints(const std::string& dir);
+
+// --resume auto: the newest checkpoint of `dir` that reads and verifies (every section's
+// checksum). `skipped` says which newer ones were passed over and why, and which leftovers
+// of killed writers were removed. path is empty when the directory has no checkpoint at all
+// (a first start); when it has some and none verifies, that is an error naming each.
+struct ResumeChoice {
+  std::string path;
+  std::vector<std::string> skipped;
+};
+ResumeChoice choose_checkpoint(const std::string& dir);
+
+// Removes all but the newest `keep` checkpoints (keep 0: keeps all). Returns what it removed.
+std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep);
+
+}  // namespace dp

@@ -1,0 +1,266 @@
+#include "runtime/train/checkpoint_file.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "runtime/core/error.h"
+
+namespace dp {
+
+namespace {
+
+// zlib's crc32 takes a 32-bit length: larger payloads go through in chunks.
+constexpr size_t kChunk = size_t(64) << 20;
+
+uint32_t crc_of(uint32_t crc, const void* data, size_t bytes) {
+  const auto* p = static_cast<const Bytef*>(data);
+  while (bytes > 0) {
+    const size_t n = std::min(bytes, kChunk);
+    crc = static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(n)));
+    p += n;
+    bytes -= n;
+  }
+  return crc;
+}
+
+uint32_t crc_of(const void* data, size_t bytes) {
+  return crc_of(static_cast<uint32_t>(crc32(0L, Z_NULL, 0)), data, bytes);
+}
+
+// The section header's fields as they are on disk, for its own CRC.
+std::string header_bytes(const std::string& name, uint64_t bytes, uint32_t crc) {
+  std::string h;
+  const auto len = static_cast<uint32_t>(name.size());
+  h.append(reinterpret_cast<const char*>(&len), 4);
+  h.append(name);
+  h.append(reinterpret_cast<const char*>(&bytes), 8);
+  h.append(reinterpret_cast<const char*>(&crc), 4);
+  return h;
+}
+
+uint64_t kill_after_from_env() {
+  const char* spec = std::getenv("DPRUN_FAULT_CHECKPOINT_KILL");
+  if (spec == nullptr || *spec == '\0') return 0;
+  unsigned long long n = 0;
+  DP_CHECK(std::sscanf(spec, "bytes=%llu", &n) == 1 && n > 0,
+           "DPRUN_FAULT_CHECKPOINT_KILL='{}': expected bytes=N (N > 0)", spec);
+  return n;
+}
+
+void fsync_directory(const std::string& dir, const std::string& path) {
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  DP_CHECK(dfd >= 0, "checkpoint {}: cannot open its directory {} to sync it: {}", path, dir,
+           std::strerror(errno));
+  const int rc = ::fsync(dfd);
+  const int err = errno;
+  ::close(dfd);
+  DP_CHECK(rc == 0, "checkpoint {}: fsync of the directory {} failed: {}", path, dir,
+           std::strerror(err));
+}
+
+std::string directory_of(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
+}  // namespace
+
+CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)) {
+  const std::string name = std::filesystem::path(path_).filename().string();
+  // Hidden and named by the writing process: a reader listing the directory never mistakes
+  // it for a checkpoint, and a leftover of a killed writer is recognisable as such.
+  tmp_ = directory_of(path_) + "/." + name + ".tmp." + std::to_string(::getpid());
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  DP_CHECK(fd_ >= 0, "checkpoint {}: cannot create {}: {}", path_, tmp_, std::strerror(errno));
+  kill_after_ = kill_after_from_env();
+  const uint32_t version = kCheckpointVersion, zero = 0;
+  write(kCheckpointMagic, sizeof(kCheckpointMagic));
+  write(&version, 4);
+  write(&zero, 4);
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_.c_str());
+}
+
+void CheckpointWriter::write(const void* data, size_t bytes) {
+  const auto* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    size_t n = std::min(bytes, kChunk);
+    if (kill_after_ > 0 && written_ + n >= kill_after_) {
+      n = static_cast<size_t>(kill_after_ - written_);
+      if (n > 0 && ::write(fd_, p, n) > 0) written_ += n;
+      // The test of a writer killed mid-file: no destructor, no clean-up, as with kill -9.
+      std::fprintf(stderr, "DPRUN_FAULT_CHECKPOINT_KILL: killed after %llu bytes of %s\n",
+                   static_cast<unsigned long long>(written_), tmp_.c_str());
+      ::raise(SIGKILL);
+    }
+    const ssize_t w = ::write(fd_, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    DP_CHECK(w > 0, "checkpoint {}: writing {} failed after {} bytes: {}", path_, tmp_, written_,
+             w < 0 ? std::strerror(errno) : "no progress");
+    p += w;
+    bytes -= static_cast<size_t>(w);
+    written_ += static_cast<uint64_t>(w);
+  }
+}
+
+void CheckpointWriter::add(const std::string& name, const void* data, size_t bytes) {
+  DP_CHECK(!committed_, "checkpoint {}: section {} added after commit", path_, name);
+  DP_CHECK(!name.empty() && name.size() < 4096, "checkpoint section name '{}' is invalid", name);
+  const uint32_t crc = crc_of(data, bytes);
+  const std::string h = header_bytes(name, bytes, crc);
+  const uint32_t hcrc = crc_of(h.data(), h.size());
+  write(h.data(), h.size());
+  write(&hcrc, 4);
+  write(data, bytes);
+  ++sections_;
+}
+
+void CheckpointWriter::commit() {
+  const uint64_t count = sections_;
+  add("end", &count, sizeof(count));
+  DP_CHECK(::fsync(fd_) == 0, "checkpoint {}: fsync of {} failed: {}", path_, tmp_,
+           std::strerror(errno));
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  DP_CHECK(rc == 0, "checkpoint {}: closing {} failed: {}", path_, tmp_, std::strerror(errno));
+  DP_CHECK(::rename(tmp_.c_str(), path_.c_str()) == 0,
+           "checkpoint {}: cannot rename {} into place: {}", path_, tmp_, std::strerror(errno));
+  committed_ = true;
+  fsync_directory(directory_of(path_), path_);
+}
+
+CheckpointReader::CheckpointReader(std::string path) : path_(std::move(path)) {
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  DP_CHECK(fd_ >= 0, "checkpoint {}: cannot open: {}", path_, std::strerror(errno));
+  struct stat st {};
+  DP_CHECK(::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode), "checkpoint {}: not a regular file",
+           path_);
+  file_bytes_ = static_cast<uint64_t>(st.st_size);
+  uint64_t pos = 0;
+  auto read_at = [&](void* dst, size_t n, const char* what) {
+    DP_CHECK(pos + n <= file_bytes_,
+             "checkpoint {}: byte {}: the file ends inside {} (it is {} bytes: truncated?)", path_,
+             pos, what, file_bytes_);
+    DP_CHECK(::pread(fd_, dst, n, static_cast<off_t>(pos)) == static_cast<ssize_t>(n),
+             "checkpoint {}: byte {}: read failed: {}", path_, pos, std::strerror(errno));
+    pos += n;
+  };
+  char magic[8];
+  uint32_t version = 0, reserved = 0;
+  read_at(magic, 8, "the header");
+  DP_CHECK(std::memcmp(magic, kCheckpointMagic, 8) == 0,
+           "checkpoint {}: byte 0: not a dprun checkpoint (no DPRUNCKP magic)", path_);
+  read_at(&version, 4, "the header");
+  read_at(&reserved, 4, "the header");
+  DP_CHECK(reserved == 0, "checkpoint {}: byte 12: corrupt header (reserved field {})", path_,
+           reserved);
+  DP_CHECK(version == kCheckpointVersion,
+           "checkpoint {}: byte 8: format version {}, but this dprun reads version {}", path_,
+           version, kCheckpointVersion);
+  for (;;) {
+    const uint64_t at = pos;
+    uint32_t len = 0;
+    read_at(&len, 4, "a section header");
+    DP_CHECK(len > 0 && len < 4096,
+             "checkpoint {}: byte {}: corrupt section header (name length {})", path_, at, len);
+    CheckpointSection s;
+    s.name.resize(len);
+    read_at(s.name.data(), len, "a section header");
+    uint32_t hcrc = 0;
+    read_at(&s.bytes, 8, "a section header");
+    read_at(&s.crc, 4, "a section header");
+    read_at(&hcrc, 4, "a section header");
+    const std::string h = header_bytes(s.name, s.bytes, s.crc);
+    DP_CHECK(crc_of(h.data(), h.size()) == hcrc,
+             "checkpoint {}: byte {}: corrupt section header (its checksum does not match)", path_,
+             at);
+    s.offset = pos;
+    DP_CHECK(s.bytes <= file_bytes_ - pos,
+             "checkpoint {}: byte {}: section '{}' has {} bytes but the file ends after {} "
+             "(truncated?)",
+             path_, pos, s.name, s.bytes, file_bytes_ - pos);
+    pos += s.bytes;
+    if (s.name == "end") {
+      uint64_t count = 0;
+      DP_CHECK(s.bytes == 8, "checkpoint {}: byte {}: corrupt end section", path_, s.offset);
+      read_payload(s, &count);
+      DP_CHECK(count == sections_.size(),
+               "checkpoint {}: byte {}: the end section counts {} sections, the file has {}", path_,
+               s.offset, count, sections_.size());
+      DP_CHECK(pos == file_bytes_, "checkpoint {}: byte {}: {} unexpected bytes after the end",
+               path_, pos, file_bytes_ - pos);
+      break;
+    }
+    DP_CHECK(!has(s.name), "checkpoint {}: byte {}: section '{}' appears twice", path_, at, s.name);
+    sections_.push_back(std::move(s));
+  }
+}
+
+CheckpointReader::~CheckpointReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint32_t CheckpointReader::read_payload(const CheckpointSection& s, void* dst) const {
+  std::vector<char> scratch;
+  if (dst == nullptr) scratch.resize(std::min<uint64_t>(s.bytes, kChunk));
+  uint32_t crc = static_cast<uint32_t>(crc32(0L, Z_NULL, 0));
+  uint64_t done = 0;
+  while (done < s.bytes) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(s.bytes - done, kChunk));
+    char* into = dst ? static_cast<char*>(dst) + done : scratch.data();
+    const ssize_t r = ::pread(fd_, into, n, static_cast<off_t>(s.offset + done));
+    DP_CHECK(r == static_cast<ssize_t>(n),
+             "checkpoint {}: byte {}: read of section '{}' failed: {}", path_, s.offset + done,
+             s.name, r < 0 ? std::strerror(errno) : "short read");
+    crc = crc_of(crc, into, n);
+    done += n;
+  }
+  DP_CHECK(crc == s.crc,
+           "checkpoint {}: byte {}: section '{}' ({} bytes) is corrupt: its checksum does not "
+           "match",
+           path_, s.offset, s.name, s.bytes);
+  return crc;
+}
+
+void CheckpointReader::verify() const {
+  for (const CheckpointSection& s : sections_) read_payload(s, nullptr);
+}
+
+bool CheckpointReader::has(const std::string& name) const {
+  return std::any_of(sections_.begin(), sections_.end(),
+                     [&](const CheckpointSection& s) { return s.name == name; });
+}
+
+const CheckpointSection& CheckpointReader::section(const std::string& name) const {
+  for (const CheckpointSection& s : sections_)
+    if (s.name == name) return s;
+  fail("checkpoint {}: has no section '{}'", path_, name);
+}
+
+void CheckpointReader::read(const std::string& name, void* dst, size_t bytes) const {
+  const CheckpointSection& s = section(name);
+  DP_CHECK(s.bytes == bytes, "checkpoint {}: section '{}' has {} bytes, expected {}", path_, name,
+           s.bytes, bytes);
+  read_payload(s, dst);
+}
+
+std::string CheckpointReader::read_text(const std::string& name) const {
+  std::string text(section(name).bytes, '\0');
+  read(name, text.data(), text.size());
+  return text;
+}
+
+}  // namespace dp

@@ -1,0 +1,92 @@
+#pragma once
+// The checkpoint container: named sections, each with its own CRC32, written atomically.
+//
+//   "DPRUNCKP" | u32 version | u32 0
+//   per section: u32 name length | name | u64 payload length | u32 payload CRC32
+//                | u32 CRC32 of the four fields before it | payload
+//   last section "end": u64 number of sections before it
+//
+// Little-endian throughout (x86-64, aarch64). The header CRC makes a corrupted length an
+// error at its own byte, not a multi-gigabyte read; the "end" section makes a file cut at
+// a section boundary an error too. The writer fills a temporary file in the target's
+// directory, fsyncs it, renames it over the target and fsyncs the directory: a process
+// killed at any point leaves either the old file or the complete new one, never a mix.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dp {
+
+inline constexpr char kCheckpointMagic[8] = {'D', 'P', 'R', 'U', 'N', 'C', 'K', 'P'};
+inline constexpr uint32_t kCheckpointVersion = 1;
+
+class CheckpointWriter {
+ public:
+  // Creates the temporary file next to `path`; throws dp::Error naming it when it cannot.
+  explicit CheckpointWriter(std::string path);
+  // Removes the temporary file unless commit() succeeded.
+  ~CheckpointWriter();
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+
+  void add(const std::string& name, const void* data, size_t bytes);
+  void add(const std::string& name, const std::string& text) {
+    add(name, text.data(), text.size());
+  }
+  // Ends the file, makes it durable and moves it into place. Throws (and leaves no
+  // temporary file) when any write failed, e.g. a full disk.
+  void commit();
+
+  uint64_t bytes_written() const { return written_; }
+  const std::string& temp_path() const { return tmp_; }
+
+ private:
+  void write(const void* data, size_t bytes);
+
+  std::string path_;
+  std::string tmp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  uint64_t sections_ = 0;
+  uint64_t kill_after_ = 0;  // test hook DPRUN_FAULT_CHECKPOINT_KILL=bytes=N (0: off)
+  bool committed_ = false;
+};
+
+struct CheckpointSection {
+  std::string name;
+  uint64_t offset = 0;  // of the payload, from the start of the file
+  uint64_t bytes = 0;
+  uint32_t crc = 0;
+};
+
+class CheckpointReader {
+ public:
+  // Reads the header and the section table (not the payloads). Throws dp::Error naming the
+  // file and the byte where it is not a complete checkpoint of a version this dprun reads.
+  explicit CheckpointReader(std::string path);
+  ~CheckpointReader();
+  CheckpointReader(const CheckpointReader&) = delete;
+  CheckpointReader& operator=(const CheckpointReader&) = delete;
+
+  // Checks every payload against its CRC; throws naming the first section that fails.
+  void verify() const;
+  bool has(const std::string& name) const;
+  const CheckpointSection& section(const std::string& name) const;
+  const std::vector<CheckpointSection>& sections() const { return sections_; }
+  // Copies section `name` into dst, which must be exactly its size; checks its CRC.
+  void read(const std::string& name, void* dst, size_t bytes) const;
+  std::string read_text(const std::string& name) const;
+  const std::string& path() const { return path_; }
+  uint64_t file_bytes() const { return file_bytes_; }
+
+ private:
+  // Reads the payload in chunks into dst (or only checksums it when dst is null).
+  uint32_t read_payload(const CheckpointSection& s, void* dst) const;
+
+  std::string path_;
+  int fd_ = -1;
+  uint64_t file_bytes_ = 0;
+  std::vector<CheckpointSection> sections_;
+};
+
+}  // namespace dp

@@ -1,0 +1,18 @@
+#pragma once
+// Preemption (Slurm's --signal=B:USR1@60, scancel, a Ctrl-C, a scheduler's SIGTERM): the first
+// SIGTERM, SIGINT or SIGUSR1 only sets a flag, which the ranks agree on at the next
+// optimizer-step boundary (it travels with the step's loss all-reduce), so that all of them
+// stop after the same step and rank 0 writes a checkpoint. A second signal ends the process
+// at once (exit 128 + signal), for a user who does not want to wait.
+namespace dp {
+
+// Installs the handlers (idempotent). `rank` is named in the handler's messages.
+void install_preemption_handlers(int rank);
+// The first signal received (SIGTERM, SIGINT or SIGUSR1), or 0.
+int preemption_signal();
+// "SIGTERM", "SIGINT", "SIGUSR1", or "signal N".
+const char* signal_name(int sig);
+// Tests: forget a received signal.
+void reset_preemption_for_test();
+
+}  // namespace dp

@@ -1,0 +1,103 @@
+#include "runtime/train/resume_check.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace dp {
+
+namespace {
+
+bool among(const std::string& key, std::initializer_list<const char*> keys) {
+  return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return key == k; });
+}
+
+}  // namespace
+
+ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
+                           const std::string& path) {
+  ResumeVerdict v;
+  std::map<std::string, std::string> saved(meta.settings.begin(), meta.settings.end());
+  auto saved_value = [&](const std::string& key) {
+    auto it = saved.find(key);
+    return it == saved.end() ? std::string("(not recorded)") : it->second;
+  };
+  // Evaluation and sampling need only the same model: its options change the math even where
+  // they do not change a parameter's shape (the number of heads).
+  for (const auto& [key, value] : t.settings) {
+    const bool model_key =
+        std::find(t.model_keys.begin(), t.model_keys.end(), key) != t.model_keys.end();
+    if (t.eval_only && !model_key) continue;
+    // Evaluation settings, the trace, the held-out data: they do not change the training.
+    if (among(key, {"--eval", "--eval-every", "--eval-batches", "--eval-batch-size", "--trace",
+                    "test data", "test data content (CRC32 of 16 samples)"}))
+      continue;
+    // Checked below, together.
+    if (among(key, {"--batch-size", "--grad-accum"})) continue;
+    const std::string before = saved_value(key);
+    if (before == value) continue;
+    if (among(key, {"--epochs", "--steps"})) {
+      v.notes.push_back(fmt::format(
+          "{} was {} when the checkpoint was written, now {}: the run's length changes{}", key,
+          before, value,
+          saved_value("--lr-schedule") == "cosine"
+              ? ", and with it the cosine schedule (the learning rate of the remaining steps)"
+              : ""));
+      continue;
+    }
+    if (among(key, {"--first-bucket-mb", "--bucket-cap-mb", "--no-overlap"})) {
+      v.notes.push_back(
+          fmt::format("{} was {}, now {}: other buckets (with more than 2 ranks the sums may round "
+                      "differently from an uninterrupted run)",
+                      key, before, value));
+      continue;
+    }
+    v.error = fmt::format(
+        "--resume {}: the checkpoint was written with {} {}, this run has {} {}: resuming would "
+        "silently change the training (start it with the checkpoint's settings, or start afresh "
+        "without --resume)",
+        path, key, before, key, value);
+    return v;
+  }
+  if (t.eval_only) return v;
+  const size_t global = t.batch_size * t.grad_accum * size_t(t.world_size);
+  if (global != meta.global_batch()) {
+    v.error = fmt::format(
+        "--resume {}: the checkpoint was written by {} rank(s) x batch {} x accumulation {} = "
+        "global batch {}; this run has {} rank(s) x {} x {} = {}. Keep the global batch "
+        "(--batch-size and --grad-accum with ranks x batch x accumulation = {}) or resume on {} "
+        "rank(s)",
+        path, meta.world_size, meta.batch_size, meta.grad_accum, meta.global_batch(), t.world_size,
+        t.batch_size, t.grad_accum, global, meta.global_batch(), meta.world_size);
+    return v;
+  }
+  if (t.steps_per_epoch != meta.steps_per_epoch) {
+    v.error = fmt::format(
+        "--resume {}: an epoch had {} steps when the checkpoint was written ({} rank(s) x batch "
+        "{}), this run's has {} ({} x {}): the epoch boundaries would move; resume on {} rank(s) "
+        "with --batch-size {}",
+        path, meta.steps_per_epoch, meta.world_size, meta.batch_size, t.steps_per_epoch,
+        t.world_size, t.batch_size, meta.world_size, meta.batch_size);
+    return v;
+  }
+  if (t.world_size != meta.world_size || t.batch_size != meta.batch_size) {
+    v.notes.push_back(fmt::format(
+        "the checkpoint was written by {} rank(s) x batch {} x accumulation {}, this run has {} x "
+        "{} x {}: the same global batch of {} (the same samples in every step), summed in another "
+        "order, so not bit-identical to an uninterrupted run",
+        meta.world_size, meta.batch_size, meta.grad_accum, t.world_size, t.batch_size, t.grad_accum,
+        global));
+  }
+  auto current = [&](const std::string& key) {
+    for (const auto& [k, value] : t.settings)
+      if (k == key) return value;
+    return std::string("(not recorded)");
+  };
+  v.same_layout = t.world_size == meta.world_size &&
+                  current("--first-bucket-mb") == saved_value("--first-bucket-mb") &&
+                  current("--bucket-cap-mb") == saved_value("--bucket-cap-mb");
+  return v;
+}
+
+}  // namespace dp

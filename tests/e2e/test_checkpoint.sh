@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Checkpoints, exact resume and preemption, end to end under mpirun: a run stopped anywhere
+# (a signal at a step boundary, a writer killed mid-file, a rank killed with -9) and resumed
+# ends with parameters bit-identical (cmp) to an uninterrupted run's; what cannot resume
+# exactly is refused with both sides named; evaluation loads an N-rank checkpoint alone.
+source "$(dirname "$0")/lib.sh" "$@"
+cd "$WORK" || exit 1
+
+MLP=(--data synthetic:2048 --model mlp --hidden 64,32 --epochs 2 --batch-size 32 --log-interval 1000
+  --optimizer adamw --lr 1e-3 --weight-decay 0.1)
+verify() {  # verify FILE: a complete, verifying checkpoint (read alone, one process, no training)
+  "$DPRUN" "${MLP[@]}" --resume "$1" --eval-only --eval --eval-batches 1 -q >/dev/null 2>&1
+}
+
+# --- the reference: one uninterrupted run ---------------------------------------------------
+mpi 2 "${MLP[@]}" --dump-params ref.bin >ref.out 2>&1 || { fail "reference run"; cat ref.out; }
+
+# --- preempted by a signal at step 37 (mid epoch 2), resumed ---------------------------------
+rc=0
+DPRUN_FAULT_SIGNAL=rank=1,step=37,signal=USR1 mpi 2 "${MLP[@]}" \
+  --checkpoint-dir ck --checkpoint-every 25 --dump-params pre.bin >pre.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && pass "a preempted run exits 0" || { fail "preempted run exited $rc"; cat pre.out; }
+grep -q "preempted by .* after step 37: saved checkpoint ck/step-00000037.ckpt" pre.out &&
+  pass "it says where it saved" || { fail "no preemption message"; cat pre.out; }
+[ -f ck/step-00000025.ckpt ] && [ -f ck/step-00000037.ckpt ] && pass "scheduled and preemption checkpoints" ||
+  fail "checkpoints missing: $(ls ck)"
+[ ! -e pre.bin ] && pass "no --dump-params from a preempted run" || fail "a preempted run dumped its parameters"
+mpi 2 "${MLP[@]}" --checkpoint-dir ck --resume auto --dump-params resumed.bin >res.out 2>&1 ||
+  { fail "resume"; cat res.out; }
+grep -q "resumed from ck/step-00000037.ckpt (step 37, epoch 2" res.out || { fail "did not resume from 37"; cat res.out; }
+cmp -s ref.bin resumed.bin && pass "stopped at 37 and resumed: parameters bit-identical" ||
+  fail "the resumed run's parameters differ from the uninterrupted run's"
+mpi 2 "${MLP[@]}" --resume ck/step-00000025.ckpt --dump-params from25.bin >r25.out 2>&1 &&
+  cmp -s ref.bin from25.bin && pass "resumed from an explicit older checkpoint: bit-identical" ||
+  { fail "resume from step 25"; tail -3 r25.out; }
+
+# --- 4 ranks, several buckets, SGD with momentum: the bucket layout comes back too ------------
+MLP4=(--data synthetic:2048 --model mlp --hidden 128,64 --epochs 1 --batch-size 16 --log-interval 1000
+  --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --bucket-cap-mb 0.05 --first-bucket-mb 0.01)
+mpi 4 "${MLP4[@]}" --dump-params ref4.bin >ref4.out 2>&1 || { fail "4-rank reference"; cat ref4.out; }
+DPRUN_FAULT_SIGNAL=rank=3,step=11,signal=TERM mpi 4 "${MLP4[@]}" \
+  --checkpoint-dir ck4 >pre4.out 2>&1 || { fail "4-rank preemption"; cat pre4.out; }
+mpi 4 "${MLP4[@]}" --checkpoint-dir ck4 --resume auto --dump-params res4.bin >res4.out 2>&1 ||
+  { fail "4-rank resume"; cat res4.out; }
+cmp -s ref4.bin res4.bin && pass "4 ranks, $(grep -o '[0-9]* buckets' ref4.out | head -1), SIGTERM at step 11: bit-identical" ||
+  fail "4-rank resume differs"
+
+# --- a writer killed mid-file never damages the last good checkpoint --------------------------
+cp -r ck ckk && rm -f ckk/step-00000064.ckpt
+rc=0
+DPRUN_FAULT_CHECKPOINT_KILL=bytes=20000 mpi 2 "${MLP[@]}" \
+  --checkpoint-dir ckk --checkpoint-every 5 --resume auto >kill.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && pass "a run whose checkpoint writer is killed fails ($rc)" || fail "killed writer: exit 0"
+ls -a ckk | grep -q '^\.step-00000040\.ckpt\.tmp\.' && pass "the killed writer left only a hidden temporary file" ||
+  fail "no temporary file left by the killed writer: $(ls -a ckk)"
+verify ckk/step-00000037.ckpt && pass "the last good checkpoint still verifies" || fail "step 37 damaged"
+mpi 2 "${MLP[@]}" --checkpoint-dir ckk --resume auto --dump-params afterkill.bin >ak.out 2>&1 ||
+  { fail "resume after a killed writer"; cat ak.out; }
+grep -q "skipped .*incomplete write" ak.out && pass "resume auto says it skipped the incomplete write" ||
+  { fail "no note about the skipped temporary file"; cat ak.out; }
+cmp -s ref.bin afterkill.bin && pass "resumed after a killed writer: bit-identical" || fail "differs after killed writer"
+# A damaged newest checkpoint is skipped, naming why.
+cp -r ck ckd && truncate -s 1000 ckd/step-00000064.ckpt
+mpi 2 "${MLP[@]}" --checkpoint-dir ckd --resume auto --steps 64 >dmg.out 2>&1
+grep -q "skipped checkpoint ckd/step-00000064.ckpt: byte" dmg.out && grep -q "resumed from ckd/step-00000037.ckpt" dmg.out &&
+  pass "a truncated newest checkpoint is skipped with the byte where it ends" || { fail "damaged newest"; cat dmg.out; }
+
+# --- a rank killed with -9: the others exit non-zero and write no checkpoint ------------------
+LONG=(--data synthetic:4096 --model mlp --hidden 256 --epochs 400 --batch-size 32 --log-interval 100000)
+timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${LONG[@]}" \
+  --checkpoint-dir ck9 --checkpoint-every 20 >k9.out 2>&1 &
+job=$!
+for _ in $(seq 100); do [ -f ck9/step-00000040.ckpt ] && break; sleep 0.2; done
+victim=$(pgrep -f "checkpoint-dir ck9" | grep -v "^$job$" | tail -1)
+kill -9 "$victim" 2>/dev/null
+start=$(date +%s)
+rc=0
+wait "$job" || rc=$?
+took=$(($(date +%s) - start))
+[ "$rc" != 0 ] && [ "$took" -lt 60 ] && pass "kill -9 of a rank: the job exits $rc within ${took}s" ||
+  { fail "kill -9 of a rank: exit $rc after ${took}s"; tail -5 k9.out; }
+newest=$(ls ck9/step-*.ckpt | tail -1)
+[ -z "$(ls -A ck9 | grep tmp)" ] && pass "no checkpoint was started after the peer died" || fail "temp files left: $(ls -a ck9)"
+"$DPRUN" "${LONG[@]}" --resume "$newest" --eval-only --eval --eval-batches 1 -q >/dev/null 2>&1 &&
+  pass "the newest checkpoint ($newest) verifies" || fail "$newest does not verify"
+
+# --- a second signal exits at once -------------------------------------------------------------
+DPRUN_FAULT_SIGNAL=rank=1,step=5,signal=USR1 DPRUN_FAULT_STALL=rank=1,step=5,seconds=60 \
+  timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 -x DPRUN_FAULT_SIGNAL -x DPRUN_FAULT_STALL \
+  "$DPRUN" "${MLP[@]}" --checkpoint-dir ck2x >twice.out 2>&1 &
+job=$!
+for _ in $(seq 100); do grep -q "stalling" twice.out 2>/dev/null && break; sleep 0.2; done
+start=$(date +%s)
+pkill -USR1 -f "checkpoint-dir ck2x" -P "$(pgrep -f "^$MPIEXEC.*ck2x" | head -1)" 2>/dev/null ||
+  pkill -USR1 -f "dprun .*checkpoint-dir ck2x"
+rc=0
+wait "$job" || rc=$?
+took=$(($(date +%s) - start))
+grep -q "got SIGUSR1 again: exiting now" twice.out && [ "$took" -lt 20 ] && [ "$rc" != 0 ] &&
+  pass "a second signal exits at once (${took}s, exit $rc)" || { fail "second signal: ${took}s, exit $rc"; cat twice.out; }
+
+# --- what cannot resume exactly is refused, on every rank, naming both sides ------------------
+rc=0
+mpi 2 "${MLP[@]}" --lr 0.002 --checkpoint-dir ck --resume auto >lr.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$(grep -c 'the checkpoint was written with --lr 0.001, this run has --lr 0.002' lr.out)" = 2 ] &&
+  pass "another --lr is refused on every rank" || { fail "--lr mismatch (exit $rc)"; cat lr.out; }
+rc=0
+mpi 4 "${MLP[@]}" --checkpoint-dir ck --resume ck/step-00000037.ckpt >ws.out 2>&1 || rc=$?
+grep -q "written by 2 rank(s) x batch 32 x accumulation 1 = global batch 64; this run has 4 rank(s) x 32 x 1 = 128" ws.out &&
+  [ "$rc" != 0 ] && pass "4 ranks on a 2-rank checkpoint with another global batch: refused" || { fail "world size"; cat ws.out; }
+mpi 4 "${MLP[@]}" --batch-size 16 --resume ck/step-00000037.ckpt --dump-params ws4.bin >ws4.out 2>&1 &&
+  grep -q "the same global batch of 64" ws4.out && pass "4 ranks x 16 resume a 2 x 32 checkpoint, said aloud" ||
+  { fail "same global batch on 4 ranks"; cat ws4.out; }
+python3 - <<'PY' && pass "... and end within 1e-4 of the 2-rank run" || fail "4-rank continuation drifted"
+import struct
+a = open("ref.bin", "rb").read(); b = open("ws4.bin", "rb").read()
+x = struct.unpack(f"{len(a)//4}f", a); y = struct.unpack(f"{len(b)//4}f", b)
+assert len(x) == len(y) and max(abs(p - q) for p, q in zip(x, y)) < 1e-4
+PY
+rc=0
+mpi 2 "${MLP[@]}" --resume ck/nope.ckpt >nf.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "ck/nope.ckpt: cannot open" nf.out && pass "a missing --resume file is named" ||
+  { fail "missing resume file"; cat nf.out; }
+rc=0
+DPRUN_FAULT_SIGNAL=rank=0,step=3,signal=INT mpi 2 "${MLP[@]}" >nodir.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "no --checkpoint-dir, so nothing was saved" nodir.out &&
+  pass "a signal without --checkpoint-dir: exit $rc, says nothing was saved" || { fail "no dir + signal"; cat nodir.out; }
+rc=0
+mpi 2 "${MLP[@]}" --checkpoint-dir /proc/no/such >bad.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "checkpoint-dir /proc/no/such" bad.out && ! grep -q "step " bad.out &&
+  pass "an unusable --checkpoint-dir is found before training" || { fail "bad checkpoint dir"; cat bad.out; }
+
+# --- evaluation and sampling: one process, a checkpoint written by 2 ranks ----------------------
+python3 - corpus.txt <<'PY'
+import random, sys
+rng = random.Random(2)
+words = "the cat sat on a mat and the dog ran to the red door while birds sang".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(300):
+        f.write(" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + ".\n")
+PY
+"$DPRUN" prepare-text --input corpus.txt --output train.bin --val-output val.bin --val-fraction 0.1 >/dev/null 2>&1 ||
+  fail "prepare-text"
+GPT=(--model gpt --layers 2 --heads 2 --embed 32 --context 32 --data tokens:train.bin --val-data tokens:val.bin
+  --batch-size 8 --seed 1 --eval-batches 4 --eval-batch-size 8)
+mpi 2 "${GPT[@]}" --steps 30 --eval-every 30 --checkpoint-dir gck --log-json g.jsonl >g.out 2>&1 || { fail "gpt run"; cat g.out; }
+"$DPRUN" --model gpt --layers 2 --heads 2 --embed 32 --context 32 --data tokens:train.bin --val-data tokens:val.bin \
+  --resume gck/step-00000030.ckpt --eval-only --eval --eval-batches 8 --eval-batch-size 8 --sample-every 1 --sample-length 40 \
+  --log-json ge.jsonl >ge.out 2>&1 || { fail "eval-only on one process"; cat ge.out; }
+python3 - <<'PY' && pass "one process evaluates the 2-rank checkpoint to the same validation loss" || fail "eval-only loss differs"
+import json
+a = [json.loads(l) for l in open("g.jsonl") if '"eval"' in l][-1]["test_loss"]
+b = [json.loads(l) for l in open("ge.jsonl") if '"eval"' in l][-1]["test_loss"]
+assert abs(a - b) < 1e-4 * abs(a), (a, b)
+PY
+grep -q "sample at step 30" ge.out && pass "and prints a sample" || { fail "no sample from eval-only"; cat ge.out; }
+rc=0
+"$DPRUN" --model gpt --layers 2 --heads 4 --embed 32 --context 32 --data tokens:train.bin --val-data tokens:val.bin \
+  --resume gck/step-00000030.ckpt --eval-only --eval >gh.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "with --heads 2, this run has --heads 4" gh.out &&
+  pass "evaluating with another --heads (same shapes) is refused" || { fail "heads mismatch"; cat gh.out; }
+
+finish

@@ -1,0 +1,283 @@
+// What a checkpoint holds: a model and its optimizer restored from one continue exactly as
+// the originals; a checkpoint of another model or optimizer is refused before anything is
+// overwritten; the directory policy (newest that verifies, leftovers, keep K); the resume
+// rules (never a silent change of the training).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/mlp.h"
+#include "runtime/core/error.h"
+#include "runtime/core/rng.h"
+#include "runtime/nn/module.h"
+#include "runtime/optim/adamw.h"
+#include "runtime/optim/sgd.h"
+#include "runtime/train/checkpoint.h"
+#include "runtime/train/checkpoint_dir.h"
+#include "runtime/train/resume_check.h"
+
+using namespace dp;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/dprun-ckpt.XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// Gradients that change with the step, the same for two models given the same step.
+void set_grads(const std::vector<Parameter*>& params, int step) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    Philox rng(1000 + uint64_t(step), i);
+    float* g = params[i]->grad.f32();
+    for (size_t j = 0; j < params[i]->grad.numel(); ++j) g[j] = rng.uniform() - 0.5f;
+  }
+}
+
+std::vector<float> flat(const std::vector<Parameter*>& params) {
+  std::vector<float> out;
+  for (const Parameter* p : params) {
+    const std::vector<float> v = p->value.to_vector();
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
+}
+
+CheckpointMeta sample_meta() {
+  CheckpointMeta m;
+  m.progress.step = 3;
+  m.progress.epoch = 1;
+  m.progress.step_in_epoch = 2;
+  m.progress.epoch_loss_sum = 1.25;
+  m.world_size = 2;
+  m.batch_size = 16;
+  m.grad_accum = 1;
+  m.steps_per_epoch = 10;
+  m.model = "mlp";
+  m.optimizer = "adamw";
+  m.settings = {{"--model", "mlp"}, {"--lr", "0.001"}, {"--steps", "0"}};
+  m.buckets = {{3, 2}, {1, 0}};
+  m.dprun_version = "test";
+  return m;
+}
+
+template <typename Opt, typename... Args>
+void check_optimizer_resumes_exactly(Args... args) {
+  TempDir dir;
+  auto a = make_mlp(12, {8}, 3, /*seed=*/1);
+  Opt opt_a(a->parameters(), args...);
+  for (int t = 0; t < 3; ++t) {
+    set_grads(a->parameters(), t);
+    opt_a.step(0.01f);
+  }
+  const std::string path = dir.path + "/x.ckpt";
+  CheckpointMeta meta = sample_meta();
+  meta.optimizer = opt_a.kind();
+  write_checkpoint(path, meta, a->parameters(), a->buffers(), opt_a);
+
+  auto b = make_mlp(12, {8}, 3, /*seed=*/2);  // other initial values
+  Opt opt_b(b->parameters(), args...);
+  CheckpointReader reader(path);
+  reader.verify();
+  load_checkpoint_tensors(reader, b->parameters(), b->buffers(), &opt_b);
+  EXPECT_EQ(opt_b.steps(), 3);
+  EXPECT_EQ(flat(a->parameters()), flat(b->parameters()));
+  for (int t = 3; t < 6; ++t) {
+    set_grads(a->parameters(), t);
+    set_grads(b->parameters(), t);
+    opt_a.step(0.01f);
+    opt_b.step(0.01f);
+  }
+  // Bit for bit: the optimizer's state (moments, momentum, step count) came back whole.
+  EXPECT_EQ(flat(a->parameters()), flat(b->parameters()));
+}
+
+TEST(Checkpoint, AdamWContinuesExactly) {
+  check_optimizer_resumes_exactly<AdamW>(0.9f, 0.95f, 1e-8f, 0.1f);
+}
+
+TEST(Checkpoint, SgdWithNesterovMomentumContinuesExactly) {
+  check_optimizer_resumes_exactly<SGD>(0.9f, 0.0f, 5e-4f, true);
+}
+
+TEST(Checkpoint, MetaRoundTrips) {
+  TempDir dir;
+  auto m = make_mlp(4, {}, 2, 0);
+  SGD opt(m->parameters());
+  const std::string path = dir.path + "/m.ckpt";
+  write_checkpoint(path, sample_meta(), m->parameters(), m->buffers(), opt);
+  CheckpointReader r(path);
+  const CheckpointMeta got = read_checkpoint_meta(r);
+  EXPECT_EQ(got.progress.step, 3u);
+  EXPECT_EQ(got.progress.epoch, 1u);
+  EXPECT_EQ(got.progress.step_in_epoch, 2u);
+  EXPECT_EQ(got.progress.epoch_loss_sum, 1.25);
+  EXPECT_EQ(got.progress.last_eval_step, UINT64_MAX);
+  EXPECT_EQ(got.world_size, 2);
+  EXPECT_EQ(got.global_batch(), 32u);
+  EXPECT_EQ(got.steps_per_epoch, 10u);
+  EXPECT_EQ(got.settings, sample_meta().settings);
+  EXPECT_EQ(got.buckets, sample_meta().buckets);
+  EXPECT_EQ(got.optimizer, "adamw");  // as given in the meta
+}
+
+TEST(Checkpoint, AnotherModelOrOptimizerIsRefusedBeforeAnythingChanges) {
+  TempDir dir;
+  auto small = make_mlp(12, {8}, 3, 1);
+  AdamW adam(small->parameters());
+  CheckpointMeta meta = sample_meta();
+  const std::string path = dir.path + "/s.ckpt";
+  write_checkpoint(path, meta, small->parameters(), small->buffers(), adam);
+  CheckpointReader r(path);
+
+  auto wider = make_mlp(12, {9}, 3, 1);
+  AdamW adam_w(wider->parameters());
+  const std::vector<float> before = flat(wider->parameters());
+  try {
+    load_checkpoint_tensors(r, wider->parameters(), wider->buffers(), &adam_w);
+    FAIL() << "a checkpoint of another model size was loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("param/fc1.weight"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(flat(wider->parameters()), before);
+
+  auto deeper = make_mlp(12, {8, 8}, 3, 1);
+  EXPECT_THROW(load_checkpoint_tensors(r, deeper->parameters(), deeper->buffers(), nullptr), Error);
+  auto shallower = make_mlp(12, {}, 3, 1);
+  EXPECT_THROW(load_checkpoint_tensors(r, shallower->parameters(), shallower->buffers(), nullptr),
+               Error);
+
+  auto same = make_mlp(12, {8}, 3, 5);
+  SGD sgd(same->parameters(), 0.9f);
+  try {
+    load_checkpoint_tensors(r, same->parameters(), same->buffers(), &sgd);
+    FAIL() << "AdamW state was loaded into SGD";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("adamw"), std::string::npos) << e.what();
+  }
+  // Without an optimizer (evaluation) the same checkpoint loads.
+  load_checkpoint_tensors(r, same->parameters(), same->buffers(), nullptr);
+  EXPECT_EQ(flat(same->parameters()), flat(small->parameters()));
+}
+
+void write_step(const std::string& dir, uint64_t step) {
+  auto m = make_mlp(4, {}, 2, 0);
+  SGD opt(m->parameters());
+  CheckpointMeta meta = sample_meta();
+  meta.progress.step = step;
+  write_checkpoint(checkpoint_path(dir, step), meta, m->parameters(), m->buffers(), opt);
+}
+
+TEST(CheckpointDir, ResumeAutoTakesTheNewestThatVerifies) {
+  TempDir dir;
+  EXPECT_EQ(choose_checkpoint(dir.path).path, "");  // a first start
+  for (uint64_t s : {10, 20, 30}) write_step(dir.path, s);
+  EXPECT_EQ(checkpoint_path(dir.path, 30), dir.path + "/step-00000030.ckpt");
+  EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 30));
+  // The newest is cut short, and a writer was killed mid-file: step 20 it is, saying why.
+  fs::resize_file(checkpoint_path(dir.path, 30), 100);
+  std::ofstream(dir.path + "/.step-00000040.ckpt.tmp.1234") << "partial";
+  std::ofstream(dir.path + "/notes.txt") << "not a checkpoint";
+  const ResumeChoice c = choose_checkpoint(dir.path);
+  EXPECT_EQ(c.path, checkpoint_path(dir.path, 20));
+  ASSERT_EQ(c.skipped.size(), 2u);
+  EXPECT_NE(c.skipped[0].find("incomplete write"), std::string::npos) << c.skipped[0];
+  EXPECT_NE(c.skipped[1].find("step-00000030.ckpt"), std::string::npos) << c.skipped[1];
+  EXPECT_FALSE(fs::exists(dir.path + "/.step-00000040.ckpt.tmp.1234"));
+  EXPECT_TRUE(fs::exists(dir.path + "/notes.txt"));
+  // None verifies: an error listing each, not a silent fresh start.
+  fs::resize_file(checkpoint_path(dir.path, 20), 50);
+  fs::resize_file(checkpoint_path(dir.path, 10), 10);
+  try {
+    choose_checkpoint(dir.path);
+    FAIL() << "a directory of damaged checkpoints gave a fresh start";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("no checkpoint"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("step-00000010.ckpt"), std::string::npos) << msg;
+  }
+}
+
+TEST(CheckpointDir, KeepsTheNewestK) {
+  TempDir dir;
+  for (uint64_t s : {5, 100, 15, 1000}) write_step(dir.path, s);
+  EXPECT_TRUE(prune_checkpoints(dir.path, 0).empty());
+  EXPECT_EQ(prune_checkpoints(dir.path, 2).size(), 2u);
+  const auto left = list_checkpoints(dir.path);
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].step, 1000u);  // by step, not by name
+  EXPECT_EQ(left[1].step, 100u);
+}
+
+ResumeTarget target_like(const CheckpointMeta& m) {
+  ResumeTarget t;
+  t.settings = m.settings;
+  t.model_keys = {"--model"};
+  t.world_size = m.world_size;
+  t.batch_size = m.batch_size;
+  t.grad_accum = m.grad_accum;
+  t.steps_per_epoch = m.steps_per_epoch;
+  return t;
+}
+
+TEST(ResumeCheck, SameRunResumesWithItsBucketLayout) {
+  const CheckpointMeta m = sample_meta();
+  const ResumeVerdict v = check_resume(m, target_like(m), "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_TRUE(v.notes.empty());
+  EXPECT_TRUE(v.same_layout);
+}
+
+TEST(ResumeCheck, AnotherLearningRateIsRefusedNamingBothValues) {
+  const CheckpointMeta m = sample_meta();
+  ResumeTarget t = target_like(m);
+  t.settings[1].second = "0.002";
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_NE(v.error.find("--lr 0.001"), std::string::npos) << v.error;
+  EXPECT_NE(v.error.find("--lr 0.002"), std::string::npos) << v.error;
+  // Evaluation needs only the same model.
+  t.eval_only = true;
+  t.world_size = 1;
+  EXPECT_EQ(check_resume(m, t, "x.ckpt").error, "");
+  t.settings[0].second = "cnn";
+  EXPECT_NE(check_resume(m, t, "x.ckpt").error, "");
+}
+
+TEST(ResumeCheck, AnotherWorldSizeNeedsTheSameGlobalBatch) {
+  const CheckpointMeta m = sample_meta();  // 2 ranks x 16 x 1 = 32
+  ResumeTarget t = target_like(m);
+  t.world_size = 4;
+  const ResumeVerdict refused = check_resume(m, t, "x.ckpt");
+  EXPECT_NE(refused.error.find("2 rank(s) x batch 16"), std::string::npos) << refused.error;
+  EXPECT_NE(refused.error.find("4 rank(s) x 16 x 1 = 64"), std::string::npos) << refused.error;
+  t.batch_size = 8;  // 4 x 8 = 32
+  const ResumeVerdict ok = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(ok.error, "");
+  ASSERT_EQ(ok.notes.size(), 1u);
+  EXPECT_NE(ok.notes[0].find("not bit-identical"), std::string::npos);
+  EXPECT_FALSE(ok.same_layout);
+  t.steps_per_epoch = 11;
+  EXPECT_NE(check_resume(m, t, "x.ckpt").error.find("epoch boundaries"), std::string::npos);
+}
+
+TEST(ResumeCheck, ALongerRunIsAcceptedAloud) {
+  const CheckpointMeta m = sample_meta();
+  ResumeTarget t = target_like(m);
+  t.settings[2].second = "500";
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_NE(v.notes[0].find("--steps was 0"), std::string::npos) << v.notes[0];
+}
+
+}  // namespace

@@ -1,0 +1,179 @@
+// The checkpoint container: round trip, and every way a file can be damaged is an error that
+// names the file, the byte and the section, never a crash or a silent misread.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "runtime/core/error.h"
+#include "runtime/train/checkpoint_file.h"
+
+using namespace dp;
+namespace fs = std::filesystem;
+
+namespace {
+
+class CheckpointFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/dprun-ckpt-file.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write_sample(const std::string& name = "a.ckpt") {
+    const std::string path = dir_ + "/" + name;
+    CheckpointWriter w(path);
+    w.add("meta", std::string("{\"x\": 1}"));
+    std::vector<float> v(1000);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = float(i) * 0.5f;
+    w.add("param/w", v.data(), v.size() * sizeof(float));
+    w.add("empty", nullptr, 0);
+    w.commit();
+    return path;
+  }
+
+  std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  void write_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << bytes;
+  }
+  // The message of the Error that reading (and verifying) `path` throws, or "" if none.
+  std::string error_of(const std::string& path) {
+    try {
+      CheckpointReader r(path);
+      r.verify();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  std::string dir_;
+};
+
+TEST_F(CheckpointFileTest, RoundTripsSections) {
+  const std::string path = write_sample();
+  CheckpointReader r(path);
+  r.verify();
+  ASSERT_EQ(r.sections().size(), 3u);
+  EXPECT_EQ(r.read_text("meta"), "{\"x\": 1}");
+  std::vector<float> v(1000);
+  r.read("param/w", v.data(), v.size() * sizeof(float));
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], float(i) * 0.5f);
+  EXPECT_EQ(r.section("empty").bytes, 0u);
+  EXPECT_FALSE(r.has("nope"));
+  EXPECT_THROW(r.read("param/w", v.data(), 8), Error);  // wrong size
+  // Nothing but the file itself is left in the directory.
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_)) ++files;
+  EXPECT_EQ(files, 1u);
+}
+
+TEST_F(CheckpointFileTest, EveryTruncationIsAnErrorNamingTheFile) {
+  const std::string path = write_sample();
+  const std::string bytes = read_bytes(path);
+  const std::string cut = dir_ + "/cut.ckpt";
+  // Every length short of the whole file: inside the header, a section header, a payload,
+  // and exactly at section boundaries (which only the end section reveals).
+  for (size_t n = 0; n < bytes.size(); n += (n < 64 || bytes.size() - n < 64) ? 1 : 97) {
+    write_bytes(cut, bytes.substr(0, n));
+    const std::string err = error_of(cut);
+    ASSERT_NE(err, "") << "a file cut to " << n << " of " << bytes.size() << " bytes was read";
+    EXPECT_NE(err.find(cut), std::string::npos) << err;
+  }
+}
+
+TEST_F(CheckpointFileTest, EveryFlippedByteIsAnError) {
+  const std::string path = write_sample();
+  const std::string bytes = read_bytes(path);
+  const std::string bad = dir_ + "/bad.ckpt";
+  for (size_t i = 0; i < bytes.size(); i += (i < 128 || bytes.size() - i < 64) ? 1 : 61) {
+    std::string b = bytes;
+    b[i] = static_cast<char>(b[i] ^ 0x10);
+    write_bytes(bad, b);
+    ASSERT_NE(error_of(bad), "") << "a flipped bit at byte " << i << " went unnoticed";
+  }
+}
+
+TEST_F(CheckpointFileTest, CorruptPayloadNamesTheSection) {
+  const std::string path = write_sample();
+  std::string bytes = read_bytes(path);
+  CheckpointReader r(path);
+  const uint64_t at = r.section("param/w").offset + 100;
+  bytes[at] = static_cast<char>(bytes[at] ^ 1);
+  write_bytes(path, bytes);
+  CheckpointReader damaged(path);  // the table is intact
+  const std::string err = error_of(path);
+  EXPECT_NE(err.find("section 'param/w'"), std::string::npos) << err;
+  EXPECT_NE(err.find("checksum"), std::string::npos) << err;
+  std::vector<float> v(1000);
+  EXPECT_THROW(damaged.read("param/w", v.data(), v.size() * 4), Error);
+  EXPECT_EQ(damaged.read_text("meta"), "{\"x\": 1}");  // other sections still read
+}
+
+TEST_F(CheckpointFileTest, RejectsOtherFilesAndVersions) {
+  write_bytes(dir_ + "/text.ckpt", "hello, this is not a checkpoint at all");
+  EXPECT_NE(error_of(dir_ + "/text.ckpt").find("not a dprun checkpoint"), std::string::npos);
+  std::string bytes = read_bytes(write_sample());
+  bytes[8] = 7;  // version 7
+  write_bytes(dir_ + "/v7.ckpt", bytes);
+  EXPECT_NE(error_of(dir_ + "/v7.ckpt").find("format version 7"), std::string::npos);
+  write_bytes(dir_ + "/trail.ckpt", read_bytes(dir_ + "/a.ckpt") + "x");
+  EXPECT_NE(error_of(dir_ + "/trail.ckpt").find("unexpected bytes after the end"),
+            std::string::npos);
+  EXPECT_NE(error_of(dir_).find("not a regular file"), std::string::npos);
+  EXPECT_NE(error_of(dir_ + "/missing.ckpt").find("cannot open"), std::string::npos);
+}
+
+TEST_F(CheckpointFileTest, ReplacesTheOldFileOnlyWhenComplete) {
+  const std::string path = write_sample();
+  const std::string before = read_bytes(path);
+  {
+    CheckpointWriter w(path);
+    w.add("meta", std::string("new"));
+    EXPECT_TRUE(fs::exists(w.temp_path()));
+    EXPECT_EQ(read_bytes(path), before);  // untouched until commit
+    // Destroyed without commit (an exception on the way): the old file stays, no temp file.
+  }
+  EXPECT_EQ(read_bytes(path), before);
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_)) ++files;
+  EXPECT_EQ(files, 1u);
+}
+
+TEST_F(CheckpointFileTest, FailedWriteLeavesNoTemporaryFile) {
+  // A full disk, made deterministic: a file-size limit makes write() fail with EFBIG.
+  struct rlimit old {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string err;
+  try {
+    CheckpointWriter w(dir_ + "/big.ckpt");
+    std::vector<char> big(1 << 20, 1);
+    w.add("param/big", big.data(), big.size());
+    w.commit();
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, SIG_DFL);
+  EXPECT_NE(err.find("big.ckpt"), std::string::npos) << err;
+  EXPECT_NE(err.find("failed"), std::string::npos) << err;
+  EXPECT_TRUE(fs::is_empty(dir_)) << "a failed write left a file behind";
+}
+
+}  // namespace
