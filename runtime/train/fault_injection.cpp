@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "runtime/core/error.h"
@@ -26,6 +27,12 @@ FaultInjection FaultInjection::from_env() {
                                                  : 0;
     DP_CHECK(f.signal_ != 0, "DPRUN_FAULT_SIGNAL='{}': signal must be USR1, TERM or INT", sig);
   }
+  if (const char* nan = std::getenv("DPRUN_FAULT_NAN"); nan != nullptr && *nan != '\0') {
+    unsigned long long step = 0;
+    DP_CHECK(std::sscanf(nan, "rank=%d,step=%llu", &f.nan_rank_, &step) == 2,
+             "DPRUN_FAULT_NAN='{}': expected rank=R,step=S", nan);
+    f.nan_step_ = step;
+  }
   const char* spec = std::getenv("DPRUN_FAULT_STALL");
   if (spec == nullptr || *spec == '\0') return f;
   int rank = -1;
@@ -44,6 +51,15 @@ void FaultInjection::maybe_signal(int rank, uint64_t step) const {
   log::warn("DPRUN_FAULT_SIGNAL: sending signal {} to this rank before the backward of step {}",
             signal_, step);
   std::raise(signal_);
+}
+
+void FaultInjection::maybe_poison(int rank, uint64_t step, const Tensor& inputs) const {
+  if (rank != nan_rank_ || step != nan_step_) return;
+  DP_CHECK(inputs.dtype() == DType::f32 && !inputs.is_cuda(),
+           "DPRUN_FAULT_NAN: needs float32 inputs on the CPU, got {}", inputs.str());
+  log::warn("DPRUN_FAULT_NAN: a NaN in this rank's inputs of step {}", step);
+  // The loader's own buffer, refilled before it is used again: a test hook may write it.
+  const_cast<Tensor&>(inputs).f32()[0] = std::numeric_limits<float>::quiet_NaN();
 }
 
 void FaultInjection::maybe_stall(int rank, uint64_t step) const {

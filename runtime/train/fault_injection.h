@@ -6,7 +6,11 @@
 // or the start-up they wait for, after --timeout and abort the job, instead of hanging.
 // DPRUN_FAULT_SIGNAL="rank=R,step=S,signal=USR1" makes rank R send itself that signal (USR1,
 // TERM or INT) before the backward of step S: a preemption notice at a known step.
+// DPRUN_FAULT_NAN="rank=R,step=S" puts a NaN into rank R's float inputs of step S, so that
+// the step's averaged gradient is not finite on every rank (--on-nonfinite).
 #include <cstdint>
+
+#include "runtime/core/tensor.h"
 
 namespace dp {
 
@@ -15,6 +19,7 @@ class FaultInjection {
   static FaultInjection from_env();  // inactive unless DPRUN_FAULT_STALL is set
   void maybe_stall(int rank, uint64_t step) const;
   void maybe_signal(int rank, uint64_t step) const;
+  void maybe_poison(int rank, uint64_t step, const Tensor& inputs) const;
 
  private:
   int rank_ = -1;
@@ -23,6 +28,8 @@ class FaultInjection {
   int signal_rank_ = -1;
   uint64_t signal_step_ = 0;
   int signal_ = 0;
+  int nan_rank_ = -1;
+  uint64_t nan_step_ = 0;
 };
 
 }  // namespace dp

@@ -340,6 +340,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
     double t1 = now_us();
+    fault_.maybe_poison(rank_, step_ + 1, batch->x);
     const Tensor& x = on_device(batch->x, k, 0);
     const Tensor& y = on_device(batch->y, k, 1);
     if (cfg_.broadcast_buffers) buffer_sync_->broadcast("before forward");
@@ -351,7 +352,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
       // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
       loss_buf_.f32()[0] = loss_sum / static_cast<float>(K);
     }
-    fault_.maybe_signal(rank_, step_ + 1);
+    if (k == 0) fault_.maybe_signal(rank_, step_ + 1);
     fault_.maybe_stall(rank_, step_ + 1);
     // Each micro-batch's loss is a mean over B; scaling by 1/K makes the accumulated
     // gradient the mean over the K*B samples, as one large batch would give.

@@ -45,6 +45,30 @@ mpi 4 "${MLP4[@]}" --checkpoint-dir ck4 --resume auto --dump-params res4.bin >re
 cmp -s ref4.bin res4.bin && pass "4 ranks, $(grep -o '[0-9]* buckets' ref4.out | head -1), SIGTERM at step 11: bit-identical" ||
   fail "4-rank resume differs"
 
+# --- models with buffers and tied weights: cnn (SyncBatchNorm), gpt (accumulation, clipping) ---
+exact() {  # exact NAME NP SIGNAL_SPEC ARGS...: preempted at a step and resumed == uninterrupted
+  local name=$1 np=$2 spec=$3
+  shift 3
+  mpi "$np" "$@" -q --dump-params "$name.ref" >"$name.out" 2>&1 &&
+    DPRUN_FAULT_SIGNAL=$spec mpi "$np" "$@" -q --checkpoint-dir "$name.ck" >>"$name.out" 2>&1 &&
+    [ -n "$(ls "$name.ck")" ] &&
+    mpi "$np" "$@" -q --checkpoint-dir "$name.ck" --resume auto --dump-params "$name.res" >>"$name.out" 2>&1 &&
+    cmp -s "$name.ref" "$name.res"
+}
+"$MAKE_IDX" idx --train 600 --test 100 --seed 3 --noise 60 >/dev/null || fail "make_idx"
+exact cnn 2 rank=0,step=23,signal=USR1 --model cnn --channels 4,8 --fc-hidden 32 --data idx:idx \
+  --batch-size 16 --epochs 2 --sync-batchnorm && pass "cnn with SyncBatchNorm: preempted at 23, resumed bit-identical" ||
+  { fail "cnn exact resume"; tail -5 cnn.out; }
+python3 -c "
+import random
+rng = random.Random(2); w = 'the cat sat on a mat and the dog ran to the red door'.split()
+open('c.txt', 'w').write(''.join(' '.join(rng.choice(w) for _ in range(10)) + '.\\n' for i in range(300)))"
+"$DPRUN" prepare-text --input c.txt --output t.bin --val-fraction 0 >/dev/null 2>&1 || fail "prepare-text"
+exact gpt 2 rank=1,step=17,signal=TERM --model gpt --layers 2 --heads 2 --embed 32 --context 32 \
+  --data tokens:t.bin --batch-size 4 --grad-accum 2 --steps 40 --clip-grad-norm 1 &&
+  pass "gpt (tied head, 2 micro-batches, clipping): preempted at 17, resumed bit-identical" ||
+  { fail "gpt exact resume"; tail -5 gpt.out; }
+
 # --- a writer killed mid-file never damages the last good checkpoint --------------------------
 cp -r ck ckk && rm -f ckk/step-00000064.ckpt
 rc=0

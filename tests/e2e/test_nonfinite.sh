@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# --on-nonfinite: a NaN in one rank's inputs at step 5 makes the averaged gradient non-finite
+# on every rank. abort (the default) names the step and the parameter on every rank and exits
+# non-zero; skip leaves that step without an update and trains on.
+source "$(dirname "$0")/lib.sh" "$@"
+cd "$WORK" || exit 1
+MLP=(--data synthetic:2048 --model mlp --hidden 64 --epochs 1 --batch-size 32 --log-interval 1000)
+
+rc=0
+DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" >abort.out 2>&1 || rc=$?
+n=$(grep -c "step 5: the averaged gradient of 'fc1.weight' has a non-finite value (nan)" abort.out)
+[ "$rc" != 0 ] && [ "$n" = 2 ] && pass "abort: exit $rc, both ranks name step 5 and fc1.weight" ||
+  { fail "abort (exit $rc, $n messages)"; cat abort.out; }
+
+rc=0
+DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" --on-nonfinite skip --log-json skip.jsonl \
+  --dump-params skip.bin >skip.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q "step 5: skipped (no update)" skip.out && pass "skip: step 5 skipped, exit 0" ||
+  { fail "skip (exit $rc)"; cat skip.out; }
+python3 - <<'PY' && pass "skip: 32 steps, 1 skipped, parameters finite" || fail "skip summary or parameters"
+import json, math, struct
+s = [json.loads(l) for l in open("skip.jsonl") if '"summary"' in l][-1]
+assert s["steps"] == 32 and s["skipped_steps"] == 1, s
+b = open("skip.bin", "rb").read()
+assert all(math.isfinite(v) for v in struct.unpack(f"{len(b)//4}f", b))
+PY
+finish
