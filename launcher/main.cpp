@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare_text.h"
 #include "runtime/comm/device_plan.h"
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
   dp::use_best_openblas_core(argv);  // before anything else: it may re-execute dprun
   // Subcommands that need no MPI run before it is initialised (and work without mpirun).
   if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "launch") return dp::launch_main(argc, argv);
   std::optional<dp::MpiRuntime> mpi;
   try {
     mpi.emplace(&argc, &argv);

@@ -1,0 +1,152 @@
+#include "launcher/launch.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "runtime/core/device.h"
+#include "runtime/core/error.h"
+#include "runtime/launch/launch_plan.h"
+
+namespace dp {
+
+namespace {
+
+volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_signals = 0;
+
+// Every stop request becomes SIGUSR1 for the job: mpirun passes SIGUSR1 on to the ranks (and
+// exits 0 when they stop cleanly), where SIGTERM would make it report a failure; dprun treats
+// them alike (a checkpoint at the next step boundary). The second request reaches the ranks as
+// their second signal (exit at once); a third kills the launcher's child outright.
+void forward(int) {
+  if (g_child <= 0) return;
+  const int n = ++g_signals;
+  ::kill(g_child, n >= 3 ? SIGKILL : SIGUSR1);
+}
+
+const char* kUsage =
+    "Usage: dprun launch [-np N|auto] [--hosts FILE | --slurm] [--mpirun PATH] [--mpirun-arg "
+    "ARG]...\n"
+    "                    [--dry-run] -- <dprun options>\n\n"
+    "Starts one dprun process per GPU (per core, with one OpenBLAS thread each, without GPUs)\n"
+    "through mpirun, with binding that fits; --hosts FILE (Open MPI hostfile: 'HOST [slots=N]')\n"
+    "across hosts; --slurm through srun --mpi=pmix inside a Slurm allocation (its tasks).\n"
+    "Prints the command it runs; SIGINT/SIGTERM/SIGUSR1 reach the ranks as SIGUSR1 (checkpoint\n"
+    "and stop; a second one exits at once); returns the job's exit code.\n";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  DP_CHECK(in.is_open(), "--hosts {}: cannot open the file", path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string self_path(const char* argv0) {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return argv0;
+  buf[n] = '\0';
+  return buf;
+}
+
+int env_int(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : 0;
+}
+
+}  // namespace
+
+int launch_main(int argc, char** argv) {
+  LaunchRequest req;
+  bool dry_run = false;
+  try {
+    int i = 2;
+    auto value = [&](const std::string& opt) -> std::string {
+      DP_CHECK(i + 1 < argc, "dprun launch: {} needs a value", opt);
+      return argv[++i];
+    };
+    for (; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--") {
+        ++i;
+        break;
+      }
+      if (a == "-h" || a == "--help") {
+        std::printf("%s", kUsage);
+        return 0;
+      }
+      if (a == "-np" || a == "-n" || a == "--np") {
+        req.np = value(a);
+      } else if (a == "--hosts") {
+        req.hostfile = value(a);
+        req.hosts = parse_hostfile(read_file(req.hostfile), req.hostfile);
+      } else if (a == "--slurm") {
+        req.slurm = true;
+      } else if (a == "--mpirun") {
+        req.mpirun = value(a);
+      } else if (a == "--mpirun-arg") {
+        req.mpirun_args.push_back(value(a));
+      } else if (a == "--dry-run") {
+        dry_run = true;
+      } else {
+        fail("dprun launch: unknown option '{}' (dprun's own options go after '--')\n{}", a,
+             kUsage);
+      }
+    }
+    for (; i < argc; ++i) req.dprun_args.push_back(argv[i]);
+    req.dprun = self_path(argv[0]);
+    LaunchFacts facts;
+    facts.gpus = cuda_device_count();
+    facts.cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+    facts.root = ::geteuid() == 0;
+    facts.in_slurm = std::getenv("SLURM_JOB_ID") != nullptr;
+    facts.slurm_ntasks = env_int("SLURM_NTASKS");
+    facts.slurm_nnodes = env_int("SLURM_JOB_NUM_NODES");
+    const LaunchPlan plan = plan_launch(req, facts);
+    std::fprintf(stderr, "dprun launch: %s\n  %s\n", plan.why.c_str(),
+                 shell_join(plan.argv).c_str());
+    std::fflush(stderr);
+    if (dry_run) return 0;
+
+    const pid_t child = ::fork();
+    DP_CHECK(child >= 0, "dprun launch: fork failed: {}", std::strerror(errno));
+    if (child == 0) {
+      std::vector<char*> args;
+      for (const std::string& a : plan.argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      std::fprintf(stderr, "dprun: error: dprun launch: cannot run %s: %s\n", args[0],
+                   std::strerror(errno));
+      ::_exit(127);
+    }
+    g_child = child;
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) sigaction(sig, &sa, nullptr);
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0) {
+      DP_CHECK(errno == EINTR, "dprun launch: waitpid failed: {}", std::strerror(errno));
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dprun: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace dp
