@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "launcher/bench_allreduce.h"
 #include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare_text.h"
@@ -91,6 +92,14 @@ int main(int argc, char** argv) {
   const dp::MpiInfo& info = mpi->info();
   g_rank = info.rank;
   dp::log::set_rank(info.rank, info.size);
+  if (argc >= 2 && std::string(argv[1]) == "bench-allreduce") {
+    try {
+      return dp::bench_allreduce_main(argc, argv, info);
+    } catch (const std::exception& e) {
+      print_error(e.what());  // options are the same on every rank: every rank says it
+      return 1;
+    }
+  }
 
   // Phase 1, local: options, data, model. Every rank does it and reports.
   std::string err;

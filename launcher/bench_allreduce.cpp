@@ -1,0 +1,221 @@
+#include "launcher/bench_allreduce.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "runtime/comm/mpi_process_group.h"
+#include "runtime/core/bf16.h"
+#include "runtime/core/clock.h"
+#include "runtime/core/error.h"
+
+namespace dp {
+
+namespace {
+
+struct BenchOptions {
+  size_t min_bytes = 8;
+  size_t max_bytes = size_t(256) << 20;
+  size_t factor = 2;
+  int iters = 20;
+  int warmup = 5;
+  std::vector<DType> dtypes = {DType::f32, DType::bf16};
+  bool shared_memory = true;
+  double timeout_s = 300;
+};
+
+// "8", "64K", "256M", "1G" (nccl-tests' -b/-e).
+size_t parse_size(const std::string& s, const char* opt) {
+  size_t end = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(s, &end);
+  } catch (const std::exception&) {
+    fail("bench-allreduce {} {}: expected a size such as 8, 64K, 256M", opt, s);
+  }
+  const std::string unit = s.substr(end);
+  const size_t mult = unit.empty()  ? 1
+                      : unit == "K" ? 1 << 10
+                      : unit == "M" ? 1 << 20
+                      : unit == "G" ? size_t(1) << 30
+                                    : 0;
+  DP_CHECK(mult != 0 && s[0] != '-', "bench-allreduce {} {}: expected a size such as 8, 64K, 256M",
+           opt, s);
+  return v * mult;
+}
+
+BenchOptions parse(int argc, char** argv) {
+  BenchOptions o;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      DP_CHECK(i + 1 < argc, "bench-allreduce: {} needs a value", a);
+      return argv[++i];
+    };
+    auto count = [&](const std::string& v) {
+      DP_CHECK(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 9,
+               "bench-allreduce {} {}: expected a whole number", a, v);
+      return std::stoi(v);
+    };
+    if (a == "-b" || a == "--min-bytes") {
+      o.min_bytes = parse_size(value(), "-b");
+    } else if (a == "-e" || a == "--max-bytes") {
+      o.max_bytes = parse_size(value(), "-e");
+    } else if (a == "-f" || a == "--step-factor") {
+      o.factor = size_t(count(value()));
+    } else if (a == "-n" || a == "--iters") {
+      o.iters = count(value());
+    } else if (a == "-w" || a == "--warmup-iters") {
+      o.warmup = count(value());
+    } else if (a == "-d" || a == "--datatype") {
+      const std::string d = value();
+      DP_CHECK(d == "float" || d == "bfloat16" || d == "all",
+               "bench-allreduce -d {}: expected float, bfloat16 or all", d);
+      o.dtypes = d == "float"      ? std::vector<DType>{DType::f32}
+                 : d == "bfloat16" ? std::vector<DType>{DType::bf16}
+                                   : std::vector<DType>{DType::f32, DType::bf16};
+    } else if (a == "--no-shm") {
+      o.shared_memory = false;
+    } else if (a == "--timeout") {
+      o.timeout_s = std::stod(value());
+    } else {
+      fail("bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --timeout)", a);
+    }
+  }
+  DP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes, "bench-allreduce: need 4 <= -b <= -e");
+  DP_CHECK(o.factor >= 2 && o.iters >= 1, "bench-allreduce: need -f >= 2 and -n >= 1");
+  return o;
+}
+
+// MPI has no bfloat16: the baseline adds 2-byte elements through float, as dprun's ring does.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const bf16*>(in);
+  auto* b = static_cast<bf16*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
+}
+
+// Rank r's element i: (r + 1) * (1 + i % 3), small integers whose sum over up to 16 ranks
+// ((1 + i % 3) * n(n + 1) / 2 <= 408) bfloat16 holds exactly up to 256 and within 1 ulp above.
+float value_at(int rank, size_t i) {
+  return float((rank + 1) * int(1 + i % 3));
+}
+
+void fill(Tensor& t, int rank) {
+  const size_t n = t.numel();
+  if (t.dtype() == DType::f32) {
+    float* p = t.f32();
+    for (size_t i = 0; i < n; ++i) p[i] = value_at(rank, i);
+  } else {
+    bf16* p = t.data<bf16>();
+    for (size_t i = 0; i < n; ++i) p[i] = float_to_bf16(value_at(rank, i));
+  }
+}
+
+// nccl-tests' #wrong: elements that differ from the exact sum (rounded to the dtype).
+size_t count_wrong(const Tensor& t, int world) {
+  size_t wrong = 0;
+  const std::vector<float> got = t.to_vector();
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float want = float((1 + i % 3) * world * (world + 1) / 2);
+    const float exact = t.dtype() == DType::f32 ? want : round_to_bf16(want);
+    wrong += got[i] != exact;
+  }
+  return wrong;
+}
+
+// Median over iterations of the slowest rank's time, in microseconds: the machine is noisy,
+// and a collective takes as long as its slowest rank.
+template <typename F>
+double time_us(F&& f, int iters, int warmup) {
+  std::vector<double> t;
+  for (int i = 0; i < iters + warmup; ++i) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t0 = now_us();
+    f();
+    double dt = now_us() - t0, worst = 0;
+    MPI_Allreduce(&dt, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    if (i >= warmup) t.push_back(worst);
+  }
+  std::nth_element(t.begin(), t.begin() + long(t.size() / 2), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
+  const BenchOptions o = parse(argc, argv);
+  const int world = info.size, rank = info.rank;
+  const auto timeout = std::chrono::milliseconds(int64_t(o.timeout_s * 1000));
+  MpiProcessGroupOptions pgo;
+  pgo.shared_memory = o.shared_memory;
+  pgo.shm_timeout = timeout;
+  MpiProcessGroup pg(MPI_COMM_WORLD, pgo);
+  MPI_Op bf16_op;
+  MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op);
+  const double factor = world > 1 ? 2.0 * (world - 1) / world : 1.0;
+  if (rank == 0) {
+    std::printf(
+        "# dprun bench-allreduce: %d rank(s), in place, sum; time = median over %d iterations "
+        "of the slowest rank (after %d warm-up)\n",
+        world, o.iters, o.warmup);
+    std::printf(
+        "# dprun: the process group as training uses it (its communication thread; %s)\n",
+        pg.uses_shared_memory() ? "buckets in shared memory: one node" : "ring or MPI_Allreduce");
+    std::printf("# mpi: MPI_Allreduce from the calling thread; busbw = algbw x 2(n-1)/n\n");
+    std::printf("#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s\n", "size", "count",
+                "type", "redop", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw",
+                "busbw", "#wrong");
+    std::printf("# %11s %12s %8s %6s | %36s | %36s\n", "(B)", "(elements)", "", "", "dprun (GB/s)",
+                "mpi (GB/s)");
+  }
+  for (DType dtype : o.dtypes) {
+    const size_t esize = dtype_size(dtype);
+    // One pg.allocate()d buffer for every size, as the Reducer's buckets are views of one arena.
+    Tensor arena = pg.allocate(o.max_bytes / esize, dtype);
+    Tensor plain = Tensor::zeros({int64_t(o.max_bytes / esize)}, dtype);
+    for (size_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.factor) {
+      const size_t count = bytes / esize;
+      if (count == 0) continue;
+      Tensor t = arena.view(0, {int64_t(count)});
+      Tensor m = plain.view(0, {int64_t(count)});
+      const double pg_us = time_us([&] { pg.allreduce(t, ReduceOp::sum, "bench")->wait(timeout); },
+                                   o.iters, o.warmup);
+      const double mpi_us = time_us(
+          [&] {
+            MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
+                          dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
+                          dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
+          },
+          o.iters, o.warmup);
+      // The correctness pass: one more all-reduce of known values each.
+      fill(t, rank);
+      pg.allreduce(t, ReduceOp::sum, "bench check")->wait(timeout);
+      fill(m, rank);
+      MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
+                    dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
+                    dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
+      unsigned long long wrong[2] = {count_wrong(t, world), count_wrong(m, world)},
+                         total[2] = {0, 0};
+      MPI_Reduce(wrong, total, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+      if (rank == 0) {
+        auto bw = [&](double us) { return double(bytes) / us / 1e3; };
+        std::printf("  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu\n",
+                    bytes, count, dtype == DType::f32 ? "float" : "bfloat16", "sum", pg_us,
+                    bw(pg_us), bw(pg_us) * factor, total[0], mpi_us, bw(mpi_us),
+                    bw(mpi_us) * factor, total[1]);
+        std::fflush(stdout);
+      }
+    }
+  }
+  MPI_Op_free(&bf16_op);
+  return 0;
+}
+
+}  // namespace dp
