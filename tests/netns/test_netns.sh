@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# launcher/netns/dprun-netns end to end: 2 emulated hosts x 1 rank train for real over TCP between
+# namespaces (two hostnames in the header, gradient bytes on both links), a 100 Mbit/s link is
+# slower than an unshaped one (bench_allreduce), the exit code passes through, and nothing is left
+# behind: after success, after a failing command, after SIGINT to the harness, and after a
+# SIGKILLed harness once `--cleanup` ran (which leaves a live run alone).
+#   test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS
+# Exit 77 (skipped) when not root or network namespaces do not work here.
+set -uo pipefail
+DPRUN=${1:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
+BENCH=${2:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
+NETNS=${3:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
+
+if [ "$(id -u)" != 0 ]; then echo "SKIP: needs root (network namespaces)"; exit 77; fi
+PROBE=netns-probe-$$
+if ! ip netns add "$PROBE" 2>/dev/null; then echo "SKIP: 'ip netns' does not work here"; exit 77; fi
+ip netns del "$PROBE"
+
+WORK=$(mktemp -d /tmp/dprun-netns-test.XXXXXX)
+TAG=t$$  # run ids of this test: $TAG + a letter
+cleanup() {
+  # Whatever a failed check left: this test's runs only.
+  for id in "${TAG}a" "${TAG}b" "${TAG}c" "${TAG}d" "${TAG}e" "${TAG}f"; do
+    "$NETNS" -q --cleanup "$id" >/dev/null 2>&1 || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+export CUDA_VISIBLE_DEVICES=
+FAILURES=0
+fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+pass() { echo "ok: $*"; }
+
+# gone ID: nothing of run ID is left: no namespace, no state folder, no process of it.
+gone() {
+  local id=$1
+  if ls /run/netns/dprun-"$id"-* >/dev/null 2>&1; then echo "namespaces left: $(ls /run/netns | grep "dprun-$id-")"; return 1; fi
+  if [ -e "/run/dprun-netns/$id" ]; then echo "state folder /run/dprun-netns/$id left"; return 1; fi
+  # mpirun names the run's hostfile; the agent gives every daemon and rank a TMPDIR in the run's
+  # folder: a process with either is the run's.
+  local left
+  # (The pattern comes from a file so that grep's own command line does not match it.)
+  left=$(grep -s -l -a -F -f <(echo "dprun-netns/$id/") /proc/[0-9]*/cmdline /proc/[0-9]*/environ || true)
+  if [ -n "$left" ]; then
+    echo "processes left:"; for f in $left; do p=${f#/proc/}; p=${p%%/*}; echo "  $p $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)"; done
+    return 1
+  fi
+  return 0
+}
+
+# wait_up ID SECONDS: wait until run ID has its hosts up (its hostfile exists), with a deadline.
+wait_up() {
+  local deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    [ -s "/run/dprun-netns/$1/hostfile" ] && [ -n "$(ip netns pids "dprun-$1-head" 2>/dev/null)" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# wait_pid PID SECONDS: wait for a background job with a deadline; its exit code, or 255 (and
+# KILL) when it was still running.
+wait_pid() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ] && kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 255; fi
+  wait "$pid"
+}
+
+# 1. Training across 2 hosts: two hostnames, and the gradients cross both links.
+if timeout 120 "$NETNS" --hosts 2 --ranks-per-host 1 --run-id "${TAG}a" --stats "$WORK/stats.json" --timeout 100 -- \
+    "$DPRUN" --data synthetic:2048 --model mlp --hidden 64 --epochs 1 --log-json "$WORK/run.jsonl" \
+    >"$WORK/out.txt" 2>"$WORK/err.txt"; then
+  pass "2 hosts x 1 rank: dprun exits 0"
+else
+  fail "2 hosts x 1 rank: dprun failed"; cat "$WORK/out.txt" "$WORK/err.txt"
+fi
+grep -q "world size 2" "$WORK/out.txt" && grep -q "rank 0: host0 " "$WORK/out.txt" &&
+  grep -q "rank 1: host1 " "$WORK/out.txt" && pass "the header shows two hosts (host0, host1)" ||
+  { fail "the header does not show ranks on host0 and host1"; head -5 "$WORK/out.txt"; }
+grep -q -- "--mca btl_tcp_if_include 10.77.0.0/24" "$WORK/err.txt" && grep -q "mpi_yield_when_idle 1" "$WORK/err.txt" &&
+  pass "the mpirun command line is printed" || { fail "no mpirun command line"; cat "$WORK/err.txt"; }
+python3 - "$WORK" <<'PY' && pass "gradient bytes went over both hosts' links (TCP between namespaces)" || fail "link counters"
+import json, sys
+work = sys.argv[1]
+steps = [r for r in map(json.loads, open(f"{work}/run.jsonl")) if r["type"] == "step"]
+assert len(steps) == 16, len(steps)  # 2048 samples / 2 ranks / batch 64
+# Each step all-reduces the 784-64-10 MLP's 50890 float32 gradients; with 2 ranks each rank
+# sends and receives about that much per step.
+want = 16 * 50890 * 4
+hosts = json.load(open(f"{work}/stats.json"))["hosts"]
+assert [h["host"] for h in hosts] == ["host0", "host1"], hosts
+for h in hosts:
+    assert h["tx_bytes"] >= want and h["rx_bytes"] >= want, (h, want)
+print("link bytes:", [(h["host"], h["tx_bytes"], h["rx_bytes"]) for h in hosts], ">=", want)
+PY
+gone "${TAG}a" && pass "teardown after success" || fail "run ${TAG}a left things behind"
+
+# 2. A shaped link is slower: 1 MiB all-reduces at 100 Mbit/s against unshaped. Each rank sends
+# about 1 MiB per all-reduce: >= 84 ms at 100 Mbit/s, about a millisecond unshaped.
+bench() {  # bench ID RATE: the median MPI_Allreduce time of 1 MiB in microseconds
+  timeout 90 "$NETNS" -q --hosts 2 --run-id "$1" --rate "$2" --timeout 80 -- \
+    "$BENCH" --min-bytes 1048576 --max-bytes 1048576 --iters 5 2>"$WORK/bench-$2.err" |
+    tee "$WORK/bench-$2.txt" | awk '$1 == 1048576 { print $(NF - 2) }'
+}
+FAST=$(bench "${TAG}b" none)
+SLOW=$(bench "${TAG}c" 100mbit)
+echo "1 MiB all-reduce over 2 hosts: unshaped ${FAST:-?} us, 100 Mbit/s ${SLOW:-?} us"
+grep -q "no shared path" "$WORK/bench-none.txt" && pass "dprun sees two nodes (no shared-memory path)" ||
+  { fail "dprun took the hosts for one node"; cat "$WORK/bench-none.txt"; }
+if [ -n "$FAST" ] && [ -n "$SLOW" ] && awk -v f="$FAST" -v s="$SLOW" 'BEGIN { exit !(s >= 60000 && s >= 5 * f) }'; then
+  pass "the 100 Mbit/s link is slower (>= 60 ms and >= 5x unshaped)"
+else
+  fail "shaping: unshaped '$FAST' us, 100 Mbit/s '$SLOW' us"; cat "$WORK"/bench-*.txt "$WORK"/bench-*.err
+fi
+gone "${TAG}b" && gone "${TAG}c" && pass "teardown after the benchmarks" || fail "benchmark runs left things behind"
+
+# 3. A failing command: its exit code passes through, and everything is torn down.
+timeout 60 "$NETNS" -q --hosts 2 --run-id "${TAG}d" --timeout 50 -- sh -c 'exit 3' >"$WORK/fail.txt" 2>&1
+rc=$?
+[ "$rc" = 3 ] && pass "a failing command's exit code (3) passes through" || { fail "exit code $rc, not 3"; cat "$WORK/fail.txt"; }
+gone "${TAG}d" && pass "teardown after a failing command" || fail "run ${TAG}d left things behind"
+
+# 4. SIGINT to the harness while dprun trains; meanwhile a SIGKILLed harness leaves its run
+# behind, which --cleanup removes without touching the live run.
+set -m  # job control: background jobs do not ignore SIGINT (bash's default without it)
+"$NETNS" -q --hosts 2 --run-id "${TAG}e" --timeout 100 -- "$DPRUN" --data synthetic:100000 --model mlp \
+  --hidden 64 --epochs 50 >"$WORK/int.txt" 2>&1 &
+LIVE=$!
+"$NETNS" -q --hosts 2 --run-id "${TAG}f" --timeout 100 -- sleep 100 >"$WORK/kill.txt" 2>&1 &
+KILLED=$!
+set +m
+if wait_up "${TAG}e" 30 && wait_up "${TAG}f" 30; then
+  sleep 1  # let dprun start training
+  kill -KILL "$KILLED"
+  wait "$KILLED" 2>/dev/null
+  [ -e "/run/netns/dprun-${TAG}f-h0" ] && pass "a SIGKILLed harness leaves its run behind (as expected)" ||
+    fail "run ${TAG}f vanished without --cleanup?"
+  timeout 60 "$NETNS" --cleanup >"$WORK/cleanup.txt" 2>&1 || fail "--cleanup failed"
+  gone "${TAG}f" && pass "--cleanup removes a crashed run" || { fail "--cleanup left run ${TAG}f"; cat "$WORK/cleanup.txt"; }
+  [ -e "/run/netns/dprun-${TAG}e-h0" ] && kill -0 "$LIVE" 2>/dev/null && pass "--cleanup leaves a live run alone" ||
+    fail "--cleanup touched the live run ${TAG}e"
+  kill -INT "$LIVE"
+  wait_pid "$LIVE" 30
+  rc=$?
+  [ "$rc" = 130 ] && pass "SIGINT: the harness exits 130" || { fail "SIGINT: exit code $rc, not 130"; cat "$WORK/int.txt"; }
+  gone "${TAG}e" && pass "teardown after SIGINT" || fail "run ${TAG}e left things behind after SIGINT"
+else
+  fail "the background runs did not come up in 30 s"; cat "$WORK/int.txt" "$WORK/kill.txt"
+  kill -INT "$LIVE" "$KILLED" 2>/dev/null
+  wait_pid "$LIVE" 30; wait_pid "$KILLED" 30
+fi
+
+if [ "$FAILURES" -gt 0 ]; then echo "$FAILURES check(s) failed"; exit 1; fi
+echo "all checks passed"
