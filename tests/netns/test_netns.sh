@@ -35,7 +35,7 @@ pass() { echo "ok: $*"; }
 # gone ID: nothing of run ID is left: no namespace, no state folder, no process of it.
 gone() {
   local id=$1
-  if ls /run/netns/dprun-"$id"-* >/dev/null 2>&1; then echo "namespaces left: $(ls /run/netns | grep "dprun-$id-")"; return 1; fi
+  if ls /run/netns/dprun-"$id"-* >/dev/null 2>&1; then echo "namespaces left:" /run/netns/dprun-"$id"-*; return 1; fi
   if [ -e "/run/dprun-netns/$id" ]; then echo "state folder /run/dprun-netns/$id left"; return 1; fi
   # mpirun names the run's hostfile; the agent gives every daemon and rank a TMPDIR in the run's
   # folder: a process with either is the run's.
@@ -43,7 +43,7 @@ gone() {
   # (The pattern comes from a file so that grep's own command line does not match it.)
   left=$(grep -s -l -a -F -f <(echo "dprun-netns/$id/") /proc/[0-9]*/cmdline /proc/[0-9]*/environ || true)
   if [ -n "$left" ]; then
-    echo "processes left:"; for f in $left; do p=${f#/proc/}; p=${p%%/*}; echo "  $p $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)"; done
+    echo "processes left:"; for f in $left; do p=${f#/proc/}; p=${p%%/*}; echo "  $p $(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null)"; done
     return 1
   fi
   return 0
