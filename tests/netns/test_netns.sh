@@ -20,7 +20,7 @@ WORK=$(mktemp -d /tmp/dprun-netns-test.XXXXXX)
 TAG=t$$  # run ids of this test: $TAG + a letter
 cleanup() {
   # Whatever a failed check left: this test's runs only.
-  for id in "${TAG}a" "${TAG}b" "${TAG}c" "${TAG}d" "${TAG}e" "${TAG}f"; do
+  for id in "${TAG}a" "${TAG}b" "${TAG}c" "${TAG}d" "${TAG}e" "${TAG}f" "${TAG}g"; do
     "$NETNS" -q --cleanup "$id" >/dev/null 2>&1 || true
   done
   rm -rf "$WORK"
@@ -96,6 +96,17 @@ for h in hosts:
 print("link bytes:", [(h["host"], h["tx_bytes"], h["rx_bytes"]) for h in hosts], ">=", want)
 PY
 gone "${TAG}a" && pass "teardown after success" || fail "run ${TAG}a left things behind"
+
+# 1b. 2 hosts x 2 ranks: shared memory (vader) inside a host, TCP between hosts. Under one
+# hostname the hosts' vader segments collide in the shared /dev/shm and the ranks crash.
+if timeout 120 "$NETNS" -q --hosts 2 --ranks-per-host 2 --run-id "${TAG}g" --timeout 100 -- \
+    "$DPRUN" --data synthetic:2048 --model mlp --hidden 64 --epochs 1 >"$WORK/out4.txt" 2>&1 &&
+    [ "$(grep -c "rank [01]: host0 " "$WORK/out4.txt")" = 2 ] && [ "$(grep -c "rank [23]: host1 " "$WORK/out4.txt")" = 2 ]; then
+  pass "2 hosts x 2 ranks: exits 0, ranks 0-1 on host0 and 2-3 on host1"
+else
+  fail "2 hosts x 2 ranks"; cat "$WORK/out4.txt"
+fi
+gone "${TAG}g" || fail "run ${TAG}g left things behind"
 
 # 2. A shaped link is slower: 1 MiB all-reduces at 100 Mbit/s against unshaped. Each rank sends
 # about 1 MiB per all-reduce: >= 84 ms at 100 Mbit/s, about a millisecond unshaped.
