@@ -10,7 +10,8 @@ veths and tc; the load average) and how much CPU each rank used (user + system, 
 1.0 = one core all the time).
 
   sudo python3 tests/bench/bench_netns_overlap.py --build build [--reps 3] [--steps 60] \
-      [--rate 2gbit] [--config 'default=' --config 'cap4=--bucket-cap-mb 4' ...] [--json out.json]
+      [--rate 2gbit] [--config 'default=' --config 'cap4=--bucket-cap-mb 4' \
+      --config 'unshaped=;--rate none' ...] [--json out.json]
 """
 import argparse
 import json
@@ -55,12 +56,14 @@ def cpu_times():
 
 def run_one(args, label, extra, work, i):
     log = os.path.join(work, f"run{i}.jsonl")
+    extra, _, netns_extra = extra.partition(";")
     dprun = [os.path.join(args.build, "dprun"), "--model", "mlp", "--hidden", args.hidden,
              "--data", args.data, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
              "--log-interval", "1000", "--log-json", log] + extra.split()
     wrapped = [sys.executable, "-c", RANK_WRAPPER] + dprun
     cmd = [NETNS, "-q", "--hosts", str(args.hosts), "--ranks-per-host", str(args.ranks_per_host),
-           "--rate", args.rate, "--timeout", str(args.timeout)] + args.netns_arg + ["--"] + wrapped
+           "--rate", args.rate, "--timeout", str(args.timeout)] + args.netns_arg + netns_extra.split() + \
+        ["--"] + wrapped
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     load = os.getloadavg()[0]
     u0, y0, s0, t0 = cpu_times()
@@ -83,8 +86,9 @@ def run_one(args, label, extra, work, i):
     ranks = []
     for m in re.finditer(r"^cpu (\S+) ([\d.]+) ([\d.]+) ([\d.]+)$", p.stdout, re.M):
         ranks.append((float(m.group(3)) + float(m.group(4))) / float(m.group(2)))
+    m = re.search(r"^reducer .*?(\d+) buckets?", p.stdout, re.M)
     return {
-        "label": label, "step_ms": med("step_ms"), "comm_ms": med("comm_ms"),
+        "label": label, "buckets": int(m.group(1)) if m else 0, "step_ms": med("step_ms"), "comm_ms": med("comm_ms"),
         "exposed_ms": med("exposed_comm_ms"), "overlap": 1 - exposed / comm if comm > 0 else 0.0,
         "samples_per_s": med("samples_per_s"), "backward_ms": med("backward_ms"),
         "forward_ms": med("forward_ms"), "cpu_user": (u1 - u0) / max(t1 - t0, 1),
@@ -109,8 +113,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=300, help="per run, seconds")
     ap.add_argument("--config", action="append", default=[],
-                    help="LABEL=DPRUN OPTIONS (repeatable; default: default buckets, "
-                         "--bucket-cap-mb 4, --no-overlap)")
+                    help="LABEL=DPRUN OPTIONS[;DPRUN-NETNS OPTIONS] (repeatable; default: default "
+                         "buckets, --bucket-cap-mb 4, --no-overlap), e.g. 'unshaped=;--rate none'")
     ap.add_argument("--json", help="write every run's figures here")
     args = ap.parse_args()
     configs = [tuple(c.split("=", 1)) for c in args.config] or DEFAULT_CONFIGS
@@ -123,14 +127,14 @@ def main():
                 r = run_one(args, label, extra, work, i)
                 i += 1
                 results[label].append(r)
-                print(f"rep {rep + 1} {label:20s} step {r['step_ms']:6.1f} ms  comm {r['comm_ms']:6.1f}"
+                print(f"rep {rep + 1} {label:20s} {r['buckets']} bkt  step {r['step_ms']:6.1f} ms  comm {r['comm_ms']:6.1f}"
                       f"  exposed {r['exposed_ms']:6.1f}  overlap {r['overlap']:4.0%}"
                       f"  {r['samples_per_s']:6.0f} samples/s  load {r['load']:.1f}", flush=True)
 
     print(f"\n{args.hosts} host(s) x {args.ranks_per_host} rank(s), links {args.rate} "
           f"{' '.join(args.netns_arg)}, mlp {args.hidden}, batch {args.batch_size}/rank, "
           f"{args.steps} steps (first {args.skip} left out), medians of {args.reps} interleaved runs")
-    print(f"{'config':20s} {'step ms':>8s} {'comm ms':>8s} {'exposed':>8s} {'overlap':>8s} "
+    print(f"{'config':20s} {'bkt':>3s} {'step ms':>8s} {'comm ms':>8s} {'exposed':>8s} {'overlap':>8s} "
           f"{'samples/s':>10s} {'fwd ms':>7s} {'bwd ms':>7s} {'cpu user':>9s} {'system':>7s} {'softirq':>8s} "
           f"{'rank cpu':>9s} {'load':>5s}")
     base = None
@@ -143,7 +147,7 @@ def main():
         rank_cpu = statistics.median(c for r in rs for c in r["rank_cpu"]) if rs[0]["rank_cpu"] else 0
         sps = m("samples_per_s")
         base = base or sps
-        print(f"{label:20s} {m('step_ms'):8.1f} {m('comm_ms'):8.1f} {m('exposed_ms'):8.1f} "
+        print(f"{label:20s} {rs[0]['buckets']:3d} {m('step_ms'):8.1f} {m('comm_ms'):8.1f} {m('exposed_ms'):8.1f} "
               f"{m('overlap'):8.0%} {sps:10.0f} {m('forward_ms'):7.1f} {m('backward_ms'):7.1f} "
               f"{m('cpu_user'):9.0%} {m('cpu_system'):7.0%} {m('cpu_softirq'):8.1%} {rank_cpu:9.2f} {m('load'):5.1f}"
               f"   ({sps / base:.2f}x)")
