@@ -85,7 +85,8 @@ def run_one(args, label, extra, work, i):
     exposed = sum(r["exposed_comm_ms"] for r in steps)
     ranks = []
     for m in re.finditer(r"^cpu (\S+) ([\d.]+) ([\d.]+) ([\d.]+)$", p.stdout, re.M):
-        ranks.append((float(m.group(3)) + float(m.group(4))) / float(m.group(2)))
+        wall_r = float(m.group(2))
+        ranks.append(((float(m.group(3)) + float(m.group(4))) / wall_r, float(m.group(4)) / wall_r))
     m = re.search(r"^reducer .*?(\d+) buckets?", p.stdout, re.M)
     return {
         "label": label, "buckets": int(m.group(1)) if m else 0, "step_ms": med("step_ms"), "comm_ms": med("comm_ms"),
@@ -136,7 +137,7 @@ def main():
           f"{args.steps} steps (first {args.skip} left out), medians of {args.reps} interleaved runs")
     print(f"{'config':20s} {'bkt':>3s} {'step ms':>8s} {'comm ms':>8s} {'exposed':>8s} {'overlap':>8s} "
           f"{'samples/s':>10s} {'fwd ms':>7s} {'bwd ms':>7s} {'cpu user':>9s} {'system':>7s} {'softirq':>8s} "
-          f"{'rank cpu':>9s} {'load':>5s}")
+          f"{'rank cpu':>9s} {'of it sys':>9s} {'load':>5s}")
     base = None
     for label, _ in configs:
         rs = results[label]
@@ -144,16 +145,19 @@ def main():
         def m(k):
             return statistics.median(r[k] for r in rs)
 
-        rank_cpu = statistics.median(c for r in rs for c in r["rank_cpu"]) if rs[0]["rank_cpu"] else 0
+        rank_cpu = statistics.median(c for r in rs for c, _ in r["rank_cpu"]) if rs[0]["rank_cpu"] else 0
+        rank_sys = statistics.median(y for r in rs for _, y in r["rank_cpu"]) if rs[0]["rank_cpu"] else 0
         sps = m("samples_per_s")
         base = base or sps
         print(f"{label:20s} {rs[0]['buckets']:3d} {m('step_ms'):8.1f} {m('comm_ms'):8.1f} {m('exposed_ms'):8.1f} "
               f"{m('overlap'):8.0%} {sps:10.0f} {m('forward_ms'):7.1f} {m('backward_ms'):7.1f} "
-              f"{m('cpu_user'):9.0%} {m('cpu_system'):7.0%} {m('cpu_softirq'):8.1%} {rank_cpu:9.2f} {m('load'):5.1f}"
+              f"{m('cpu_user'):9.0%} {m('cpu_system'):7.0%} {m('cpu_softirq'):8.1%} {rank_cpu:9.2f} {rank_sys:9.2f} {m('load'):5.1f}"
               f"   ({sps / base:.2f}x)")
     print(f"cpu user / system / softirq: share of all {os.cpu_count()} CPUs during the runs, every "
           "process on the machine (softirq near 0: counted in system on this kernel); rank cpu: "
-          "one rank's user+system time over its wall time (1.00 = a whole core)")
+          "one rank's user+system time over its wall time (1.00 = a whole core; its life, data loading "
+          "included), of it sys: the kernel's part (TCP, veth, tc on its behalf); load: the 1-minute "
+          "load average when the run started (2 = both cores busy)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
