@@ -175,11 +175,15 @@ SlurmdPort=$((port + 1))
 # Everyone is root here (containers, CI).
 SlurmUser=root
 SlurmdUser=root
-# A private munged. cred_expire also is how long a requeued job waits before it may start
+# A private munged. cred_expire is also how long a requeued job waits before it may start
 # again (default 120 s).
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=5
+# Look at pending jobs every second (a requeued job becomes eligible later, without an event
+# that would wake the scheduler; the defaults are 60 s and 30 s).
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1,bf_interval=1
 # No cgroups in a container: track job processes through /proc, bind nothing.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
