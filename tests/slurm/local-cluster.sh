@@ -19,7 +19,7 @@
 # starts jobs as their user) and Debian's slurm-wlm and munge (docker/install-deps.sh).
 # The Slurm commands find this cluster through SLURM_CONF; the daemons' ports are 6817 and
 # 6818 unless those are taken, then the next free pair.
-set -euo pipefail
+set -Eeuo pipefail
 
 DIR=${DPRUN_SLURM_DIR:-/tmp/dprun-slurm.$(id -u)}
 CONF=$DIR/slurm.conf
@@ -27,10 +27,15 @@ NODE=$(hostname -s)
 CPUS=$(nproc)
 START_TIMEOUT=${DPRUN_SLURM_START_TIMEOUT:-60}
 
+STARTING=no
+
 say() { echo "local-cluster: $*" >&2; }
 die() {
+  trap - ERR
   say "error: $*"
   show_logs
+  # A half-started cluster is stopped again: nothing is left running after a failed start.
+  if [ "$STARTING" = yes ]; then STARTING=no; do_stop; fi
   exit 1
 }
 
@@ -226,7 +231,8 @@ do_start() {
   rm -rf "$DIR"
   mkdir -p "$DIR"/{munge,state,spool,tmp,run,log}
   chmod 711 "$DIR" "$DIR/munge"  # the socket in munge/ must be reachable by every user
-  trap 'say "start failed: stopping"; show_logs; do_stop' ERR
+  STARTING=yes
+  trap 'die "start failed (line $LINENO)"' ERR
 
   # munge: a fresh key, a private socket. --force: munged refuses to run as root (and
   # frowns at /tmp's permissions) without it.
@@ -258,6 +264,7 @@ do_start() {
     die "node $NODE not idle after ${START_TIMEOUT}s (state '${state:-no answer}')"
   fi
   trap - ERR
+  STARTING=no
   say "up: node $NODE ($CPUS CPUs) in partition 'local', slurmctld port $port, files in $DIR"
   print_usage
 }
