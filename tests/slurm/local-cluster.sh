@@ -174,6 +174,10 @@ write_conf() {
   cat >"$CONF" <<EOF
 # Written by dprun's tests/slurm/local-cluster.sh: a one-node cluster on 127.0.0.1.
 ClusterName=dprun-local
+# Job ids of their own for each cluster running at once (they have different ports): Open MPI
+# under srun names its shared-memory segments after the job and step id, and two clusters'
+# job 2 on one host would map each other's segments (and crash).
+FirstJobId=$(((port - 6817) / 2 * 100000 + 1))
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
@@ -226,6 +230,10 @@ do_start() {
     print_usage
     return 0
   fi
+  # Two clusters starting at once (two test runs) must not pick the same free ports: one
+  # start at a time, until its daemons listen. The daemons are started without this fd.
+  exec 9>"/tmp/dprun-slurm-start.lock"
+  flock -w 120 9 || die "another local cluster has been starting for 120 s (/tmp/dprun-slurm-start.lock)"
   # A previous run that crashed or was half started: stop what is left, start clean.
   do_stop
   rm -rf "$DIR"
@@ -240,7 +248,7 @@ do_start() {
   chmod 400 "$DIR/munge/munge.key"
   munged --force --socket="$DIR/munge/munge.socket" --key-file="$DIR/munge/munge.key" \
     --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" \
-    --seed-file="$DIR/munge/munged.seed" ||
+    --seed-file="$DIR/munge/munged.seed" 9>&- ||
     die "munged did not start"
 
   local port
@@ -249,8 +257,8 @@ do_start() {
   write_conf "$port"
   export SLURM_CONF=$CONF
   # -c: start with no saved state (the directory is new) rather than look for it
-  slurmctld -f "$CONF" -c || die "slurmctld did not start"
-  slurmd -f "$CONF" -N "$NODE" || die "slurmd did not start"
+  slurmctld -f "$CONF" -c 9>&- || die "slurmctld did not start"
+  slurmd -f "$CONF" -N "$NODE" 9>&- || die "slurmd did not start"
 
   local deadline=$((SECONDS + START_TIMEOUT)) state=""
   while [ $SECONDS -lt $deadline ]; do
@@ -265,6 +273,7 @@ do_start() {
   fi
   trap - ERR
   STARTING=no
+  exec 9>&-
   say "up: node $NODE ($CPUS CPUs) in partition 'local', slurmctld port $port, files in $DIR"
   print_usage
 }

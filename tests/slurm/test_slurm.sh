@@ -35,8 +35,9 @@ done
 # The CPU path, one OpenBLAS thread per rank, root allowed to run Open MPI (as the e2e tests).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export CUDA_VISIBLE_DEVICES=
-# One directory for this test's cluster, so that a run after a crashed one cleans it up.
-export DPRUN_SLURM_DIR=/tmp/dprun-slurm-test.$(id -u)
+# One directory per build for this test's cluster: a run after a crashed one cleans it up, and
+# two builds testing at once (two worktrees) each have their own cluster (and ports).
+export DPRUN_SLURM_DIR=/tmp/dprun-slurm-test.$(id -u).$(cksum <<<"$DPRUN" | cut -d' ' -f1)
 export SLURM_CONF=$DPRUN_SLURM_DIR/slurm.conf
 WORK=$(mktemp -d /tmp/dprun-slurm-work.XXXXXX)
 
