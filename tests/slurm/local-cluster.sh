@@ -24,7 +24,10 @@ set -Eeuo pipefail
 DIR=${DPRUN_SLURM_DIR:-/tmp/dprun-slurm.$(id -u)}
 CONF=$DIR/slurm.conf
 NODE=$(hostname -s)
-CPUS=$(nproc)
+# The CPUs slurmd finds (a node configured with more is drained, with fewer is a warning);
+# not nproc, which OMP_NUM_THREADS=1 (the test environment) turns into 1.
+CPUS=$( (slurmd -C 2>/dev/null || true) | sed -n 's/.* CPUs=\([0-9]*\).*/\1/p')
+CPUS=${CPUS:-$(getconf _NPROCESSORS_ONLN)}
 START_TIMEOUT=${DPRUN_SLURM_START_TIMEOUT:-60}
 
 STARTING=no

@@ -111,7 +111,9 @@ wait_done() {
 }
 
 bash "$CLUSTER" start
-pass "cluster up"
+CPUS=$(sinfo -h -o %c | head -1)
+[ "${CPUS:-0}" -ge 2 ] || fail "the local node has ${CPUS:-no} CPUs: 2 ranks need 2"
+pass "cluster up ($CPUS CPUs)"
 
 # A short training: 2 ranks x batch 16 = 64 steps per epoch, 3 epochs, a small mlp.
 TRAIN=(--model mlp --hidden 32,16 --data synthetic:2048 --batch-size 16 --epochs 3 --seed 7
@@ -125,7 +127,7 @@ timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${TRA
 pass "reference: mpirun -np 2, uninterrupted"
 
 # 1. srun --mpi=pmix starts the ranks: same parameters as mpirun's.
-timeout 120 srun --mpi=pmix -n 2 "$DPRUN" "${TRAIN[@]}" --dump-params "$WORK/srun.bin" \
+timeout 120 srun --immediate=60 --mpi=pmix -n 2 "$DPRUN" "${TRAIN[@]}" --dump-params "$WORK/srun.bin" \
   >"$WORK/srun-plain.out" 2>&1 || fail "srun --mpi=pmix -n 2 dprun failed"
 grep -q "world size 2" "$WORK/srun-plain.out" || fail "srun --mpi=pmix -n 2 did not make one job of 2 ranks"
 cmp "$WORK/reference.bin" "$WORK/srun.bin" || fail "srun --mpi=pmix: parameters differ from mpirun's"
