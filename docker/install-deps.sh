@@ -17,4 +17,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libgtest-dev \
   dataset-fashion-mnist \
   fortunes \
-  python3
+  python3 \
+  slurm-wlm munge libpmix-dev
+# slurm-wlm and munge: tests/slurm/ starts a one-node Slurm cluster on localhost and runs the
+# sbatch scripts of launcher/slurm/ on it. `srun --mpi=pmix` is slurm-wlm-basic-plugins'
+# mpi_pmix plugin, which dlopens libpmix.so (the unversioned name, from libpmix-dev).

@@ -6,7 +6,7 @@ cd "$WORK" || exit 1
 export PATH="$(dirname "$MPIEXEC"):$PATH"
 
 timeout 120 "$DPRUN" launch -- --data synthetic:2048 --model mlp --hidden 32 --epochs 1 >ok.out 2>&1 &&
-  grep -q "mpirun .*-np $(nproc) .*dprun --data synthetic:2048" ok.out && grep -q "world size $(nproc)" ok.out &&
+  grep -q "mpirun .*-np $(getconf _NPROCESSORS_ONLN) .*dprun --data synthetic:2048" ok.out && grep -q "world size $(getconf _NPROCESSORS_ONLN)" ok.out &&
   pass "one rank per core, the mpirun line printed" || { fail "launch"; cat ok.out; }
 rc=0
 timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:2048 --bogus >bad.out 2>&1 || rc=$?
