@@ -24,6 +24,7 @@
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
 #include "runtime/ops/cpu/blas_core.h"
+#include "runtime/train/preemption.h"
 #include "runtime/train/trainer.h"
 
 namespace {
@@ -100,6 +101,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+
+  // From here a preemption signal is remembered, not fatal: the run checkpoints at its first
+  // step boundary (Slurm may signal a job that is still loading its data).
+  dp::install_preemption_handlers(info.rank);
 
   // Phase 1, local: options, data, model. Every rank does it and reports.
   std::string err;

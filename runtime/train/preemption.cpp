@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
@@ -62,6 +63,13 @@ void install_preemption_handlers(int rank) {
   // loader's reads never see EINTR because of a preemption notice.
   sa.sa_flags = SA_RESTART;
   for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+}
+
+void uninstall_preemption_handlers() {
+  if (!g_installed) return;
+  g_installed = false;
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) std::signal(sig, SIG_DFL);
+  if (const int sig = g_signal.load(); sig != 0) std::raise(sig);
 }
 
 int preemption_signal() {

@@ -8,6 +8,9 @@ namespace dp {
 
 // Installs the handlers (idempotent). `rank` is named in the handler's messages.
 void install_preemption_handlers(int rank);
+// Back to the default actions (a run that does not train: evaluation only); a signal
+// received meanwhile takes its default effect now.
+void uninstall_preemption_handlers();
 // The first signal received (SIGTERM, SIGINT or SIGUSR1), or 0.
 int preemption_signal();
 // "SIGTERM", "SIGINT", "SIGUSR1", or "signal N".

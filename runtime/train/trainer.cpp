@@ -591,7 +591,10 @@ TrainSummary Trainer::run_eval_only() {
 TrainSummary Trainer::run() {
   DP_CHECK(pg_ != nullptr, "run() before connect()");
   print_header();
-  if (cfg_.eval_only) return run_eval_only();
+  if (cfg_.eval_only) {
+    uninstall_preemption_handlers();  // nothing to checkpoint: a signal ends it as usual
+    return run_eval_only();
+  }
   install_preemption_handlers(rank_);
   pg_->barrier("start")->wait(timeout());
   const double t_start = now_us();

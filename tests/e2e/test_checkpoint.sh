@@ -123,6 +123,20 @@ took=$(($(date +%s) - start))
 grep -q "got SIGUSR1 again: exiting now" twice.out && [ "$took" -lt 20 ] && [ "$rc" != 0 ] &&
   pass "a second signal exits at once (${took}s, exit $rc)" || { fail "second signal: ${took}s, exit $rc"; cat twice.out; }
 
+# --- a signal while the ranks still load their data: a checkpoint after the first step ------
+DPRUN_FAULT_STALL=rank=0,step=0,seconds=3 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 \
+  "$DPRUN" "${MLP[@]}" --checkpoint-dir ckst >start.out 2>&1 &
+job=$!
+(sleep 100 && kill -9 "$job") 2>/dev/null &
+watchdog=$!
+for _ in $(seq 100); do grep -q "stalling" start.out 2>/dev/null && break; sleep 0.1; done
+kill -USR1 "$job"  # mpirun passes SIGUSR1 on to the ranks
+rc=0
+wait "$job" || rc=$?
+kill "$watchdog" 2>/dev/null
+[ "$rc" = 0 ] && [ -f ckst/step-00000001.ckpt ] && pass "a signal during start-up: checkpoint after step 1, exit 0" ||
+  { fail "signal during start-up (exit $rc)"; cat start.out; }
+
 # --- what cannot resume exactly is refused, on every rank, naming both sides ------------------
 rc=0
 mpi 2 "${MLP[@]}" --lr 0.002 --checkpoint-dir ck --resume auto >lr.out 2>&1 || rc=$?
