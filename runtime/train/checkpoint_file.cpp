@@ -145,6 +145,16 @@ void CheckpointWriter::commit() {
 CheckpointReader::CheckpointReader(std::string path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   DP_CHECK(fd_ >= 0, "checkpoint {}: cannot open: {}", path_, std::strerror(errno));
+  try {
+    read_table();
+  } catch (...) {
+    ::close(fd_);  // the destructor does not run for a constructor that throws
+    fd_ = -1;
+    throw;
+  }
+}
+
+void CheckpointReader::read_table() {
   struct stat st {};
   DP_CHECK(::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode), "checkpoint {}: not a regular file",
            path_);

@@ -80,6 +80,7 @@ class CheckpointReader {
   uint64_t file_bytes() const { return file_bytes_; }
 
  private:
+  void read_table();  // the constructor's parsing
   // Reads the payload in chunks into dst (or only checksums it when dst is null).
   uint32_t read_payload(const CheckpointSection& s, void* dst) const;
 

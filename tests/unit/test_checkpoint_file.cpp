@@ -136,6 +136,19 @@ TEST_F(CheckpointFileTest, RejectsOtherFilesAndVersions) {
   EXPECT_NE(error_of(dir_ + "/missing.ckpt").find("cannot open"), std::string::npos);
 }
 
+size_t open_fds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+TEST_F(CheckpointFileTest, AFailedOpenLeavesNoDescriptorOpen) {
+  write_bytes(dir_ + "/bad.ckpt", "DPRUNCKP and then nonsense");
+  const size_t before = open_fds();
+  for (int i = 0; i < 50; ++i) EXPECT_NE(error_of(dir_ + "/bad.ckpt"), "");
+  EXPECT_EQ(open_fds(), before);
+}
+
 TEST_F(CheckpointFileTest, ReplacesTheOldFileOnlyWhenComplete) {
   const std::string path = write_sample();
   const std::string before = read_bytes(path);
