@@ -156,6 +156,7 @@ int main(int argc, char** argv) {
       dp::MpiProcessGroupOptions pg_options;
       pg_options.shared_memory = opts.train.shared_memory;
       pg_options.shm_timeout = timeout;
+      pg_options.timeout = timeout;
       pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
     }
     trainer->connect(*pg);

@@ -81,7 +81,7 @@ bool overlaps(const Tensor& a, const Tensor& b) {
 MpiProcessGroup::MpiProcessGroup(MPI_Comm comm) : MpiProcessGroup(comm, MpiProcessGroupOptions{}) {}
 
 MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
-    : options_(options) {
+    : ProcessGroup(options.timeout), options_(options) {
   int initialized = 0, finalized = 0, level = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
@@ -133,7 +133,7 @@ WorkPtr MpiProcessGroup::enqueue(std::string description, std::function<void(con
   WorkPtr work;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    work = std::make_shared<Work>(std::move(description), next_seq_++);
+    work = make_work(std::move(description), next_seq_++);
     queue_.push_back({work, std::move(run)});
     flight_recorder().record(work);  // under mu_: the ring keeps seq order
   }
@@ -232,11 +232,13 @@ void MpiProcessGroup::stage_back(const Tensor& host, Tensor& t) {
 Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
   // A shared window is host memory; device buffers are staged per collective instead.
   if (!shm_ || numel == 0 || device.is_cuda()) return ProcessGroup::allocate(numel, dtype, device);
-  Tensor out;
+  // Shared with the task: after a timeout here the communication thread may still finish
+  // the allocation, into a tensor that then nobody holds.
+  auto out = std::make_shared<Tensor>();
   enqueue(fmt::format("allocate {}[{}] (shared memory)", dtype_name(dtype), numel),
-          [this, &out, numel, dtype](const Work&) { out = shm_->allocate(numel, dtype); })
-      ->wait();
-  return out;
+          [this, out, numel, dtype](const Work&) { *out = shm_->allocate(numel, dtype); })
+      ->wait(timeout());
+  return *out;
 }
 
 void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {

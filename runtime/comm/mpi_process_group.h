@@ -65,6 +65,9 @@ struct MpiProcessGroupOptions {
   // Work's wait() throws a dp::Error naming the collective and the missing ranks), so that
   // a dead rank never hangs the job silently.
   std::chrono::milliseconds shm_timeout{std::chrono::seconds(300)};
+  // The group's timeout (ProcessGroup::timeout()): what wait() allows a Work when the caller
+  // names no deadline, and allocate()'s wait. dprun passes --timeout to both.
+  std::chrono::milliseconds timeout{ProcessGroup::kDefaultTimeout};
 };
 
 class MpiProcessGroup : public ProcessGroup {

@@ -15,6 +15,8 @@ namespace dp {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr std::chrono::milliseconds kWaitGrace{std::chrono::seconds(10)};
+
 namespace {
 
 NcclDType nccl_dtype(DType t) {
@@ -55,7 +57,10 @@ NcclProcessGroup::NcclProcessGroup(MPI_Comm comm, const NcclProcessGroupOptions&
 
 NcclProcessGroup::NcclProcessGroup(std::unique_ptr<NcclComm> comm,
                                    const NcclProcessGroupOptions& options)
-    : options_(options), comm_(std::move(comm)) {
+    // The watchdog fails a collective at options.timeout after its launch and aborts the
+    // communicator; a wait() without its own deadline allows a grace beyond that, so that
+    // the watchdog's error (which names the abort) is the one reported.
+    : ProcessGroup(options.timeout + kWaitGrace), options_(options), comm_(std::move(comm)) {
   DP_CHECK(comm_ != nullptr, "NcclProcessGroup: no communicator");
   DP_CHECK(options_.timeout.count() > 0, "NcclProcessGroup: the timeout must be positive");
   watchdog_ = std::thread([this] { watchdog_loop(); });
@@ -95,7 +100,7 @@ WorkPtr NcclProcessGroup::launch(const std::string& description, Tensor a, Tenso
   const int dev = device();
   std::lock_guard<std::mutex> lock(mu_);
   DP_CHECK(!stop_, "{}: the NCCL process group is shutting down", description);
-  auto work = std::make_shared<Work>(description, next_seq_++);
+  auto work = make_work(description, next_seq_++);
   {
     DeviceGuard guard(dev);
     // The inputs were written by kernels on the compute stream: NCCL's stream waits for
@@ -131,8 +136,11 @@ void NcclProcessGroup::watchdog_loop() {
       p.nccl->wait(std::max(left, std::chrono::milliseconds(1)));
       device_ms = static_cast<double>(p.nccl->elapsed_ms());
     } catch (const std::exception& e) {
-      error = std::make_exception_ptr(Error(
-          fmt::format("collective #{} ({}): {}", p.work->seq(), p.work->description(), e.what())));
+      const std::string msg =
+          fmt::format("collective #{} ({}): {}", p.work->seq(), p.work->description(), e.what());
+      // Past the deadline it is a hang: Work::wait() then dumps the flight recorder.
+      error = Clock::now() >= p.deadline ? std::make_exception_ptr(CollectiveTimeout(msg))
+                                         : std::make_exception_ptr(Error(msg));
     } catch (...) {
       error = std::current_exception();
     }
@@ -154,7 +162,7 @@ WorkPtr NcclProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& t
   if (!t.is_cuda()) {
     // A small control collective: staged through the device, complete on return.
     Tensor d = t.to(Device::cuda(device()));
-    allreduce(d, op, tag)->wait();
+    allreduce(d, op, tag)->wait(timeout());
     t.copy_(d);
     auto work = std::make_shared<Work>(desc + " (device-staged)");
     work->mark_completed();
@@ -171,7 +179,7 @@ WorkPtr NcclProcessGroup::broadcast(Tensor& t, int root, const std::string& tag)
   const std::string desc = describe_broadcast(t, root, tag);
   if (!t.is_cuda()) {
     Tensor d = t.to(Device::cuda(device()));
-    broadcast(d, root, tag)->wait();
+    broadcast(d, root, tag)->wait(timeout());
     t.copy_(d);
     auto work = std::make_shared<Work>(desc + " (device-staged)");
     work->mark_completed();
@@ -189,7 +197,7 @@ WorkPtr NcclProcessGroup::allgather(const Tensor& in, Tensor& out, const std::st
   if (!in.is_cuda()) {  // check_allgather: `out` is on the CPU too
     Tensor din = in.to(Device::cuda(device()));
     Tensor dout = Tensor::zeros(out.shape(), out.dtype(), Device::cuda(device()));
-    allgather(din, dout, tag)->wait();
+    allgather(din, dout, tag)->wait(timeout());
     out.copy_(dout);
     auto work = std::make_shared<Work>(desc + " (device-staged)");
     work->mark_completed();
