@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
   std::optional<dp::MpiRuntime> mpi;
   try {
-    mpi.emplace(&argc, &argv);
+    mpi.emplace(&argc, &argv, dp::mpi_init_timeout_from_env());  // before --timeout exists
   } catch (const std::exception& e) {
     print_error(e.what());
     return 1;

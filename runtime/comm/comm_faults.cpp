@@ -31,4 +31,23 @@ void ShmStall::maybe_stall(int r, uint64_t n, int b) const {
   std::this_thread::sleep_for(delay);
 }
 
+InitStall InitStall::from_env() {
+  InitStall s;
+  const char* spec = std::getenv("DPRUN_FAULT_INIT_STALL");
+  if (spec == nullptr || *spec == '\0') return s;
+  DP_CHECK(std::sscanf(spec, "rank=%d,seconds=%lf", &s.rank, &s.seconds) == 2 && s.seconds >= 0,
+           "DPRUN_FAULT_INIT_STALL='{}': expected rank=R,seconds=T", spec);
+  return s;
+}
+
+void InitStall::maybe_stall(const std::string& r) const {
+  if (rank < 0 || r != std::to_string(rank)) return;
+  // No log:: yet: it names the rank MPI gives, which does not exist before MPI_Init.
+  std::fprintf(stderr,
+               "dprun: warning: [rank %s] DPRUN_FAULT_INIT_STALL: stalling %g s before "
+               "MPI initialisation\n",
+               r.c_str(), seconds);
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+}
+
 }  // namespace dp
