@@ -71,9 +71,10 @@ struct MpiProcessGroupOptions {
   // Use shared-memory buffers and all-reduces when all ranks share one node. Must be the
   // same on every rank (the ranks agree on it at construction: any false turns it off).
   bool shared_memory = true;
-  // A shared-memory all-reduce whose peers have not all arrived after this long fails (its
-  // Work's wait() throws a dp::Error naming the collective and the missing ranks), so that
-  // a dead rank never hangs the job silently.
+  // A shared-memory barrier whose peers have not all arrived after this long fails (its
+  // Work's wait() throws a dp::CollectiveTimeout naming the collective and the missing
+  // ranks), so that a dead rank never hangs the job silently, and poisons the group: every
+  // later collective fails on every rank (runtime/comm/shm_allreduce.h says why).
   std::chrono::milliseconds shm_timeout{std::chrono::seconds(300)};
   // The group's timeout (ProcessGroup::timeout()): what wait() allows a Work when the caller
   // names no deadline, and allocate()'s wait. dprun passes --timeout to both.
