@@ -312,8 +312,9 @@ TEST(SharedAllreduceTimeout, ALateRankMakesTheOthersFailAndPoisonsTheGroup) {
 // and go on to their next queued all-reduce. Before poisoning, that next arrival completed
 // the late rank's barrier 2: its all-reduce returned "ok" with slices nobody reduced, and
 // from then on the ranks paired different collectives. DPRUN_FAULT_SHM_STALL holds rank 1
-// 450 ms before barrier 2 of #4: after the others' 0.3 s timeout, while they wait at
-// barrier 1 of #5.
+// 1 s before barrier 2 of #4: long after the others' 0.3 s timeout (a margin for a loaded
+// machine), while they still wait at barrier 1 of one of the eight all-reduces queued
+// behind it (each of which would have waited 0.3 s without poisoning).
 TEST(SharedAllreduceTimeout, ARankLateAtBarrier2PoisonsTheGroupOnEveryRank) {
   const int world = test::world(), me = test::rank();
   if (world < 2) GTEST_SKIP() << "needs 2 or more ranks on one node";
@@ -321,7 +322,7 @@ TEST(SharedAllreduceTimeout, ARankLateAtBarrier2PoisonsTheGroupOnEveryRank) {
   o.shm_timeout = std::chrono::milliseconds(300);
   if (me == 1) {
     o.shm_timeout = std::chrono::seconds(30);  // it never gives up itself: only the others
-    setenv("DPRUN_FAULT_SHM_STALL", "rank=1,seq=4,barrier=2,ms=450", 1);
+    setenv("DPRUN_FAULT_SHM_STALL", "rank=1,seq=4,barrier=2,ms=1000", 1);
   }
   MpiProcessGroup pg(MPI_COMM_WORLD, o);
   unsetenv("DPRUN_FAULT_SHM_STALL");
@@ -329,10 +330,11 @@ TEST(SharedAllreduceTimeout, ARankLateAtBarrier2PoisonsTheGroupOnEveryRank) {
   Tensor a = pg.allocate(1000), b = pg.allocate(1000);  // #1, #2
   fill(a, [&](size_t i) { return int_value(me, i); });
   fill(b, [&](size_t i) { return int_value(me, i, 1); });
-  pg.barrier("line up")->wait();                            // #3
-  WorkPtr w4 = pg.allreduce(a, ReduceOp::sum, "bucket 7");  // #4: rank 1 late at barrier 2
-  WorkPtr w5 = pg.allreduce(b, ReduceOp::sum, "bucket 8");  // #5: queued right behind it
-  for (const WorkPtr& w : {w4, w5}) {
+  pg.barrier("line up")->wait();                                              // #3
+  std::vector<WorkPtr> works = {pg.allreduce(a, ReduceOp::sum, "bucket 7")};  // #4: rank 1 late
+  for (int k = 0; k < 8; ++k) works.push_back(pg.allreduce(b, ReduceOp::sum, "next"));  // #5..#12
+  const WorkPtr w4 = works.front();
+  for (const WorkPtr& w : works) {
     try {
       w->wait();
       ADD_FAILURE() << w->description() << " completed 'ok' on rank " << me

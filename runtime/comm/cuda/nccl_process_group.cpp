@@ -59,9 +59,7 @@ NcclProcessGroup::NcclProcessGroup(MPI_Comm comm, const NcclProcessGroupOptions&
   // The host-side desync check's own communicator: its traffic never mixes with the caller's.
   int rc = MPI_Comm_dup(comm, &check_comm_);
   DP_CHECK(rc == MPI_SUCCESS,
-           "NcclProcessGroup: MPI_Comm_dup for the desync check failed (MPI "
-           "error {})",
-           rc);
+           "NcclProcessGroup: duplicating the communicator failed (MPI error {})", rc);
   MPI_Comm_set_errhandler(check_comm_, MPI_ERRORS_RETURN);
 }
 
