@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "launch") return dp::launch_main(argc, argv);
   std::optional<dp::MpiRuntime> mpi;
   try {
-    mpi.emplace(&argc, &argv);
+    mpi.emplace(&argc, &argv, dp::mpi_init_timeout_from_env());  // before --timeout exists
   } catch (const std::exception& e) {
     print_error(e.what());
     return 1;
@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
       dp::MpiProcessGroupOptions pg_options;
       pg_options.shared_memory = opts.train.shared_memory;
       pg_options.shm_timeout = timeout;
+      pg_options.timeout = timeout;
       pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
     }
     trainer->connect(*pg);

@@ -118,4 +118,9 @@ void FlightRecorder::dump(int rank, std::FILE* out) const {
   std::fflush(out);
 }
 
+std::string FlightRecorder::dump_once(int rank, std::FILE* out) const {
+  if (!dumped_.exchange(true)) dump(rank, out);
+  return summary(rank, now_us());
+}
+
 }  // namespace dp

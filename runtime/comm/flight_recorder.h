@@ -9,6 +9,7 @@
 // communication thread last set on the Work. record() and the readers may run on different
 // threads.
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -49,12 +50,17 @@ class FlightRecorder {
   // "dprun: flight recorder [rank R]: ".
   std::vector<std::string> dump_lines(int rank, double now_us) const;
   void dump(int rank, std::FILE* out) const;
+  // What a collective timeout calls: the full dump to `out` the first time only (a group
+  // whose collectives time out on several paths still dumps once), and the summary
+  // every time. Thread-safe.
+  std::string dump_once(int rank, std::FILE* out) const;
 
  private:
   double origin_us_;
   mutable std::mutex mu_;
   std::array<WorkPtr, kCapacity> ring_;
   uint64_t count_ = 0;
+  mutable std::atomic<bool> dumped_{false};
 };
 
 }  // namespace dp

@@ -81,7 +81,7 @@ bool overlaps(const Tensor& a, const Tensor& b) {
 MpiProcessGroup::MpiProcessGroup(MPI_Comm comm) : MpiProcessGroup(comm, MpiProcessGroupOptions{}) {}
 
 MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
-    : options_(options) {
+    : ProcessGroup(options.timeout), options_(options) {
   int initialized = 0, finalized = 0, level = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
@@ -108,6 +108,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (bfloat16 sum) failed (MPI error {})", rc);
   rc = MPI_Op_create(&half_sum<f16>, /*commute=*/1, &f16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (float16 sum) failed (MPI error {})", rc);
+  fused_ = std::make_unique<FusedCheck>();
   shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   thread_ = std::thread([this] { comm_loop(); });
 }
@@ -129,12 +130,12 @@ MpiProcessGroup::~MpiProcessGroup() {
   }
 }
 
-WorkPtr MpiProcessGroup::enqueue(std::string description, std::function<void(const Work&)> run) {
+WorkPtr MpiProcessGroup::enqueue(std::string description, uint64_t hash, Run run) {
   WorkPtr work;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    work = std::make_shared<Work>(std::move(description), next_seq_++);
-    queue_.push_back({work, std::move(run)});
+    work = make_work(std::move(description), next_seq_++);
+    queue_.push_back({work, hash, std::move(run)});
     flight_recorder().record(work);  // under mu_: the ring keeps seq order
   }
   cv_.notify_one();
@@ -151,10 +152,21 @@ void MpiProcessGroup::comm_loop() {
       task = std::move(queue_.front());
       queue_.pop_front();
     }
+    const Work& w = *task.work;
     task.work->mark_started();
     std::exception_ptr error;
     try {
-      task.run(*task.work);
+      if (!desync_.empty()) {
+        throw CollectiveError(
+            fmt::format("collective #{} ({}): not run: {}", w.seq(), w.description(), desync_));
+      }
+      task.run(w, make_fingerprint(w.seq(), task.hash, w.description()));
+    } catch (const CollectiveError& e) {
+      if (desync_.empty()) {
+        desync_ =
+            fmt::format("this process group stopped at collective #{}: {}", w.seq(), e.what());
+      }
+      error = std::current_exception();
     } catch (...) {
       error = std::current_exception();
     }
@@ -165,54 +177,78 @@ void MpiProcessGroup::comm_loop() {
 
 WorkPtr MpiProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& tag) {
   check_allreduce(t, op, tag);
+  const uint64_t hash =
+      collective_hash(CollectiveKind::allreduce, int64_t(op), t.dtype(), t.numel(), tag);
   if (t.is_cuda()) {
     // The device-to-host copy happens now, on the caller's thread: the compute stream then
     // orders it after the kernels that produced `t`, and later kernels may overwrite `t`
     // only after wait() anyway. The copy back runs on the communication thread.
     std::shared_ptr<Tensor> host = stage_out(t);
-    return enqueue(describe_allreduce(t, op, tag) + " (host-staged)",
-                   [this, t, host, op](const Work& w) mutable {
-                     run_allreduce(*host, op, w);
+    return enqueue(describe_allreduce(t, op, tag) + " (host-staged)", hash,
+                   [this, t, host, op](const Work& w, const Fingerprint& fp) mutable {
+                     run_allreduce(*host, op, w, fp);
                      stage_back(*host, t);
                    });
   }
-  return enqueue(describe_allreduce(t, op, tag),
-                 [this, t, op](const Work& w) { run_allreduce(t, op, w); });
+  return enqueue(
+      describe_allreduce(t, op, tag), hash,
+      [this, t, op](const Work& w, const Fingerprint& fp) { run_allreduce(t, op, w, fp); });
 }
 
 WorkPtr MpiProcessGroup::broadcast(Tensor& t, int root, const std::string& tag) {
   check_broadcast(t, root, size_, tag);
+  const uint64_t hash = collective_hash(CollectiveKind::broadcast, root, t.dtype(), t.numel(), tag);
   if (t.is_cuda()) {
     // Only the root's bytes matter; the others copy theirs too, to keep the ranks alike.
     std::shared_ptr<Tensor> host = stage_out(t);
-    return enqueue(describe_broadcast(t, root, tag) + " (host-staged)",
-                   [this, t, host, root](const Work& w) mutable {
+    return enqueue(describe_broadcast(t, root, tag) + " (host-staged)", hash,
+                   [this, t, host, root](const Work& w, const Fingerprint& fp) mutable {
+                     check(fp);
                      run_broadcast(*host, root, w);
                      stage_back(*host, t);
                    });
   }
-  return enqueue(describe_broadcast(t, root, tag),
-                 [this, t, root](const Work& w) { run_broadcast(t, root, w); });
+  return enqueue(describe_broadcast(t, root, tag), hash,
+                 [this, t, root](const Work& w, const Fingerprint& fp) {
+                   check(fp);
+                   run_broadcast(t, root, w);
+                 });
 }
 
 WorkPtr MpiProcessGroup::allgather(const Tensor& in, Tensor& out, const std::string& tag) {
   check_allgather(in, out, size_, tag);
+  const uint64_t hash = collective_hash(CollectiveKind::allgather, 0, in.dtype(), in.numel(), tag);
   if (in.is_cuda()) {  // check_allgather made sure `out` is on the same device
     std::shared_ptr<Tensor> host_in = stage_out(in);
     std::shared_ptr<Tensor> host_out = staging_.acquire(out.shape(), out.dtype());
-    return enqueue(describe_allgather(in, out, tag) + " (host-staged)",
-                   [this, host_in, host_out, out](const Work& w) mutable {
+    return enqueue(describe_allgather(in, out, tag) + " (host-staged)", hash,
+                   [this, host_in, host_out, out](const Work& w, const Fingerprint& fp) mutable {
+                     check(fp);
                      run_allgather(*host_in, *host_out, w);
                      stage_back(*host_out, out);
                    });
   }
-  return enqueue(describe_allgather(in, out, tag),
-                 [this, in, out](const Work& w) { run_allgather(in, out, w); });
+  return enqueue(describe_allgather(in, out, tag), hash,
+                 [this, in, out](const Work& w, const Fingerprint& fp) {
+                   check(fp);
+                   run_allgather(in, out, w);
+                 });
 }
 
 WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
+  // The check is a barrier itself (shared memory: one; MPI: an all-reduce, which no rank
+  // leaves before every rank contributed), so it is all a barrier needs.
   return enqueue(describe_barrier(tag),
-                 [this](const Work& w) { check_mpi(MPI_Barrier(comm_), "MPI_Barrier", w); });
+                 collective_hash(CollectiveKind::barrier, 0, DType::f32, 0, tag),
+                 [this](const Work&, const Fingerprint& fp) { check(fp); });
+}
+
+void MpiProcessGroup::check(const Fingerprint& fp) {
+  if (shm_) {
+    shm_->check(fp);
+  } else if (size_ > 1) {
+    fused_->run(comm_, fp);  // the same call a fused all-reduce makes: any two pair up
+  }
 }
 
 std::shared_ptr<Tensor> MpiProcessGroup::stage_out(const Tensor& t) {
@@ -232,37 +268,50 @@ void MpiProcessGroup::stage_back(const Tensor& host, Tensor& t) {
 Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
   // A shared window is host memory; device buffers are staged per collective instead.
   if (!shm_ || numel == 0 || device.is_cuda()) return ProcessGroup::allocate(numel, dtype, device);
-  Tensor out;
+  // Shared with the task: after a timeout here the communication thread may still finish
+  // the allocation, into a tensor that then nobody holds.
+  auto out = std::make_shared<Tensor>();
   enqueue(fmt::format("allocate {}[{}] (shared memory)", dtype_name(dtype), numel),
-          [this, &out, numel, dtype](const Work&) { out = shm_->allocate(numel, dtype); })
-      ->wait();
-  return out;
+          collective_hash(CollectiveKind::allocate, 0, dtype, numel, ""),
+          [this, out, numel, dtype](const Work&, const Fingerprint& fp) {
+            check(fp);
+            *out = shm_->allocate(numel, dtype);
+          })
+      ->wait(timeout());
+  return *out;
 }
 
-void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w) {
+void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const Fingerprint& fp) {
   const bool is_half = is_half_float(t.dtype());  // check_allreduce: then sum or avg
   if (shm_ && (t.dtype() == DType::f32 || is_half) &&
       (op == ReduceOp::sum || op == ReduceOp::avg)) {
     // Decided alike on every rank: the same view of the same allocate()d buffer is in a
     // window everywhere or nowhere (and the shared path checks that the ranks agree).
     if (const ShmBuffer* buf = shm_->find(t.raw(), t.nbytes())) {
-      shm_->allreduce(*buf, t, op == ReduceOp::avg, w.seq(), w.description());
+      shm_->allreduce(*buf, t, op == ReduceOp::avg, fp);
       return;
     }
   }
   auto* p = static_cast<char*>(t.raw());
   const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
-  if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
-      t.nbytes() >= options_.ring_min_bytes && n / size_ < chunk) {
-    RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_);
-    check_mpi(r.mpi_error, r.call, w);
-    return;
-  }
-  for (size_t off = 0; off < n; off += chunk) {
-    int count = int(std::min(chunk, n - off));
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()),
-                            is_half ? half_sum_op(t.dtype()) : mpi_op(op), comm_),
-              "MPI_Allreduce", w);
+  if (!shm_ && size_ > 1 && n <= chunk && FusedCheck::fits(t, op)) {
+    fused_->run(comm_, fp, &t, op);  // a small one rides in its own desync check
+  } else {
+    // A rank whose tensor is in a shared buffer where another's is not would go to the
+    // shared path alone: the path joins the fingerprint.
+    check(shm_ ? fp.outside_shared_memory() : fp);
+    if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
+        t.nbytes() >= options_.ring_min_bytes && n / size_ < chunk) {
+      RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_);
+      check_mpi(r.mpi_error, r.call, w);
+      return;
+    }
+    for (size_t off = 0; off < n; off += chunk) {
+      int count = int(std::min(chunk, n - off));
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, p + off * es, count, mpi_type(t.dtype()),
+                              is_half ? half_sum_op(t.dtype()) : mpi_op(op), comm_),
+                "MPI_Allreduce", w);
+    }
   }
   if (op != ReduceOp::avg) return;
   const float inv = 1.0f / float(size_);

@@ -29,6 +29,14 @@
 // completes. Slower than NCCL, but it lets several ranks share one GPU (NCCL refuses that),
 // which is how multi-rank GPU runs are tested on a one-GPU machine.
 //
+// Desync check (DESIGN.md, "Desync and hangs"): before any collective's data moves, the
+// ranks compare its fingerprint (seq, kind, op or root, dtype, count, tag;
+// runtime/comm/fingerprint.h): inside the shared-memory barrier that every collective of a
+// node-local group passes, or with one small MPI_Allreduce otherwise, which also carries
+// all-reduces of up to 1 KB (runtime/comm/fused_check.h): no second round. A mismatch is a
+// dp::CollectiveError on every rank naming both sides, and the group then refuses every later
+// collective (alike on every rank, without communicating).
+//
 // Threading: with MPI_THREAD_MULTIPLE (what dp::MpiRuntime asks for) other threads may keep
 // using MPI meanwhile. At MPI_THREAD_SERIALIZED they must not call MPI while work is queued.
 #include <chrono>
@@ -45,6 +53,8 @@
 #include <vector>
 
 #include <mpi.h>
+#include "runtime/comm/fingerprint.h"
+#include "runtime/comm/fused_check.h"
 #include "runtime/comm/process_group.h"
 #include "runtime/comm/shm_allreduce.h"
 #include "runtime/comm/staging_pool.h"
@@ -61,10 +71,14 @@ struct MpiProcessGroupOptions {
   // Use shared-memory buffers and all-reduces when all ranks share one node. Must be the
   // same on every rank (the ranks agree on it at construction: any false turns it off).
   bool shared_memory = true;
-  // A shared-memory all-reduce whose peers have not all arrived after this long fails (its
-  // Work's wait() throws a dp::Error naming the collective and the missing ranks), so that
-  // a dead rank never hangs the job silently.
+  // A shared-memory barrier whose peers have not all arrived after this long fails (its
+  // Work's wait() throws a dp::CollectiveTimeout naming the collective and the missing
+  // ranks), so that a dead rank never hangs the job silently, and poisons the group: every
+  // later collective fails on every rank (runtime/comm/shm_allreduce.h says why).
   std::chrono::milliseconds shm_timeout{std::chrono::seconds(300)};
+  // The group's timeout (ProcessGroup::timeout()): what wait() allows a Work when the caller
+  // names no deadline, and allocate()'s wait. dprun passes --timeout to both.
+  std::chrono::milliseconds timeout{ProcessGroup::kDefaultTimeout};
 };
 
 class MpiProcessGroup : public ProcessGroup {
@@ -96,17 +110,24 @@ class MpiProcessGroup : public ProcessGroup {
   size_t staging_buffers() const { return staging_.allocations(); }
 
  private:
+  // Runs on the communication thread with the collective's Work and fingerprint.
+  using Run = std::function<void(const Work&, const Fingerprint&)>;
   struct Task {
     WorkPtr work;
-    std::function<void(const Work&)> run;  // holds Tensor handles: buffers live until done
+    uint64_t hash = 0;  // collective_hash(): what the ranks compare before the data moves
+    Run run;            // holds Tensor handles: buffers live until done
   };
 
-  WorkPtr enqueue(std::string description, std::function<void(const Work&)> run);
+  WorkPtr enqueue(std::string description, uint64_t hash, Run run);
   void comm_loop();
+  // The desync check every collective passes before its data moves: through the shared
+  // control block when there is one (runtime/comm/shm_allreduce.h), else one small
+  // MPI_Allreduce (runtime/comm/mpi_fingerprint.h).
+  void check(const Fingerprint& fp);
   // Host staging of CUDA tensors through pinned buffers from staging_.
   std::shared_ptr<Tensor> stage_out(const Tensor& t);
   static void stage_back(const Tensor& host, Tensor& t);
-  void run_allreduce(Tensor t, ReduceOp op, const Work& w);
+  void run_allreduce(Tensor t, ReduceOp op, const Work& w, const Fingerprint& fp);
   MPI_Op half_sum_op(DType dtype) const;  // bf16_sum_ or f16_sum_
   void run_broadcast(Tensor t, int root, const Work& w) const;
   void run_allgather(const Tensor& in, Tensor out, const Work& w) const;
@@ -121,11 +142,16 @@ class MpiProcessGroup : public ProcessGroup {
   std::deque<Task> queue_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
+  // Set (on the communication thread) when the ranks disagreed on a collective: they no
+  // longer issue the same sequence, so every later collective fails without communicating,
+  // alike on every rank, and the group's destruction never waits on a mismatched call.
+  std::string desync_;
   MPI_Op bf16_sum_ = MPI_OP_NULL;    // bfloat16 addition in float32, rounded per combine
   MPI_Op f16_sum_ = MPI_OP_NULL;     // the same for float16
   std::vector<float> ring_scratch_;  // used by the communication thread only
   StagingPool staging_{[](const Shape& s, DType d) { return Tensor::pinned_zeros(s, d); }};
   std::unique_ptr<ShmAllreduce> shm_;  // after construction, used by the comm thread only
+  std::unique_ptr<FusedCheck> fused_;  // the desync check without shared memory
   std::thread thread_;
 };
 

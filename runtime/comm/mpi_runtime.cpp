@@ -10,15 +10,20 @@
 #include <cstdlib>
 
 #include <mpi.h>
+#include "runtime/comm/comm_faults.h"
 #include "runtime/core/error.h"
 
 namespace dp {
 
-MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+MpiRuntime::MpiRuntime(int* argc, char*** argv, std::chrono::milliseconds init_timeout) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   DP_CHECK(!initialized, "MPI initialised twice");
-  MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_);
+  InitStall::from_env().maybe_stall(launcher_rank());  // a test hook: a rank that starts late
+  {
+    InitWatchdog watchdog(init_timeout, [init_timeout] { expire_mpi_init(init_timeout); });
+    MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &thread_level_);
+  }
   if (thread_level_ < MPI_THREAD_SERIALIZED) {
     MPI_Finalize();
     fail(

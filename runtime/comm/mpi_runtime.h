@@ -2,8 +2,11 @@
 // MPI's process-wide lifetime and the facts every rank learns from it first: rank and
 // world size from MPI_COMM_WORLD, the local rank from MPI_COMM_TYPE_SHARED (one node's
 // ranks). Started without a launcher, MPI runs as a singleton: world size 1.
+#include <chrono>
 #include <string>
 #include <vector>
+
+#include "runtime/comm/init_watchdog.h"
 
 namespace dp {
 
@@ -19,8 +22,13 @@ class MpiRuntime {
  public:
   // Initialises MPI with MPI_THREAD_MULTIPLE when offered (the communication thread makes
   // the collective calls while the main thread may still query MPI), else the best level
-  // offered as long as it is at least SERIALIZED.
-  MpiRuntime(int* argc, char*** argv);
+  // offered as long as it is at least SERIALIZED. MPI_Init waits for every rank of the job:
+  // if it has not returned within `init_timeout` (a rank never started, or stopped), this
+  // rank says so on stderr and exits 1 (runtime/comm/init_watchdog.h), so that the launcher
+  // ends the job instead of every rank hanging. The default reads DPRUN_INIT_TIMEOUT
+  // (seconds; 300 without it).
+  MpiRuntime(int* argc, char*** argv,
+             std::chrono::milliseconds init_timeout = mpi_init_timeout_from_env());
   ~MpiRuntime();  // MPI_Finalize, unless the job was aborted
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;

@@ -1,8 +1,9 @@
 #include "runtime/comm/process_group.h"
 
 #include <cstdio>
+#include <utility>
 
-#include "runtime/core/clock.h"
+#include "runtime/core/error.h"
 
 namespace dp {
 
@@ -20,14 +21,31 @@ const char* reduce_op_name(ReduceOp op) {
   return "?";
 }
 
+ProcessGroup::ProcessGroup(std::chrono::milliseconds timeout)
+    : timeout_(timeout), flight_recorder_(std::make_shared<FlightRecorder>()) {
+  DP_CHECK(timeout_.count() > 0,
+           "a process group needs a positive timeout, got {} ms (nothing is waited for forever)",
+           timeout_.count());
+}
+
+WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq) const {
+  std::weak_ptr<FlightRecorder> recorder = flight_recorder_;
+  auto report = [recorder, rank = rank()](const Work&) -> std::string {
+    try {
+      if (auto fr = recorder.lock()) return fr->dump_once(rank, stderr);
+    } catch (...) {  // a report must not replace the error it decorates
+    }
+    return {};
+  };
+  return std::make_shared<Work>(std::move(description), seq, timeout_, std::move(report));
+}
+
 Tensor ProcessGroup::allocate(size_t numel, DType dtype, Device device) {
   return Tensor::zeros({static_cast<int64_t>(numel)}, dtype, device);
 }
 
 std::string dump_flight_recorder(const ProcessGroup& pg) {
-  const FlightRecorder& fr = pg.flight_recorder();
-  fr.dump(pg.rank(), stderr);
-  return fr.summary(pg.rank(), now_us());
+  return pg.flight_recorder().dump_once(pg.rank(), stderr);
 }
 
 }  // namespace dp

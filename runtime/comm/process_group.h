@@ -3,6 +3,7 @@
 // now, NCCL for CUDA tensors next). Every call is asynchronous and returns a Work. All
 // ranks must issue the same collectives in the same order with the same sizes; the
 // Reducer guarantees that for gradients.
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,12 @@ const char* reduce_op_name(ReduceOp op);
 
 class ProcessGroup {
  public:
+  static constexpr std::chrono::milliseconds kDefaultTimeout{std::chrono::minutes(5)};
+
+  // `timeout` (positive): how long a wait() on this group's Works that names no deadline of
+  // its own waits, and what bounds the group's internal waits (an allocate(), NCCL's staging
+  // of CPU tensors). dprun's launcher passes --timeout.
+  explicit ProcessGroup(std::chrono::milliseconds timeout = kDefaultTimeout);
   virtual ~ProcessGroup() = default;
 
   virtual int rank() const = 0;
@@ -49,17 +56,30 @@ class ProcessGroup {
   // the backend's host placement.
   virtual Tensor allocate(size_t numel, DType dtype = DType::f32, Device device = Device::cpu());
 
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
   // The last collectives this group issued: the backend records every Work it hands out.
-  FlightRecorder& flight_recorder() { return flight_recorder_; }
-  const FlightRecorder& flight_recorder() const { return flight_recorder_; }
+  FlightRecorder& flight_recorder() { return *flight_recorder_; }
+  const FlightRecorder& flight_recorder() const { return *flight_recorder_; }
+
+  // Backend side: a Work of this group. Its wait() defaults to timeout(), and a timeout of
+  // any wait on it (or its failing with a CollectiveTimeout) writes this group's flight
+  // recorder to stderr, once per group, and appends the recorder's summary to the error:
+  // every path (buckets, the loss, eval totals, gather_strings, barriers) alike. Call it
+  // after construction (it asks rank()).
+  WorkPtr make_work(std::string description, uint64_t seq) const;
 
  private:
-  FlightRecorder flight_recorder_;
+  std::chrono::milliseconds timeout_;
+  // Shared with the Works' timeout reports through weak pointers: a Work that outlives its
+  // group reports nothing instead of touching a dead recorder, and the recorder's ring of
+  // Works makes no cycle.
+  std::shared_ptr<FlightRecorder> flight_recorder_;
 };
 
-// For a collective timeout: writes `pg`'s full flight-recorder dump to stderr and returns
-// the one-line summary for the error message, so that the ranks' combined stderr shows
-// which rank fell behind.
+// For a collective timeout: writes `pg`'s full flight-recorder dump to stderr (the first
+// time only: one dump per group) and returns the one-line summary for the error message,
+// so that the ranks' combined stderr shows which rank fell behind.
 std::string dump_flight_recorder(const ProcessGroup& pg);
 
 }  // namespace dp

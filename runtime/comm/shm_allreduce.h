@@ -26,8 +26,24 @@
 // atomically (either the barrier completed first and it goes on, or it withdraws and the
 // barrier never completes without it): a dead peer yields a dp::Error on the live ranks
 // after the timeout, naming the collective and the ranks that never arrived, not a hang.
-// The barrier is left as if the failed collective never started, so later collectives
-// still work; a collective that timed out at barrier 2 leaves its buffers half reduced.
+//
+// A timeout poisons the group for good, on every rank. A rank that gave up and went on to
+// its next collective would otherwise arrive at a barrier that a late rank still counts as
+// the failed collective's, complete it, and from then on the two would pair different
+// collectives: the late rank's complete "ok" with slices nobody reduced. So the rank that
+// gives up (after withdrawing) sets a failed word in the control block, naming itself and
+// the collective; every rank checks it before arriving at any barrier and while waiting, and
+// every later collective of the group fails on every rank, naming who poisoned it and where.
+// The buffers of the failed collective hold partial sums on every rank: unusable.
+//
+// Desync check: before barrier 1 (or the one barrier of check(), which every collective of
+// the group that moves its data through MPI passes first) each rank publishes its
+// collective's fingerprint hash (runtime/comm/fingerprint.h) in its slot; after the barrier
+// every rank compares all of them with rank 0's. A mismatch is the same CollectiveError on
+// every rank, before any data moves: only then do the ranks write out their descriptions and
+// meet once more, so that the message names both sides. Fingerprints alternate by seq
+// parity, so a rank that has gone on to the next collective never overwrites one that is
+// still being read.
 #include <mpi.h>
 
 #include <chrono>
@@ -37,6 +53,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/comm/comm_faults.h"
+#include "runtime/comm/fingerprint.h"
 #include "runtime/core/tensor.h"
 
 namespace dp {
@@ -73,27 +91,46 @@ class ShmAllreduce {
   const ShmBuffer* find(const void* p, size_t bytes) const;
 
   // In place over `t`, which lies in `buf`: sum (or average) over the ranks. Every rank
-  // calls it with the same tensor position, size and dtype; `seq` and `what` (the
-  // collective's number and description) name it in errors. float32, bfloat16 and float16:
+  // calls it with the same tensor position, size and dtype; `fp` (runtime/comm/fingerprint.h)
+  // names the collective and is compared across ranks first. float32, bfloat16 and float16:
   // a 16-bit tensor is widened, summed in float32 in rank order, scaled (avg) and rounded
   // once, to nearest even, so the result is bit-identical on every rank and is the float32
   // reduction of the 16-bit inputs, rounded (what the compressing comm hooks want: no error
   // piles up per rank).
-  void allreduce(const ShmBuffer& buf, Tensor& t, bool average, uint64_t seq,
-                 const std::string& what);
+  void allreduce(const ShmBuffer& buf, Tensor& t, bool average, const Fingerprint& fp);
+
+  // The desync check of a collective that moves its data some other way (MPI), in one
+  // barrier: every collective of the group passes either this or allreduce(), so the
+  // ranks compare every collective and a rank that gave up is never paired with another's
+  // next one. Throws CollectiveError on a mismatch, CollectiveTimeout on a timeout or when
+  // the group is poisoned.
+  void check(const Fingerprint& fp);
 
  private:
   struct Control;
   struct Slot;
+  struct PoisonNote;
+  struct Record;
 
   ShmAllreduce(MPI_Comm node, int rank, int size, std::chrono::milliseconds timeout);
-  void barrier(int which, uint64_t seq, const std::string& what);
+  Control& control() const;
   Slot& slot(int rank) const;
+  PoisonNote& note() const;
+  Record& record(int rank, uint64_t seq) const;
+  // Arrives at barrier `which` (shm_layout::Barrier) of collective `fp` and waits for the others:
+  // CollectiveTimeout, and the group poisoned, when they do not all arrive in time.
+  void barrier(int which, const Fingerprint& fp);
+  // Publishes `fp` in this rank's record, passes barrier `which` and compares every rank's
+  // record: a CollectiveError on a mismatch.
+  void arrive_and_compare(const Fingerprint& fp, int which);
+  void poison(const Fingerprint& fp, int which);
+  void throw_if_poisoned(const Fingerprint& fp) const;
 
   MPI_Comm node_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
   std::chrono::milliseconds timeout_;
+  ShmStall stall_;  // a test hook, inactive unless DPRUN_FAULT_SHM_STALL names this rank
   MPI_Win control_win_ = MPI_WIN_NULL;
   char* control_base_ = nullptr;  // rank 0's segment of the control window
   std::vector<std::shared_ptr<ShmBuffer>> buffers_;

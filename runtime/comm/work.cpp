@@ -1,5 +1,9 @@
 #include "runtime/comm/work.h"
 
+#include <utility>
+
+#include <fmt/format.h>
+
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
 
@@ -10,19 +14,52 @@ const char* work_state_name(WorkState s) {
   return names[static_cast<int>(s)];
 }
 
+Work::Work(std::string description, uint64_t seq, std::chrono::milliseconds timeout,
+           TimeoutReport report)
+    : description_(std::move(description)),
+      seq_(seq),
+      timeout_(timeout),
+      report_(std::move(report)),
+      enqueue_us_(now_us()) {
+  DP_CHECK(timeout_.count() > 0,
+           "collective #{} ({}): its Work needs a positive timeout, got {} ms (nothing is waited "
+           "for forever)",
+           seq_, description_, timeout_.count());
+}
+
+void Work::wait() {
+  wait(timeout_);
+}
+
 void Work::wait(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (timeout.count() > 0) {
+  DP_CHECK(timeout.count() > 0,
+           "collective #{} ({}): wait() needs a positive timeout, got {} ms (nothing is waited "
+           "for forever)",
+           seq_, description_, timeout.count());
+  std::exception_ptr error;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
     if (!cv_.wait_for(lock, timeout, [&] { return done_; })) {
-      fail(
+      lock.unlock();  // the report reads this Work's status through the flight recorder
+      throw CollectiveTimeout(with_report(fmt::format(
           "collective #{} ({}) did not complete within {} s: a rank is behind, stuck or dead "
           "(see the other ranks' messages)",
-          seq_, description_, timeout.count() / 1000.0);
+          seq_, description_, double(timeout.count()) / 1000.0)));
     }
-  } else {
-    cv_.wait(lock, [&] { return done_; });
+    error = error_;
   }
-  if (error_) std::rethrow_exception(error_);
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const CollectiveTimeout& e) {
+    throw CollectiveTimeout(with_report(e.what()));
+  }
+}
+
+std::string Work::with_report(const std::string& message) const {
+  if (!report_) return message;
+  const std::string extra = report_(*this);
+  return extra.empty() ? message : message + "; " + extra;
 }
 
 bool Work::done() const {

@@ -5,16 +5,26 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "runtime/core/clock.h"
+#include "runtime/core/error.h"
 
 namespace dp {
 
 enum class WorkState { queued, running, completed, failed };
 const char* work_state_name(WorkState s);
+
+// A collective that did not complete in time, or could not complete because another rank's
+// timed out (a poisoned shared-memory group): the errors after which a rank's flight
+// recorder is worth reading. Work::wait() dumps the recorder when it sees one.
+class CollectiveTimeout : public Error {
+ public:
+  explicit CollectiveTimeout(const std::string& what) : Error(what) {}
+};
 
 // One consistent reading of a Work's lifecycle (taken under its lock), for the flight
 // recorder, which reads while the communication thread updates.
@@ -26,13 +36,24 @@ struct WorkStatus {
 
 class Work {
  public:
-  explicit Work(std::string description, uint64_t seq = 0)
-      : description_(std::move(description)), seq_(seq), enqueue_us_(now_us()) {}
+  // What wait() without an argument allows a Work that no process group gave a deadline.
+  static constexpr std::chrono::milliseconds kDefaultTimeout{std::chrono::minutes(5)};
+  // Called (outside the Work's lock) when a wait() times out or the Work failed with a
+  // CollectiveTimeout; returns text appended to the error. The process group's writes its
+  // flight recorder to stderr (once) and returns the recorder's one-line summary. Must not
+  // throw.
+  using TimeoutReport = std::function<std::string(const Work&)>;
+
+  // `timeout` is what wait() without an argument allows: the issuing group's timeout. It
+  // must be positive: no Work is ever waited for without a deadline.
+  explicit Work(std::string description, uint64_t seq = 0,
+                std::chrono::milliseconds timeout = kDefaultTimeout, TimeoutReport report = {});
 
   // Blocks until the collective completed; rethrows its error. A collective that has not
-  // completed after `timeout` is a hang: wait() throws a dp::Error naming it instead of
-  // waiting forever (timeout <= 0 waits forever).
-  void wait(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // completed after `timeout` (> 0; the no-argument form: the Work's own deadline) is a
+  // hang: wait() throws a dp::CollectiveTimeout naming it instead of waiting forever.
+  void wait();
+  void wait(std::chrono::milliseconds timeout);
   bool done() const;
 
   double enqueue_us() const { return enqueue_us_; }
@@ -41,6 +62,7 @@ class Work {
   double duration_us() const { return end_us() - start_us(); }
   const std::string& description() const { return description_; }
   uint64_t seq() const { return seq_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
   // GPU time of the collective as the device measured it (NCCL), or -1 where none was
   // measured (the MPI backend, host-staged tensors).
   double device_ms() const;
@@ -52,8 +74,12 @@ class Work {
   void set_device_ms(double ms);
 
  private:
+  std::string with_report(const std::string& message) const;
+
   std::string description_;
   uint64_t seq_;
+  std::chrono::milliseconds timeout_;
+  TimeoutReport report_;
   double enqueue_us_ = 0;
   double start_us_ = 0;
   double end_us_ = 0;

@@ -246,13 +246,17 @@ void Reducer::wait_bucket(Bucket& b) {
   try {
     b.work->wait(opt_.timeout);
   } catch (const Error& e) {
-    // A timeout here (or the shared-memory all-reduce's, stored as the Work's error): this
-    // rank's flight recorder goes to stderr and its summary into the message.
-    const std::string recorder = dump_flight_recorder(pg_);
+    // A timeout (this wait's, or the shared-memory barrier's stored as the Work's error)
+    // already wrote this rank's flight recorder to stderr and put its summary into the
+    // message (Work::wait): this adds the step and what the bucket holds. A desync that
+    // every rank detected stays a CollectiveError, so that every rank ends cleanly.
     const std::string& first = params_[b.params.front()]->name;
     const std::string& last = params_[b.params.back()]->name;
-    fail("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}; {}", step_ + 1, b.tag,
-         b.params.size(), first, last, b.bytes() / 1048576.0, e.what(), recorder);
+    const std::string msg =
+        fmt::format("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}", step_ + 1, b.tag,
+                    b.params.size(), first, last, b.bytes() / 1048576.0, e.what());
+    if (dynamic_cast<const CollectiveError*>(&e) != nullptr) throw CollectiveError(msg);
+    throw Error(msg);
   }
 }
 

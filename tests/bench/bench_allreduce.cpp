@@ -4,6 +4,7 @@
 // share a node: what the Reducer's buckets use), and a plain MPI_Allreduce from the calling
 // thread: pg vs mpi is the cost of the thread, shm vs pg what shared memory saves.
 //   mpirun -np 2 build/bench_allreduce [--min-bytes 1024] [--max-bytes 33554432] [--iters 50]
+//                                      [--no-shm 1]   (the group without its shared path)
 #include <mpi.h>
 
 #include <algorithm>
@@ -51,7 +52,9 @@ int main(int argc, char** argv) {
   size_t max_bytes = arg(argc, argv, "--max-bytes", 32u << 20);
   int iters = static_cast<int>(arg(argc, argv, "--iters", 50));
   {
-    dp::MpiProcessGroup pg(MPI_COMM_WORLD);
+    dp::MpiProcessGroupOptions options;
+    options.shared_memory = arg(argc, argv, "--no-shm", 0) == 0;
+    dp::MpiProcessGroup pg(MPI_COMM_WORLD, options);
     if (rank == 0) {
       std::printf("# dprun all-reduce (sum, float32), %d ranks; busbw = algbw * 2(n-1)/n\n", world);
       std::printf("# shm: pg.allocate()d buffer, %s\n",

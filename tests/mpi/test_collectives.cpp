@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <thread>
@@ -21,7 +23,7 @@ using namespace dp;
 
 namespace {
 
-const std::vector<size_t> kSizes = {1, 3, 7, 1000, 65537, (size_t(1) << 20) + 3};
+const std::vector<size_t> kSizes = {1, 3, 7, 256, 257, 1000, 65537, (size_t(1) << 20) + 3};
 
 float value(int rank, size_t i) {
   return float(int(i % 1021) - 510 + 3 * rank);
@@ -51,16 +53,23 @@ void expect_all(const Tensor& t, const std::function<float(size_t)>& want, const
                      << " want " << want(first);
 }
 
-class Collectives : public ::testing::Test {
+// With the shared-memory path on (its desync check in front of MPI) and off (small
+// all-reduces riding in the MPI desync check, runtime/comm/fused_check.h).
+class Collectives : public ::testing::TestWithParam<bool> {
  protected:
-  MpiProcessGroup pg;
+  static MpiProcessGroupOptions options(bool shared) {
+    MpiProcessGroupOptions o;
+    o.shared_memory = shared;
+    return o;
+  }
+  MpiProcessGroup pg{MPI_COMM_WORLD, options(GetParam())};
   int rank = pg.rank();
   int world = pg.size();
 };
 
 }  // namespace
 
-TEST_F(Collectives, RankSizeBackend) {
+TEST_P(Collectives, RankSizeBackend) {
   int r = 0, s = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &r);
   MPI_Comm_size(MPI_COMM_WORLD, &s);
@@ -69,7 +78,7 @@ TEST_F(Collectives, RankSizeBackend) {
   EXPECT_EQ(pg.backend(), "mpi");
 }
 
-TEST_F(Collectives, AllreduceSumAndAvgOnOddSizes) {
+TEST_P(Collectives, AllreduceSumAndAvgOnOddSizes) {
   for (size_t n : kSizes) {
     Tensor sum = rank_tensor(rank, n), avg = rank_tensor(rank, n);
     auto ws = pg.allreduce(sum, ReduceOp::sum, "sum");
@@ -83,7 +92,7 @@ TEST_F(Collectives, AllreduceSumAndAvgOnOddSizes) {
   }
 }
 
-TEST_F(Collectives, AllreduceMinMax) {
+TEST_P(Collectives, AllreduceMinMax) {
   auto v = [](int r, size_t i) { return float(int((i * 7 + size_t(r) * 13) % 97) - 48); };
   for (size_t n : {size_t(1), size_t(7), size_t(65537)}) {
     Tensor mn = Tensor::zeros({int64_t(n)}), mx = Tensor::zeros({int64_t(n)});
@@ -105,7 +114,7 @@ TEST_F(Collectives, AllreduceMinMax) {
   }
 }
 
-TEST_F(Collectives, AllreduceInt32Sum) {
+TEST_P(Collectives, AllreduceInt32Sum) {
   for (size_t n : {size_t(1), size_t(65537)}) {
     std::vector<int32_t> v(n);
     for (size_t i = 0; i < n; ++i) v[i] = int32_t(i % 100000) * 3 - 1000 + rank * 100000;
@@ -121,7 +130,36 @@ TEST_F(Collectives, AllreduceInt32Sum) {
   }
 }
 
-TEST_F(Collectives, BroadcastFromEveryRoot) {
+TEST_P(Collectives, AllreduceInt32MinMaxAndWrappingSum) {
+  for (size_t n : {size_t(1), size_t(256), size_t(257), size_t(65537)}) {  // around 1 KB
+    Tensor mn = Tensor::zeros({int64_t(n)}, DType::i32),
+           mx = Tensor::zeros({int64_t(n)}, DType::i32);
+    Tensor big = Tensor::zeros({int64_t(n)}, DType::i32);
+    for (size_t i = 0; i < n; ++i) {
+      mn.data<int32_t>()[i] = mx.data<int32_t>()[i] = int32_t((i * 31 + size_t(rank) * 17) % 101);
+      big.data<int32_t>()[i] = INT32_MAX;  // the sum wraps, as MPI_SUM's does
+    }
+    auto w1 = pg.allreduce(mn, ReduceOp::min, "min");
+    auto w2 = pg.allreduce(mx, ReduceOp::max, "max");
+    auto w3 = pg.allreduce(big, ReduceOp::sum, "wraps");
+    for (auto& w : {w1, w2, w3}) w->wait();
+    size_t bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+      int32_t lo = INT32_MAX, hi = INT32_MIN;
+      for (int r = 0; r < world; ++r) {
+        const auto v = int32_t((i * 31 + size_t(r) * 17) % 101);
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+      const auto wrapped = int32_t(uint32_t(INT32_MAX) * uint32_t(world));
+      bad += mn.data<int32_t>()[i] != lo || mx.data<int32_t>()[i] != hi ||
+             big.data<int32_t>()[i] != wrapped;
+    }
+    EXPECT_EQ(bad, 0u) << n;
+  }
+}
+
+TEST_P(Collectives, BroadcastFromEveryRoot) {
   for (int root = 0; root < world; ++root) {
     for (size_t n : {size_t(7), size_t(65537)}) {
       Tensor t = rank_tensor(rank, n);
@@ -136,7 +174,7 @@ TEST_F(Collectives, BroadcastFromEveryRoot) {
   }
 }
 
-TEST_F(Collectives, AllgatherPlacesRankBlocksInOrder) {
+TEST_P(Collectives, AllgatherPlacesRankBlocksInOrder) {
   for (size_t n : {size_t(1), size_t(7), size_t(65537)}) {
     Tensor in = rank_tensor(rank, n), out = Tensor::zeros({int64_t(n) * world});
     pg.allgather(in, out, "gather")->wait();
@@ -152,7 +190,7 @@ TEST_F(Collectives, AllgatherPlacesRankBlocksInOrder) {
   }
 }
 
-TEST_F(Collectives, AllgatherFromAnOverlappingInput) {
+TEST_P(Collectives, AllgatherFromAnOverlappingInput) {
   // Every rank sends the first block of its own output: not MPI_IN_PLACE except on rank 0.
   const size_t n = 5;
   Tensor out = Tensor::zeros({int64_t(n) * world});
@@ -190,14 +228,14 @@ TEST(MpiChunked, CountsAboveTheLimitGoInChunks) {
   }
 }
 
-TEST_F(Collectives, Barrier) {
+TEST_P(Collectives, Barrier) {
   auto w = pg.barrier("sync");
   w->wait();
   EXPECT_TRUE(w->done());
   EXPECT_EQ(w->description(), "barrier 'sync'");
 }
 
-TEST_F(Collectives, SixtyFourInFlightThenWaitedInOrder) {
+TEST_P(Collectives, SixtyFourInFlightThenWaitedInOrder) {
   std::vector<Tensor> ts;
   std::vector<WorkPtr> works;
   for (int k = 0; k < 64; ++k) {
@@ -217,14 +255,14 @@ TEST_F(Collectives, SixtyFourInFlightThenWaitedInOrder) {
   }
 }
 
-TEST_F(Collectives, DescriptionNamesOpTensorAndTag) {
+TEST_P(Collectives, DescriptionNamesOpTensorAndTag) {
   Tensor t = Tensor::zeros({1234});
   auto w = pg.allreduce(t, ReduceOp::avg, "bucket 3");
   EXPECT_EQ(w->description(), "allreduce(avg) float32[1234] 'bucket 3'");
   w->wait();
 }
 
-TEST_F(Collectives, WorkTimestampsAreOrdered) {
+TEST_P(Collectives, WorkTimestampsAreOrdered) {
   Tensor t = rank_tensor(rank, 65537);
   auto w = pg.allreduce(t, ReduceOp::sum);
   w->wait();
@@ -235,7 +273,7 @@ TEST_F(Collectives, WorkTimestampsAreOrdered) {
   EXPECT_GE(w->duration_us(), 0);
 }
 
-TEST_F(Collectives, CommunicationOverlapsComputation) {
+TEST_P(Collectives, CommunicationOverlapsComputation) {
   // The main thread computes for ~50 ms without entering MPI; the comm thread must finish
   // the allreduce meanwhile. The message is small (one eager send) and ranks are lined up
   // by a barrier, but with 4 ranks on 2 cores a rank the OS descheduled can still miss the
@@ -264,7 +302,7 @@ TEST_F(Collectives, CommunicationOverlapsComputation) {
   EXPECT_TRUE(std::isfinite(sink));
 }
 
-TEST_F(Collectives, IdleCommThreadBlocksInsteadOfSpinning) {
+TEST_P(Collectives, IdleCommThreadBlocksInsteadOfSpinning) {
   pg.barrier()->wait();
   auto cpu_us = [] {
     rusage u{};
@@ -277,7 +315,7 @@ TEST_F(Collectives, IdleCommThreadBlocksInsteadOfSpinning) {
   EXPECT_LT(cpu_us() - before, 40e3) << "the process burnt CPU while idle for 200 ms";
 }
 
-TEST_F(Collectives, BadCallsThrowOnEveryRankBeforeQueueing) {
+TEST_P(Collectives, BadCallsThrowOnEveryRankBeforeQueueing) {
   auto before = pg.barrier();
   before->wait();
   Tensor undefined, f = Tensor::zeros({3}), i32 = Tensor::zeros({3}, DType::i32);
@@ -349,3 +387,6 @@ TEST(MpiProcessGroupSetup, DestructorFinishesQueuedWork) {
         ts[k], [&](size_t) { return float(world); }, "after destruction");
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(SharedMemory, Collectives, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "shm_on" : "shm_off"; });

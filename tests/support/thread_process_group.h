@@ -116,7 +116,7 @@ class ThreadWorld {
     {
       std::lock_guard<std::mutex> lock(mu_);
       uint64_t seq = next_seq_[size_t(rank)]++;
-      work = call.work = std::make_shared<Work>(call.description, seq);
+      work = call.work = groups_[size_t(rank)]->make_work(call.description, seq);
       if (!aborted_.empty()) {
         error = aborted_;
         failed.push_back(work);

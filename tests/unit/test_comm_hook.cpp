@@ -6,6 +6,7 @@
 // test_half_collectives.cpp.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -126,7 +127,7 @@ void expect_thread_fixture_reduces_in_float_and_rounds_once() {
       for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg}) {
         Tensor t = Tensor::zeros({int64_t(len)}, dtype_of<H>::value);
         for (size_t i = 0; i < len; ++i) t.data<H>()[i] = narrow<H>(value(pg.rank(), i));
-        pg.allreduce(t, op, "half")->wait();
+        pg.allreduce(t, op, "half")->wait(std::chrono::seconds(60));
         for (size_t i = 0; i < len; ++i) {
           float acc = round_to<H>(value(0, i));
           for (int r = 1; r < n; ++r) acc += round_to<H>(value(r, i));

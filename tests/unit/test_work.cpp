@@ -66,3 +66,62 @@ TEST(Work, NeverCompletedTimesOutNamingTheCollective) {
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
   EXPECT_FALSE(work.done());
 }
+
+TEST(Work, WaitWithoutArgumentUsesTheWorksOwnDeadline) {
+  Work work("barrier 'start'", 3, 40ms);
+  EXPECT_EQ(work.timeout(), 40ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(work.wait(), CollectiveTimeout);  // never forever: the group's deadline
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 40ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+TEST(Work, NoDeadlineIsRefused) {
+  EXPECT_THROW(Work("x", 1, 0ms), Error);
+  Work work("allreduce(sum) float32[1] 'loss'", 5);
+  EXPECT_EQ(work.timeout(), Work::kDefaultTimeout);
+  try {
+    work.wait(0ms);  // used to mean "forever"
+    FAIL() << "wait(0) was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("positive timeout"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'loss'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(work.wait(-5ms), Error);
+}
+
+TEST(Work, ATimeoutAppendsTheReportAndAFailureOnlyWhenItIsATimeout) {
+  int reports = 0;
+  auto report = [&](const Work& w) {
+    ++reports;
+    return "report for #" + std::to_string(w.seq());
+  };
+  Work stuck("allreduce(avg) float32[4] 'bucket 1'", 9, 5min, report);
+  try {
+    stuck.wait(20ms);
+    FAIL() << "no timeout";
+  } catch (const CollectiveTimeout& e) {
+    EXPECT_NE(std::string(e.what()).find("did not complete within 0.02 s"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("; report for #9"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(reports, 1);
+
+  // A collective that failed with a timeout of its own (the shared-memory barrier's, the
+  // NCCL watchdog's) is reported too, as a CollectiveTimeout still.
+  Work timed_out("allreduce(avg) float32[4] 'bucket 2'", 10, 5min, report);
+  timed_out.mark_completed(std::make_exception_ptr(CollectiveTimeout("barrier 2 of 2: late")));
+  try {
+    timed_out.wait();
+    FAIL() << "no error";
+  } catch (const CollectiveTimeout& e) {
+    EXPECT_EQ(std::string(e.what()), "barrier 2 of 2: late; report for #10");
+  }
+  EXPECT_EQ(reports, 2);
+
+  // Any other failure is rethrown as it is, without a report.
+  Work failed("broadcast(root=0) float32[2] 'b'", 11, 5min, report);
+  failed.mark_completed(std::make_exception_ptr(CollectiveError("ranks disagree")));
+  EXPECT_THROW(failed.wait(), CollectiveError);
+  EXPECT_EQ(reports, 2);
+}

@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include "runtime/comm/collective_checks.h"
+#include "runtime/comm/fingerprint.h"
+#include "runtime/comm/mpi_fingerprint.h"
 #include "runtime/core/cuda/context.h"
 #include "runtime/core/cuda/stream.h"
 #include "runtime/core/error.h"
@@ -14,6 +16,8 @@
 namespace dp {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr std::chrono::milliseconds kWaitGrace{std::chrono::seconds(10)};
 
 namespace {
 
@@ -51,11 +55,20 @@ std::unique_ptr<ProcessGroup> make_nccl_process_group(MPI_Comm comm,
 }
 
 NcclProcessGroup::NcclProcessGroup(MPI_Comm comm, const NcclProcessGroupOptions& options)
-    : NcclProcessGroup(std::make_unique<NcclComm>(comm, comm_options(options)), options) {}
+    : NcclProcessGroup(std::make_unique<NcclComm>(comm, comm_options(options)), options) {
+  // The host-side desync check's own communicator: its traffic never mixes with the caller's.
+  int rc = MPI_Comm_dup(comm, &check_comm_);
+  DP_CHECK(rc == MPI_SUCCESS,
+           "NcclProcessGroup: duplicating the communicator failed (MPI error {})", rc);
+  MPI_Comm_set_errhandler(check_comm_, MPI_ERRORS_RETURN);
+}
 
 NcclProcessGroup::NcclProcessGroup(std::unique_ptr<NcclComm> comm,
                                    const NcclProcessGroupOptions& options)
-    : options_(options), comm_(std::move(comm)) {
+    // The watchdog fails a collective at options.timeout after its launch and aborts the
+    // communicator; a wait() without its own deadline allows a grace beyond that, so that
+    // the watchdog's error (which names the abort) is the one reported.
+    : ProcessGroup(options.timeout + kWaitGrace), options_(options), comm_(std::move(comm)) {
   DP_CHECK(comm_ != nullptr, "NcclProcessGroup: no communicator");
   DP_CHECK(options_.timeout.count() > 0, "NcclProcessGroup: the timeout must be positive");
   watchdog_ = std::thread([this] { watchdog_loop(); });
@@ -71,6 +84,9 @@ NcclProcessGroup::~NcclProcessGroup() {
   // its deadline), so nobody waits on a Work that can no longer finish.
   watchdog_.join();
   comm_.reset();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (check_comm_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&check_comm_);
 }
 
 void NcclProcessGroup::abort(const std::string& reason) {
@@ -90,12 +106,45 @@ void NcclProcessGroup::check_device(const Tensor& t, const std::string& op,
 }
 
 template <typename Issue>
-WorkPtr NcclProcessGroup::launch(const std::string& description, Tensor a, Tensor b,
+WorkPtr NcclProcessGroup::launch(const std::string& description, uint64_t hash, Tensor a, Tensor b,
                                  Issue&& issue) {
   const int dev = device();
-  std::lock_guard<std::mutex> lock(mu_);
-  DP_CHECK(!stop_, "{}: the NCCL process group is shutting down", description);
-  auto work = std::make_shared<Work>(description, next_seq_++);
+  // One collective at a time from check to issue, so that seq order is issue order; mu_
+  // is not held meanwhile: the watchdog keeps completing earlier collectives.
+  std::lock_guard<std::mutex> issuing(issue_mu_);
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    DP_CHECK(!stop_, "{}: the NCCL process group is shutting down", description);
+    seq = next_seq_++;
+  }
+  auto work = make_work(description, seq);
+  // The host-side desync check, before anything is enqueued: a mismatch fails this Work
+  // (every rank's alike) and every later one, without touching NCCL.
+  try {
+    if (!desync_.empty()) {
+      throw CollectiveError(
+          fmt::format("collective #{} ({}): not run: {}", seq, description, desync_));
+    }
+    if (check_comm_ != MPI_COMM_NULL) {
+      check_fingerprints(check_comm_, make_fingerprint(seq, hash, work->description()),
+                         options_.timeout);
+    }
+  } catch (const CollectiveError& e) {
+    if (desync_.empty()) {
+      desync_ = fmt::format("this process group stopped at collective #{}: {}", seq, e.what());
+    }
+    work->mark_completed(std::current_exception());
+    flight_recorder().record(work);
+    return work;
+  } catch (const CollectiveTimeout&) {
+    // A rank never reached its check: its request is abandoned, so nothing of this group can
+    // be trusted any more; the NCCL collectives stop too.
+    abort(fmt::format("collective #{} ({}): the desync check timed out", seq, description));
+    work->mark_completed(std::current_exception());
+    flight_recorder().record(work);
+    return work;
+  }
   {
     DeviceGuard guard(dev);
     // The inputs were written by kernels on the compute stream: NCCL's stream waits for
@@ -104,10 +153,11 @@ WorkPtr NcclProcessGroup::launch(const std::string& description, Tensor a, Tenso
     ready.record(compute_stream(dev));
     NcclWorkPtr nw = issue(ready.get());
     work->mark_started();  // enqueued on the comm stream
+    std::lock_guard<std::mutex> lock(mu_);
     pending_.push_back(
         {work, std::move(nw), Clock::now() + options_.timeout, std::move(a), std::move(b)});
   }
-  flight_recorder().record(work);  // once issued; under mu_, so in seq order
+  flight_recorder().record(work);  // once issued; under issue_mu_, so in seq order
   cv_.notify_all();
   return work;
 }
@@ -131,8 +181,11 @@ void NcclProcessGroup::watchdog_loop() {
       p.nccl->wait(std::max(left, std::chrono::milliseconds(1)));
       device_ms = static_cast<double>(p.nccl->elapsed_ms());
     } catch (const std::exception& e) {
-      error = std::make_exception_ptr(Error(
-          fmt::format("collective #{} ({}): {}", p.work->seq(), p.work->description(), e.what())));
+      const std::string msg =
+          fmt::format("collective #{} ({}): {}", p.work->seq(), p.work->description(), e.what());
+      // Past the deadline it is a hang: Work::wait() then dumps the flight recorder.
+      error = Clock::now() >= p.deadline ? std::make_exception_ptr(CollectiveTimeout(msg))
+                                         : std::make_exception_ptr(Error(msg));
     } catch (...) {
       error = std::current_exception();
     }
@@ -154,13 +207,15 @@ WorkPtr NcclProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& t
   if (!t.is_cuda()) {
     // A small control collective: staged through the device, complete on return.
     Tensor d = t.to(Device::cuda(device()));
-    allreduce(d, op, tag)->wait();
+    allreduce(d, op, tag)->wait(timeout());
     t.copy_(d);
     auto work = std::make_shared<Work>(desc + " (device-staged)");
     work->mark_completed();
     return work;
   }
-  return launch(desc, t, Tensor(), [&](cudaEvent_t ready) {
+  const uint64_t hash =
+      collective_hash(CollectiveKind::allreduce, int64_t(op), t.dtype(), t.numel(), tag);
+  return launch(desc, hash, t, Tensor(), [&](cudaEvent_t ready) {
     return comm_->allreduce(t.raw(), t.numel(), nccl_dtype(t.dtype()), op, ready, tag);
   });
 }
@@ -171,13 +226,14 @@ WorkPtr NcclProcessGroup::broadcast(Tensor& t, int root, const std::string& tag)
   const std::string desc = describe_broadcast(t, root, tag);
   if (!t.is_cuda()) {
     Tensor d = t.to(Device::cuda(device()));
-    broadcast(d, root, tag)->wait();
+    broadcast(d, root, tag)->wait(timeout());
     t.copy_(d);
     auto work = std::make_shared<Work>(desc + " (device-staged)");
     work->mark_completed();
     return work;
   }
-  return launch(desc, t, Tensor(), [&](cudaEvent_t ready) {
+  const uint64_t hash = collective_hash(CollectiveKind::broadcast, root, t.dtype(), t.numel(), tag);
+  return launch(desc, hash, t, Tensor(), [&](cudaEvent_t ready) {
     return comm_->broadcast(t.raw(), t.numel(), nccl_dtype(t.dtype()), root, ready, tag);
   });
 }
@@ -189,13 +245,14 @@ WorkPtr NcclProcessGroup::allgather(const Tensor& in, Tensor& out, const std::st
   if (!in.is_cuda()) {  // check_allgather: `out` is on the CPU too
     Tensor din = in.to(Device::cuda(device()));
     Tensor dout = Tensor::zeros(out.shape(), out.dtype(), Device::cuda(device()));
-    allgather(din, dout, tag)->wait();
+    allgather(din, dout, tag)->wait(timeout());
     out.copy_(dout);
     auto work = std::make_shared<Work>(desc + " (device-staged)");
     work->mark_completed();
     return work;
   }
-  return launch(desc, in, out, [&](cudaEvent_t ready) {
+  const uint64_t hash = collective_hash(CollectiveKind::allgather, 0, in.dtype(), in.numel(), tag);
+  return launch(desc, hash, in, out, [&](cudaEvent_t ready) {
     return comm_->allgather(in.raw(), out.raw(), in.numel(), nccl_dtype(in.dtype()), ready, tag);
   });
 }
@@ -203,7 +260,8 @@ WorkPtr NcclProcessGroup::allgather(const Tensor& in, Tensor& out, const std::st
 WorkPtr NcclProcessGroup::barrier(const std::string& tag) {
   // NCCL has no barrier: a one-element all-reduce completes only when every rank joined.
   Tensor one = Tensor::zeros({1}, DType::i32, Device::cuda(device()));
-  return launch(describe_barrier(tag), one, Tensor(), [&](cudaEvent_t ready) {
+  const uint64_t hash = collective_hash(CollectiveKind::barrier, 0, DType::f32, 0, tag);
+  return launch(describe_barrier(tag), hash, one, Tensor(), [&](cudaEvent_t ready) {
     return comm_->allreduce(one.raw(), 1, NcclDType::i32, ReduceOp::sum, ready, tag);
   });
 }

@@ -12,6 +12,15 @@
 // CPU tensors (small control collectives: gather_strings, the settings check, eval totals)
 // are staged through device memory synchronously: the Work is complete on return.
 //
+// Desync check (DESIGN.md, "Desync and hangs"): before a collective is enqueued, the ranks
+// compare its fingerprint on the host (runtime/comm/mpi_fingerprint.h: one small MPI
+// all-reduce over a duplicate of the bootstrap communicator, polled against the timeout). A
+// mismatch fails that Work on every rank with a dp::CollectiveError naming both sides, and
+// every later one, before NCCL sees mismatched calls (which would hang or mix buckets). The
+// price: one host round trip per collective, and an issuing thread that waits for the
+// slowest rank to reach the same collective. Wait() without a deadline of its own allows
+// the watchdog's timeout plus a grace, so that the watchdog's error is the one reported.
+//
 // Result visibility: after Work::wait() the result is complete on the device, so anything
 // issued to the compute stream afterwards (the optimizer) reads it. The tensors of a
 // collective are held until it completes, so the caching allocator cannot reuse them early.
@@ -67,18 +76,26 @@ class NcclProcessGroup : public ProcessGroup {
   };
 
   // Issues `issue(ready_event)` for CUDA tensors and queues the result for the watchdog.
+  // Checks the collective's fingerprint (`hash`: collective_hash()) across the ranks, then
+  // issues `issue(ready_event)` and queues the result for the watchdog.
   template <typename Issue>
-  WorkPtr launch(const std::string& description, Tensor a, Tensor b, Issue&& issue);
+  WorkPtr launch(const std::string& description, uint64_t hash, Tensor a, Tensor b, Issue&& issue);
   void check_device(const Tensor& t, const std::string& op, const std::string& tag) const;
   void watchdog_loop();
 
   NcclProcessGroupOptions options_;
   std::unique_ptr<NcclComm> comm_;
-  std::mutex mu_;  // guards pending_ and stop_; also serialises issuing
+  std::mutex issue_mu_;  // serialises launches: check and issue, in seq order
+  std::mutex mu_;        // guards pending_, next_seq_ and stop_
   std::condition_variable cv_;
   std::deque<Pending> pending_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
+  // The host-side desync check's communicator (a duplicate of the bootstrap's); null for a
+  // group over a communicator made without MPI (tests: a world of one), which checks nothing.
+  MPI_Comm check_comm_ = MPI_COMM_NULL;
+  // Set when the ranks disagreed on a collective (under issue_mu_): every later one fails.
+  std::string desync_;
   std::thread watchdog_;
 };
 

@@ -1,0 +1,69 @@
+#include "runtime/comm/init_watchdog.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include "runtime/core/error.h"
+
+namespace dp {
+
+InitWatchdog::InitWatchdog(std::chrono::milliseconds deadline, std::function<void()> on_expiry) {
+  DP_CHECK(deadline.count() > 0, "an initialisation deadline must be positive, got {} ms",
+           deadline.count());
+  thread_ = std::thread([this, deadline, expiry = std::move(on_expiry)] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, deadline, [&] { return disarmed_; })) return;
+    // Under the lock: disarm() cannot return until the expiry is done, so an expiry that
+    // returns (tests) never races with what follows the guarded call.
+    expiry();
+  });
+}
+
+InitWatchdog::~InitWatchdog() {
+  disarm();
+  if (thread_.joinable()) thread_.join();
+}
+
+void InitWatchdog::disarm() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    disarmed_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::chrono::milliseconds mpi_init_timeout_from_env() {
+  const char* s = std::getenv("DPRUN_INIT_TIMEOUT");
+  if (s == nullptr || *s == '\0') return std::chrono::seconds(300);
+  char* end = nullptr;
+  const double seconds = std::strtod(s, &end);
+  DP_CHECK(end != s && *end == '\0' && seconds > 0 && seconds < 1e7,
+           "DPRUN_INIT_TIMEOUT='{}': expected a positive number of seconds", s);
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+std::string launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && *v != '\0') return v;
+  }
+  return "?";
+}
+
+void expire_mpi_init(std::chrono::milliseconds deadline) {
+  // _exit, not exit: the main thread is inside MPI, and exit's handlers (MPI's own among
+  // them) could block on it.
+  std::fprintf(stderr,
+               "dprun: error: [rank %s] MPI initialisation did not complete within %g s "
+               "(DPRUN_INIT_TIMEOUT): a rank did not start, stopped, or cannot reach the others; "
+               "ending this rank instead of hanging the job\n",
+               launcher_rank().c_str(), double(deadline.count()) / 1000.0);
+  std::fflush(stderr);
+  _exit(1);
+}
+
+}  // namespace dp
