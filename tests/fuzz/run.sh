@@ -17,24 +17,26 @@ cmake --build "$BUILD" -j"$(nproc)" --target dprun_fuzzers >"$BUILD/fuzz-build.l
   { tail -50 "$BUILD/fuzz-build.log"; exit 1; }
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  for t in "$BUILD"/fuzz/fuzz_*; do targets+=("$(basename "$t")"); done
+  for t in "$BUILD"/fuzz/fuzz_*; do
+    if [ -f "$t" ] && [ -x "$t" ]; then targets+=("$(basename "$t")"); fi
+  done
 fi
 
 # One fuzzer per core, each with its own corpus (kept between local runs) and log.
 run_one() {
   local t=$1 dir=$BUILD/fuzz
-  mkdir -p "$dir/seeds/$t" "$dir/corpus/$t" "$dir/artifacts"
+  mkdir -p "$dir/seeds/$t" "$dir/corpus/$t" "$dir/artifacts" "$dir/logs"
   "$dir/$t" -write_seeds="$dir/seeds/$t"
   if ASAN_OPTIONS=detect_leaks=1 "$dir/$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$t-" \
-    "$dir/corpus/$t" "$dir/seeds/$t" >"$dir/$t.log" 2>&1; then
-    echo "fuzz: $t: passed, $(grep -a -m1 'stat::number_of_executed_units' "$dir/$t.log" |
+    "$dir/corpus/$t" "$dir/seeds/$t" >"$dir/logs/$t.log" 2>&1; then
+    echo "fuzz: $t: passed, $(grep -a -m1 'stat::number_of_executed_units' "$dir/logs/$t.log" |
       awk '{print $2}') inputs in ${seconds} s"
   else
-    echo "fuzz: $t: FAILED, from its log ($dir/$t.log):"
-    sed -n '/ERROR: \|^fuzz: \|^terminate called\|^==[0-9]*== /,$p' "$dir/$t.log" |
+    echo "fuzz: $t: FAILED, from its log ($dir/logs/$t.log):"
+    sed -n '/ERROR: \|^fuzz: \|^terminate called\|^==[0-9]*== /,$p' "$dir/logs/$t.log" |
       grep -av '^#[0-9]' | head -60
-    grep -a 'Test unit written to' "$dir/$t.log" || true
+    grep -a 'Test unit written to' "$dir/logs/$t.log" || true
     return 1
   fi
 }
