@@ -13,7 +13,7 @@ shift $(($# > 0 ? 1 : 0))
 start=$SECONDS
 
 sanitize_configure asan
-cmake --build "$BUILD" -j"$(nproc)" --target dprun_fuzzers >"$BUILD/fuzz-build.log" 2>&1 ||
+cmake --build "$BUILD" -j"$(getconf _NPROCESSORS_ONLN)" --target dprun_fuzzers >"$BUILD/fuzz-build.log" 2>&1 ||
   { tail -50 "$BUILD/fuzz-build.log"; exit 1; }
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -42,7 +42,7 @@ run_one() {
 }
 export -f run_one
 export BUILD seconds
-printf '%s\n' "${targets[@]}" | xargs -P"$(nproc)" -I{} bash -c 'run_one {}' >"$BUILD/fuzz/summary.log" 2>&1 ||
+printf '%s\n' "${targets[@]}" | xargs -P"$(getconf _NPROCESSORS_ONLN)" -I{} bash -c 'run_one {}' >"$BUILD/fuzz/summary.log" 2>&1 ||
   true
 cat "$BUILD/fuzz/summary.log"
 passed=$(grep -c ': passed,' "$BUILD/fuzz/summary.log" || true)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 source tests/sanitize/common.sh
 kinds=("$@")
 [ ${#kinds[@]} -gt 0 ] || kinds=(asan tsan)
-jobs=$(nproc)
+jobs=$(getconf _NPROCESSORS_ONLN)
 start=$SECONDS
 
 for kind in "${kinds[@]}"; do
