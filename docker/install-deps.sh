@@ -6,6 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 $SUDO apt-get update -qq
+# clang and libclang-rt-dev: libFuzzer and the sanitizer runtimes (tests/fuzz, tests/sanitize);
+# llvm: llvm-symbolizer, which turns their stack traces into file:line.
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake git ca-certificates \
   libopenmpi-dev openmpi-bin \
@@ -15,6 +17,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libfmt-dev \
   nlohmann-json3-dev \
   libgtest-dev \
+  clang libclang-rt-dev llvm \
   dataset-fashion-mnist \
   fortunes \
   python3 \

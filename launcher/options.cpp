@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -51,13 +52,14 @@ void check_count(const std::string& where, const std::string& name, const std::s
 }
 
 // Checks a --config file line by line before Boost reads it, so that every problem names the
-// file and the line: a line that is not "key = value", an unknown key, a value the option
-// cannot take.
+// file and the line: a line that is not "key = value", an unknown key, a key set twice, a
+// value the option cannot take.
 void check_config_file(const std::string& path, const po::options_description& all) {
   DP_CHECK(!std::filesystem::is_directory(path), "--config {}: is a directory, not a file", path);
   std::ifstream in(path);
   DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
   std::string line;
+  std::map<std::string, int> first_line;  // Boost refuses a key given twice, naming no line
   for (int n = 1; std::getline(in, line); ++n) {
     const std::string where = fmt::format("--config {}:{}: ", path, n);
     auto trim = [](std::string s) {
@@ -72,10 +74,14 @@ void check_config_file(const std::string& path, const po::options_description& a
     const po::option_description* d = all.find_nothrow(key, false);
     DP_CHECK(d != nullptr && key != "config", "{}unknown option '{}' (see dprun --help)", where,
              key);
+    const auto [seen, fresh] = first_line.emplace(key, n);
+    DP_CHECK(fresh, "{}'{}' is already set on line {}", where, key, seen->second);
     check_count(where, key, value);
     try {
       boost::any parsed;
-      d->semantic()->parse(parsed, {value}, true);
+      // utf8 = false, as Boost's own store() of a config file: true made Boost convert the
+      // value from UTF-8 and throw a bare std::logic_error on any other byte (Latin-1 paths).
+      d->semantic()->parse(parsed, {value}, false);
     } catch (const po::error& e) {
       fail("{}{} = {}: {}", where, key, value, e.what());
     }

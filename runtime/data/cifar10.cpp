@@ -46,11 +46,13 @@ void read_records(const std::string& path, std::vector<uint8_t>& labels,
   const std::streamoff end = in.tellg();
   DP_CHECK(end >= 0, "CIFAR-10 file '{}': cannot determine its size", path);
   const size_t bytes = static_cast<size_t>(end);
-  DP_CHECK(bytes > 0, "CIFAR-10 file '{}' is empty", path);
+  DP_CHECK(bytes > 0, "CIFAR-10 file '{}': byte 0: the file is empty", path);
   DP_CHECK(bytes % kCifarRecordBytes == 0,
-           "CIFAR-10 file '{}': {} bytes is not a whole number of {}-byte records (1 label + "
-           "3072 pixels): {} records and {} bytes left over (truncated or not CIFAR-10 binary?)",
-           path, bytes, kCifarRecordBytes, bytes / kCifarRecordBytes, bytes % kCifarRecordBytes);
+           "CIFAR-10 file '{}': byte {}: {} bytes is not a whole number of {}-byte records (1 "
+           "label + 3072 pixels): {} records and {} bytes left over (truncated or not CIFAR-10 "
+           "binary?)",
+           path, bytes - bytes % kCifarRecordBytes, bytes, kCifarRecordBytes,
+           bytes / kCifarRecordBytes, bytes % kCifarRecordBytes);
   std::vector<uint8_t> buf(bytes);
   in.seekg(0);
   in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(bytes));
@@ -61,9 +63,9 @@ void read_records(const std::string& path, std::vector<uint8_t>& labels,
   for (size_t r = 0; r < n; ++r) {
     const uint8_t* rec = buf.data() + r * kCifarRecordBytes;
     DP_CHECK(rec[0] < kCifarClasses,
-             "CIFAR-10 file '{}': record {} has label {}, outside 0..9 (is this CIFAR-100, whose "
-             "records have two label bytes?)",
-             path, r, rec[0]);
+             "CIFAR-10 file '{}': byte {}: record {} has label {}, outside 0..9 (is this "
+             "CIFAR-100, whose records have two label bytes?)",
+             path, r * kCifarRecordBytes, r, rec[0]);
     labels.push_back(rec[0]);
     pixels.insert(pixels.end(), rec + 1, rec + kCifarRecordBytes);
   }

@@ -79,20 +79,21 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& p
     if (rc == Z_STREAM_END) {
       if (consumed == in.size()) break;
       DP_CHECK(has_gzip_magic(in, consumed),
-               "'{}': {} unexpected bytes after the end of the gzip stream (trailing garbage)",
-               path, in.size() - consumed);
+               "IDX file '{}': byte {}: {} unexpected bytes after the end of the gzip stream "
+               "(trailing garbage)",
+               path, consumed, in.size() - consumed);
       DP_CHECK(inflateReset(&zs) == Z_OK, "zlib: inflateReset failed for '{}'", path);
       continue;
     }
     if (rc == Z_OK) continue;
     if (rc == Z_BUF_ERROR && consumed == in.size())
       fail(
-          "'{}': the gzip stream is truncated (ended after {} compressed bytes, {} bytes "
-          "decompressed)",
+          "IDX file '{}': byte {}: the gzip stream is truncated (the file ends here, after {} "
+          "bytes decompressed)",
           path, in.size(), produced);
     if (rc == Z_BUF_ERROR) continue;
-    fail("'{}': corrupt gzip data ({}) after {} compressed bytes", path,
-         zs.msg ? zs.msg : "zlib error " + std::to_string(rc), consumed);
+    fail("IDX file '{}': byte {}: corrupt gzip data ({})", path, consumed,
+         zs.msg ? zs.msg : "zlib error " + std::to_string(rc));
   }
   out.resize(produced);
   return out;
@@ -150,46 +151,53 @@ std::string resolve_idx_path(const std::string& path) {
   fail("IDX file not found: looked for '{}' and '{}.gz'", path, path);
 }
 
-IdxArray parse_idx(std::vector<uint8_t> bytes, const std::string& what) {
+std::string idx_where(const std::string& path, bool decompressed, size_t byte) {
+  return fmt::format("IDX file '{}': byte {}{}", path, byte,
+                     decompressed ? " of the decompressed data" : "");
+}
+
+IdxArray parse_idx(std::vector<uint8_t> bytes, const std::string& path, bool decompressed) {
+  auto at = [&](size_t byte) { return idx_where(path, decompressed, byte); };
   DP_CHECK(bytes.size() >= 4,
-           "'{}': truncated IDX file: {} bytes, too short for the 4-byte magic number", what,
-           bytes.size());
+           "{}: truncated IDX file: {} bytes, too short for the 4-byte magic number",
+           at(bytes.size()), bytes.size());
   const uint32_t magic = be32(bytes.data());
   DP_CHECK(bytes[0] == 0 && bytes[1] == 0,
-           "'{}': bad magic number 0x{:08X} (an IDX file starts with two zero bytes, a type code "
+           "{}: bad magic number 0x{:08X} (an IDX file starts with two zero bytes, a type code "
            "and the number of dimensions, e.g. 0x00000803 for uint8 images)",
-           what, magic);
+           at(bytes[0] != 0 ? 0 : 1), magic);
   IdxArray a;
-  a.path = what;
+  a.path = path;
+  a.decompressed = decompressed;
   a.type = bytes[2];
   const size_t elem = idx_type_size(a.type);
   DP_CHECK(elem != 0,
-           "'{}': unsupported IDX type code 0x{:02X} in magic number 0x{:08X} (expected 0x08 "
+           "{}: unsupported IDX type code 0x{:02X} in magic number 0x{:08X} (expected 0x08 "
            "ubyte, 0x09 byte, 0x0B short, 0x0C int, 0x0D float or 0x0E double)",
-           what, a.type, magic);
+           at(2), a.type, magic);
   const size_t ndims = bytes[3];
-  DP_CHECK(ndims >= 1, "'{}': magic number 0x{:08X} declares 0 dimensions", what, magic);
+  DP_CHECK(ndims >= 1, "{}: magic number 0x{:08X} declares 0 dimensions", at(3), magic);
   const size_t header = 4 + 4 * ndims;
   DP_CHECK(bytes.size() >= header,
-           "'{}': truncated IDX header: {} dimensions need {} header bytes, the file has {}", what,
-           ndims, header, bytes.size());
+           "{}: truncated IDX header: {} dimensions need {} header bytes, the file has {}",
+           at(bytes.size()), ndims, header, bytes.size());
   size_t expected = elem;
-  bool overflow = false;
   for (size_t d = 0; d < ndims; ++d) {
     uint32_t v = be32(bytes.data() + 4 + 4 * d);
     a.dims.push_back(v);
-    if (v != 0 && expected > std::numeric_limits<size_t>::max() / v) overflow = true;
+    DP_CHECK(v == 0 || expected <= std::numeric_limits<size_t>::max() / v,
+             "{}: dimensions {} overflow the addressable size", at(4 + 4 * d),
+             fmt::join(a.dims, " x "));
     expected *= v;
   }
   const size_t have = bytes.size() - header;
-  DP_CHECK(!overflow, "'{}': dimensions {} overflow the addressable size", what,
-           fmt::join(a.dims, " x "));
   DP_CHECK(have >= expected,
-           "'{}': truncated IDX file: dimensions {} of {} need {} payload bytes, found {}", what,
-           fmt::join(a.dims, " x "), idx_type_name(a.type), expected, have);
+           "{}: truncated IDX file: dimensions {} of {} need {} payload bytes, found {}",
+           at(bytes.size()), fmt::join(a.dims, " x "), idx_type_name(a.type), expected, have);
   DP_CHECK(have == expected,
-           "'{}': trailing garbage: dimensions {} of {} need {} payload bytes, found {} ({} extra)",
-           what, fmt::join(a.dims, " x "), idx_type_name(a.type), expected, have, have - expected);
+           "{}: trailing garbage: dimensions {} of {} need {} payload bytes, found {} ({} extra)",
+           at(header + expected), fmt::join(a.dims, " x "), idx_type_name(a.type), expected, have,
+           have - expected);
   bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header));
   a.payload = std::move(bytes);
   return a;
@@ -198,8 +206,9 @@ IdxArray parse_idx(std::vector<uint8_t> bytes, const std::string& what) {
 IdxArray read_idx(const std::string& path) {
   const std::string file = resolve_idx_path(path);
   std::vector<uint8_t> bytes = read_file(file);
-  if (has_gzip_magic(bytes)) bytes = gunzip(bytes, file);
-  return parse_idx(std::move(bytes), file);
+  const bool gzip = has_gzip_magic(bytes);
+  if (gzip) bytes = gunzip(bytes, file);
+  return parse_idx(std::move(bytes), file, gzip);
 }
 
 void write_idx(const std::string& path, IdxType type, const std::vector<uint32_t>& dims,
@@ -259,27 +268,28 @@ IdxDataset IdxDataset::from_arrays(IdxArray images, IdxArray labels,
   DP_CHECK(num_classes >= 1 && num_classes <= 256,
            "IDX dataset: num_classes must be in 1..256 (labels are bytes), got {}", num_classes);
   DP_CHECK(images.type == static_cast<uint8_t>(IdxType::u8),
-           "'{}': images must be unsigned bytes (type 0x08), found type 0x{:02X} ({})", images.path,
-           images.type, idx_type_name(images.type));
+           "{}: images must be unsigned bytes (type 0x08), found type 0x{:02X} ({})",
+           idx_where(images, 2), images.type, idx_type_name(images.type));
   DP_CHECK(images.dims.size() == 3,
-           "'{}': images must have 3 dimensions [count, rows, cols], found {} ([{}])", images.path,
-           images.dims.size(), fmt::join(images.dims, ", "));
+           "{}: images must have 3 dimensions [count, rows, cols], found {} ([{}])",
+           idx_where(images, 3), images.dims.size(), fmt::join(images.dims, ", "));
   DP_CHECK(labels.type == static_cast<uint8_t>(IdxType::u8),
-           "'{}': labels must be unsigned bytes (type 0x08), found type 0x{:02X} ({})", labels.path,
-           labels.type, idx_type_name(labels.type));
-  DP_CHECK(labels.dims.size() == 1, "'{}': labels must have 1 dimension [count], found {} ([{}])",
-           labels.path, labels.dims.size(), fmt::join(labels.dims, ", "));
+           "{}: labels must be unsigned bytes (type 0x08), found type 0x{:02X} ({})",
+           idx_where(labels, 2), labels.type, idx_type_name(labels.type));
+  DP_CHECK(labels.dims.size() == 1, "{}: labels must have 1 dimension [count], found {} ([{}])",
+           idx_where(labels, 3), labels.dims.size(), fmt::join(labels.dims, ", "));
   DP_CHECK(images.dims[0] == labels.dims[0],
-           "label count does not match image count: '{}' has {} labels, '{}' has {} images",
-           labels.path, labels.dims[0], images.path, images.dims[0]);
-  DP_CHECK(images.dims[0] > 0, "'{}': the dataset is empty (0 images)", images.path);
-  DP_CHECK(images.dims[1] > 0 && images.dims[2] > 0, "'{}': images of size {}x{}", images.path,
-           images.dims[1], images.dims[2]);
+           "{}: label count does not match image count: '{}' has {} labels, '{}' has {} images",
+           idx_where(labels, 4), labels.path, labels.dims[0], images.path, images.dims[0]);
+  DP_CHECK(images.dims[0] > 0, "{}: the dataset is empty (0 images)", idx_where(images, 4));
+  DP_CHECK(images.dims[1] > 0 && images.dims[2] > 0, "{}: images of size {}x{}",
+           idx_where(images, images.dims[1] == 0 ? 8 : 12), images.dims[1], images.dims[2]);
   for (size_t i = 0; i < labels.payload.size(); ++i) {
     DP_CHECK(labels.payload[i] < num_classes,
-             "'{}': label {} of sample {} is out of range (num_classes is {}, labels must be "
+             "{}: label {} of sample {} is out of range (num_classes is {}, labels must be "
              "0..{})",
-             labels.path, labels.payload[i], i, num_classes, num_classes - 1);
+             idx_where(labels, labels.payload_offset(i)), labels.payload[i], i, num_classes,
+             num_classes - 1);
   }
   IdxDataset ds;
   ds.source_ = images.path;

@@ -33,16 +33,28 @@ struct IdxArray {
   uint8_t type = static_cast<uint8_t>(IdxType::u8);
   std::vector<uint32_t> dims;
   std::vector<uint8_t> payload;  // the elements as stored (big-endian for multi-byte types)
+  bool decompressed = false;     // read from gzip: error positions count decompressed bytes
+  // Where payload element `i` lies in the file, for error messages.
+  size_t payload_offset(size_t i) const { return 4 + 4 * dims.size() + i * idx_type_size(type); }
 };
+
+// "IDX file 'PATH': byte N" (+ " of the decompressed data"): how every IDX error starts, so
+// that it names the file and where in it the problem is.
+std::string idx_where(const std::string& path, bool decompressed, size_t byte);
+inline std::string idx_where(const IdxArray& a, size_t byte) {
+  return idx_where(a.path, a.decompressed, byte);
+}
 
 // `path` if it exists, else `path`.gz if that exists; otherwise dp::Error naming both.
 std::string resolve_idx_path(const std::string& path);
 // Reads and validates one IDX file (see resolve_idx_path for the .gz fallback). Throws
-// dp::Error naming the file on: missing file, bad magic, unknown type code, no dimensions,
-// truncated header or payload, bytes after the payload, a corrupt or truncated gzip stream.
+// dp::Error naming the file and the byte on: missing file, bad magic, unknown type code, no
+// dimensions, truncated header or payload, bytes after the payload, a corrupt or truncated
+// gzip stream.
 IdxArray read_idx(const std::string& path);
-// The same checks on an in-memory, already decompressed file; `what` names it in errors.
-IdxArray parse_idx(std::vector<uint8_t> bytes, const std::string& what);
+// The same checks on an in-memory file, `decompressed` when it came out of gzip; `path` names
+// it in errors.
+IdxArray parse_idx(std::vector<uint8_t> bytes, const std::string& path, bool decompressed = false);
 
 // Writes an IDX file at exactly `path` (gzip-compressed when `gzip`, whatever the name).
 // The payload size must equal the product of dims times the element size.

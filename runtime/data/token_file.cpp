@@ -45,8 +45,8 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
   DP_CHECK(S_ISREG(st.st_mode), "token file '{}': not a regular file", path);
   const size_t bytes = static_cast<size_t>(st.st_size);
   DP_CHECK(bytes >= kTokenFileHeaderBytes,
-           "token file '{}': {} bytes, too short for the {}-byte header (256 int32)", path, bytes,
-           kTokenFileHeaderBytes);
+           "token file '{}': byte {}: the file ends inside the {}-byte header (256 int32)", path,
+           bytes, kTokenFileHeaderBytes);
   map_ = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, f.fd, 0);
   if (map_ == MAP_FAILED) {
     map_ = nullptr;
@@ -59,27 +59,28 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
     const int32_t magic = le32(base), version = le32(base + 4), count = le32(base + 8),
                   vocab = le32(base + 12);
     DP_CHECK(magic == kTokenFileMagic,
-             "token file '{}': bad magic number {} (expected {}: an llm.c token file, as "
-             "`dprun prepare-text` writes)",
+             "token file '{}': byte 0: bad magic number {} (expected {}: an llm.c token file, "
+             "as `dprun prepare-text` writes)",
              path, magic, kTokenFileMagic);
     DP_CHECK(version == kTokenFileVersion,
-             "token file '{}': unsupported version {} (expected {}, uint16 tokens; llm.c's version "
-             "2 holds uint32 LLaMA-3 tokens)",
+             "token file '{}': byte 4: unsupported version {} (expected {}, uint16 tokens; "
+             "llm.c's version 2 holds uint32 LLaMA-3 tokens)",
              path, version, kTokenFileVersion);
-    DP_CHECK(count >= 0, "token file '{}': negative token count {} in the header", path, count);
+    DP_CHECK(count >= 0, "token file '{}': byte 8: negative token count {} in the header", path,
+             count);
     DP_CHECK(vocab >= 0 && vocab <= 65536,
-             "token file '{}': vocabulary size {} in header[3] is outside 1..65536 (uint16 "
-             "tokens; 0 means GPT-2's {})",
+             "token file '{}': byte 12: vocabulary size {} in header[3] is outside 1..65536 "
+             "(uint16 tokens; 0 means GPT-2's {})",
              path, vocab, kGpt2VocabSize);
     const size_t want = kTokenFileHeaderBytes + 2 * static_cast<size_t>(count);
     DP_CHECK(bytes >= want,
-             "token file '{}' is truncated: the header announces {} tokens ({} bytes with the "
-             "header), the file has {} bytes ({} tokens)",
-             path, count, want, bytes, (bytes - kTokenFileHeaderBytes) / 2);
+             "token file '{}': byte {}: truncated: the header announces {} tokens ({} bytes with "
+             "the header), the file has {} bytes ({} tokens)",
+             path, bytes, count, want, bytes, (bytes - kTokenFileHeaderBytes) / 2);
     DP_CHECK(bytes == want,
-             "token file '{}' has {} trailing bytes: the header announces {} tokens ({} bytes "
-             "with the header), the file has {} bytes",
-             path, bytes - want, count, want, bytes);
+             "token file '{}': byte {}: {} trailing bytes: the header announces {} tokens ({} "
+             "bytes with the header), the file has {} bytes",
+             path, want, bytes - want, count, want, bytes);
     tokens_ = reinterpret_cast<const uint16_t*>(base + kTokenFileHeaderBytes);
     count_ = static_cast<size_t>(count);
     vocab_from_header_ = vocab != 0;
@@ -92,8 +93,10 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
       const size_t at = static_cast<size_t>(
           std::find_if(tokens_, tokens_ + count_, [&](uint16_t t) { return t >= vocab_; }) -
           tokens_);
-      fail("token file '{}': token {} at position {} is outside the vocabulary (size {}{})", path,
-           tokens_[at], at, vocab_, vocab_from_header_ ? "" : ", GPT-2's, as header[3] is 0");
+      fail(
+          "token file '{}': byte {}: token {} at position {} is outside the vocabulary (size {}{})",
+          path, kTokenFileHeaderBytes + 2 * at, tokens_[at], at, vocab_,
+          vocab_from_header_ ? "" : ", GPT-2's, as header[3] is 0");
     }
   } catch (...) {
     release();

@@ -133,18 +133,18 @@ TEST_F(Cifar10Test, SizeNotAWholeNumberOfRecords) {
   write_bytes(path("data_batch_2.bin"), bytes);
   const std::string e = load_error();
   EXPECT_MENTIONS(e, "'" + path("data_batch_2.bin") +
-                         "': 6151 bytes is not a whole number of 3073-byte records");
+                         "': byte 6146: 6151 bytes is not a whole number of 3073-byte records");
   EXPECT_MENTIONS(e, "2 records and 5 bytes left over");
   write_bytes(path("data_batch_2.bin"), {});
-  EXPECT_MENTIONS(load_error(), "'" + path("data_batch_2.bin") + "' is empty");
+  EXPECT_MENTIONS(load_error(), "'" + path("data_batch_2.bin") + "': byte 0: the file is empty");
 }
 
 TEST_F(Cifar10Test, LabelOutOfRange) {
   write_train(dir_);
   std::vector<uint8_t> px(2 * kCifarPixels, 7);
   write_cifar10_file(path("data_batch_4.bin"), {3, 10}, px);
-  EXPECT_MENTIONS(load_error(),
-                  "'" + path("data_batch_4.bin") + "': record 1 has label 10, outside 0..9");
+  EXPECT_MENTIONS(load_error(), "'" + path("data_batch_4.bin") +
+                                    "': byte 3073: record 1 has label 10, outside 0..9");
 }
 
 TEST_F(Cifar10Test, ConstantChannelCannotBeNormalised) {

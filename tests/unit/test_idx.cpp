@@ -171,8 +171,7 @@ TEST_F(IdxTest, BadMagic) {
   b.push_back(1), b.push_back(2);
   write_raw("m", b);
   std::string msg = read_error("m");
-  EXPECT_MENTIONS(msg, "bad magic number 0x12000801");
-  EXPECT_MENTIONS(msg, path("m"));
+  EXPECT_MENTIONS(msg, "IDX file '" + path("m") + "': byte 0: bad magic number 0x12000801");
   // A file that is not even gzip nor IDX, e.g. a text file.
   write_raw("t", {'h', 'e', 'l', 'l', 'o', '\n'});
   EXPECT_MENTIONS(read_error("t"), "bad magic number");
@@ -182,11 +181,12 @@ TEST_F(IdxTest, UnsupportedTypeCode) {
   auto b = header(0x07, {2});
   b.push_back(1), b.push_back(2);
   write_raw("u", b);
-  EXPECT_MENTIONS(read_error("u"), "unsupported IDX type code 0x07");
+  EXPECT_MENTIONS(read_error("u"), "byte 2: unsupported IDX type code 0x07");
   // Valid IDX, but not bytes: the dataset refuses it.
   write_idx(path("train-images-idx3-ubyte"), IdxType::f32, {1, 1, 1}, {0, 0, 0, 0}, false);
   write_idx_ubyte(path("train-labels-idx1-ubyte"), {1}, {0}, false);
-  EXPECT_MENTIONS(load_error(), "images must be unsigned bytes (type 0x08), found type 0x0D");
+  EXPECT_MENTIONS(load_error(),
+                  "byte 2: images must be unsigned bytes (type 0x08), found type 0x0D");
 }
 
 TEST_F(IdxTest, TruncatedHeaderAndPayload) {
@@ -195,12 +195,12 @@ TEST_F(IdxTest, TruncatedHeaderAndPayload) {
   auto h = header(0x08, {3, 4});
   h.resize(9);
   write_raw("h", h);
-  EXPECT_MENTIONS(read_error("h"), "truncated IDX header");
+  EXPECT_MENTIONS(read_error("h"), "byte 9: truncated IDX header");
   auto b = header(0x08, {3, 4});
   b.resize(b.size() + 11);
   write_raw("p", b);
   std::string msg = read_error("p");
-  EXPECT_MENTIONS(msg, "truncated IDX file");
+  EXPECT_MENTIONS(msg, "byte 23: truncated IDX file");
   EXPECT_MENTIONS(msg, "need 12 payload bytes, found 11");
 }
 
@@ -214,12 +214,12 @@ TEST_F(IdxTest, WrongDimsAndTrailingGarbage) {
   t.resize(t.size() + 12 + 5);
   write_raw("g", t);
   std::string msg = read_error("g");
-  EXPECT_MENTIONS(msg, "trailing garbage");
+  EXPECT_MENTIONS(msg, "byte 24: trailing garbage");
   EXPECT_MENTIONS(msg, "5 extra");
   // Images must be 3-D.
   write_idx_ubyte(path("train-images-idx3-ubyte"), {2, 6}, std::vector<uint8_t>(12), false);
   write_idx_ubyte(path("train-labels-idx1-ubyte"), {2}, {0, 1}, false);
-  EXPECT_MENTIONS(load_error(), "images must have 3 dimensions");
+  EXPECT_MENTIONS(load_error(), "byte 3: images must have 3 dimensions");
 }
 
 TEST_F(IdxTest, GzipDamage) {
@@ -230,7 +230,8 @@ TEST_F(IdxTest, GzipDamage) {
   auto cut = gz;
   cut.resize(gz.size() / 2);
   write_raw("cut.gz", cut);
-  EXPECT_MENTIONS(read_error("cut.gz"), "gzip stream is truncated");
+  EXPECT_MENTIONS(read_error("cut.gz"),
+                  "byte " + std::to_string(cut.size()) + ": the gzip stream is truncated");
   auto flipped = gz;
   flipped[gz.size() / 2] ^= 0xff;
   write_raw("flip.gz", flipped);
@@ -238,7 +239,9 @@ TEST_F(IdxTest, GzipDamage) {
   auto trail = gz;
   trail.push_back('x'), trail.push_back('y');
   write_raw("trail.gz", trail);
-  EXPECT_MENTIONS(read_error("trail.gz"), "after the end of the gzip stream");
+  EXPECT_MENTIONS(read_error("trail.gz"),
+                  "byte " + std::to_string(gz.size()) +
+                      ": 2 unexpected bytes after the end of the gzip stream");
   // Two concatenated members are one valid gzip file (what `cat a.gz b.gz` makes).
   // Split the IDX file itself: header+1 byte in member 1, 2 bytes in member 2.
   gzFile f = gzopen(path("two.gz").c_str(), "wb");
@@ -260,7 +263,8 @@ TEST_F(IdxTest, LabelCountMismatch) {
   write_idx_ubyte(path("train-images-idx3-ubyte"), {3, 2, 2}, std::vector<uint8_t>(12), false);
   write_idx_ubyte(path("train-labels-idx1-ubyte"), {2}, {0, 1}, false);
   std::string msg = load_error();
-  EXPECT_MENTIONS(msg, "label count does not match image count");
+  EXPECT_MENTIONS(msg, "'" + path("train-labels-idx1-ubyte") +
+                           "': byte 4: label count does not match image count");
   EXPECT_MENTIONS(msg, "has 2 labels");
   EXPECT_MENTIONS(msg, "has 3 images");
 }
@@ -270,7 +274,8 @@ TEST_F(IdxTest, LabelOutOfRange) {
                   {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, false);
   write_idx_ubyte(path("train-labels-idx1-ubyte"), {3}, {0, 10, 1}, false);
   std::string msg = load_error();
-  EXPECT_MENTIONS(msg, "label 10 of sample 1 is out of range");
+  EXPECT_MENTIONS(msg, "'" + path("train-labels-idx1-ubyte") +
+                           "': byte 9: label 10 of sample 1 is out of range");
   EXPECT_MENTIONS(msg, "num_classes is 10");
   // With more classes it is fine.
   EXPECT_EQ(IdxDataset::load(dir_, "train", std::nullopt, 11).num_classes(), 11);
@@ -304,4 +309,19 @@ TEST(FashionMnist, LoadsTheRealData) {
   const double m = s / 784000, sd = std::sqrt(sq / 784000 - m * m);
   EXPECT_NEAR(m, 0.0, 0.05);
   EXPECT_NEAR(sd, 1.0, 0.05);
+}
+
+// Positions in a gzip file's errors count the decompressed bytes, and say so.
+TEST_F(IdxTest, GzipPositionsCountDecompressedBytes) {
+  write_idx_ubyte(path("train-images-idx3-ubyte.gz"), {3, 2, 2},
+                  std::vector<uint8_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, true);
+  write_idx_ubyte(path("train-labels-idx1-ubyte.gz"), {3}, {0, 1, 12}, true);
+  EXPECT_MENTIONS(load_error(), "IDX file '" + path("train-labels-idx1-ubyte.gz") +
+                                    "': byte 10 of the decompressed data: label 12 of sample 2");
+}
+
+TEST_F(IdxTest, DimensionsThatOverflowNameTheirByte) {
+  auto b = header(0x0E, {0xFFFFFFFF, 0xFFFFFFFF, 2});
+  write_raw("huge", b);
+  EXPECT_MENTIONS(read_error("huge"), "byte 8: dimensions 4294967295 x 4294967295 overflow");
 }

@@ -92,7 +92,9 @@ TEST_F(TokenFileTest, HeaderWithoutVocabularyMeansGpt2) {
   EXPECT_EQ(f.tokens()[0], 50256);
   write_bytes(path("big.bin"), file_bytes(20240520, 1, 2, 0, {50257, 1}));
   const std::string e = open_error(path("big.bin"));
-  EXPECT_MENTIONS(e, "token 50257 at position 0 is outside the vocabulary (size 50257, GPT-2's");
+  EXPECT_MENTIONS(e,
+                  "byte 1024: token 50257 at position 0 is outside the vocabulary (size 50257, "
+                  "GPT-2's");
 }
 
 TEST_F(TokenFileTest, EmptyTokenListIsAValidFile) {
@@ -107,35 +109,37 @@ TEST_F(TokenFileTest, RejectsEveryBadInput) {
   EXPECT_MENTIONS(open_error(path("missing.bin")), "'" + path("missing.bin") + "': cannot open");
 
   write_bytes(path("short.bin"), std::vector<uint8_t>(1000, 0));
-  EXPECT_MENTIONS(open_error(path("short.bin")), "1000 bytes, too short for the 1024-byte header");
+  EXPECT_MENTIONS(open_error(path("short.bin")),
+                  "byte 1000: the file ends inside the 1024-byte header");
 
   write_bytes(path("magic.bin"), file_bytes(20240521, 1, 5, 10, ok));
-  EXPECT_MENTIONS(open_error(path("magic.bin")), "bad magic number 20240521 (expected 20240520");
+  EXPECT_MENTIONS(open_error(path("magic.bin")),
+                  "byte 0: bad magic number 20240521 (expected 20240520");
 
   write_bytes(path("version.bin"), file_bytes(20240520, 2, 5, 10, ok));
-  EXPECT_MENTIONS(open_error(path("version.bin")), "unsupported version 2 (expected 1");
+  EXPECT_MENTIONS(open_error(path("version.bin")), "byte 4: unsupported version 2 (expected 1");
 
   write_bytes(path("trunc.bin"), file_bytes(20240520, 1, 6, 10, ok));
   const std::string t = open_error(path("trunc.bin"));
-  EXPECT_MENTIONS(t, "'" + path("trunc.bin") + "' is truncated");
+  EXPECT_MENTIONS(t, "'" + path("trunc.bin") + "': byte 1034: truncated");
   EXPECT_MENTIONS(t, "announces 6 tokens (1036 bytes with the header), the file has 1034 bytes");
 
   std::vector<uint8_t> trailing = file_bytes(20240520, 1, 5, 10, ok);
   trailing.push_back(7);
   write_bytes(path("trail.bin"), trailing);
   EXPECT_MENTIONS(open_error(path("trail.bin")),
-                  "has 1 trailing bytes: the header announces 5 tokens");
+                  "byte 1034: 1 trailing bytes: the header announces 5 tokens");
 
   write_bytes(path("range.bin"), file_bytes(20240520, 1, 5, 4, ok));
-  EXPECT_MENTIONS(
-      open_error(path("range.bin")),
-      "'" + path("range.bin") + "': token 4 at position 3 is outside the vocabulary (size 4)");
+  EXPECT_MENTIONS(open_error(path("range.bin")),
+                  "'" + path("range.bin") +
+                      "': byte 1030: token 4 at position 3 is outside the vocabulary (size 4)");
 
   write_bytes(path("negcount.bin"), file_bytes(20240520, 1, -1, 10, {}));
-  EXPECT_MENTIONS(open_error(path("negcount.bin")), "negative token count -1");
+  EXPECT_MENTIONS(open_error(path("negcount.bin")), "byte 8: negative token count -1");
 
   write_bytes(path("vocab.bin"), file_bytes(20240520, 1, 0, 70000, {}));
-  EXPECT_MENTIONS(open_error(path("vocab.bin")), "vocabulary size 70000 in header[3]");
+  EXPECT_MENTIONS(open_error(path("vocab.bin")), "byte 12: vocabulary size 70000 in header[3]");
 
   EXPECT_MENTIONS(open_error(dir_), "not a regular file");
 }

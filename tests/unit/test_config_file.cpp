@@ -1,0 +1,53 @@
+// dprun --config FILE through the launcher's option parsing: every problem in the file is
+// reported with the file and the line, including the two that tests/fuzz/fuzz_config found
+// reaching Boost unchecked (a key set twice, a byte that is not UTF-8).
+#include <gtest/gtest.h>
+
+#include "launcher/options.h"
+#include "tests/support/temp_dir.h"
+
+using namespace dp;
+using dp::test::error_of;
+
+namespace {
+
+class ConfigFileTest : public dp::test::TempDirTest {
+ protected:
+  LaunchOptions parse(const std::string& text) {
+    write_text(path("run.cfg"), text);
+    std::string a0 = "dprun", a1 = "--config", a2 = path("run.cfg");
+    char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
+    return parse_options(3, argv);
+  }
+  std::string parse_error(const std::string& text) {
+    return error_of([&] { parse(text); });
+  }
+};
+
+}  // namespace
+
+TEST_F(ConfigFileTest, ReadsKeyValueLines) {
+  LaunchOptions o = parse("# comment\nlr = 0.5\neval = true\n\n  epochs=3  # why not\n");
+  EXPECT_EQ(o.train.lr, 0.5f);
+  EXPECT_TRUE(o.train.eval);
+  EXPECT_EQ(o.train.epochs, 3u);
+}
+
+TEST_F(ConfigFileTest, KeySetTwiceNamesBothLines) {
+  EXPECT_MENTIONS(parse_error("lr = 0.1\n# again\nlr = 0.2\n"),
+                  "--config " + path("run.cfg") + ":3: 'lr' is already set on line 1");
+}
+
+TEST_F(ConfigFileTest, BytesThatAreNotUtf8AreTakenAsTheyAre) {
+  // A Latin-1 file name: Boost converted the value from UTF-8 and threw a bare logic_error.
+  LaunchOptions o = parse("log-json = r\xe9sultat.jsonl\n");
+  EXPECT_EQ(o.train.log_json, "r\xe9sultat.jsonl");
+}
+
+TEST_F(ConfigFileTest, BadLinesNameTheFileAndLine) {
+  const std::string where = "--config " + path("run.cfg") + ":2: ";
+  EXPECT_MENTIONS(parse_error("eval = true\nnot a pair\n"), where + "expected 'key = value'");
+  EXPECT_MENTIONS(parse_error("eval = true\nfrobnicate = 1\n"), where + "unknown option");
+  EXPECT_MENTIONS(parse_error("eval = true\nepochs = -1\n"), where + "--epochs -1");
+  EXPECT_MENTIONS(parse_error("eval = true\nlr = fast\n"), where + "lr = fast");
+}
