@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "launcher/data_parallel_main.h"
 #include "launcher/options.h"
 #include "launcher/prepare_text.h"
 #include "runtime/comm/device_plan.h"
@@ -105,6 +106,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     dp::log::set_verbose(opts.verbose);
+    // --mode dp: one process, no collectives; every process of a multi-process launch refuses
+    // it on its own (so none waits for another).
+    if (opts.mode == "dp") return dp::data_parallel_main(opts, info.rank, info.size);
     plan = dp::plan_device(device_request(opts), node_facts(info));
   } catch (const std::exception& e) {
     err = e.what();
