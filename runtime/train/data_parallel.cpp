@@ -416,6 +416,19 @@ std::string DataParallelTrainer::sample_text() {
   return fmt::format("{}", fmt::join(out, " "));
 }
 
+void DataParallelTrainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
+  sum.eval = evaluate();
+  sum.evaluated = true;
+  last_eval_step_ = step_;
+  if (log_.is_open())
+    log_.write({{"type", "eval"},
+                {"step", step_},
+                {"epoch", epoch},
+                {"test_loss", sum.eval.loss},
+                {"test_accuracy", sum.eval.accuracy},
+                {"test_samples", sum.eval.samples}});
+}
+
 void DataParallelTrainer::log_step(const StepMetrics& m, const DataParallelTimes& t) {
   if (!log_.is_open()) return;
   nlohmann::json j = {{"type", "step"},
@@ -498,9 +511,7 @@ TrainSummary DataParallelTrainer::run() {
       if (!std::isfinite(m.loss) && cfg_.on_nonfinite == "abort")
         fail("step {}: the loss is {} (training diverged: try a lower --lr)", m.step, m.loss);
       if (cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == total_steps)) {
-        sum.eval = evaluate();
-        sum.evaluated = true;
-        last_eval_step_ = step_;
+        evaluate_and_log(epoch, sum);
         report.eval(step_, sum.eval, entry_->loss == LossKind::next_token);
       }
       if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || step_ == total_steps))
@@ -511,11 +522,7 @@ TrainSummary DataParallelTrainer::run() {
     sum.epochs = epoch + 1;
     if (signal != 0) break;
     sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
-    if (cfg_.eval && last_eval_step_ != step_) {
-      sum.eval = evaluate();
-      sum.evaluated = true;
-      last_eval_step_ = step_;
-    }
+    if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     report.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
   }
   loader_.reset();

@@ -89,6 +89,7 @@ class DataParallelTrainer {
   void train_step(uint64_t epoch, StepMetrics& m, DataParallelTimes& t);
   void start_epoch(uint64_t epoch);
   void replicate_all(bool buffers_only);
+  void evaluate_and_log(uint64_t epoch, TrainSummary& sum);
   void log_step(const StepMetrics& m, const DataParallelTimes& t);
   std::string sample_text();
 
