@@ -1,8 +1,43 @@
 #include "runtime/dp/replica_threads.h"
 
+#include <sched.h>
+
+#include <chrono>
+
 #include "runtime/core/error.h"
 
 namespace dp {
+
+namespace {
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// True once ready() holds, spinning for up to 20 us and yielding up to 200 us (the DDP
+// barrier's budget); false when the caller should go to sleep.
+template <typename Ready>
+bool spin_until(Ready ready) {
+  using clock = std::chrono::steady_clock;
+  constexpr auto kSpin = std::chrono::microseconds(20);
+  constexpr auto kYield = std::chrono::microseconds(200);
+  const auto start = clock::now();
+  for (;;) {
+    for (int k = 0; k < 32; ++k) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    const auto waited = clock::now() - start;
+    if (waited >= kYield) return false;
+    if (waited >= kSpin) sched_yield();
+  }
+}
+
+}  // namespace
 
 ReplicaThreads::ReplicaThreads(size_t replicas) : errors_(replicas) {
   DP_CHECK(replicas >= 1, "replica threads: at least one replica, got {}", replicas);
@@ -21,49 +56,54 @@ ReplicaThreads::~ReplicaThreads() {
 
 void ReplicaThreads::worker(size_t replica) {
   uint64_t seen = 0;
+  auto started = [&] {
+    return stop_.load(std::memory_order_acquire) ||
+           generation_.load(std::memory_order_acquire) != seen;
+  };
   for (;;) {
-    const std::function<void(size_t)>* fn = nullptr;
-    {
+    if (!spin_until(started)) {
+      // The predicate is checked under the lock run() moves the generation under: no lost
+      // wake-up.
       std::unique_lock<std::mutex> lk(mu_);
-      start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      fn = fn_;
+      start_cv_.wait(lk, started);
     }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
     std::exception_ptr err;
     try {
-      (*fn)(replica);
+      (*fn_)(replica);
     } catch (...) {
       err = std::current_exception();
     }
-    bool last = false;
-    {
+    errors_[replica] = std::move(err);
+    if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      // The last one out wakes run() if it went to sleep (taking the lock orders this after
+      // run()'s check of the count).
       std::lock_guard<std::mutex> lk(mu_);
-      errors_[replica] = std::move(err);
-      last = --running_ == 0;
+      done_cv_.notify_one();
     }
-    if (last) done_cv_.notify_one();
   }
 }
 
 void ReplicaThreads::run(const std::function<void(size_t)>& fn) {
+  for (size_t r = 1; r < errors_.size(); ++r) errors_[r] = nullptr;  // the workers are idle
   {
     std::lock_guard<std::mutex> lk(mu_);
-    for (std::exception_ptr& e : errors_) e = nullptr;
     fn_ = &fn;
-    running_ = threads_.size();
-    ++generation_;
+    running_.store(threads_.size(), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
+  errors_[0] = nullptr;
   try {
     fn(0);
   } catch (...) {
-    errors_[0] = std::current_exception();  // only this thread writes replica 0's slot
+    errors_[0] = std::current_exception();
   }
-  {
+  auto done = [this] { return running_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(done)) {
     std::unique_lock<std::mutex> lk(mu_);
-    done_cv_.wait(lk, [this] { return running_ == 0; });
-    fn_ = nullptr;
+    done_cv_.wait(lk, done);
   }
   for (const std::exception_ptr& e : errors_)
     if (e) std::rethrow_exception(e);

@@ -2,7 +2,13 @@
 // torch.nn.parallel.parallel_apply for DataParallel on the CPU (and one thread per GPU): a
 // fixed set of threads, one per replica, that run the same function on every replica at once
 // and join. Replica 0 runs on the calling thread (DataParallel's main process is replica 0's),
-// replicas 1..N-1 on threads started once, so a step costs two wake-ups, not N thread starts.
+// replicas 1..N-1 on threads started once, so a step costs two hand-offs, not N thread starts.
+//
+// A hand-off waits as the shared-memory all-reduce's barrier does between DDP ranks
+// (runtime/comm/shm_allreduce.cpp): spin while the other side is probably microseconds away,
+// then yield (more replicas than cores), then sleep on a condition variable. A thread that
+// went to sleep pays the scheduler's wake-up, which on a busy machine is a time slice.
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -34,14 +40,16 @@ class ReplicaThreads {
   void worker(size_t replica);
 
   std::vector<std::thread> threads_;
-  std::vector<std::exception_ptr> errors_;  // per replica, of the current run()
-  std::mutex mu_;
+  // Per replica, of the current run(): written by that replica's thread before it counts
+  // itself out of `running_`, read by run() after the count reached 0.
+  std::vector<std::exception_ptr> errors_;
+  std::mutex mu_;  // guards the sleeping side of both hand-offs
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  const std::function<void(size_t)>* fn_ = nullptr;
-  uint64_t generation_ = 0;  // one per run(): a worker runs each generation once
-  size_t running_ = 0;       // workers still inside fn in this generation
-  bool stop_ = false;
+  const std::function<void(size_t)>* fn_ = nullptr;  // set before generation_ moves
+  std::atomic<uint64_t> generation_{0};              // one per run(): each worker runs it once
+  std::atomic<size_t> running_{0};                   // workers still inside fn in this run()
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace dp
