@@ -18,13 +18,12 @@ void cpu_relax() {
 #endif
 }
 
-// True once ready() holds, spinning for up to 20 us and yielding up to 200 us (the DDP
-// barrier's budget); false when the caller should go to sleep.
+// True once ready() holds, spinning for up to 20 us, then yielding until `patience` has
+// passed; false when the caller should go to sleep.
 template <typename Ready>
-bool spin_until(Ready ready) {
+bool spin_until(Ready ready, std::chrono::microseconds patience) {
   using clock = std::chrono::steady_clock;
   constexpr auto kSpin = std::chrono::microseconds(20);
-  constexpr auto kYield = std::chrono::microseconds(200);
   const auto start = clock::now();
   for (;;) {
     for (int k = 0; k < 32; ++k) {
@@ -32,7 +31,7 @@ bool spin_until(Ready ready) {
       cpu_relax();
     }
     const auto waited = clock::now() - start;
-    if (waited >= kYield) return false;
+    if (waited >= patience) return false;
     if (waited >= kSpin) sched_yield();
   }
 }
@@ -41,6 +40,14 @@ bool spin_until(Ready ready) {
 
 ReplicaThreads::ReplicaThreads(size_t replicas) : errors_(replicas) {
   DP_CHECK(replicas >= 1, "replica threads: at least one replica, got {}", replicas);
+  // A core per replica: a waiting replica keeps its core through replica 0's serial part of
+  // the step (data, scatter, replicate, gather, update: milliseconds for a large model), as a
+  // DDP rank keeps computing; otherwise the waiting thread would sleep at every step and
+  // come back a scheduler wake-up late. More replicas than cores: the DDP barrier's 200 us,
+  // after which the cores go to the replicas that compute.
+  const unsigned cores = std::thread::hardware_concurrency();
+  patience_ = cores == 0 || replicas <= cores ? std::chrono::microseconds(5000)
+                                              : std::chrono::microseconds(200);
   threads_.reserve(replicas - 1);
   for (size_t r = 1; r < replicas; ++r) threads_.emplace_back([this, r] { worker(r); });
 }
@@ -61,7 +68,7 @@ void ReplicaThreads::worker(size_t replica) {
            generation_.load(std::memory_order_acquire) != seen;
   };
   for (;;) {
-    if (!spin_until(started)) {
+    if (!spin_until(started, patience_)) {
       // The predicate is checked under the lock run() moves the generation under: no lost
       // wake-up.
       std::unique_lock<std::mutex> lk(mu_);
@@ -101,7 +108,7 @@ void ReplicaThreads::run(const std::function<void(size_t)>& fn) {
     errors_[0] = std::current_exception();
   }
   auto done = [this] { return running_.load(std::memory_order_acquire) == 0; };
-  if (!spin_until(done)) {
+  if (!spin_until(done, patience_)) {
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, done);
   }

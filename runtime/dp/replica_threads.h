@@ -6,9 +6,11 @@
 //
 // A hand-off waits as the shared-memory all-reduce's barrier does between DDP ranks
 // (runtime/comm/shm_allreduce.cpp): spin while the other side is probably microseconds away,
-// then yield (more replicas than cores), then sleep on a condition variable. A thread that
-// went to sleep pays the scheduler's wake-up, which on a busy machine is a time slice.
+// then yield, then sleep on a condition variable. A thread that went to sleep pays the
+// scheduler's wake-up, which on a busy machine is a time slice: with a core per replica the
+// yielding lasts 5 ms (longer than replica 0's serial part of a step), else 200 us.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +52,7 @@ class ReplicaThreads {
   std::atomic<uint64_t> generation_{0};              // one per run(): each worker runs it once
   std::atomic<size_t> running_{0};                   // workers still inside fn in this run()
   std::atomic<bool> stop_{false};
+  std::chrono::microseconds patience_{200};  // how long a hand-off spins and yields
 };
 
 }  // namespace dp
