@@ -7,8 +7,14 @@
 // A hand-off waits as the shared-memory all-reduce's barrier does between DDP ranks
 // (runtime/comm/shm_allreduce.cpp): spin while the other side is probably microseconds away,
 // then yield, then sleep on a condition variable. A thread that went to sleep pays the
-// scheduler's wake-up, which on a busy machine is a time slice: with a core per replica the
-// yielding lasts 5 ms (longer than replica 0's serial part of a step), else 200 us.
+// scheduler's wake-up, which on a busy machine is a time slice: a replica bound to a core of
+// its own (below) spins for 5 ms (longer than replica 0's serial part of a step) instead.
+//
+// With at least as many CPUs as replicas (in the process's affinity mask), replica r's thread
+// is bound to the r-th of them, replica 0's (the caller) for the pool's lifetime: mpirun binds
+// DDP's ranks to cores the same way (--bind-to core, its default for up to 2 ranks), and
+// unbound, the scheduler tends to wake a replica on the core of the thread that woke it, where
+// the two then take turns.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -37,6 +43,9 @@ class ReplicaThreads {
   void run(const std::function<void(size_t replica)>& fn);
 
   size_t size() const { return errors_.size(); }
+  // Whether each replica's thread is bound to a core of its own, and which (-1: unbound).
+  bool pinned() const { return pinned_; }
+  int cpu(size_t replica) const { return pinned_ ? cpus_.at(replica) : -1; }
 
  private:
   void worker(size_t replica);
@@ -52,7 +61,12 @@ class ReplicaThreads {
   std::atomic<uint64_t> generation_{0};              // one per run(): each worker runs it once
   std::atomic<size_t> running_{0};                   // workers still inside fn in this run()
   std::atomic<bool> stop_{false};
-  std::chrono::microseconds patience_{200};  // how long a hand-off spins and yields
+  // How long a hand-off spins, and until when it yields, before it sleeps.
+  std::chrono::microseconds patience_spin_{20};
+  std::chrono::microseconds patience_yield_{200};
+  bool pinned_ = false;
+  std::vector<int> cpus_;                   // replica r's CPU when pinned
+  std::vector<unsigned char> caller_mask_;  // the caller's affinity before, restored at the end
 };
 
 }  // namespace dp

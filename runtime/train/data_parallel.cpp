@@ -460,7 +460,10 @@ TrainSummary DataParallelTrainer::run() {
   {
     DataParallelHeader h;
     h.replicas = replicas_.size();
-    for (const auto& rep : replicas_) h.devices.push_back(rep->device);
+    for (size_t r = 0; r < replicas_.size(); ++r) {
+      h.devices.push_back(replicas_[r]->device);
+      h.cpus.push_back(threads_->cpu(r));
+    }
     h.model =
         fmt::format("{} ({} parameters{}), {}", model_description_, count_params(parameters()),
                     buffers().empty() ? "" : fmt::format(", {} buffers", buffers().size()),

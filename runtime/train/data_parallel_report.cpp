@@ -25,6 +25,7 @@ void DataParallelReport::header(const DataParallelHeader& h) const {
             ? fmt::format("{} {} ({})", host, h.devices[r].str(),
                           cuda_device_info(h.devices[r].index).name)
             : fmt::format("{} cpu (OpenBLAS {}, 1 thread)", host, openblas_get_corename());
+    if (r < h.cpus.size() && h.cpus[r] >= 0) where += fmt::format(", bound to CPU {}", h.cpus[r]);
     log::rank0("  replica {}: {}{}", r, where,
                r == 0 ? " | main thread: scatter, replicate, gather, optimizer" : "");
   }

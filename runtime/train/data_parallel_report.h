@@ -19,6 +19,7 @@ struct TrainSummary;
 struct DataParallelHeader {
   size_t replicas = 0;
   std::vector<Device> devices;  // per replica
+  std::vector<int> cpus;        // per replica: the CPU its thread is bound to, or -1
   std::string model;
   std::string data;
   size_t per_replica_batch = 0;

@@ -1,6 +1,8 @@
 // The pieces of --mode dp (runtime/dp) and its trainer, in one process. That DataParallel ends
 // bit-identical to DDP under mpirun is tests/e2e/test_data_parallel.sh.
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -83,6 +85,32 @@ TEST(ReplicaThreads, RunsEveryReplicaOnceAndAllAtOnce) {
     EXPECT_EQ(who[0], std::this_thread::get_id()) << "replica 0 runs on the caller";
     for (size_t r = 1; r < kN; ++r) EXPECT_NE(who[r], std::this_thread::get_id());
   }
+}
+
+TEST(ReplicaThreads, BindsEachReplicaToACoreOfItsOwnWhenThereAreEnough) {
+  cpu_set_t before;
+  ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(before), &before), 0);
+  if (CPU_COUNT(&before) < 2) GTEST_SKIP() << "needs 2 CPUs";
+  {
+    ReplicaThreads threads(2);
+    ASSERT_TRUE(threads.pinned());
+    EXPECT_NE(threads.cpu(0), threads.cpu(1));
+    std::vector<int> on(2, -1);
+    threads.run([&](size_t r) {
+      cpu_set_t mine;
+      pthread_getaffinity_np(pthread_self(), sizeof(mine), &mine);
+      if (CPU_COUNT(&mine) == 1 && CPU_ISSET(threads.cpu(r), &mine)) on[r] = threads.cpu(r);
+    });
+    EXPECT_EQ(on[0], threads.cpu(0));
+    EXPECT_EQ(on[1], threads.cpu(1));
+  }
+  cpu_set_t after;
+  pthread_getaffinity_np(pthread_self(), sizeof(after), &after);
+  EXPECT_TRUE(CPU_EQUAL(&before, &after)) << "the caller's affinity was not restored";
+  // More replicas than CPUs: nobody is bound.
+  ReplicaThreads many(size_t(CPU_COUNT(&before)) + 1);
+  EXPECT_FALSE(many.pinned());
+  EXPECT_EQ(many.cpu(0), -1);
 }
 
 TEST(ReplicaThreads, RethrowsTheLowestReplicasErrorAfterAllFinished) {
