@@ -9,8 +9,10 @@
 #   tests/bench/bench_dp_vs_ddp.sh BUILD [STEPS] [ROUNDS] [REPLICAS...]
 #   e.g. tests/bench/bench_dp_vs_ddp.sh build 300 3 2 4
 #
-# Models: the mlp 784-256-128-10 at batch 64 per replica and the cnn (32,64 channels with
-# BatchNorm, batch 32 per replica), on Fashion-MNIST when it is installed, else synthetic data.
+# Models, on Fashion-MNIST when it is installed, else synthetic data: the mlp 784-256-128-10 at
+# batch 64 per replica, the cnn (32,64 channels with BatchNorm, batch 32 per replica), and a
+# wide mlp (784-2048-2048-10, 5.8M parameters) at batch 16, where copying the parameters and
+# the gradients costs most against the compute.
 set -euo pipefail
 BUILD=${1:?usage: bench_dp_vs_ddp.sh BUILD [STEPS] [ROUNDS] [REPLICAS...]}
 STEPS=${2:-300}
@@ -29,13 +31,15 @@ DATA=idx:/usr/share/datasets/fashion-mnist
 declare -A MODEL_ARGS=(
   [mlp]="--model mlp --hidden 256,128 --batch-size 64"
   [cnn]="--model cnn --batch-size 32"
+  [wide]="--model mlp --hidden 2048,2048 --batch-size 16"
 )
+MODELS=(mlp cnn wide)
 COMMON=(--data "$DATA" --steps "$STEPS" --lr-schedule constant -q)
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "data: $DATA, $STEPS steps per run, $ROUNDS rounds, replicas/ranks: ${COUNTS[*]}"
 for round in $(seq 1 "$ROUNDS"); do
-  for model in mlp cnn; do
+  for model in "${MODELS[@]}"; do
     read -r -a margs <<<"${MODEL_ARGS[$model]}"
     for n in "${COUNTS[@]}"; do
       "$DPRUN" --mode dp --replicas "$n" "${margs[@]}" "${COMMON[@]}" \
@@ -47,9 +51,10 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "round $round done" >&2
 done
 
-python3 - "$WORK" "$ROUNDS" "${COUNTS[@]}" <<'EOF'
+python3 - "$WORK" "$ROUNDS" "${MODELS[*]}" "${COUNTS[@]}" <<'EOF'
 import json, statistics, sys
-work, rounds, counts = sys.argv[1], int(sys.argv[2]), [int(c) for c in sys.argv[3:]]
+work, rounds, models = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+counts = [int(c) for c in sys.argv[4:]]
 WARMUP = 10
 med = statistics.median
 
@@ -97,7 +102,7 @@ print()
 print("| model | N | mode | step | samples/s | data | scatter | replicate | fwd+bwd | hand-off | "
       "wait for gradients | update | replica 0's extra | DP/DDP step |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-for model in ["mlp", "cnn"]:
+for model in models:
     for n in counts:
         dps = [run(model, "dp", n, k) for k in range(1, rounds + 1)]
         ddps = [run(model, "ddp", n, k) for k in range(1, rounds + 1)]
