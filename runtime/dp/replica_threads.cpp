@@ -99,6 +99,19 @@ ReplicaThreads::~ReplicaThreads() {
                            reinterpret_cast<const cpu_set_t*>(caller_mask_.data()));
 }
 
+void ReplicaThreads::with_caller_affinity(const std::function<void()>& f) {
+  if (!pinned_) return f();
+  const auto* before = reinterpret_cast<const cpu_set_t*>(caller_mask_.data());
+  pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), before);
+  try {
+    f();
+  } catch (...) {
+    bind_to(cpus_[0]);
+    throw;
+  }
+  bind_to(cpus_[0]);
+}
+
 void ReplicaThreads::worker(size_t replica) {
   if (pinned_) bind_to(cpus_[replica]);  // best effort: unbound it still works
   uint64_t seen = 0;

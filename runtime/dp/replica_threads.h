@@ -46,6 +46,10 @@ class ReplicaThreads {
   // Whether each replica's thread is bound to a core of its own, and which (-1: unbound).
   bool pinned() const { return pinned_; }
   int cpu(size_t replica) const { return pinned_ ? cpus_.at(replica) : -1; }
+  // Calls f on this thread with the affinity it had before the pool bound it: threads that f
+  // starts (a data loader's prefetch thread and workers) may then run on any of the CPUs
+  // rather than share replica 0's.
+  void with_caller_affinity(const std::function<void()>& f);
 
  private:
   void worker(size_t replica);

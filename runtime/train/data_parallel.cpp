@@ -233,9 +233,12 @@ void DataParallelTrainer::start_epoch(uint64_t epoch) {
                                                       cfg_.batch_size, cfg_.seed, epoch);
   loader_sampler_ = std::make_unique<DistributedSampler>(epoch_order_->size(), 1, 0,
                                                          /*shuffle=*/false, cfg_.seed);
-  loader_ = std::make_unique<DataLoader>(*epoch_order_, *loader_sampler_,
-                                         cfg_.batch_size * replicas_.size(), cfg_.prefetch,
-                                         /*pin_memory=*/cfg_.device.is_cuda(), cfg_.num_workers);
+  // The loader's threads may use every CPU, not only replica 0's (which they would inherit).
+  threads_->with_caller_affinity([&] {
+    loader_ = std::make_unique<DataLoader>(*epoch_order_, *loader_sampler_,
+                                           cfg_.batch_size * replicas_.size(), cfg_.prefetch,
+                                           /*pin_memory=*/cfg_.device.is_cuda(), cfg_.num_workers);
+  });
   loader_->start_epoch(epoch);
 }
 

@@ -103,6 +103,18 @@ TEST(ReplicaThreads, BindsEachReplicaToACoreOfItsOwnWhenThereAreEnough) {
     });
     EXPECT_EQ(on[0], threads.cpu(0));
     EXPECT_EQ(on[1], threads.cpu(1));
+    // A thread started under with_caller_affinity may run anywhere the caller could.
+    cpu_set_t started;
+    threads.with_caller_affinity([&] {
+      std::thread([&] {
+        pthread_getaffinity_np(pthread_self(), sizeof(started), &started);
+      }).join();
+    });
+    EXPECT_TRUE(CPU_EQUAL(&started, &before));
+    cpu_set_t caller;
+    pthread_getaffinity_np(pthread_self(), sizeof(caller), &caller);
+    EXPECT_TRUE(CPU_COUNT(&caller) == 1 && CPU_ISSET(threads.cpu(0), &caller))
+        << "the caller is bound to replica 0's CPU again";
   }
   cpu_set_t after;
   pthread_getaffinity_np(pthread_self(), sizeof(after), &after);
