@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # DataParallel (--mode dp: one process, N replica threads) against DDP (mpirun -np N) on the
 # same model, data, per-replica batch and machine, rounds interleaved so that both see the
-# same noise. Per step (median over the steps after a warm-up, then the median over the
-# rounds): total, data wait, scatter, replicate, forward+backward, the wait for the gradients
-# after it (DP: gather onto replica 0; DDP: all-reduce not hidden by backward), the update,
-# and replica 0's extra work (scatter + replicate + gather: what only DP's main thread does).
+# same noise. Per step (the mean over the faster half of a run's steps after a warm-up, then
+# the median over the rounds): total, data wait, scatter, replicate, forward+backward, the
+# wait for the gradients after it (DP: gather onto replica 0; DDP: all-reduce not hidden by
+# backward), the update, and replica 0's extra work (scatter + replicate + gather: what only
+# DP's main thread does). BENCH_DIR=DIR keeps the JSON logs there.
 #
 #   tests/bench/bench_dp_vs_ddp.sh BUILD [STEPS] [ROUNDS] [REPLICAS...]
 #   e.g. tests/bench/bench_dp_vs_ddp.sh build 300 3 2 4
@@ -23,8 +24,13 @@ COUNTS=("$@")
 DPRUN=$(realpath "$BUILD/dprun")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export CUDA_VISIBLE_DEVICES=  # the CPU path: threads against processes
-WORK=$(mktemp -d /tmp/dprun-bench-dp.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+if [ -n "${BENCH_DIR:-}" ]; then
+  WORK=$BENCH_DIR
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d /tmp/dprun-bench-dp.XXXXXX)
+  trap 'rm -rf "$WORK"' EXIT
+fi
 
 DATA=idx:/usr/share/datasets/fashion-mnist
 [ -e /usr/share/datasets/fashion-mnist ] || DATA=synthetic:60000
@@ -59,8 +65,14 @@ WARMUP = 10
 med = statistics.median
 
 def steps(path):
+    # The faster half of the steps after the warm-up: on a shared machine another process's
+    # time slice lands in a step now and then (and in most of a run's steps when the machine
+    # is busy), and a replica or rank that lost its core makes everyone wait. The faster half
+    # is what the step costs without that; its parts add up to its total.
     recs = [r for r in map(json.loads, open(path)) if r["type"] == "step"]
-    return recs[WARMUP:] if len(recs) > 2 * WARMUP else recs
+    recs = recs[WARMUP:] if len(recs) > 2 * WARMUP else recs
+    recs.sort(key=lambda r: r["step_ms"])
+    return recs[: max(1, len(recs) // 2)]
 
 # Per run: the median of each figure over its steps. DP's forward+backward is the slowest
 # replica's, and "hand-off" the rest of the parallel section (starting the replica threads and
@@ -85,15 +97,17 @@ FIGURES = {
 
 def run(model, mode, n, k):
     s = steps(f"{work}/{model}.{mode}.{n}.{k}.jsonl")
-    return {key: med([f(r) for r in s]) for key, f in FIGURES[mode].items()}
+    out = {key: statistics.mean([f(r) for r in s]) for key, f in FIGURES[mode].items()}
+    out["sps"] = statistics.mean([r["samples_per_s"] * r["step_ms"] for r in s]) / out["step"]
+    return out
 
 def over_rounds(runs):
     return {key: med([r[key] for r in runs]) for key in runs[0]}
 
 f3 = lambda v: f"{v:.3f}"
 print()
-print("Per step, ms: the median over the steps after 10 warm-up steps, then the median of the "
-      "rounds. fwd+bwd: DP's slowest replica, DDP's rank 0; hand-off: the rest of DP's parallel "
+print("Per step, ms: the mean over the faster half of the steps after 10 warm-up steps (the "
+      "parts add up to the step), then the median of the rounds. fwd+bwd: DP's slowest replica, DDP's rank 0; hand-off: the rest of DP's parallel "
       "section (waking the replica threads, joining them); wait for gradients: DP's gather onto "
       "replica 0, DDP's all-reduce not hidden by backward (in brackets: the all-reduce's whole "
       "time); replica 0's extra: scatter + replicate + gather; DP/DDP: the ratio of step times, "
