@@ -13,6 +13,7 @@
 #include <string>
 
 #include "launcher/bench_allreduce.h"
+#include "launcher/data_parallel_main.h"
 #include "launcher/launch.h"
 #include "launcher/options.h"
 #include "launcher/prepare_text.h"
@@ -121,6 +122,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     dp::log::set_verbose(opts.verbose);
+    // --mode dp: one process, no collectives; every process of a multi-process launch refuses
+    // it on its own (so none waits for another).
+    if (opts.mode == "dp") return dp::data_parallel_main(opts, info.rank, info.size);
     plan = dp::plan_device(device_request(opts), node_facts(info));
   } catch (const std::exception& e) {
     err = e.what();

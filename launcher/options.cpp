@@ -11,6 +11,7 @@
 #include <boost/make_shared.hpp>
 #include <boost/program_options.hpp>
 
+#include "launcher/data_parallel_main.h"
 #include "models/registry.h"
 #include "runtime/core/error.h"
 
@@ -206,6 +207,11 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("eval-only", po::bool_switch(&t.eval_only), "with --resume FILE: evaluate (--eval) and/or sample (--sample-every) the checkpoint without training, on any number of ranks")
       ("on-nonfinite", po::value(&t.on_nonfinite)->default_value(t.on_nonfinite), "a step whose gradient has a NaN or an infinity: abort (name the step and the parameter, exit non-zero) or skip (no update for that step)");
 
+  po::options_description parallel("DataParallel baseline (--mode dp)");
+  parallel.add_options()
+      ("mode", po::value(&o.mode)->default_value(o.mode), "ddp: one process per rank (mpirun), gradients all-reduced during backward; dp: ONE process (no mpirun) with --replicas N replicas (threads on the CPU, cuda:0..N-1 on GPUs) that replicate replica 0's parameters, scatter the global batch and gather the gradients onto replica 0 every step, as torch.nn.DataParallel: the baseline DDP is measured against")
+      ("replicas", po::value(&o.replicas)->default_value(o.replicas), "--mode dp: number of replicas (0: every visible GPU from --device on, or one per CPU core)");
+
   // clang-format on
   // Every model's own options, as text: the chosen model parses and checks its own.
   po::options_description model_opts(
@@ -219,6 +225,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       "Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, "
       "gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
   all.add(general).add(model).add(model_opts).add(sched).add(optim).add(dist).add(out).add(ckpt);
+  all.add(parallel);
   std::ostringstream help;
   help << all;
   o.help_text = help.str() + "\nModels (--model NAME):\n" + model_list();
@@ -282,6 +289,7 @@ LaunchOptions parse_options(int argc, char** argv) {
   DP_CHECK(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl",
            "--backend {}: unknown backend (expected auto, mpi or nccl)", o.backend);
   validate(t);
+  check_mode_options(o);
   return o;
 }
 

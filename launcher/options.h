@@ -10,6 +10,10 @@ struct LaunchOptions {
   std::string device = "auto";
   std::string backend = "auto";
   bool allow_device_sharing = false;  // several ranks of a node on one GPU (MPI backend)
+  // ddp (one process per rank) or dp (one process, `replicas` replicas: torch.nn.DataParallel,
+  // launcher/data_parallel_main.h); replicas 0: dp's default (default_replicas).
+  std::string mode = "ddp";
+  int replicas = 0;
   bool verbose = false;
   bool help = false;
   bool version = false;
