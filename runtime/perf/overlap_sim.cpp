@@ -1,0 +1,41 @@
+#include "runtime/perf/overlap_sim.h"
+
+#include <algorithm>
+
+#include "runtime/core/error.h"
+
+namespace dp {
+
+StepPrediction simulate_step(const BackwardProfile& profile,
+                             const std::vector<std::vector<size_t>>& assignment,
+                             const AllReduceCost& cost, const SimOptions& options) {
+  const double backward = profile.backward_us;
+  StepPrediction p;
+  p.buckets.reserve(assignment.size());
+  double last_launch = 0, last_end = 0;
+  for (const auto& members : assignment) {
+    DP_CHECK(!members.empty(), "simulate_step: an empty bucket");
+    SimBucket b;
+    double ready = 0;
+    for (size_t i : members) {
+      DP_CHECK(i < profile.params.size(), "simulate_step: parameter {} of {}", i,
+               profile.params.size());
+      b.bytes += profile.params[i].bytes;
+      ready = std::max(ready, profile.params[i].ready_us);
+    }
+    // A gradient measured a little after backward's end (clock jitter) is ready at its end.
+    b.ready_us = options.overlap ? std::min(ready, backward) : backward;
+    last_launch = std::max(last_launch, b.ready_us);
+    b.start_us = std::max(last_launch, last_end);
+    b.end_us = b.start_us + cost(double(b.bytes) * options.wire_ratio);
+    last_end = b.end_us;
+    p.comm_us += b.end_us - b.start_us;
+    p.exposed_us += std::max(0.0, b.end_us - std::max(b.start_us, backward));
+    p.buckets.push_back(b);
+  }
+  p.step_us = profile.pre_backward_us + backward + std::max(0.0, last_end - backward) +
+              profile.post_backward_us;
+  return p;
+}
+
+}  // namespace dp

@@ -1,0 +1,48 @@
+#pragma once
+// Simulates one step of the Reducer's schedule for a bucket assignment: a bucket becomes
+// ready when its last gradient is written, buckets launch strictly in order (a bucket waits
+// for every earlier one to be launched), and their all-reduces run one at a time (one
+// communication thread, or one NCCL stream). Predicts the step time and the communication
+// backward does not hide:
+//   ready_b  = max over the bucket's parameters of ready_us        (backward end without overlap)
+//   launch_b = max(ready_b, launch_{b-1})
+//   start_b  = max(launch_b, end_{b-1}),  end_b = start_b + cost(wire bytes of b)
+//   exposed  = time some all-reduce runs after backward ends = max(0, end_last - backward)
+//   step     = pre_backward + backward + exposed + post_backward
+// The same definitions as the runtime's figures (runtime/ddp/bucket.h, CommStats).
+#include <functional>
+#include <vector>
+
+#include "runtime/perf/backward_profile.h"
+
+namespace dp {
+
+// Microseconds one all-reduce of `bytes` bytes takes.
+using AllReduceCost = std::function<double(double bytes)>;
+
+struct SimBucket {
+  size_t bytes = 0;  // float32 gradient bytes
+  double ready_us = 0;
+  double start_us = 0;
+  double end_us = 0;
+};
+
+struct StepPrediction {
+  double step_us = 0;
+  double comm_us = 0;     // sum of the all-reduces (they never overlap each other)
+  double exposed_us = 0;  // the part after backward ended
+  std::vector<SimBucket> buckets;
+  // The fraction of communication backward hides (the runtime's overlap figure).
+  double hidden() const { return comm_us > 0 ? 1.0 - exposed_us / comm_us : 1.0; }
+};
+
+struct SimOptions {
+  bool overlap = true;      // false: every bucket launches when backward ends (--no-overlap)
+  double wire_ratio = 1.0;  // bytes on the wire per gradient byte (0.5 under bf16/fp16 hooks)
+};
+
+StepPrediction simulate_step(const BackwardProfile& profile,
+                             const std::vector<std::vector<size_t>>& assignment,
+                             const AllReduceCost& cost, const SimOptions& options = {});
+
+}  // namespace dp
