@@ -1,7 +1,6 @@
 #include "runtime/perf/allreduce_probe.h"
 
 #include <algorithm>
-#include <map>
 
 #include <fmt/format.h>
 
@@ -39,32 +38,6 @@ AllReduceFit measure_allreduce(ProcessGroup& pg, const ProbeOptions& options) {
     samples.push_back({double(t.nbytes()), std::max(us[us.size() / 2], 1e-3)});
   }
   return AllReduceFit::least_squares(pg.size(), samples);
-}
-
-AllReduceFit calibrate_in_situ(const std::vector<AllReduceFit::Sample>& spans,
-                               const AllReduceFit& probe) {
-  if (spans.empty() || probe.world <= 1) return probe;
-  std::map<double, std::vector<double>> by_size;
-  for (const AllReduceFit::Sample& s : spans) by_size[s.bytes].push_back(s.us);
-  std::vector<AllReduceFit::Sample> medians;
-  for (auto& [bytes, us] : by_size) {
-    std::nth_element(us.begin(), us.begin() + us.size() / 2, us.end());
-    medians.push_back({bytes, us[us.size() / 2]});
-  }
-  const double smallest = medians.front().bytes, largest = medians.back().bytes;
-  if (medians.size() >= 2 && largest >= 4 * std::max(smallest, 1.0))
-    return AllReduceFit::least_squares(probe.world, medians);
-  double measured = 0, predicted = 0;
-  for (const AllReduceFit::Sample& s : medians) {
-    measured += s.us;
-    predicted += probe.time_us(s.bytes);
-  }
-  AllReduceFit scaled = probe;
-  const double k = predicted > 0 ? measured / predicted : 1;
-  scaled.alpha_us *= k;
-  scaled.us_per_byte *= k;
-  scaled.samples = medians;
-  return scaled;
 }
 
 }  // namespace dp

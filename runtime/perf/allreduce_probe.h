@@ -27,12 +27,4 @@ std::vector<size_t> default_probe_sizes(size_t max_bytes);
 // span the runtime reports per bucket), fitted to t = alpha + S * beta.
 AllReduceFit measure_allreduce(ProcessGroup& pg, const ProbeOptions& options);
 
-// The all-reduce as it ran inside the profiled steps (the buckets' spans: bytes on the wire
-// and duration), where it competes with backward for the cores and waits for slower peers:
-// on a CPU it can be many times slower than alone (`probe`). The median per bucket size; with
-// two sizes at least 4x apart, a least-squares fit of those; otherwise `probe` scaled by the
-// ratio of the measured to its predicted time.
-AllReduceFit calibrate_in_situ(const std::vector<AllReduceFit::Sample>& spans,
-                               const AllReduceFit& probe);
-
 }  // namespace dp

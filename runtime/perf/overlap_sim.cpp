@@ -27,7 +27,16 @@ StepPrediction simulate_step(const BackwardProfile& profile,
     b.ready_us = options.overlap ? std::min(ready, backward) : backward;
     last_launch = std::max(last_launch, b.ready_us);
     b.start_us = std::max(last_launch, last_end);
-    b.end_us = b.start_us + cost(double(b.bytes) * options.wire_ratio);
+    const double wire = double(b.bytes) * options.wire_ratio;
+    const double alone = cost(wire);
+    if (options.busy_cost && b.start_us < backward) {
+      const double busy = options.busy_cost(wire);
+      b.end_us = b.start_us + busy <= backward
+                     ? b.start_us + busy
+                     : backward + (1 - (backward - b.start_us) / busy) * alone;
+    } else {
+      b.end_us = b.start_us + alone;
+    }
     last_end = b.end_us;
     p.comm_us += b.end_us - b.start_us;
     p.exposed_us += std::max(0.0, b.end_us - std::max(b.start_us, backward));

@@ -10,6 +10,14 @@
 //   exposed  = time some all-reduce runs after backward ends = max(0, end_last - backward)
 //   step     = pre_backward + backward + exposed + post_backward
 // The same definitions as the runtime's figures (runtime/ddp/bucket.h, CommStats).
+//
+// On a CPU the communication thread competes with backward for the cores: an all-reduce
+// during backward can take many times what it takes alone. With a `busy_cost` (its time while
+// backward computes) a bucket that starts during backward progresses at 1 / busy_cost until
+// backward ends and at 1 / cost after:
+//   start_b + busy_b <= backward:  end_b = start_b + busy_b
+//   otherwise:                     end_b = backward + (1 - (backward - start_b) / busy_b) cost_b
+// Without one (a GPU's NCCL stream) the two are the same.
 #include <functional>
 #include <vector>
 
@@ -39,6 +47,7 @@ struct StepPrediction {
 struct SimOptions {
   bool overlap = true;      // false: every bucket launches when backward ends (--no-overlap)
   double wire_ratio = 1.0;  // bytes on the wire per gradient byte (0.5 under bf16/fp16 hooks)
+  AllReduceCost busy_cost;  // an all-reduce's time while backward computes; empty: `cost`
 };
 
 StepPrediction simulate_step(const BackwardProfile& profile,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/core/error.h"
+#include "runtime/perf/allreduce_calibration.h"
 #include "runtime/perf/allreduce_cost.h"
 #include "runtime/perf/allreduce_probe.h"
 
@@ -145,27 +146,57 @@ TEST(AllReduceFit, AsTheLinkOfARing) {
   EXPECT_NEAR(AllReduceCostModel(c, 4).ring_us(1e6), f.time_us(1e6), 1e-6);
 }
 
-TEST(AllReduceCalibration, TwoSizesFitWhatRanInTheSteps) {
-  AllReduceFit probe = AllReduceFit::least_squares(2, {{1e4, 10}, {1e6, 1000}});
+namespace {
+
+AllReduceFit idle_fit() {  // 10 us + 1 ns a byte
+  AllReduceFit f;
+  f.world = 2;
+  f.alpha_us = 10;
+  f.us_per_byte = 0.001;
+  return f;
+}
+
+// An all-reduce of `bytes` from `start` to `end`, in a step whose backward ended at `bwd`.
+BucketTiming span(double bytes, double start, double end, double bwd = 1e12) {
+  return {bytes, start, end, bwd};
+}
+
+}  // namespace
+
+TEST(AllReduceCalibration, TwoSizesInsideBackwardAreFitted) {
   // Medians per size: 1e4 -> 500 us, 4e6 -> 8500 us (the 9e9 is an outlier).
-  AllReduceFit f = calibrate_in_situ(
-      {{1e4, 400}, {1e4, 500}, {1e4, 600}, {4e6, 8000}, {4e6, 8500}, {4e6, 9e9}}, probe);
+  AllReduceFit f = calibrate_busy({span(1e4, 0, 400), span(1e4, 100, 600), span(1e4, 0, 600),
+                                   span(4e6, 0, 8000), span(4e6, 0, 8500), span(4e6, 0, 9e9)},
+                                  idle_fit());
   EXPECT_NEAR(f.us_per_byte, 8000.0 / (4e6 - 1e4), 1e-12);
   EXPECT_NEAR(f.time_us(1e4), 500, 1e-6);
   EXPECT_NEAR(f.time_us(4e6), 8500, 1e-6);
 }
 
-TEST(AllReduceCalibration, OneSizeScalesTheProbe) {
-  AllReduceFit probe;
-  probe.world = 2;
-  probe.alpha_us = 10;
-  probe.us_per_byte = 0.001;
-  // The probe predicts 10 + 1000 = 1010 us for 1 MB; the steps measured 3030: 3x slower.
-  AllReduceFit f = calibrate_in_situ({{1e6, 3030}, {1e6, 3030}, {1e6, 1}}, probe);
-  EXPECT_DOUBLE_EQ(f.alpha_us, 30);
-  EXPECT_DOUBLE_EQ(f.us_per_byte, 0.003);
-  // Nothing measured, or one rank: the probe as it is.
-  EXPECT_EQ(calibrate_in_situ({}, probe).us_per_byte, 0.001);
+TEST(AllReduceCalibration, ABucketRunningPastBackwardCountsItsShareInside) {
+  // 1 MB: 1010 us alone. It ran 3000 us inside backward and 505 us after, half its work at
+  // the idle rate: inside, the whole would take 3000 / (1 - 0.5) = 6000 us. One size: the
+  // idle line scaled by 6000 / 1010.
+  AllReduceFit f = calibrate_busy({span(1e6, 0, 3505, 3000)}, idle_fit());
+  const double k = 6000.0 / 1010.0;
+  EXPECT_NEAR(f.alpha_us, 10 * k, 1e-9);
+  EXPECT_NEAR(f.us_per_byte, 0.001 * k, 1e-12);
+  EXPECT_NEAR(f.time_us(1e6), 6000, 1e-6);
+}
+
+TEST(AllReduceCalibration, WhatSaysNothingAboutBackwardIsIgnored) {
+  const AllReduceFit idle = idle_fit();
+  // Started after backward; or ran mostly after it (the few us inside are noise).
+  AllReduceFit f = calibrate_busy({span(1e6, 3000, 4010, 2000), span(1e6, 0, 1000, 5)}, idle);
+  EXPECT_EQ(f.alpha_us, idle.alpha_us);
+  EXPECT_EQ(f.us_per_byte, idle.us_per_byte);
+  // Faster inside backward than alone: never below the idle line.
+  f = calibrate_busy({span(1e6, 0, 500)}, idle);
+  EXPECT_EQ(f.us_per_byte, idle.us_per_byte);
+  // One rank: nothing to calibrate.
+  AllReduceFit one = idle;
+  one.world = 1;
+  EXPECT_EQ(calibrate_busy({span(1e6, 0, 9000)}, one).time_us(1e6), 0);
 }
 
 TEST(AllReduceProbe, DefaultSizesSpanTheBuckets) {

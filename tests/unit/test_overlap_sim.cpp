@@ -82,6 +82,27 @@ TEST(OverlapSim, WireRatioHalvesTheBytesOnTheWire) {
   EXPECT_EQ(p.buckets[0].bytes, 300u);  // gradient bytes, not wire bytes
 }
 
+TEST(OverlapSim, AllReducesRunSlowerWhileBackwardComputes) {
+  // Three times slower during backward. p2's bucket: 120 us busy from 10, 90 us done by 100
+  // (3/4 of it), the last quarter of 40 us alone: ends 110. Then 110..140 and 140..160.
+  SimOptions o;
+  o.busy_cost = [](double bytes) { return 3 * kCost(bytes); };
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 110);
+  EXPECT_DOUBLE_EQ(p.buckets[1].start_us, 110);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 160);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 10 + 30 + 20);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 60 + 5);
+  // Twice slower: p2's 80 us end at 90, inside; p1's (60 busy) from 90: 1/6 done by 100, the
+  // rest of 30 alone by 125; p0's 20 from 125.
+  o.busy_cost = [](double bytes) { return 2 * kCost(bytes); };
+  p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 90);
+  EXPECT_DOUBLE_EQ(p.buckets[1].end_us, 125);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 145);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 45);
+}
+
 TEST(OverlapSim, FreeCommunicationCostsNothing) {
   StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, [](double) { return 0.0; });
   EXPECT_DOUBLE_EQ(p.exposed_us, 0);
