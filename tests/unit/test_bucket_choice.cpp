@@ -5,6 +5,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/perf/bucket_choice.h"
+#include "runtime/perf/scaling.h"
 
 using namespace dp;
 
@@ -157,4 +158,59 @@ TEST(BucketChoice, RejectsAnEmptyGrid) {
   BucketSearch s;
   s.first_mb.clear();
   EXPECT_THROW(choose_buckets(even_layers(2, kMiB, 10, 10), linear(1, 1), s), Error);
+}
+
+TEST(Scaling, OneGpuKeepsItsComputeAndMoreGpusPayForTheLink) {
+  const BackwardProfile p = even_layers(16, kMiB, 10000, 10000);
+  Cluster c = emulated_link(2.0, 50.0);  // 250 bytes/us a link, one rank a host
+  const ScalingRow one = predict_at(p, c, 1);
+  EXPECT_DOUBLE_EQ(one.chosen.prediction.step_us, p.compute_us());
+  EXPECT_DOUBLE_EQ(one.efficiency, 1.0);
+  // 16 MiB over a 2-host ring at 250 bytes/us: 2 * 50 + 16 MiB / 250 = 67.2 ms of link,
+  // nearly all hidden behind the 170 ms backward when buckets are small; the default caps
+  // send 15 MiB after the last gradient.
+  const ScalingRow two = predict_at(p, c, 2);
+  EXPECT_EQ(two.nodes, 2);
+  EXPECT_LT(two.chosen.prediction.exposed_us, 5000);
+  EXPECT_GT(two.fixed.prediction.exposed_us, 50000);
+  EXPECT_NEAR(two.efficiency, p.compute_us() / two.chosen.prediction.step_us, 1e-12);
+  // More hosts: each ring step costs the link's latency, the efficiency can only drop.
+  const ScalingRow many = predict_at(p, c, 64);
+  EXPECT_LE(many.efficiency, two.efficiency);
+}
+
+TEST(Scaling, TheH100PresetScalesAlmostPerfectlyForASlowDevice) {
+  // A CPU's 180 ms step hides 16 MiB of NVLink/InfiniBand all-reduce (well under 1 ms).
+  const BackwardProfile p = even_layers(16, kMiB, 10000, 10000);
+  for (int n : {8, 64, 1024}) {
+    const ScalingRow r = predict_at(p, h100_nvlink_ib(), n);
+    EXPECT_GT(r.efficiency, 0.99) << n;
+  }
+  // 100x faster compute: 1.8 ms a step, and the latency of 1024 GPUs starts to show.
+  const BackwardProfile fast = scale_compute(p, 0.01);
+  EXPECT_DOUBLE_EQ(fast.backward_us, p.backward_us * 0.01);
+  EXPECT_DOUBLE_EQ(fast.params[3].ready_us, p.params[3].ready_us * 0.01);
+  EXPECT_EQ(fast.params[3].bytes, p.params[3].bytes);
+  EXPECT_LT(predict_at(fast, h100_nvlink_ib(), 1024).efficiency,
+            predict_at(fast, h100_nvlink_ib(), 8).efficiency);
+}
+
+TEST(Scaling, BusyFactorSlowsOnlyTheAllReducesInsideBackward) {
+  const BackwardProfile p = even_layers(16, kMiB, 10000, 10000);
+  ScalingOptions o;
+  o.busy_factor = [](double) { return 3.0; };
+  const ScalingRow slow = predict_at(p, emulated_link(2.0, 50.0), 2, o);
+  const ScalingRow plain = predict_at(p, emulated_link(2.0, 50.0), 2);
+  EXPECT_GT(slow.chosen.prediction.step_us, plain.chosen.prediction.step_us);
+}
+
+TEST(Scaling, AMeasuredFitAsACluster) {
+  AllReduceFit f;
+  f.world = 2;
+  f.alpha_us = 100;
+  f.us_per_byte = 0.004;
+  const Cluster c = cluster_from_fit(f);
+  EXPECT_NEAR(AllReduceCostModel(c, 2).ring_us(1e6), f.time_us(1e6), 1e-6);
+  f.world = 1;
+  EXPECT_THROW(cluster_from_fit(f), Error);
 }
