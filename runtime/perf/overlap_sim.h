@@ -5,8 +5,8 @@
 // communication thread, or one NCCL stream). Predicts the step time and the communication
 // backward does not hide:
 //   ready_b  = max over the bucket's parameters of ready_us        (backward end without overlap)
-//   launch_b = max(ready_b, launch_{b-1})
-//   start_b  = max(launch_b, end_{b-1}),  end_b = start_b + cost(wire bytes of b)
+//   start_b  = max(ready_b, end_{b-1}),  end_b = start_b + cost(wire bytes of b)
+//              (in-order launch adds nothing: bucket b-1 was launched before it ended)
 //   exposed  = time some all-reduce runs after backward ends = max(0, end_last - backward)
 //   step     = pre_backward + backward + exposed + post_backward
 // The same definitions as the runtime's figures (runtime/ddp/bucket.h, CommStats).
