@@ -28,6 +28,7 @@ struct PredictOptions {
   double link_gbit = 2;
   double link_latency_us = 50;
   int ranks_per_host = 1;
+  int nics_per_node = 8;
   std::string algo = "best";
   double compute_scale = 1;
   double first_bucket_mb = 1;
@@ -54,6 +55,7 @@ PredictOptions parse(int argc, char** argv) {
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
       ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host")
+      ("nics-per-node", po::value(&o.nics_per_node)->default_value(o.nics_per_node), "--network h100-nvlink-ib: 400 Gb/s NICs a node (8: one a GPU, as a DGX H100; 1: one a node)")
       ("algo", po::value(&o.algo)->default_value(o.algo), "best (the cheapest per bucket, as NCCL's tuner), ring, tree or hierarchical")
       ("compute-scale", po::value(&o.compute_scale)->default_value(o.compute_scale, "1"), "multiply the profile's compute times (e.g. 0.01 for a device 100x faster than the profiled one)")
       ("first-bucket-mb", po::value(&o.first_bucket_mb)->default_value(o.first_bucket_mb, "1"), "the fixed caps compared with the automatic ones")
@@ -225,6 +227,8 @@ int predict_main(int argc, char** argv) {
     Cluster cluster;
     if (o.network == "h100-nvlink-ib") {
       cluster = h100_nvlink_ib();
+      DP_CHECK(o.nics_per_node >= 1, "predict: --nics-per-node must be at least 1");
+      cluster.nics_per_node = o.nics_per_node;
     } else if (o.network == "emulated") {
       cluster = emulated_link(o.link_gbit, o.link_latency_us, o.ranks_per_host);
     } else if (o.network == "measured") {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Automatic bucket sizing against fixed caps, and the cost model's predictions against what
-# the runs measured. Every configuration runs once per round, rounds interleaved (machine
-# noise hits all alike); each run writes a profile (--profile-out) and a JSON log. Prints per
+# the runs measured. Every configuration runs once per round, rounds interleaved and every
+# other one reversed (machine noise hits all alike); each run writes a profile (--profile-out) and a JSON log. Prints per
 # configuration the median step, communication, exposed communication and the fraction of
 # communication hidden (steps after the automatic choice took effect), then
 # `dprun predict --validate` over every run (compute from the first default-caps run).
@@ -34,7 +34,13 @@ configs=()
 for cap in $CAPS; do configs+=("cap$cap"); done
 configs+=(auto)
 for round in $(seq 1 "$ROUNDS"); do
-  for c in "${configs[@]}"; do
+  # Every other round in reverse: a machine that slows down over a round then favours no one.
+  order=("${configs[@]}")
+  if [ $((round % 2)) = 0 ]; then
+    order=()
+    for ((i = ${#configs[@]} - 1; i >= 0; i--)); do order+=("${configs[$i]}"); done
+  fi
+  for c in "${order[@]}"; do
     if [ "$c" = auto ]; then caps=(--bucket-cap-mb auto --first-bucket-mb auto); else caps=(--bucket-cap-mb "${c#cap}"); fi
     # shellcheck disable=SC2086
     $MPIRUN "$BUILD/dprun" --model mlp --hidden "$HIDDEN" --data "$DATA" --batch-size "$BATCH" \
