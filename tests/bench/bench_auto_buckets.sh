@@ -7,7 +7,7 @@
 # `dprun predict --validate` over every run (compute from the first default-caps run).
 #
 # Usage: tests/bench/bench_auto_buckets.sh [BUILD_DIR] [STEPS] [ROUNDS]
-# Env:   MPIRUN  the launcher, word-split (default: mpirun -np 2 on this host); for two
+# Env:   LAUNCHER  the launcher, word-split (default: mpirun -np 2 on this host); for two
 #                emulated hosts, a script that runs mpirun across network namespaces
 #        CAPS    fixed --bucket-cap-mb values to compare (default "25 4 1")
 #        HIDDEN  (1024,1024,1024), BATCH (256), DATA (Fashion-MNIST if installed, else synthetic)
@@ -16,7 +16,7 @@ set -euo pipefail
 BUILD=${1:-build}
 STEPS=${2:-80}
 ROUNDS=${3:-3}
-MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe -np 2}
+LAUNCHER=${LAUNCHER:-mpirun --allow-run-as-root --oversubscribe -np 2}
 CAPS=${CAPS:-25 4 1}
 HIDDEN=${HIDDEN:-1024,1024,1024}
 BATCH=${BATCH:-256}
@@ -28,7 +28,7 @@ fi
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 OUT=${OUT:-$(mktemp -d /tmp/dprun-auto-buckets.XXXXXX)}
 mkdir -p "$OUT"
-echo "auto buckets benchmark: MLP 784-${HIDDEN//,/-}-10, batch $BATCH per rank, $STEPS steps x $ROUNDS rounds, $MPIRUN; files in $OUT"
+echo "auto buckets benchmark: MLP 784-${HIDDEN//,/-}-10, batch $BATCH per rank, $STEPS steps x $ROUNDS rounds, $LAUNCHER; files in $OUT"
 
 configs=()
 for cap in $CAPS; do configs+=("cap$cap"); done
@@ -43,7 +43,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for c in "${order[@]}"; do
     if [ "$c" = auto ]; then caps=(--bucket-cap-mb auto --first-bucket-mb auto); else caps=(--bucket-cap-mb "${c#cap}"); fi
     # shellcheck disable=SC2086
-    $MPIRUN "$BUILD/dprun" --model mlp --hidden "$HIDDEN" --data "$DATA" --batch-size "$BATCH" \
+    $LAUNCHER "$BUILD/dprun" --model mlp --hidden "$HIDDEN" --data "$DATA" --batch-size "$BATCH" \
       --steps "$STEPS" --epochs 1000 --quiet "${caps[@]}" $EXTRA \
       --profile-out "$OUT/$c.$round.json" --log-json "$OUT/$c.$round.jsonl"
   done
