@@ -11,8 +11,11 @@ namespace dp {
 
 struct ParamTiming {
   std::string name;
-  size_t bytes = 0;     // float32 gradient bytes
-  double ready_us = 0;  // gradient written, relative to the start of the (synchronising) backward
+  size_t bytes = 0;  // float32 gradient bytes
+  // Gradient written, relative to the start of the (synchronising) backward. In a measured
+  // profile, when the slowest rank had written it (runtime/perf/step_samples.h), which can be
+  // after this rank's backward ended.
+  double ready_us = 0;
 };
 
 struct BackwardProfile {
@@ -33,9 +36,9 @@ struct BackwardProfile {
   double compute_us() const { return pre_backward_us + backward_us + post_backward_us; }
   // Parameter indices by ready time (ties: the higher index first, as reverse registration).
   std::vector<size_t> ready_order() const;
-  // Checks that it can be simulated (times finite and not negative, ready within backward up
-  // to `slack_us`, at least one parameter); throws dp::Error naming what is wrong.
-  void validate(double slack_us = 1e3) const;
+  // Checks that it can be simulated (times finite and not negative, at least one parameter);
+  // throws dp::Error naming what is wrong.
+  void validate() const;
 };
 
 }  // namespace dp

@@ -23,8 +23,8 @@ StepPrediction simulate_step(const BackwardProfile& profile,
       b.bytes += profile.params[i].bytes;
       ready = std::max(ready, profile.params[i].ready_us);
     }
-    // A gradient measured a little after backward's end (clock jitter) is ready at its end.
-    b.ready_us = options.overlap ? std::min(ready, backward) : backward;
+    // Later than backward's end: a slower peer (runtime/perf/step_samples.h).
+    b.ready_us = options.overlap ? ready : std::max(ready, backward);
     last_launch = std::max(last_launch, b.ready_us);
     b.start_us = std::max(last_launch, last_end);
     const double wire = double(b.bytes) * options.wire_ratio;
@@ -39,11 +39,12 @@ StepPrediction simulate_step(const BackwardProfile& profile,
     }
     last_end = b.end_us;
     p.comm_us += b.end_us - b.start_us;
-    p.exposed_us += std::max(0.0, b.end_us - std::max(b.start_us, backward));
     p.buckets.push_back(b);
   }
-  p.step_us = profile.pre_backward_us + backward + std::max(0.0, last_end - backward) +
-              profile.post_backward_us;
+  // After backward this rank's communication thread is never idle (every bucket was launched,
+  // and one waiting for a slower peer counts as running, as in the runtime's figure).
+  p.exposed_us = std::max(0.0, last_end - backward);
+  p.step_us = profile.pre_backward_us + backward + p.exposed_us + profile.post_backward_us;
   return p;
 }
 

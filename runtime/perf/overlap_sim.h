@@ -18,6 +18,7 @@
 //   start_b + busy_b <= backward:  end_b = start_b + busy_b
 //   otherwise:                     end_b = backward + (1 - (backward - start_b) / busy_b) cost_b
 // Without one (a GPU's NCCL stream) the two are the same.
+#include <algorithm>
 #include <functional>
 #include <vector>
 
@@ -37,11 +38,12 @@ struct SimBucket {
 
 struct StepPrediction {
   double step_us = 0;
-  double comm_us = 0;     // sum of the all-reduces (they never overlap each other)
-  double exposed_us = 0;  // the part after backward ended
+  double comm_us = 0;     // sum of the all-reduces (they never overlap each other), without
+                          // waiting for slower peers
+  double exposed_us = 0;  // from backward's end to the last all-reduce's end
   std::vector<SimBucket> buckets;
   // The fraction of communication backward hides (the runtime's overlap figure).
-  double hidden() const { return comm_us > 0 ? 1.0 - exposed_us / comm_us : 1.0; }
+  double hidden() const { return comm_us > 0 ? std::max(0.0, 1.0 - exposed_us / comm_us) : 1.0; }
 };
 
 struct SimOptions {

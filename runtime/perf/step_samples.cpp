@@ -45,4 +45,33 @@ BackwardProfile median_profile(const std::vector<StepSample>& samples,
   return p;
 }
 
+std::vector<StepSample> slowest_rank_view(std::vector<StepSample> own,
+                                          const std::vector<float>& gathered, int world,
+                                          const std::vector<std::vector<size_t>>& assignment) {
+  const size_t steps = own.size();
+  const size_t params = steps ? own.front().ready_us.size() : 0;
+  DP_CHECK(world >= 1 && gathered.size() == size_t(world) * steps * params,
+           "profile: {} gathered times for {} rank(s) x {} step(s) x {} parameter(s)",
+           gathered.size(), world, steps, params);
+  for (size_t s = 0; s < steps; ++s) {
+    StepSample& x = own[s];
+    DP_CHECK(x.ready_us.size() == params, "profile: a step with {} ready times for {} parameters",
+             x.ready_us.size(), params);
+    for (size_t p = 0; p < params; ++p) {
+      double latest = x.ready_us[p];
+      for (int r = 0; r < world; ++r)
+        latest = std::max(
+            latest, double(gathered[(size_t(r) * steps + s) * params + p]) - x.pre_backward_us);
+      x.ready_us[p] = latest;
+    }
+    for (size_t b = 0; b < x.spans.size() && b < assignment.size(); ++b) {
+      double ready = 0;
+      for (size_t p : assignment[b]) ready = std::max(ready, x.ready_us.at(p));
+      BucketTiming& t = x.spans[b];
+      t.start_us = std::min(t.end_us, std::max(t.start_us, ready));
+    }
+  }
+  return own;
+}
+
 }  // namespace dp

@@ -29,4 +29,17 @@ BackwardProfile median_profile(const std::vector<StepSample>& samples,
 
 double median(std::vector<double> values);
 
+// What the ranks measured, as the slowest rank makes it look to this one: an all-reduce
+// cannot complete before every rank has written the bucket, so a peer that is behind (its
+// data, its forward or its backward slower: on a loaded CPU by tens of ms) delays it as if
+// the gradient were late. `gathered[(r * steps + s) * params + p]` is rank r's time from its
+// step start to parameter p's gradient in step s (pre_backward_us + ready_us); the ranks'
+// steps start together (the previous step's loss all-reduce lines them up). Each ready time of
+// `own` becomes the latest over the ranks, relative to this rank's backward start; each
+// bucket's span (bucket i of `assignment`, as the Reducer lists them) starts no earlier than
+// its latest gradient, so that the wait for the peer is not taken for all-reduce time.
+std::vector<StepSample> slowest_rank_view(std::vector<StepSample> own,
+                                          const std::vector<float>& gathered, int world,
+                                          const std::vector<std::vector<size_t>>& assignment);
+
 }  // namespace dp

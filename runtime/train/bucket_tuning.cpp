@@ -75,6 +75,20 @@ void BucketTuner::after_step(uint64_t step, const StepMetrics& m) {
 
 void BucketTuner::decide(bool choose) {
   decided_ = true;
+  // Every rank's ready times (from its step start), so that rank 0 sees the slowest rank's.
+  const size_t params = reducer_.parameters().size(), steps = samples_.size();
+  if (pg_.size() > 1) {
+    Tensor mine = Tensor::zeros({static_cast<int64_t>(steps * params)});
+    Tensor all = Tensor::zeros({static_cast<int64_t>(size_t(pg_.size()) * steps * params)});
+    for (size_t s = 0; s < steps; ++s)
+      for (size_t p = 0; p < params; ++p)
+        mine.f32()[s * params + p] =
+            float(samples_[s].pre_backward_us + samples_[s].ready_us.at(p));
+    pg_.allgather(mine, all, "profile ready times")->wait(opt_.timeout);
+    samples_ = slowest_rank_view(std::move(samples_),
+                                 std::vector<float>(all.f32(), all.f32() + all.numel()), pg_.size(),
+                                 reducer_.assignment());
+  }
   const BackwardProfile prof = profile();
   ProbeOptions probe;
   probe.sizes_bytes = default_probe_sizes(prof.grad_bytes());

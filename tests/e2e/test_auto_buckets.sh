@@ -40,8 +40,9 @@ assert p["buckets"]["auto"] and p["buckets"]["assignment"], p["buckets"]
 params = p["compute"]["params"]
 assert [q["name"] for q in params] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
 assert params[0]["bytes"] == 784 * 512 * 4
-# Backward writes the last layer first.
-assert params[4]["ready_us"] <= params[2]["ready_us"] <= params[0]["ready_us"] <= p["compute"]["backward_us"] + 1000
+# Backward writes the last layer first (on the slower rank too: the profile's times are the
+# latest over the ranks).
+assert 0 <= params[4]["ready_us"] <= params[2]["ready_us"] <= params[0]["ready_us"], params
 assert len(p["allreduce_idle"]["samples"]) >= 2
 # Steps 8..14 measured after the choice took effect.
 assert p["measured"]["steps"] == 7 and p["measured"]["step_us"] > 0, p["measured"]

@@ -33,9 +33,9 @@ void mark_all(Reducer& r, const std::vector<size_t>& order) {
 
 // One rank's profiled step of big_mlp(): fc3 written at once, fc2 at 50 ms, fc1 at 95 ms of a
 // 100 ms backward, and its buckets' all-reduces as measured: `us_per_mib` each MiB.
-StepSample sample(double us_per_mib) {
+StepSample sample(double us_per_mib, double late_us = 0) {
   StepSample s;
-  s.pre_backward_us = 1000;
+  s.pre_backward_us = 1000 + late_us;  // a rank whose data or forward is slower
   s.backward_us = 100000;
   s.post_backward_us = 100;
   s.ready_us = {95000, 95001, 50000, 50001, 100, 101};
@@ -132,7 +132,8 @@ TEST_F(ProfileFiles, TheTunerWritesTheProfileWithTheMeasuredSteps) {
     BucketTuner tuner(o, reducer, pg, nullptr);
     StepMetrics m;
     for (uint64_t step = 1; step <= 7; ++step) {
-      if (tuner.profiling(step)) tuner.add_sample(sample(4000));
+      // Rank 1 is 10 ms behind rank 0 in every step.
+      if (tuner.profiling(step)) tuner.add_sample(sample(4000, pg.rank() == 1 ? 10000 : 0));
       m.step_ms = double(step);  // measured from step 5 on: 5, 6, 7
       m.exposed_comm_ms = 1;
       tuner.after_step(step, m);
@@ -150,12 +151,14 @@ TEST_F(ProfileFiles, TheTunerWritesTheProfileWithTheMeasuredSteps) {
   ASSERT_EQ(p.compute.params.size(), 6u);
   EXPECT_EQ(p.compute.params[2].name, "fc2.weight");
   EXPECT_EQ(p.compute.params[2].bytes, 4u << 20);
-  EXPECT_DOUBLE_EQ(p.compute.params[2].ready_us, 50000);
-  EXPECT_DOUBLE_EQ(p.compute.params[0].ready_us, 95000);
+  // When the slower rank 1 had them, from rank 0's backward start.
+  EXPECT_DOUBLE_EQ(p.compute.params[2].ready_us, 60000);
+  EXPECT_DOUBLE_EQ(p.compute.params[0].ready_us, 105000);
   EXPECT_DOUBLE_EQ(p.compute.backward_us, 100000);
-  // During backward, from the spans: 4 ms/MiB, no latency; alone: what the probe measured.
-  EXPECT_NEAR(p.allreduce_busy.us_per_byte * (1 << 20), 4000, 1e-6);
-  EXPECT_NEAR(p.allreduce_busy.alpha_us, 0, 1e-6);
+  // The spans' starts move to their buckets' latest gradients (rank 1's, 10 ms later), which
+  // leaves nothing of them inside backward: the all-reduce during backward is the probe's.
+  EXPECT_EQ(p.allreduce_busy.alpha_us, p.allreduce_idle.alpha_us);
+  EXPECT_EQ(p.allreduce_busy.us_per_byte, p.allreduce_idle.us_per_byte);
   EXPECT_GE(p.allreduce_idle.samples.size(), 2u);
   EXPECT_EQ(p.measured.steps, 3u);
   EXPECT_DOUBLE_EQ(p.measured.step_us, 6000);
@@ -170,6 +173,28 @@ TEST_F(ProfileFiles, RefusesWhatIsNotAProfile) {
   { std::ofstream(file) << "not json"; }
   EXPECT_THROW(read_run_profile(file), Error);
   EXPECT_THROW(read_run_profile(path("missing.json")), Error);
+}
+
+TEST(StepSamples, TheSlowestRankSetsTheReadyTimes) {
+  // 2 steps, 2 parameters; this rank starts backward 10 and 20 us into the steps.
+  std::vector<StepSample> own(2);
+  own[0].pre_backward_us = 10;
+  own[0].ready_us = {5, 1};
+  own[0].spans = {{4, 1, 8, 6}, {4, 5, 50, 6}};  // bucket 0 = {1}, bucket 1 = {0}
+  own[1].pre_backward_us = 20;
+  own[1].ready_us = {6, 2};
+  own[1].spans = {{4, 2, 8, 7}};
+  // From the step starts: rank 0 (this one) and rank 1, [rank][step][param].
+  const std::vector<float> gathered = {15, 11, 26, 22, 40, 12, 21, 30};
+  const std::vector<StepSample> v = slowest_rank_view(own, gathered, 2, {{1}, {0}});
+  EXPECT_EQ(v[0].ready_us, (std::vector<double>{30, 2}));  // rank 1's p0 at 40 - 10
+  EXPECT_EQ(v[1].ready_us, (std::vector<double>{6, 10}));  // rank 1's p1 at 30 - 20
+  // A span starts no earlier than its bucket's latest gradient (never after its end).
+  EXPECT_DOUBLE_EQ(v[0].spans[0].start_us, 2);
+  EXPECT_DOUBLE_EQ(v[0].spans[1].start_us, 30);
+  EXPECT_DOUBLE_EQ(v[1].spans[0].start_us, 8);
+  EXPECT_DOUBLE_EQ(v[0].pre_backward_us, 10);  // this rank's own
+  EXPECT_THROW(slowest_rank_view(own, {1, 2, 3}, 2, {{1}, {0}}), Error);
 }
 
 TEST(StepSamples, MediansPerFigureAndPerParameter) {

@@ -110,11 +110,17 @@ TEST(OverlapSim, FreeCommunicationCostsNothing) {
   EXPECT_DOUBLE_EQ(p.hidden(), 1.0);
 }
 
-TEST(OverlapSim, ReadyAfterBackwardEndCountsAsTheEnd) {
+TEST(OverlapSim, ASlowerPeerDelaysABucketPastBackward) {
+  // The slowest rank writes p0 20 us after this rank's backward ended: its all-reduce runs
+  // 120..140, and this rank waits from 100 (its thread sits in the collective meanwhile).
   BackwardProfile prof = three_layers();
-  prof.params[0].ready_us = 100.5;  // clock jitter at the end of backward
+  prof.params[0].ready_us = 120;
   StepPrediction p = simulate_step(prof, {{2}, {1}, {0}}, kCost);
-  EXPECT_DOUBLE_EQ(p.buckets[2].ready_us, 100);
+  EXPECT_DOUBLE_EQ(p.buckets[2].start_us, 120);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 140);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 40);
+  EXPECT_DOUBLE_EQ(p.comm_us, 90);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 40 + 5);
 }
 
 TEST(OverlapSim, RejectsABadAssignment) {
@@ -130,8 +136,10 @@ TEST(BackwardProfile, ReadyOrderAndBytes) {
   p.params[0].ready_us = p.params[1].ready_us;  // a tie: the later-registered first
   EXPECT_EQ(p.ready_order(), (std::vector<size_t>{2, 1, 0}));
   EXPECT_NO_THROW(p.validate());
-  p.params[1].ready_us = 1e9;
+  p.params[1].ready_us = -1;
   EXPECT_THROW(p.validate(), Error);
+  p.params[1].ready_us = 1e9;  // after backward: a slower peer
+  EXPECT_NO_THROW(p.validate());
   p.params[1].ready_us = 50;
   p.backward_us = -1;
   EXPECT_THROW(p.validate(), Error);
