@@ -16,7 +16,10 @@ AllReduceFit calibrate_busy(const std::vector<BucketTiming>& spans, const AllRed
       by_size[s.bytes].push_back(t_in);
       continue;
     }
-    const double left = t_out / idle.time_us(s.bytes);  // the share done after backward
+    // Mostly after backward: a few us inside (or a late ready time) would make the estimate
+    // noise. Otherwise the share of its work done after backward at the idle rate.
+    if (t_in < 0.25 * (t_in + t_out)) continue;
+    const double left = t_out / idle.time_us(s.bytes);
     if (left < 0.9) by_size[s.bytes].push_back(t_in / (1 - left));
   }
   if (by_size.empty()) return idle;
@@ -26,8 +29,18 @@ AllReduceFit calibrate_busy(const std::vector<BucketTiming>& spans, const AllRed
     medians.push_back({bytes, us[us.size() / 2]});
   }
   const double smallest = medians.front().bytes, largest = medians.back().bytes;
-  if (medians.size() >= 2 && largest >= 4 * std::max(smallest, 1.0))
-    return AllReduceFit::least_squares(idle.world, medians);
+  if (medians.size() >= 2 && largest >= 4 * std::max(smallest, 1.0)) {
+    AllReduceFit f = AllReduceFit::least_squares(idle.world, medians);
+    if (f.us_per_byte < idle.us_per_byte) {
+      // The link is no faster while backward computes: keep its bandwidth and put the rest of
+      // what was measured into the latency.
+      f.us_per_byte = idle.us_per_byte;
+      double excess = 0;
+      for (const AllReduceFit::Sample& s : medians) excess += s.us - s.bytes * f.us_per_byte;
+      f.alpha_us = std::max(idle.alpha_us, excess / double(medians.size()));
+    }
+    return f;
+  }
   double measured = 0, predicted = 0;
   for (const AllReduceFit::Sample& s : medians) {
     measured += s.us;

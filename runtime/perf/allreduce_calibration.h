@@ -18,10 +18,12 @@ struct BucketTiming {
 // The all-reduce while backward computes (SimOptions::busy_cost), from the profiled steps:
 // on a CPU it competes with backward for the cores and can take many times what it takes
 // alone (`idle`, the probe). A bucket that ran wholly inside backward gives its duration; one
-// that ran on past the end gives t_in / (1 - t_out / idle(S)) (the share of its work left
-// after backward took t_out at the idle rate); one that started after backward gives nothing.
-// The median per size; with two sizes at least 4x apart, a least-squares fit of those;
-// with one, `idle` scaled to it (never below `idle`); with none, `idle`.
+// that ran on past the end, at least a quarter of it inside, gives t_in / (1 - t_out / idle(S))
+// (the share of its work left after backward took t_out at the idle rate); others give
+// nothing. The median per size; with two sizes at least 4x apart, a least-squares fit of those
+// whose bandwidth is at most the idle one (the link is no faster while backward computes: the
+// excess goes into the latency); with one, `idle` scaled to it (never below `idle`); with none,
+// `idle`.
 AllReduceFit calibrate_busy(const std::vector<BucketTiming>& spans, const AllReduceFit& idle);
 
 }  // namespace dp

@@ -2,6 +2,8 @@
 // worked out by hand from the equations in its header.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "runtime/core/error.h"
 #include "runtime/perf/allreduce_calibration.h"
 #include "runtime/perf/allreduce_cost.h"
@@ -173,6 +175,14 @@ TEST(AllReduceCalibration, TwoSizesInsideBackwardAreFitted) {
   EXPECT_NEAR(f.time_us(4e6), 8500, 1e-6);
 }
 
+TEST(AllReduceCalibration, NoFasterThanTheLinkAlone) {
+  // 1e4 B inside backward: 6000 us; 1e7 B: 6010 us, as if 1 ns/B were free during backward.
+  // The idle line's 1 ns/B stays; the latency takes the rest: mean(6000 - 10, 6010 - 10000).
+  AllReduceFit f = calibrate_busy({span(1e4, 0, 6000), span(1e7, 0, 6010)}, idle_fit());
+  EXPECT_DOUBLE_EQ(f.us_per_byte, 0.001);
+  EXPECT_DOUBLE_EQ(f.alpha_us, std::max(10.0, (5990.0 - 3990.0) / 2));
+}
+
 TEST(AllReduceCalibration, ABucketRunningPastBackwardCountsItsShareInside) {
   // 1 MB: 1010 us alone. It ran 3000 us inside backward and 505 us after, half its work at
   // the idle rate: inside, the whole would take 3000 / (1 - 0.5) = 6000 us. One size: the
@@ -186,8 +196,10 @@ TEST(AllReduceCalibration, ABucketRunningPastBackwardCountsItsShareInside) {
 
 TEST(AllReduceCalibration, WhatSaysNothingAboutBackwardIsIgnored) {
   const AllReduceFit idle = idle_fit();
-  // Started after backward; or ran mostly after it (the few us inside are noise).
-  AllReduceFit f = calibrate_busy({span(1e6, 3000, 4010, 2000), span(1e6, 0, 1000, 5)}, idle);
+  // Started after backward; ran mostly after it (the few us inside are noise); or ran less
+  // than a quarter of its time inside.
+  AllReduceFit f = calibrate_busy(
+      {span(1e6, 3000, 4010, 2000), span(1e6, 0, 1000, 5), span(1e6, 0, 1050, 250)}, idle);
   EXPECT_EQ(f.alpha_us, idle.alpha_us);
   EXPECT_EQ(f.us_per_byte, idle.us_per_byte);
   // Faster inside backward than alone: never below the idle line.
