@@ -16,6 +16,7 @@
 #include "launcher/data_parallel_main.h"
 #include "launcher/launch.h"
 #include "launcher/options.h"
+#include "launcher/predict.h"
 #include "launcher/prepare_text.h"
 #include "runtime/comm/device_plan.h"
 #include "runtime/comm/mpi_process_group.h"
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
   // Subcommands that need no MPI run before it is initialised (and work without mpirun).
   if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "launch") return dp::launch_main(argc, argv);
+  if (argc >= 2 && std::string(argv[1]) == "predict") return dp::predict_main(argc, argv);
   std::optional<dp::MpiRuntime> mpi;
   try {
     mpi.emplace(&argc, &argv, dp::mpi_init_timeout_from_env());  // before --timeout exists

@@ -90,6 +90,19 @@ void check_config_file(const std::string& path, const po::options_description& a
   DP_CHECK(!in.bad(), "--config {}: read error", path);
 }
 
+// A bucket cap: a number of MiB, or "auto" (the cap keeps its default until chosen).
+void parse_bucket_mb(const char* option, const std::string& text, double& mb, bool& is_auto) {
+  is_auto = text == "auto";
+  if (is_auto) return;
+  size_t end = 0;
+  try {
+    mb = std::stod(text, &end);
+  } catch (const std::exception&) {
+    end = 0;
+  }
+  DP_CHECK(end > 0 && end == text.size(), "{} {}: expected a number of MiB or auto", option, text);
+}
+
 // "  mlp   multi-layer perceptron ..." lines for --help and --model list.
 std::string model_list() {
   std::string out;
@@ -123,6 +136,7 @@ LaunchOptions parse_options(int argc, char** argv) {
   bool no_overlap = false;
   bool no_shm = false;
   bool no_broadcast_buffers = false;
+  std::string first_bucket_mb = "1", bucket_cap_mb = "25";  // MiB or "auto"
 
   // One option per line reads better than what the formatter makes of Boost's chains.
   // clang-format off
@@ -180,8 +194,8 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("device", po::value(&o.device)->default_value(o.device), "auto, cpu or cuda[:N] (auto: cuda:<local rank> when GPUs are visible, else cpu)")
       ("backend", po::value(&o.backend)->default_value(o.backend), "auto, mpi or nccl (auto: nccl for CUDA tensors, mpi for CPU tensors)")
       ("allow-device-sharing", po::bool_switch(&o.allow_device_sharing), "let several ranks of a node share one GPU (needs --backend mpi: gradients are staged through host memory; NCCL refuses it)")
-      ("first-bucket-mb", po::value(&t.first_bucket_mb)->default_value(t.first_bucket_mb, "1"), "cap of the first gradient bucket in MiB (fractions allowed)")
-      ("bucket-cap-mb", po::value(&t.bucket_cap_mb)->default_value(t.bucket_cap_mb, "25"), "cap of the other gradient buckets in MiB (fractions allowed)")
+      ("first-bucket-mb", po::value(&first_bucket_mb)->default_value(first_bucket_mb), "cap of the first gradient bucket in MiB (fractions allowed), or auto (see --bucket-cap-mb)")
+      ("bucket-cap-mb", po::value(&bucket_cap_mb)->default_value(bucket_cap_mb), "cap of the other gradient buckets in MiB (fractions allowed), or auto: after profiling steps 2-6 and measuring the all-reduce, rank 0 picks the caps with the shortest predicted step (the fixed caps until then)")
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
       ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, bf16_compress or fp16_compress. bf16_compress: all-reduce each gradient bucket as bfloat16 (half the bytes on the wire, gradients rounded to 8 bits once per step; PyTorch's bf16_compress_hook). fp16_compress: the same as IEEE float16 (11 bits), each rank dividing by the world size before the cast and the ranks summing (PyTorch's fp16_compress_hook); values beyond ±65504 overflow; bf16_compress keeps float32's range")
       ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
@@ -196,6 +210,7 @@ LaunchOptions parse_options(int argc, char** argv) {
       ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0)")
       ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
       ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0), for bench_sgemm --shapes")
+      ("profile-out", po::value(&t.profile_out), "write rank 0's profile of steps 2-6 (gradient ready times, compute), the measured all-reduce cost and the later steps' times to FILE, for dprun predict")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
   po::options_description ckpt("Checkpoints and preemption");
@@ -266,6 +281,8 @@ LaunchOptions parse_options(int argc, char** argv) {
     o.help_text = "Models (--model NAME):\n" + model_list();
   }
   if (o.help || o.version) return o;
+  parse_bucket_mb("--first-bucket-mb", first_bucket_mb, t.first_bucket_mb, t.first_bucket_auto);
+  parse_bucket_mb("--bucket-cap-mb", bucket_cap_mb, t.bucket_cap_mb, t.bucket_cap_auto);
   // The model's training defaults, for the options the user left at dprun's default: each
   // goes through the option's own parser and binding, as if it had been given.
   for (const auto& [name, value] : find_model(t.model).training_defaults) {

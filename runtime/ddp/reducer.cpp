@@ -43,6 +43,18 @@ double union_length(std::vector<BucketSpan> spans, double from = 0) {
   return total;
 }
 
+void check_assignment(const std::vector<std::vector<size_t>>& assignment, size_t num_params) {
+  std::vector<int> seen(num_params, 0);
+  for (const auto& bucket : assignment) {
+    DP_CHECK(!bucket.empty(), "bucket assignment: an empty bucket");
+    for (size_t i : bucket)
+      DP_CHECK(i < seen.size() && seen[i]++ == 0,
+               "bucket assignment: parameter index {} is out of range or listed twice", i);
+  }
+  DP_CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }),
+           "bucket assignment: it does not list every one of the {} parameters", seen.size());
+}
+
 }  // namespace
 
 Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOptions options)
@@ -56,13 +68,7 @@ Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOption
   verify_replicas_match(params_, pg_, opt_.timeout);
 
   if (!opt_.assignment.empty()) {
-    std::vector<int> seen(params_.size(), 0);
-    for (const auto& bucket : opt_.assignment)
-      for (size_t i : bucket)
-        DP_CHECK(i < seen.size() && seen[i]++ == 0,
-                 "bucket assignment: parameter index {} is out of range or listed twice", i);
-    DP_CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }),
-             "bucket assignment: it does not list every one of the {} parameters", seen.size());
+    check_assignment(opt_.assignment, params_.size());
     build_buckets(opt_.assignment);
     record_order_ = false;
   } else {
@@ -93,6 +99,7 @@ Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOption
   }
 
   marked_.assign(params_.size(), 0);
+  ready_us_.assign(params_.size(), 0.0);
   observed_order_.reserve(params_.size());
   stats_.spans.reserve(buckets_.size());
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -208,6 +215,7 @@ void Reducer::mark_ready(size_t i) {
            p.name);
   marked_[i] = 1;
   ++num_marked_;
+  ready_us_[i] = now_us();  // ~20 ns: cheap enough to keep for every step
   if (record_order_) observed_order_.push_back(i);
   if (!sync_) return;
   Bucket& b = buckets_[bucket_of_[i]];
@@ -328,6 +336,15 @@ void Reducer::rebuild_from_observed_order() {
   if (!same) pending_rebuild_ = std::move(assignment);
   observed_order_.clear();
   observed_order_.shrink_to_fit();
+}
+
+void Reducer::set_assignment(std::vector<std::vector<size_t>> assignment) {
+  check_assignment(assignment, params_.size());
+  record_order_ = false;  // an explicit layout replaces the rebuild in the observed order
+  bool same = assignment.size() == buckets_.size();
+  for (size_t i = 0; same && i < assignment.size(); ++i) same = assignment[i] == buckets_[i].params;
+  pending_rebuild_.clear();
+  if (!same) pending_rebuild_ = std::move(assignment);
 }
 
 std::vector<std::vector<size_t>> Reducer::assignment() const {

@@ -65,6 +65,13 @@ class Reducer {
   std::string layout() const;  // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
   // The parameter indices of the buckets the next step uses (for a checkpoint).
   std::vector<std::vector<size_t>> assignment() const;
+  // Buckets from the next zero_grad() on (automatic bucket sizing): every rank must pass the
+  // same assignment (rank 0's, broadcast), as the rebuild after the first step uses rank 0's
+  // order. Replaces that rebuild if it has not happened yet.
+  void set_assignment(std::vector<std::vector<size_t>> assignment);
+  // When each parameter's gradient was reported in the last backward (dp::now_us), by
+  // parameter index; with find_unused_parameters an unused one reports at finish().
+  const std::vector<double>& param_ready_us() const { return ready_us_; }
 
  private:
   void build_buckets(const std::vector<std::vector<size_t>>& assignment);
@@ -83,6 +90,7 @@ class Reducer {
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // param index -> bucket index
   std::vector<uint8_t> marked_;    // param marked ready in this backward
+  std::vector<double> ready_us_;   // when it was marked
   size_t num_marked_ = 0;
   size_t next_to_launch_ = 0;
   bool sync_ = true;

@@ -66,8 +66,8 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--warmup-steps", s(c.warmup_steps)},
       {"--min-lr", s(c.min_lr)},
       {"--clip-grad-norm", s(c.clip_grad_norm)},
-      {"--first-bucket-mb", s(c.first_bucket_mb)},
-      {"--bucket-cap-mb", s(c.bucket_cap_mb)},
+      {"--first-bucket-mb", c.first_bucket_auto ? "auto" : s(c.first_bucket_mb)},
+      {"--bucket-cap-mb", c.bucket_cap_auto ? "auto" : s(c.bucket_cap_mb)},
       {"--no-overlap", b(!c.overlap)},
       {"--find-unused-parameters", b(c.find_unused_parameters)},
       {"--eval", b(c.eval)},
@@ -77,6 +77,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--no-broadcast-buffers", b(!c.broadcast_buffers)},
       {"--sync-batchnorm", b(c.sync_batchnorm)},
       {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
+      {"--profile-out", b(!c.profile_out.empty())},  // measures the all-reduce collectively
   };
   // The model's own options as they resolve (given, preset or default): the same count on
   // every rank whatever each was given.

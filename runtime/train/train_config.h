@@ -65,6 +65,10 @@ struct TrainConfig {
   // Gradient reduction.
   double first_bucket_mb = 1.0;
   double bucket_cap_mb = 25.0;
+  // --first-bucket-mb auto, --bucket-cap-mb auto: chosen after profiling the first steps
+  // (runtime/train/bucket_tuning.h); the caps above are used until then.
+  bool first_bucket_auto = false;
+  bool bucket_cap_auto = false;
   bool overlap = true;
   bool find_unused_parameters = false;
   // none, bf16_compress or fp16_compress: each bucket is all-reduced as bfloat16 or float16
@@ -91,6 +95,9 @@ struct TrainConfig {
   // Rank 0 writes the shapes of the CPU GEMMs of one training step (the third) to this
   // file: bench_sgemm --shapes times OpenBLAS alone at them (tests/bench/bench_models.sh).
   std::string gemm_profile;
+  // Rank 0 writes the measured step profile, the all-reduce cost and the steps measured
+  // after it to this file, for `dprun predict` (runtime/perf/run_profile.h).
+  std::string profile_out;
   bool quiet = false;
 
   // Checkpoints (runtime/train/checkpoint.h). With a directory, rank 0 writes

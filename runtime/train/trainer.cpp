@@ -30,6 +30,7 @@
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/optim/sgd.h"
+#include "runtime/train/bucket_tuning.h"
 #include "runtime/train/checkpoint_dir.h"
 #include "runtime/train/config_check.h"
 #include "runtime/train/param_io.h"
@@ -120,6 +121,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
     if (!cfg_.trace.empty()) check_output_path("--trace", cfg_.trace);
     if (!cfg_.log_json.empty()) check_output_path("--log-json", cfg_.log_json);
     if (!cfg_.gemm_profile.empty()) check_output_path("--gemm-profile", cfg_.gemm_profile);
+    if (!cfg_.profile_out.empty()) check_output_path("--profile-out", cfg_.profile_out);
     if (!cfg_.checkpoint_dir.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(cfg_.checkpoint_dir, ec);
@@ -171,6 +173,24 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.comm_hook = parse_comm_hook(cfg_.comm_hook);
   if (!cfg_.resume.empty()) ro.assignment = resume_from_checkpoint();
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
+  if (cfg_.first_bucket_auto || cfg_.bucket_cap_auto || !cfg_.profile_out.empty()) {
+    BucketTuningOptions bt;
+    // A checkpoint's buckets (chosen automatically by the run that wrote it) are kept.
+    bt.auto_first = cfg_.first_bucket_auto && ro.assignment.empty();
+    bt.auto_cap = cfg_.bucket_cap_auto && ro.assignment.empty();
+    bt.first_mb = cfg_.first_bucket_mb;
+    bt.cap_mb = cfg_.bucket_cap_mb;
+    bt.profile_out = cfg_.profile_out;
+    bt.start_step = step_;
+    bt.overlap = cfg_.overlap;
+    bt.wire_ratio = ro.comm_hook == CommHook::none ? 1.0 : 0.5;
+    bt.quiet = cfg_.quiet;
+    bt.timeout = timeout();
+    bt.model = model_description_;
+    bt.batch_size = cfg_.batch_size;
+    bt.grad_accum = cfg_.grad_accum;
+    tuner_ = std::make_unique<BucketTuner>(bt, *reducer_, pg, &log_);
+  }
   buffer_sync_ = std::make_unique<BufferSync>(buffers(), pg, timeout());
   if (resumed_ && !cfg_.eval_only && world_ > 1) {
     // The Reducer and BufferSync carried rank 0's parameters and buffers; the optimizer's
@@ -333,6 +353,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   const double t_step = now_us();
   double data_us = 0, fwd_us = 0, bwd_us = 0;
   double bwd_end = 0;
+  double bwd_start = 0, finish_end = 0;  // of the synchronising micro-batch
   float loss_sum = 0;
   reducer_->zero_grad();
   for (size_t k = 0; k < K; ++k) {
@@ -360,6 +381,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     double t3 = now_us();
     reducer_->finish();
     bwd_end = t3;
+    if (k + 1 == K) bwd_start = t2, finish_end = now_us();
     data_us += t1 - t0;
     fwd_us += t2 - t1;
     bwd_us += t3 - t2;
@@ -446,6 +468,21 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.exposed_comm_ms = cs.exposed_us / 1000.0;
   m.other_wait_ms = cs.other_wait_us() / 1000.0;
   m.overlap = cs.overlap();
+  if (tuner_ && tuner_->profiling(step_)) {
+    StepSample s;
+    s.pre_backward_us = bwd_start - t_step;
+    s.backward_us = bwd_end - bwd_start;
+    s.wait_us = finish_end - bwd_end;
+    s.post_backward_us = t_end - finish_end;
+    s.data_us = data_us;
+    s.forward_us = fwd_us;
+    s.optimizer_us = t_end - t_opt;
+    for (double t : reducer_->param_ready_us()) s.ready_us.push_back(t - bwd_start);
+    for (const BucketSpan& b : cs.spans)
+      s.spans.push_back(
+          {double(b.bytes), b.start_us - bwd_start, b.end_us - bwd_start, bwd_end - bwd_start});
+    tuner_->add_sample(std::move(s));
+  }
 }
 
 EvalResult Trainer::evaluate() {
@@ -527,6 +564,9 @@ void Trainer::print_header() {
   h.optimizer = optimizer_->describe();
   h.schedule = schedule_->describe();
   h.buckets = reducer_->layout();
+  if (tuner_ && tuner_->auto_buckets())
+    h.buckets += fmt::format("\n    (auto: until the profile of steps 2-{} chooses the caps)",
+                             1 + BucketTuningOptions{}.profile_steps);
   h.overlap = cfg_.overlap;
   h.steps_per_epoch = steps_per_epoch();
   print_header_lines(h);
@@ -620,6 +660,7 @@ TrainSummary Trainer::run() {
       const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
       if (profile) gemm_profile_start();
       train_step(epoch, m);
+      if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
       if (profile)
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(),
                            cfg_.batch_size * cfg_.grad_accum);
@@ -669,6 +710,7 @@ TrainSummary Trainer::run() {
   sum.preempted_by = stop_signal_;
   sum.checkpoint = last_checkpoint_;
 
+  if (tuner_) tuner_->finish();  // collective when the run ended inside the profile
   if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
   if (stop_signal_) {
     // Preempted: the parameters are not final (no --dump-params); the checkpoint is the result.

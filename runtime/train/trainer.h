@@ -15,6 +15,7 @@
 
 namespace dp {
 
+class BucketTuner;
 class BufferSync;
 class Dataset;
 class DistributedSampler;
@@ -111,6 +112,7 @@ class Trainer {
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<Reducer> reducer_;
+  std::unique_ptr<BucketTuner> tuner_;  // auto buckets, --profile-out
   Tensor loss_buf_;
   Tensor device_batch_[2][2];  // [inputs, labels][alternating]: reused device buffers
   uint64_t step_ = 0;

@@ -1,0 +1,272 @@
+#include "launcher/predict.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <boost/program_options.hpp>
+
+#include "runtime/core/error.h"
+#include "runtime/perf/run_profile.h"
+#include "runtime/perf/scaling.h"
+
+namespace po = boost::program_options;
+
+namespace dp {
+
+namespace {
+
+struct PredictOptions {
+  std::string profile;
+  std::string network = "h100-nvlink-ib";
+  std::string gpus = "8,16,32,64,128,256,512,1024";
+  double link_gbit = 2;
+  double link_latency_us = 50;
+  int ranks_per_host = 1;
+  int nics_per_node = 8;
+  std::string algo = "best";
+  double compute_scale = 1;
+  double first_bucket_mb = 1;
+  double bucket_cap_mb = 25;
+  std::vector<std::string> validate;
+  bool help = false;
+  std::string help_text;
+};
+
+PredictOptions parse(int argc, char** argv) {
+  PredictOptions o;
+  // clang-format off
+  po::options_description desc(
+      "Usage: dprun predict --profile FILE [options]\n\n"
+      "Predicts step time, exposed communication, scaling efficiency and the buckets automatic "
+      "sizing would choose, from a profile written by dprun --profile-out and a model of the "
+      "network (alpha-beta ring, tree and hierarchical all-reduce); with --validate, compares "
+      "its predictions with measured runs.\n\nOptions");
+  desc.add_options()
+      ("help,h", "print this help and exit")
+      ("profile", po::value(&o.profile)->value_name("FILE"), "the profile (dprun --profile-out FILE): gradient ready times, compute, the measured all-reduce")
+      ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts)")
+      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated)")
+      ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
+      ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
+      ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host")
+      ("nics-per-node", po::value(&o.nics_per_node)->default_value(o.nics_per_node), "--network h100-nvlink-ib: 400 Gb/s NICs a node (8: one a GPU, as a DGX H100; 1: one a node)")
+      ("algo", po::value(&o.algo)->default_value(o.algo), "best (the cheapest per bucket, as NCCL's tuner), ring, tree or hierarchical")
+      ("compute-scale", po::value(&o.compute_scale)->default_value(o.compute_scale, "1"), "multiply the profile's compute times (e.g. 0.01 for a device 100x faster than the profiled one)")
+      ("first-bucket-mb", po::value(&o.first_bucket_mb)->default_value(o.first_bucket_mb, "1"), "the fixed caps compared with the automatic ones")
+      ("bucket-cap-mb", po::value(&o.bucket_cap_mb)->default_value(o.bucket_cap_mb, "25"), "")
+      ("validate", po::value(&o.validate)->composing()->value_name("RUN.json"), "a measured run's profile (same model): predict its step from --profile's compute and its buckets, and compare; repeatable");
+  // clang-format on
+  std::ostringstream help;
+  help << desc;
+  o.help_text = help.str();
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail("predict: {} (see dprun predict --help)", e.what());
+  }
+  o.help = vm.count("help") > 0;
+  if (!o.help) DP_CHECK(!o.profile.empty(), "predict: --profile FILE is required");
+  return o;
+}
+
+std::vector<int> parse_gpus(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t end = 0;
+    int n = 0;
+    try {
+      n = std::stoi(item, &end);
+    } catch (const std::exception&) {
+      end = 0;
+    }
+    DP_CHECK(end == item.size() && end > 0 && n >= 1, "predict: --gpus {}: '{}' is not a count", s,
+             item);
+    out.push_back(n);
+  }
+  DP_CHECK(!out.empty(), "predict: --gpus is empty");
+  return out;
+}
+
+std::string describe(const Link& l) {
+  return fmt::format("{:.3g} GB/s, {:.3g} us", l.bytes_per_us / 1000, l.alpha_us);
+}
+
+std::string buckets(const BucketChoice& c) {
+  return fmt::format("{:.3g}/{:.3g} MB: {}", c.first_mb, c.cap_mb, c.assignment.size());
+}
+
+void print_profile(const RunProfile& p, const std::string& path) {
+  const BackwardProfile& c = p.compute;
+  fmt::print("profile {}: {}, batch {} per rank, {} rank(s) ({}), steps {}..{}\n", path, p.model,
+             p.batch_size, p.world_size, p.backend, p.first_step, p.last_step);
+  fmt::print(
+      "  compute per step {:.2f} ms (before backward {:.2f}, backward {:.2f}, after {:.2f}); "
+      "{:.2f} MB of gradients in {} parameters\n",
+      c.compute_us() / 1000, c.pre_backward_us / 1000, c.backward_us / 1000,
+      c.post_backward_us / 1000, double(c.grad_bytes()) / 1048576.0, c.params.size());
+  fmt::print(
+      "  all-reduce over {} rank(s): {:.0f} us + {:.3f} ms/MB alone, {:.0f} us + {:.3f} ms/MB "
+      "while backward computes\n",
+      p.allreduce_idle.world, p.allreduce_idle.alpha_us, p.allreduce_idle.us_per_byte * 1048.576,
+      p.allreduce_busy.alpha_us, p.allreduce_busy.us_per_byte * 1048.576);
+  if (p.measured.steps > 0)
+    fmt::print(
+        "  measured ({} steps, buckets {:.3g}/{:.3g} MB{}: {}): step {:.2f} ms, comm {:.2f} "
+        "ms, exposed {:.2f} ms\n",
+        p.measured.steps, p.first_bucket_mb, p.bucket_cap_mb, p.auto_buckets ? " auto" : "",
+        p.assignment.size(), p.measured.step_us / 1000, p.measured.comm_us / 1000,
+        p.measured.exposed_us / 1000);
+}
+
+void print_scaling(const BackwardProfile& compute, const Cluster& cluster,
+                   const std::vector<int>& gpus, const ScalingOptions& so) {
+  fmt::print("\n{:>6} {:>5} {:>12} {:>9} {:>10} {:>9} {:>10} {:>16} | {:>18} {:>9} {:>10}\n",
+             "GPUs", "nodes", "algorithm", "step ms", "exposed ms", "comm ms", "efficiency",
+             "auto buckets",
+             fmt::format("{:.3g}/{:.3g} MB buckets", so.fixed_first_mb, so.fixed_cap_mb), "step ms",
+             "exposed ms");
+  for (int n : gpus) {
+    const ScalingRow r = predict_at(compute, cluster, n, so);
+    const StepPrediction& a = r.chosen.prediction;
+    const StepPrediction& f = r.fixed.prediction;
+    fmt::print(
+        "{:>6} {:>5} {:>12} {:>9.2f} {:>10.2f} {:>9.2f} {:>9.1f}% {:>16} | {:>18} {:>9.2f} "
+        "{:>10.2f}\n",
+        n, r.nodes, algo_name(r.algo), a.step_us / 1000, a.exposed_us / 1000, a.comm_us / 1000,
+        100 * r.efficiency, buckets(r.chosen), fmt::format("{}", r.fixed.assignment.size()),
+        f.step_us / 1000, f.exposed_us / 1000);
+  }
+}
+
+// Predicts each measured run from `base`'s compute and the run's own buckets; the network is
+// `base`'s measured all-reduce when the run has its world size (a prediction that uses
+// nothing of the run but its layout), else the run's own.
+void print_validation(const RunProfile& base, const std::string& base_path,
+                      const std::vector<std::string>& runs) {
+  fmt::print(
+      "\nvalidation against measured runs (their steps after the profile, medians).\n"
+      "  pred: compute from {}; all-reduce from it too where the run has its world size, else "
+      "the run's own (net)\n"
+      "  own:  the run's own profiled compute (steps 2..6) with the same all-reduce: what is left "
+      "is the communication model's error, not the machine's drift between runs\n",
+      base_path);
+  fmt::print("{:<26} {:>3} {:>16} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>4}\n", "run",
+             "np", "buckets", "meas ms", "pred ms", "error", "own ms", "error", "meas exp",
+             "pred exp", "own exp", "net");
+  double sum_abs = 0, worst = 0, sum_abs_own = 0, worst_own = 0;
+  size_t count = 0;
+  for (const std::string& path : runs) {
+    const RunProfile run = read_run_profile(path);
+    DP_CHECK(run.compute.params.size() == base.compute.params.size(),
+             "predict: {} has {} parameters, {} has {}: not the same model", path,
+             run.compute.params.size(), base_path, base.compute.params.size());
+    for (size_t i = 0; i < run.compute.params.size(); ++i)
+      DP_CHECK(run.compute.params[i].bytes == base.compute.params[i].bytes,
+               "predict: parameter {} ('{}') differs between {} and {}", i,
+               run.compute.params[i].name, path, base_path);
+    DP_CHECK(run.measured.steps > 0, "predict: {} has no measured steps after its profile", path);
+    const bool own_net = run.world_size != base.world_size;
+    const AllReduceFit idle = own_net ? run.allreduce_idle : base.allreduce_idle;
+    const AllReduceFit busy = own_net ? run.allreduce_busy : base.allreduce_busy;
+    SimOptions sim;
+    sim.overlap = run.overlap;
+    sim.wire_ratio = run.wire_ratio;
+    sim.busy_cost = [busy](double b) { return busy.time_us(b); };
+    const AllReduceCost cost = [idle](double b) { return idle.time_us(b); };
+    const StepPrediction p = simulate_step(base.compute, run.assignment, cost, sim);
+    const StepPrediction q = simulate_step(run.compute, run.assignment, cost, sim);
+    const double measured = run.measured.step_us;
+    const double err = (p.step_us - measured) / measured,
+                 err_own = (q.step_us - measured) / measured;
+    sum_abs += std::fabs(err);
+    worst = std::max(worst, std::fabs(err));
+    sum_abs_own += std::fabs(err_own);
+    worst_own = std::max(worst_own, std::fabs(err_own));
+    ++count;
+    std::string name = path;
+    if (name.size() > 26) name = "..." + name.substr(name.size() - 23);
+    fmt::print(
+        "{:<26} {:>3} {:>16} {:>8.1f} {:>8.1f} {:>+6.1f}% {:>8.1f} {:>+6.1f}% {:>8.1f} {:>8.1f} "
+        "{:>8.1f} {:>4}\n",
+        name, run.world_size,
+        fmt::format("{:.3g}/{:.3g}{}: {}", run.first_bucket_mb, run.bucket_cap_mb,
+                    run.auto_buckets ? " auto" : "", run.assignment.size()),
+        measured / 1000, p.step_us / 1000, 100 * err, q.step_us / 1000, 100 * err_own,
+        run.measured.exposed_us / 1000, p.exposed_us / 1000, q.exposed_us / 1000,
+        own_net ? "own" : "base");
+  }
+  if (count > 0)
+    fmt::print(
+        "step time error over {} run(s): pred mean |error| {:.1f}% (max {:.1f}%); own mean "
+        "|error| {:.1f}% (max {:.1f}%)\n",
+        count, 100 * sum_abs / double(count), 100 * worst, 100 * sum_abs_own / double(count),
+        100 * worst_own);
+}
+
+}  // namespace
+
+int predict_main(int argc, char** argv) {
+  try {
+    const PredictOptions o = parse(argc, argv);
+    if (o.help) {
+      std::fputs(o.help_text.c_str(), stdout);
+      return 0;
+    }
+    const RunProfile prof = read_run_profile(o.profile);
+    const std::vector<int> gpus = parse_gpus(o.gpus);
+    Cluster cluster;
+    if (o.network == "h100-nvlink-ib") {
+      cluster = h100_nvlink_ib();
+      DP_CHECK(o.nics_per_node >= 1, "predict: --nics-per-node must be at least 1");
+      cluster.nics_per_node = o.nics_per_node;
+    } else if (o.network == "emulated") {
+      cluster = emulated_link(o.link_gbit, o.link_latency_us, o.ranks_per_host);
+    } else if (o.network == "measured") {
+      cluster = cluster_from_fit(prof.allreduce_idle);
+    } else {
+      fail("predict: --network {}: expected h100-nvlink-ib, emulated or measured", o.network);
+    }
+    ScalingOptions so;
+    so.algo = parse_algo(o.algo);
+    so.fixed_first_mb = o.first_bucket_mb;
+    so.fixed_cap_mb = o.bucket_cap_mb;
+    // The profiled host's contention (all-reduces slower while backward computes) carries
+    // over to its own and to emulated hosts; a GPU cluster's NCCL does not share the cores.
+    const bool contention = o.network != "h100-nvlink-ib" && prof.allreduce_idle.world > 1;
+    if (contention) {
+      const AllReduceFit idle = prof.allreduce_idle, busy = prof.allreduce_busy;
+      so.busy_factor = [idle, busy](double b) {
+        const double t = idle.time_us(b);
+        return t > 0 ? std::max(1.0, busy.time_us(b) / t) : 1.0;
+      };
+    }
+    so.sim.overlap = prof.overlap;
+    so.sim.wire_ratio = prof.wire_ratio;
+    const BackwardProfile compute = scale_compute(prof.compute, o.compute_scale);
+
+    print_profile(prof, o.profile);
+    fmt::print("\nnetwork {}: {} GPU(s) a node at {}; {} link(s) a node at {}; all-reduce {}{}{}\n",
+               cluster.name, cluster.gpus_per_node, describe(cluster.intra), cluster.nics_per_node,
+               describe(cluster.inter), o.algo,
+               o.compute_scale != 1 ? fmt::format("; compute x{:.3g}", o.compute_scale) : "",
+               contention ? "; all-reduces during backward slowed as profiled" : "");
+    print_scaling(compute, cluster, gpus, so);
+    if (!o.validate.empty()) print_validation(prof, o.profile, o.validate);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dprun: error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace dp

@@ -1,0 +1,58 @@
+#pragma once
+// What `dprun --profile-out FILE` writes (rank 0) and `dprun predict` reads: one run's
+// compute profile, its measured all-reduce cost, the buckets it trained with, and what its
+// steps measured afterwards (to validate predictions against).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "runtime/perf/allreduce_cost.h"
+#include "runtime/perf/backward_profile.h"
+
+namespace dp {
+
+// Medians over the steps after the profile (and after any rebuild it caused).
+struct MeasuredSteps {
+  uint64_t steps = 0;
+  double step_us = 0;
+  double backward_us = 0;
+  double comm_us = 0;
+  double exposed_us = 0;
+  double other_wait_us = 0;
+};
+
+struct RunProfile {
+  static constexpr int kVersion = 1;
+  // The run.
+  int world_size = 1;
+  std::string backend;
+  std::string model;
+  size_t batch_size = 0;
+  size_t grad_accum = 1;
+  bool overlap = true;
+  double wire_ratio = 1.0;  // bytes on the wire per gradient byte (comm hooks)
+  uint64_t first_step = 0;  // the profiled steps, 1-based, inclusive
+  uint64_t last_step = 0;
+  // Rank 0's compute and the group's all-reduce.
+  BackwardProfile compute;
+  AllReduceFit allreduce_idle;  // measured alone, between steps (the probe)
+  AllReduceFit allreduce_busy;  // while backward computes (SimOptions::busy_cost)
+  // The buckets of the measured steps.
+  double first_bucket_mb = 0;
+  double bucket_cap_mb = 0;
+  bool auto_buckets = false;
+  std::vector<std::vector<size_t>> assignment;
+  double predicted_step_us = 0;  // for that assignment, with `allreduce`
+  double predicted_exposed_us = 0;
+  MeasuredSteps measured;  // steps == 0: none after the profile
+};
+
+nlohmann::json to_json(const RunProfile& p);
+// `where` names the file in errors.
+RunProfile run_profile_from_json(const nlohmann::json& j, const std::string& where);
+void write_run_profile(const std::string& path, const RunProfile& p);
+RunProfile read_run_profile(const std::string& path);
+
+}  // namespace dp

@@ -1,0 +1,80 @@
+#pragma once
+// Automatic bucket sizing (--bucket-cap-mb auto, --first-bucket-mb auto) and the profile
+// that `dprun predict` reads (--profile-out). The Trainer hands it a few steps' timings; at
+// the end of that window every rank measures the all-reduce on the process group, rank 0
+// simulates the overlapped schedule for a grid of caps (runtime/perf/bucket_choice.h),
+// picks the fastest and broadcasts the assignment, and every Reducer rebuilds once with it
+// (as after the first step). The buckets of the profiled steps are the fixed caps.
+//
+//   step 1                      warm-up, the Reducer's rebuild in the observed order
+//   steps 2 .. 1 + K            profiled (K = profile_steps), then the collective decision
+//   steps 3 + K ..              measured for --profile-out (step 2 + K runs the rebuild)
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/perf/bucket_choice.h"
+#include "runtime/perf/run_profile.h"
+#include "runtime/perf/step_samples.h"
+#include "runtime/train/metrics.h"
+
+namespace dp {
+
+class ProcessGroup;
+class Reducer;
+
+struct BucketTuningOptions {
+  bool auto_first = false;  // choose the first bucket's cap
+  bool auto_cap = false;    // choose the other buckets' cap
+  double first_mb = 1;      // the fixed caps: of the profiled steps, and those not chosen
+  double cap_mb = 25;
+  std::string profile_out;  // rank 0 writes the profile here at the end of the run
+  uint64_t start_step = 0;  // steps done before this run (a resumed run)
+  uint64_t profile_steps = 5;
+  bool overlap = true;
+  double wire_ratio = 1;
+  bool quiet = false;
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // Recorded in the profile.
+  std::string model;
+  size_t batch_size = 0;
+  size_t grad_accum = 1;
+};
+
+class BucketTuner {
+ public:
+  // `log` (may be null): where the decision is recorded as a JSON line.
+  BucketTuner(BucketTuningOptions options, Reducer& reducer, ProcessGroup& pg, JsonLog* log);
+
+  bool auto_buckets() const { return opt_.auto_first || opt_.auto_cap; }
+  // Whether step `step` (1-based) is one of the profiled ones.
+  bool profiling(uint64_t step) const { return step >= first_ && step <= last_; }
+  void add_sample(StepSample sample) { samples_.push_back(std::move(sample)); }
+  // Every rank, after step `step` ended (collective after the last profiled step).
+  void after_step(uint64_t step, const StepMetrics& m);
+  // Every rank, at the end of the run (collective when the run ended inside the window).
+  void finish();
+
+ private:
+  // Collective: the all-reduce probe, and with auto buckets the choice (rank 0's, taken by
+  // every rank) unless `choose` is false (the run is over).
+  void decide(bool choose);
+  BackwardProfile profile() const;
+  void write_profile() const;
+
+  BucketTuningOptions opt_;
+  Reducer& reducer_;
+  ProcessGroup& pg_;
+  JsonLog* log_;
+  uint64_t first_;  // the profiled steps, 1-based, inclusive
+  uint64_t last_;
+  bool decided_ = false;
+  std::vector<StepSample> samples_;
+  AllReduceFit probe_;   // the all-reduce alone
+  AllReduceFit busy_;    // while backward computes (from the profiled steps)
+  BucketChoice in_use_;  // the buckets after the decision, with their prediction
+  std::vector<StepMetrics> measured_;
+};
+
+}  // namespace dp

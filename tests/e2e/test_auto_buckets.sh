@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# --bucket-cap-mb auto / --first-bucket-mb auto and --profile-out under mpirun, and
+# `dprun predict` on the profile: the choice is made once, logged, and changes nothing but
+# the buckets (2 ranks: the same parameters, bit for bit, as fixed caps); the profile is
+# complete and predict reads it, prints its tables and validates; bad inputs are refused.
+source "$(dirname "$0")/lib.sh" "$@"
+
+"$MAKE_IDX" "$WORK/data" --train 1200 --test 100 --seed 5 >/dev/null || { echo "make_idx failed"; exit 1; }
+ARGS=(--data "idx:$WORK/data" --hidden 512,256 --batch-size 50 --steps 14 --lr 0.05 --seed 2)
+
+if mpi 2 "${ARGS[@]}" --bucket-cap-mb auto --first-bucket-mb auto --profile-out "$WORK/auto.json" \
+    --log-json "$WORK/auto.jsonl" --dump-params "$WORK/auto.bin" --trace "$WORK/trace.json" \
+    >"$WORK/out" 2>"$WORK/err"; then
+  pass "2 ranks with auto buckets exit 0"
+else
+  fail "auto buckets run exited non-zero"; cat "$WORK/out" "$WORK/err"
+fi
+grep -Eq "^auto buckets: first [0-9.]+ MB, cap [0-9.]+ MB: [0-9]+ bucket\(s\), predicted step" "$WORK/out" &&
+  pass "the choice is logged" || { fail "no 'auto buckets:' line"; cat "$WORK/out"; }
+[ "$(grep -c '^auto buckets:' "$WORK/out")" = 1 ] && pass "chosen once" || fail "chosen more than once"
+grep -q "all-reduce over 2 rank(s)" "$WORK/out" && pass "the measured all-reduce is logged" || fail "no all-reduce line"
+
+# One parameter per bucket: a layout automatic sizing never picks (its smallest cap, 0.25 MB,
+# holds fc3's weight and bias together). With 2 ranks every layout sums alike, bit for bit.
+mpi 2 "${ARGS[@]}" --first-bucket-mb 0.001 --bucket-cap-mb 0.001 --dump-params "$WORK/fixed.bin" \
+  >/dev/null 2>&1 || fail "fixed caps run"
+cmp -s "$WORK/auto.bin" "$WORK/fixed.bin" && pass "same parameters as other buckets (2 ranks)" ||
+  fail "auto buckets changed the training"
+
+python3 - "$WORK" <<'PY' && pass "JSON record and profile are complete" || fail "JSON record / profile"
+import json, sys
+w = sys.argv[1]
+recs = [json.loads(l) for l in open(f"{w}/auto.jsonl")]
+auto = [r for r in recs if r["type"] == "auto_buckets"]
+assert len(auto) == 1 and auto[0]["step"] == 6, auto
+assert auto[0]["predicted_step_ms"] > 0 and auto[0]["bucket_mb"], auto
+p = json.load(open(f"{w}/auto.json"))
+assert p["type"] == "dprun-profile" and p["world_size"] == 2 and p["profiled_steps"] == [2, 6], p
+assert p["buckets"]["auto"] and p["buckets"]["assignment"], p["buckets"]
+params = p["compute"]["params"]
+assert [q["name"] for q in params] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+assert params[0]["bytes"] == 784 * 512 * 4
+# Backward writes the last layer first (on the slower rank too: the profile's times are the
+# latest over the ranks).
+assert 0 <= params[4]["ready_us"] <= params[2]["ready_us"] <= params[0]["ready_us"], params
+assert len(p["allreduce_idle"]["samples"]) >= 2
+# Steps 8..14 measured after the choice took effect.
+assert p["measured"]["steps"] == 7 and p["measured"]["step_us"] > 0, p["measured"]
+# From step 7 on every rank all-reduces the chosen buckets, of the chosen sizes.
+spans = [e for e in json.load(open(f"{w}/trace.json"))["traceEvents"]
+         if e.get("ph") == "X" and e["name"].startswith("allreduce bucket")]
+for rank in (0, 1):
+    for step in range(7, 15):
+        mb = [e["args"]["bytes"] / 1048576 for e in spans if e["pid"] == rank and e["args"]["step"] == step]
+        assert len(mb) == len(auto[0]["bucket_mb"]), (rank, step, mb, auto[0]["bucket_mb"])
+        assert all(abs(a - b) < 1e-6 for a, b in zip(mb, auto[0]["bucket_mb"])), (mb, auto[0]["bucket_mb"])
+PY
+
+if "$DPRUN" predict --profile "$WORK/auto.json" --validate "$WORK/auto.json" >"$WORK/pred" 2>"$WORK/perr"; then
+  pass "predict exits 0 without mpirun"
+else
+  fail "predict exited non-zero"; cat "$WORK/pred" "$WORK/perr"
+fi
+for n in 8 16 32 64 128 256 512 1024; do
+  grep -Eq "^ +$n +[0-9]+ +(ring|tree|hierarchical) " "$WORK/pred" || { fail "no row for $n GPUs"; cat "$WORK/pred"; }
+done
+grep -q "network h100-nvlink-ib" "$WORK/pred" && grep -q "step time error over 1 run" "$WORK/pred" &&
+  pass "predict prints 8..1024 GPUs and the validation" || { fail "predict output"; cat "$WORK/pred"; }
+"$DPRUN" predict --profile "$WORK/auto.json" --network emulated --link-gbit 2 --gpus 2,4 >"$WORK/pred2" 2>&1 &&
+  grep -Eq "^ +4 +4 " "$WORK/pred2" && pass "predict --network emulated" || { fail "emulated"; cat "$WORK/pred2"; }
+
+# Too short for the profile: a warning, the fixed caps, exit 0.
+mpi 2 "${ARGS[@]}" --steps 4 --bucket-cap-mb auto >"$WORK/out" 2>"$WORK/err" &&
+  grep -q "ended before its profile" "$WORK/err" && pass "a run shorter than the profile says so" ||
+  { fail "short run"; cat "$WORK/out" "$WORK/err"; }
+
+printf 'bucket-cap-mb = auto\n' >"$WORK/run.cfg"
+mpi 1 "${ARGS[@]}" --config "$WORK/run.cfg" >"$WORK/out" 2>&1 && grep -q "^auto buckets:" "$WORK/out" &&
+  pass "--config bucket-cap-mb = auto" || { fail "config auto"; cat "$WORK/out"; }
+
+expect_error() {  # expect_error PATTERN CMD...: exit 1 and the pattern on stderr
+  local pattern=$1
+  shift
+  if "$@" >"$WORK/out" 2>"$WORK/err"; then
+    fail "accepted: $*"
+  elif grep -q "$pattern" "$WORK/err"; then
+    pass "refused: $pattern"
+  else
+    fail "wrong message for $*"; cat "$WORK/err"
+  fi
+}
+expect_error "bucket-cap-mb fast: expected a number of MiB or auto" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb fast
+expect_error "first-bucket-mb 1x: expected a number of MiB or auto" "$DPRUN" "${ARGS[@]}" --first-bucket-mb 1x
+expect_error "bucket-cap-mb must be a positive" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb 0
+expect_error "profile-out /dev/null: exists and is not a regular file" "$DPRUN" "${ARGS[@]}" --profile-out /dev/null
+expect_error "cannot open the profile" "$DPRUN" predict --profile "$WORK/missing.json"
+expect_error "not a dprun profile" "$DPRUN" predict --profile "$WORK/auto.jsonl"
+expect_error "predict: --profile FILE is required" "$DPRUN" predict
+expect_error "expected h100-nvlink-ib, emulated or measured" "$DPRUN" predict --profile "$WORK/auto.json" --network wifi
+expect_error "'x' is not a count" "$DPRUN" predict --profile "$WORK/auto.json" --gpus 8,x
+finish

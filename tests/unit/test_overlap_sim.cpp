@@ -1,0 +1,146 @@
+// The overlap simulator (runtime/perf/overlap_sim.h) on schedules worked out by hand.
+#include <gtest/gtest.h>
+
+#include "runtime/core/error.h"
+#include "runtime/perf/overlap_sim.h"
+
+using namespace dp;
+
+namespace {
+
+// Three parameters in registration order; backward writes p2 first (at 10 us), then p1 (50),
+// then p0 (90); backward lasts 100 us, 20 before it, 5 after.
+BackwardProfile three_layers() {
+  BackwardProfile p;
+  p.params = {{"p0", 100, 90}, {"p1", 200, 50}, {"p2", 300, 10}};
+  p.pre_backward_us = 20;
+  p.backward_us = 100;
+  p.post_backward_us = 5;
+  return p;
+}
+
+// 10 us + 0.1 us a byte.
+const AllReduceCost kCost = [](double bytes) { return 10 + bytes / 10; };
+
+}  // namespace
+
+TEST(OverlapSim, OneBucketPerLayerHidesAllButTheLast) {
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost);
+  ASSERT_EQ(p.buckets.size(), 3u);
+  // p2: ready 10, runs 10..50; p1: ready 50, runs 50..80; p0: ready 90, runs 90..110.
+  EXPECT_DOUBLE_EQ(p.buckets[0].start_us, 10);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 50);
+  EXPECT_DOUBLE_EQ(p.buckets[1].start_us, 50);
+  EXPECT_DOUBLE_EQ(p.buckets[1].end_us, 80);
+  EXPECT_DOUBLE_EQ(p.buckets[2].start_us, 90);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 110);
+  EXPECT_DOUBLE_EQ(p.comm_us, 90);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 10);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 10 + 5);
+  EXPECT_DOUBLE_EQ(p.hidden(), 1 - 10.0 / 90);
+}
+
+TEST(OverlapSim, OneBigBucketWaitsForTheLastGradient) {
+  StepPrediction p = simulate_step(three_layers(), {{2, 1, 0}}, kCost);
+  // Ready at 90, 10 + 60 us: ends at 160.
+  EXPECT_DOUBLE_EQ(p.buckets[0].bytes, 600);
+  EXPECT_DOUBLE_EQ(p.comm_us, 70);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 60);
+  EXPECT_DOUBLE_EQ(p.step_us, 185);
+}
+
+TEST(OverlapSim, BucketsQueueOnOneCommunicationThread) {
+  // Everything ready at once (no overlap): 100..140, 140..170, 170..190.
+  SimOptions o;
+  o.overlap = false;
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[1].start_us, 140);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 190);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 90);
+  EXPECT_DOUBLE_EQ(p.exposed_us, p.comm_us);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 90 + 5);
+}
+
+TEST(OverlapSim, BucketsLaunchStrictlyInOrder) {
+  // Bucket 1 (p2, p1) is complete at 50 but bucket 0 (p0) only at 90: bucket 1 waits for
+  // bucket 0's launch at 90 and then for its all-reduce (90..110): 110..170.
+  StepPrediction p = simulate_step(three_layers(), {{0}, {2, 1}}, kCost);
+  EXPECT_DOUBLE_EQ(p.buckets[1].ready_us, 50);
+  EXPECT_DOUBLE_EQ(p.buckets[1].start_us, 110);
+  EXPECT_DOUBLE_EQ(p.buckets[1].end_us, 170);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 70);
+  EXPECT_DOUBLE_EQ(p.step_us, 195);
+}
+
+TEST(OverlapSim, WireRatioHalvesTheBytesOnTheWire) {
+  SimOptions o;
+  o.wire_ratio = 0.5;
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  // 10 + 15, 10 + 10, 10 + 5: the last runs 90..105.
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 105);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 5);
+  EXPECT_EQ(p.buckets[0].bytes, 300u);  // gradient bytes, not wire bytes
+}
+
+TEST(OverlapSim, AllReducesRunSlowerWhileBackwardComputes) {
+  // Three times slower during backward. p2's bucket: 120 us busy from 10, 90 us done by 100
+  // (3/4 of it), the last quarter of 40 us alone: ends 110. Then 110..140 and 140..160.
+  SimOptions o;
+  o.busy_cost = [](double bytes) { return 3 * kCost(bytes); };
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 110);
+  EXPECT_DOUBLE_EQ(p.buckets[1].start_us, 110);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 160);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 10 + 30 + 20);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 60 + 5);
+  // Twice slower: p2's 80 us end at 90, inside; p1's (60 busy) from 90: 1/6 done by 100, the
+  // rest of 30 alone by 125; p0's 20 from 125.
+  o.busy_cost = [](double bytes) { return 2 * kCost(bytes); };
+  p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 90);
+  EXPECT_DOUBLE_EQ(p.buckets[1].end_us, 125);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 145);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 45);
+}
+
+TEST(OverlapSim, FreeCommunicationCostsNothing) {
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, [](double) { return 0.0; });
+  EXPECT_DOUBLE_EQ(p.exposed_us, 0);
+  EXPECT_DOUBLE_EQ(p.step_us, three_layers().compute_us());
+  EXPECT_DOUBLE_EQ(p.hidden(), 1.0);
+}
+
+TEST(OverlapSim, ASlowerPeerDelaysABucketPastBackward) {
+  // The slowest rank writes p0 20 us after this rank's backward ended: its all-reduce runs
+  // 120..140, and this rank waits from 100 (its thread sits in the collective meanwhile).
+  BackwardProfile prof = three_layers();
+  prof.params[0].ready_us = 120;
+  StepPrediction p = simulate_step(prof, {{2}, {1}, {0}}, kCost);
+  EXPECT_DOUBLE_EQ(p.buckets[2].start_us, 120);
+  EXPECT_DOUBLE_EQ(p.buckets[2].end_us, 140);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 40);
+  EXPECT_DOUBLE_EQ(p.comm_us, 90);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 40 + 5);
+}
+
+TEST(OverlapSim, RejectsABadAssignment) {
+  EXPECT_THROW(simulate_step(three_layers(), {{2}, {}}, kCost), Error);
+  EXPECT_THROW(simulate_step(three_layers(), {{7}}, kCost), Error);
+}
+
+TEST(BackwardProfile, ReadyOrderAndBytes) {
+  BackwardProfile p = three_layers();
+  EXPECT_EQ(p.ready_order(), (std::vector<size_t>{2, 1, 0}));
+  EXPECT_EQ(p.grad_bytes(), 600u);
+  EXPECT_DOUBLE_EQ(p.compute_us(), 125);
+  p.params[0].ready_us = p.params[1].ready_us;  // a tie: the later-registered first
+  EXPECT_EQ(p.ready_order(), (std::vector<size_t>{2, 1, 0}));
+  EXPECT_NO_THROW(p.validate());
+  p.params[1].ready_us = -1;
+  EXPECT_THROW(p.validate(), Error);
+  p.params[1].ready_us = 1e9;  // after backward: a slower peer
+  EXPECT_NO_THROW(p.validate());
+  p.params[1].ready_us = 50;
+  p.backward_us = -1;
+  EXPECT_THROW(p.validate(), Error);
+}
