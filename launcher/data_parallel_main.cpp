@@ -9,15 +9,6 @@
 
 namespace dp {
 
-void check_mode_options(const LaunchOptions& o) {
-  DP_CHECK(o.mode == "ddp" || o.mode == "dp", "--mode {}: unknown mode (expected ddp or dp)",
-           o.mode);
-  DP_CHECK(o.replicas >= 0, "--replicas {}: expected a whole number >= 0", o.replicas);
-  DP_CHECK(o.mode == "dp" || o.replicas == 0,
-           "--replicas {} needs --mode dp (--mode ddp runs one replica per process: mpirun -np N)",
-           o.replicas);
-}
-
 int data_parallel_main(const LaunchOptions& o, int rank, int world_size) {
   try {
     DP_CHECK(world_size == 1,

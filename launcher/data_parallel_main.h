@@ -6,9 +6,6 @@
 
 namespace dp {
 
-// --mode is ddp or dp; --replicas only with dp, and not negative. Throws dp::Error.
-void check_mode_options(const LaunchOptions& o);
-
 // Trains with --mode dp; world_size is the launcher's (MPI's) process count, which must be 1.
 // Prints any error as "dprun: error: [rank R] ..." and returns the exit status.
 int data_parallel_main(const LaunchOptions& o, int rank, int world_size);

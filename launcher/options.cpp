@@ -11,7 +11,6 @@
 #include <boost/make_shared.hpp>
 #include <boost/program_options.hpp>
 
-#include "launcher/data_parallel_main.h"
 #include "models/registry.h"
 #include "runtime/core/error.h"
 
@@ -101,6 +100,16 @@ void parse_bucket_mb(const char* option, const std::string& text, double& mb, bo
     end = 0;
   }
   DP_CHECK(end > 0 && end == text.size(), "{} {}: expected a number of MiB or auto", option, text);
+}
+
+// --mode and --replicas (the DataParallel baseline, launcher/data_parallel_main.h).
+void check_mode_options(const LaunchOptions& o) {
+  DP_CHECK(o.mode == "ddp" || o.mode == "dp", "--mode {}: unknown mode (expected ddp or dp)",
+           o.mode);
+  DP_CHECK(o.replicas >= 0, "--replicas {}: expected a whole number >= 0", o.replicas);
+  DP_CHECK(o.mode == "dp" || o.replicas == 0,
+           "--replicas {} needs --mode dp (--mode ddp runs one replica per process: mpirun -np N)",
+           o.replicas);
 }
 
 // "  mlp   multi-layer perceptron ..." lines for --help and --model list.
