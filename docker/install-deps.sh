@@ -20,8 +20,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   clang libclang-rt-dev llvm \
   dataset-fashion-mnist \
   fortunes \
-  python3 \
+  python3 gnuplot-nox \
   slurm-wlm munge libpmix-dev
+# gnuplot-nox: tests/bench/sweep.py draws the scaling plots of docs/plots (PNG and SVG).
 # slurm-wlm and munge: tests/slurm/ starts a one-node Slurm cluster on localhost and runs the
 # sbatch scripts of launcher/slurm/ on it. `srun --mpi=pmix` is slurm-wlm-basic-plugins'
 # mpi_pmix plugin, which dlopens libpmix.so (the unversioned name, from libpmix-dev).
