@@ -83,7 +83,11 @@ void check_config_file(const std::string& path, const po::options_description& a
       // value from UTF-8 and throw a bare std::logic_error on any other byte (Latin-1 paths).
       d->semantic()->parse(parsed, {value}, false);
     } catch (const po::error& e) {
-      fail("{}{} = {}: {}", where, key, value, e.what());
+      // Boost 1.74's what() puts the value into its message in a loop that never ends when the
+      // value holds a placeholder of its own ("%value%"): such a value gets our message.
+      const bool safe = value.find('%') == std::string::npos;
+      fail("{}{} = {}: {}", where, key, value,
+           safe ? e.what() : fmt::format("not a valid value for --{}", key));
     }
   }
   DP_CHECK(!in.bad(), "--config {}: read error", path);

@@ -1,7 +1,8 @@
 // dprun --config FILE through the launcher's option parsing: every problem in the file is
-// reported with the file and the line, including the two that tests/fuzz/fuzz_config found
-// reaching Boost unchecked (a key set twice, a byte that is not UTF-8).
+// reported with the file and the line, including what tests/fuzz/fuzz_config found reaching
+// Boost unchecked (a key set twice, a byte that is not UTF-8) or hanging it ("%value%").
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "launcher/options.h"
 #include "tests/support/temp_dir.h"
@@ -50,4 +51,13 @@ TEST_F(ConfigFileTest, BadLinesNameTheFileAndLine) {
   EXPECT_MENTIONS(parse_error("eval = true\nfrobnicate = 1\n"), where + "unknown option");
   EXPECT_MENTIONS(parse_error("eval = true\nepochs = -1\n"), where + "--epochs -1");
   EXPECT_MENTIONS(parse_error("eval = true\nlr = fast\n"), where + "lr = fast");
+}
+
+TEST_F(ConfigFileTest, AValueHoldingABoostPlaceholderIsReportedNotHung) {
+  // Boost's message for a bad value looped forever on "%value%"; SIGALRM fails a regression.
+  alarm(30);
+  EXPECT_MENTIONS(parse_error("lr = %value%\n"),
+                  "--config " + path("run.cfg") + ":1: lr = %value%: not a valid value for --lr");
+  EXPECT_MENTIONS(parse_error("eval = 50%\n"), ":1: eval = 50%");
+  alarm(0);
 }
