@@ -19,17 +19,13 @@ void cpu_relax() {
 #endif
 }
 
-// How a hand-off waits: spin (the other side is probably microseconds away) until `spin`
-// has passed, then yield until `patience` has, then go to sleep.
-struct Patience {
-  std::chrono::microseconds spin;
-  std::chrono::microseconds yield;
-};
-
-// True once ready() holds; false when the caller should go to sleep.
+// True once ready() holds, after spinning for up to 20 us and yielding up to 200 us (the DDP
+// barrier's policy); false when the caller should go to sleep.
 template <typename Ready>
-bool spin_until(Ready ready, Patience p) {
+bool spin_until(Ready ready) {
   using clock = std::chrono::steady_clock;
+  constexpr auto kSpin = std::chrono::microseconds(20);
+  constexpr auto kYield = std::chrono::microseconds(200);
   const auto start = clock::now();
   for (;;) {
     for (int k = 0; k < 32; ++k) {
@@ -37,8 +33,8 @@ bool spin_until(Ready ready, Patience p) {
       cpu_relax();
     }
     const auto waited = clock::now() - start;
-    if (waited >= p.yield) return false;
-    if (waited >= p.spin) sched_yield();
+    if (waited >= kYield) return false;
+    if (waited >= kSpin) sched_yield();
   }
 }
 
@@ -74,15 +70,6 @@ ReplicaThreads::ReplicaThreads(size_t replicas) : errors_(replicas) {
         pthread_getaffinity_np(pthread_self(), sizeof(cpu_set_t), before) == 0 && bind_to(cpus_[0]);
     if (!pinned_) caller_mask_.clear();
   }
-  // Bound to a core of its own, a waiting replica keeps it, spinning, for 5 ms: through
-  // replica 0's serial part of the step (data, scatter, replicate, gather, update), as a DDP
-  // rank keeps computing. Asleep it would come back a scheduler wake-up late, and a yield
-  // hands the core to another process for a whole time slice (on the busy 2-core VM the mlp's
-  // step took 1.1-1.7 ms with the barrier's 200 us of yielding, 0.8-2.6 ms with 5 ms of it,
-  // 0.76-0.91 ms spinning; DDP 0.61-0.64). Unbound (more replicas than cores, or binding
-  // refused): the DDP barrier's 20 us of spinning and 200 us of yielding, since the thread it
-  // waits for may need this core.
-  if (pinned_) patience_spin_ = patience_yield_ = std::chrono::microseconds(5000);
   threads_.reserve(replicas - 1);
   for (size_t r = 1; r < replicas; ++r) threads_.emplace_back([this, r] { worker(r); });
 }
@@ -120,7 +107,7 @@ void ReplicaThreads::worker(size_t replica) {
            generation_.load(std::memory_order_acquire) != seen;
   };
   for (;;) {
-    if (!spin_until(started, Patience{patience_spin_, patience_yield_})) {
+    if (!spin_until(started)) {
       // The predicate is checked under the lock run() moves the generation under: no lost
       // wake-up.
       std::unique_lock<std::mutex> lk(mu_);
@@ -160,7 +147,7 @@ void ReplicaThreads::run(const std::function<void(size_t)>& fn) {
     errors_[0] = std::current_exception();
   }
   auto done = [this] { return running_.load(std::memory_order_acquire) == 0; };
-  if (!spin_until(done, Patience{patience_spin_, patience_yield_})) {
+  if (!spin_until(done)) {
     std::unique_lock<std::mutex> lk(mu_);
     done_cv_.wait(lk, done);
   }
