@@ -159,7 +159,7 @@ def plot(rows, out, models):
             # all-reduce spans can exceed the compute they overlapped.
             busy = float(r["step_ms"]) - float(r["exposed_ms"])
             hidden = min(float(r["hidden_ms"]), busy)
-            f.write(f"{r['model']} {r['ranks']}x{r['hosts']} {r['buckets']},{busy - hidden:.2f},"
+            f.write(f"{r['model']} {r['ranks']} ranks {r['hosts']} hosts {r['buckets']} MB,{busy - hidden:.2f},"
                     f"{hidden:.2f},{float(r['exposed_ms']):.2f}\n")
     if not shutil.which("gnuplot"):
         print("gnuplot not found (docker/install-deps.sh installs gnuplot-nox): CSV and .dat files only")
