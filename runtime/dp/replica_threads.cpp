@@ -59,8 +59,9 @@ bool bind_to(int cpu) {
 
 }  // namespace
 
-ReplicaThreads::ReplicaThreads(size_t replicas) : errors_(replicas) {
+ReplicaThreads::ReplicaThreads(size_t replicas) {
   DP_CHECK(replicas >= 1, "replica threads: at least one replica, got {}", replicas);
+  errors_.resize(replicas);
   const std::vector<int> cpus = allowed_cpus();
   if (replicas > 1 && cpus.size() >= replicas) {
     cpus_.assign(cpus.begin(), cpus.begin() + std::ptrdiff_t(replicas));
