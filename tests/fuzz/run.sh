@@ -17,9 +17,7 @@ cmake --build "$BUILD" -j"$(getconf _NPROCESSORS_ONLN)" --target dprun_fuzzers >
   { tail -50 "$BUILD/fuzz-build.log"; exit 1; }
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  for t in "$BUILD"/fuzz/fuzz_*; do
-    if [ -f "$t" ] && [ -x "$t" ]; then targets+=("$(basename "$t")"); fi
-  done
+  for src in tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
 fi
 
 # One fuzzer per core, each with its own corpus (kept between local runs) and log.
