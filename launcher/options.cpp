@@ -1,6 +1,7 @@
 #include "launcher/options.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -281,7 +282,16 @@ LaunchOptions parse_options(int argc, char** argv) {
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    fail("{} (see dprun --help)", e.what());
+    // As in check_config_file: Boost 1.74's what() never returns when an argument holds a
+    // placeholder of its own ("--lr %value%"), so such a command line gets our message.
+    const bool safe = std::none_of(argv + 1, argv + argc,
+                                   [](const char* a) { return std::strchr(a, '%') != nullptr; });
+    if (safe) fail("{} (see dprun --help)", e.what());
+    const auto* named = dynamic_cast<const po::error_with_option_name*>(&e);
+    fail(
+        "{}: not a valid value or usage (the value is not repeated here: it holds a '%') (see "
+        "dprun --help)",
+        named ? named->get_option_name() : std::string("the command line"));
   }
   o.help = vm.count("help") > 0;
   o.version = vm.count("version") > 0;

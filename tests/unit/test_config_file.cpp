@@ -61,3 +61,14 @@ TEST_F(ConfigFileTest, AValueHoldingABoostPlaceholderIsReportedNotHung) {
   EXPECT_MENTIONS(parse_error("eval = 50%\n"), ":1: eval = 50%");
   alarm(0);
 }
+
+TEST(CommandLine, AValueHoldingABoostPlaceholderIsReportedNotHung) {
+  // The same Boost loop on the command line ("dprun --lr %value%"); SIGALRM fails a regression.
+  alarm(30);
+  std::string a0 = "dprun", a1 = "--lr", a2 = "%value%";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
+  EXPECT_MENTIONS(
+      error_of([&] { parse_options(3, argv); }),
+      "--lr: not a valid value or usage (the value is not repeated here: it holds a '%')");
+  alarm(0);
+}
