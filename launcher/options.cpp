@@ -72,6 +72,10 @@ void check_config_file(const std::string& path, const po::options_description& a
     const size_t eq = text.find('=');
     DP_CHECK(eq != std::string::npos && eq > 0, "{}expected 'key = value', got '{}'", where, text);
     const std::string key = trim(text.substr(0, eq)), value = trim(text.substr(eq + 1));
+    // Boost matches "-h" against the short names; its config-file reader then refuses the
+    // key without a file or line (found by fuzz_config).
+    DP_CHECK(key[0] != '-', "{}'{}': keys are long option names without dashes (e.g. 'lr = 0.1')",
+             where, key);
     const po::option_description* d = all.find_nothrow(key, false);
     DP_CHECK(d != nullptr && key != "config", "{}unknown option '{}' (see dprun --help)", where,
              key);

@@ -72,3 +72,10 @@ TEST(CommandLine, AValueHoldingABoostPlaceholderIsReportedNotHung) {
       "--lr: not a valid value or usage (the value is not repeated here: it holds a '%')");
   alarm(0);
 }
+
+TEST_F(ConfigFileTest, AKeyWithDashesNamesTheFileAndLine) {
+  // "-h" matched --help's short name and reached Boost's reader, which named no file (fuzz_config).
+  EXPECT_MENTIONS(parse_error("-h=f1\n"),
+                  "--config " + path("run.cfg") + ":1: '-h': keys are long");
+  EXPECT_MENTIONS(parse_error("eval = true\n--lr = 2\n"), ":2: '--lr': keys are long");
+}
