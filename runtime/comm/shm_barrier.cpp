@@ -21,19 +21,12 @@
 
 #include "runtime/comm/shm_control.h"
 #include "runtime/comm/work.h"
+#include "runtime/core/cpu_relax.h"
 #include "runtime/core/error.h"
 
 namespace dp {
 
 namespace {
-
-void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 // Sleeps while *word == expected, at most `timeout`. Spurious returns are fine: the caller
 // re-checks. The futex is not FUTEX_PRIVATE: the word is shared between processes.

@@ -5,19 +5,12 @@
 
 #include <chrono>
 
+#include "runtime/core/cpu_relax.h"
 #include "runtime/core/error.h"
 
 namespace dp {
 
 namespace {
-
-void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 // True once ready() holds, after spinning for up to 20 us and yielding up to 200 us (the DDP
 // barrier's policy); false when the caller should go to sleep.

@@ -32,6 +32,7 @@
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
+#include "runtime/train/training_data.h"
 #include "samplers/distributed_sampler.h"
 
 namespace dp {
@@ -137,26 +138,11 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
     sequence_length_ = static_cast<size_t>(
         entry_->sequence_length(make_model_args(*entry_, cfg_.model_options, {}, cfg_.seed)));
   }
-  DataOptions data_options;
-  data_options.seed = cfg_.seed;
-  data_options.synthetic_test_size = cfg_.synthetic_test_size;
-  data_options.context = sequence_length_ > 0 ? sequence_length_ : 1;
-  DataSplits data = open_data(cfg_.data, cfg_.val_data, data_options);
+  DataSplits data = open_training_data(cfg_, *entry_, sequence_length_);
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);
   const DataShape shape{data_kind_name(train_set_->kind()), train_set_->sample_shape(),
                         train_set_->num_classes()};
-  DP_CHECK(std::find(entry_->data_kinds.begin(), entry_->data_kinds.end(), shape.kind) !=
-               entry_->data_kinds.end(),
-           "--model {} trains on {} data, but --data {} is {} data ({})", cfg_.model,
-           fmt::join(entry_->data_kinds, " or "), cfg_.data, shape.kind, train_set_->describe());
-  DP_CHECK(test_set_ != nullptr || (!cfg_.eval && cfg_.eval_every == 0),
-           "--eval/--eval-every need held-out data: --data {} has no test split (give --val-data "
-           "tokens:FILE)",
-           cfg_.data);
-  DP_CHECK(cfg_.sample_every == 0 || entry_->generate,
-           "--sample-every: --model {} does not generate text (a language model such as gpt does)",
-           cfg_.model);
   // DDP's per-rank sample count (and its refusal of more ranks than samples).
   const DistributedSampler probe(train_set_->size(), int(n), 0, /*shuffle=*/true, cfg_.seed,
                                  /*drop_last=*/false);

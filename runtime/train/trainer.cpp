@@ -37,6 +37,7 @@
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
 #include "runtime/train/resume_check.h"
+#include "runtime/train/training_data.h"
 #include "samplers/distributed_sampler.h"
 
 namespace dp {
@@ -63,27 +64,10 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
         entry_->sequence_length(make_model_args(*entry_, cfg_.model_options, {}, cfg_.seed));
     sequence_length_ = static_cast<size_t>(t);
   }
-  DataOptions data_options;
-  data_options.seed = cfg_.seed;
-  data_options.synthetic_test_size = cfg_.synthetic_test_size;
-  // A model without a sequence length reads token data as 1-token windows, only for the
-  // data-kind check below to refuse it by name.
-  data_options.context = sequence_length_ > 0 ? sequence_length_ : 1;
-  DataSplits data = open_data(cfg_.data, cfg_.val_data, data_options);
+  DataSplits data = open_training_data(cfg_, *entry_, sequence_length_);
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);
   const DataShape shape = shape_of(*train_set_);
-  DP_CHECK(std::find(entry_->data_kinds.begin(), entry_->data_kinds.end(), shape.kind) !=
-               entry_->data_kinds.end(),
-           "--model {} trains on {} data, but --data {} is {} data ({})", cfg_.model,
-           fmt::join(entry_->data_kinds, " or "), cfg_.data, shape.kind, train_set_->describe());
-  DP_CHECK(test_set_ != nullptr || (!cfg_.eval && cfg_.eval_every == 0),
-           "--eval/--eval-every need held-out data: --data {} has no test split (give --val-data "
-           "tokens:FILE)",
-           cfg_.data);
-  DP_CHECK(cfg_.sample_every == 0 || entry_->generate,
-           "--sample-every: --model {} does not generate text (a language model such as gpt does)",
-           cfg_.model);
   sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_,
                                                   /*shuffle=*/true, cfg_.seed, /*drop_last=*/false);
   loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch,
