@@ -27,7 +27,8 @@ int data_parallel_main(const LaunchOptions& o, int rank, int world_size) {
     trainer.run();
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dprun: error: [rank %d] %s\n", rank, e.what());
+    std::fprintf(stderr, "dprun: error: [rank %d] %s\n", rank,
+                 with_config_origin(e.what(), o.config_origins).c_str());
     return 1;
   }
 }

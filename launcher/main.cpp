@@ -13,6 +13,7 @@
 #include <string>
 
 #include "launcher/bench_allreduce.h"
+#include "launcher/config_origin.h"
 #include "launcher/data_parallel_main.h"
 #include "launcher/launch.h"
 #include "launcher/options.h"
@@ -114,8 +115,10 @@ int main(int argc, char** argv) {
   dp::LaunchOptions opts;
   std::optional<dp::Trainer> trainer;
   dp::DevicePlan plan;
+  bool parsed = false;  // parse_options names the config file's lines in its own errors
   try {
     opts = dp::parse_options(argc, argv);
+    parsed = true;
     if (opts.help || opts.version) {
       if (info.rank == 0) {
         if (opts.help) std::printf("%s", opts.help_text.c_str());
@@ -129,7 +132,7 @@ int main(int argc, char** argv) {
     if (opts.mode == "dp") return dp::data_parallel_main(opts, info.rank, info.size);
     plan = dp::plan_device(device_request(opts), node_facts(info));
   } catch (const std::exception& e) {
-    err = e.what();
+    err = parsed ? dp::with_config_origin(e.what(), opts.config_origins) : e.what();
   } catch (...) {
     err = "internal error: an unknown exception (please report it)";
   }
@@ -154,7 +157,8 @@ int main(int argc, char** argv) {
       opts.train.device = plan.device;
       trainer.emplace(opts.train, info.rank, info.size);
     } catch (const std::exception& e) {
-      err = e.what();
+      // The model's options and --data are checked here: a value from --config names its line.
+      err = dp::with_config_origin(e.what(), opts.config_origins);
     }
   }
   if (!agree(err, "its configuration or input check", opts.train.timeout_s)) return 1;

@@ -12,6 +12,7 @@
 #include <boost/make_shared.hpp>
 #include <boost/program_options.hpp>
 
+#include "launcher/config_origin.h"
 #include "models/registry.h"
 #include "runtime/core/error.h"
 
@@ -54,8 +55,10 @@ void check_count(const std::string& where, const std::string& name, const std::s
 
 // Checks a --config file line by line before Boost reads it, so that every problem names the
 // file and the line: a line that is not "key = value", an unknown key, a key set twice, a
-// value the option cannot take.
-void check_config_file(const std::string& path, const po::options_description& all) {
+// value the option cannot take. Returns the line of every key, for the checks that come later
+// (launcher/config_origin.h).
+std::map<std::string, int> check_config_file(const std::string& path,
+                                             const po::options_description& all) {
   DP_CHECK(!std::filesystem::is_directory(path), "--config {}: is a directory, not a file", path);
   std::ifstream in(path);
   DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
@@ -96,6 +99,7 @@ void check_config_file(const std::string& path, const po::options_description& a
     }
   }
   DP_CHECK(!in.bad(), "--config {}: read error", path);
+  return first_line;
 }
 
 // A bucket cap: a number of MiB, or "auto" (the cap keeps its default until chosen).
@@ -146,8 +150,12 @@ std::string model_list() {
 
 }  // namespace
 
-LaunchOptions parse_options(int argc, char** argv) {
-  LaunchOptions o;
+namespace {
+
+// parse_options without the config file's origins in its messages. `o.config_origins` is
+// filled as soon as the file has been read, so that parse_options can name the file and line
+// of a value that a later check refuses.
+void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   TrainConfig& t = o.train;
   std::string config_file;
   bool no_prefetch = false;
@@ -280,9 +288,16 @@ LaunchOptions parse_options(int argc, char** argv) {
     po::store(parsed, vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
-      check_config_file(path, all);
+      const std::map<std::string, int> lines = check_config_file(path, all);
       std::ifstream in(path);
       po::store(po::parse_config_file(in, all), vm);
+      // store() keeps the command line's values (stored first): those have no file origin.
+      for (const auto& [key, line] : lines) {
+        const bool on_command_line =
+            std::any_of(parsed.options.begin(), parsed.options.end(),
+                        [&](const po::option& opt) { return opt.string_key == key; });
+        if (!on_command_line) o.config_origins[key] = fmt::format("{}:{}", path, line);
+      }
     }
     po::notify(vm);
   } catch (const po::error& e) {
@@ -307,7 +322,7 @@ LaunchOptions parse_options(int argc, char** argv) {
     o.help = true;
     o.help_text = "Models (--model NAME):\n" + model_list();
   }
-  if (o.help || o.version) return o;
+  if (o.help || o.version) return;
   parse_bucket_mb("--first-bucket-mb", first_bucket_mb, t.first_bucket_mb, t.first_bucket_auto);
   parse_bucket_mb("--bucket-cap-mb", bucket_cap_mb, t.bucket_cap_mb, t.bucket_cap_auto);
   // The model's training defaults, for the options the user left at dprun's default: each
@@ -334,6 +349,17 @@ LaunchOptions parse_options(int argc, char** argv) {
            "--backend {}: unknown backend (expected auto, mpi or nccl)", o.backend);
   validate(t);
   check_mode_options(o);
+}
+
+}  // namespace
+
+LaunchOptions parse_options(int argc, char** argv) {
+  LaunchOptions o;
+  try {
+    parse_options_into(o, argc, argv);
+  } catch (const Error& e) {
+    throw Error(with_config_origin(e.what(), o.config_origins));
+  }
   return o;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 #include <string>
 
+#include "launcher/config_origin.h"
 #include "runtime/train/train_config.h"
 
 namespace dp {
@@ -18,10 +19,14 @@ struct LaunchOptions {
   bool help = false;
   bool version = false;
   std::string help_text;
+  // The options whose value came from --config FILE: name -> "FILE:LINE", for the messages of
+  // checks that run later (launcher/config_origin.h).
+  ConfigOrigins config_origins;
 };
 
 // Parses the command line (and --config FILE, with the same keys as the long options,
-// one "key = value" per line; the command line wins). Throws dp::Error on a bad option.
+// one "key = value" per line; the command line wins). Throws dp::Error on a bad option; the
+// message names the file and line when the value came from the file.
 LaunchOptions parse_options(int argc, char** argv);
 
 }  // namespace dp

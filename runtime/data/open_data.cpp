@@ -28,11 +28,26 @@ std::string path_after(const std::string& spec, const std::string& prefix, const
   return rest;
 }
 
+// Runs `load` (a reader of files); its errors name the file but not the option that chose it,
+// and the launcher names a config file's line by the option a message names
+// (launcher/config_origin.h): "--data idx:/nope: data directory ... does not exist".
+template <typename Load>
+auto naming_option(const char* option, const std::string& spec, Load load) -> decltype(load()) {
+  try {
+    return load();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind(option, 0) == 0) throw;  // it names the option already
+    fail("{} {}: {}", option, spec, what);
+  }
+}
+
 std::unique_ptr<TokenDataset> open_tokens(const std::string& spec, const char* option,
                                           const DataOptions& o) {
   const std::string file = path_after(spec, "tokens:", option, "FILE");
   DP_CHECK(o.context > 0, "{} {}: token data needs the model's context length (> 0)", option, spec);
-  return std::make_unique<TokenDataset>(file, o.context);
+  return naming_option(option, spec,
+                       [&] { return std::make_unique<TokenDataset>(file, o.context); });
 }
 
 DataSplits open_synthetic(const std::string& spec, const DataOptions& o) {
@@ -64,16 +79,21 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   DataSplits d;
   if (starts_with(spec, "idx:")) {
     const std::string dir = path_after(spec, "idx:", "--data", "DIR");
-    auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
-    // The test split is normalised with the training split's statistics.
-    d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
-    d.train = std::move(train);
+    naming_option("--data", spec, [&] {
+      auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
+      // The test split is normalised with the training split's statistics.
+      d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
+      d.train = std::move(train);
+    });
   } else if (starts_with(spec, "cifar10:")) {
     const std::string dir = path_after(spec, "cifar10:", "--data", "DIR");
-    auto train = std::make_unique<Cifar10Dataset>(Cifar10Dataset::load(dir, Cifar10Split::train));
-    d.test = std::make_unique<Cifar10Dataset>(
-        Cifar10Dataset::load(dir, Cifar10Split::test, train->normalization()));
-    d.train = std::move(train);
+    naming_option("--data", spec, [&] {
+      auto train =
+          std::make_unique<Cifar10Dataset>(Cifar10Dataset::load(dir, Cifar10Split::train));
+      d.test = std::make_unique<Cifar10Dataset>(
+          Cifar10Dataset::load(dir, Cifar10Split::test, train->normalization()));
+      d.train = std::move(train);
+    });
   } else if (spec == "synthetic" || starts_with(spec, "synthetic:")) {
     d = open_synthetic(spec, o);
   } else if (tokens) {

@@ -55,6 +55,18 @@ printf 'epochs = 1\n# a comment\nlr = fast\n' >"$WORK/bad.cfg"
 expect "config value names file and line" "bad.cfg:3: lr = fast" "${GOOD[@]}" --config "$WORK/bad.cfg"
 printf 'epochs = 1\nfrobnicate = 2\n' >"$WORK/bad2.cfg"
 expect "config key names file and line" "bad2.cfg:2: unknown option 'frobnicate'" "${GOOD[@]}" --config "$WORK/bad2.cfg"
+# A value that parses but fails a later check names the config file and line it came from...
+printf 'epochs = 1\n# a comment\nbatch-size = 0\n' >"$WORK/late.cfg"
+expect "config batch-size 0 names file and line" "batch-size must be at least 1 (got 0) (from $WORK/late.cfg:3)" \
+  --data "idx:$WORK/good" --hidden 8 --config "$WORK/late.cfg"
+printf 'hidden = 8\ndata = idx:%s/nope\n' "$WORK" >"$WORK/data.cfg"
+expect "config data names file and line" "does not exist.*(from $WORK/data.cfg:2)" --config "$WORK/data.cfg"
+printf 'data = idx:%s/good\nhidden = 32,x\n' "$WORK" >"$WORK/model.cfg"
+expect "config model option names file and line" "separated by commas.*(from $WORK/model.cfg:2)" --config "$WORK/model.cfg"
+# ...but not when the command line, which wins over the file, gave it.
+printf 'batch-size = 10\n' >"$WORK/ok.cfg"
+expect "command line over config: no file named" "batch-size must be at least 1 (got 0)$" \
+  "${GOOD[@]}" --config "$WORK/ok.cfg" --batch-size 0
 expect "dump to a device, found before training" "not a regular file" "${GOOD[@]}" --dump-params /dev/full
 if [ -c /dev/full ]; then pass "/dev/full is still a device"; else fail "/dev/full was replaced"; fi
 expect "trace in a missing directory" "does not exist" "${GOOD[@]}" --trace "$WORK/nowhere/trace.json"
