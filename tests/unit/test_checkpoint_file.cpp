@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -163,6 +164,60 @@ TEST_F(CheckpointFileTest, ReplacesTheOldFileOnlyWhenComplete) {
   size_t files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_)) ++files;
   EXPECT_EQ(files, 1u);
+}
+
+// A fixed checkpoint with a payload large enough for the writer to compute its CRC while
+// writing it (9 MiB) and small ones that it checksums first.
+std::vector<unsigned char> golden_payload() {
+  std::vector<unsigned char> big(size_t(9) << 20);
+  for (size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<unsigned char>((i * 2654435761u) >> 13);
+  return big;
+}
+
+void write_golden(const std::string& path, bool overlap_crc) {
+  const std::vector<unsigned char> big = golden_payload();
+  CheckpointWriter w(path);
+  w.set_overlap_crc(overlap_crc);
+  w.add("meta", std::string("{\"golden\": true}"));
+  w.add("param/big", big.data(), big.size());
+  w.add("param/small", big.data() + 7, 1001);
+  w.add("empty", nullptr, 0);
+  w.commit();
+}
+
+TEST_F(CheckpointFileTest, TheFormatIsByteForByteWhatItWas) {
+  // Size and CRC32 of the whole file as the writer wrote it before it overlapped the payload
+  // CRC with the write (computed then, with that writer): the format must not change.
+  for (const bool overlap : {true, false}) {
+    const std::string path = dir_ + (overlap ? "/overlap.ckpt" : "/serial.ckpt");
+    write_golden(path, overlap);
+    const std::string bytes = read_bytes(path);
+    EXPECT_EQ(bytes.size(), 9438357u) << path;
+    EXPECT_EQ(crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())),
+              0xef68c097u)
+        << path;
+    CheckpointReader r(path);
+    r.verify();
+    std::vector<unsigned char> back(size_t(9) << 20);
+    r.read("param/big", back.data(), back.size());
+    EXPECT_TRUE(back == golden_payload());
+  }
+  EXPECT_EQ(read_bytes(dir_ + "/overlap.ckpt"), read_bytes(dir_ + "/serial.ckpt"));
+}
+
+TEST_F(CheckpointFileTest, ACorruptLargeSectionIsFound) {
+  // The large section's header is written twice (CRC 0 first): its final CRC must check.
+  const std::string path = dir_ + "/g.ckpt";
+  write_golden(path, true);
+  const std::string bytes = read_bytes(path);
+  const size_t payload = bytes.find("param/big") + 9 + 16;  // name, length, CRC, header CRC
+  for (size_t at : {payload - 8, payload - 1, payload, payload + (size_t(5) << 20)}) {
+    std::string b = bytes;
+    b[at] = static_cast<char>(b[at] ^ 0x01);
+    write_bytes(dir_ + "/bad.ckpt", b);
+    EXPECT_NE(error_of(dir_ + "/bad.ckpt"), "") << "a flipped bit at byte " << at;
+  }
 }
 
 TEST_F(CheckpointFileTest, FailedWriteLeavesNoTemporaryFile) {
