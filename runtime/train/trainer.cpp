@@ -5,14 +5,17 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 
 #include <cblas.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "models/registry.h"
 #include "runtime/comm/gather_strings.h"
+#include "runtime/comm/mpi_runtime.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
@@ -141,6 +144,11 @@ size_t Trainer::steps_per_epoch() const {
 
 std::chrono::milliseconds Trainer::timeout() const {
   return std::chrono::milliseconds(static_cast<int64_t>(cfg_.timeout_s * 1000));
+}
+
+std::string Trainer::peers_text() const {
+  if (peers_.size() != size_t(world_) || world_ < 2) return "no peer to check";
+  return check_peers(peers_, rank_).text;
 }
 
 void Trainer::connect(ProcessGroup& pg) {
@@ -290,6 +298,8 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epo
       meta.buckets = reducer_->assignment();
       meta.dprun_version = DPRUN_VERSION;
       const double t0 = now_us();
+      std::unique_lock<std::mutex> writing;  // a checkpoint is complete or never started
+      if (watch_) writing = std::unique_lock<std::mutex>(watch_->write_lock());
       const uint64_t bytes = write_checkpoint(path, meta, parameters(), buffers(), *optimizer_);
       const double secs = (now_us() - t0) / 1e6;
       const std::vector<std::string> removed =
@@ -405,12 +415,15 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
       fail(
           "step {}: got {}, but not every rank reached the end of the step (a peer is gone: "
           "killed, or its node lost): exiting without a checkpoint; the last one written stays "
-          "valid ({})",
-          step_ + 1, signal_name(signal), e.what());
-    fail("step {}: the step-loss all-reduce: {}", step_ + 1, e.what());
+          "valid; {} ({})",
+          step_ + 1, signal_name(signal), peers_text(), e.what());
+    fail("step {}: the step-loss all-reduce: {}; {}", step_ + 1, e.what(), peers_text());
   }
   ++step_;
-  if (loss_buf_.f32()[1] > 0) stop_signal_ = signal != 0 ? signal : -1;
+  if (loss_buf_.f32()[1] > 0) {
+    stop_signal_ = signal != 0 ? signal : -1;
+    if (watch_) watch_->agreed();  // every rank is here: the checkpoint can be agreed on
+  }
   if (!nonfinite.empty()) {
     if (cfg_.on_nonfinite == "abort")
       throw CollectiveError(fmt::format(
@@ -518,7 +531,15 @@ void Trainer::print_header() {
     where = fmt::format("{} {} ({}, {:.1f} GiB)", host_name(), cfg_.device.str(), gpu.name,
                         double(gpu.total_memory) / double(1ull << 30));
   }
-  std::vector<std::string> per_rank = allgather_strings(*pg_, where, timeout(), "header");
+  // Each rank's host and pid travel along, for the survivors of a killed rank (peer_watch.h).
+  const std::vector<std::vector<std::string>> lines = allgather_lines(
+      *pg_, {where, host_name(), std::to_string(::getpid())}, timeout(), "header");
+  std::vector<std::string> per_rank;
+  peers_.clear();
+  for (const auto& l : lines) {
+    per_rank.push_back(l.at(0));
+    peers_.push_back({l.at(1), std::stoll(l.at(2))});
+  }
   if (rank_ != 0 || cfg_.quiet) return;
   HeaderInfo h;
   h.world = world_;
@@ -620,6 +641,19 @@ TrainSummary Trainer::run() {
     return run_eval_only();
   }
   install_preemption_handlers(rank_);
+  if (world_ > 1) {
+    watch_ = std::make_unique<PeerWatch>(peers_, rank_, [this](const PeerVerdict& v) {
+      // On the watch's thread, while the training thread may wait in a collective with the
+      // gone peer: end the job from here (mpirun's SIGKILL follows its SIGTERM within 1 s).
+      const std::string msg = fmt::format(
+          "got {}, but {}: not checkpointing; exiting (the last checkpoint written stays "
+          "valid){}",
+          signal_name(preemption_signal()), v.gone, v.unknown.empty() ? "" : "; " + v.unknown);
+      std::fprintf(stderr, "dprun: error: [rank %d] %s\n", rank_, msg.c_str());
+      pg_->abort(msg);
+      abort_job(1);
+    });
+  }
   pg_->barrier("start")->wait(timeout());
   const double t_start = now_us();
   if (!cfg_.trace.empty()) timeline_.start(t_start, /*max_steps=*/20);
@@ -679,6 +713,7 @@ TrainSummary Trainer::run() {
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     progress.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
   }
+  if (watch_) watch_->agreed();  // a peer that exits from here on has finished
   // Each rank's last forward moved its own buffers: leave every replica equal to rank 0's.
   if (cfg_.broadcast_buffers) buffer_sync_->broadcast("end of training");
   sum.steps = step_;

@@ -10,6 +10,7 @@
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/fault_injection.h"
 #include "runtime/train/metrics.h"
+#include "runtime/train/peer_watch.h"
 #include "runtime/train/timeline.h"
 #include "runtime/train/train_config.h"
 
@@ -82,6 +83,9 @@ class Trainer {
   // The labels as the loss takes them: [B] as they are, [B, T] flattened to [B*T].
   const Tensor& loss_targets(const Tensor& y);
   std::chrono::milliseconds timeout() const;
+  // What this rank can tell about its peers when a collective with them failed: which ranks
+  // of its host are gone, which it cannot check (runtime/train/peer_watch.h).
+  std::string peers_text() const;
   // Collective, before the Reducer (whose broadcast of rank 0's parameters then carries the
   // loaded values): rank 0 chooses, verifies, checks and loads the --resume checkpoint and
   // sends its 'meta' to the others; every rank learns where the run continues. Returns the
@@ -125,6 +129,10 @@ class Trainer {
   std::string last_checkpoint_;
   Timeline timeline_;
   FaultInjection fault_ = FaultInjection::from_env();
+  // Every rank's host and pid (from the header's exchange) and, while training, the watch that
+  // names a peer gone after a signal (runtime/train/peer_watch.h).
+  std::vector<PeerProcess> peers_;
+  std::unique_ptr<PeerWatch> watch_;
   JsonLog log_;
 };
 

@@ -108,6 +108,24 @@ newest=$(ls ck9/step-*.ckpt | tail -1)
 "$DPRUN" "${LONG[@]}" --resume "$newest" --eval-only --eval --eval-batches 1 -q >/dev/null 2>&1 &&
   pass "the newest checkpoint ($newest) verifies" || fail "$newest does not verify"
 
+# --- the same over MPI/TCP (--no-shm): no barrier names the missing rank, the survivor does ----
+# mpirun SIGTERMs the survivor and SIGKILLs it a second later: it checks its host's ranks with
+# kill(pid, 0) (runtime/train/peer_watch.h) and says which one is gone before that.
+timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${LONG[@]}" --no-shm \
+  --checkpoint-dir ck9t --checkpoint-every 20 >k9t.out 2>&1 &
+job=$!
+for _ in $(seq 100); do [ -f ck9t/step-00000040.ckpt ] && break; sleep 0.2; done
+victim=$(pgrep -f "checkpoint-dir ck9t" | grep -v "^$job$" | tail -1)
+kill -9 "$victim" 2>/dev/null
+rc=0
+wait "$job" || rc=$?
+[ "$rc" != 0 ] && pass "--no-shm, kill -9 of a rank: the job exits $rc" || fail "--no-shm kill -9: exit 0"
+grep -q "dprun: error: \[rank [01]\] got SIGTERM, but rank [01] (pid $victim on $(hostname)) is gone: not checkpointing; exiting" k9t.out &&
+  pass "--no-shm: the survivor names the rank that is gone (pid $victim)" ||
+  { fail "--no-shm: the survivor did not name rank with pid $victim"; tail -12 k9t.out; }
+[ -z "$(ls -A ck9t | grep tmp)" ] && pass "--no-shm: no checkpoint was started after the peer died" ||
+  fail "--no-shm: temp files left: $(ls -a ck9t)"
+
 # --- a second signal exits at once -------------------------------------------------------------
 DPRUN_FAULT_SIGNAL=rank=1,step=5,signal=USR1 DPRUN_FAULT_STALL=rank=1,step=5,seconds=60 \
   timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 -x DPRUN_FAULT_SIGNAL -x DPRUN_FAULT_STALL \

@@ -1,0 +1,145 @@
+// The survivors of a killed rank name it: which ranks of this host are gone (kill(pid, 0)),
+// which live on other hosts and cannot be checked, and the watch that says so after a signal
+// unless the ranks already agreed to stop (runtime/train/peer_watch.h).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+#include <set>
+
+#include "runtime/train/peer_watch.h"
+#include "runtime/train/preemption.h"
+
+using namespace dp;
+
+namespace {
+
+#define EXPECT_MENTIONS(msg, what) \
+  EXPECT_NE((msg).find(what), std::string::npos) << "message: " << (msg)
+
+// The pid of a process that has exited and been reaped: kill(pid, 0) says ESRCH.
+int64_t dead_pid() {
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);
+  return child;
+}
+
+std::function<bool(int64_t)> alive_except(std::set<int64_t> dead) {
+  return [dead](int64_t pid) { return dead.count(pid) == 0; };
+}
+
+}  // namespace
+
+TEST(PeerCheck, NamesTheGoneRankOfThisHost) {
+  const std::vector<PeerProcess> peers = {{"host0", 100}, {"host0", 1234}, {"host0", 102}};
+  const PeerVerdict v = check_peers(peers, 0, alive_except({1234}));
+  EXPECT_EQ(v.gone, "rank 1 (pid 1234 on host0) is gone");
+  EXPECT_EQ(v.unknown, "");
+  EXPECT_EQ(v.text, v.gone);
+  // From rank 2's side too; and two gone at once.
+  EXPECT_EQ(check_peers(peers, 2, alive_except({1234})).gone, "rank 1 (pid 1234 on host0) is gone");
+  EXPECT_EQ(check_peers(peers, 0, alive_except({1234, 102})).gone,
+            "ranks 1 (pid 1234 on host0) and 2 (pid 102 on host0) are gone");
+}
+
+TEST(PeerCheck, CannotTellForOtherHosts) {
+  // Rank 2's pid is "gone" here, but it lives on host1: a pid of this host says nothing.
+  const std::vector<PeerProcess> peers = {{"host0", 100}, {"host0", 101}, {"host1", 102}};
+  const PeerVerdict v = check_peers(peers, 0, alive_except({102}));
+  EXPECT_EQ(v.gone, "");
+  EXPECT_EQ(v.unknown, "cannot tell whether rank 2 (pid 102 on host1) is alive: another host");
+  EXPECT_EQ(v.text, "every other rank on host0 is alive; " + v.unknown);
+  const PeerVerdict w = check_peers(peers, 0, alive_except({101}));
+  EXPECT_EQ(w.text, "rank 1 (pid 101 on host0) is gone; " + v.unknown);
+  // Alone on its host: only what it cannot tell.
+  EXPECT_EQ(check_peers(peers, 2, alive_except({})).text,
+            "cannot tell whether ranks 0 (pid 100 on host0) and 1 (pid 101 on host0) are alive: "
+            "other hosts");
+}
+
+TEST(PeerCheck, ALargeJobsOtherHostsAreCounted) {
+  std::vector<PeerProcess> peers = {{"h0", 1}};
+  for (int r = 1; r <= 6; ++r) peers.push_back({"h" + std::to_string(r), 10 + r});
+  EXPECT_EQ(check_peers(peers, 0, alive_except({})).unknown,
+            "cannot tell whether ranks 1 (pid 11 on h1), 2 (pid 12 on h2), 3 (pid 13 on h3), 4 "
+            "(pid 14 on h4) and 2 more are alive: other hosts");
+}
+
+TEST(PeerCheck, KillZeroTellsAGoneProcess) {
+  EXPECT_TRUE(process_exists(getpid()));
+  EXPECT_TRUE(process_exists(1));  // not ours, but there (EPERM would count as alive too)
+  EXPECT_FALSE(process_exists(dead_pid()));
+}
+
+class PeerWatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    reset_preemption_for_test();
+    install_preemption_handlers(0);
+  }
+  void TearDown() override {
+    reset_preemption_for_test();  // or uninstalling would re-raise the signal
+    uninstall_preemption_handlers();
+  }
+  // Runs a watch over this process (rank 0) and a gone rank 1 on this host, with `before`
+  // done first; returns the verdict it reported within `wait`, or "" if none.
+  std::string watch(const std::function<void(PeerWatch&)>& before, std::chrono::milliseconds wait) {
+    const int64_t gone = dead_pid();
+    std::mutex mu;
+    std::condition_variable cv;
+    std::string reported;
+    PeerWatch w({{"here", getpid()}, {"here", gone}}, 0, [&](const PeerVerdict& v) {
+      std::lock_guard<std::mutex> lock(mu);
+      reported = v.gone;
+      cv.notify_all();
+    });
+    before(w);
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, wait, [&] { return !reported.empty(); });
+    return reported;
+  }
+};
+
+TEST_F(PeerWatchTest, AfterASignalItNamesTheGoneRank) {
+  const std::string v = watch([](PeerWatch&) { std::raise(SIGUSR1); }, std::chrono::seconds(5));
+  EXPECT_MENTIONS(v, "rank 1 (pid ");
+  EXPECT_MENTIONS(v, " on here) is gone");
+}
+
+TEST_F(PeerWatchTest, WithoutASignalItSaysNothing) {
+  // A peer that exited without a signal (a finished run, a crash the launcher reports) is
+  // not the watch's business.
+  EXPECT_EQ(watch([](PeerWatch&) {}, std::chrono::milliseconds(300)), "");
+}
+
+TEST_F(PeerWatchTest, OnceTheRanksAgreedToStopItSaysNothing) {
+  // Every rank reached the stopping step: a peer that exits now has finished its part.
+  EXPECT_EQ(watch(
+                [](PeerWatch& w) {
+                  w.agreed();
+                  std::raise(SIGUSR1);
+                },
+                std::chrono::milliseconds(300)),
+            "");
+}
+
+TEST_F(PeerWatchTest, ACheckpointBeingWrittenIsFinishedFirst) {
+  std::chrono::steady_clock::time_point released;
+  std::chrono::steady_clock::time_point reported_at;
+  const std::string v = watch(
+      [&](PeerWatch& w) {
+        std::lock_guard<std::mutex> writing(w.write_lock());
+        std::raise(SIGUSR1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        released = std::chrono::steady_clock::now();
+      },
+      std::chrono::seconds(5));
+  reported_at = std::chrono::steady_clock::now();
+  EXPECT_MENTIONS(v, "is gone");
+  EXPECT_GE(reported_at, released);
+}
