@@ -19,7 +19,7 @@ for _ in $(seq "$REPS"); do
   dd if=/dev/zero of="$DIR/dd.bin" bs=16M count=$COUNT conv=fsync status=none
   end=$(date +%s.%N)
   rm -f "$DIR/dd.bin"
-  echo "$end - $start" | bc
+  awk -v a="$start" -v b="$end" 'BEGIN { print b - a }' 
 done | sort -n >"$DIR/dd.times"
 awk -v b=$((COUNT * 16777216)) -v reps="$REPS" '
   FNR == NR { t[FNR] = $1; all = all " " sprintf("%.3f", $1); next }
