@@ -21,7 +21,10 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   dataset-fashion-mnist \
   fortunes \
   python3 gnuplot-nox \
+  procps \
   slurm-wlm munge libpmix-dev
+# procps: pgrep and pkill, which tests/e2e (test_checkpoint.sh, test_launch.sh) use to find
+# and signal ranks; a bare Ubuntu image (the Dockerfile's base) does not have it.
 # gnuplot-nox: tests/bench/sweep.py draws the scaling plots of docs/plots (PNG and SVG).
 # slurm-wlm and munge: tests/slurm/ starts a one-node Slurm cluster on localhost and runs the
 # sbatch scripts of launcher/slurm/ on it. `srun --mpi=pmix` is slurm-wlm-basic-plugins'
