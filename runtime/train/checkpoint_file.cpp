@@ -160,8 +160,8 @@ void CheckpointWriter::add(const std::string& name, const void* data, size_t byt
     ++sections_;
     return;
   }
-  // The CRC (~3.5 GB/s here) and the copy into the page cache (~3 GB/s) each take a core;
-  // one after the other they were 60% of a checkpoint's time (README, "Checkpoints").
+  // The CRC (2-4 GB/s here) and the copy into the page cache (1.5-3 GB/s) each take a core
+  // (set_overlap_crc says when that pays).
   // The header goes first with CRC 0 and is written again, complete, once the CRC is known:
   // a writer killed in between leaves only its temporary file, which is never renamed.
   const uint64_t at = written_;

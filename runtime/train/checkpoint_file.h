@@ -37,15 +37,17 @@ class CheckpointWriter {
   // temporary file) when any write failed, e.g. a full disk.
   void commit();
 
-  // Both on by default; the same bytes either way (tests/bench/bench_checkpoint.cpp measures
-  // the writer with both off, as it was, against both on, in one run).
-  // Large payloads: the CRC is computed on a second thread while the payload is written, and
-  // the section header (which holds it, before the payload) is written over its placeholder
-  // afterwards: about the time of the slower of the two instead of their sum.
-  void set_overlap_crc(bool on) { overlap_crc_ = on; }
-  // The disk starts writing what has been written so far (sync_file_range) while the rest is
-  // checksummed and copied, instead of all of it in commit()'s fsync.
+  // The same bytes with either switch (tests/bench/bench_checkpoint.cpp measures the writer
+  // as it was, both off, against each, in one run).
+  // On by default: the disk starts writing what has been written so far (sync_file_range)
+  // while the rest is checksummed and copied, instead of all of it in commit()'s fsync.
   void set_early_writeback(bool on) { early_writeback_ = on; }
+  // Off by default: large payloads' CRC computed on a second thread while the payload is
+  // written, the section header (which holds it, before the payload) written over its
+  // placeholder afterwards. It needs an idle core: on the shared 2-core VM (load 3-7) the
+  // thread's start and join per section cost more than the overlap saved (bench medians
+  // 0.75-1.85 s against 1.0-1.5 s without it, for 1493 MB); measure before turning it on.
+  void set_overlap_crc(bool on) { overlap_crc_ = on; }
 
   uint64_t bytes_written() const { return written_; }
   const std::string& temp_path() const { return tmp_; }
@@ -63,7 +65,7 @@ class CheckpointWriter {
   uint64_t sections_ = 0;
   uint64_t kill_after_ = 0;  // test hook DPRUN_FAULT_CHECKPOINT_KILL=bytes=N (0: off)
   bool committed_ = false;
-  bool overlap_crc_ = true;
+  bool overlap_crc_ = false;
   bool early_writeback_ = true;
   uint64_t writeback_from_ = 0;             // bytes before it are on their way to the disk
   uint64_t pending_header_ = UINT64_MAX;    // a header still to be rewritten (overlap_crc_)

@@ -5,8 +5,9 @@
 //   write    plain write(2) of the same bytes, then fsync (no CRC): the disk's share
 //   before   CheckpointWriter computing each CRC before writing the payload, everything left
 //            to commit()'s fsync (the writer as it was)
-//   +wback   ... handing written bytes to the disk as it goes (sync_file_range)
-//   after    ... and computing the CRC while the payload is written (dprun's default)
+//   after    ... handing written bytes to the disk as it goes (sync_file_range; the default)
+//   +crcthr  ... and computing large payloads' CRC on a second thread while they are written
+//            (CheckpointWriter::set_overlap_crc, off by default)
 // and checks that the three wrote byte-identical files. tests/bench/bench_checkpoint.sh adds dd.
 //
 //   bench_checkpoint DIR [--scale F] [--reps N]  (F < 1: a smaller model; N runs of each writer)
@@ -118,7 +119,7 @@ int main(int argc, char** argv) {
       const char* name;
       bool overlap_crc, early_writeback;
     };
-    const Mode modes[] = {{"before", false, false}, {"+wback", false, true}, {"after", true, true}};
+    const Mode modes[] = {{"before", false, false}, {"after", false, true}, {"+crcthr", true, true}};
     constexpr int kModes = 3;
     std::vector<double> secs[kModes];
     std::vector<char> first;

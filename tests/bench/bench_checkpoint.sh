@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checkpoint write speed side by side in one run, on one disk: the writer as it was (`before`:
-# CRC, then write, then one fsync) and as it is (`after`: the CRC computed while the payload is
-# written, the disk writing meanwhile), through the real CheckpointWriter on a gpt2-small-sized
-# checkpoint (1493 MB), next to dd of the same size with fsync. Where the time goes: `crc` (CRC
+# CRC, then write, then one fsync) and as it is (`after`: the disk writing while the writer
+# checksums and copies; `+crcthr` adds the optional CRC thread), through the real
+# CheckpointWriter on a gpt2-small-sized checkpoint (1493 MB), next to dd of the same size with
+# fsync. Where the time goes: `crc` (CRC
 # alone) and `write` (write and fsync alone).
 #
 #   tests/bench/bench_checkpoint.sh [BUILD_DIR] [DIR on the disk to measure] [REPEATS]

@@ -221,27 +221,31 @@ TEST_F(CheckpointFileTest, ACorruptLargeSectionIsFound) {
 }
 
 TEST_F(CheckpointFileTest, FailedWriteLeavesNoTemporaryFile) {
-  // A full disk, made deterministic: a file-size limit makes write() fail with EFBIG.
-  struct rlimit old {};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
-  std::signal(SIGXFSZ, SIG_IGN);
-  struct rlimit small = old;
-  small.rlim_cur = 4096;
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  std::string err;
-  try {
-    CheckpointWriter w(dir_ + "/big.ckpt");
-    std::vector<char> big(1 << 20, 1);
-    w.add("param/big", big.data(), big.size());
-    w.commit();
-  } catch (const Error& e) {
-    err = e.what();
+  // A full disk, made deterministic: a file-size limit makes write() fail with EFBIG. Also with
+  // the CRC thread, which must be joined when the write it overlaps throws.
+  for (const bool overlap : {false, true}) {
+    struct rlimit old {};
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+    std::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = old;
+    small.rlim_cur = 4096;
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+    std::string err;
+    try {
+      CheckpointWriter w(dir_ + "/big.ckpt");
+      w.set_overlap_crc(overlap);
+      std::vector<char> big(1 << 20, 1);
+      w.add("param/big", big.data(), big.size());
+      w.commit();
+    } catch (const Error& e) {
+      err = e.what();
+    }
+    setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, SIG_DFL);
+    EXPECT_NE(err.find("big.ckpt"), std::string::npos) << err;
+    EXPECT_NE(err.find("failed"), std::string::npos) << err;
+    EXPECT_TRUE(fs::is_empty(dir_)) << "a failed write left a file behind";
   }
-  setrlimit(RLIMIT_FSIZE, &old);
-  std::signal(SIGXFSZ, SIG_DFL);
-  EXPECT_NE(err.find("big.ckpt"), std::string::npos) << err;
-  EXPECT_NE(err.find("failed"), std::string::npos) << err;
-  EXPECT_TRUE(fs::is_empty(dir_)) << "a failed write left a file behind";
 }
 
 }  // namespace
