@@ -44,9 +44,10 @@ class CheckpointWriter {
   void set_early_writeback(bool on) { early_writeback_ = on; }
   // Off by default: large payloads' CRC computed on a second thread while the payload is
   // written, the section header (which holds it, before the payload) written over its
-  // placeholder afterwards. It needs an idle core: on the shared 2-core VM (load 3-7) the
-  // thread's start and join per section cost more than the overlap saved (bench medians
-  // 0.75-1.85 s against 1.0-1.5 s without it, for 1493 MB); measure before turning it on.
+  // placeholder afterwards. It needs an idle core: on the shared 2-core VM (load 3-11) its
+  // median beat the writer without it in 2 of 7 bench runs of 1493 MB (0.75-1.85 s against
+  // 0.88-1.52 s): a start and a join per section, each waiting for a slice of a busy CPU.
+  // Measure before turning it on.
   void set_overlap_crc(bool on) { overlap_crc_ = on; }
 
   uint64_t bytes_written() const { return written_; }
