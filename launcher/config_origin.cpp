@@ -36,7 +36,8 @@ std::string with_config_origin(const std::string& message, const ConfigOrigins& 
   if (found.empty()) return message;
   if (found.size() == 1) return fmt::format("{} (from {})", message, origins.at(found[0]));
   std::vector<std::string> parts;
-  for (const auto& name : found) parts.push_back(fmt::format("--{} from {}", name, origins.at(name)));
+  for (const auto& name : found)
+    parts.push_back(fmt::format("--{} from {}", name, origins.at(name)));
   return fmt::format("{} ({})", message, fmt::join(parts, ", "));
 }
 

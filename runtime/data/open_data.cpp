@@ -88,8 +88,7 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   } else if (starts_with(spec, "cifar10:")) {
     const std::string dir = path_after(spec, "cifar10:", "--data", "DIR");
     naming_option("--data", spec, [&] {
-      auto train =
-          std::make_unique<Cifar10Dataset>(Cifar10Dataset::load(dir, Cifar10Split::train));
+      auto train = std::make_unique<Cifar10Dataset>(Cifar10Dataset::load(dir, Cifar10Split::train));
       d.test = std::make_unique<Cifar10Dataset>(
           Cifar10Dataset::load(dir, Cifar10Split::test, train->normalization()));
       d.train = std::move(train);

@@ -143,8 +143,8 @@ void CheckpointWriter::rewrite_header(uint64_t at, const std::string& header) {
   bytes.append(reinterpret_cast<const char*>(&hcrc), 4);
   const ssize_t w = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(at));
   DP_CHECK(w == static_cast<ssize_t>(bytes.size()),
-           "checkpoint {}: writing the section header at byte {} of {} failed: {}", path_, at,
-           tmp_, w < 0 ? std::strerror(errno) : "short write");
+           "checkpoint {}: writing the section header at byte {} of {} failed: {}", path_, at, tmp_,
+           w < 0 ? std::strerror(errno) : "short write");
 }
 
 void CheckpointWriter::add(const std::string& name, const void* data, size_t bytes) {

@@ -68,8 +68,8 @@ class CheckpointWriter {
   bool committed_ = false;
   bool overlap_crc_ = false;
   bool early_writeback_ = true;
-  uint64_t writeback_from_ = 0;             // bytes before it are on their way to the disk
-  uint64_t pending_header_ = UINT64_MAX;    // a header still to be rewritten (overlap_crc_)
+  uint64_t writeback_from_ = 0;           // bytes before it are on their way to the disk
+  uint64_t pending_header_ = UINT64_MAX;  // a header still to be rewritten (overlap_crc_)
 };
 
 struct CheckpointSection {

@@ -93,7 +93,8 @@ void PeerWatch::run() {
     // the step waits for: say once what this rank cannot know, while it still can (mpirun's
     // SIGKILL comes a second after its SIGTERM). A note: a long step may simply not be over.
     if (v.gone.empty() && ++polls_since_signal == 10 && !v.unknown.empty())
-      std::fprintf(stderr, "dprun: [rank %d] waiting for the other ranks at the end of the step; %s\n",
+      std::fprintf(stderr,
+                   "dprun: [rank %d] waiting for the other ranks at the end of the step; %s\n",
                    self_, v.text.c_str());
     if (v.gone.empty()) continue;
     std::lock_guard<std::mutex> writing(write_lock_);

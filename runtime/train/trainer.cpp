@@ -532,8 +532,8 @@ void Trainer::print_header() {
                         double(gpu.total_memory) / double(1ull << 30));
   }
   // Each rank's host and pid travel along, for the survivors of a killed rank (peer_watch.h).
-  const std::vector<std::vector<std::string>> lines = allgather_lines(
-      *pg_, {where, host_name(), std::to_string(::getpid())}, timeout(), "header");
+  const std::vector<std::vector<std::string>> lines =
+      allgather_lines(*pg_, {where, host_name(), std::to_string(::getpid())}, timeout(), "header");
   std::vector<std::string> per_rank;
   peers_.clear();
   for (const auto& l : lines) {

@@ -119,7 +119,8 @@ int main(int argc, char** argv) {
       const char* name;
       bool overlap_crc, early_writeback;
     };
-    const Mode modes[] = {{"before", false, false}, {"after", false, true}, {"+crcthr", true, true}};
+    const Mode modes[] = {
+        {"before", false, false}, {"after", false, true}, {"+crcthr", true, true}};
     constexpr int kModes = 3;
     std::vector<double> secs[kModes];
     std::vector<char> first;
@@ -140,8 +141,10 @@ int main(int argc, char** argv) {
         file_bytes = w.bytes_written();
         if (rep == 0) {
           std::vector<char> bytes = read_all(path);
-          if (first.empty()) first = std::move(bytes);
-          else same = same && bytes == first;
+          if (first.empty())
+            first = std::move(bytes);
+          else
+            same = same && bytes == first;
         }
         ::unlink(path.c_str());
       }

@@ -30,7 +30,9 @@ class ConfigOriginTest : public dp::test::TempDirTest {
   std::string parse_error(const std::string& text, std::vector<std::string> extra = {}) {
     return error_of([&] { parse(text, extra); });
   }
-  std::string at(int line) const { return "(from " + path("run.cfg") + ":" + std::to_string(line) + ")"; }
+  std::string at(int line) const {
+    return "(from " + path("run.cfg") + ":" + std::to_string(line) + ")";
+  }
 };
 
 }  // namespace
@@ -39,14 +41,16 @@ TEST_F(ConfigOriginTest, ALaterCheckNamesTheFileAndLine) {
   const std::string head = "# run.cfg\neval = true\n";  // the bad value is on line 3
   EXPECT_MENTIONS(parse_error(head + "batch-size = 0\n"),
                   "--batch-size must be at least 1 (got 0) " + at(3));
-  EXPECT_MENTIONS(parse_error(head + "lr = -1\n"), "--lr must be a positive number (got -1) " + at(3));
+  EXPECT_MENTIONS(parse_error(head + "lr = -1\n"),
+                  "--lr must be a positive number (got -1) " + at(3));
   EXPECT_MENTIONS(parse_error(head + "bucket-cap-mb = abc\n"),
                   "--bucket-cap-mb abc: expected a number of MiB or auto " + at(3));
   EXPECT_MENTIONS(parse_error(head + "model = nosuch\n"), "--model nosuch: unknown model");
   EXPECT_MENTIONS(parse_error(head + "model = nosuch\n"), at(3));
   EXPECT_MENTIONS(parse_error(head + "optimizer = lion\n"), at(3));
   EXPECT_MENTIONS(parse_error(head + "timeout = 0\n"), at(3));
-  EXPECT_MENTIONS(parse_error(head + "grad-accum = 0\n"), "--grad-accum must be at least 1 (got 0) " + at(3));
+  EXPECT_MENTIONS(parse_error(head + "grad-accum = 0\n"),
+                  "--grad-accum must be at least 1 (got 0) " + at(3));
 }
 
 TEST_F(ConfigOriginTest, AnUnsignedGivenANegativeValueNamesTheLine) {
@@ -58,8 +62,8 @@ TEST_F(ConfigOriginTest, AnUnsignedGivenANegativeValueNamesTheLine) {
 TEST_F(ConfigOriginTest, EveryOptionOfTheMessageFromTheFileIsNamed) {
   // --min-lr's check involves --lr: both came from the file, on their own lines.
   const std::string msg = parse_error("lr = 0.1\nmin-lr = 0.5\n");
-  EXPECT_MENTIONS(msg, "(--min-lr from " + path("run.cfg") + ":2, --lr from " +
-                           path("run.cfg") + ":1)");
+  EXPECT_MENTIONS(msg,
+                  "(--min-lr from " + path("run.cfg") + ":2, --lr from " + path("run.cfg") + ":1)");
   // Only --min-lr from the file: the message names its line alone.
   EXPECT_MENTIONS(parse_error("min-lr = 0.5\n", {"--lr", "0.1"}), at(1));
 }
@@ -88,7 +92,8 @@ TEST_F(ConfigOriginTest, DataThatCannotBeOpenedNamesTheLine) {
 
 TEST(ConfigOrigin, OnlyOptionTokensFromTheFileAreAnnotated) {
   const ConfigOrigins origins = {{"lr", "run.cfg:7"}, {"data", "run.cfg:2"}};
-  EXPECT_EQ(with_config_origin("--lr must be positive", origins), "--lr must be positive (from run.cfg:7)");
+  EXPECT_EQ(with_config_origin("--lr must be positive", origins),
+            "--lr must be positive (from run.cfg:7)");
   // --lr-schedule is another option; a path holding "--lr" is not an option.
   EXPECT_EQ(with_config_origin("--lr-schedule x: unknown", origins), "--lr-schedule x: unknown");
   EXPECT_EQ(with_config_origin("cannot open /tmp/a--lr", origins), "cannot open /tmp/a--lr");
