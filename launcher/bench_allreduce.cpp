@@ -135,20 +135,37 @@ size_t count_wrong(const Tensor& t, int world) {
 }
 
 // Median over iterations of the slowest rank's time, in microseconds: the machine is noisy,
-// and a collective takes as long as its slowest rank.
+// and a collective takes as long as its slowest rank. `f` returns the part of its time that
+// was the hand-off to and from the communication thread (0 for MPI): its median over the
+// iterations of this rank goes to *handoff_us.
 template <typename F>
-double time_us(F&& f, int iters, int warmup) {
-  std::vector<double> t;
+double time_us(F&& f, int iters, int warmup, double* handoff_us = nullptr) {
+  std::vector<double> t, h;
   for (int i = 0; i < iters + warmup; ++i) {
     MPI_Barrier(MPI_COMM_WORLD);
     const double t0 = now_us();
-    f();
+    const double handoff = f(t0);
     double dt = now_us() - t0, worst = 0;
     MPI_Allreduce(&dt, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    if (i >= warmup) t.push_back(worst);
+    if (i >= warmup) {
+      t.push_back(worst);
+      h.push_back(handoff);
+    }
   }
   std::nth_element(t.begin(), t.begin() + long(t.size() / 2), t.end());
+  std::nth_element(h.begin(), h.begin() + long(h.size() / 2), h.end());
+  if (handoff_us) *handoff_us = h[h.size() / 2];
   return t[t.size() / 2];
+}
+
+// A process group's all-reduce, timed as training uses it; returns the hand-off: from the call
+// to the communication thread starting it, plus from its completion to wait() returning.
+double pg_allreduce(MpiProcessGroup& pg, Tensor& t, std::chrono::milliseconds timeout,
+                    double t0) {
+  WorkPtr w = pg.allreduce(t, ReduceOp::sum, "bench");
+  w->wait(timeout);
+  const double back = now_us();
+  return (w->start_us() - t0) + (back - w->end_us());
 }
 
 }  // namespace
@@ -183,11 +200,15 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
                 flat.uses_shared_memory() ? "buckets in shared memory: one node"
                                           : "one ring of every rank, or MPI_Allreduce");
     std::printf("# mpi: MPI_Allreduce from the calling thread; busbw = algbw x 2(n-1)/n\n");
-    std::printf("#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s\n",
-                "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong",
-                "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong");
-    std::printf("# %11s %12s %8s %6s | %36s | %36s | %36s\n", "(B)", "(elements)", "", "",
-                "dprun (GB/s)", "flat (GB/s)", "mpi (GB/s)");
+    std::printf(
+        "# handoff: of dprun's time, rank 0's median wait for its communication thread to start "
+        "the call and for wait() to return after it ended\n");
+    std::printf(
+        "#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s\n",
+        "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong", "time(us)",
+        "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong", "handoff");
+    std::printf("# %11s %12s %8s %6s | %36s | %36s | %36s | %8s\n", "(B)", "(elements)", "", "",
+                "dprun (GB/s)", "flat (GB/s)", "mpi (GB/s)", "(us)");
   }
   for (DType dtype : o.dtypes) {
     const size_t esize = dtype_size(dtype);
@@ -201,15 +222,17 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       Tensor t = arena.view(0, {int64_t(count)});
       Tensor f = flat_arena.view(0, {int64_t(count)});
       Tensor m = plain.view(0, {int64_t(count)});
-      const double pg_us = time_us([&] { pg.allreduce(t, ReduceOp::sum, "bench")->wait(timeout); },
-                                   o.iters, o.warmup);
+      double handoff_us = 0;
+      const double pg_us = time_us([&](double t0) { return pg_allreduce(pg, t, timeout, t0); },
+                                   o.iters, o.warmup, &handoff_us);
       const double flat_us = time_us(
-          [&] { flat.allreduce(f, ReduceOp::sum, "bench")->wait(timeout); }, o.iters, o.warmup);
+          [&](double t0) { return pg_allreduce(flat, f, timeout, t0); }, o.iters, o.warmup);
       const double mpi_us = time_us(
-          [&] {
+          [&](double) {
             MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
                           dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
                           dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
+            return 0.0;
           },
           o.iters, o.warmup);
       // The correctness pass: one more all-reduce of known values each.
@@ -229,10 +252,10 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
         auto bw = [&](double us) { return double(bytes) / us / 1e3; };
         std::printf(
             "  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu | %10.1f "
-            "%8.2f %8.2f %6llu\n",
+            "%8.2f %8.2f %6llu | %8.1f\n",
             bytes, count, dtype == DType::f32 ? "float" : "bfloat16", "sum", pg_us, bw(pg_us),
             bw(pg_us) * factor, total[0], flat_us, bw(flat_us), bw(flat_us) * factor, total[1],
-            mpi_us, bw(mpi_us), bw(mpi_us) * factor, total[2]);
+            mpi_us, bw(mpi_us), bw(mpi_us) * factor, total[2], handoff_us);
         std::fflush(stdout);
       }
     }

@@ -122,8 +122,7 @@ bool FusedCheck::fits(const Tensor& t, ReduceOp op) {
   return !is_half_float(t.dtype()) || op == ReduceOp::sum || op == ReduceOp::avg;
 }
 
-void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp op,
-                     const std::vector<int>* names) const {
+void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp op) const {
   Message in, out;
   in.hash_max = fp.hash;
   in.hash_not_min = ~fp.hash;
@@ -135,9 +134,7 @@ void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp o
   const int rc = MPI_Allreduce(&in, &out, 1, type_, op_, comm);
   DP_CHECK(rc == MPI_SUCCESS, "collective {}: MPI_Allreduce (with the desync check) failed: {}",
            fp.text(), mpi_text(rc));
-  if (out.hash_max != ~out.hash_not_min) {
-    name_mismatch(comm, fp, std::chrono::milliseconds(0), names);  // throws, `t` untouched
-  }
+  if (out.hash_max != ~out.hash_not_min) name_mismatch(comm, fp);  // throws, `t` untouched
   if (t == nullptr) return;
   DP_CHECK(out.kind == in.kind && out.count == in.count,
            "collective {}: internal: agreeing ranks sent different payloads", fp.text());

@@ -15,7 +15,6 @@
 
 #include <chrono>
 #include <cstddef>
-#include <vector>
 
 #include "runtime/comm/fingerprint.h"
 #include "runtime/comm/process_group.h"
@@ -38,10 +37,9 @@ class FusedCheck {
 
   // Collective over `comm`: checks `fp` on every rank, and with `t` (fits(*t, op)) also
   // all-reduces it in place, avg dividing by the world size. A mismatch is a CollectiveError
-  // naming both sides (the same on every rank) and leaves `t` as it was; `names` maps the
-  // communicator's ranks to the ones it names (runtime/comm/mpi_fingerprint.h).
-  void run(MPI_Comm comm, const Fingerprint& fp, Tensor* t = nullptr, ReduceOp op = ReduceOp::sum,
-           const std::vector<int>* names = nullptr) const;
+  // naming both sides (the same on every rank) and leaves `t` as it was.
+  void run(MPI_Comm comm, const Fingerprint& fp, Tensor* t = nullptr,
+           ReduceOp op = ReduceOp::sum) const;
 
  private:
   MPI_Datatype type_ = MPI_DATATYPE_NULL;

@@ -17,9 +17,6 @@ namespace dp {
 namespace {
 
 constexpr size_t kLine = 64;
-// Flipped into the hash of a node whose ranks disagree among themselves, so that its columns
-// disagree with every other node's too (see the header).
-constexpr uint64_t kNodeDisagrees = 0x6e6f646564697361ull;  // "nodedisa"
 
 std::string mpi_text(int rc) {
   char text[MPI_MAX_ERROR_STRING] = {};
@@ -161,6 +158,7 @@ std::unique_ptr<HierarchicalAllreduce> HierarchicalAllreduce::create(
 
   std::unique_ptr<HierarchicalAllreduce> h(new HierarchicalAllreduce());
   h->world_ = size;
+  h->world_comm_ = world;
   h->nodes_ = size / local;
   // Node index: the leader's rank among the leaders (ordered by world rank), told to its node.
   MPI_Comm leaders = MPI_COMM_NULL;
@@ -174,7 +172,6 @@ std::unique_ptr<HierarchicalAllreduce> HierarchicalAllreduce::create(
   check_rc(MPI_Comm_split(world, local_rank, h->node_index_, &h->cross_),
            "MPI_Comm_split (cross-node columns)");
   MPI_Comm_set_errhandler(h->cross_, MPI_ERRORS_RETURN);
-  h->cross_names_ = world_ranks_of(h->cross_, rank);
   std::vector<int> node_names = world_ranks_of(node, rank);
 
   h->shm_ = ShmAllreduce::create(node, /*wanted=*/true, shm_timeout);
@@ -194,33 +191,8 @@ HierarchicalAllreduce::~HierarchicalAllreduce() {
   if (cross_ != MPI_COMM_NULL) MPI_Comm_free(&cross_);
 }
 
-std::string HierarchicalAllreduce::column_check(const Fingerprint& fp, const std::string& intra,
-                                                Tensor* payload) {
-  Fingerprint cfp = fp;
-  std::string described;
-  if (!intra.empty()) {
-    cfp.hash = fp.hash ^ kNodeDisagrees;
-    described = (fp.description ? *fp.description : std::string("?")) +
-                " (and the ranks of its node disagree among themselves)";
-    cfp.description = &described;
-  }
-  try {
-    fused_.run(cross_, cfp, payload, ReduceOp::sum, &cross_names_);
-  } catch (const CollectiveError& e) {
-    return e.what();
-  }
-  return std::string();
-}
-
-void HierarchicalAllreduce::check(const Fingerprint& fp) {
-  const std::string intra = shm_->compare(fp, /*first=*/false);
-  const std::string cross = column_check(fp, intra, nullptr);
-  if (!intra.empty()) throw CollectiveError(intra);
-  if (!cross.empty()) throw CollectiveError(cross);
-}
-
 void HierarchicalAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average,
-                                      const Fingerprint& collective) {
+                                      const Fingerprint& collective, const FusedCheck& check) {
   const DType dtype = t.dtype();
   DP_CHECK(dtype == DType::f32 || is_half_float(dtype),
            "collective {}: the hierarchical all-reduce takes float32, bfloat16 and float16, not {}",
@@ -229,56 +201,53 @@ void HierarchicalAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool aver
   const size_t offset = size_t(static_cast<char*>(t.raw()) - buf.data[size_t(shm_->rank())]);
   // Where in which buffer joins the fingerprint, as in the one-node path.
   const Fingerprint fp = collective.in_shared_buffer(buf.index, offset / es);
-  const std::string intra = shm_->compare(fp, /*first=*/true);
-  // Chosen from the count and dtype, which the fingerprint covers: ranks that pass the check
-  // took the same path.
+  // Chosen from the count, which the fingerprint covers: ranks that pass the check took the
+  // same path.
   if (t.numel() * sizeof(float) <= FusedCheck::kFusedBytes) {
-    tiny(buf, offset, t, average, fp, intra);
-  } else {
-    sliced(buf, offset, t, average, fp, intra);
+    tiny(t, average, fp, check);
+    return;
   }
+  check.run(world_comm_, fp);
+  // Every rank passed the world-wide check: the shared comparison cannot fail, but barrier 1
+  // is what makes the node's gradients final for its readers.
+  const std::string mismatch = shm_->compare(fp, /*first=*/true);
+  if (!mismatch.empty()) throw CollectiveError(mismatch);
+  sliced(buf, offset, t, average, fp);
   shm_->finish(fp);
 }
 
-void HierarchicalAllreduce::tiny(const ShmBuffer& buf, size_t offset, const Tensor& t,
-                                 bool average, const Fingerprint& fp, const std::string& intra) {
+void HierarchicalAllreduce::tiny(Tensor& t, bool average, const Fingerprint& fp,
+                                 const FusedCheck& check) {
   const size_t n = t.numel();
-  const int local = shm_->size();
-  const bool leader = shm_->rank() == 0;
-  Tensor sum;
-  if (leader) {
-    sum = Tensor::zeros({int64_t(n)}, DType::f32);
-    if (t.dtype() == DType::bf16) {
-      node_sum<bf16>(buf, offset, local, 0, n, sum.f32());
-    } else if (t.dtype() == DType::f16) {
-      node_sum<f16>(buf, offset, local, 0, n, sum.f32());
-    } else {
-      node_sum<float>(buf, offset, local, 0, n, sum.f32());
+  const float inv = 1.0f / float(world_);
+  if (t.dtype() == DType::f32) {
+    check.run(world_comm_, fp, &t, ReduceOp::sum);
+    if (average) {
+      for (size_t j = 0; j < n; ++j) t.f32()[j] *= inv;
     }
+    return;
   }
-  const std::string cross = column_check(fp, intra, leader ? &sum : nullptr);
-  if (!intra.empty()) throw CollectiveError(intra);
-  if (!cross.empty()) throw CollectiveError(cross);
-  if (!leader) return;  // the leader writes every local buffer before barrier 2
-  float* v = sum.f32();
-  if (average) {
-    const float inv = 1.0f / float(world_);
-    for (size_t j = 0; j < n; ++j) v[j] *= inv;
+  // 16-bit: widened, summed in float32 (not rounded at every combine), rounded once.
+  if (tiny_.numel() < FusedCheck::kFusedBytes / sizeof(float)) {
+    tiny_ = Tensor::zeros({int64_t(FusedCheck::kFusedBytes / sizeof(float))}, DType::f32);
   }
-  if (t.dtype() == DType::bf16) {
-    write_all<bf16>(buf, offset, local, 0, n, v, -1);
-  } else if (t.dtype() == DType::f16) {
-    write_all<f16>(buf, offset, local, 0, n, v, -1);
-  } else {
-    write_all<float>(buf, offset, local, 0, n, v, -1);
+  Tensor w = tiny_.view(0, {int64_t(n)});
+  float* v = w.f32();
+  const bool bf = t.dtype() == DType::bf16;
+  for (size_t j = 0; j < n; ++j) v[j] = bf ? widen(t.data<bf16>()[j]) : widen(t.data<f16>()[j]);
+  check.run(world_comm_, fp, &w, ReduceOp::sum);
+  for (size_t j = 0; j < n; ++j) {
+    const float x = average ? v[j] * inv : v[j];
+    if (bf) {
+      t.data<bf16>()[j] = narrow<bf16>(x);
+    } else {
+      t.data<f16>()[j] = narrow<f16>(x);
+    }
   }
 }
 
 void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Tensor& t,
-                                   bool average, const Fingerprint& fp, const std::string& intra) {
-  const std::string cross = column_check(fp, intra, nullptr);
-  if (!intra.empty()) throw CollectiveError(intra);
-  if (!cross.empty()) throw CollectiveError(cross);
+                                   bool average, const Fingerprint& fp) {
   const DType dtype = t.dtype();
   const size_t n = t.numel(), es = dtype_size(dtype);
   const int local = shm_->size(), me = shm_->rank();
@@ -290,7 +259,7 @@ void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Te
   const size_t begin = std::min(n, size_t(me) * chunk), end = std::min(n, begin + chunk);
   const size_t m = end - begin;
   // float32 sums in place into this rank's own slice (nobody else reads it before barrier 2);
-  // 16-bit into a float32 scratch, so that the cross-node sum is float32 too and rounds once.
+  // 16-bit into a float32 scratch (see cross_half()).
   float* work = nullptr;
   if (dtype == DType::f32) {
     work = view_mut<float>(buf, me, offset) + begin;
@@ -307,7 +276,13 @@ void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Te
       node_sum<float>(buf, offset, local, begin, end, work);
     }
   }
-  cross_allreduce(work, m, fp);
+  if (dtype == DType::f32 || nodes_ > 2) {
+    cross_allreduce(work, m, fp);
+  } else if (dtype == DType::bf16) {
+    cross_half(view_mut<bf16>(buf, me, offset) + begin, work, m, fp);
+  } else {
+    cross_half(view_mut<f16>(buf, me, offset) + begin, work, m, fp);
+  }
   if (m == 0) return;
   if (average) {
     const float inv = 1.0f / float(world_);
@@ -319,6 +294,32 @@ void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Te
     write_all<f16>(buf, offset, local, begin, m, work, -1);
   } else {
     write_all<float>(buf, offset, local, begin, m, work, me);
+  }
+}
+
+template <typename H>
+void HierarchicalAllreduce::cross_half(H* mine, float* work, size_t m, const Fingerprint& fp) {
+  if (m == 0) return;
+  // Two nodes, 16-bit: each node's float32 sum is rounded for the wire (half the bytes of
+  // float32: the link is what a large all-reduce waits for), the two are added in float32,
+  // node 0 + node 1, and the caller rounds once more. Two roundings in all, where MPI's
+  // 16-bit op rounds at every combine.
+  for (size_t j = 0; j < m; ++j) mine[j] = narrow<H>(work[j]);
+  constexpr size_t kPiece = size_t(1) << 28;
+  const int other = 1 - node_index_;
+  if (recv16_.size() < std::min(m, kPiece)) recv16_.resize(std::min(m, kPiece));
+  auto* r = reinterpret_cast<H*>(recv16_.data());
+  for (size_t lo = 0; lo < m; lo += kPiece) {
+    const int c = int(std::min(kPiece, m - lo));
+    const int rc = MPI_Sendrecv(mine + lo, c, MPI_UINT16_T, other, 0x4849, r, c, MPI_UINT16_T,
+                                other, 0x4849, cross_, MPI_STATUS_IGNORE);
+    DP_CHECK(rc == MPI_SUCCESS,
+             "collective {}: MPI_Sendrecv (hierarchical all-reduce, cross-node) failed: {}",
+             fp.text(), mpi_text(rc));
+    for (int j = 0; j < c; ++j) {
+      const float a = widen(mine[lo + size_t(j)]), b = widen(r[j]);
+      work[lo + size_t(j)] = node_index_ == 0 ? a + b : b + a;
+    }
   }
 }
 

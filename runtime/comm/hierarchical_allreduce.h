@@ -8,33 +8,35 @@
 //   node comm  ranks of one node (MPI_Comm_split_type SHARED, or a test's fake split); the
 //              group's shared windows and control block live over it (runtime/comm/shm_allreduce.h)
 //   cross comm one per local rank index l: the l-th rank of every node, ordered by node
-//              (cross rank == node index; column 0 is the node leaders)
+//              (cross rank == node index)
+//
+// The desync check of every collective stays the flat one: one small MPI_Allreduce over all
+// ranks (runtime/comm/fused_check.h), so every rank is compared with every other and a
+// mismatch is the same CollectiveError, naming both ranks, everywhere. Why not a check in two
+// stages (the node's shared barrier, then among one rank per node): measured on 2 emulated
+// hosts x 2 ranks on 2 cores, a rank that waits at a shared barrier while its node-mate is in
+// a TCP call takes the CPU that the veth's softirq needs, and a 1 KB all-reduce took 65 us
+// that way against 26 us for Open MPI's own hierarchy-aware MPI_Allreduce of the check, which
+// also carries the tiny all-reduces.
 //
 // An all-reduce of a buffer in the shared windows (float32, bfloat16, float16; sum or avg):
-//   1. check: every rank publishes its fingerprint in the node's control block and passes
-//      barrier 1 (intra-node comparison), then every rank compares with its own column on
-//      its cross comm (one small MPI_Allreduce per column, all columns at once: one network
-//      round trip). Intra-node equal and column-wise equal means all ranks equal. A node
-//      whose ranks disagree enters the column check with a perturbed hash, so every column
-//      fails too: every rank of every node throws a CollectiveError naming both sides, and
-//      no rank leaves another waiting at a barrier or in MPI.
-//   2a. tiny (the float32 node sum fits FusedCheck's 1 KB): the leader sums the node's
-//      buffers in local-rank order into a float32 scratch, which rides IN its column check
-//      (one round trip for check and data), then writes the result into every local buffer.
-//   2b. otherwise (Horovod's layout): local rank l sums slice l of every local buffer in
-//      local-rank order (reduce-scatter through shared memory), all-reduces that slice with
-//      the l-th ranks of the other nodes (L concurrent cross-node exchanges; with 2 nodes one
-//      MPI_Sendrecv each, summed node 0 + node 1; with more, dprun's ring), and writes the
-//      finished slice into every local buffer (all-gather through shared memory, by the owner:
-//      no extra barrier between the cross step and the copy).
-//   3. barrier 2: every buffer is complete and no rank touches another's buffer after it.
-// Summation order: ((b_{n,0} + b_{n,1}) + ...) per node in float32, then across nodes in a
-// fixed order; avg multiplies once by 1/world at the end; 16-bit results are rounded once.
-// Every element is reduced by one path and copied, so all ranks hold the same bits, run after
-// run.
-//
-// Every other collective of the group passes check() (the same two stages, no data), so any
-// two collectives pair through the same barriers and columns whatever they are.
+//   tiny (n float32 values fit FusedCheck's 1 KB): the values (16-bit ones widened) ride in
+//      the check itself, summed in float32; no shared barrier at all (each rank writes only
+//      its own buffer). One MPI call, like the flat path.
+//   otherwise (Horovod's layout), after the check:
+//   1. barrier 1 (shared): every local rank launched it, its gradients are final.
+//   2. local rank l sums slice l of every local buffer in local-rank order (reduce-scatter
+//      through shared memory), all-reduces that slice with the l-th ranks of the other nodes
+//      (L concurrent cross-node exchanges; with 2 nodes one MPI_Sendrecv each, both sides
+//      adding node 0 + node 1; with more, dprun's ring), and writes the finished slice into
+//      every local buffer (all-gather through shared memory, by the owner: no barrier between
+//      the cross step and the copy).
+//   3. barrier 2: every buffer is complete, and no rank touches another's buffer after it.
+// Summation order: per node ((b_0 + b_1) + ...) in float32, then across nodes in a fixed order;
+// avg multiplies once by 1/world at the end; 16-bit results are rounded once, except across 2
+// nodes, where each node's sum crosses the link rounded to 16 bits (half the bytes: see
+// cross_half()), so twice. Every element is
+// reduced by one path and copied, so all ranks hold the same bits, run after run.
 //
 // Hangs: the shared barriers time out (shm_timeout) and poison the node group; a dead peer in
 // a cross-node MPI call leaves the caller's Work::wait() to its deadline, as the flat ring does.
@@ -42,6 +44,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,32 +81,33 @@ class HierarchicalAllreduce {
   int nodes() const { return nodes_; }
   int local_size() const { return shm_->size(); }
 
-  // The desync check of a collective whose data MPI moves over the world communicator.
-  void check(const Fingerprint& fp);
   // In place over `t`, which lies in `buf` (one of shm()'s buffers): see the top of the file.
-  void allreduce(const ShmBuffer& buf, Tensor& t, bool average, const Fingerprint& fp);
+  // `check` is the group's world-wide desync check (over the communicator given to create()).
+  void allreduce(const ShmBuffer& buf, Tensor& t, bool average, const Fingerprint& fp,
+                 const FusedCheck& check);
 
  private:
   HierarchicalAllreduce() = default;
-  // The column stage of the check: "" or the CollectiveError's message. `intra`: this node's
-  // verdict (a mismatch perturbs the hash, see above). `payload`: a tiny all-reduce's node sum.
-  std::string column_check(const Fingerprint& fp, const std::string& intra, Tensor* payload);
-  void tiny(const ShmBuffer& buf, size_t offset, const Tensor& t, bool average,
-            const Fingerprint& fp, const std::string& intra);
+  void tiny(Tensor& t, bool average, const Fingerprint& fp, const FusedCheck& check);
   void sliced(const ShmBuffer& buf, size_t offset, const Tensor& t, bool average,
-              const Fingerprint& fp, const std::string& intra);
+              const Fingerprint& fp);
   // Slice [0, m) of this rank's column, summed over the nodes in node order, in place.
   void cross_allreduce(float* work, size_t m, const Fingerprint& fp);
+  // The same for a 16-bit slice across 2 nodes: `work` (float32 node sums) is rounded into
+  // `mine` (this rank's own slice), exchanged as 16 bits, and summed back into `work`.
+  template <typename H>
+  void cross_half(H* mine, float* work, size_t m, const Fingerprint& fp);
 
   std::unique_ptr<ShmAllreduce> shm_;
+  MPI_Comm world_comm_ = MPI_COMM_NULL;  // the group's (not owned)
   MPI_Comm cross_ = MPI_COMM_NULL;
   int world_ = 1;
   int node_index_ = 0;
   int nodes_ = 1;
-  std::vector<int> cross_names_;  // world rank of each cross rank, for messages
-  FusedCheck fused_;
-  std::vector<float> scratch_;  // the 16-bit path's float32 slice; a tiny path's node sum
+  Tensor tiny_;                 // float32 staging of a tiny 16-bit all-reduce
+  std::vector<float> scratch_;  // the 16-bit path's float32 slice
   std::vector<float> recv_;     // what the other node sent (2-node exchange) / ring scratch
+  std::vector<uint16_t> recv16_;  // the same for 16-bit slices
 };
 
 }  // namespace dp

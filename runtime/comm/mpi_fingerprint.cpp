@@ -95,8 +95,7 @@ void check_fingerprints(MPI_Comm comm, const Fingerprint& fp, std::chrono::milli
   name_mismatch(comm, fp, timeout);
 }
 
-void name_mismatch(MPI_Comm comm, const Fingerprint& fp, std::chrono::milliseconds timeout,
-                   const std::vector<int>* names) {
+void name_mismatch(MPI_Comm comm, const Fingerprint& fp, std::chrono::milliseconds timeout) {
   int size = 1;
   MPI_Comm_size(comm, &size);
   WireRecord record;
@@ -109,8 +108,7 @@ void name_mismatch(MPI_Comm comm, const Fingerprint& fp, std::chrono::millisecon
   auto text = [&](const WireRecord& r) { return std::string(r.what, strnlen(r.what, cap)); };
   for (size_t q = 1; q < all.size(); ++q) {
     if (all[q].hash != all[0].hash) {
-      const int a = names ? (*names)[0] : 0, b = names ? (*names)[q] : int(q);
-      throw CollectiveError(fingerprint_mismatch(a, text(all[0]), b, text(all[q])));
+      throw CollectiveError(fingerprint_mismatch(0, text(all[0]), int(q), text(all[q])));
     }
   }
   fail("collective {}: the desync check saw different fingerprints but every rank sent the same",

@@ -15,7 +15,6 @@
 #include <mpi.h>
 
 #include <chrono>
-#include <vector>
 
 #include "runtime/comm/fingerprint.h"
 
@@ -29,11 +28,8 @@ void check_fingerprints(MPI_Comm comm, const Fingerprint& fp,
 
 // After a check found different hashes (every rank knows): one MPI_Allgather of fixed-size
 // records of the ranks' descriptions, then the CollectiveError naming rank 0 and the first
-// rank that disagrees with it, the same on every rank. Never returns normally. `names`, when
-// given, maps the communicator's ranks to the ranks the message names (a sub-communicator's
-// rank q is world rank names[q]).
+// rank that disagrees with it, the same on every rank. Never returns normally.
 [[noreturn]] void name_mismatch(MPI_Comm comm, const Fingerprint& fp,
-                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
-                                const std::vector<int>* names = nullptr);
+                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
 }  // namespace dp

@@ -262,9 +262,7 @@ WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
 }
 
 void MpiProcessGroup::check(const Fingerprint& fp) {
-  if (hier_) {
-    hier_->check(fp);
-  } else if (shm_) {
+  if (shm_) {  // one node (with several nodes, hier_'s windows are not checked through)
     shm_->check(fp);
   } else if (size_ > 1) {
     fused_->run(comm_, fp);  // the same call a fused all-reduce makes: any two pair up
@@ -306,27 +304,37 @@ Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
 void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const Fingerprint& fp) {
   const bool is_half = is_half_float(t.dtype());  // check_allreduce: then sum or avg
   ShmAllreduce* shm = this->shm();
+  // Where the data is joins the fingerprint when there are windows: a rank whose tensor is
+  // in a shared buffer where another's is not would take another path alone.
+  Fingerprint flat_fp = shm ? fp.outside_shared_memory() : fp;
   if (shm && (t.dtype() == DType::f32 || is_half) &&
       (op == ReduceOp::sum || op == ReduceOp::avg)) {
     // Decided alike on every rank: the same view of the same allocate()d buffer is in a
     // window everywhere or nowhere (and the shared path checks that the ranks agree).
     if (const ShmBuffer* buf = shm->find(t.raw(), t.nbytes())) {
-      if (hier_) {
-        hier_->allreduce(*buf, t, op == ReduceOp::avg, fp);
-      } else {
+      if (!hier_) {
         shm->allreduce(*buf, t, op == ReduceOp::avg, fp);
+        return;
       }
-      return;
+      // Across nodes, the sizes between the tiny ones (carried by the check) and
+      // hierarchical_min_bytes go the flat way (see the option), on the window's memory.
+      if (t.numel() * sizeof(float) <= FusedCheck::kFusedBytes ||
+          t.nbytes() >= options_.hierarchical_min_bytes) {
+        hier_->allreduce(*buf, t, op == ReduceOp::avg, fp, *fused_);
+        return;
+      }
+      flat_fp = fp.in_shared_buffer(buf->index, size_t(static_cast<char*>(t.raw()) -
+                                                       buf->data[size_t(shm->rank())]) /
+                                                    dtype_size(t.dtype()));
     }
   }
   auto* p = static_cast<char*>(t.raw());
   const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
-  if (!shm && size_ > 1 && n <= chunk && FusedCheck::fits(t, op)) {
-    fused_->run(comm_, fp, &t, op);  // a small one rides in its own desync check
+  if (!shm_ && size_ > 1 && n <= chunk && FusedCheck::fits(t, op)) {
+    // A small one rides in its own desync check (the MPI one: no one-node shared group).
+    fused_->run(comm_, flat_fp, &t, op);
   } else {
-    // A rank whose tensor is in a shared buffer where another's is not would go to the
-    // shared path alone: the path joins the fingerprint.
-    check(shm ? fp.outside_shared_memory() : fp);
+    check(flat_fp);
     if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
         t.nbytes() >= options_.ring_min_bytes && n / size_ < chunk) {
       RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_);

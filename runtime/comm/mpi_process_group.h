@@ -21,8 +21,8 @@
 // node with the same number L > 1 on each, the shared windows are made per node instead, and
 // all-reduces of buffers in them go hierarchical (runtime/comm/hierarchical_allreduce.h):
 // through shared memory inside each node and across nodes among the ranks of one local index.
-// Every collective's desync check then runs in two stages (the node's shared barrier, then the
-// cross-node columns), so that every rank is still compared with every other. Other layouts
+// The desync check stays the MPI one below (every rank against every other, tiny all-reduces
+// riding in it). Other layouts
 // (uneven nodes, one rank per node, --no-shm) keep the flat path below, and rank 0 says why
 // when the hierarchical algorithm was asked for by name.
 //
@@ -98,6 +98,12 @@ struct MpiProcessGroupOptions {
   // real shared memory, so the ranks must share one host). 0: the environment variable
   // DPRUN_NODE_SPLIT, when set, else real nodes.
   int node_split = 0;
+  // Across nodes, all-reduces of shared buffers from 1 KB (float32; the tiny ones ride in
+  // the desync check) up to this many bytes take the flat path (MPI_Allreduce after the
+  // check) rather than the hierarchical one, whose two shared barriers and cross-node
+  // exchange after the check cost more than they save there (measured on 2 emulated hosts x
+  // 2 ranks: bench-allreduce, README "Multi-host on one machine").
+  size_t hierarchical_min_bytes = 64 * 1024;
 };
 
 class MpiProcessGroup : public ProcessGroup {
