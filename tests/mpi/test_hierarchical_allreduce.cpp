@@ -142,11 +142,13 @@ TEST_P(Hierarchical, ViewsAtOddOffsetsAndRepeatedRunsAgree) {
     WorkPtr wa = pg->allreduce(a, ReduceOp::avg, "a"), wb = pg->allreduce(b, ReduceOp::sum, "b");
     wa->wait();
     wb->wait();
-    if (nodes == 2) {
+    if (nodes == 2) {  // (EXPECT, not ASSERT: every rank must reach the collectives below)
+      size_t bad = 0;
       for (size_t i = 0; i < b.numel(); i += 997) {
         const float want = reference([](int r, size_t j) { return messy_value(r + 5, j); }, i, false);
-        ASSERT_EQ(std::memcmp(&b.f32()[i], &want, 4), 0) << i;
+        bad += std::memcmp(&b.f32()[i], &want, 4) != 0;
       }
+      EXPECT_EQ(bad, 0u) << "view b";
     }
     expect_same_bits_on_every_rank(a, "view a");
     std::vector<float> now = arena.to_vector();
