@@ -259,7 +259,16 @@ void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Te
   const size_t begin = std::min(n, size_t(me) * chunk), end = std::min(n, begin + chunk);
   const size_t m = end - begin;
   // float32 sums in place into this rank's own slice (nobody else reads it before barrier 2);
-  // 16-bit into a float32 scratch (see cross_half()).
+  // 16-bit across more than 2 nodes into a float32 scratch, for the float32 ring (one
+  // rounding at the end).
+  if (dtype != DType::f32 && nodes_ == 2) {
+    if (dtype == DType::bf16) {
+      half_two_nodes<bf16>(buf, offset, begin, end, average, fp);
+    } else {
+      half_two_nodes<f16>(buf, offset, begin, end, average, fp);
+    }
+    return;
+  }
   float* work = nullptr;
   if (dtype == DType::f32) {
     work = view_mut<float>(buf, me, offset) + begin;
@@ -276,13 +285,7 @@ void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Te
       node_sum<float>(buf, offset, local, begin, end, work);
     }
   }
-  if (dtype == DType::f32 || nodes_ > 2) {
-    cross_allreduce(work, m, fp);
-  } else if (dtype == DType::bf16) {
-    cross_half(view_mut<bf16>(buf, me, offset) + begin, work, m, fp);
-  } else {
-    cross_half(view_mut<f16>(buf, me, offset) + begin, work, m, fp);
-  }
+  cross_allreduce(work, m, fp);
   if (m == 0) return;
   if (average) {
     const float inv = 1.0f / float(world_);
@@ -298,27 +301,46 @@ void HierarchicalAllreduce::sliced(const ShmBuffer& buf, size_t offset, const Te
 }
 
 template <typename H>
-void HierarchicalAllreduce::cross_half(H* mine, float* work, size_t m, const Fingerprint& fp) {
-  if (m == 0) return;
-  // Two nodes, 16-bit: each node's float32 sum is rounded for the wire (half the bytes of
-  // float32: the link is what a large all-reduce waits for), the two are added in float32,
-  // node 0 + node 1, and the caller rounds once more. Two roundings in all, where MPI's
-  // 16-bit op rounds at every combine.
-  for (size_t j = 0; j < m; ++j) mine[j] = narrow<H>(work[j]);
+void HierarchicalAllreduce::half_two_nodes(const ShmBuffer& buf, size_t offset, size_t begin,
+                                           size_t end, bool average, const Fingerprint& fp) {
+  // Each node's float32 sum crosses the link rounded to 16 bits (half the bytes of float32:
+  // the link is what a large all-reduce waits for); the two are added in float32, node 0 +
+  // node 1, scaled and rounded again: two roundings in all, where MPI's 16-bit op rounds at
+  // every combine. Blocks that stay in L1 and no float32 scratch: the memory traffic is what
+  // the CPU-bound 16-bit path pays for, on cores the TCP stack shares.
+  const int local = shm_->size(), me = shm_->rank();
+  const size_t m = end - begin;
+  H* mine = view_mut<H>(buf, me, offset) + begin;  // nobody else reads it before barrier 2
+  constexpr size_t kBlock = 1024;
+  alignas(kLine) float acc[kBlock];
+  alignas(kLine) H out[kBlock];
+  for (size_t lo = 0; lo < m; lo += kBlock) {
+    const size_t c = std::min(kBlock, m - lo);
+    node_sum<H>(buf, offset, local, begin + lo, begin + lo + c, acc);  // reads the block first
+    for (size_t j = 0; j < c; ++j) mine[lo + j] = narrow<H>(acc[j]);
+  }
   constexpr size_t kPiece = size_t(1) << 28;
   const int other = 1 - node_index_;
-  if (recv16_.size() < std::min(m, kPiece)) recv16_.resize(std::min(m, kPiece));
-  auto* r = reinterpret_cast<H*>(recv16_.data());
+  if (recv16_.size() < m) recv16_.resize(m);
+  const H* r = reinterpret_cast<const H*>(recv16_.data());
   for (size_t lo = 0; lo < m; lo += kPiece) {
     const int c = int(std::min(kPiece, m - lo));
-    const int rc = MPI_Sendrecv(mine + lo, c, MPI_UINT16_T, other, 0x4849, r, c, MPI_UINT16_T,
-                                other, 0x4849, cross_, MPI_STATUS_IGNORE);
+    const int rc = MPI_Sendrecv(mine + lo, c, MPI_UINT16_T, other, 0x4849, recv16_.data() + lo, c,
+                                MPI_UINT16_T, other, 0x4849, cross_, MPI_STATUS_IGNORE);
     DP_CHECK(rc == MPI_SUCCESS,
              "collective {}: MPI_Sendrecv (hierarchical all-reduce, cross-node) failed: {}",
              fp.text(), mpi_text(rc));
-    for (int j = 0; j < c; ++j) {
-      const float a = widen(mine[lo + size_t(j)]), b = widen(r[j]);
-      work[lo + size_t(j)] = node_index_ == 0 ? a + b : b + a;
+  }
+  const float inv = 1.0f / float(world_);
+  for (size_t lo = 0; lo < m; lo += kBlock) {
+    const size_t c = std::min(kBlock, m - lo);
+    for (size_t j = 0; j < c; ++j) {
+      const float a = widen(mine[lo + j]), b = widen(r[lo + j]);
+      const float x = node_index_ == 0 ? a + b : b + a;
+      out[j] = narrow<H>(average ? x * inv : x);
+    }
+    for (int q = 0; q < local; ++q) {
+      std::memcpy(view_mut<H>(buf, q, offset) + begin + lo, out, c * sizeof(H));
     }
   }
 }

@@ -35,7 +35,7 @@
 // Summation order: per node ((b_0 + b_1) + ...) in float32, then across nodes in a fixed order;
 // avg multiplies once by 1/world at the end; 16-bit results are rounded once, except across 2
 // nodes, where each node's sum crosses the link rounded to 16 bits (half the bytes: see
-// cross_half()), so twice. Every element is
+// half_two_nodes()), so twice. Every element is
 // reduced by one path and copied, so all ranks hold the same bits, run after run.
 //
 // Hangs: the shared barriers time out (shm_timeout) and poison the node group; a dead peer in
@@ -93,10 +93,10 @@ class HierarchicalAllreduce {
               const Fingerprint& fp);
   // Slice [0, m) of this rank's column, summed over the nodes in node order, in place.
   void cross_allreduce(float* work, size_t m, const Fingerprint& fp);
-  // The same for a 16-bit slice across 2 nodes: `work` (float32 node sums) is rounded into
-  // `mine` (this rank's own slice), exchanged as 16 bits, and summed back into `work`.
+  // The whole sliced path for a 16-bit slice [begin, end) across 2 nodes.
   template <typename H>
-  void cross_half(H* mine, float* work, size_t m, const Fingerprint& fp);
+  void half_two_nodes(const ShmBuffer& buf, size_t offset, size_t begin, size_t end,
+                      bool average, const Fingerprint& fp);
 
   std::unique_ptr<ShmAllreduce> shm_;
   MPI_Comm world_comm_ = MPI_COMM_NULL;  // the group's (not owned)
