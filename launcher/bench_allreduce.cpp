@@ -28,6 +28,7 @@ struct BenchOptions {
   int warmup = 5;
   std::vector<DType> dtypes = {DType::f32, DType::bf16};
   bool shared_memory = true;
+  AllreduceAlgo algo = AllreduceAlgo::automatic;
   double timeout_s = 300;
 };
 
@@ -83,10 +84,13 @@ BenchOptions parse(int argc, char** argv) {
                                    : std::vector<DType>{DType::f32, DType::bf16};
     } else if (a == "--no-shm") {
       o.shared_memory = false;
+    } else if (a == "--algo") {
+      o.algo = parse_allreduce_algo(value(), "bench-allreduce --algo");
     } else if (a == "--timeout") {
       o.timeout_s = std::stod(value());
     } else {
-      fail("bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --timeout)", a);
+      fail("bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --timeout)",
+           a);
     }
   }
   DP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes, "bench-allreduce: need 4 <= -b <= -e");
@@ -131,20 +135,37 @@ size_t count_wrong(const Tensor& t, int world) {
 }
 
 // Median over iterations of the slowest rank's time, in microseconds: the machine is noisy,
-// and a collective takes as long as its slowest rank.
+// and a collective takes as long as its slowest rank. `f` returns the part of its time that
+// was the hand-off to and from the communication thread (0 for MPI): its median over the
+// iterations of this rank goes to *handoff_us.
 template <typename F>
-double time_us(F&& f, int iters, int warmup) {
-  std::vector<double> t;
+double time_us(F&& f, int iters, int warmup, double* handoff_us = nullptr) {
+  std::vector<double> t, h;
   for (int i = 0; i < iters + warmup; ++i) {
     MPI_Barrier(MPI_COMM_WORLD);
     const double t0 = now_us();
-    f();
+    const double handoff = f(t0);
     double dt = now_us() - t0, worst = 0;
     MPI_Allreduce(&dt, &worst, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    if (i >= warmup) t.push_back(worst);
+    if (i >= warmup) {
+      t.push_back(worst);
+      h.push_back(handoff);
+    }
   }
   std::nth_element(t.begin(), t.begin() + long(t.size() / 2), t.end());
+  std::nth_element(h.begin(), h.begin() + long(h.size() / 2), h.end());
+  if (handoff_us) *handoff_us = h[h.size() / 2];
   return t[t.size() / 2];
+}
+
+// A process group's all-reduce, timed as training uses it; returns the hand-off: from the call
+// to the communication thread starting it, plus from its completion to wait() returning.
+double pg_allreduce(MpiProcessGroup& pg, Tensor& t, std::chrono::milliseconds timeout,
+                    double t0) {
+  WorkPtr w = pg.allreduce(t, ReduceOp::sum, "bench");
+  w->wait(timeout);
+  const double back = now_us();
+  return (w->start_us() - t0) + (back - w->end_us());
 }
 
 }  // namespace
@@ -156,7 +177,12 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   MpiProcessGroupOptions pgo;
   pgo.shared_memory = o.shared_memory;
   pgo.shm_timeout = timeout;
+  pgo.allreduce_algo = o.algo;
   MpiProcessGroup pg(MPI_COMM_WORLD, pgo);
+  // The flat column: the same group without the hierarchy (one ring of every rank across
+  // nodes; on one node the shared-memory path, as the first column).
+  pgo.allreduce_algo = AllreduceAlgo::flat;
+  MpiProcessGroup flat(MPI_COMM_WORLD, pgo);
   MPI_Op bf16_op;
   MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op);
   const double factor = world > 1 ? 2.0 * (world - 1) / world : 1.0;
@@ -165,51 +191,71 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
         "# dprun bench-allreduce: %d rank(s), in place, sum; time = median over %d iterations "
         "of the slowest rank (after %d warm-up)\n",
         world, o.iters, o.warmup);
-    std::printf(
-        "# dprun: the process group as training uses it (its communication thread; %s)\n",
-        pg.uses_shared_memory() ? "buckets in shared memory: one node" : "ring or MPI_Allreduce");
+    std::printf("# dprun: the process group as training uses it (its communication thread; %s)\n",
+                pg.hierarchical()         ? "hierarchical: shared memory in each node, then "
+                                            "across nodes"
+                : pg.uses_shared_memory() ? "buckets in shared memory: one node"
+                                          : "flat: ring or MPI_Allreduce");
+    std::printf("# flat: the same group with --algo flat (%s)\n",
+                flat.uses_shared_memory() ? "buckets in shared memory: one node"
+                                          : "one ring of every rank, or MPI_Allreduce");
     std::printf("# mpi: MPI_Allreduce from the calling thread; busbw = algbw x 2(n-1)/n\n");
-    std::printf("#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s\n", "size", "count",
-                "type", "redop", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw",
-                "busbw", "#wrong");
-    std::printf("# %11s %12s %8s %6s | %36s | %36s\n", "(B)", "(elements)", "", "", "dprun (GB/s)",
-                "mpi (GB/s)");
+    std::printf(
+        "# handoff: of dprun's time, rank 0's median wait for its communication thread to start "
+        "the call and for wait() to return after it ended\n");
+    std::printf(
+        "#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s\n",
+        "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong", "time(us)",
+        "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong", "handoff");
+    std::printf("# %11s %12s %8s %6s | %36s | %36s | %36s | %8s\n", "(B)", "(elements)", "", "",
+                "dprun (GB/s)", "flat (GB/s)", "mpi (GB/s)", "(us)");
   }
   for (DType dtype : o.dtypes) {
     const size_t esize = dtype_size(dtype);
     // One pg.allocate()d buffer for every size, as the Reducer's buckets are views of one arena.
     Tensor arena = pg.allocate(o.max_bytes / esize, dtype);
+    Tensor flat_arena = flat.allocate(o.max_bytes / esize, dtype);
     Tensor plain = Tensor::zeros({int64_t(o.max_bytes / esize)}, dtype);
     for (size_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.factor) {
       const size_t count = bytes / esize;
       if (count == 0) continue;
       Tensor t = arena.view(0, {int64_t(count)});
+      Tensor f = flat_arena.view(0, {int64_t(count)});
       Tensor m = plain.view(0, {int64_t(count)});
-      const double pg_us = time_us([&] { pg.allreduce(t, ReduceOp::sum, "bench")->wait(timeout); },
-                                   o.iters, o.warmup);
+      double handoff_us = 0;
+      const double pg_us = time_us([&](double t0) { return pg_allreduce(pg, t, timeout, t0); },
+                                   o.iters, o.warmup, &handoff_us);
+      const double flat_us = time_us(
+          [&](double t0) { return pg_allreduce(flat, f, timeout, t0); }, o.iters, o.warmup);
       const double mpi_us = time_us(
-          [&] {
+          [&](double) {
             MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
                           dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
                           dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
+            return 0.0;
           },
           o.iters, o.warmup);
       // The correctness pass: one more all-reduce of known values each.
       fill(t, rank);
       pg.allreduce(t, ReduceOp::sum, "bench check")->wait(timeout);
+      fill(f, rank);
+      flat.allreduce(f, ReduceOp::sum, "bench check")->wait(timeout);
       fill(m, rank);
       MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
                     dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
                     dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
-      unsigned long long wrong[2] = {count_wrong(t, world), count_wrong(m, world)},
-                         total[2] = {0, 0};
-      MPI_Reduce(wrong, total, 2, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+      unsigned long long wrong[3] = {count_wrong(t, world), count_wrong(f, world),
+                                     count_wrong(m, world)},
+                         total[3] = {0, 0, 0};
+      MPI_Reduce(wrong, total, 3, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
       if (rank == 0) {
         auto bw = [&](double us) { return double(bytes) / us / 1e3; };
-        std::printf("  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu\n",
-                    bytes, count, dtype == DType::f32 ? "float" : "bfloat16", "sum", pg_us,
-                    bw(pg_us), bw(pg_us) * factor, total[0], mpi_us, bw(mpi_us),
-                    bw(mpi_us) * factor, total[1]);
+        std::printf(
+            "  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu | %10.1f "
+            "%8.2f %8.2f %6llu | %8.1f\n",
+            bytes, count, dtype == DType::f32 ? "float" : "bfloat16", "sum", pg_us, bw(pg_us),
+            bw(pg_us) * factor, total[0], flat_us, bw(flat_us), bw(flat_us) * factor, total[1],
+            mpi_us, bw(mpi_us), bw(mpi_us) * factor, total[2], handoff_us);
         std::fflush(stdout);
       }
     }

@@ -181,6 +181,8 @@ int main(int argc, char** argv) {
     } else {
       dp::MpiProcessGroupOptions pg_options;
       pg_options.shared_memory = opts.train.shared_memory;
+      pg_options.allreduce_algo =
+          dp::parse_allreduce_algo(opts.train.allreduce_algo, "--allreduce-algo");
       pg_options.shm_timeout = timeout;
       pg_options.timeout = timeout;
       pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "runtime/comm/ring_allreduce.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
+#include "runtime/core/log.h"
 #include "runtime/ops/cpu/elementwise.h"
 
 namespace dp {
@@ -109,7 +111,22 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   rc = MPI_Op_create(&half_sum<f16>, /*commute=*/1, &f16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (float16 sum) failed (MPI error {})", rc);
   fused_ = std::make_unique<FusedCheck>();
-  shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
+  int node_split = options_.node_split;
+  if (node_split == 0) {
+    if (const char* env = std::getenv("DPRUN_NODE_SPLIT")) node_split = std::atoi(env);
+  }
+  std::string why_flat;
+  hier_ = HierarchicalAllreduce::create(comm_, options_.allreduce_algo, node_split,
+                                        options_.shared_memory, options_.shm_timeout, &why_flat);
+  if (hier_) {
+    log::debug("all-reduce: hierarchical, {} nodes x {} ranks", hier_->nodes(),
+               hier_->local_size());
+  } else {
+    if (options_.allreduce_algo == AllreduceAlgo::hierarchical && rank_ == 0) {
+      log::warn("--allreduce-algo hierarchical: using the flat all-reduce: {}", why_flat);
+    }
+    shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
+  }
   thread_ = std::thread([this] { comm_loop(); });
 }
 
@@ -120,7 +137,8 @@ MpiProcessGroup::~MpiProcessGroup() {
   }
   cv_.notify_one();
   thread_.join();  // after the queue drained: every Work handed out has completed
-  shm_.reset();    // its windows before the communicator they came from
+  hier_.reset();   // windows and communicators before the communicator they came from
+  shm_.reset();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized) {
@@ -244,7 +262,7 @@ WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
 }
 
 void MpiProcessGroup::check(const Fingerprint& fp) {
-  if (shm_) {
+  if (shm_) {  // one node (with several nodes, hier_'s windows are not checked through)
     shm_->check(fp);
   } else if (size_ > 1) {
     fused_->run(comm_, fp);  // the same call a fused all-reduce makes: any two pair up
@@ -267,7 +285,9 @@ void MpiProcessGroup::stage_back(const Tensor& host, Tensor& t) {
 
 Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
   // A shared window is host memory; device buffers are staged per collective instead.
-  if (!shm_ || numel == 0 || device.is_cuda()) return ProcessGroup::allocate(numel, dtype, device);
+  if (!shm() || numel == 0 || device.is_cuda()) {
+    return ProcessGroup::allocate(numel, dtype, device);
+  }
   // Shared with the task: after a timeout here the communication thread may still finish
   // the allocation, into a tensor that then nobody holds.
   auto out = std::make_shared<Tensor>();
@@ -275,7 +295,7 @@ Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
           collective_hash(CollectiveKind::allocate, 0, dtype, numel, ""),
           [this, out, numel, dtype](const Work&, const Fingerprint& fp) {
             check(fp);
-            *out = shm_->allocate(numel, dtype);
+            *out = shm()->allocate(numel, dtype);
           })
       ->wait(timeout());
   return *out;
@@ -283,23 +303,38 @@ Tensor MpiProcessGroup::allocate(size_t numel, DType dtype, Device device) {
 
 void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const Fingerprint& fp) {
   const bool is_half = is_half_float(t.dtype());  // check_allreduce: then sum or avg
-  if (shm_ && (t.dtype() == DType::f32 || is_half) &&
+  ShmAllreduce* shm = this->shm();
+  // Where the data is joins the fingerprint when there are windows: a rank whose tensor is
+  // in a shared buffer where another's is not would take another path alone.
+  Fingerprint flat_fp = shm ? fp.outside_shared_memory() : fp;
+  if (shm && (t.dtype() == DType::f32 || is_half) &&
       (op == ReduceOp::sum || op == ReduceOp::avg)) {
     // Decided alike on every rank: the same view of the same allocate()d buffer is in a
     // window everywhere or nowhere (and the shared path checks that the ranks agree).
-    if (const ShmBuffer* buf = shm_->find(t.raw(), t.nbytes())) {
-      shm_->allreduce(*buf, t, op == ReduceOp::avg, fp);
-      return;
+    if (const ShmBuffer* buf = shm->find(t.raw(), t.nbytes())) {
+      if (!hier_) {
+        shm->allreduce(*buf, t, op == ReduceOp::avg, fp);
+        return;
+      }
+      // Across nodes, the sizes between the tiny ones (carried by the check) and
+      // hierarchical_min_bytes go the flat way (see the option), on the window's memory.
+      if (t.numel() * sizeof(float) <= FusedCheck::kFusedBytes ||
+          t.nbytes() >= options_.hierarchical_min_bytes) {
+        hier_->allreduce(*buf, t, op == ReduceOp::avg, fp, *fused_);
+        return;
+      }
+      flat_fp = fp.in_shared_buffer(buf->index, size_t(static_cast<char*>(t.raw()) -
+                                                       buf->data[size_t(shm->rank())]) /
+                                                    dtype_size(t.dtype()));
     }
   }
   auto* p = static_cast<char*>(t.raw());
   const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
   if (!shm_ && size_ > 1 && n <= chunk && FusedCheck::fits(t, op)) {
-    fused_->run(comm_, fp, &t, op);  // a small one rides in its own desync check
+    // A small one rides in its own desync check (the MPI one: no one-node shared group).
+    fused_->run(comm_, flat_fp, &t, op);
   } else {
-    // A rank whose tensor is in a shared buffer where another's is not would go to the
-    // shared path alone: the path joins the fingerprint.
-    check(shm_ ? fp.outside_shared_memory() : fp);
+    check(flat_fp);
     if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
         t.nbytes() >= options_.ring_min_bytes && n / size_ < chunk) {
       RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_);

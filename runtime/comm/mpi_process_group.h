@@ -17,6 +17,15 @@
 // collective creation never overlaps another of the group's MPI calls; the windows are freed
 // when the group is destroyed, so buffers from allocate() must not be used after it.
 //
+// Several nodes (MpiProcessGroupOptions::allreduce_algo): when the ranks span more than one
+// node with the same number L > 1 on each, the shared windows are made per node instead, and
+// all-reduces of buffers in them go hierarchical (runtime/comm/hierarchical_allreduce.h):
+// through shared memory inside each node and across nodes among the ranks of one local index.
+// The desync check stays the MPI one below (every rank against every other, tiny all-reduces
+// riding in it). Other layouts
+// (uneven nodes, one rank per node, --no-shm) keep the flat path below, and rank 0 says why
+// when the hierarchical algorithm was asked for by name.
+//
 // bfloat16 and float16 elsewhere: broadcast and allgather move the bytes; sum/avg all-reduces
 // outside the shared windows use MPI_Allreduce with a user-defined op per type that adds in
 // float32 and rounds each combine (like NCCL), avg scaling after. min/max of them are
@@ -55,6 +64,7 @@
 #include <mpi.h>
 #include "runtime/comm/fingerprint.h"
 #include "runtime/comm/fused_check.h"
+#include "runtime/comm/hierarchical_allreduce.h"
 #include "runtime/comm/process_group.h"
 #include "runtime/comm/shm_allreduce.h"
 #include "runtime/comm/staging_pool.h"
@@ -79,6 +89,21 @@ struct MpiProcessGroupOptions {
   // The group's timeout (ProcessGroup::timeout()): what wait() allows a Work when the caller
   // names no deadline, and allocate()'s wait. dprun passes --timeout to both.
   std::chrono::milliseconds timeout{ProcessGroup::kDefaultTimeout};
+  // Across several nodes: hierarchical (shared memory in each node, then across nodes) or
+  // flat (every rank in one ring / MPI_Allreduce). auto: hierarchical where the layout allows
+  // it (runtime/comm/hierarchical_allreduce.h). Must be the same on every rank.
+  AllreduceAlgo allreduce_algo = AllreduceAlgo::automatic;
+  // A test hook: > 0 makes "nodes" of this many consecutive ranks instead of asking MPI which
+  // ranks share memory, so that one host tests the multi-node paths (the windows are still
+  // real shared memory, so the ranks must share one host). 0: the environment variable
+  // DPRUN_NODE_SPLIT, when set, else real nodes.
+  int node_split = 0;
+  // Across nodes, all-reduces of shared buffers from 1 KB (float32; the tiny ones ride in
+  // the desync check) up to this many bytes take the flat path (MPI_Allreduce after the
+  // check) rather than the hierarchical one, whose two shared barriers and cross-node
+  // exchange after the check cost more than they save there (measured on 2 emulated hosts x
+  // 2 ranks: bench-allreduce, README "Multi-host on one machine").
+  size_t hierarchical_min_bytes = 64 * 1024;
 };
 
 class MpiProcessGroup : public ProcessGroup {
@@ -105,7 +130,9 @@ class MpiProcessGroup : public ProcessGroup {
   Tensor allocate(size_t numel, DType dtype = DType::f32, Device device = Device::cpu()) override;
 
   // Whether allocate() gives shared-memory buffers (the same answer on every rank).
-  bool uses_shared_memory() const { return shm_ != nullptr; }
+  bool uses_shared_memory() const { return shm() != nullptr; }
+  // Whether shared-memory all-reduces go hierarchical (the ranks span several nodes).
+  bool hierarchical() const { return hier_ != nullptr; }
   // Page-locked buffers made so far for staging CUDA tensors (reused: stable in a steady state).
   size_t staging_buffers() const { return staging_.allocations(); }
 
@@ -150,7 +177,10 @@ class MpiProcessGroup : public ProcessGroup {
   MPI_Op f16_sum_ = MPI_OP_NULL;     // the same for float16
   std::vector<float> ring_scratch_;  // used by the communication thread only
   StagingPool staging_{[](const Shape& s, DType d) { return Tensor::pinned_zeros(s, d); }};
+  // The shared-memory group: one node's, from hier_ when the ranks span several nodes.
+  ShmAllreduce* shm() const { return hier_ ? &hier_->shm() : shm_.get(); }
   std::unique_ptr<ShmAllreduce> shm_;  // after construction, used by the comm thread only
+  std::unique_ptr<HierarchicalAllreduce> hier_;  // the same
   std::unique_ptr<FusedCheck> fused_;  // the desync check without shared memory
   std::thread thread_;
 };

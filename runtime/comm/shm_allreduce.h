@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/comm/comm_faults.h"
@@ -106,6 +107,19 @@ class ShmAllreduce {
   // the group is poisoned.
   void check(const Fingerprint& fp);
 
+  // The pieces the hierarchical all-reduce (runtime/comm/hierarchical_allreduce.h) builds on,
+  // where this group is one node of several. compare(): publish `fp`, pass barrier 1 (an
+  // all-reduce: `first`) or the check barrier, compare every rank's fingerprint, and return
+  // the mismatch's message ("" when they agree) instead of throwing it, so that the caller
+  // still meets the other nodes before every rank throws. finish(): the all-reduce's last
+  // barrier (every rank wrote its part). A timeout throws and poisons, as everywhere.
+  std::string compare(const Fingerprint& fp, bool first);
+  void finish(const Fingerprint& fp);
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // The ranks messages name: `names[q]` for node rank q (the world rank), not q.
+  void set_rank_names(std::vector<int> names) { names_ = std::move(names); }
+
  private:
   struct Control;
   struct Slot;
@@ -123,6 +137,8 @@ class ShmAllreduce {
   // Publishes `fp` in this rank's record, passes barrier `which` and compares every rank's
   // record: a CollectiveError on a mismatch.
   void arrive_and_compare(const Fingerprint& fp, int which);
+  std::string arrive_and_compare_quiet(const Fingerprint& fp, int which);
+  int name(int q) const { return names_.empty() ? q : names_[size_t(q)]; }
   void poison(const Fingerprint& fp, int which);
   void throw_if_poisoned(const Fingerprint& fp) const;
 
@@ -134,6 +150,7 @@ class ShmAllreduce {
   MPI_Win control_win_ = MPI_WIN_NULL;
   char* control_base_ = nullptr;  // rank 0's segment of the control window
   std::vector<std::shared_ptr<ShmBuffer>> buffers_;
+  std::vector<int> names_;  // empty: node ranks are the ranks messages name
   // Every rank's view of the tensor being reduced (one per dtype: no pointer punning).
   std::vector<float*> ptrs_f32_;
   std::vector<bf16*> ptrs_bf16_;

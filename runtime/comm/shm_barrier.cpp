@@ -139,7 +139,7 @@ void ShmAllreduce::throw_if_poisoned(const Fingerprint& fp) const {
       "that no rank's collective completes paired with another's next one: this group fails "
       "every later collective, and the buffers of collective #{} hold partial sums on every "
       "rank",
-      fp.text(), by, by == rank_ ? " (this rank)" : "", barrier_name(which), what,
+      fp.text(), name(by), by == rank_ ? " (this rank)" : "", barrier_name(which), what,
       double(timeout_.count()) / 1000.0, seq));
 }
 
@@ -214,13 +214,13 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
     const uint64_t p = slot(q).progress.load(std::memory_order_relaxed);
     if (q == rank_ || p >= here) continue;
     if (p / 4 == seq && p % 4 == 0) {
-      gave_up += fmt::format("{}{}", gave_up.empty() ? "" : ", ", q);
+      gave_up += fmt::format("{}{}", gave_up.empty() ? "" : ", ", name(q));
       continue;
     }
     std::string where = p == 0        ? "in no shared-memory collective yet"
                         : p / 4 < seq ? fmt::format("last seen in collective #{}", p / 4)
                                       : std::string("still reducing its slice");
-    missing += fmt::format("{}rank {} ({})", missing.empty() ? "" : ", ", q, where);
+    missing += fmt::format("{}rank {} ({})", missing.empty() ? "" : ", ", name(q), where);
   }
   const double secs = double(timeout_.count()) / 1000.0;
   const char* poisoned =
@@ -242,6 +242,11 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
 }
 
 void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which) {
+  const std::string mismatch = arrive_and_compare_quiet(fp, which);
+  if (!mismatch.empty()) throw CollectiveError(mismatch);
+}
+
+std::string ShmAllreduce::arrive_and_compare_quiet(const Fingerprint& fp, int which) {
   Slot& me = slot(rank_);
   const size_t parity = size_t(fp.seq % 2);
   me.hash[parity].store(fp.hash, std::memory_order_relaxed);
@@ -253,15 +258,28 @@ void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which) {
   const uint64_t h0 = slot(0).hash[parity].load(std::memory_order_relaxed);
   int other = 1;
   while (other < size_ && slot(other).hash[parity].load(std::memory_order_relaxed) == h0) ++other;
-  if (other == size_) return;
+  if (other == size_) return std::string();
   // Only now are the descriptions worth their copies: every rank writes its own, and after
   // one more barrier reads the two it names.
   copy_text(record(rank_, fp.seq).what, kRecordBytes, fp.text());
   barrier(kNames, fp);
   me.progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
-  throw CollectiveError(fingerprint_mismatch(0, read_text(record(0, fp.seq).what, kRecordBytes),
-                                             other,
-                                             read_text(record(other, fp.seq).what, kRecordBytes)));
+  return fingerprint_mismatch(name(0), read_text(record(0, fp.seq).what, kRecordBytes),
+                              name(other), read_text(record(other, fp.seq).what, kRecordBytes));
+}
+
+std::string ShmAllreduce::compare(const Fingerprint& fp, bool first) {
+  stall_.maybe_stall(rank_, fp.seq, 1);
+  std::string mismatch = arrive_and_compare_quiet(fp, first ? kFirst : kCheck);
+  if (!first) slot(rank_).progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
+  return mismatch;
+}
+
+void ShmAllreduce::finish(const Fingerprint& fp) {
+  stall_.maybe_stall(rank_, fp.seq, 2);
+  slot(rank_).progress.store(fp.seq * 4 + 2, std::memory_order_relaxed);
+  barrier(kSecond, fp);
+  slot(rank_).progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
 }
 
 void ShmAllreduce::check(const Fingerprint& fp) {

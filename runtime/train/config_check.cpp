@@ -54,6 +54,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--seed", s(c.seed)},
       {"--precision", c.precision},
       {"--comm-hook", c.comm_hook},
+      {"--allreduce-algo", c.allreduce_algo},
       {"--optimizer", c.optimizer},
       {"--lr", s(c.lr)},
       {"--momentum", s(c.momentum)},

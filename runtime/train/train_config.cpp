@@ -22,6 +22,10 @@ void validate(const TrainConfig& c) {
   } catch (const Error& e) {
     fail("--comm-hook: {}", e.what());
   }
+  DP_CHECK(c.allreduce_algo == "auto" || c.allreduce_algo == "flat" ||
+               c.allreduce_algo == "hierarchical",
+           "--allreduce-algo {}: unknown algorithm (available: auto, flat, hierarchical)",
+           c.allreduce_algo);
   DP_CHECK(c.optimizer == "sgd" || c.optimizer == "adamw",
            "--optimizer {}: unknown optimizer (available: sgd, adamw)", c.optimizer);
   DP_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number (got {})", c.lr);

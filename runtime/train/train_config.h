@@ -76,6 +76,8 @@ struct TrainConfig {
   // (runtime/ddp/comm_hook.h).
   std::string comm_hook = "none";
   bool shared_memory = true;  // intra-node all-reduce through shared-memory bucket buffers
+  // Across several nodes: auto, flat or hierarchical (runtime/comm/hierarchical_allreduce.h).
+  std::string allreduce_algo = "auto";
   double timeout_s = 300;
 
   // Evaluation and output.

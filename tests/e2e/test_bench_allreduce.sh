@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # dprun bench-allreduce: nccl-tests' columns, a correctness count that is zero, float32 and
-# bfloat16, the process group with and without shared memory next to MPI_Allreduce.
+# bfloat16, the process group with and without shared memory next to its flat twin and
+# MPI_Allreduce.
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$WORK" || exit 1
 
-check() {  # check NAME FILE ROWS: every data row has #wrong 0 in both columns, ROWS of them
+check() {  # check NAME FILE ROWS: every data row has #wrong 0 in all three columns, ROWS of them
   python3 - "$2" "$3" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
 assert len(rows) == int(sys.argv[2]), f"{len(rows)} rows"
 for r in rows:
-    assert r[4] == "|" and r[9] == "|", r
-    assert r[8] == "0" and r[13] == "0", f"wrong elements: {r}"
-    assert float(r[5]) > 0 and float(r[10]) > 0, r
+    assert r[4] == "|" and r[9] == "|" and r[14] == "|", r
+    assert r[8] == "0" and r[13] == "0" and r[18] == "0", f"wrong elements: {r}"
+    assert float(r[5]) > 0 and float(r[10]) > 0 and float(r[15]) > 0, r
 PY
 }
 mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.out 20 &&

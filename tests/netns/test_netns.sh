@@ -20,7 +20,7 @@ WORK=$(mktemp -d /tmp/dprun-netns-test.XXXXXX)
 TAG=t$$  # run ids of this test: $TAG + a letter
 cleanup() {
   # Whatever a failed check left: this test's runs only.
-  for id in "${TAG}a" "${TAG}b" "${TAG}c" "${TAG}d" "${TAG}e" "${TAG}f" "${TAG}g"; do
+  for id in "${TAG}a" "${TAG}b" "${TAG}c" "${TAG}d" "${TAG}e" "${TAG}f" "${TAG}g" "${TAG}h" "${TAG}i"; do
     "$NETNS" -q --cleanup "$id" >/dev/null 2>&1 || true
   done
   rm -rf "$WORK"
@@ -98,15 +98,40 @@ PY
 gone "${TAG}a" && pass "teardown after success" || fail "run ${TAG}a left things behind"
 
 # 1b. 2 hosts x 2 ranks: shared memory (vader) inside a host, TCP between hosts. Under one
-# hostname the hosts' vader segments collide in the shared /dev/shm and the ranks crash.
+# hostname the hosts' vader segments collide in the shared /dev/shm and the ranks crash. The
+# gradients go hierarchical (shared memory in each host, then between hosts).
 if timeout 120 "$NETNS" -q --hosts 2 --ranks-per-host 2 --run-id "${TAG}g" --timeout 100 -- \
-    "$DPRUN" --data synthetic:2048 --model mlp --hidden 64 --epochs 1 >"$WORK/out4.txt" 2>&1 &&
+    "$DPRUN" --data synthetic:2048 --model mlp --hidden 64 --epochs 1 --allreduce-algo hierarchical \
+    --dump-params "$WORK/hier1.bin" >"$WORK/out4.txt" 2>&1 &&
     [ "$(grep -c "rank [01]: host0 " "$WORK/out4.txt")" = 2 ] && [ "$(grep -c "rank [23]: host1 " "$WORK/out4.txt")" = 2 ]; then
   pass "2 hosts x 2 ranks: exits 0, ranks 0-1 on host0 and 2-3 on host1"
 else
   fail "2 hosts x 2 ranks"; cat "$WORK/out4.txt"
 fi
 gone "${TAG}g" || fail "run ${TAG}g left things behind"
+grep -q "using the flat all-reduce" "$WORK/out4.txt" && fail "2 hosts x 2 ranks did not go hierarchical"
+
+# 1c. The hierarchical all-reduce is deterministic (a rerun gives the same parameters, bit for
+# bit) and trains like the flat ring (the same parameters up to float rounding: another order).
+for run in "h hierarchical hier2" "i flat flat"; do
+  set -- $run
+  timeout 120 "$NETNS" -q --hosts 2 --ranks-per-host 2 --run-id "${TAG}$1" --timeout 100 -- \
+    "$DPRUN" --data synthetic:2048 --model mlp --hidden 64 --epochs 1 --allreduce-algo "$2" \
+    --dump-params "$WORK/$3.bin" >"$WORK/out-$3.txt" 2>&1 || { fail "2 x 2 with --allreduce-algo $2"; cat "$WORK/out-$3.txt"; }
+  gone "${TAG}$1" || fail "run ${TAG}$1 left things behind"
+done
+cmp -s "$WORK/hier1.bin" "$WORK/hier2.bin" && pass "hierarchical: a rerun ends with the same parameters, bit for bit" ||
+  fail "hierarchical: two runs ended with different parameters"
+python3 - "$WORK/hier1.bin" "$WORK/flat.bin" <<'PY' && pass "hierarchical and flat end with the same parameters (within 1e-4)" || fail "hierarchical != flat"
+import struct, sys
+a, b = (open(f, "rb").read() for f in sys.argv[1:3])
+assert len(a) == len(b) and len(a) > 0, (len(a), len(b))
+n = len(a) // 4
+x, y = struct.unpack(f"<{n}f", a), struct.unpack(f"<{n}f", b)
+worst = max(abs(p - q) / (1 + abs(q)) for p, q in zip(x, y))
+print(f"{n} parameters, largest relative difference {worst:.2e}")
+assert worst < 1e-4, worst
+PY
 
 # 2. A shaped link is slower: 1 MiB all-reduces at 100 Mbit/s against unshaped. Each rank sends
 # about 1 MiB per all-reduce: >= 84 ms at 100 Mbit/s, about a millisecond unshaped.
