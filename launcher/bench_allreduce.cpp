@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "launcher/bench_nccl.h"
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/core/bf16.h"
 #include "runtime/core/clock.h"
@@ -29,6 +31,7 @@ struct BenchOptions {
   std::vector<DType> dtypes = {DType::f32, DType::bf16};
   bool shared_memory = true;
   AllreduceAlgo algo = AllreduceAlgo::automatic;
+  std::string nccl = "auto";  // the NCCL column: auto (where every rank has a GPU), on, off
   double timeout_s = 300;
 };
 
@@ -86,10 +89,12 @@ BenchOptions parse(int argc, char** argv) {
       o.shared_memory = false;
     } else if (a == "--algo") {
       o.algo = parse_allreduce_algo(value(), "bench-allreduce --algo");
+    } else if (a == "--nccl") {
+      o.nccl = value();
     } else if (a == "--timeout") {
       o.timeout_s = std::stod(value());
     } else {
-      fail("bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --timeout)",
+      fail("bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl --timeout)",
            a);
     }
   }
@@ -183,6 +188,11 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   // nodes; on one node the shared-memory path, as the first column).
   pgo.allreduce_algo = AllreduceAlgo::flat;
   MpiProcessGroup flat(MPI_COMM_WORLD, pgo);
+  // The NCCL column, where every rank has a GPU (one rank per GPU): after the MPI groups, so a
+  // failing NCCL set-up leaves nothing half-made.
+  std::string nccl_why_not;
+  std::unique_ptr<NcclBenchColumn> nccl =
+      NcclBenchColumn::create(o.nccl, info, o.max_bytes, timeout, nccl_why_not);
   MPI_Op bf16_op;
   MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op);
   const double factor = world > 1 ? 2.0 * (world - 1) / world : 1.0;
@@ -203,12 +213,22 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
     std::printf(
         "# handoff: of dprun's time, rank 0's median wait for its communication thread to start "
         "the call and for wait() to return after it ended\n");
+    if (nccl) {
+      std::printf("# nccl: dprun's NCCL process group on %s, device buffers, issue + wait()\n",
+                  nccl->device().c_str());
+    } else {
+      std::printf("# nccl: not run (%s)\n", nccl_why_not.c_str());
+    }
     std::printf(
-        "#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s\n",
+        "#\n# %11s %12s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %10s %8s %8s %6s | %8s%s\n",
         "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong", "time(us)",
-        "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong", "handoff");
-    std::printf("# %11s %12s %8s %6s | %36s | %36s | %36s | %8s\n", "(B)", "(elements)", "", "",
-                "dprun (GB/s)", "flat (GB/s)", "mpi (GB/s)", "(us)");
+        "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "#wrong", "handoff",
+        nccl ? fmt::format(" | {:>10} {:>8} {:>8} {:>6}", "time(us)", "algbw", "busbw", "#wrong")
+                   .c_str()
+             : "");
+    std::printf("# %11s %12s %8s %6s | %36s | %36s | %36s | %8s%s\n", "(B)", "(elements)", "", "",
+                "dprun (GB/s)", "flat (GB/s)", "mpi (GB/s)", "(us)",
+                nccl ? fmt::format(" | {:>36}", "nccl (GB/s)").c_str() : "");
   }
   for (DType dtype : o.dtypes) {
     const size_t esize = dtype_size(dtype);
@@ -244,18 +264,38 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
                     dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
                     dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
-      unsigned long long wrong[3] = {count_wrong(t, world), count_wrong(f, world),
-                                     count_wrong(m, world)},
-                         total[3] = {0, 0, 0};
-      MPI_Reduce(wrong, total, 3, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+      double nccl_us = 0;
+      unsigned long long nccl_wrong = 0;
+      if (nccl) {
+        Tensor g = nccl->buffer(count, dtype);
+        nccl_us = time_us(
+            [&](double) {
+              nccl->allreduce(g);
+              return 0.0;
+            },
+            o.iters, o.warmup);
+        Tensor host = Tensor::zeros({int64_t(count)}, dtype);
+        fill(host, rank);
+        g.copy_(host);
+        nccl->allreduce(g);
+        nccl_wrong = count_wrong(g, world);  // to_vector() copies it to the host
+      }
+      unsigned long long wrong[4] = {count_wrong(t, world), count_wrong(f, world),
+                                     count_wrong(m, world), nccl_wrong},
+                         total[4] = {0, 0, 0, 0};
+      MPI_Reduce(wrong, total, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
       if (rank == 0) {
         auto bw = [&](double us) { return double(bytes) / us / 1e3; };
         std::printf(
             "  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu | %10.1f "
-            "%8.2f %8.2f %6llu | %8.1f\n",
+            "%8.2f %8.2f %6llu | %8.1f%s\n",
             bytes, count, dtype == DType::f32 ? "float" : "bfloat16", "sum", pg_us, bw(pg_us),
             bw(pg_us) * factor, total[0], flat_us, bw(flat_us), bw(flat_us) * factor, total[1],
-            mpi_us, bw(mpi_us), bw(mpi_us) * factor, total[2], handoff_us);
+            mpi_us, bw(mpi_us), bw(mpi_us) * factor, total[2], handoff_us,
+            nccl ? fmt::format(" | {:10.1f} {:8.2f} {:8.2f} {:6}", nccl_us, bw(nccl_us),
+                               bw(nccl_us) * factor, total[3])
+                       .c_str()
+                 : "");
         std::fflush(stdout);
       }
     }

@@ -21,6 +21,21 @@ mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.o
   { fail "bench over shared memory"; cat shm.out; }
 mpi 2 bench-allreduce -b 1K -e 4M -f 16 -n 3 -w 1 -d float --no-shm >tcp.out 2>&1 && check tcp tcp.out 4 &&
   grep -q "ring or MPI_Allreduce" tcp.out && pass "2 ranks, --no-shm (ring): correct" || { fail "bench --no-shm"; cat tcp.out; }
+# No GPU (or no NCCL in the build): the NCCL column is left out and says why; --nccl on is an
+# error on every rank. Where every rank has a GPU the column is there, its #wrong 0.
+if grep -q "^# nccl: not run" shm.out; then
+  pass "no NCCL column without a GPU on every rank ($(grep '^# nccl' shm.out | cut -c3-))"
+  rc=0
+  mpi 2 bench-allreduce -b 1K -e 1K --nccl on >nccl.out 2>&1 || rc=$?
+  [ "$rc" != 0 ] && [ "$(grep -c 'bench-allreduce --nccl on: rank [01]:' nccl.out)" = 2 ] &&
+    pass "--nccl on without a GPU: an error on every rank" || { fail "--nccl on"; cat nccl.out; }
+else
+  python3 - shm.out <<'PY' && pass "NCCL column correct" || { fail "NCCL column"; cat shm.out; }
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+assert rows and all(r[21] == "|" and r[25] == "0" and float(r[22]) > 0 for r in rows), rows
+PY
+fi
 rc=0
 mpi 2 bench-allreduce -e 12Q >bad.out 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -q "expected a size" bad.out && pass "a bad size is named" || { fail "bad size"; cat bad.out; }

@@ -262,6 +262,25 @@ step_benchmarks() {
   done
 }
 
+# --- dprun bench-allreduce with its NCCL column (--nccl on: an error if NCCL cannot run), one rank
+# per GPU; with one GPU a 1-rank NCCL group (latency of issue + wait, no traffic) -----------------
+step_bench_allreduce() {
+  local dprun=$1 t rc
+  if [[ "$NGPU" -eq 0 ]]; then row "bench-allreduce nccl" "skipped" "" "no GPU"; return; fi
+  say "benchmark: dprun bench-allreduce --nccl on"
+  t=$(now)
+  run_timed "bench-allreduce nccl" "$BENCH_TIMEOUT" "$LOG/bench_allreduce_nccl.txt" \
+    "${MPIRUN[@]}" -np "$NGPU" "$dprun" bench-allreduce --nccl on -b 1K -e 256M -f 4 -n 10 -w 3 -d all
+  rc=$?
+  [[ $rc -eq 125 ]] && return
+  cat "$LOG/bench_allreduce_nccl.txt"
+  if [[ $rc -eq 0 ]]; then
+    row "bench-allreduce nccl" "ok" "$(since "$t")" "$(grep -c '^ ' "$LOG/bench_allreduce_nccl.txt") sizes"
+  else
+    failed_row "bench-allreduce nccl" "$(since "$t")" "exit $rc$(timed_out $rc)"
+  fi
+}
+
 # --- dprun vs PyTorch on one GPU (tests/bench/bench_gpu_vs_torch.sh), BINDIR holding dprun and
 # bench_gpu_gemm ------------------------------------------------------------------------------
 step_vs_torch() {
@@ -305,7 +324,10 @@ run_gpu_steps() {
     step_mpi_staging "$gpu_tests" 4
   fi
   [[ $steps == *" e2e "* ]] && step_shared_gpu "$(dirname "$dprun")"
-  [[ $steps == *" bench "* ]] && step_benchmarks "$bench_dir"
+  if [[ $steps == *" bench "* ]]; then
+    step_benchmarks "$bench_dir"
+    step_bench_allreduce "$dprun"
+  fi
   [[ $steps == *" vs_torch "* ]] && step_vs_torch "$bench_dir"
   [[ $steps == *" sanitizer "* ]] && step_sanitizer "$gpu_tests"
   return 0
