@@ -24,6 +24,7 @@ class DataLoader;
 class Module;
 class Optimizer;
 class Reducer;
+class ParameterArena;
 class SoftmaxCrossEntropy;
 class LrSchedule;
 struct Buffer;
@@ -105,6 +106,7 @@ class Trainer {
   std::string model_description_;
   size_t sequence_length_ = 0;  // tokens per sample of next-token models, else 0
   std::unique_ptr<Module> model_;
+  std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
   Tensor targets_;  // loss_targets()' flattened view
