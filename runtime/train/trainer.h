@@ -72,6 +72,7 @@ class Trainer {
   std::vector<Buffer*> buffers() const;
   Module& model() { return *model_; }
   const Reducer& reducer() const { return *reducer_; }
+  const Optimizer& optimizer() const { return *optimizer_; }
   size_t steps_per_epoch() const;
   // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
   std::string sample_text();
