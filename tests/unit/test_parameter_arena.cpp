@@ -247,3 +247,27 @@ TEST(ParameterArena, GptTrainsBitIdenticallyOnTheArena) {
   expect_padding_zero(a, a.values());
   expect_padding_zero(a, a.grads());
 }
+
+// A gradient re-pointed elsewhere (what the Reducer does for a bucket that is not a range of
+// the arena) turns the fused path off: the step then reads every gradient where it is.
+TEST(ParameterArena, AReboundGradientTurnsTheFusedStepOff) {
+  auto ps = odd_params();
+  auto ref = odd_params();
+  ParameterArena a(raw(ps));
+  AdamW fused(raw(ps), 0.9f, 0.95f, 1e-8f, 0.1f, &a);
+  AdamW plain(raw(ref), 0.9f, 0.95f, 1e-8f, 0.1f);
+  ps[2]->grad = Tensor::zeros(ps[2]->value.shape());
+  EXPECT_FALSE(fused.fused());
+  for (int step = 0; step < 3; ++step) {
+    fill_grads(raw(ps), step);
+    fill_grads(raw(ref), step);
+    fused.step(0.01f);
+    plain.step(0.01f);
+  }
+  for (size_t i = 0; i < ps.size(); ++i) expect_bits_equal(ps[i]->value, ref[i]->value, ps[i]->name);
+  // And eps == 0 steps per parameter: the padding would compute 0 / 0.
+  AdamW no_eps(raw(ps), 0.9f, 0.95f, 0.0f, 0.1f, &a);
+  a.rebind_grads(a.grads());
+  EXPECT_TRUE(a.intact());
+  EXPECT_FALSE(no_eps.fused());
+}

@@ -21,7 +21,8 @@ constexpr uint64_t kSeed = 99;
 // Two steps (the second after the rebuild in the observed order) on every rank; returns rank
 // r's reduced gradients and whether the buckets were arena views at the end.
 std::vector<test::Grads> reduce(int n, bool arena, std::vector<std::vector<size_t>> assignment,
-                                std::vector<int>* views = nullptr) {
+                                std::vector<int>* views = nullptr, double first_mb = 1e-4,
+                                double cap_mb = 2e-4) {
   std::mutex mu;
   std::vector<test::Grads> out(n);
   if (views) views->assign(n, -1);
@@ -30,8 +31,8 @@ std::vector<test::Grads> reduce(int n, bool arena, std::vector<std::vector<size_
     std::unique_ptr<ParameterArena> a;
     if (arena) a = std::make_unique<ParameterArena>(model->parameters());
     ReducerOptions o;
-    o.first_bucket_mb = 1e-4;  // several buckets
-    o.bucket_cap_mb = 2e-4;
+    o.first_bucket_mb = first_mb;  // several buckets
+    o.bucket_cap_mb = cap_mb;
     o.arena = a.get();
     o.assignment = assignment;
     Reducer reducer(model->parameters(), pg, o);
@@ -86,6 +87,22 @@ TEST_P(ReducerArena, AnInterleavedBucketFallsBackToItsOwnBuffer) {
   const auto without = reduce(n, false, interleaved);
   for (int r = 0; r < n; ++r) {
     EXPECT_EQ(views[r], 0) << "rank " << r;
+    for (size_t p = 0; p < with[r].size(); ++p)
+      EXPECT_EQ(with[r][p], without[r][p]) << "rank " << r << " parameter " << p;
+  }
+}
+
+TEST_P(ReducerArena, TheRebuildKeepsBucketsThatAreArenaRanges) {
+  const int n = GetParam();
+  // fixture_mlp's gradients become ready as fc3.weight, fc3.bias, fc2.weight, ...: with a
+  // first bucket that holds fc3.weight alone and a cap that takes fc3.bias, fc2.weight and
+  // fc2.bias, the observed order's second bucket {fc3.bias, fc2.*} is no arena range, so the
+  // Reducer keeps the reverse-order buckets (all ranges); gradients are the same either way.
+  std::vector<int> views;
+  const auto with = reduce(n, true, {}, &views, 1.1e-4, 2.9e-4);
+  const auto without = reduce(n, false, {}, nullptr, 1.1e-4, 2.9e-4);
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(views[r], 1) << "rank " << r;
     for (size_t p = 0; p < with[r].size(); ++p)
       EXPECT_EQ(with[r][p], without[r][p]) << "rank " << r << " parameter " << p;
   }
