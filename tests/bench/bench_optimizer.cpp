@@ -8,7 +8,8 @@
 //                   [--device cpu|cuda]
 //
 // Thread count: none (the optimizer loops are single-threaded). Reports the median of
-// --steps timed steps after one warm-up step, in milliseconds.
+// --steps timed calls of each path after one warm-up call, in milliseconds, the two paths
+// alternating call for call.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,19 +39,29 @@ double now_ms() {
       .count();
 }
 
-// Median time of fn() over `steps` runs after one warm-up; `sync` waits for the device.
-double median_ms(int steps, const std::function<void()>& fn, const std::function<void()>& sync) {
-  fn();
-  sync();
-  std::vector<double> t;
-  for (int i = 0; i < steps; ++i) {
-    const double t0 = now_ms();
-    fn();
-    sync();
-    t.push_back(now_ms() - t0);
-  }
+double median(std::vector<double> t) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// Medians of a() and b() timed alternately, call for call, after one warm-up call each: on a
+// loaded machine both then see the same load. `sync` waits for the device.
+std::pair<double, double> paired_ms(int steps, const std::function<void()>& a,
+                                    const std::function<void()>& b,
+                                    const std::function<void()>& sync) {
+  a();
+  b();
+  sync();
+  std::vector<double> ta, tb;
+  for (int i = 0; i < steps; ++i) {
+    for (int k = 0; k < 2; ++k) {
+      const double t0 = now_ms();
+      (k == 0 ? a : b)();
+      sync();
+      (k == 0 ? ta : tb).push_back(now_ms() - t0);
+    }
+  }
+  return {median(ta), median(tb)};
 }
 
 }  // namespace
@@ -113,22 +124,18 @@ int main(int argc, char** argv) try {
              "speedup");
   for (Pair& p : pairs) {
     DP_CHECK(p.fused->fused() && !p.per_param->fused(), "internal: the paths are not as named");
-    // Alternate the two so that both run on the same warm caches / clocks.
-    double a = 0, b = 0;
-    for (int round = 0; round < 2; ++round) {
-      a += median_ms(steps, [&] { p.per_param->step(1e-4f); }, sync);
-      b += median_ms(steps, [&] { p.fused->step(1e-4f); }, sync);
-    }
-    fmt::print("{:<30} {:>14.2f} {:>14.2f} {:>7.2f}x\n", p.name, a / 2, b / 2, a / b);
+    const auto [a, b] = paired_ms(
+        steps, [&] { p.per_param->step(1e-4f); }, [&] { p.fused->step(1e-4f); }, sync);
+    fmt::print("{:<30} {:>14.3f} {:>14.3f} {:>7.2f}x\n", p.name, a, b, a / b);
   }
   const Tensor saved = arena.grads().clone();
-  const double norm_a = median_ms(steps, [&] { (void)grad_norm(params); }, sync);
-  const double norm_b = median_ms(steps, [&] { (void)grad_norm(params, &arena); }, sync);
-  fmt::print("{:<30} {:>14.2f} {:>14.2f} {:>7.2f}x\n", "grad norm", norm_a, norm_b, norm_a / norm_b);
-  const double zero_a =
-      median_ms(steps, [&] { for (Parameter* q : params) q->grad.zero_(); }, sync);
-  const double zero_b = median_ms(steps, [&] { arena.grads().zero_(); }, sync);
-  fmt::print("{:<30} {:>14.2f} {:>14.2f} {:>7.2f}x\n", "zero_grad", zero_a, zero_b, zero_a / zero_b);
+  const auto [na, nb] = paired_ms(
+      steps, [&] { (void)grad_norm(params); }, [&] { (void)grad_norm(params, &arena); }, sync);
+  fmt::print("{:<30} {:>14.3f} {:>14.3f} {:>7.2f}x\n", "grad norm", na, nb, na / nb);
+  const auto [za, zb] = paired_ms(
+      steps, [&] { for (Parameter* q : params) q->grad.zero_(); }, [&] { arena.grads().zero_(); },
+      sync);
+  fmt::print("{:<30} {:>14.3f} {:>14.3f} {:>7.2f}x\n", "zero_grad", za, zb, za / zb);
   arena.grads().copy_(saved);
   return 0;
 } catch (const std::exception& e) {
