@@ -215,6 +215,23 @@ TEST(DdpContract, ParameterArenaIsFusedAndBitIdenticalToWithout) {
   EXPECT_EQ(with, train_distributed(off));
 }
 
+// Automatic bucket sizing over the arena: after its rebuild at step 6 the gradients are still
+// the arena's and the step still fused. (This small MLP gets few buckets from the grid; that
+// the search then joins parameters in reverse registration order, which keeps any caps'
+// buckets arena ranges, is BucketChoice.BucketsFollowAGivenOrder.)
+TEST(DdpContract, AutoBucketsKeepTheParameterArena) {
+  TrainConfig c = small_config();
+  c.batch_size = 32 / world();
+  c.first_bucket_auto = true;
+  c.bucket_cap_auto = true;
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  Trainer t(c, rank(), world());
+  t.connect(pg);
+  t.run();
+  EXPECT_TRUE(t.reducer().buckets_are_arena_views());
+  EXPECT_TRUE(t.optimizer().fused());
+}
+
 TEST(DdpContract, ReplicasStayBitIdenticalAcrossRanks) {
   TrainConfig c = small_config();
   c.batch_size = 8;
