@@ -156,8 +156,8 @@ std::vector<std::pair<size_t, size_t>> Reducer::arena_ranges(
 void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) {
   std::vector<Tensor> flats;
   std::vector<std::vector<size_t>> offsets(assignment.size());
-  const auto ranges = opt_.arena != nullptr ? arena_ranges(assignment)
-                                            : std::vector<std::pair<size_t, size_t>>{};
+  const auto ranges =
+      opt_.arena != nullptr ? arena_ranges(assignment) : std::vector<std::pair<size_t, size_t>>{};
   arena_views_ = !ranges.empty();
   if (arena_views_) {
     // Collective like carve(): every rank has the same arena layout and the same assignment.

@@ -35,7 +35,8 @@ std::vector<Tensor> Optimizer::make_state(Tensor* block) const {
   }
   std::vector<Tensor> out;
   out.reserve(params_.size());
-  for (const Parameter* p : params_) out.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
+  for (const Parameter* p : params_)
+    out.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
   return out;
 }
 

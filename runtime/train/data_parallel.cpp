@@ -24,8 +24,8 @@
 #include "runtime/dp/scatter.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
-#include "runtime/optim/adamw.h"
 #include "runtime/nn/parameter_arena.h"
+#include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/optim/sgd.h"
@@ -299,10 +299,10 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   const float loss = mean_over_replicas(losses_);
   gather_->gather();
   const double t6 = now_us();
-  const double norm = cfg_.clip_grad_norm > 0
-                          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm,
-                                           replicas_[0]->arena.get())
-                          : grad_norm(optimizer_->params(), replicas_[0]->arena.get());
+  const double norm =
+      cfg_.clip_grad_norm > 0
+          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm, replicas_[0]->arena.get())
+          : grad_norm(optimizer_->params(), replicas_[0]->arena.get());
   std::string nonfinite;
   float bad = 0;
   if (!std::isfinite(norm)) nonfinite = first_nonfinite_grad(optimizer_->params(), &bad);

@@ -72,10 +72,14 @@ int main(int argc, char** argv) try {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     DP_CHECK(i + 1 < argc, "{} needs a value", a);
-    if (a == "--preset") preset = argv[++i];
-    else if (a == "--steps") steps = std::stoi(argv[++i]);
-    else if (a == "--device") device_name = argv[++i];
-    else fail("unknown option {} (see the comment at the top of bench_optimizer.cpp)", a);
+    if (a == "--preset")
+      preset = argv[++i];
+    else if (a == "--steps")
+      steps = std::stoi(argv[++i]);
+    else if (a == "--device")
+      device_name = argv[++i];
+    else
+      fail("unknown option {} (see the comment at the top of bench_optimizer.cpp)", a);
   }
   // models/gpt.cpp's presets.
   const std::map<std::string, GptConfig> presets = {
@@ -105,10 +109,11 @@ int main(int argc, char** argv) try {
                 g.begin() + long(i + 1 < params.size() ? arena.offset(i + 1) : g.size()), 0.0f);
     arena.grads().copy_(Tensor::from_vector({int64_t(g.size())}, g));
   }
-  fmt::print("bench_optimizer: GPT {} on {}: {} parameter tensors, {:.1f}M parameters "
-             "({:.1f} MB), arena {} elements ({} of padding)\n",
-             preset, device.str(), params.size(), arena.used() / 1e6, arena.used() * 4 / 1048576.0,
-             arena.numel(), arena.numel() - arena.used());
+  fmt::print(
+      "bench_optimizer: GPT {} on {}: {} parameter tensors, {:.1f}M parameters "
+      "({:.1f} MB), arena {} elements ({} of padding)\n",
+      preset, device.str(), params.size(), arena.used() / 1e6, arena.used() * 4 / 1048576.0,
+      arena.numel(), arena.numel() - arena.used());
 
   struct Pair {
     const char* name;
@@ -133,8 +138,11 @@ int main(int argc, char** argv) try {
       steps, [&] { (void)grad_norm(params); }, [&] { (void)grad_norm(params, &arena); }, sync);
   fmt::print("{:<30} {:>14.3f} {:>14.3f} {:>7.2f}x\n", "grad norm", na, nb, na / nb);
   const auto [za, zb] = paired_ms(
-      steps, [&] { for (Parameter* q : params) q->grad.zero_(); }, [&] { arena.grads().zero_(); },
-      sync);
+      steps,
+      [&] {
+        for (Parameter* q : params) q->grad.zero_();
+      },
+      [&] { arena.grads().zero_(); }, sync);
   fmt::print("{:<30} {:>14.3f} {:>14.3f} {:>7.2f}x\n", "zero_grad", za, zb, za / zb);
   arena.grads().copy_(saved);
   return 0;

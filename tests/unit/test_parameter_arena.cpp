@@ -173,7 +173,8 @@ TEST_P(FusedOptimizer, IsBitIdenticalToThePerParameterPath) {
   auto ps = odd_params();
   auto ref = odd_params();
   ParameterArena a(raw(ps));
-  auto make = [&](std::vector<Parameter*> params, ParameterArena* arena) -> std::unique_ptr<Optimizer> {
+  auto make = [&](std::vector<Parameter*> params,
+                  ParameterArena* arena) -> std::unique_ptr<Optimizer> {
     if (c.adamw) return std::make_unique<AdamW>(params, 0.9f, 0.95f, 1e-8f, c.weight_decay, arena);
     return std::make_unique<SGD>(params, c.momentum, 0.0f, c.weight_decay, c.nesterov, arena);
   };
@@ -188,7 +189,8 @@ TEST_P(FusedOptimizer, IsBitIdenticalToThePerParameterPath) {
     fused->step(lr);
     plain->step(lr);
   }
-  for (size_t i = 0; i < ps.size(); ++i) expect_bits_equal(ps[i]->value, ref[i]->value, ps[i]->name);
+  for (size_t i = 0; i < ps.size(); ++i)
+    expect_bits_equal(ps[i]->value, ref[i]->value, ps[i]->name);
   auto fs = fused->state_tensors();
   auto rs = plain->state_tensors();
   ASSERT_EQ(fs.size(), rs.size());
@@ -199,15 +201,14 @@ TEST_P(FusedOptimizer, IsBitIdenticalToThePerParameterPath) {
   expect_padding_zero(a, a.values());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, FusedOptimizer,
-    ::testing::Values(FusedCase{"sgd", false, 0.0f, 0.0f, false},
-                      FusedCase{"sgd_wd", false, 0.0f, 0.01f, false},
-                      FusedCase{"momentum_wd", false, 0.9f, 0.01f, false},
-                      FusedCase{"nesterov", false, 0.9f, 0.0f, true},
-                      FusedCase{"adamw", true, 0.0f, 0.0f, false},
-                      FusedCase{"adamw_wd", true, 0.0f, 0.1f, false}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Cases, FusedOptimizer,
+                         ::testing::Values(FusedCase{"sgd", false, 0.0f, 0.0f, false},
+                                           FusedCase{"sgd_wd", false, 0.0f, 0.01f, false},
+                                           FusedCase{"momentum_wd", false, 0.9f, 0.01f, false},
+                                           FusedCase{"nesterov", false, 0.9f, 0.0f, true},
+                                           FusedCase{"adamw", true, 0.0f, 0.0f, false},
+                                           FusedCase{"adamw_wd", true, 0.0f, 0.1f, false}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 // The model works unchanged on its rebound parameters: a GPT (tied embedding) trained for a
 // few AdamW steps with clipping on an arena ends bit-identical to the same model without.
@@ -231,8 +232,9 @@ TEST(ParameterArena, GptTrainsBitIdenticallyOnTheArena) {
       x.data<int32_t>()[i] = int32_t(rng.below(cfg.vocab));
       y.data<int32_t>()[i] = int32_t(rng.below(cfg.vocab));
     }
-    for (auto [model, opt, arena] : {std::tuple<GptModel*, Optimizer*, ParameterArena*>{&with, &opt_a, &a},
-                                     {&without, &opt_b, nullptr}}) {
+    for (auto [model, opt, arena] :
+         {std::tuple<GptModel*, Optimizer*, ParameterArena*>{&with, &opt_a, &a},
+          {&without, &opt_b, nullptr}}) {
       SoftmaxCrossEntropy loss;
       opt->zero_grad();
       loss.forward(model->forward(x), y);
@@ -264,7 +266,8 @@ TEST(ParameterArena, AReboundGradientTurnsTheFusedStepOff) {
     fused.step(0.01f);
     plain.step(0.01f);
   }
-  for (size_t i = 0; i < ps.size(); ++i) expect_bits_equal(ps[i]->value, ref[i]->value, ps[i]->name);
+  for (size_t i = 0; i < ps.size(); ++i)
+    expect_bits_equal(ps[i]->value, ref[i]->value, ps[i]->name);
   // And eps == 0 steps per parameter: the padding would compute 0 / 0.
   AdamW no_eps(raw(ps), 0.9f, 0.95f, 0.0f, 0.1f, &a);
   a.rebind_grads(a.grads());
