@@ -162,6 +162,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   bool no_overlap = false;
   bool no_shm = false;
   bool no_broadcast_buffers = false;
+  bool no_param_arena = false;
   std::string first_bucket_mb = "1", bucket_cap_mb = "25";  // MiB or "auto"
 
   // One option per line reads better than what the formatter makes of Boost's chains.
@@ -213,7 +214,8 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "cosine (default: linear warm-up over --warmup-steps, then cosine decay to --min-lr at the last step) or constant")
       ("warmup-steps", po::value(&t.warmup_steps)->default_value(t.warmup_steps), "warm-up steps of the cosine schedule")
       ("min-lr", po::value(&t.min_lr)->default_value(t.min_lr, "0"), "final learning rate of the cosine schedule")
-      ("clip-grad-norm", po::value(&t.clip_grad_norm)->default_value(t.clip_grad_norm, "0"), "clip the global gradient norm (0: off)");
+      ("clip-grad-norm", po::value(&t.clip_grad_norm)->default_value(t.clip_grad_norm, "0"), "clip the global gradient norm (0: off)")
+      ("no-param-arena", po::bool_switch(&no_param_arena), "keep each parameter in its own allocation (default: one contiguous arena of views, updated by one fused optimizer pass; for A/B measurements and debugging)");
 
   po::options_description dist("Distributed");
   dist.add_options()
@@ -319,6 +321,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   t.overlap = !no_overlap;
   t.shared_memory = !no_shm;
   t.broadcast_buffers = !no_broadcast_buffers;
+  t.param_arena = !no_param_arena;
   if (t.model == "list") {
     o.help = true;
     o.help_text = "Models (--model NAME):\n" + model_list();

@@ -18,6 +18,7 @@
 #include "runtime/ddp/bucket.h"
 #include "runtime/ddp/comm_hook.h"
 #include "runtime/nn/parameter.h"
+#include "runtime/nn/parameter_arena.h"
 
 namespace dp {
 
@@ -41,6 +42,17 @@ struct ReducerOptions {
   // used instead of the reverse registration order, and kept (no rebuild), so that a
   // resumed run reduces in the same buckets as the run that wrote the checkpoint.
   std::vector<std::vector<size_t>> assignment;
+  // The model's parameter arena, over exactly the Reducer's parameters in the same order, or
+  // null. While every bucket is a contiguous range of it (the reverse registration order
+  // makes them so), the arena's gradient block is moved into memory from the process group
+  // and each bucket's flat buffer IS its range of that block, padding included (PyTorch's
+  // gradient_as_bucket_view): backward writes the arena, the all-reduce reads it in place,
+  // and the optimizer still sees one gradient block. A bucket that is not contiguous (an
+  // observed or given order that interleaves) makes the Reducer carve its own buffers and
+  // re-point the gradients there, as without an arena; the optimizer then steps per
+  // parameter (ParameterArena::grads_intact()). The rebuild in the observed order is skipped
+  // when its buckets would not be contiguous; an explicit assignment is always used.
+  ParameterArena* arena = nullptr;
 };
 
 class Reducer {
@@ -63,6 +75,9 @@ class Reducer {
   // Synchronising steps finished so far; messages name the step in progress as step() + 1.
   uint64_t step() const { return step_; }
   std::string layout() const;  // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
+  // Whether the buckets are ranges of the parameter arena's gradient block (see
+  // ReducerOptions::arena).
+  bool buckets_are_arena_views() const { return arena_views_; }
   // The parameter indices of the buckets the next step uses (for a checkpoint).
   std::vector<std::vector<size_t>> assignment() const;
   // Buckets from the next zero_grad() on (automatic bucket sizing): every rank must pass the
@@ -80,6 +95,10 @@ class Reducer {
   void wait_bucket(Bucket& b);
   // Views of `sizes` elements carved out of `arena`, (re)allocated through pg_ when too small.
   std::vector<Tensor> carve(Tensor& arena, const std::vector<size_t>& sizes, DType dtype);
+  // The buckets as ranges of the parameter arena's gradient block: each bucket's [begin, end)
+  // element range in it, or empty when some bucket's members are not adjacent in the arena.
+  std::vector<std::pair<size_t, size_t>> arena_ranges(
+      const std::vector<std::vector<size_t>>& assignment) const;
   void rebuild_from_observed_order();
 
   std::vector<Parameter*> params_;
@@ -87,6 +106,8 @@ class Reducer {
   ReducerOptions opt_;
   Tensor arena_;       // from pg_.allocate(): every bucket's flat buffer is a view into it
   Tensor wire_arena_;  // the same for the buckets' wire buffers, under a comm hook
+  Tensor grad_block_;  // from pg_.allocate(): the parameter arena's gradient block, if used
+  bool arena_views_ = false;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // param index -> bucket index
   std::vector<uint8_t> marked_;    // param marked ready in this backward

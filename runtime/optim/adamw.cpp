@@ -10,8 +10,8 @@
 namespace dp {
 
 AdamW::AdamW(std::vector<Parameter*> params, float beta1, float beta2, float eps,
-             float weight_decay)
-    : Optimizer(std::move(params)),
+             float weight_decay, ParameterArena* arena)
+    : Optimizer(std::move(params), arena),
       beta1_(beta1),
       beta2_(beta2),
       eps_(eps),
@@ -21,12 +21,18 @@ AdamW::AdamW(std::vector<Parameter*> params, float beta1, float beta2, float eps
   DP_CHECK(std::isfinite(eps) && eps >= 0.0f, "AdamW: eps {} must be >= 0", eps);
   DP_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0f,
            "AdamW: weight_decay {} must be >= 0", weight_decay);
-  exp_avg_.reserve(params_.size());
-  exp_avg_sq_.reserve(params_.size());
-  for (Parameter* p : params_) {
-    exp_avg_.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
-    exp_avg_sq_.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
+  exp_avg_ = make_state(&exp_avg_block_);
+  exp_avg_sq_ = make_state(&exp_avg_sq_block_);
+}
+
+void AdamW::update(size_t n, float lr, double bc1, double bc2, float* param, const float* grad,
+                   float* m, float* v) {
+  if (device_.is_cuda()) {
+    gpu::adamw_update(device_.index, n, lr, beta1_, beta2_, eps_, weight_decay_, bc1, bc2, param,
+                      grad, m, v);
+    return;
   }
+  adamw_update(n, lr, beta1_, beta2_, eps_, weight_decay_, bc1, bc2, param, grad, m, v);
 }
 
 void AdamW::step(float lr) {
@@ -36,16 +42,16 @@ void AdamW::step(float lr) {
   // In double: 1 - 0.999^t loses most of its digits in float for small t.
   const double bc1 = 1.0 - std::pow(static_cast<double>(beta1_), t);
   const double bc2 = 1.0 - std::pow(static_cast<double>(beta2_), t);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Parameter& p = *params_[i];
-    if (device_.is_cuda()) {
-      gpu::adamw_update(device_.index, p.value.numel(), lr, beta1_, beta2_, eps_, weight_decay_,
-                        bc1, bc2, p.value.f32(), p.grad.f32(), exp_avg_[i].f32(),
-                        exp_avg_sq_[i].f32());
-      continue;
+  if (fused()) {
+    // The padding is zero in all four blocks: m = v = 0 and p = 0 * decay - s * (0 / eps).
+    update(arena_->numel(), lr, bc1, bc2, arena_->values().f32(), arena_->grads().f32(),
+           exp_avg_block_.f32(), exp_avg_sq_block_.f32());
+  } else {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Parameter& p = *params_[i];
+      update(p.value.numel(), lr, bc1, bc2, p.value.f32(), p.grad.f32(), exp_avg_[i].f32(),
+             exp_avg_sq_[i].f32());
     }
-    adamw_update(p.value.numel(), lr, beta1_, beta2_, eps_, weight_decay_, bc1, bc2, p.value.f32(),
-                 p.grad.f32(), exp_avg_[i].f32(), exp_avg_sq_[i].f32());
   }
   ++steps_;
 }

@@ -7,7 +7,8 @@
 
 namespace dp {
 
-Optimizer::Optimizer(std::vector<Parameter*> params) : params_(std::move(params)) {
+Optimizer::Optimizer(std::vector<Parameter*> params, ParameterArena* arena)
+    : params_(std::move(params)), arena_(arena) {
   std::unordered_set<const Parameter*> seen;
   for (size_t i = 0; i < params_.size(); ++i) {
     const Parameter* p = params_[i];
@@ -21,6 +22,22 @@ Optimizer::Optimizer(std::vector<Parameter*> params) : params_(std::move(params)
   }
   if (!params_.empty()) device_ = params_.front()->value.device();
   check_devices();
+  DP_CHECK(arena_ == nullptr || arena_->covers(params_),
+           "optimizer: the parameter arena holds {} parameters, not the optimizer's {} in the "
+           "same order",
+           arena_ ? arena_->params().size() : 0, params_.size());
+}
+
+std::vector<Tensor> Optimizer::make_state(Tensor* block) const {
+  if (arena_ != nullptr) {
+    *block = arena_->zeros_like_block();
+    return arena_->views_of(*block);
+  }
+  std::vector<Tensor> out;
+  out.reserve(params_.size());
+  for (const Parameter* p : params_)
+    out.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
+  return out;
 }
 
 void Optimizer::check_devices() const {
@@ -37,6 +54,10 @@ std::string Optimizer::describe() const {
 }
 
 void Optimizer::zero_grad() {
+  if (arena_ != nullptr && arena_->grads_intact()) {
+    arena_->grads().zero_();  // the padding is zero already: one memset clears it all
+    return;
+  }
   for (Parameter* p : params_) p->grad.zero_();
 }
 

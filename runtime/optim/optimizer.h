@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "runtime/nn/parameter.h"
+#include "runtime/nn/parameter_arena.h"
 
 namespace dp {
 
@@ -13,9 +14,18 @@ namespace dp {
 // device: step() allocates nothing. All parameters of one optimizer (values and gradients)
 // must be on one device; on a GPU, step() dispatches to the fused CUDA updates and only
 // enqueues them on that device's compute stream.
+//
+// With a ParameterArena over exactly these parameters (same list, same order), the state is
+// laid out like the arena (one block per slot, per-parameter views into it) and step(),
+// zero_grad() run as ONE pass over the blocks while the arena is intact (every value and
+// gradient still its view): the same float operations per element as the per-parameter path,
+// so the results are bit-identical, with one loop / one kernel launch instead of one per
+// parameter. The padding between parameters is zero in every block and each update maps
+// zeros to zeros. Every parameter gets the same hyperparameters (there are no per-parameter
+// groups, e.g. no "no decay on biases" rule), which is what makes one pass exact.
 class Optimizer {
  public:
-  explicit Optimizer(std::vector<Parameter*> params);
+  explicit Optimizer(std::vector<Parameter*> params, ParameterArena* arena = nullptr);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -25,6 +35,7 @@ class Optimizer {
   virtual std::string describe() const;
 
   // Clears every gradient (grad = 0): call once per accumulation cycle, since layers add.
+  // One memset of the gradient block when the arena's gradients are intact.
   void zero_grad();
   const std::vector<Parameter*>& params() const { return params_; }
   // Number of step() calls so far.
@@ -39,16 +50,24 @@ class Optimizer {
   void set_steps(int64_t steps);
   // Where the parameters (and the optimizer's state) are.
   Device device() const { return device_; }
+  // The arena the state is laid out like (null without one), and whether the next step()
+  // runs as one pass over it.
+  const ParameterArena* arena() const { return arena_; }
+  virtual bool fused() const { return arena_ != nullptr && arena_->intact(); }
 
  protected:
   void check_lr(float lr) const;
   // The parameters must still be where they were at construction (the state is there): a
   // model moved after its optimizer was built is a dp::Error, not a crash.
   void check_devices() const;
+  // One optimizer state slot, zero: with an arena a block laid out like it (stored in
+  // `block`) and its per-parameter views, else one tensor per parameter.
+  std::vector<Tensor> make_state(Tensor* block) const;
 
   std::vector<Parameter*> params_;
   int64_t steps_ = 0;
   Device device_;
+  ParameterArena* arena_ = nullptr;
 };
 
 }  // namespace dp

@@ -10,8 +10,8 @@
 namespace dp {
 
 SGD::SGD(std::vector<Parameter*> params, float momentum, float dampening, float weight_decay,
-         bool nesterov)
-    : Optimizer(std::move(params)),
+         bool nesterov, ParameterArena* arena)
+    : Optimizer(std::move(params), arena),
       momentum_(momentum),
       dampening_(dampening),
       weight_decay_(weight_decay),
@@ -23,27 +23,32 @@ SGD::SGD(std::vector<Parameter*> params, float momentum, float dampening, float 
   DP_CHECK(!nesterov || (momentum > 0.0f && dampening == 0.0f),
            "SGD: nesterov needs momentum > 0 and dampening == 0 (got momentum={}, dampening={})",
            momentum, dampening);
-  if (momentum_ != 0.0f) {
-    momentum_buf_.reserve(params_.size());
-    for (Parameter* p : params_)
-      momentum_buf_.push_back(Tensor::zeros(p->value.shape(), DType::f32, device_));
+  if (momentum_ != 0.0f) momentum_buf_ = make_state(&momentum_block_);
+}
+
+void SGD::update(size_t n, float lr, bool first, float* param, const float* grad, float* buf) {
+  if (device_.is_cuda()) {
+    gpu::sgd_update(device_.index, n, lr, momentum_, dampening_, weight_decay_, nesterov_, first,
+                    param, grad, buf);
+    return;
   }
+  sgd_update(n, lr, momentum_, dampening_, weight_decay_, nesterov_, first, param, grad, buf);
 }
 
 void SGD::step(float lr) {
   check_lr(lr);
   check_devices();
   const bool first = steps_ == 0;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Parameter& p = *params_[i];
-    float* buf = momentum_buf_.empty() ? nullptr : momentum_buf_[i].f32();
-    if (device_.is_cuda()) {
-      gpu::sgd_update(device_.index, p.value.numel(), lr, momentum_, dampening_, weight_decay_,
-                      nesterov_, first, p.value.f32(), p.grad.f32(), buf);
-      continue;
+  if (fused()) {
+    // The padding is zero in all three blocks: d = 0 + wd * 0 = 0, buf = 0, p = 0 - lr * 0.
+    update(arena_->numel(), lr, first, arena_->values().f32(), arena_->grads().f32(),
+           momentum_buf_.empty() ? nullptr : momentum_block_.f32());
+  } else {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Parameter& p = *params_[i];
+      update(p.value.numel(), lr, first, p.value.f32(), p.grad.f32(),
+             momentum_buf_.empty() ? nullptr : momentum_buf_[i].f32());
     }
-    sgd_update(p.value.numel(), lr, momentum_, dampening_, weight_decay_, nesterov_, first,
-               p.value.f32(), p.grad.f32(), buf);
   }
   ++steps_;
 }

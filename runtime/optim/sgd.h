@@ -13,7 +13,7 @@ namespace dp {
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Parameter*> params, float momentum = 0.0f, float dampening = 0.0f,
-      float weight_decay = 0.0f, bool nesterov = false);
+      float weight_decay = 0.0f, bool nesterov = false, ParameterArena* arena = nullptr);
 
   void step(float lr) override;
   std::string describe() const override;
@@ -25,7 +25,11 @@ class SGD : public Optimizer {
   float dampening_;
   float weight_decay_;
   bool nesterov_;
-  std::vector<Tensor> momentum_buf_;  // one per parameter; empty when momentum == 0
+  // One per parameter (views of momentum_block_ with an arena); empty when momentum == 0.
+  std::vector<Tensor> momentum_buf_;
+  Tensor momentum_block_;
+  // The update over n elements at the given pointers (CPU loop or one CUDA launch).
+  void update(size_t n, float lr, bool first, float* param, const float* grad, float* buf);
 };
 
 }  // namespace dp

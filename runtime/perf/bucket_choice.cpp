@@ -41,7 +41,7 @@ BucketChoice choose_buckets(const BackwardProfile& profile, const AllReduceCost&
                             const BucketSearch& search) {
   profile.validate();
   DP_CHECK(!search.first_mb.empty() && !search.cap_mb.empty(), "bucket search: an empty grid");
-  const std::vector<size_t> order = profile.ready_order();
+  const std::vector<size_t> order = search.order.empty() ? profile.ready_order() : search.order;
   const std::vector<size_t> bytes = bytes_of(profile);
   std::vector<BucketChoice> all;
   all.reserve(search.first_mb.size() * search.cap_mb.size());

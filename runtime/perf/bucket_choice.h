@@ -18,6 +18,11 @@ struct BucketSearch {
   // difference this small is below the noise of a measured step.
   double tie_fraction = 0.005;
   SimOptions sim;
+  // The order parameters join buckets in; empty: the profile's ready order. Over a parameter
+  // arena the BucketTuner passes the reverse registration order, whose buckets are ranges of
+  // the arena's gradient block (ReducerOptions::arena); the simulation still uses the
+  // measured ready times.
+  std::vector<size_t> order;
   // 0.25 MiB to 64 MiB in steps of sqrt(2).
   static std::vector<double> default_grid();
 };

@@ -119,6 +119,9 @@ void BucketTuner::decide(bool choose) {
       search.sim = sim;
       if (!opt_.auto_first) search.first_mb = {opt_.first_mb};
       if (!opt_.auto_cap) search.cap_mb = {opt_.cap_mb};
+      // Keep the buckets ranges of the parameter arena (in-place gradients, fused step).
+      if (reducer_.buckets_are_arena_views())
+        for (size_t i = num_params; i-- > 0;) search.order.push_back(i);
       in_use_ = choose_buckets(prof, cost, search);
     }
     if (!opt_.quiet) {

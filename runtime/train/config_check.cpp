@@ -67,6 +67,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--warmup-steps", s(c.warmup_steps)},
       {"--min-lr", s(c.min_lr)},
       {"--clip-grad-norm", s(c.clip_grad_norm)},
+      {"--no-param-arena", b(!c.param_arena)},  // the buckets' sizes (arena padding) differ
       {"--first-bucket-mb", c.first_bucket_auto ? "auto" : s(c.first_bucket_mb)},
       {"--bucket-cap-mb", c.bucket_cap_auto ? "auto" : s(c.bucket_cap_mb)},
       {"--no-overlap", b(!c.overlap)},

@@ -24,6 +24,7 @@
 #include "runtime/dp/scatter.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
+#include "runtime/nn/parameter_arena.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
@@ -78,6 +79,7 @@ const Tensor& loss_targets(const Tensor& y, Tensor& flat) {
 struct DataParallelTrainer::Replica {
   Device device;
   std::unique_ptr<Module> model;
+  std::unique_ptr<ParameterArena> arena;  // null with --no-param-arena
   ReplicaState state;
   SoftmaxCrossEntropy loss_fn;
   Tensor x, y, flat_targets;  // this replica's chunk of the global batch, on its device
@@ -165,6 +167,8 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
     if (r == 0) model_description_ = std::move(built.description);
     if (rep->device.is_cuda()) rep->model->to(rep->device);
     rep->model->set_compute_dtype(cfg_.precision == "bf16" ? DType::bf16 : DType::f32);
+    // On its device, before anything keeps its parameters' tensors (gather, optimizer).
+    if (cfg_.param_arena) rep->arena = std::make_unique<ParameterArena>(rep->model->parameters());
     rep->state = ReplicaState::of(*rep->model);
     if (r > 0) check_same_replica(replicas_[0]->state, rep->state, r);
     params.push_back(rep->state.params);
@@ -172,12 +176,13 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
   }
   gather_ = std::make_unique<GradientGather>(std::move(params));
   threads_ = std::make_unique<ReplicaThreads>(n);
+  ParameterArena* arena = replicas_[0]->arena.get();
   if (cfg_.optimizer == "sgd") {
-    optimizer_ =
-        std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay, cfg_.nesterov);
+    optimizer_ = std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay,
+                                       cfg_.nesterov, arena);
   } else {
     optimizer_ = std::make_unique<AdamW>(parameters(), cfg_.beta1, cfg_.beta2, cfg_.adam_eps,
-                                         cfg_.weight_decay);
+                                         cfg_.weight_decay, arena);
   }
   uint64_t total = steps_per_epoch_ * cfg_.epochs;
   if (cfg_.max_steps > 0 && (total == 0 || cfg_.max_steps < total)) total = cfg_.max_steps;
@@ -262,7 +267,10 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
       Replica& rep = *replicas_[r];
       if (rep.device.is_cuda()) cuda_set_current_device(rep.device.index);
       if (k == 0) {
-        for (Parameter* p : rep.state.params) p->grad.zero_();
+        if (rep.arena != nullptr && rep.arena->grads_intact())
+          rep.arena->grads().zero_();  // one memset
+        else
+          for (Parameter* p : rep.state.params) p->grad.zero_();
         rep.loss_sum = 0;
         rep.forward_us = rep.backward_us = 0;
       }
@@ -291,9 +299,10 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   const float loss = mean_over_replicas(losses_);
   gather_->gather();
   const double t6 = now_us();
-  const double norm = cfg_.clip_grad_norm > 0
-                          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm)
-                          : grad_norm(optimizer_->params());
+  const double norm =
+      cfg_.clip_grad_norm > 0
+          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm, replicas_[0]->arena.get())
+          : grad_norm(optimizer_->params(), replicas_[0]->arena.get());
   std::string nonfinite;
   float bad = 0;
   if (!std::isfinite(norm)) nonfinite = first_nonfinite_grad(optimizer_->params(), &bad);

@@ -30,8 +30,10 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
         std::find(t.model_keys.begin(), t.model_keys.end(), key) != t.model_keys.end();
     if (t.eval_only && !model_key) continue;
     // Evaluation settings, the trace, the held-out data: they do not change the training.
+    // Neither does the parameter arena (where the same floats live; checkpoints are per
+    // parameter either way), and checkpoints written before it existed do not record it.
     if (among(key, {"--eval", "--eval-every", "--eval-batches", "--eval-batch-size", "--trace",
-                    "test data", "test data content (CRC32 of 16 samples)"}))
+                    "test data", "test data content (CRC32 of 16 samples)", "--no-param-arena"}))
       continue;
     // Checked below, together.
     if (among(key, {"--batch-size", "--grad-accum"})) continue;

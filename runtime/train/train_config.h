@@ -50,6 +50,11 @@ struct TrainConfig {
   uint64_t warmup_steps = 0;
   float min_lr = 0.0f;
   float clip_grad_norm = 0.0f;  // 0: off
+  // One contiguous block for all parameter values and one for all gradients, each parameter
+  // a view (runtime/nn/parameter_arena.h): the optimizer step, zero_grad and the gradient
+  // norm become single passes and the Reducer all-reduces the gradient block in place.
+  // --no-param-arena turns it off (A/B measurements, debugging); results are the same.
+  bool param_arena = true;
 
   // Where this rank computes (resolved by the launcher from --device; differs between ranks,
   // so it is not one of the settings the ranks compare).

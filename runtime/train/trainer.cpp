@@ -28,6 +28,7 @@
 #include "runtime/nn/batchnorm2d.h"
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
+#include "runtime/nn/parameter_arena.h"
 #include "runtime/ops/cpu/gemm_profile.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
@@ -87,13 +88,15 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   // optimizer, whose state follows its parameters' device.
   if (cfg_.device.is_cuda()) model_->to(cfg_.device);
   model_->set_compute_dtype(cfg_.precision == "bf16" ? DType::bf16 : DType::f32);
+  // On the device, before the optimizer state and the Reducer's buckets are laid out like it.
+  if (cfg_.param_arena) arena_ = std::make_unique<ParameterArena>(parameters());
   loss_fn_ = std::make_unique<SoftmaxCrossEntropy>();
   if (cfg_.optimizer == "sgd") {
-    optimizer_ =
-        std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay, cfg_.nesterov);
+    optimizer_ = std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay,
+                                       cfg_.nesterov, arena_.get());
   } else {
     optimizer_ = std::make_unique<AdamW>(parameters(), cfg_.beta1, cfg_.beta2, cfg_.adam_eps,
-                                         cfg_.weight_decay);
+                                         cfg_.weight_decay, arena_.get());
   }
   uint64_t total = steps_per_epoch() * cfg_.epochs;
   if (cfg_.max_steps > 0 && (total == 0 || cfg_.max_steps < total)) total = cfg_.max_steps;
@@ -163,6 +166,7 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.find_unused_parameters = cfg_.find_unused_parameters;
   ro.timeout = timeout();
   ro.comm_hook = parse_comm_hook(cfg_.comm_hook);
+  ro.arena = arena_.get();
   if (!cfg_.resume.empty()) ro.assignment = resume_from_checkpoint();
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
   if (cfg_.first_bucket_auto || cfg_.bucket_cap_auto || !cfg_.profile_out.empty()) {
@@ -395,8 +399,8 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   const double t_opt = now_us();
   // Every rank holds the same averaged gradients, so every rank reaches the same verdict.
   const double norm = cfg_.clip_grad_norm > 0
-                          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm)
-                          : grad_norm(optimizer_->params());
+                          ? clip_grad_norm(optimizer_->params(), cfg_.clip_grad_norm, arena_.get())
+                          : grad_norm(optimizer_->params(), arena_.get());
   std::string nonfinite;
   float bad = 0;
   if (!std::isfinite(norm)) nonfinite = first_nonfinite_grad(optimizer_->params(), &bad);

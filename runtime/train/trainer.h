@@ -25,6 +25,7 @@ class DataLoader;
 class Module;
 class Optimizer;
 class Reducer;
+class ParameterArena;
 class SoftmaxCrossEntropy;
 class LrSchedule;
 struct Buffer;
@@ -72,6 +73,7 @@ class Trainer {
   std::vector<Buffer*> buffers() const;
   Module& model() { return *model_; }
   const Reducer& reducer() const { return *reducer_; }
+  const Optimizer& optimizer() const { return *optimizer_; }
   size_t steps_per_epoch() const;
   // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
   std::string sample_text();
@@ -109,6 +111,7 @@ class Trainer {
   std::string model_description_;
   size_t sequence_length_ = 0;  // tokens per sample of next-token models, else 0
   std::unique_ptr<Module> model_;
+  std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
   Tensor targets_;  // loss_targets()' flattened view

@@ -33,6 +33,10 @@ cmp -s ref.bin resumed.bin && pass "stopped at 37 and resumed: parameters bit-id
 mpi 2 "${MLP[@]}" --resume ck/step-00000025.ckpt --dump-params from25.bin >r25.out 2>&1 &&
   cmp -s ref.bin from25.bin && pass "resumed from an explicit older checkpoint: bit-identical" ||
   { fail "resume from step 25"; tail -3 r25.out; }
+# Checkpoints name and size every parameter and state tensor on their own, arena or not.
+mpi 2 "${MLP[@]}" --resume ck/step-00000025.ckpt --no-param-arena --dump-params noarena.bin >rna.out 2>&1 &&
+  cmp -s ref.bin noarena.bin && pass "written on the parameter arena, resumed without it: bit-identical" ||
+  { fail "resume with --no-param-arena"; tail -3 rna.out; }
 
 # --- 4 ranks, several buckets, SGD with momentum: the bucket layout comes back too ------------
 MLP4=(--data synthetic:2048 --model mlp --hidden 128,64 --epochs 1 --batch-size 16 --log-interval 1000

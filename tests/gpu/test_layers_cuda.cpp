@@ -13,6 +13,7 @@
 #include "runtime/core/tensor.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/linear.h"
+#include "runtime/nn/parameter_arena.h"
 #include "runtime/nn/relu.h"
 #include "runtime/nn/sequential.h"
 #include "runtime/optim/adamw.h"
@@ -325,6 +326,43 @@ TEST_F(CudaLayers, AdamWStepsMatchCpu) {
   }
   auto pc = cpu->parameters(), pd = dev->parameters();
   for (size_t i = 0; i < pc.size(); ++i) EXPECT_TRUE(near_ref(pd[i]->value, pc[i]->value, 1e-5));
+}
+
+// The fused update over a parameter arena (one launch per step) against the per-parameter
+// launches on the GPU: the same kernel on the same elements, so bit for bit; and the one-pass
+// norm and clip against the per-parameter ones.
+TEST_F(CudaLayers, FusedArenaStepsAreBitIdenticalToPerParameterOnes) {
+  for (bool adamw : {false, true}) {
+    SCOPED_TRACE(adamw ? "adamw" : "sgd");
+    auto a = make_mlp(20, {16}, 5, 2);
+    auto b = make_mlp(20, {16}, 5, 2);
+    a->to(kGpu);
+    b->to(kGpu);
+    ParameterArena arena(a->parameters());
+    std::unique_ptr<Optimizer> oa, ob;
+    if (adamw) {
+      oa = std::make_unique<AdamW>(a->parameters(), 0.9f, 0.95f, 1e-8f, 0.1f, &arena);
+      ob = std::make_unique<AdamW>(b->parameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
+    } else {
+      oa = std::make_unique<SGD>(a->parameters(), 0.9f, 0.0f, 0.01f, true, &arena);
+      ob = std::make_unique<SGD>(b->parameters(), 0.9f, 0.0f, 0.01f, true);
+    }
+    ASSERT_TRUE(oa->fused());
+    for (uint64_t step = 0; step < 3; ++step) {
+      fill_random_grads(a->parameters(), 40 + step);
+      fill_random_grads(b->parameters(), 40 + step);
+      const double na = clip_grad_norm(a->parameters(), 0.5, &arena);
+      const double nb = clip_grad_norm(b->parameters(), 0.5);
+      EXPECT_NEAR(na, nb, 1e-12 * nb);
+      oa->step(1e-2f);
+      ob->step(1e-2f);
+    }
+    auto pa = a->parameters(), pb = b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i)
+      EXPECT_EQ(pa[i]->value.to_vector(), pb[i]->value.to_vector()) << pa[i]->name;
+    oa->zero_grad();
+    for (float g : arena.grads().to_vector()) ASSERT_EQ(g, 0.0f);
+  }
 }
 
 TEST_F(CudaLayers, ClipGradNormMatchesCpu) {

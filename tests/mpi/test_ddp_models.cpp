@@ -18,6 +18,7 @@
 #include "runtime/core/rng.h"
 #include "runtime/data/token_file.h"
 #include "runtime/nn/parameter.h"
+#include "runtime/optim/optimizer.h"
 #include "runtime/train/trainer.h"
 #include "tests/support/mpi_ranks.h"
 
@@ -142,6 +143,7 @@ std::vector<float> flat(const Trainer& t, bool with_buffers) {
 
 struct RunResult {
   std::vector<float> initial, final_;
+  bool fused = false;  // the last optimizer step was one pass over the parameter arena
 };
 
 RunResult train(const TrainConfig& c, MPI_Comm comm) {
@@ -155,6 +157,7 @@ RunResult train(const TrainConfig& c, MPI_Comm comm) {
   run.initial = flat(t, true);
   t.run();
   run.final_ = flat(t, true);
+  run.fused = t.optimizer().fused();
   return run;
 }
 
@@ -215,6 +218,25 @@ TEST(DdpModels, GptWithTiedEmbeddingNRanksTimesBEqualsOneRankTimesNB) {
   const RunResult a = train(ref, MPI_COMM_SELF);
   expect_contract(d, a, 2e-4);
   expect_same_as_rank0(d.final_);
+}
+
+// The parameter arena (fused AdamW over one block, buckets as ranges of its gradient block,
+// clipping in one pass) trains the GPT with its tied embedding exactly as separate tensors do.
+TEST(DdpModels, GptOnTheParameterArenaIsFusedAndBitIdenticalToWithout) {
+  TrainConfig c = gpt_config();
+  c.batch_size = 8 / size_t(world());
+  c.optimizer = "adamw";
+  c.lr = 0.003f;
+  c.clip_grad_norm = 0.5f;
+  TrainConfig off = c;
+  off.param_arena = false;
+  const RunResult with = train(c, MPI_COMM_WORLD);
+  const RunResult without = train(off, MPI_COMM_WORLD);
+  EXPECT_TRUE(with.fused) << "the buckets stopped being views of the arena";
+  EXPECT_FALSE(without.fused);
+  ASSERT_EQ(with.final_.size(), without.final_.size());
+  EXPECT_EQ(with.final_, without.final_);
+  EXPECT_NE(with.final_, with.initial);
 }
 
 TEST(DdpModels, GptGradAccumEqualsTheLargerBatch) {

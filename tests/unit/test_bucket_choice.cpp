@@ -62,6 +62,22 @@ TEST(BucketChoice, SlowLinkWithALongBackwardPicksOneLayerPerBucket) {
   EXPECT_GT(fixed.prediction.exposed_us, 100000);
 }
 
+// A given order (the BucketTuner's reverse registration order over a parameter arena) is the
+// one parameters join buckets in, not the measured ready order.
+TEST(BucketChoice, BucketsFollowAGivenOrder) {
+  BackwardProfile p = even_layers(6, kMiB, 10000, 10000);
+  std::swap(p.params[4].ready_us, p.params[5].ready_us);  // layer 4 reports before layer 5
+  BucketSearch search;
+  search.first_mb = {1};
+  search.cap_mb = {2};
+  EXPECT_EQ(choose_buckets(p, linear(500, 8000), search).assignment.front(),
+            std::vector<size_t>{4});
+  search.order = {5, 4, 3, 2, 1, 0};
+  const BucketChoice c = choose_buckets(p, linear(500, 8000), search);
+  const std::vector<std::vector<size_t>> expected = {{5}, {4, 3}, {2, 1}, {0}};
+  EXPECT_EQ(c.assignment, expected);
+}
+
 TEST(BucketChoice, FastLinkPicksOneBucket) {
   // 1 us + 1 us/MiB: every layout costs next to nothing; the fewest buckets win the tie.
   const BackwardProfile p = even_layers(16, kMiB, 10000, 10000);

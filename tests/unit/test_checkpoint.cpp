@@ -253,6 +253,18 @@ TEST(ResumeCheck, AnotherLearningRateIsRefusedNamingBothValues) {
   EXPECT_NE(check_resume(m, t, "x.ckpt").error, "");
 }
 
+// The parameter arena changes where the floats live, not the training; and a checkpoint
+// written before it existed does not record it.
+TEST(ResumeCheck, TheParameterArenaSwitchDoesNotMatter) {
+  const CheckpointMeta m = sample_meta();
+  ResumeTarget t = target_like(m);
+  t.settings.emplace_back("--no-param-arena", "true");
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_TRUE(v.notes.empty());
+  EXPECT_TRUE(v.same_layout);
+}
+
 TEST(ResumeCheck, AnotherWorldSizeNeedsTheSameGlobalBatch) {
   const CheckpointMeta m = sample_meta();  // 2 ranks x 16 x 1 = 32
   ResumeTarget t = target_like(m);

@@ -1,6 +1,10 @@
 #pragma once
 // Fused optimizer updates on the GPU: one kernel per parameter tensor reads the gradient and
-// the state once and writes the parameter and the state once. Same update rules, in the same
+// the state once and writes the parameter and the state once. Over a parameter arena
+// (runtime/nn/parameter_arena.h) the optimizers call the same kernel ONCE with n = the whole
+// block (a grid-stride loop, so any n): one launch per step instead of one per parameter,
+// with the same operations on every element, hence bit-identical results; the zero padding
+// between parameters stays zero. Same update rules, in the same
 // float operation order, as the CPU loops in runtime/ops/cpu/elementwise.h that
 // runtime/optim/sgd.cpp and adamw.cpp call (torch.optim.SGD / AdamW). Parameters and state
 // are float32 (the fp32 master weights). Device pointers; enqueue on `stream`, no sync.
