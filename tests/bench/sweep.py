@@ -4,6 +4,7 @@ over ranks x emulated hosts x link rate x bucket size x overlap x model, written
 with gnuplot as PNG and SVG.
 
   python3 tests/bench/sweep.py --build build --out docs/plots --quick     # a few minutes on 2 cores
+  python3 tests/bench/sweep.py --quick --models mlp,cnn,gpt               # the quick grid for every model
   python3 tests/bench/sweep.py --build build --out docs/plots             # the full grid (hours)
 
 Weak scaling keeps --batch-size per rank (the global batch grows with the ranks); strong scaling
@@ -41,9 +42,9 @@ FIELDS = ["figure", "model", "scaling", "ranks", "hosts", "rate", "buckets", "ov
           "efficiency", "load"]
 
 
-def grid(quick, can_netns):
+def grid(quick, can_netns, models=None):
     """(figure, model, scaling, ranks, hosts, rate, buckets, overlap) tuples."""
-    models = ["mlp"] if quick else ["mlp", "cnn", "gpt"]
+    models = models or (["mlp"] if quick else ["mlp", "cnn", "gpt"])
     ranks = [1, 2] if quick else [1, 2, 4]
     hosts = [1] + ([2] if can_netns else []) if quick else [1] + ([2, 4] if can_netns else [])
     rates = ["2gbit"] if quick else ["1gbit", "10gbit"]
@@ -174,6 +175,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="docs/plots")
     ap.add_argument("--quick", action="store_true", help="mlp only, 1-2 ranks, 1-2 hosts: a few minutes")
+    ap.add_argument("--models", default="",
+                    help="comma-separated subset of mlp,cnn,gpt (default: mlp with --quick, else all)")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--mpirun", default="mpirun")
@@ -188,7 +191,11 @@ def main():
     can_netns = os.geteuid() == 0 and subprocess.run(["ip", "netns", "list"], capture_output=True).returncode == 0
     if not can_netns:
         print("note: not root or no ip netns: one host only")
-    cfgs = grid(args.quick, can_netns)
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        ap.error(f"--models: unknown model(s) {','.join(unknown)} (known: {','.join(MODELS)})")
+    cfgs = grid(args.quick, can_netns, models)
     work = tempfile.mkdtemp(prefix="dprun-sweep.")
     tokens = os.path.join(work, "tokens.bin")
     if any(c[1] == "gpt" for c in cfgs):
