@@ -130,6 +130,16 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   thread_ = std::thread([this] { comm_loop(); });
 }
 
+std::string MpiProcessGroup::algorithm() const {
+  if (hier_) {
+    return fmt::format("hierarchical, {} nodes x {} ranks (shared memory in each node, then "
+                       "across nodes)",
+                       hier_->nodes(), hier_->local_size());
+  }
+  if (shm_) return fmt::format("shared memory, one node of {} ranks", size_);
+  return size_ > 1 ? "ring / MPI_Allreduce (no shared memory)" : "";
+}
+
 MpiProcessGroup::~MpiProcessGroup() {
   {
     std::lock_guard<std::mutex> lock(mu_);

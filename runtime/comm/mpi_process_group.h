@@ -119,6 +119,7 @@ class MpiProcessGroup : public ProcessGroup {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend() const override { return "mpi"; }
+  std::string algorithm() const override;
 
   WorkPtr allreduce(Tensor& t, ReduceOp op, const std::string& tag = "allreduce") override;
   WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") override;

@@ -29,6 +29,9 @@ class ProcessGroup {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;
+  // How this group's all-reduces move the bytes, for the run's header (e.g. "hierarchical, 2
+  // nodes x 2 ranks"); empty where the backend has nothing to add.
+  virtual std::string algorithm() const { return ""; }
   // Called on the error path just before the job is aborted: a backend whose collectives
   // run on a device (NCCL) stops them here, so that no kernel keeps waiting for a dead peer.
   // Must not throw. The default has nothing to stop.

@@ -40,7 +40,8 @@ std::string format_duration(double s) {
 }
 
 void print_header_lines(const HeaderInfo& h) {
-  log::rank0("dprun {} | world size {} | backend {}", DPRUN_VERSION, h.world, h.backend);
+  log::rank0("dprun {} | world size {} | backend {}{}", DPRUN_VERSION, h.world, h.backend,
+             h.algorithm.empty() ? "" : ", all-reduce " + h.algorithm);
   for (size_t r = 0; r < h.devices.size(); ++r) log::rank0("  rank {}: {}", r, h.devices[r]);
   log::rank0("model      {}", h.model);
   log::rank0("data       {}", h.data);

@@ -548,6 +548,7 @@ void Trainer::print_header() {
   HeaderInfo h;
   h.world = world_;
   h.backend = pg_->backend();
+  h.algorithm = pg_->algorithm();
   h.devices = per_rank;
   const size_t nbuf = [&] {
     size_t n = 0;

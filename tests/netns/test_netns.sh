@@ -110,6 +110,8 @@ else
 fi
 gone "${TAG}g" || fail "run ${TAG}g left things behind"
 grep -q "using the flat all-reduce" "$WORK/out4.txt" && fail "2 hosts x 2 ranks did not go hierarchical"
+grep -q "backend mpi, all-reduce hierarchical, 2 nodes x 2 ranks" "$WORK/out4.txt" &&
+  pass "the header says: all-reduce hierarchical, 2 nodes x 2 ranks" || fail "the header does not name the hierarchy"
 
 # 1c. The hierarchical all-reduce is deterministic (a rerun gives the same parameters, bit for
 # bit) and trains like the flat ring (the same parameters up to float rounding: another order).
