@@ -295,11 +295,13 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       std::ifstream in(path);
       po::store(po::parse_config_file(in, all), vm);
       // store() keeps the command line's values (stored first): those have no file origin.
-      for (const auto& [key, line] : lines) {
+      for (const auto& origin : lines) {
+        const std::string& key =
+            origin.first;  // not a structured binding: lambdas can't capture those in C++17
         const bool on_command_line =
             std::any_of(parsed.options.begin(), parsed.options.end(),
                         [&](const po::option& opt) { return opt.string_key == key; });
-        if (!on_command_line) o.config_origins[key] = fmt::format("{}:{}", path, line);
+        if (!on_command_line) o.config_origins[key] = fmt::format("{}:{}", path, origin.second);
       }
     }
     po::notify(vm);
