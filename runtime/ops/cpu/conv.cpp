@@ -34,35 +34,16 @@ ColRange valid_cols(const Window2d& g, int64_t kj) {
   return {lo, hi};
 }
 
-// dst[0, n) = src[0, n) for the short rows of im2col (14 elements on 14x14 images): a
-// memcpy call per row costs more than the copy. 16-byte pieces, the last one overlapping the
-// one before when n is not a multiple (rewriting the same values); memcpy of a constant 16
-// bytes compiles to one load and one store.
-template <typename T>
-void copy_row(T* dst, const T* src, int64_t n) {
-  constexpr int64_t kPiece = 16 / sizeof(T);
-  if (n < kPiece) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
-    return;
-  }
-  int64_t i = 0;
-  for (; i + kPiece <= n; i += kPiece) std::memcpy(dst + i, src + i, sizeof(T) * kPiece);
-  if (i < n) std::memcpy(dst + n - kPiece, src + n - kPiece, sizeof(T) * kPiece);
-}
-
 }  // namespace
 
 template <typename T>
 void im2col(const Window2d& g, const T* x, T* col) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), k = g.kernel, s = g.stride, pad = g.padding;
-  thread_local std::vector<ColRange> ranges;
-  ranges.resize(static_cast<size_t>(k));
-  for (int64_t kj = 0; kj < k; ++kj) ranges[static_cast<size_t>(kj)] = valid_cols(g, kj);
   for (int64_t c = 0; c < g.channels; ++c) {
     const T* img = x + c * g.plane();
     for (int64_t ki = 0; ki < k; ++ki) {
       for (int64_t kj = 0; kj < k; ++kj) {
-        const ColRange r = ranges[static_cast<size_t>(kj)];
+        const ColRange r = valid_cols(g, kj);
         for (int64_t oh = 0; oh < oh_n; ++oh, col += ow_n) {
           const int64_t ih = oh * s - pad + ki;
           if (ih < 0 || ih >= g.height) {
@@ -72,7 +53,8 @@ void im2col(const Window2d& g, const T* x, T* col) {
           const T* in = img + ih * g.width;  // column ow reads in[ow * s - pad + kj]
           std::fill(col, col + r.lo, T{});
           if (s == 1) {
-            copy_row(col + r.lo, in + (r.lo - pad + kj), r.hi - r.lo);
+            std::memcpy(col + r.lo, in + (r.lo - pad + kj),
+                        static_cast<size_t>(r.hi - r.lo) * sizeof(T));
           } else {
             for (int64_t ow = r.lo; ow < r.hi; ++ow) col[ow] = in[ow * s - pad + kj];
           }
