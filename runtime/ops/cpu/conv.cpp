@@ -39,6 +39,27 @@ ColRange valid_cols(const Window2d& g, int64_t kj) {
 template <typename T>
 void im2col(const Window2d& g, const T* x, T* col) {
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), k = g.kernel, s = g.stride, pad = g.padding;
+  if (s == 1) {
+    // Stride 1: every column row is ow_n consecutive pixels of the zero-padded image, so
+    // each channel is copied once into a padded plane and every row is then one copy, with
+    // no zero fills for the padding (three library calls per row became one: the rows are
+    // short, 14 elements on 14x14 images, and the calls cost more than the copies).
+    const int64_t hp = g.height + 2 * pad, wp = g.width + 2 * pad;
+    thread_local std::vector<T> padded;
+    padded.assign(static_cast<size_t>(hp * wp), T{});
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const T* img = x + c * g.plane();
+      for (int64_t ih = 0; ih < g.height; ++ih)
+        std::memcpy(padded.data() + (ih + pad) * wp + pad, img + ih * g.width,
+                    static_cast<size_t>(g.width) * sizeof(T));
+      for (int64_t ki = 0; ki < k; ++ki)
+        for (int64_t kj = 0; kj < k; ++kj)
+          for (int64_t oh = 0; oh < oh_n; ++oh, col += ow_n)
+            std::memcpy(col, padded.data() + (oh + ki) * wp + kj,
+                        static_cast<size_t>(ow_n) * sizeof(T));
+    }
+    return;
+  }
   for (int64_t c = 0; c < g.channels; ++c) {
     const T* img = x + c * g.plane();
     for (int64_t ki = 0; ki < k; ++ki) {
@@ -65,8 +86,64 @@ void im2col(const Window2d& g, const T* x, T* col) {
   }
 }
 
+namespace {
+
+// col2im for stride 1 and a K x K kernel known at compile time: each input pixel's sum is
+// gathered in a register, (ki, kj) in the same order as the general loop below, so the result
+// is bit-identical to it. The general loop adds each of the K*K source rows into one scratch
+// row at a different offset, and every such read-modify-write pass reads, misaligned, what
+// the pass before just stored: the loads cannot be forwarded from the stores and stall (that
+// was most of col2im's time on 14x14 images). Rows of kernel rows that no output row read
+// point at a row of zeros: adding +0.0 to a sum that started at +0.0 changes nothing. The
+// columns that some kj does not reach (the padding's width at each side) take the checked
+// scalar loop.
+template <int K, typename T>
+void col2im_stride1(const Window2d& g, const float* dcol, T* dx) {
+  const int64_t oh_n = g.out_h(), ow_n = g.out_w(), pad = g.padding, w = g.width;
+  const int64_t positions = oh_n * ow_n;
+  thread_local std::vector<float> zeros;
+  zeros.assign(static_cast<size_t>(ow_n), 0.0f);
+  // Column iw reads row kj at ow = iw + pad - kj: all K in range for iw in [lo, hi).
+  const int64_t lo = std::min<int64_t>(std::max<int64_t>(K - 1 - pad, 0), w);
+  const int64_t hi = std::max<int64_t>(std::min<int64_t>(ow_n - pad, w), lo);
+  const float* rows[K][K];
+  for (int64_t c = 0; c < g.channels; ++c) {
+    for (int64_t ih = 0; ih < g.height; ++ih) {
+      for (int ki = 0; ki < K; ++ki) {
+        const int64_t oh = ih + pad - ki;
+        for (int kj = 0; kj < K; ++kj)
+          rows[ki][kj] = oh < 0 || oh >= oh_n
+                             ? zeros.data()
+                             : dcol + ((c * K + ki) * K + kj) * positions + oh * ow_n;
+      }
+      T* out = dx + (c * g.height + ih) * w;
+      auto edge = [&](int64_t iw) {
+        float s = 0.0f;
+        for (int ki = 0; ki < K; ++ki)
+          for (int kj = 0; kj < K; ++kj) {
+            const int64_t ow = iw + pad - kj;
+            if (ow >= 0 && ow < ow_n) s += rows[ki][kj][ow];
+          }
+        out[iw] = store<T>(s);
+      };
+      for (int64_t iw = 0; iw < lo; ++iw) edge(iw);
+      for (int64_t iw = lo; iw < hi; ++iw) {
+        float s = 0.0f;
+        for (int ki = 0; ki < K; ++ki)
+          for (int kj = 0; kj < K; ++kj) s += rows[ki][kj][iw + pad - kj];
+        out[iw] = store<T>(s);
+      }
+      for (int64_t iw = hi; iw < w; ++iw) edge(iw);
+    }
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void col2im(const Window2d& g, const float* dcol, T* dx) {
+  if (g.stride == 1 && g.kernel == 3) return col2im_stride1<3>(g, dcol, dx);
+  if (g.stride == 1 && g.kernel == 5) return col2im_stride1<5>(g, dcol, dx);
   const int64_t oh_n = g.out_h(), ow_n = g.out_w(), k = g.kernel, s = g.stride, pad = g.padding;
   const int64_t positions = oh_n * ow_n;
   // One input row at a time, gathered from every (ki, kj, oh) that read it into a float32
