@@ -41,17 +41,18 @@ AllReduceFit calibrate_busy(const std::vector<BucketTiming>& spans, const AllRed
     }
     return f;
   }
-  double measured = 0, predicted = 0;
-  for (const AllReduceFit::Sample& s : medians) {
-    measured += s.us;
-    predicted += idle.time_us(s.bytes);
-  }
-  AllReduceFit scaled = idle;
-  const double k = predicted > 0 ? std::max(1.0, measured / predicted) : 1;
-  scaled.alpha_us *= k;
-  scaled.us_per_byte *= k;
-  scaled.samples = medians;
-  return scaled;
+  // One size (or sizes too close to fit a slope): the time can't be split into latency and
+  // bandwidth. Scaling the idle line by measured / predicted extrapolates a small bucket's
+  // slowdown to every byte: the first bucket (a few KB by design) waiting a scheduler slice
+  // for the CPU made 4.4 ms/MB look like 205 ms/MB on 2 emulated hosts, and the choice fell to
+  // one bucket, slower than any fixed cap. As above, the link is no faster while backward
+  // computes: keep its bandwidth and put what is left into the latency.
+  AllReduceFit f = idle;
+  double excess = 0;
+  for (const AllReduceFit::Sample& s : medians) excess += s.us - s.bytes * idle.us_per_byte;
+  f.alpha_us = std::max(idle.alpha_us, excess / double(medians.size()));
+  f.samples = medians;
+  return f;
 }
 
 }  // namespace dp

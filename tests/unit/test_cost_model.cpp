@@ -186,12 +186,20 @@ TEST(AllReduceCalibration, NoFasterThanTheLinkAlone) {
 TEST(AllReduceCalibration, ABucketRunningPastBackwardCountsItsShareInside) {
   // 1 MB: 1010 us alone. It ran 3000 us inside backward and 505 us after, half its work at
   // the idle rate: inside, the whole would take 3000 / (1 - 0.5) = 6000 us. One size: the
-  // idle line scaled by 6000 / 1010.
+  // link's bandwidth stays, the latency takes the rest (6000 - 1000 us).
   AllReduceFit f = calibrate_busy({span(1e6, 0, 3505, 3000)}, idle_fit());
-  const double k = 6000.0 / 1010.0;
-  EXPECT_NEAR(f.alpha_us, 10 * k, 1e-9);
-  EXPECT_NEAR(f.us_per_byte, 0.001 * k, 1e-12);
+  EXPECT_NEAR(f.alpha_us, 5000, 1e-6);
+  EXPECT_DOUBLE_EQ(f.us_per_byte, 0.001);
   EXPECT_NEAR(f.time_us(1e6), 6000, 1e-6);
+}
+
+TEST(AllReduceCalibration, OneSmallBucketsSlowdownIsNotExtrapolatedToEveryByte) {
+  // A 40 KB first bucket that waited 8 ms for the CPU inside backward (50 us alone): a 4 MB
+  // bucket then costs about 8 ms more than alone, not 200x the link's time.
+  AllReduceFit f = calibrate_busy({span(4e4, 0, 8000)}, idle_fit());
+  EXPECT_DOUBLE_EQ(f.us_per_byte, 0.001);
+  EXPECT_NEAR(f.time_us(4e4), 8000, 1e-6);
+  EXPECT_NEAR(f.time_us(4e6), 8000 - 40 + 4000, 1e-6);
 }
 
 TEST(AllReduceCalibration, WhatSaysNothingAboutBackwardIsIgnored) {
