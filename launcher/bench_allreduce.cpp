@@ -94,8 +94,10 @@ BenchOptions parse(int argc, char** argv) {
     } else if (a == "--timeout") {
       o.timeout_s = std::stod(value());
     } else {
-      fail("bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl --timeout)",
-           a);
+      fail(
+          "bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl "
+          "--timeout)",
+          a);
     }
   }
   DP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes, "bench-allreduce: need 4 <= -b <= -e");
@@ -165,8 +167,7 @@ double time_us(F&& f, int iters, int warmup, double* handoff_us = nullptr) {
 
 // A process group's all-reduce, timed as training uses it; returns the hand-off: from the call
 // to the communication thread starting it, plus from its completion to wait() returning.
-double pg_allreduce(MpiProcessGroup& pg, Tensor& t, std::chrono::milliseconds timeout,
-                    double t0) {
+double pg_allreduce(MpiProcessGroup& pg, Tensor& t, std::chrono::milliseconds timeout, double t0) {
   WorkPtr w = pg.allreduce(t, ReduceOp::sum, "bench");
   w->wait(timeout);
   const double back = now_us();
@@ -245,8 +246,8 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       double handoff_us = 0;
       const double pg_us = time_us([&](double t0) { return pg_allreduce(pg, t, timeout, t0); },
                                    o.iters, o.warmup, &handoff_us);
-      const double flat_us = time_us(
-          [&](double t0) { return pg_allreduce(flat, f, timeout, t0); }, o.iters, o.warmup);
+      const double flat_us =
+          time_us([&](double t0) { return pg_allreduce(flat, f, timeout, t0); }, o.iters, o.warmup);
       const double mpi_us = time_us(
           [&](double) {
             MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),

@@ -39,12 +39,12 @@ std::unique_ptr<NcclBenchColumn> NcclBenchColumn::create(const std::string& mode
   o.device = device.index;
   o.timeout = timeout;
   o.init_timeout = timeout;
-  return std::unique_ptr<NcclBenchColumn>(new NcclBenchColumn(
-      make_nccl_process_group(MPI_COMM_WORLD, o), device, max_bytes, timeout));
+  return std::unique_ptr<NcclBenchColumn>(
+      new NcclBenchColumn(make_nccl_process_group(MPI_COMM_WORLD, o), device, max_bytes, timeout));
 }
 
-NcclBenchColumn::NcclBenchColumn(std::unique_ptr<ProcessGroup> pg, Device device,
-                                 size_t max_bytes, std::chrono::milliseconds timeout)
+NcclBenchColumn::NcclBenchColumn(std::unique_ptr<ProcessGroup> pg, Device device, size_t max_bytes,
+                                 std::chrono::milliseconds timeout)
     : pg_(std::move(pg)),
       device_(device),
       device_name_(device.str()),

@@ -25,7 +25,8 @@ class NcclBenchColumn {
   // Collective over MPI_COMM_WORLD. `mode`: "auto" (when every rank can), "on" (an error naming
   // the rank that cannot), "off". Null when the column is not run; `why_not` then says why.
   static std::unique_ptr<NcclBenchColumn> create(const std::string& mode, const MpiInfo& info,
-                                                 size_t max_bytes, std::chrono::milliseconds timeout,
+                                                 size_t max_bytes,
+                                                 std::chrono::milliseconds timeout,
                                                  std::string& why_not);
   ~NcclBenchColumn();
   NcclBenchColumn(const NcclBenchColumn&) = delete;

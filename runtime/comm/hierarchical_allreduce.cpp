@@ -38,9 +38,15 @@ std::vector<int> world_ranks_of(MPI_Comm comm, int world_rank) {
   return out;
 }
 
-inline float to_float(float f) { return f; }
-inline float to_float(bf16 h) { return widen(h); }
-inline float to_float(f16 h) { return widen(h); }
+inline float to_float(float f) {
+  return f;
+}
+inline float to_float(bf16 h) {
+  return widen(h);
+}
+inline float to_float(f16 h) {
+  return widen(h);
+}
 
 template <typename T>
 const T* view(const ShmBuffer& buf, int q, size_t offset) {
@@ -364,8 +370,8 @@ void HierarchicalAllreduce::cross_allreduce(float* work, size_t m, const Fingerp
   if (recv_.size() < std::min(m, kPiece)) recv_.resize(std::min(m, kPiece));
   for (size_t lo = 0; lo < m; lo += kPiece) {
     const int c = int(std::min(kPiece, m - lo));
-    const int rc = MPI_Sendrecv(work + lo, c, MPI_FLOAT, other, 0x4849, recv_.data(), c,
-                                MPI_FLOAT, other, 0x4849, cross_, MPI_STATUS_IGNORE);
+    const int rc = MPI_Sendrecv(work + lo, c, MPI_FLOAT, other, 0x4849, recv_.data(), c, MPI_FLOAT,
+                                other, 0x4849, cross_, MPI_STATUS_IGNORE);
     DP_CHECK(rc == MPI_SUCCESS,
              "collective {}: MPI_Sendrecv (hierarchical all-reduce, cross-node) failed: {}",
              fp.text(), mpi_text(rc));

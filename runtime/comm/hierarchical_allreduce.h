@@ -95,8 +95,8 @@ class HierarchicalAllreduce {
   void cross_allreduce(float* work, size_t m, const Fingerprint& fp);
   // The whole sliced path for a 16-bit slice [begin, end) across 2 nodes.
   template <typename H>
-  void half_two_nodes(const ShmBuffer& buf, size_t offset, size_t begin, size_t end,
-                      bool average, const Fingerprint& fp);
+  void half_two_nodes(const ShmBuffer& buf, size_t offset, size_t begin, size_t end, bool average,
+                      const Fingerprint& fp);
 
   std::unique_ptr<ShmAllreduce> shm_;
   MPI_Comm world_comm_ = MPI_COMM_NULL;  // the group's (not owned)
@@ -104,9 +104,9 @@ class HierarchicalAllreduce {
   int world_ = 1;
   int node_index_ = 0;
   int nodes_ = 1;
-  Tensor tiny_;                 // float32 staging of a tiny 16-bit all-reduce
-  std::vector<float> scratch_;  // the 16-bit path's float32 slice
-  std::vector<float> recv_;     // what the other node sent (2-node exchange) / ring scratch
+  Tensor tiny_;                   // float32 staging of a tiny 16-bit all-reduce
+  std::vector<float> scratch_;    // the 16-bit path's float32 slice
+  std::vector<float> recv_;       // what the other node sent (2-node exchange) / ring scratch
   std::vector<uint16_t> recv16_;  // the same for 16-bit slices
 };
 

@@ -132,9 +132,10 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
 
 std::string MpiProcessGroup::algorithm() const {
   if (hier_) {
-    return fmt::format("hierarchical, {} nodes x {} ranks (shared memory in each node, then "
-                       "across nodes)",
-                       hier_->nodes(), hier_->local_size());
+    return fmt::format(
+        "hierarchical, {} nodes x {} ranks (shared memory in each node, then "
+        "across nodes)",
+        hier_->nodes(), hier_->local_size());
   }
   if (shm_) return fmt::format("shared memory, one node of {} ranks", size_);
   return size_ > 1 ? "ring / MPI_Allreduce (no shared memory)" : "";
@@ -317,8 +318,7 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const 
   // Where the data is joins the fingerprint when there are windows: a rank whose tensor is
   // in a shared buffer where another's is not would take another path alone.
   Fingerprint flat_fp = shm ? fp.outside_shared_memory() : fp;
-  if (shm && (t.dtype() == DType::f32 || is_half) &&
-      (op == ReduceOp::sum || op == ReduceOp::avg)) {
+  if (shm && (t.dtype() == DType::f32 || is_half) && (op == ReduceOp::sum || op == ReduceOp::avg)) {
     // Decided alike on every rank: the same view of the same allocate()d buffer is in a
     // window everywhere or nowhere (and the shared path checks that the ranks agree).
     if (const ShmBuffer* buf = shm->find(t.raw(), t.nbytes())) {
@@ -333,9 +333,9 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const 
         hier_->allreduce(*buf, t, op == ReduceOp::avg, fp, *fused_);
         return;
       }
-      flat_fp = fp.in_shared_buffer(buf->index, size_t(static_cast<char*>(t.raw()) -
-                                                       buf->data[size_t(shm->rank())]) /
-                                                    dtype_size(t.dtype()));
+      flat_fp = fp.in_shared_buffer(
+          buf->index, size_t(static_cast<char*>(t.raw()) - buf->data[size_t(shm->rank())]) /
+                          dtype_size(t.dtype()));
     }
   }
   auto* p = static_cast<char*>(t.raw());

@@ -180,9 +180,9 @@ class MpiProcessGroup : public ProcessGroup {
   StagingPool staging_{[](const Shape& s, DType d) { return Tensor::pinned_zeros(s, d); }};
   // The shared-memory group: one node's, from hier_ when the ranks span several nodes.
   ShmAllreduce* shm() const { return hier_ ? &hier_->shm() : shm_.get(); }
-  std::unique_ptr<ShmAllreduce> shm_;  // after construction, used by the comm thread only
+  std::unique_ptr<ShmAllreduce> shm_;            // after construction, used by the comm thread only
   std::unique_ptr<HierarchicalAllreduce> hier_;  // the same
-  std::unique_ptr<FusedCheck> fused_;  // the desync check without shared memory
+  std::unique_ptr<FusedCheck> fused_;            // the desync check without shared memory
   std::thread thread_;
 };
 

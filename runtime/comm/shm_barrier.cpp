@@ -264,8 +264,8 @@ std::string ShmAllreduce::arrive_and_compare_quiet(const Fingerprint& fp, int wh
   copy_text(record(rank_, fp.seq).what, kRecordBytes, fp.text());
   barrier(kNames, fp);
   me.progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
-  return fingerprint_mismatch(name(0), read_text(record(0, fp.seq).what, kRecordBytes),
-                              name(other), read_text(record(other, fp.seq).what, kRecordBytes));
+  return fingerprint_mismatch(name(0), read_text(record(0, fp.seq).what, kRecordBytes), name(other),
+                              read_text(record(other, fp.seq).what, kRecordBytes));
 }
 
 std::string ShmAllreduce::compare(const Fingerprint& fp, bool first) {

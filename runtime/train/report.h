@@ -15,7 +15,7 @@ struct TrainSummary;
 struct HeaderInfo {
   int world = 1;
   std::string backend;
-  std::string algorithm;  // ProcessGroup::algorithm(): how all-reduces move, or empty
+  std::string algorithm;             // ProcessGroup::algorithm(): how all-reduces move, or empty
   std::vector<std::string> devices;  // per rank: "host device"
   std::string model;
   std::string data;

@@ -120,8 +120,9 @@ TEST_P(Hierarchical, RandomValuesFollowTheDocumentedOrder) {
       size_t bad = 0, first = 0;
       for (size_t i = 0; i < n; ++i) {
         const float want = reference(messy_value, i, avg);
-        const bool ok = exact_order(n) ? std::memcmp(&v.f32()[i], &want, 4) == 0
-                                   : std::fabs(v.f32()[i] - want) <= 1e-5f * (1 + std::fabs(want));
+        const bool ok = exact_order(n)
+                            ? std::memcmp(&v.f32()[i], &want, 4) == 0
+                            : std::fabs(v.f32()[i] - want) <= 1e-5f * (1 + std::fabs(want));
         if (!ok && bad++ == 0) first = i;
       }
       EXPECT_EQ(bad, 0u) << (avg ? "avg" : "sum") << " n=" << n << " first bad at " << first
@@ -145,7 +146,8 @@ TEST_P(Hierarchical, ViewsAtOddOffsetsAndRepeatedRunsAgree) {
     if (nodes == 2) {  // (EXPECT, not ASSERT: every rank must reach the collectives below)
       size_t bad = 0;
       for (size_t i = 0; i < b.numel(); i += 997) {
-        const float want = reference([](int r, size_t j) { return messy_value(r + 5, j); }, i, false);
+        const float want =
+            reference([](int r, size_t j) { return messy_value(r + 5, j); }, i, false);
         bad += std::memcmp(&b.f32()[i], &want, 4) != 0;
       }
       EXPECT_EQ(bad, 0u) << "view b";
@@ -174,18 +176,19 @@ void half_case(Hierarchical& f, MpiProcessGroup& pg, int rank, DType dtype) {
         const H got = v.data<H>()[i];
         // Exact: 2 nodes send their sums as 16 bits; else float32 throughout, then compared
         // within a few 16-bit roundings.
-        const float want = f.exact_order(n) ? f.reference(in, i, avg, [](float x) {
-          return widen(narrow<H>(x));
-        })
-                                            : f.reference(in, i, avg);
+        const float want =
+            f.exact_order(n) ? f.reference(in, i, avg, [](float x) { return widen(narrow<H>(x)); })
+                             : f.reference(in, i, avg);
         const H rounded = narrow<H>(want);
-        const bool ok = f.exact_order(n) ? std::memcmp(&got, &rounded, sizeof(H)) == 0
-                                     : std::fabs(widen(got) - want) <= 2e-2f * (1 + std::fabs(want));
+        const bool ok = f.exact_order(n)
+                            ? std::memcmp(&got, &rounded, sizeof(H)) == 0
+                            : std::fabs(widen(got) - want) <= 2e-2f * (1 + std::fabs(want));
         if (!ok && bad++ == 0) first = i;
       }
       EXPECT_EQ(bad, 0u) << dtype_name(dtype) << (avg ? " avg" : " sum") << " n=" << n
                          << " first bad at " << first;
-      f.expect_same_bits_on_every_rank(v, std::string(dtype_name(dtype)) + " n=" + std::to_string(n));
+      f.expect_same_bits_on_every_rank(v,
+                                       std::string(dtype_name(dtype)) + " n=" + std::to_string(n));
     }
   }
 }
@@ -263,8 +266,8 @@ TEST_P(Hierarchical, ADesyncAcrossNodesIsNamedOnEveryRank) {
 TEST_P(Hierarchical, ATinyDesyncAcrossNodesIsNamedOnEveryRank) {
   Tensor t = pg->allocate(16);
   const bool last_node = rank >= world_ - local;
-  expect_desync(*pg, pg->allreduce(t, ReduceOp::sum, last_node ? "loss B" : "loss A"),
-                "'loss A'", "'loss B'");
+  expect_desync(*pg, pg->allreduce(t, ReduceOp::sum, last_node ? "loss B" : "loss A"), "'loss A'",
+                "'loss B'");
 }
 
 TEST_P(Hierarchical, ADesyncInsideOneNodeStopsEveryNode) {

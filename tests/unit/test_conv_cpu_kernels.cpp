@@ -45,7 +45,7 @@ struct Geometry {
 };
 
 const std::vector<Geometry> kGeometries = {
-    {2, 14, 14, 3, 1, 1}, {3, 28, 28, 3, 1, 1}, {1, 7, 9, 3, 1, 0}, {2, 5, 6, 3, 1, 2},
+    {2, 14, 14, 3, 1, 1}, {3, 28, 28, 3, 1, 1}, {1, 7, 9, 3, 1, 0},   {2, 5, 6, 3, 1, 2},
     {2, 3, 2, 3, 1, 1},   {1, 1, 1, 3, 1, 1},   {2, 11, 13, 5, 1, 2}, {1, 6, 4, 5, 1, 3},
     {2, 9, 10, 3, 2, 1},  {1, 8, 8, 2, 2, 0},   {2, 12, 10, 4, 1, 1}, {1, 17, 19, 3, 1, 1}};
 
@@ -65,8 +65,8 @@ TEST(ConvCpuKernels, Col2imIsBitIdenticalToTheScatter) {
     col2im(g, dcol.data(), got.data());
     for (size_t i = 0; i < want.size(); ++i)
       ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
-          << "element " << i << ": " << got[i] << " vs " << want[i] << " for " << t.channels
-          << "x" << t.height << "x" << t.width << " k" << t.kernel << " s" << t.stride << " p"
+          << "element " << i << ": " << got[i] << " vs " << want[i] << " for " << t.channels << "x"
+          << t.height << "x" << t.width << " k" << t.kernel << " s" << t.stride << " p"
           << t.padding;
     // bfloat16 output: the same float32 sums, rounded once.
     std::vector<bf16> got16(want.size());
