@@ -130,6 +130,12 @@ void ShmAllreduce::throw_if_poisoned(const Fingerprint& fp) const {
   const int which = int((w >> 16) & 0xf);
   const uint64_t seq = w >> 20;
   const PoisonNote& n = note();
+  // The poisoner writes its note right after winning the poison word; a reader that got here
+  // in between (seen under ASan's slow-down, with the poisoner descheduled) waits a moment for
+  // it, so that every rank names the collective. A poisoner that died in between leaves "#seq".
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (!n.ready.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
   const std::string what = n.ready.load(std::memory_order_acquire)
                                ? read_text(n.what, sizeof(n.what))
                                : fmt::format("#{}", seq);
