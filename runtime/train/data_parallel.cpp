@@ -25,11 +25,10 @@
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/parameter_arena.h"
-#include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
-#include "runtime/optim/sgd.h"
 #include "runtime/train/data_parallel_report.h"
+#include "runtime/train/optimizer_setup.h"
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
@@ -177,20 +176,8 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
   gather_ = std::make_unique<GradientGather>(std::move(params));
   threads_ = std::make_unique<ReplicaThreads>(n);
   ParameterArena* arena = replicas_[0]->arena.get();
-  if (cfg_.optimizer == "sgd") {
-    optimizer_ = std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay,
-                                       cfg_.nesterov, arena);
-  } else {
-    optimizer_ = std::make_unique<AdamW>(parameters(), cfg_.beta1, cfg_.beta2, cfg_.adam_eps,
-                                         cfg_.weight_decay, arena);
-  }
-  uint64_t total = steps_per_epoch_ * cfg_.epochs;
-  if (cfg_.max_steps > 0 && (total == 0 || cfg_.max_steps < total)) total = cfg_.max_steps;
-  schedule_ = std::make_unique<LrSchedule>(
-      cfg_.lr_schedule == "cosine"
-          ? LrSchedule::cosine(cfg_.lr, static_cast<int64_t>(cfg_.warmup_steps),
-                               static_cast<int64_t>(total), cfg_.min_lr)
-          : LrSchedule::constant(cfg_.lr));
+  optimizer_ = make_optimizer(cfg_, parameters(), arena);
+  schedule_ = make_schedule(cfg_, steps_per_epoch_);
   if (!cfg_.dump_params.empty()) check_output_path("--dump-params", cfg_.dump_params);
   if (!cfg_.log_json.empty()) {
     check_output_path("--log-json", cfg_.log_json);

@@ -30,13 +30,12 @@
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/parameter_arena.h"
 #include "runtime/ops/cpu/gemm_profile.h"
-#include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
-#include "runtime/optim/sgd.h"
 #include "runtime/train/bucket_tuning.h"
 #include "runtime/train/checkpoint_dir.h"
 #include "runtime/train/config_check.h"
+#include "runtime/train/optimizer_setup.h"
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
@@ -91,20 +90,8 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   // On the device, before the optimizer state and the Reducer's buckets are laid out like it.
   if (cfg_.param_arena) arena_ = std::make_unique<ParameterArena>(parameters());
   loss_fn_ = std::make_unique<SoftmaxCrossEntropy>();
-  if (cfg_.optimizer == "sgd") {
-    optimizer_ = std::make_unique<SGD>(parameters(), cfg_.momentum, 0.0f, cfg_.weight_decay,
-                                       cfg_.nesterov, arena_.get());
-  } else {
-    optimizer_ = std::make_unique<AdamW>(parameters(), cfg_.beta1, cfg_.beta2, cfg_.adam_eps,
-                                         cfg_.weight_decay, arena_.get());
-  }
-  uint64_t total = steps_per_epoch() * cfg_.epochs;
-  if (cfg_.max_steps > 0 && (total == 0 || cfg_.max_steps < total)) total = cfg_.max_steps;
-  schedule_ = std::make_unique<LrSchedule>(
-      cfg_.lr_schedule == "cosine"
-          ? LrSchedule::cosine(cfg_.lr, static_cast<int64_t>(cfg_.warmup_steps),
-                               static_cast<int64_t>(total), cfg_.min_lr)
-          : LrSchedule::constant(cfg_.lr));
+  optimizer_ = make_optimizer(cfg_, parameters(), arena_.get());
+  schedule_ = make_schedule(cfg_, steps_per_epoch());
   // Rank 0 writes every output file: check their paths now, not after the run.
   if (rank_ == 0) {
     if (!cfg_.dump_params.empty()) check_output_path("--dump-params", cfg_.dump_params);

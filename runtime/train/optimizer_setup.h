@@ -1,0 +1,26 @@
+#pragma once
+// The optimizer and learning-rate schedule a TrainConfig asks for, built in one place so that
+// DDP's Trainer and the DataParallel baseline train with the same update rule.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/nn/parameter.h"
+#include "runtime/optim/lr_schedule.h"
+#include "runtime/optim/optimizer.h"
+#include "runtime/train/train_config.h"
+
+namespace dp {
+
+class ParameterArena;
+
+// --optimizer sgd|adamw with its hyper-parameters; `arena` (may be null) is where the
+// parameters' values and gradients live contiguously, for the fused update.
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, std::vector<Parameter*> params,
+                                          ParameterArena* arena);
+
+// --lr-schedule constant|cosine over the run's steps: epochs x steps_per_epoch, cut to
+// --max-steps when that is shorter.
+std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& cfg, uint64_t steps_per_epoch);
+
+}  // namespace dp
