@@ -33,6 +33,7 @@ struct BenchOptions {
   AllreduceAlgo algo = AllreduceAlgo::automatic;
   std::string nccl = "auto";  // the NCCL column: auto (where every rank has a GPU), on, off
   double timeout_s = 300;
+  size_t fused_max_bytes = FusedCheck::kDefaultBytes;  // --fused-max: what rides in the check
 };
 
 // "8", "64K", "256M", "1G" (nccl-tests' -b/-e).
@@ -93,10 +94,15 @@ BenchOptions parse(int argc, char** argv) {
       o.nccl = value();
     } else if (a == "--timeout") {
       o.timeout_s = std::stod(value());
+    } else if (a == "--fused-max") {
+      const std::string v = value();
+      o.fused_max_bytes = v == "0" ? 0 : parse_size(v, "--fused-max");
+      DP_CHECK(o.fused_max_bytes <= FusedCheck::kLimitBytes,
+               "bench-allreduce --fused-max {}: at most {} bytes", v, FusedCheck::kLimitBytes);
     } else {
       fail(
           "bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl "
-          "--timeout)",
+          "--timeout --fused-max)",
           a);
     }
   }
@@ -184,6 +190,7 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   pgo.shared_memory = o.shared_memory;
   pgo.shm_timeout = timeout;
   pgo.allreduce_algo = o.algo;
+  pgo.fused_max_bytes = o.fused_max_bytes;
   MpiProcessGroup pg(MPI_COMM_WORLD, pgo);
   // The flat column: the same group without the hierarchy (one ring of every rank across
   // nodes; on one node the shared-memory path, as the first column).

@@ -1,7 +1,7 @@
 #include "runtime/comm/fused_check.h"
 
 #include <algorithm>
-#include <cstdint>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -14,20 +14,40 @@
 namespace dp {
 namespace {
 
+constexpr int kTag = 0x4643;  // "FC": no other point-to-point message on the group's comm uses it
 constexpr uint32_t kNoPayload = 0;
-constexpr uint32_t kMixed = 0xffffffffu;  // payloads of different kinds met: garbage
 
-struct Message {
-  uint64_t hash_max = 0;      // max over the ranks of hash
-  uint64_t hash_not_min = 0;  // max over the ranks of ~hash, i.e. ~min
+// 64 bytes, so that the payload behind it starts on a cache line of the buffer.
+struct Header {
+  uint64_t hash_max = 0;      // max over the ranks so far of the (payload-folded) hash
+  uint64_t hash_not_min = 0;  // max of ~hash, i.e. ~min
+  uint64_t count = 0;         // payload elements
   uint32_t kind = kNoPayload;
-  uint32_t count = 0;
-  alignas(8) unsigned char payload[FusedCheck::kFusedBytes] = {};
+  uint32_t reserved = 0;
+  uint64_t pad[4] = {};
 };
+static_assert(sizeof(Header) == 64, "the payload starts one cache line in");
+constexpr size_t kWords = FusedCheck::kHeaderWords;
+static_assert(sizeof(Header) == kWords * sizeof(uint64_t), "the header's size in words");
 
 uint32_t payload_kind(DType dtype, ReduceOp op) {
   if (op == ReduceOp::avg) op = ReduceOp::sum;  // scaled by the caller
   return 1 + uint32_t(dtype) * 8 + uint32_t(op);
+}
+
+DType kind_dtype(uint32_t kind) {
+  return static_cast<DType>((kind - 1) / 8);
+}
+ReduceOp kind_op(uint32_t kind) {
+  return static_cast<ReduceOp>((kind - 1) % 8);
+}
+
+// splitmix64's finaliser over the hash and the payload's shape.
+uint64_t fold(uint64_t hash, uint32_t kind, uint64_t count) {
+  uint64_t z = hash ^ (count * 0x9e3779b97f4a7c15ull + kind);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
 }
 
 float add(float a, float b) {
@@ -38,56 +58,54 @@ int32_t add(int32_t a, int32_t b) {
   return int32_t(uint32_t(a) + uint32_t(b));
 }
 
-// y = op(x, y) over n elements of T, through copies: the payload is raw bytes.
+// y = op(x, y) over n elements of T. The buffers are raw words: values go through copies of
+// one L1-sized block at a time, which the compiler turns into plain vector loads.
+constexpr size_t kBlockBytes = 4096;
+
 template <typename T>
-void combine_values(const unsigned char* x, unsigned char* y, uint32_t n, ReduceOp op) {
-  T a[FusedCheck::kFusedBytes / sizeof(T)], b[FusedCheck::kFusedBytes / sizeof(T)];
-  std::memcpy(a, x, n * sizeof(T));
-  std::memcpy(b, y, n * sizeof(T));
-  for (uint32_t i = 0; i < n; ++i) {
-    b[i] = op == ReduceOp::min   ? std::min(a[i], b[i])
-           : op == ReduceOp::max ? std::max(a[i], b[i])
-                                 : add(a[i], b[i]);
+void combine_values(const unsigned char* x, unsigned char* y, size_t n, ReduceOp op) {
+  constexpr size_t kBlock = kBlockBytes / sizeof(T);
+  T a[kBlock], b[kBlock];
+  for (size_t lo = 0; lo < n; lo += kBlock) {
+    const size_t m = std::min(kBlock, n - lo);
+    std::memcpy(a, x + lo * sizeof(T), m * sizeof(T));
+    std::memcpy(b, y + lo * sizeof(T), m * sizeof(T));
+    if (op == ReduceOp::min) {
+      for (size_t i = 0; i < m; ++i) b[i] = std::min(a[i], b[i]);
+    } else if (op == ReduceOp::max) {
+      for (size_t i = 0; i < m; ++i) b[i] = std::max(a[i], b[i]);
+    } else {
+      for (size_t i = 0; i < m; ++i) b[i] = add(a[i], b[i]);
+    }
+    std::memcpy(y + lo * sizeof(T), b, m * sizeof(T));
   }
-  std::memcpy(y, b, n * sizeof(T));
 }
 
 // 16-bit floats add in float32 and round at every combine, as the unfused MPI path does.
 template <typename H>
-void combine_halves(const unsigned char* x, unsigned char* y, uint32_t n) {
-  H a[FusedCheck::kFusedBytes / sizeof(H)], b[FusedCheck::kFusedBytes / sizeof(H)];
-  std::memcpy(a, x, n * sizeof(H));
-  std::memcpy(b, y, n * sizeof(H));
-  for (uint32_t i = 0; i < n; ++i) b[i] = narrow<H>(widen(a[i]) + widen(b[i]));
-  std::memcpy(y, b, n * sizeof(H));
-}
-
-void combine_payload(const Message& in, Message& io) {
-  const auto dtype = static_cast<DType>((io.kind - 1) / 8);
-  const auto op = static_cast<ReduceOp>((io.kind - 1) % 8);
-  switch (dtype) {
-    case DType::f32:
-      return combine_values<float>(in.payload, io.payload, io.count, op);
-    case DType::i32:
-      return combine_values<int32_t>(in.payload, io.payload, io.count, op);
-    case DType::bf16:
-      return combine_halves<bf16>(in.payload, io.payload, io.count);
-    case DType::f16:
-      return combine_halves<f16>(in.payload, io.payload, io.count);
+void combine_halves(const unsigned char* x, unsigned char* y, size_t n) {
+  constexpr size_t kBlock = kBlockBytes / sizeof(H);
+  H a[kBlock], b[kBlock];
+  for (size_t lo = 0; lo < n; lo += kBlock) {
+    const size_t m = std::min(kBlock, n - lo);
+    std::memcpy(a, x + lo * sizeof(H), m * sizeof(H));
+    std::memcpy(b, y + lo * sizeof(H), m * sizeof(H));
+    for (size_t i = 0; i < m; ++i) b[i] = narrow<H>(widen(a[i]) + widen(b[i]));
+    std::memcpy(y + lo * sizeof(H), b, m * sizeof(H));
   }
 }
 
-void combine(void* in_v, void* inout_v, int* len, MPI_Datatype*) {
-  const auto* in = static_cast<const Message*>(in_v);
-  auto* io = static_cast<Message*>(inout_v);
-  for (int k = 0; k < *len; ++k) {
-    io[k].hash_max = std::max(io[k].hash_max, in[k].hash_max);
-    io[k].hash_not_min = std::max(io[k].hash_not_min, in[k].hash_not_min);
-    if (in[k].kind != io[k].kind || in[k].count != io[k].count) {
-      io[k].kind = kMixed;
-    } else if (io[k].kind != kNoPayload && io[k].kind != kMixed) {
-      combine_payload(in[k], io[k]);
-    }
+void combine_payload(uint32_t kind, size_t n, const unsigned char* in, unsigned char* io) {
+  const ReduceOp op = kind_op(kind);
+  switch (kind_dtype(kind)) {
+    case DType::f32:
+      return combine_values<float>(in, io, n, op);
+    case DType::i32:
+      return combine_values<int32_t>(in, io, n, op);
+    case DType::bf16:
+      return combine_halves<bf16>(in, io, n);
+    case DType::f16:
+      return combine_halves<f16>(in, io, n);
   }
 }
 
@@ -98,47 +116,144 @@ std::string mpi_text(int rc) {
   return fmt::format("{} (MPI error code {})", std::string(text, size_t(len)), rc);
 }
 
+void check_rc(int rc, const char* call, int peer, const Fingerprint& fp) {
+  DP_CHECK(rc == MPI_SUCCESS, "collective {}: {} with rank {} (desync check) failed: {}", fp.text(),
+           call, peer, mpi_text(rc));
+}
+
+Header read_header(const std::vector<uint64_t>& buf) {
+  Header h;
+  std::memcpy(static_cast<void*>(&h), buf.data(), sizeof(h));
+  return h;
+}
+
+void write_header(std::vector<uint64_t>& buf, const Header& h) {
+  std::memcpy(buf.data(), &h, sizeof(h));
+}
+
+size_t payload_bytes(const Header& h) {
+  return h.kind == kNoPayload ? 0 : size_t(h.count) * dtype_size(kind_dtype(h.kind));
+}
+
+unsigned char* payload(std::vector<uint64_t>& buf) {
+  return reinterpret_cast<unsigned char*>(buf.data() + kWords);
+}
+
 }  // namespace
 
-FusedCheck::FusedCheck() {
-  int rc = MPI_Type_contiguous(int(sizeof(Message)), MPI_BYTE, &type_);
-  if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&type_);
-  DP_CHECK(rc == MPI_SUCCESS, "creating the desync check's MPI datatype failed: {}", mpi_text(rc));
-  rc = MPI_Op_create(&combine, /*commute=*/1, &op_);
-  DP_CHECK(rc == MPI_SUCCESS, "creating the desync check's MPI op failed: {}", mpi_text(rc));
-}
+FusedCheck::FusedCheck(size_t max_bytes) : max_bytes_(std::min(max_bytes, kLimitBytes)) {}
 
-FusedCheck::~FusedCheck() {
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (finalized) return;
-  if (op_ != MPI_OP_NULL) MPI_Op_free(&op_);
-  if (type_ != MPI_DATATYPE_NULL) MPI_Type_free(&type_);
-}
-
-bool FusedCheck::fits(const Tensor& t, ReduceOp op) {
-  if (t.nbytes() > kFusedBytes) return false;
+bool FusedCheck::fits(const Tensor& t, ReduceOp op) const {
+  if (t.nbytes() > max_bytes_) return false;
   // What check_allreduce accepts; 16-bit floats only sum (and avg).
   return !is_half_float(t.dtype()) || op == ReduceOp::sum || op == ReduceOp::avg;
 }
 
-void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp op) const {
-  Message in, out;
-  in.hash_max = fp.hash;
-  in.hash_not_min = ~fp.hash;
+void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp op) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  Header h;
   if (t != nullptr) {
-    in.kind = payload_kind(t->dtype(), op);
-    in.count = uint32_t(t->numel());
-    std::memcpy(in.payload, t->raw(), t->nbytes());
+    h.kind = payload_kind(t->dtype(), op);
+    h.count = t->numel();
   }
-  const int rc = MPI_Allreduce(&in, &out, 1, type_, op_, comm);
-  DP_CHECK(rc == MPI_SUCCESS, "collective {}: MPI_Allreduce (with the desync check) failed: {}",
-           fp.text(), mpi_text(rc));
-  if (out.hash_max != ~out.hash_not_min) name_mismatch(comm, fp);  // throws, `t` untouched
-  if (t == nullptr) return;
-  DP_CHECK(out.kind == in.kind && out.count == in.count,
-           "collective {}: internal: agreeing ranks sent different payloads", fp.text());
-  std::memcpy(t->raw(), out.payload, t->nbytes());
+  const uint64_t folded = fold(fp.hash, h.kind, h.count);
+  h.hash_max = folded;
+  h.hash_not_min = ~folded;
+  const size_t bytes = payload_bytes(h);
+  mine_.resize(kWords + (bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t));
+  write_header(mine_, h);
+  if (bytes > 0) std::memcpy(payload(mine_), t->raw(), bytes);
+
+  // Recursive doubling over the largest power of two p2 <= size; rank p2 + i first hands its
+  // message to rank i and at the end takes rank i's result (MPICH's scheme for the rest).
+  int p2 = 1;
+  while (p2 * 2 <= size) p2 *= 2;
+  const int extra = size - p2;
+  if (rank >= p2) {
+    send(comm, rank - p2, fp);
+    receive(comm, rank - p2, fp, /*adopt=*/true);
+  } else {
+    if (rank < extra) receive(comm, rank + p2, fp, /*adopt=*/false);
+    for (int mask = 1; mask < p2; mask <<= 1) exchange(comm, rank ^ mask, fp);
+    if (rank < extra) send(comm, rank + p2, fp);
+  }
+
+  const Header out = read_header(mine_);
+  if (out.hash_max != ~out.hash_not_min) {
+    // Every rank saw the same maximum and minimum, so every rank is here. The payload's
+    // shape names ranks that agree on the collective but carry different payloads (their
+    // options differ).
+    const std::string how = t ? fmt::format("its {} values in the desync check", t->numel())
+                              : std::string("the desync check alone");
+    name_mismatch(comm, fp, std::chrono::milliseconds(0), folded, how);  // throws, `t` untouched
+  }
+  if (bytes > 0) std::memcpy(t->raw(), payload(mine_), bytes);
+}
+
+void FusedCheck::send(MPI_Comm comm, int peer, const Fingerprint& fp) {
+  const int n = int(mine_.size());
+  check_rc(MPI_Send(mine_.data(), n, MPI_UINT64_T, peer, kTag, comm), "MPI_Send", peer, fp);
+}
+
+uint64_t* FusedCheck::inbox() {
+  // Room for any message a rank can send (no payload exceeds kLimitBytes, whatever a rank's
+  // options), so a receive posted before the message arrives never truncates it: MPI then
+  // matches it on arrival instead of queueing it as unexpected. Uninitialised: only the
+  // pages that messages reach are ever touched.
+  if (!theirs_) theirs_.reset(new uint64_t[kInboxWords]);
+  return theirs_.get();
+}
+
+void FusedCheck::receive(MPI_Comm comm, int peer, const Fingerprint& fp, bool adopt) {
+  MPI_Status status;
+  check_rc(MPI_Recv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status), "MPI_Recv",
+           peer, fp);
+  combine_received(received_words(status, peer, fp), adopt);
+}
+
+void FusedCheck::exchange(MPI_Comm comm, int peer, const Fingerprint& fp) {
+  MPI_Status status;
+  check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
+                        int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
+           "MPI_Sendrecv", peer, fp);
+  combine_received(received_words(status, peer, fp), /*adopt=*/false);
+}
+
+size_t FusedCheck::received_words(const MPI_Status& status, int peer, const Fingerprint& fp) {
+  int words = 0;
+  check_rc(MPI_Get_count(&status, MPI_UINT64_T, &words), "MPI_Get_count", peer, fp);
+  DP_CHECK(words >= int(kWords), "collective {}: rank {} sent a {}-byte desync check message",
+           fp.text(), peer, words * 8);
+  return size_t(words);
+}
+
+void FusedCheck::combine_received(size_t words, bool adopt) {
+  Header in;
+  std::memcpy(static_cast<void*>(&in), theirs_.get(), sizeof(in));
+  Header h = read_header(mine_);
+  const bool same_payload = in.kind == h.kind && in.count == h.count &&
+                            words * sizeof(uint64_t) >= sizeof(Header) + payload_bytes(in);
+  if (adopt) {
+    // The final result, from the rank this one handed its message to.
+    h.hash_max = in.hash_max;
+    h.hash_not_min = in.hash_not_min;
+    if (same_payload)
+      std::memcpy(payload(mine_), reinterpret_cast<const unsigned char*>(theirs_.get() + kWords),
+                  payload_bytes(h));
+  } else {
+    h.hash_max = std::max(h.hash_max, in.hash_max);
+    h.hash_not_min = std::max(h.hash_not_min, in.hash_not_min);
+    // Different payloads come with different folded hashes: the check fails, so nothing
+    // here needs to be right, only not to read past what arrived.
+    if (same_payload && h.kind != kNoPayload) {
+      combine_payload(h.kind, size_t(h.count),
+                      reinterpret_cast<const unsigned char*>(theirs_.get() + kWords),
+                      payload(mine_));
+    }
+  }
+  write_header(mine_, h);
 }
 
 }  // namespace dp

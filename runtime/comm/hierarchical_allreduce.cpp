@@ -198,7 +198,7 @@ HierarchicalAllreduce::~HierarchicalAllreduce() {
 }
 
 void HierarchicalAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average,
-                                      const Fingerprint& collective, const FusedCheck& check) {
+                                      const Fingerprint& collective, FusedCheck& check) {
   const DType dtype = t.dtype();
   DP_CHECK(dtype == DType::f32 || is_half_float(dtype),
            "collective {}: the hierarchical all-reduce takes float32, bfloat16 and float16, not {}",
@@ -209,7 +209,7 @@ void HierarchicalAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool aver
   const Fingerprint fp = collective.in_shared_buffer(buf.index, offset / es);
   // Chosen from the count, which the fingerprint covers: ranks that pass the check took the
   // same path.
-  if (t.numel() * sizeof(float) <= FusedCheck::kFusedBytes) {
+  if (t.numel() * sizeof(float) <= check.max_bytes()) {
     tiny(t, average, fp, check);
     return;
   }
@@ -223,7 +223,7 @@ void HierarchicalAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool aver
 }
 
 void HierarchicalAllreduce::tiny(Tensor& t, bool average, const Fingerprint& fp,
-                                 const FusedCheck& check) {
+                                 FusedCheck& check) {
   const size_t n = t.numel();
   const float inv = 1.0f / float(world_);
   if (t.dtype() == DType::f32) {
@@ -234,9 +234,7 @@ void HierarchicalAllreduce::tiny(Tensor& t, bool average, const Fingerprint& fp,
     return;
   }
   // 16-bit: widened, summed in float32 (not rounded at every combine), rounded once.
-  if (tiny_.numel() < FusedCheck::kFusedBytes / sizeof(float)) {
-    tiny_ = Tensor::zeros({int64_t(FusedCheck::kFusedBytes / sizeof(float))}, DType::f32);
-  }
+  if (!tiny_.defined() || tiny_.numel() < n) tiny_ = Tensor::zeros({int64_t(n)}, DType::f32);
   Tensor w = tiny_.view(0, {int64_t(n)});
   float* v = w.f32();
   const bool bf = t.dtype() == DType::bf16;

@@ -10,19 +10,19 @@
 //   cross comm one per local rank index l: the l-th rank of every node, ordered by node
 //              (cross rank == node index)
 //
-// The desync check of every collective stays the flat one: one small MPI_Allreduce over all
-// ranks (runtime/comm/fused_check.h), so every rank is compared with every other and a
+// The desync check of every collective stays the flat one: dprun's recursive doubling over
+// all ranks (runtime/comm/fused_check.h), so every rank is compared with every other and a
 // mismatch is the same CollectiveError, naming both ranks, everywhere. Why not a check in two
 // stages (the node's shared barrier, then among one rank per node): measured on 2 emulated
 // hosts x 2 ranks on 2 cores, a rank that waits at a shared barrier while its node-mate is in
 // a TCP call takes the CPU that the veth's softirq needs, and a 1 KB all-reduce took 65 us
-// that way against 26 us for Open MPI's own hierarchy-aware MPI_Allreduce of the check, which
-// also carries the tiny all-reduces.
+// that way against 26 us for Open MPI's MPI_Allreduce of the check (which carried the tiny
+// all-reduces then, as dprun's own exchange of the check does now).
 //
 // An all-reduce of a buffer in the shared windows (float32, bfloat16, float16; sum or avg):
-//   tiny (n float32 values fit FusedCheck's 1 KB): the values (16-bit ones widened) ride in
-//      the check itself, summed in float32; no shared barrier at all (each rank writes only
-//      its own buffer). One MPI call, like the flat path.
+//   small (n float32 values fit the check's max_bytes()): the values (16-bit ones widened)
+//      ride in the check itself, summed in float32; no shared barrier at all (each rank
+//      writes only its own buffer). One exchange of messages, like the flat path.
 //   otherwise (Horovod's layout), after the check:
 //   1. barrier 1 (shared): every local rank launched it, its gradients are final.
 //   2. local rank l sums slice l of every local buffer in local-rank order (reduce-scatter
@@ -84,11 +84,11 @@ class HierarchicalAllreduce {
   // In place over `t`, which lies in `buf` (one of shm()'s buffers): see the top of the file.
   // `check` is the group's world-wide desync check (over the communicator given to create()).
   void allreduce(const ShmBuffer& buf, Tensor& t, bool average, const Fingerprint& fp,
-                 const FusedCheck& check);
+                 FusedCheck& check);
 
  private:
   HierarchicalAllreduce() = default;
-  void tiny(Tensor& t, bool average, const Fingerprint& fp, const FusedCheck& check);
+  void tiny(Tensor& t, bool average, const Fingerprint& fp, FusedCheck& check);
   void sliced(const ShmBuffer& buf, size_t offset, const Tensor& t, bool average,
               const Fingerprint& fp);
   // Slice [0, m) of this rank's column, summed over the nodes in node order, in place.

@@ -17,7 +17,9 @@ namespace {
 
 struct WireRecord {
   uint64_t hash = 0;
-  char what[248] = {};
+  uint64_t path_hash = 0;
+  char what[240] = {};
+  char how[64] = {};
 };
 
 std::string mpi_text(int rc) {
@@ -95,20 +97,34 @@ void check_fingerprints(MPI_Comm comm, const Fingerprint& fp, std::chrono::milli
   name_mismatch(comm, fp, timeout);
 }
 
-void name_mismatch(MPI_Comm comm, const Fingerprint& fp, std::chrono::milliseconds timeout) {
+void name_mismatch(MPI_Comm comm, const Fingerprint& fp, std::chrono::milliseconds timeout,
+                   uint64_t path_hash, const std::string& how) {
   int size = 1;
   MPI_Comm_size(comm, &size);
   WireRecord record;
   record.hash = fp.hash;
-  const size_t cap = sizeof(record.what);
+  record.path_hash = path_hash;
+  const size_t cap = sizeof(record.what), how_cap = sizeof(record.how);
   const std::string d = fp.text();
   std::memcpy(record.what, d.data(), std::min(d.size(), cap - 1));
+  std::memcpy(record.how, how.data(), std::min(how.size(), how_cap - 1));
   std::vector<WireRecord> all(static_cast<size_t>(size));
   allgather_records(record, all, comm, fp, timeout);
   auto text = [&](const WireRecord& r) { return std::string(r.what, strnlen(r.what, cap)); };
   for (size_t q = 1; q < all.size(); ++q) {
     if (all[q].hash != all[0].hash) {
       throw CollectiveError(fingerprint_mismatch(0, text(all[0]), int(q), text(all[q])));
+    }
+  }
+  for (size_t q = 1; q < all.size(); ++q) {
+    if (all[q].path_hash != all[0].path_hash) {
+      throw CollectiveError(fmt::format(
+          "ranks agree on collective {} but not on how its data moves: rank 0 sends {}, rank {} "
+          "{}. The process group's options (e.g. the size of all-reduces carried by the desync "
+          "check) must be the same on every rank; this process group refuses every later "
+          "collective",
+          text(all[0]), std::string(all[0].how, strnlen(all[0].how, how_cap)), q,
+          std::string(all[q].how, strnlen(all[q].how, how_cap))));
     }
   }
   fail("collective {}: the desync check saw different fingerprints but every rank sent the same",

@@ -15,6 +15,8 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdint>
+#include <string>
 
 #include "runtime/comm/fingerprint.h"
 
@@ -29,7 +31,11 @@ void check_fingerprints(MPI_Comm comm, const Fingerprint& fp,
 // After a check found different hashes (every rank knows): one MPI_Allgather of fixed-size
 // records of the ranks' descriptions, then the CollectiveError naming rank 0 and the first
 // rank that disagrees with it, the same on every rank. Never returns normally.
+// `path_hash` and `how` (what the check compared beyond the fingerprint: the dprun check's
+// payload, runtime/comm/fused_check.h) name ranks that agree on the collective but not on how
+// its data moves.
 [[noreturn]] void name_mismatch(MPI_Comm comm, const Fingerprint& fp,
-                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+                                std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
+                                uint64_t path_hash = 0, const std::string& how = {});
 
 }  // namespace dp

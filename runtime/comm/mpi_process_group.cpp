@@ -110,7 +110,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (bfloat16 sum) failed (MPI error {})", rc);
   rc = MPI_Op_create(&half_sum<f16>, /*commute=*/1, &f16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (float16 sum) failed (MPI error {})", rc);
-  fused_ = std::make_unique<FusedCheck>();
+  fused_ = std::make_unique<FusedCheck>(options_.fused_max_bytes);
   int node_split = options_.node_split;
   if (node_split == 0) {
     if (const char* env = std::getenv("DPRUN_NODE_SPLIT")) node_split = std::atoi(env);
@@ -326,9 +326,9 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const 
         shm->allreduce(*buf, t, op == ReduceOp::avg, fp);
         return;
       }
-      // Across nodes, the sizes between the tiny ones (carried by the check) and
+      // Across nodes, the sizes between the small ones (carried by the check) and
       // hierarchical_min_bytes go the flat way (see the option), on the window's memory.
-      if (t.numel() * sizeof(float) <= FusedCheck::kFusedBytes ||
+      if (t.numel() * sizeof(float) <= fused_->max_bytes() ||
           t.nbytes() >= options_.hierarchical_min_bytes) {
         hier_->allreduce(*buf, t, op == ReduceOp::avg, fp, *fused_);
         return;
@@ -340,7 +340,7 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const 
   }
   auto* p = static_cast<char*>(t.raw());
   const size_t n = t.numel(), es = dtype_size(t.dtype()), chunk = options_.max_count_per_call;
-  if (!shm_ && size_ > 1 && n <= chunk && FusedCheck::fits(t, op)) {
+  if (!shm_ && size_ > 1 && n <= chunk && fused_->fits(t, op)) {
     // A small one rides in its own desync check (the MPI one: no one-node shared group).
     fused_->run(comm_, flat_fp, &t, op);
   } else {

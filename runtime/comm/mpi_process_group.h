@@ -41,8 +41,9 @@
 // Desync check (DESIGN.md, "Desync and hangs"): before any collective's data moves, the
 // ranks compare its fingerprint (seq, kind, op or root, dtype, count, tag;
 // runtime/comm/fingerprint.h): inside the shared-memory barrier that every collective of a
-// node-local group passes, or with one small MPI_Allreduce otherwise, which also carries
-// all-reduces of up to 1 KB (runtime/comm/fused_check.h): no second round. A mismatch is a
+// node-local group passes, or otherwise in dprun's recursive doubling of small messages,
+// which also carries all-reduces of up to fused_max_bytes (runtime/comm/fused_check.h): no
+// second round. A mismatch is a
 // dp::CollectiveError on every rank naming both sides, and the group then refuses every later
 // collective (alike on every rank, without communicating).
 //
@@ -98,12 +99,18 @@ struct MpiProcessGroupOptions {
   // real shared memory, so the ranks must share one host). 0: the environment variable
   // DPRUN_NODE_SPLIT, when set, else real nodes.
   int node_split = 0;
-  // Across nodes, all-reduces of shared buffers from 1 KB (float32; the tiny ones ride in
+  // Across nodes, all-reduces of shared buffers above fused_max_bytes (the small ones ride in
   // the desync check) up to this many bytes take the flat path (MPI_Allreduce after the
   // check) rather than the hierarchical one, whose two shared barriers and cross-node
   // exchange after the check cost more than they save there (measured on 2 emulated hosts x
   // 2 ranks: bench-allreduce, README "Multi-host on one machine").
   size_t hierarchical_min_bytes = 64 * 1024;
+  // All-reduces of up to this many bytes (across nodes with the hierarchical layout: of
+  // float32 values, 16-bit ones widened) ride in the desync check's own messages
+  // (runtime/comm/fused_check.h) when no one-node shared group carries them: one round of
+  // messages instead of the check's and then MPI_Allreduce's. Must be the same on every rank
+  // (ranks that differ fail the check by name rather than hang). 0: only the check.
+  size_t fused_max_bytes = FusedCheck::kDefaultBytes;
 };
 
 class MpiProcessGroup : public ProcessGroup {

@@ -30,6 +30,7 @@ namespace {
 // ranks' slices are empty), not divisible by L or by the node count, the tiny path's limit
 // (256 floats) and just above it, and a few MB.
 const std::vector<size_t> kSizes = {0, 1, 7, 31, 255, 256, 257, 1000, 4099, 65537, 262147};
+constexpr size_t kTinyBytes = 1024;  // what the fixture lets ride in the desync check
 
 float int_value(int rank, size_t i) {
   return float(int((i * 7 + size_t(rank) * 13) % 1021) - 510 + 3 * rank);
@@ -49,7 +50,8 @@ class Hierarchical : public ::testing::TestWithParam<int> {
     o.node_split = k;
     o.allreduce_algo = AllreduceAlgo::hierarchical;
     o.shm_timeout = std::chrono::seconds(60);
-    o.hierarchical_min_bytes = 0;  // every size above the tiny ones hierarchical
+    o.hierarchical_min_bytes = 0;    // every size above the tiny ones hierarchical
+    o.fused_max_bytes = kTinyBytes;  // and the tiny ones tiny: the sliced path from 257 floats
     pg = std::make_unique<MpiProcessGroup>(MPI_COMM_WORLD, o);
     rank = pg->rank();
     world_ = pg->size();
@@ -75,8 +77,9 @@ class Hierarchical : public ::testing::TestWithParam<int> {
   }
 
   // Whether the documented order applies: 2 nodes (more: the ring's order), and not a tiny
-  // all-reduce (n float32 values within 1 KB ride in the MPI desync check: MPI's order).
-  bool exact_order(size_t n) const { return nodes == 2 && n * sizeof(float) > 1024; }
+  // all-reduce (n float32 values within kTinyBytes ride in the desync check: recursive
+  // doubling's order).
+  bool exact_order(size_t n) const { return nodes == 2 && n * sizeof(float) > kTinyBytes; }
 
   void expect_same_bits_on_every_rank(const Tensor& t, const std::string& what) {
     std::vector<char> root(t.nbytes());
@@ -198,12 +201,13 @@ TEST_P(Hierarchical, SixteenBitSumsInFloat32AndRoundsOnce) {
   half_case<f16>(*this, *pg, rank, DType::f16);
 }
 
-TEST_P(Hierarchical, MediumSizesGoFlatByDefault) {
+// The default options: up to 256 KB in the desync check, then flat, then hierarchical.
+TEST_P(Hierarchical, DefaultPathsSumExactly) {
   MpiProcessGroupOptions o;
   o.node_split = GetParam();
   MpiProcessGroup dflt(MPI_COMM_WORLD, o);
   ASSERT_TRUE(dflt.hierarchical());
-  for (size_t n : {size_t(1000), size_t(16383), size_t(16384), size_t(70000)}) {
+  for (size_t n : {size_t(1000), size_t(16383), size_t(65536), size_t(65537), size_t(70000)}) {
     Tensor t = dflt.allocate(n);
     for (size_t i = 0; i < n; ++i) t.f32()[i] = int_value(rank, i);
     dflt.allreduce(t, ReduceOp::sum, "medium")->wait();
