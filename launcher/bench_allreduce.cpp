@@ -34,6 +34,7 @@ struct BenchOptions {
   std::string nccl = "auto";  // the NCCL column: auto (where every rank has a GPU), on, off
   double timeout_s = 300;
   size_t fused_max_bytes = FusedCheck::kDefaultBytes;  // --fused-max: what rides in the check
+  size_t hierarchical_min_bytes = MpiProcessGroupOptions{}.hierarchical_min_bytes;  // --hier-min
 };
 
 // "8", "64K", "256M", "1G" (nccl-tests' -b/-e).
@@ -94,6 +95,9 @@ BenchOptions parse(int argc, char** argv) {
       o.nccl = value();
     } else if (a == "--timeout") {
       o.timeout_s = std::stod(value());
+    } else if (a == "--hier-min") {
+      const std::string v = value();
+      o.hierarchical_min_bytes = v == "0" ? 0 : parse_size(v, "--hier-min");
     } else if (a == "--fused-max") {
       const std::string v = value();
       o.fused_max_bytes = v == "0" ? 0 : parse_size(v, "--fused-max");
@@ -102,7 +106,7 @@ BenchOptions parse(int argc, char** argv) {
     } else {
       fail(
           "bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl "
-          "--timeout --fused-max)",
+          "--timeout --fused-max --hier-min)",
           a);
     }
   }
@@ -191,6 +195,7 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   pgo.shm_timeout = timeout;
   pgo.allreduce_algo = o.algo;
   pgo.fused_max_bytes = o.fused_max_bytes;
+  pgo.hierarchical_min_bytes = o.hierarchical_min_bytes;
   MpiProcessGroup pg(MPI_COMM_WORLD, pgo);
   // The flat column: the same group without the hierarchy (one ring of every rank across
   // nodes; on one node the shared-memory path, as the first column).
