@@ -169,7 +169,8 @@ WorkPtr MpiProcessGroup::enqueue(std::string description, uint64_t hash, Run run
     // wait() calls the hook only while the Work is not done.
     if (here)
       work->set_run_here([this](const Work& w, std::chrono::milliseconds t) { run_here(w, t); });
-    queue_.push_back({work, hash, std::move(run)});
+    queue_.push_back(
+        {work, hash, std::move(run), here, std::chrono::steady_clock::now() + kHereGrace});
     flight_recorder().record(work);  // under mu_: the ring keeps seq order
   }
   cv_.notify_one();
@@ -181,8 +182,14 @@ void MpiProcessGroup::comm_loop() {
     Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return !running_ && (stop_ || !queue_.empty()); });
-      if (queue_.empty()) return;  // stop_ and drained
+      for (;;) {
+        cv_.wait(lock, [&] { return !running_ && (stop_ || !queue_.empty()); });
+        if (queue_.empty()) return;           // stop_ and drained
+        const auto due = queue_.front().due;  // a copy: the waiter may pop the task meanwhile
+        if (!queue_.front().here || stop_ || std::chrono::steady_clock::now() >= due) break;
+        // Its waiter's turn first; woken early by an enqueue or by the waiter finishing.
+        cv_.wait_until(lock, due);
+      }
       task = std::move(queue_.front());
       queue_.pop_front();
       running_ = true;

@@ -156,7 +156,15 @@ class MpiProcessGroup : public ProcessGroup {
     WorkPtr work;
     uint64_t hash = 0;  // collective_hash(): what the ranks compare before the data moves
     Run run;            // holds Tensor handles: buffers live until done
+    // A waiter may run it (enqueue's `here`); until `due` the communication thread leaves it
+    // to the waiter, which is usually microseconds away.
+    bool here = false;
+    std::chrono::steady_clock::time_point due{};
   };
+  // How long a `here` task waits for its waiter before the communication thread runs it:
+  // long enough for a waiter that was descheduled on a busy machine, short next to anything
+  // that would overlap with it (it is at most fused_max_bytes).
+  static constexpr std::chrono::microseconds kHereGrace{1000};
 
   // `here`: the collective never blocks beyond a deadline when the waiting thread runs it
   // (it rides in the desync check: runtime/comm/fused_check.h), so wait() may run it itself.

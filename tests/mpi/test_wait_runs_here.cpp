@@ -83,7 +83,11 @@ TEST(WaitRunsHere, AWaitEndsAtItsDeadlineWhenThePeerIsLateAndTheGroupStops) {
   if (world != 2) GTEST_SKIP() << "needs exactly 2 ranks (world " << world << ")";
   {
     MpiProcessGroup pg(MPI_COMM_WORLD, without_shm());
-    Tensor t = filled(16, 1.0f);
+    Tensor t = filled(16, 1.0f), u = filled(16, 1.0f);
+    // Whether rank 0's waiting thread ran the all-reduce: usual, not certain (a thread
+    // descheduled for longer than the grace period leaves it to the communication thread,
+    // whose wait() times out as before while the group stays usable).
+    int ran_here = 0;
     if (rank == 0) {
       WorkPtr w = pg.allreduce(t, ReduceOp::sum, "peer is late");
       const double t0 = now_us();
@@ -93,22 +97,31 @@ TEST(WaitRunsHere, AWaitEndsAtItsDeadlineWhenThePeerIsLateAndTheGroupStops) {
       } catch (const CollectiveTimeout& e) {
         const std::string msg = e.what();
         EXPECT_NE(msg.find("'peer is late'"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("did not complete in time"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("with rank 1"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("did not complete"), std::string::npos) << msg;
+        ran_here = msg.find("did not complete in time") != std::string::npos;
+        if (ran_here) {
+          EXPECT_NE(msg.find("with rank 1"), std::string::npos) << msg;
+        }
       }
       EXPECT_LT(now_us() - t0, 3e6) << "the wait overran its 300 ms deadline";
-      // The communicator has messages in flight: the group refuses what comes next.
-      Tensor u = filled(16, 1.0f);
-      try {
-        pg.allreduce(u, ReduceOp::sum, "after")->wait();
-        ADD_FAILURE() << "the group ran a collective after giving up on one";
-      } catch (const CollectiveError& e) {
-        EXPECT_NE(std::string(e.what()).find("not run"), std::string::npos) << e.what();
+      if (ran_here) {
+        // Its messages are still in flight: the group refuses what comes next, alone.
+        try {
+          pg.allreduce(u, ReduceOp::sum, "after")->wait();
+          ADD_FAILURE() << "the group ran a collective after giving up on one";
+        } catch (const CollectiveError& e) {
+          EXPECT_NE(std::string(e.what()).find("not run"), std::string::npos) << e.what();
+        }
       }
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(1000));
       pg.allreduce(t, ReduceOp::sum, "peer is late")->wait();
       EXPECT_EQ(t.f32()[0], 2.0f);  // rank 0's message was still there
+    }
+    MPI_Bcast(&ran_here, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!ran_here) {  // the group is fine: both finish the next collective
+      pg.allreduce(u, ReduceOp::sum, "after")->wait();
+      EXPECT_EQ(u.f32()[0], 2.0f);
     }
   }
   MPI_Barrier(MPI_COMM_WORLD);
