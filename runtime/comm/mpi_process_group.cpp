@@ -184,10 +184,14 @@ void MpiProcessGroup::comm_loop() {
       std::unique_lock<std::mutex> lock(mu_);
       for (;;) {
         cv_.wait(lock, [&] { return !running_ && (stop_ || !queue_.empty()); });
-        if (queue_.empty()) return;           // stop_ and drained
+        if (queue_.empty()) return;  // stop_ and drained
+        // Its waiter's turn first, while nothing queues up behind it (a bucket after a small
+        // one must not wait); woken early by an enqueue or by the waiter finishing.
         const auto due = queue_.front().due;  // a copy: the waiter may pop the task meanwhile
-        if (!queue_.front().here || stop_ || std::chrono::steady_clock::now() >= due) break;
-        // Its waiter's turn first; woken early by an enqueue or by the waiter finishing.
+        if (!queue_.front().here || queue_.size() > 1 || stop_ ||
+            std::chrono::steady_clock::now() >= due) {
+          break;
+        }
         cv_.wait_until(lock, due);
       }
       task = std::move(queue_.front());

@@ -156,8 +156,8 @@ class MpiProcessGroup : public ProcessGroup {
     WorkPtr work;
     uint64_t hash = 0;  // collective_hash(): what the ranks compare before the data moves
     Run run;            // holds Tensor handles: buffers live until done
-    // A waiter may run it (enqueue's `here`); until `due` the communication thread leaves it
-    // to the waiter, which is usually microseconds away.
+    // A waiter may run it (enqueue's `here`); until `due`, while it is alone in the queue,
+    // the communication thread leaves it to the waiter, which is usually microseconds away.
     bool here = false;
     std::chrono::steady_clock::time_point due{};
   };
