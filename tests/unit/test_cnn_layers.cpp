@@ -237,15 +237,18 @@ TEST(MaxPool2d, FirstMaximumWinsTiesAndNaNWins) {
 }
 
 TEST(MaxPool2d, MatchesPyTorchsScanOnEveryPath) {
-  // The kernel has a 2x2/stride-2 fast path (whole blocks of outputs and a padded tail), an
-  // unrolled scan for 2x2 and 3x3 windows inside the image, and a general one: each against
-  // PyTorch's scan written out here, on values with many ties and a few NaNs.
+  // The kernel has a 2x2/stride-2 fast path (whole blocks of outputs; a row's tail as an
+  // overlapping last block, or for rows shorter than a block a block that runs on into the
+  // next rows, or a padded copy at the tensor's end), an unrolled scan for 2x2 and 3x3
+  // windows inside the image, and a general one: each against PyTorch's scan written out
+  // here, on values with many ties and a few NaNs.
   const float nan = std::numeric_limits<float>::quiet_NaN();
   struct Case {
     size_t k, stride, pad;
     int64_t h, w;
   };
-  for (const Case& c : {Case{2, 2, 0, 6, 38}, Case{2, 2, 0, 5, 17}, Case{2, 1, 0, 5, 9},
+  for (const Case& c : {Case{2, 2, 0, 6, 38}, Case{2, 2, 0, 5, 17}, Case{2, 2, 0, 4, 28},
+                        Case{2, 2, 0, 14, 14}, Case{2, 2, 0, 7, 13}, Case{2, 1, 0, 5, 9},
                         Case{3, 2, 1, 7, 12}, Case{3, 3, 0, 9, 10}, Case{4, 2, 2, 9, 11}}) {
     SCOPED_TRACE(testing::Message()
                  << "k" << c.k << " s" << c.stride << " p" << c.pad << " " << c.h << "x" << c.w);
