@@ -18,20 +18,23 @@ void batchnorm_batch_stats(const Tensor& x, float eps, Tensor& mean, Tensor& inv
 void batchnorm_running_stats(const Tensor& running_mean, const Tensor& running_var, float eps,
                              Tensor& mean, Tensor& invstd);
 
-// y = (x - mean) * invstd * weight + bias, per channel.
+// y = (x - mean) * invstd * weight + bias, per channel; with relu, max(that, 0) in the same
+// pass (CPU only: a CUDA caller applies ops::relu_forward after).
 void batchnorm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
-                     const Tensor& weight, const Tensor& bias, Tensor& y);
+                     const Tensor& weight, const Tensor& bias, Tensor& y, bool relu = false);
 
 // sum_dy = sum of dy and sum_dy_xhat = sum of dy * xhat per channel (overwritten); then
-// dweight += sum_dy_xhat and dbias += sum_dy.
+// dweight += sum_dy_xhat and dbias += sum_dy. relu_y (or null; CPU only): the output of a
+// batchnorm_apply with relu, dy then being its gradient; dy counts only where relu_y > 0.
 void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& mean,
                                const Tensor& invstd, Tensor& sum_dy, Tensor& sum_dy_xhat,
-                               Tensor& dweight, Tensor& dbias);
+                               Tensor& dweight, Tensor& dbias, const Tensor* relu_y = nullptr);
 
 // dx from dy and the sums of batchnorm_backward_params; through the batch statistics when
-// batch_stats (training), else with the statistics held fixed.
+// batch_stats (training), else with the statistics held fixed. relu_y as above.
 void batchnorm_backward_input(const Tensor& x, const Tensor& dy, const Tensor& mean,
                               const Tensor& invstd, const Tensor& weight, const Tensor& sum_dy,
-                              const Tensor& sum_dy_xhat, bool batch_stats, Tensor& dx);
+                              const Tensor& sum_dy_xhat, bool batch_stats, Tensor& dx,
+                              const Tensor* relu_y = nullptr);
 
 }  // namespace dp::ops
