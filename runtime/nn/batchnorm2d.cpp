@@ -85,17 +85,19 @@ const Tensor& BatchNorm2d::backward(const Tensor& grad_output) {
   check_param_device(name_, input_, bias_);
   ensure_1d(sum_dy_, static_cast<int64_t>(channels_), DType::f32, input_.device());
   ensure_1d(sum_dy_xhat_, static_cast<int64_t>(channels_), DType::f32, input_.device());
-  // The ReLU's backward: inside the kernels on the CPU (relu_y), a pass of its own on CUDA.
+  // The ReLU's backward: inside the kernels on the CPU (from the forward's weight and bias,
+  // which nothing changes before the optimizer step), a pass of its own on CUDA.
   const Tensor* dy = &grad_output;
-  const Tensor* relu_y = relu_ ? &output_ : nullptr;
+  const ops::FusedReLU fused{weight_.value, bias_.value};
+  const ops::FusedReLU* relu = relu_ ? &fused : nullptr;
   if (relu_ && input_.is_cuda()) {
     ensure_like(relu_grad_, input_);
     ops::relu_backward(output_, grad_output, relu_grad_);
     dy = &relu_grad_;
-    relu_y = nullptr;
+    relu = nullptr;
   }
   ops::batchnorm_backward_params(input_, *dy, mean_, invstd_, sum_dy_, sum_dy_xhat_, weight_.grad,
-                                 bias_.grad, relu_y);
+                                 bias_.grad, relu);
   // The parameter gradients keep this rank's sums: the Reducer averages them over the ranks.
   weight_.grad_ready();
   bias_.grad_ready();
@@ -122,7 +124,7 @@ const Tensor& BatchNorm2d::backward(const Tensor& grad_output) {
   ensure_like(grad_input_, input_);
   ops::batchnorm_backward_input(
       input_, *dy, mean_, invstd_, weight_.value, global ? global_dy_ : sum_dy_,
-      global ? global_dy_xhat_ : sum_dy_xhat_, batch_stats_, grad_input_, relu_y);
+      global ? global_dy_xhat_ : sum_dy_xhat_, batch_stats_, grad_input_, relu);
   return grad_input_;
 }
 

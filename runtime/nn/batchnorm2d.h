@@ -28,8 +28,10 @@ namespace dp {
 //
 // relu: the layer is BatchNorm2d followed by torch.nn.ReLU, y = max(bn(x), 0), with the same
 // parameters, buffers and state as without it. On the CPU the ReLU runs inside the
-// normalisation's pass and its backward inside BatchNorm's (dy counts where y > 0): two
-// passes over the activations and a gradient buffer fewer than a separate ReLU layer.
+// normalisation's pass and its backward inside BatchNorm's (dy counts where the normalised
+// value, recomputed from the input with the forward's arithmetic, is > 0): two passes over
+// the activations and a gradient buffer fewer than a separate ReLU layer, and the output is
+// not read again.
 class BatchNorm2d : public Module {
  public:
   // Sums a small float32 host tensor over every rank, in place (a blocking collective: every

@@ -156,12 +156,14 @@ void batchnorm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
 
 void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& mean,
                                const Tensor& invstd, Tensor& sum_dy, Tensor& sum_dy_xhat,
-                               Tensor& dweight, Tensor& dbias, const Tensor* relu_y) {
+                               Tensor& dweight, Tensor& dbias, const FusedReLU* relu) {
   const Layout l = layout_of(x);
   check_channels(x, l, {&mean, &invstd, &sum_dy, &sum_dy_xhat, &dweight, &dbias});
   check_like(x, {&dy});
-  check_relu(x, relu_y != nullptr);
-  if (relu_y != nullptr) check_like(x, {relu_y});
+  check_relu(x, relu != nullptr);
+  if (relu != nullptr) check_channels(x, l, {&relu->weight, &relu->bias});
+  const float* rw = relu != nullptr ? relu->weight.f32() : nullptr;
+  const float* rb = relu != nullptr ? relu->bias.f32() : nullptr;
   if (x.is_cuda()) {
 #ifdef DPRUN_HAVE_CUDA
     gpu::batchnorm_backward_sums(x.device().index, x.dtype(), l.batch, l.channels, l.plane, x.raw(),
@@ -174,12 +176,10 @@ void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& 
   }
   if (x.dtype() == DType::bf16)
     dp::batchnorm_backward_sums(l.batch, l.channels, l.plane, x.data<bf16>(), dy.data<bf16>(),
-                                relu_y != nullptr ? relu_y->data<bf16>() : nullptr, mean.f32(),
-                                invstd.f32(), sum_dy.f32(), sum_dy_xhat.f32());
+                                mean.f32(), invstd.f32(), rw, rb, sum_dy.f32(), sum_dy_xhat.f32());
   else
-    dp::batchnorm_backward_sums(l.batch, l.channels, l.plane, x.f32(), dy.f32(),
-                                relu_y != nullptr ? relu_y->f32() : nullptr, mean.f32(),
-                                invstd.f32(), sum_dy.f32(), sum_dy_xhat.f32());
+    dp::batchnorm_backward_sums(l.batch, l.channels, l.plane, x.f32(), dy.f32(), mean.f32(),
+                                invstd.f32(), rw, rb, sum_dy.f32(), sum_dy_xhat.f32());
   for (int64_t c = 0; c < l.channels; ++c) {
     dweight.f32()[c] += sum_dy_xhat.f32()[c];
     dbias.f32()[c] += sum_dy.f32()[c];
@@ -189,12 +189,17 @@ void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& 
 void batchnorm_backward_input(const Tensor& x, const Tensor& dy, const Tensor& mean,
                               const Tensor& invstd, const Tensor& weight, const Tensor& sum_dy,
                               const Tensor& sum_dy_xhat, bool batch_stats, Tensor& dx,
-                              const Tensor* relu_y) {
+                              const FusedReLU* relu) {
   const Layout l = layout_of(x);
   check_channels(x, l, {&mean, &invstd, &weight, &sum_dy, &sum_dy_xhat});
   check_like(x, {&dy, &dx});
-  check_relu(x, relu_y != nullptr);
-  if (relu_y != nullptr) check_like(x, {relu_y});
+  check_relu(x, relu != nullptr);
+  if (relu != nullptr) {
+    check_channels(x, l, {&relu->weight, &relu->bias});
+    DP_CHECK(relu->weight.f32() == weight.f32(),
+             "batchnorm backward: the fused ReLU's weight must be the normalisation's");
+  }
+  const float* rb = relu != nullptr ? relu->bias.f32() : nullptr;
   if (x.is_cuda()) {
 #ifdef DPRUN_HAVE_CUDA
     gpu::batchnorm_backward_input(x.device().index, x.dtype(), l.batch, l.channels, l.plane,
@@ -207,13 +212,11 @@ void batchnorm_backward_input(const Tensor& x, const Tensor& dy, const Tensor& m
   }
   if (x.dtype() == DType::bf16)
     dp::batchnorm_backward_input(l.batch, l.channels, l.plane, x.data<bf16>(), dy.data<bf16>(),
-                                 relu_y != nullptr ? relu_y->data<bf16>() : nullptr, mean.f32(),
-                                 invstd.f32(), weight.f32(), sum_dy.f32(), sum_dy_xhat.f32(),
-                                 batch_stats, dx.data<bf16>());
+                                 mean.f32(), invstd.f32(), weight.f32(), rb, sum_dy.f32(),
+                                 sum_dy_xhat.f32(), batch_stats, dx.data<bf16>());
   else
-    dp::batchnorm_backward_input(l.batch, l.channels, l.plane, x.f32(), dy.f32(),
-                                 relu_y != nullptr ? relu_y->f32() : nullptr, mean.f32(),
-                                 invstd.f32(), weight.f32(), sum_dy.f32(), sum_dy_xhat.f32(),
+    dp::batchnorm_backward_input(l.batch, l.channels, l.plane, x.f32(), dy.f32(), mean.f32(),
+                                 invstd.f32(), weight.f32(), rb, sum_dy.f32(), sum_dy_xhat.f32(),
                                  batch_stats, dx.f32());
 }
 

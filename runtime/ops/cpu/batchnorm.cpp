@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "runtime/ops/cpu/float_io.h"
 
@@ -14,7 +15,7 @@ using cpu_io::store;
 namespace {
 
 // Four float32 lanes (GCC/Clang vector extension): written out, because GCC turns the
-// two-accumulator lane loops of these one-pass sums into shuffles that run at half the speed
+// two-accumulator lane loops of the one-pass sums into shuffles that run at half the speed
 // of the two passes they replace.
 typedef float f4 __attribute__((vector_size(16)));
 typedef int32_t i4 __attribute__((vector_size(16)));
@@ -34,25 +35,37 @@ inline void store4(T* q, f4 v) {
   }
 }
 
-// dy where the fused ReLU passed its input (y > 0), else 0. On the bits: y is a ReLU output,
-// never NaN or negative non-zero, so y > 0 exactly when its bits, as a signed integer, are
-// > 0; integer masks vectorise where a float compare-and-select feeding arithmetic may not.
-inline f4 relu_pass(f4 y, f4 dy) {
-  i4 yb, gb;
-  std::memcpy(&yb, &y, sizeof(yb));
+// The normalisation of channel c as y = x * scale + shift. The forward and the fused ReLU's
+// backward both take it from here, and compute x * scale + shift with the same operations
+// (four lanes at a time, then one at a time for the same tail), so that the backward finds
+// exactly the forward's signs.
+struct Affine {
+  float scale, shift;
+};
+inline Affine affine_of(const float* mean, const float* invstd, const float* weight,
+                        const float* bias, int64_t c) {
+  const float scale = invstd[c] * weight[c];
+  return {scale, bias[c] - mean[c] * scale};
+}
+
+// dy where the fused ReLU passed (pre-activation > 0), else 0: an integer mask on the bits,
+// which vectorises where a float select feeding arithmetic may not.
+inline f4 relu_pass(f4 pre, f4 dy) {
+  const i4 pass = pre > 0.0f;  // all ones where true
+  i4 gb;
   std::memcpy(&gb, &dy, sizeof(gb));
-  gb &= yb > 0;  // all ones where true
+  gb &= pass;
   f4 g;
   std::memcpy(&g, &gb, sizeof(g));
   return g;
 }
-inline float relu_pass(float y, float dy) {
-  return y > 0.0f ? dy : 0.0f;
+inline float relu_pass(float pre, float dy) {
+  return pre > 0.0f ? dy : 0.0f;
 }
 
 // sum f(i).a and sum f(i).b over one plane, f giving four lanes at a time (and one value at a
-// time for the tail): eight float32 lanes per sum, folded into double. One pass for both: the
-// planes of a batch do not fit in the cache, and a second pass reads them again from memory.
+// time for the tail): eight float32 lanes per sum, added to s0 and s1 in double. One pass for
+// both: the planes of a batch do not fit in the cache, and a second pass reads them again.
 struct Sums4 {
   f4 a, b;
 };
@@ -71,6 +84,12 @@ void plane_sums(int64_t plane, F4 f4_at, F1 f1_at, double& s0, double& s1) {
     b0 += u.b;
     b1 += v.b;
   }
+  // The same split into four lanes and a tail as the other kernels (see Affine).
+  for (; i + 4 <= plane; i += 4) {
+    const Sums4 u = f4_at(i);
+    a0 += u.a;
+    b0 += u.b;
+  }
   float ta = 0, tb = 0;
   for (; i < plane; ++i) {
     const Sums1 u = f1_at(i);
@@ -85,38 +104,52 @@ void plane_sums(int64_t plane, F4 f4_at, F1 f1_at, double& s0, double& s1) {
   s1 += tb;
 }
 
+// Per-channel double accumulators, zeroed; reused between calls (no allocation per step).
+std::vector<double>& sums_scratch(int64_t n) {
+  thread_local std::vector<double> acc;
+  acc.assign(static_cast<size_t>(n), 0.0);
+  return acc;
+}
+
 template <bool Relu, typename T>
 void backward_sums(int64_t batch, int64_t channels, int64_t plane, const T* x, const T* dy,
-                   const T* y, const float* mean, const float* invstd, float* sum_dy,
-                   float* sum_dy_xhat) {
-  for (int64_t c = 0; c < channels; ++c) {
-    double sd = 0, sdx = 0;
-    const float mu = mean[c];
-    for (int64_t b = 0; b < batch; ++b) {
+                   const float* mean, const float* invstd, const float* weight, const float* bias,
+                   float* sum_dy, float* sum_dy_xhat) {
+  // Image by image, every channel's plane in turn: one sequential sweep over the tensors (a
+  // channel at a time jumps between planes of 196 values on 14x14 maps, too short for the
+  // prefetcher). Each channel still adds its planes in batch order.
+  std::vector<double>& acc = sums_scratch(2 * channels);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float mu = mean[c];
+      const Affine af = Relu ? affine_of(mean, invstd, weight, bias, c) : Affine{};
       const int64_t at = (b * channels + c) * plane;
       const T* p = x + at;
       const T* g = dy + at;
-      const T* r = Relu ? y + at : nullptr;
       plane_sums(
           plane,
-          [p, g, r, mu](int64_t i) {
-            const f4 d = Relu ? relu_pass(load4(r + i), load4(g + i)) : load4(g + i);
-            return Sums4{d, d * (load4(p + i) - mu)};
+          [p, g, mu, af](int64_t i) {
+            const f4 xv = load4(p + i);
+            const f4 d = Relu ? relu_pass(xv * af.scale + af.shift, load4(g + i)) : load4(g + i);
+            return Sums4{d, d * (xv - mu)};
           },
-          [p, g, r, mu](int64_t i) {
-            const float d = Relu ? relu_pass(load(r[i]), load(g[i])) : load(g[i]);
-            return Sums1{d, d * (load(p[i]) - mu)};
+          [p, g, mu, af](int64_t i) {
+            const float xv = load(p[i]);
+            const float d = Relu ? relu_pass(xv * af.scale + af.shift, load(g[i])) : load(g[i]);
+            return Sums1{d, d * (xv - mu)};
           },
-          sd, sdx);
+          acc[size_t(2 * c)], acc[size_t(2 * c + 1)]);
     }
-    sum_dy[c] = static_cast<float>(sd);
-    sum_dy_xhat[c] = static_cast<float>(sdx * invstd[c]);
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    sum_dy[c] = static_cast<float>(acc[size_t(2 * c)]);
+    sum_dy_xhat[c] = static_cast<float>(acc[size_t(2 * c + 1)] * invstd[c]);
   }
 }
 
 template <bool Relu, typename T>
 void backward_input(int64_t batch, int64_t channels, int64_t plane, const T* x, const T* dy,
-                    const T* y, const float* mean, const float* invstd, const float* weight,
+                    const float* mean, const float* invstd, const float* weight, const float* bias,
                     const float* sum_dy, const float* sum_dy_xhat, bool batch_stats, T* dx) {
   const float inv_n = 1.0f / static_cast<float>(batch * plane);
   for (int64_t b = 0; b < batch; ++b) {
@@ -127,20 +160,21 @@ void backward_input(int64_t batch, int64_t channels, int64_t plane, const T* x, 
       const float a = batch_stats ? -k * invstd[c] * sum_dy_xhat[c] * inv_n : 0.0f;
       const float e = batch_stats ? -k * sum_dy[c] * inv_n : 0.0f;
       const float mu = mean[c];
+      const Affine af = Relu ? affine_of(mean, invstd, weight, bias, c) : Affine{};
       const int64_t at = (b * channels + c) * plane;
       const T* p = x + at;
       const T* g = dy + at;
-      const T* r = Relu ? y + at : nullptr;
       T* q = dx + at;
       int64_t i = 0;
       for (; i + 4 <= plane; i += 4) {
-        const f4 d = Relu ? relu_pass(load4(r + i), load4(g + i)) : load4(g + i);
-        const f4 v = k * d + a * (load4(p + i) - mu) + e;
-        store4(q + i, v);
+        const f4 xv = load4(p + i);
+        const f4 d = Relu ? relu_pass(xv * af.scale + af.shift, load4(g + i)) : load4(g + i);
+        store4(q + i, k * d + a * (xv - mu) + e);
       }
       for (; i < plane; ++i) {
-        const float d = Relu ? relu_pass(load(r[i]), load(g[i])) : load(g[i]);
-        q[i] = store<T>(k * d + a * (load(p[i]) - mu) + e);
+        const float xv = load(p[i]);
+        const float d = Relu ? relu_pass(xv * af.scale + af.shift, load(g[i])) : load(g[i]);
+        q[i] = store<T>(k * d + a * (xv - mu) + e);
       }
     }
   }
@@ -152,14 +186,14 @@ template <typename T>
 void batchnorm_batch_stats(int64_t batch, int64_t channels, int64_t plane, const T* x, float* mean,
                            float* var) {
   const double n = static_cast<double>(batch * plane);
-  for (int64_t c = 0; c < channels; ++c) {
-    // One pass over the channel: sums of d = x - shift and of d^2. The shift is one of the
-    // channel's values, so it lies within the data's range and E[d^2] - E[d]^2 cancels no
-    // worse than the variance is small next to the spread (the cancellation that a plain
-    // E[x^2] - E[x]^2 suffers when |mean| >> std does not happen).
-    const float shift = load(x[c * plane]);
-    double s = 0, ss = 0;
-    for (int64_t b = 0; b < batch; ++b) {
+  // One pass: sums of d = x - shift and of d^2 per channel. The shift is one of the channel's
+  // values, so it lies within the data's range and E[d^2] - E[d]^2 cancels no worse than the
+  // variance is small next to the spread (the cancellation that a plain E[x^2] - E[x]^2
+  // suffers when |mean| >> std does not happen). Image by image, as in backward_sums.
+  std::vector<double>& acc = sums_scratch(2 * channels);
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float shift = load(x[c * plane]);
       const T* p = x + (b * channels + c) * plane;
       plane_sums(
           plane,
@@ -171,8 +205,12 @@ void batchnorm_batch_stats(int64_t batch, int64_t channels, int64_t plane, const
             const float d = load(p[i]) - shift;
             return Sums1{d, d * d};
           },
-          s, ss);
+          acc[size_t(2 * c)], acc[size_t(2 * c + 1)]);
     }
+  }
+  for (int64_t c = 0; c < channels; ++c) {
+    const float shift = load(x[c * plane]);
+    const double s = acc[size_t(2 * c)], ss = acc[size_t(2 * c + 1)];
     const double md = s / n;
     mean[c] = static_cast<float>(double(shift) + md);
     var[c] = static_cast<float>(std::max(0.0, ss / n - md * md));
@@ -184,19 +222,23 @@ void batchnorm_apply(int64_t batch, int64_t channels, int64_t plane, const T* x,
                      const float* invstd, const float* weight, const float* bias, bool relu, T* y) {
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t c = 0; c < channels; ++c) {
-      // y = x * scale + shift: one multiply-add per element.
-      const float scale = invstd[c] * weight[c];
-      const float shift = bias[c] - mean[c] * scale;
+      const Affine af = affine_of(mean, invstd, weight, bias, c);
       const T* p = x + (b * channels + c) * plane;
       T* q = y + (b * channels + c) * plane;
+      int64_t i = 0;
       if (relu) {
-        // v > 0 ? v : 0 turns a NaN into 0, which relu_pass relies on (no NaN in y).
-        for (int64_t i = 0; i < plane; ++i) {
-          const float v = load(p[i]) * scale + shift;
-          q[i] = store<T>(v > 0.0f ? v : 0.0f);
+        // max(v, 0) as v > 0 ? v : 0, the test the backward repeats (a NaN becomes 0).
+        for (; i + 4 <= plane; i += 4) {
+          const f4 v = load4(p + i) * af.scale + af.shift;
+          store4(q + i, relu_pass(v, v));
+        }
+        for (; i < plane; ++i) {
+          const float v = load(p[i]) * af.scale + af.shift;
+          q[i] = store<T>(relu_pass(v, v));
         }
       } else {
-        for (int64_t i = 0; i < plane; ++i) q[i] = store<T>(load(p[i]) * scale + shift);
+        for (; i + 4 <= plane; i += 4) store4(q + i, load4(p + i) * af.scale + af.shift);
+        for (; i < plane; ++i) q[i] = store<T>(load(p[i]) * af.scale + af.shift);
       }
     }
   }
@@ -204,38 +246,42 @@ void batchnorm_apply(int64_t batch, int64_t channels, int64_t plane, const T* x,
 
 template <typename T>
 void batchnorm_backward_sums(int64_t batch, int64_t channels, int64_t plane, const T* x,
-                             const T* dy, const T* relu_y, const float* mean, const float* invstd,
-                             float* sum_dy, float* sum_dy_xhat) {
-  if (relu_y != nullptr)
-    backward_sums<true>(batch, channels, plane, x, dy, relu_y, mean, invstd, sum_dy, sum_dy_xhat);
+                             const T* dy, const float* mean, const float* invstd,
+                             const float* relu_weight, const float* relu_bias, float* sum_dy,
+                             float* sum_dy_xhat) {
+  if (relu_bias != nullptr)
+    backward_sums<true>(batch, channels, plane, x, dy, mean, invstd, relu_weight, relu_bias, sum_dy,
+                        sum_dy_xhat);
   else
-    backward_sums<false>(batch, channels, plane, x, dy, relu_y, mean, invstd, sum_dy, sum_dy_xhat);
+    backward_sums<false>(batch, channels, plane, x, dy, mean, invstd, relu_weight, relu_bias,
+                         sum_dy, sum_dy_xhat);
 }
 
 template <typename T>
 void batchnorm_backward_input(int64_t batch, int64_t channels, int64_t plane, const T* x,
-                              const T* dy, const T* relu_y, const float* mean, const float* invstd,
-                              const float* weight, const float* sum_dy, const float* sum_dy_xhat,
-                              bool batch_stats, T* dx) {
-  if (relu_y != nullptr)
-    backward_input<true>(batch, channels, plane, x, dy, relu_y, mean, invstd, weight, sum_dy,
+                              const T* dy, const float* mean, const float* invstd,
+                              const float* weight, const float* relu_bias, const float* sum_dy,
+                              const float* sum_dy_xhat, bool batch_stats, T* dx) {
+  if (relu_bias != nullptr)
+    backward_input<true>(batch, channels, plane, x, dy, mean, invstd, weight, relu_bias, sum_dy,
                          sum_dy_xhat, batch_stats, dx);
   else
-    backward_input<false>(batch, channels, plane, x, dy, relu_y, mean, invstd, weight, sum_dy,
+    backward_input<false>(batch, channels, plane, x, dy, mean, invstd, weight, relu_bias, sum_dy,
                           sum_dy_xhat, batch_stats, dx);
 }
 
 // T is a type: it cannot be parenthesised.
 // NOLINTBEGIN(bugprone-macro-parentheses)
-#define DP_BATCHNORM_INSTANTIATE(T)                                                               \
-  template void batchnorm_batch_stats<T>(int64_t, int64_t, int64_t, const T*, float*, float*);    \
-  template void batchnorm_apply<T>(int64_t, int64_t, int64_t, const T*, const float*,             \
-                                   const float*, const float*, const float*, bool, T*);           \
-  template void batchnorm_backward_sums<T>(int64_t, int64_t, int64_t, const T*, const T*,         \
-                                           const T*, const float*, const float*, float*, float*); \
-  template void batchnorm_backward_input<T>(int64_t, int64_t, int64_t, const T*, const T*,        \
-                                            const T*, const float*, const float*, const float*,   \
-                                            const float*, const float*, bool, T*);
+#define DP_BATCHNORM_INSTANTIATE(T)                                                                \
+  template void batchnorm_batch_stats<T>(int64_t, int64_t, int64_t, const T*, float*, float*);     \
+  template void batchnorm_apply<T>(int64_t, int64_t, int64_t, const T*, const float*,              \
+                                   const float*, const float*, const float*, bool, T*);            \
+  template void batchnorm_backward_sums<T>(int64_t, int64_t, int64_t, const T*, const T*,          \
+                                           const float*, const float*, const float*, const float*, \
+                                           float*, float*);                                        \
+  template void batchnorm_backward_input<T>(int64_t, int64_t, int64_t, const T*, const T*,         \
+                                            const float*, const float*, const float*,              \
+                                            const float*, const float*, const float*, bool, T*);
 // NOLINTEND(bugprone-macro-parentheses)
 DP_BATCHNORM_INSTANTIATE(float)
 DP_BATCHNORM_INSTANTIATE(bf16)

@@ -18,22 +18,25 @@ void batchnorm_apply(int64_t batch, int64_t channels, int64_t plane, const T* x,
                      const float* invstd, const float* weight, const float* bias, bool relu, T* y);
 
 // sum_dy[c] = sum of dy, sum_dy_xhat[c] = sum of dy * (x - mean) * invstd (the bias and weight
-// gradients), both overwritten. relu_y (or null): the output of a fused ReLU
-// (batchnorm_apply with relu); dy is then the gradient of that output, and is taken as 0
-// where relu_y is 0 (the ReLU's backward, without a buffer of its own).
+// gradients), both overwritten. relu_weight and relu_bias (both or neither): the forward was
+// batchnorm_apply with relu and these parameters, dy is the gradient of its output, and counts
+// only where the normalised value was > 0 (the ReLU's backward, recomputed from x with the
+// forward's own arithmetic rather than read from the output: one stream less).
 template <typename T>
 void batchnorm_backward_sums(int64_t batch, int64_t channels, int64_t plane, const T* x,
-                             const T* dy, const T* relu_y, const float* mean, const float* invstd,
-                             float* sum_dy, float* sum_dy_xhat);
+                             const T* dy, const float* mean, const float* invstd,
+                             const float* relu_weight, const float* relu_bias, float* sum_dy,
+                             float* sum_dy_xhat);
 
 // dx from dy. With batch statistics (training) the gradient flows through the mean and the
 // variance as well:
 //   dx = weight * invstd * (dy - sum_dy / n - xhat * sum_dy_xhat / n),  n = batch * plane;
-// with fixed (running) statistics it is weight * invstd * dy. relu_y as for the sums.
+// with fixed (running) statistics it is weight * invstd * dy. relu_bias (or null): as for the
+// sums, with `weight`.
 template <typename T>
 void batchnorm_backward_input(int64_t batch, int64_t channels, int64_t plane, const T* x,
-                              const T* dy, const T* relu_y, const float* mean, const float* invstd,
-                              const float* weight, const float* sum_dy, const float* sum_dy_xhat,
-                              bool batch_stats, T* dx);
+                              const T* dy, const float* mean, const float* invstd,
+                              const float* weight, const float* relu_bias, const float* sum_dy,
+                              const float* sum_dy_xhat, bool batch_stats, T* dx);
 
 }  // namespace dp
