@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -280,6 +281,31 @@ TEST(MaxPool2d, MatchesPyTorchsScanOnEveryPath) {
           EXPECT_TRUE(got == best || (std::isnan(got) && std::isnan(best)));
         }
     }
+  }
+}
+
+TEST(MaxPool2d, BackwardRoutesEachGradientToItsArgmaxAndZerosTheRest) {
+  // Against the scatter into zeros written out, bit for bit (a NaN and a -0 gradient
+  // included), on the cnn's 14x14 maps and on odd sizes whose last row or column no window
+  // reads.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& hw : {std::pair<int64_t, int64_t>{14, 14}, {7, 13}, {6, 38}, {5, 3}}) {
+    SCOPED_TRACE(testing::Message() << hw.first << "x" << hw.second);
+    const Tensor x = random_tensor({2, 3, hw.first, hw.second}, 41);
+    MaxPool2d pool("pool", 2);
+    const Tensor& y = pool.forward(x);
+    Tensor dy = random_tensor(y.shape(), 42);
+    dy.f32()[3] = nan;
+    dy.f32()[5] = -0.0f;
+    const Tensor& dx = pool.backward(dy);
+    std::vector<float> want(x.numel(), 0.0f);
+    const int64_t plane = hw.first * hw.second, out = y.dim(2) * y.dim(3);
+    for (int64_t o = 0; o < int64_t(y.numel()); ++o)
+      want[size_t(o / out * plane + pool.argmax().data<int32_t>()[o])] = dy.f32()[o];
+    ASSERT_EQ(dx.numel(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(std::memcmp(&dx.f32()[i], &want[i], sizeof(float)), 0)
+          << "pixel " << i << ": " << dx.f32()[i] << ", want " << want[i];
   }
 }
 
