@@ -58,8 +58,10 @@ Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, 
              kPool, kPool, kPool);
     layers_.add(std::make_unique<Conv2d>("conv" + n, ch, config.channels[i], k, 1, pad, seed,
                                          /*bias=*/false));
-    layers_.add(std::make_unique<BatchNorm2d>("bn" + n, config.channels[i]));
-    layers_.add(std::make_unique<ReLU>("relu" + n));
+    // The block's ReLU runs inside bnN's passes (BatchNorm2d's relu; no parameters or state
+    // of its own, so the layout is that of a separate reluN).
+    layers_.add(std::make_unique<BatchNorm2d>("bn" + n, config.channels[i], 1e-5f, 0.1f,
+                                              /*relu=*/true));
     layers_.add(std::make_unique<MaxPool2d>("pool" + n, kPool));
     ch = config.channels[i];
     h = hc / int64_t(kPool);

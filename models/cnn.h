@@ -16,7 +16,8 @@ struct CnnConfig {
 };
 
 // An image classifier: per entry of config.channels a block
-//   convN (kernel_size, stride 1, padding (k-1)/2, no bias) -> bnN -> reluN -> poolN (2x2)
+//   convN (kernel_size, stride 1, padding (k-1)/2, no bias) -> bnN -> ReLU -> poolN (2x2)
+// (the ReLU fused into bnN: BatchNorm2d with relu, one pass fewer each way)
 // then flatten -> fc1 -> fc_relu1 -> ... -> fcM (logits). The convolutions have no bias:
 // the BatchNorm after each subtracts the batch mean, which cancels a bias exactly (its
 // gradient would be zero up to rounding: parameters and bucket bytes for nothing).

@@ -7,14 +7,16 @@
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/device_check.h"
 #include "runtime/ops/batchnorm_ops.h"
+#include "runtime/ops/tensor_ops.h"
 
 namespace dp {
 
-BatchNorm2d::BatchNorm2d(std::string name, size_t channels, float eps, float momentum)
+BatchNorm2d::BatchNorm2d(std::string name, size_t channels, float eps, float momentum, bool relu)
     : Module(std::move(name)),
       channels_(channels),
       eps_(eps),
       momentum_(momentum),
+      relu_(relu),
       weight_(name_ + ".weight", {static_cast<int64_t>(channels)}),
       bias_(name_ + ".bias", {static_cast<int64_t>(channels)}),
       running_mean_(name_ + ".running_mean", {static_cast<int64_t>(channels)}),
@@ -63,7 +65,9 @@ const Tensor& BatchNorm2d::forward(const Tensor& x) {
   else
     ops::batchnorm_running_stats(running_mean_.value, running_var_.value, eps_, mean_, invstd_);
   ensure_like(output_, x);
-  ops::batchnorm_apply(x, mean_, invstd_, weight_.value, bias_.value, output_);
+  const bool fused = relu_ && !x.is_cuda();
+  ops::batchnorm_apply(x, mean_, invstd_, weight_.value, bias_.value, output_, fused);
+  if (relu_ && !fused) ops::relu_forward(output_, output_);
   return output_;
 }
 
@@ -81,8 +85,19 @@ const Tensor& BatchNorm2d::backward(const Tensor& grad_output) {
   check_param_device(name_, input_, bias_);
   ensure_1d(sum_dy_, static_cast<int64_t>(channels_), DType::f32, input_.device());
   ensure_1d(sum_dy_xhat_, static_cast<int64_t>(channels_), DType::f32, input_.device());
-  ops::batchnorm_backward_params(input_, grad_output, mean_, invstd_, sum_dy_, sum_dy_xhat_,
-                                 weight_.grad, bias_.grad);
+  // The ReLU's backward: inside the kernels on the CPU (from the forward's weight and bias,
+  // which nothing changes before the optimizer step), a pass of its own on CUDA.
+  const Tensor* dy = &grad_output;
+  const ops::FusedReLU fused{weight_.value, bias_.value};
+  const ops::FusedReLU* relu = relu_ ? &fused : nullptr;
+  if (relu_ && input_.is_cuda()) {
+    ensure_like(relu_grad_, input_);
+    ops::relu_backward(output_, grad_output, relu_grad_);
+    dy = &relu_grad_;
+    relu = nullptr;
+  }
+  ops::batchnorm_backward_params(input_, *dy, mean_, invstd_, sum_dy_, sum_dy_xhat_, weight_.grad,
+                                 bias_.grad, relu);
   // The parameter gradients keep this rank's sums: the Reducer averages them over the ranks.
   weight_.grad_ready();
   bias_.grad_ready();
@@ -107,9 +122,9 @@ const Tensor& BatchNorm2d::backward(const Tensor& grad_output) {
   }
   if (!needs_input_grad_) return no_grad_;
   ensure_like(grad_input_, input_);
-  ops::batchnorm_backward_input(input_, grad_output, mean_, invstd_, weight_.value,
-                                global ? global_dy_ : sum_dy_,
-                                global ? global_dy_xhat_ : sum_dy_xhat_, batch_stats_, grad_input_);
+  ops::batchnorm_backward_input(
+      input_, *dy, mean_, invstd_, weight_.value, global ? global_dy_ : sum_dy_,
+      global ? global_dy_xhat_ : sum_dy_xhat_, batch_stats_, grad_input_, relu);
   return grad_input_;
 }
 

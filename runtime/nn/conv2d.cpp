@@ -85,7 +85,8 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
   DP_CHECK(grad_output.dtype() == compute_dtype_ || compute_dtype_ == DType::bf16,
            "{}: grad_output is {}, expected float32", name_, grad_output.str());
   const Tensor* dy = &as_dtype(grad_output, compute_dtype_, grad16_);
-  ops::conv2d_backward_params(*dy, geometry_, ws_, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+  ops::conv2d_backward_params(input_, *dy, geometry_, ws_, weight_.grad,
+                              has_bias_ ? &bias_.grad : nullptr);
   weight_.grad_ready();
   if (has_bias_) bias_.grad_ready();
 

@@ -48,7 +48,9 @@ class Conv2d : public Module {
   Parameter bias_;
 
   Window2d geometry_;  // of the last forward's input
-  Tensor input_;       // handle to the last input in the compute dtype (no copy in float32)
+  // The last input in the compute dtype (no copy in float32): on the CPU backward unfolds it
+  // again for the weight gradient.
+  Tensor input_;
   Tensor output_;      // [B, O, OH, OW], reused while the shape stays the same
   Tensor grad_input_;  // in the dtype the input came in
   Tensor no_grad_;     // stays undefined

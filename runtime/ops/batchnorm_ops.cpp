@@ -42,6 +42,13 @@ void check_like(const Tensor& x, std::initializer_list<const Tensor*> acts) {
              t->defined() ? t->str() : "undefined", x.str());
 }
 
+// The fused ReLU has CPU kernels only; a CUDA caller runs ops::relu_forward / relu_backward.
+void check_relu(const Tensor& x, bool relu) {
+  DP_CHECK(!relu || !x.is_cuda(),
+           "batchnorm: the fused ReLU runs on the CPU only, got {} (apply ops::relu_* after)",
+           x.str());
+}
+
 #ifndef DPRUN_HAVE_CUDA
 [[noreturn]] void no_cuda(const Tensor& x) {
   fail("batchnorm: {} is a CUDA tensor but dprun was built without CUDA", x.str());
@@ -125,10 +132,11 @@ void batchnorm_running_stats(const Tensor& running_mean, const Tensor& running_v
 }
 
 void batchnorm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
-                     const Tensor& weight, const Tensor& bias, Tensor& y) {
+                     const Tensor& weight, const Tensor& bias, Tensor& y, bool relu) {
   const Layout l = layout_of(x);
   check_channels(x, l, {&mean, &invstd, &weight, &bias});
   check_like(x, {&y});
+  check_relu(x, relu);
   if (x.is_cuda()) {
 #ifdef DPRUN_HAVE_CUDA
     gpu::batchnorm_apply(x.device().index, x.dtype(), l.batch, l.channels, l.plane, x.raw(),
@@ -140,18 +148,22 @@ void batchnorm_apply(const Tensor& x, const Tensor& mean, const Tensor& invstd,
   }
   if (x.dtype() == DType::bf16)
     dp::batchnorm_apply(l.batch, l.channels, l.plane, x.data<bf16>(), mean.f32(), invstd.f32(),
-                        weight.f32(), bias.f32(), y.data<bf16>());
+                        weight.f32(), bias.f32(), relu, y.data<bf16>());
   else
     dp::batchnorm_apply(l.batch, l.channels, l.plane, x.f32(), mean.f32(), invstd.f32(),
-                        weight.f32(), bias.f32(), y.f32());
+                        weight.f32(), bias.f32(), relu, y.f32());
 }
 
 void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& mean,
                                const Tensor& invstd, Tensor& sum_dy, Tensor& sum_dy_xhat,
-                               Tensor& dweight, Tensor& dbias) {
+                               Tensor& dweight, Tensor& dbias, const FusedReLU* relu) {
   const Layout l = layout_of(x);
   check_channels(x, l, {&mean, &invstd, &sum_dy, &sum_dy_xhat, &dweight, &dbias});
   check_like(x, {&dy});
+  check_relu(x, relu != nullptr);
+  if (relu != nullptr) check_channels(x, l, {&relu->weight, &relu->bias});
+  const float* rw = relu != nullptr ? relu->weight.f32() : nullptr;
+  const float* rb = relu != nullptr ? relu->bias.f32() : nullptr;
   if (x.is_cuda()) {
 #ifdef DPRUN_HAVE_CUDA
     gpu::batchnorm_backward_sums(x.device().index, x.dtype(), l.batch, l.channels, l.plane, x.raw(),
@@ -164,10 +176,10 @@ void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& 
   }
   if (x.dtype() == DType::bf16)
     dp::batchnorm_backward_sums(l.batch, l.channels, l.plane, x.data<bf16>(), dy.data<bf16>(),
-                                mean.f32(), invstd.f32(), sum_dy.f32(), sum_dy_xhat.f32());
+                                mean.f32(), invstd.f32(), rw, rb, sum_dy.f32(), sum_dy_xhat.f32());
   else
     dp::batchnorm_backward_sums(l.batch, l.channels, l.plane, x.f32(), dy.f32(), mean.f32(),
-                                invstd.f32(), sum_dy.f32(), sum_dy_xhat.f32());
+                                invstd.f32(), rw, rb, sum_dy.f32(), sum_dy_xhat.f32());
   for (int64_t c = 0; c < l.channels; ++c) {
     dweight.f32()[c] += sum_dy_xhat.f32()[c];
     dbias.f32()[c] += sum_dy.f32()[c];
@@ -176,10 +188,18 @@ void batchnorm_backward_params(const Tensor& x, const Tensor& dy, const Tensor& 
 
 void batchnorm_backward_input(const Tensor& x, const Tensor& dy, const Tensor& mean,
                               const Tensor& invstd, const Tensor& weight, const Tensor& sum_dy,
-                              const Tensor& sum_dy_xhat, bool batch_stats, Tensor& dx) {
+                              const Tensor& sum_dy_xhat, bool batch_stats, Tensor& dx,
+                              const FusedReLU* relu) {
   const Layout l = layout_of(x);
   check_channels(x, l, {&mean, &invstd, &weight, &sum_dy, &sum_dy_xhat});
   check_like(x, {&dy, &dx});
+  check_relu(x, relu != nullptr);
+  if (relu != nullptr) {
+    check_channels(x, l, {&relu->weight, &relu->bias});
+    DP_CHECK(relu->weight.f32() == weight.f32(),
+             "batchnorm backward: the fused ReLU's weight must be the normalisation's");
+  }
+  const float* rb = relu != nullptr ? relu->bias.f32() : nullptr;
   if (x.is_cuda()) {
 #ifdef DPRUN_HAVE_CUDA
     gpu::batchnorm_backward_input(x.device().index, x.dtype(), l.batch, l.channels, l.plane,
@@ -192,11 +212,11 @@ void batchnorm_backward_input(const Tensor& x, const Tensor& dy, const Tensor& m
   }
   if (x.dtype() == DType::bf16)
     dp::batchnorm_backward_input(l.batch, l.channels, l.plane, x.data<bf16>(), dy.data<bf16>(),
-                                 mean.f32(), invstd.f32(), weight.f32(), sum_dy.f32(),
+                                 mean.f32(), invstd.f32(), weight.f32(), rb, sum_dy.f32(),
                                  sum_dy_xhat.f32(), batch_stats, dx.data<bf16>());
   else
     dp::batchnorm_backward_input(l.batch, l.channels, l.plane, x.f32(), dy.f32(), mean.f32(),
-                                 invstd.f32(), weight.f32(), sum_dy.f32(), sum_dy_xhat.f32(),
+                                 invstd.f32(), weight.f32(), rb, sum_dy.f32(), sum_dy_xhat.f32(),
                                  batch_stats, dx.f32());
 }
 

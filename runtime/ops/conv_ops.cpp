@@ -83,6 +83,12 @@ void require_cuda(const Tensor& t) {
            "conv2d: {} is a CUDA tensor but dprun was built without CUDA", t.str());
 }
 
+// Elements of the unfolded input kept in Conv2dWorkspace::col: the batch's on a GPU, one
+// image's on the CPU.
+int64_t col_numel(const Window2d& g, Device d) {
+  return g.patch() * g.positions() * (d.is_cpu() ? 1 : g.batch);
+}
+
 // One image's slice of an NCHW tensor (offset in elements times the element size).
 template <typename T>
 T* image(void* base, int64_t b, int64_t per_image) {
@@ -98,8 +104,8 @@ void forward_cpu(const Tensor& x, const Tensor& w, const Tensor* bias, const Win
                  Conv2dWorkspace& ws, Tensor& y) {
   const int64_t o = out_channels(w), k = g.patch(), p = g.positions();
   const float* b = bias != nullptr ? bias->f32() : nullptr;
+  T* col = static_cast<T*>(ws.col.raw());  // one image's, reused
   for (int64_t i = 0; i < g.batch; ++i) {
-    T* col = image<T>(ws.col.raw(), i, k * p);
     im2col(g, image<T>(x.raw(), i, g.channels * g.plane()), col);
     // The bias goes in first and the GEMM adds to it (beta = 1): one rounding in bfloat16,
     // no second pass over the output.
@@ -111,12 +117,15 @@ void forward_cpu(const Tensor& x, const Tensor& w, const Tensor* bias, const Win
 }
 
 template <typename T>
-void backward_params_cpu(const Tensor& dy, const Window2d& g, Conv2dWorkspace& ws, Tensor& dw,
-                         Tensor* db) {
+void backward_params_cpu(const Tensor& x, const Tensor& dy, const Window2d& g, Conv2dWorkspace& ws,
+                         Tensor& dw, Tensor* db) {
   const int64_t o = dw.dim(0), k = g.patch(), p = g.positions();
-  for (int64_t i = 0; i < g.batch; ++i)
-    gemm_any(dy.device(), dy.dtype(), false, true, o, k, p, image<T>(dy.raw(), i, o * p), p,
-             image<T>(ws.col.raw(), i, k * p), p, 1.0f, dw.f32(), k, DType::f32);
+  T* col = static_cast<T*>(ws.col.raw());
+  for (int64_t i = 0; i < g.batch; ++i) {
+    im2col(g, image<T>(x.raw(), i, g.channels * g.plane()), col);
+    gemm_any(dy.device(), dy.dtype(), false, true, o, k, p, image<T>(dy.raw(), i, o * p), p, col, p,
+             1.0f, dw.f32(), k, DType::f32);
+  }
   if (db != nullptr)
     channel_sum_accumulate(g.batch, o, p, static_cast<const T*>(dy.raw()), db->f32());
 }
@@ -148,8 +157,7 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, c
              "conv2d: bias {} must be float32 [{}] on {}", bias->str(), o, x.device().str());
   require_cuda(x);
   const Device d = x.device();
-  const int64_t cols = g.patch() * g.batch * g.positions();
-  ensure(ws.col, cols, x.dtype(), d);
+  ensure(ws.col, col_numel(g, d), x.dtype(), d);
   if (g.batch == 0) return;
   if (d.is_cpu()) {
     if (x.dtype() == DType::bf16)
@@ -169,13 +177,16 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, c
 #endif
 }
 
-void conv2d_backward_params(const Tensor& dy, const Window2d& g, Conv2dWorkspace& ws,
-                            Tensor& dweight, Tensor* dbias) {
+void conv2d_backward_params(const Tensor& x, const Tensor& dy, const Window2d& g,
+                            Conv2dWorkspace& ws, Tensor& dweight, Tensor* dbias) {
   const int64_t o = dweight.ndim() == 0 ? 0 : dweight.dim(0);
   DP_CHECK(ws.col.defined() && ws.col.dtype() == dy.dtype() && ws.col.device() == dy.device() &&
-               ws.col.numel() == static_cast<size_t>(g.patch() * g.batch * g.positions()),
+               ws.col.numel() == static_cast<size_t>(col_numel(g, dy.device())),
            "conv2d backward: no forward of this geometry and dtype to differentiate (dy {})",
            dy.str());
+  DP_CHECK(x.dtype() == dy.dtype() && x.device() == dy.device() &&
+               x.numel() == static_cast<size_t>(g.batch * g.channels * g.plane()),
+           "conv2d backward: input {} is not the forward's (dy {})", x.str(), dy.str());
   DP_CHECK(dy.numel() == static_cast<size_t>(g.batch * o * g.positions()) &&
                dweight.dtype() == DType::f32 &&
                dweight.numel() == static_cast<size_t>(o * g.patch()) &&
@@ -191,9 +202,9 @@ void conv2d_backward_params(const Tensor& dy, const Window2d& g, Conv2dWorkspace
   const Device d = dy.device();
   if (d.is_cpu()) {
     if (dy.dtype() == DType::bf16)
-      backward_params_cpu<bf16>(dy, g, ws, dweight, dbias);
+      backward_params_cpu<bf16>(x, dy, g, ws, dweight, dbias);
     else
-      backward_params_cpu<float>(dy, g, ws, dweight, dbias);
+      backward_params_cpu<float>(x, dy, g, ws, dweight, dbias);
     return;
   }
 #ifdef DPRUN_HAVE_CUDA

@@ -13,7 +13,10 @@ namespace dp::ops {
 // for a single GEMM), reallocating only when the shape, dtype or device changes; the layer
 // only owns it.
 struct Conv2dWorkspace {
-  Tensor col;   // the unfolded input (the activations' dtype), read again by the weight gradient
+  // The unfolded input (the activations' dtype). A GPU keeps the batch's for the weight
+  // gradient; the CPU one image's, unfolded again by the weight gradient (a batch's, 14 MB
+  // for the cnn's conv2, went out to L3 and back; one image's stays in L2).
+  Tensor col;
   Tensor dcol;  // float32 gradient of col (the CPU: one image's; a GPU: the batch's)
   Tensor out;   // GPU only: the forward GEMM's float32 [out_channels, batch * positions]
   Tensor dout;  // GPU only: dy in that layout (the activations' dtype), for both backward GEMMs
@@ -26,9 +29,10 @@ void conv2d_forward(const Tensor& x, const Tensor& weight, const Tensor* bias, c
                     Conv2dWorkspace& ws, Tensor& y);
 
 // dweight += dL/dweight and, when dbias is not null, dbias += dL/dbias (both float32), from dy
-// (the forward output's shape and dtype) and the input the last forward unfolded into ws.
-void conv2d_backward_params(const Tensor& dy, const Window2d& g, Conv2dWorkspace& ws,
-                            Tensor& dweight, Tensor* dbias);
+// (the forward output's shape and dtype) and x, the last forward's input, unchanged since
+// (the CPU unfolds it again; a GPU reads what that forward unfolded into ws).
+void conv2d_backward_params(const Tensor& x, const Tensor& dy, const Window2d& g,
+                            Conv2dWorkspace& ws, Tensor& dweight, Tensor* dbias);
 
 // dx (float32 or bfloat16, the input's shape) = dL/dx for the forward's weight. Call after
 // conv2d_backward_params for the same dy: a GPU reuses the dy it rearranged there.

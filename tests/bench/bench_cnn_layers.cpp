@@ -1,6 +1,7 @@
 // The CNN layers' CPU speed against OpenBLAS sgemm at the same GEMM shapes: how much of a
 // convolution's time is the GEMM itself (the compute-bound limit) and how much the im2col,
-// col2im, bias and layout work around it. Also BatchNorm2d and MaxPool2d, which have no GEMM.
+// col2im, bias and layout work around it. Also BatchNorm2d (alone and with the ReLU fused, as
+// in the cnn) and MaxPool2d, which have no GEMM.
 //
 //   bench_cnn_layers [--batch 64] [--reps 20] [--warmup 2]
 //
@@ -230,17 +231,23 @@ int main(int argc, char** argv) try {
     if (s.first) continue;
     const dp::Tensor x = random_tensor({B, s.out, s.size, s.size}, 3);
     dp::BatchNorm2d bn("bn", size_t(s.out));
+    // The cnn's blocks: BatchNorm2d with the ReLU fused.
+    dp::BatchNorm2d bn_relu("bn_relu", size_t(s.out), 1e-5f, 0.1f, /*relu=*/true);
     dp::MaxPool2d pool("pool", 2);
     const dp::Tensor dy = random_tensor(x.shape(), 4);
     const dp::Tensor dp_ = random_tensor({B, s.out, s.size / 2, s.size / 2}, 5);
     const std::string n = s.name.substr(0, s.name.find('.'));
     bn.forward(x);
+    bn_relu.forward(x);
     pool.forward(x);
     const std::vector<double> t =
         best_ms(o, {[&] { bn.forward(x); }, [&] { bn.backward(dy); }, [&] { pool.forward(x); },
-                    [&] { pool.backward(dp_); }});
+                    [&] { pool.backward(dp_); }, [&] { bn_relu.forward(x); },
+                    [&] { bn_relu.backward(dy); }});
     std::printf("%-14s %-9s %9.3f\n", (n + ".bn").c_str(), "forward", t[0]);
     std::printf("%-14s %-9s %9.3f\n", (n + ".bn").c_str(), "backward", t[1]);
+    std::printf("%-14s %-9s %9.3f\n", (n + ".bn_relu").c_str(), "forward", t[4]);
+    std::printf("%-14s %-9s %9.3f\n", (n + ".bn_relu").c_str(), "backward", t[5]);
     std::printf("%-14s %-9s %9.3f\n", (n + ".pool").c_str(), "forward", t[2]);
     std::printf("%-14s %-9s %9.3f\n", (n + ".pool").c_str(), "backward", t[3]);
   }

@@ -147,29 +147,33 @@ TEST_F(CudaCnnLayers, MaxPool2dMatchesCpuExactly) {
 }
 
 TEST_F(CudaCnnLayers, BatchNorm2dMatchesCpuInTrainingAndEval) {
+  // With relu the CPU runs the fused kernels and CUDA a separate ReLU pass each way.
   for (DType dtype : kDtypes) {
     for (bool training : {true, false}) {
-      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << (training ? " train" : " eval"));
-      BatchNorm2d cpu("bn", 6), dev("bn", 6);
-      for (BatchNorm2d* bn : {&cpu, &dev}) {
-        bn->weight().value.copy_(random_input({6}, 7));
-        bn->bias().value.copy_(random_input({6}, 8));
-        bn->running_var().value.fill_(0.7f);
-        bn->train(training);
+      for (bool relu : {false, true}) {
+        SCOPED_TRACE(testing::Message() << dtype_name(dtype) << (training ? " train" : " eval")
+                                        << (relu ? " relu" : ""));
+        BatchNorm2d cpu("bn", 6, 1e-5f, 0.1f, relu), dev("bn", 6, 1e-5f, 0.1f, relu);
+        for (BatchNorm2d* bn : {&cpu, &dev}) {
+          bn->weight().value.copy_(random_input({6}, 7));
+          bn->bias().value.copy_(random_input({6}, 8));
+          bn->running_var().value.fill_(0.7f);
+          bn->train(training);
+        }
+        dev.to(kGpu);
+        const Tensor x = random_input({16, 6, 9, 11}, 9, dtype);
+        const Tensor& y = cpu.forward(x);
+        EXPECT_TRUE(near_ref(dev.forward(x.to(kGpu)), y, tol_for(dtype, 1e-5)));
+        EXPECT_TRUE(near_ref(dev.running_mean().value, cpu.running_mean().value, 1e-5));
+        EXPECT_TRUE(near_ref(dev.running_var().value, cpu.running_var().value, 1e-5));
+        EXPECT_EQ(dev.num_batches_tracked().value.to_vector(),
+                  cpu.num_batches_tracked().value.to_vector());
+        const Tensor dy = random_input(x.shape(), 10, dtype);
+        const Tensor& dx = cpu.backward(dy);
+        EXPECT_TRUE(near_ref(dev.backward(dy.to(kGpu)), dx, tol_for(dtype, 1e-4)));
+        EXPECT_TRUE(near_ref(dev.weight().grad, cpu.weight().grad, 1e-4));
+        EXPECT_TRUE(near_ref(dev.bias().grad, cpu.bias().grad, 1e-4));
       }
-      dev.to(kGpu);
-      const Tensor x = random_input({16, 6, 9, 11}, 9, dtype);
-      const Tensor& y = cpu.forward(x);
-      EXPECT_TRUE(near_ref(dev.forward(x.to(kGpu)), y, tol_for(dtype, 1e-5)));
-      EXPECT_TRUE(near_ref(dev.running_mean().value, cpu.running_mean().value, 1e-5));
-      EXPECT_TRUE(near_ref(dev.running_var().value, cpu.running_var().value, 1e-5));
-      EXPECT_EQ(dev.num_batches_tracked().value.to_vector(),
-                cpu.num_batches_tracked().value.to_vector());
-      const Tensor dy = random_input(x.shape(), 10, dtype);
-      const Tensor& dx = cpu.backward(dy);
-      EXPECT_TRUE(near_ref(dev.backward(dy.to(kGpu)), dx, tol_for(dtype, 1e-4)));
-      EXPECT_TRUE(near_ref(dev.weight().grad, cpu.weight().grad, 1e-4));
-      EXPECT_TRUE(near_ref(dev.bias().grad, cpu.bias().grad, 1e-4));
     }
   }
 }

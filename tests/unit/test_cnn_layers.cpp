@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -237,15 +238,18 @@ TEST(MaxPool2d, FirstMaximumWinsTiesAndNaNWins) {
 }
 
 TEST(MaxPool2d, MatchesPyTorchsScanOnEveryPath) {
-  // The kernel has a 2x2/stride-2 fast path (whole blocks of outputs and a padded tail), an
-  // unrolled scan for 2x2 and 3x3 windows inside the image, and a general one: each against
-  // PyTorch's scan written out here, on values with many ties and a few NaNs.
+  // The kernel has a 2x2/stride-2 fast path (whole blocks of outputs; a row's tail as an
+  // overlapping last block, or for rows shorter than a block a block that runs on into the
+  // next rows, or a padded copy at the tensor's end), an unrolled scan for 2x2 and 3x3
+  // windows inside the image, and a general one: each against PyTorch's scan written out
+  // here, on values with many ties and a few NaNs.
   const float nan = std::numeric_limits<float>::quiet_NaN();
   struct Case {
     size_t k, stride, pad;
     int64_t h, w;
   };
-  for (const Case& c : {Case{2, 2, 0, 6, 38}, Case{2, 2, 0, 5, 17}, Case{2, 1, 0, 5, 9},
+  for (const Case& c : {Case{2, 2, 0, 6, 38}, Case{2, 2, 0, 5, 17}, Case{2, 2, 0, 4, 28},
+                        Case{2, 2, 0, 14, 14}, Case{2, 2, 0, 7, 13}, Case{2, 1, 0, 5, 9},
                         Case{3, 2, 1, 7, 12}, Case{3, 3, 0, 9, 10}, Case{4, 2, 2, 9, 11}}) {
     SCOPED_TRACE(testing::Message()
                  << "k" << c.k << " s" << c.stride << " p" << c.pad << " " << c.h << "x" << c.w);
@@ -277,6 +281,31 @@ TEST(MaxPool2d, MatchesPyTorchsScanOnEveryPath) {
           EXPECT_TRUE(got == best || (std::isnan(got) && std::isnan(best)));
         }
     }
+  }
+}
+
+TEST(MaxPool2d, BackwardRoutesEachGradientToItsArgmaxAndZerosTheRest) {
+  // Against the scatter into zeros written out, bit for bit (a NaN and a -0 gradient
+  // included), on the cnn's 14x14 maps and on odd sizes whose last row or column no window
+  // reads.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& hw : {std::pair<int64_t, int64_t>{14, 14}, {7, 13}, {6, 38}, {5, 3}}) {
+    SCOPED_TRACE(testing::Message() << hw.first << "x" << hw.second);
+    const Tensor x = random_tensor({2, 3, hw.first, hw.second}, 41);
+    MaxPool2d pool("pool", 2);
+    const Tensor& y = pool.forward(x);
+    Tensor dy = random_tensor(y.shape(), 42);
+    dy.f32()[3] = nan;
+    dy.f32()[5] = -0.0f;
+    const Tensor& dx = pool.backward(dy);
+    std::vector<float> want(x.numel(), 0.0f);
+    const int64_t plane = hw.first * hw.second, out = y.dim(2) * y.dim(3);
+    for (int64_t o = 0; o < int64_t(y.numel()); ++o)
+      want[size_t(o / out * plane + pool.argmax().data<int32_t>()[o])] = dy.f32()[o];
+    ASSERT_EQ(dx.numel(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(std::memcmp(&dx.f32()[i], &want[i], sizeof(float)), 0)
+          << "pixel " << i << ": " << dx.f32()[i] << ", want " << want[i];
   }
 }
 

@@ -11,26 +11,32 @@ template <typename T>
 void batchnorm_batch_stats(int64_t batch, int64_t channels, int64_t plane, const T* x, float* mean,
                            float* var);
 
-// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c].
+// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; with relu, max(that, 0) (a NaN
+// becomes 0), so that a following ReLU costs no pass of its own.
 template <typename T>
 void batchnorm_apply(int64_t batch, int64_t channels, int64_t plane, const T* x, const float* mean,
-                     const float* invstd, const float* weight, const float* bias, T* y);
+                     const float* invstd, const float* weight, const float* bias, bool relu, T* y);
 
 // sum_dy[c] = sum of dy, sum_dy_xhat[c] = sum of dy * (x - mean) * invstd (the bias and weight
-// gradients), both overwritten.
+// gradients), both overwritten. relu_weight and relu_bias (both or neither): the forward was
+// batchnorm_apply with relu and these parameters, dy is the gradient of its output, and counts
+// only where the normalised value was > 0 (the ReLU's backward, recomputed from x with the
+// forward's own arithmetic rather than read from the output: one stream less).
 template <typename T>
 void batchnorm_backward_sums(int64_t batch, int64_t channels, int64_t plane, const T* x,
-                             const T* dy, const float* mean, const float* invstd, float* sum_dy,
+                             const T* dy, const float* mean, const float* invstd,
+                             const float* relu_weight, const float* relu_bias, float* sum_dy,
                              float* sum_dy_xhat);
 
 // dx from dy. With batch statistics (training) the gradient flows through the mean and the
 // variance as well:
 //   dx = weight * invstd * (dy - sum_dy / n - xhat * sum_dy_xhat / n),  n = batch * plane;
-// with fixed (running) statistics it is weight * invstd * dy.
+// with fixed (running) statistics it is weight * invstd * dy. relu_bias (or null): as for the
+// sums, with `weight`.
 template <typename T>
 void batchnorm_backward_input(int64_t batch, int64_t channels, int64_t plane, const T* x,
                               const T* dy, const float* mean, const float* invstd,
-                              const float* weight, const float* sum_dy, const float* sum_dy_xhat,
-                              bool batch_stats, T* dx);
+                              const float* weight, const float* relu_bias, const float* sum_dy,
+                              const float* sum_dy_xhat, bool batch_stats, T* dx);
 
 }  // namespace dp
