@@ -3,17 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
 #include <fmt/format.h>
 
 #include "runtime/comm/mpi_fingerprint.h"
-#include "runtime/comm/work.h"
-#include "runtime/core/clock.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
 
@@ -145,21 +139,6 @@ unsigned char* payload(std::vector<uint64_t>& buf) {
   return reinterpret_cast<unsigned char*>(buf.data() + kWords);
 }
 
-// The requests of a check given up at its deadline stay posted: MPI may still read the
-// message or write into the inbox, so both outlive their FusedCheck (a few MB at most, once,
-// on a failing job), reachable from here until the process ends.
-void keep_for_mpi(std::vector<uint64_t> sent, std::unique_ptr<uint64_t[]> inbox) {
-  struct Kept {
-    std::mutex mu;
-    std::vector<std::vector<uint64_t>> sent;
-    std::vector<std::unique_ptr<uint64_t[]>> inboxes;
-  };
-  static Kept* kept = new Kept;  // never destroyed: MPI may outlive static destructors
-  std::lock_guard<std::mutex> lock(kept->mu);
-  kept->sent.push_back(std::move(sent));
-  kept->inboxes.push_back(std::move(inbox));
-}
-
 }  // namespace
 
 FusedCheck::FusedCheck(size_t max_bytes) : max_bytes_(std::min(max_bytes, kLimitBytes)) {}
@@ -215,13 +194,7 @@ void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp o
 
 void FusedCheck::send(MPI_Comm comm, int peer, const Fingerprint& fp) {
   const int n = int(mine_.size());
-  if (deadline_us_ <= 0) {
-    check_rc(MPI_Send(mine_.data(), n, MPI_UINT64_T, peer, kTag, comm), "MPI_Send", peer, fp);
-    return;
-  }
-  MPI_Request req = MPI_REQUEST_NULL;
-  check_rc(MPI_Isend(mine_.data(), n, MPI_UINT64_T, peer, kTag, comm, &req), "MPI_Isend", peer, fp);
-  complete(&req, 1, MPI_STATUSES_IGNORE, peer, fp);
+  check_rc(MPI_Send(mine_.data(), n, MPI_UINT64_T, peer, kTag, comm), "MPI_Send", peer, fp);
 }
 
 uint64_t* FusedCheck::inbox() {
@@ -235,53 +208,17 @@ uint64_t* FusedCheck::inbox() {
 
 void FusedCheck::receive(MPI_Comm comm, int peer, const Fingerprint& fp, bool adopt) {
   MPI_Status status;
-  if (deadline_us_ <= 0) {
-    check_rc(MPI_Recv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
-             "MPI_Recv", peer, fp);
-  } else {
-    MPI_Request req = MPI_REQUEST_NULL;
-    check_rc(MPI_Irecv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &req),
-             "MPI_Irecv", peer, fp);
-    complete(&req, 1, &status, peer, fp);
-  }
+  check_rc(MPI_Recv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status), "MPI_Recv",
+           peer, fp);
   combine_received(received_words(status, peer, fp), adopt);
 }
 
 void FusedCheck::exchange(MPI_Comm comm, int peer, const Fingerprint& fp) {
   MPI_Status status;
-  if (deadline_us_ <= 0) {
-    check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
-                          int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
-             "MPI_Sendrecv", peer, fp);
-  } else {
-    MPI_Request reqs[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
-    MPI_Status statuses[2];
-    check_rc(MPI_Irecv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &reqs[0]),
-             "MPI_Irecv", peer, fp);
-    check_rc(MPI_Isend(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, comm, &reqs[1]),
-             "MPI_Isend", peer, fp);
-    complete(reqs, 2, statuses, peer, fp);
-    status = statuses[0];
-  }
+  check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
+                        int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
+           "MPI_Sendrecv", peer, fp);
   combine_received(received_words(status, peer, fp), /*adopt=*/false);
-}
-
-void FusedCheck::complete(MPI_Request* reqs, int n, MPI_Status* statuses, int peer,
-                          const Fingerprint& fp) {
-  for (int spins = 0;; ++spins) {
-    int done = 0;
-    check_rc(MPI_Testall(n, reqs, &done, statuses), "MPI_Testall", peer, fp);
-    if (done) return;
-    if (now_us() >= deadline_us_) {
-      keep_for_mpi(std::move(mine_), std::move(theirs_));
-      throw CollectiveTimeout(fmt::format(
-          "collective {} did not complete in time: the desync check's exchange with rank {} "
-          "(run on the waiting thread) is still open: a rank is behind, stuck or dead (see the "
-          "other ranks' messages); this process group is now unusable",
-          fp.text(), peer));
-    }
-    if (spins > 64) std::this_thread::yield();  // as Open MPI's mpi_yield_when_idle does
-  }
 }
 
 size_t FusedCheck::received_words(const MPI_Status& status, int peer, const Fingerprint& fp) {

@@ -57,13 +57,6 @@ class FusedCheck {
   // one caller at a time (the group's communication thread).
   void run(MPI_Comm comm, const Fingerprint& fp, Tensor* t = nullptr, ReduceOp op = ReduceOp::sum);
 
-  // From now on (until set_deadline(0)), run() polls its messages and throws a
-  // CollectiveTimeout at `us` (dp::now_us's clock) rather than blocking for good; the
-  // communicator is then unusable (its messages stay in flight, their buffers are kept
-  // alive for them). 0: blocking calls, as on the communication thread, whose waiters time
-  // out on their own.
-  void set_deadline(double us) { deadline_us_ = us; }
-
  private:
   // One step with `peer`: sends this rank's message, receives the peer's and combines it.
   void exchange(MPI_Comm comm, int peer, const Fingerprint& fp);
@@ -74,11 +67,8 @@ class FusedCheck {
   size_t received_words(const MPI_Status& status, int peer, const Fingerprint& fp);
   void combine_received(size_t words, bool adopt);
   uint64_t* inbox();
-  // Completes `n` requests, polling against deadline_us_; `peer` names the partner.
-  void complete(MPI_Request* reqs, int n, MPI_Status* statuses, int peer, const Fingerprint& fp);
 
   size_t max_bytes_;
-  double deadline_us_ = 0;
   std::vector<uint64_t> mine_;          // header + payload: what this rank sends, reduced in place
   std::unique_ptr<uint64_t[]> theirs_;  // what arrived (kInboxWords)
 };

@@ -11,7 +11,6 @@
 
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/ring_allreduce.h"
-#include "runtime/core/clock.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
 #include "runtime/core/log.h"
@@ -160,17 +159,12 @@ MpiProcessGroup::~MpiProcessGroup() {
   }
 }
 
-WorkPtr MpiProcessGroup::enqueue(std::string description, uint64_t hash, Run run, bool here) {
+WorkPtr MpiProcessGroup::enqueue(std::string description, uint64_t hash, Run run) {
   WorkPtr work;
   {
     std::lock_guard<std::mutex> lock(mu_);
     work = make_work(std::move(description), next_seq_++);
-    // The Work never outlives a pending task's group: the destructor drains the queue, and
-    // wait() calls the hook only while the Work is not done.
-    if (here)
-      work->set_run_here([this](const Work& w, std::chrono::milliseconds t) { run_here(w, t); });
-    queue_.push_back(
-        {work, hash, std::move(run), here, std::chrono::steady_clock::now() + kHereGrace});
+    queue_.push_back({work, hash, std::move(run)});
     flight_recorder().record(work);  // under mu_: the ring keeps seq order
   }
   cv_.notify_one();
@@ -182,81 +176,32 @@ void MpiProcessGroup::comm_loop() {
     Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      for (;;) {
-        cv_.wait(lock, [&] { return !running_ && (stop_ || !queue_.empty()); });
-        if (queue_.empty()) return;  // stop_ and drained
-        // Its waiter's turn first, while nothing queues up behind it (a bucket after a small
-        // one must not wait); woken early by an enqueue or by the waiter finishing.
-        const auto due = queue_.front().due;  // a copy: the waiter may pop the task meanwhile
-        if (!queue_.front().here || queue_.size() > 1 || stop_ ||
-            std::chrono::steady_clock::now() >= due) {
-          break;
-        }
-        cv_.wait_until(lock, due);
-      }
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop_ and drained
       task = std::move(queue_.front());
       queue_.pop_front();
-      running_ = true;
     }
-    run_task(task, /*here=*/false);
-    std::lock_guard<std::mutex> lock(mu_);
-    running_ = false;
-  }
-}
-
-void MpiProcessGroup::run_here(const Work& w, std::chrono::milliseconds timeout) {
-  Task task;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (running_ || queue_.empty() || queue_.front().work.get() != &w) return;
-    task = std::move(queue_.front());
-    queue_.pop_front();
-    running_ = true;
-  }
-  fused_->set_deadline(now_us() + double(timeout.count()) * 1e3);
-  run_task(task, /*here=*/true);
-  fused_->set_deadline(0);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    running_ = false;
-  }
-  cv_.notify_one();  // the communication thread may have queued work behind this one
-}
-
-void MpiProcessGroup::run_task(Task& task, bool here) {
-  const Work& w = *task.work;
-  task.work->mark_started();
-  std::exception_ptr error;
-  try {
-    if (!desync_.empty()) {
-      throw CollectiveError(
-          fmt::format("collective #{} ({}): not run: {}", w.seq(), w.description(), desync_));
+    const Work& w = *task.work;
+    task.work->mark_started();
+    std::exception_ptr error;
+    try {
+      if (!desync_.empty()) {
+        throw CollectiveError(
+            fmt::format("collective #{} ({}): not run: {}", w.seq(), w.description(), desync_));
+      }
+      task.run(w, make_fingerprint(w.seq(), task.hash, w.description()));
+    } catch (const CollectiveError& e) {
+      if (desync_.empty()) {
+        desync_ =
+            fmt::format("this process group stopped at collective #{}: {}", w.seq(), e.what());
+      }
+      error = std::current_exception();
+    } catch (...) {
+      error = std::current_exception();
     }
-    task.run(w, make_fingerprint(w.seq(), task.hash, w.description()));
-  } catch (const CollectiveError& e) {
-    if (desync_.empty()) {
-      desync_ = fmt::format("this process group stopped at collective #{}: {}", w.seq(), e.what());
-    }
-    error = std::current_exception();
-  } catch (const CollectiveTimeout& e) {
-    // Run here, the check gave up with messages in flight: the communicator is unusable.
-    if (here && desync_.empty()) {
-      desync_ = fmt::format("this process group stopped at collective #{}: {}", w.seq(), e.what());
-    }
-    error = std::current_exception();
-  } catch (...) {
-    error = std::current_exception();
+    task.run = nullptr;  // drop the tensor handles before the caller wakes up
+    task.work->mark_completed(error);
   }
-  task.run = nullptr;  // drop the tensor handles before the caller wakes up
-  task.work->mark_completed(error);
-}
-
-bool MpiProcessGroup::rides_in_check(const Tensor& t, ReduceOp op) const {
-  // Across nodes a shared buffer's all-reduce rides in the check up to max_bytes() of
-  // float32 (16-bit values widened), any other up to max_bytes(): the stricter bound covers
-  // both. On one node the shared path carries everything.
-  return !shm_ && size_ > 1 && !t.is_cuda() && t.numel() <= options_.max_count_per_call &&
-         t.numel() * sizeof(float) <= fused_->max_bytes() && fused_->fits(t, op);
 }
 
 WorkPtr MpiProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& tag) {
@@ -276,8 +221,7 @@ WorkPtr MpiProcessGroup::allreduce(Tensor& t, ReduceOp op, const std::string& ta
   }
   return enqueue(
       describe_allreduce(t, op, tag), hash,
-      [this, t, op](const Work& w, const Fingerprint& fp) { run_allreduce(t, op, w, fp); },
-      rides_in_check(t, op));
+      [this, t, op](const Work& w, const Fingerprint& fp) { run_allreduce(t, op, w, fp); });
 }
 
 WorkPtr MpiProcessGroup::broadcast(Tensor& t, int root, const std::string& tag) {

@@ -49,11 +49,6 @@
 //
 // Threading: with MPI_THREAD_MULTIPLE (what dp::MpiRuntime asks for) other threads may keep
 // using MPI meanwhile. At MPI_THREAD_SERIALIZED they must not call MPI while work is queued.
-// Collectives run one at a time in queue order, on the communication thread, except that a
-// thread waiting for a small all-reduce (one that rides in the desync check) runs it itself
-// when it is next and nothing else runs: waking the communication thread and then the waiter
-// cost 4 us on a quiet machine and 10-50 us on a busy one, against 20-60 us for the
-// all-reduce. The check then polls against the wait's deadline, so no wait blocks past it.
 #include <chrono>
 #include <climits>
 #include <condition_variable>
@@ -156,28 +151,10 @@ class MpiProcessGroup : public ProcessGroup {
     WorkPtr work;
     uint64_t hash = 0;  // collective_hash(): what the ranks compare before the data moves
     Run run;            // holds Tensor handles: buffers live until done
-    // A waiter may run it (enqueue's `here`); until `due`, while it is alone in the queue,
-    // the communication thread leaves it to the waiter, which is usually microseconds away.
-    bool here = false;
-    std::chrono::steady_clock::time_point due{};
   };
-  // How long a `here` task waits for its waiter before the communication thread runs it:
-  // long enough for a waiter that was descheduled on a busy machine, short next to anything
-  // that would overlap with it (it is at most fused_max_bytes).
-  static constexpr std::chrono::microseconds kHereGrace{1000};
 
-  // `here`: the collective never blocks beyond a deadline when the waiting thread runs it
-  // (it rides in the desync check: runtime/comm/fused_check.h), so wait() may run it itself.
-  WorkPtr enqueue(std::string description, uint64_t hash, Run run, bool here = false);
+  WorkPtr enqueue(std::string description, uint64_t hash, Run run);
   void comm_loop();
-  // Runs `task` (marks its Work started and completed); on the waiting thread when `here`.
-  void run_task(Task& task, bool here);
-  // wait()'s hook for a `here` Work: runs it on the calling thread when it is next in line
-  // and nothing is running, with the wait's timeout as the check's deadline; else nothing.
-  void run_here(const Work& w, std::chrono::milliseconds timeout);
-  // Whether an all-reduce of `t` with `op` takes no other path than the desync check's
-  // (decided from the fingerprint's contents and the group's options, alike on every rank).
-  bool rides_in_check(const Tensor& t, ReduceOp op) const;
   // The desync check every collective passes before its data moves: through the shared
   // control block when there is one (runtime/comm/shm_allreduce.h), else one small
   // MPI_Allreduce (runtime/comm/mpi_fingerprint.h).
@@ -200,9 +177,6 @@ class MpiProcessGroup : public ProcessGroup {
   std::deque<Task> queue_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
-  // A task is running (on the communication thread or a waiting one): at most one at a time,
-  // in queue order.
-  bool running_ = false;
   // Set (on the communication thread) when the ranks disagreed on a collective: they no
   // longer issue the same sequence, so every later collective fails without communicating,
   // alike on every rank, and the group's destruction never waits on a mismatched call.

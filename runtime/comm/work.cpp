@@ -36,7 +36,6 @@ void Work::wait(std::chrono::milliseconds timeout) {
            "collective #{} ({}): wait() needs a positive timeout, got {} ms (nothing is waited "
            "for forever)",
            seq_, description_, timeout.count());
-  if (run_here_ && !done()) run_here_(*this, timeout);
   std::exception_ptr error;
   {
     std::unique_lock<std::mutex> lock(mu_);

@@ -69,12 +69,6 @@ class Work {
   WorkStatus status() const;
 
   // Backend side.
-  // Called by wait() before it blocks, while the Work is not done, with wait()'s timeout: a
-  // backend may run a collective that has not started yet on the waiting thread instead of
-  // waking its communication thread for it (runtime/comm/mpi_process_group.h), provided it
-  // then honours the timeout. Set once, before the Work is handed out.
-  using RunHere = std::function<void(const Work&, std::chrono::milliseconds)>;
-  void set_run_here(RunHere run_here) { run_here_ = std::move(run_here); }
   void mark_started();
   void mark_completed(std::exception_ptr error = nullptr);
   void set_device_ms(double ms);
@@ -86,7 +80,6 @@ class Work {
   uint64_t seq_;
   std::chrono::milliseconds timeout_;
   TimeoutReport report_;
-  RunHere run_here_;
   double enqueue_us_ = 0;
   double start_us_ = 0;
   double end_us_ = 0;
