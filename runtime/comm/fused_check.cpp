@@ -62,14 +62,24 @@ int32_t add(int32_t a, int32_t b) {
 // one L1-sized block at a time, which the compiler turns into plain vector loads.
 constexpr size_t kBlockBytes = 4096;
 
-template <typename T>
-void combine_values(const unsigned char* x, unsigned char* y, size_t n, ReduceOp op) {
+// f(a, b, m): b[0, m) = combine(a, b) for one block of n elements of T, copied in from x and
+// y and b copied back to y.
+template <typename T, typename F>
+void for_each_block(const unsigned char* x, unsigned char* y, size_t n, F f) {
   constexpr size_t kBlock = kBlockBytes / sizeof(T);
   T a[kBlock], b[kBlock];
   for (size_t lo = 0; lo < n; lo += kBlock) {
     const size_t m = std::min(kBlock, n - lo);
     std::memcpy(a, x + lo * sizeof(T), m * sizeof(T));
     std::memcpy(b, y + lo * sizeof(T), m * sizeof(T));
+    f(a, b, m);
+    std::memcpy(y + lo * sizeof(T), b, m * sizeof(T));
+  }
+}
+
+template <typename T>
+void combine_values(const unsigned char* x, unsigned char* y, size_t n, ReduceOp op) {
+  for_each_block<T>(x, y, n, [op](const T* a, T* b, size_t m) {
     if (op == ReduceOp::min) {
       for (size_t i = 0; i < m; ++i) b[i] = std::min(a[i], b[i]);
     } else if (op == ReduceOp::max) {
@@ -77,22 +87,15 @@ void combine_values(const unsigned char* x, unsigned char* y, size_t n, ReduceOp
     } else {
       for (size_t i = 0; i < m; ++i) b[i] = add(a[i], b[i]);
     }
-    std::memcpy(y + lo * sizeof(T), b, m * sizeof(T));
-  }
+  });
 }
 
 // 16-bit floats add in float32 and round at every combine, as the unfused MPI path does.
 template <typename H>
 void combine_halves(const unsigned char* x, unsigned char* y, size_t n) {
-  constexpr size_t kBlock = kBlockBytes / sizeof(H);
-  H a[kBlock], b[kBlock];
-  for (size_t lo = 0; lo < n; lo += kBlock) {
-    const size_t m = std::min(kBlock, n - lo);
-    std::memcpy(a, x + lo * sizeof(H), m * sizeof(H));
-    std::memcpy(b, y + lo * sizeof(H), m * sizeof(H));
+  for_each_block<H>(x, y, n, [](const H* a, H* b, size_t m) {
     for (size_t i = 0; i < m; ++i) b[i] = narrow<H>(widen(a[i]) + widen(b[i]));
-    std::memcpy(y + lo * sizeof(H), b, m * sizeof(H));
-  }
+  });
 }
 
 void combine_payload(uint32_t kind, size_t n, const unsigned char* in, unsigned char* io) {
