@@ -8,13 +8,19 @@
 #   the arithmetic (parameters, gradients, AdamW state, activations) (skip with GPT2=0).
 #
 # Usage: tests/bench/bench_models.sh [BUILD_DIR] [ROUNDS]
-# Env:   CNN_STEPS (60), GPT_STEPS (30), GPT2 (1: measure gpt2-small memory, ~3 min)
+# Env:   CNN_STEPS (60), GPT_STEPS (30), MODELS ("cnn gpt"),
+#        GPT2 (1: measure gpt2-small memory, ~3 min)
+# The machine is noisy (the same run varies by a third from one minute to the next), so each
+# round times the limit and both rank counts back to back (the order of 1 and 2 ranks
+# alternating between rounds) and the figures are medians of the per-round fractions and
+# ratios, with their range.
 set -euo pipefail
 BUILD=${1:-build}
 ROUNDS=${2:-3}
 CNN_STEPS=${CNN_STEPS:-60}
 GPT_STEPS=${GPT_STEPS:-30}
 GPT2=${GPT2:-1}
+MODELS=${MODELS:-cnn gpt}
 FMNIST=/usr/share/datasets/fashion-mnist
 FORTUNES=/usr/share/games/fortunes
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -32,29 +38,34 @@ if [ -d "$FORTUNES" ]; then TEXT=$FORTUNES; else
 CNN=(--model cnn --data "$IMAGES" --batch-size 64 --optimizer sgd --lr 0.05 --momentum 0.9 --steps "$CNN_STEPS")
 GPT=(--model gpt --data "tokens:$OUT/train.bin" --batch-size 8 --optimizer adamw --lr 0.001 --steps "$GPT_STEPS")
 echo "dprun model benchmark: $ROUNDS rounds, $(nproc --all) cores, 1 BLAS thread per rank"
-echo "  cnn: ${CNN[*]}"
-echo "  gpt: ${GPT[*]}"
+case " $MODELS " in *" cnn "*) echo "  cnn: ${CNN[*]}" ;; esac
+case " $MODELS " in *" gpt "*) echo "  gpt: ${GPT[*]}" ;; esac
 for round in $(seq 1 "$ROUNDS"); do
-  for model in cnn gpt; do
+  if [ $((round % 2)) = 1 ]; then order="1 2"; else order="2 1"; fi
+  for model in $MODELS; do
     if [ "$model" = cnn ]; then args=("${CNN[@]}"); else args=("${GPT[@]}"); fi
     "$BUILD/dprun" "${args[@]}" --quiet --gemm-profile "$OUT/$model.gemms.json" >/dev/null
     "$BUILD/bench_sgemm" --shapes "$OUT/$model.gemms.json" --reps 30 --json >"$OUT/$model.sgemm.$round.json"
-    for np in 1 2; do
+    for np in $order; do
       mpirun --allow-run-as-root --oversubscribe -np "$np" "$BUILD/dprun" "${args[@]}" \
         --log-json "$OUT/$model.np$np.$round.jsonl" >"$OUT/$model.np$np.$round.out"
     done
   done
 done
-grep -h "^reducer\|^model" "$OUT/gpt.np2.1.out" | sed 's/^/  gpt 2 ranks: /'
+case " $MODELS " in *" gpt "*) grep -h "^reducer\|^model" "$OUT/gpt.np2.1.out" | sed 's/^/  gpt 2 ranks: /' ;; esac
 
-python3 - "$OUT" "$ROUNDS" <<'PY'
+python3 - "$OUT" "$ROUNDS" $MODELS <<'PY'
 import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, models = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 med = statistics.median
-print(f"\n{'model':>5} {'ranks':>5} {'samples/s':>10} {'tokens/s':>10} {'of sgemm limit':>14} {'vs 1 rank':>9} {'comm ms':>8} {'exposed':>8}")
-for model in ("cnn", "gpt"):
-    limit = med(json.load(open(f"{out}/{model}.sgemm.{r}.json"))["limit_samples_per_s"] for r in range(1, rounds + 1))
-    base = None
+def spread(xs, fmt):
+    return f"{fmt(med(xs))} ({fmt(min(xs))}-{fmt(max(xs))})" if len(xs) > 1 else fmt(xs[0])
+pct = lambda x: f"{x:.0%}"
+times = lambda x: f"{x:.2f}x"
+print(f"\n{'model':>5} {'ranks':>5} {'samples/s':>10} {'tokens/s':>10} {'of sgemm limit':>18} {'vs 1 rank':>19} {'comm ms':>8} {'exposed':>8}")
+for model in models:
+    limits = [json.load(open(f"{out}/{model}.sgemm.{r}.json"))["limit_samples_per_s"] for r in range(1, rounds + 1)]
+    runs = {}
     for np in (1, 2):
         per = []
         for r in range(1, rounds + 1):
@@ -64,11 +75,15 @@ for model in ("cnn", "gpt"):
             wall = steps[-1]["wall_s"] - steps[0]["wall_s"]
             tok = steps[-1].get("tokens_per_s", 0) / max(1e-9, steps[-1]["samples_per_s"])
             per.append((samples / wall, tok, med(s["comm_ms"] for s in steps), med(s["exposed_comm_ms"] for s in steps)))
+        runs[np] = per
+    for np in (1, 2):
+        per = runs[np]
         sps = med(p[0] for p in per); tps = sps * per[0][1]
         comm = med(p[2] for p in per); exposed = med(p[3] for p in per)
-        base = base or sps
-        print(f"{model:>5} {np:>5} {sps:>10,.0f} {tps:>10,.0f} {sps / (limit * np):>14.0%} {sps / base:>8.2f}x {comm:>8.2f} {exposed:>8.2f}")
-print("targets: >= 50% of the sgemm limit at 1 rank, >= 1.8x at 2 ranks")
+        frac = [p[0] / (limits[r] * np) for r, p in enumerate(per)]
+        ratio = [p[0] / b[0] for p, b in zip(per, runs[1])]
+        print(f"{model:>5} {np:>5} {sps:>10,.0f} {tps:>10,.0f} {spread(frac, pct):>18} {spread(ratio, times):>19} {comm:>8.2f} {exposed:>8.2f}")
+print("medians of the per-round figures (range); targets: >= 50% of the sgemm limit at 1 rank, >= 1.8x at 2 ranks")
 PY
 
 if [ "$GPT2" = 1 ]; then

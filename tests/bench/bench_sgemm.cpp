@@ -5,6 +5,10 @@
 //   bench_sgemm --batch 64 --layers 784,256,128,10 --reps 200 [--json]
 //   bench_sgemm --shapes step.json [--json]    (any model: dprun --gemm-profile step.json)
 //
+// With --shapes, each call takes the next of as many A, B and C buffers as the model's calls
+// used (a per-image slice is new and cold on every call; a weight stays hot): that is the
+// limit. The "hot" column times one set of operands over and over, the best case.
+//
 // Per Linear(in, out) at batch B: forward y = x W^T ([B,in] x [in,out]), weight gradient
 // dW += dy^T x ([out,B] x [B,in]), input gradient dx = dy W ([B,out] x [out,in]; not for
 // the first layer, whose input needs no gradient). Thread count: OPENBLAS_NUM_THREADS.
@@ -42,8 +46,12 @@ struct GemmCase {
   bool trans_a, trans_b;
   int m, n, k;
   float beta;
-  double ms = 0;     // median per call
-  size_t calls = 1;  // per training step
+  double ms = 0;      // median per call, operands as the model passes them
+  double hot_ms = 0;  // median per call, one set of operands (hot in cache)
+  size_t calls = 1;   // per training step
+  // How many buffers the model cycles through per operand (--gemm-profile's distinct_*):
+  // a per-image slice is a new, cache-cold buffer on every call.
+  size_t distinct_a = 1, distinct_b = 1, distinct_c = 1;
   double gflops() const { return 2.0 * m * n * k / (ms * 1e-3) / 1e9; }
 };
 
@@ -107,16 +115,35 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// `copies` buffers of `n` floats back to back, fewer when they would pass 64 MB (several
+// times the last-level cache: the ones beyond it add no more cold misses).
+struct Operand {
+  std::vector<float> data;
+  size_t n, copies, next = 0;
+  Operand(size_t n_, size_t copies_, uint64_t seed)
+      : n(n_),
+        copies(
+            std::max<size_t>(1, std::min(copies_, (size_t(16) << 20) / std::max<size_t>(n_, 1)))) {
+    data = random_buffer(n * copies, seed);
+  }
+  float* take() {
+    float* p = data.data() + n * next;
+    next = (next + 1) % copies;
+    return p;
+  }
+};
+
 // Median per-call time. Small GEMMs take microseconds, so each sample times a batch of
-// calls long enough (~100 us) for the clock and loop overhead not to matter.
-double time_gemm(const GemmCase& g, const Options& o, uint64_t seed) {
+// calls long enough (~100 us) for the clock and loop overhead not to matter. With `cycle`,
+// each call takes the next of the case's distinct operand buffers, as the model's calls do.
+double time_gemm(const GemmCase& g, const Options& o, uint64_t seed, bool cycle) {
   const int lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n, ldc = g.n;
-  std::vector<float> a = random_buffer(size_t(g.m) * g.k, seed);
-  std::vector<float> b = random_buffer(size_t(g.k) * g.n, seed + 1);
-  std::vector<float> c = random_buffer(size_t(g.m) * g.n, seed + 2);
+  Operand a(size_t(g.m) * g.k, cycle ? g.distinct_a : 1, seed);
+  Operand b(size_t(g.k) * g.n, cycle ? g.distinct_b : 1, seed + 1);
+  Operand c(size_t(g.m) * g.n, cycle ? g.distinct_c : 1, seed + 2);
   auto call = [&] {
-    dp::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0f, a.data(), lda, b.data(), ldb, g.beta,
-             c.data(), ldc);
+    dp::gemm(g.trans_a, g.trans_b, g.m, g.n, g.k, 1.0f, a.take(), lda, b.take(), ldb, g.beta,
+             c.take(), ldc);
   };
   for (int i = 0; i < o.warmup; ++i) call();
   auto t0 = std::chrono::steady_clock::now();
@@ -156,6 +183,10 @@ int main(int argc, char** argv) try {
                  g.at("k").get<int>(),
                  g.at("accumulate").get<bool>() ? 1.0f : 0.0f};
       c.calls = g.at("calls").get<size_t>();
+      // Profiles written before dprun counted the operands: one set, as timed then.
+      c.distinct_a = g.value("distinct_a", size_t(1));
+      c.distinct_b = g.value("distinct_b", size_t(1));
+      c.distinct_c = g.value("distinct_c", size_t(1));
       cases.push_back(c);
     }
   }
@@ -166,10 +197,14 @@ int main(int argc, char** argv) try {
     cases.push_back({fc + ".grad_weight", true, false, out, in, B, 1.0f});
     if (l > 0) cases.push_back({fc + ".grad_input", false, false, B, in, out, 0.0f});
   }
-  double total_ms = 0;
+  double total_ms = 0, hot_ms = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
-    cases[i].ms = time_gemm(cases[i], o, 1000 + 10 * i);
-    total_ms += cases[i].ms * double(cases[i].calls);
+    GemmCase& g = cases[i];
+    g.ms = time_gemm(g, o, 1000 + 10 * i, /*cycle=*/true);
+    const bool one_set = g.distinct_a == 1 && g.distinct_b == 1 && g.distinct_c == 1;
+    g.hot_ms = one_set ? g.ms : time_gemm(g, o, 1000 + 10 * i, /*cycle=*/false);
+    total_ms += g.ms * double(g.calls);
+    hot_ms += g.hot_ms * double(g.calls);
   }
   const double limit = o.batch / (total_ms * 1e-3);
   const int threads = openblas_get_num_threads();
@@ -181,6 +216,8 @@ int main(int argc, char** argv) try {
     j["openblas_threads"] = threads;
     j["gemm_ms_per_step"] = total_ms;
     j["limit_samples_per_s"] = limit;
+    j["hot_gemm_ms_per_step"] = hot_ms;
+    j["hot_limit_samples_per_s"] = o.batch / (hot_ms * 1e-3);
     j["gemms"] = nlohmann::json::array();
     for (const GemmCase& g : cases)
       j["gemms"].push_back({{"name", g.name},
@@ -190,20 +227,26 @@ int main(int argc, char** argv) try {
                             {"trans_a", g.trans_a},
                             {"trans_b", g.trans_b},
                             {"calls", g.calls},
+                            {"distinct", {g.distinct_a, g.distinct_b, g.distinct_c}},
                             {"ms", g.ms},
+                            {"hot_ms", g.hot_ms},
                             {"gflops", g.gflops()}});
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("sgemm at %s shapes: batch %d, OpenBLAS threads %d (%s), median of %d reps\n",
                 o.shapes.empty() ? "MLP" : o.shapes.c_str(), o.batch, threads,
                 openblas_get_corename(), o.reps);
-    std::printf("%-22s %6s %6s %6s %6s %10s %9s\n", "gemm", "m", "n", "k", "calls", "ms",
-                "GFLOP/s");
-    for (const GemmCase& g : cases)
-      std::printf("%-22s %6d %6d %6d %6zu %10.4f %9.1f\n", g.name.c_str(), g.m, g.n, g.k, g.calls,
-                  g.ms, g.gflops());
+    std::printf("%-22s %6s %6s %6s %6s %11s %10s %9s %10s\n", "gemm", "m", "n", "k", "calls",
+                "buffers", "ms", "GFLOP/s", "hot ms");
+    for (const GemmCase& g : cases) {
+      const std::string bufs = fmt::format("{}/{}/{}", g.distinct_a, g.distinct_b, g.distinct_c);
+      std::printf("%-22s %6d %6d %6d %6zu %11s %10.4f %9.1f %10.4f\n", g.name.c_str(), g.m, g.n,
+                  g.k, g.calls, bufs.c_str(), g.ms, g.gflops(), g.hot_ms);
+    }
     std::printf("total GEMM per step: %.4f ms -> compute-bound limit %.0f samples/s\n", total_ms,
                 limit);
+    std::printf("  (on one hot set of operands per shape: %.4f ms, %.0f samples/s)\n", hot_ms,
+                o.batch / (hot_ms * 1e-3));
   }
   return 0;
 } catch (const std::exception& e) {

@@ -11,7 +11,7 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const fl
           const float* b, int ldb, float beta, float* c, int ldc) {
   DP_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm: negative size m={} n={} k={}", m, n, k);
   if (m == 0 || n == 0) return;
-  if (gemm_profile_enabled()) gemm_profile_record(trans_a, trans_b, m, n, k, beta);
+  if (gemm_profile_enabled()) gemm_profile_record(trans_a, trans_b, m, n, k, beta, a, b, c);
   if (k == 0) {
     // BLAS would do this too, but some builds reject lda < 1 for an empty operand first.
     for (int i = 0; i < m; ++i) {
