@@ -33,6 +33,7 @@ struct PredictOptions {
   double compute_scale = 1;
   double first_bucket_mb = 1;
   double bucket_cap_mb = 25;
+  double link_burst_kib = -1;  // -1: the profile's (DPRUN_LINK_BURST when it ran)
   std::vector<std::string> validate;
   bool help = false;
   std::string help_text;
@@ -60,6 +61,7 @@ PredictOptions parse(int argc, char** argv) {
       ("compute-scale", po::value(&o.compute_scale)->default_value(o.compute_scale, "1"), "multiply the profile's compute times (e.g. 0.01 for a device 100x faster than the profiled one)")
       ("first-bucket-mb", po::value(&o.first_bucket_mb)->default_value(o.first_bucket_mb, "1"), "the fixed caps compared with the automatic ones")
       ("bucket-cap-mb", po::value(&o.bucket_cap_mb)->default_value(o.bucket_cap_mb, "25"), "")
+      ("link-burst-kib", po::value(&o.link_burst_kib)->value_name("KIB"), "--network emulated or measured: each host's link is token-bucket shaped with this burst (dprun-netns's tbf burst): after an idle gap that many bytes pass at once. 0: line rate. Default: what the profile recorded (dprun-netns passes it to the ranks as DPRUN_LINK_BURST)")
       ("validate", po::value(&o.validate)->composing()->value_name("RUN.json"), "a measured run's profile (same model): predict its step from --profile's compute and its buckets, and compare; repeatable");
   // clang-format on
   std::ostringstream help;
@@ -74,6 +76,9 @@ PredictOptions parse(int argc, char** argv) {
   }
   o.help = vm.count("help") > 0;
   if (!o.help) DP_CHECK(!o.profile.empty(), "predict: --profile FILE is required");
+  DP_CHECK(
+      !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
+      "predict: --link-burst-kib must be 0 or more (got {})", o.link_burst_kib);
   return o;
 }
 
@@ -151,8 +156,10 @@ void print_scaling(const BackwardProfile& compute, const Cluster& cluster,
 // Predicts each measured run from `base`'s compute and the run's own buckets; the network is
 // `base`'s measured all-reduce when the run has its world size (a prediction that uses
 // nothing of the run but its layout), else the run's own.
+// `link_burst_kib` < 0: each network's own (the profile it comes from).
 void print_validation(const RunProfile& base, const std::string& base_path,
-                      const std::vector<std::string>& runs) {
+                      const std::vector<std::string>& runs, double link_burst_kib,
+                      int ranks_per_host) {
   fmt::print(
       "\nvalidation against measured runs (their steps after the profile, medians).\n"
       "  pred: compute from {}; all-reduce from it too where the run has its world size, else "
@@ -183,6 +190,9 @@ void print_validation(const RunProfile& base, const std::string& base_path,
     sim.wire_ratio = run.wire_ratio;
     sim.busy_cost = [busy](double b) { return busy.time_us(b); };
     const AllReduceCost cost = [idle](double b) { return idle.time_us(b); };
+    const double burst =
+        link_burst_kib >= 0 ? link_burst_kib * 1024 : (own_net ? run : base).link_burst_bytes;
+    set_link_burst(sim, burst, run.world_size / std::max(1, ranks_per_host), cost);
     const StepPrediction p = simulate_step(base.compute, run.assignment, cost, sim);
     const StepPrediction q = simulate_step(run.compute, run.assignment, cost, sim);
     const double measured = run.measured.step_us;
@@ -240,6 +250,9 @@ int predict_main(int argc, char** argv) {
     so.algo = parse_algo(o.algo);
     so.fixed_first_mb = o.first_bucket_mb;
     so.fixed_cap_mb = o.bucket_cap_mb;
+    // A GPU cluster's NICs send at line rate.
+    const double burst = o.link_burst_kib >= 0 ? o.link_burst_kib * 1024 : prof.link_burst_bytes;
+    if (o.network != "h100-nvlink-ib") so.link_burst_bytes = burst;
     // The profiled host's contention (all-reduces slower while backward computes) carries
     // over to its own and to emulated hosts; a GPU cluster's NCCL does not share the cores.
     const bool contention = o.network != "h100-nvlink-ib" && prof.allreduce_idle.world > 1;
@@ -255,13 +268,18 @@ int predict_main(int argc, char** argv) {
     const BackwardProfile compute = scale_compute(prof.compute, o.compute_scale);
 
     print_profile(prof, o.profile);
-    fmt::print("\nnetwork {}: {} GPU(s) a node at {}; {} link(s) a node at {}; all-reduce {}{}{}\n",
-               cluster.name, cluster.gpus_per_node, describe(cluster.intra), cluster.nics_per_node,
-               describe(cluster.inter), o.algo,
-               o.compute_scale != 1 ? fmt::format("; compute x{:.3g}", o.compute_scale) : "",
-               contention ? "; all-reduces during backward slowed as profiled" : "");
+    fmt::print(
+        "\nnetwork {}: {} GPU(s) a node at {}; {} link(s) a node at {}{}; all-reduce {}{}{}\n",
+        cluster.name, cluster.gpus_per_node, describe(cluster.intra), cluster.nics_per_node,
+        describe(cluster.inter),
+        so.link_burst_bytes > 0
+            ? fmt::format(" (token bucket {:.0f} KiB)", so.link_burst_bytes / 1024)
+            : "",
+        o.algo, o.compute_scale != 1 ? fmt::format("; compute x{:.3g}", o.compute_scale) : "",
+        contention ? "; all-reduces during backward slowed as profiled" : "");
     print_scaling(compute, cluster, gpus, so);
-    if (!o.validate.empty()) print_validation(prof, o.profile, o.validate);
+    if (!o.validate.empty())
+      print_validation(prof, o.profile, o.validate, o.link_burst_kib, o.ranks_per_host);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dprun: error: %s\n", e.what());

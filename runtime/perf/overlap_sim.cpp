@@ -6,10 +6,17 @@
 
 namespace dp {
 
-StepPrediction simulate_step(const BackwardProfile& profile,
-                             const std::vector<std::vector<size_t>>& assignment,
-                             const AllReduceCost& cost, const SimOptions& options) {
+namespace {
+
+// One step with `idle_before_us` of idle link before backward starts (the token bucket's
+// refill since the previous step's last all-reduce).
+StepPrediction simulate(const BackwardProfile& profile,
+                        const std::vector<std::vector<size_t>>& assignment,
+                        const AllReduceCost& cost, const SimOptions& options,
+                        double idle_before_us) {
   const double backward = profile.backward_us;
+  const bool bursty = options.burst_bytes > 0 && options.refill_bytes_per_us > 0;
+  double credit = 0, link_free_at = -idle_before_us;
   StepPrediction p;
   p.buckets.reserve(assignment.size());
   double last_launch = 0, last_end = 0;
@@ -27,7 +34,14 @@ StepPrediction simulate_step(const BackwardProfile& profile,
     b.ready_us = options.overlap ? ready : std::max(ready, backward);
     last_launch = std::max(last_launch, b.ready_us);
     b.start_us = std::max(last_launch, last_end);
-    const double wire = double(b.bytes) * options.wire_ratio;
+    double wire = double(b.bytes) * options.wire_ratio;
+    if (bursty) {
+      credit = std::min(options.burst_bytes,
+                        credit + (b.start_us - link_free_at) * options.refill_bytes_per_us);
+      const double free_bytes = std::min(credit, wire);
+      credit -= free_bytes;
+      wire -= free_bytes;
+    }
     const double alone = cost(wire);
     if (options.busy_cost && b.start_us < backward) {
       const double busy = options.busy_cost(wire);
@@ -37,7 +51,7 @@ StepPrediction simulate_step(const BackwardProfile& profile,
     } else {
       b.end_us = b.start_us + alone;
     }
-    last_end = b.end_us;
+    last_end = link_free_at = b.end_us;
     p.comm_us += b.end_us - b.start_us;
     p.buckets.push_back(b);
   }
@@ -45,6 +59,32 @@ StepPrediction simulate_step(const BackwardProfile& profile,
   // and one waiting for a slower peer counts as running, as in the runtime's figure).
   p.exposed_us = std::max(0.0, last_end - backward);
   p.step_us = profile.pre_backward_us + backward + p.exposed_us + profile.post_backward_us;
+  return p;
+}
+
+}  // namespace
+
+void set_link_burst(SimOptions& sim, double link_burst_bytes, int hosts,
+                    const AllReduceCost& cost) {
+  sim.burst_bytes = sim.refill_bytes_per_us = 0;
+  if (link_burst_bytes <= 0 || hosts < 2) return;
+  const double per_link = 2.0 * (hosts - 1) / hosts;
+  const double big = 32.0 * 1048576, marginal_us = cost(2 * big) - cost(big);
+  if (marginal_us <= 0) return;
+  sim.burst_bytes = link_burst_bytes / per_link;
+  sim.refill_bytes_per_us = big / marginal_us;
+}
+
+StepPrediction simulate_step(const BackwardProfile& profile,
+                             const std::vector<std::vector<size_t>>& assignment,
+                             const AllReduceCost& cost, const SimOptions& options) {
+  const double between = profile.pre_backward_us + profile.post_backward_us;
+  StepPrediction p = simulate(profile, assignment, cost, options, between);
+  // All hidden: the previous step's link went idle before its backward ended, and had that
+  // much longer to refill.
+  if (options.burst_bytes > 0 && !p.buckets.empty() && p.exposed_us == 0)
+    p = simulate(profile, assignment, cost, options,
+                 between + profile.backward_us - p.buckets.back().end_us);
   return p;
 }
 

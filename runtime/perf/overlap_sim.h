@@ -18,6 +18,13 @@
 //   start_b + busy_b <= backward:  end_b = start_b + busy_b
 //   otherwise:                     end_b = backward + (1 - (backward - start_b) / busy_b) cost_b
 // Without one (a GPU's NCCL stream) the two are the same.
+//
+// A token-bucket-shaped link (tbf under dprun-netns, a cloud VM's burst credits) sends the
+// first bytes after an idle gap at once: while no all-reduce runs, credit for `burst_bytes`
+// builds up at `refill_bytes_per_us`, and an all-reduce costs what its bytes beyond the credit
+// cost. In the steady state the link idles from the previous step's last all-reduce (after
+// backward when some is exposed) through the optimizer, the next forward and backward until
+// the first bucket starts. Without a burst (a NIC at line rate) nothing changes.
 #include <algorithm>
 #include <functional>
 #include <vector>
@@ -50,7 +57,15 @@ struct SimOptions {
   bool overlap = true;      // false: every bucket launches when backward ends (--no-overlap)
   double wire_ratio = 1.0;  // bytes on the wire per gradient byte (0.5 under bf16/fp16 hooks)
   AllReduceCost busy_cost;  // an all-reduce's time while backward computes; empty: `cost`
+  double burst_bytes = 0;   // the link's token bucket, in all-reduce wire bytes; 0: none
+  double refill_bytes_per_us = 0;  // its refill rate (the link's sustained rate)
 };
+
+// Sets `sim`'s token bucket for hosts whose links each hold `link_burst_bytes` (tbf's burst,
+// as dprun-netns prints it): in a ring over `hosts` hosts each link carries 2(h-1)/h of the
+// all-reduced bytes, and the bucket refills at the sustained rate `cost` implies for large
+// all-reduces. Fewer than 2 hosts, or no burst: none.
+void set_link_burst(SimOptions& sim, double link_burst_bytes, int hosts, const AllReduceCost& cost);
 
 StepPrediction simulate_step(const BackwardProfile& profile,
                              const std::vector<std::vector<size_t>>& assignment,

@@ -1,6 +1,9 @@
 #include "runtime/perf/run_profile.h"
 
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +40,19 @@ AllReduceFit fit_from_json(const json& a) {
 
 }  // namespace
 
+double link_burst_from_env() {
+  const char* v = std::getenv("DPRUN_LINK_BURST");
+  if (v == nullptr || *v == '\0') return 0;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long bytes = std::strtoull(v, &end, 10);
+  DP_CHECK(*end == '\0' && errno == 0 && std::isdigit(static_cast<unsigned char>(*v)),
+           "DPRUN_LINK_BURST='{}': expected the links' token bucket in bytes (dprun-netns sets "
+           "it), e.g. 4000768",
+           v);
+  return double(bytes);
+}
+
 json to_json(const RunProfile& p) {
   json params = json::array();
   for (const ParamTiming& t : p.compute.params)
@@ -51,6 +67,7 @@ json to_json(const RunProfile& p) {
       {"grad_accum", p.grad_accum},
       {"overlap", p.overlap},
       {"wire_ratio", p.wire_ratio},
+      {"link_burst_bytes", p.link_burst_bytes},
       {"profiled_steps", {p.first_step, p.last_step}},
       {"compute",
        {{"pre_backward_us", p.compute.pre_backward_us},
@@ -94,6 +111,8 @@ RunProfile run_profile_from_json(const json& j, const std::string& where) {
     p.grad_accum = j.at("grad_accum").get<size_t>();
     p.overlap = j.at("overlap").get<bool>();
     p.wire_ratio = j.at("wire_ratio").get<double>();
+    p.link_burst_bytes = j.value("link_burst_bytes", 0.0);  // profiles before it: line rate
+    DP_CHECK(p.link_burst_bytes >= 0, "link_burst_bytes {} is negative", p.link_burst_bytes);
     p.first_step = j.at("profiled_steps").at(0).get<uint64_t>();
     p.last_step = j.at("profiled_steps").at(1).get<uint64_t>();
     const json& c = j.at("compute");

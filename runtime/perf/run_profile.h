@@ -33,6 +33,9 @@ struct RunProfile {
   size_t grad_accum = 1;
   bool overlap = true;
   double wire_ratio = 1.0;  // bytes on the wire per gradient byte (comm hooks)
+  // The token bucket of each host's link (DPRUN_LINK_BURST, which dprun-netns sets to its
+  // tbf burst); 0: line rate. dprun predict models it (runtime/perf/overlap_sim.h).
+  double link_burst_bytes = 0;
   uint64_t first_step = 0;  // the profiled steps, 1-based, inclusive
   uint64_t last_step = 0;
   // Rank 0's compute and the group's all-reduce.
@@ -48,6 +51,10 @@ struct RunProfile {
   double predicted_exposed_us = 0;
   MeasuredSteps measured;  // steps == 0: none after the profile
 };
+
+// DPRUN_LINK_BURST from the environment: bytes, 0 when unset; a dp::Error naming the variable
+// when it is not a whole number of bytes.
+double link_burst_from_env();
 
 nlohmann::json to_json(const RunProfile& p);
 // `where` names the file in errors.

@@ -17,6 +17,7 @@ ScalingRow predict_at(const BackwardProfile& profile, const Cluster& cluster, in
   BucketSearch search;
   search.sim = options.sim;
   search.sim.busy_cost = nullptr;
+  set_link_burst(search.sim, options.link_burst_bytes, model.nodes(), cost);
   if (options.busy_factor) {
     const auto factor = options.busy_factor;
     search.sim.busy_cost = [cost, factor](double bytes) { return cost(bytes) * factor(bytes); };

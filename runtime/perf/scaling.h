@@ -29,6 +29,9 @@ struct ScalingOptions {
   // How many times longer an all-reduce of S bytes takes while backward computes (a CPU's
   // contention, measured: busy(S) / idle(S)); empty: as long (a GPU's NCCL).
   std::function<double(double bytes)> busy_factor;
+  // Each node's link is token-bucket shaped with this burst (runtime/perf/overlap_sim.h);
+  // 0: line rate.
+  double link_burst_bytes = 0;
 };
 
 ScalingRow predict_at(const BackwardProfile& profile, const Cluster& cluster, int gpus,

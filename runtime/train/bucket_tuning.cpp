@@ -191,6 +191,7 @@ void BucketTuner::write_profile() const {
   p.grad_accum = opt_.grad_accum;
   p.overlap = opt_.overlap;
   p.wire_ratio = opt_.wire_ratio;
+  p.link_burst_bytes = opt_.link_burst_bytes;
   p.first_step = first_;
   p.last_step = std::min<uint64_t>(last_, first_ + samples_.size() - 1);
   p.compute = profile();

@@ -37,6 +37,7 @@ struct BucketTuningOptions {
   bool quiet = false;
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   // Recorded in the profile.
+  double link_burst_bytes = 0;  // link_burst_from_env()
   std::string model;
   size_t batch_size = 0;
   size_t grad_accum = 1;

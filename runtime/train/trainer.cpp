@@ -169,6 +169,7 @@ void Trainer::connect(ProcessGroup& pg) {
     bt.wire_ratio = ro.comm_hook == CommHook::none ? 1.0 : 0.5;
     bt.quiet = cfg_.quiet;
     bt.timeout = timeout();
+    bt.link_burst_bytes = link_burst_from_env();
     bt.model = model_description_;
     bt.batch_size = cfg_.batch_size;
     bt.grad_accum = cfg_.grad_accum;

@@ -8,7 +8,8 @@ source "$(dirname "$0")/lib.sh" "$@"
 "$MAKE_IDX" "$WORK/data" --train 1200 --test 100 --seed 5 >/dev/null || { echo "make_idx failed"; exit 1; }
 ARGS=(--data "idx:$WORK/data" --hidden 512,256 --batch-size 50 --steps 14 --lr 0.05 --seed 2)
 
-if mpi 2 "${ARGS[@]}" --bucket-cap-mb auto --first-bucket-mb auto --profile-out "$WORK/auto.json" \
+# DPRUN_LINK_BURST (dprun-netns sets it to its links' tbf burst) goes into the profile.
+if DPRUN_LINK_BURST=65536 mpi 2 "${ARGS[@]}" --bucket-cap-mb auto --first-bucket-mb auto --profile-out "$WORK/auto.json" \
     --log-json "$WORK/auto.jsonl" --dump-params "$WORK/auto.bin" --trace "$WORK/trace.json" \
     >"$WORK/out" 2>"$WORK/err"; then
   pass "2 ranks with auto buckets exit 0"
@@ -37,6 +38,7 @@ assert auto[0]["predicted_step_ms"] > 0 and auto[0]["bucket_mb"], auto
 p = json.load(open(f"{w}/auto.json"))
 assert p["type"] == "dprun-profile" and p["world_size"] == 2 and p["profiled_steps"] == [2, 6], p
 assert p["buckets"]["auto"] and p["buckets"]["assignment"], p["buckets"]
+assert p["link_burst_bytes"] == 65536, p["link_burst_bytes"]
 params = p["compute"]["params"]
 assert [q["name"] for q in params] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
 assert params[0]["bytes"] == 784 * 512 * 4
@@ -69,6 +71,13 @@ grep -q "network h100-nvlink-ib" "$WORK/pred" && grep -q "step time error over 1
 "$DPRUN" predict --profile "$WORK/auto.json" --network emulated --link-gbit 2 --gpus 2,4 >"$WORK/pred2" 2>&1 &&
   grep -Eq "^ +4 +4 " "$WORK/pred2" && pass "predict --network emulated" || { fail "emulated"; cat "$WORK/pred2"; }
 
+# The profile's token bucket shapes the measured network unless --link-burst-kib says otherwise.
+"$DPRUN" predict --profile "$WORK/auto.json" --network measured --gpus 2 --validate "$WORK/auto.json" >"$WORK/pred3" 2>&1 &&
+  grep -q "(token bucket 64 KiB)" "$WORK/pred3" && pass "predict models the profile's link burst" ||
+  { fail "link burst"; cat "$WORK/pred3"; }
+"$DPRUN" predict --profile "$WORK/auto.json" --network measured --gpus 2 --link-burst-kib 0 >"$WORK/pred3" 2>&1 &&
+  ! grep -q "token bucket" "$WORK/pred3" && pass "--link-burst-kib 0: line rate" || { fail "--link-burst-kib 0"; cat "$WORK/pred3"; }
+
 # Too short for the profile: a warning, the fixed caps, exit 0.
 mpi 2 "${ARGS[@]}" --steps 4 --bucket-cap-mb auto >"$WORK/out" 2>"$WORK/err" &&
   grep -q "ended before its profile" "$WORK/err" && pass "a run shorter than the profile says so" ||
@@ -98,4 +107,7 @@ expect_error "not a dprun profile" "$DPRUN" predict --profile "$WORK/auto.jsonl"
 expect_error "predict: --profile FILE is required" "$DPRUN" predict
 expect_error "expected h100-nvlink-ib, emulated or measured" "$DPRUN" predict --profile "$WORK/auto.json" --network wifi
 expect_error "'x' is not a count" "$DPRUN" predict --profile "$WORK/auto.json" --gpus 8,x
+expect_error "link-burst-kib must be 0 or more (got -5)" "$DPRUN" predict --profile "$WORK/auto.json" --link-burst-kib=-5
+expect_error "DPRUN_LINK_BURST='4MB': expected the links' token bucket in bytes" env DPRUN_LINK_BURST=4MB \
+  "$DPRUN" "${ARGS[@]}" --profile-out "$WORK/burst.json"
 finish

@@ -123,6 +123,69 @@ TEST(OverlapSim, ASlowerPeerDelaysABucketPastBackward) {
   EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 40 + 5);
 }
 
+TEST(OverlapSim, ATokenBucketSendsTheFirstBytesAfterAnIdleGapAtOnce) {
+  // One bucket of 600 bytes, ready at 90. The link idled since the previous step's
+  // all-reduce ended (the 5 us after backward and the 20 before it) and through backward
+  // until 90: 115 us at 2 bytes/us, 230 bytes of credit under a 250-byte burst.
+  SimOptions o;
+  o.burst_bytes = 250;
+  o.refill_bytes_per_us = 2;
+  StepPrediction p = simulate_step(three_layers(), {{2, 1, 0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 90 + 10 + (600 - 230) / 10.0);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 37);
+  EXPECT_DOUBLE_EQ(p.step_us, 20 + 100 + 37 + 5);
+  // The bucket holds no more than the burst.
+  o.burst_bytes = 100;
+  p = simulate_step(three_layers(), {{2, 1, 0}}, kCost, o);
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 90 + 10 + 50);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 50);
+  // No refill, no credit.
+  o.refill_bytes_per_us = 0;
+  EXPECT_DOUBLE_EQ(simulate_step(three_layers(), {{2, 1, 0}}, kCost, o).exposed_us, 60);
+}
+
+TEST(OverlapSim, TheCreditRefillsOnlyWhileTheLinkIdles) {
+  SimOptions o;
+  o.burst_bytes = 250;
+  o.refill_bytes_per_us = 2;
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, kCost, o);
+  // p2 at 10: 70 bytes of credit (35 us idle), 230 sent: 10..43. p1 at 50: 7 us idle, 14
+  // bytes: 50..78.6. p0 at 90: 11.4 us idle, 22.8 bytes: 90..107.72.
+  EXPECT_DOUBLE_EQ(p.buckets[0].end_us, 43);
+  EXPECT_NEAR(p.buckets[1].end_us, 78.6, 1e-9);
+  EXPECT_NEAR(p.buckets[2].end_us, 107.72, 1e-9);
+  EXPECT_NEAR(p.comm_us, 33 + 28.6 + 17.72, 1e-9);
+  EXPECT_NEAR(p.exposed_us, 7.72, 1e-9);
+}
+
+TEST(OverlapSim, WhenAllIsHiddenTheLinkIdledSinceThePreviousStepsLastAllReduce) {
+  // 1 us per 100 bytes, 1 byte/us of refill. The steady state's previous step ended its last
+  // all-reduce before its backward did: the first bucket's credit counts that gap too.
+  const AllReduceCost fast = [](double bytes) { return bytes / 100; };
+  SimOptions o;
+  o.burst_bytes = 1000;
+  o.refill_bytes_per_us = 1;
+  StepPrediction p = simulate_step(three_layers(), {{2}, {1}, {0}}, fast, o);
+  EXPECT_DOUBLE_EQ(p.exposed_us, 0);
+  // Without that gap (25 us idle before backward): p2 ends at 10 + (300 - 35) / 100, p1 at
+  // 50 + (200 - (50 - 12.65)) / 100, p0 at 90 + (100 - (90 - 51.6265)) / 100.
+  const double last_end = 90 + (100 - (90 - 51.6265)) / 100;
+  const double gap = 25 + 100 - last_end;
+  EXPECT_NEAR(p.buckets[0].end_us, 10 + (300 - (10 + gap)) / 100, 1e-9);
+}
+
+TEST(OverlapSim, LinkBurstPerHostBecomesAllReduceBytes) {
+  SimOptions o;
+  set_link_burst(o, 3000, 2, kCost);  // two hosts: each link carries every byte once
+  EXPECT_DOUBLE_EQ(o.burst_bytes, 3000);
+  EXPECT_NEAR(o.refill_bytes_per_us, 10, 1e-9);  // kCost's 0.1 us a byte
+  set_link_burst(o, 3000, 4, kCost);             // four: 2 x 3/4 of the bytes on each link
+  EXPECT_DOUBLE_EQ(o.burst_bytes, 2000);
+  set_link_burst(o, 3000, 1, kCost);  // one host: no link
+  EXPECT_DOUBLE_EQ(o.burst_bytes, 0);
+  EXPECT_DOUBLE_EQ(o.refill_bytes_per_us, 0);
+}
+
 TEST(OverlapSim, RejectsABadAssignment) {
   EXPECT_THROW(simulate_step(three_layers(), {{2}, {}}, kCost), Error);
   EXPECT_THROW(simulate_step(three_layers(), {{7}}, kCost), Error);
