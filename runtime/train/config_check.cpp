@@ -80,6 +80,15 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--sync-batchnorm", b(c.sync_batchnorm)},
       {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
       {"--profile-out", b(!c.profile_out.empty())},  // measures the all-reduce collectively
+      // Checkpoints and resuming add collectives (the ranks agree on each checkpoint and on
+      // the resume verdict); only rank 0 touches the files, so the paths may differ.
+      {"--checkpoint-dir", b(!c.checkpoint_dir.empty())},
+      {"--checkpoint-every", s(c.checkpoint_every)},
+      {"--resume", b(!c.resume.empty())},
+      {"--eval-only", b(c.eval_only)},
+      // A rank that aborts on a non-finite gradient while another skips the step would leave
+      // the other waiting for its next collective.
+      {"--on-nonfinite", c.on_nonfinite},
   };
   // The model's own options as they resolve (given, preset or default): the same count on
   // every rank whatever each was given.

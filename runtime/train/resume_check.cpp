@@ -35,6 +35,10 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     if (among(key, {"--eval", "--eval-every", "--eval-batches", "--eval-batch-size", "--trace",
                     "test data", "test data content (CRC32 of 16 samples)", "--no-param-arena"}))
       continue;
+    // How the run is driven, not what it computes (and not recorded by older checkpoints).
+    if (among(key, {"--checkpoint-dir", "--checkpoint-every", "--resume", "--eval-only",
+                    "--on-nonfinite"}))
+      continue;
     // Checked below, together.
     if (among(key, {"--batch-size", "--grad-accum"})) continue;
     const std::string before = saved_value(key);

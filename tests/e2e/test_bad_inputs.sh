@@ -81,6 +81,17 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\].*--
 else
   fail "different options on different ranks (rc $rc)"; cat "$WORK/err"
 fi
+# A checkpoint directory on one rank only: its checkpoints would add collectives the other
+# rank never joins (found before training, not as a timeout at the first checkpoint).
+rc=0
+timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${GOOD[@]}" --checkpoint-dir "$WORK/ck" : \
+  -np 1 "$DPRUN" "${GOOD[@]}" >"$WORK/out" 2>"$WORK/err" || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\].*--checkpoint-dir is 'on' on rank 0 but 'off' on rank 1" "$WORK/err" &&
+   grep -q "dprun: error: \[rank 1\]" "$WORK/err"; then
+  pass "a checkpoint directory on one rank only"
+else
+  fail "a checkpoint directory on one rank only (rc $rc)"; cat "$WORK/err"
+fi
 # Ranks on different data of the same sizes and shapes (another seed): caught by content.
 "$MAKE_IDX" "$WORK/other" --train 200 --test 50 --seed 2 >/dev/null
 rc=0

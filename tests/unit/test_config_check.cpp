@@ -37,6 +37,36 @@ TEST(SettingsCheck, ComparesTheDataNotItsPath) {
   EXPECT_NE(msg.find("training data"), std::string::npos) << msg;
 }
 
+TEST(SettingsCheck, OptionsThatAddCollectivesMustAgree) {
+  TrainConfig a;
+  auto differs = [&](const TrainConfig& b, const std::string& option) {
+    const std::string msg = describe_settings_mismatch({lines(a), lines(b)});
+    EXPECT_NE(msg.find(option), std::string::npos) << option << ": " << msg;
+  };
+  TrainConfig b = a;
+  b.checkpoint_dir = "ckpt";
+  differs(b, "--checkpoint-dir is 'off' on rank 0 but 'on' on rank 1");
+  b = a;
+  b.checkpoint_every = 50;
+  differs(b, "--checkpoint-every");
+  b = a;
+  b.resume = "auto";
+  differs(b, "--resume");
+  b = a;
+  b.eval_only = true;
+  differs(b, "--eval-only");
+  b = a;
+  b.on_nonfinite = "skip";
+  differs(b, "--on-nonfinite is 'abort' on rank 0 but 'skip' on rank 1");
+  // Only rank 0 writes and reads the files: their paths may differ.
+  TrainConfig c = a, d = a;
+  c.checkpoint_dir = "/shared/ckpt";
+  d.checkpoint_dir = "/local/ckpt";
+  c.resume = "/shared/ckpt/step-10.ckpt";
+  d.resume = "auto";
+  EXPECT_EQ(describe_settings_mismatch({lines(c), lines(d)}), "");
+}
+
 TEST(SettingsCheck, OutputOnlyOptionsMayDiffer) {
   TrainConfig a, b;
   b.log_json = "rank1.jsonl";
