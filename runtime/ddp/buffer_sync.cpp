@@ -9,7 +9,7 @@ namespace dp {
 std::vector<std::string> buffer_signature(const std::vector<Buffer*>& buffers) {
   std::vector<std::string> sig;
   sig.reserve(buffers.size());
-  for (const Buffer* b : buffers) sig.push_back(b->name + " " + b->value.str());
+  for (const Buffer* b : buffers) sig.push_back(replica_entry(b->name, b->value));
   return sig;
 }
 

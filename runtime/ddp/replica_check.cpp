@@ -8,10 +8,15 @@
 
 namespace dp {
 
+std::string replica_entry(const std::string& name, const Tensor& value) {
+  return fmt::format("{} {}{}{}", name, dtype_name(value.dtype()), shape_str(value.shape()),
+                     value.is_cuda() ? " on cuda" : "");
+}
+
 std::vector<std::string> parameter_signature(const std::vector<Parameter*>& params) {
   std::vector<std::string> sig;
   sig.reserve(params.size());
-  for (const Parameter* p : params) sig.push_back(p->name + " " + p->value.str());
+  for (const Parameter* p : params) sig.push_back(replica_entry(p->name, p->value));
   return sig;
 }
 

@@ -8,7 +8,11 @@
 
 namespace dp {
 
-// One line per parameter, "name dtype[shape]", in registration order.
+// "name dtype[shape]", with " on cuda" for a device tensor: the kind of device, not which
+// one (ranks of one node compute on different GPUs, cuda:0 and cuda:1, with equal replicas).
+std::string replica_entry(const std::string& name, const Tensor& value);
+
+// One line per parameter (replica_entry), in registration order.
 std::vector<std::string> parameter_signature(const std::vector<Parameter*>& params);
 
 // Compares the parameter signatures of all ranks (all of them travel to every rank, so

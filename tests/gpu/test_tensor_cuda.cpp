@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/core/tensor.h"
+#include "runtime/ddp/replica_check.h"
 #include "tests/gpu/gpu_test_util.h"
 
 using namespace dp;
@@ -43,4 +44,13 @@ TEST(CudaTensor, OddSizesAndInt32) {
     Tensor back = d.to(Device::cpu());
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(back.data<int32_t>()[i], v[static_cast<size_t>(i)]);
   }
+}
+
+// Ranks of one node compute on different GPUs: the replica check compares the kind of device,
+// not its index (a replica on cuda:0 equals one on cuda:1).
+TEST(CudaTensor, ReplicaEntryNamesTheDeviceKindNotItsIndex) {
+  DP_REQUIRE_GPU();
+  EXPECT_EQ(replica_entry("fc1.weight", Tensor::zeros({4, 3}, DType::f32, Device::cuda(0))),
+            "fc1.weight float32[4, 3] on cuda");
+  EXPECT_EQ(replica_entry("fc1.weight", Tensor::zeros({4, 3})), "fc1.weight float32[4, 3]");
 }

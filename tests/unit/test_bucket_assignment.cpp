@@ -53,6 +53,12 @@ TEST(BucketAssignment, MegabytesAreMebibytesAndFractionsWork) {
   EXPECT_THROW(mb_to_bytes(1e-9), Error);
 }
 
+TEST(ReplicaCheck, EntryIsNameDtypeAndShape) {
+  Parameter p("fc1.weight", {4, 3});
+  EXPECT_EQ(replica_entry(p.name, p.value), "fc1.weight float32[4, 3]");
+  EXPECT_EQ(parameter_signature({&p}), std::vector<std::string>{"fc1.weight float32[4, 3]"});
+}
+
 TEST(ReplicaCheck, IdenticalReplicasPass) {
   std::vector<std::string> sig = {"fc1.weight float32[4, 3]", "fc1.bias float32[4]"};
   EXPECT_EQ(describe_replica_mismatch({sig, sig, sig}), "");
