@@ -87,13 +87,24 @@ CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)) {
   // Hidden and named by the writing process: a reader listing the directory never mistakes
   // it for a checkpoint, and a leftover of a killed writer is recognisable as such.
   tmp_ = directory_of(path_) + "/." + name + ".tmp." + std::to_string(::getpid());
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  check_replaceable();
+  // O_NOFOLLOW: a link at the temporary name is refused, not written through.
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   DP_CHECK(fd_ >= 0, "checkpoint {}: cannot create {}: {}", path_, tmp_, std::strerror(errno));
   kill_after_ = kill_after_from_env();
   const uint32_t version = kCheckpointVersion, zero = 0;
   write(kCheckpointMagic, sizeof(kCheckpointMagic));
   write(&version, 4);
   write(&zero, 4);
+}
+
+void CheckpointWriter::check_replaceable() const {
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) != 0) return;  // absent: nothing to replace
+  DP_CHECK(S_ISREG(st.st_mode),
+           "checkpoint {}: exists and is not a regular file (a link, a directory or a device); "
+           "dprun replaces only regular files",
+           path_);
 }
 
 CheckpointWriter::~CheckpointWriter() {
@@ -192,6 +203,7 @@ void CheckpointWriter::commit() {
   const int rc = ::close(fd_);
   fd_ = -1;
   DP_CHECK(rc == 0, "checkpoint {}: closing {} failed: {}", path_, tmp_, std::strerror(errno));
+  check_replaceable();  // something may have appeared there while the sections were written
   DP_CHECK(::rename(tmp_.c_str(), path_.c_str()) == 0,
            "checkpoint {}: cannot rename {} into place: {}", path_, tmp_, std::strerror(errno));
   committed_ = true;

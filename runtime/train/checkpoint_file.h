@@ -57,6 +57,8 @@ class CheckpointWriter {
   void write(const void* data, size_t bytes);
   // Writes the header at its place again (pwrite), now with the payload's CRC.
   void rewrite_header(uint64_t at, const std::string& header);
+  // path_ is absent or a regular file: the rename would replace a link or a device.
+  void check_replaceable() const;
   void start_writeback();
 
   std::string path_;

@@ -15,7 +15,11 @@ static_assert(sizeof(float) == 4, "float32 expected");
 void check_output_path(const std::string& option, const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
+  const fs::file_status st = fs::symlink_status(path, ec);
+  DP_CHECK(!fs::is_symlink(st),
+           "{} {}: is a symbolic link; dprun replaces its output files by a rename, which would "
+           "replace the link instead of writing where it points (give the target's path)",
+           option, path);
   DP_CHECK(!fs::exists(st) || fs::is_regular_file(st),
            "{} {}: exists and is not a regular file (dprun writes only regular files)", option,
            path);
@@ -33,6 +37,11 @@ void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer
   // Written to a temporary name and renamed: a crash never leaves a half file behind.
   std::string tmp = path + ".tmp";
   {
+    // A link or a device at the temporary name would be written through.
+    std::error_code ec;
+    const auto st = std::filesystem::symlink_status(tmp, ec);
+    DP_CHECK(!std::filesystem::exists(st) || std::filesystem::is_regular_file(st),
+             "--dump-params {}: {} exists and is not a regular file", path, tmp);
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     DP_CHECK(out.is_open(), "--dump-params {}: cannot open the file for writing", path);
     // x86-64 and aarch64 are little-endian, so the in-memory floats are the format.

@@ -13,7 +13,8 @@ namespace dp {
 // Checks, before training, that `option`'s output `path` can be written: its directory exists
 // and is writable, and the path is either absent or a regular file (dprun writes through a
 // temporary file and a rename, which would replace a device such as /dev/null or /dev/full
-// with a regular file). A bad path is thus found before the run, not after it.
+// with a regular file, and a symbolic link with a file instead of writing where it points).
+// A bad path is thus found before the run, not after it.
 void check_output_path(const std::string& option, const std::string& path);
 
 void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,

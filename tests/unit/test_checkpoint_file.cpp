@@ -2,6 +2,7 @@
 // names the file, the byte and the section, never a crash or a silent misread.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -14,6 +15,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/train/checkpoint_file.h"
+#include "runtime/train/param_io.h"
 
 using namespace dp;
 namespace fs = std::filesystem;
@@ -249,3 +251,56 @@ TEST_F(CheckpointFileTest, FailedWriteLeavesNoTemporaryFile) {
 }
 
 }  // namespace
+
+// Only regular files are ever replaced by the rename: a link (whose target would stay as it
+// was while the link became a file) or a device at the checkpoint's name is an error, and so
+// is a link at the temporary name (which would be written through).
+TEST_F(CheckpointFileTest, ReplacesOnlyRegularFiles) {
+  const std::string victim = dir_ + "/victim", link = dir_ + "/step-1.ckpt";
+  write_bytes(victim, "keep me");
+  fs::create_symlink(victim, link);
+  std::string err;
+  try {
+    write_sample("step-1.ckpt");
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  EXPECT_NE(err.find("step-1.ckpt: exists and is not a regular file"), std::string::npos) << err;
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(read_bytes(victim), "keep me");
+
+  ASSERT_EQ(mkfifo((dir_ + "/step-2.ckpt").c_str(), 0600), 0);
+  EXPECT_THROW(write_sample("step-2.ckpt"), Error);
+  EXPECT_TRUE(fs::is_fifo(dir_ + "/step-2.ckpt"));
+
+  const std::string tmp = dir_ + "/.step-3.ckpt.tmp." + std::to_string(::getpid());
+  fs::create_symlink(victim, tmp);
+  EXPECT_THROW(write_sample("step-3.ckpt"), Error);
+  EXPECT_EQ(read_bytes(victim), "keep me");
+  EXPECT_FALSE(fs::exists(dir_ + "/step-3.ckpt"));
+
+  // A regular file is replaced as before.
+  write_bytes(dir_ + "/step-4.ckpt", "old");
+  EXPECT_NO_THROW(write_sample("step-4.ckpt"));
+  EXPECT_EQ(error_of(dir_ + "/step-4.ckpt"), "");
+}
+
+TEST_F(CheckpointFileTest, OutputPathsRefuseLinksAndDumpTemporariesAreNotWrittenThrough) {
+  const std::string victim = dir_ + "/victim", link = dir_ + "/params.bin";
+  write_bytes(victim, "keep me");
+  fs::create_symlink(victim, link);
+  try {
+    check_output_path("--dump-params", link);
+    ADD_FAILURE() << "a symbolic link was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is a symbolic link"), std::string::npos) << e.what();
+  }
+  fs::remove(link);
+  fs::create_symlink(victim, link + ".tmp");
+  Parameter p("w", {3});
+  EXPECT_THROW(dump_params({&p}, {}, link), Error);
+  EXPECT_EQ(read_bytes(victim), "keep me");
+  fs::remove(link + ".tmp");
+  dump_params({&p}, {}, link);
+  EXPECT_EQ(read_params_file(link).size(), 3u);
+}
