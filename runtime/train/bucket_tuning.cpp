@@ -93,7 +93,7 @@ void BucketTuner::decide(bool choose) {
   ProbeOptions probe;
   probe.sizes_bytes = default_probe_sizes(prof.grad_bytes());
   probe.timeout = opt_.timeout;
-  probe_ = measure_allreduce(pg_, probe);
+  probe_ = opt_.measure ? opt_.measure(pg_, probe) : measure_allreduce(pg_, probe);
   std::vector<BucketTiming> spans;
   for (const StepSample& s : samples_) spans.insert(spans.end(), s.spans.begin(), s.spans.end());
   busy_ = calibrate_busy(spans, probe_);

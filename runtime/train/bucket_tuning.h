@@ -11,9 +11,11 @@
 //   steps 3 + K ..              measured for --profile-out (step 2 + K runs the rebuild)
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "runtime/perf/allreduce_probe.h"
 #include "runtime/perf/bucket_choice.h"
 #include "runtime/perf/run_profile.h"
 #include "runtime/perf/step_samples.h"
@@ -36,6 +38,9 @@ struct BucketTuningOptions {
   double wire_ratio = 1;
   bool quiet = false;
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // How the all-reduce alone is measured (collective); empty: measure_allreduce on the group.
+  // Tests give a fixed link, so that the choice does not depend on the machine's speed.
+  std::function<AllReduceFit(ProcessGroup&, const ProbeOptions&)> measure;
   // Recorded in the profile.
   double link_burst_bytes = 0;  // link_burst_from_env()
   std::string model;
