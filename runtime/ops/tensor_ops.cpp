@@ -4,6 +4,7 @@
 
 #include "runtime/core/bf16.h"
 #include "runtime/core/error.h"
+#include "runtime/core/simd_clones.h"
 #include "runtime/ops/cpu/bf16_ops.h"
 #include "runtime/ops/cpu/elementwise.h"
 #include "runtime/ops/cpu/gemm.h"
@@ -148,7 +149,7 @@ template <typename T>
 void add_host(size_t n, const T* a, const T* b, T* y);
 
 template <>
-void add_host<float>(size_t n, const float* a, const float* b, float* y) {
+DP_SIMD_INLINE void add_host<float>(size_t n, const float* a, const float* b, float* y) {
   if (b != nullptr)
     for (size_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
   else
@@ -156,14 +157,14 @@ void add_host<float>(size_t n, const float* a, const float* b, float* y) {
 }
 
 template <>
-void add_host<bf16>(size_t n, const bf16* a, const bf16* b, bf16* y) {
+DP_SIMD_INLINE void add_host<bf16>(size_t n, const bf16* a, const bf16* b, bf16* y) {
   for (size_t i = 0; i < n; ++i) {
     const float rhs = bf16_to_float(b != nullptr ? b[i] : y[i]);
     y[i] = float_to_bf16(bf16_to_float(a[i]) + rhs);
   }
 }
 
-void add_any(const Tensor& a, const Tensor* b, Tensor& y) {
+DP_SIMD_CLONES void add_any(const Tensor& a, const Tensor* b, Tensor& y) {
   const size_t n = y.numel();
   const Device d = y.device();
   if (d.is_cuda()) {

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "runtime/core/error.h"
+#include "runtime/core/simd_clones.h"
 #include "runtime/ops/cpu/bf16_ops.h"
 #include "runtime/ops/cpu/float_io.h"
 #include "runtime/ops/cpu/gemm.h"
@@ -41,7 +42,7 @@ size_t panel_rows(size_t seq, bool bf16_compute) {
 // Row t of the scores (float32, columns 0..t valid) -> probabilities in p[0..T-1], zeros
 // past t. `s` may equal p (float32).
 template <typename T>
-void softmax_row(size_t t, size_t seq, const float* s, T* p) {
+DP_SIMD_INLINE void softmax_row(size_t t, size_t seq, const float* s, T* p) {
   const float mx = cpu_io::lane_max(t + 1, s);
   // The exponentials go to p first when p is float32 (no scratch), else stay in s's row.
   float* e = const_cast<float*>(s);
@@ -54,7 +55,8 @@ void softmax_row(size_t t, size_t seq, const float* s, T* p) {
 // Row t: dscore_j = scale * p_j (dp_j - sum_i p_i dp_i) for j <= t, 0 for t < j < width.
 // `dp` (float32) holds dL/dp on entry; the result goes to `ds` (may equal dp).
 template <typename P, typename D>
-void softmax_backward_row(size_t t, size_t width, float scale, const P* p, const float* dp, D* ds) {
+DP_SIMD_INLINE void softmax_backward_row(size_t t, size_t width, float scale, const P* p,
+                                         const float* dp, D* ds) {
   const float dot = cpu_io::lane_sum(t + 1, [&](size_t j) { return cpu_io::load(p[j]) * dp[j]; });
   for (size_t j = 0; j <= t; ++j) cpu_io::store(ds[j], scale * cpu_io::load(p[j]) * (dp[j] - dot));
   for (size_t j = t + 1; j < width; ++j) cpu_io::store(ds[j], 0.0f);
@@ -68,7 +70,8 @@ void check(const AttentionShape& s, AttentionScratch scratch, bool bf16_compute)
 }
 
 template <typename T>
-void forward(const AttentionShape& s, const T* qkv, T* att, T* y, AttentionScratch scratch) {
+DP_SIMD_INLINE void forward(const AttentionShape& s, const T* qkv, T* att, T* y,
+                            AttentionScratch scratch) {
   constexpr bool kBf16 = !std::is_same_v<T, float>;
   check(s, scratch, kBf16);
   const size_t B = s.batch, T_ = s.seq, C = s.channels, H = s.heads, d = C / H;
@@ -95,8 +98,8 @@ void forward(const AttentionShape& s, const T* qkv, T* att, T* y, AttentionScrat
 }
 
 template <typename T>
-void backward(const AttentionShape& s, const T* qkv, const T* att, const T* dy, T* dqkv,
-              AttentionScratch scratch) {
+DP_SIMD_INLINE void backward(const AttentionShape& s, const T* qkv, const T* att, const T* dy,
+                             T* dqkv, AttentionScratch scratch) {
   constexpr bool kBf16 = !std::is_same_v<T, float>;
   check(s, scratch, kBf16);
   const size_t B = s.batch, T_ = s.seq, C = s.channels, H = s.heads, d = C / H;
@@ -145,20 +148,20 @@ void backward(const AttentionShape& s, const T* qkv, const T* att, const T* dy, 
 
 }  // namespace
 
-void attention_forward(const AttentionShape& s, const float* qkv, float* att, float* y,
-                       AttentionScratch scratch) {
+DP_SIMD_CLONES void attention_forward(const AttentionShape& s, const float* qkv, float* att,
+                                      float* y, AttentionScratch scratch) {
   forward(s, qkv, att, y, scratch);
 }
-void attention_forward(const AttentionShape& s, const bf16* qkv, bf16* att, bf16* y,
-                       AttentionScratch scratch) {
+DP_SIMD_CLONES void attention_forward(const AttentionShape& s, const bf16* qkv, bf16* att, bf16* y,
+                                      AttentionScratch scratch) {
   forward(s, qkv, att, y, scratch);
 }
-void attention_backward(const AttentionShape& s, const float* qkv, const float* att,
-                        const float* dy, float* dqkv, AttentionScratch scratch) {
+DP_SIMD_CLONES void attention_backward(const AttentionShape& s, const float* qkv, const float* att,
+                                       const float* dy, float* dqkv, AttentionScratch scratch) {
   backward(s, qkv, att, dy, dqkv, scratch);
 }
-void attention_backward(const AttentionShape& s, const bf16* qkv, const bf16* att, const bf16* dy,
-                        bf16* dqkv, AttentionScratch scratch) {
+DP_SIMD_CLONES void attention_backward(const AttentionShape& s, const bf16* qkv, const bf16* att,
+                                       const bf16* dy, bf16* dqkv, AttentionScratch scratch) {
   backward(s, qkv, att, dy, dqkv, scratch);
 }
 

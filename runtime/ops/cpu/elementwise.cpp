@@ -2,17 +2,20 @@
 
 #include <cmath>
 
+#include "runtime/core/simd_clones.h"
+
 namespace dp {
 
-void add_row_bias(size_t rows, size_t cols, const float* __restrict__ bias, float* __restrict__ y) {
+DP_SIMD_CLONES void add_row_bias(size_t rows, size_t cols, const float* __restrict__ bias,
+                                 float* __restrict__ y) {
   for (size_t r = 0; r < rows; ++r) {
     float* __restrict__ row = y + r * cols;
     for (size_t c = 0; c < cols; ++c) row[c] += bias[c];
   }
 }
 
-void col_sum_accumulate(size_t rows, size_t cols, const float* __restrict__ x,
-                        float* __restrict__ out) {
+DP_SIMD_CLONES void col_sum_accumulate(size_t rows, size_t cols, const float* __restrict__ x,
+                                       float* __restrict__ out) {
   // Row-outer keeps both streams contiguous; the column loop vectorises.
   for (size_t r = 0; r < rows; ++r) {
     const float* __restrict__ row = x + r * cols;
@@ -20,11 +23,11 @@ void col_sum_accumulate(size_t rows, size_t cols, const float* __restrict__ x,
   }
 }
 
-void relu_forward(size_t n, const float* x, float* y) {
+DP_SIMD_CLONES void relu_forward(size_t n, const float* x, float* y) {
   for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-void relu_backward(size_t n, const float* x, const float* dy, float* dx) {
+DP_SIMD_CLONES void relu_backward(size_t n, const float* x, const float* dy, float* dx) {
   // dy is loaded unconditionally: a conditional load keeps the loop scalar and mispredicts
   // on every other element of a BatchNorm-centred input.
   for (size_t i = 0; i < n; ++i) {
@@ -33,11 +36,12 @@ void relu_backward(size_t n, const float* x, const float* dy, float* dx) {
   }
 }
 
-void axpy(size_t n, float alpha, const float* __restrict__ x, float* __restrict__ y) {
+DP_SIMD_CLONES void axpy(size_t n, float alpha, const float* __restrict__ x,
+                         float* __restrict__ y) {
   for (size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-void scale(size_t n, float alpha, float* x) {
+DP_SIMD_CLONES void scale(size_t n, float alpha, float* x) {
   for (size_t i = 0; i < n; ++i) x[i] *= alpha;
 }
 
@@ -63,9 +67,9 @@ namespace {
 // template arguments so that each loop body is straight-line, vectorisable code; the float
 // operations per element are those of torch.optim.SGD and of cuda::sgd_update.
 template <bool kFirst, bool kNesterov>
-void sgd_momentum(size_t n, float lr, float momentum, float keep, float weight_decay,
-                  float* __restrict__ param, const float* __restrict__ grad,
-                  float* __restrict__ buf) {
+DP_SIMD_INLINE void sgd_momentum(size_t n, float lr, float momentum, float keep, float weight_decay,
+                                 float* __restrict__ param, const float* __restrict__ grad,
+                                 float* __restrict__ buf) {
   for (size_t i = 0; i < n; ++i) {
     const float p = param[i];
     const float d = grad[i] + weight_decay * p;
@@ -77,9 +81,10 @@ void sgd_momentum(size_t n, float lr, float momentum, float keep, float weight_d
 
 }  // namespace
 
-void sgd_update(size_t n, float lr, float momentum, float dampening, float weight_decay,
-                bool nesterov, bool first, float* __restrict__ param,
-                const float* __restrict__ grad, float* __restrict__ buf) {
+DP_SIMD_CLONES void sgd_update(size_t n, float lr, float momentum, float dampening,
+                               float weight_decay, bool nesterov, bool first,
+                               float* __restrict__ param, const float* __restrict__ grad,
+                               float* __restrict__ buf) {
   if (momentum == 0.0f) {
     for (size_t i = 0; i < n; ++i) param[i] -= lr * (grad[i] + weight_decay * param[i]);
     return;
@@ -98,10 +103,11 @@ void sgd_update(size_t n, float lr, float momentum, float dampening, float weigh
   }
 }
 
-void adamw_update(size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                  double bias_correction1, double bias_correction2, float* __restrict__ param,
-                  const float* __restrict__ grad, float* __restrict__ exp_avg,
-                  float* __restrict__ exp_avg_sq) {
+DP_SIMD_CLONES void adamw_update(size_t n, float lr, float beta1, float beta2, float eps,
+                                 float weight_decay, double bias_correction1,
+                                 double bias_correction2, float* __restrict__ param,
+                                 const float* __restrict__ grad, float* __restrict__ exp_avg,
+                                 float* __restrict__ exp_avg_sq) {
   // torch: p *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = b2*v + (1-b2)*g^2;
   //        p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
   const float decay = 1.0f - lr * weight_decay;

@@ -9,30 +9,31 @@
 
 #include "runtime/core/bf16.h"
 #include "runtime/core/dtype.h"
+#include "runtime/core/simd_clones.h"
 
 namespace dp::cpu_io {
 
-inline float load(float v) {
+DP_SIMD_INLINE float load(float v) {
   return v;
 }
-inline float load(bf16 v) {
+DP_SIMD_INLINE float load(bf16 v) {
   return bf16_to_float(v);
 }
-inline void store(float& dst, float v) {
+DP_SIMD_INLINE void store(float& dst, float v) {
   dst = v;
 }
-inline void store(bf16& dst, float v) {
+DP_SIMD_INLINE void store(bf16& dst, float v) {
   dst = float_to_bf16(v);
 }
 // The same as a value, for kernels that write `y[i] = store<T>(v)`.
 template <typename T>
 T store(float v);
 template <>
-inline float store<float>(float v) {
+DP_SIMD_INLINE float store<float>(float v) {
   return v;
 }
 template <>
-inline bf16 store<bf16>(float v) {
+DP_SIMD_INLINE bf16 store<bf16>(float v) {
   return float_to_bf16(v);
 }
 
@@ -45,7 +46,7 @@ inline bf16 store<bf16>(float v) {
 // it does. |x| > 80 (NaN included: its bits are above infinity's) becomes +-80, so a NaN in
 // gives a finite value out; callers keep NaNs visible by other paths (GELU multiplies by x,
 // the attention's input also flows through the residual stream).
-inline float exp_clamped(float x) {
+DP_SIMD_INLINE float exp_clamped(float x) {
   int32_t b;
   std::memcpy(&b, &x, sizeof(b));
   constexpr int32_t kBits80 = 0x42a00000;  // 80.0f
@@ -69,7 +70,7 @@ inline float exp_clamped(float x) {
 constexpr size_t kLanes = 16;
 
 template <typename F>
-float lane_sum(size_t n, F f) {
+DP_SIMD_INLINE float lane_sum(size_t n, F f) {
   float acc[kLanes] = {};
   size_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -82,7 +83,7 @@ float lane_sum(size_t n, F f) {
 
 // max(x[0..n-1]) for n >= 1, the same way (NaNs are not propagated: callers' inputs are
 // finite or already lost).
-inline float lane_max(size_t n, const float* x) {
+DP_SIMD_INLINE float lane_max(size_t n, const float* x) {
   float acc[kLanes];
   for (size_t l = 0; l < kLanes; ++l) acc[l] = x[0];
   size_t i = 0;

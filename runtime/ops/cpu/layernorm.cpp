@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "runtime/core/simd_clones.h"
 #include "runtime/ops/cpu/float_io.h"
 
 namespace dp {
@@ -11,8 +12,9 @@ namespace {
 using cpu_io::lane_sum;
 
 template <typename T>
-void forward(size_t rows, size_t cols, float eps, const T* x, const float* __restrict__ w,
-             const float* __restrict__ b, T* y, float* mean, float* rstd) {
+DP_SIMD_INLINE void forward(size_t rows, size_t cols, float eps, const T* x,
+                            const float* __restrict__ w, const float* __restrict__ b, T* y,
+                            float* mean, float* rstd) {
   const float inv_n = 1.0f / static_cast<float>(cols);
   for (size_t r = 0; r < rows; ++r) {
     const T* __restrict__ xr = x + r * cols;
@@ -35,9 +37,9 @@ void forward(size_t rows, size_t cols, float eps, const T* x, const float* __res
 }
 
 template <typename T>
-void backward(size_t rows, size_t cols, const T* x, const T* dy, const float* __restrict__ w,
-              const float* mean, const float* rstd, T* dx, float* __restrict__ dw,
-              float* __restrict__ db) {
+DP_SIMD_INLINE void backward(size_t rows, size_t cols, const T* x, const T* dy,
+                             const float* __restrict__ w, const float* mean, const float* rstd,
+                             T* dx, float* __restrict__ dw, float* __restrict__ db) {
   const float inv_n = 1.0f / static_cast<float>(cols);
   for (size_t r = 0; r < rows; ++r) {
     const T* __restrict__ xr = x + r * cols;
@@ -65,25 +67,27 @@ void backward(size_t rows, size_t cols, const T* x, const T* dy, const float* __
 
 }  // namespace
 
-void layernorm_forward(size_t rows, size_t cols, float eps, const float* x, const float* weight,
-                       const float* bias, float* y, float* mean, float* rstd) {
+DP_SIMD_CLONES void layernorm_forward(size_t rows, size_t cols, float eps, const float* x,
+                                      const float* weight, const float* bias, float* y, float* mean,
+                                      float* rstd) {
   forward(rows, cols, eps, x, weight, bias, y, mean, rstd);
 }
 
-void layernorm_forward(size_t rows, size_t cols, float eps, const bf16* x, const float* weight,
-                       const float* bias, bf16* y, float* mean, float* rstd) {
+DP_SIMD_CLONES void layernorm_forward(size_t rows, size_t cols, float eps, const bf16* x,
+                                      const float* weight, const float* bias, bf16* y, float* mean,
+                                      float* rstd) {
   forward(rows, cols, eps, x, weight, bias, y, mean, rstd);
 }
 
-void layernorm_backward(size_t rows, size_t cols, const float* x, const float* dy,
-                        const float* weight, const float* mean, const float* rstd, float* dx,
-                        float* dweight, float* dbias) {
+DP_SIMD_CLONES void layernorm_backward(size_t rows, size_t cols, const float* x, const float* dy,
+                                       const float* weight, const float* mean, const float* rstd,
+                                       float* dx, float* dweight, float* dbias) {
   backward(rows, cols, x, dy, weight, mean, rstd, dx, dweight, dbias);
 }
 
-void layernorm_backward(size_t rows, size_t cols, const bf16* x, const bf16* dy,
-                        const float* weight, const float* mean, const float* rstd, bf16* dx,
-                        float* dweight, float* dbias) {
+DP_SIMD_CLONES void layernorm_backward(size_t rows, size_t cols, const bf16* x, const bf16* dy,
+                                       const float* weight, const float* mean, const float* rstd,
+                                       bf16* dx, float* dweight, float* dbias) {
   backward(rows, cols, x, dy, weight, mean, rstd, dx, dweight, dbias);
 }
 
