@@ -15,7 +15,15 @@ namespace dp {
 namespace {
 
 constexpr int kTag = 0x4643;  // "FC": no other point-to-point message on the group's comm uses it
+constexpr int kPairTag = 0x4644;  // the finished halves of run_pair, after the check
 constexpr uint32_t kNoPayload = 0;
+// run_pair's first message carries half of `count` elements: a kind of its own, so that a rank
+// carrying a whole payload (run) and one carrying a half (run_pair) fail the check.
+constexpr uint32_t kHalfPayload = 0x80000000u;
+// run_pair's first message at most: TCP's eager limit in Open MPI (btl_tcp_eager_limit, 64 KiB).
+// A larger one waits for the receiver's handshake, a round trip of its own, and its half must
+// first be copied behind the header: above it the check and then the ring are as fast.
+constexpr size_t kPairMaxMessage = size_t(64) << 10;
 
 // 64 bytes, so that the payload behind it starts on a cache line of the buffer.
 struct Header {
@@ -135,7 +143,11 @@ void write_header(std::vector<uint64_t>& buf, const Header& h) {
 }
 
 size_t payload_bytes(const Header& h) {
-  return h.kind == kNoPayload ? 0 : size_t(h.count) * dtype_size(kind_dtype(h.kind));
+  if (h.kind == kNoPayload) return 0;
+  // A half payload's message holds less than count elements: taking it for a whole one must
+  // not read past what arrived (combine_received compares with the received length).
+  if (h.kind & kHalfPayload) return SIZE_MAX / 2;
+  return size_t(h.count) * dtype_size(kind_dtype(h.kind));
 }
 
 unsigned char* payload(std::vector<uint64_t>& buf) {
@@ -193,6 +205,62 @@ void FusedCheck::run(MPI_Comm comm, const Fingerprint& fp, Tensor* t, ReduceOp o
     name_mismatch(comm, fp, std::chrono::milliseconds(0), folded, how);  // throws, `t` untouched
   }
   if (bytes > 0) std::memcpy(t->raw(), payload(mine_), bytes);
+}
+
+bool FusedCheck::pair_fits(const Tensor& t, ReduceOp op, int world) const {
+  return world == 2 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
+         !fits(t, op) && sizeof(Header) + (t.numel() + 1) / 2 * sizeof(float) <= kPairMaxMessage;
+}
+
+void FusedCheck::run_pair(MPI_Comm comm, const Fingerprint& fp, Tensor& t, ReduceOp op) {
+  int rank = 0;
+  MPI_Comm_rank(comm, &rank);
+  const int peer = 1 - rank;
+  const size_t n = t.numel(), split = n / 2;
+  float* data = t.f32();
+  // Rank 0 owns [0, split), rank 1 [split, n).
+  float* own = data + (rank == 0 ? 0 : split);
+  float* other = data + (rank == 0 ? split : 0);
+  const size_t own_n = rank == 0 ? split : n - split, other_n = n - own_n;
+
+  Header h;
+  h.kind = payload_kind(DType::f32, op) | kHalfPayload;
+  h.count = n;
+  const uint64_t folded = fold(fp.hash, h.kind, h.count);
+  h.hash_max = folded;
+  h.hash_not_min = ~folded;
+  mine_.resize(kWords + (other_n * sizeof(float) + sizeof(uint64_t) - 1) / sizeof(uint64_t));
+  write_header(mine_, h);
+  std::memcpy(payload(mine_), other, other_n * sizeof(float));
+  MPI_Status status;
+  check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
+                        int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
+           "MPI_Sendrecv", peer, fp);
+  const size_t words = received_words(status, peer, fp);
+  Header in;
+  std::memcpy(static_cast<void*>(&in), theirs_.get(), sizeof(in));
+  // Both ranks compare the same two hashes: both pass, or both name the mismatch.
+  if (in.hash_max != folded || in.hash_not_min != ~folded) {
+    name_mismatch(comm, fp, std::chrono::milliseconds(0), folded,
+                  fmt::format("its {} values in halves with the desync check", n));
+  }
+  DP_CHECK(words * sizeof(uint64_t) >= sizeof(Header) + own_n * sizeof(float),
+           "collective {}: rank {} sent {} bytes for a half of {} float32 values", fp.text(), peer,
+           words * 8, n);
+  // own = own + theirs, as the peer adds its own half: every element is summed once, by one
+  // rank, and float addition commutes, so both ranks end with the same bits. The inbox's
+  // words reach the floats through one L1-sized copy at a time.
+  const unsigned char* theirs = reinterpret_cast<const unsigned char*>(theirs_.get() + kWords);
+  constexpr size_t kBlock = kBlockBytes / sizeof(float);
+  float block[kBlock];
+  for (size_t lo = 0; lo < own_n; lo += kBlock) {
+    const size_t m = std::min(kBlock, own_n - lo);
+    std::memcpy(block, theirs + lo * sizeof(float), m * sizeof(float));
+    for (size_t i = 0; i < m; ++i) own[lo + i] += block[i];
+  }
+  check_rc(MPI_Sendrecv(own, int(own_n), MPI_FLOAT, peer, kPairTag, other, int(other_n), MPI_FLOAT,
+                        peer, kPairTag, comm, MPI_STATUS_IGNORE),
+           "MPI_Sendrecv (finished halves)", peer, fp);
 }
 
 void FusedCheck::send(MPI_Comm comm, int peer, const Fingerprint& fp) {

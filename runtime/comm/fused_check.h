@@ -52,10 +52,21 @@ class FusedCheck {
   bool fits(const Tensor& t, ReduceOp op) const;
 
   // Collective over `comm`: checks `fp` on every rank, and with `t` (fits(*t, op)) also
-  // all-reduces it in place, avg dividing by the world size. A mismatch is a CollectiveError
-  // naming both sides (the same on every rank) and leaves `t` as it was. Not thread-safe:
-  // one caller at a time (the group's communication thread).
+  // all-reduces it in place (avg is left summed: the caller scales). A mismatch is a
+  // CollectiveError naming both sides (the same on every rank) and leaves `t` as it was. Not
+  // thread-safe: one caller at a time (the group's communication thread).
   void run(MPI_Comm comm, const Fingerprint& fp, Tensor* t = nullptr, ReduceOp op = ReduceOp::sum);
+
+  // Two ranks, float32 sum or avg, a tensor too large to ride whole but whose half still goes
+  // out in one eager message (pair_fits: up to about 128 KB): the check
+  // rides in the first half of a two-step exchange. Each rank sends the header and the half
+  // of `t` the other owns, adds what arrives to its own half, and after a check that passed
+  // on both sides sends its finished half back: two messages each way, where the check and
+  // then the ring took three. avg is left summed, as run() leaves it: the caller scales. A
+  // mismatch is the same CollectiveError as run()'s (the messages pair with any other
+  // collective's check, whose partner is the same one rank).
+  bool pair_fits(const Tensor& t, ReduceOp op, int world) const;
+  void run_pair(MPI_Comm comm, const Fingerprint& fp, Tensor& t, ReduceOp op);
 
  private:
   // One step with `peer`: sends this rank's message, receives the peer's and combines it.

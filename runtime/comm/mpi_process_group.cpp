@@ -343,6 +343,9 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const 
   if (!shm_ && size_ > 1 && n <= chunk && fused_->fits(t, op)) {
     // A small one rides in its own desync check (the MPI one: no one-node shared group).
     fused_->run(comm_, flat_fp, &t, op);
+  } else if (!shm_ && n <= chunk && fused_->pair_fits(t, op, size_)) {
+    // Two ranks: the check rides in the first of the two half exchanges.
+    fused_->run_pair(comm_, flat_fp, t, op);
   } else {
     check(flat_fp);
     if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&

@@ -23,7 +23,8 @@ using namespace dp;
 
 namespace {
 
-const std::vector<size_t> kSizes = {1, 3, 7, 256, 257, 1000, 65537, (size_t(1) << 20) + 3};
+// 20001: 80 KB, two ranks carry the check in its first half exchange (FusedCheck::run_pair).
+const std::vector<size_t> kSizes = {1, 3, 7, 256, 257, 1000, 20001, 65537, (size_t(1) << 20) + 3};
 
 float value(int rank, size_t i) {
   return float(int(i % 1021) - 510 + 3 * rank);

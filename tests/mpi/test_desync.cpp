@@ -111,6 +111,24 @@ TEST_P(Desync, ACollectiveOnlyOneRankIssuesIsCaughtAtOnce) {
   expect_stopped();
 }
 
+TEST_P(Desync, ALargeAllReduceAgainstASmallOneIsCaught) {
+  // With two ranks an 80 KB float32 all-reduce carries the check in its first half exchange
+  // (FusedCheck::run_pair); its message still pairs with a small all-reduce's or a barrier's.
+  Tensor big = Tensor::zeros({20001}), small = Tensor::zeros({10});
+  WorkPtr w = rank == 0 ? pg.allreduce(big, ReduceOp::sum, "bucket 0")
+                        : pg.allreduce(small, ReduceOp::sum, "step loss");
+  expect_mismatch(w, "#1 allreduce(sum) float32[20001] 'bucket 0'" + outside,
+                  "#1 allreduce(sum) float32[10] 'step loss'" + outside);
+  expect_stopped();
+}
+
+TEST_P(Desync, ALargeAllReduceAgainstABarrierIsCaught) {
+  Tensor big = Tensor::zeros({20001});
+  WorkPtr w = rank == 0 ? pg.barrier("eval") : pg.allreduce(big, ReduceOp::avg, "bucket 0");
+  expect_mismatch(w, "#1 barrier 'eval'", "#1 allreduce(avg) float32[20001] 'bucket 0'" + outside);
+  expect_stopped();
+}
+
 TEST_P(Desync, AgreeingRanksPassTheCheck) {
   Tensor t = Tensor::zeros({1000}), big = Tensor::zeros({100000});
   t.fill_(float(rank));
