@@ -55,7 +55,7 @@ PredictOptions parse(int argc, char** argv) {
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated)")
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
-      ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host")
+      ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host (and, with --validate, for profiles that do not record their hosts)")
       ("nics-per-node", po::value(&o.nics_per_node)->default_value(o.nics_per_node), "--network h100-nvlink-ib: 400 Gb/s NICs a node (8: one a GPU, as a DGX H100; 1: one a node)")
       ("algo", po::value(&o.algo)->default_value(o.algo), "best (the cheapest per bucket, as NCCL's tuner), ring, tree or hierarchical")
       ("compute-scale", po::value(&o.compute_scale)->default_value(o.compute_scale, "1"), "multiply the profile's compute times (e.g. 0.01 for a device 100x faster than the profiled one)")
@@ -192,7 +192,9 @@ void print_validation(const RunProfile& base, const std::string& base_path,
     const AllReduceCost cost = [idle](double b) { return idle.time_us(b); };
     const double burst =
         link_burst_kib >= 0 ? link_burst_kib * 1024 : (own_net ? run : base).link_burst_bytes;
-    set_link_burst(sim, burst, run.world_size / std::max(1, ranks_per_host), cost);
+    const RunProfile& net = own_net ? run : base;
+    const int hosts = net.hosts > 0 ? net.hosts : run.world_size / std::max(1, ranks_per_host);
+    set_link_burst(sim, burst, hosts, cost);
     const StepPrediction p = simulate_step(base.compute, run.assignment, cost, sim);
     const StepPrediction q = simulate_step(run.compute, run.assignment, cost, sim);
     const double measured = run.measured.step_us;

@@ -68,6 +68,7 @@ json to_json(const RunProfile& p) {
       {"overlap", p.overlap},
       {"wire_ratio", p.wire_ratio},
       {"link_burst_bytes", p.link_burst_bytes},
+      {"hosts", p.hosts},
       {"profiled_steps", {p.first_step, p.last_step}},
       {"compute",
        {{"pre_backward_us", p.compute.pre_backward_us},
@@ -112,6 +113,7 @@ RunProfile run_profile_from_json(const json& j, const std::string& where) {
     p.overlap = j.at("overlap").get<bool>();
     p.wire_ratio = j.at("wire_ratio").get<double>();
     p.link_burst_bytes = j.value("link_burst_bytes", 0.0);  // profiles before it: line rate
+    p.hosts = j.value("hosts", 0);
     DP_CHECK(p.link_burst_bytes >= 0, "link_burst_bytes {} is negative", p.link_burst_bytes);
     p.first_step = j.at("profiled_steps").at(0).get<uint64_t>();
     p.last_step = j.at("profiled_steps").at(1).get<uint64_t>();

@@ -36,6 +36,7 @@ struct RunProfile {
   // The token bucket of each host's link (DPRUN_LINK_BURST, which dprun-netns sets to its
   // tbf burst); 0: line rate. dprun predict models it (runtime/perf/overlap_sim.h).
   double link_burst_bytes = 0;
+  int hosts = 0;            // distinct host names among the ranks; 0: not recorded
   uint64_t first_step = 0;  // the profiled steps, 1-based, inclusive
   uint64_t last_step = 0;
   // Rank 0's compute and the group's all-reduce.

@@ -103,6 +103,7 @@ void BucketTuner::decide(bool choose) {
   sim.overlap = opt_.overlap;
   sim.wire_ratio = opt_.wire_ratio;
   sim.busy_cost = [busy](double bytes) { return busy.time_us(bytes); };
+  set_link_burst(sim, opt_.link_burst_bytes, hosts_, cost);
 
   const size_t num_params = reducer_.parameters().size();
   const bool tune = choose && auto_buckets();
@@ -192,6 +193,7 @@ void BucketTuner::write_profile() const {
   p.overlap = opt_.overlap;
   p.wire_ratio = opt_.wire_ratio;
   p.link_burst_bytes = opt_.link_burst_bytes;
+  p.hosts = hosts_;
   p.first_step = first_;
   p.last_step = std::min<uint64_t>(last_, first_ + samples_.size() - 1);
   p.compute = profile();

@@ -57,6 +57,9 @@ class BucketTuner {
   // Whether step `step` (1-based) is one of the profiled ones.
   bool profiling(uint64_t step) const { return step >= first_ && step <= last_; }
   void add_sample(StepSample sample) { samples_.push_back(std::move(sample)); }
+  // How many hosts the ranks run on (distinct host names), once known: with
+  // opt.link_burst_bytes the simulation gives each host's link its token bucket.
+  void set_hosts(int hosts) { hosts_ = hosts; }
   // Every rank, after step `step` ended (collective after the last profiled step).
   void after_step(uint64_t step, const StepMetrics& m);
   // Every rank, at the end of the run (collective when the run ended inside the window).
@@ -70,6 +73,7 @@ class BucketTuner {
   void write_profile() const;
 
   BucketTuningOptions opt_;
+  int hosts_ = 0;  // 0: unknown
   Reducer& reducer_;
   ProcessGroup& pg_;
   JsonLog* log_;

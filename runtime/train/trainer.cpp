@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <set>
 
 #include <cblas.h>
 #include <unistd.h>
@@ -629,6 +630,11 @@ TrainSummary Trainer::run_eval_only() {
 TrainSummary Trainer::run() {
   DP_CHECK(pg_ != nullptr, "run() before connect()");
   print_header();
+  if (tuner_) {
+    std::set<std::string> hosts;
+    for (const PeerProcess& p : peers_) hosts.insert(p.host);
+    tuner_->set_hosts(int(hosts.size()));
+  }
   if (cfg_.eval_only) {
     uninstall_preemption_handlers();  // nothing to checkpoint: a signal ends it as usual
     return run_eval_only();

@@ -39,6 +39,7 @@ p = json.load(open(f"{w}/auto.json"))
 assert p["type"] == "dprun-profile" and p["world_size"] == 2 and p["profiled_steps"] == [2, 6], p
 assert p["buckets"]["auto"] and p["buckets"]["assignment"], p["buckets"]
 assert p["link_burst_bytes"] == 65536, p["link_burst_bytes"]
+assert p["hosts"] == 1, p["hosts"]  # both ranks on this host
 params = p["compute"]["params"]
 assert [q["name"] for q in params] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
 assert params[0]["bytes"] == 784 * 512 * 4

@@ -138,7 +138,9 @@ TEST_F(ProfileFiles, TheTunerWritesTheProfileWithTheMeasuredSteps) {
     o.quiet = true;
     o.model = "mlp test";
     o.batch_size = 8;
+    o.link_burst_bytes = 4000768;  // DPRUN_LINK_BURST, as dprun-netns sets it
     BucketTuner tuner(o, reducer, pg, nullptr);
+    tuner.set_hosts(2);  // the Trainer counts the ranks' host names
     StepMetrics m;
     for (uint64_t step = 1; step <= 7; ++step) {
       // Rank 1 is 10 ms behind rank 0 in every step.
@@ -151,6 +153,8 @@ TEST_F(ProfileFiles, TheTunerWritesTheProfileWithTheMeasuredSteps) {
   });
   const RunProfile p = read_run_profile(file);
   EXPECT_EQ(p.world_size, 2);
+  EXPECT_EQ(p.hosts, 2);
+  EXPECT_DOUBLE_EQ(p.link_burst_bytes, 4000768);
   EXPECT_EQ(p.model, "mlp test");
   EXPECT_EQ(p.first_step, 2u);
   EXPECT_EQ(p.last_step, 3u);
