@@ -142,12 +142,9 @@ void write_header(std::vector<uint64_t>& buf, const Header& h) {
   std::memcpy(buf.data(), &h, sizeof(h));
 }
 
+// Not for run_pair's half messages: run() combines only a payload of its own kind.
 size_t payload_bytes(const Header& h) {
-  if (h.kind == kNoPayload) return 0;
-  // A half payload's message holds less than count elements: taking it for a whole one must
-  // not read past what arrived (combine_received compares with the received length).
-  if (h.kind & kHalfPayload) return SIZE_MAX / 2;
-  return size_t(h.count) * dtype_size(kind_dtype(h.kind));
+  return h.kind == kNoPayload ? 0 : size_t(h.count) * dtype_size(kind_dtype(h.kind));
 }
 
 unsigned char* payload(std::vector<uint64_t>& buf) {
