@@ -7,12 +7,13 @@
 # (nvidia-smi, dprun --version, mpirun, the GPU test binary, the MPI staging tests at 2 and 4
 # ranks sharing the GPU, dprun end to end, the GPU benchmarks) and, with time left, the CPU
 # tests, and prints a table. Every step has a timeout; a failed step does not stop the others.
-# Where $OUT is set (the device tool), at most 5 files go there: kit-run.log (all it printed),
-# summary.txt (the table), gpu-tests.xml (gtest's report), libraries.txt (where each library
-# came from), logs.tar.gz (every step's log).
-# Environment: KIT_BUDGET (seconds for everything, default 540: a device command may run 600),
-# BENCH_TIMEOUT, GPU_TESTS_TIMEOUT (see steps.sh), DPRUN_KIT_LIB_DIRS (folders searched first
-# for cuBLAS/NCCL), KIT_CPU_TESTS=0 (skip the CPU tests at the end).
+# Where $OUT is set (a folder to bring back; the device tool sets it), 5 files go there:
+# kit-run.log (all it printed), summary.txt (the table), gpu-tests.xml (gtest's report),
+# libraries.txt (where each library came from), logs.tar.gz (every step's log).
+# Environment: KIT_BUDGET (seconds for everything, default 540: the time one command may run
+# on the GPU machine, less a margin), GPU_STEPS, BENCH_TIMEOUT, GPU_TESTS_TIMEOUT,
+# SANITIZER_TIMEOUT (see steps.sh), DPRUN_KIT_LIB_DIRS (folders searched first for
+# cuBLAS/NCCL), KIT_CPU_TESTS=0 (skip the CPU tests at the end). docs/gpu-session.md.
 # Exit status: 0 all passed on a GPU; 1 a step failed, or a library is missing; 2 no kit;
 # 77 no GPU (no driver library, no nvidia-smi, or CUDA_VISIBLE_DEVICES empty): the CPU-runnable
 # checks ran, the GPU steps were skipped.

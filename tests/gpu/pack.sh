@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs a GPU kit HERE (no GPU needed), so that a GPU session spends its device time running,
 # not building: docs/gpu-session.md says how the kit travels and runs.
-#   tests/gpu/pack.sh [KIT_DIR]        (default <repo>/.gpu-kit, which git ignores)
+#   tests/gpu/pack.sh [--bundle FILE.tar.gz] [KIT_DIR]   (default <repo>/.gpu-kit, git ignores it)
 # 1. configures and builds build-gpu in Release with CUDA (everything: the GPU tests, the GPU
 #    benchmarks, dprun, and the CPU tests too);
 # 2. copies into KIT_DIR, stripped: the programs (bin/), every shared library they load that is
@@ -14,23 +14,32 @@
 # 3. writes env.sh (tests/gpu/kit-env.sh), MANIFEST.txt (what was built from what, what the
 #    GPU machine must provide) and sources.sha1 (to tell a stale kit there);
 # 4. checks the kit: tests/gpu/kit-selftest.sh runs tests/gpu/kit-run.sh here with this
-#    machine's Open MPI and CUDA toolkit hidden (skipped with --no-check).
+#    machine's Open MPI and CUDA toolkit hidden (skipped with --no-check);
+# 5. with --bundle FILE: tests/gpu/bundle.sh writes the source tree and the kit into one file,
+#    for a GPU machine reached by copying one file (an air-gapped node).
 # Environment: BUILD_DIR (default <repo>/build-gpu), JOBS (default: all cores), KIT_GZIP_MB
 # (default 4), KIT_EXTERNAL_MB (default 4), KIT_LIMIT_MB (default 48: a larger kit is an error;
-# the device tool carries at most 64 MiB with the working tree).
+# set it to what your transport carries, less the source tree's few MiB), BUNDLE_LIMIT_MB.
 # Exit status: 0 packed and checked; 1 something failed (said why).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CHECK=1
 KIT=""
-for a in "$@"; do
-  case "$a" in
+BUNDLE=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
     --no-check) CHECK=0 ;;
-    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    -*) echo "pack.sh: unknown option $a" >&2; exit 1 ;;
-    *) KIT=$a ;;
+    --bundle)
+      [[ $# -ge 2 && -n "$2" ]] || { echo "pack.sh: --bundle needs a file name" >&2; exit 1; }
+      BUNDLE=$2
+      shift
+      ;;
+    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) echo "pack.sh: unknown option $1" >&2; exit 1 ;;
+    *) KIT=$1 ;;
   esac
+  shift
 done
 KIT=${KIT:-$ROOT/.gpu-kit}
 mkdir -p "$KIT" && KIT=$(cd "$KIT" && pwd) || exit 1
@@ -219,12 +228,7 @@ NCCL_H=$(awk -F= '$1 == "NCCL_INCLUDE_DIR:PATH" { print $2 }' "$BUILD/CMakeCache
 ARCHES=$(grep -ho 'generate-code=arch=[a-z_0-9]*,code=\[[a-z_0-9]*\]' \
   "$BUILD"/runtime/CMakeFiles/dprun_runtime.dir/flags.make 2> /dev/null | sed 's/.*code=\[//; s/\]//' |
   sort -u | tr '\n' ' ')
-(
-  cd "$ROOT" || exit 1
-  find runtime launcher models samplers tests CMakeLists.txt -type f \
-    \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name CMakeLists.txt \) \
-    2> /dev/null | LC_ALL=C sort | xargs sha1sum
-) > "$KIT/sources.sha1"
+bash "$ROOT/tests/gpu/sources-sha1.sh" > "$KIT/sources.sha1" || die "hashing the sources failed"
 {
   echo "dprun GPU kit"
   echo "packed:       $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -n) ($(uname -m))"
@@ -255,7 +259,7 @@ echo "size: $(mib "$TOTAL") ($TOTAL bytes) in $(find "$KIT" -type f | wc -l) fil
 find "$KIT" -type f -printf '%s %P\n' | sort -rn | head -5 |
   awk '{ printf "  %8.1f MiB  %s\n", $1 / 1048576, $2 }'
 if [[ $TOTAL -gt $((LIMIT_MB * 1048576)) ]]; then
-  die "the kit is over KIT_LIMIT_MB=$LIMIT_MB MiB: the device tool carries 64 MiB at most, working tree included"
+  die "the kit is over KIT_LIMIT_MB=$LIMIT_MB MiB (what the transport to the GPU machine carries, less the source tree)"
 fi
 
 # --- 6. Check ------------------------------------------------------------------------------
@@ -264,3 +268,7 @@ if [[ $CHECK -eq 1 ]]; then
   bash "$ROOT/tests/gpu/kit-selftest.sh" "$KIT" || die "the kit's check failed (above)"
 fi
 say "packed: $KIT ($(mib "$TOTAL")). On the GPU machine: bash tests/gpu/kit-run.sh ${KIT#"$ROOT"/}"
+if [[ -n "$BUNDLE" ]]; then
+  say "bundle: tests/gpu/bundle.sh $KIT $BUNDLE"
+  bash "$ROOT/tests/gpu/bundle.sh" "$KIT" "$BUNDLE" || die "the bundle failed (above)"
+fi
