@@ -17,6 +17,9 @@ const GptConfig& checked(const GptConfig& c) {
   DP_CHECK(c.layers > 0 && c.heads > 0 && c.embed > 0 && c.context > 0 && c.vocab > 0,
            "gpt: layers, heads, embed, context and vocab must all be > 0, got {}, {}, {}, {}, {}",
            c.layers, c.heads, c.embed, c.context, c.vocab);
+  DP_CHECK(c.padded_vocab == 0 || c.padded_vocab >= c.vocab,
+           "gpt: the padded vocabulary {} is smaller than the vocabulary {}", c.padded_vocab,
+           c.vocab);
   DP_CHECK(c.embed % c.heads == 0,
            "gpt: the embedding width {} must be divisible by the number of heads {} (each head "
            "gets embed / heads channels)",
@@ -29,7 +32,7 @@ const GptConfig& checked(const GptConfig& c) {
 GptModel::GptModel(const GptConfig& config, uint64_t seed)
     : Module("gpt"),
       config_(checked(config)),
-      wte_("wte", config.vocab, config.embed, seed, 0.02f, "wte"),
+      wte_("wte", config.table_rows(), config.embed, seed, 0.02f, "wte"),
       wpe_("wpe", config.context, config.embed, seed, 0.02f, "wpe"),
       ln_f_("ln_f", config.embed) {
   // GPT-2 scales the init of the projections that feed the residual stream by
@@ -76,15 +79,15 @@ const Tensor& GptModel::forward(const Tensor& tokens) {
   final_ = ln_f_.forward(*h);
   // The tied head: logits = x wte^T, with wte in the compute dtype (re-cast every step: the
   // optimizer changed it).
-  head_ = &as_dtype(wte_.weight().value, compute_dtype_, wte16_);
-  const Shape shape{B * T, static_cast<int64_t>(config_.vocab)};
-  ensure_shape(logits_, shape, compute_dtype_, tokens.device());
-  ops::matmul(final_, false, *head_, true, logits_);
+  const int64_t V = static_cast<int64_t>(config_.vocab), C = static_cast<int64_t>(config_.embed);
+  head_ = as_dtype(wte_.weight().value, compute_dtype_, wte16_).view(0, {V, C});
+  ensure_shape(logits_, {B * T, V}, compute_dtype_, tokens.device());
+  ops::matmul(final_, false, head_, true, logits_);
   return logits_;
 }
 
 const Tensor& GptModel::backward(const Tensor& grad_output) {
-  DP_CHECK(head_ != nullptr, "{}: backward called before forward", name_);
+  DP_CHECK(head_.defined(), "{}: backward called before forward", name_);
   DP_CHECK(grad_output.defined() && grad_output.shape() == logits_.shape() &&
                (grad_output.dtype() == DType::f32 || grad_output.dtype() == DType::bf16),
            "{}: grad_output is {}, expected the shape of the last logits {}", name_,
@@ -94,11 +97,13 @@ const Tensor& GptModel::backward(const Tensor& grad_output) {
            "{}: wte's gradient is {} on {}, expected {} on {}", name_, w.grad.str(),
            w.grad.device().str(), w.value.str(), logits_.device().str());
   const Tensor& g = as_dtype(grad_output, compute_dtype_, grad16_);
-  // The head's part of dL/dwte; it is reported ready only after the embedding adds its own.
-  ops::matmul(g, true, final_, false, w.grad, 1.0f, 1.0f);
+  // The head's part of dL/dwte (its first V rows; padding rows get none); it is reported
+  // ready only after the embedding adds its own.
+  Tensor head_grad = w.grad.view(0, head_.shape());
+  ops::matmul(g, true, final_, false, head_grad, 1.0f, 1.0f);
   w.grad_ready();
   ensure_like(grad_final_, final_);
-  ops::matmul(g, false, *head_, false, grad_final_);
+  ops::matmul(g, false, head_, false, grad_final_);
   const Tensor* gh = &ln_f_.backward(grad_final_);
   for (size_t i = h_.size(); i-- > 0;) gh = &h_[i]->backward(*gh);
   // x0 = tok + pos: both embeddings get the same gradient. wte's use comes last.
@@ -113,8 +118,8 @@ namespace dp {
 
 namespace {
 
-// The option's value, or the data's vocabulary when it is not given.
-size_t vocab_size(const ModelArgs& a) {
+// wte's rows: the option's value, or the data's vocabulary when it is not given.
+size_t table_rows(const ModelArgs& a) {
   const int64_t data_vocab = a.data().num_classes;
   DP_CHECK(data_vocab > 0, "--model gpt: the data reports no vocabulary size");
   if (a.get_string("vocab-size").empty()) return static_cast<size_t>(data_vocab);
@@ -141,7 +146,9 @@ ModelEntry gpt_model_entry() {
       {"heads", "4", "gpt: attention heads per block (must divide --embed)"},
       {"embed", "128", "gpt: embedding width C"},
       {"context", "128", "gpt: the longest sequence (positions); also the training window"},
-      {"vocab-size", "", "gpt: vocabulary size (default: the data's; larger pads the table)"},
+      {"vocab-size", "",
+       "gpt: rows of the token embedding (default: the data's vocabulary; larger pads the table "
+       "as llm.c's padded vocabulary: the logits, loss and sampling cover the data's tokens only)"},
       {"preset", "",
        "a named configuration of the model (gpt: gpt2-small, gpt2-medium, gpt-tiny, gpt-mini)"},
   };
@@ -180,7 +187,8 @@ ModelEntry gpt_model_entry() {
     c.heads = static_cast<size_t>(a.get_int("heads"));
     c.embed = static_cast<size_t>(a.get_int("embed"));
     c.context = static_cast<size_t>(a.get_int("context"));
-    c.vocab = vocab_size(a);
+    c.vocab = static_cast<size_t>(d.num_classes);
+    c.padded_vocab = table_rows(a);
     DP_CHECK(c.embed % c.heads == 0, "--embed {} must be divisible by --heads {}", c.embed,
              c.heads);
     DP_CHECK(d.sample_shape.size() == 1 && d.sample_shape[0] >= 1 &&
@@ -191,6 +199,8 @@ ModelEntry gpt_model_entry() {
     BuiltModel m;
     m.description = fmt::format("gpt {} layers, {} heads, {} wide, context {}, vocab {}", c.layers,
                                 c.heads, c.embed, c.context, c.vocab);
+    if (c.padded_vocab != c.vocab)
+      m.description += fmt::format(" (table padded to {})", c.padded_vocab);
     m.module = std::move(model);
     return m;
   };

@@ -2,7 +2,7 @@
 // GPT-2 (Radford et al. 2019; Karpathy's llm.c): token and position embeddings, pre-LayerNorm
 // transformer blocks, a final LayerNorm, and an output head TIED to the token embedding
 // (logits = x wte^T, no bias). Parameters under GPT-2's names, in GPT-2's order:
-//   wte [V, C], wpe [context, C],
+//   wte [Vp, C] (Vp >= V: GptConfig::padded_vocab), wpe [context, C],
 //   h.{i}.ln_1.{weight,bias}, h.{i}.attn.c_attn.{weight,bias}, h.{i}.attn.c_proj.{weight,bias},
 //   h.{i}.ln_2.{weight,bias}, h.{i}.mlp.c_fc.{weight,bias}, h.{i}.mlp.c_proj.{weight,bias},
 //   ln_f.{weight,bias}
@@ -26,7 +26,11 @@ struct GptConfig {
   size_t heads = 4;
   size_t embed = 128;    // C
   size_t context = 128;  // the longest sequence (wpe's rows)
-  size_t vocab = 257;    // V
+  size_t vocab = 257;    // V: the tokens the data can hold; the logits' width
+  // Vp: wte's rows, >= V (0: V). As llm.c's padded vocabulary: rows V..Vp-1 are never looked
+  // up and never scored (the head uses the first V rows), so padding changes no result.
+  size_t padded_vocab = 0;
+  size_t table_rows() const { return padded_vocab != 0 ? padded_vocab : vocab; }
 };
 
 class GptModel : public Module {
@@ -61,7 +65,7 @@ class GptModel : public Module {
   Tensor final_;      // handle to ln_f's output
   Tensor logits_;     // [B * T, V]
   Tensor wte16_;      // bfloat16 compute: the head's copy of wte
-  const Tensor* head_ = nullptr;
+  Tensor head_;       // the first V rows of wte (or of wte16_): the tied head
   Tensor grad16_, grad_final_;
   Tensor no_grad_;
 };

@@ -127,6 +127,19 @@ assert "tokens_per_s" in steps[-1]
 PY
 grep -q "sample at step 150" gpt.out && pass "prints a sample" || fail "no sample printed"
 grep -q "tokens/s" gpt.out && pass "progress in tokens/s" || fail "no tokens/s"
+# A padded table (llm.c's padded vocabulary): the first loss is chance over the data's 257
+# tokens, not over the 512 rows, and sampling decodes bytes (it used to pick padding rows).
+if mpi 1 "${GPT[@]}" --vocab-size 512 --steps 2 --sample-every 1 --sample-length 40 \
+    --log-json pad.jsonl >pad.out 2>&1 && grep -q "table padded to 512" pad.out &&
+  python3 -c "
+import json, math
+first = [json.loads(l) for l in open('pad.jsonl') if '\"step\"' in l][0]['loss']
+assert abs(first - math.log(257)) < 0.3, first
+"; then
+  pass "--vocab-size pads the table: loss and samples over the data's tokens"
+else
+  fail "padded table"; tail -5 pad.out
+fi
 
 # --- gpt on real English text (Debian's fortunes) -----------------------------------------
 FORTUNES=/usr/share/games/fortunes

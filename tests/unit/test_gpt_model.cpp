@@ -72,7 +72,11 @@ TEST(GptModel, BuildsTheDefaultWithItsDescription) {
   // --vocab-size pads the table beyond the data's vocabulary.
   const BuiltModel padded =
       e.build(make_model_args(e, {{"vocab-size", "300"}, {"layers", "1"}}, tokens(128, 257), 1));
-  EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).config().vocab, 300u);
+  EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).config().vocab, 257u);
+  EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).config().padded_vocab, 300u);
+  EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).wte().value.dim(0), 300);
+  EXPECT_EQ(padded.description,
+            "gpt 1 layers, 4 heads, 128 wide, context 128, vocab 257 (table padded to 300)");
 }
 
 TEST(GptModel, ChecksNameWhatToChange) {

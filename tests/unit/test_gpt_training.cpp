@@ -116,3 +116,42 @@ TEST(GptGeneration, CropsThePromptToTheContext) {
   EXPECT_THROW(generate(gpt, {1}, 3, -1.0f, 0, 0), Error);
   EXPECT_THROW(generate(gpt, {1, 99}, 3, 1.0f, 0, 0), Error) << "a token outside the vocabulary";
 }
+
+// llm.c's padded vocabulary: a table of Vp > V rows changes no result. The logits stay V wide
+// (the loss is over the data's tokens, not the padding), every gradient but the padding rows'
+// is the unpadded model's, the padding rows get none, and sampling never picks them.
+TEST(GptTraining, PaddedTableChangesNoResult) {
+  GptConfig padded_config = tiny();
+  padded_config.padded_vocab = 20;
+  GptModel plain(tiny(), 3), padded(padded_config, 3);
+  const size_t V = tiny().vocab, C = tiny().embed;
+  ASSERT_EQ(padded.wte().value.dim(0), 20);
+  // The same first V rows (the rest of the model comes from the same (seed, name) streams).
+  std::vector<float> w = padded.wte().value.to_vector();
+  const std::vector<float> w_plain = plain.wte().value.to_vector();
+  std::copy(w_plain.begin(), w_plain.end(), w.begin());
+  padded.wte().value.copy_(Tensor::from_vector(padded.wte().value.shape(), w));
+
+  const Batch data = cyclic_batch(2, 16);
+  SoftmaxCrossEntropy loss_plain, loss_padded;
+  const Tensor& logits = padded.forward(data.inputs);
+  ASSERT_EQ(logits.shape(), (Shape{32, int64_t(V)}));
+  const float l_padded = loss_padded.forward(logits, data.targets);
+  const float l_plain = loss_plain.forward(plain.forward(data.inputs), data.targets);
+  EXPECT_EQ(l_padded, l_plain);
+  EXPECT_NEAR(l_plain, std::log(float(V)), 0.3f) << "chance over V tokens, not over Vp";
+  padded.backward(loss_padded.backward());
+  plain.backward(loss_plain.backward());
+
+  const std::vector<Parameter*> a = plain.parameters(), b = padded.parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 1; i < a.size(); ++i)
+    EXPECT_EQ(a[i]->grad.to_vector(), b[i]->grad.to_vector()) << a[i]->name;
+  const std::vector<float> g = padded.wte().grad.to_vector(),
+                           g_plain = plain.wte().grad.to_vector();
+  EXPECT_EQ(std::vector<float>(g.begin(), g.begin() + long(V * C)), g_plain);
+  for (size_t k = V * C; k < g.size(); ++k) ASSERT_EQ(g[k], 0.0f) << "padding row " << k / C;
+
+  for (uint64_t seed = 0; seed < 20; ++seed)
+    for (int32_t t : generate(padded, {1, 2}, 8, 2.0f, 0, seed)) ASSERT_LT(t, int32_t(V));
+}
