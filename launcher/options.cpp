@@ -206,12 +206,12 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("optimizer", po::value(&t.optimizer)->default_value(t.optimizer), "sgd or adamw")
       ("lr", po::value(&t.lr)->default_value(t.lr, "0.05"), "learning rate")
       ("momentum", po::value(&t.momentum)->default_value(t.momentum, "0"), "SGD momentum")
-      ("nesterov", po::bool_switch(&t.nesterov), "SGD with Nesterov momentum")
+      ("nesterov", po::value(&t.nesterov)->default_value(false, "false")->implicit_value(true, "true"), "SGD with Nesterov momentum (--nesterov=false turns a model's default off)")
       ("weight-decay", po::value(&t.weight_decay)->default_value(t.weight_decay, "0"), "L2 penalty (SGD) or decoupled weight decay (AdamW)")
       ("beta1", po::value(&t.beta1)->default_value(t.beta1, "0.9"), "AdamW beta1")
       ("beta2", po::value(&t.beta2)->default_value(t.beta2, "0.999"), "AdamW beta2")
       ("adam-eps", po::value(&t.adam_eps)->default_value(t.adam_eps, "1e-08"), "AdamW epsilon")
-      ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "cosine (default: linear warm-up over --warmup-steps, then cosine decay to --min-lr at the last step) or constant")
+      ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "cosine (default: linear warm-up over --warmup-steps, then cosine decay that reaches --min-lr after the last step, as llm.c's) or constant")
       ("warmup-steps", po::value(&t.warmup_steps)->default_value(t.warmup_steps), "warm-up steps of the cosine schedule")
       ("min-lr", po::value(&t.min_lr)->default_value(t.min_lr, "0"), "final learning rate of the cosine schedule")
       ("clip-grad-norm", po::value(&t.clip_grad_norm)->default_value(t.clip_grad_norm, "0"), "clip the global gradient norm (0: off)")
@@ -333,15 +333,17 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   parse_bucket_mb("--bucket-cap-mb", bucket_cap_mb, t.bucket_cap_mb, t.bucket_cap_auto);
   // The model's training defaults, for the options the user left at dprun's default: each
   // goes through the option's own parser and binding, as if it had been given.
+  const bool momentum_given = vm.count("momentum") && !vm["momentum"].defaulted();
   for (const auto& [name, value] : find_model(t.model).training_defaults) {
     const po::option_description* d = all.find_nothrow(name, false);
     DP_CHECK(d != nullptr, "internal: model {} sets an unknown option --{}", t.model, name);
     if (vm.count(name) && !vm[name].defaulted()) continue;
+    // A default never contradicts what the user gave: Nesterov needs momentum, so a model's
+    // --nesterov yields to --momentum 0.
+    if (name == "nesterov" && momentum_given && t.momentum == 0) continue;
     po::options_description one;
     one.add(boost::make_shared<po::option_description>(*d));
-    // A switch (--nesterov) takes no value: "true" sets it.
-    std::vector<std::string> args = {"--" + name};
-    if (d->semantic()->max_tokens() > 0) args.push_back(value);
+    std::vector<std::string> args = {"--" + name + "=" + value};
     po::variables_map v;
     po::store(po::command_line_parser(args).options(one).run(), v);
     po::notify(v);

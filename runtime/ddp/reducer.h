@@ -74,6 +74,9 @@ class Reducer {
   const CommStats& last_stats() const { return stats_; }
   // Synchronising steps finished so far; messages name the step in progress as step() + 1.
   uint64_t step() const { return step_; }
+  // A resumed run continues the count of the run it resumes, so that messages name the same
+  // step as the log and the checkpoints.
+  void set_step(uint64_t step) { step_ = step; }
   std::string layout() const;  // "2 buckets: #0 0.13 MB [fc3.bias ...] ..."
   // Whether the buckets are ranges of the parameter arena's gradient block (see
   // ReducerOptions::arena).

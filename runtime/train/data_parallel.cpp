@@ -511,7 +511,8 @@ TrainSummary DataParallelTrainer::run() {
     if (signal != 0) break;
     sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
-    report.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
+    report.epoch_end(epoch, epoch_steps, steps_per_epoch_, sum.train_loss,
+                     cfg_.eval ? &sum.eval : nullptr);
   }
   loader_.reset();
   if (signal != 0)

@@ -80,16 +80,9 @@ void DataParallelReport::eval(uint64_t step, const EvalResult& e, bool next_toke
              next_token ? "validation" : "test", e.loss, e.accuracy, e.samples);
 }
 
-void DataParallelReport::epoch_end(uint64_t epoch, double train_loss,
-                                   const EvalResult* eval) const {
-  if (quiet_) return;
-  if (eval)
-    log::rank0(
-        "epoch {:>3} done | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} "
-        "samples)",
-        epoch + 1, train_loss, eval->loss, eval->accuracy, eval->samples);
-  else
-    log::rank0("epoch {:>3} done | train loss {:.4f}", epoch + 1, train_loss);
+void DataParallelReport::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch,
+                                   double train_loss, const EvalResult* eval) const {
+  if (!quiet_) log_epoch_end(epoch, steps, per_epoch, train_loss, eval);
 }
 
 void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes& t) const {

@@ -40,7 +40,8 @@ class DataParallelReport {
   // Prints on the first step, every interval and the last step: means since the last line.
   void step(const StepMetrics& m, const DataParallelTimes& t, uint64_t epoch, double elapsed_s);
   void eval(uint64_t step, const EvalResult& e, bool next_token) const;
-  void epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval) const;
+  void epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
+                 const EvalResult* eval) const;
   void summary(const TrainSummary& s, const DataParallelTimes& mean) const;
 
  private:

@@ -86,16 +86,23 @@ void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   loss_ = samples_ = seconds_ = comm_ = exposed_ = 0;
 }
 
-void Progress::epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval) {
-  if (!enabled_) return;
+void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
+                   const EvalResult* eval) {
+  const std::string how =
+      steps >= per_epoch ? "done" : fmt::format("ended after {} of {} steps", steps, per_epoch);
   if (eval) {
     log::rank0(
-        "epoch {:>3} done | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} "
+        "epoch {:>3} {} | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} "
         "samples)",
-        epoch + 1, train_loss, eval->loss, eval->accuracy, eval->samples);
+        epoch + 1, how, train_loss, eval->loss, eval->accuracy, eval->samples);
   } else {
-    log::rank0("epoch {:>3} done | train loss {:.4f}", epoch + 1, train_loss);
+    log::rank0("epoch {:>3} {} | train loss {:.4f}", epoch + 1, how, train_loss);
   }
+}
+
+void Progress::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
+                         const EvalResult* eval) {
+  if (enabled_) log_epoch_end(epoch, steps, per_epoch, train_loss, eval);
 }
 
 void print_summary(const TrainSummary& s) {

@@ -35,6 +35,10 @@ std::string host_name();
 double peak_rss_mib();
 size_t count_params(const std::vector<Parameter*>& params);
 std::string format_duration(double seconds);  // "1h02m03s", "2m05s", "7.3s"
+// The line that ends an epoch: "epoch   1 done | train loss ...", or "epoch   1 ended after 2
+// of 313 steps | ..." when the run stopped inside it (--steps), so it is not taken as whole.
+void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
+                   const EvalResult* eval);
 void print_header_lines(const HeaderInfo& h);
 void print_summary(const TrainSummary& s);
 
@@ -45,7 +49,8 @@ class Progress {
   // Prints on the first step, every `interval` steps and on the last step; the numbers are
   // averages since the previous line.
   void step(const StepMetrics& m, uint64_t epoch, double elapsed_s);
-  void epoch_end(uint64_t epoch, double train_loss, const EvalResult* eval);
+  void epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
+                 const EvalResult* eval);
 
  private:
   uint64_t total_;

@@ -100,7 +100,13 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
     if (!cfg_.log_json.empty()) check_output_path("--log-json", cfg_.log_json);
     if (!cfg_.gemm_profile.empty()) check_output_path("--gemm-profile", cfg_.gemm_profile);
     if (!cfg_.profile_out.empty()) check_output_path("--profile-out", cfg_.profile_out);
-    if (!cfg_.checkpoint_dir.empty()) {
+    if (!cfg_.checkpoint_dir.empty() && cfg_.eval_only) {
+      // Evaluation reads a checkpoint and writes none: a mistyped directory is an error, not
+      // an empty one made here.
+      DP_CHECK(cfg_.resume != "auto" || std::filesystem::is_directory(cfg_.checkpoint_dir),
+               "--eval-only --resume auto: --checkpoint-dir {} is not a directory",
+               cfg_.checkpoint_dir);
+    } else if (!cfg_.checkpoint_dir.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(cfg_.checkpoint_dir, ec);
       DP_CHECK(std::filesystem::is_directory(cfg_.checkpoint_dir),
@@ -133,6 +139,27 @@ size_t Trainer::steps_per_epoch() const {
   return loader_->batches_per_epoch() / cfg_.grad_accum;
 }
 
+void Trainer::save_buffers() {
+  const std::vector<Buffer*> bufs = buffers();
+  buffer_snapshot_.resize(bufs.size());
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    ensure_like(buffer_snapshot_[i], bufs[i]->value, bufs[i]->value.dtype(),
+                bufs[i]->value.device());
+    buffer_snapshot_[i].copy_(bufs[i]->value);
+  }
+}
+
+void Trainer::restore_buffers() {
+  const std::vector<Buffer*> bufs = buffers();
+  for (size_t i = 0; i < bufs.size() && i < buffer_snapshot_.size(); ++i)
+    bufs[i]->value.copy_(buffer_snapshot_[i]);
+}
+
+uint64_t Trainer::total_steps() const {
+  const uint64_t all = steps_per_epoch() * cfg_.epochs;
+  return cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < all) ? cfg_.max_steps : all;
+}
+
 std::chrono::milliseconds Trainer::timeout() const {
   return std::chrono::milliseconds(static_cast<int64_t>(cfg_.timeout_s * 1000));
 }
@@ -157,6 +184,7 @@ void Trainer::connect(ProcessGroup& pg) {
   ro.arena = arena_.get();
   if (!cfg_.resume.empty()) ro.assignment = resume_from_checkpoint();
   reducer_ = std::make_unique<Reducer>(parameters(), pg, ro);
+  reducer_->set_step(step_);
   if (cfg_.first_bucket_auto || cfg_.bucket_cap_auto || !cfg_.profile_out.empty()) {
     BucketTuningOptions bt;
     // A checkpoint's buckets (chosen automatically by the run that wrote it) are kept.
@@ -237,6 +265,12 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
   }
   if (world_ > 1) verdict = allgather_strings(*pg_, verdict, timeout(), "resume").at(0);
   if (verdict == "fresh") {
+    // Every rank got the same verdict: all fail alike. Evaluating a fresh initialisation
+    // instead would report chance-level figures as the model's.
+    if (cfg_.eval_only)
+      throw CollectiveError(fmt::format(
+          "--eval-only --resume auto: no checkpoint in --checkpoint-dir {} (nothing to evaluate)",
+          cfg_.checkpoint_dir));
     if (rank_ == 0 && !cfg_.quiet)
       log::rank0("--resume auto: no checkpoint in {}: starting from step 0", cfg_.checkpoint_dir);
     return {};
@@ -256,6 +290,11 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
   if (rank_ != 0 && !cfg_.eval_only) optimizer_->set_steps(meta.optimizer_steps);
   start_ = meta.progress;
   step_ = start_.step;
+  if (!cfg_.eval_only && start_.step > total_steps())
+    throw CollectiveError(fmt::format(
+        "--resume {}: the checkpoint is at step {}, past this run's end at step {} (--steps and "
+        "--epochs may only grow when resuming)",
+        path, start_.step, total_steps()));
   last_eval_step_ = start_.last_eval_step;
   resumed_ = true;
   if (rank_ == 0 && !cfg_.quiet)
@@ -343,6 +382,10 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   double bwd_start = 0, finish_end = 0;  // of the synchronising micro-batch
   float loss_sum = 0;
   reducer_->zero_grad();
+  // A step skipped for a non-finite gradient must leave the model as it was, buffers too:
+  // forward already moved BatchNorm's running statistics (with the NaN batch, NaN).
+  const bool may_skip = cfg_.on_nonfinite == "skip";
+  if (may_skip) save_buffers();
   for (size_t k = 0; k < K; ++k) {
     double t0 = now_us();
     const Batch* batch = loader_->next();
@@ -357,7 +400,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     loss_sum += loss_fn_->forward(logits, loss_targets(y));
     double t2 = now_us();
     if (k + 1 == K) {
-      // The step's loss, averaged over ranks, travels ahead of the gradient buckets.
+      // The step's loss: all-reduced (with the stop flag) once the buckets are in flight.
       loss_buf_.f32()[0] = loss_sum / static_cast<float>(K);
     }
     if (k == 0) fault_.maybe_signal(rank_, step_ + 1);
@@ -424,6 +467,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
           "diverged (lower --lr, add --clip-grad-norm, or --on-nonfinite skip to skip such steps)",
           step_, nonfinite, bad));
     ++skipped_steps_;
+    if (may_skip) restore_buffers();
     if (rank_ == 0)
       log::warn(
           "step {}: skipped (no update): the averaged gradient of '{}' is {} "
@@ -659,16 +703,17 @@ TrainSummary Trainer::run() {
 
   TrainSummary sum;
   const uint64_t per_epoch = steps_per_epoch();
-  uint64_t total_steps = per_epoch * cfg_.epochs;
-  if (cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < total_steps))
-    total_steps = cfg_.max_steps;
+  const uint64_t total_steps = this->total_steps();
   Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet, sequence_length_);
 
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
   StepMetrics m;
   // A resumed run starts inside the checkpoint's epoch, with the batches it had not seen.
-  for (uint64_t epoch = start_.epoch; step_ < total_steps && !stop_signal_; ++epoch) {
+  // A checkpoint written at the run's last step (a preemption then, or a finished run started
+  // again) still enters its epoch once: the end-of-epoch evaluation it had not reached runs.
+  for (uint64_t epoch = start_.epoch;
+       (step_ < total_steps || (resumed_ && epoch == start_.epoch)) && !stop_signal_; ++epoch) {
     const uint64_t skip = epoch == start_.epoch ? start_.step_in_epoch : 0;
     loader_->start_epoch(epoch, skip * cfg_.grad_accum);
     double epoch_loss = epoch == start_.epoch ? start_.epoch_loss_sum : 0;
@@ -710,7 +755,8 @@ TrainSummary Trainer::run() {
     if (stop_signal_) break;
     sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
-    progress.epoch_end(epoch, sum.train_loss, cfg_.eval ? &sum.eval : nullptr);
+    progress.epoch_end(epoch, epoch_steps, per_epoch, sum.train_loss,
+                       cfg_.eval ? &sum.eval : nullptr);
   }
   if (watch_) watch_->agreed();  // a peer that exits from here on has finished
   // Each rank's last forward moved its own buffers: leave every replica equal to rank 0's.

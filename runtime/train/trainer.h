@@ -75,6 +75,11 @@ class Trainer {
   const Reducer& reducer() const { return *reducer_; }
   const Optimizer& optimizer() const { return *optimizer_; }
   size_t steps_per_epoch() const;
+  // Where this run ends: --epochs' steps, or --steps when that comes first.
+  uint64_t total_steps() const;
+  // --on-nonfinite skip: the buffers before the step, put back when the step is skipped.
+  void save_buffers();
+  void restore_buffers();
   // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
   std::string sample_text();
 
@@ -114,7 +119,8 @@ class Trainer {
   std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
-  Tensor targets_;  // loss_targets()' flattened view
+  Tensor targets_;                       // loss_targets()' flattened view
+  std::vector<Tensor> buffer_snapshot_;  // save_buffers()' copies
   std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;

@@ -24,4 +24,23 @@ assert s["steps"] == 32 and s["skipped_steps"] == 1, s
 b = open("skip.bin", "rb").read()
 assert all(math.isfinite(v) for v in struct.unpack(f"{len(b)//4}f", b))
 PY
+
+# The cnn has buffers: BatchNorm's running statistics moved in the skipped step's forward
+# (with the NaN batch, to NaN). Skipping puts them back, num_batches_tracked included. The
+# statistics are rank 0's (broadcast before every forward), so the NaN goes to rank 0.
+rc=0
+DPRUN_FAULT_NAN=rank=0,step=3 mpi 2 --model cnn --channels 2,4 --fc-hidden 8 --batch-size 8 \
+  --steps 6 --data "idx:/usr/share/datasets/fashion-mnist" --on-nonfinite skip \
+  --dump-params cnn.bin >cnn.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q "step 3: skipped (no update)" cnn.out ||
+  { fail "cnn skip (exit $rc)"; cat cnn.out; }
+python3 - <<'PY' && pass "skip: BatchNorm statistics restored (finite, 5 batches tracked of 6)" ||
+import math, struct
+b = open("cnn.bin", "rb").read()
+v = struct.unpack(f"{len(b)//4}f", b)
+bad = [i for i, x in enumerate(v) if not math.isfinite(x)]
+assert not bad, f"{len(bad)} non-finite values, first at {bad[0]}"
+assert v[-1] == 5.0, f"bn2.num_batches_tracked = {v[-1]}"
+PY
+  fail "cnn buffers after a skipped step"
 finish

@@ -79,3 +79,34 @@ TEST_F(ConfigFileTest, AKeyWithDashesNamesTheFileAndLine) {
                   "--config " + path("run.cfg") + ":1: '-h': keys are long");
   EXPECT_MENTIONS(parse_error("eval = true\n--lr = 2\n"), ":2: '--lr': keys are long");
 }
+
+namespace {
+LaunchOptions parse_args(std::vector<std::string> args) {
+  args.insert(args.begin(), "dprun");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return parse_options(int(args.size()), argv.data());
+}
+}  // namespace
+
+// The cnn's training defaults include Nesterov momentum. A default never contradicts what
+// the user gave: --momentum 0 drops it (it used to fail with "--nesterov needs --momentum >
+// 0", an option the user never gave), and --nesterov=false turns it off on the command line.
+TEST(CommandLine, AModelsNesterovDefaultYieldsToTheUser) {
+  LaunchOptions o = parse_args({"--model", "cnn"});
+  EXPECT_TRUE(o.train.nesterov);
+  EXPECT_EQ(o.train.momentum, 0.9f);
+  o = parse_args({"--model", "cnn", "--momentum", "0"});
+  EXPECT_FALSE(o.train.nesterov);
+  EXPECT_EQ(o.train.momentum, 0.0f);
+  o = parse_args({"--model", "cnn", "--nesterov=false"});
+  EXPECT_FALSE(o.train.nesterov);
+  EXPECT_EQ(o.train.momentum, 0.9f);
+  // A switch still: --nesterov alone sets it, and does not take the next word as its value.
+  o = parse_args({"--model", "mlp", "--nesterov", "--momentum", "0.5"});
+  EXPECT_TRUE(o.train.nesterov);
+  EXPECT_EQ(o.train.momentum, 0.5f);
+  EXPECT_FALSE(parse_args({"--model", "mlp"}).train.nesterov);
+  EXPECT_MENTIONS(error_of([] { parse_args({"--nesterov=maybe"}); }), "--nesterov");
+}

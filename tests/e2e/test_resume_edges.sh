@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Resuming at the edges of a run: --eval-only with nothing to evaluate, a checkpoint past the
+# run's end, a checkpoint at the run's last step (the end-of-epoch evaluation it had not
+# reached still runs), error messages that count steps from the start of the whole training,
+# and the line that ends an epoch the run stopped inside.
+source "$(dirname "$0")/lib.sh" "$@"
+cd "$WORK" || exit 1
+MLP=(--model mlp --hidden 32 --data synthetic:512 --batch-size 16)
+
+# --eval-only --resume auto on a directory without checkpoints: an error on every rank, not
+# chance-level figures of a fresh initialisation; a mistyped directory is not created.
+mkdir empty
+rc=0
+mpi 2 "${MLP[@]}" --eval-only --eval --resume auto --checkpoint-dir empty >eo.out 2>&1 || rc=$?
+n=$(grep -c "no checkpoint in --checkpoint-dir empty (nothing to evaluate)" eo.out)
+[ "$rc" != 0 ] && [ "$n" = 2 ] && pass "eval-only without a checkpoint: an error on both ranks" ||
+  { fail "eval-only, empty directory (exit $rc, $n messages)"; cat eo.out; }
+rc=0
+mpi 1 "${MLP[@]}" --eval-only --eval --resume auto --checkpoint-dir typo >typo.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ ! -e typo ] && grep -q "checkpoint-dir typo is not a directory" typo.out &&
+  pass "eval-only, no such directory: an error, nothing created" ||
+  { fail "eval-only, mistyped directory (exit $rc)"; cat typo.out; }
+
+# A run of 20 steps (16 per epoch) with checkpoints every 10, stopped inside epoch 2.
+mpi 2 "${MLP[@]}" --steps 20 --checkpoint-dir ck --checkpoint-every 10 --eval >run.out 2>&1 ||
+  { fail "the first run"; cat run.out; }
+grep -q "epoch   2 ended after 4 of 16 steps" run.out && grep -q "epoch   1 done" run.out &&
+  pass "an epoch the run stopped inside is not reported done" ||
+  { fail "epoch lines"; grep epoch run.out; }
+
+# --steps below the checkpoint's step: refused on every rank (it used to end at step 20
+# with nothing trained and no evaluation, exit 0).
+rc=0
+mpi 2 "${MLP[@]}" --steps 15 --resume auto --checkpoint-dir ck >short.out 2>&1 || rc=$?
+n=$(grep -c "the checkpoint is at step 20, past this run's end at step 15" short.out)
+[ "$rc" != 0 ] && [ "$n" = 2 ] && pass "a checkpoint past the run's end is refused on both ranks" ||
+  { fail "steps below the checkpoint (exit $rc, $n messages)"; cat short.out; }
+
+# The same length again: nothing left to train, but the run still ends its epoch with the
+# evaluation asked for (it printed "0 epoch(s)" and evaluated nothing).
+rc=0
+mpi 2 "${MLP[@]}" --steps 20 --eval --resume auto --checkpoint-dir ck --log-json end.jsonl \
+  >end.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q "epoch   2 ended after 4 of 16 steps | train loss [0-9.]* | test loss" end.out &&
+  python3 -c "
+import json
+s = [json.loads(l) for l in open('end.jsonl') if '\"summary\"' in l][-1]
+assert s['steps'] == 20 and s['epochs'] == 2 and s['test_accuracy'] is not None, s
+" && pass "resumed at its last step: the epoch's evaluation runs" ||
+  { fail "resume at the end (exit $rc)"; cat end.out; }
+
+# A timeout after resuming names the step of the whole training (the Reducer counted from 0).
+rc=0
+DPRUN_FAULT_STALL=rank=1,step=25,seconds=8 mpi 2 "${MLP[@]}" --steps 30 --resume auto \
+  --checkpoint-dir ck --timeout 2 >stall.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "step 25: bucket" stall.out && ! grep -q "step 5: bucket" stall.out &&
+  pass "after a resume, a timeout names step 25" ||
+  { fail "step in the timeout message (exit $rc)"; grep -E "error" stall.out | head -3; }
+finish
