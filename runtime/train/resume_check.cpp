@@ -36,8 +36,10 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
                     "test data", "test data content (CRC32 of 16 samples)", "--no-param-arena"}))
       continue;
     // How the run is driven, not what it computes (and not recorded by older checkpoints).
+    // --profile-out only measures (the buckets change with auto sizing, checked as such);
+    // --find-unused-parameters lets a run go on where it would stop, never changes a sum.
     if (among(key, {"--checkpoint-dir", "--checkpoint-every", "--resume", "--eval-only",
-                    "--on-nonfinite"}))
+                    "--on-nonfinite", "--profile-out", "--find-unused-parameters"}))
       continue;
     // Checked below, together.
     if (among(key, {"--batch-size", "--grad-accum"})) continue;

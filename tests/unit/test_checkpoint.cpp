@@ -265,6 +265,20 @@ TEST(ResumeCheck, TheParameterArenaSwitchDoesNotMatter) {
   EXPECT_TRUE(v.same_layout);
 }
 
+// Measuring (--profile-out) and tolerating unused parameters change no sum: a run resumes
+// with them switched either way (it was refused as "would silently change the training").
+TEST(ResumeCheck, ProfilingAndUnusedParameterToleranceDoNotMatter) {
+  CheckpointMeta m = sample_meta();
+  m.settings.emplace_back("--profile-out", "false");
+  m.settings.emplace_back("--find-unused-parameters", "false");
+  ResumeTarget t = target_like(m);
+  t.settings.back().second = "true";
+  t.settings[t.settings.size() - 2].second = "true";
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_TRUE(v.notes.empty());
+}
+
 TEST(ResumeCheck, AnotherWorldSizeNeedsTheSameGlobalBatch) {
   const CheckpointMeta m = sample_meta();  // 2 ranks x 16 x 1 = 32
   ResumeTarget t = target_like(m);
