@@ -545,15 +545,18 @@ EvalResult Trainer::evaluate() {
     count += targets;
   }
   model_->train();
-  // float32 sums of counts are exact up to 2^24 samples; the loss sum is a mean anyway.
-  Tensor totals =
-      Tensor::from_vector({3}, std::vector<float>{float(loss_sum), float(correct), float(count)});
-  pg_->allreduce(totals, ReduceOp::sum, "eval totals")->wait(timeout());
-  const float* t = totals.f32();
+  // Counts in int32 (a language model's validation set counts tokens: float32 would round
+  // them above 2^24); the loss sum in float32, divided by the count anyway.
+  Tensor loss_total = Tensor::from_vector({1}, std::vector<float>{float(loss_sum)});
+  Tensor counts = Tensor::from_vector({2}, std::vector<int32_t>{int32_t(correct), int32_t(count)});
+  WorkPtr loss_work = pg_->allreduce(loss_total, ReduceOp::sum, "eval loss total");
+  pg_->allreduce(counts, ReduceOp::sum, "eval counts")->wait(timeout());
+  loss_work->wait(timeout());
+  const int32_t* c = counts.data<int32_t>();
   EvalResult r;
-  r.samples = static_cast<size_t>(t[2]);
-  r.loss = t[2] > 0 ? t[0] / t[2] : 0;
-  r.accuracy = t[2] > 0 ? t[1] / t[2] : 0;
+  r.samples = static_cast<size_t>(c[1]);
+  r.loss = c[1] > 0 ? loss_total.f32()[0] / float(c[1]) : 0;
+  r.accuracy = c[1] > 0 ? float(double(c[0]) / double(c[1])) : 0;
   return r;
 }
 
@@ -665,8 +668,10 @@ TrainSummary Trainer::run_eval_only() {
                   {"test_accuracy", sum.eval.accuracy},
                   {"test_samples", sum.eval.samples}});
   }
-  if (cfg_.sample_every > 0 && rank_ == 0)
-    log::rank0("sample at step {}:\n{}\n---", step_, sample_text());
+  if (cfg_.sample_every > 0) {
+    const std::string text = sample_text();  // on every rank, as in training
+    if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
+  }
   pg_->barrier("end of evaluation")->wait(timeout());
   return sum;
 }
@@ -742,9 +747,12 @@ TrainSummary Trainer::run() {
       }
       if (cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == total_steps))
         evaluate_and_log(epoch, sum);
-      if (cfg_.sample_every > 0 && rank_ == 0 &&
-          (step_ % cfg_.sample_every == 0 || step_ == total_steps))
-        log::rank0("sample at step {}:\n{}\n---", step_, sample_text());
+      if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || step_ == total_steps)) {
+        // Every rank samples (the same tokens: the same replica and seed), as llm.c does: no
+        // rank then waits in the next collective, under --timeout, for rank 0's generation.
+        const std::string text = sample_text();
+        if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
+      }
       const bool due = !cfg_.checkpoint_dir.empty() &&
                        ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) ||
                         step_ == total_steps || stop_signal_);

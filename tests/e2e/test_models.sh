@@ -140,6 +140,14 @@ assert abs(first - math.log(257)) < 0.3, first
 else
   fail "padded table"; tail -5 pad.out
 fi
+# Sampling longer than --timeout: every rank samples, so none waits for rank 0's generation in
+# the next collective (it did, and a long sample on a big model timed the job out).
+if mpi 2 "${GPT[@]}" --steps 2 --sample-every 1 --sample-length 40000 --timeout 1 >long.out 2>&1 &&
+  [ "$(grep -a -c "sample at step" long.out)" = 2 ]; then
+  pass "a sample longer than --timeout does not time the ranks out"
+else
+  fail "long sample"; grep -a -E "error" long.out | head -3
+fi
 
 # --- gpt on real English text (Debian's fortunes) -----------------------------------------
 FORTUNES=/usr/share/games/fortunes
