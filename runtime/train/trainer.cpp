@@ -300,6 +300,9 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
   if (rank_ == 0 && !cfg_.quiet)
     log::rank0("resumed from {} (step {}, epoch {}, written by {} rank(s))", path, start_.step,
                start_.epoch + 1, meta.world_size);
+  // The log continues the resumed run's; steps after its checkpoint that a crash left there
+  // are redone: the marker tells readers that later lines replace them.
+  if (log_.is_open()) log_.write({{"type", "resume"}, {"step", start_.step}, {"checkpoint", path}});
   const bool layout_fits = same_layout && !meta.buckets.empty() && [&] {
     size_t n = 0;
     for (const auto& b : meta.buckets) n += b.size();

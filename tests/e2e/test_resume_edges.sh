@@ -44,9 +44,12 @@ mpi 2 "${MLP[@]}" --steps 20 --eval --resume auto --checkpoint-dir ck --log-json
 [ "$rc" = 0 ] && grep -q "epoch   2 ended after 4 of 16 steps | train loss [0-9.]* | test loss" end.out &&
   python3 -c "
 import json
-s = [json.loads(l) for l in open('end.jsonl') if '\"summary\"' in l][-1]
+recs = [json.loads(l) for l in open('end.jsonl')]
+s = [r for r in recs if r['type'] == 'summary'][-1]
 assert s['steps'] == 20 and s['epochs'] == 2 and s['test_accuracy'] is not None, s
-" && pass "resumed at its last step: the epoch's evaluation runs" ||
+r = [r for r in recs if r['type'] == 'resume']
+assert len(r) == 1 and r[0]['step'] == 20 and r[0]['checkpoint'].endswith('step-00000020.ckpt'), r
+" && pass "resumed at its last step: the epoch's evaluation runs, the log marks the resume" ||
   { fail "resume at the end (exit $rc)"; cat end.out; }
 
 # A timeout after resuming names the step of the whole training (the Reducer counted from 0).
