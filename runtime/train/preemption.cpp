@@ -3,11 +3,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <initializer_list>
 
 namespace dp {
 
@@ -15,24 +15,46 @@ namespace {
 
 std::atomic<int> g_signal{0};
 std::atomic<int> g_count{0};
-int g_rank = 0;
 bool g_installed = false;
+constexpr int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+
+// The handler's messages, formatted before any signal can come: snprintf is not
+// async-signal-safe (it may take locks or allocate), write(2) is.
+struct Messages {
+  char first[192];
+  char again[96];
+  size_t first_n = 0, again_n = 0;
+};
+Messages g_messages[3];
+
+size_t slot(int sig) {
+  return sig == SIGTERM ? 0 : sig == SIGINT ? 1 : 2;
+}
+
+void format_messages(int rank) {
+  for (int sig : kSignals) {
+    Messages& m = g_messages[slot(sig)];
+    const int a = std::snprintf(m.first, sizeof m.first,
+                                "dprun: [rank %d] got %s: stopping after the current step with a "
+                                "checkpoint (send it again to exit at once)\n",
+                                rank, signal_name(sig));
+    const int b =
+        std::snprintf(m.again, sizeof m.again, "dprun: [rank %d] got %s again: exiting now\n", rank,
+                      signal_name(sig));
+    m.first_n = a > 0 ? std::min(size_t(a), sizeof m.first - 1) : 0;
+    m.again_n = b > 0 ? std::min(size_t(b), sizeof m.again - 1) : 0;
+  }
+}
 
 // Only async-signal-safe calls here: write(2) of a preformatted message and _exit(2).
 void on_signal(int sig) {
-  char msg[200];
+  const Messages& m = g_messages[slot(sig)];
   if (g_count.fetch_add(1) == 0) {
     g_signal.store(sig);
-    const int n = std::snprintf(msg, sizeof msg,
-                                "dprun: [rank %d] got %s: stopping after the current step with a "
-                                "checkpoint (send it again to exit at once)\n",
-                                g_rank, signal_name(sig));
-    if (n > 0) (void)!::write(STDERR_FILENO, msg, static_cast<size_t>(n));
+    (void)!::write(STDERR_FILENO, m.first, m.first_n);
     return;
   }
-  const int n = std::snprintf(msg, sizeof msg, "dprun: [rank %d] got %s again: exiting now\n",
-                              g_rank, signal_name(sig));
-  if (n > 0) (void)!::write(STDERR_FILENO, msg, static_cast<size_t>(n));
+  (void)!::write(STDERR_FILENO, m.again, m.again_n);
   ::_exit(128 + sig);
 }
 
@@ -52,7 +74,7 @@ const char* signal_name(int sig) {
 }
 
 void install_preemption_handlers(int rank) {
-  g_rank = rank;
+  format_messages(rank);
   if (g_installed) return;
   g_installed = true;
   struct sigaction sa;
@@ -62,13 +84,13 @@ void install_preemption_handlers(int rank) {
   // Interrupted system calls restart: the communication thread's socket calls and the
   // loader's reads never see EINTR because of a preemption notice.
   sa.sa_flags = SA_RESTART;
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
+  for (int sig : kSignals) sigaction(sig, &sa, nullptr);
 }
 
 void uninstall_preemption_handlers() {
   if (!g_installed) return;
   g_installed = false;
-  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) std::signal(sig, SIG_DFL);
+  for (int sig : kSignals) std::signal(sig, SIG_DFL);
   if (const int sig = g_signal.load(); sig != 0) std::raise(sig);
 }
 
