@@ -49,6 +49,7 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"step_in_epoch", p.step_in_epoch},
       {"epoch_loss_sum", p.epoch_loss_sum},
       {"last_eval_step", p.last_eval_step == UINT64_MAX ? json(nullptr) : json(p.last_eval_step)},
+      {"skipped_steps", p.skipped_steps},
       {"world_size", meta.world_size},
       {"batch_size", meta.batch_size},
       {"grad_accum", meta.grad_accum},
@@ -89,6 +90,7 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
     p.epoch_loss_sum = m.at("epoch_loss_sum").get<double>();
     p.last_eval_step =
         m.at("last_eval_step").is_null() ? UINT64_MAX : m.at("last_eval_step").get<uint64_t>();
+    p.skipped_steps = m.value("skipped_steps", uint64_t(0));  // absent before dprun recorded it
     meta.world_size = m.at("world_size").get<int>();
     meta.batch_size = m.at("batch_size").get<size_t>();
     meta.grad_accum = m.at("grad_accum").get<size_t>();

@@ -29,6 +29,7 @@ struct TrainingProgress {
   uint64_t step_in_epoch = 0;  // steps of that epoch already done (the sampler's position)
   double epoch_loss_sum = 0;   // the summed step losses of that epoch so far
   uint64_t last_eval_step = UINT64_MAX;
+  uint64_t skipped_steps = 0;  // --on-nonfinite skip: steps without an update so far
 };
 
 struct CheckpointMeta {

@@ -296,6 +296,7 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
         "--epochs may only grow when resuming)",
         path, start_.step, total_steps()));
   last_eval_step_ = start_.last_eval_step;
+  skipped_steps_ = start_.skipped_steps;
   resumed_ = true;
   if (rank_ == 0 && !cfg_.quiet)
     log::rank0("resumed from {} (step {}, epoch {}, written by {} rank(s))", path, start_.step,
@@ -322,6 +323,7 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epo
       meta.progress.step_in_epoch = step_in_epoch;
       meta.progress.epoch_loss_sum = epoch_loss_sum;
       meta.progress.last_eval_step = last_eval_step_;
+      meta.progress.skipped_steps = skipped_steps_;
       meta.world_size = world_;
       meta.batch_size = cfg_.batch_size;
       meta.grad_accum = cfg_.grad_accum;

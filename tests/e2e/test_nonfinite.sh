@@ -43,4 +43,15 @@ assert not bad, f"{len(bad)} non-finite values, first at {bad[0]}"
 assert v[-1] == 5.0, f"bn2.num_batches_tracked = {v[-1]}"
 PY
   fail "cnn buffers after a skipped step"
+
+# The count of skipped steps travels in the checkpoint: a resumed run's summary includes them.
+DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" --steps 8 --on-nonfinite skip --checkpoint-dir ck \
+  >first.out 2>&1 || { fail "skip before a checkpoint"; cat first.out; }
+mpi 2 "${MLP[@]}" --steps 12 --on-nonfinite skip --checkpoint-dir ck --resume auto \
+  --log-json resumed.jsonl >resumed.out 2>&1 || { fail "resume after a skip"; cat resumed.out; }
+python3 -c "
+import json
+s = [json.loads(l) for l in open('resumed.jsonl') if '\"summary\"' in l][-1]
+assert s['steps'] == 12 and s['skipped_steps'] == 1, s
+" && pass "skipped steps counted across a resume" || fail "skipped steps after a resume"
 finish

@@ -59,6 +59,7 @@ CheckpointMeta sample_meta() {
   m.progress.epoch = 1;
   m.progress.step_in_epoch = 2;
   m.progress.epoch_loss_sum = 1.25;
+  m.progress.skipped_steps = 1;
   m.world_size = 2;
   m.batch_size = 16;
   m.grad_accum = 1;
@@ -123,6 +124,7 @@ TEST(Checkpoint, MetaRoundTrips) {
   EXPECT_EQ(got.progress.step_in_epoch, 2u);
   EXPECT_EQ(got.progress.epoch_loss_sum, 1.25);
   EXPECT_EQ(got.progress.last_eval_step, UINT64_MAX);
+  EXPECT_EQ(got.progress.skipped_steps, 1u);
   EXPECT_EQ(got.world_size, 2);
   EXPECT_EQ(got.global_batch(), 32u);
   EXPECT_EQ(got.steps_per_epoch, 10u);
