@@ -212,7 +212,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("beta2", po::value(&t.beta2)->default_value(t.beta2, "0.999"), "AdamW beta2")
       ("adam-eps", po::value(&t.adam_eps)->default_value(t.adam_eps, "1e-08"), "AdamW epsilon")
       ("lr-schedule", po::value(&t.lr_schedule)->default_value(t.lr_schedule), "cosine (default: linear warm-up over --warmup-steps, then cosine decay that reaches --min-lr after the last step, as llm.c's) or constant")
-      ("warmup-steps", po::value(&t.warmup_steps)->default_value(t.warmup_steps), "warm-up steps of the cosine schedule")
+      ("warmup-steps", po::value(&t.warmup_steps)->default_value(t.warmup_steps), "linear warm-up steps (both schedules)")
       ("min-lr", po::value(&t.min_lr)->default_value(t.min_lr, "0"), "final learning rate of the cosine schedule")
       ("clip-grad-norm", po::value(&t.clip_grad_norm)->default_value(t.clip_grad_norm, "0"), "clip the global gradient norm (0: off)")
       ("no-param-arena", po::bool_switch(&no_param_arena), "keep each parameter in its own allocation (default: one contiguous arena of views, updated by one fused optimizer pass; for A/B measurements and debugging)");

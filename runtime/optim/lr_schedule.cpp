@@ -8,12 +8,14 @@
 
 namespace dp {
 
-LrSchedule LrSchedule::constant(float lr) {
+LrSchedule LrSchedule::constant(float lr, int64_t warmup_steps) {
   DP_CHECK(std::isfinite(lr) && lr >= 0.0f, "lr schedule: learning rate {} must be >= 0", lr);
+  DP_CHECK(warmup_steps >= 0, "lr schedule: warmup_steps {} must be >= 0", warmup_steps);
   LrSchedule s;
   s.kind_ = Kind::constant;
   s.base_lr_ = lr;
   s.min_lr_ = lr;
+  s.warmup_ = warmup_steps;
   return s;
 }
 
@@ -38,9 +40,9 @@ LrSchedule LrSchedule::cosine(float base_lr, int64_t warmup_steps, int64_t total
 
 float LrSchedule::lr(int64_t step) const {
   DP_CHECK(step >= 0, "lr schedule: step {} is negative", step);
-  if (kind_ == Kind::constant) return base_lr_;
   if (step < warmup_)
     return static_cast<float>(double(base_lr_) * double(step + 1) / double(warmup_));
+  if (kind_ == Kind::constant) return base_lr_;
   if (step >= total_) return min_lr_;
   const double progress = double(step - warmup_) / double(total_ - warmup_);
   const double pi = 3.14159265358979323846;
@@ -49,7 +51,9 @@ float LrSchedule::lr(int64_t step) const {
 }
 
 std::string LrSchedule::describe() const {
-  if (kind_ == Kind::constant) return fmt::format("constant(lr={})", base_lr_);
+  if (kind_ == Kind::constant)
+    return warmup_ > 0 ? fmt::format("constant(lr={}, warmup_steps={})", base_lr_, warmup_)
+                       : fmt::format("constant(lr={})", base_lr_);
   return fmt::format("cosine(base_lr={}, warmup_steps={}, total_steps={}, min_lr={})", base_lr_,
                      warmup_, total_, min_lr_);
 }

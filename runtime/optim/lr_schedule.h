@@ -10,8 +10,9 @@ class LrSchedule {
  public:
   enum class Kind { constant, cosine };
 
-  // lr(step) = lr.
-  static LrSchedule constant(float lr);
+  // lr(step) = lr, after the same linear warmup as cosine's when warmup_steps > 0
+  // (Hugging Face's constant_with_warmup).
+  static LrSchedule constant(float lr, int64_t warmup_steps = 0);
   // Linear warmup, lr(s) = base_lr * (s + 1) / warmup_steps for s < warmup_steps (the last
   // warmup step reaches base_lr), then cosine decay from base_lr at s = warmup_steps to
   // min_lr at s = total_steps, and min_lr after that.

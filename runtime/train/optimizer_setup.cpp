@@ -25,7 +25,7 @@ std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& cfg, uint64_t steps
       cfg.lr_schedule == "cosine"
           ? LrSchedule::cosine(cfg.lr, static_cast<int64_t>(cfg.warmup_steps),
                                static_cast<int64_t>(total), cfg.min_lr)
-          : LrSchedule::constant(cfg.lr));
+          : LrSchedule::constant(cfg.lr, static_cast<int64_t>(cfg.warmup_steps)));
 }
 
 }  // namespace dp

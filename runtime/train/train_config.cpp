@@ -35,6 +35,10 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.lr_schedule == "constant" || c.lr_schedule == "cosine",
            "--lr-schedule {}: unknown schedule (available: constant, cosine)", c.lr_schedule);
   DP_CHECK(c.min_lr >= 0 && c.min_lr <= c.lr, "--min-lr must be in [0, --lr] (got {})", c.min_lr);
+  // It would be ignored: the constant schedule never decays.
+  DP_CHECK(c.min_lr == 0 || c.lr_schedule == "cosine",
+           "--min-lr {} applies to --lr-schedule cosine only (this run's is {})", c.min_lr,
+           c.lr_schedule);
   DP_CHECK(c.clip_grad_norm >= 0, "--clip-grad-norm must not be negative");
   DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb > 0,
            "--first-bucket-mb must be a positive number of MB (got {})", c.first_bucket_mb);

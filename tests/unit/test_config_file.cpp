@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "launcher/options.h"
+#include "runtime/train/train_config.h"
 #include "tests/support/temp_dir.h"
 
 using namespace dp;
@@ -109,4 +110,16 @@ TEST(CommandLine, AModelsNesterovDefaultYieldsToTheUser) {
   EXPECT_EQ(o.train.momentum, 0.5f);
   EXPECT_FALSE(parse_args({"--model", "mlp"}).train.nesterov);
   EXPECT_MENTIONS(error_of([] { parse_args({"--nesterov=maybe"}); }), "--nesterov");
+}
+
+// --min-lr only shapes the cosine decay: with the constant schedule it would be ignored.
+TEST(CommandLine, MinLrWithTheConstantScheduleIsRefused) {
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--lr-schedule", "constant", "--min-lr", "0.001"});
+                  }),
+                  "--min-lr 0.001 applies to --lr-schedule cosine only");
+  LaunchOptions o = parse_args({"--lr-schedule", "constant", "--warmup-steps", "5"});
+  EXPECT_NO_THROW(validate(o.train));
+  o = parse_args({"--min-lr", "0.001"});
+  EXPECT_NO_THROW(validate(o.train));
 }

@@ -178,6 +178,14 @@ TEST(LrSchedule, Constant) {
   EXPECT_FLOAT_EQ(s.lr(0), 0.1f);
   EXPECT_FLOAT_EQ(s.lr(123456), 0.1f);
   EXPECT_THROW(LrSchedule::constant(-0.1f), Error);
+  // With a warm-up (it was ignored: --warmup-steps with --lr-schedule constant did nothing).
+  LrSchedule w = LrSchedule::constant(0.2f, 4);
+  EXPECT_FLOAT_EQ(w.lr(0), 0.05f);
+  EXPECT_FLOAT_EQ(w.lr(2), 0.15f);
+  EXPECT_FLOAT_EQ(w.lr(3), 0.2f);
+  EXPECT_FLOAT_EQ(w.lr(100000), 0.2f);
+  EXPECT_EQ(w.describe(), "constant(lr=0.2, warmup_steps=4)");
+  EXPECT_THROW(LrSchedule::constant(0.1f, -1), Error);
 }
 
 TEST(LrSchedule, CosineWithWarmupAtKeySteps) {
