@@ -42,6 +42,21 @@ auto naming_option(const char* option, const std::string& spec, Load load) -> de
   }
 }
 
+// The model is built for the training split: a test split of another kind, sample shape or
+// class count would be evaluated on misread samples or fail after training. The readers
+// report what they can name better (IDX image sizes, token vocabularies); this is the net
+// under every pair.
+void check_test_matches_train(const char* option, const std::string& spec, const Dataset& train,
+                              const Dataset& test) {
+  DP_CHECK(test.kind() == train.kind() && test.sample_shape() == train.sample_shape() &&
+               test.num_classes() == train.num_classes(),
+           "{} {}: the test split ({} data, samples of shape {}, {} classes: {}) does not match "
+           "the training split ({} data, samples of shape {}, {} classes: {})",
+           option, spec, data_kind_name(test.kind()), shape_str(test.sample_shape()),
+           test.num_classes(), test.describe(), data_kind_name(train.kind()),
+           shape_str(train.sample_shape()), train.num_classes(), train.describe());
+}
+
 std::unique_ptr<TokenDataset> open_tokens(const std::string& spec, const char* option,
                                           const DataOptions& o) {
   const std::string file = path_after(spec, "tokens:", option, "FILE");
@@ -80,10 +95,9 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   if (starts_with(spec, "idx:")) {
     const std::string dir = path_after(spec, "idx:", "--data", "DIR");
     naming_option("--data", spec, [&] {
-      auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
-      // The test split is normalised with the training split's statistics.
-      d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
-      d.train = std::move(train);
+      auto [train, test] = IdxDataset::load_train_test(dir);
+      d.train = std::make_unique<IdxDataset>(std::move(train));
+      d.test = std::make_unique<IdxDataset>(std::move(test));
     });
   } else if (starts_with(spec, "cifar10:")) {
     const std::string dir = path_after(spec, "cifar10:", "--data", "DIR");
@@ -110,6 +124,9 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   } else {
     fail("--data '{}': unknown data source (expected {})", spec, kForms);
   }
+  if (d.test)
+    check_test_matches_train(val_spec.empty() ? "--data" : "--val-data",
+                             val_spec.empty() ? spec : val_spec, *d.train, *d.test);
   return d;
 }
 

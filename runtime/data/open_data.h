@@ -1,7 +1,8 @@
 #pragma once
 // The one place where a data specification (dprun's --data and --val-data) becomes
 // datasets:
-//   idx:DIR        MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in DIR
+//   idx:DIR        MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in DIR,
+//                  images of one size, classes 0..the largest label of either split
 //   cifar10:DIR    CIFAR-10 binary (data_batch_{1..5}.bin, test_batch.bin) in DIR or in
 //                  DIR/cifar-10-batches-bin
 //   synthetic[:N]  generated Gaussian clusters, N training samples (default 60000) of 784

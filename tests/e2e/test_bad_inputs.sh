@@ -32,6 +32,19 @@ expect "unknown model" "unknown model" "${GOOD[@]}" --model resnet9000
 expect "missing data directory" "$WORK/nowhere" --data "idx:$WORK/nowhere" --hidden 8
 expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 0
 expect "world larger than dataset" "larger than the dataset" --data synthetic:1 --hidden 8
+# An IDX test split whose images differ from the training split's: refused before training,
+# naming both files (4x16 has the pixel count of 8x8 and was evaluated silently; 6x6 failed in a
+# layer after training).
+for shape in "4 16" "6 6"; do
+  set -- $shape
+  "$MAKE_IDX" "$WORK/shape" --train 100 --test 20 --rows 8 --cols 8 >/dev/null
+  "$MAKE_IDX" "$WORK/shape-test" --train 1 --test 20 --rows "$1" --cols "$2" >/dev/null
+  cp "$WORK"/shape-test/t10k-* "$WORK/shape/"
+  expect "IDX test images ${1}x$2, training 8x8" \
+    "--data idx:$WORK/shape: the test images '$WORK/shape/t10k-images-idx3-ubyte' are ${1}x$2 but the training images '$WORK/shape/train-images-idx3-ubyte' are 8x8" \
+    --data "idx:$WORK/shape" --hidden 8 --epochs 1 --eval
+done
+set --
 expect "unknown option" "unrecognised option\|unrecognized option" "${GOOD[@]}" --frobnicate
 expect "malformed number" "invalid" "${GOOD[@]}" --lr fast
 expect "bad hidden sizes" "separated by commas" "${GOOD[@]}" --hidden 32,x

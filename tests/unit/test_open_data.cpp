@@ -80,6 +80,52 @@ TEST_F(OpenDataTest, Idx) {
   EXPECT_MENTIONS(open_error("idx:" + path("none")), path("none"));
 }
 
+TEST_F(OpenDataTest, IdxTestImagesMustHaveTheTrainingSize) {
+  auto split = [&](const std::string& name, uint32_t rows, uint32_t cols) {
+    const std::vector<uint8_t> lab = {0, 1, 2};
+    std::vector<uint8_t> px(lab.size() * rows * cols);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 7);
+    write_idx_ubyte(path(name + "-images-idx3-ubyte"), {uint32_t(lab.size()), rows, cols}, px,
+                    false);
+    write_idx_ubyte(path(name + "-labels-idx1-ubyte"), {uint32_t(lab.size())}, lab, false);
+  };
+  split("train", 4, 4);
+  // The same pixel count in another shape (evaluated silently before), and another count
+  // (a layer error after training, naming neither the data nor the file).
+  for (auto [rows, cols] : {std::pair<uint32_t, uint32_t>{2, 8}, {5, 5}}) {
+    split("t10k", rows, cols);
+    const std::string e = open_error("idx:" + dir_);
+    EXPECT_MENTIONS(e, "--data idx:" + dir_ + ": the test images '" +
+                           path("t10k-images-idx3-ubyte") + "' are " + std::to_string(rows) + "x" +
+                           std::to_string(cols) + " but the training images '" +
+                           path("train-images-idx3-ubyte") + "' are 4x4");
+  }
+}
+
+TEST_F(OpenDataTest, IdxClassCountComesFromTheLabels) {
+  auto split = [&](const std::string& name, std::vector<uint8_t> lab) {
+    std::vector<uint8_t> px(lab.size() * 4);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 13);
+    write_idx_ubyte(path(name + "-images-idx3-ubyte"), {uint32_t(lab.size()), 2, 2}, px, false);
+    write_idx_ubyte(path(name + "-labels-idx1-ubyte"), {uint32_t(lab.size())}, lab, false);
+  };
+  auto classes = [&] {
+    DataSplits d = open_data("idx:" + dir_, "", DataOptions{});
+    EXPECT_EQ(d.test->num_classes(), d.train->num_classes());
+    return d.train->num_classes();
+  };
+  split("train", {0, 1, 2, 1});
+  split("t10k", {2, 0});
+  EXPECT_EQ(classes(), 3);  // not 10
+  split("t10k", {6, 0});    // a class only the test split has still counts
+  EXPECT_EQ(classes(), 7);
+  split("train", {0, 11, 3, 1});  // more than 10 classes are fine
+  EXPECT_EQ(classes(), 12);
+  split("train", {0, 0});
+  split("t10k", {0});
+  EXPECT_EQ(classes(), 1);
+}
+
 TEST_F(OpenDataTest, Cifar10) {
   std::vector<uint8_t> px(2 * kCifarPixels);
   for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i % 251);
