@@ -1,5 +1,7 @@
 #include "runtime/data/open_data.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <memory>
 
@@ -65,16 +67,30 @@ std::unique_ptr<TokenDataset> open_tokens(const std::string& spec, const char* o
                        [&] { return std::make_unique<TokenDataset>(file, o.context); });
 }
 
+// N of synthetic:N, digits only: strtoull alone would accept " 5" and "+5" and wrap or
+// saturate on overflow.
+size_t parse_synthetic_size(const std::string& spec) {
+  const std::string count = spec.substr(10);
+  const bool digits = !count.empty() && std::all_of(count.begin(), count.end(),
+                                                    [](char c) { return c >= '0' && c <= '9'; });
+  DP_CHECK(digits, "--data {}: expected synthetic:N with a positive sample count (digits only)",
+           spec);
+  errno = 0;
+  const unsigned long long v = std::strtoull(count.c_str(), nullptr, 10);
+  DP_CHECK(v > 0, "--data {}: expected synthetic:N with a positive sample count", spec);
+  DP_CHECK(errno != ERANGE && v <= kSyntheticMaxSize,
+           "--data {}: at most {} synthetic samples (every rank keeps an index per sample)", spec,
+           kSyntheticMaxSize);
+  return static_cast<size_t>(v);
+}
+
 DataSplits open_synthetic(const std::string& spec, const DataOptions& o) {
-  size_t n = kSyntheticDefaultSize;
-  if (spec != "synthetic") {
-    const std::string count = spec.substr(10);
-    char* end = nullptr;
-    const unsigned long long v = std::strtoull(count.c_str(), &end, 10);
-    DP_CHECK(!count.empty() && count[0] != '-' && end && *end == '\0' && v > 0,
-             "--data {}: expected synthetic:N with a positive sample count", spec);
-    n = v;
-  }
+  const size_t n = spec == "synthetic" ? kSyntheticDefaultSize : parse_synthetic_size(spec);
+  DP_CHECK(o.synthetic_test_size > 0, "--synthetic-test-size must be at least 1 (got 0)");
+  DP_CHECK(o.synthetic_test_size <= kSyntheticMaxSize,
+           "--synthetic-test-size {}: at most {} synthetic samples (every rank keeps an index "
+           "per sample)",
+           o.synthetic_test_size, kSyntheticMaxSize);
   DataSplits d;
   d.train = std::make_unique<SyntheticDataset>(n, kSyntheticDim, kSyntheticClasses, o.seed);
   // Same class centres (same seed), samples drawn past the training set's indices.

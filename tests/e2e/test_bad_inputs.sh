@@ -32,6 +32,13 @@ expect "unknown model" "unknown model" "${GOOD[@]}" --model resnet9000
 expect "missing data directory" "$WORK/nowhere" --data "idx:$WORK/nowhere" --hidden 8
 expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 0
 expect "world larger than dataset" "larger than the dataset" --data synthetic:1 --hidden 8
+expect "synthetic test size 0" "--synthetic-test-size must be at least 1 (got 0)" --data synthetic:100 --hidden 8 \
+  --synthetic-test-size 0
+expect "synthetic size past 64 bits" "--data synthetic:99999999999999999999: at most 100000000" \
+  --data synthetic:99999999999999999999 --hidden 8
+expect "synthetic size too large" "--data synthetic:4000000000000: at most 100000000" \
+  --data synthetic:4000000000000 --hidden 8
+expect "synthetic size with a space" "--data synthetic: 5: expected synthetic:N" --data "synthetic: 5" --hidden 8
 # An IDX test split whose images differ from the training split's: refused before training,
 # naming both files (4x16 has the pixel count of 8x8 and was evaluated silently; 6x6 failed in a
 # layer after training).

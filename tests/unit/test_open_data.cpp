@@ -57,9 +57,20 @@ TEST_F(OpenDataTest, Synthetic) {
   EXPECT_EQ(la, lb);
   EXPECT_EQ(a, b);
   EXPECT_EQ(open_data("synthetic", "", o).train->size(), 60000u);
-  for (const char* bad : {"synthetic:", "synthetic:0", "synthetic:-5", "synthetic:12x"})
+  for (const char* bad : {"synthetic:", "synthetic:0", "synthetic:-5", "synthetic:12x",
+                          "synthetic: 5", "synthetic:+5", "synthetic:5 "})
     EXPECT_MENTIONS(open_error(bad), std::string("--data ") + bad +
                                          ": expected synthetic:N with a positive sample count");
+  // Too large for the sampler's indices, and past unsigned long long: an error naming --data,
+  // not std::bad_alloc or a vector length error.
+  for (const char* big :
+       {"synthetic:100000001", "synthetic:4000000000000", "synthetic:99999999999999999999"})
+    EXPECT_MENTIONS(open_error(big),
+                    std::string("--data ") + big + ": at most 100000000 synthetic samples");
+  EXPECT_EQ(open_data("synthetic:100000000", "", o).train->size(), 100000000u);
+  o.synthetic_test_size = 0;
+  EXPECT_MENTIONS(error_of([&] { open_data("synthetic:10", "", o); }),
+                  "--synthetic-test-size must be at least 1 (got 0)");
 }
 
 TEST_F(OpenDataTest, Idx) {
