@@ -31,7 +31,15 @@ expect() {
 expect "unknown model" "unknown model" "${GOOD[@]}" --model resnet9000
 expect "missing data directory" "$WORK/nowhere" --data "idx:$WORK/nowhere" --hidden 8
 expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 0
-expect "world larger than dataset" "larger than the dataset" --data synthetic:1 --hidden 8
+expect "world larger than dataset" "--data synthetic:1 holds 1 sample, fewer than the 2 ranks" --data synthetic:1 --hidden 8
+# Token data: the samples are context windows, and the message says so.
+python3 -c "
+import struct, sys
+open(sys.argv[1], 'wb').write(struct.pack('<256i', 20240520, 1, 10, 257, *[0] * 252) + struct.pack('<10H', *range(10)))
+" "$WORK/ten.bin"
+expect "fewer token windows than ranks" \
+  "--data tokens:$WORK/ten.bin holds 10 tokens: 1 window of --context 8 + 1, fewer than the 2 ranks" \
+  --model gpt --layers 1 --heads 1 --embed 8 --context 8 --data "tokens:$WORK/ten.bin" --steps 1
 expect "synthetic test size 0" "--synthetic-test-size must be at least 1 (got 0)" --data synthetic:100 --hidden 8 \
   --synthetic-test-size 0
 expect "synthetic size past 64 bits" "--data synthetic:99999999999999999999: at most 100000000" \
