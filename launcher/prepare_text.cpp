@@ -4,6 +4,7 @@
 #include <exception>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -39,7 +40,7 @@ PrepareTextOptions parse(int argc, char** argv) {
       "Options");
   desc.add_options()
       ("help,h", "print this help and exit")
-      ("input", po::value(&o.inputs)->composing()->value_name("PATH"), "a text file, or a directory whose regular files are read in name order (skipping *.dat, symlinks, hidden files and subdirectories); repeatable. Each file is a document")
+      ("input", po::value(&o.inputs)->composing()->value_name("PATH"), "a text file, or a directory whose regular files are read in name order (skipping *.dat, symlinks, hidden files, subdirectories, the outputs and llm.c token files); repeatable. Each file is a document")
       ("output", po::value(&o.output)->value_name("FILE"), "the training token file to write")
       ("val-output", po::value(&o.val_output)->value_name("FILE"), "the validation token file to write (needed when --val-fraction > 0)")
       ("val-fraction", po::value(&o.val_fraction)->default_value(o.val_fraction, "0.1")->value_name("F"), "the share of the tokens, at the end, that goes to validation (cut at a document start where one is near); 0: no validation file")
@@ -68,14 +69,35 @@ PrepareTextOptions parse(int argc, char** argv) {
            o.val_fraction);
   DP_CHECK(o.val_fraction > 0 || o.val_output.empty(),
            "prepare-text: --val-output given but --val-fraction is 0 (nothing to write there)");
-  DP_CHECK(o.val_output != o.output,
-           "prepare-text: --output and --val-output are the same file '{}'", o.output);
+  // Compared as files, not strings: "./x" and "x" would otherwise pass and the validation
+  // tokens overwrite the training tokens.
+  DP_CHECK(o.val_output.empty() || !same_file(o.output, o.val_output),
+           "prepare-text: --output '{}' and --val-output '{}' are the same file", o.output,
+           o.val_output);
+  for (const std::string& in : o.inputs) {
+    for (const auto& [option, out] :
+         {std::pair<const char*, const std::string&>{"--output", o.output},
+          {"--val-output", o.val_output}}) {
+      DP_CHECK(out.empty() || !same_file(in, out),
+               "prepare-text: {} '{}' is the --input file '{}': writing it would destroy the text",
+               option, out, in);
+    }
+  }
   return o;
 }
 
 void run(const PrepareTextOptions& o) {
-  const std::vector<std::string> files = list_text_files(o.inputs);
-  const TextCorpus corpus = tokenize_text_files(files, o.doc_separator);
+  // An input directory may hold this run's outputs from an earlier run, and the writer's
+  // temporary names (token_file.h): never read them as text.
+  std::vector<std::string> outputs = {o.output, o.output + ".tmp"};
+  if (!o.val_output.empty()) {
+    outputs.push_back(o.val_output);
+    outputs.push_back(o.val_output + ".tmp");
+  }
+  const TextFiles listed = list_text_files(o.inputs, outputs);
+  for (const std::string& f : listed.skipped_token_files)
+    std::printf("prepare-text: skipping '%s': an llm.c token file, not text\n", f.c_str());
+  const TextCorpus corpus = tokenize_text_files(listed.files, o.doc_separator);
   const CorpusSplit split = choose_split(corpus, o.val_fraction);
   const size_t n = corpus.tokens.size();
   write_token_file(o.output, corpus.tokens.data(), split.cut, ByteTokenizer::kVocabSize);

@@ -309,6 +309,28 @@ IdxDataset IdxDataset::from_arrays(IdxArray images, IdxArray labels,
   return ds;
 }
 
+std::pair<IdxDataset, IdxDataset> IdxDataset::load_train_test(const std::string& dir,
+                                                              const std::string& train_split,
+                                                              const std::string& test_split) {
+  // Every byte label is accepted here; the class count is narrowed to the data's below.
+  IdxDataset train = load(dir, train_split, std::nullopt, 256);
+  IdxDataset test = load(dir, test_split, train.normalization(), 256);
+  // The model is built for the training split's images: a test split of another size would
+  // be evaluated on misread pixels, or fail in a layer after training.
+  DP_CHECK(test.rows_ == train.rows_ && test.cols_ == train.cols_,
+           "the test images '{}' are {}x{} but the training images '{}' are {}x{}: both splits "
+           "must hold images of one size",
+           test.source_, test.rows_, test.cols_, train.source_, train.rows_, train.cols_);
+  const int classes = std::max(train.max_label(), test.max_label()) + 1;
+  train.num_classes_ = classes;
+  test.num_classes_ = classes;
+  return {std::move(train), std::move(test)};
+}
+
+int IdxDataset::max_label() const {
+  return labels_.empty() ? 0 : *std::max_element(labels_.begin(), labels_.end());
+}
+
 Normalization IdxDataset::compute_normalization() const {
   return dp::compute_normalization(pixels_.data(), pixels_.size());
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/data/dataset.h"
@@ -77,6 +78,13 @@ class IdxDataset : public ClassificationDataset {
   static IdxDataset from_arrays(IdxArray images, IdxArray labels,
                                 std::optional<Normalization> norm = std::nullopt,
                                 int num_classes = 10);
+  // The `train` and `test` splits of `dir` as --data idx:DIR uses them, checked against each
+  // other: images of one size, else dp::Error naming both files and sizes. IDX files hold no
+  // class count, so it is the data's: the largest label of either split + 1, the same for
+  // both. The test split is normalised with the training split's statistics.
+  static std::pair<IdxDataset, IdxDataset> load_train_test(const std::string& dir,
+                                                           const std::string& train = "train",
+                                                           const std::string& test = "t10k");
 
   size_t size() const override { return n_; }
   DataKind kind() const override { return DataKind::images; }
@@ -90,6 +98,10 @@ class IdxDataset : public ClassificationDataset {
   std::string describe() const override;
 
   size_t rows() const { return rows_; }
+  // The images file read (may end in .gz).
+  const std::string& source() const { return source_; }
+  // The largest label in this split.
+  int max_label() const;
   size_t cols() const { return cols_; }
   // The normalisation get() applies.
   const Normalization& normalization() const { return norm_; }

@@ -1,5 +1,7 @@
 #include "runtime/data/open_data.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <memory>
 
@@ -42,6 +44,21 @@ auto naming_option(const char* option, const std::string& spec, Load load) -> de
   }
 }
 
+// The model is built for the training split: a test split of another kind, sample shape or
+// class count would be evaluated on misread samples or fail after training. The readers
+// report what they can name better (IDX image sizes, token vocabularies); this is the net
+// under every pair.
+void check_test_matches_train(const char* option, const std::string& spec, const Dataset& train,
+                              const Dataset& test) {
+  DP_CHECK(test.kind() == train.kind() && test.sample_shape() == train.sample_shape() &&
+               test.num_classes() == train.num_classes(),
+           "{} {}: the test split ({} data, samples of shape {}, {} classes: {}) does not match "
+           "the training split ({} data, samples of shape {}, {} classes: {})",
+           option, spec, data_kind_name(test.kind()), shape_str(test.sample_shape()),
+           test.num_classes(), test.describe(), data_kind_name(train.kind()),
+           shape_str(train.sample_shape()), train.num_classes(), train.describe());
+}
+
 std::unique_ptr<TokenDataset> open_tokens(const std::string& spec, const char* option,
                                           const DataOptions& o) {
   const std::string file = path_after(spec, "tokens:", option, "FILE");
@@ -50,16 +67,30 @@ std::unique_ptr<TokenDataset> open_tokens(const std::string& spec, const char* o
                        [&] { return std::make_unique<TokenDataset>(file, o.context); });
 }
 
+// N of synthetic:N, digits only: strtoull alone would accept " 5" and "+5" and wrap or
+// saturate on overflow.
+size_t parse_synthetic_size(const std::string& spec) {
+  const std::string count = spec.substr(10);
+  const bool digits = !count.empty() && std::all_of(count.begin(), count.end(),
+                                                    [](char c) { return c >= '0' && c <= '9'; });
+  DP_CHECK(digits, "--data {}: expected synthetic:N with a positive sample count (digits only)",
+           spec);
+  errno = 0;
+  const unsigned long long v = std::strtoull(count.c_str(), nullptr, 10);
+  DP_CHECK(v > 0, "--data {}: expected synthetic:N with a positive sample count", spec);
+  DP_CHECK(errno != ERANGE && v <= kSyntheticMaxSize,
+           "--data {}: at most {} synthetic samples (every rank keeps an index per sample)", spec,
+           kSyntheticMaxSize);
+  return static_cast<size_t>(v);
+}
+
 DataSplits open_synthetic(const std::string& spec, const DataOptions& o) {
-  size_t n = kSyntheticDefaultSize;
-  if (spec != "synthetic") {
-    const std::string count = spec.substr(10);
-    char* end = nullptr;
-    const unsigned long long v = std::strtoull(count.c_str(), &end, 10);
-    DP_CHECK(!count.empty() && count[0] != '-' && end && *end == '\0' && v > 0,
-             "--data {}: expected synthetic:N with a positive sample count", spec);
-    n = v;
-  }
+  const size_t n = spec == "synthetic" ? kSyntheticDefaultSize : parse_synthetic_size(spec);
+  DP_CHECK(o.synthetic_test_size > 0, "--synthetic-test-size must be at least 1 (got 0)");
+  DP_CHECK(o.synthetic_test_size <= kSyntheticMaxSize,
+           "--synthetic-test-size {}: at most {} synthetic samples (every rank keeps an index "
+           "per sample)",
+           o.synthetic_test_size, kSyntheticMaxSize);
   DataSplits d;
   d.train = std::make_unique<SyntheticDataset>(n, kSyntheticDim, kSyntheticClasses, o.seed);
   // Same class centres (same seed), samples drawn past the training set's indices.
@@ -80,10 +111,9 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   if (starts_with(spec, "idx:")) {
     const std::string dir = path_after(spec, "idx:", "--data", "DIR");
     naming_option("--data", spec, [&] {
-      auto train = std::make_unique<IdxDataset>(IdxDataset::load(dir, "train"));
-      // The test split is normalised with the training split's statistics.
-      d.test = std::make_unique<IdxDataset>(IdxDataset::load(dir, "t10k", train->normalization()));
-      d.train = std::move(train);
+      auto [train, test] = IdxDataset::load_train_test(dir);
+      d.train = std::make_unique<IdxDataset>(std::move(train));
+      d.test = std::make_unique<IdxDataset>(std::move(test));
     });
   } else if (starts_with(spec, "cifar10:")) {
     const std::string dir = path_after(spec, "cifar10:", "--data", "DIR");
@@ -110,6 +140,9 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   } else {
     fail("--data '{}': unknown data source (expected {})", spec, kForms);
   }
+  if (d.test)
+    check_test_matches_train(val_spec.empty() ? "--data" : "--val-data",
+                             val_spec.empty() ? spec : val_spec, *d.train, *d.test);
   return d;
 }
 

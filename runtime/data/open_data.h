@@ -1,7 +1,8 @@
 #pragma once
 // The one place where a data specification (dprun's --data and --val-data) becomes
 // datasets:
-//   idx:DIR        MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in DIR
+//   idx:DIR        MNIST-format {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] in DIR,
+//                  images of one size, classes 0..the largest label of either split
 //   cifar10:DIR    CIFAR-10 binary (data_batch_{1..5}.bin, test_batch.bin) in DIR or in
 //                  DIR/cifar-10-batches-bin
 //   synthetic[:N]  generated Gaussian clusters, N training samples (default 60000) of 784
@@ -21,6 +22,9 @@ namespace dp {
 constexpr size_t kSyntheticDim = 784;
 constexpr int kSyntheticClasses = 10;
 constexpr size_t kSyntheticDefaultSize = 60000;
+// Samples are generated on the fly, but the sampler keeps an 8-byte index per sample on every
+// rank: beyond this, N is a typo rather than a data set (800 MB of indices per rank).
+constexpr size_t kSyntheticMaxSize = 100'000'000;
 
 struct DataOptions {
   uint64_t seed = 0;                  // synthetic: class centres and samples
@@ -36,9 +40,10 @@ struct DataSplits {
 };
 
 // Throws dp::Error naming the option (--data / --val-data) and the problem: an unknown
-// prefix (listing the accepted forms), a missing path, a bad N, val_spec for data that is
-// not tokens, a validation file whose vocabulary differs from the training file's, and
-// whatever the readers find wrong with the files.
+// prefix (listing the accepted forms), a missing path, a bad or too large N (synthetic:N,
+// --synthetic-test-size), val_spec for data that is not tokens, a test split whose samples
+// differ from the training split's (kind, shape, class count or vocabulary), and whatever
+// the readers find wrong with the files.
 DataSplits open_data(const std::string& spec, const std::string& val_spec, const DataOptions& o);
 
 }  // namespace dp

@@ -10,6 +10,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/data/byte_tokenizer.h"
+#include "runtime/data/token_file.h"
 
 namespace fs = std::filesystem;
 
@@ -38,15 +39,49 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::string> list_text_files(const std::vector<std::string>& inputs) {
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) {
+    const bool eq = fs::equivalent(a, b, ec);
+    if (!ec) return eq;
+  }
+  auto canonical = [](const std::string& p) {
+    std::error_code e;
+    fs::path c = fs::weakly_canonical(fs::absolute(p, e), e);
+    return e ? fs::absolute(p).lexically_normal() : c;
+  };
+  return canonical(a) == canonical(b);
+}
+
+namespace {
+
+// llm.c's token files begin with the little-endian int32 20240520 (token_file.h), which no
+// text starts with.
+bool is_token_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint8_t b[4] = {};
+  if (!in.read(reinterpret_cast<char*>(b), 4)) return false;
+  const uint32_t magic =
+      uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
+  return magic == uint32_t(kTokenFileMagic);
+}
+
+}  // namespace
+
+TextFiles list_text_files(const std::vector<std::string>& inputs,
+                          const std::vector<std::string>& exclude) {
   DP_CHECK(!inputs.empty(), "no input given");
-  std::vector<std::string> files;
+  TextFiles out;
   for (const std::string& in : inputs) {
     std::error_code ec;
     const fs::file_status st = fs::status(in, ec);
     DP_CHECK(fs::exists(st), "input '{}' does not exist", in);
     if (fs::is_regular_file(st)) {
-      files.push_back(in);
+      DP_CHECK(!is_token_file(in),
+               "input '{}' is an llm.c token file (magic {}), not text: give the text it was made "
+               "from",
+               in, kTokenFileMagic);
+      out.files.push_back(in);
       continue;
     }
     DP_CHECK(fs::is_directory(st), "input '{}' is neither a regular file nor a directory", in);
@@ -55,17 +90,26 @@ std::vector<std::string> list_text_files(const std::vector<std::string>& inputs)
       const std::string name = e.path().filename().string();
       if (e.is_symlink() || !e.is_regular_file() || ends_with(name, ".dat") || name[0] == '.')
         continue;
-      found.push_back(e.path().string());
+      const std::string file = e.path().string();
+      if (std::any_of(exclude.begin(), exclude.end(),
+                      [&](const std::string& x) { return same_file(file, x); }))
+        continue;
+      if (is_token_file(file)) {
+        out.skipped_token_files.push_back(file);
+        continue;
+      }
+      found.push_back(file);
     }
     DP_CHECK(!ec, "cannot list directory '{}': {}", in, ec.message());
     DP_CHECK(!found.empty(),
              "input directory '{}' holds no text files (regular files other than *.dat, "
-             "symlinks and hidden files)",
+             "symlinks, hidden files, token files and this run's outputs)",
              in);
     std::sort(found.begin(), found.end());
-    files.insert(files.end(), found.begin(), found.end());
+    out.files.insert(out.files.end(), found.begin(), found.end());
   }
-  return files;
+  std::sort(out.skipped_token_files.begin(), out.skipped_token_files.end());
+  return out;
 }
 
 std::vector<std::string_view> split_documents(std::string_view text, const std::string& separator) {

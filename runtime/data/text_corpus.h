@@ -14,12 +14,27 @@
 
 namespace dp {
 
+// True when `a` and `b` name the same file however they are spelled ("./x" and "x",
+// "/tmp/../tmp/x", a symlink): the same inode when both exist, else the same path once
+// made absolute with "." and ".." and the symlinks of its existing part resolved.
+bool same_file(const std::string& a, const std::string& b);
+
+struct TextFiles {
+  std::vector<std::string> files;
+  // Files of an input directory skipped because they begin with the llm.c token-file magic
+  // (an earlier run's outputs, or anyone's token files): binary, not text.
+  std::vector<std::string> skipped_token_files;
+};
+
 // The files to read, in order: each input that is a file as it is (a symlink named
 // explicitly is followed); each input that is a directory contributes its regular files,
 // sorted by name, skipping symlinks (fortune's *.u8 links would duplicate text), *.dat
-// files (fortune's binary indexes), hidden files and subdirectories. Throws dp::Error
-// naming an input that does not exist or a directory with no usable file.
-std::vector<std::string> list_text_files(const std::vector<std::string>& inputs);
+// files (fortune's binary indexes), hidden files, subdirectories, the files in `exclude`
+// (the run's own outputs: a directory may hold an earlier run's) and llm.c token files
+// (listed in skipped_token_files). Throws dp::Error naming an input that does not exist, a
+// file named explicitly that is a token file, or a directory with no usable file.
+TextFiles list_text_files(const std::vector<std::string>& inputs,
+                          const std::vector<std::string>& exclude = {});
 
 // The documents of one text: the whole text, or the parts between separator lines (a line
 // equal to `separator`, a trailing '\r' ignored) when it is not empty. Documents that are

@@ -58,13 +58,18 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
     const uint8_t* base = static_cast<const uint8_t*>(map_);
     const int32_t magic = le32(base), version = le32(base + 4), count = le32(base + 8),
                   vocab = le32(base + 12);
+    DP_CHECK(magic != kLlama3TokenFileMagic,
+             "token file '{}': byte 0: magic number {} is llm.c's LLaMA-3 format (version {}, "
+             "uint32 tokens), which dprun does not read: it reads llm.c's GPT-2 format (magic "
+             "{}, version {}, uint16 tokens), as `dprun prepare-text` writes",
+             path, magic, kLlama3TokenFileVersion, kTokenFileMagic, kTokenFileVersion);
     DP_CHECK(magic == kTokenFileMagic,
              "token file '{}': byte 0: bad magic number {} (expected {}: an llm.c token file, "
              "as `dprun prepare-text` writes)",
              path, magic, kTokenFileMagic);
     DP_CHECK(version == kTokenFileVersion,
-             "token file '{}': byte 4: unsupported version {} (expected {}, uint16 tokens; "
-             "llm.c's version 2 holds uint32 LLaMA-3 tokens)",
+             "token file '{}': byte 4: unsupported version {} (expected {}: llm.c's GPT-2 format, "
+             "uint16 tokens)",
              path, version, kTokenFileVersion);
     DP_CHECK(count >= 0, "token file '{}': byte 8: negative token count {} in the header", path,
              count);

@@ -20,6 +20,10 @@ namespace dp {
 
 constexpr int32_t kTokenFileMagic = 20240520;
 constexpr int32_t kTokenFileVersion = 1;
+// llm.c's LLaMA-3 token files (magic 20240801, version 7, uint32 tokens): recognised only to
+// say so by name, not read.
+constexpr int32_t kLlama3TokenFileMagic = 20240801;
+constexpr int32_t kLlama3TokenFileVersion = 7;
 constexpr size_t kTokenFileHeaderInts = 256;
 constexpr size_t kTokenFileHeaderBytes = kTokenFileHeaderInts * 4;
 constexpr int kGpt2VocabSize = 50257;  // assumed when header[3] is 0
@@ -27,7 +31,8 @@ constexpr int kGpt2VocabSize = 50257;  // assumed when header[3] is 0
 class TokenFile {
  public:
   // Maps and validates `path`. Throws dp::Error naming the file when it is missing or
-  // unreadable, shorter than the header, has a bad magic or version, a vocabulary size
+  // unreadable, shorter than the header, has a bad magic or version (llm.c's LLaMA-3 format
+  // named as such), a vocabulary size
   // outside 1..65536, a token count that does not match the file size (truncated, or bytes
   // after the last token), or a token >= the vocabulary size (naming its position).
   explicit TokenFile(const std::string& path);

@@ -145,6 +145,7 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
   const DataShape shape{data_kind_name(train_set_->kind()), train_set_->sample_shape(),
                         train_set_->num_classes()};
   // DDP's per-rank sample count (and its refusal of more ranks than samples).
+  check_samples_for_ranks(cfg_, *train_set_, n, "replicas");
   const DistributedSampler probe(train_set_->size(), int(n), 0, /*shuffle=*/true, cfg_.seed,
                                  /*drop_last=*/false);
   const size_t batches = (probe.num_samples() + cfg_.batch_size - 1) / cfg_.batch_size;

@@ -72,6 +72,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   train_set_ = std::move(data.train);
   test_set_ = std::move(data.test);
   const DataShape shape = shape_of(*train_set_);
+  check_samples_for_ranks(cfg_, *train_set_, size_t(world_), "ranks");
   sampler_ = std::make_unique<DistributedSampler>(train_set_->size(), world_, rank_,
                                                   /*shuffle=*/true, cfg_.seed, /*drop_last=*/false);
   loader_ = std::make_unique<DataLoader>(*train_set_, *sampler_, cfg_.batch_size, cfg_.prefetch,

@@ -7,6 +7,7 @@
 
 #include "models/registry.h"
 #include "runtime/core/error.h"
+#include "runtime/data/token_dataset.h"
 
 namespace dp {
 
@@ -32,6 +33,21 @@ DataSplits open_training_data(const TrainConfig& cfg, const ModelEntry& entry,
            "--sample-every: --model {} does not generate text (a language model such as gpt does)",
            cfg.model);
   return data;
+}
+
+void check_samples_for_ranks(const TrainConfig& cfg, const Dataset& train, size_t ranks,
+                             const char* ranks_name) {
+  const size_t n = train.size();
+  if (n >= ranks) return;
+  if (const auto* tokens = dynamic_cast<const TokenDataset*>(&train)) {
+    const size_t t = tokens->context();
+    fail(
+        "--data {} holds {} tokens: {} window{} of --context {} + 1, fewer than the {} {} (each "
+        "needs at least one window: more tokens, a shorter --context or fewer {})",
+        cfg.data, tokens->file().size(), n, n == 1 ? "" : "s", t, ranks, ranks_name, ranks_name);
+  }
+  fail("--data {} holds {} sample{}, fewer than the {} {} (each needs at least one)", cfg.data, n,
+       n == 1 ? "" : "s", ranks, ranks_name);
 }
 
 }  // namespace dp

@@ -31,7 +31,35 @@ expect() {
 expect "unknown model" "unknown model" "${GOOD[@]}" --model resnet9000
 expect "missing data directory" "$WORK/nowhere" --data "idx:$WORK/nowhere" --hidden 8
 expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 0
-expect "world larger than dataset" "larger than the dataset" --data synthetic:1 --hidden 8
+expect "world larger than dataset" "--data synthetic:1 holds 1 sample, fewer than the 2 ranks" --data synthetic:1 --hidden 8
+# Token data: the samples are context windows, and the message says so.
+python3 -c "
+import struct, sys
+open(sys.argv[1], 'wb').write(struct.pack('<256i', 20240520, 1, 10, 257, *[0] * 252) + struct.pack('<10H', *range(10)))
+" "$WORK/ten.bin"
+expect "fewer token windows than ranks" \
+  "--data tokens:$WORK/ten.bin holds 10 tokens: 1 window of --context 8 + 1, fewer than the 2 ranks" \
+  --model gpt --layers 1 --heads 1 --embed 8 --context 8 --data "tokens:$WORK/ten.bin" --steps 1
+expect "synthetic test size 0" "--synthetic-test-size must be at least 1 (got 0)" --data synthetic:100 --hidden 8 \
+  --synthetic-test-size 0
+expect "synthetic size past 64 bits" "--data synthetic:99999999999999999999: at most 100000000" \
+  --data synthetic:99999999999999999999 --hidden 8
+expect "synthetic size too large" "--data synthetic:4000000000000: at most 100000000" \
+  --data synthetic:4000000000000 --hidden 8
+expect "synthetic size with a space" "--data synthetic: 5: expected synthetic:N" --data "synthetic: 5" --hidden 8
+# An IDX test split whose images differ from the training split's: refused before training,
+# naming both files (4x16 has the pixel count of 8x8 and was evaluated silently; 6x6 failed in a
+# layer after training).
+for shape in "4 16" "6 6"; do
+  set -- $shape
+  "$MAKE_IDX" "$WORK/shape" --train 100 --test 20 --rows 8 --cols 8 >/dev/null
+  "$MAKE_IDX" "$WORK/shape-test" --train 1 --test 20 --rows "$1" --cols "$2" >/dev/null
+  cp "$WORK"/shape-test/t10k-* "$WORK/shape/"
+  expect "IDX test images ${1}x$2, training 8x8" \
+    "--data idx:$WORK/shape: the test images '$WORK/shape/t10k-images-idx3-ubyte' are ${1}x$2 but the training images '$WORK/shape/train-images-idx3-ubyte' are 8x8" \
+    --data "idx:$WORK/shape" --hidden 8 --epochs 1 --eval
+done
+set --
 expect "unknown option" "unrecognised option\|unrecognized option" "${GOOD[@]}" --frobnicate
 expect "malformed number" "invalid" "${GOOD[@]}" --lr fast
 expect "bad hidden sizes" "separated by commas" "${GOOD[@]}" --hidden 32,x

@@ -121,7 +121,7 @@ refused "--replicas -1" "replicas -1" "$DPRUN" --mode dp --replicas -1 "${MLP[@]
 refused "--sync-batchnorm" "sync-batchnorm is not available with --mode dp" dp_run 2 "${CNN[@]}" --sync-batchnorm
 refused "--checkpoint-dir" "checkpoints are written by --mode ddp only" dp_run 2 "${MLP[@]}" --checkpoint-dir ck
 refused "--backend mpi" "no collectives" dp_run 2 "${MLP[@]}" --backend mpi
-refused "more replicas than samples" "larger than the dataset" dp_run 8 --data synthetic:4 --steps 1
+refused "more replicas than samples" "--data synthetic:4 holds 4 samples, fewer than the 8 replicas" dp_run 8 --data synthetic:4 --steps 1
 refused "--device cuda without a GPU" "device cuda" dp_run 2 "${MLP[@]}" --device cuda
 
 finish

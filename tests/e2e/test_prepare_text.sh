@@ -129,7 +129,41 @@ expect "output is a directory" "not a regular file" --input "$WORK/text" --outpu
 expect "missing --val-output" "--val-output is required" --input "$WORK/text" --output "$WORK/o.bin"
 expect "bad fraction" "must be in \[0, 1)" --input "$WORK/text" "${OUT[@]}" --val-fraction 1.5
 expect "unknown option" "unrecognised option\|unrecognized option" --input "$WORK/text" "${OUT[@]}" --frobnicate
+# One file spelled two ways: the validation tokens would overwrite the training tokens.
+expect "same output, ./ spelling" "--output '$WORK/./o.bin' and --val-output '$WORK/o.bin' are the same file" \
+  --input "$WORK/text" --output "$WORK/./o.bin" --val-output "$WORK/o.bin"
+expect "same output, .. spelling" "are the same file" \
+  --input "$WORK/text" --output "$WORK/o.bin" --val-output "$WORK/outdir/../o.bin"
+cd "$WORK" || exit 1  # not a subshell: expect counts the failures in this one
+expect "same output, relative and ./" "are the same file" --input text --output o.bin --val-output ./o.bin
+cd - >/dev/null || exit 1
+cp "$WORK/text/b-more" "$WORK/keep.txt"
+expect "output is an input" "--output '$WORK/./keep.txt' is the --input file '$WORK/keep.txt'" \
+  --input "$WORK/keep.txt" --output "$WORK/./keep.txt" --val-output "$WORK/v.bin"
+expect "val-output is an input" "--val-output '$WORK/keep.txt' is the --input file" \
+  --input "$WORK/keep.txt" --output "$WORK/o.bin" --val-output "$WORK/keep.txt"
+cmp -s "$WORK/keep.txt" "$WORK/text/b-more" && pass "the input survived" || fail "the input was overwritten"
+expect "a token file named as input" "is an llm.c token file (magic 20240520)" --input "$WORK/train.bin" "${OUT[@]}"
 [ ! -e "$WORK/o.bin" ] && pass "no output left behind by failures" || fail "a failed run left $WORK/o.bin"
+
+# Run again on a directory that holds its own earlier outputs and another token file: the
+# same tokens as a run on the text alone, the foreign token file skipped with a note.
+cp -r "$WORK/text" "$WORK/again"
+PT=(--doc-separator % --val-fraction 0.2)
+"$DPRUN" prepare-text --input "$WORK/again" --output "$WORK/again/t.bin" --val-output "$WORK/again/v.bin" "${PT[@]}" \
+  >/dev/null 2>&1 || fail "prepare-text into its input directory"
+cp "$WORK/again/t.bin" "$WORK/first-t.bin"
+cp "$WORK/again/v.bin" "$WORK/first-v.bin"
+cp "$WORK/train.bin" "$WORK/again/other-tokens"
+if "$DPRUN" prepare-text --input "$WORK/again" --output "$WORK/again/./t.bin" --val-output "$WORK/again/v.bin" "${PT[@]}" \
+    >"$WORK/out" 2>"$WORK/err" && cmp -s "$WORK/again/t.bin" "$WORK/first-t.bin" &&
+   cmp -s "$WORK/again/v.bin" "$WORK/first-v.bin"; then
+  pass "a re-run does not read its own outputs"
+else
+  fail "a re-run read its own outputs"; cat "$WORK/out" "$WORK/err"
+fi
+grep -q "skipping '$WORK/again/other-tokens': an llm.c token file" "$WORK/out" &&
+  pass "a token file in an input directory is skipped with a note" || { fail "no note on the token file"; cat "$WORK/out"; }
 
 "$DPRUN" prepare-text --help >"$WORK/out" 2>&1 && grep -q -- "--doc-separator" "$WORK/out" &&
   pass "--help" || fail "--help"

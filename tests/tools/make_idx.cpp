@@ -16,7 +16,8 @@
 //   trailing        images file gains 7 bytes of garbage
 //   wrong-dims      images header declares one row more than the payload holds
 //   count-mismatch  labels file holds one label fewer than there are images
-//   label-range     the last label is set to --classes (out of range)
+//   label-range     the last label is set to --classes (out of range for a reader told K
+//                   classes; dprun's idx: takes the class count from the labels)
 //   missing         the labels file is not written
 #include <zlib.h>
 

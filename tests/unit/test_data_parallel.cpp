@@ -385,5 +385,5 @@ TEST(DataParallelTrainer, RefusesDdpOnlyOptionsByName) {
   refused(tiny_config(), 0, "--replicas");
   c = tiny_config();
   c.data = "synthetic:3";
-  refused(c, 4, "larger than the dataset");
+  refused(c, 4, "--data synthetic:3 holds 3 samples, fewer than the 4 replicas");
 }

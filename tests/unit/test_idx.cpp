@@ -309,6 +309,10 @@ TEST(FashionMnist, LoadsTheRealData) {
   const double m = s / 784000, sd = std::sqrt(sq / 784000 - m * m);
   EXPECT_NEAR(m, 0.0, 0.05);
   EXPECT_NEAR(sd, 1.0, 0.05);
+  // What --data idx: uses: the class count from the labels is Fashion-MNIST's 10.
+  const auto [tr, te] = IdxDataset::load_train_test(dir);
+  EXPECT_EQ(tr.num_classes(), 10);
+  EXPECT_EQ(te.num_classes(), 10);
 }
 
 // Positions in a gzip file's errors count the decompressed bytes, and say so.

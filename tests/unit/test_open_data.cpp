@@ -57,9 +57,20 @@ TEST_F(OpenDataTest, Synthetic) {
   EXPECT_EQ(la, lb);
   EXPECT_EQ(a, b);
   EXPECT_EQ(open_data("synthetic", "", o).train->size(), 60000u);
-  for (const char* bad : {"synthetic:", "synthetic:0", "synthetic:-5", "synthetic:12x"})
+  for (const char* bad : {"synthetic:", "synthetic:0", "synthetic:-5", "synthetic:12x",
+                          "synthetic: 5", "synthetic:+5", "synthetic:5 "})
     EXPECT_MENTIONS(open_error(bad), std::string("--data ") + bad +
                                          ": expected synthetic:N with a positive sample count");
+  // Too large for the sampler's indices, and past unsigned long long: an error naming --data,
+  // not std::bad_alloc or a vector length error.
+  for (const char* big :
+       {"synthetic:100000001", "synthetic:4000000000000", "synthetic:99999999999999999999"})
+    EXPECT_MENTIONS(open_error(big),
+                    std::string("--data ") + big + ": at most 100000000 synthetic samples");
+  EXPECT_EQ(open_data("synthetic:100000000", "", o).train->size(), 100000000u);
+  o.synthetic_test_size = 0;
+  EXPECT_MENTIONS(error_of([&] { open_data("synthetic:10", "", o); }),
+                  "--synthetic-test-size must be at least 1 (got 0)");
 }
 
 TEST_F(OpenDataTest, Idx) {
@@ -78,6 +89,52 @@ TEST_F(OpenDataTest, Idx) {
   EXPECT_EQ(test.normalization().mean, train.normalization().mean);
   EXPECT_MENTIONS(open_error("idx:"), "--data idx:: the path is missing (expected idx:DIR)");
   EXPECT_MENTIONS(open_error("idx:" + path("none")), path("none"));
+}
+
+TEST_F(OpenDataTest, IdxTestImagesMustHaveTheTrainingSize) {
+  auto split = [&](const std::string& name, uint32_t rows, uint32_t cols) {
+    const std::vector<uint8_t> lab = {0, 1, 2};
+    std::vector<uint8_t> px(lab.size() * rows * cols);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 7);
+    write_idx_ubyte(path(name + "-images-idx3-ubyte"), {uint32_t(lab.size()), rows, cols}, px,
+                    false);
+    write_idx_ubyte(path(name + "-labels-idx1-ubyte"), {uint32_t(lab.size())}, lab, false);
+  };
+  split("train", 4, 4);
+  // The same pixel count in another shape (evaluated silently before), and another count
+  // (a layer error after training, naming neither the data nor the file).
+  for (auto [rows, cols] : {std::pair<uint32_t, uint32_t>{2, 8}, {5, 5}}) {
+    split("t10k", rows, cols);
+    const std::string e = open_error("idx:" + dir_);
+    EXPECT_MENTIONS(e, "--data idx:" + dir_ + ": the test images '" +
+                           path("t10k-images-idx3-ubyte") + "' are " + std::to_string(rows) + "x" +
+                           std::to_string(cols) + " but the training images '" +
+                           path("train-images-idx3-ubyte") + "' are 4x4");
+  }
+}
+
+TEST_F(OpenDataTest, IdxClassCountComesFromTheLabels) {
+  auto split = [&](const std::string& name, std::vector<uint8_t> lab) {
+    std::vector<uint8_t> px(lab.size() * 4);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 13);
+    write_idx_ubyte(path(name + "-images-idx3-ubyte"), {uint32_t(lab.size()), 2, 2}, px, false);
+    write_idx_ubyte(path(name + "-labels-idx1-ubyte"), {uint32_t(lab.size())}, lab, false);
+  };
+  auto classes = [&] {
+    DataSplits d = open_data("idx:" + dir_, "", DataOptions{});
+    EXPECT_EQ(d.test->num_classes(), d.train->num_classes());
+    return d.train->num_classes();
+  };
+  split("train", {0, 1, 2, 1});
+  split("t10k", {2, 0});
+  EXPECT_EQ(classes(), 3);  // not 10
+  split("t10k", {6, 0});    // a class only the test split has still counts
+  EXPECT_EQ(classes(), 7);
+  split("train", {0, 11, 3, 1});  // more than 10 classes are fine
+  EXPECT_EQ(classes(), 12);
+  split("train", {0, 0});
+  split("t10k", {0});
+  EXPECT_EQ(classes(), 1);
 }
 
 TEST_F(OpenDataTest, Cifar10) {

@@ -6,10 +6,12 @@
 
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/text_corpus.h"
+#include "runtime/data/token_file.h"
 #include "tests/support/temp_dir.h"
 
 using namespace dp;
 using dp::test::error_of;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -41,11 +43,45 @@ TEST_F(TextCorpusTest, DirectoriesLikeFortunes) {
   ASSERT_EQ(symlink("alpha", path("alpha.u8").c_str()), 0);
   std::filesystem::create_directory(path("sub"));
   write_text(path("sub/inner"), "i\n");
-  EXPECT_EQ(list_text_files({dir_}), (std::vector<std::string>{path("alpha"), path("zeta")}));
+  EXPECT_EQ(list_text_files({dir_}).files, (std::vector<std::string>{path("alpha"), path("zeta")}));
   // A file named explicitly is read whatever its name; inputs keep their order.
   EXPECT_EQ(
-      list_text_files({path("sub/inner"), path("alpha.u8"), dir_}),
+      list_text_files({path("sub/inner"), path("alpha.u8"), dir_}).files,
       (std::vector<std::string>{path("sub/inner"), path("alpha.u8"), path("alpha"), path("zeta")}));
+}
+
+// A directory that holds an earlier run's outputs: they are binary tokens, not text.
+TEST_F(TextCorpusTest, DirectoriesSkipOutputsAndTokenFiles) {
+  write_text(path("a.txt"), "a\n");
+  const std::vector<uint16_t> t = {256, 'x', 'y'};
+  write_token_file(path("old.bin"), t.data(), t.size(), 257);
+  write_text(path("train.bin"), "not written yet: excluded by name");
+  write_text(path("val.bin.tmp"), "a half-written output: excluded by name");
+  // The outputs spelled otherwise than the directory listing spells them.
+  const std::string dotted = dir_ + "/./train.bin",
+                    up = dir_ + "/../" + fs::path(dir_).filename().string() + "/val.bin";
+  const std::vector<std::string> outputs = {dotted, dotted + ".tmp", up, up + ".tmp"};
+  const TextFiles f = list_text_files({dir_}, outputs);
+  EXPECT_EQ(f.files, (std::vector<std::string>{path("a.txt")}));
+  EXPECT_EQ(f.skipped_token_files, (std::vector<std::string>{path("old.bin")}));
+  // Named explicitly, a token file is refused rather than read as text.
+  EXPECT_MENTIONS(error_of([&] { list_text_files({path("old.bin")}); }),
+                  "input '" + path("old.bin") + "' is an llm.c token file (magic 20240520)");
+  // A directory of token files only has nothing to read.
+  fs::remove(path("a.txt"));
+  EXPECT_MENTIONS(error_of([&] { list_text_files({dir_}, outputs); }), "holds no text files");
+}
+
+TEST_F(TextCorpusTest, SameFileHoweverSpelled) {
+  write_text(path("x"), "x");
+  const std::string base = fs::path(dir_).filename().string();
+  EXPECT_TRUE(same_file(path("x"), dir_ + "/./x"));
+  EXPECT_TRUE(same_file(path("x"), dir_ + "/../" + base + "/x"));
+  EXPECT_TRUE(same_file(path("nx"), dir_ + "/../" + base + "/nx"));  // neither exists yet
+  ASSERT_EQ(symlink("x", path("link").c_str()), 0);
+  EXPECT_TRUE(same_file(path("x"), path("link")));
+  EXPECT_FALSE(same_file(path("x"), path("y")));
+  EXPECT_FALSE(same_file(path("x"), path("x.tmp")));
 }
 
 TEST_F(TextCorpusTest, BadInputs) {

@@ -118,6 +118,16 @@ TEST_F(TokenFileTest, RejectsEveryBadInput) {
 
   write_bytes(path("version.bin"), file_bytes(20240520, 2, 5, 10, ok));
   EXPECT_MENTIONS(open_error(path("version.bin")), "byte 4: unsupported version 2 (expected 1");
+  EXPECT_EQ(open_error(path("version.bin")).find("LLaMA-3"), std::string::npos)
+      << "version 2 is not llm.c's LLaMA-3 format (that is magic 20240801, version 7)";
+
+  // llm.c's LLaMA-3 files: another magic and version, uint32 tokens (here 2 of them).
+  write_bytes(path("llama3.bin"), file_bytes(20240801, 7, 2, 0, {1, 0, 2, 0}));
+  const std::string l = open_error(path("llama3.bin"));
+  EXPECT_MENTIONS(l, "'" + path("llama3.bin") +
+                         "': byte 0: magic number 20240801 is llm.c's "
+                         "LLaMA-3 format (version 7, uint32 tokens)");
+  EXPECT_MENTIONS(l, "GPT-2 format (magic 20240520, version 1, uint16 tokens)");
 
   write_bytes(path("trunc.bin"), file_bytes(20240520, 1, 6, 10, ok));
   const std::string t = open_error(path("trunc.bin"));
