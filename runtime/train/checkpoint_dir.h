@@ -1,6 +1,6 @@
 #pragma once
 // The checkpoint directory (--checkpoint-dir): file names, choosing the one to resume from,
-// keeping the newest K.
+// keeping the newest K of the run that writes.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,7 +27,20 @@ struct ResumeChoice {
 };
 ResumeChoice choose_checkpoint(const std::string& dir);
 
-// Removes all but the newest `keep` checkpoints (keep 0: keeps all). Returns what it removed.
+// --keep-checkpoints K after writing the checkpoint of `written_step`: keeps it and the K-1
+// newest before it, removes the older ones. Checkpoints of later steps (another history: this
+// run was resumed from an earlier file, or they are damaged) are left alone and listed in
+// `later`; keep 0 removes nothing. The checkpoint just written is never removed.
+struct PruneResult {
+  std::vector<std::string> removed;
+  std::vector<std::string> later;
+};
+PruneResult prune_checkpoints(const std::string& dir, size_t keep, uint64_t written_step);
+
+// The same for the checkpoint this process wrote last (write_checkpoint notes it), when that
+// is in `dir`; removes nothing when this process wrote none there. Warns once per directory
+// about later steps. Returns what it removed.
 std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep);
+void note_checkpoint_written(const std::string& path);
 
 }  // namespace dp

@@ -219,6 +219,40 @@ TEST(CheckpointDir, KeepsTheNewestK) {
   EXPECT_EQ(left[1].step, 100u);
 }
 
+// The audit's case: a good step 30 and a damaged step 40 (another history, or a write gone
+// wrong); --resume auto resumes 30, the run writes 35, and --keep-checkpoints 1 used to keep
+// "the newest", 40, removing 35 and 30: nothing usable left.
+TEST(CheckpointDir, KeepNeverRemovesTheCheckpointJustWritten) {
+  TempDir dir;
+  for (uint64_t s : {30, 40}) write_step(dir.path, s);
+  fs::resize_file(checkpoint_path(dir.path, 40), 100);
+  EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 30));
+  write_step(dir.path, 35);
+  // As the trainer calls it, right after the write.
+  const std::vector<std::string> removed = prune_checkpoints(dir.path, 1);
+  EXPECT_EQ(removed, std::vector<std::string>{checkpoint_path(dir.path, 30)});
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path, 35)));
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path, 40)));  // not this run's to remove
+  EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 35));
+
+  // By step: the K newest up to the one written, later ones listed and left.
+  TempDir d2;
+  for (uint64_t s : {10, 20, 50, 30}) write_step(d2.path, s);
+  const PruneResult r = prune_checkpoints(d2.path, 2, 30);
+  EXPECT_EQ(r.removed, std::vector<std::string>{checkpoint_path(d2.path, 10)});
+  EXPECT_EQ(r.later, std::vector<std::string>{checkpoint_path(d2.path, 50)});
+  std::vector<uint64_t> left;
+  for (const CheckpointEntry& c : list_checkpoints(d2.path)) left.push_back(c.step);
+  EXPECT_EQ(left, (std::vector<uint64_t>{50, 30, 20}));
+
+  // A directory this process wrote nothing into: no reference step, nothing removed.
+  TempDir d3;
+  for (uint64_t s : {1, 2, 3})
+    fs::copy_file(checkpoint_path(d2.path, 20), checkpoint_path(d3.path, s));
+  EXPECT_TRUE(prune_checkpoints(d3.path, 1).empty());
+  EXPECT_EQ(list_checkpoints(d3.path).size(), 3u);
+}
+
 ResumeTarget target_like(const CheckpointMeta& m) {
   ResumeTarget t;
   t.settings = m.settings;
