@@ -1,6 +1,10 @@
 #include "runtime/train/checkpoint_dir.h"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -55,17 +59,80 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& dir) {
   return out;
 }
 
-ResumeChoice choose_checkpoint(const std::string& dir) {
+LeftoverVerdict judge_leftover(const std::string& path) {
+  LeftoverVerdict v;
+  CheckpointTempName t;
+  if (!parse_checkpoint_temp_name(fs::path(path).filename().string(), t)) {
+    v.why = "not a checkpoint temporary of a form dprun writes";
+    return v;
+  }
+  std::error_code ec;
+  const auto mtime = fs::last_write_time(path, ec);
+  if (ec) {
+    v.why = fmt::format("cannot read its time: {}", ec.message());
+    return v;
+  }
+  const double age_s =
+      std::chrono::duration<double>(fs::file_time_type::clock::now() - mtime).count();
+  const bool old = age_s >= double(kLeftoverAgeSeconds);
+  const bool here = !t.host.empty() && t.host == checkpoint_host_tag();
+  if (here || t.host.empty()) {
+    // kill(pid, 0) fails with ESRCH only when no such process exists; EPERM means it exists
+    // (another user's): never take a failure for "gone" without ESRCH.
+    const bool alive = !(::kill(static_cast<pid_t>(t.pid), 0) == -1 && errno == ESRCH);
+    if (alive) {
+      v.why = fmt::format("pid {} {} is running: a checkpoint still being written", t.pid,
+                          here ? "on this host" : "(here, or on another host)");
+      return v;
+    }
+    // The old name holds no host: the PID may belong to a writer on another host sharing
+    // the directory, whose progress only the file's time shows.
+    if (here || old) {
+      v.gone = true;
+      v.why = fmt::format("its writer (pid {}{}) is gone", t.pid, here ? " on this host" : "");
+    } else {
+      v.why = fmt::format(
+          "written {:.0f} s ago by pid {} on an unnamed host (not running here; it may run on "
+          "another host): left until it is {} minutes old",
+          age_s, t.pid, kLeftoverAgeSeconds / 60);
+    }
+    return v;
+  }
+  // Another host's writer: its PID means nothing here. A live writer keeps writing, so a file
+  // untouched for that long belongs to a dead (or hopelessly stuck) one.
+  if (old) {
+    v.gone = true;
+    v.why = fmt::format("its writer (pid {} on {}) has not written to it for {:.0f} minutes", t.pid,
+                        t.host, age_s / 60);
+  } else {
+    v.why = fmt::format(
+        "written {:.0f} s ago by pid {} on {} (another host: it may still be writing); left "
+        "until it is {} minutes old",
+        age_s, t.pid, t.host, kLeftoverAgeSeconds / 60);
+  }
+  return v;
+}
+
+ResumeChoice choose_checkpoint(const std::string& dir, bool remove_leftovers) {
   ResumeChoice choice;
   std::error_code ec;
-  // Temporary files of writers killed mid-write (CheckpointWriter names them
-  // ".step-N.ckpt.tmp.PID"): never a checkpoint, removed so that they do not pile up.
+  // Temporary files of CheckpointWriter (".step-N.ckpt.tmp.[HOST.]PID") are never a checkpoint.
+  // A killed writer's are removed so that they do not pile up, but only when that writer is
+  // certainly gone: removing a live writer's file makes its rename fail and ends its run.
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(".step-", 0) == 0 && name.find(".ckpt.tmp.") != std::string::npos) {
-      fs::remove(e.path(), ec);
-      choice.skipped.push_back(fmt::format(
-          "{}: an incomplete write (its writer was killed); removed", e.path().string()));
+    if (name.rfind(".step-", 0) != 0 || name.find(".ckpt.tmp.") == std::string::npos) continue;
+    const LeftoverVerdict v = judge_leftover(e.path().string());
+    std::error_code rm;
+    if (v.gone && remove_leftovers && fs::remove(e.path(), rm)) {
+      choice.skipped.push_back(
+          fmt::format("{}: an incomplete write ({}); removed", e.path().string(), v.why));
+    } else if (v.gone && remove_leftovers) {
+      choice.skipped.push_back(fmt::format("{}: an incomplete write ({}); cannot remove it: {}",
+                                           e.path().string(), v.why, rm.message()));
+    } else {
+      choice.skipped.push_back(
+          fmt::format("{}: an incomplete write ({}); left in place", e.path().string(), v.why));
     }
   }
   for (const CheckpointEntry& c : list_checkpoints(dir)) {
