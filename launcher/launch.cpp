@@ -1,6 +1,8 @@
 #include "launcher/launch.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,9 +121,39 @@ int launch_main(int argc, char** argv) {
     std::fflush(stderr);
     if (dry_run) return 0;
 
+    // The job runs in a process group of its own: a terminal's Ctrl-C (SIGINT to the whole
+    // foreground group) then reaches only the launcher, which turns it into SIGUSR1 (a
+    // checkpoint, exit 0). In the launcher's group mpirun got the SIGINT itself and aborted
+    // the ranks with SIGTERM (exit 1). The handlers are in place before fork and the signals
+    // blocked across it, so a signal arriving meanwhile waits until g_child is known.
+    const int kForwarded[] = {SIGINT, SIGTERM, SIGUSR1, SIGHUP};
+    sigset_t forwarded, before;
+    sigemptyset(&forwarded);
+    for (int sig : kForwarded) sigaddset(&forwarded, sig);
+    ::sigprocmask(SIG_BLOCK, &forwarded, &before);
+    struct sigaction sa, saved[4];
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 4; ++i) ::sigaction(kForwarded[i], &sa, &saved[i]);
+    const pid_t parent = ::getpid();
     const pid_t child = ::fork();
-    DP_CHECK(child >= 0, "dprun launch: fork failed: {}", std::strerror(errno));
     if (child == 0) {
+      // mpirun gets the dispositions and the mask the launcher was given, not its handlers.
+      for (int i = 0; i < 4; ++i) ::sigaction(kForwarded[i], &saved[i], nullptr);
+      ::sigprocmask(SIG_SETMASK, &before, nullptr);
+      ::setpgid(0, 0);
+      // Out of the terminal's foreground group, a read of the terminal would stop mpirun
+      // (SIGTTIN: it forwards stdin to rank 0); dprun reads no input.
+      const int null_fd = ::open("/dev/null", O_RDONLY);
+      if (null_fd >= 0 && null_fd != STDIN_FILENO) {
+        ::dup2(null_fd, STDIN_FILENO);
+        ::close(null_fd);
+      }
+      // Nothing would forward a Ctrl-C to the job once the launcher is gone (killed with -9,
+      // say): its death asks the job to checkpoint and stop, as the launcher would.
+      ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
+      if (::getppid() != parent) ::_exit(1);  // it died before prctl took effect
       std::vector<char*> args;
       for (const std::string& a : plan.argv) args.push_back(const_cast<char*>(a.c_str()));
       args.push_back(nullptr);
@@ -130,12 +162,15 @@ int launch_main(int argc, char** argv) {
                    std::strerror(errno));
       ::_exit(127);
     }
+    if (child < 0) {
+      const int err = errno;
+      ::sigprocmask(SIG_SETMASK, &before, nullptr);
+      fail("dprun launch: fork failed: {}", std::strerror(err));
+    }
+    // Also here: whichever of the two runs first, the group exists before a signal is sent.
+    ::setpgid(child, child);
     g_child = child;
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    sigemptyset(&sa.sa_mask);
-    for (int sig : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) sigaction(sig, &sa, nullptr);
+    ::sigprocmask(SIG_SETMASK, &before, nullptr);
     int status = 0;
     while (::waitpid(child, &status, 0) < 0) {
       DP_CHECK(errno == EINTR, "dprun launch: waitpid failed: {}", std::strerror(errno));

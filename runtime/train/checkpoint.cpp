@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.h"
+#include "runtime/train/checkpoint_dir.h"
 
 namespace dp {
 
@@ -72,6 +73,8 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
     w.add(t.section, host.raw(), host.nbytes());
   }
   w.commit();
+  // --keep-checkpoints prunes relative to the checkpoint just written (prune_checkpoints).
+  note_checkpoint_written(path);
   return w.bytes_written();
 }
 

@@ -1,12 +1,19 @@
 #include "runtime/train/checkpoint_dir.h"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
 #include "runtime/core/error.h"
+#include "runtime/core/log.h"
 #include "runtime/train/checkpoint_file.h"
 
 namespace dp {
@@ -52,17 +59,80 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& dir) {
   return out;
 }
 
-ResumeChoice choose_checkpoint(const std::string& dir) {
+LeftoverVerdict judge_leftover(const std::string& path) {
+  LeftoverVerdict v;
+  CheckpointTempName t;
+  if (!parse_checkpoint_temp_name(fs::path(path).filename().string(), t)) {
+    v.why = "not a checkpoint temporary of a form dprun writes";
+    return v;
+  }
+  std::error_code ec;
+  const auto mtime = fs::last_write_time(path, ec);
+  if (ec) {
+    v.why = fmt::format("cannot read its time: {}", ec.message());
+    return v;
+  }
+  const double age_s =
+      std::chrono::duration<double>(fs::file_time_type::clock::now() - mtime).count();
+  const bool old = age_s >= double(kLeftoverAgeSeconds);
+  const bool here = !t.host.empty() && t.host == checkpoint_host_tag();
+  if (here || t.host.empty()) {
+    // kill(pid, 0) fails with ESRCH only when no such process exists; EPERM means it exists
+    // (another user's): never take a failure for "gone" without ESRCH.
+    const bool alive = !(::kill(static_cast<pid_t>(t.pid), 0) == -1 && errno == ESRCH);
+    if (alive) {
+      v.why = fmt::format("pid {} {} is running: a checkpoint still being written", t.pid,
+                          here ? "on this host" : "(here, or on another host)");
+      return v;
+    }
+    // The old name holds no host: the PID may belong to a writer on another host sharing
+    // the directory, whose progress only the file's time shows.
+    if (here || old) {
+      v.gone = true;
+      v.why = fmt::format("its writer (pid {}{}) is gone", t.pid, here ? " on this host" : "");
+    } else {
+      v.why = fmt::format(
+          "written {:.0f} s ago by pid {} on an unnamed host (not running here; it may run on "
+          "another host): left until it is {} minutes old",
+          age_s, t.pid, kLeftoverAgeSeconds / 60);
+    }
+    return v;
+  }
+  // Another host's writer: its PID means nothing here. A live writer keeps writing, so a file
+  // untouched for that long belongs to a dead (or hopelessly stuck) one.
+  if (old) {
+    v.gone = true;
+    v.why = fmt::format("its writer (pid {} on {}) has not written to it for {:.0f} minutes", t.pid,
+                        t.host, age_s / 60);
+  } else {
+    v.why = fmt::format(
+        "written {:.0f} s ago by pid {} on {} (another host: it may still be writing); left "
+        "until it is {} minutes old",
+        age_s, t.pid, t.host, kLeftoverAgeSeconds / 60);
+  }
+  return v;
+}
+
+ResumeChoice choose_checkpoint(const std::string& dir, bool remove_leftovers) {
   ResumeChoice choice;
   std::error_code ec;
-  // Temporary files of writers killed mid-write (CheckpointWriter names them
-  // ".step-N.ckpt.tmp.PID"): never a checkpoint, removed so that they do not pile up.
+  // Temporary files of CheckpointWriter (".step-N.ckpt.tmp.[HOST.]PID") are never a checkpoint.
+  // A killed writer's are removed so that they do not pile up, but only when that writer is
+  // certainly gone: removing a live writer's file makes its rename fail and ends its run.
   for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(".step-", 0) == 0 && name.find(".ckpt.tmp.") != std::string::npos) {
-      fs::remove(e.path(), ec);
-      choice.skipped.push_back(fmt::format(
-          "{}: an incomplete write (its writer was killed); removed", e.path().string()));
+    if (name.rfind(".step-", 0) != 0 || name.find(".ckpt.tmp.") == std::string::npos) continue;
+    const LeftoverVerdict v = judge_leftover(e.path().string());
+    std::error_code rm;
+    if (v.gone && remove_leftovers && fs::remove(e.path(), rm)) {
+      choice.skipped.push_back(
+          fmt::format("{}: an incomplete write ({}); removed", e.path().string(), v.why));
+    } else if (v.gone && remove_leftovers) {
+      choice.skipped.push_back(fmt::format("{}: an incomplete write ({}); cannot remove it: {}",
+                                           e.path().string(), v.why, rm.message()));
+    } else {
+      choice.skipped.push_back(
+          fmt::format("{}: an incomplete write ({}); left in place", e.path().string(), v.why));
     }
   }
   for (const CheckpointEntry& c : list_checkpoints(dir)) {
@@ -83,15 +153,71 @@ ResumeChoice choose_checkpoint(const std::string& dir) {
   return choice;
 }
 
-std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep) {
-  std::vector<std::string> removed;
-  if (keep == 0) return removed;
-  const std::vector<CheckpointEntry> all = list_checkpoints(dir);
-  for (size_t i = keep; i < all.size(); ++i) {
+PruneResult prune_checkpoints(const std::string& dir, size_t keep, uint64_t written_step) {
+  PruneResult r;
+  if (keep == 0) return r;
+  const std::string written = checkpoint_path(dir, written_step);
+  size_t kept = 1;  // the one just written, whatever else the directory holds
+  for (const CheckpointEntry& c : list_checkpoints(dir)) {
+    if (c.path == written) continue;
+    // A later step than the one just written is not this run's past: a checkpoint of the
+    // history this run was resumed away from (--resume FILE), or a damaged one that
+    // --resume auto passed over. Removing by step alone took the new checkpoint first.
+    if (c.step > written_step) {
+      r.later.push_back(c.path);
+      continue;
+    }
+    if (kept < keep) {
+      ++kept;
+      continue;
+    }
     std::error_code ec;
-    if (fs::remove(all[i].path, ec)) removed.push_back(all[i].path);
+    if (fs::remove(c.path, ec)) r.removed.push_back(c.path);
   }
-  return removed;
+  return r;
+}
+
+namespace {
+
+std::mutex g_written_mutex;
+std::string g_last_written;  // by this process (note_checkpoint_written)
+std::set<std::string> g_warned_later;
+
+}  // namespace
+
+void note_checkpoint_written(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_written_mutex);
+  g_last_written = path;
+}
+
+std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep) {
+  if (keep == 0) return {};
+  std::string last;
+  {
+    std::lock_guard<std::mutex> lock(g_written_mutex);
+    last = g_last_written;
+  }
+  uint64_t step = 0;
+  std::error_code ec;
+  // Without a checkpoint of its own in `dir` this process has no place in its history to
+  // prune from: it removes nothing rather than guess.
+  if (last.empty() || !parse_name(fs::path(last).filename().string(), step) ||
+      !fs::equivalent(
+          fs::path(last).parent_path().empty() ? fs::path(".") : fs::path(last).parent_path(), dir,
+          ec))
+    return {};
+  PruneResult r = prune_checkpoints(dir, keep, step);
+  if (!r.later.empty()) {
+    std::lock_guard<std::mutex> lock(g_written_mutex);
+    if (g_warned_later.insert(dir).second)
+      log::warn(
+          "--keep-checkpoints: {} holds {} checkpoint(s) of later steps than this run's step "
+          "{} ({}{}): not this run's history (an earlier --resume FILE, or damaged ones "
+          "--resume auto passed over); left in place and not counted. --resume auto takes "
+          "the newest that verifies: remove them if this run is the one to continue",
+          dir, r.later.size(), step, r.later.front(), r.later.size() > 1 ? ", ..." : "");
+  }
+  return r.removed;
 }
 
 }  // namespace dp

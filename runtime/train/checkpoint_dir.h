@@ -1,6 +1,6 @@
 #pragma once
 // The checkpoint directory (--checkpoint-dir): file names, choosing the one to resume from,
-// keeping the newest K.
+// keeping the newest K of the run that writes.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,16 +18,42 @@ struct CheckpointEntry {
 std::vector<CheckpointEntry> list_checkpoints(const std::string& dir);
 
 // --resume auto: the newest checkpoint of `dir` that reads and verifies (every section's
-// checksum). `skipped` says which newer ones were passed over and why, and which leftovers
-// of killed writers were removed. path is empty when the directory has no checkpoint at all
-// (a first start); when it has some and none verifies, that is an error naming each.
+// checksum). `skipped` says which newer ones were passed over and why, and which temporaries
+// of writers were removed or left (judge_leftover). path is empty when the directory has no
+// checkpoint at all (a first start); when it has some and none verifies, that is an error
+// naming each. remove_leftovers false (a read-only use such as --eval-only) removes nothing.
 struct ResumeChoice {
   std::string path;
   std::vector<std::string> skipped;
 };
-ResumeChoice choose_checkpoint(const std::string& dir);
+ResumeChoice choose_checkpoint(const std::string& dir, bool remove_leftovers = true);
 
-// Removes all but the newest `keep` checkpoints (keep 0: keeps all). Returns what it removed.
+// Whether a checkpoint temporary (checkpoint_temp_path) belongs to a writer that is certainly
+// gone: its host is this one (by name) and no process has its PID here; or, when the name
+// holds no host (older dprun), no process has its PID here and the file is
+// kLeftoverAgeSeconds old; or, of another host, the file is that old (a live writer keeps
+// writing to it). why says which, for the log.
+inline constexpr int kLeftoverAgeSeconds = 600;
+struct LeftoverVerdict {
+  bool gone = false;
+  std::string why;
+};
+LeftoverVerdict judge_leftover(const std::string& path);
+
+// --keep-checkpoints K after writing the checkpoint of `written_step`: keeps it and the K-1
+// newest before it, removes the older ones. Checkpoints of later steps (another history: this
+// run was resumed from an earlier file, or they are damaged) are left alone and listed in
+// `later`; keep 0 removes nothing. The checkpoint just written is never removed.
+struct PruneResult {
+  std::vector<std::string> removed;
+  std::vector<std::string> later;
+};
+PruneResult prune_checkpoints(const std::string& dir, size_t keep, uint64_t written_step);
+
+// The same for the checkpoint this process wrote last (write_checkpoint notes it), when that
+// is in `dir`; removes nothing when this process wrote none there. Warns once per directory
+// about later steps. Returns what it removed.
 std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep);
+void note_checkpoint_written(const std::string& path);
 
 }  // namespace dp

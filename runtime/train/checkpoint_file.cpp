@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -82,11 +83,41 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
+std::string checkpoint_host_tag() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "";
+  std::string tag = host;
+  for (char& c : tag)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') c = '_';
+  return tag;
+}
+
+std::string checkpoint_temp_path(const std::string& path) {
+  const std::string name = std::filesystem::path(path).filename().string();
+  const std::string host = checkpoint_host_tag();
+  return directory_of(path) + "/." + name + ".tmp." + (host.empty() ? "" : host + ".") +
+         std::to_string(::getpid());
+}
+
+bool parse_checkpoint_temp_name(const std::string& filename, CheckpointTempName& out) {
+  const std::string mark = ".tmp.";
+  // The first ".tmp." after the hidden name: a host name may hold ".tmp." too, a target not.
+  const size_t at = filename.find(mark, 1);
+  if (filename.size() < 2 || filename[0] != '.' || at == std::string::npos) return false;
+  const std::string rest = filename.substr(at + mark.size());
+  const size_t dot = rest.rfind('.');
+  const std::string digits = dot == std::string::npos ? rest : rest.substr(dot + 1);
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  out.target = filename.substr(1, at - 1);
+  out.host = dot == std::string::npos ? "" : rest.substr(0, dot);
+  out.pid = std::stol(digits);
+  return out.pid > 0 && !out.target.empty();
+}
+
 CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)) {
-  const std::string name = std::filesystem::path(path_).filename().string();
-  // Hidden and named by the writing process: a reader listing the directory never mistakes
-  // it for a checkpoint, and a leftover of a killed writer is recognisable as such.
-  tmp_ = directory_of(path_) + "/." + name + ".tmp." + std::to_string(::getpid());
+  tmp_ = checkpoint_temp_path(path_);
   check_replaceable();
   // O_NOFOLLOW: a link at the temporary name is refused, not written through.
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);

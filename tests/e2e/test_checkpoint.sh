@@ -92,6 +92,16 @@ cp -r ck ckd && truncate -s 1000 ckd/step-00000064.ckpt
 mpi 2 "${MLP[@]}" --checkpoint-dir ckd --resume auto --steps 64 >dmg.out 2>&1
 grep -q "skipped checkpoint ckd/step-00000064.ckpt: byte" dmg.out && grep -q "resumed from ckd/step-00000037.ckpt" dmg.out &&
   pass "a truncated newest checkpoint is skipped with the byte where it ends" || { fail "damaged newest"; cat dmg.out; }
+# --keep-checkpoints 1 next to that damaged later step: the run resumes 37, is preempted at 40
+# and keeps 40 (pruning by step alone kept the damaged 64 and removed 40 and 37).
+cp -r ck ckp && truncate -s 1000 ckp/step-00000064.ckpt
+rc=0
+DPRUN_FAULT_SIGNAL=rank=1,step=40,signal=USR1 mpi 2 "${MLP[@]}" --checkpoint-dir ckp --resume auto \
+  --keep-checkpoints 1 >keep.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && verify ckp/step-00000040.ckpt && [ ! -e ckp/step-00000037.ckpt ] && [ ! -e ckp/step-00000025.ckpt ] &&
+  [ -e ckp/step-00000064.ckpt ] && grep -q "keep-checkpoints: ckp holds 1 checkpoint(s) of later steps" keep.out &&
+  pass "--keep-checkpoints 1 keeps the checkpoint just written, not a damaged later one" ||
+  { fail "keep next to a damaged later step (exit $rc): $(ls ckp)"; grep -E "checkpoint|error" keep.out; }
 
 # --- a rank killed with -9: the others exit non-zero and write no checkpoint ------------------
 LONG=(--data synthetic:4096 --model mlp --hidden 256 --epochs 400 --batch-size 32 --log-interval 100000)

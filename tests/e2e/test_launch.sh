@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # dprun launch: starts one rank per core here, prints the command, passes the exit code and
-# turns SIGTERM into a clean preemption (checkpoint, exit 0).
+# turns SIGTERM, and a terminal's Ctrl-C, into a clean preemption (checkpoint, exit 0).
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$WORK" || exit 1
 export PATH="$(dirname "$MPIEXEC"):$PATH"
@@ -30,4 +30,47 @@ wait "$job" || rc=$?
 [ "$rc" = 0 ] && grep -q -E "preempted by (SIGUSR1|a signal on another rank)" sig.out &&
   ls ck/step-*.ckpt >/dev/null 2>&1 &&
   pass "SIGTERM to the launcher: the ranks checkpoint and the job exits 0" || { fail "signal (exit $rc)"; grep -E "preempted|error" sig.out; tail -5 sig.out; }
+
+# Ctrl-C at a terminal sends SIGINT to the whole foreground process group. setsid starts the
+# launcher at the head of a group of its own, as a shell starts a job; the group gets the
+# SIGINT. Only the launcher may act on it (SIGUSR1 to the job: checkpoint, exit 0): mpirun in
+# that group would get it too and abort the ranks with SIGTERM (exit 1).
+timeout 120 setsid "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 500 \
+  --log-interval 100000 --checkpoint-dir ckint >int.out 2>&1 &
+job=$!
+for _ in $(seq 150); do grep -q "^reducer" int.out 2>/dev/null && break; sleep 0.2; done
+sleep 0.5
+launcher=$(pgrep -f "^$DPRUN launch -np 2 -- .*--checkpoint-dir ckint" | head -1)
+pgid=$(ps -o pgid= -p "$launcher" | tr -d ' ')
+rc=0
+if [ -n "$pgid" ] && [ "$pgid" = "$launcher" ] && [ "$pgid" != "$(ps -o pgid= -p $$ | tr -d ' ')" ]; then
+  kill -INT -- "-$pgid"
+  wait "$job" || rc=$?
+  [ "$rc" = 0 ] && grep -q -E "preempted by (SIGUSR1|a signal on another rank)" int.out &&
+    ls ckint/step-*.ckpt >/dev/null 2>&1 &&
+    pass "SIGINT to the launcher's process group (Ctrl-C): the ranks checkpoint and the job exits 0" ||
+    { fail "Ctrl-C (exit $rc)"; grep -E "preempted|error|mpirun" int.out; tail -5 int.out; }
+else
+  fail "the launcher ($launcher) does not lead its own process group ($pgid)"
+  kill -TERM "$job" 2>/dev/null
+  wait "$job"
+fi
+
+# The launcher killed with -9 forwards nothing: the kernel's parent-death signal (SIGUSR1) to
+# mpirun stands in for it, and the job checkpoints and stops instead of running unattended.
+timeout 120 setsid "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 500 \
+  --log-interval 100000 --checkpoint-dir ckkill >kill.out 2>&1 &
+job=$!
+for _ in $(seq 150); do grep -q "^reducer" kill.out 2>/dev/null && break; sleep 0.2; done
+sleep 0.5
+launcher=$(pgrep -f "^$DPRUN launch -np 2 -- .*--checkpoint-dir ckkill" | head -1)
+mpirun_pid=$(pgrep -P "$launcher" | head -1)
+ranks=$(pgrep -P "$mpirun_pid" | tr '\n' ' ')
+[ -n "$launcher" ] && kill -KILL "$launcher"
+{ wait "$job"; } 2>/dev/null  # no "Killed" notice from bash
+alive() { for p in $ranks; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+for _ in $(seq 100); do alive || break; sleep 0.2; done
+[ -n "$ranks" ] && ! alive && grep -q -E "preempted by (SIGUSR1|a signal on another rank)" kill.out &&
+  ls ckkill/step-*.ckpt >/dev/null 2>&1 && pass "the launcher killed with -9: the job checkpoints and stops" ||
+  { fail "launcher kill -9 (ranks: $ranks)"; tail -5 kill.out; kill -KILL $mpirun_pid $ranks 2>/dev/null; }
 finish

@@ -3,7 +3,10 @@
 // overwritten; the directory policy (newest that verifies, leftovers, keep K); the resume
 // rules (never a silent change of the training).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +175,19 @@ TEST(Checkpoint, AnotherModelOrOptimizerIsRefusedBeforeAnythingChanges) {
   EXPECT_EQ(flat(same->parameters()), flat(small->parameters()));
 }
 
+// The PID of a process that has exited (and been reaped): no process has it, until reused.
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return pid;
+}
+
+void age_file(const std::string& path, std::chrono::seconds by) {
+  fs::last_write_time(path, fs::file_time_type::clock::now() - by);
+}
+
 void write_step(const std::string& dir, uint64_t step) {
   auto m = make_mlp(4, {}, 2, 0);
   SGD opt(m->parameters());
@@ -188,14 +204,16 @@ TEST(CheckpointDir, ResumeAutoTakesTheNewestThatVerifies) {
   EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 30));
   // The newest is cut short, and a writer was killed mid-file: step 20 it is, saying why.
   fs::resize_file(checkpoint_path(dir.path, 30), 100);
-  std::ofstream(dir.path + "/.step-00000040.ckpt.tmp.1234") << "partial";
+  const std::string leftover = dir.path + "/.step-00000040.ckpt.tmp." + checkpoint_host_tag() +
+                               "." + std::to_string(dead_pid());
+  std::ofstream(leftover) << "partial";
   std::ofstream(dir.path + "/notes.txt") << "not a checkpoint";
   const ResumeChoice c = choose_checkpoint(dir.path);
   EXPECT_EQ(c.path, checkpoint_path(dir.path, 20));
   ASSERT_EQ(c.skipped.size(), 2u);
   EXPECT_NE(c.skipped[0].find("incomplete write"), std::string::npos) << c.skipped[0];
   EXPECT_NE(c.skipped[1].find("step-00000030.ckpt"), std::string::npos) << c.skipped[1];
-  EXPECT_FALSE(fs::exists(dir.path + "/.step-00000040.ckpt.tmp.1234"));
+  EXPECT_FALSE(fs::exists(leftover));
   EXPECT_TRUE(fs::exists(dir.path + "/notes.txt"));
   // None verifies: an error listing each, not a silent fresh start.
   fs::resize_file(checkpoint_path(dir.path, 20), 50);
@@ -219,6 +237,97 @@ TEST(CheckpointDir, KeepsTheNewestK) {
   ASSERT_EQ(left.size(), 2u);
   EXPECT_EQ(left[0].step, 1000u);  // by step, not by name
   EXPECT_EQ(left[1].step, 100u);
+}
+
+// The audit's case: a good step 30 and a damaged step 40 (another history, or a write gone
+// wrong); --resume auto resumes 30, the run writes 35, and --keep-checkpoints 1 used to keep
+// "the newest", 40, removing 35 and 30: nothing usable left.
+TEST(CheckpointDir, KeepNeverRemovesTheCheckpointJustWritten) {
+  TempDir dir;
+  for (uint64_t s : {30, 40}) write_step(dir.path, s);
+  fs::resize_file(checkpoint_path(dir.path, 40), 100);
+  EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 30));
+  write_step(dir.path, 35);
+  // As the trainer calls it, right after the write.
+  const std::vector<std::string> removed = prune_checkpoints(dir.path, 1);
+  EXPECT_EQ(removed, std::vector<std::string>{checkpoint_path(dir.path, 30)});
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path, 35)));
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path, 40)));  // not this run's to remove
+  EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 35));
+
+  // By step: the K newest up to the one written, later ones listed and left.
+  TempDir d2;
+  for (uint64_t s : {10, 20, 50, 30}) write_step(d2.path, s);
+  const PruneResult r = prune_checkpoints(d2.path, 2, 30);
+  EXPECT_EQ(r.removed, std::vector<std::string>{checkpoint_path(d2.path, 10)});
+  EXPECT_EQ(r.later, std::vector<std::string>{checkpoint_path(d2.path, 50)});
+  std::vector<uint64_t> left;
+  for (const CheckpointEntry& c : list_checkpoints(d2.path)) left.push_back(c.step);
+  EXPECT_EQ(left, (std::vector<uint64_t>{50, 30, 20}));
+
+  // A directory this process wrote nothing into: no reference step, nothing removed.
+  TempDir d3;
+  for (uint64_t s : {1, 2, 3})
+    fs::copy_file(checkpoint_path(d2.path, 20), checkpoint_path(d3.path, s));
+  EXPECT_TRUE(prune_checkpoints(d3.path, 1).empty());
+  EXPECT_EQ(list_checkpoints(d3.path).size(), 3u);
+}
+
+// --resume auto removes a writer's temporary only when that writer is certainly gone: an
+// --eval-only --resume auto next to a training run removed the run's checkpoint in progress,
+// whose rename then failed and ended the run.
+TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
+  TempDir dir;
+  write_step(dir.path, 10);
+  const std::string host = checkpoint_host_tag();
+  const std::string mine = std::to_string(::getpid()), dead = std::to_string(dead_pid()),
+                    dead2 = std::to_string(dead_pid());
+  auto tmp = [&](const std::string& rest) {
+    const std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
+    std::ofstream(p) << "partial";
+    return p;
+  };
+  const std::string live = tmp(host + "." + mine);       // a writer running here
+  const std::string live_old = tmp(mine);                // older name, a live PID, 20 min old
+  const std::string gone = tmp(host + "." + dead);       // a writer here that is gone
+  const std::string gone_old = tmp(dead);                // older name, no such PID, 20 min old
+  const std::string unsure = tmp(dead2);                 // older name, no such PID, fresh
+  const std::string remote = tmp("other-host.tmp.x.1");  // another host's, fresh
+  const std::string remote_old = tmp("other-host.2");    // another host's, 20 min untouched
+  for (const std::string& p : {live_old, gone_old, remote_old})
+    age_file(p, std::chrono::minutes(20));
+
+  // A read-only use (--eval-only) removes nothing, and still resumes from the checkpoint.
+  const ResumeChoice ro = choose_checkpoint(dir.path, /*remove_leftovers=*/false);
+  EXPECT_EQ(ro.path, checkpoint_path(dir.path, 10));
+  for (const std::string& p : {live, live_old, gone, gone_old, unsure, remote, remote_old})
+    EXPECT_TRUE(fs::exists(p)) << p;
+
+  const ResumeChoice c = choose_checkpoint(dir.path);
+  EXPECT_EQ(c.path, checkpoint_path(dir.path, 10));
+  for (const std::string& p : {live, live_old, unsure, remote}) EXPECT_TRUE(fs::exists(p)) << p;
+  for (const std::string& p : {gone, gone_old, remote_old}) EXPECT_FALSE(fs::exists(p)) << p;
+  std::string all;
+  for (const std::string& s : c.skipped) all += s + "\n";
+  EXPECT_NE(all.find(live + ": an incomplete write (pid " + mine + " on this host is running"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(all.find(gone + ": an incomplete write (its writer (pid " + dead +
+                     " on this host) is gone); removed"),
+            std::string::npos)
+      << all;
+
+  // The writer's own name parses back to this host and this process.
+  CheckpointTempName t;
+  ASSERT_TRUE(parse_checkpoint_temp_name(
+      fs::path(checkpoint_temp_path(checkpoint_path(dir.path, 7))).filename().string(), t));
+  EXPECT_EQ(t.target, "step-00000007.ckpt");
+  EXPECT_EQ(t.host, host);
+  EXPECT_EQ(t.pid, long(::getpid()));
+  ASSERT_TRUE(parse_checkpoint_temp_name(".step-1.ckpt.tmp.other-host.tmp.x.1", t));
+  EXPECT_EQ(t.host, "other-host.tmp.x");
+  EXPECT_FALSE(parse_checkpoint_temp_name(".step-1.ckpt.tmp.host.", t));
+  EXPECT_FALSE(parse_checkpoint_temp_name(".step-1.ckpt.tmp.0", t));
 }
 
 ResumeTarget target_like(const CheckpointMeta& m) {

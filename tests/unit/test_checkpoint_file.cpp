@@ -273,7 +273,7 @@ TEST_F(CheckpointFileTest, ReplacesOnlyRegularFiles) {
   EXPECT_THROW(write_sample("step-2.ckpt"), Error);
   EXPECT_TRUE(fs::is_fifo(dir_ + "/step-2.ckpt"));
 
-  const std::string tmp = dir_ + "/.step-3.ckpt.tmp." + std::to_string(::getpid());
+  const std::string tmp = checkpoint_temp_path(dir_ + "/step-3.ckpt");
   fs::create_symlink(victim, tmp);
   EXPECT_THROW(write_sample("step-3.ckpt"), Error);
   EXPECT_EQ(read_bytes(victim), "keep me");
