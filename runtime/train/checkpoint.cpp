@@ -73,8 +73,6 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
     w.add(t.section, host.raw(), host.nbytes());
   }
   w.commit();
-  // --keep-checkpoints prunes relative to the checkpoint just written (prune_checkpoints).
-  note_checkpoint_written(path);
   return w.bytes_written();
 }
 

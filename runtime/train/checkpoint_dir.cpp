@@ -7,13 +7,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <mutex>
-#include <set>
 
 #include <fmt/format.h>
 
 #include "runtime/core/error.h"
-#include "runtime/core/log.h"
 #include "runtime/train/checkpoint_file.h"
 
 namespace dp {
@@ -175,49 +172,6 @@ PruneResult prune_checkpoints(const std::string& dir, size_t keep, uint64_t writ
     if (fs::remove(c.path, ec)) r.removed.push_back(c.path);
   }
   return r;
-}
-
-namespace {
-
-std::mutex g_written_mutex;
-std::string g_last_written;  // by this process (note_checkpoint_written)
-std::set<std::string> g_warned_later;
-
-}  // namespace
-
-void note_checkpoint_written(const std::string& path) {
-  std::lock_guard<std::mutex> lock(g_written_mutex);
-  g_last_written = path;
-}
-
-std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep) {
-  if (keep == 0) return {};
-  std::string last;
-  {
-    std::lock_guard<std::mutex> lock(g_written_mutex);
-    last = g_last_written;
-  }
-  uint64_t step = 0;
-  std::error_code ec;
-  // Without a checkpoint of its own in `dir` this process has no place in its history to
-  // prune from: it removes nothing rather than guess.
-  if (last.empty() || !parse_name(fs::path(last).filename().string(), step) ||
-      !fs::equivalent(
-          fs::path(last).parent_path().empty() ? fs::path(".") : fs::path(last).parent_path(), dir,
-          ec))
-    return {};
-  PruneResult r = prune_checkpoints(dir, keep, step);
-  if (!r.later.empty()) {
-    std::lock_guard<std::mutex> lock(g_written_mutex);
-    if (g_warned_later.insert(dir).second)
-      log::warn(
-          "--keep-checkpoints: {} holds {} checkpoint(s) of later steps than this run's step "
-          "{} ({}{}): not this run's history (an earlier --resume FILE, or damaged ones "
-          "--resume auto passed over); left in place and not counted. --resume auto takes "
-          "the newest that verifies: remove them if this run is the one to continue",
-          dir, r.later.size(), step, r.later.front(), r.later.size() > 1 ? ", ..." : "");
-  }
-  return r.removed;
 }
 
 }  // namespace dp

@@ -50,10 +50,4 @@ struct PruneResult {
 };
 PruneResult prune_checkpoints(const std::string& dir, size_t keep, uint64_t written_step);
 
-// The same for the checkpoint this process wrote last (write_checkpoint notes it), when that
-// is in `dir`; removes nothing when this process wrote none there. Warns once per directory
-// about later steps. Returns what it removed.
-std::vector<std::string> prune_checkpoints(const std::string& dir, size_t keep);
-void note_checkpoint_written(const std::string& path);
-
 }  // namespace dp

@@ -233,7 +233,8 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
     try {
       std::string path = cfg_.resume;
       if (cfg_.resume == "auto") {
-        ResumeChoice choice = choose_checkpoint(cfg_.checkpoint_dir);
+        // Evaluation only reads: it leaves even a dead writer's temporary to the training.
+        ResumeChoice choice = choose_checkpoint(cfg_.checkpoint_dir, !cfg_.eval_only);
         for (const std::string& why : choice.skipped) log::warn("--resume auto: skipped {}", why);
         path = choice.path;
       }
@@ -340,8 +341,19 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epo
       if (watch_) writing = std::unique_lock<std::mutex>(watch_->write_lock());
       const uint64_t bytes = write_checkpoint(path, meta, parameters(), buffers(), *optimizer_);
       const double secs = (now_us() - t0) / 1e6;
-      const std::vector<std::string> removed =
-          prune_checkpoints(cfg_.checkpoint_dir, cfg_.keep_checkpoints);
+      const PruneResult pruned =
+          prune_checkpoints(cfg_.checkpoint_dir, cfg_.keep_checkpoints, step_);
+      const std::vector<std::string>& removed = pruned.removed;
+      if (!pruned.later.empty() && !warned_later_checkpoints_) {
+        warned_later_checkpoints_ = true;
+        log::warn(
+            "--keep-checkpoints: {} holds {} checkpoint(s) of later steps than this run's step "
+            "{} ({}{}): not this run's history (an earlier --resume FILE, or damaged ones "
+            "--resume auto passed over); left in place and not counted. --resume auto takes "
+            "the newest that verifies: remove them if this run is the one to continue",
+            cfg_.checkpoint_dir, pruned.later.size(), step_, pruned.later.front(),
+            pruned.later.size() > 1 ? ", ..." : "");
+      }
       if (!cfg_.quiet)
         log::rank0("checkpoint {}: {:.1f} MB in {:.2f} s ({:.0f} MB/s){}", path,
                    double(bytes) / 1e6, secs, double(bytes) / 1e6 / std::max(secs, 1e-9),

@@ -119,8 +119,10 @@ class Trainer {
   std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
-  Tensor targets_;                       // loss_targets()' flattened view
-  std::vector<Tensor> buffer_snapshot_;  // save_buffers()' copies
+  Tensor targets_;  // loss_targets()' flattened view
+  std::vector<Tensor> buffer_snapshot_;
+  bool warned_later_checkpoints_ =
+      false;  // --keep-checkpoints' note, once per run  // save_buffers()' copies
   std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
