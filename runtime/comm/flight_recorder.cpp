@@ -84,7 +84,18 @@ std::string FlightRecorder::summary(int rank, double now) const {
   if (next < entries.size()) {
     s += fmt::format("; #{} {}", entries[next].seq, pending_for(entries[next], now));
   }
+  // The peer first: seeing it, the reader sees the text stored before it.
+  const int peer = waiting_peer_.load();
+  const char* what = waiting_what_.load();
+  if (peer >= 0)
+    s += fmt::format(", its communication thread waits for rank {}'s message ({})", peer, what);
   return s;
+}
+
+void FlightRecorder::set_waiting_for(int peer, const char* what) {
+  // The text first: a reader that sees the peer sees its text (or the next one's).
+  waiting_what_.store(what);
+  waiting_peer_.store(peer);
 }
 
 std::vector<std::string> FlightRecorder::dump_lines(int rank, double now) const {

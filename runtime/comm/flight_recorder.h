@@ -55,12 +55,38 @@ class FlightRecorder {
   // every time. Thread-safe.
   std::string dump_once(int rank, std::FILE* out) const;
 
+  // What the communication thread is blocked on right now: a message from `peer` (a rank of
+  // the group) for `what` (a string literal), or nothing (peer < 0). The summary then says
+  // "waits for rank P's message (what)": a stuck rank never reports itself (it is not
+  // waiting, it is late), so its partners' messages must name it. Lock-free: set around
+  // every blocking receive.
+  void set_waiting_for(int peer, const char* what);
+  int waiting_for() const { return waiting_peer_.load(std::memory_order_relaxed); }
+
  private:
   double origin_us_;
   mutable std::mutex mu_;
   std::array<WorkPtr, kCapacity> ring_;
   uint64_t count_ = 0;
   mutable std::atomic<bool> dumped_{false};
+  std::atomic<int> waiting_peer_{-1};
+  std::atomic<const char*> waiting_what_{""};
+};
+
+// Notes a blocking receive from `peer` in `recorder` (may be null) for its scope.
+class WaitingFor {
+ public:
+  WaitingFor(FlightRecorder* recorder, int peer, const char* what) : recorder_(recorder) {
+    if (recorder_) recorder_->set_waiting_for(peer, what);
+  }
+  ~WaitingFor() {
+    if (recorder_) recorder_->set_waiting_for(-1, "");
+  }
+  WaitingFor(const WaitingFor&) = delete;
+  WaitingFor& operator=(const WaitingFor&) = delete;
+
+ private:
+  FlightRecorder* recorder_;
 };
 
 }  // namespace dp

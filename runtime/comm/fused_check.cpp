@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include <fmt/format.h>
@@ -85,13 +87,34 @@ void for_each_block(const unsigned char* x, unsigned char* y, size_t n, F f) {
   }
 }
 
+// min and max that give the same bits whichever partner calls them (the two partners of a
+// step pass their operands in opposite orders): std::min(a, b) returns a for a NaN b and
+// keeps whichever zero comes first, so partners ended with different values. A NaN wins (as
+// a quiet NaN), and -0 is below +0.
+float lowest(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<float>::quiet_NaN();
+  if (a == b) return std::signbit(a) ? a : b;
+  return a < b ? a : b;
+}
+float highest(float a, float b) {
+  if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<float>::quiet_NaN();
+  if (a == b) return std::signbit(a) ? b : a;
+  return a > b ? a : b;
+}
+int32_t lowest(int32_t a, int32_t b) {
+  return std::min(a, b);
+}
+int32_t highest(int32_t a, int32_t b) {
+  return std::max(a, b);
+}
+
 template <typename T>
 void combine_values(const unsigned char* x, unsigned char* y, size_t n, ReduceOp op) {
   for_each_block<T>(x, y, n, [op](const T* a, T* b, size_t m) {
     if (op == ReduceOp::min) {
-      for (size_t i = 0; i < m; ++i) b[i] = std::min(a[i], b[i]);
+      for (size_t i = 0; i < m; ++i) b[i] = lowest(a[i], b[i]);
     } else if (op == ReduceOp::max) {
-      for (size_t i = 0; i < m; ++i) b[i] = std::max(a[i], b[i]);
+      for (size_t i = 0; i < m; ++i) b[i] = highest(a[i], b[i]);
     } else {
       for (size_t i = 0; i < m; ++i) b[i] = add(a[i], b[i]);
     }
@@ -230,9 +253,12 @@ void FusedCheck::run_pair(MPI_Comm comm, const Fingerprint& fp, Tensor& t, Reduc
   write_header(mine_, h);
   std::memcpy(payload(mine_), other, other_n * sizeof(float));
   MPI_Status status;
-  check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
-                        int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
-           "MPI_Sendrecv", peer, fp);
+  {
+    WaitingFor waiting(recorder_, peer, "desync check, with the first halves");
+    check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
+                          int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
+             "MPI_Sendrecv", peer, fp);
+  }
   const size_t words = received_words(status, peer, fp);
   Header in;
   std::memcpy(static_cast<void*>(&in), theirs_.get(), sizeof(in));
@@ -255,6 +281,7 @@ void FusedCheck::run_pair(MPI_Comm comm, const Fingerprint& fp, Tensor& t, Reduc
     std::memcpy(block, theirs + lo * sizeof(float), m * sizeof(float));
     for (size_t i = 0; i < m; ++i) own[lo + i] += block[i];
   }
+  WaitingFor waiting(recorder_, peer, "the finished halves");
   check_rc(MPI_Sendrecv(own, int(own_n), MPI_FLOAT, peer, kPairTag, other, int(other_n), MPI_FLOAT,
                         peer, kPairTag, comm, MPI_STATUS_IGNORE),
            "MPI_Sendrecv (finished halves)", peer, fp);
@@ -262,6 +289,8 @@ void FusedCheck::run_pair(MPI_Comm comm, const Fingerprint& fp, Tensor& t, Reduc
 
 void FusedCheck::send(MPI_Comm comm, int peer, const Fingerprint& fp) {
   const int n = int(mine_.size());
+  // A send blocks too, until the peer takes a message larger than the eager limit.
+  WaitingFor waiting(recorder_, peer, "desync check");
   check_rc(MPI_Send(mine_.data(), n, MPI_UINT64_T, peer, kTag, comm), "MPI_Send", peer, fp);
 }
 
@@ -276,16 +305,22 @@ uint64_t* FusedCheck::inbox() {
 
 void FusedCheck::receive(MPI_Comm comm, int peer, const Fingerprint& fp, bool adopt) {
   MPI_Status status;
-  check_rc(MPI_Recv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status), "MPI_Recv",
-           peer, fp);
+  {
+    WaitingFor waiting(recorder_, peer, "desync check");
+    check_rc(MPI_Recv(inbox(), int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
+             "MPI_Recv", peer, fp);
+  }
   combine_received(received_words(status, peer, fp), adopt);
 }
 
 void FusedCheck::exchange(MPI_Comm comm, int peer, const Fingerprint& fp) {
   MPI_Status status;
-  check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
-                        int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
-           "MPI_Sendrecv", peer, fp);
+  {
+    WaitingFor waiting(recorder_, peer, "desync check");
+    check_rc(MPI_Sendrecv(mine_.data(), int(mine_.size()), MPI_UINT64_T, peer, kTag, inbox(),
+                          int(kInboxWords), MPI_UINT64_T, peer, kTag, comm, &status),
+             "MPI_Sendrecv", peer, fp);
+  }
   combine_received(received_words(status, peer, fp), /*adopt=*/false);
 }
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "runtime/comm/fingerprint.h"
+#include "runtime/comm/flight_recorder.h"
 #include "runtime/comm/process_group.h"
 #include "runtime/core/tensor.h"
 
@@ -68,6 +69,10 @@ class FusedCheck {
   bool pair_fits(const Tensor& t, ReduceOp op, int world) const;
   void run_pair(MPI_Comm comm, const Fingerprint& fp, Tensor& t, ReduceOp op);
 
+  // Where to note each blocking receive (FlightRecorder::set_waiting_for), so that a timeout
+  // names the rank whose message never came. Ranks of the communicator the calls get.
+  void set_recorder(FlightRecorder* recorder) { recorder_ = recorder; }
+
  private:
   // One step with `peer`: sends this rank's message, receives the peer's and combines it.
   void exchange(MPI_Comm comm, int peer, const Fingerprint& fp);
@@ -82,6 +87,7 @@ class FusedCheck {
   size_t max_bytes_;
   std::vector<uint64_t> mine_;          // header + payload: what this rank sends, reduced in place
   std::unique_ptr<uint64_t[]> theirs_;  // what arrived (kInboxWords)
+  FlightRecorder* recorder_ = nullptr;
 };
 
 }  // namespace dp

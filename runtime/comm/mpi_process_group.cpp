@@ -111,6 +111,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   rc = MPI_Op_create(&half_sum<f16>, /*commute=*/1, &f16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (float16 sum) failed (MPI error {})", rc);
   fused_ = std::make_unique<FusedCheck>(options_.fused_max_bytes);
+  fused_->set_recorder(&flight_recorder());
   int node_split = options_.node_split;
   if (node_split == 0) {
     if (const char* env = std::getenv("DPRUN_NODE_SPLIT")) node_split = std::atoi(env);
@@ -350,7 +351,8 @@ void MpiProcessGroup::run_allreduce(Tensor t, ReduceOp op, const Work& w, const 
     check(flat_fp);
     if (size_ > 1 && t.dtype() == DType::f32 && (op == ReduceOp::sum || op == ReduceOp::avg) &&
         t.nbytes() >= options_.ring_min_bytes && n / size_ < chunk) {
-      RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_);
+      RingResult r = ring_allreduce_f32(t.f32(), n, op == ReduceOp::avg, comm_, ring_scratch_,
+                                        &flight_recorder());
       check_mpi(r.mpi_error, r.call, w);
       return;
     }

@@ -156,8 +156,8 @@ class MpiProcessGroup : public ProcessGroup {
   WorkPtr enqueue(std::string description, uint64_t hash, Run run);
   void comm_loop();
   // The desync check every collective passes before its data moves: through the shared
-  // control block when there is one (runtime/comm/shm_allreduce.h), else one small
-  // MPI_Allreduce (runtime/comm/mpi_fingerprint.h).
+  // control block when there is one (runtime/comm/shm_allreduce.h), else dprun's recursive
+  // doubling of small point-to-point messages (runtime/comm/fused_check.h).
   void check(const Fingerprint& fp);
   // Host staging of CUDA tensors through pinned buffers from staging_.
   std::shared_ptr<Tensor> stage_out(const Tensor& t);

@@ -14,7 +14,7 @@ size_t chunk_begin(size_t count, int n, int c) {
 }  // namespace
 
 RingResult ring_allreduce_f32(float* data, size_t count, bool average, MPI_Comm comm,
-                              std::vector<float>& scratch) {
+                              std::vector<float>& scratch, FlightRecorder* recorder) {
   int rank = 0, n = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &n);
@@ -31,6 +31,7 @@ RingResult ring_allreduce_f32(float* data, size_t count, bool average, MPI_Comm 
   for (int s = 0; s < n - 1; ++s) {
     const int send_c = mod(rank - s), recv_c = mod(rank - s - 1);
     const size_t rn = size(recv_c);
+    WaitingFor waiting(recorder, left, "ring reduce-scatter");
     int e = MPI_Sendrecv(data + begin(send_c), static_cast<int>(size(send_c)), MPI_FLOAT, right,
                          kTag, scratch.data(), static_cast<int>(rn), MPI_FLOAT, left, kTag, comm,
                          MPI_STATUS_IGNORE);
@@ -49,6 +50,7 @@ RingResult ring_allreduce_f32(float* data, size_t count, bool average, MPI_Comm 
   // All-gather: pass the finished chunks around the ring.
   for (int s = 0; s < n - 1; ++s) {
     const int send_c = mod(rank + 1 - s), recv_c = mod(rank - s);
+    WaitingFor waiting(recorder, left, "ring all-gather");
     int e = MPI_Sendrecv(data + begin(send_c), static_cast<int>(size(send_c)), MPI_FLOAT, right,
                          kTag, data + begin(recv_c), static_cast<int>(size(recv_c)), MPI_FLOAT,
                          left, kTag, comm, MPI_STATUS_IGNORE);

@@ -11,6 +11,8 @@
 // ranks), and replicas that drift apart by one ulp per step are no longer replicas.
 #include <mpi.h>
 
+#include "runtime/comm/flight_recorder.h"
+
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -25,7 +27,9 @@ struct RingResult {
 // In place over `data[0, count)`. With `average`, the result is divided by the world size
 // (on the owned chunk only, before the all-gather: 1/n of the multiplications).
 // `scratch` is grown to the largest chunk and reused across calls.
+// `recorder` (may be null) notes each step's wait for the left neighbour's chunk
+// (FlightRecorder::set_waiting_for), so that a timeout names the rank that never sent it.
 RingResult ring_allreduce_f32(float* data, size_t count, bool average, MPI_Comm comm,
-                              std::vector<float>& scratch);
+                              std::vector<float>& scratch, FlightRecorder* recorder = nullptr);
 
 }  // namespace dp

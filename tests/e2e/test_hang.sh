@@ -51,6 +51,11 @@ DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidd
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && pass "--no-shm: the job failed in time (rc $rc)" ||
   fail "--no-shm: rc $rc"
 check_recorder "--no-shm" "running|queued"
+# The stuck rank is late, not waiting: it reports nothing. The rank whose message it owes
+# names it (rank 0's communication thread blocks on rank 1's part of the desync check).
+grep -q "rank 0: .*its communication thread waits for rank 1's message" "$WORK/err" &&
+  pass "--no-shm: rank 0 names rank 1, whose message never came" ||
+  fail "--no-shm: nothing names the stuck rank 1"
 
 # A rank stuck while loading its data (before any collective of training): the others do not
 # wait forever in the start-up agreement; the job ends after --timeout.

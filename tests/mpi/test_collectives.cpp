@@ -2,7 +2,11 @@
 // stay small integers (or their halves and quarters), so that every expected result is
 // exact in float and compared with ==.
 #include <gtest/gtest.h>
+
+#include <limits>
+
 #include <sys/resource.h>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -112,6 +116,38 @@ TEST_P(Collectives, AllreduceMinMax) {
         mn, [&](size_t i) { return over(i, true); }, "min");
     expect_all(
         mx, [&](size_t i) { return over(i, false); }, "max");
+  }
+}
+
+// min/max of a NaN or of zeros of both signs: every rank ends with the same bits. The check's
+// recursive doubling combined partners' operands in opposite orders with std::min, so a NaN
+// reached one partner and not the other, and +0/-0 came out differently.
+TEST_P(Collectives, AllreduceMinMaxAgreeOnNanAndSignedZeros) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto fill = [&](Tensor& t) {
+    float* p = t.f32();
+    p[0] = rank == 0 ? nan : 1.0f;
+    p[1] = rank == 0 ? 0.0f : -0.0f;
+    p[2] = rank == 0 ? -0.0f : 0.0f;
+    p[3] = rank == world - 1 ? nan : 2.0f;
+  };
+  for (ReduceOp op : {ReduceOp::min, ReduceOp::max}) {
+    Tensor t = Tensor::zeros({4});
+    fill(t);
+    pg.allreduce(t, op, "nan")->wait();
+    Tensor all = Tensor::zeros({int64_t(4 * world)});
+    pg.allgather(t, all, "bits")->wait();
+    std::vector<uint32_t> bits(size_t(4 * world));
+    std::memcpy(bits.data(), all.f32(), bits.size() * sizeof(float));
+    for (int r = 1; r < world; ++r)
+      for (size_t i = 0; i < 4; ++i)
+        EXPECT_EQ(bits[size_t(r) * 4 + i], bits[i]) << "element " << i << " of rank " << r;
+    if (!GetParam() && world > 1) {  // the check's own combine: a NaN wins, -0 < +0
+      EXPECT_TRUE(std::isnan(t.f32()[0]));
+      EXPECT_TRUE(std::isnan(t.f32()[3]));
+      EXPECT_EQ(std::signbit(t.f32()[1]), op == ReduceOp::min);
+      EXPECT_EQ(std::signbit(t.f32()[2]), op == ReduceOp::min);
+    }
   }
 }
 

@@ -137,3 +137,23 @@ TEST(FlightRecorder, ConcurrentRecordAndDumpFromTwoThreads) {
   EXPECT_TRUE(contains(fr.summary(0, now_us()), "last completed #5000 "))
       << fr.summary(0, now_us());
 }
+
+// A stuck rank is late, not waiting: it never reports itself. The ranks waiting for its
+// message name it, as long as their communication thread is blocked on that receive.
+TEST(FlightRecorder, SummaryNamesThePeerTheThreadWaitsFor) {
+  FlightRecorder fr;
+  WorkPtr w = make_work(1);
+  fr.record(w);
+  w->mark_started();
+  EXPECT_FALSE(contains(fr.summary(0, now_us()), "waits for"));
+  {
+    WaitingFor waiting(&fr, 2, "desync check");
+    EXPECT_EQ(fr.waiting_for(), 2);
+    EXPECT_TRUE(contains(fr.summary(0, now_us()),
+                         "its communication thread waits for rank 2's message (desync check)"))
+        << fr.summary(0, now_us());
+  }
+  EXPECT_EQ(fr.waiting_for(), -1);
+  EXPECT_FALSE(contains(fr.summary(0, now_us()), "waits for"));
+  WaitingFor nothing(nullptr, 1, "no recorder");  // the ring without a recorder
+}
