@@ -22,6 +22,8 @@ namespace dp {
 
 namespace {
 
+constexpr const char* kCommands = "launch, predict, bench-allreduce, prepare-text";
+
 // Options that count something: Boost reads "-5" into an unsigned integer as 2^64 - 5, so
 // these take only digits.
 bool is_count_option(const std::string& name) {
@@ -90,12 +92,11 @@ std::map<std::string, int> check_config_file(const std::string& path,
       // utf8 = false, as Boost's own store() of a config file: true made Boost convert the
       // value from UTF-8 and throw a bare std::logic_error on any other byte (Latin-1 paths).
       d->semantic()->parse(parsed, {value}, false);
-    } catch (const po::error& e) {
-      // Boost 1.74's what() puts the value into its message in a loop that never ends when the
-      // value holds a placeholder of its own ("%value%"): such a value gets our message.
-      const bool safe = value.find('%') == std::string::npos;
-      fail("{}{} = {}: {}", where, key, value,
-           safe ? e.what() : fmt::format("not a valid value for --{}", key));
+    } catch (const po::error&) {
+      // Our own words: parsed alone, the option's name is not in Boost's message ("the
+      // argument ('abc') for option is invalid"), and Boost 1.74's what() loops forever on a
+      // value holding a placeholder of its own ("%value%").
+      fail("{}{} = {}: not a valid value for --{}", where, key, value, key);
     }
   }
   DP_CHECK(!in.bad(), "--config {}: read error", path);
@@ -266,8 +267,13 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     model_opts.add_options()(mo.name.c_str(), po::value<std::string>(), help.c_str());
   }
   po::options_description all(
-      "Usage: [mpirun -np N] dprun [options]\n\nData-parallel training: one process per rank, "
-      "gradients averaged by bucketed all-reduces overlapped with backward.\n\nOptions");
+      "Usage: [mpirun -np N] dprun [options]\n       dprun COMMAND [options]  (COMMAND --help)\n\n"
+      "Data-parallel training: one process per rank, gradients averaged by bucketed all-reduces "
+      "overlapped with backward.\n\nCommands:\n"
+      "  launch           start one process per GPU (or core) through mpirun or srun\n"
+      "  predict          step time and scaling from a profile (--profile-out), 8 to 1024 GPUs\n"
+      "  bench-allreduce  all-reduce bandwidth in nccl-tests' columns, next to MPI_Allreduce\n"
+      "  prepare-text     text files to an llm.c token file for --model gpt\n\nOptions");
   all.add(general).add(model).add(model_opts).add(sched).add(optim).add(dist).add(out).add(ckpt);
   all.add(parallel);
   std::ostringstream help;
@@ -277,6 +283,12 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   po::variables_map vm;
   try {
     po::parsed_options parsed = po::command_line_parser(argc, argv).options(all).run();
+    // "dprun predcit" trained for 10 epochs with every default: a first word that is not an
+    // option is a command, and an unknown one.
+    if (argc > 1 && argv[1][0] != '-')
+      fail("unknown command '{}' (commands: {}; options start with --; see dprun --help)", argv[1],
+           kCommands);
+    reject_stray_words(parsed, "");
     // An option given twice takes its last value (as argparse and most CLIs do), so a
     // script can append an override to a base command line.
     std::vector<po::option> last_wins;
@@ -360,6 +372,18 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
 }
 
 }  // namespace
+
+void reject_stray_words(const po::parsed_options& parsed, const std::string& command) {
+  const std::string prefix = command.empty() ? "" : command + ": ";
+  const std::string help = command.empty() ? "dprun --help" : "dprun " + command + " --help";
+  for (const po::option& opt : parsed.options) {
+    if (opt.position_key < 0) continue;
+    fail(
+        "{}unexpected word '{}' on the command line (options take the form --name value; see "
+        "{})",
+        prefix, opt.value.empty() ? std::string() : opt.value.front(), help);
+  }
+}
 
 LaunchOptions parse_options(int argc, char** argv) {
   LaunchOptions o;

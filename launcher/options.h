@@ -1,6 +1,8 @@
 #pragma once
 #include <string>
 
+#include <boost/program_options/parsers.hpp>
+
 #include "launcher/config_origin.h"
 #include "runtime/train/train_config.h"
 
@@ -28,5 +30,11 @@ struct LaunchOptions {
 // one "key = value" per line; the command line wins). Throws dp::Error on a bad option; the
 // message names the file and line when the value came from the file.
 LaunchOptions parse_options(int argc, char** argv);
+
+// Fails naming the first word of `parsed` that is not an option (Boost keeps such words when
+// no positional arguments are declared, and store() drops them silently). `command`: the
+// subcommand, for the message ("prepare-text").
+void reject_stray_words(const boost::program_options::parsed_options& parsed,
+                        const std::string& command);
 
 }  // namespace dp

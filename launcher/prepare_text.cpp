@@ -1,5 +1,7 @@
 #include "launcher/prepare_text.h"
 
+#include "launcher/options.h"
+
 #include <cstdio>
 #include <exception>
 #include <sstream>
@@ -53,7 +55,10 @@ PrepareTextOptions parse(int argc, char** argv) {
   po::variables_map vm;
   try {
     // argv[1] ("prepare-text") stands where the parser expects the program name.
-    po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).run(), vm);
+    const po::parsed_options parsed =
+        po::command_line_parser(argc - 1, argv + 1).options(desc).run();
+    reject_stray_words(parsed, "prepare-text");
+    po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {
     fail("prepare-text: {} (see dprun prepare-text --help)", e.what());

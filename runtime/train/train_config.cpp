@@ -40,11 +40,21 @@ void validate(const TrainConfig& c) {
            "--min-lr {} applies to --lr-schedule cosine only (this run's is {})", c.min_lr,
            c.lr_schedule);
   DP_CHECK(c.clip_grad_norm >= 0, "--clip-grad-norm must not be negative");
-  DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb > 0,
-           "--first-bucket-mb must be a positive number of MB (got {})", c.first_bucket_mb);
-  DP_CHECK(std::isfinite(c.bucket_cap_mb) && c.bucket_cap_mb > 0,
-           "--bucket-cap-mb must be a positive number of MB (got {})", c.bucket_cap_mb);
-  DP_CHECK(c.timeout_s > 0, "--timeout must be a positive number of seconds (got {})", c.timeout_s);
+  // A bucket holds at least one float (4 bytes): smaller sizes failed later, in the Reducer,
+  // through MPI_Abort and without the option's name.
+  constexpr double kFloatMb = 4.0 / (1024.0 * 1024.0);
+  DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb >= kFloatMb,
+           "--first-bucket-mb must be a number of MB of at least one float (4 bytes), got {}",
+           c.first_bucket_mb);
+  DP_CHECK(std::isfinite(c.bucket_cap_mb) && c.bucket_cap_mb >= kFloatMb,
+           "--bucket-cap-mb must be a number of MB of at least one float (4 bytes), got {}",
+           c.bucket_cap_mb);
+  // Deadlines are counted in milliseconds on a steady clock: below 1 ms the group's timeout
+  // rounds to 0 (refused later, through MPI_Abort), and a huge one overflows the deadline's
+  // arithmetic into the past (a hang reported at once). A year is more than any step takes.
+  DP_CHECK(std::isfinite(c.timeout_s) && c.timeout_s >= 0.001 && c.timeout_s <= 365 * 86400.0,
+           "--timeout must be a number of seconds from 0.001 to 31536000 (a year), got {}",
+           c.timeout_s);
   DP_CHECK(c.log_interval > 0, "--log-interval must be at least 1");
   DP_CHECK(c.sample_length > 0, "--sample-length must be at least 1");
   DP_CHECK(std::isfinite(c.sample_temperature) && c.sample_temperature > 0,

@@ -101,7 +101,7 @@ expect_error() {  # expect_error PATTERN CMD...: exit 1 and the pattern on stder
 }
 expect_error "bucket-cap-mb fast: expected a number of MiB or auto" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb fast
 expect_error "first-bucket-mb 1x: expected a number of MiB or auto" "$DPRUN" "${ARGS[@]}" --first-bucket-mb 1x
-expect_error "bucket-cap-mb must be a positive" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb 0
+expect_error "bucket-cap-mb must be a number of MB of at least one float" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb 0
 expect_error "profile-out /dev/null: exists and is not a regular file" "$DPRUN" "${ARGS[@]}" --profile-out /dev/null
 expect_error "cannot open the profile" "$DPRUN" predict --profile "$WORK/missing.json"
 expect_error "not a dprun profile" "$DPRUN" predict --profile "$WORK/auto.jsonl"

@@ -31,6 +31,14 @@ expect() {
 expect "unknown model" "unknown model" "${GOOD[@]}" --model resnet9000
 expect "missing data directory" "$WORK/nowhere" --data "idx:$WORK/nowhere" --hidden 8
 expect "batch size 0" "batch-size must be at least 1" "${GOOD[@]}" --batch-size 0
+# Refused with the option's name before any collective (they failed later, through MPI_Abort:
+# a bucket below one float, a timeout that rounds to 0 ms or overflows the deadline).
+expect "bucket below one float" "--first-bucket-mb must be a number of MB of at least one float" \
+  "${GOOD[@]}" --first-bucket-mb 1e-9
+expect "timeout below 1 ms" "--timeout must be a number of seconds from 0.001" "${GOOD[@]}" --timeout 0.0004
+expect "timeout beyond a year" "--timeout must be a number of seconds from 0.001" "${GOOD[@]}" --timeout 1e12
+expect "unknown command" "unknown command 'predcit'" predcit "${GOOD[@]}"
+expect "a stray word" "unexpected word 'stray'" "${GOOD[@]}" stray
 expect "world larger than dataset" "--data synthetic:1 holds 1 sample, fewer than the 2 ranks" --data synthetic:1 --hidden 8
 # Token data: the samples are context windows, and the message says so.
 python3 -c "

@@ -51,7 +51,8 @@ TEST_F(ConfigFileTest, BadLinesNameTheFileAndLine) {
   EXPECT_MENTIONS(parse_error("eval = true\nnot a pair\n"), where + "expected 'key = value'");
   EXPECT_MENTIONS(parse_error("eval = true\nfrobnicate = 1\n"), where + "unknown option");
   EXPECT_MENTIONS(parse_error("eval = true\nepochs = -1\n"), where + "--epochs -1");
-  EXPECT_MENTIONS(parse_error("eval = true\nlr = fast\n"), where + "lr = fast");
+  EXPECT_MENTIONS(parse_error("eval = true\nlr = fast\n"),
+                  where + "lr = fast: not a valid value for --lr");
 }
 
 TEST_F(ConfigFileTest, AValueHoldingABoostPlaceholderIsReportedNotHung) {
@@ -122,4 +123,18 @@ TEST(CommandLine, MinLrWithTheConstantScheduleIsRefused) {
   EXPECT_NO_THROW(validate(o.train));
   o = parse_args({"--min-lr", "0.001"});
   EXPECT_NO_THROW(validate(o.train));
+}
+
+// Words that are not options: "dprun predcit" trained for 10 epochs with every default.
+TEST(CommandLine, WordsThatAreNotOptionsAreRefused) {
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"predcit", "--steps", "1"});
+                  }),
+                  "unknown command 'predcit' (commands: launch, predict, bench-allreduce, "
+                  "prepare-text");
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--steps", "1", "stray", "words"});
+                  }),
+                  "unexpected word 'stray' on the command line");
+  EXPECT_NO_THROW(parse_args({"--steps", "1"}));
 }
