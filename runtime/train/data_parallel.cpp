@@ -64,6 +64,18 @@ void check_data_parallel_config(const TrainConfig& c, size_t replicas) {
   refuse(!c.trace.empty(), "--trace", "the trace records DDP's ranks and buckets");
   refuse(!c.gemm_profile.empty(), "--gemm-profile",
          "the replicas' threads would mix their GEMMs in one profile");
+  // Compared with TrainConfig's defaults: a value given equal to the default is harmless.
+  const TrainConfig d;
+  refuse(c.first_bucket_auto || c.bucket_cap_auto || c.first_bucket_mb != d.first_bucket_mb ||
+             c.bucket_cap_mb != d.bucket_cap_mb,
+         "--first-bucket-mb/--bucket-cap-mb", "DataParallel has no gradient buckets");
+  refuse(!c.profile_out.empty(), "--profile-out",
+         "the profile is of DDP's buckets and all-reduces (dprun predict reads it)");
+  refuse(c.allreduce_algo != d.allreduce_algo, "--allreduce-algo",
+         "DataParallel has no all-reduce");
+  refuse(c.find_unused_parameters, "--find-unused-parameters",
+         "DataParallel gathers every replica's gradients, used or not");
+  refuse(c.timeout_s != d.timeout_s, "--timeout", "one process has no collective to time out");
 }
 
 // The labels as the loss takes them: [B] as they are, [B, T] flattened into `flat`.

@@ -123,5 +123,13 @@ refused "--checkpoint-dir" "checkpoints are written by --mode ddp only" dp_run 2
 refused "--backend mpi" "no collectives" dp_run 2 "${MLP[@]}" --backend mpi
 refused "more replicas than samples" "--data synthetic:4 holds 4 samples, fewer than the 8 replicas" dp_run 8 --data synthetic:4 --steps 1
 refused "--device cuda without a GPU" "device cuda" dp_run 2 "${MLP[@]}" --device cuda
+# DDP's machinery, accepted and ignored before: no buckets, no profile, no collectives.
+refused "--bucket-cap-mb auto" "--first-bucket-mb/--bucket-cap-mb is not available with --mode dp" \
+  dp_run 2 "${MLP[@]}" --bucket-cap-mb auto
+refused "--profile-out" "--profile-out is not available with --mode dp" dp_run 2 "${MLP[@]}" --profile-out p.json
+refused "--allreduce-algo flat" "--allreduce-algo is not available" dp_run 2 "${MLP[@]}" --allreduce-algo flat
+refused "--find-unused-parameters" "--find-unused-parameters is not available" dp_run 2 "${MLP[@]}" \
+  --find-unused-parameters
+refused "--timeout" "--timeout is not available" dp_run 2 "${MLP[@]}" --timeout 5
 
 finish
