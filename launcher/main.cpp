@@ -35,6 +35,8 @@ namespace {
 int g_rank = 0;
 
 void print_error(const char* what) {
+  // The job ends now: mpirun's SIGTERM to the ranks that follows is not a preemption.
+  dp::quiet_preemption_messages();
   std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what);
 }
 
@@ -48,6 +50,7 @@ bool agree(const std::string& local_error, const char* phase, double timeout_s) 
                  "dprun: error: [rank %d] not every rank finished %s within %.0f s (--timeout): a "
                  "rank is stuck (reading its data?), stopped or dead; aborting the job\n",
                  g_rank, phase, timeout_s);
+    dp::quiet_preemption_messages();
     dp::abort_job(1);
   }
   if (!a.all_ok && local_error.empty()) {

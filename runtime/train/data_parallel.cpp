@@ -480,6 +480,7 @@ TrainSummary DataParallelTrainer::run() {
     report.header(h);
   }
   install_preemption_handlers(0);
+  set_preemption_checkpointing(false);  // --mode dp writes no checkpoints
   const double t_start = now_us();
   TrainSummary sum;
   uint64_t total_steps = steps_per_epoch_ * cfg_.epochs;

@@ -25,36 +25,47 @@ struct Messages {
   char again[96];
   size_t first_n = 0, again_n = 0;
 };
-Messages g_messages[3];
+// Two sets: a new text is written into the one the handler is not reading, then published.
+Messages g_messages[2][3];
+std::atomic<int> g_active{0};
 
 size_t slot(int sig) {
   return sig == SIGTERM ? 0 : sig == SIGINT ? 1 : 2;
 }
 
+int g_rank = 0;
+bool g_checkpoint = true;
+std::atomic<bool> g_quiet{false};
+
 void format_messages(int rank) {
+  const int next = 1 - g_active.load();
   for (int sig : kSignals) {
-    Messages& m = g_messages[slot(sig)];
-    const int a = std::snprintf(m.first, sizeof m.first,
-                                "dprun: [rank %d] got %s: stopping after the current step with a "
-                                "checkpoint (send it again to exit at once)\n",
-                                rank, signal_name(sig));
+    Messages& m = g_messages[next][slot(sig)];
+    const int a = std::snprintf(
+        m.first, sizeof m.first, "dprun: [rank %d] got %s: stopping after the current step %s\n",
+        rank, signal_name(sig),
+        g_checkpoint ? "with a checkpoint (send it again to exit at once)"
+                     : "(this run writes no checkpoint: nothing is saved; send it again to "
+                       "exit at once)");
     const int b =
         std::snprintf(m.again, sizeof m.again, "dprun: [rank %d] got %s again: exiting now\n", rank,
                       signal_name(sig));
     m.first_n = a > 0 ? std::min(size_t(a), sizeof m.first - 1) : 0;
     m.again_n = b > 0 ? std::min(size_t(b), sizeof m.again - 1) : 0;
   }
+  g_active.store(next);
 }
 
 // Only async-signal-safe calls here: write(2) of a preformatted message and _exit(2).
 void on_signal(int sig) {
-  const Messages& m = g_messages[slot(sig)];
+  const Messages& m = g_messages[g_active.load()][slot(sig)];
+  const bool quiet = g_quiet.load();
   if (g_count.fetch_add(1) == 0) {
     g_signal.store(sig);
-    (void)!::write(STDERR_FILENO, m.first, m.first_n);
+    if (!quiet) (void)!::write(STDERR_FILENO, m.first, m.first_n);
     return;
   }
-  (void)!::write(STDERR_FILENO, m.again, m.again_n);
+  if (!quiet) (void)!::write(STDERR_FILENO, m.again, m.again_n);
   ::_exit(128 + sig);
 }
 
@@ -73,7 +84,17 @@ const char* signal_name(int sig) {
   }
 }
 
+void set_preemption_checkpointing(bool checkpoint) {
+  g_checkpoint = checkpoint;
+  format_messages(g_rank);
+}
+
+void quiet_preemption_messages() {
+  g_quiet.store(true);
+}
+
 void install_preemption_handlers(int rank) {
+  g_rank = rank;
   format_messages(rank);
   if (g_installed) return;
   g_installed = true;

@@ -11,6 +11,14 @@ void install_preemption_handlers(int rank);
 // Back to the default actions (a run that does not train: evaluation only); a signal
 // received meanwhile takes its default effect now.
 void uninstall_preemption_handlers();
+// Whether the run writes a checkpoint when it stops (--checkpoint-dir): the handler's
+// message says so, or says that nothing will be saved. Before this is called: "with a
+// checkpoint".
+void set_preemption_checkpointing(bool checkpoint);
+// From now on the handler says nothing (the signal is still recorded, a second one still
+// exits): the job is being aborted for another reason, and mpirun's SIGTERM to the ranks is
+// not a preemption to announce.
+void quiet_preemption_messages();
 // The first signal received (SIGTERM, SIGINT or SIGUSR1), or 0.
 int preemption_signal();
 // "SIGTERM", "SIGINT", "SIGUSR1", or "signal N".

@@ -707,6 +707,7 @@ TrainSummary Trainer::run() {
     return run_eval_only();
   }
   install_preemption_handlers(rank_);
+  set_preemption_checkpointing(!cfg_.checkpoint_dir.empty());
   if (world_ > 1) {
     watch_ = std::make_unique<PeerWatch>(peers_, rank_, [this](const PeerVerdict& v) {
       // On the watch's thread, while the training thread may wait in a collective with the
@@ -715,6 +716,7 @@ TrainSummary Trainer::run() {
           "got {}, but {}: not checkpointing; exiting (the last checkpoint written stays "
           "valid){}",
           signal_name(preemption_signal()), v.gone, v.unknown.empty() ? "" : "; " + v.unknown);
+      quiet_preemption_messages();  // mpirun's SIGTERM to the others is no preemption
       std::fprintf(stderr, "dprun: error: [rank %d] %s\n", rank_, msg.c_str());
       pg_->abort(msg);
       abort_job(1);
@@ -802,6 +804,9 @@ TrainSummary Trainer::run() {
 
   if (tuner_) tuner_->finish();  // collective when the run ended inside the profile
   if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
+  // The stop flag may have come from a peer before this rank's own copy of the signal (a
+  // launcher or Slurm signals every rank): name the signal this rank got when it got one.
+  if (stop_signal_ == -1 && preemption_signal() != 0) stop_signal_ = preemption_signal();
   if (stop_signal_) {
     // Preempted: the parameters are not final (no --dump-params); the checkpoint is the result.
     const std::string by = stop_signal_ > 0

@@ -194,6 +194,8 @@ mpi 2 "${MLP[@]}" --resume ck/nope.ckpt >nf.out 2>&1 || rc=$?
 rc=0
 DPRUN_FAULT_SIGNAL=rank=0,step=3,signal=INT mpi 2 "${MLP[@]}" >nodir.out 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -q "no --checkpoint-dir, so nothing was saved" nodir.out &&
+  grep -q "got SIGINT: stopping after the current step (this run writes no checkpoint" nodir.out &&
+  ! grep -q "with a checkpoint" nodir.out &&
   pass "a signal without --checkpoint-dir: exit $rc, says nothing was saved" || { fail "no dir + signal"; cat nodir.out; }
 rc=0
 mpi 2 "${MLP[@]}" --checkpoint-dir /proc/no/such >bad.out 2>&1 || rc=$?
