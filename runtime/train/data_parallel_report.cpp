@@ -75,9 +75,7 @@ void DataParallelReport::step(const StepMetrics& m, const DataParallelTimes& t, 
 }
 
 void DataParallelReport::eval(uint64_t step, const EvalResult& e, bool next_token) const {
-  if (quiet_) return;
-  log::rank0("step {:>6} | {} loss {:.4f} | accuracy {:.4f} ({} targets)", step,
-             next_token ? "validation" : "test", e.loss, e.accuracy, e.samples);
+  if (!quiet_) log_eval(step, e, next_token);
 }
 
 void DataParallelReport::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch,

@@ -100,6 +100,17 @@ void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double tr
   }
 }
 
+void log_eval(uint64_t step, const EvalResult& e, bool next_token) {
+  if (next_token)
+    log::rank0(
+        "step {:>6} | validation loss {:.4f} (perplexity {:.2f}) | accuracy {:.4f} ({} "
+        "targets)",
+        step, e.loss, std::exp(e.loss), e.accuracy, e.samples);
+  else
+    log::rank0("step {:>6} | test loss {:.4f} | accuracy {:.4f} ({} targets)", step, e.loss,
+               e.accuracy, e.samples);
+}
+
 void Progress::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
                          const EvalResult* eval) {
   if (enabled_) log_epoch_end(epoch, steps, per_epoch, train_loss, eval);

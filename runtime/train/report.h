@@ -39,6 +39,9 @@ std::string format_duration(double seconds);  // "1h02m03s", "2m05s", "7.3s"
 // of 313 steps | ..." when the run stopped inside it (--steps), so it is not taken as whole.
 void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
                    const EvalResult* eval);
+// The line of an evaluation at `step`: "step 10 | validation loss 4.6828 (perplexity 108.1)
+// | accuracy 0.1592 (1024 targets)" for a language model, "test loss ..." otherwise.
+void log_eval(uint64_t step, const EvalResult& e, bool next_token);
 void print_header_lines(const HeaderInfo& h);
 void print_summary(const TrainSummary& s);
 

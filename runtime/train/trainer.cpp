@@ -649,9 +649,7 @@ void Trainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
                 {"test_samples", sum.eval.samples}});
   }
   if (rank_ == 0 && !cfg_.quiet && cfg_.eval_every > 0)
-    log::rank0("step {:>6} | {} loss {:.4f} | accuracy {:.4f} ({} targets)", step_,
-               entry_->loss == LossKind::next_token ? "validation" : "test", sum.eval.loss,
-               sum.eval.accuracy, sum.eval.samples);
+    log_eval(step_, sum.eval, entry_->loss == LossKind::next_token);
 }
 
 std::string Trainer::sample_text() {
@@ -675,10 +673,7 @@ TrainSummary Trainer::run_eval_only() {
   if (cfg_.eval || cfg_.eval_every > 0) {
     sum.eval = evaluate();
     sum.evaluated = true;
-    if (rank_ == 0 && !cfg_.quiet)
-      log::rank0("step {:>6} | {} loss {:.4f} | accuracy {:.4f} ({} targets)", step_,
-                 entry_->loss == LossKind::next_token ? "validation" : "test", sum.eval.loss,
-                 sum.eval.accuracy, sum.eval.samples);
+    if (rank_ == 0 && !cfg_.quiet) log_eval(step_, sum.eval, entry_->loss == LossKind::next_token);
     if (log_.is_open())
       log_.write({{"type", "eval"},
                   {"step", step_},

@@ -126,6 +126,8 @@ assert val[-1] < 0.75 * unigram, (val[-1], unigram)
 assert "tokens_per_s" in steps[-1]
 PY
 grep -q "sample at step 150" gpt.out && pass "prints a sample" || fail "no sample printed"
+grep -q "step     50 | validation loss [0-9.]* (perplexity [0-9.]*) | accuracy" gpt.out &&
+  pass "the validation line prints the perplexity" || { fail "no perplexity"; grep validation gpt.out; }
 grep -q "tokens/s" gpt.out && pass "progress in tokens/s" || fail "no tokens/s"
 # A padded table (llm.c's padded vocabulary): the first loss is chance over the data's 257
 # tokens, not over the 512 rows, and sampling decodes bytes (it used to pick padding rows).
