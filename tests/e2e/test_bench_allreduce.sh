@@ -38,5 +38,45 @@ PY
 fi
 rc=0
 mpi 2 bench-allreduce -e 12Q >bad.out 2>&1 || rc=$?
-[ "$rc" != 0 ] && grep -q "expected a size" bad.out && pass "a bad size is named" || { fail "bad size"; cat bad.out; }
+[ "$rc" != 0 ] && grep -q -- "-e must be a size such as 8, 64K, 256M or 1g, got '12Q'" bad.out &&
+  pass "a bad size is named" || { fail "bad size"; cat bad.out; }
+
+# -h/--help: the usage, once (rank 0), and exit 0 on every rank (it used to be an unknown
+# option on each rank, and mpirun aborted the job).
+for h in -h --help; do
+  rc=0
+  mpi 2 bench-allreduce -b 8 "$h" >help.out 2>&1 || rc=$?
+  [ "$rc" = 0 ] && [ "$(grep -c '^usage: mpirun -np N dprun bench-allreduce' help.out)" = 1 ] &&
+    grep -q -- "--timeout S" help.out && ! grep -q "error" help.out && pass "$h: the usage once, exit 0" ||
+    { fail "$h (exit $rc)"; cat help.out; }
+done
+
+# Bad numbers: refused on every rank, naming the flag and the value (not a bare "stod", nor an
+# internal "shm_timeout must be positive" for --timeout 0).
+bad() {  # bad MESSAGE ARGS...: exit non-zero, MESSAGE from both ranks
+  local msg=$1 rc=0
+  shift
+  mpi 2 bench-allreduce "$@" >bad.out 2>&1 || rc=$?
+  [ "$rc" != 0 ] && [ "$(grep -cF -- "$msg" bad.out)" = 2 ] && pass "refused: $*" ||
+    { fail "$* (exit $rc): want '$msg' from 2 ranks"; cat bad.out; }
+}
+bad "--timeout must be a positive number of seconds, got 'abc'" --timeout abc
+bad "--timeout must be a positive number of seconds, got '0'" --timeout 0
+bad "--timeout must be a positive number of seconds, got '-1'" --timeout -1
+bad "--timeout must be a positive number of seconds, got '5s'" --timeout 5s
+bad "--timeout must be a positive number of seconds, got 'inf'" --timeout inf
+bad "-n must be a whole number >= 1, got '0'" -n 0
+bad "-f must be a whole number >= 2, got '1'" -f 1
+bad "-w must be a whole number >= 0, got '2x'" -w 2x
+bad "-b must be a size such as 8, 64K, 256M or 1g, got '-8'" -b -8
+bad "-b must be at least 4 bytes (one float), got 2" -b 2
+bad "-e must be at most 2G (MPI counts are ints), got '3g'" -e 3g
+bad "-b (2048 bytes) must not exceed -e (1024 bytes)" -b 2k -e 1k
+bad "--fused-max must be at most 4194304 bytes, got '8M'" --fused-max 8M
+bad "--nccl maybe: expected auto, on or off" --nccl maybe
+
+# Lower-case units as nccl-tests takes them (-b 1k -e 1m), and a fractional --timeout.
+mpi 2 bench-allreduce -b 1k -e 1m -f 32 -n 2 -w 0 -d float --timeout 30.5 >lower.out 2>&1 &&
+  check lower lower.out 3 && [ "$(grep -v '^#' lower.out | awk '{print $1}' | tr '\n' ' ')" = "1024 32768 1048576 " ] &&
+  pass "lower-case size units: -b 1k -e 1m" || { fail "-b 1k -e 1m"; cat lower.out; }
 finish
