@@ -282,7 +282,9 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       NcclBenchColumn::create(o.nccl, info, o.max_bytes, timeout, nccl_why_not);
   MPI_Op bf16_op;
   MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op);
-  const double factor = world > 1 ? 2.0 * (world - 1) / world : 1.0;
+  // nccl-tests' bus bandwidth factor for all-reduce, 2(n-1)/n as the header says: 0 on one
+  // rank (nothing crosses a link), as nccl-tests prints it.
+  const double factor = 2.0 * (world - 1) / world;
   if (rank == 0) {
     std::printf(
         "# dprun bench-allreduce: %d rank(s), in place, sum; time = median over %d iterations "
@@ -323,9 +325,15 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
     Tensor arena = pg.allocate(o.max_bytes / esize, dtype);
     Tensor flat_arena = flat.allocate(o.max_bytes / esize, dtype);
     Tensor plain = Tensor::zeros({int64_t(o.max_bytes / esize)}, dtype);
-    for (size_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.factor) {
-      const size_t count = bytes / esize;
-      if (count == 0) continue;
+    size_t last_count = 0;
+    for (size_t requested = o.min_bytes; requested <= o.max_bytes; requested *= o.factor) {
+      // What moves is whole elements: the size column and algbw are count x element size, as
+      // nccl-tests has them (-b 10 of float is 2 elements, 8 bytes). A size that rounds to no
+      // element or to the previous row's count adds nothing.
+      const size_t count = requested / esize;
+      if (count == 0 || count == last_count) continue;
+      last_count = count;
+      const size_t bytes = count * esize;
       Tensor t = arena.view(0, {int64_t(count)});
       Tensor f = flat_arena.view(0, {int64_t(count)});
       Tensor m = plain.view(0, {int64_t(count)});

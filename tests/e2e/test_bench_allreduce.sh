@@ -16,7 +16,28 @@ for r in rows:
     assert float(r[5]) > 0 and float(r[10]) > 0 and float(r[15]) > 0, r
 PY
 }
-mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.out 20 &&
+# bw FILE RANKS: nccl-tests' arithmetic in every column: size = count x element size, algbw =
+# size / time, busbw = algbw x 2(n-1)/n (0 on one rank); within the printed digits' rounding.
+bw() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+n = int(sys.argv[2])
+esize = {"float": 4, "bfloat16": 2}
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+assert rows, "no rows"
+for r in rows:
+    size, count = int(r[0]), int(r[1])
+    assert size == count * esize[r[2]], f"size {size} is not {count} x {r[2]}: {r}"
+    for c in (5, 10, 15):  # time(us) algbw busbw, for dprun, flat and mpi
+        t, alg, bus = float(r[c]), float(r[c + 1]), float(r[c + 2])
+        lo = size / (t + 0.05) / 1e3 - 0.005
+        hi = size / max(t - 0.05, 1e-9) / 1e3 + 0.005
+        assert lo <= alg <= hi, f"algbw {alg} is not {size} B / {t} us: {r}"
+        f = 2 * (n - 1) / n
+        assert abs(bus - alg * f) <= 0.005 * (1 + f) + 1e-9, f"busbw {bus} is not {alg} x {f}: {r}"
+PY
+}
+mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.out 20 && bw shm.out 3 &&
   grep -q "shared memory" shm.out && pass "3 ranks, shared memory: float32 and bfloat16 all correct" ||
   { fail "bench over shared memory"; cat shm.out; }
 mpi 2 bench-allreduce -b 1K -e 4M -f 16 -n 3 -w 1 -d float --no-shm >tcp.out 2>&1 && check tcp tcp.out 4 &&
@@ -40,6 +61,13 @@ rc=0
 mpi 2 bench-allreduce -e 12Q >bad.out 2>&1 || rc=$?
 [ "$rc" != 0 ] && grep -q -- "-e must be a size such as 8, 64K, 256M or 1g, got '12Q'" bad.out &&
   pass "a bad size is named" || { fail "bad size"; cat bad.out; }
+
+# Sizes that are not whole elements: the row is what moves (-b 10 of float: 2 elements, 8
+# bytes, not 10, which overstated algbw by 25%); one rank: busbw 0, as nccl-tests prints it
+# (it was forced equal to algbw).
+mpi 1 bench-allreduce -b 10 -e 40 -f 2 -n 2 -w 0 >odd.out 2>&1 && bw odd.out 1 &&
+  [ "$(grep -v '^#' odd.out | awk '{print $1 "/" $2}' | tr '\n' ' ')" = "8/2 20/5 40/10 10/5 20/10 40/20 " ] &&
+  pass "1 rank, -b 10: sizes are count x element size, busbw 0" || { fail "-b 10 on 1 rank"; cat odd.out; }
 
 # -h/--help: the usage, once (rank 0), and exit 0 on every rank (it used to be an unknown
 # option on each rank, and mpirun aborted the job).
