@@ -3,7 +3,10 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -35,26 +38,88 @@ struct BenchOptions {
   double timeout_s = 300;
   size_t fused_max_bytes = FusedCheck::kDefaultBytes;  // --fused-max: what rides in the check
   size_t hierarchical_min_bytes = MpiProcessGroupOptions{}.hierarchical_min_bytes;  // --hier-min
+  bool help = false;
 };
 
-// "8", "64K", "256M", "1G" (nccl-tests' -b/-e).
+// MPI counts are ints: at 2 GiB, float and bfloat16 counts (2^29, 2^30) stay well inside one.
+constexpr size_t kMaxBytes = size_t(2) << 30;
+// Far beyond any run, and small enough that the milliseconds fit a 64-bit count.
+constexpr double kMaxTimeoutS = 1e7;
+
+const char* const kUsage =
+    "usage: mpirun -np N dprun bench-allreduce [options]\n"
+    "\n"
+    "All-reduce benchmark with nccl-tests' columns (size, count, type, redop, time, algbw,\n"
+    "busbw = algbw x 2(n-1)/n, #wrong) for dprun's process group, the same group with --algo\n"
+    "flat, MPI_Allreduce and, where every rank has a GPU, dprun's NCCL group.\n"
+    "\n"
+    "options:\n"
+    "  -b, --min-bytes SIZE     smallest message (default 8); sizes: 8, 64K, 256M, 1G (or\n"
+    "                           k, m, g), at least 4 and at most 2G\n"
+    "  -e, --max-bytes SIZE     largest message (default 256M)\n"
+    "  -f, --step-factor N      multiply the size by N each row (default 2; at least 2)\n"
+    "  -n, --iters N            timed iterations a size (default 20; at least 1)\n"
+    "  -w, --warmup-iters N     untimed iterations first (default 5)\n"
+    "  -d, --datatype T         float, bfloat16 or all (default all)\n"
+    "  --no-shm                 no shared-memory buckets: the ring or MPI_Allreduce\n"
+    "  --algo A                 auto, flat or hierarchical (default auto)\n"
+    "  --nccl M                 the NCCL column: auto, on or off (default auto)\n"
+    "  --timeout S              seconds one all-reduce may take before the run fails\n"
+    "                           (default 300)\n"
+    "  --fused-max SIZE         all-reduces up to SIZE ride in the desync check (default 32K;\n"
+    "                           0: none; at most 4M)\n"
+    "  --hier-min SIZE          across nodes, the hierarchical path from SIZE (default 64K)\n"
+    "  -h, --help               print this help and exit\n";
+
+// "8", "64K", "256M", "1G", or lower case as nccl-tests takes them (-b 1k, 8m): the whole
+// string, digits and one optional unit, so "8 M", "+8", "-8" or "1KB" are refused, not misread.
 size_t parse_size(const std::string& s, const char* opt) {
-  size_t end = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(s, &end);
-  } catch (const std::exception&) {
-    fail("bench-allreduce {} {}: expected a size such as 8, 64K, 256M", opt, s);
-  }
-  const std::string unit = s.substr(end);
-  const size_t mult = unit.empty()  ? 1
-                      : unit == "K" ? 1 << 10
-                      : unit == "M" ? 1 << 20
-                      : unit == "G" ? size_t(1) << 30
-                                    : 0;
-  DP_CHECK(mult != 0 && s[0] != '-', "bench-allreduce {} {}: expected a size such as 8, 64K, 256M",
+  const size_t ndigits = std::min(s.find_first_not_of("0123456789"), s.size());
+  const std::string unit = s.substr(ndigits);
+  const size_t mult = unit.empty()                 ? 1
+                      : unit == "K" || unit == "k" ? size_t(1) << 10
+                      : unit == "M" || unit == "m" ? size_t(1) << 20
+                      : unit == "G" || unit == "g" ? size_t(1) << 30
+                                                   : 0;
+  DP_CHECK(ndigits >= 1 && mult != 0,
+           "bench-allreduce {} must be a size such as 8, 64K, 256M or 1g, got '{}'", opt, s);
+  // 18 digits fit stoull; the product must fit too.
+  const unsigned long long v = ndigits <= 18 ? std::stoull(s.substr(0, ndigits)) : ~0ull;
+  DP_CHECK(v <= SIZE_MAX / mult, "bench-allreduce {} {}: too large", opt, s);
+  return size_t(v) * mult;
+}
+
+// -b and -e: within what one MPI call (an int count) moves.
+size_t parse_message_size(const std::string& s, const char* opt) {
+  const size_t v = parse_size(s, opt);
+  DP_CHECK(v <= kMaxBytes, "bench-allreduce {} must be at most 2G (MPI counts are ints), got '{}'",
            opt, s);
-  return v * mult;
+  return v;
+}
+
+// A whole number from `min` up, the whole string ("-n 3x", "-n 1e3" and "-n -1" are refused).
+int parse_count(const std::string& v, const std::string& opt, int min) {
+  DP_CHECK(!v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos &&
+               std::stoi(v) >= min,
+           "bench-allreduce {} must be a whole number >= {}, got '{}'", opt, min, v);
+  return std::stoi(v);
+}
+
+// Seconds: a finite number > 0, the whole string ("abc", "5s", "nan", "0", "-1" are refused).
+double parse_seconds(const std::string& v, const std::string& opt) {
+  double x = 0;
+  size_t end = 0;
+  try {
+    x = std::stod(v, &end);
+  } catch (const std::exception&) {
+    end = 0;  // not a number, or out of double's range
+  }
+  DP_CHECK(!v.empty() && end == v.size() && !std::isspace(static_cast<unsigned char>(v[0])) &&
+               std::isfinite(x) && x > 0,
+           "bench-allreduce {} must be a positive number of seconds, got '{}'", opt, v);
+  DP_CHECK(x <= kMaxTimeoutS, "bench-allreduce {} must be at most {:g} seconds, got '{}'", opt,
+           kMaxTimeoutS, v);
+  return x;
 }
 
 BenchOptions parse(int argc, char** argv) {
@@ -65,21 +130,19 @@ BenchOptions parse(int argc, char** argv) {
       DP_CHECK(i + 1 < argc, "bench-allreduce: {} needs a value", a);
       return argv[++i];
     };
-    auto count = [&](const std::string& v) {
-      DP_CHECK(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 9,
-               "bench-allreduce {} {}: expected a whole number", a, v);
-      return std::stoi(v);
-    };
-    if (a == "-b" || a == "--min-bytes") {
-      o.min_bytes = parse_size(value(), "-b");
+    if (a == "-h" || a == "--help") {
+      o.help = true;
+      return o;  // what follows does not matter: help is all this run does
+    } else if (a == "-b" || a == "--min-bytes") {
+      o.min_bytes = parse_message_size(value(), "-b");
     } else if (a == "-e" || a == "--max-bytes") {
-      o.max_bytes = parse_size(value(), "-e");
+      o.max_bytes = parse_message_size(value(), "-e");
     } else if (a == "-f" || a == "--step-factor") {
-      o.factor = size_t(count(value()));
+      o.factor = size_t(parse_count(value(), "-f", 2));
     } else if (a == "-n" || a == "--iters") {
-      o.iters = count(value());
+      o.iters = parse_count(value(), "-n", 1);
     } else if (a == "-w" || a == "--warmup-iters") {
-      o.warmup = count(value());
+      o.warmup = parse_count(value(), "-w", 0);
     } else if (a == "-d" || a == "--datatype") {
       const std::string d = value();
       DP_CHECK(d == "float" || d == "bfloat16" || d == "all",
@@ -93,25 +156,31 @@ BenchOptions parse(int argc, char** argv) {
       o.algo = parse_allreduce_algo(value(), "bench-allreduce --algo");
     } else if (a == "--nccl") {
       o.nccl = value();
+      // Here, not only where the column is set up: after the process groups, and every rank
+      // would build them first.
+      DP_CHECK(o.nccl == "auto" || o.nccl == "on" || o.nccl == "off",
+               "bench-allreduce --nccl {}: expected auto, on or off", o.nccl);
     } else if (a == "--timeout") {
-      o.timeout_s = std::stod(value());
+      o.timeout_s = parse_seconds(value(), "--timeout");
     } else if (a == "--hier-min") {
-      const std::string v = value();
-      o.hierarchical_min_bytes = v == "0" ? 0 : parse_size(v, "--hier-min");
+      o.hierarchical_min_bytes = parse_size(value(), "--hier-min");
     } else if (a == "--fused-max") {
       const std::string v = value();
-      o.fused_max_bytes = v == "0" ? 0 : parse_size(v, "--fused-max");
+      o.fused_max_bytes = parse_size(v, "--fused-max");
       DP_CHECK(o.fused_max_bytes <= FusedCheck::kLimitBytes,
-               "bench-allreduce --fused-max {}: at most {} bytes", v, FusedCheck::kLimitBytes);
+               "bench-allreduce --fused-max must be at most {} bytes, got '{}'",
+               FusedCheck::kLimitBytes, v);
     } else {
       fail(
           "bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl "
-          "--timeout --fused-max --hier-min)",
+          "--timeout --fused-max --hier-min; -h for help)",
           a);
     }
   }
-  DP_CHECK(o.min_bytes >= 4 && o.min_bytes <= o.max_bytes, "bench-allreduce: need 4 <= -b <= -e");
-  DP_CHECK(o.factor >= 2 && o.iters >= 1, "bench-allreduce: need -f >= 2 and -n >= 1");
+  DP_CHECK(o.min_bytes >= 4, "bench-allreduce -b must be at least 4 bytes (one float), got {}",
+           o.min_bytes);
+  DP_CHECK(o.min_bytes <= o.max_bytes,
+           "bench-allreduce -b ({} bytes) must not exceed -e ({} bytes)", o.min_bytes, o.max_bytes);
   return o;
 }
 
@@ -189,7 +258,12 @@ double pg_allreduce(MpiProcessGroup& pg, Tensor& t, std::chrono::milliseconds ti
 int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   const BenchOptions o = parse(argc, argv);
   const int world = info.size, rank = info.rank;
-  const auto timeout = std::chrono::milliseconds(int64_t(o.timeout_s * 1000));
+  if (o.help) {  // every rank exits 0 (mpirun would abort the job otherwise), one prints
+    if (rank == 0) std::fputs(kUsage, stdout);
+    return 0;
+  }
+  // Rounded up: --timeout 0.0001 is positive, and must not become a 0 ms timeout.
+  const auto timeout = std::chrono::milliseconds(int64_t(std::ceil(o.timeout_s * 1000)));
   MpiProcessGroupOptions pgo;
   pgo.shared_memory = o.shared_memory;
   pgo.shm_timeout = timeout;
@@ -208,7 +282,9 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       NcclBenchColumn::create(o.nccl, info, o.max_bytes, timeout, nccl_why_not);
   MPI_Op bf16_op;
   MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op);
-  const double factor = world > 1 ? 2.0 * (world - 1) / world : 1.0;
+  // nccl-tests' bus bandwidth factor for all-reduce, 2(n-1)/n as the header says: 0 on one
+  // rank (nothing crosses a link), as nccl-tests prints it.
+  const double factor = 2.0 * (world - 1) / world;
   if (rank == 0) {
     std::printf(
         "# dprun bench-allreduce: %d rank(s), in place, sum; time = median over %d iterations "
@@ -249,9 +325,15 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
     Tensor arena = pg.allocate(o.max_bytes / esize, dtype);
     Tensor flat_arena = flat.allocate(o.max_bytes / esize, dtype);
     Tensor plain = Tensor::zeros({int64_t(o.max_bytes / esize)}, dtype);
-    for (size_t bytes = o.min_bytes; bytes <= o.max_bytes; bytes *= o.factor) {
-      const size_t count = bytes / esize;
-      if (count == 0) continue;
+    size_t last_count = 0;
+    for (size_t requested = o.min_bytes; requested <= o.max_bytes; requested *= o.factor) {
+      // What moves is whole elements: the size column and algbw are count x element size, as
+      // nccl-tests has them (-b 10 of float is 2 elements, 8 bytes). A size that rounds to no
+      // element or to the previous row's count adds nothing.
+      const size_t count = requested / esize;
+      if (count == 0 || count == last_count) continue;
+      last_count = count;
+      const size_t bytes = count * esize;
       Tensor t = arena.view(0, {int64_t(count)});
       Tensor f = flat_arena.view(0, {int64_t(count)});
       Tensor m = plain.view(0, {int64_t(count)});

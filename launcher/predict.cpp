@@ -6,6 +6,7 @@
 #include <exception>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -75,7 +76,32 @@ PredictOptions parse(int argc, char** argv) {
     fail("predict: {} (see dprun predict --help)", e.what());
   }
   o.help = vm.count("help") > 0;
-  if (!o.help) DP_CHECK(!o.profile.empty(), "predict: --profile FILE is required");
+  if (o.help) return o;
+  DP_CHECK(!o.profile.empty(), "predict: --profile FILE is required");
+  // Every value is checked here, before anything is read or printed: a bad one found while
+  // the tables print would leave half a report, and the model's own checks do not name the flag.
+  DP_CHECK(o.network == "h100-nvlink-ib" || o.network == "emulated" || o.network == "measured",
+           "predict: --network {}: expected h100-nvlink-ib, emulated or measured", o.network);
+  // (boost reads "nan" and "inf" as numbers: they are refused with the rest.)
+  DP_CHECK(std::isfinite(o.link_gbit) && o.link_gbit > 0,
+           "predict: --link-gbit must be > 0 (got {})", o.link_gbit);
+  DP_CHECK(std::isfinite(o.link_latency_us) && o.link_latency_us >= 0,
+           "predict: --link-latency-us must be 0 or more (got {})", o.link_latency_us);
+  DP_CHECK(o.ranks_per_host >= 1, "predict: --ranks-per-host must be at least 1 (got {})",
+           o.ranks_per_host);
+  DP_CHECK(o.nics_per_node >= 1, "predict: --nics-per-node must be at least 1 (got {})",
+           o.nics_per_node);
+  DP_CHECK(o.algo == "best" || o.algo == "ring" || o.algo == "tree" || o.algo == "hierarchical",
+           "predict: --algo {}: expected best, ring, tree or hierarchical", o.algo);
+  DP_CHECK(std::isfinite(o.compute_scale) && o.compute_scale > 0,
+           "predict: --compute-scale must be > 0 (got {})", o.compute_scale);
+  for (const auto& [flag, mb] :
+       {std::pair<const char*, double>{"--first-bucket-mb", o.first_bucket_mb},
+        std::pair<const char*, double>{"--bucket-cap-mb", o.bucket_cap_mb}}) {
+    DP_CHECK(std::isfinite(mb) && mb > 0, "predict: {} must be > 0 MB (got {})", flag, mb);
+    DP_CHECK(std::round(mb * 1048576.0) >= 4,
+             "predict: {} {} MB is smaller than one float (4 bytes)", flag, mb);
+  }
   DP_CHECK(
       !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
       "predict: --link-burst-kib must be 0 or more (got {})", o.link_burst_kib);
@@ -153,12 +179,43 @@ void print_scaling(const BackwardProfile& compute, const Cluster& cluster,
   }
 }
 
+struct MeasuredRun {
+  std::string path;
+  RunProfile profile;
+};
+
+// The --validate runs, read and checked against `base` before anything is printed.
+std::vector<MeasuredRun> read_runs(const RunProfile& base, const std::string& base_path,
+                                   const std::vector<std::string>& paths) {
+  std::vector<MeasuredRun> runs;
+  for (const std::string& path : paths) {
+    MeasuredRun r{path, {}};
+    try {
+      r.profile = read_run_profile(path);
+    } catch (const std::exception& e) {
+      fail("predict: --validate {}", e.what());  // e.what() starts with the path
+    }
+    const RunProfile& run = r.profile;
+    DP_CHECK(run.compute.params.size() == base.compute.params.size(),
+             "predict: --validate {} has {} parameters, {} has {}: not the same model", path,
+             run.compute.params.size(), base_path, base.compute.params.size());
+    for (size_t i = 0; i < run.compute.params.size(); ++i)
+      DP_CHECK(run.compute.params[i].bytes == base.compute.params[i].bytes,
+               "predict: --validate: parameter {} ('{}') differs between {} and {}", i,
+               run.compute.params[i].name, path, base_path);
+    DP_CHECK(run.measured.steps > 0,
+             "predict: --validate {} has no measured steps after its profile", path);
+    runs.push_back(std::move(r));
+  }
+  return runs;
+}
+
 // Predicts each measured run from `base`'s compute and the run's own buckets; the network is
 // `base`'s measured all-reduce when the run has its world size (a prediction that uses
 // nothing of the run but its layout), else the run's own.
 // `link_burst_kib` < 0: each network's own (the profile it comes from).
 void print_validation(const RunProfile& base, const std::string& base_path,
-                      const std::vector<std::string>& runs, double link_burst_kib,
+                      const std::vector<MeasuredRun>& runs, double link_burst_kib,
                       int ranks_per_host) {
   fmt::print(
       "\nvalidation against measured runs (their steps after the profile, medians).\n"
@@ -172,16 +229,9 @@ void print_validation(const RunProfile& base, const std::string& base_path,
              "pred exp", "own exp", "net");
   double sum_abs = 0, worst = 0, sum_abs_own = 0, worst_own = 0;
   size_t count = 0;
-  for (const std::string& path : runs) {
-    const RunProfile run = read_run_profile(path);
-    DP_CHECK(run.compute.params.size() == base.compute.params.size(),
-             "predict: {} has {} parameters, {} has {}: not the same model", path,
-             run.compute.params.size(), base_path, base.compute.params.size());
-    for (size_t i = 0; i < run.compute.params.size(); ++i)
-      DP_CHECK(run.compute.params[i].bytes == base.compute.params[i].bytes,
-               "predict: parameter {} ('{}') differs between {} and {}", i,
-               run.compute.params[i].name, path, base_path);
-    DP_CHECK(run.measured.steps > 0, "predict: {} has no measured steps after its profile", path);
+  for (const MeasuredRun& r : runs) {
+    const std::string& path = r.path;
+    const RunProfile& run = r.profile;
     const bool own_net = run.world_size != base.world_size;
     const AllReduceFit idle = own_net ? run.allreduce_idle : base.allreduce_idle;
     const AllReduceFit busy = own_net ? run.allreduce_busy : base.allreduce_busy;
@@ -234,19 +284,17 @@ int predict_main(int argc, char** argv) {
       std::fputs(o.help_text.c_str(), stdout);
       return 0;
     }
-    const RunProfile prof = read_run_profile(o.profile);
     const std::vector<int> gpus = parse_gpus(o.gpus);
+    const RunProfile prof = read_run_profile(o.profile);
+    const std::vector<MeasuredRun> runs = read_runs(prof, o.profile, o.validate);
     Cluster cluster;
     if (o.network == "h100-nvlink-ib") {
       cluster = h100_nvlink_ib();
-      DP_CHECK(o.nics_per_node >= 1, "predict: --nics-per-node must be at least 1");
       cluster.nics_per_node = o.nics_per_node;
     } else if (o.network == "emulated") {
       cluster = emulated_link(o.link_gbit, o.link_latency_us, o.ranks_per_host);
-    } else if (o.network == "measured") {
-      cluster = cluster_from_fit(prof.allreduce_idle);
     } else {
-      fail("predict: --network {}: expected h100-nvlink-ib, emulated or measured", o.network);
+      cluster = cluster_from_fit(prof.allreduce_idle);
     }
     ScalingOptions so;
     so.algo = parse_algo(o.algo);
@@ -280,8 +328,7 @@ int predict_main(int argc, char** argv) {
         o.algo, o.compute_scale != 1 ? fmt::format("; compute x{:.3g}", o.compute_scale) : "",
         contention ? "; all-reduces during backward slowed as profiled" : "");
     print_scaling(compute, cluster, gpus, so);
-    if (!o.validate.empty())
-      print_validation(prof, o.profile, o.validate, o.link_burst_kib, o.ranks_per_host);
+    if (!runs.empty()) print_validation(prof, o.profile, runs, o.link_burst_kib, o.ranks_per_host);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dprun: error: %s\n", e.what());

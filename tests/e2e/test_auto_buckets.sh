@@ -111,4 +111,32 @@ expect_error "'x' is not a count" "$DPRUN" predict --profile "$WORK/auto.json" -
 expect_error "link-burst-kib must be 0 or more (got -5)" "$DPRUN" predict --profile "$WORK/auto.json" --link-burst-kib=-5
 expect_error "DPRUN_LINK_BURST='4MB': expected the links' token bucket in bytes" env DPRUN_LINK_BURST=4MB \
   "$DPRUN" "${ARGS[@]}" --profile-out "$WORK/burst.json"
+
+# predict checks every value before it prints anything, and names the flag and the problem
+# (emulated_link's "emulated link: rate 0 Gbit/s, ..." did not; bucket caps and --validate
+# files failed only after the profile summary and the table header were out).
+predict_refuses() {  # predict_refuses MESSAGE ARGS...: exit 1, MESSAGE on stderr, nothing on stdout
+  local msg=$1
+  shift
+  if "$DPRUN" predict --profile "$WORK/auto.json" "$@" >"$WORK/out" 2>"$WORK/err"; then
+    fail "predict accepted: $*"
+  elif grep -qF -- "$msg" "$WORK/err" && [ ! -s "$WORK/out" ]; then
+    pass "predict refuses $* before printing: $msg"
+  else
+    fail "predict $*: want '$msg' and no output"; cat "$WORK/out" "$WORK/err"
+  fi
+}
+predict_refuses "--link-gbit must be > 0 (got 0)" --network emulated --link-gbit 0
+predict_refuses "--link-gbit must be > 0 (got -1)" --network emulated --link-gbit=-1
+predict_refuses "--link-gbit must be > 0 (got nan)" --network emulated --link-gbit nan
+predict_refuses "--link-latency-us must be 0 or more (got -5)" --network emulated --link-latency-us=-5
+predict_refuses "--ranks-per-host must be at least 1 (got 0)" --network emulated --ranks-per-host 0
+predict_refuses "--nics-per-node must be at least 1 (got 0)" --nics-per-node 0
+predict_refuses "--compute-scale must be > 0 (got 0)" --compute-scale 0
+predict_refuses "--algo fast: expected best, ring, tree or hierarchical" --algo fast
+predict_refuses "--bucket-cap-mb must be > 0 MB (got 0)" --bucket-cap-mb 0
+predict_refuses "--first-bucket-mb must be > 0 MB (got -3)" --first-bucket-mb=-3
+predict_refuses "--bucket-cap-mb 1e-06 MB is smaller than one float" --bucket-cap-mb 0.000001
+predict_refuses "--validate $WORK/nonexistent.json: cannot open the profile" --validate "$WORK/nonexistent.json"
+predict_refuses "--validate $WORK/auto.jsonl: not a dprun profile" --validate "$WORK/auto.json" --validate "$WORK/auto.jsonl"
 finish

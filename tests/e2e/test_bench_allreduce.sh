@@ -16,7 +16,28 @@ for r in rows:
     assert float(r[5]) > 0 and float(r[10]) > 0 and float(r[15]) > 0, r
 PY
 }
-mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.out 20 &&
+# bw FILE RANKS: nccl-tests' arithmetic in every column: size = count x element size, algbw =
+# size / time, busbw = algbw x 2(n-1)/n (0 on one rank); within the printed digits' rounding.
+bw() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+n = int(sys.argv[2])
+esize = {"float": 4, "bfloat16": 2}
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+assert rows, "no rows"
+for r in rows:
+    size, count = int(r[0]), int(r[1])
+    assert size == count * esize[r[2]], f"size {size} is not {count} x {r[2]}: {r}"
+    for c in (5, 10, 15):  # time(us) algbw busbw, for dprun, flat and mpi
+        t, alg, bus = float(r[c]), float(r[c + 1]), float(r[c + 2])
+        lo = size / (t + 0.05) / 1e3 - 0.005
+        hi = size / max(t - 0.05, 1e-9) / 1e3 + 0.005
+        assert lo <= alg <= hi, f"algbw {alg} is not {size} B / {t} us: {r}"
+        f = 2 * (n - 1) / n
+        assert abs(bus - alg * f) <= 0.005 * (1 + f) + 1e-9, f"busbw {bus} is not {alg} x {f}: {r}"
+PY
+}
+mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.out 20 && bw shm.out 3 &&
   grep -q "shared memory" shm.out && pass "3 ranks, shared memory: float32 and bfloat16 all correct" ||
   { fail "bench over shared memory"; cat shm.out; }
 mpi 2 bench-allreduce -b 1K -e 4M -f 16 -n 3 -w 1 -d float --no-shm >tcp.out 2>&1 && check tcp tcp.out 4 &&
@@ -38,5 +59,52 @@ PY
 fi
 rc=0
 mpi 2 bench-allreduce -e 12Q >bad.out 2>&1 || rc=$?
-[ "$rc" != 0 ] && grep -q "expected a size" bad.out && pass "a bad size is named" || { fail "bad size"; cat bad.out; }
+[ "$rc" != 0 ] && grep -q -- "-e must be a size such as 8, 64K, 256M or 1g, got '12Q'" bad.out &&
+  pass "a bad size is named" || { fail "bad size"; cat bad.out; }
+
+# Sizes that are not whole elements: the row is what moves (-b 10 of float: 2 elements, 8
+# bytes, not 10, which overstated algbw by 25%); one rank: busbw 0, as nccl-tests prints it
+# (it was forced equal to algbw).
+mpi 1 bench-allreduce -b 10 -e 40 -f 2 -n 2 -w 0 >odd.out 2>&1 && bw odd.out 1 &&
+  [ "$(grep -v '^#' odd.out | awk '{print $1 "/" $2}' | tr '\n' ' ')" = "8/2 20/5 40/10 10/5 20/10 40/20 " ] &&
+  pass "1 rank, -b 10: sizes are count x element size, busbw 0" || { fail "-b 10 on 1 rank"; cat odd.out; }
+
+# -h/--help: the usage, once (rank 0), and exit 0 on every rank (it used to be an unknown
+# option on each rank, and mpirun aborted the job).
+for h in -h --help; do
+  rc=0
+  mpi 2 bench-allreduce -b 8 "$h" >help.out 2>&1 || rc=$?
+  [ "$rc" = 0 ] && [ "$(grep -c '^usage: mpirun -np N dprun bench-allreduce' help.out)" = 1 ] &&
+    grep -q -- "--timeout S" help.out && ! grep -q "error" help.out && pass "$h: the usage once, exit 0" ||
+    { fail "$h (exit $rc)"; cat help.out; }
+done
+
+# Bad numbers: refused on every rank, naming the flag and the value (not a bare "stod", nor an
+# internal "shm_timeout must be positive" for --timeout 0).
+bad() {  # bad MESSAGE ARGS...: exit non-zero, MESSAGE from both ranks
+  local msg=$1 rc=0
+  shift
+  mpi 2 bench-allreduce "$@" >bad.out 2>&1 || rc=$?
+  [ "$rc" != 0 ] && [ "$(grep -cF -- "$msg" bad.out)" = 2 ] && pass "refused: $*" ||
+    { fail "$* (exit $rc): want '$msg' from 2 ranks"; cat bad.out; }
+}
+bad "--timeout must be a positive number of seconds, got 'abc'" --timeout abc
+bad "--timeout must be a positive number of seconds, got '0'" --timeout 0
+bad "--timeout must be a positive number of seconds, got '-1'" --timeout -1
+bad "--timeout must be a positive number of seconds, got '5s'" --timeout 5s
+bad "--timeout must be a positive number of seconds, got 'inf'" --timeout inf
+bad "-n must be a whole number >= 1, got '0'" -n 0
+bad "-f must be a whole number >= 2, got '1'" -f 1
+bad "-w must be a whole number >= 0, got '2x'" -w 2x
+bad "-b must be a size such as 8, 64K, 256M or 1g, got '-8'" -b -8
+bad "-b must be at least 4 bytes (one float), got 2" -b 2
+bad "-e must be at most 2G (MPI counts are ints), got '3g'" -e 3g
+bad "-b (2048 bytes) must not exceed -e (1024 bytes)" -b 2k -e 1k
+bad "--fused-max must be at most 4194304 bytes, got '8M'" --fused-max 8M
+bad "--nccl maybe: expected auto, on or off" --nccl maybe
+
+# Lower-case units as nccl-tests takes them (-b 1k -e 1m), and a fractional --timeout.
+mpi 2 bench-allreduce -b 1k -e 1m -f 32 -n 2 -w 0 -d float --timeout 30.5 >lower.out 2>&1 &&
+  check lower lower.out 3 && [ "$(grep -v '^#' lower.out | awk '{print $1}' | tr '\n' ' ')" = "1024 32768 1048576 " ] &&
+  pass "lower-case size units: -b 1k -e 1m" || { fail "-b 1k -e 1m"; cat lower.out; }
 finish

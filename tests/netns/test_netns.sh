@@ -68,6 +68,28 @@ wait_pid() {
   wait "$pid"
 }
 
+# 0. Nothing to show or clean: --list and --cleanup still answer, and exit 0 (--list used to
+# exit 1 without a word: its grep for our namespaces found none under set -e and pipefail).
+# An empty state folder of its own; "no runs" only where no dprun- namespace exists here.
+mkdir -p "$WORK/empty-state"
+rc=0
+DPRUN_NETNS_STATE=$WORK/empty-state "$NETNS" --list >"$WORK/list.txt" 2>&1 || rc=$?
+if ip netns list 2>/dev/null | grep -q "^dprun-"; then
+  [ "$rc" = 0 ] && [ -s "$WORK/list.txt" ] && pass "--list with other runs' namespaces: exit 0" ||
+    { fail "--list: exit $rc"; cat "$WORK/list.txt"; }
+else
+  [ "$rc" = 0 ] && [ "$(cat "$WORK/list.txt")" = "no runs" ] && pass "--list with no runs: 'no runs', exit 0" ||
+    { fail "--list with no runs: exit $rc"; cat "$WORK/list.txt"; }
+  rc=0
+  DPRUN_NETNS_STATE=$WORK/empty-state "$NETNS" --cleanup >"$WORK/clean0.txt" 2>&1 || rc=$?
+  [ "$rc" = 0 ] && grep -q "nothing to remove" "$WORK/clean0.txt" &&
+    pass "--cleanup with nothing to clean: says so, exit 0" || { fail "--cleanup of nothing: exit $rc"; cat "$WORK/clean0.txt"; }
+fi
+rc=0
+DPRUN_NETNS_STATE=$WORK/empty-state "$NETNS" --cleanup "${TAG}z" >"$WORK/clean1.txt" 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q "no run ${TAG}z: nothing to remove" "$WORK/clean1.txt" &&
+  pass "--cleanup ID of no run: says so (not 'removed'), exit 0" || { fail "--cleanup ${TAG}z: exit $rc"; cat "$WORK/clean1.txt"; }
+
 # 1. Training across 2 hosts: two hostnames, and the gradients cross both links.
 if timeout 120 "$NETNS" --hosts 2 --ranks-per-host 1 --run-id "${TAG}a" --stats "$WORK/stats.json" --timeout 100 -- \
     "$DPRUN" --data synthetic:2048 --model mlp --hidden 64 --epochs 1 --log-json "$WORK/run.jsonl" \
@@ -175,6 +197,9 @@ if wait_up "${TAG}e" 30 && wait_up "${TAG}f" 30; then
   wait "$KILLED" 2>/dev/null
   [ -e "/run/netns/dprun-${TAG}f-h0" ] && pass "a SIGKILLed harness leaves its run behind (as expected)" ||
     fail "run ${TAG}f vanished without --cleanup?"
+  "$NETNS" --list >"$WORK/list.txt" 2>&1 && grep -q "^${TAG}e running (pid " "$WORK/list.txt" &&
+    grep -q "^${TAG}f stale" "$WORK/list.txt" && pass "--list: the live run running, the killed one stale" ||
+    { fail "--list"; cat "$WORK/list.txt"; }
   timeout 60 "$NETNS" --cleanup >"$WORK/cleanup.txt" 2>&1 || fail "--cleanup failed"
   gone "${TAG}f" && pass "--cleanup removes a crashed run" || { fail "--cleanup left run ${TAG}f"; cat "$WORK/cleanup.txt"; }
   [ -e "/run/netns/dprun-${TAG}e-h0" ] && kill -0 "$LIVE" 2>/dev/null && pass "--cleanup leaves a live run alone" ||
