@@ -1,5 +1,7 @@
 #include "launcher/predict.h"
 
+#include "launcher/options.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -70,7 +72,10 @@ PredictOptions parse(int argc, char** argv) {
   o.help_text = help.str();
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc - 1, argv + 1).options(desc).run(), vm);
+    const po::parsed_options parsed =
+        po::command_line_parser(argc - 1, argv + 1).options(desc).run();
+    reject_stray_words(parsed, "predict");
+    po::store(parsed, vm);
     po::notify(vm);
   } catch (const po::error& e) {
     fail("predict: {} (see dprun predict --help)", e.what());

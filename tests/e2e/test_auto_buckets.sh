@@ -106,6 +106,7 @@ expect_error "profile-out /dev/null: exists and is not a regular file" "$DPRUN" 
 expect_error "cannot open the profile" "$DPRUN" predict --profile "$WORK/missing.json"
 expect_error "not a dprun profile" "$DPRUN" predict --profile "$WORK/auto.jsonl"
 expect_error "predict: --profile FILE is required" "$DPRUN" predict
+expect_error "predict: unexpected word 'extra'" "$DPRUN" predict --profile "$WORK/missing.json" extra
 expect_error "expected h100-nvlink-ib, emulated or measured" "$DPRUN" predict --profile "$WORK/auto.json" --network wifi
 expect_error "'x' is not a count" "$DPRUN" predict --profile "$WORK/auto.json" --gpus 8,x
 expect_error "link-burst-kib must be 0 or more (got -5)" "$DPRUN" predict --profile "$WORK/auto.json" --link-burst-kib=-5
