@@ -3,9 +3,9 @@
 over ranks x emulated hosts x link rate x bucket size x overlap x model, written to CSV and drawn
 with gnuplot as PNG and SVG.
 
-  python3 tests/bench/sweep.py --build build --out docs/plots --quick     # a few minutes on 2 cores
+  python3 tests/bench/sweep.py --build build --out docs/plots --quick     # under a minute on 2 cores
   python3 tests/bench/sweep.py --quick --models mlp,cnn,gpt               # the quick grid for every model
-  python3 tests/bench/sweep.py --build build --out docs/plots             # the full grid (hours)
+  python3 tests/bench/sweep.py --build build --out docs/plots             # the full grid (about 3 minutes at --reps 1)
 
 Weak scaling keeps --batch-size per rank (the global batch grows with the ranks); strong scaling
 keeps the global batch (per-rank batch = global / ranks). Runs of one figure are interleaved
