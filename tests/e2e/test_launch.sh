@@ -16,7 +16,9 @@ rc=0
 "$DPRUN" launch --frobnicate >u.out 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q "unknown option '--frobnicate'" u.out && pass "a bad launch option is named" || fail "bad launch option"
 
-timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 500 \
+# --epochs 100000: the job runs until a signal stops it (timeout 120 is the only other end), so
+# a signal that comes late on a loaded machine still finds it training.
+timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 100000 \
   --log-interval 100000 --checkpoint-dir ck >sig.out 2>&1 &
 job=$!
 for _ in $(seq 150); do grep -q "^reducer" sig.out 2>/dev/null && break; sleep 0.2; done
@@ -35,7 +37,7 @@ wait "$job" || rc=$?
 # launcher at the head of a group of its own, as a shell starts a job; the group gets the
 # SIGINT. Only the launcher may act on it (SIGUSR1 to the job: checkpoint, exit 0): mpirun in
 # that group would get it too and abort the ranks with SIGTERM (exit 1).
-timeout 120 setsid "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 500 \
+timeout 120 setsid "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 100000 \
   --log-interval 100000 --checkpoint-dir ckint >int.out 2>&1 &
 job=$!
 for _ in $(seq 150); do grep -q "^reducer" int.out 2>/dev/null && break; sleep 0.2; done
@@ -58,7 +60,7 @@ fi
 
 # The launcher killed with -9 forwards nothing: the kernel's parent-death signal (SIGUSR1) to
 # mpirun stands in for it, and the job checkpoints and stops instead of running unattended.
-timeout 120 setsid "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 500 \
+timeout 120 setsid "$DPRUN" launch -np 2 -- --data synthetic:8192 --model mlp --hidden 256 --epochs 100000 \
   --log-interval 100000 --checkpoint-dir ckkill >kill.out 2>&1 &
 job=$!
 for _ in $(seq 150); do grep -q "^reducer" kill.out 2>/dev/null && break; sleep 0.2; done
