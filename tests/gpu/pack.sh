@@ -3,7 +3,8 @@
 # not building: docs/gpu-session.md says how the kit travels and runs.
 #   tests/gpu/pack.sh [--bundle FILE.tar.gz] [KIT_DIR]   (default <repo>/.gpu-kit, git ignores it)
 # 1. configures and builds build-gpu in Release with CUDA (everything: the GPU tests, the GPU
-#    benchmarks, dprun, and the CPU tests too);
+#    benchmarks, dprun, and the CPU tests too; the CPU tests go into the kit while it stays
+#    under KIT_LIMIT_MB, the CPU benchmarks and tools not at all: no step runs them);
 # 2. copies into KIT_DIR, stripped: the programs (bin/), every shared library they load that is
 #    neither glibc, libstdc++/libgcc nor the CUDA driver (lib/; those over KIT_GZIP_MB are
 #    gzip'd and unpacked at run time), except the big CUDA libraries (cuBLAS, cuBLASLt, NCCL:
@@ -75,12 +76,16 @@ for src in "$ROOT"/tests/bench/bench_gpu_*.cpp; do
   [[ -e "$src" ]] && PROGRAMS+=("$BUILD/$(basename "$src" .cpp)")
 done
 for p in "${PROGRAMS[@]}"; do [[ -x "$p" ]] || die "$p was not built"; done
-for src in "$ROOT"/tests/mpi/test_*.cpp "$ROOT"/tests/bench/*.cpp "$ROOT"/tests/tools/*.cpp; do
-  name=$(basename "$src" .cpp)
-  [[ "$name" == bench_gpu_* ]] && continue
-  for p in "$BUILD/tests/$name" "$BUILD/$name"; do [[ -x "$p" ]] && PROGRAMS+=("$p"); done
+# The CPU tests that kit-run.sh runs with the time left (the CPU benchmarks and tools run in
+# no step: they stay here). Each program links the whole runtime with its GPU code, so these
+# are most of the kit's size: they go first when the kit is over KIT_LIMIT_MB (step 5).
+OPTIONAL=()
+for src in "$ROOT"/tests/mpi/test_*.cpp; do
+  p="$BUILD/tests/$(basename "$src" .cpp)"
+  [[ -x "$p" ]] && OPTIONAL+=("$p")
 done
-[[ -x "$BUILD/tests/dprun_unit_tests" ]] && PROGRAMS+=("$BUILD/tests/dprun_unit_tests")
+[[ -x "$BUILD/tests/dprun_unit_tests" ]] && OPTIONAL+=("$BUILD/tests/dprun_unit_tests")
+PROGRAMS+=("${OPTIONAL[@]}")
 
 # --- 2. The kit folder -----------------------------------------------------------------------
 # Only ever empty a folder that is a kit (or empty): never a wrong argument's folder.
@@ -207,7 +212,17 @@ done
 echo "left to the GPU machine (env.sh finds them there):"
 printf '  %s\n' "${EXTERNAL[@]}"
 
-# --- 5. env.sh, MANIFEST.txt, sources.sha1 ---------------------------------------------------
+# --- 5. Fit KIT_LIMIT_MB, then env.sh, MANIFEST.txt, sources.sha1 ----------------------------
+# Over the limit, the CPU tests leave the kit, the MPI tests first (the GPU steps need none of
+# them; kit-run.sh runs the CPU tests only where they are).
+SHED=()
+for p in "${OPTIONAL[@]}"; do
+  [[ $(du -sb "$KIT" | cut -f1) -le $((LIMIT_MB * 1048576 - 262144)) ]] && break
+  rm -f "$KIT/bin/$(basename "$p")"
+  SHED+=("$(basename "$p")")
+done
+[[ ${#SHED[@]} -gt 0 ]] &&
+  echo "left out to fit KIT_LIMIT_MB=$LIMIT_MB: ${SHED[*]} (CPU tests: kit-run.sh skips them)"
 cp "$ROOT/tests/gpu/kit-env.sh" "$KIT/env.sh"
 glibc_needs() {  # the highest symbol versions of glibc and libstdc++ that the kit's ELF files need
   find "$KIT" -type f ! -name '*.gz' -exec sh -c 'head -c4 "$1" | grep -q ELF' _ {} \; -print0 |
@@ -240,6 +255,7 @@ bash "$ROOT/tests/gpu/sources-sha1.sh" > "$KIT/sources.sha1" || die "hashing the
     "NCCL $(header_version "$NCCL_H" NCCL_)"
   echo "open mpi:     $OMPI_VERSION (PMIx from ${PMIX_DIR:-none})"
   echo "needs:        $(glibc_needs)"
+  echo "left out:     ${SHED[*]:-nothing} (to fit KIT_LIMIT_MB=$LIMIT_MB)"
   echo "from the GPU machine (the kit leaves these out; env.sh finds them):"
   echo "  libcuda.so.1 (the driver; CUDA 13 wants 580 or newer)"
   printf '  %s\n' "${EXTERNAL[@]}"
