@@ -396,6 +396,7 @@ EvalResult DataParallelTrainer::evaluate() {
   }
   EvalResult e;
   e.samples = static_cast<size_t>(total);
+  e.tokens = entry_->loss == LossKind::next_token;
   e.loss = total > 0 ? l / total : 0;
   e.accuracy = total > 0 ? c / total : 0;
   return e;

@@ -87,9 +87,7 @@ void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes&
   if (quiet_) return;
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
   log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
-  if (s.evaluated)
-    log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy,
-               s.eval.samples, s.eval.loss);
+  if (s.evaluated) log_eval_summary(s.eval);
   if (s.tokens_per_s > 0)
     log::rank0("  throughput      {:.0f} tokens/s ({:.1f} samples/s, global)", s.tokens_per_s,
                s.samples_per_s);

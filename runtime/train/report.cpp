@@ -91,10 +91,10 @@ void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double tr
   const std::string how =
       steps >= per_epoch ? "done" : fmt::format("ended after {} of {} steps", steps, per_epoch);
   if (eval) {
-    log::rank0(
-        "epoch {:>3} {} | train loss {:.4f} | test loss {:.4f} | test accuracy {:.4f} ({} "
-        "samples)",
-        epoch + 1, how, train_loss, eval->loss, eval->accuracy, eval->samples);
+    log::rank0("epoch {:>3} {} | train loss {:.4f} | {} loss {:.4f} | {} accuracy {:.4f} ({} {})",
+               epoch + 1, how, train_loss, eval->tokens ? "validation" : "test", eval->loss,
+               eval->tokens ? "next-token" : "test", eval->accuracy, eval->samples,
+               eval->tokens ? "tokens" : "samples");
   } else {
     log::rank0("epoch {:>3} {} | train loss {:.4f}", epoch + 1, how, train_loss);
   }
@@ -111,6 +111,17 @@ void log_eval(uint64_t step, const EvalResult& e, bool next_token) {
                e.accuracy, e.samples);
 }
 
+void log_eval_summary(const EvalResult& e) {
+  if (e.tokens)
+    log::rank0(
+        "  validation loss {:.4f} nats/token (perplexity {:.2f}), next-token accuracy {:.4f} "
+        "({} tokens)",
+        e.loss, std::exp(e.loss), e.accuracy, e.samples);
+  else
+    log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", e.accuracy, e.samples,
+               e.loss);
+}
+
 void Progress::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
                          const EvalResult* eval) {
   if (enabled_) log_epoch_end(epoch, steps, per_epoch, train_loss, eval);
@@ -120,15 +131,7 @@ void print_summary(const TrainSummary& s) {
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
   log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
   const bool tokens = s.tokens_per_s > 0;
-  if (s.evaluated && tokens) {
-    log::rank0(
-        "  validation loss {:.4f} nats/token (perplexity {:.2f}), next-token accuracy {:.4f} "
-        "({} tokens)",
-        s.eval.loss, std::exp(s.eval.loss), s.eval.accuracy, s.eval.samples);
-  } else if (s.evaluated) {
-    log::rank0("  test accuracy   {:.4f} ({} samples), test loss {:.4f}", s.eval.accuracy,
-               s.eval.samples, s.eval.loss);
-  }
+  if (s.evaluated) log_eval_summary(s.eval);
   if (tokens)
     log::rank0("  throughput      {:.0f} tokens/s ({:.1f} samples/s, global)", s.tokens_per_s,
                s.samples_per_s);

@@ -42,6 +42,9 @@ void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double tr
 // The line of an evaluation at `step`: "step 10 | validation loss 4.6828 (perplexity 108.1)
 // | accuracy 0.1592 (1024 targets)" for a language model, "test loss ..." otherwise.
 void log_eval(uint64_t step, const EvalResult& e, bool next_token);
+// The summary's evaluation line (both modes): validation loss, perplexity and next-token
+// accuracy over tokens for a language model, test accuracy and loss over samples otherwise.
+void log_eval_summary(const EvalResult& e);
 void print_header_lines(const HeaderInfo& h);
 void print_summary(const TrainSummary& s);
 

@@ -35,6 +35,7 @@ struct EvalResult {
   double loss = 0;      // mean per target (per token for language models), nats
   double accuracy = 0;  // fraction of targets predicted right (argmax)
   size_t samples = 0;
+  bool tokens = false;  // a language model's: `samples` counts target tokens
 };
 
 struct TrainSummary {

@@ -81,6 +81,12 @@ open('c.txt', 'w').write(''.join(' '.join(rng.choice(w) for _ in range(10)) + '.
 same gpt 2 --model gpt --layers 2 --heads 2 --embed 32 --context 32 --data tokens:t.bin \
   --val-data tokens:v.bin --batch-size 4 --grad-accum 2 --steps 30 --clip-grad-norm 1 \
   --eval-every 15 --eval-batches 2 --log-interval 1000
+# Both modes report a language model's evaluation over tokens, with the perplexity (--mode dp
+# said "test accuracy ... samples" for the same tokens).
+for f in gpt.dp.out gpt.ddp.out; do
+  grep -q "validation loss [0-9.]* nats/token (perplexity [0-9.]*), next-token accuracy [0-9.]* ([0-9]* tokens)" "$f" ||
+    { fail "$f: no validation summary over tokens"; grep -E "accuracy" "$f"; }
+done
 
 # The comparison is not vacuous: the same per-replica batch on 1 rank trains differently.
 mpi 1 "${MLP[@]}" --dump-params one.ddp >one.out 2>&1 || fail "1 rank"
