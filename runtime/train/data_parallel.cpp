@@ -484,9 +484,7 @@ TrainSummary DataParallelTrainer::run() {
   set_preemption_checkpointing(false);  // --mode dp writes no checkpoints
   const double t_start = now_us();
   TrainSummary sum;
-  uint64_t total_steps = steps_per_epoch_ * cfg_.epochs;
-  if (cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < total_steps))
-    total_steps = cfg_.max_steps;
+  const uint64_t total_steps = run_total_steps(cfg_, steps_per_epoch_);
   report.set_total(total_steps, cfg_.log_interval, sequence_length_);
   double train_ms = 0;
   uint64_t samples = 0;

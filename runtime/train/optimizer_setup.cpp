@@ -18,9 +18,13 @@ std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, std::vector<Pa
                                  cfg.weight_decay, arena);
 }
 
+uint64_t run_total_steps(const TrainConfig& cfg, uint64_t steps_per_epoch) {
+  const uint64_t all = steps_per_epoch * cfg.epochs;
+  return cfg.max_steps > 0 && (all == 0 || cfg.max_steps < all) ? cfg.max_steps : all;
+}
+
 std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& cfg, uint64_t steps_per_epoch) {
-  uint64_t total = steps_per_epoch * cfg.epochs;
-  if (cfg.max_steps > 0 && (total == 0 || cfg.max_steps < total)) total = cfg.max_steps;
+  const uint64_t total = run_total_steps(cfg, steps_per_epoch);
   return std::make_unique<LrSchedule>(
       cfg.lr_schedule == "cosine"
           ? LrSchedule::cosine(cfg.lr, static_cast<int64_t>(cfg.warmup_steps),

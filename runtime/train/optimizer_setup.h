@@ -19,8 +19,12 @@ class ParameterArena;
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, std::vector<Parameter*> params,
                                           ParameterArena* arena);
 
-// --lr-schedule constant|cosine over the run's steps: epochs x steps_per_epoch, cut to
-// --max-steps when that is shorter.
+// Where a run ends: epochs x steps_per_epoch, cut to --max-steps when that is shorter (or
+// --max-steps alone without --epochs). The schedule, both trainers' loops and the resume
+// check all use this one count.
+uint64_t run_total_steps(const TrainConfig& cfg, uint64_t steps_per_epoch);
+
+// --lr-schedule constant|cosine over run_total_steps().
 std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& cfg, uint64_t steps_per_epoch);
 
 }  // namespace dp

@@ -141,24 +141,22 @@ size_t Trainer::steps_per_epoch() const {
 }
 
 void Trainer::save_buffers() {
-  const std::vector<Buffer*> bufs = buffers();
-  buffer_snapshot_.resize(bufs.size());
-  for (size_t i = 0; i < bufs.size(); ++i) {
-    ensure_like(buffer_snapshot_[i], bufs[i]->value, bufs[i]->value.dtype(),
-                bufs[i]->value.device());
-    buffer_snapshot_[i].copy_(bufs[i]->value);
+  // The model's buffers never change after construction: listed once, copied every step
+  // into tensors allocated once.
+  if (buffer_snapshot_.empty())
+    for (Buffer* b : buffers()) buffer_snapshot_.push_back({b, Tensor()});
+  for (auto& [buffer, copy] : buffer_snapshot_) {
+    ensure_like(copy, buffer->value, buffer->value.dtype(), buffer->value.device());
+    copy.copy_(buffer->value);
   }
 }
 
 void Trainer::restore_buffers() {
-  const std::vector<Buffer*> bufs = buffers();
-  for (size_t i = 0; i < bufs.size() && i < buffer_snapshot_.size(); ++i)
-    bufs[i]->value.copy_(buffer_snapshot_[i]);
+  for (auto& [buffer, copy] : buffer_snapshot_) buffer->value.copy_(copy);
 }
 
 uint64_t Trainer::total_steps() const {
-  const uint64_t all = steps_per_epoch() * cfg_.epochs;
-  return cfg_.max_steps > 0 && (cfg_.epochs == 0 || cfg_.max_steps < all) ? cfg_.max_steps : all;
+  return run_total_steps(cfg_, steps_per_epoch());
 }
 
 std::chrono::milliseconds Trainer::timeout() const {

@@ -4,6 +4,7 @@
 // progress report on rank 0, the JSON log, the trace and the parameter dump.
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/comm/process_group.h"
@@ -120,8 +121,8 @@ class Trainer {
   std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
-  Tensor targets_;  // loss_targets()' flattened view
-  std::vector<Tensor> buffer_snapshot_;
+  Tensor targets_;                                           // loss_targets()' flattened view
+  std::vector<std::pair<Buffer*, Tensor>> buffer_snapshot_;  // save_buffers()' copies
   bool warned_later_checkpoints_ =
       false;  // --keep-checkpoints' note, once per run  // save_buffers()' copies
   std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;

@@ -57,31 +57,26 @@ else
   fail "no STALE after a change: $(grep -E 'kit freshness' <<< "$out" | head -3)"
 fi
 
-# Bad uses.
-if out=$(BUNDLE_LIMIT_MB=0 bash "$ROOT/tests/gpu/bundle.sh" "$WORK/nokit" "$WORK/x.tar.gz" 2>&1); then
-  fail "bundle without a kit succeeded"
-elif grep -q "no kit at" <<< "$out" && [[ ! -e "$WORK/x.tar.gz" ]]; then
-  pass "no kit: an error naming it"
-else
-  fail "no kit: $out"
-fi
+# Bad uses. refused NAME PATTERN NO_FILE CMD...: CMD fails, says PATTERN, and leaves no NO_FILE
+# (- for none).
+refused() {
+  local name=$1 pattern=$2 no_file=$3 out
+  shift 3
+  if out=$("$@" 2>&1); then
+    fail "$name: succeeded"
+  elif grep -q -- "$pattern" <<< "$out" && [[ $no_file == - || ! -e $no_file ]]; then
+    pass "$name"
+  else
+    fail "$name: $out"
+  fi
+}
+refused "no kit: an error naming it" "no kit at" "$WORK/x.tar.gz" \
+  env BUNDLE_LIMIT_MB=0 bash "$ROOT/tests/gpu/bundle.sh" "$WORK/nokit" "$WORK/x.tar.gz"
 # Over a 1 MiB limit: a kit padded with 2 MB that gzip cannot shrink.
 head -c 2000000 /dev/urandom > "$KIT/bin/padding"
-if out=$(BUNDLE_LIMIT_MB=1 bash "$ROOT/tests/gpu/bundle.sh" "$KIT" "$WORK/big.tar.gz" 2>&1); then
-  fail "a bundle over BUNDLE_LIMIT_MB was kept"
-elif grep -q "over BUNDLE_LIMIT_MB=1" <<< "$out" && [[ ! -e "$WORK/big.tar.gz" ]]; then
-  pass "over BUNDLE_LIMIT_MB: an error, and no file left"
-else
-  fail "BUNDLE_LIMIT_MB: $out"
-fi
-if out=$(BUNDLE_LIMIT_MB=lots bash "$ROOT/tests/gpu/bundle.sh" "$KIT" "$WORK/y.tar.gz" 2>&1); then
-  fail "BUNDLE_LIMIT_MB=lots accepted"
-else
-  grep -q "whole number" <<< "$out" && pass "BUNDLE_LIMIT_MB=lots refused" || fail "lots: $out"
-fi
-if out=$(bash "$ROOT/tests/gpu/pack.sh" --bundle 2>&1); then
-  fail "pack.sh --bundle without a file name succeeded"
-else
-  grep -q "needs a file name" <<< "$out" && pass "pack.sh --bundle needs a name" || fail "$out"
-fi
+refused "over BUNDLE_LIMIT_MB: an error, and no file left" "over BUNDLE_LIMIT_MB=1" \
+  "$WORK/big.tar.gz" env BUNDLE_LIMIT_MB=1 bash "$ROOT/tests/gpu/bundle.sh" "$KIT" "$WORK/big.tar.gz"
+refused "BUNDLE_LIMIT_MB=lots refused" "whole number" - \
+  env BUNDLE_LIMIT_MB=lots bash "$ROOT/tests/gpu/bundle.sh" "$KIT" "$WORK/y.tar.gz"
+refused "pack.sh --bundle needs a name" "needs a file name" - bash "$ROOT/tests/gpu/pack.sh" --bundle
 finish
