@@ -248,6 +248,10 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   const size_t n = replicas_.size();
   t = DataParallelTimes{};
   const double t_step = now_us();
+  // Replica 0's buffers are the ones every forward copies to the others: a skipped step puts
+  // them back as DDP's ranks do, or the bad batch's statistics would live on.
+  const bool may_skip = cfg_.on_nonfinite == "skip";
+  if (may_skip) buffer_snapshot_.save(buffers());
   for (size_t k = 0; k < K; ++k) {
     const double t0 = now_us();
     const Batch* batch = loader_->next();
@@ -318,6 +322,7 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
           "diverged (lower --lr, add --clip-grad-norm, or --on-nonfinite skip to skip such steps)",
           step_, nonfinite, bad);
     ++skipped_steps_;
+    if (may_skip) buffer_snapshot_.restore();
     log::warn(
         "step {}: skipped (no update): the averaged gradient of '{}' is {} (--on-nonfinite "
         "skip; {} step(s) skipped so far)",

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/train/buffer_snapshot.h"
 #include "runtime/train/metrics.h"
 #include "runtime/train/train_config.h"
 #include "runtime/train/trainer.h"
@@ -110,7 +111,8 @@ class DataParallelTrainer {
   std::unique_ptr<GradientGather> gather_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
-  std::vector<float> losses_;  // per replica, of the current step
+  std::vector<float> losses_;       // per replica, of the current step
+  BufferSnapshot buffer_snapshot_;  // replica 0's, put back when --on-nonfinite skip skips
   uint64_t step_ = 0;
   uint64_t last_eval_step_ = UINT64_MAX;
   uint64_t skipped_steps_ = 0;

@@ -140,21 +140,6 @@ size_t Trainer::steps_per_epoch() const {
   return loader_->batches_per_epoch() / cfg_.grad_accum;
 }
 
-void Trainer::save_buffers() {
-  // The model's buffers never change after construction: listed once, copied every step
-  // into tensors allocated once.
-  if (buffer_snapshot_.empty())
-    for (Buffer* b : buffers()) buffer_snapshot_.push_back({b, Tensor()});
-  for (auto& [buffer, copy] : buffer_snapshot_) {
-    ensure_like(copy, buffer->value, buffer->value.dtype(), buffer->value.device());
-    copy.copy_(buffer->value);
-  }
-}
-
-void Trainer::restore_buffers() {
-  for (auto& [buffer, copy] : buffer_snapshot_) buffer->value.copy_(copy);
-}
-
 uint64_t Trainer::total_steps() const {
   return run_total_steps(cfg_, steps_per_epoch());
 }
@@ -401,7 +386,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   // A step skipped for a non-finite gradient must leave the model as it was, buffers too:
   // forward already moved BatchNorm's running statistics (with the NaN batch, NaN).
   const bool may_skip = cfg_.on_nonfinite == "skip";
-  if (may_skip) save_buffers();
+  if (may_skip) buffer_snapshot_.save(buffers());
   for (size_t k = 0; k < K; ++k) {
     double t0 = now_us();
     const Batch* batch = loader_->next();
@@ -483,7 +468,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
           "diverged (lower --lr, add --clip-grad-norm, or --on-nonfinite skip to skip such steps)",
           step_, nonfinite, bad));
     ++skipped_steps_;
-    if (may_skip) restore_buffers();
+    if (may_skip) buffer_snapshot_.restore();
     if (rank_ == 0)
       log::warn(
           "step {}: skipped (no update): the averaged gradient of '{}' is {} "

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/comm/process_group.h"
+#include "runtime/train/buffer_snapshot.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/fault_injection.h"
 #include "runtime/train/metrics.h"
@@ -80,8 +81,6 @@ class Trainer {
   // Where this run ends: --epochs' steps, or --steps when that comes first.
   uint64_t total_steps() const;
   // --on-nonfinite skip: the buffers before the step, put back when the step is skipped.
-  void save_buffers();
-  void restore_buffers();
   // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
   std::string sample_text();
 
@@ -121,10 +120,9 @@ class Trainer {
   std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
-  Tensor targets_;                                           // loss_targets()' flattened view
-  std::vector<std::pair<Buffer*, Tensor>> buffer_snapshot_;  // save_buffers()' copies
-  bool warned_later_checkpoints_ =
-      false;  // --keep-checkpoints' note, once per run  // save_buffers()' copies
+  Tensor targets_;                         // loss_targets()' flattened view
+  BufferSnapshot buffer_snapshot_;         // --on-nonfinite skip puts a skipped step's back
+  bool warned_later_checkpoints_ = false;  // --keep-checkpoints' note, once per run
   std::unique_ptr<SoftmaxCrossEntropy> loss_fn_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;

@@ -71,6 +71,25 @@ CNN=(--model cnn --channels 4,8 --fc-hidden 32 --data idx:idx --epochs 2 --log-i
 same cnn 2 "${CNN[@]}" --batch-size 16
 same cnn-3-bf16 3 "${CNN[@]}" --batch-size 10 --precision bf16
 
+# --on-nonfinite skip: a huge learning rate makes every step after the first non-finite. The
+# skipped steps' forwards moved replica 0's BatchNorm statistics; both modes put them back
+# (DataParallel kept them and copied them to every replica), so the dumps, buffers included,
+# stay equal.
+for mode in dp ddp; do
+  if [ $mode = dp ]; then run=(dp_run 2); else run=(mpi 2); fi
+  "${run[@]}" "${CNN[@]}" --batch-size 16 --steps 4 --lr 1e18 --on-nonfinite skip \
+    --dump-params "skip.$mode" --log-json "skip.$mode.jsonl" >"skip.$mode.out" 2>&1 ||
+    { fail "skip: --mode $mode failed"; tail -3 "skip.$mode.out"; }
+done
+python3 - <<'EOF2' && pass "skip: 3 steps skipped in both modes, buffers put back, dumps equal" || fail "skip: DataParallel and DDP differ after skipped steps"
+import json
+for m in ("dp", "ddp"):
+    s = [r for r in map(json.loads, open(f"skip.{m}.jsonl")) if r["type"] == "summary"][-1]
+    assert s["skipped_steps"] == 3, (m, s["skipped_steps"])
+a, b = open("skip.dp", "rb").read(), open("skip.ddp", "rb").read()
+assert a == b, "the dumps differ (a skipped step's BatchNorm statistics kept?)"
+EOF2
+
 # The gpt: tied embedding, 2 micro-batches per step, gradient clipping.
 python3 -c "
 import random
