@@ -209,6 +209,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("momentum", po::value(&t.momentum)->default_value(t.momentum, "0"), "SGD momentum")
       ("nesterov", po::value(&t.nesterov)->default_value(false, "false")->implicit_value(true, "true"), "SGD with Nesterov momentum (--nesterov=false turns a model's default off)")
       ("weight-decay", po::value(&t.weight_decay)->default_value(t.weight_decay, "0"), "L2 penalty (SGD) or decoupled weight decay (AdamW)")
+      ("weight-decay-1d", po::value(&t.weight_decay_1d)->default_value(true, "true")->implicit_value(true, "true"), "apply --weight-decay to 1-D parameters too (biases, norm weights); =false decays only matrices and embeddings, as llm.c and nanoGPT train GPT-2 (gpt's default)")
       ("beta1", po::value(&t.beta1)->default_value(t.beta1, "0.9"), "AdamW beta1")
       ("beta2", po::value(&t.beta2)->default_value(t.beta2, "0.999"), "AdamW beta2")
       ("adam-eps", po::value(&t.adam_eps)->default_value(t.adam_eps, "1e-08"), "AdamW epsilon")

@@ -169,13 +169,12 @@ ModelEntry gpt_model_entry() {
       {"gpt-tiny", {{"layers", "2"}, {"heads", "2"}, {"embed", "64"}, {"context", "64"}}},
       {"gpt-mini", {{"layers", "6"}, {"heads", "6"}, {"embed", "192"}, {"context", "256"}}},
   };
-  // AdamW as GPT-2 and llm.c train it: beta2 0.95, weight decay 0.1, gradients clipped at
-  // norm 1 (a warm-up depends on the run's length: --warmup-steps).
-  e.training_defaults = {{"optimizer", "adamw"},
-                         {"lr", "0.001"},
-                         {"weight-decay", "0.1"},
-                         {"clip-grad-norm", "1"},
-                         {"beta2", "0.95"}};
+  // AdamW as GPT-2 and llm.c train it: beta2 0.95, weight decay 0.1 on the 2-D tensors only
+  // (not on biases and LayerNorm weights), gradients clipped at norm 1 (a warm-up depends on
+  // the run's length: --warmup-steps).
+  e.training_defaults = {{"optimizer", "adamw"},  {"lr", "0.001"},
+                         {"weight-decay", "0.1"}, {"weight-decay-1d", "false"},
+                         {"clip-grad-norm", "1"}, {"beta2", "0.95"}};
   e.sequence_length = [](const ModelArgs& a) { return a.get_int("context"); };
   e.build = [](const ModelArgs& a) {
     const DataShape& d = a.data();

@@ -25,14 +25,14 @@ AdamW::AdamW(std::vector<Parameter*> params, float beta1, float beta2, float eps
   exp_avg_sq_ = make_state(&exp_avg_sq_block_);
 }
 
-void AdamW::update(size_t n, float lr, double bc1, double bc2, float* param, const float* grad,
-                   float* m, float* v) {
+void AdamW::update(size_t n, float lr, bool decay, double bc1, double bc2, float* param,
+                   const float* grad, float* m, float* v) {
+  const float wd = decay ? weight_decay_ : 0.0f;
   if (device_.is_cuda()) {
-    gpu::adamw_update(device_.index, n, lr, beta1_, beta2_, eps_, weight_decay_, bc1, bc2, param,
-                      grad, m, v);
+    gpu::adamw_update(device_.index, n, lr, beta1_, beta2_, eps_, wd, bc1, bc2, param, grad, m, v);
     return;
   }
-  adamw_update(n, lr, beta1_, beta2_, eps_, weight_decay_, bc1, bc2, param, grad, m, v);
+  adamw_update(n, lr, beta1_, beta2_, eps_, wd, bc1, bc2, param, grad, m, v);
 }
 
 void AdamW::step(float lr) {
@@ -44,13 +44,15 @@ void AdamW::step(float lr) {
   const double bc2 = 1.0 - std::pow(static_cast<double>(beta2_), t);
   if (fused()) {
     // The padding is zero in all four blocks: m = v = 0 and p = 0 * decay - s * (0 / eps).
-    update(arena_->numel(), lr, bc1, bc2, arena_->values().f32(), arena_->grads().f32(),
-           exp_avg_block_.f32(), exp_avg_sq_block_.f32());
+    for (const FusedRange& r : fused_ranges())
+      update(r.n, lr, r.decay, bc1, bc2, arena_->values().f32() + r.offset,
+             arena_->grads().f32() + r.offset, exp_avg_block_.f32() + r.offset,
+             exp_avg_sq_block_.f32() + r.offset);
   } else {
     for (size_t i = 0; i < params_.size(); ++i) {
       Parameter& p = *params_[i];
-      update(p.value.numel(), lr, bc1, bc2, p.value.f32(), p.grad.f32(), exp_avg_[i].f32(),
-             exp_avg_sq_[i].f32());
+      update(p.value.numel(), lr, decays(i), bc1, bc2, p.value.f32(), p.grad.f32(),
+             exp_avg_[i].f32(), exp_avg_sq_[i].f32());
     }
   }
   ++steps_;
@@ -66,8 +68,8 @@ std::vector<std::pair<std::string, Tensor*>> AdamW::state_tensors() {
 }
 
 std::string AdamW::describe() const {
-  return fmt::format("AdamW(beta1={}, beta2={}, eps={}, weight_decay={}, params={})", beta1_,
-                     beta2_, eps_, weight_decay_, params_.size());
+  return fmt::format("AdamW(beta1={}, beta2={}, eps={}, weight_decay={}{}, params={})", beta1_,
+                     beta2_, eps_, weight_decay_, decay_note(), params_.size());
 }
 
 }  // namespace dp

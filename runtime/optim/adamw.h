@@ -30,8 +30,8 @@ class AdamW : public Optimizer {
   std::vector<Tensor> exp_avg_sq_;  // v, likewise
   Tensor exp_avg_block_;
   Tensor exp_avg_sq_block_;
-  void update(size_t n, float lr, double bc1, double bc2, float* param, const float* grad, float* m,
-              float* v);
+  void update(size_t n, float lr, bool decay, double bc1, double bc2, float* param,
+              const float* grad, float* m, float* v);
 };
 
 }  // namespace dp

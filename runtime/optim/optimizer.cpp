@@ -1,5 +1,6 @@
 #include "runtime/optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <unordered_set>
 
@@ -20,6 +21,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, ParameterArena* arena)
              "optimizer: parameter '{}' has value {} but gradient {}", p->name, p->value.str(),
              p->grad.str());
   }
+  decays_.assign(params_.size(), true);
   if (!params_.empty()) device_ = params_.front()->value.device();
   check_devices();
   DP_CHECK(arena_ == nullptr || arena_->covers(params_),
@@ -59,6 +61,39 @@ void Optimizer::zero_grad() {
     return;
   }
   for (Parameter* p : params_) p->grad.zero_();
+}
+
+void Optimizer::set_weight_decay_mask(std::vector<bool> decays) {
+  DP_CHECK(decays.size() == params_.size(),
+           "optimizer: the weight decay mask has {} entries for {} parameters", decays.size(),
+           params_.size());
+  decays_ = std::move(decays);
+}
+
+size_t Optimizer::decayed_count() const {
+  return static_cast<size_t>(std::count(decays_.begin(), decays_.end(), true));
+}
+
+std::vector<Optimizer::FusedRange> Optimizer::fused_ranges() const {
+  if (decayed_count() == 0 || decayed_count() == params_.size())
+    return {{0, arena_->numel(), decayed_count() > 0}};
+  // Neighbours that agree share a range; the padding inside a range is zero and every update
+  // keeps it zero whatever its decay, and the padding between ranges is left untouched.
+  std::vector<FusedRange> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const size_t begin = arena_->offset(i);
+    const size_t end = begin + params_[i]->value.numel();
+    if (!out.empty() && out.back().decay == decays_[i])
+      out.back().n = end - out.back().offset;
+    else
+      out.push_back({begin, end - begin, decays_[i]});
+  }
+  return out;
+}
+
+std::string Optimizer::decay_note() const {
+  const size_t kept = params_.size() - decayed_count();
+  return kept == 0 ? "" : fmt::format(", no decay on {} of {} parameters", kept, params_.size());
 }
 
 void Optimizer::set_steps(int64_t steps) {

@@ -21,8 +21,10 @@ namespace dp {
 // gradient still its view): the same float operations per element as the per-parameter path,
 // so the results are bit-identical, with one loop / one kernel launch instead of one per
 // parameter. The padding between parameters is zero in every block and each update maps
-// zeros to zeros. Every parameter gets the same hyperparameters (there are no per-parameter
-// groups, e.g. no "no decay on biases" rule), which is what makes one pass exact.
+// zeros to zeros. Every parameter gets the same hyperparameters but one: weight decay may be
+// switched off per parameter (set_weight_decay_mask(), llm.c's and nanoGPT's "decay only the
+// 2-D tensors"); the fused pass then runs once per stretch of neighbouring parameters that
+// agree (a handful of launches for a GPT), each a contiguous range of the blocks.
 class Optimizer {
  public:
   explicit Optimizer(std::vector<Parameter*> params, ParameterArena* arena = nullptr);
@@ -48,6 +50,11 @@ class Optimizer {
   virtual const char* kind() const = 0;
   virtual std::vector<std::pair<std::string, Tensor*>> state_tensors() { return {}; }
   void set_steps(int64_t steps);
+  // Which parameters weight decay applies to, in params() order (all of them by default).
+  // Only the decay changes: a parameter left out is updated as with weight_decay 0.
+  void set_weight_decay_mask(std::vector<bool> decays);
+  bool decays(size_t i) const { return decays_.at(i); }
+  size_t decayed_count() const;
   // Where the parameters (and the optimizer's state) are.
   Device device() const { return device_; }
   // The arena the state is laid out like (null without one), and whether the next step()
@@ -63,11 +70,23 @@ class Optimizer {
   // One optimizer state slot, zero: with an arena a block laid out like it (stored in
   // `block`) and its per-parameter views, else one tensor per parameter.
   std::vector<Tensor> make_state(Tensor* block) const;
+  // The fused pass's pieces: ranges [offset, offset + n) of the arena's blocks over
+  // neighbouring parameters with the same decay. One range covering the whole block (padding
+  // included) when every parameter decays alike.
+  struct FusedRange {
+    size_t offset = 0;
+    size_t n = 0;
+    bool decay = true;
+  };
+  std::vector<FusedRange> fused_ranges() const;
+  // describe()'s note on the mask ("" when every parameter decays).
+  std::string decay_note() const;
 
   std::vector<Parameter*> params_;
   int64_t steps_ = 0;
   Device device_;
   ParameterArena* arena_ = nullptr;
+  std::vector<bool> decays_;  // per parameter, params() order
 };
 
 }  // namespace dp

@@ -26,13 +26,15 @@ SGD::SGD(std::vector<Parameter*> params, float momentum, float dampening, float 
   if (momentum_ != 0.0f) momentum_buf_ = make_state(&momentum_block_);
 }
 
-void SGD::update(size_t n, float lr, bool first, float* param, const float* grad, float* buf) {
+void SGD::update(size_t n, float lr, bool decay, bool first, float* param, const float* grad,
+                 float* buf) {
+  const float wd = decay ? weight_decay_ : 0.0f;
   if (device_.is_cuda()) {
-    gpu::sgd_update(device_.index, n, lr, momentum_, dampening_, weight_decay_, nesterov_, first,
-                    param, grad, buf);
+    gpu::sgd_update(device_.index, n, lr, momentum_, dampening_, wd, nesterov_, first, param, grad,
+                    buf);
     return;
   }
-  sgd_update(n, lr, momentum_, dampening_, weight_decay_, nesterov_, first, param, grad, buf);
+  sgd_update(n, lr, momentum_, dampening_, wd, nesterov_, first, param, grad, buf);
 }
 
 void SGD::step(float lr) {
@@ -41,12 +43,14 @@ void SGD::step(float lr) {
   const bool first = steps_ == 0;
   if (fused()) {
     // The padding is zero in all three blocks: d = 0 + wd * 0 = 0, buf = 0, p = 0 - lr * 0.
-    update(arena_->numel(), lr, first, arena_->values().f32(), arena_->grads().f32(),
-           momentum_buf_.empty() ? nullptr : momentum_block_.f32());
+    for (const FusedRange& r : fused_ranges())
+      update(r.n, lr, r.decay, first, arena_->values().f32() + r.offset,
+             arena_->grads().f32() + r.offset,
+             momentum_buf_.empty() ? nullptr : momentum_block_.f32() + r.offset);
   } else {
     for (size_t i = 0; i < params_.size(); ++i) {
       Parameter& p = *params_[i];
-      update(p.value.numel(), lr, first, p.value.f32(), p.grad.f32(),
+      update(p.value.numel(), lr, decays(i), first, p.value.f32(), p.grad.f32(),
              momentum_buf_.empty() ? nullptr : momentum_buf_[i].f32());
     }
   }
@@ -61,8 +65,8 @@ std::vector<std::pair<std::string, Tensor*>> SGD::state_tensors() {
 }
 
 std::string SGD::describe() const {
-  return fmt::format("SGD(momentum={}, dampening={}, weight_decay={}, nesterov={}, params={})",
-                     momentum_, dampening_, weight_decay_, nesterov_, params_.size());
+  return fmt::format("SGD(momentum={}, dampening={}, weight_decay={}{}, nesterov={}, params={})",
+                     momentum_, dampening_, weight_decay_, decay_note(), nesterov_, params_.size());
 }
 
 }  // namespace dp

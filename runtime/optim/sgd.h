@@ -29,7 +29,8 @@ class SGD : public Optimizer {
   std::vector<Tensor> momentum_buf_;
   Tensor momentum_block_;
   // The update over n elements at the given pointers (CPU loop or one CUDA launch).
-  void update(size_t n, float lr, bool first, float* param, const float* grad, float* buf);
+  void update(size_t n, float lr, bool decay, bool first, float* param, const float* grad,
+              float* buf);
 };
 
 }  // namespace dp

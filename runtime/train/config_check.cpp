@@ -60,6 +60,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--momentum", s(c.momentum)},
       {"--nesterov", b(c.nesterov)},
       {"--weight-decay", s(c.weight_decay)},
+      {"--weight-decay-1d", b(c.weight_decay_1d)},
       {"--beta1", s(c.beta1)},
       {"--beta2", s(c.beta2)},
       {"--adam-eps", s(c.adam_eps)},

@@ -10,12 +10,21 @@ namespace dp {
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& cfg, std::vector<Parameter*> params,
                                           ParameterArena* arena) {
-  if (cfg.optimizer == "sgd") {
-    return std::make_unique<SGD>(std::move(params), cfg.momentum, 0.0f, cfg.weight_decay,
-                                 cfg.nesterov, arena);
+  std::unique_ptr<Optimizer> opt;
+  if (cfg.optimizer == "sgd")
+    opt = std::make_unique<SGD>(std::move(params), cfg.momentum, 0.0f, cfg.weight_decay,
+                                cfg.nesterov, arena);
+  else
+    opt = std::make_unique<AdamW>(std::move(params), cfg.beta1, cfg.beta2, cfg.adam_eps,
+                                  cfg.weight_decay, arena);
+  if (!cfg.weight_decay_1d) {
+    // nanoGPT's rule (p.dim() >= 2), which is llm.c's list for GPT-2: matmul weights and
+    // embeddings decay; biases and LayerNorm/BatchNorm weights do not.
+    std::vector<bool> decays;
+    for (const Parameter* p : opt->params()) decays.push_back(p->value.ndim() >= 2);
+    opt->set_weight_decay_mask(std::move(decays));
   }
-  return std::make_unique<AdamW>(std::move(params), cfg.beta1, cfg.beta2, cfg.adam_eps,
-                                 cfg.weight_decay, arena);
+  return opt;
 }
 
 uint64_t run_total_steps(const TrainConfig& cfg, uint64_t steps_per_epoch) {

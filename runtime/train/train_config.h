@@ -41,6 +41,8 @@ struct TrainConfig {
   float momentum = 0.0f;
   bool nesterov = false;
   float weight_decay = 0.0f;
+  // Whether weight decay reaches parameters of fewer than 2 dimensions (biases, norm weights).
+  bool weight_decay_1d = true;
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float adam_eps = 1e-8f;

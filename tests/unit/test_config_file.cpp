@@ -113,6 +113,15 @@ TEST(CommandLine, AModelsNesterovDefaultYieldsToTheUser) {
   EXPECT_MENTIONS(error_of([] { parse_args({"--nesterov=maybe"}); }), "--nesterov");
 }
 
+// The gpt decays only its 2-D tensors by default (llm.c, nanoGPT); the others decay every
+// parameter (torch.optim's default); either way the user's word wins.
+TEST(ConfigFile, WeightDecay1dIsOffForTheGptOnly) {
+  EXPECT_FALSE(parse_args({"--model", "gpt"}).train.weight_decay_1d);
+  EXPECT_TRUE(parse_args({"--model", "gpt", "--weight-decay-1d=true"}).train.weight_decay_1d);
+  EXPECT_TRUE(parse_args({"--model", "cnn"}).train.weight_decay_1d);
+  EXPECT_FALSE(parse_args({"--model", "mlp", "--weight-decay-1d=false"}).train.weight_decay_1d);
+}
+
 // --min-lr only shapes the cosine decay: with the constant schedule it would be ignored.
 TEST(CommandLine, MinLrWithTheConstantScheduleIsRefused) {
   EXPECT_MENTIONS(error_of([] {

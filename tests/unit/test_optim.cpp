@@ -10,6 +10,7 @@
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/optim/sgd.h"
+#include "runtime/train/optimizer_setup.h"
 
 using namespace dp;
 
@@ -104,13 +105,17 @@ TEST(SGD, ValidatesConfiguration) {
             "SGD(momentum=0.9, dampening=0, weight_decay=0, nesterov=false, params=1)");
 }
 
-TEST(AdamW, MatchesTorchFormulas) {
-  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
+// `decay_a` false: the 1-D parameter is left out of weight decay (a parameter group with
+// weight_decay=0 in torch), the 2-D one keeps it.
+void check_adamw_against_torch(bool decay_a) {
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   Parameter a("a", {int64_t(kN)}), b("b", {2, 3});
   std::vector<Parameter*> params = {&a, &b};
   std::vector<std::vector<float>> p0 = {random_vec(kN, 2), random_vec(6, 3)};
   for (size_t k = 0; k < 2; ++k) std::copy(p0[k].begin(), p0[k].end(), params[k]->value.f32());
-  AdamW opt(params, b1, b2, eps, wd);
+  AdamW opt(params, b1, b2, eps, 0.1f);
+  if (!decay_a) opt.set_weight_decay_mask({false, true});
+  const double wds[2] = {decay_a ? 0.1 : 0.0, 0.1};
   const std::vector<float> lrs = {1e-2f, 3e-3f, 1e-2f, 5e-3f};
 
   std::vector<std::vector<double>> p(2), m(2), v(2);
@@ -127,7 +132,7 @@ TEST(AdamW, MatchesTorchFormulas) {
       const double lr = lrs[t], step = t + 1;
       const double bc1 = 1 - std::pow(double(b1), step), bc2 = 1 - std::pow(double(b2), step);
       for (size_t i = 0; i < p[k].size(); ++i) {
-        p[k][i] *= 1 - lr * wd;
+        p[k][i] *= 1 - lr * wds[k];
         m[k][i] = b1 * m[k][i] + (1 - double(b1)) * g[i];
         v[k][i] = b2 * v[k][i] + (1 - double(b2)) * double(g[i]) * g[i];
         p[k][i] -= (lr / bc1) * m[k][i] / (std::sqrt(v[k][i]) / std::sqrt(bc2) + eps);
@@ -138,6 +143,51 @@ TEST(AdamW, MatchesTorchFormulas) {
   for (size_t k = 0; k < 2; ++k)
     for (size_t i = 0; i < p[k].size(); ++i)
       EXPECT_NEAR(params[k]->value.f32()[i], p[k][i], 1e-6) << params[k]->name << "[" << i << "]";
+}
+
+TEST(AdamW, MatchesTorchFormulas) {
+  check_adamw_against_torch(true);
+}
+
+TEST(AdamW, AParameterLeftOutOfWeightDecayIsUpdatedAsWithoutIt) {
+  check_adamw_against_torch(false);
+}
+
+// SGD's decay is an L2 term in the gradient: a masked parameter steps by lr * grad alone.
+TEST(SGD, AParameterLeftOutOfWeightDecayStepsByItsGradientAlone) {
+  Parameter a("a", {3}), b("b", {1, 3});
+  for (Parameter* p : {&a, &b}) {
+    p->value.fill_(2.0f);
+    p->grad.fill_(0.5f);
+  }
+  SGD opt({&a, &b}, 0.0f, 0.0f, 0.25f);
+  opt.set_weight_decay_mask({false, true});
+  opt.step(0.1f);
+  EXPECT_EQ(a.value.to_vector(), std::vector<float>(3, 2.0f - 0.1f * 0.5f));
+  EXPECT_EQ(b.value.to_vector(), std::vector<float>(3, 2.0f - 0.1f * (0.5f + 0.25f * 2.0f)));
+  EXPECT_EQ(opt.describe(),
+            "SGD(momentum=0, dampening=0, weight_decay=0.25, no decay on 1 of 2 parameters, "
+            "nesterov=false, params=2)");
+  EXPECT_THROW(opt.set_weight_decay_mask({true}), Error);
+}
+
+// --weight-decay-1d=false: nanoGPT's p.dim() >= 2 rule, as llm.c decays GPT-2's tensors.
+TEST(MakeOptimizer, WeightDecay1dFalseLeavesOutParametersOfFewerThanTwoDimensions) {
+  Parameter bias("bias", {4}), w("w", {4, 4}), conv("conv", {2, 1, 3, 3}), scalar("s", {1});
+  TrainConfig cfg;
+  cfg.optimizer = "adamw";
+  cfg.weight_decay = 0.1f;
+  auto all = make_optimizer(cfg, {&bias, &w, &conv, &scalar}, nullptr);
+  for (size_t i = 0; i < 4; ++i) EXPECT_TRUE(all->decays(i)) << i;
+  cfg.weight_decay_1d = false;
+  for (const char* kind : {"adamw", "sgd"}) {
+    cfg.optimizer = kind;
+    auto masked = make_optimizer(cfg, {&bias, &w, &conv, &scalar}, nullptr);
+    EXPECT_FALSE(masked->decays(0)) << kind;
+    EXPECT_TRUE(masked->decays(1)) << kind;
+    EXPECT_TRUE(masked->decays(2)) << kind;
+    EXPECT_FALSE(masked->decays(3)) << kind;
+  }
 }
 
 TEST(AdamW, ValidatesConfiguration) {

@@ -162,6 +162,7 @@ struct FusedCase {
   bool adamw;
   float momentum, weight_decay;
   bool nesterov;
+  bool decay_1d = true;  // false: the 1-D parameters get no decay (the pass runs in pieces)
 };
 
 class FusedOptimizer : public ::testing::TestWithParam<FusedCase> {};
@@ -180,6 +181,12 @@ TEST_P(FusedOptimizer, IsBitIdenticalToThePerParameterPath) {
   };
   auto fused = make(raw(ps), &a);
   auto plain = make(raw(ref), nullptr);
+  if (!c.decay_1d) {
+    // odd_params(): 2-D, then three 1-D, then 2-D: three ranges, padding inside the middle one.
+    const std::vector<bool> mask = {true, false, false, false, true};
+    fused->set_weight_decay_mask(mask);
+    plain->set_weight_decay_mask(mask);
+  }
   ASSERT_TRUE(fused->fused());
   ASSERT_FALSE(plain->fused());
   for (int step = 0; step < 5; ++step) {
@@ -207,7 +214,10 @@ INSTANTIATE_TEST_SUITE_P(Cases, FusedOptimizer,
                                            FusedCase{"momentum_wd", false, 0.9f, 0.01f, false},
                                            FusedCase{"nesterov", false, 0.9f, 0.0f, true},
                                            FusedCase{"adamw", true, 0.0f, 0.0f, false},
-                                           FusedCase{"adamw_wd", true, 0.0f, 0.1f, false}),
+                                           FusedCase{"adamw_wd", true, 0.0f, 0.1f, false},
+                                           FusedCase{"sgd_wd_2d", false, 0.9f, 0.01f, false, false},
+                                           FusedCase{"adamw_wd_2d", true, 0.0f, 0.1f, false,
+                                                     false}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 // The model works unchanged on its rebound parameters: a GPT (tied embedding) trained for a
