@@ -199,8 +199,9 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     print_error(e.what());
-    if (pg) pg->abort(e.what());  // NCCL: stop this rank's kernels before MPI_Abort
-    dp::abort_job(1);             // only some ranks may know: take the whole job down, no hang
+    if (trainer) trainer->flush_log();  // MPI_Abort runs no destructor
+    if (pg) pg->abort(e.what());        // NCCL: stop this rank's kernels before MPI_Abort
+    dp::abort_job(1);  // only some ranks may know: take the whole job down, no hang
   } catch (...) {
     print_error("internal error: an unknown exception (please report it)");
     if (pg) pg->abort("internal error");

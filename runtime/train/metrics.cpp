@@ -1,7 +1,12 @@
 #include "runtime/train/metrics.h"
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <fstream>
 #include <iterator>
+#include <mutex>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -32,25 +37,76 @@ struct fmt::formatter<dp::JsonNumber> : fmt::formatter<double> {
 
 namespace dp {
 
-JsonLog::JsonLog(const std::string& path, bool append)
-    : out_(path, append ? std::ios::app : std::ios::trunc), path_(path) {
-  DP_CHECK(out_.is_open(), "--log-json {}: cannot open the file for writing", path);
-  last_flush_us_ = now_us();
+// The file, the buffer and the background writer. Behind a pointer so that JsonLog moves
+// while the thread keeps its address.
+struct JsonLog::State {
+  std::ofstream out;
+  std::string path;
+  fmt::memory_buffer buf;
+  double last_flush_us = 0;
+  std::string error;  // a failed background write, reported by the owner's next call
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  std::thread writer;
+
+  void flush_locked() {
+    out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+    out.flush();
+    buf.clear();
+    last_flush_us = now_us();
+    if (!out.good() && error.empty())
+      error = fmt::format("--log-json {}: write failed (disk full?)", path);
+  }
+  // The step lines of a run whose steps take longer than a second, or that stalled, reach
+  // the file within a second of being written all the same.
+  void background() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stop) {
+      cv.wait_for(lock, std::chrono::milliseconds(250));
+      if (buf.size() > 0 && now_us() - last_flush_us > 1e6) flush_locked();
+    }
+  }
+  void throw_if_failed() {
+    if (!error.empty()) throw Error(error);
+  }
+};
+
+JsonLog::JsonLog() = default;
+JsonLog::JsonLog(JsonLog&&) noexcept = default;
+JsonLog& JsonLog::operator=(JsonLog&&) noexcept = default;
+
+JsonLog::JsonLog(const std::string& path, bool append) : state_(std::make_unique<State>()) {
+  State& st = *state_;
+  st.out.open(path, append ? std::ios::app : std::ios::trunc);
+  st.path = path;
+  DP_CHECK(st.out.is_open(), "--log-json {}: cannot open the file for writing", path);
+  st.last_flush_us = now_us();
+  st.writer = std::thread([&st] { st.background(); });
 }
 
 JsonLog::~JsonLog() {
-  if (out_.is_open()) {
-    try {
-      flush();
-    } catch (const Error&) {
-      // A destructor must not throw; the failed write was reported by the last flush().
-    }
+  if (!state_) return;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->stop = true;
   }
+  state_->cv.notify_one();
+  state_->writer.join();
+  std::lock_guard<std::mutex> lock(state_->mu);
+  // A destructor must not throw; a failed write was reported by the last flush().
+  state_->flush_locked();
+}
+
+bool JsonLog::is_open() const {
+  return state_ != nullptr;
 }
 
 void JsonLog::write_step(const StepMetrics& m) {
   using N = JsonNumber;
-  fmt::format_to(std::back_inserter(buf_),
+  std::lock_guard<std::mutex> lock(state_->mu);
+  fmt::memory_buffer& buf = state_->buf;
+  fmt::format_to(std::back_inserter(buf),
                  R"({{"type":"step","step":{},"epoch":{},"loss":{},"lr":{},"samples_per_s":{},)"
                  R"("step_ms":{},"wall_s":{},"data_ms":{},"forward_ms":{},"backward_ms":{},)"
                  R"("optimizer_ms":{},"comm_ms":{},"exposed_comm_ms":{},"other_wait_ms":{},)"
@@ -60,27 +116,29 @@ void JsonLog::write_step(const StepMetrics& m) {
                  N{m.data_ms}, N{m.forward_ms}, N{m.backward_ms}, N{m.optimizer_ms}, N{m.comm_ms},
                  N{m.exposed_comm_ms}, N{m.other_wait_ms}, N{m.overlap});
   if (m.tokens_per_s > 0) {
-    buf_.resize(buf_.size() - 2);  // reopen the object: drop "}\n"
-    fmt::format_to(std::back_inserter(buf_),
+    buf.resize(buf.size() - 2);  // reopen the object: drop "}\n"
+    fmt::format_to(std::back_inserter(buf),
                    R"(,"tokens_per_s":{}}})"
                    "\n",
                    N{m.tokens_per_s});
   }
-  if (now_us() - last_flush_us_ > 1e6) flush();
+  if (now_us() - state_->last_flush_us > 1e6) state_->flush_locked();
+  state_->throw_if_failed();
 }
 
 void JsonLog::write(const nlohmann::json& record) {
   std::string line = record.dump() + "\n";
-  buf_.append(line.data(), line.data() + line.size());
-  flush();
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->buf.append(line.data(), line.data() + line.size());
+  state_->flush_locked();
+  state_->throw_if_failed();
 }
 
 void JsonLog::flush() {
-  out_.write(buf_.data(), static_cast<std::streamsize>(buf_.size()));
-  out_.flush();
-  buf_.clear();
-  last_flush_us_ = now_us();
-  DP_CHECK(out_.good(), "--log-json {}: write failed (disk full?)", path_);
+  if (!state_) return;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->flush_locked();
+  state_->throw_if_failed();
 }
 
 }  // namespace dp

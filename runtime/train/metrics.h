@@ -2,7 +2,7 @@
 // The numbers one training step reports (DESIGN.md, "Numbers the runtime reports"), and
 // the JSON-lines log they are written to.
 #include <cstdint>
-#include <fstream>
+#include <memory>
 #include <string>
 
 #include <fmt/format.h>
@@ -31,25 +31,27 @@ struct StepMetrics {
 
 // Writes one JSON object per line. Step records are formatted straight into a reused
 // buffer (a JSON document per step would cost as much as the optimizer step of a small
-// model) and flushed at least once a second, so a killed run loses at most the last second.
+// model) and written out at least once a second, by the writer or, while steps are slow or
+// stalled, by a background thread: a run killed by MPI_Abort (--timeout on another rank) loses
+// at most the last second. Other records (eval, summary) are written at once.
 class JsonLog {
  public:
-  JsonLog() = default;
+  JsonLog();
   // append: a resumed run continues the log of the run it resumes.
   explicit JsonLog(const std::string& path, bool append = false);
   ~JsonLog();
-  JsonLog(JsonLog&&) = default;
-  JsonLog& operator=(JsonLog&&) = default;
-  bool is_open() const { return out_.is_open(); }
+  JsonLog(JsonLog&&) noexcept;
+  JsonLog& operator=(JsonLog&&) noexcept;
+  bool is_open() const;
   void write_step(const StepMetrics& m);
-  void write(const nlohmann::json& record);  // other records (eval, summary): flushed at once
+  void write(const nlohmann::json& record);
+  // Writes what is buffered; a failed write is a dp::Error (also one the background thread
+  // met, reported here or at the next write).
   void flush();
 
  private:
-  std::ofstream out_;
-  std::string path_;
-  fmt::memory_buffer buf_;
-  double last_flush_us_ = 0;
+  struct State;
+  std::unique_ptr<State> state_;
 };
 
 }  // namespace dp

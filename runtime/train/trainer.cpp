@@ -140,6 +140,14 @@ size_t Trainer::steps_per_epoch() const {
   return loader_->batches_per_epoch() / cfg_.grad_accum;
 }
 
+void Trainer::flush_log() noexcept {
+  try {
+    log_.flush();
+  } catch (const std::exception&) {
+    // The job is being aborted for another error, which is what it reports.
+  }
+}
+
 uint64_t Trainer::total_steps() const {
   return run_total_steps(cfg_, steps_per_epoch());
 }

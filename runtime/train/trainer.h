@@ -69,6 +69,8 @@ class Trainer {
   void connect(ProcessGroup& pg);
   // Collective: the whole run.
   TrainSummary run();
+  // Writes out --log-json's buffered lines before the job is aborted (never throws).
+  void flush_log() noexcept;
   EvalResult evaluate();
 
   const TrainConfig& config() const { return cfg_; }

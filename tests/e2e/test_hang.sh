@@ -31,8 +31,12 @@ check_recorder() {
 start=$(date +%s)
 rc=0
 DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidden 16 --steps 10 \
-  --batch-size 20 --timeout 3 >"$WORK/out" 2>"$WORK/err" || rc=$?
+  --batch-size 20 --timeout 3 --log-json "$WORK/hang.jsonl" >"$WORK/out" 2>"$WORK/err" || rc=$?
 elapsed=$(( $(date +%s) - start ))
+# The log keeps the steps done before the stall: the job is aborted, no destructor runs.
+[ "$(grep -c '"type":"step"' "$WORK/hang.jsonl" 2>/dev/null)" = 2 ] &&
+  pass "--log-json holds steps 1 and 2, done before the stall" ||
+  { fail "--log-json lost the steps before the stall"; cat "$WORK/hang.jsonl"; }
 if [ "$rc" -eq 0 ]; then fail "a stalled rank went unnoticed (exit 0)"; fi
 if [ "$rc" -eq 124 ]; then fail "the job hung until the test's own time limit"; fi
 [ "$elapsed" -lt 60 ] && pass "job ended ${elapsed}s after start" || fail "took ${elapsed}s"
@@ -41,6 +45,14 @@ if grep -q "dprun: error: \[rank 0\] step 3: bucket 0" "$WORK/err" && grep -qE "
 else
   fail "message lacks step/bucket/timeout"; cat "$WORK/err"
 fi
+# The log's writer (rank 0) stalls and is killed by rank 1's abort: the lines it had written
+# reached the file meanwhile (at most a second late), not at the step that never comes.
+rc=0
+DPRUN_FAULT_STALL="rank=0,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidden 16 --steps 10 \
+  --batch-size 20 --timeout 3 --log-json "$WORK/killed.jsonl" >"$WORK/out2" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && [ "$(grep -c '"type":"step"' "$WORK/killed.jsonl" 2>/dev/null)" = 2 ] &&
+  pass "--log-json of a rank killed while stalled holds its steps 1 and 2" ||
+  { fail "--log-json of a killed rank lost its steps (rc $rc)"; cat "$WORK/killed.jsonl"; }
 # The shared-memory barrier's timeout fails the Work before the Reducer's wait gives up.
 check_recorder "shared memory" "running|queued|failed"
 
