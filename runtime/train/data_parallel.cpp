@@ -481,6 +481,7 @@ TrainSummary DataParallelTrainer::run() {
     h.steps_per_epoch = steps_per_epoch_;
     h.optimizer = optimizer_->describe();
     h.schedule = schedule_->describe();
+    h.clip_grad_norm = cfg_.clip_grad_norm;
     h.replicate_bytes = replicate_bytes(replicas_[0]->state);
     h.gather_bytes = gather_->bytes();
     report.header(h);

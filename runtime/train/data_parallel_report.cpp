@@ -38,7 +38,8 @@ void DataParallelReport::header(const DataParallelHeader& h) const {
       h.per_replica_batch, h.grad_accum, h.replicas, global,
       h.sequence_length ? fmt::format(" ({} tokens)", global * h.sequence_length) : "",
       h.steps_per_epoch);
-  log::rank0("optimizer  {}, lr {} (replica 0)", h.optimizer, h.schedule);
+  log::rank0("optimizer  {} (replica 0)",
+             optimizer_text(h.optimizer, h.schedule, h.clip_grad_norm));
   log::rank0(
       "per step   replicate {:.2f} MB to each of {} replica(s), gather {:.2f} MB of gradients "
       "onto replica 0",

@@ -28,6 +28,7 @@ struct DataParallelHeader {
   uint64_t steps_per_epoch = 0;
   std::string optimizer;
   std::string schedule;
+  float clip_grad_norm = 0;    // --clip-grad-norm (0: off)
   size_t replicate_bytes = 0;  // per replica and step
   size_t gather_bytes = 0;     // per step, from all other replicas
 };

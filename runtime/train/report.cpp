@@ -13,6 +13,14 @@
 
 namespace dp {
 
+std::string optimizer_text(const std::string& optimizer, const std::string& schedule,
+                           float clip_grad_norm) {
+  return fmt::format("{}, lr {}{}", optimizer, schedule,
+                     clip_grad_norm > 0
+                         ? fmt::format(", gradients clipped at total norm {}", clip_grad_norm)
+                         : std::string());
+}
+
 std::string host_name() {
   char host[HOST_NAME_MAX + 1] = {};
   gethostname(host, sizeof(host) - 1);
@@ -52,7 +60,7 @@ void print_header_lines(const HeaderInfo& h) {
                                       h.global_batch * h.sequence_length, h.sequence_length)
                         : "",
       h.steps_per_epoch);
-  log::rank0("optimizer  {}, lr {}", h.optimizer, h.schedule);
+  log::rank0("optimizer  {}", optimizer_text(h.optimizer, h.schedule, h.clip_grad_norm));
   log::rank0("reducer    {}, {}",
              h.overlap ? "overlapped with backward" : "after backward (--no-overlap)", h.buckets);
 }

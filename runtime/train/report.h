@@ -12,6 +12,10 @@ namespace dp {
 struct EvalResult;
 struct TrainSummary;
 
+// The header's optimizer line: the optimizer, the schedule and gradient clipping when on.
+std::string optimizer_text(const std::string& optimizer, const std::string& schedule,
+                           float clip_grad_norm);
+
 struct HeaderInfo {
   int world = 1;
   std::string backend;
@@ -24,6 +28,7 @@ struct HeaderInfo {
   size_t global_batch = 0;
   std::string optimizer;
   std::string schedule;
+  float clip_grad_norm = 0;  // --clip-grad-norm (0: off)
   std::string buckets;
   bool overlap = true;
   uint64_t steps_per_epoch = 0;

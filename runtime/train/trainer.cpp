@@ -619,6 +619,7 @@ void Trainer::print_header() {
   h.global_batch = cfg_.batch_size * cfg_.grad_accum * world_;
   h.optimizer = optimizer_->describe();
   h.schedule = schedule_->describe();
+  h.clip_grad_norm = cfg_.clip_grad_norm;
   h.buckets = reducer_->layout();
   if (tuner_ && tuner_->auto_buckets())
     h.buckets += fmt::format("\n    (auto: until the profile of steps 2-{} chooses the caps)",

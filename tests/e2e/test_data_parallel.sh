@@ -105,6 +105,9 @@ same gpt 2 --model gpt --layers 2 --heads 2 --embed 32 --context 32 --data token
 for f in gpt.dp.out gpt.ddp.out; do
   grep -q "validation loss [0-9.]* nats/token (perplexity [0-9.]*), next-token accuracy [0-9.]* ([0-9]* tokens)" "$f" ||
     { fail "$f: no validation summary over tokens"; grep -E "accuracy" "$f"; }
+  # The header shows all of the update: the gpt's default decay mask and the clipping.
+  grep -q "^optimizer  AdamW(.*weight_decay=0.1, no decay on 18 of 28 parameters.*gradients clipped at total norm 1" "$f" ||
+    { fail "$f: the optimizer line lacks the decay mask or the clipping"; grep "^optimizer" "$f"; }
 done
 
 # The comparison is not vacuous: the same per-replica batch on 1 rank trains differently.
