@@ -249,12 +249,16 @@ TEST_F(CudaAllocator, CrossStreamFreeWaitsForTheOtherStream) {
   alloc->free(p);
   void* q = alloc->allocate(4 * MiB, stream.get());
   EXPECT_NE(q, p) << "a block still in use on another stream was handed out";
-  alloc->free(q);
   other.synchronize();
+  // q stays allocated: a large request has a segment of its own, so the next 4 MiB can come
+  // only from p's block, once its event completed, or from a new cudaMalloc (p leaked). With q
+  // freed first, q's block would serve it and hide a leak.
   const auto before = alloc->stats().cuda_malloc_calls;
   void* r = alloc->allocate(4 * MiB, stream.get());
-  EXPECT_EQ(alloc->stats().cuda_malloc_calls, before) << "the released block was not reused";
+  EXPECT_EQ(r, p) << "the released block was not reused";
+  EXPECT_EQ(alloc->stats().cuda_malloc_calls, before) << "a new segment instead of p's";
   alloc->free(r);
+  alloc->free(q);
 }
 
 TEST_F(CudaAllocator, AbsurdRequestIsAClearOutOfMemoryError) {
