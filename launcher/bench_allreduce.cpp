@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "launcher/bench_check_values.h"
 #include "launcher/bench_nccl.h"
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/core/bf16.h"
@@ -191,32 +192,22 @@ void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
   for (int i = 0; i < *len; ++i) b[i] = float_to_bf16(bf16_to_float(a[i]) + bf16_to_float(b[i]));
 }
 
-// Rank r's element i: (r + 1) * (1 + i % 3), small integers whose sum over up to 16 ranks
-// ((1 + i % 3) * n(n + 1) / 2 <= 408) bfloat16 holds exactly up to 256 and within 1 ulp above.
-float value_at(int rank, size_t i) {
-  return float((rank + 1) * int(1 + i % 3));
-}
-
-void fill(Tensor& t, int rank) {
+void fill(Tensor& t, const CheckValues& values, int rank) {
   const size_t n = t.numel();
   if (t.dtype() == DType::f32) {
     float* p = t.f32();
-    for (size_t i = 0; i < n; ++i) p[i] = value_at(rank, i);
+    for (size_t i = 0; i < n; ++i) p[i] = values.value(rank, i);
   } else {
     bf16* p = t.data<bf16>();
-    for (size_t i = 0; i < n; ++i) p[i] = float_to_bf16(value_at(rank, i));
+    for (size_t i = 0; i < n; ++i) p[i] = float_to_bf16(values.value(rank, i));
   }
 }
 
-// nccl-tests' #wrong: elements that differ from the exact sum (rounded to the dtype).
-size_t count_wrong(const Tensor& t, int world) {
+// nccl-tests' #wrong: elements that differ from the sum (exact in either dtype).
+size_t count_wrong(const Tensor& t, const CheckValues& values) {
   size_t wrong = 0;
   const std::vector<float> got = t.to_vector();
-  for (size_t i = 0; i < got.size(); ++i) {
-    const float want = float((1 + i % 3) * world * (world + 1) / 2);
-    const float exact = t.dtype() == DType::f32 ? want : round_to_bf16(want);
-    wrong += got[i] != exact;
-  }
+  for (size_t i = 0; i < got.size(); ++i) wrong += got[i] != values.sum(i);
   return wrong;
 }
 
@@ -280,6 +271,7 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   std::string nccl_why_not;
   std::unique_ptr<NcclBenchColumn> nccl =
       NcclBenchColumn::create(o.nccl, info, o.max_bytes, timeout, nccl_why_not);
+  const CheckValues values(world);
   MPI_Op bf16_op;
   MPI_Op_create(&bf16_sum, /*commute=*/1, &bf16_op);
   // nccl-tests' bus bandwidth factor for all-reduce, 2(n-1)/n as the header says: 0 on one
@@ -351,11 +343,11 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
           },
           o.iters, o.warmup);
       // The correctness pass: one more all-reduce of known values each.
-      fill(t, rank);
+      fill(t, values, rank);
       pg.allreduce(t, ReduceOp::sum, "bench check")->wait(timeout);
-      fill(f, rank);
+      fill(f, values, rank);
       flat.allreduce(f, ReduceOp::sum, "bench check")->wait(timeout);
-      fill(m, rank);
+      fill(m, values, rank);
       MPI_Allreduce(MPI_IN_PLACE, m.raw(), int(count),
                     dtype == DType::f32 ? MPI_FLOAT : MPI_UINT16_T,
                     dtype == DType::f32 ? MPI_SUM : bf16_op, MPI_COMM_WORLD);
@@ -370,13 +362,13 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
             },
             o.iters, o.warmup);
         Tensor host = Tensor::zeros({int64_t(count)}, dtype);
-        fill(host, rank);
+        fill(host, values, rank);
         g.copy_(host);
         nccl->allreduce(g);
-        nccl_wrong = count_wrong(g, world);  // to_vector() copies it to the host
+        nccl_wrong = count_wrong(g, values);  // to_vector() copies it to the host
       }
-      unsigned long long wrong[4] = {count_wrong(t, world), count_wrong(f, world),
-                                     count_wrong(m, world), nccl_wrong},
+      unsigned long long wrong[4] = {count_wrong(t, values), count_wrong(f, values),
+                                     count_wrong(m, values), nccl_wrong},
                          total[4] = {0, 0, 0, 0};
       MPI_Reduce(wrong, total, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
       if (rank == 0) {

@@ -3,6 +3,7 @@
 #include "launcher/options.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -15,6 +16,7 @@
 #include <boost/program_options.hpp>
 
 #include "runtime/core/error.h"
+#include "runtime/ddp/bucket_assignment.h"
 #include "runtime/perf/run_profile.h"
 #include "runtime/perf/scaling.h"
 
@@ -55,7 +57,7 @@ PredictOptions parse(int argc, char** argv) {
       ("help,h", "print this help and exit")
       ("profile", po::value(&o.profile)->value_name("FILE"), "the profile (dprun --profile-out FILE): gradient ready times, compute, the measured all-reduce")
       ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts)")
-      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated)")
+      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216)")
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
       ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host (and, with --validate, for profiles that do not record their hosts)")
@@ -106,6 +108,8 @@ PredictOptions parse(int argc, char** argv) {
     DP_CHECK(std::isfinite(mb) && mb > 0, "predict: {} must be > 0 MB (got {})", flag, mb);
     DP_CHECK(std::round(mb * 1048576.0) >= 4,
              "predict: {} {} MB is smaller than one float (4 bytes)", flag, mb);
+    DP_CHECK(mb <= kMaxBucketMb, "predict: {} {} MB is more than {} MB (2^50 bytes)", flag, mb,
+             kMaxBucketMb);
   }
   DP_CHECK(
       !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
@@ -113,23 +117,33 @@ PredictOptions parse(int argc, char** argv) {
   return o;
 }
 
+// More GPUs than any machine has, and few enough that node and step counts stay exact.
+constexpr int kMaxGpus = 1 << 24;
+
 std::vector<int> parse_gpus(const std::string& s) {
+  DP_CHECK(!s.empty(), "predict: --gpus is empty");
   std::vector<int> out;
-  std::stringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
+  // Item by item up to each comma, so that an empty one ("8,,16", "8,16,") is seen:
+  // std::getline drops a trailing empty field.
+  for (size_t start = 0;;) {
+    const size_t comma = s.find(',', start);
+    const std::string item = s.substr(start, comma == std::string::npos ? comma : comma - start);
     size_t end = 0;
-    int n = 0;
+    long long n = 0;
     try {
-      n = std::stoi(item, &end);
+      n = std::stoll(item, &end);
     } catch (const std::exception&) {
       end = 0;
     }
-    DP_CHECK(end == item.size() && end > 0 && n >= 1, "predict: --gpus {}: '{}' is not a count", s,
-             item);
-    out.push_back(n);
+    DP_CHECK(end == item.size() && end > 0 && std::isdigit(static_cast<unsigned char>(item[0])) &&
+                 n >= 1,
+             "predict: --gpus {}: '{}' is not a count", s, item);
+    DP_CHECK(n <= kMaxGpus, "predict: --gpus {}: {} is more than {} GPUs (2^24)", s, item,
+             kMaxGpus);
+    out.push_back(int(n));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
   }
-  DP_CHECK(!out.empty(), "predict: --gpus is empty");
   return out;
 }
 
@@ -155,6 +169,15 @@ void print_profile(const RunProfile& p, const std::string& path) {
       "while backward computes\n",
       p.allreduce_idle.world, p.allreduce_idle.alpha_us, p.allreduce_idle.us_per_byte * 1048.576,
       p.allreduce_busy.alpha_us, p.allreduce_busy.us_per_byte * 1048.576);
+  const BackwardProfile own = own_compute(p);
+  double lag = 0;
+  for (size_t i = 0; i < c.params.size(); ++i)
+    lag = std::max(lag, c.params[i].ready_us - own.params[i].ready_us);
+  if (lag > 0)
+    fmt::print(
+        "  a slower rank had gradients up to {:.2f} ms after rank 0: that run's, not carried into "
+        "the table (--validate keeps it)\n",
+        lag / 1000);
   if (p.measured.steps > 0)
     fmt::print(
         "  measured ({} steps, buckets {:.3g}/{:.3g} MB{}: {}): step {:.2f} ms, comm {:.2f} "
@@ -222,13 +245,19 @@ std::vector<MeasuredRun> read_runs(const RunProfile& base, const std::string& ba
 void print_validation(const RunProfile& base, const std::string& base_path,
                       const std::vector<MeasuredRun>& runs, double link_burst_kib,
                       int ranks_per_host) {
+  // The runs' profiled steps: one range when they agree (a resumed run's are later).
+  const RunProfile& first = runs.at(0).profile;
+  std::string steps = fmt::format("steps {}..{}", first.first_step, first.last_step);
+  for (const MeasuredRun& r : runs)
+    if (r.profile.first_step != first.first_step || r.profile.last_step != first.last_step)
+      steps = "each run's profiled steps";
   fmt::print(
       "\nvalidation against measured runs (their steps after the profile, medians).\n"
       "  pred: compute from {}; all-reduce from it too where the run has its world size, else "
       "the run's own (net)\n"
-      "  own:  the run's own profiled compute (steps 2..6) with the same all-reduce: what is left "
+      "  own:  the run's own profiled compute ({}) with the same all-reduce: what is left "
       "is the communication model's error, not the machine's drift between runs\n",
-      base_path);
+      base_path, steps);
   fmt::print("{:<26} {:>3} {:>16} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8} {:>8} {:>8} {:>4}\n", "run",
              "np", "buckets", "meas ms", "pred ms", "error", "own ms", "error", "meas exp",
              "pred exp", "own exp", "net");
@@ -320,7 +349,9 @@ int predict_main(int argc, char** argv) {
     }
     so.sim.overlap = prof.overlap;
     so.sim.wire_ratio = prof.wire_ratio;
-    const BackwardProfile compute = scale_compute(prof.compute, o.compute_scale);
+    // Rank 0's own ready times: the profiled run's skew between ranks is not the model's
+    // compute (--validate, below, predicts measured runs with what they waited for).
+    const BackwardProfile compute = scale_compute(own_compute(prof), o.compute_scale);
 
     print_profile(prof, o.profile);
     fmt::print(

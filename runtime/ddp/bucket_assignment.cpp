@@ -1,5 +1,6 @@
 #include "runtime/ddp/bucket_assignment.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/core/error.h"
@@ -36,9 +37,23 @@ std::vector<std::vector<size_t>> assign_buckets(const std::vector<size_t>& order
   return buckets;
 }
 
+void check_assignment(const std::vector<std::vector<size_t>>& assignment, size_t num_params) {
+  std::vector<int> seen(num_params, 0);
+  for (const auto& bucket : assignment) {
+    DP_CHECK(!bucket.empty(), "bucket assignment: an empty bucket");
+    for (size_t i : bucket)
+      DP_CHECK(i < seen.size() && seen[i]++ == 0,
+               "bucket assignment: parameter index {} is out of range or listed twice", i);
+  }
+  DP_CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }),
+           "bucket assignment: it does not list every one of the {} parameters", seen.size());
+}
+
 size_t mb_to_bytes(double mb) {
   DP_CHECK(std::isfinite(mb) && mb > 0, "a bucket size must be a positive number of MB, got {}",
            mb);
+  DP_CHECK(mb <= kMaxBucketMb, "a bucket size of {} MB is more than {} MB (2^50 bytes)", mb,
+           kMaxBucketMb);
   double bytes = std::round(mb * 1024.0 * 1024.0);
   DP_CHECK(bytes >= 4, "a bucket size of {} MB is smaller than one float", mb);
   return static_cast<size_t>(bytes);

@@ -43,18 +43,6 @@ double union_length(std::vector<BucketSpan> spans, double from = 0) {
   return total;
 }
 
-void check_assignment(const std::vector<std::vector<size_t>>& assignment, size_t num_params) {
-  std::vector<int> seen(num_params, 0);
-  for (const auto& bucket : assignment) {
-    DP_CHECK(!bucket.empty(), "bucket assignment: an empty bucket");
-    for (size_t i : bucket)
-      DP_CHECK(i < seen.size() && seen[i]++ == 0,
-               "bucket assignment: parameter index {} is out of range or listed twice", i);
-  }
-  DP_CHECK(std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }),
-           "bucket assignment: it does not list every one of the {} parameters", seen.size());
-}
-
 }  // namespace
 
 Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOptions options)

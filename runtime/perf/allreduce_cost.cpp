@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "runtime/core/error.h"
 
@@ -62,7 +63,8 @@ AllReduceCostModel::AllReduceCostModel(Cluster cluster, int gpus)
                c_.inter.alpha_us >= 0,
            "cluster '{}': bandwidths must be positive and latencies not negative", c_.name);
   g_ = std::min(n_, c_.gpus_per_node);
-  nodes_ = (n_ + g_ - 1) / g_;
+  // In 64 bits: n + g - 1 overflows an int for n near INT_MAX.
+  nodes_ = static_cast<int>((int64_t(n_) + g_ - 1) / g_);
 }
 
 namespace {
@@ -74,13 +76,19 @@ double node_bytes_per_us(const Cluster& c) {
 
 }  // namespace
 
+double AllReduceCostModel::across_nodes_bytes_per_us() const {
+  // With one GPU a node no data crosses an intra-node link: it would cap the NICs for nothing
+  // (the emulated preset's 5 GB/s shared memory under a 400 Gb/s link).
+  const double node = node_bytes_per_us(c_);
+  return g_ == 1 ? node : std::min(c_.intra.bytes_per_us, node);
+}
+
 double AllReduceCostModel::ring_us(double bytes) const {
   if (n_ == 1) return 0;
   const double n = n_;
   const bool across = nodes_ > 1;
   const double alpha = across ? c_.inter.alpha_us : c_.intra.alpha_us;
-  const double bw =
-      across ? std::min(c_.intra.bytes_per_us, node_bytes_per_us(c_)) : c_.intra.bytes_per_us;
+  const double bw = across ? across_nodes_bytes_per_us() : c_.intra.bytes_per_us;
   return 2 * (n - 1) * alpha + 2 * (n - 1) / n * bytes / bw;
 }
 
@@ -88,8 +96,7 @@ double AllReduceCostModel::tree_us(double bytes) const {
   if (n_ == 1) return 0;
   const double depth = nodes_ > 1 ? std::ceil(std::log2(double(nodes_))) : 0;
   const double latency = 2 * (depth * c_.inter.alpha_us + (g_ - 1) * c_.intra.alpha_us);
-  const double bw =
-      nodes_ > 1 ? std::min(c_.intra.bytes_per_us, node_bytes_per_us(c_)) : c_.intra.bytes_per_us;
+  const double bw = nodes_ > 1 ? across_nodes_bytes_per_us() : c_.intra.bytes_per_us;
   return latency + 2 * bytes / bw;
 }
 

@@ -12,11 +12,12 @@
 // With n = nodes x g GPUs, N = nodes, L = nics_per_node, a node's egress B_node = L B_inter:
 //   ring (flat, NCCL's rings): 2(n-1) steps, each as slow as its slowest hop:
 //     T = 2(n-1) a_hop + 2(n-1)/n S / B_ring,  B_ring = min(B_intra, B_node) across nodes
-//     (every ring crosses each node boundary; a node forwards 2(n-1)/n S over its L NICs),
+//     (every ring crosses each node boundary; a node forwards 2(n-1)/n S over its L NICs;
+//     with one GPU a node, g = 1, no intra-node link is crossed: B_ring = B_node),
 //     a_hop = a_inter across nodes, a_intra in one node.
 //   tree (NCCL's double binary tree between nodes, a chain inside each): reduce up, then
 //     broadcast down, pipelined, so the bandwidth term does not grow with the depth:
-//     T = 2 (ceil(log2 N) a_inter + (g-1) a_intra) + 2 S / min(B_intra, B_node)
+//     T = 2 (ceil(log2 N) a_inter + (g-1) a_intra) + 2 S / B_ring
 //   hierarchical (2D): reduce-scatter in the node, g parallel inter-node rings on the S/g
 //     shards (sharing the node's L NICs), all-gather in the node; the phases run one after
 //     the other, so their bandwidth terms add:
@@ -73,6 +74,10 @@ class AllReduceCostModel {
                  AllReduceAlgo* chosen = nullptr) const;
 
  private:
+  // Across nodes, the ring's and the tree's bandwidth: the slower of the node's NICs and, with
+  // several GPUs a node, the intra-node links the data also crosses.
+  double across_nodes_bytes_per_us() const;
+
   Cluster c_;
   int n_;
   int g_;

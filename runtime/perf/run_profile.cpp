@@ -1,7 +1,9 @@
 #include "runtime/perf/run_profile.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -9,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.h"
+#include "runtime/ddp/bucket_assignment.h"
 
 namespace dp {
 
@@ -38,7 +41,34 @@ AllReduceFit fit_from_json(const json& a) {
   return f;
 }
 
+// What predict divides by, scales by or indexes with: a bad value gave +inf% errors, a world of
+// 0 ranks or a simulation of parameters that do not exist.
+void check_fields(const RunProfile& p) {
+  DP_CHECK(p.world_size >= 1, "world_size must be at least 1 (got {})", p.world_size);
+  DP_CHECK(std::isfinite(p.wire_ratio) && p.wire_ratio > 0,
+           "wire_ratio must be > 0 (bytes on the wire per gradient byte; got {})", p.wire_ratio);
+  try {
+    check_assignment(p.assignment, p.compute.params.size());
+  } catch (const Error& e) {
+    fail("buckets.assignment is not a partition of the {} parameters: {}", p.compute.params.size(),
+         e.what());
+  }
+  if (p.measured.steps > 0)
+    DP_CHECK(std::isfinite(p.measured.step_us) && p.measured.step_us > 0,
+             "measured.step_us must be > 0 when measured.steps is {} (got {})", p.measured.steps,
+             p.measured.step_us);
+}
+
 }  // namespace
+
+BackwardProfile own_compute(const RunProfile& p) {
+  BackwardProfile c = p.compute;
+  for (size_t i = 0; i < c.params.size(); ++i) {
+    const double ready = p.own_ready_us.empty() ? c.params[i].ready_us : p.own_ready_us.at(i);
+    c.params[i].ready_us = std::min(ready, c.backward_us);
+  }
+  return c;
+}
 
 double link_burst_from_env() {
   const char* v = std::getenv("DPRUN_LINK_BURST");
@@ -54,9 +84,16 @@ double link_burst_from_env() {
 }
 
 json to_json(const RunProfile& p) {
+  DP_CHECK(p.own_ready_us.empty() || p.own_ready_us.size() == p.compute.params.size(),
+           "profile: {} own ready times for {} parameters", p.own_ready_us.size(),
+           p.compute.params.size());
   json params = json::array();
-  for (const ParamTiming& t : p.compute.params)
-    params.push_back({{"name", t.name}, {"bytes", t.bytes}, {"ready_us", t.ready_us}});
+  for (size_t i = 0; i < p.compute.params.size(); ++i) {
+    const ParamTiming& t = p.compute.params[i];
+    json q = {{"name", t.name}, {"bytes", t.bytes}, {"ready_us", t.ready_us}};
+    if (!p.own_ready_us.empty()) q["own_ready_us"] = p.own_ready_us[i];
+    params.push_back(std::move(q));
+  }
   return json{
       {"type", "dprun-profile"},
       {"version", RunProfile::kVersion},
@@ -124,9 +161,22 @@ RunProfile run_profile_from_json(const json& j, const std::string& where) {
     p.compute.data_us = c.at("data_us").get<double>();
     p.compute.forward_us = c.at("forward_us").get<double>();
     p.compute.optimizer_us = c.at("optimizer_us").get<double>();
-    for (const json& t : c.at("params"))
+    const json& params = c.at("params");
+    for (const json& t : params) {
       p.compute.params.push_back({t.at("name").get<std::string>(), t.at("bytes").get<size_t>(),
                                   t.at("ready_us").get<double>()});
+      // All or none: profiles before own_ready_us have none.
+      if (t.contains("own_ready_us") || !p.own_ready_us.empty()) {
+        const double own = t.at("own_ready_us").get<double>();
+        DP_CHECK(std::isfinite(own) && own >= 0,
+                 "compute.params[{}].own_ready_us must be finite and not negative (got {})",
+                 p.compute.params.size() - 1, own);
+        DP_CHECK(p.own_ready_us.size() + 1 == p.compute.params.size(),
+                 "compute.params[{}] has own_ready_us, and an earlier parameter has none",
+                 p.compute.params.size() - 1);
+        p.own_ready_us.push_back(own);
+      }
+    }
     p.allreduce_idle = fit_from_json(j.at("allreduce_idle"));
     p.allreduce_busy = fit_from_json(j.at("allreduce_busy"));
     const json& b = j.at("buckets");
@@ -144,6 +194,7 @@ RunProfile run_profile_from_json(const json& j, const std::string& where) {
     p.measured.exposed_us = m.at("exposed_us").get<double>();
     p.measured.other_wait_us = m.at("other_wait_us").get<double>();
     p.compute.validate();
+    check_fields(p);
     return p;
   } catch (const json::exception& e) {
     fail("{}: malformed profile: {}", where, e.what());

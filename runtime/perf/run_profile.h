@@ -39,8 +39,12 @@ struct RunProfile {
   int hosts = 0;            // distinct host names among the ranks; 0: not recorded
   uint64_t first_step = 0;  // the profiled steps, 1-based, inclusive
   uint64_t last_step = 0;
-  // Rank 0's compute and the group's all-reduce.
+  // Rank 0's compute and the group's all-reduce. Its ready times are the slowest rank's
+  // (runtime/perf/step_samples.h): what this run's buckets waited for.
   BackwardProfile compute;
+  // Rank 0's own ready times, per parameter, from its own backward: the compute without this
+  // run's skew between ranks. Empty in profiles written before they were recorded.
+  std::vector<double> own_ready_us;
   AllReduceFit allreduce_idle;  // measured alone, between steps (the probe)
   AllReduceFit allreduce_busy;  // while backward computes (SimOptions::busy_cost)
   // The buckets of the measured steps.
@@ -52,6 +56,13 @@ struct RunProfile {
   double predicted_exposed_us = 0;
   MeasuredSteps measured;  // steps == 0: none after the profile
 };
+
+// The compute that extrapolates to other GPU counts (dprun predict's table): `compute` with
+// every gradient ready when rank 0's own backward wrote it. How late the run's slowest peer was
+// belongs to that run and its machine, not to the model's compute: carried over, it showed as
+// exposed communication even on one GPU. Profiles without own times: the slowest rank's,
+// clamped to backward's end (a gradient the rank itself wrote after it is a peer's lateness).
+BackwardProfile own_compute(const RunProfile& p);
 
 // DPRUN_LINK_BURST from the environment: bytes, 0 when unset; a dp::Error naming the variable
 // when it is not a whole number of bytes.

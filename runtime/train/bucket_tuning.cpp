@@ -77,6 +77,9 @@ void BucketTuner::decide(bool choose) {
   decided_ = true;
   // Every rank's ready times (from its step start), so that rank 0 sees the slowest rank's.
   const size_t params = reducer_.parameters().size(), steps = samples_.size();
+  // Before they become the slowest rank's: predict extrapolates from this rank's own.
+  own_ready_us_.clear();
+  for (const ParamTiming& t : profile().params) own_ready_us_.push_back(t.ready_us);
   if (pg_.size() > 1) {
     Tensor mine = Tensor::zeros({static_cast<int64_t>(steps * params)});
     Tensor all = Tensor::zeros({static_cast<int64_t>(size_t(pg_.size()) * steps * params)});
@@ -197,6 +200,7 @@ void BucketTuner::write_profile() const {
   p.first_step = first_;
   p.last_step = std::min<uint64_t>(last_, first_ + samples_.size() - 1);
   p.compute = profile();
+  p.own_ready_us = own_ready_us_;
   p.allreduce_idle = probe_;
   p.allreduce_busy = busy_;
   p.first_bucket_mb = in_use_.first_mb;

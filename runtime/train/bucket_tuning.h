@@ -56,6 +56,8 @@ class BucketTuner {
   bool auto_buckets() const { return opt_.auto_first || opt_.auto_cap; }
   // Whether step `step` (1-based) is one of the profiled ones.
   bool profiling(uint64_t step) const { return step >= first_ && step <= last_; }
+  uint64_t first_profiled_step() const { return first_; }
+  uint64_t last_profiled_step() const { return last_; }
   void add_sample(StepSample sample) { samples_.push_back(std::move(sample)); }
   // How many hosts the ranks run on (distinct host names), once known: with
   // opt.link_burst_bytes the simulation gives each host's link its token bucket.
@@ -81,6 +83,8 @@ class BucketTuner {
   uint64_t last_;
   bool decided_ = false;
   std::vector<StepSample> samples_;
+  // This rank's ready times, before slowest_rank_view: the profile's own_ready_us.
+  std::vector<double> own_ready_us_;
   AllReduceFit probe_;   // the all-reduce alone
   AllReduceFit busy_;    // while backward computes (from the profiled steps)
   BucketChoice in_use_;  // the buckets after the decision, with their prediction

@@ -4,6 +4,7 @@
 
 #include "models/registry.h"
 #include "runtime/core/error.h"
+#include "runtime/ddp/bucket_assignment.h"
 #include "runtime/ddp/comm_hook.h"
 
 namespace dp {
@@ -40,15 +41,19 @@ void validate(const TrainConfig& c) {
            "--min-lr {} applies to --lr-schedule cosine only (this run's is {})", c.min_lr,
            c.lr_schedule);
   DP_CHECK(c.clip_grad_norm >= 0, "--clip-grad-norm must not be negative");
-  // A bucket holds at least one float (4 bytes): smaller sizes failed later, in the Reducer,
-  // through MPI_Abort and without the option's name.
+  // A bucket holds at least one float (4 bytes), and at most kMaxBucketMb: other sizes failed
+  // later, in the Reducer, through MPI_Abort and without the option's name.
   constexpr double kFloatMb = 4.0 / (1024.0 * 1024.0);
-  DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb >= kFloatMb,
-           "--first-bucket-mb must be a number of MB of at least one float (4 bytes), got {}",
-           c.first_bucket_mb);
-  DP_CHECK(std::isfinite(c.bucket_cap_mb) && c.bucket_cap_mb >= kFloatMb,
-           "--bucket-cap-mb must be a number of MB of at least one float (4 bytes), got {}",
-           c.bucket_cap_mb);
+  DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb >= kFloatMb &&
+               c.first_bucket_mb <= kMaxBucketMb,
+           "--first-bucket-mb must be a number of MB of at least one float (4 bytes) and at most "
+           "{} MB (2^50 bytes), got {}",
+           kMaxBucketMb, c.first_bucket_mb);
+  DP_CHECK(std::isfinite(c.bucket_cap_mb) && c.bucket_cap_mb >= kFloatMb &&
+               c.bucket_cap_mb <= kMaxBucketMb,
+           "--bucket-cap-mb must be a number of MB of at least one float (4 bytes) and at most "
+           "{} MB (2^50 bytes), got {}",
+           kMaxBucketMb, c.bucket_cap_mb);
   // Deadlines are counted in milliseconds on a steady clock: below 1 ms the group's timeout
   // rounds to 0 (refused later, through MPI_Abort), and a huge one overflows the deadline's
   // arithmetic into the past (a hang reported at once). A year is more than any step takes.

@@ -622,8 +622,8 @@ void Trainer::print_header() {
   h.clip_grad_norm = cfg_.clip_grad_norm;
   h.buckets = reducer_->layout();
   if (tuner_ && tuner_->auto_buckets())
-    h.buckets += fmt::format("\n    (auto: until the profile of steps 2-{} chooses the caps)",
-                             1 + BucketTuningOptions{}.profile_steps);
+    h.buckets += fmt::format("\n    (auto: until the profile of steps {}-{} chooses the caps)",
+                             tuner_->first_profiled_step(), tuner_->last_profiled_step());
   h.overlap = cfg_.overlap;
   h.steps_per_epoch = steps_per_epoch();
   print_header_lines(h);

@@ -12,7 +12,10 @@ keeps the global batch (per-rank batch = global / ranks). Runs of one figure are
 (each configuration once, then again) so that a change of the machine's load hits them alike;
 each point is the median over --reps runs. Hosts > 1 run under launcher/netns/dprun-netns
 (needs root and ip netns; skipped with a note otherwise). Every row names the load average
-during the run: on a small machine the TCP stack and other jobs compete with compute.
+during the run: on a small machine the TCP stack and other jobs compete with compute. Scaling
+efficiency is samples/s / (ranks x samples/s of the 1-rank run of the same model and scaling).
+A sweep writes every point or nothing: where a configuration has no successful run it exits
+non-zero and leaves --out as it was.
 """
 import argparse
 import csv
@@ -138,15 +141,29 @@ plot for [m in "{models}"] '{out}/buckets_'.m.'_on.dat' using 2:xtic(1) lw 2 tit
 """
 
 
+def efficiency(rows):
+    """Each row's scaling efficiency: its samples/s / (ranks x samples/s of the 1-rank run of its
+    model and scaling, on one host). SystemExit, before anything is written, where that run is
+    missing: an efficiency of 0 would read as a measurement."""
+    base = {(r["model"], r["scaling"]): float(r["samples_per_s"]) for r in rows
+            if r["figure"] == "scaling" and int(r["ranks"]) == 1 and int(r["hosts"]) == 1}
+    missing = sorted({(r["model"], r["scaling"]) for r in rows} - base.keys())
+    if missing:
+        sys.exit("sweep: no 1-rank run of " + ", ".join(f"{m} ({s} scaling)" for m, s in missing) +
+                 " to compute the scaling efficiency from: nothing written")
+    if any(v <= 0 for v in base.values()):
+        sys.exit("sweep: a 1-rank run measured no samples/s: nothing written")
+    return [float(r["samples_per_s"]) / (int(r["ranks"]) * base[r["model"], r["scaling"]]) for r in rows]
+
+
 def plot(rows, out, models):
     by = lambda **kw: [r for r in rows if all(str(r[k]) == str(v) for k, v in kw.items())]
+    eff = dict(zip((id(r) for r in rows), efficiency(rows)))
     for m in models:
         pts = sorted(by(figure="scaling", model=m, scaling="weak", hosts=1), key=lambda r: int(r["ranks"]))
-        base = next((float(r["samples_per_s"]) for r in pts if int(r["ranks"]) == 1), None)
         with open(f"{out}/scaling_{m}.dat", "w") as f:
             for r in pts:
-                eff = float(r["samples_per_s"]) / (int(r["ranks"]) * base) if base else 0
-                f.write(f"{r['ranks']},{float(r['samples_per_s']):.1f},{eff:.3f}\n")
+                f.write(f"{r['ranks']},{float(r['samples_per_s']):.1f},{eff[id(r)]:.3f}\n")
         for ov in ("on", "off"):
             pts = by(figure="buckets", model=m, overlap=ov)
             order = {"1": 0, "4": 1, "25": 2, "auto": 3}
@@ -177,12 +194,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="mlp only, 1-2 ranks, 1-2 hosts: a few minutes")
     ap.add_argument("--models", default="",
                     help="comma-separated subset of mlp,cnn,gpt (default: mlp with --quick, else all)")
-    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=1, help="runs of each configuration (at least 1)")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--mpirun", default="mpirun")
     ap.add_argument("--plot-only", action="store_true", help="redraw from OUT/sweep.csv")
     args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    if args.reps < 1:
+        ap.error(f"--reps {args.reps}: at least 1 (each point is the median over the runs)")
     csv_path = os.path.join(args.out, "sweep.csv")
     if args.plot_only:
         rows = list(csv.DictReader(open(csv_path)))
@@ -212,20 +230,28 @@ def main():
                 results[c].append(r)
                 print(f"[{time.time() - t0:6.0f}s] {c}: {r['samples_per_s']:.0f} samples/s, step {r['step_ms']:.1f} ms, "
                       f"comm {r['comm_ms']:.1f} exposed {r['exposed_ms']:.1f} (load {r['load']})", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    # Every point or none: --out defaults to the committed docs/plots, which a partial or empty
+    # sweep would overwrite.
+    failed = [c for c, rs in results.items() if not rs]
+    if failed:
+        sys.exit(f"sweep: {len(failed)} of {len(cfgs)} configuration(s) have no successful run "
+                 f"(first: {failed[0]}); nothing written to {args.out}")
     rows = []
     for c, rs in results.items():
-        if not rs:
-            continue
         row = dict(zip(FIELDS[:8], c))
         for k in FIELDS[8:]:
-            row[k] = statistics.median(r[k] for r in rs) if k != "efficiency" else ""
+            if k != "efficiency":
+                row[k] = statistics.median(r[k] for r in rs)
         rows.append(row)
+    for row, e in zip(rows, efficiency(rows)):
+        row["efficiency"] = e
+    os.makedirs(args.out, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
     plot(rows, args.out, sorted({r["model"] for r in rows}))
-    shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {csv_path} and the plots in {args.out}")
 
 

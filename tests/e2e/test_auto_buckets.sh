@@ -46,6 +46,8 @@ assert params[0]["bytes"] == 784 * 512 * 4
 # Backward writes the last layer first (on the slower rank too: the profile's times are the
 # latest over the ranks).
 assert 0 <= params[4]["ready_us"] <= params[2]["ready_us"] <= params[0]["ready_us"], params
+# And when rank 0's own backward wrote them: no later than the slowest rank's.
+assert all(0 <= q["own_ready_us"] <= q["ready_us"] + 1e-6 for q in params), params
 assert len(p["allreduce_idle"]["samples"]) >= 2
 # Steps 8..14 measured after the choice took effect.
 assert p["measured"]["steps"] == 7 and p["measured"]["step_us"] > 0, p["measured"]
@@ -69,6 +71,10 @@ for n in 8 16 32 64 128 256 512 1024; do
 done
 grep -q "network h100-nvlink-ib" "$WORK/pred" && grep -q "step time error over 1 run" "$WORK/pred" &&
   pass "predict prints 8..1024 GPUs and the validation" || { fail "predict output"; cat "$WORK/pred"; }
+# One GPU waits for no peer, however far behind the profiled run's slower rank was.
+"$DPRUN" predict --profile "$WORK/auto.json" --gpus 1 >"$WORK/pred1" 2>&1 &&
+  grep -Eq "^ +1 +1 +[a-z]+ +[0-9.]+ +0\.00 +0\.00 +100\.0% " "$WORK/pred1" && pass "predict: 1 GPU at 100%" ||
+  { fail "predict: 1 GPU"; cat "$WORK/pred1"; }
 "$DPRUN" predict --profile "$WORK/auto.json" --network emulated --link-gbit 2 --gpus 2,4 >"$WORK/pred2" 2>&1 &&
   grep -Eq "^ +4 +4 " "$WORK/pred2" && pass "predict --network emulated" || { fail "emulated"; cat "$WORK/pred2"; }
 
@@ -88,6 +94,14 @@ printf 'bucket-cap-mb = auto\n' >"$WORK/run.cfg"
 mpi 1 "${ARGS[@]}" --config "$WORK/run.cfg" >"$WORK/out" 2>&1 && grep -q "^auto buckets:" "$WORK/out" &&
   pass "--config bucket-cap-mb = auto" || { fail "config auto"; cat "$WORK/out"; }
 
+# A resumed run profiles the steps after its checkpoint, and its header says which (it said
+# "steps 2-6" whatever the checkpoint's step).
+"$DPRUN" "${ARGS[@]}" --steps 4 --checkpoint-dir "$WORK/ck" >/dev/null 2>&1 || fail "checkpointed run"
+"$DPRUN" "${ARGS[@]}" --checkpoint-dir "$WORK/ck" --resume auto --bucket-cap-mb auto >"$WORK/out" 2>&1 &&
+  grep -q "(auto: until the profile of steps 6-10 chooses the caps)" "$WORK/out" &&
+  grep -q "(steps 6..10: backward" "$WORK/out" && pass "a resumed run's header names its profiled steps" ||
+  { fail "resumed run's profiled steps"; cat "$WORK/out"; }
+
 expect_error() {  # expect_error PATTERN CMD...: exit 1 and the pattern on stderr
   local pattern=$1
   shift
@@ -102,6 +116,8 @@ expect_error() {  # expect_error PATTERN CMD...: exit 1 and the pattern on stder
 expect_error "bucket-cap-mb fast: expected a number of MiB or auto" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb fast
 expect_error "first-bucket-mb 1x: expected a number of MiB or auto" "$DPRUN" "${ARGS[@]}" --first-bucket-mb 1x
 expect_error "bucket-cap-mb must be a number of MB of at least one float" "$DPRUN" "${ARGS[@]}" --bucket-cap-mb 0
+expect_error "bucket-cap-mb must be a number of MB of at least one float (4 bytes) and at most 1073741824 MB (2^50 bytes), got 20000000000000" \
+  "$DPRUN" "${ARGS[@]}" --bucket-cap-mb 2e13
 expect_error "profile-out /dev/null: exists and is not a regular file" "$DPRUN" "${ARGS[@]}" --profile-out /dev/null
 expect_error "cannot open the profile" "$DPRUN" predict --profile "$WORK/missing.json"
 expect_error "not a dprun profile" "$DPRUN" predict --profile "$WORK/auto.jsonl"

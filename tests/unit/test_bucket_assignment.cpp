@@ -3,6 +3,7 @@
 #include "runtime/core/error.h"
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/ddp/replica_check.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
 using Buckets = std::vector<std::vector<size_t>>;
@@ -51,6 +52,22 @@ TEST(BucketAssignment, MegabytesAreMebibytesAndFractionsWork) {
   EXPECT_THROW(mb_to_bytes(0), Error);
   EXPECT_THROW(mb_to_bytes(-1), Error);
   EXPECT_THROW(mb_to_bytes(1e-9), Error);
+}
+
+TEST(BucketAssignment, HugeCapsAreRefusedNotOverflowed) {
+  // 2e13 MB is 2^64.2 bytes: the conversion to size_t was undefined (it gave 0 here).
+  EXPECT_EQ(mb_to_bytes(kMaxBucketMb), size_t(1) << 50);
+  EXPECT_MENTIONS(dp::test::error_of([] { mb_to_bytes(2e13); }),
+                  "a bucket size of 20000000000000 MB is more than 1073741824 MB (2^50 bytes)");
+  EXPECT_THROW(mb_to_bytes(1e30), Error);
+}
+
+TEST(BucketAssignment, CheckAssignmentWantsEachParameterOnce) {
+  EXPECT_NO_THROW(check_assignment({{2, 1}, {0}}, 3));
+  EXPECT_THROW(check_assignment({{2, 1}}, 3), Error);          // misses 0
+  EXPECT_THROW(check_assignment({{2, 1}, {0, 1}}, 3), Error);  // 1 twice
+  EXPECT_THROW(check_assignment({{2, 1}, {0, 3}}, 3), Error);  // no parameter 3
+  EXPECT_THROW(check_assignment({{2, 1, 0}, {}}, 3), Error);   // an empty bucket
 }
 
 TEST(ReplicaCheck, EntryIsNameDtypeAndShape) {

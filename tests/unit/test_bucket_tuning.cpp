@@ -85,8 +85,10 @@ TEST(ReducerProfile, SetAssignmentRebuildsAtTheNextZeroGrad) {
 TEST(BucketTuner, EveryRankTakesRankZerosChoice) {
   // Rank 0 measured a slow all-reduce during backward (4 ms/MiB): fc3 + fc2 (20 ms from 50 ms)
   // and fc1 (4 ms from 95 ms) hide; one bucket (24 ms from 95 ms) would leave most of its
-  // work to after backward. The other ranks measured a fast one, which alone would give one
-  // bucket; every rank must still end with rank 0's buckets.
+  // work to after backward. The other ranks measured a link with a 50 ms latency, on which
+  // every bucket after the first costs 50 ms more: alone, each would choose fc3 in a bucket and
+  // the rest in another ({4, 5}, {2, 3, 0, 1}). Every rank must still end with rank 0's
+  // buckets.
   const int n = 3;
   std::mutex mu;
   std::vector<Assignment> got(n);
@@ -97,13 +99,15 @@ TEST(BucketTuner, EveryRankTakesRankZerosChoice) {
     o.auto_first = o.auto_cap = true;
     o.profile_steps = 2;
     o.quiet = true;
-    // The all-reduce alone at 1 ms/MiB on every rank. Measured on the threads it took 0.1-1 ms
-    // for 6 MiB, and below about 0.6 ms one bucket (its 79% after backward) came within the
-    // search's 0.5% of two and won as the fewer: the test passed or failed with the load.
+    // The all-reduce alone at 1 ms/MiB on every rank, fixed. Measured on the threads it took
+    // 0.1-1 ms for 6 MiB, and below about 0.6 ms one bucket (its 79% after backward) came
+    // within the search's 0.5% of two and won as the fewer: the test passed or failed with the
+    // load.
     o.measure = [](ProcessGroup& g, const ProbeOptions&) {
       AllReduceFit f;
       f.world = g.size();
       f.us_per_byte = 1000.0 / (1 << 20);
+      if (g.rank() != 0) f.alpha_us = 50000;
       return f;
     };
     BucketTuner tuner(o, reducer, pg, nullptr);
@@ -167,6 +171,8 @@ TEST_F(ProfileFiles, TheTunerWritesTheProfileWithTheMeasuredSteps) {
   // When the slower rank 1 had them, from rank 0's backward start.
   EXPECT_DOUBLE_EQ(p.compute.params[2].ready_us, 60000);
   EXPECT_DOUBLE_EQ(p.compute.params[0].ready_us, 105000);
+  // And when rank 0's own backward wrote them (what predict extrapolates from).
+  EXPECT_EQ(p.own_ready_us, (std::vector<double>{95000, 95001, 50000, 50001, 100, 101}));
   EXPECT_DOUBLE_EQ(p.compute.backward_us, 100000);
   // The spans' starts move to their buckets' latest gradients (rank 1's, 10 ms later), which
   // leaves nothing of them inside backward: the all-reduce during backward is the probe's.

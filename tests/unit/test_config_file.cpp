@@ -134,6 +134,21 @@ TEST(CommandLine, MinLrWithTheConstantScheduleIsRefused) {
   EXPECT_NO_THROW(validate(o.train));
 }
 
+// A cap past 2^50 bytes: its conversion to bytes overflowed, and the Reducer refused "bucket
+// caps ... (got 1048576 and 0 bytes)" through MPI_Abort, without the option's name.
+TEST(CommandLine, HugeBucketCapsAreRefusedByName) {
+  EXPECT_MENTIONS(error_of([] {
+                    validate(parse_args({"--bucket-cap-mb", "2e13"}).train);
+                  }),
+                  "--bucket-cap-mb must be a number of MB of at least one float (4 bytes) and at "
+                  "most 1073741824 MB (2^50 bytes), got 20000000000000");
+  EXPECT_MENTIONS(error_of([] {
+                    validate(parse_args({"--first-bucket-mb", "1e30"}).train);
+                  }),
+                  "--first-bucket-mb must be a number of MB");
+  EXPECT_NO_THROW(validate(parse_args({"--bucket-cap-mb", "1073741824"}).train));
+}
+
 // Words that are not options: "dprun predcit" trained for 10 epochs with every default.
 TEST(CommandLine, WordsThatAreNotOptionsAreRefused) {
   EXPECT_MENTIONS(error_of([] {

@@ -100,6 +100,29 @@ TEST(AllReduceCost, EmulatedLinkIsTheRingOverItsRate) {
   EXPECT_DOUBLE_EQ(m.time_us(1e6), 2 * 50.0 + 1e6 / 250.0);
 }
 
+TEST(AllReduceCost, OneGpuANodeCrossesNoIntraNodeLink) {
+  // The emulated preset's 5 GB/s shared memory under a 400 Gb/s (50 GB/s) link: with one rank a
+  // host no data goes through it, and the ring is the hierarchical all-reduce (as the header
+  // says), both at the link's rate.
+  const Cluster c = emulated_link(400.0, 5.0, 1);
+  AllReduceCostModel m(c, 16);
+  ASSERT_EQ(m.nodes(), 16);
+  const double S = 1e8;
+  EXPECT_DOUBLE_EQ(m.ring_us(S), m.hierarchical_us(S));
+  EXPECT_DOUBLE_EQ(m.ring_us(S), 2 * 15 * 5.0 + 2 * 15.0 / 16 * S / 50000.0);
+  // The tree too: 2 ceil(log2 16) a + 2 S / B_node.
+  EXPECT_DOUBLE_EQ(m.tree_us(S), 2 * 4 * 5.0 + 2 * S / 50000.0);
+  // With two ranks a host the shared memory is crossed, and binds.
+  AllReduceCostModel two(emulated_link(400.0, 5.0, 2), 16);
+  EXPECT_DOUBLE_EQ(two.ring_us(S), 2 * 15 * 5.0 + 2 * 15.0 / 16 * S / 5000.0);
+}
+
+TEST(AllReduceCost, GpuCountsNearIntMaxDoNotOverflowTheNodes) {
+  AllReduceCostModel m(small_cluster(), 2147483647);
+  EXPECT_EQ(m.nodes(), 1073741824);
+  EXPECT_GT(m.time_us(1e6), 0);
+}
+
 TEST(AllReduceCost, RejectsNonsense) {
   EXPECT_THROW(AllReduceCostModel(small_cluster(), 0), Error);
   Cluster c = small_cluster();

@@ -1,0 +1,122 @@
+// The --profile-out file as dprun predict reads it (runtime/perf/run_profile.h): fields it would
+// divide by, index with or scale by are refused by name; the compute it extrapolates from is
+// rank 0's own, without the profiled run's skew between ranks.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/core/error.h"
+#include "runtime/perf/run_profile.h"
+#include "runtime/perf/scaling.h"
+#include "tests/support/temp_dir.h"
+
+using namespace dp;
+using dp::test::error_of;
+
+namespace {
+
+// A 2-rank profile whose slower peer wrote the first layer's gradients 430 us after this rank's
+// backward ended (the audit's auto.json: fc1.weight ready at 808 us of a 378 us backward).
+RunProfile skewed() {
+  RunProfile p;
+  p.world_size = 2;
+  p.backend = "mpi";
+  p.model = "mlp";
+  p.first_step = 2;
+  p.last_step = 6;
+  p.compute.pre_backward_us = 536;
+  p.compute.backward_us = 378;
+  p.compute.post_backward_us = 272;
+  p.compute.params = {{"fc1.weight", 1605632, 808}, {"fc1.bias", 2048, 808},
+                      {"fc2.weight", 524288, 92},   {"fc2.bias", 1024, 92},
+                      {"fc3.weight", 10240, 13},    {"fc3.bias", 40, 13}};
+  p.own_ready_us = {370, 371, 80, 80, 10, 10};
+  p.allreduce_idle = AllReduceFit{2, 50, 0.004, {{0, 50}, {1e6, 4050}}};
+  p.allreduce_busy = p.allreduce_idle;
+  p.assignment = {{5, 4, 3}, {2}, {1}, {0}};
+  p.measured.steps = 7;
+  p.measured.step_us = 2552;
+  return p;
+}
+
+std::string refusal(const nlohmann::json& j) {
+  return error_of([&] { run_profile_from_json(j, "run.json"); });
+}
+
+}  // namespace
+
+TEST(RunProfile, OwnReadyTimesRoundTrip) {
+  const RunProfile p = run_profile_from_json(to_json(skewed()), "run.json");
+  EXPECT_EQ(p.own_ready_us, skewed().own_ready_us);
+  EXPECT_DOUBLE_EQ(p.compute.params[0].ready_us, 808);  // what the run's buckets waited for
+  // Profiles written before own_ready_us: none.
+  nlohmann::json j = to_json(skewed());
+  for (nlohmann::json& q : j["compute"]["params"]) q.erase("own_ready_us");
+  EXPECT_TRUE(run_profile_from_json(j, "run.json").own_ready_us.empty());
+  // Some parameters with, some without: refused.
+  j["compute"]["params"][3]["own_ready_us"] = 5.0;
+  EXPECT_MENTIONS(refusal(j), "own_ready_us");
+  j = to_json(skewed());
+  j["compute"]["params"][1]["own_ready_us"] = -1.0;
+  EXPECT_MENTIONS(refusal(j), "compute.params[1].own_ready_us must be finite and not negative");
+}
+
+TEST(RunProfile, ExtrapolationTakesTheRanksOwnCompute) {
+  const RunProfile p = skewed();
+  const BackwardProfile own = own_compute(p);
+  EXPECT_DOUBLE_EQ(own.params[0].ready_us, 370);
+  EXPECT_DOUBLE_EQ(own.params[4].ready_us, 10);
+  EXPECT_DOUBLE_EQ(own.backward_us, p.compute.backward_us);
+  // Without own times: the slowest rank's, never after this rank's backward ended.
+  RunProfile old = p;
+  old.own_ready_us.clear();
+  const BackwardProfile clamped = own_compute(old);
+  EXPECT_DOUBLE_EQ(clamped.params[0].ready_us, 378);
+  EXPECT_DOUBLE_EQ(clamped.params[2].ready_us, 92);
+}
+
+TEST(RunProfile, OneGpuKeepsAllOfItsComputeWhateverThePeersDidWhenProfiled) {
+  RunProfile old = skewed();
+  old.own_ready_us.clear();
+  for (const RunProfile& p : {skewed(), old}) {
+    for (const Cluster& c :
+         {h100_nvlink_ib(), emulated_link(2, 50), cluster_from_fit(p.allreduce_idle)}) {
+      const ScalingRow one = predict_at(own_compute(p), c, 1);
+      EXPECT_DOUBLE_EQ(one.efficiency, 1.0) << c.name;
+      EXPECT_DOUBLE_EQ(one.chosen.prediction.exposed_us, 0) << c.name;
+      EXPECT_DOUBLE_EQ(one.fixed.prediction.exposed_us, 0) << c.name;
+    }
+  }
+  // The skew is not carried to more GPUs either: on a link that costs nothing, none is exposed.
+  Cluster free_link = h100_nvlink_ib();
+  free_link.intra = free_link.inter = Link{0, 1e15};
+  EXPECT_DOUBLE_EQ(predict_at(own_compute(skewed()), free_link, 64).chosen.prediction.exposed_us,
+                   0);
+}
+
+TEST(RunProfile, FieldsPredictWouldMisuseAreRefusedByName) {
+  nlohmann::json j = to_json(skewed());
+  j["wire_ratio"] = 0.0;
+  EXPECT_MENTIONS(refusal(j), "run.json: wire_ratio must be > 0");
+  j["wire_ratio"] = -0.5;
+  EXPECT_MENTIONS(refusal(j), "run.json: wire_ratio must be > 0");
+  j = to_json(skewed());
+  j["world_size"] = 0;
+  EXPECT_MENTIONS(refusal(j), "run.json: world_size must be at least 1 (got 0)");
+  j = to_json(skewed());
+  j["buckets"]["assignment"] = {{5, 4, 3}, {2}, {1}};  // misses fc1.weight
+  EXPECT_MENTIONS(refusal(j),
+                  "run.json: buckets.assignment is not a partition of the 6 parameters");
+  j["buckets"]["assignment"] = {{5, 4, 3}, {2}, {1}, {0}, {0}};
+  EXPECT_MENTIONS(refusal(j), "buckets.assignment");
+  j["buckets"]["assignment"] = {{5, 4, 3}, {2}, {1}, {0, 6}};
+  EXPECT_MENTIONS(refusal(j), "buckets.assignment");
+  j["buckets"]["assignment"] = {{5, 4, 3, 2, 1, 0}, nlohmann::json::array()};
+  EXPECT_MENTIONS(refusal(j), "buckets.assignment");
+  j = to_json(skewed());
+  j["measured"]["step_us"] = 0.0;
+  EXPECT_MENTIONS(refusal(j), "run.json: measured.step_us must be > 0 when measured.steps is 7");
+  // No measured steps: nothing to divide by, and nothing to check.
+  j["measured"]["steps"] = 0;
+  EXPECT_NO_THROW(run_profile_from_json(j, "run.json"));
+}
