@@ -225,7 +225,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("backend", po::value(&o.backend)->default_value(o.backend), "auto, mpi or nccl (auto: nccl for CUDA tensors, mpi for CPU tensors)")
       ("allow-device-sharing", po::bool_switch(&o.allow_device_sharing), "let several ranks of a node share one GPU (needs --backend mpi: gradients are staged through host memory; NCCL refuses it)")
       ("first-bucket-mb", po::value(&first_bucket_mb)->default_value(first_bucket_mb), "cap of the first gradient bucket in MiB (fractions allowed), or auto (see --bucket-cap-mb)")
-      ("bucket-cap-mb", po::value(&bucket_cap_mb)->default_value(bucket_cap_mb), "cap of the other gradient buckets in MiB (fractions allowed), or auto: after profiling steps 2-6 and measuring the all-reduce, rank 0 picks the caps with the shortest predicted step (the fixed caps until then)")
+      ("bucket-cap-mb", po::value(&bucket_cap_mb)->default_value(bucket_cap_mb), "cap of the other gradient buckets in MiB (fractions allowed), or auto: after profiling steps 2-6 (a resumed run: its own 2nd to 6th) and measuring the all-reduce, rank 0 picks the caps with the shortest predicted step (the fixed caps until then)")
       ("no-overlap", po::bool_switch(&no_overlap), "all-reduce every bucket only after backward (to measure what overlap gains)")
       ("comm-hook", po::value(&t.comm_hook)->default_value(t.comm_hook), "none, bf16_compress or fp16_compress. bf16_compress: all-reduce each gradient bucket as bfloat16 (half the bytes on the wire, gradients rounded to 8 bits once per step; PyTorch's bf16_compress_hook). fp16_compress: the same as IEEE float16 (11 bits), each rank dividing by the world size in float32 before the cast and the ranks summing (PyTorch's fp16_compress_hook casts first, then divides); values beyond ±65504 after the division overflow; bf16_compress keeps float32's range")
       ("no-shm", po::bool_switch(&no_shm), "all-reduce through MPI even when all ranks share a node (default: gradient buckets in shared memory, reduced in place)")
@@ -241,7 +241,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0)")
       ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
       ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0), for bench_sgemm --shapes")
-      ("profile-out", po::value(&t.profile_out), "write rank 0's profile of steps 2-6 (gradient ready times, compute), the measured all-reduce cost and the later steps' times to FILE, for dprun predict")
+      ("profile-out", po::value(&t.profile_out), "write rank 0's profile of steps 2-6 (a resumed run: its own 2nd to 6th; gradient ready times, compute), the measured all-reduce cost and the later steps' times to FILE, for dprun predict")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
   po::options_description ckpt("Checkpoints and preemption");

@@ -57,7 +57,7 @@ PredictOptions parse(int argc, char** argv) {
       ("help,h", "print this help and exit")
       ("profile", po::value(&o.profile)->value_name("FILE"), "the profile (dprun --profile-out FILE): gradient ready times, compute, the measured all-reduce")
       ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts)")
-      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216)")
+      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216: up to one node, or whole nodes)")
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
       ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host (and, with --validate, for profiles that do not record their hosts)")
@@ -330,6 +330,13 @@ int predict_main(int argc, char** argv) {
     } else {
       cluster = cluster_from_fit(prof.allreduce_idle);
     }
+    // A partial node would be modelled as a full one (and hierarchical, which dprun itself
+    // leaves for flat on uneven nodes): whole nodes only, or a part of one.
+    for (int n : gpus)
+      DP_CHECK(n <= cluster.gpus_per_node || n % cluster.gpus_per_node == 0,
+               "predict: --gpus {}: {} GPUs are not a whole number of nodes of {} (network {}); "
+               "a partial node is not modelled",
+               o.gpus, n, cluster.gpus_per_node, cluster.name);
     ScalingOptions so;
     so.algo = parse_algo(o.algo);
     so.fixed_first_mb = o.first_bucket_mb;

@@ -96,6 +96,9 @@ predict_refuses "--gpus 8,16,: '' is not a count" "${P[@]}" --gpus 8,16,
 predict_refuses "--gpus 8,,16: '' is not a count" "${P[@]}" --gpus 8,,16
 predict_refuses "--gpus ,8: '' is not a count" "${P[@]}" --gpus ,8
 predict_refuses "--gpus +8: '+8' is not a count" "${P[@]}" --gpus +8
+predict_refuses "--gpus 8,9,16: 9 GPUs are not a whole number of nodes of 8" "${P[@]}" --gpus 8,9,16
+predict_refuses "--gpus 3: 3 GPUs are not a whole number of nodes of 2" "${P[@]}" --network emulated \
+  --ranks-per-host 2 --gpus 3
 predict_refuses "--gpus 2147483647: 2147483647 is more than 16777216 GPUs (2^24)" "${P[@]}" --gpus 2147483647
 predict_refuses "--gpus 8,99999999999: 99999999999 is more than 16777216 GPUs" "${P[@]}" --gpus 8,99999999999
 predict_refuses "--bucket-cap-mb 1e+30 MB is more than 1073741824 MB (2^50 bytes)" "${P[@]}" --bucket-cap-mb 1e30
