@@ -21,7 +21,11 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
   std::map<std::string, std::string> saved(meta.settings.begin(), meta.settings.end());
   auto saved_value = [&](const std::string& key) {
     auto it = saved.find(key);
-    return it == saved.end() ? std::string("(not recorded)") : it->second;
+    if (it != saved.end()) return it->second;
+    // Checkpoints written before the setting existed trained as its old behaviour did: weight
+    // decay on every parameter.
+    if (key == "--weight-decay-1d") return std::string("on");
+    return std::string("(not recorded)");
   };
   // Evaluation and sampling need only the same model: its options change the math even where
   // they do not change a parameter's shape (the number of heads).

@@ -412,3 +412,17 @@ TEST(ResumeCheck, ALongerRunIsAcceptedAloud) {
 }
 
 }  // namespace
+
+// --weight-decay-1d came later: a checkpoint without it decayed every parameter ("on"), so it
+// resumes under "on" and is refused, naming the setting, under the gpt's new default "off".
+TEST(ResumeCheck, ACheckpointFromBeforeWeightDecay1dDecayedEveryParameter) {
+  const CheckpointMeta m = sample_meta();
+  ResumeTarget t = target_like(m);
+  t.settings.push_back({"--weight-decay-1d", "on"});
+  EXPECT_EQ(check_resume(m, t, "x.ckpt").error, "");
+  t.settings.back().second = "off";
+  const std::string e = check_resume(m, t, "x.ckpt").error;
+  EXPECT_NE(e.find("written with --weight-decay-1d on, this run has --weight-decay-1d off"),
+            std::string::npos)
+      << e;
+}
