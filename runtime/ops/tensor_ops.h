@@ -25,8 +25,8 @@ void matmul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
 // out[j] += sum_r x[r, j]: a bias gradient, x float32 or bfloat16, out float32 [cols].
 void col_sum_accumulate(const Tensor& x, Tensor& out);
 
-// y = max(x, 0) and its gradient dx = dy where x > 0 (PyTorch's convention at 0), in the
-// dtype of x (float32 or bfloat16).
+// y = x <= 0 ? 0 : x and its gradient dx = x <= 0 ? 0 : dy (PyTorch's relu and
+// threshold_backward: 0 at 0, a NaN passes), in the dtype of x (float32 or bfloat16).
 void relu_forward(const Tensor& x, Tensor& y);
 void relu_backward(const Tensor& x, const Tensor& dy, Tensor& dx);
 

@@ -1,5 +1,8 @@
 #include "runtime/train/checkpoint.h"
 
+#include <cmath>
+#include <limits>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -28,6 +31,26 @@ std::vector<NamedTensor> tensors_of(const std::vector<Parameter*>& params,
   return out;
 }
 
+// JSON has no NaN or infinity (nlohmann writes null for both), but the epoch's loss sum is
+// one after a step skipped under --on-nonfinite skip: such a checkpoint must still resume,
+// with the same sum. Non-finite values are written as text.
+json loss_sum_json(double v) {
+  if (std::isfinite(v)) return v;
+  return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+double loss_sum_of(const json& j, const std::string& path) {
+  if (j.is_number()) return j.get<double>();
+  // null: a non-finite sum as dprun wrote it before the text form.
+  if (j.is_null() || j == "nan") return std::numeric_limits<double>::quiet_NaN();
+  if (j == "inf") return std::numeric_limits<double>::infinity();
+  if (j == "-inf") return -std::numeric_limits<double>::infinity();
+  fail(
+      "checkpoint {}: section 'meta': epoch_loss_sum {} is not a number, \"nan\", \"inf\" or "
+      "\"-inf\"",
+      path, j.dump());
+}
+
 }  // namespace
 
 uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
@@ -48,7 +71,7 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"step", p.step},
       {"epoch", p.epoch},
       {"step_in_epoch", p.step_in_epoch},
-      {"epoch_loss_sum", p.epoch_loss_sum},
+      {"epoch_loss_sum", loss_sum_json(p.epoch_loss_sum)},
       {"last_eval_step", p.last_eval_step == UINT64_MAX ? json(nullptr) : json(p.last_eval_step)},
       {"skipped_steps", p.skipped_steps},
       {"world_size", meta.world_size},
@@ -88,7 +111,7 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
     p.step = m.at("step").get<uint64_t>();
     p.epoch = m.at("epoch").get<uint64_t>();
     p.step_in_epoch = m.at("step_in_epoch").get<uint64_t>();
-    p.epoch_loss_sum = m.at("epoch_loss_sum").get<double>();
+    p.epoch_loss_sum = loss_sum_of(m.at("epoch_loss_sum"), path);
     p.last_eval_step =
         m.at("last_eval_step").is_null() ? UINT64_MAX : m.at("last_eval_step").get<uint64_t>();
     p.skipped_steps = m.value("skipped_steps", uint64_t(0));  // absent before dprun recorded it

@@ -193,7 +193,7 @@ TEST_F(CudaBf16Ops, ReluForwardAndBackwardMatchCpu) {
     SCOPED_TRACE(n);
     const std::vector<bf16> x = relu_inputs(n, 300 + n);
     std::vector<bf16> dy = random_bf16(n, 400 + n);
-    dy[0] = bf16{0x7fc0};  // a NaN gradient: kept where x > 0, dropped elsewhere
+    dy[0] = bf16{0x7fc0};  // a NaN gradient: kept where x passes (> 0 or NaN), dropped elsewhere
     std::vector<bf16> y(n), dx(n);
     dp::relu_forward_bf16(n, x.data(), y.data());
     dp::relu_backward_bf16(n, x.data(), dy.data(), dx.data());

@@ -94,7 +94,9 @@ TEST_F(CudaElementwise, ColSumAccumulateExact) {
 TEST_F(CudaElementwise, ReluForwardAndBackward) {
   for (size_t n : odd_sizes()) {
     SCOPED_TRACE(n);
-    const std::vector<float> x = with_zeros(random_floats(n, 7 + n));
+    std::vector<float> x = with_zeros(random_floats(n, 7 + n));
+    // A NaN is kept, with its gradient (torch.relu): the CPU twin's rule, compared bit for bit.
+    x[n / 2] = std::numeric_limits<float>::quiet_NaN();
     const std::vector<float> dy = random_floats(n, 8 + n);
     std::vector<float> y(n), dx(n);
     dp::relu_forward(n, x.data(), y.data());

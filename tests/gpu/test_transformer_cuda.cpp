@@ -119,6 +119,16 @@ TEST_F(CudaTransformer, EmbeddingBadIndexNamesLayerIndexAndPosition) {
                  "wte: index 12 at position [1, 2] of the input int32[2, 3] is outside "
                  "the table's 10 rows [0, 10)");
   }
+  // One past the last row: the boundary of the kernel's check.
+  const Tensor edge = Tensor::from_vector({2, 2}, std::vector<int32_t>{0, 9, 2, 10}).to(kGpu);
+  try {
+    dev.forward(edge);
+    FAIL() << "expected a dp::Error for index 10 of a 10-row table";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "wte: index 10 at position [1, 1] of the input int32[2, 2] is outside "
+                 "the table's 10 rows [0, 10)");
+  }
   EXPECT_TRUE(dev.forward(random_tokens({2, 3}, 10, 4).to(kGpu)).is_cuda());
 }
 

@@ -1,5 +1,6 @@
 // BatchNorm2d's state: the running statistics after training forwards (PyTorch's update,
-// computed here by hand), evaluation with them (nothing written), and the buffers list.
+// computed here by hand), where eps enters the normalisation, evaluation with the running
+// statistics (nothing written), and the buffers list.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -81,6 +82,48 @@ TEST(BatchNorm2d, TrainingNormalisesWithTheBiasedBatchVariance) {
     const double var = s.unbiased_var[c] * (n - 1) / n;
     const double want = (xv[i] - s.mean[c]) / std::sqrt(var + 1e-5);
     EXPECT_NEAR(y[i], want, 1e-5 * (1 + std::fabs(want))) << i;
+  }
+}
+
+// (x - mean) / sqrt(var + eps), not / (sqrt(var) + eps): the two differ by about
+// eps / (2 var) relative, under the other tests' tolerances for a variance near 1, but by
+// tens of percent for a variance comparable to eps (a near-constant channel, e.g. a dead
+// feature map), which is what eps is there for.
+TEST(BatchNorm2d, EpsIsAddedToTheVarianceUnderTheSquareRoot) {
+  const double eps = 1e-5;
+  BatchNorm2d bn("bn", 2, float(eps));
+  // Channel 0: 0.3 +- 4e-3 (variance about 5e-6); channel 1: a variance near 1.
+  Tensor x = random_tensor({4, 2, 3, 3}, 21, -1.0f, 1.0f);
+  const int64_t plane = 9;
+  for (int64_t b = 0; b < 4; ++b)
+    for (int64_t i = 0; i < plane; ++i) {
+      float& v = x.f32()[(b * 2) * plane + i];
+      v = 0.3f + 4e-3f * v;
+    }
+  const std::vector<float> y = bn.forward(x).to_vector();
+  const ChannelStats s = stats_of(x);
+  const std::vector<float> xv = x.to_vector();
+  const double n = 4 * 9;
+  const double var0 = s.unbiased_var[0] * (n - 1) / n;
+  ASSERT_LT(var0, 2 * eps);
+  ASSERT_GT(var0, eps / 10);
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const size_t c = (i / 9) % 2;
+    const double var = s.unbiased_var[c] * (n - 1) / n;
+    const double want = (xv[i] - s.mean[c]) / std::sqrt(var + eps);
+    EXPECT_NEAR(y[i], want, 1e-4 * (1 + std::fabs(want))) << "training, value " << i;
+  }
+
+  // Evaluation: the running variance of channel 0 equal to eps.
+  bn.running_mean().value.copy_(Tensor::from_vector({2}, std::vector<float>{0.3f, 0.0f}));
+  bn.running_var().value.copy_(Tensor::from_vector({2}, std::vector<float>{float(eps), 1.0f}));
+  bn.eval();
+  const std::vector<float> ye = bn.forward(x).to_vector();
+  const std::vector<float> rv = bn.running_var().value.to_vector();
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const size_t c = (i / 9) % 2;
+    const double want = (xv[i] - (c == 0 ? double(0.3f) : 0.0)) / std::sqrt(double(rv[c]) + eps);
+    EXPECT_NEAR(ye[i], want, 1e-4 * (1 + std::fabs(want))) << "eval, value " << i;
   }
 }
 

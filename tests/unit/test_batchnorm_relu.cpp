@@ -114,6 +114,70 @@ TEST(BatchNormReLU, MatchesBatchNormThenReLU) {
     for (DType dtype : {DType::f32, DType::bf16}) check_matches_separate(training, dtype);
 }
 
+// Equal values, a NaN matching a NaN.
+void expect_same(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const std::vector<float> g = got.to_vector(), w = want.to_vector();
+  size_t bad = 0;
+  for (size_t i = 0; i < g.size(); ++i)
+    bad += !(g[i] == w[i] || (std::isnan(g[i]) && std::isnan(w[i])));
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << g.size() << " values differ";
+}
+
+// torch.relu keeps a NaN, and its backward passes dy where the result is NaN (it zeroes dy
+// only where the result is <= 0). NaNs in the vector body and the tail of channel 0's planes.
+void check_nan_passes(bool training, DType dtype) {
+  SCOPED_TRACE(std::string(training ? "training" : "eval") + (dtype == DType::bf16 ? " bf16" : ""));
+  BatchNorm2d fused("bn", 3, 1e-5f, 0.1f, /*relu=*/true), plain("bn", 3);
+  ReLU relu("relu");
+  for (BatchNorm2d* bn : {&fused, &plain}) {
+    set_affine(*bn, {1.5f, -0.7f, 0.3f}, {0.2f, -0.1f, 0.4f});
+    bn->running_var().value.copy_(Tensor::from_vector({3}, std::vector<float>{0.5f, 2.0f, 1.0f}));
+    bn->train(training);
+  }
+  const int64_t plane = 5 * 7;
+  Tensor x = random_tensor({4, 3, 5, 7}, 92, -2.0f, 1.0f);
+  const std::vector<int64_t> nans = {2, 3 * plane + 9, 34, 3 * plane + 33};  // channel 0
+  for (int64_t i : nans) x.f32()[i] = std::nanf("");
+  auto nan_at = [&nans](int64_t i) { return std::find(nans.begin(), nans.end(), i) != nans.end(); };
+  Tensor g = random_tensor(x.shape(), 93, 0.5f, 1.0f);
+  if (dtype == DType::bf16) {
+    x = as_bf16(x);
+    g = as_bf16(g);
+  }
+  const Tensor y = as_f32(fused.forward(x));
+  expect_same(y, as_f32(relu.forward(plain.forward(x))), "output");
+  const std::vector<float> yv = y.to_vector();
+  // Training: the NaN is in channel 0's batch mean, so the whole channel is NaN.
+  for (int64_t b = 0; b < 4; ++b)
+    for (int64_t i = 0; i < plane; ++i) {
+      const int64_t at = b * 3 * plane + i;
+      if (training || nan_at(at)) {
+        ASSERT_TRUE(std::isnan(yv[size_t(at)]))
+            << "image " << b << " value " << i << ": relu(NaN) is NaN in PyTorch, got "
+            << yv[size_t(at)];
+      }
+    }
+  expect_same(as_f32(fused.backward(g)), as_f32(plain.backward(relu.backward(g))), "dx");
+  expect_same(fused.weight().grad, plain.weight().grad, "dweight");
+  expect_same(fused.bias().grad, plain.bias().grad, "dbias");
+  // dbias[0] = the sum of dy over channel 0: every dy passes the NaNs (all of the channel in
+  // training), and dy > 0 everywhere, so a dropped one shows.
+  const std::vector<float> gv = as_f32(g).to_vector();
+  double want = 0;
+  for (int64_t b = 0; b < 4; ++b)
+    for (int64_t i = 0; i < plane; ++i) {
+      const int64_t at = b * 3 * plane + i;
+      if (training || nan_at(at) || yv[size_t(at)] > 0) want += gv[size_t(at)];
+    }
+  EXPECT_NEAR(fused.bias().grad.f32()[0], want, 1e-4 * want);
+}
+
+TEST(BatchNormReLU, KeepsNaNAsTorchReluDoes) {
+  for (bool training : {true, false})
+    for (DType dtype : {DType::f32, DType::bf16}) check_nan_passes(training, dtype);
+}
+
 TEST(BatchNormReLU, GradCheckTraining) {
   BatchNorm2d bn("bn", 3, 1e-5f, 0.1f, /*relu=*/true), plain("bn", 3);
   set_affine(bn, {1.5f, -0.7f, 0.3f}, {0.05f, -0.02f, 0.03f});

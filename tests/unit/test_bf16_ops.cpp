@@ -516,9 +516,10 @@ std::vector<bf16> relu_inputs(size_t n, uint64_t seed) {
   return x;
 }
 
-// The rule in one place: x > 0 keeps the value, anything else (<= 0, -0, NaN) is +0.
-bool positive(bf16 h) {
-  return bf16_to_float(h) > 0.0f;
+// The rule in one place, torch.relu's and its threshold_backward's: x <= 0 (-0 included)
+// gives +0, anything else (NaN included) keeps the value.
+bool passes(bf16 h) {
+  return !(bf16_to_float(h) <= 0.0f);
 }
 
 }  // namespace
@@ -528,15 +529,21 @@ TEST(Bf16Relu, ForwardAndBackward) {
     SCOPED_TRACE(n);
     const std::vector<bf16> x = relu_inputs(n, 10 + n);
     std::vector<bf16> dy = random_bf16(n, 20 + n);
-    dy[0] = bf16{0x7fc0};  // a NaN gradient passes where x > 0 and is dropped elsewhere
+    dy[0] = bf16{0x7fc0};  // a NaN gradient passes where x passes and is dropped elsewhere
     if (n > 1) dy[1] = bf16{0xff80};
 
     std::vector<bf16> y(n + 1, bf16{0x1234}), dx(n + 1, bf16{0x1234});
     relu_forward_bf16(n, x.data(), y.data());
     relu_backward_bf16(n, x.data(), dy.data(), dx.data());
     for (size_t i = 0; i < n; ++i) {
-      EXPECT_EQ(y[i].bits, positive(x[i]) ? x[i].bits : 0u) << "x bits " << std::hex << x[i].bits;
-      EXPECT_EQ(dx[i].bits, positive(x[i]) ? dy[i].bits : 0u) << "x bits " << std::hex << x[i].bits;
+      EXPECT_EQ(y[i].bits, passes(x[i]) ? x[i].bits : 0u) << "x bits " << std::hex << x[i].bits;
+      EXPECT_EQ(dx[i].bits, passes(x[i]) ? dy[i].bits : 0u) << "x bits " << std::hex << x[i].bits;
+    }
+    // x[6] and x[9] are NaNs (0x7fc0, 0xffc0): kept, with their gradients.
+    for (size_t i : {size_t{6}, size_t{9}}) {
+      if (i >= n) continue;
+      EXPECT_EQ(y[i].bits, x[i].bits) << "relu(NaN) is NaN in PyTorch";
+      EXPECT_EQ(dx[i].bits, dy[i].bits);
     }
     EXPECT_EQ(y[n].bits, 0x1234u);
     EXPECT_EQ(dx[n].bits, 0x1234u);

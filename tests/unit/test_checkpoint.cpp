@@ -7,12 +7,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "models/mlp.h"
 #include "runtime/core/error.h"
@@ -134,6 +138,42 @@ TEST(Checkpoint, MetaRoundTrips) {
   EXPECT_EQ(got.settings, sample_meta().settings);
   EXPECT_EQ(got.buckets, sample_meta().buckets);
   EXPECT_EQ(got.optimizer, "adamw");  // as given in the meta
+}
+
+// A step skipped under --on-nonfinite skip leaves its NaN (or infinite) loss in the epoch's
+// sum; JSON has no such numbers, and the checkpoint must still resume with the same sum.
+TEST(Checkpoint, NonFiniteEpochLossSumRoundTrips) {
+  TempDir dir;
+  auto m = make_mlp(4, {}, 2, 0);
+  SGD opt(m->parameters());
+  const std::string path = dir.path + "/m.ckpt";
+  const double inf = std::numeric_limits<double>::infinity();
+  for (double sum : {std::numeric_limits<double>::quiet_NaN(), inf, -inf}) {
+    SCOPED_TRACE(sum);
+    CheckpointMeta meta = sample_meta();
+    meta.progress.epoch_loss_sum = sum;
+    write_checkpoint(path, meta, m->parameters(), m->buffers(), opt);
+    CheckpointReader r(path);
+    const double got = read_checkpoint_meta(r).progress.epoch_loss_sum;
+    if (std::isnan(sum))
+      EXPECT_TRUE(std::isnan(got)) << got;
+    else
+      EXPECT_EQ(got, sum);
+  }
+  // What an older dprun wrote for a non-finite sum (nlohmann's null) reads as NaN; anything
+  // else is refused by name.
+  nlohmann::json meta = nlohmann::json::parse(CheckpointReader(path).read_text("meta"));
+  meta["epoch_loss_sum"] = nullptr;
+  EXPECT_TRUE(std::isnan(parse_checkpoint_meta(meta.dump(), path).progress.epoch_loss_sum));
+  meta["epoch_loss_sum"] = "lots";
+  try {
+    parse_checkpoint_meta(meta.dump(), path);
+    FAIL() << "epoch_loss_sum \"lots\" accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("epoch_loss_sum \"lots\" is not a number"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Checkpoint, AnotherModelOrOptimizerIsRefusedBeforeAnythingChanges) {

@@ -173,5 +173,14 @@ TEST(Embedding, NamesTheLayerIndexAndPosition) {
                  "tok_emb: index -1 at position [1] of the input int32[3] is outside the "
                  "table's 4 rows [0, 4)");
   }
+  // One past the last row: the boundary of the check.
+  try {
+    emb.forward(Tensor::from_vector({2, 2}, std::vector<int32_t>{0, 3, 2, 4}));
+    FAIL() << "index 4 of a 4-row table accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "tok_emb: index 4 at position [1, 1] of the input int32[2, 2] is outside the "
+                 "table's 4 rows [0, 4)");
+  }
   EXPECT_THROW(emb.forward(Tensor::zeros({3})), Error);  // float indices
 }

@@ -113,6 +113,16 @@ TEST(SoftmaxCrossEntropy, CorrectCountAndLabelErrors) {
     EXPECT_NE(msg.find("label 7"), std::string::npos) << msg;
     EXPECT_NE(msg.find("3 classes"), std::string::npos) << msg;
   }
+  // One past the last class: the boundary of the check.
+  try {
+    loss.forward(logits, Tensor::from_vector({3}, std::vector<int32_t>{0, 3, 2}));
+    FAIL() << "label 3 of 3 classes accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("label 3 at batch index 1 is out of range for 3 classes (expected 0..2)"),
+              std::string::npos)
+        << msg;
+  }
   EXPECT_THROW(loss.forward(logits, Tensor::from_vector({3}, std::vector<int32_t>{-1, 0, 0})),
                Error);
   EXPECT_THROW(loss.forward(logits, Tensor::from_vector({2}, std::vector<int32_t>{0, 0})), Error);

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -13,6 +15,12 @@
 using namespace dp;
 
 namespace {
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+}
 
 std::vector<float> random_vec(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   Philox rng(seed, 7);
@@ -121,21 +129,43 @@ TEST(Elementwise, RowBiasAndColumnSums) {
 }
 
 TEST(Elementwise, ReluForwardBackward) {
-  const size_t n = 37;
+  const size_t n = 37;  // a vector body and a scalar tail on every SIMD width
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
   auto x = random_vec(n, 30), dy = random_vec(n, 31);
   x[3] = 0.0f;  // the gradient at exactly 0 is 0 (PyTorch)
+  x[4] = -0.0f;
+  // torch.relu keeps a NaN (activations gone NaN must reach the loss), and its backward,
+  // threshold_backward(dy, result, 0), zeroes dy only where the result is <= 0: a NaN
+  // passes dy. One NaN in the vector body and one in the tail.
+  x[5] = nan;
+  x[6] = -nan;
+  x[35] = nan;
+  x[7] = inf;
+  x[8] = -inf;
   std::vector<float> y(n), dx(n);
   relu_forward(n, x.data(), y.data());
   relu_backward(n, x.data(), dy.data(), dx.data());
   for (size_t i = 0; i < n; ++i) {
-    EXPECT_EQ(y[i], x[i] > 0 ? x[i] : 0.0f) << i;
-    EXPECT_EQ(dx[i], x[i] > 0 ? dy[i] : 0.0f) << i;
+    const bool pass = !(x[i] <= 0.0f);
+    EXPECT_EQ(bits_of(y[i]), bits_of(pass ? x[i] : 0.0f)) << i;
+    EXPECT_EQ(bits_of(dx[i]), bits_of(pass ? dy[i] : 0.0f)) << i;
   }
+  for (size_t i : {5, 6, 35}) {
+    EXPECT_TRUE(std::isnan(y[i])) << i << ": relu(NaN) is NaN in PyTorch, got " << y[i];
+    EXPECT_EQ(dx[i], dy[i]) << i;
+  }
+  EXPECT_EQ(bits_of(y[4]), 0u);  // -0 becomes +0
   EXPECT_EQ(dx[3], 0.0f);
+  EXPECT_EQ(dx[4], 0.0f);
+  EXPECT_EQ(y[7], inf);
+  EXPECT_EQ(y[8], 0.0f);
   // In place is allowed for both.
   auto z = x;
   relu_forward(n, z.data(), z.data());
-  EXPECT_EQ(z, y);
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(bits_of(z[i]), bits_of(y[i])) << i;
+  relu_backward(n, x.data(), dy.data(), dy.data());
+  for (size_t i = 0; i < n; ++i) EXPECT_EQ(bits_of(dy[i]), bits_of(dx[i])) << i;
 }
 
 TEST(Elementwise, AxpyScaleSumSquares) {

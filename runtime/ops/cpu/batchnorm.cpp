@@ -48,10 +48,11 @@ inline Affine affine_of(const float* mean, const float* invstd, const float* wei
   return {scale, bias[c] - mean[c] * scale};
 }
 
-// dy where the fused ReLU passed (pre-activation > 0), else 0: an integer mask on the bits,
-// which vectorises where a float select feeding arithmetic may not.
+// dy where the fused ReLU passed, else 0: an integer mask on the bits, which vectorises where
+// a float select feeding arithmetic may not. It passes where pre <= 0 is false, NaN included,
+// as the separate ReLU does (torch keeps a NaN).
 inline f4 relu_pass(f4 pre, f4 dy) {
-  const i4 pass = pre > 0.0f;  // all ones where true
+  const i4 pass = ~(pre <= 0.0f);  // all ones where pre > 0 or pre is NaN
   i4 gb;
   std::memcpy(&gb, &dy, sizeof(gb));
   gb &= pass;
@@ -60,7 +61,7 @@ inline f4 relu_pass(f4 pre, f4 dy) {
   return g;
 }
 inline float relu_pass(float pre, float dy) {
-  return pre > 0.0f ? dy : 0.0f;
+  return pre <= 0.0f ? 0.0f : dy;
 }
 
 // sum f(i).a and sum f(i).b over one plane, f giving four lanes at a time (and one value at a
@@ -227,7 +228,7 @@ void batchnorm_apply(int64_t batch, int64_t channels, int64_t plane, const T* x,
       T* q = y + (b * channels + c) * plane;
       int64_t i = 0;
       if (relu) {
-        // max(v, 0) as v > 0 ? v : 0, the test the backward repeats (a NaN becomes 0).
+        // v <= 0 ? 0 : v, the test the backward repeats (a NaN stays NaN).
         for (; i + 4 <= plane; i += 4) {
           const f4 v = load4(p + i) * af.scale + af.shift;
           store4(q + i, relu_pass(v, v));

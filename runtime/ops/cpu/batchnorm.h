@@ -11,8 +11,8 @@ template <typename T>
 void batchnorm_batch_stats(int64_t batch, int64_t channels, int64_t plane, const T* x, float* mean,
                            float* var);
 
-// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; with relu, max(that, 0) (a NaN
-// becomes 0), so that a following ReLU costs no pass of its own.
+// y = (x - mean[c]) * invstd[c] * weight[c] + bias[c]; with relu, the ReLU of that (a NaN
+// stays NaN, as in torch.relu), so that a following ReLU costs no pass of its own.
 template <typename T>
 void batchnorm_apply(int64_t batch, int64_t channels, int64_t plane, const T* x, const float* mean,
                      const float* invstd, const float* weight, const float* bias, bool relu, T* y);

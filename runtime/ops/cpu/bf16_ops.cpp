@@ -75,12 +75,12 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
 }
 
 void relu_forward_bf16(size_t n, const bf16* x, bf16* y) {
-  // The float32 relu's rule exactly (NaN and -0 become +0).
-  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]) > 0.0f ? x[i] : bf16{0};
+  // The float32 relu's rule exactly (-0 becomes +0, a NaN is kept).
+  for (size_t i = 0; i < n; ++i) y[i] = bf16_to_float(x[i]) <= 0.0f ? bf16{0} : x[i];
 }
 
 void relu_backward_bf16(size_t n, const bf16* x, const bf16* dy, bf16* dx) {
-  for (size_t i = 0; i < n; ++i) dx[i] = bf16_to_float(x[i]) > 0.0f ? dy[i] : bf16{0};
+  for (size_t i = 0; i < n; ++i) dx[i] = bf16_to_float(x[i]) <= 0.0f ? bf16{0} : dy[i];
 }
 
 void col_sum_accumulate_bf16(size_t rows, size_t cols, const bf16* x, float* out) {

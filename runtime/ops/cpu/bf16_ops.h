@@ -23,9 +23,9 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
                const bf16* b, int ldb, float beta, void* c, int ldc, DType c_dtype,
                const void* bias);
 
-// y = max(x, 0); y may equal x.
+// y = x <= 0 ? +0 : x (a NaN is kept); y may equal x.
 void relu_forward_bf16(size_t n, const bf16* x, bf16* y);
-// dx = dy where x > 0, else 0; dx may equal dy.
+// dx = x <= 0 ? 0 : dy (a NaN x passes dy); dx may equal dy.
 void relu_backward_bf16(size_t n, const bf16* x, const bf16* dy, bf16* dx);
 // out[c] += sum_r x[r, c], summed in float32 into the float32 (master) gradient.
 void col_sum_accumulate_bf16(size_t rows, size_t cols, const bf16* x, float* out);

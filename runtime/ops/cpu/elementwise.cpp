@@ -23,8 +23,11 @@ DP_SIMD_CLONES void col_sum_accumulate(size_t rows, size_t cols, const float* __
   }
 }
 
+// Both ReLUs test x <= 0 (false for a NaN) rather than x > 0, so that a NaN passes as in
+// torch.relu and its threshold_backward: activations gone NaN must reach the loss, not read
+// as zeros that hide the divergence. The compare is still one vector instruction.
 DP_SIMD_CLONES void relu_forward(size_t n, const float* x, float* y) {
-  for (size_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (size_t i = 0; i < n; ++i) y[i] = x[i] <= 0.0f ? 0.0f : x[i];
 }
 
 DP_SIMD_CLONES void relu_backward(size_t n, const float* x, const float* dy, float* dx) {
@@ -32,7 +35,7 @@ DP_SIMD_CLONES void relu_backward(size_t n, const float* x, const float* dy, flo
   // on every other element of a BatchNorm-centred input.
   for (size_t i = 0; i < n; ++i) {
     const float g = dy[i];
-    dx[i] = x[i] > 0.0f ? g : 0.0f;
+    dx[i] = x[i] <= 0.0f ? 0.0f : g;
   }
 }
 

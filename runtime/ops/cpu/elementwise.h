@@ -11,9 +11,10 @@ void add_row_bias(size_t rows, size_t cols, const float* bias, float* y);
 // out[c] += sum_r x[r, c] for a row-major [rows, cols] x (the bias gradient).
 void col_sum_accumulate(size_t rows, size_t cols, const float* x, float* out);
 
-// y = max(x, 0). y may equal x (in place).
+// y = x <= 0 ? +0 : x, torch.relu: a NaN stays NaN. y may equal x (in place).
 void relu_forward(size_t n, const float* x, float* y);
-// dx = dy where x > 0, else 0 (PyTorch's convention: the gradient at 0 is 0). dx may equal dy.
+// dx = x <= 0 ? 0 : dy, PyTorch's threshold_backward: the gradient at 0 is 0 and a NaN x
+// passes dy. dx may equal dy.
 void relu_backward(size_t n, const float* x, const float* dy, float* dx);
 
 // y += alpha * x.

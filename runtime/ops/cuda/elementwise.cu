@@ -78,20 +78,21 @@ __global__ void col_sum_kernel(size_t rows, size_t cols, const T* __restrict__ x
   }
 }
 
-// The ReLUs select and never round: the output is x (or dy) itself, or +0 where x > 0 is
-// false (x <= 0, -0 or NaN). No __restrict__ on the pointers that may alias.
+// The ReLUs select and never round: the output is x (or dy) itself, or +0 where x <= 0 (-0
+// included; a NaN x is kept, as torch.relu keeps it). No __restrict__ on the pointers that
+// may alias.
 template <typename T>
 __global__ void relu_forward_kernel(size_t n, const T* x, T* y) {
   for (size_t i = global_thread(); i < n; i += grid_threads()) {
     const T v = x[i];
-    y[i] = load_f32(&v) > 0.0f ? v : zero_of<T>();
+    y[i] = load_f32(&v) <= 0.0f ? zero_of<T>() : v;
   }
 }
 
 template <typename T>
 __global__ void relu_backward_kernel(size_t n, const T* __restrict__ x, const T* dy, T* dx) {
   for (size_t i = global_thread(); i < n; i += grid_threads())
-    dx[i] = load_f32(x + i) > 0.0f ? dy[i] : zero_of<T>();
+    dx[i] = load_f32(x + i) <= 0.0f ? zero_of<T>() : dy[i];
 }
 
 __global__ void axpy_kernel(size_t n, float alpha, const float* __restrict__ x,

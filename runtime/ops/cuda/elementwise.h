@@ -22,9 +22,9 @@ void add_row_bias(size_t rows, size_t cols, const float* bias, float* y, cudaStr
 // tree reduction in a fixed order: deterministic, no atomics.
 void col_sum_accumulate(size_t rows, size_t cols, const float* x, float* out, cudaStream_t stream);
 
-// y = max(x, 0). y may equal x (in place).
+// y = x <= 0 ? +0 : x (a NaN is kept, as in torch.relu). y may equal x (in place).
+// dx = x <= 0 ? 0 : dy (the gradient at 0 is 0, a NaN x passes dy). dx may equal dy.
 void relu_forward(size_t n, const float* x, float* y, cudaStream_t stream);
-// dx = dy where x > 0, else 0 (the gradient at 0 is 0). dx may equal dy.
 void relu_backward(size_t n, const float* x, const float* dy, float* dx, cudaStream_t stream);
 
 // y += alpha * x.
@@ -66,8 +66,8 @@ inline void widen(size_t n, const __half* x, float* y, cudaStream_t stream) {
 
 // The bfloat16 twins of relu_forward, relu_backward and col_sum_accumulate (the CPU ones are
 // in runtime/ops/cpu/bf16_ops.h). Values are compared and summed in float32; the ReLUs only
-// select, so their outputs are bit copies of x or dy, or +0 (NaN and -0 give +0, as in
-// float32). y may equal x, dx may equal dy.
+// select, so their outputs are bit copies of x or dy, or +0 (-0 gives +0 and a NaN is kept,
+// as in float32). y may equal x, dx may equal dy.
 void relu_forward(size_t n, const __nv_bfloat16* x, __nv_bfloat16* y, cudaStream_t stream);
 void relu_backward(size_t n, const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx,
                    cudaStream_t stream);

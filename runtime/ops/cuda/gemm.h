@@ -22,7 +22,8 @@ enum class GemmDtype : uint8_t {
 // Applied to alpha * op(A) op(B) + beta * C before it is stored:
 //   bias:      + bias[j] for every row i (bias is per column of row-major C, i.e. per output
 //              feature of a Linear: y = x W^T + b)
-//   relu_bias: max(. + bias[j], 0)
+//   relu_bias: relu(. + bias[j]); the fallback kernel keeps a NaN as dp::relu_forward does,
+//              cuBLASLt's fused RELU_BIAS does not document what it does with one
 // The bias has C's element type (float for f32 and bf16_f32, bfloat16 for bf16), n elements.
 enum class Epilogue : uint8_t { none, bias, relu_bias };
 

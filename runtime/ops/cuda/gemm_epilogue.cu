@@ -32,7 +32,7 @@ __global__ void gemm_epilogue_kernel(size_t m, size_t n, float beta, const T* __
     for (size_t j = col_begin(); j < n; j += col_stride()) {
       float v = beta == 0.0f ? 0.0f : beta * to_float(row[j]);
       if (bias != nullptr) v += to_float(bias[j]);
-      if (relu) v = v > 0.0f ? v : 0.0f;
+      if (relu) v = v <= 0.0f ? 0.0f : v;  // a NaN is kept, as by dp::relu_forward
       row[j] = from_float<T>(v);
     }
   }
