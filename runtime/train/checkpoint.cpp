@@ -74,6 +74,7 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"epoch_loss_sum", loss_sum_json(p.epoch_loss_sum)},
       {"last_eval_step", p.last_eval_step == UINT64_MAX ? json(nullptr) : json(p.last_eval_step)},
       {"skipped_steps", p.skipped_steps},
+      {"epoch_skipped_steps", p.epoch_skipped_steps},
       {"world_size", meta.world_size},
       {"batch_size", meta.batch_size},
       {"grad_accum", meta.grad_accum},
@@ -115,6 +116,7 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
     p.last_eval_step =
         m.at("last_eval_step").is_null() ? UINT64_MAX : m.at("last_eval_step").get<uint64_t>();
     p.skipped_steps = m.value("skipped_steps", uint64_t(0));  // absent before dprun recorded it
+    p.epoch_skipped_steps = m.value("epoch_skipped_steps", uint64_t(0));  // likewise
     meta.world_size = m.at("world_size").get<int>();
     meta.batch_size = m.at("batch_size").get<size_t>();
     meta.grad_accum = m.at("grad_accum").get<size_t>();

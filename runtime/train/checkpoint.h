@@ -24,10 +24,11 @@ namespace dp {
 
 // Where the run is, at an optimizer-step boundary.
 struct TrainingProgress {
-  uint64_t step = 0;           // optimizer steps done
-  uint64_t epoch = 0;          // the epoch the next step belongs to
-  uint64_t step_in_epoch = 0;  // steps of that epoch already done (the sampler's position)
-  double epoch_loss_sum = 0;   // the summed step losses of that epoch so far
+  uint64_t step = 0;                 // optimizer steps done
+  uint64_t epoch = 0;                // the epoch the next step belongs to
+  uint64_t step_in_epoch = 0;        // steps of that epoch already done (the sampler's position)
+  double epoch_loss_sum = 0;         // the summed step losses of that epoch so far (skipped: not)
+  uint64_t epoch_skipped_steps = 0;  // of that epoch's steps so far, skipped
   uint64_t last_eval_step = UINT64_MAX;
   uint64_t skipped_steps = 0;  // --on-nonfinite skip: steps without an update so far
 };

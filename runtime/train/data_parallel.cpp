@@ -499,13 +499,12 @@ TrainSummary DataParallelTrainer::run() {
   DataParallelTimes t;
   for (uint64_t epoch = 0; step_ < total_steps && signal == 0; ++epoch) {
     start_epoch(epoch);
-    double epoch_loss = 0;
-    uint64_t epoch_steps = 0;
+    EpochLoss epoch_loss;
     for (uint64_t s = 0; s < steps_per_epoch_ && step_ < total_steps; ++s) {
+      const uint64_t skipped_before = skipped_steps_;
       train_step(epoch, m, t);
       m.wall_s = (now_us() - t_start) / 1e6;
-      epoch_loss += m.loss;
-      ++epoch_steps;
+      epoch_loss.add(m.loss, skipped_steps_ != skipped_before);
       train_ms += t.step;
       samples += cfg_.batch_size * cfg_.grad_accum * replicas_.size();
       sum_times_.add(t);
@@ -528,9 +527,9 @@ TrainSummary DataParallelTrainer::run() {
     }
     sum.epochs = epoch + 1;
     if (signal != 0) break;
-    sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
+    sum.train_loss = epoch_loss.mean();
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
-    report.epoch_end(epoch, epoch_steps, steps_per_epoch_, sum.train_loss,
+    report.epoch_end(epoch, epoch_loss.steps, steps_per_epoch_, sum.train_loss,
                      cfg_.eval ? &sum.eval : nullptr);
   }
   loader_.reset();

@@ -37,6 +37,19 @@ struct fmt::formatter<dp::JsonNumber> : fmt::formatter<double> {
 
 namespace dp {
 
+void EpochLoss::add(double loss, bool was_skipped) {
+  ++steps;
+  if (was_skipped)
+    ++skipped;
+  else
+    sum += loss;
+}
+
+double EpochLoss::mean() const {
+  if (steps == 0) return 0;
+  return steps > skipped ? sum / double(steps - skipped) : std::nan("");
+}
+
 // The file, the buffer and the background writer. Behind a pointer so that JsonLog moves
 // while the thread keeps its address.
 struct JsonLog::State {

@@ -29,6 +29,17 @@ struct StepMetrics {
   double overlap = 0;          // 1 - exposed / comm
 };
 
+// An epoch's mean training loss over the steps that updated the model: a step skipped under
+// --on-nonfinite skip has a loss that is often NaN (or one the update never used), and would
+// turn the mean into NaN or skew it. NaN when every step so far was skipped.
+struct EpochLoss {
+  double sum = 0;        // of the counted steps' losses
+  uint64_t steps = 0;    // steps of the epoch so far, skipped ones included
+  uint64_t skipped = 0;  // of those, skipped
+  void add(double loss, bool was_skipped);
+  double mean() const;
+};
+
 // Writes one JSON object per line. Step records are formatted straight into a reused
 // buffer (a JSON document per step would cost as much as the optimizer step of a small
 // model) and written out at least once a second, by the writer or, while steps are slow or

@@ -305,7 +305,7 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
   return layout_fits ? meta.buckets : std::vector<std::vector<size_t>>{};
 }
 
-void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epoch_loss_sum) {
+void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const EpochLoss& loss) {
   const std::string path = checkpoint_path(cfg_.checkpoint_dir, step_);
   std::string verdict = "ok";
   if (rank_ == 0) {
@@ -314,7 +314,8 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epo
       meta.progress.step = step_;
       meta.progress.epoch = epoch;
       meta.progress.step_in_epoch = step_in_epoch;
-      meta.progress.epoch_loss_sum = epoch_loss_sum;
+      meta.progress.epoch_loss_sum = loss.sum;
+      meta.progress.epoch_skipped_steps = loss.skipped;
       meta.progress.last_eval_step = last_eval_step_;
       meta.progress.skipped_steps = skipped_steps_;
       meta.world_size = world_;
@@ -729,19 +730,20 @@ TrainSummary Trainer::run() {
        (step_ < total_steps || (resumed_ && epoch == start_.epoch)) && !stop_signal_; ++epoch) {
     const uint64_t skip = epoch == start_.epoch ? start_.step_in_epoch : 0;
     loader_->start_epoch(epoch, skip * cfg_.grad_accum);
-    double epoch_loss = epoch == start_.epoch ? start_.epoch_loss_sum : 0;
-    uint64_t epoch_steps = skip;
+    EpochLoss epoch_loss;
+    if (epoch == start_.epoch)
+      epoch_loss = {start_.epoch_loss_sum, skip, skip > 0 ? start_.epoch_skipped_steps : 0};
     for (uint64_t s = skip; s < per_epoch && step_ < total_steps; ++s) {
       const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
       if (profile) gemm_profile_start();
+      const uint64_t skipped_before = skipped_steps_;
       train_step(epoch, m);
       if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
       if (profile)
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(),
                            cfg_.batch_size * cfg_.grad_accum);
       m.wall_s = (now_us() - t_start) / 1e6;
-      epoch_loss += m.loss;
-      ++epoch_steps;
+      epoch_loss.add(m.loss, skipped_steps_ != skipped_before);
       train_us += m.step_ms * 1000;
       comm_us += m.comm_ms * 1000;
       exposed_us += m.exposed_comm_ms * 1000;
@@ -769,9 +771,9 @@ TrainSummary Trainer::run() {
     }
     sum.epochs = epoch + 1;
     if (stop_signal_) break;
-    sum.train_loss = epoch_steps ? epoch_loss / double(epoch_steps) : 0;
+    sum.train_loss = epoch_loss.mean();
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
-    progress.epoch_end(epoch, epoch_steps, per_epoch, sum.train_loss,
+    progress.epoch_end(epoch, epoch_loss.steps, per_epoch, sum.train_loss,
                        cfg_.eval ? &sum.eval : nullptr);
   }
   if (watch_) watch_->agreed();  // a peer that exits from here on has finished

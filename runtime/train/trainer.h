@@ -102,7 +102,7 @@ class Trainer {
   // bucket assignment to restore (empty when it does not apply).
   std::vector<std::vector<size_t>> resume_from_checkpoint();
   // Collective: rank 0 writes DIR/step-N.ckpt; every rank learns whether it worked.
-  void save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, double epoch_loss_sum);
+  void save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const EpochLoss& loss);
   TrainSummary run_eval_only();
   // `host` on the training device (itself on the CPU); `which` 0: inputs, 1: labels.
   const Tensor& on_device(const Tensor& host, size_t k, int which);

@@ -46,7 +46,7 @@ PY
 
 # The count of skipped steps travels in the checkpoint: a resumed run's summary includes them.
 DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" --steps 8 --on-nonfinite skip --checkpoint-dir ck \
-  >first.out 2>&1 || { fail "skip before a checkpoint"; cat first.out; }
+  --log-json first.jsonl >first.out 2>&1 || { fail "skip before a checkpoint"; cat first.out; }
 mpi 2 "${MLP[@]}" --steps 12 --on-nonfinite skip --checkpoint-dir ck --resume auto \
   --log-json resumed.jsonl >resumed.out 2>&1 || { fail "resume after a skip"; cat resumed.out; }
 python3 -c "
@@ -54,4 +54,23 @@ import json
 s = [json.loads(l) for l in open('resumed.jsonl') if '\"summary\"' in l][-1]
 assert s['steps'] == 12 and s['skipped_steps'] == 1, s
 " && pass "skipped steps counted across a resume" || fail "skipped steps after a resume"
+# The epoch's training loss is the mean over the steps that updated (step 5's NaN left out);
+# a resumed run's includes the steps before its checkpoint (the runs' schedules differ: --steps).
+DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" --steps 12 --on-nonfinite skip \
+  --log-json whole.jsonl >whole.out 2>&1 || { fail "12 steps with a skip"; cat whole.out; }
+python3 - <<'PY' && pass "epoch loss: mean of the 11 updating steps, across a resume too" ||
+import json, math
+def recs(p, t): return [r for r in map(json.loads, open(p)) if r["type"] == t]
+steps = recs("whole.jsonl", "step")
+assert len(steps) == 12 and steps[4]["loss"] is None, [r["loss"] for r in steps]
+want = sum(r["loss"] for r in steps if r["step"] != 5) / 11
+got = recs("whole.jsonl", "summary")[-1]["train_loss"]
+assert got is not None and math.isclose(got, want, rel_tol=1e-6), (got, want)
+both = recs("first.jsonl", "step") + recs("resumed.jsonl", "step")
+assert [r["step"] for r in both] == list(range(1, 13)), [r["step"] for r in both]
+want = sum(r["loss"] for r in both if r["step"] != 5) / 11
+resumed = recs("resumed.jsonl", "summary")[-1]["train_loss"]
+assert resumed is not None and math.isclose(resumed, want, rel_tol=1e-6), (resumed, want)
+PY
+  fail "epoch loss with a skipped step (NaN, or not the mean of the updating steps)"
 finish

@@ -1,10 +1,11 @@
-// --log-json's writer (runtime/train/metrics.h): step lines reach the file within about a
-// second even when no further step comes (a stalled run killed by another rank's --timeout
-// must leave the lines it had), records other than steps at once, and a moved log keeps
-// writing.
+// runtime/train/metrics.h: the epoch's mean loss over the steps that updated, and --log-json's
+// writer: step lines reach the file within about a second even when no further step comes (a
+// stalled run killed by another rank's --timeout must leave the lines it had), records other
+// than steps at once, and a moved log keeps writing.
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -59,4 +60,17 @@ TEST(JsonLog, OtherRecordsAreWrittenAtOnceAndAMovedLogKeepsWriting) {
   moved.flush();
   EXPECT_EQ(lines_in(path), 2u);
   std::remove(path.c_str());
+}
+
+TEST(EpochLoss, MeanOverTheStepsThatUpdated) {
+  EpochLoss e;
+  EXPECT_EQ(e.mean(), 0.0);  // no step yet
+  e.add(std::nan(""), true);
+  EXPECT_TRUE(std::isnan(e.mean())) << "every step skipped: no mean";
+  e.add(2.0, false);
+  e.add(7.0, true);  // a finite loss of a skipped step is left out too
+  e.add(4.0, false);
+  EXPECT_EQ(e.mean(), 3.0);
+  EXPECT_EQ(e.steps, 4u);
+  EXPECT_EQ(e.skipped, 2u);
 }
