@@ -3,7 +3,8 @@
 # namespaces (two hostnames in the header, gradient bytes on both links), a 100 Mbit/s link is
 # slower than an unshaped one (bench_allreduce), the exit code passes through, and nothing is left
 # behind: after success, after a failing command, after SIGINT to the harness, and after a
-# SIGKILLed harness once `--cleanup` ran (which leaves a live run alone).
+# SIGKILLed harness once `--cleanup` ran (which leaves a live run alone). First, without root,
+# the argument checks that refuse numbers bash would read as octal.
 #   test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS
 # Exit 77 (skipped) when not root or network namespaces do not work here.
 set -uo pipefail
@@ -11,9 +12,25 @@ DPRUN=${1:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
 BENCH=${2:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
 NETNS=${3:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
 
-if [ "$(id -u)" != 0 ]; then echo "SKIP: needs root (network namespaces)"; exit 77; fi
+# Argument checks come before anything is made and need no root. Bash arithmetic would read
+# "010" as octal 8 (and "08" as an error) where the range check read 10: leading zeros are
+# refused. --mpirun names nothing, so that a check that let one through still stops there.
+ARG_FAILURES=0
+for args in "--hosts 010" "--hosts 08" "--hosts 2 --ranks-per-host 02" "--hosts 2 --timeout 010" \
+  "--hosts 2 --burst 01500"; do
+  rc=0
+  # shellcheck disable=SC2086
+  out=$("$NETNS" $args --mpirun /nonexistent/mpirun -- true 2>&1) || rc=$?
+  if [ "$rc" = 2 ] && [[ $out == *"no leading zeros"* ]]; then
+    echo "ok: '$args' is refused"
+  else
+    echo "FAIL: '$args' (exit $rc): $out"; ARG_FAILURES=$((ARG_FAILURES + 1))
+  fi
+done
+skip() { [ "$ARG_FAILURES" = 0 ] || exit 1; echo "SKIP: $*"; exit 77; }
+if [ "$(id -u)" != 0 ]; then skip "needs root (network namespaces)"; fi
 PROBE=netns-probe-$$
-if ! ip netns add "$PROBE" 2>/dev/null; then echo "SKIP: 'ip netns' does not work here"; exit 77; fi
+if ! ip netns add "$PROBE" 2>/dev/null; then skip "'ip netns' does not work here"; fi
 ip netns del "$PROBE"
 
 WORK=$(mktemp -d /tmp/dprun-netns-test.XXXXXX)
@@ -28,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export CUDA_VISIBLE_DEVICES=
-FAILURES=0
+FAILURES=$ARG_FAILURES
 fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
 pass() { echo "ok: $*"; }
 
