@@ -17,6 +17,7 @@
 
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
+#include "runtime/launch/cpu_topology.h"
 #include "runtime/launch/launch_plan.h"
 
 namespace dp {
@@ -37,12 +38,14 @@ void forward(int) {
 }
 
 const char* kUsage =
-    "Usage: dprun launch [-np N|auto] [--hosts FILE | --slurm] [--mpirun PATH] [--mpirun-arg "
-    "ARG]...\n"
-    "                    [--dry-run] -- <dprun options>\n\n"
-    "Starts one dprun process per GPU (per core, with one OpenBLAS thread each, without GPUs)\n"
-    "through mpirun, with binding that fits; --hosts FILE (Open MPI hostfile: 'HOST [slots=N]')\n"
-    "across hosts; --slurm through srun --mpi=pmix inside a Slurm allocation (its tasks).\n"
+    "Usage: dprun launch [-np N|auto] [--hosts FILE | --slurm | --no-slurm] [--mpirun PATH]\n"
+    "                    [--mpirun-arg ARG]... [--dry-run] -- <dprun options>\n\n"
+    "Starts one dprun process per GPU (per physical core, with one OpenBLAS thread each,\n"
+    "without GPUs) through mpirun, with binding that fits (a GPU rank binds itself to its\n"
+    "GPU's CPUs); --hosts FILE (Open MPI hostfile: 'HOST [slots=N] [max_slots=M]') across\n"
+    "hosts. Inside a Slurm allocation (SLURM_JOB_ID set) and without --hosts, through\n"
+    "srun --mpi=pmix, its tasks (--slurm: insist on it; --no-slurm: mpirun on this host).\n"
+    "--mpirun PATH: the mpirun to run (with Slurm: the srun).\n"
     "Prints the command it runs; SIGINT/SIGTERM/SIGUSR1 reach the ranks as SIGUSR1 (checkpoint\n"
     "and stop; a second one exits at once); returns the job's exit code.\n";
 
@@ -65,6 +68,19 @@ std::string self_path(const char* argv0) {
 int env_int(const char* name) {
   const char* v = std::getenv(name);
   return v ? std::atoi(v) : 0;
+}
+
+std::string env_str(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// Physical cores in this process's mask, as mpirun counts its slots; the online CPUs where
+// sysfs or the mask cannot be read.
+int usable_cores() {
+  const std::vector<int> mask = affinity_cpus();
+  const int cores = mask.empty() ? 0 : count_physical_cores(sysfs_root(), mask);
+  return cores > 0 ? cores : static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 }  // namespace
@@ -95,6 +111,8 @@ int launch_main(int argc, char** argv) {
         req.hosts = parse_hostfile(read_file(req.hostfile), req.hostfile);
       } else if (a == "--slurm") {
         req.slurm = true;
+      } else if (a == "--no-slurm") {
+        req.no_slurm = true;
       } else if (a == "--mpirun") {
         req.mpirun = value(a);
       } else if (a == "--mpirun-arg") {
@@ -110,10 +128,12 @@ int launch_main(int argc, char** argv) {
     req.dprun = self_path(argv[0]);
     LaunchFacts facts;
     facts.gpus = cuda_device_count();
-    facts.cores = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+    facts.cores = usable_cores();
     facts.root = ::geteuid() == 0;
     facts.in_slurm = std::getenv("SLURM_JOB_ID") != nullptr;
+    facts.slurm_job_id = env_str("SLURM_JOB_ID");
     facts.slurm_ntasks = env_int("SLURM_NTASKS");
+    facts.slurm_tasks_per_node = env_str("SLURM_TASKS_PER_NODE");
     facts.slurm_nnodes = env_int("SLURM_JOB_NUM_NODES");
     const LaunchPlan plan = plan_launch(req, facts);
     std::fprintf(stderr, "dprun launch: %s\n  %s\n", plan.why.c_str(),

@@ -1,10 +1,10 @@
 #pragma once
-// `dprun launch`: starts one dprun per GPU (per core without GPUs) through mpirun, or through
-// srun inside a Slurm allocation, prints the command it runs, passes signals on and returns
-// the job's exit code. Needs no MPI itself.
+// `dprun launch`: starts one dprun per GPU (per physical core without GPUs) through mpirun, or
+// through srun inside a Slurm allocation, prints the command it runs, passes signals on and
+// returns the job's exit code. Needs no MPI itself.
 //
-//   dprun launch [-np N|auto] [--hosts FILE | --slurm] [--mpirun-arg ARG ...] [--dry-run]
-//                -- <dprun options>
+//   dprun launch [-np N|auto] [--hosts FILE | --slurm | --no-slurm] [--mpirun PATH]
+//                [--mpirun-arg ARG ...] [--dry-run] -- <dprun options>
 
 namespace dp {
 

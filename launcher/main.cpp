@@ -26,6 +26,7 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/launch/gpu_affinity.h"
 #include "runtime/ops/cpu/blas_core.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/trainer.h"
@@ -134,6 +135,8 @@ int main(int argc, char** argv) {
     // it on its own (so none waits for another).
     if (opts.mode == "dp") return dp::data_parallel_main(opts, info.rank, info.size);
     plan = dp::plan_device(device_request(opts), node_facts(info));
+    // Before the trainer's threads start, so that they inherit the mask.
+    if (plan.device.is_cuda()) dp::bind_near_gpu(plan.device.index);
   } catch (const std::exception& e) {
     err = parsed ? dp::with_config_origin(e.what(), opts.config_origins) : e.what();
   } catch (...) {

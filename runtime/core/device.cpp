@@ -53,6 +53,21 @@ GpuInfo cuda_device_info(int index) {
   return info;
 }
 
+std::string cuda_pci_bus_id(int index) {
+#ifdef DPRUN_HAVE_CUDA
+  char id[32] = {};  // "dddd:bb:dd.f" with a 4- or 8-digit domain, and the terminator
+  const cudaError_t e = cudaDeviceGetPCIBusId(id, sizeof id, index);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    fail("cudaDeviceGetPCIBusId(cuda:{}) failed: {}", index, cudaGetErrorString(e));
+  }
+  return id;
+#else
+  (void)index;
+  return "";
+#endif
+}
+
 #ifndef DPRUN_HAVE_CUDA
 namespace {
 [[noreturn]] void no_cuda() {

@@ -30,6 +30,8 @@ struct GpuInfo {
 bool cuda_compiled();
 int cuda_device_count();
 GpuInfo cuda_device_info(int index);
+// The GPU's PCI address as CUDA writes it ("0000:3B:00.0"); "" in a build without CUDA.
+std::string cuda_pci_bus_id(int index);
 
 // Device memory for tensors (runtime/core/cuda/device_memory.cpp; without CUDA each one
 // throws a dp::Error saying this build has no CUDA). All of them work on the device's

@@ -1,6 +1,7 @@
 #include "runtime/launch/launch_plan.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -29,65 +30,172 @@ std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string
     std::istringstream words(line);
     std::string host, word;
     if (!(words >> host)) continue;
+    const std::string where = fmt::format("--hosts {}:{}", path, n);
+    // "host:N" is --host's syntax, not a hostfile's: Open MPI's --hostfile refuses it, and
+    // passed on as "--host host:N:M" it would name a host "host:N".
+    if (const size_t colon = host.find(':'); colon != std::string::npos) {
+      const std::string name = host.substr(0, colon), count = host.substr(colon + 1);
+      fail("{}: '{}': a hostfile names its slots as '{} slots={}', not with ':'", where, host,
+           name.empty() ? "HOST" : name, count.empty() ? "N" : count);
+    }
     HostSlots h;
     h.host = host;
     while (words >> word) {
-      const std::string where = fmt::format("--hosts {}:{}", path, n);
       if (word.rfind("slots=", 0) == 0) {
         h.slots = parse_positive(word.substr(6), where + ": slots");
       } else if (word.rfind("max_slots=", 0) == 0) {
-        parse_positive(word.substr(10), where + ": max_slots");
+        h.max_slots = parse_positive(word.substr(10), where + ": max_slots");
       } else {
-        fail("{}: unexpected '{}' (expected 'HOST [slots=N]')", where, word);
+        fail("{}: unexpected '{}' (expected 'HOST [slots=N] [max_slots=M]')", where, word);
       }
     }
+    DP_CHECK(h.max_slots == 0 || h.slots <= h.max_slots,
+             "{}: slots={} is more than max_slots={} (mpirun refuses it too)", where, h.slots,
+             h.max_slots);
     DP_CHECK(std::none_of(hosts.begin(), hosts.end(),
                           [&](const HostSlots& o) { return o.host == h.host; }),
-             "--hosts {}:{}: host {} is listed twice", path, n, h.host);
+             "{}: host {} is listed twice", where, h.host);
     hosts.push_back(h);
   }
   DP_CHECK(!hosts.empty(), "--hosts {}: lists no host", path);
   return hosts;
 }
 
+int parse_slurm_tasks_per_node(const std::string& value) {
+  const auto bad = [&](const std::string& item) {
+    fail("SLURM_TASKS_PER_NODE '{}': cannot read '{}' (expected N or N(xM), comma-separated)",
+         value, item);
+  };
+  if (value.empty() || value.back() == ',') bad(value);
+  int64_t total = 0;
+  std::istringstream in(value);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    const size_t paren = item.find('(');
+    const std::string tasks = item.substr(0, paren);
+    int64_t nodes = 1;
+    if (paren != std::string::npos) {
+      if (item.size() < paren + 4 || item.compare(paren, 2, "(x") != 0 || item.back() != ')') {
+        bad(item);
+      }
+      const std::string count = item.substr(paren + 2, item.size() - paren - 3);
+      if (count.empty() || count.size() > 7 || count.find_first_not_of("0123456789") != count.npos)
+        bad(item);
+      nodes = std::stoll(count);
+    }
+    if (tasks.empty() || tasks.size() > 7 || tasks.find_first_not_of("0123456789") != tasks.npos)
+      bad(item);
+    total += std::stoll(tasks) * nodes;
+    DP_CHECK(total <= 9999999, "SLURM_TASKS_PER_NODE '{}': more tasks than dprun launch takes",
+             value);
+  }
+  DP_CHECK(total > 0, "SLURM_TASKS_PER_NODE '{}': no task", value);
+  return static_cast<int>(total);
+}
+
+namespace {
+
+// srun's own flags (--mpi, --ntasks, --kill-on-bad-exit) mean nothing to an MPI launcher.
+bool is_mpi_launcher(const std::string& path) {
+  const std::string name = path.substr(path.find_last_of('/') + 1);
+  return name.rfind("mpirun", 0) == 0 || name.rfind("mpiexec", 0) == 0 || name == "orterun" ||
+         name == "prterun";
+}
+
+LaunchPlan plan_slurm(const LaunchRequest& req, const LaunchFacts& f, int explicit_np, bool gpu) {
+  LaunchPlan p;
+  p.slurm = true;
+  p.per_host = gpu ? f.gpus : std::max(1, f.cores);
+  const std::string srun = req.mpirun.empty() ? "srun" : req.mpirun;
+  DP_CHECK(!is_mpi_launcher(srun),
+           "dprun launch: --mpirun {}: inside a Slurm allocation dprun launch starts the ranks "
+           "with srun (--mpirun names the srun to use); to run {} on this host, {}--no-slurm",
+           srun, srun, req.slurm ? "replace --slurm with " : "add ");
+  if (explicit_np > 0) {
+    p.np = explicit_np;
+  } else if (f.slurm_ntasks > 0) {
+    p.np = f.slurm_ntasks;
+  } else {
+    // sbatch/salloc without -n: srun starts SLURM_TASKS_PER_NODE's tasks.
+    DP_CHECK(!f.slurm_tasks_per_node.empty(),
+             "dprun launch: the Slurm allocation has no tasks (neither SLURM_NTASKS nor "
+             "SLURM_TASKS_PER_NODE is set): give -np N{}",
+             req.slurm ? "" : ", or --no-slurm to run on this host through mpirun");
+    p.np = parse_slurm_tasks_per_node(f.slurm_tasks_per_node);
+  }
+  p.why = fmt::format("{} rank(s): the tasks of Slurm allocation {} ({} node(s))", p.np,
+                      f.slurm_job_id.empty() ? "?" : f.slurm_job_id, f.slurm_nnodes);
+  if (!req.slurm) p.why += ", through srun (--no-slurm: mpirun on this host instead)";
+  // --kill-on-bad-exit: a rank that fails ends the step, as mpirun ends the job.
+  p.argv = {srun, "--mpi=pmix", "--kill-on-bad-exit=1", fmt::format("--ntasks={}", p.np)};
+  if (!gpu) p.argv.push_back("--export=ALL,OPENBLAS_NUM_THREADS=1");
+  for (const std::string& a : req.mpirun_args) p.argv.push_back(a);
+  p.argv.push_back(req.dprun);
+  for (const std::string& a : req.dprun_args) p.argv.push_back(a);
+  return p;
+}
+
+}  // namespace
+
 LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& f) {
+  DP_CHECK(!(req.slurm && req.no_slurm), "dprun launch: --slurm and --no-slurm exclude each other");
   DP_CHECK(!(req.slurm && !req.hosts.empty()),
            "dprun launch: --slurm and --hosts exclude each other");
   DP_CHECK(!req.slurm || f.in_slurm,
            "dprun launch --slurm: not inside a Slurm allocation (no SLURM_JOB_ID): use sbatch or "
            "salloc, or launch without --slurm");
-  LaunchPlan p;
   const bool gpu = f.gpus > 0;
-  // One process per GPU (torchrun's --nproc-per-node gpu); without GPUs one per core, each
-  // with one OpenBLAS thread (torchrun's "cpu"): the CPU path's fastest layout here.
+  const int explicit_np = req.np == "auto" ? 0 : parse_positive(req.np, "dprun launch -np");
+  if (req.slurm || (f.in_slurm && !req.no_slurm && req.hosts.empty())) {
+    return plan_slurm(req, f, explicit_np, gpu);
+  }
+  LaunchPlan p;
+  // One process per GPU (torchrun's --nproc-per-node gpu); without GPUs one per physical core,
+  // each with one OpenBLAS thread (torchrun's "cpu"): the CPU path's fastest layout here, and
+  // Open MPI's default slots and --bind-to core count physical cores, not SMT threads.
   p.per_host = gpu ? f.gpus : std::max(1, f.cores);
   const std::string unit = gpu ? "GPU" : "core";
-  const int explicit_np = req.np == "auto" ? 0 : parse_positive(req.np, "dprun launch -np");
-  if (req.slurm) {
-    p.np = explicit_np ? explicit_np : f.slurm_ntasks;
-    DP_CHECK(p.np > 0, "dprun launch --slurm: the allocation has no tasks (SLURM_NTASKS)");
-    p.why =
-        fmt::format("{} rank(s): the Slurm allocation's tasks ({} node(s))", p.np, f.slurm_nnodes);
-    p.argv = {req.mpirun == "mpirun" ? "srun" : req.mpirun, "--mpi=pmix",
-              fmt::format("--ntasks={}", p.np)};
-    if (!gpu) p.argv.push_back("--export=ALL,OPENBLAS_NUM_THREADS=1");
-    for (const std::string& a : req.mpirun_args) p.argv.push_back(a);
-    p.argv.push_back(req.dprun);
-    for (const std::string& a : req.dprun_args) p.argv.push_back(a);
-    return p;
-  }
-  p.argv = {req.mpirun};
+  p.argv = {req.mpirun.empty() ? "mpirun" : req.mpirun};
   if (f.root) p.argv.push_back("--allow-run-as-root");  // mpirun refuses root otherwise
   int slots_total = 0;
+  bool over_max = false;  // more ranks than slots, placed within the max_slots
   if (!req.hosts.empty()) {
-    std::string list;
+    std::vector<int> counts;
+    bool every_max = true, some_max = false;
+    int64_t max_total = 0;
     for (const HostSlots& h : req.hosts) {
-      const int n = h.slots > 0 ? h.slots : p.per_host;
+      const int n = h.slots > 0       ? h.slots
+                    : h.max_slots > 0 ? std::min(p.per_host, h.max_slots)
+                                      : p.per_host;
+      counts.push_back(n);
       slots_total += n;
-      list += fmt::format("{}{}:{}", list.empty() ? "" : ",", h.host, n);
+      every_max = every_max && h.max_slots > 0;
+      some_max = some_max || h.max_slots > 0;
+      max_total += h.max_slots;
+    }
+    p.np = explicit_np ? explicit_np : slots_total;
+    DP_CHECK(!every_max || p.np <= max_total,
+             "dprun launch -np {}: more ranks than the hosts of {} take (max_slots: {} in all)",
+             p.np, req.hostfile, max_total);
+    if (p.np > slots_total && some_max) {
+      // --host cannot carry max_slots, and mpirun's --oversubscribe would spread the extra
+      // ranks over every host: they are placed here instead, one at a time on each host that
+      // has room, and --host names each host's share exactly.
+      over_max = true;
+      for (int extra = p.np - slots_total; extra > 0;) {
+        for (size_t i = 0; i < counts.size() && extra > 0; ++i) {
+          if (req.hosts[i].max_slots == 0 || counts[i] < req.hosts[i].max_slots) {
+            ++counts[i];
+            --extra;
+          }
+        }
+      }
+    }
+    std::string list;
+    for (size_t i = 0; i < counts.size(); ++i) {
+      list += fmt::format("{}{}:{}", list.empty() ? "" : ",", req.hosts[i].host, counts[i]);
     }
     p.argv.insert(p.argv.end(), {"--host", list});
-    p.np = explicit_np ? explicit_np : slots_total;
     p.why = fmt::format("{} rank(s): {} host(s) from {}, {} slot(s)", p.np, req.hosts.size(),
                         req.hostfile, slots_total);
   } else {
@@ -96,14 +204,19 @@ LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& f) {
     p.why = fmt::format("{} rank(s): {} {}(s) on this host", p.np, p.per_host, unit);
   }
   p.argv.insert(p.argv.end(), {"-np", std::to_string(p.np)});
-  if (p.np > slots_total) {
+  if (over_max) {
+    p.argv.insert(p.argv.end(), {"--map-by", "slot", "--bind-to", "none"});
+    p.why +=
+        fmt::format(" (more than the {} slot(s): placed within max_slots, unbound)", slots_total);
+  } else if (p.np > slots_total) {
     // More ranks than GPUs or cores: they must share, so no binding.
     p.argv.insert(p.argv.end(), {"--oversubscribe", "--bind-to", "none"});
     p.why += fmt::format(" (more than the {} slot(s): oversubscribed, unbound)", slots_total);
   } else if (gpu) {
-    // A rank per GPU, its cores near it; CUDA_VISIBLE_DEVICES untouched (dprun picks the
-    // local rank's GPU).
-    p.argv.insert(p.argv.end(), {"--map-by", "slot", "--bind-to", "numa"});
+    // Unbound by mpirun: its --bind-to numa gives rank i NUMA node i mod N, whatever GPU the
+    // rank drives; each rank binds itself to its GPU's CPUs (gpu_affinity.h).
+    // CUDA_VISIBLE_DEVICES untouched: dprun picks the local rank's GPU.
+    p.argv.insert(p.argv.end(), {"--map-by", "slot", "--bind-to", "none"});
   } else {
     p.argv.insert(p.argv.end(), {"--map-by", "core", "--bind-to", "core"});
   }

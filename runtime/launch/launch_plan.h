@@ -9,20 +9,29 @@ namespace dp {
 
 struct HostSlots {
   std::string host;
-  int slots = 0;  // 0: not given (the local machine's count is assumed)
+  int slots = 0;      // 0: not given (the local machine's count is assumed, up to max_slots)
+  int max_slots = 0;  // 0: not given (no limit)
 };
 
-// Open MPI hostfile lines: "host", "host slots=N" (also max_slots=, ignored), comments (#)
-// and blank lines. Throws dp::Error naming the file and the line.
+// Open MPI hostfile lines: "host", "host slots=N", "host [slots=N] max_slots=M", comments (#)
+// and blank lines. Throws dp::Error naming the file and the line, also for "host:N" (not
+// hostfile syntax: Open MPI refuses it) and for slots above max_slots (as mpirun does).
 std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string& path);
+
+// SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1) as a total (7).
+// Throws dp::Error naming the variable on anything else.
+int parse_slurm_tasks_per_node(const std::string& value);
 
 struct LaunchFacts {
   int gpus = 0;   // visible on this machine
-  int cores = 1;  // online CPUs
+  int cores = 1;  // physical cores (not SMT threads) online and in this process's mask
   bool root = false;
-  // Inside a Slurm allocation (SLURM_JOB_ID set): its tasks and nodes.
+  // Inside a Slurm allocation (SLURM_JOB_ID set): its id, tasks and nodes. SLURM_NTASKS is
+  // set only where the job asked for a task count (-n); SLURM_TASKS_PER_NODE always is.
   bool in_slurm = false;
+  std::string slurm_job_id;
   int slurm_ntasks = 0;
+  std::string slurm_tasks_per_node;
   int slurm_nnodes = 0;
 };
 
@@ -30,8 +39,11 @@ struct LaunchRequest {
   std::string np = "auto";  // "auto" or a count
   std::string hostfile;     // path, already read into `hosts`
   std::vector<HostSlots> hosts;
-  bool slurm = false;                    // --slurm: srun --mpi=pmix inside the allocation
-  std::string mpirun = "mpirun";         // or srun (with slurm)
+  // Inside a Slurm allocation the ranks start through srun unless --hosts or --no-slurm says
+  // otherwise; --slurm insists on it (and fails outside an allocation).
+  bool slurm = false;
+  bool no_slurm = false;
+  std::string mpirun;                    // --mpirun: the mpirun (with Slurm: the srun) to run
   std::string dprun = "dprun";           // this binary's path
   std::vector<std::string> mpirun_args;  // --mpirun-arg, passed as given
   std::vector<std::string> dprun_args;   // after "--"
@@ -41,7 +53,8 @@ struct LaunchPlan {
   std::vector<std::string> argv;
   int np = 0;
   int per_host = 0;
-  std::string why;  // "1 GPU per rank: 8 GPUs on this host" ...
+  bool slurm = false;  // srun inside the allocation
+  std::string why;     // "1 GPU per rank: 8 GPUs on this host" ...
 };
 
 LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& facts);

@@ -1,13 +1,87 @@
 #!/usr/bin/env bash
-# dprun launch: starts one rank per core here, prints the command, passes the exit code and
-# turns SIGTERM, and a terminal's Ctrl-C, into a clean preemption (checkpoint, exit 0).
+# dprun launch: starts one rank per physical core here (one per SMT core too), prints the
+# command, refuses what mpirun would (host:N hostfile lines, ranks beyond max_slots), uses srun
+# inside a Slurm allocation, passes the exit code and turns SIGTERM, and a terminal's Ctrl-C,
+# into a clean preemption (checkpoint, exit 0).
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$WORK" || exit 1
 export PATH="$(dirname "$MPIEXEC"):$PATH"
 
+# Inside a Slurm allocation dprun launch would use srun: these checks are about mpirun here.
+unset SLURM_JOB_ID SLURM_NTASKS SLURM_TASKS_PER_NODE SLURM_JOB_NUM_NODES
+
+# physical_cores: distinct (package, core) among this shell's CPUs, as Open MPI counts slots.
+physical_cores() {
+  local r c t
+  for r in $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | tr , ' '); do
+    for ((c = ${r%-*}; c <= ${r#*-}; c++)); do
+      t=/sys/devices/system/cpu/cpu$c/topology
+      if [ -r "$t/core_id" ]; then echo "$(cat "$t/physical_package_id") $(cat "$t/core_id")"; else echo "cpu $c"; fi
+    done
+  done | sort -u | wc -l
+}
+cores=$(physical_cores)
 timeout 120 "$DPRUN" launch -- --data synthetic:2048 --model mlp --hidden 32 --epochs 1 >ok.out 2>&1 &&
-  grep -q "mpirun .*-np $(getconf _NPROCESSORS_ONLN) .*dprun --data synthetic:2048" ok.out && grep -q "world size $(getconf _NPROCESSORS_ONLN)" ok.out &&
-  pass "one rank per core, the mpirun line printed" || { fail "launch"; cat ok.out; }
+  grep -q "mpirun .*-np $cores .*dprun --data synthetic:2048" ok.out && grep -q "world size $cores" ok.out &&
+  pass "one rank per physical core ($cores), the mpirun line printed" || { fail "launch"; cat ok.out; }
+
+# An SMT machine (one core, two hardware threads): Open MPI's slots and --bind-to core count
+# the core once, so one rank, not two (mpirun refused two: "not enough slots" / "binding more
+# processes than cpus"). hwloc reads the topology from XML, dprun from a sysfs tree alike.
+if [ "$(nproc)" -ge 2 ]; then
+  mkdir -p smt/devices/system/cpu/cpu0/topology smt/devices/system/cpu/cpu1/topology
+  echo 0-1 >smt/devices/system/cpu/online
+  for c in 0 1; do
+    echo 0 >smt/devices/system/cpu/cpu$c/topology/physical_package_id
+    echo 0 >smt/devices/system/cpu/cpu$c/topology/core_id
+  done
+  cat >smt.xml <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE topology SYSTEM "hwloc2.dtd">
+<topology version="2.0">
+  <object type="Machine" os_index="0" cpuset="0x00000003" complete_cpuset="0x00000003" allowed_cpuset="0x00000003" nodeset="0x00000001" complete_nodeset="0x00000001" allowed_nodeset="0x00000001" gp_index="1">
+    <object type="Package" os_index="0" cpuset="0x00000003" complete_cpuset="0x00000003" nodeset="0x00000001" complete_nodeset="0x00000001" gp_index="5">
+      <object type="NUMANode" os_index="0" cpuset="0x00000003" complete_cpuset="0x00000003" nodeset="0x00000001" complete_nodeset="0x00000001" gp_index="6"/>
+      <object type="Core" os_index="0" cpuset="0x00000003" complete_cpuset="0x00000003" nodeset="0x00000001" complete_nodeset="0x00000001" gp_index="4">
+        <object type="PU" os_index="0" cpuset="0x00000001" complete_cpuset="0x00000001" nodeset="0x00000001" complete_nodeset="0x00000001" gp_index="2"/>
+        <object type="PU" os_index="1" cpuset="0x00000002" complete_cpuset="0x00000002" nodeset="0x00000001" complete_nodeset="0x00000001" gp_index="3"/>
+      </object>
+    </object>
+  </object>
+</topology>
+XML
+  DPRUN_SYSFS_ROOT=$PWD/smt OMPI_MCA_hwloc_base_topo_file=$PWD/smt.xml OMPI_MCA_rmaps_base_oversubscribe=0 \
+    timeout 120 "$DPRUN" launch -- --data synthetic:200 --steps 2 >smt.out 2>&1 &&
+    grep -q "1 rank(s): 1 core(s) on this host" smt.out && grep -q "world size 1" smt.out &&
+    pass "SMT: one rank per core, not per hardware thread" || { fail "SMT launch"; cat smt.out; }
+fi
+
+# Hostfiles: "host:N" is not Open MPI hostfile syntax, max_slots is kept (as mpirun would).
+printf 'localhost:2\n' >colon.hosts
+rc=0
+"$DPRUN" launch --hosts colon.hosts --dry-run -- --steps 1 >colon.out 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "colon.hosts:1: 'localhost:2': a hostfile names its slots as 'localhost slots=2'" colon.out &&
+  pass "a 'host:N' hostfile line is refused, naming the line" || { fail "host:N (exit $rc)"; cat colon.out; }
+printf 'localhost max_slots=1\n' >max.hosts
+rc=0
+"$DPRUN" launch --hosts max.hosts -np 2 --dry-run -- --steps 1 >max.out 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "more ranks than the hosts of max.hosts take (max_slots: 1 in all)" max.out &&
+  pass "-np above the hosts' max_slots is refused" || { fail "max_slots (exit $rc)"; cat max.out; }
+
+# Inside a Slurm allocation: srun by default, with --kill-on-bad-exit, and a task count from
+# SLURM_TASKS_PER_NODE when the job gave none (sbatch -N4 without -n).
+SLURM_JOB_ID=77 SLURM_TASKS_PER_NODE='2(x3),1' SLURM_JOB_NUM_NODES=4 \
+  "$DPRUN" launch --dry-run -- --steps 1 >slurm.out 2>&1 &&
+  grep -q "^  srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=7 .*dprun --steps 1" slurm.out &&
+  grep -q "Slurm allocation 77 (4 node(s)), through srun (--no-slurm" slurm.out &&
+  pass "inside a Slurm allocation: srun, its tasks per node" || { fail "Slurm default"; cat slurm.out; }
+SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --no-slurm --dry-run -- --steps 1 >noslurm.out 2>&1 &&
+  grep -q "^  mpirun .*-np $cores " noslurm.out && pass "--no-slurm: mpirun on this host" ||
+  { fail "--no-slurm"; cat noslurm.out; }
+rc=0
+SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --slurm --mpirun /usr/bin/mpirun --dry-run -- x >sm.out 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -qF -- "--mpirun /usr/bin/mpirun: inside a Slurm allocation dprun launch starts the ranks with srun" sm.out &&
+  pass "--slurm with an mpirun as --mpirun is refused" || { fail "--slurm --mpirun (exit $rc)"; cat sm.out; }
 rc=0
 timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:2048 --bogus >bad.out 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q "unrecognised option '--bogus'" bad.out && pass "the job's exit code comes back ($rc)" ||

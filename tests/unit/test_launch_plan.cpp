@@ -6,8 +6,10 @@
 
 #include "runtime/core/error.h"
 #include "runtime/launch/launch_plan.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
+using dp::test::error_of;
 
 namespace {
 
@@ -28,7 +30,9 @@ TEST(LaunchPlan, OneRankPerGpu) {
   f.cores = 96;
   const LaunchPlan p = plan_launch(request(), f);
   EXPECT_EQ(p.np, 8);
-  EXPECT_EQ(cmd(p), "mpirun -np 8 --map-by slot --bind-to numa /opt/dprun --epochs 1");
+  // Unbound by mpirun: --bind-to numa gave rank i NUMA node i mod N, not its GPU's; each rank
+  // binds itself to its GPU's CPUs (test_gpu_affinity.cpp).
+  EXPECT_EQ(cmd(p), "mpirun -np 8 --map-by slot --bind-to none /opt/dprun --epochs 1");
   EXPECT_NE(p.why.find("8 GPU(s)"), std::string::npos) << p.why;
 }
 
@@ -67,6 +71,45 @@ TEST(LaunchPlan, HostfileSlotsAndDefaults) {
   EXPECT_NE(cmd(p).find("--host node1:4,node2:8,node3:2 -np 14"), std::string::npos) << cmd(p);
 }
 
+TEST(LaunchPlan, HostfileMaxSlots) {
+  auto hosts = parse_hostfile("a max_slots=2\nb slots=1 max_slots=3\nc\n", "h");
+  EXPECT_EQ(hosts[0].max_slots, 2);
+  EXPECT_EQ(hosts[1].max_slots, 3);
+  EXPECT_EQ(hosts[2].max_slots, 0);
+  EXPECT_MENTIONS(error_of([] { parse_hostfile("a\nb slots=4 max_slots=2\n", "hf"); }),
+                  "hf:2: slots=4 is more than max_slots=2");
+  LaunchRequest r = request();
+  r.hosts = hosts;
+  r.hostfile = "h";
+  LaunchFacts f;
+  f.cores = 4;
+  // A host without slots= gets this one's count, up to its max_slots.
+  LaunchPlan p = plan_launch(r, f);
+  EXPECT_EQ(p.np, 2 + 1 + 4);
+  EXPECT_NE(cmd(p).find("--host a:2,b:1,c:4 -np 7 --map-by core --bind-to core"), std::string::npos)
+      << cmd(p);
+  // More ranks than slots: the extra ones go one at a time where max_slots leaves room, so
+  // mpirun's --oversubscribe (blind to max_slots) is not needed.
+  r.np = "11";
+  p = plan_launch(r, f);
+  EXPECT_NE(cmd(p).find("--host a:2,b:3,c:6 -np 11 --map-by slot --bind-to none"),
+            std::string::npos)
+      << cmd(p);
+  EXPECT_EQ(cmd(p).find("--oversubscribe"), std::string::npos) << cmd(p);
+  // Every host with a max: no more ranks than they add up to.
+  r.hosts = parse_hostfile("a max_slots=2\nb slots=1 max_slots=3\n", "h");
+  r.np = "5";
+  EXPECT_NE(cmd(plan_launch(r, f)).find("--host a:2,b:3 -np 5"), std::string::npos);
+  r.np = "6";
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }),
+                  "-np 6: more ranks than the hosts of h take (max_slots: 5 in all)");
+  // No max anywhere: oversubscribed as before.
+  r.hosts = parse_hostfile("a slots=1\n", "h");
+  r.np = "3";
+  EXPECT_NE(cmd(plan_launch(r, f)).find("--host a:1 -np 3 --oversubscribe --bind-to none"),
+            std::string::npos);
+}
+
 TEST(LaunchPlan, HostfileErrorsNameFileAndLine) {
   try {
     parse_hostfile("a slots=2\nb slots=x\n", "hosts.txt");
@@ -77,6 +120,11 @@ TEST(LaunchPlan, HostfileErrorsNameFileAndLine) {
   EXPECT_THROW(parse_hostfile("a\na\n", "h"), Error);
   EXPECT_THROW(parse_hostfile("a cpus=3\n", "h"), Error);
   EXPECT_THROW(parse_hostfile("# nothing\n", "h"), Error);
+  // --host's "host:N" is not hostfile syntax (Open MPI's --hostfile refuses it too).
+  EXPECT_MENTIONS(error_of([] { parse_hostfile("a slots=1\nlocalhost:2\n", "hosts.txt"); }),
+                  "--hosts hosts.txt:2: 'localhost:2': a hostfile names its slots as 'localhost "
+                  "slots=2'");
+  EXPECT_THROW(parse_hostfile("node7: slots=2\n", "h"), Error);
 }
 
 TEST(LaunchPlan, SlurmUsesTheAllocation) {
@@ -85,12 +133,86 @@ TEST(LaunchPlan, SlurmUsesTheAllocation) {
   LaunchFacts f;
   EXPECT_THROW(plan_launch(r, f), Error);  // not inside an allocation
   f.in_slurm = true;
+  f.slurm_job_id = "42";
   f.slurm_ntasks = 16;
+  f.slurm_tasks_per_node = "8(x2)";
   f.slurm_nnodes = 2;
   f.gpus = 8;
   const LaunchPlan p = plan_launch(r, f);
   EXPECT_EQ(p.np, 16);
-  EXPECT_EQ(cmd(p), "srun --mpi=pmix --ntasks=16 /opt/dprun --epochs 1");
+  EXPECT_TRUE(p.slurm);
+  // --kill-on-bad-exit: a failed rank ends the step (as the sbatch scripts say).
+  EXPECT_EQ(cmd(p), "srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=16 /opt/dprun --epochs 1");
+  r.no_slurm = true;
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }), "--slurm and --no-slurm");
+}
+
+TEST(LaunchPlan, InsideAnAllocationSlurmIsTheDefault) {
+  LaunchFacts f;
+  f.in_slurm = true;
+  f.slurm_job_id = "42";
+  f.slurm_ntasks = 4;
+  f.slurm_nnodes = 2;
+  f.cores = 2;
+  LaunchRequest r = request();
+  LaunchPlan p = plan_launch(r, f);
+  EXPECT_TRUE(p.slurm);
+  EXPECT_EQ(cmd(p),
+            "srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=4 --export=ALL,OPENBLAS_NUM_THREADS=1 "
+            "/opt/dprun --epochs 1");
+  EXPECT_MENTIONS(p.why, "Slurm allocation 42");
+  EXPECT_MENTIONS(p.why, "--no-slurm");
+  r.no_slurm = true;  // mpirun on this host
+  p = plan_launch(r, f);
+  EXPECT_FALSE(p.slurm);
+  EXPECT_EQ(p.argv[0], "mpirun");
+  EXPECT_EQ(p.np, 2);
+  r.no_slurm = false;  // a hostfile says where to run
+  r.hosts = parse_hostfile("a slots=1\n", "h");
+  EXPECT_FALSE(plan_launch(r, f).slurm);
+}
+
+TEST(LaunchPlan, SlurmWithoutNtasksCountsTasksPerNode) {
+  EXPECT_EQ(parse_slurm_tasks_per_node("2(x3),1"), 7);
+  EXPECT_EQ(parse_slurm_tasks_per_node("1(x2)"), 2);
+  EXPECT_EQ(parse_slurm_tasks_per_node("4"), 4);
+  EXPECT_EQ(parse_slurm_tasks_per_node("8,8(x2),4"), 28);
+  for (const char* bad : {"", "x", "2(3)", "2(x)", "2(x3", "(x3)", "2,", ",2", "2(x3)4", "0"}) {
+    EXPECT_MENTIONS(error_of([&] { parse_slurm_tasks_per_node(bad); }), "SLURM_TASKS_PER_NODE")
+        << bad;
+  }
+  // sbatch -N2 without -n: SLURM_NTASKS is not set.
+  LaunchRequest r = request();
+  r.slurm = true;
+  LaunchFacts f;
+  f.in_slurm = true;
+  f.slurm_tasks_per_node = "2(x3),1";
+  f.gpus = 2;
+  const LaunchPlan p = plan_launch(r, f);
+  EXPECT_EQ(p.np, 7);
+  EXPECT_NE(cmd(p).find("--ntasks=7 "), std::string::npos) << cmd(p);
+  f.slurm_tasks_per_node.clear();
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }), "neither SLURM_NTASKS nor");
+}
+
+TEST(LaunchPlan, SlurmRefusesAnMpirunAsItsLauncher) {
+  LaunchRequest r = request();
+  r.slurm = true;
+  r.mpirun = "/opt/ompi/bin/mpirun";
+  LaunchFacts f;
+  f.in_slurm = true;
+  f.slurm_ntasks = 2;
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }),
+                  "--mpirun /opt/ompi/bin/mpirun: inside a Slurm allocation dprun launch starts "
+                  "the ranks with srun");
+  r.mpirun = "mpiexec";
+  EXPECT_THROW(plan_launch(r, f), Error);
+  r.mpirun = "/opt/slurm/bin/srun";  // --mpirun names the srun
+  EXPECT_EQ(plan_launch(r, f).argv[0], "/opt/slurm/bin/srun");
+  r.slurm = false;
+  r.no_slurm = true;
+  r.mpirun = "/opt/ompi/bin/mpirun";
+  EXPECT_EQ(plan_launch(r, f).argv[0], "/opt/ompi/bin/mpirun");
 }
 
 TEST(LaunchPlan, ShellJoinQuotes) {

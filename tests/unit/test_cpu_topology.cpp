@@ -1,0 +1,76 @@
+// sysfs' CPU lists and physical cores, on fake /sys trees: dprun launch's rank count and a GPU
+// rank's affinity come from them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "runtime/launch/cpu_topology.h"
+#include "tests/support/temp_dir.h"
+
+using namespace dp;
+using dp::test::error_of;
+
+namespace {
+
+std::vector<int> range(int lo, int hi) {
+  std::vector<int> v;
+  for (int c = lo; c <= hi; ++c) v.push_back(c);
+  return v;
+}
+
+TEST(CpuList, ParsesSysfsLists) {
+  EXPECT_EQ(parse_cpulist("0-3,8-11\n", "f"), (std::vector<int>{0, 1, 2, 3, 8, 9, 10, 11}));
+  EXPECT_EQ(parse_cpulist("5", "f"), std::vector<int>{5});
+  EXPECT_EQ(parse_cpulist("3,1,1-2", "f"), (std::vector<int>{1, 2, 3}));
+  EXPECT_TRUE(parse_cpulist("\n", "f").empty());
+  for (const char* bad : {"a", "3-1", "1,,2", "1,", "0-", "-1", "0-9999999", "1 2x"}) {
+    EXPECT_MENTIONS(error_of([&] { parse_cpulist(bad, "cpu/online"); }), "cpu/online") << bad;
+  }
+  EXPECT_EQ(format_cpulist({0, 1, 2, 3, 8, 10, 11}), "0-3,8,10-11");
+  EXPECT_EQ(format_cpulist({}), "");
+}
+
+class PhysicalCores : public dp::test::TempDirTest {
+ protected:
+  // Two sockets of 4 cores, 2 threads each, numbered as Linux does: cpu0-3 are the first
+  // threads of socket 0's cores, cpu4-7 socket 1's, cpu8-15 their siblings. core_id restarts
+  // on each socket. Offline CPUs keep their topology here, so that only `online` excludes them.
+  void SetUp() override {
+    TempDirTest::SetUp();
+    for (int cpu = 0; cpu < 16; ++cpu) {
+      const std::string topo = path("devices/system/cpu/cpu" + std::to_string(cpu) + "/topology");
+      std::filesystem::create_directories(topo);
+      write_text(topo + "/physical_package_id", std::to_string((cpu % 8) / 4) + "\n");
+      write_text(topo + "/core_id", std::to_string(cpu % 4) + "\n");
+    }
+  }
+  void set_online(const std::string& list) { write_text(path("devices/system/cpu/online"), list); }
+};
+
+TEST_F(PhysicalCores, CountsCoresNotSmtThreads) {
+  set_online("0-15\n");
+  EXPECT_EQ(count_physical_cores(dir_, range(0, 15)), 8);
+  EXPECT_EQ(count_physical_cores(dir_, {0, 8}), 1);  // a core's two threads
+  EXPECT_EQ(count_physical_cores(dir_, {0, 4}), 2);  // core 0 of each socket
+  EXPECT_EQ(count_physical_cores(dir_, {}), 0);
+}
+
+TEST_F(PhysicalCores, LeavesOfflineCpusOut) {
+  set_online("0-6,8-14\n");  // socket 1's core 3 (cpu7, cpu15) offline
+  EXPECT_EQ(count_physical_cores(dir_, range(0, 15)), 7);
+  set_online("0-7\n");  // SMT off
+  EXPECT_EQ(count_physical_cores(dir_, range(0, 15)), 8);
+  EXPECT_EQ(count_physical_cores(dir_, {8, 9}), 0);
+}
+
+TEST_F(PhysicalCores, ACpuWithoutTopologyIsACoreOfItsOwn) {
+  // No `online` file: every CPU of the mask counts.
+  std::filesystem::remove_all(path("devices/system/cpu/cpu9/topology"));
+  EXPECT_EQ(count_physical_cores(dir_, range(0, 15)), 9);
+  std::filesystem::remove_all(path("devices"));
+  EXPECT_EQ(count_physical_cores(dir_, range(0, 3)), 4);
+}
+
+}  // namespace
