@@ -1,7 +1,5 @@
 #include "runtime/comm/device_plan.h"
 
-#include <exception>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -13,36 +11,24 @@ DevicePlan plan_device(const DeviceRequest& req, const NodeFacts& node) {
   const std::string& spec = req.device;
   const int n = node.visible_gpus;
   DevicePlan plan;
-  if (spec == "cpu") {
+  // The spelling first: a malformed --device is the same mistake on every node.
+  const DeviceSpec d = parse_device_spec(spec);
+  if (d.kind == DeviceSpec::Kind::cpu) {
     plan.device = Device::cpu();
-  } else if (spec == "auto") {
+  } else if (d.kind == DeviceSpec::Kind::auto_pick) {
     // "auto" must never fail for lack of a GPU, nor pick one the build cannot drive.
     plan.device = node.cuda_built && n > 0 ? Device::cuda(node.local_rank % n) : Device::cpu();
-  } else if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+  } else {
     DP_CHECK(node.cuda_built, "rank {}: --device {}: this dprun was built without CUDA", node.rank,
              spec);
     DP_CHECK(n > 0,
              "rank {}: --device {}: no CUDA GPU is visible on {} (no driver, or "
              "CUDA_VISIBLE_DEVICES is empty); use --device cpu",
              node.rank, spec, node.host);
-    int idx = node.local_rank % n;
-    if (spec != "cuda") {
-      const std::string digits = spec.substr(5);
-      size_t used = 0;
-      try {
-        idx = std::stoi(digits, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      DP_CHECK(!digits.empty() && used == digits.size(),
-               "--device {}: expected cuda:N with a device index N", spec);
-      DP_CHECK(idx >= 0 && idx < n,
-               "rank {}: --device {}: device index {} out of range, {} has {} GPU(s) (cuda:0..{})",
-               node.rank, spec, idx, node.host, n, n - 1);
-    }
-    plan.device = Device::cuda(idx);
-  } else {
-    fail("--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", spec);
+    DP_CHECK(d.index < n,
+             "rank {}: --device {}: device index {} out of range, {} has {} GPU(s) (cuda:0..{})",
+             node.rank, spec, d.index, node.host, n, n - 1);
+    plan.device = Device::cuda(d.index >= 0 ? d.index : node.local_rank % n);
   }
 
   if (req.backend == "auto") {

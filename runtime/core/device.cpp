@@ -1,5 +1,7 @@
 #include "runtime/core/device.h"
 
+#include <limits>
+
 #include <fmt/format.h>
 
 #include "runtime/core/error.h"
@@ -94,32 +96,54 @@ void cuda_set_current_device(int) {
 }
 #endif
 
+DeviceSpec parse_device_spec(const std::string& spec) {
+  DeviceSpec d;
+  if (spec == "auto") return d;
+  if (spec == "cpu") {
+    d.kind = DeviceSpec::Kind::cpu;
+    return d;
+  }
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    d.kind = DeviceSpec::Kind::cuda;
+    if (spec == "cuda") return d;
+    // Digits only, not std::stoi: it skips spaces, takes a sign, and stops at the first
+    // non-digit, so cuda:1abc was cuda:1.
+    const std::string digits = spec.substr(5);
+    DP_CHECK(digits.empty() || digits[0] != '-',
+             "--device {}: the device index must not be negative (cuda:0 is the first GPU)", spec);
+    DP_CHECK(!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos,
+             "--device {}: expected cuda:N with a device index N of digits only (cuda:0, cuda:1, "
+             "...)",
+             spec);
+    long long index = 0;
+    for (char c : digits) {
+      index = index * 10 + (c - '0');
+      DP_CHECK(index <= std::numeric_limits<int>::max(),
+               "--device {}: device index {} is out of range", spec, digits);
+    }
+    d.index = static_cast<int>(index);
+    return d;
+  }
+  fail("--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", spec);
+}
+
 Device resolve_device(const std::string& spec, int local_rank) {
-  if (spec == "cpu") return Device::cpu();
-  if (spec == "auto") {
+  const DeviceSpec d = parse_device_spec(spec);
+  if (d.kind == DeviceSpec::Kind::cpu) return Device::cpu();
+  if (d.kind == DeviceSpec::Kind::auto_pick) {
     int n = cuda_device_count();
     return n > 0 ? Device::cuda(local_rank % n) : Device::cpu();
   }
-  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
-    int n = cuda_device_count();
-    DP_CHECK(cuda_compiled(), "--device {}: this dprun was built without CUDA", spec);
-    DP_CHECK(n > 0,
-             "--device {}: no CUDA GPU is visible on this node (no driver or CUDA_VISIBLE_DEVICES "
-             "empty)",
-             spec);
-    int idx = local_rank;
-    if (spec != "cuda") {
-      try {
-        idx = std::stoi(spec.substr(5));
-      } catch (const std::exception&) {
-        fail("--device {}: expected cuda:N with a device index N", spec);
-      }
-    }
-    DP_CHECK(idx >= 0 && idx < n,
-             "--device {}: device index {} out of range, this node has {} GPU(s)", spec, idx, n);
-    return Device::cuda(idx);
-  }
-  fail("--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", spec);
+  int n = cuda_device_count();
+  DP_CHECK(cuda_compiled(), "--device {}: this dprun was built without CUDA", spec);
+  DP_CHECK(n > 0,
+           "--device {}: no CUDA GPU is visible on this node (no driver or CUDA_VISIBLE_DEVICES "
+           "empty)",
+           spec);
+  const int idx = d.index >= 0 ? d.index : local_rank;
+  DP_CHECK(idx < n, "--device {}: device index {} out of range, this node has {} GPU(s)", spec, idx,
+           n);
+  return Device::cuda(idx);
 }
 
 }  // namespace dp

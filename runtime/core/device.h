@@ -53,6 +53,16 @@ void* cuda_host_alloc_zeroed(size_t bytes, std::shared_ptr<void>* owner);
 // every rank of a node would hold a context on GPU 0.
 void cuda_set_current_device(int device);
 
+// --device as written, before it meets a node's GPUs: "auto" | "cpu" | "cuda" | "cuda:N", N a
+// local device index in decimal digits only (no sign, space or suffix). Throws a dp::Error
+// naming --device otherwise. Pure: its rules are tested on machines without CUDA.
+struct DeviceSpec {
+  enum class Kind { auto_pick, cpu, cuda };
+  Kind kind = Kind::auto_pick;
+  int index = -1;  // cuda:N's N; -1 for "cuda" (the local rank's GPU)
+};
+DeviceSpec parse_device_spec(const std::string& spec);
+
 // Parses "auto" | "cpu" | "cuda" | "cuda:N" (N is the local device index).
 // "auto" picks cuda:<local_rank % count> when GPUs are visible, else cpu.
 Device resolve_device(const std::string& spec, int local_rank);

@@ -39,7 +39,12 @@ class Philox {
     }
     return buf_[idx_++];
   }
-  uint64_t next_u64() { return (uint64_t(next_u32()) << 32) | next_u32(); }
+  // The first draw is the high word. Two statements, because the operands of one | are
+  // unsequenced: the order (and so every permutation drawn) was the compiler's choice.
+  uint64_t next_u64() {
+    const uint64_t hi = next_u32();
+    return (hi << 32) | next_u32();
+  }
   // Uniform in [0, 1) with 24 random bits.
   float uniform() { return float(next_u32() >> 8) * (1.0f / 16777216.0f); }
   // Uniform integer in [0, n) without modulo bias (Lemire's method).

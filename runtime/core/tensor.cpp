@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -14,12 +15,24 @@
 namespace dp {
 
 size_t shape_numel(const Shape& s) {
-  size_t n = 1;
   for (int64_t d : s) {
     DP_CHECK(d >= 0, "negative dimension {} in shape {}", d, shape_str(s));
-    n *= static_cast<size_t>(d);
+    if (d == 0) return 0;  // however large the other dimensions
+  }
+  size_t n = 1;
+  for (int64_t d : s) {
+    const bool overflow = __builtin_mul_overflow(n, static_cast<size_t>(d), &n);
+    DP_CHECK(!overflow, "shape {} has more elements than a 64-bit size can count", shape_str(s));
   }
   return n;
+}
+
+size_t shape_nbytes(const Shape& s, DType dtype) {
+  size_t bytes = 0;
+  const bool overflow = __builtin_mul_overflow(shape_numel(s), dtype_size(dtype), &bytes);
+  DP_CHECK(!overflow, "a {} tensor of shape {} has more bytes than a 64-bit size can count",
+           dtype_name(dtype), shape_str(s));
+  return bytes;
 }
 
 std::string shape_str(const Shape& s) {
@@ -28,6 +41,8 @@ std::string shape_str(const Shape& s) {
 
 Storage::Storage(size_t bytes) : bytes_(bytes) {
   constexpr size_t kAlign = 64;
+  // Rounding up near 2^64 would wrap around to a 64-byte allocation.
+  DP_CHECK(bytes <= SIZE_MAX - kAlign, "out of host memory allocating {} bytes", bytes);
   size_t padded = std::max<size_t>(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
   data_ = std::aligned_alloc(kAlign, padded);
   DP_CHECK(data_ != nullptr, "out of host memory allocating {} bytes", bytes);
@@ -54,9 +69,10 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, Device device) {
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.shape_ = shape;
+  const size_t bytes = shape_nbytes(shape, dtype);
   t.numel_ = shape_numel(shape);
   t.dtype_ = dtype;
-  t.storage_ = Storage::allocate(t.numel_ * dtype_size(dtype), device);
+  t.storage_ = Storage::allocate(bytes, device);
   return t;
 }
 
@@ -77,7 +93,7 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<int32_t>& value
 }
 
 Tensor Tensor::pinned_zeros(const Shape& shape, DType dtype) {
-  const size_t bytes = shape_numel(shape) * dtype_size(dtype);
+  const size_t bytes = shape_nbytes(shape, dtype);
   std::shared_ptr<void> owner;
   void* p = cuda_host_alloc_zeroed(bytes, &owner);
   return from_storage(std::make_shared<Storage>(p, bytes, std::move(owner), Device::cpu()), shape,
@@ -89,10 +105,11 @@ Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, const Shape& shape
            shape_str(shape));
   Tensor t;
   t.shape_ = shape;
+  const size_t bytes = shape_nbytes(shape, dtype);
   t.numel_ = shape_numel(shape);
   t.dtype_ = dtype;
-  DP_CHECK(t.nbytes() <= storage->bytes(), "from_storage: {} needs {} bytes, the storage has {}",
-           t.str(), t.nbytes(), storage->bytes());
+  DP_CHECK(bytes <= storage->bytes(), "from_storage: {} needs {} bytes, the storage has {}",
+           t.str(), bytes, storage->bytes());
   DP_CHECK(reinterpret_cast<uintptr_t>(storage->data()) % dtype_size(dtype) == 0,
            "from_storage: storage at {} is not aligned for {}", storage->data(), dtype_name(dtype));
   t.storage_ = std::move(storage);
@@ -101,8 +118,10 @@ Tensor Tensor::from_storage(std::shared_ptr<Storage> storage, const Shape& shape
 
 Tensor Tensor::view(size_t offset, const Shape& shape) const {
   DP_CHECK(defined(), "view of an undefined tensor");
-  size_t n = shape_numel(shape);
-  DP_CHECK(offset + n <= numel_, "view [{}, {}) out of range of {}", offset, offset + n, str());
+  const size_t n = shape_numel(shape);
+  // Not offset + n <= numel_: that sum wraps around for an offset near 2^64.
+  DP_CHECK(offset <= numel_ && n <= numel_ - offset,
+           "view of {} elements at offset {} out of range of {}", n, offset, str());
   Tensor v = *this;
   v.offset_bytes_ = offset_bytes_ + offset * dtype_size(dtype_);
   v.shape_ = shape;

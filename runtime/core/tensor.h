@@ -17,7 +17,9 @@ namespace dp {
 
 using Shape = std::vector<int64_t>;
 
+// Both throw a dp::Error, naming the shape, where the count does not fit in a size_t.
 size_t shape_numel(const Shape& s);
+size_t shape_nbytes(const Shape& s, DType dtype);
 std::string shape_str(const Shape& s);
 
 // The bytes behind a tensor and its views: either one 64-byte aligned, zero-initialised
@@ -77,6 +79,7 @@ class Tensor {
   int64_t dim(size_t i) const { return shape_.at(i); }
   size_t ndim() const { return shape_.size(); }
   size_t numel() const { return numel_; }
+  // Cannot wrap around: every way of making a tensor checks its shape_nbytes().
   size_t nbytes() const { return numel_ * dtype_size(dtype_); }
   DType dtype() const { return dtype_; }
   Device device() const { return storage_ ? storage_->device() : Device::cpu(); }

@@ -162,14 +162,17 @@ void DataLoader::cancel_pending() {
 }
 
 void DataLoader::start_epoch(uint64_t epoch, size_t skip_batches) {
-  // The worker reads the sampler's list: it must be idle before the list changes.
-  if (prefetch_) cancel_pending();
-  sampler_.set_epoch(epoch);
+  // Checked before anything changes (the count is the same for every epoch): a refused start
+  // leaves the current epoch as it was. Checked after the cancel, it left next() waiting
+  // forever for a fill nobody had scheduled.
   const size_t total = batches_per_epoch();
   DP_CHECK(skip_batches <= total,
            "data loader: cannot skip {} batches of epoch {}: it has only {} batches of {} on "
            "rank {}",
            skip_batches, epoch, total, batch_size_, sampler_.rank());
+  // The worker reads the sampler's list: it must be idle before the list changes.
+  if (prefetch_) cancel_pending();
+  sampler_.set_epoch(epoch);
   sampler_.set_start(std::min(skip_batches * batch_size_, sampler_.num_samples()));
   started_ = true;
   epoch_ = epoch;

@@ -57,8 +57,9 @@ class DataLoader {
 
   // Begins `epoch` (sampler.set_epoch) and skips its first skip_batches batches
   // (sampler.set_start(skip_batches * batch_size)): a run resumed after s steps of the epoch
-  // passes s and sees exactly the batches it had not seen. skip_batches <= batches_per_epoch().
-  // Abandons whatever remains of the previous epoch.
+  // passes s and sees exactly the batches it had not seen. skip_batches <= batches_per_epoch(),
+  // else a dp::Error, and the loader goes on with the epoch it was in. Abandons whatever
+  // remains of the previous epoch.
   void start_epoch(uint64_t epoch, size_t skip_batches = 0);
   // The next batch, or nullptr at the end of the epoch. The batch stays valid until the next
   // call to next() or start_epoch(). An error while filling it (also one raised on the

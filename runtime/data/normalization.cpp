@@ -1,6 +1,5 @@
 #include "runtime/data/normalization.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "runtime/core/error.h"
@@ -8,18 +7,26 @@
 namespace dp {
 
 Normalization normalization_from_histogram(const PixelHistogram& hist) {
-  double sum = 0, sum_sq = 0;
+  // The sum of pixel values is a sum of whole numbers, exact below 2^53: so the mean of a
+  // constant v is exactly v / 255, and its deviations below exactly 0.
+  double sum = 0;
   uint64_t n = 0;
   for (int v = 0; v < 256; ++v) {
-    double x = v / 255.0, c = static_cast<double>(hist[v]);
-    sum += c * x;
-    sum_sq += c * x * x;
+    sum += static_cast<double>(hist[v]) * v;
     n += hist[v];
   }
   DP_CHECK(n > 0, "compute_normalization: no pixels");
   Normalization norm;
-  norm.mean = sum / static_cast<double>(n);
-  norm.std = std::sqrt(std::max(0.0, sum_sq / static_cast<double>(n) - norm.mean * norm.mean));
+  norm.mean = sum / static_cast<double>(n) / 255.0;
+  // Squared deviations from the mean, not E[x^2] - mean^2: the difference of two nearly equal
+  // sums leaves a rounding residue (std ~1e-8 for some counts of constant images), which
+  // passed the loaders' std > 0 check and scaled every input to 0.
+  double sq_dev = 0;
+  for (int v = 0; v < 256; ++v) {
+    const double d = v / 255.0 - norm.mean;
+    sq_dev += static_cast<double>(hist[v]) * d * d;
+  }
+  norm.std = std::sqrt(sq_dev / static_cast<double>(n));
   return norm;
 }
 

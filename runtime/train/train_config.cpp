@@ -1,6 +1,7 @@
 #include "runtime/train/train_config.h"
 
 #include <cmath>
+#include <limits>
 
 #include "models/registry.h"
 #include "runtime/core/error.h"
@@ -14,6 +15,14 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.num_workers >= 1 && c.num_workers <= 256, "--num-workers must be in 1..256 (got {})",
            c.num_workers);
   DP_CHECK(c.batch_size > 0, "--batch-size must be at least 1 (got 0)");
+  // A batch's rows are a BLAS int in the layers' matmuls. Larger batches failed late (after
+  // the model and its buckets were set up), as an allocation or a view out of range, and
+  // without the option's name; --batch-size 2^62 overflowed the batch buffer's size.
+  constexpr size_t kMaxBatch = std::numeric_limits<int>::max();
+  DP_CHECK(c.batch_size <= kMaxBatch, "--batch-size must be at most {} (got {})", kMaxBatch,
+           c.batch_size);
+  DP_CHECK(c.eval_batch_size <= kMaxBatch, "--eval-batch-size must be at most {} (got {})",
+           kMaxBatch, c.eval_batch_size);
   DP_CHECK(c.grad_accum > 0, "--grad-accum must be at least 1 (got 0)");
   DP_CHECK(c.epochs > 0 || c.max_steps > 0, "--epochs 0 with no --steps: nothing to train");
   DP_CHECK(c.precision == "fp32" || c.precision == "bf16",

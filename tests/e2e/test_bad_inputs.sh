@@ -80,6 +80,11 @@ expect "unknown optimizer" "unknown optimizer" "${GOOD[@]}" --optimizer lion
 expect "grad-accum 0" "grad-accum" "${GOOD[@]}" --grad-accum 0
 expect "nccl on cpu" "nccl" "${GOOD[@]}" --backend nccl
 expect "cuda without gpu" "cuda" "${GOOD[@]}" --device cuda
+# Refused as spelled, whatever GPUs the node has (std::stoi read cuda:1abc as cuda:1).
+expect "device index with junk" "--device cuda:1abc: expected cuda:N" "${GOOD[@]}" --device cuda:1abc
+# Failed in the first step ("view [0, 156800) out of range"), through MPI_Abort.
+expect "absurd batch size" "--batch-size must be at most 2147483647" "${GOOD[@]}" \
+  --batch-size 4611686018427387904
 expect "diverging run" "diverged" "${GOOD[@]}" --lr 1e30
 expect "unknown precision" "unknown precision" "${GOOD[@]}" --precision fp16
 expect "unknown comm hook" "unknown comm hook 'powersgd'" "${GOOD[@]}" --comm-hook powersgd

@@ -149,6 +149,24 @@ TEST(CommandLine, HugeBucketCapsAreRefusedByName) {
   EXPECT_NO_THROW(validate(parse_args({"--bucket-cap-mb", "1073741824"}).train));
 }
 
+// --batch-size 4611686018427387904 (2^62) overflowed the batch buffer's byte count and failed
+// in the first step, as "view [0, 156800) out of range", through MPI_Abort.
+TEST(CommandLine, HugeBatchSizesAreRefusedByName) {
+  EXPECT_MENTIONS(error_of([] {
+                    validate(parse_args({"--batch-size", "4611686018427387904"}).train);
+                  }),
+                  "--batch-size must be at most 2147483647 (got 4611686018427387904)");
+  EXPECT_MENTIONS(error_of([] {
+                    validate(parse_args({"--batch-size", "2147483648"}).train);
+                  }),
+                  "--batch-size must be at most 2147483647");
+  EXPECT_MENTIONS(error_of([] {
+                    validate(parse_args({"--eval-batch-size", "18446744073709551615"}).train);
+                  }),
+                  "--eval-batch-size must be at most 2147483647");
+  EXPECT_NO_THROW(validate(parse_args({"--batch-size", "2147483647"}).train));
+}
+
 // Words that are not options: "dprun predcit" trained for 10 epochs with every default.
 TEST(CommandLine, WordsThatAreNotOptionsAreRefused) {
   EXPECT_MENTIONS(error_of([] {

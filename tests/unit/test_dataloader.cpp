@@ -4,6 +4,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <future>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -72,6 +74,21 @@ Seen run_epoch(DataLoader& loader, uint64_t epoch, size_t skip = 0) {
   return s;
 }
 
+// Runs fn on a thread of its own: false if it has not returned within `seconds`, so that a
+// hang fails the test instead of stalling the suite. A hung fn is left behind, with whatever
+// it holds (hence shared_ptrs, never references to the test's locals).
+template <typename Fn>
+bool returns_within(double seconds, Fn fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  std::thread([done, task = std::make_shared<Fn>(std::move(fn))]() mutable {
+    (*task)();
+    task.reset();  // what fn holds is released before the caller goes on, not after
+    done->set_value();
+  }).detach();
+  return finished.wait_for(std::chrono::duration<double>(seconds)) == std::future_status::ready;
+}
+
 }  // namespace
 
 TEST(DataLoader, PrefetchAndSyncGiveTheSamplersOrder) {
@@ -133,6 +150,38 @@ TEST(DataLoader, SkipBatchesResumesExactly) {
       EXPECT_EQ(rest.batch_index, idx);
     }
     EXPECT_THROW(loader.start_epoch(2, 9), Error);
+  }
+}
+
+TEST(DataLoader, RefusedSkipLeavesTheEpochAsItWas) {
+  // 100 samples in batches of 10: skipping 50 is refused. The check came after the sampler
+  // had moved to the new epoch and the prefetch was cancelled, and next() then waited forever.
+  struct Rig {
+    explicit Rig(bool prefetch) : ds(100, 2), s(100, 1, 0, true, 0), loader(ds, s, 10, prefetch) {}
+    IndexDataset ds;
+    DistributedSampler s;
+    DataLoader loader;
+  };
+  for (bool prefetch : {true, false}) {
+    auto rig = std::make_shared<Rig>(prefetch);
+    DistributedSampler ref(100, 1, 0, true, 0);
+    ref.set_epoch(0);
+    const std::vector<size_t> epoch0 = ref.indices();
+    ref.set_epoch(1);
+    const std::vector<size_t> epoch1 = ref.indices();
+    rig->loader.start_epoch(0);
+    ASSERT_NE(rig->loader.next(), nullptr);
+    EXPECT_THROW(rig->loader.start_epoch(1, 50), Error);
+    const bool returned = returns_within(20, [rig, epoch0, epoch1] {
+      const Batch* b = rig->loader.next();
+      ASSERT_NE(b, nullptr);
+      EXPECT_EQ(b->epoch, 0u);
+      EXPECT_EQ(b->index, 1u);
+      EXPECT_EQ(size_t(b->x.f32()[0]), epoch0[10]);  // epoch 0's order, not epoch 1's
+      Seen rest = run_epoch(rig->loader, 1, 5);
+      EXPECT_EQ(rest.indices, std::vector<size_t>(epoch1.begin() + 50, epoch1.end()));
+    });
+    EXPECT_TRUE(returned) << "prefetch " << prefetch << ": next() hung after a refused start_epoch";
   }
 }
 

@@ -76,6 +76,12 @@ TEST(DevicePlan, CudaWithoutGpuIsAClearError) {
   EXPECT_NE(m.find("out of range"), std::string::npos) << m;
   m = error_of(req("cuda:x"), node(0, 1, 2));
   EXPECT_NE(m.find("expected cuda:N"), std::string::npos) << m;
+  for (const char* junk : {"cuda:1abc", "cuda: 1", "cuda:+1"}) {
+    m = error_of(req(junk), node(0, 1, 2));
+    EXPECT_NE(m.find("expected cuda:N"), std::string::npos) << junk << ": " << m;
+  }
+  m = error_of(req("cuda:-1"), node(0, 1, 2));
+  EXPECT_NE(m.find("must not be negative"), std::string::npos) << m;
   m = error_of(req("tpu"), node(0, 1, 2));
   EXPECT_NE(m.find("unknown device"), std::string::npos) << m;
 }
