@@ -11,6 +11,22 @@ MLP=(--data synthetic:2048 --model mlp --hidden 64,32 --epochs 2 --batch-size 32
 verify() {  # verify FILE: a complete, verifying checkpoint (read alone, one process, no training)
   "$DPRUN" "${MLP[@]}" --resume "$1" --eval-only --eval --eval-batches 1 -q >/dev/null 2>&1
 }
+# A run with --checkpoint-dir also saves at its last step: a signal that never came would leave
+# a checkpoint of the end, a "resumed" run with nothing to train, and equal parameters. And a
+# --resume that is not read trains from step 0 to the same end. So every resume below checks
+# where the preempted run stopped and where the resumed one started, not only the parameters.
+step_of() { local n=${1##*step-}; echo $((10#${n%.ckpt})); }  # step_of DIR/step-00000037.ckpt: 37
+stopped_at() {  # stopped_at OUT CKPT: OUT's run was preempted after CKPT's step, its newest checkpoint
+  local dir=${2%/*} newest
+  newest=$(ls "$dir" 2>/dev/null | tail -1)
+  grep -q "preempted by .* after step $(step_of "$2"): saved checkpoint $2" "$1" &&
+    [ "$dir/$newest" = "$2" ] ||
+    { echo "$1: not preempted after step $(step_of "$2"); $dir holds $(ls "$dir" 2>/dev/null | tr '\n' ' ')"; return 1; }
+}
+resumed_at() {  # resumed_at OUT CKPT: OUT's run (without -q) resumed from CKPT, at its step
+  grep -q "resumed from $2 (step $(step_of "$2")," "$1" ||
+    { echo "$1 does not say: resumed from $2 (step $(step_of "$2")"; return 1; }
+}
 
 # --- the reference: one uninterrupted run ---------------------------------------------------
 mpi 2 "${MLP[@]}" --dump-params ref.bin >ref.out 2>&1 || { fail "reference run"; cat ref.out; }
@@ -22,8 +38,8 @@ DPRUN_FAULT_SIGNAL=rank=1,step=37,signal=USR1 mpi 2 "${MLP[@]}" \
 [ "$rc" = 0 ] && pass "a preempted run exits 0" || { fail "preempted run exited $rc"; cat pre.out; }
 grep -q "preempted by .* after step 37: saved checkpoint ck/step-00000037.ckpt" pre.out &&
   pass "it says where it saved" || { fail "no preemption message"; cat pre.out; }
-[ -f ck/step-00000025.ckpt ] && [ -f ck/step-00000037.ckpt ] && pass "scheduled and preemption checkpoints" ||
-  fail "checkpoints missing: $(ls ck)"
+[ -f ck/step-00000025.ckpt ] && stopped_at pre.out ck/step-00000037.ckpt &&
+  pass "scheduled and preemption checkpoints, 37 the newest" || fail "checkpoints: $(ls ck)"
 [ ! -e pre.bin ] && pass "no --dump-params from a preempted run" || fail "a preempted run dumped its parameters"
 mpi 2 "${MLP[@]}" --checkpoint-dir ck --resume auto --dump-params resumed.bin >res.out 2>&1 ||
   { fail "resume"; cat res.out; }
@@ -31,33 +47,68 @@ grep -q "resumed from ck/step-00000037.ckpt (step 37, epoch 2" res.out || { fail
 cmp -s ref.bin resumed.bin && pass "stopped at 37 and resumed: parameters bit-identical" ||
   fail "the resumed run's parameters differ from the uninterrupted run's"
 mpi 2 "${MLP[@]}" --resume ck/step-00000025.ckpt --dump-params from25.bin >r25.out 2>&1 &&
-  cmp -s ref.bin from25.bin && pass "resumed from an explicit older checkpoint: bit-identical" ||
+  resumed_at r25.out ck/step-00000025.ckpt && cmp -s ref.bin from25.bin &&
+  pass "resumed from an explicit older checkpoint: bit-identical" ||
   { fail "resume from step 25"; tail -3 r25.out; }
 # Checkpoints name and size every parameter and state tensor on their own, arena or not.
 mpi 2 "${MLP[@]}" --resume ck/step-00000025.ckpt --no-param-arena --dump-params noarena.bin >rna.out 2>&1 &&
-  cmp -s ref.bin noarena.bin && pass "written on the parameter arena, resumed without it: bit-identical" ||
+  resumed_at rna.out ck/step-00000025.ckpt && cmp -s ref.bin noarena.bin &&
+  pass "written on the parameter arena, resumed without it: bit-identical" ||
   { fail "resume with --no-param-arena"; tail -3 rna.out; }
 
 # --- 4 ranks, several buckets, SGD with momentum: the bucket layout comes back too ------------
+# The first step's gradient order rebuilds the buckets, and the checkpoint keeps that layout. The
+# shared-memory sums do not depend on it, but the ring over MPI (buckets from 64 KiB) starts each
+# chunk's sum at another rank: with --no-shm and a cap that puts fc2 and fc1 into one such bucket,
+# whose range the rebuild changes, a resume on the first step's layout ends on other bits.
 MLP4=(--data synthetic:2048 --model mlp --hidden 128,64 --epochs 1 --batch-size 16 --log-interval 1000
-  --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --bucket-cap-mb 0.05 --first-bucket-mb 0.01)
+  --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --bucket-cap-mb 0.5 --first-bucket-mb 0.01 --no-shm)
 mpi 4 "${MLP4[@]}" --dump-params ref4.bin >ref4.out 2>&1 || { fail "4-rank reference"; cat ref4.out; }
 DPRUN_FAULT_SIGNAL=rank=3,step=11,signal=TERM mpi 4 "${MLP4[@]}" \
   --checkpoint-dir ck4 >pre4.out 2>&1 || { fail "4-rank preemption"; cat pre4.out; }
+stopped_at pre4.out ck4/step-00000011.ckpt || fail "4-rank preemption"
 mpi 4 "${MLP4[@]}" --checkpoint-dir ck4 --resume auto --dump-params res4.bin >res4.out 2>&1 ||
   { fail "4-rank resume"; cat res4.out; }
-cmp -s ref4.bin res4.bin && pass "4 ranks, $(grep -o '[0-9]* buckets' ref4.out | head -1), SIGTERM at step 11: bit-identical" ||
+resumed_at res4.out ck4/step-00000011.ckpt || fail "4-rank resume"
+python3 - <<'PY' && pass "the resumed run starts on the checkpoint's buckets, not the first step's" || fail "layout"
+import json, re, struct
+def meta(path):  # the "meta" section (runtime/train/checkpoint_file.h)
+    d = open(path, "rb").read()
+    pos = 16
+    while pos < len(d):
+        (n,) = struct.unpack_from("<I", d, pos)
+        name = d[pos + 4:pos + 4 + n]
+        (size,) = struct.unpack_from("<Q", d, pos + 4 + n)
+        pos += 4 + n + 16
+        if name == b"meta":
+            return json.loads(d[pos:pos + size])
+        pos += size
+def layout(out):  # parameters per bucket, from the header's "#k: X MB, N params" lines
+    return [int(n) for n in re.findall(r"^ +#\d+: [0-9.]+ MB, (\d+) params", open(out).read(), re.M)]
+saved = [len(b) for b in meta("ck4/step-00000011.ckpt")["buckets"]]
+assert layout("ref4.out") != saved, ("the rebuild kept the first layout: nothing to tell apart", saved)
+assert layout("res4.out") == saved, (layout("res4.out"), saved)
+PY
+cmp -s ref4.bin res4.bin &&
+  pass "4 ranks over MPI, $(grep -o '[0-9]* buckets' res4.out | head -1), SIGTERM at step 11: bit-identical" ||
   fail "4-rank resume differs"
 
 # --- models with buffers and tied weights: cnn (SyncBatchNorm), gpt (accumulation, clipping) ---
 exact() {  # exact NAME NP SIGNAL_SPEC ARGS...: preempted at a step and resumed == uninterrupted
   local name=$1 np=$2 spec=$3
   shift 3
-  mpi "$np" "$@" -q --dump-params "$name.ref" >"$name.out" 2>&1 &&
-    DPRUN_FAULT_SIGNAL=$spec mpi "$np" "$@" -q --checkpoint-dir "$name.ck" >>"$name.out" 2>&1 &&
-    [ -n "$(ls "$name.ck")" ] &&
-    mpi "$np" "$@" -q --checkpoint-dir "$name.ck" --resume auto --dump-params "$name.res" >>"$name.out" 2>&1 &&
-    cmp -s "$name.ref" "$name.res"
+  local step=${spec##*step=}
+  local ckpt
+  ckpt=$name.ck/step-$(printf %08d "${step%%,*}").ckpt
+  mpi "$np" "$@" -q --dump-params "$name.ref" >"$name.out" 2>&1 || { echo "reference run failed"; return 1; }
+  DPRUN_FAULT_SIGNAL=$spec mpi "$np" "$@" -q --checkpoint-dir "$name.ck" >>"$name.out" 2>&1 ||
+    { echo "preempted run failed"; return 1; }
+  stopped_at "$name.out" "$ckpt" || return 1
+  # Without -q: the resumed run says where it started.
+  mpi "$np" "$@" --checkpoint-dir "$name.ck" --resume auto --dump-params "$name.res" >>"$name.out" 2>&1 ||
+    { echo "resumed run failed"; return 1; }
+  resumed_at "$name.out" "$ckpt" || return 1
+  cmp -s "$name.ref" "$name.res" || { echo "the parameters differ"; return 1; }
 }
 "$MAKE_IDX" idx --train 600 --test 100 --seed 3 --noise 60 >/dev/null || fail "make_idx"
 exact cnn 2 rank=0,step=23,signal=USR1 --model cnn --channels 4,8 --fc-hidden 32 --data idx:idx \
@@ -84,6 +135,7 @@ ls -a ckk | grep -q '^\.step-00000040\.ckpt\.tmp\.' && pass "the killed writer l
 verify ckk/step-00000037.ckpt && pass "the last good checkpoint still verifies" || fail "step 37 damaged"
 mpi 2 "${MLP[@]}" --checkpoint-dir ckk --resume auto --dump-params afterkill.bin >ak.out 2>&1 ||
   { fail "resume after a killed writer"; cat ak.out; }
+resumed_at ak.out ckk/step-00000037.ckpt || fail "after a killed writer: not resumed from 37"
 grep -q "skipped .*incomplete write" ak.out && pass "resume auto says it skipped the incomplete write" ||
   { fail "no note about the skipped temporary file"; cat ak.out; }
 cmp -s ref.bin afterkill.bin && pass "resumed after a killed writer: bit-identical" || fail "differs after killed writer"
@@ -98,7 +150,9 @@ cp -r ck ckp && truncate -s 1000 ckp/step-00000064.ckpt
 rc=0
 DPRUN_FAULT_SIGNAL=rank=1,step=40,signal=USR1 mpi 2 "${MLP[@]}" --checkpoint-dir ckp --resume auto \
   --keep-checkpoints 1 >keep.out 2>&1 || rc=$?
-[ "$rc" = 0 ] && verify ckp/step-00000040.ckpt && [ ! -e ckp/step-00000037.ckpt ] && [ ! -e ckp/step-00000025.ckpt ] &&
+[ "$rc" = 0 ] && resumed_at keep.out ckp/step-00000037.ckpt &&
+  grep -q "preempted by .* after step 40: saved checkpoint ckp/step-00000040.ckpt" keep.out &&
+  verify ckp/step-00000040.ckpt && [ ! -e ckp/step-00000037.ckpt ] && [ ! -e ckp/step-00000025.ckpt ] &&
   [ -e ckp/step-00000064.ckpt ] && grep -q "keep-checkpoints: ckp holds 1 checkpoint(s) of later steps" keep.out &&
   pass "--keep-checkpoints 1 keeps the checkpoint just written, not a damaged later one" ||
   { fail "keep next to a damaged later step (exit $rc): $(ls ckp)"; grep -E "checkpoint|error" keep.out; }
@@ -179,7 +233,8 @@ mpi 4 "${MLP[@]}" --checkpoint-dir ck --resume ck/step-00000037.ckpt >ws.out 2>&
 grep -q "written by 2 rank(s) x batch 32 x accumulation 1 = global batch 64; this run has 4 rank(s) x 32 x 1 = 128" ws.out &&
   [ "$rc" != 0 ] && pass "4 ranks on a 2-rank checkpoint with another global batch: refused" || { fail "world size"; cat ws.out; }
 mpi 4 "${MLP[@]}" --batch-size 16 --resume ck/step-00000037.ckpt --dump-params ws4.bin >ws4.out 2>&1 &&
-  grep -q "the same global batch of 64" ws4.out && pass "4 ranks x 16 resume a 2 x 32 checkpoint, said aloud" ||
+  resumed_at ws4.out ck/step-00000037.ckpt && grep -q "the same global batch of 64" ws4.out &&
+  pass "4 ranks x 16 resume a 2 x 32 checkpoint, said aloud" ||
   { fail "same global batch on 4 ranks"; cat ws4.out; }
 python3 - <<'PY' && pass "... and end within 1e-4 of the 2-rank run" || fail "4-rank continuation drifted"
 import struct

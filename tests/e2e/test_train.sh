@@ -92,7 +92,10 @@ for hook in bf16 fp16; do
   grep -q "${hook}_compress" "$WORK/outh.txt" && pass "header names the $hook comm hook" ||
     fail "header does not name the $hook comm hook"
 done
-python3 - "$WORK" <<'PY' && pass "bf16, bf16-hook and fp16-hook loss curves follow float32" || fail "a bf16/fp16 loss curve differs from float32"
+# Follow, but not equal: a run that silently stayed in float32 would pass the upper bound alone.
+# Measured largest relative difference of a step's loss: bf16 2e-2, bf16-hook 1e-3, fp16-hook
+# 3e-5; float32 itself (the same run again) is bit-identical.
+python3 - "$WORK" <<'PY' && pass "bf16, bf16-hook and fp16-hook loss curves follow float32, rounded" || fail "a bf16/fp16 loss curve: not float32 up to rounding"
 import json, sys
 work = sys.argv[1]
 def losses(f):
@@ -103,6 +106,8 @@ for other in ("bf16", "bf16-hook", "bf16-hook--no-shm", "fp16-hook", "fp16-hook-
     assert len(a) == len(b) == 24, (other, len(a), len(b))
     assert abs(a[-1] - b[-1]) <= 0.05 * a[-1] + 0.01, (other, a[-1], b[-1])
     assert b[-1] < 0.7 * b[0], (other, b)
+    apart = max(abs(p - q) / abs(p) for p, q in zip(a, b))
+    assert apart > 1e-6, (other, "the same losses as float32", apart)
 PY
 
 # --help documents every option.

@@ -130,16 +130,19 @@ TEST_P(Desync, ALargeAllReduceAgainstABarrierIsCaught) {
 }
 
 TEST_P(Desync, AgreeingRanksPassTheCheck) {
-  Tensor t = Tensor::zeros({1000}), big = Tensor::zeros({100000});
+  // Every input differs between the ranks: a collective that did not run leaves a wrong value.
+  Tensor t = Tensor::zeros({1000}), big = Tensor::zeros({100000}), b = Tensor::zeros({1000});
   t.fill_(float(rank));
-  big.fill_(1.0f);
+  big.fill_(float(rank + 1));
+  b.fill_(float(10 + rank));
   pg.allreduce(t, ReduceOp::sum, "small")->wait();    // MPI_Allreduce
   pg.allreduce(big, ReduceOp::avg, "large")->wait();  // the ring
-  pg.broadcast(t, 1, "bcast")->wait();
+  pg.broadcast(b, 1, "bcast")->wait();
   pg.barrier("end")->wait();
   const int world = pg.size();
   EXPECT_EQ(t.f32()[999], float(world * (world - 1) / 2));
-  EXPECT_EQ(big.f32()[12345], 1.0f);
+  EXPECT_FLOAT_EQ(big.f32()[12345], float(world + 1) / 2);
+  EXPECT_EQ(b.f32()[999], 11.0f);
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedMemory, Desync, ::testing::Values(false, true),

@@ -163,7 +163,10 @@ for run in "h hierarchical hier2" "i flat flat"; do
 done
 cmp -s "$WORK/hier1.bin" "$WORK/hier2.bin" && pass "hierarchical: a rerun ends with the same parameters, bit for bit" ||
   fail "hierarchical: two runs ended with different parameters"
-python3 - "$WORK/hier1.bin" "$WORK/flat.bin" <<'PY' && pass "hierarchical and flat end with the same parameters (within 1e-4)" || fail "hierarchical != flat"
+# Measured max |p - q| / (1 + |q|) with this run on one host (4 ranks, DPRUN_NODE_SPLIT=2): 7.2e-9.
+# 1e-6 leaves that room and still catches 16-bit rounding on the way: the fp16_compress hook gave
+# 2.8e-6, bf16_compress 2.1e-5 (and --lr 0.05 * 1.004 instead of 0.05, 7.7e-5).
+python3 - "$WORK/hier1.bin" "$WORK/flat.bin" <<'PY' && pass "hierarchical and flat end with the same parameters (within 1e-6)" || fail "hierarchical != flat"
 import struct, sys
 a, b = (open(f, "rb").read() for f in sys.argv[1:3])
 assert len(a) == len(b) and len(a) > 0, (len(a), len(b))
@@ -171,7 +174,7 @@ n = len(a) // 4
 x, y = struct.unpack(f"<{n}f", a), struct.unpack(f"<{n}f", b)
 worst = max(abs(p - q) / (1 + abs(q)) for p, q in zip(x, y))
 print(f"{n} parameters, largest relative difference {worst:.2e}")
-assert worst < 1e-4, worst
+assert worst < 1e-6, worst
 PY
 
 # 2. A shaped link is slower: 1 MiB all-reduces at 100 Mbit/s against unshaped. Each rank sends
