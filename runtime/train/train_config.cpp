@@ -71,8 +71,9 @@ void validate(const TrainConfig& c) {
            c.timeout_s);
   DP_CHECK(c.log_interval > 0, "--log-interval must be at least 1");
   DP_CHECK(c.sample_length > 0, "--sample-length must be at least 1");
-  DP_CHECK(std::isfinite(c.sample_temperature) && c.sample_temperature > 0,
-           "--sample-temperature must be a positive number (got {})", c.sample_temperature);
+  DP_CHECK(std::isfinite(c.sample_temperature) && c.sample_temperature >= 0,
+           "--sample-temperature must be a number >= 0 (0: greedy, the most likely token; got {})",
+           c.sample_temperature);
   DP_CHECK(c.on_nonfinite == "abort" || c.on_nonfinite == "skip",
            "--on-nonfinite {}: expected abort or skip", c.on_nonfinite);
   DP_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(),

@@ -157,6 +157,21 @@ assert abs(first - math.log(257)) < 0.3, first
 else
   fail "padded table"; tail -5 pad.out
 fi
+# --sample-temperature 0 is greedy decoding (the most likely token at each step, as generate()
+# documents): accepted and printed; a negative temperature is refused by name.
+if mpi 1 "${GPT[@]}" --steps 1 --sample-every 1 --sample-length 20 --sample-temperature 0 \
+  >greedy.out 2>&1 && grep -q "sample at step 1" greedy.out; then
+  pass "--sample-temperature 0 samples greedily"
+else
+  fail "--sample-temperature 0"; tail -3 greedy.out
+fi
+if ! mpi 1 "${GPT[@]}" --steps 1 --sample-every 1 --sample-temperature -0.5 >neg.out 2>&1 &&
+  grep -q "sample-temperature must be a number >= 0" neg.out; then
+  pass "a negative --sample-temperature is refused by name"
+else
+  fail "negative --sample-temperature"; tail -3 neg.out
+fi
+
 # Sampling longer than --timeout: every rank samples, so none waits for rank 0's generation in
 # the next collective (it did, and a long sample on a big model timed the job out).
 if mpi 2 "${GPT[@]}" --steps 2 --sample-every 1 --sample-length 40000 --timeout 1 >long.out 2>&1 &&
