@@ -28,6 +28,7 @@ Optimizer::Optimizer(std::vector<Parameter*> params, ParameterArena* arena)
            "optimizer: the parameter arena holds {} parameters, not the optimizer's {} in the "
            "same order",
            arena_ ? arena_->params().size() : 0, params_.size());
+  build_fused_ranges();
 }
 
 std::vector<Tensor> Optimizer::make_state(Tensor* block) const {
@@ -68,27 +69,31 @@ void Optimizer::set_weight_decay_mask(std::vector<bool> decays) {
            "optimizer: the weight decay mask has {} entries for {} parameters", decays.size(),
            params_.size());
   decays_ = std::move(decays);
+  build_fused_ranges();
 }
 
 size_t Optimizer::decayed_count() const {
   return static_cast<size_t>(std::count(decays_.begin(), decays_.end(), true));
 }
 
-std::vector<Optimizer::FusedRange> Optimizer::fused_ranges() const {
-  if (decayed_count() == 0 || decayed_count() == params_.size())
-    return {{0, arena_->numel(), decayed_count() > 0}};
+void Optimizer::build_fused_ranges() {
+  fused_ranges_.clear();
+  if (arena_ == nullptr) return;
+  const size_t decayed = decayed_count();
+  if (decayed == 0 || decayed == params_.size()) {
+    fused_ranges_.push_back({0, arena_->numel(), decayed > 0});
+    return;
+  }
   // Neighbours that agree share a range; the padding inside a range is zero and every update
   // keeps it zero whatever its decay, and the padding between ranges is left untouched.
-  std::vector<FusedRange> out;
   for (size_t i = 0; i < params_.size(); ++i) {
     const size_t begin = arena_->offset(i);
     const size_t end = begin + params_[i]->value.numel();
-    if (!out.empty() && out.back().decay == decays_[i])
-      out.back().n = end - out.back().offset;
+    if (!fused_ranges_.empty() && fused_ranges_.back().decay == decays_[i])
+      fused_ranges_.back().n = end - fused_ranges_.back().offset;
     else
-      out.push_back({begin, end - begin, decays_[i]});
+      fused_ranges_.push_back({begin, end - begin, decays_[i]});
   }
-  return out;
 }
 
 std::string Optimizer::decay_note() const {

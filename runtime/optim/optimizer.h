@@ -72,13 +72,13 @@ class Optimizer {
   std::vector<Tensor> make_state(Tensor* block) const;
   // The fused pass's pieces: ranges [offset, offset + n) of the arena's blocks over
   // neighbouring parameters with the same decay. One range covering the whole block (padding
-  // included) when every parameter decays alike.
+  // included) when every parameter decays alike. Built when the mask is set, not per step.
   struct FusedRange {
     size_t offset = 0;
     size_t n = 0;
     bool decay = true;
   };
-  std::vector<FusedRange> fused_ranges() const;
+  const std::vector<FusedRange>& fused_ranges() const { return fused_ranges_; }
   // describe()'s note on the mask ("" when every parameter decays).
   std::string decay_note() const;
 
@@ -86,7 +86,11 @@ class Optimizer {
   int64_t steps_ = 0;
   Device device_;
   ParameterArena* arena_ = nullptr;
-  std::vector<bool> decays_;  // per parameter, params() order
+  std::vector<bool> decays_;              // per parameter, params() order
+  std::vector<FusedRange> fused_ranges_;  // empty without an arena
+
+ private:
+  void build_fused_ranges();
 };
 
 }  // namespace dp

@@ -20,11 +20,13 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
   ResumeVerdict v;
   std::map<std::string, std::string> saved(meta.settings.begin(), meta.settings.end());
   auto saved_value = [&](const std::string& key) {
-    auto it = saved.find(key);
-    if (it != saved.end()) return it->second;
-    // Checkpoints written before the setting existed trained as its old behaviour did: weight
-    // decay on every parameter.
-    if (key == "--weight-decay-1d") return std::string("on");
+    // Settings added after checkpoints were first written: an older checkpoint trained as the
+    // setting's value that reproduces the old behaviour (--weight-decay-1d: decay on every
+    // parameter).
+    static const std::map<std::string, std::string> kBeforeTheSetting = {
+        {"--weight-decay-1d", "on"}};
+    if (auto it = saved.find(key); it != saved.end()) return it->second;
+    if (auto it = kBeforeTheSetting.find(key); it != kBeforeTheSetting.end()) return it->second;
     return std::string("(not recorded)");
   };
   // Evaluation and sampling need only the same model: its options change the math even where

@@ -29,13 +29,30 @@ void set_affine(BatchNorm2d& bn, const std::vector<float>& w, const std::vector<
   bn.bias().value.copy_(Tensor::from_vector(s, b));
 }
 
+// Equal values, a NaN matching a NaN.
 void expect_equal(const Tensor& got, const Tensor& want, const std::string& what) {
   ASSERT_EQ(got.shape(), want.shape()) << what;
   const std::vector<float> g = got.to_vector(), w = want.to_vector();
   size_t bad = 0;
-  for (size_t i = 0; i < g.size(); ++i) bad += g[i] != w[i];
+  for (size_t i = 0; i < g.size(); ++i)
+    bad += !(g[i] == w[i] || (std::isnan(g[i]) && std::isnan(w[i])));
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << g.size() << " values differ";
 }
+
+// The fused layer and the separate bn -> relu it must equal, with the same affine parameters
+// and running variance, in training or eval mode.
+struct FusedAndSeparate {
+  BatchNorm2d fused{"bn", 3, 1e-5f, 0.1f, /*relu=*/true};
+  BatchNorm2d plain{"bn", 3};
+  ReLU relu{"relu"};
+  explicit FusedAndSeparate(bool training) {
+    for (BatchNorm2d* bn : {&fused, &plain}) {
+      set_affine(*bn, {1.5f, -0.7f, 0.3f}, {0.2f, -0.1f, 0.4f});
+      bn->running_var().value.copy_(Tensor::from_vector({3}, std::vector<float>{0.5f, 2.0f, 1.0f}));
+      bn->train(training);
+    }
+  }
+};
 
 Tensor as_bf16(const Tensor& x) {
   Tensor y = Tensor::zeros(x.shape(), DType::bf16);
@@ -54,13 +71,10 @@ Tensor as_f32(const Tensor& x) {
 // backward masks dy exactly where ReLU's backward would, before the same sums.
 void check_matches_separate(bool training, DType dtype) {
   SCOPED_TRACE(std::string(training ? "training" : "eval") + (dtype == DType::bf16 ? " bf16" : ""));
-  BatchNorm2d fused("bn", 3, 1e-5f, 0.1f, /*relu=*/true), plain("bn", 3);
-  ReLU relu("relu");
-  for (BatchNorm2d* bn : {&fused, &plain}) {
-    set_affine(*bn, {1.5f, -0.7f, 0.3f}, {0.2f, -0.1f, 0.4f});
-    bn->running_var().value.copy_(Tensor::from_vector({3}, std::vector<float>{0.5f, 2.0f, 1.0f}));
-    bn->train(training);
-  }
+  FusedAndSeparate layers(training);
+  BatchNorm2d& fused = layers.fused;
+  BatchNorm2d& plain = layers.plain;
+  ReLU& relu = layers.relu;
   Tensor x = random_tensor({4, 3, 5, 7}, 90, -2.0f, 1.0f);
   Tensor g = random_tensor(x.shape(), 91);
   if (dtype == DType::bf16) {
@@ -114,27 +128,14 @@ TEST(BatchNormReLU, MatchesBatchNormThenReLU) {
     for (DType dtype : {DType::f32, DType::bf16}) check_matches_separate(training, dtype);
 }
 
-// Equal values, a NaN matching a NaN.
-void expect_same(const Tensor& got, const Tensor& want, const std::string& what) {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const std::vector<float> g = got.to_vector(), w = want.to_vector();
-  size_t bad = 0;
-  for (size_t i = 0; i < g.size(); ++i)
-    bad += !(g[i] == w[i] || (std::isnan(g[i]) && std::isnan(w[i])));
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << g.size() << " values differ";
-}
-
 // torch.relu keeps a NaN, and its backward passes dy where the result is NaN (it zeroes dy
 // only where the result is <= 0). NaNs in the vector body and the tail of channel 0's planes.
 void check_nan_passes(bool training, DType dtype) {
   SCOPED_TRACE(std::string(training ? "training" : "eval") + (dtype == DType::bf16 ? " bf16" : ""));
-  BatchNorm2d fused("bn", 3, 1e-5f, 0.1f, /*relu=*/true), plain("bn", 3);
-  ReLU relu("relu");
-  for (BatchNorm2d* bn : {&fused, &plain}) {
-    set_affine(*bn, {1.5f, -0.7f, 0.3f}, {0.2f, -0.1f, 0.4f});
-    bn->running_var().value.copy_(Tensor::from_vector({3}, std::vector<float>{0.5f, 2.0f, 1.0f}));
-    bn->train(training);
-  }
+  FusedAndSeparate layers(training);
+  BatchNorm2d& fused = layers.fused;
+  BatchNorm2d& plain = layers.plain;
+  ReLU& relu = layers.relu;
   const int64_t plane = 5 * 7;
   Tensor x = random_tensor({4, 3, 5, 7}, 92, -2.0f, 1.0f);
   const std::vector<int64_t> nans = {2, 3 * plane + 9, 34, 3 * plane + 33};  // channel 0
@@ -146,7 +147,7 @@ void check_nan_passes(bool training, DType dtype) {
     g = as_bf16(g);
   }
   const Tensor y = as_f32(fused.forward(x));
-  expect_same(y, as_f32(relu.forward(plain.forward(x))), "output");
+  expect_equal(y, as_f32(relu.forward(plain.forward(x))), "output");
   const std::vector<float> yv = y.to_vector();
   // Training: the NaN is in channel 0's batch mean, so the whole channel is NaN.
   for (int64_t b = 0; b < 4; ++b)
@@ -158,9 +159,9 @@ void check_nan_passes(bool training, DType dtype) {
             << yv[size_t(at)];
       }
     }
-  expect_same(as_f32(fused.backward(g)), as_f32(plain.backward(relu.backward(g))), "dx");
-  expect_same(fused.weight().grad, plain.weight().grad, "dweight");
-  expect_same(fused.bias().grad, plain.bias().grad, "dbias");
+  expect_equal(as_f32(fused.backward(g)), as_f32(plain.backward(relu.backward(g))), "dx");
+  expect_equal(fused.weight().grad, plain.weight().grad, "dweight");
+  expect_equal(fused.bias().grad, plain.bias().grad, "dbias");
   // dbias[0] = the sum of dy over channel 0: every dy passes the NaNs (all of the channel in
   // training), and dy > 0 everywhere, so a dropped one shows.
   const std::vector<float> gv = as_f32(g).to_vector();
