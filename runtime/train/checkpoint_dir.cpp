@@ -36,7 +36,8 @@ bool parse_name(const std::string& name, uint64_t& step) {
 }  // namespace
 
 std::string checkpoint_path(const std::string& dir, uint64_t step) {
-  return fmt::format("{}/step-{:08d}.ckpt", dir, step);
+  // fs::path joins "ck/" and "ck" alike, so the name matches what listing the directory gives.
+  return (fs::path(dir) / fmt::format("step-{:08d}.ckpt", step)).string();
 }
 
 std::vector<CheckpointEntry> list_checkpoints(const std::string& dir) {
@@ -153,10 +154,11 @@ ResumeChoice choose_checkpoint(const std::string& dir, bool remove_leftovers) {
 PruneResult prune_checkpoints(const std::string& dir, size_t keep, uint64_t written_step) {
   PruneResult r;
   if (keep == 0) return r;
-  const std::string written = checkpoint_path(dir, written_step);
   size_t kept = 1;  // the one just written, whatever else the directory holds
   for (const CheckpointEntry& c : list_checkpoints(dir)) {
-    if (c.path == written) continue;
+    // By step, not by path: "ck/" wrote "ck//step-..." while the listing says "ck/step-...",
+    // and the new checkpoint was removed as an old one.
+    if (c.step == written_step) continue;
     // A later step than the one just written is not this run's past: a checkpoint of the
     // history this run was resumed away from (--resume FILE), or a damaged one that
     // --resume auto passed over. Removing by step alone took the new checkpoint first.

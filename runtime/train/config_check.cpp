@@ -72,6 +72,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--first-bucket-mb", c.first_bucket_auto ? "auto" : s(c.first_bucket_mb)},
       {"--bucket-cap-mb", c.bucket_cap_auto ? "auto" : s(c.bucket_cap_mb)},
       {"--no-overlap", b(!c.overlap)},
+      {"--no-shm", b(!c.shared_memory)},
       {"--find-unused-parameters", b(c.find_unused_parameters)},
       {"--eval", b(c.eval)},
       {"--eval-every", s(c.eval_every)},

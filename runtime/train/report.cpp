@@ -137,7 +137,10 @@ void Progress::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, dou
 
 void print_summary(const TrainSummary& s) {
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
-  log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
+  if (s.epoch_ended)
+    log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
+  else
+    log::rank0("  train loss      - (stopped inside the first epoch)");
   const bool tokens = s.tokens_per_s > 0;
   if (s.evaluated) log_eval_summary(s.eval);
   if (tokens)

@@ -24,7 +24,7 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     // setting's value that reproduces the old behaviour (--weight-decay-1d: decay on every
     // parameter).
     static const std::map<std::string, std::string> kBeforeTheSetting = {
-        {"--weight-decay-1d", "on"}};
+        {"--weight-decay-1d", "on"}, {"--no-shm", "off"}};
     if (auto it = saved.find(key); it != saved.end()) return it->second;
     if (auto it = kBeforeTheSetting.find(key); it != kBeforeTheSetting.end()) return it->second;
     return std::string("(not recorded)");
@@ -67,6 +67,13 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
                       key, before, value));
       continue;
     }
+    if (key == "--no-shm") {
+      v.notes.push_back(
+          fmt::format("{} was {}, now {}: the all-reduce takes another path (with more than 2 "
+                      "ranks the sums may round differently from an uninterrupted run)",
+                      key, before, value));
+      continue;
+    }
     v.error = fmt::format(
         "--resume {}: the checkpoint was written with {} {}, this run has {} {}: resuming would "
         "silently change the training (start it with the checkpoint's settings, or start afresh "
@@ -98,8 +105,9 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
   if (t.world_size != meta.world_size || t.batch_size != meta.batch_size) {
     v.notes.push_back(fmt::format(
         "the checkpoint was written by {} rank(s) x batch {} x accumulation {}, this run has {} x "
-        "{} x {}: the same global batch of {} (the same samples in every step), summed in another "
-        "order, so not bit-identical to an uninterrupted run",
+        "{} x {}: the same global batch of {} (the same samples in every step, but for an epoch's "
+        "last when the data does not split evenly: each epoch is padded to a multiple of the "
+        "ranks), summed in another order, so not bit-identical to an uninterrupted run",
         meta.world_size, meta.batch_size, meta.grad_accum, t.world_size, t.batch_size, t.grad_accum,
         global));
   }

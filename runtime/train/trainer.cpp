@@ -723,6 +723,11 @@ TrainSummary Trainer::run() {
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
   StepMetrics m;
+  // A checkpoint written under a stop signal skipped the --eval-every evaluation due at its
+  // step (the checkpoint came first): it runs now, so the log has every evaluation.
+  if (resumed_ && cfg_.eval_every > 0 && step_ > 0 && step_ % cfg_.eval_every == 0 &&
+      last_eval_step_ != step_)
+    evaluate_and_log(start_.epoch, sum);
   // A resumed run starts inside the checkpoint's epoch, with the batches it had not seen.
   // A checkpoint written at the run's last step (a preemption then, or a finished run started
   // again) still enters its epoch once: the end-of-epoch evaluation it had not reached runs.
@@ -755,9 +760,14 @@ TrainSummary Trainer::run() {
         throw CollectiveError(fmt::format(
             "step {}: the loss is {} (training diverged: try a lower --lr)", m.step, m.loss));
       }
-      if (cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || step_ == total_steps))
+      // Under a stop signal (agreed by every rank in the step's loss all-reduce) the
+      // checkpoint comes first: Slurm's grace period may not cover an evaluation over the
+      // whole test split. The resumed run evaluates this step (last_eval_step_ is unchanged).
+      if (!stop_signal_ && cfg_.eval_every > 0 &&
+          (step_ % cfg_.eval_every == 0 || step_ == total_steps))
         evaluate_and_log(epoch, sum);
-      if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || step_ == total_steps)) {
+      if (!stop_signal_ && cfg_.sample_every > 0 &&
+          (step_ % cfg_.sample_every == 0 || step_ == total_steps)) {
         // Every rank samples (the same tokens: the same replica and seed), as llm.c does: no
         // rank then waits in the next collective, under --timeout, for rank 0's generation.
         const std::string text = sample_text();
@@ -772,6 +782,7 @@ TrainSummary Trainer::run() {
     sum.epochs = epoch + 1;
     if (stop_signal_) break;
     sum.train_loss = epoch_loss.mean();
+    sum.epoch_ended = true;
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     progress.epoch_end(epoch, epoch_loss.steps, per_epoch, sum.train_loss,
                        cfg_.eval ? &sum.eval : nullptr);
@@ -819,7 +830,7 @@ TrainSummary Trainer::run() {
         {{"type", "summary"},
          {"steps", sum.steps},
          {"epochs", sum.epochs},
-         {"train_loss", sum.train_loss},
+         {"train_loss", sum.epoch_ended ? nlohmann::json(sum.train_loss) : nlohmann::json()},
          {"samples_per_s", sum.samples_per_s},
          {"tokens_per_s", sum.tokens_per_s},
          {"comm_ms", sum.comm_ms},

@@ -43,7 +43,8 @@ struct EvalResult {
 struct TrainSummary {
   uint64_t steps = 0;
   uint64_t epochs = 0;
-  double train_loss = 0;  // mean step loss over the last epoch
+  double train_loss = 0;     // mean step loss over the last epoch
+  bool epoch_ended = false;  // false: preempted inside the first epoch, train_loss means nothing
   bool evaluated = false;
   EvalResult eval;
   double wall_s = 0;

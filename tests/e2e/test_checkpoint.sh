@@ -124,6 +124,27 @@ exact gpt 2 rank=1,step=17,signal=TERM --model gpt --layers 2 --heads 2 --embed 
   pass "gpt (tied head, 2 micro-batches, clipping): preempted at 17, resumed bit-identical" ||
   { fail "gpt exact resume"; tail -5 gpt.out; }
 
+# --- a stop signal at an --eval-every step: the checkpoint first, the evaluation after resume --
+# Slurm's grace period may not cover an evaluation over the test split. Also: a trailing "/" on
+# --checkpoint-dir once made --keep-checkpoints 1 remove the checkpoint just written, and a run
+# stopped inside its first epoch reported a train loss of 0.
+EV=(--model mlp --hidden 32 --data idx:idx --batch-size 16 --epochs 1 --eval-every 4 --eval-batches 2
+  --checkpoint-dir evck/ --keep-checkpoints 1)
+DPRUN_FAULT_SIGNAL=rank=1,step=8,signal=USR1 mpi 2 "${EV[@]}" --log-json ev1.jsonl >ev1.out 2>&1 ||
+  { fail "eval preemption run"; tail -3 ev1.out; }
+stopped_at ev1.out evck/step-00000008.ckpt && pass "--checkpoint-dir DIR/ --keep-checkpoints 1 keeps the new checkpoint" ||
+  { fail "evck holds: $(ls evck)"; tail -3 ev1.out; }
+mpi 2 "${EV[@]}" --resume auto --log-json ev2.jsonl >ev2.out 2>&1 || { fail "eval resume"; tail -3 ev2.out; }
+python3 - <<'PY' && pass "stopped at an eval step: no evaluation before the checkpoint, the resumed run evaluates it; train_loss null" || fail "eval around a stop signal"
+import json
+def recs(f, t): return [r for r in map(json.loads, open(f)) if r.get("type") == t]
+before = [r["step"] for r in recs("ev1.jsonl", "eval")]
+after = [r["step"] for r in recs("ev2.jsonl", "eval")]
+summary = recs("ev1.jsonl", "summary")[-1]
+print("evals before", before, "after", after, "train_loss", summary["train_loss"])
+assert before == [4] and after[:2] == [8, 12] and summary["train_loss"] is None
+PY
+
 # --- a writer killed mid-file never damages the last good checkpoint --------------------------
 cp -r ck ckk && rm -f ckk/step-00000064.ckpt
 rc=0

@@ -307,6 +307,18 @@ TEST(CheckpointDir, KeepNeverRemovesTheCheckpointJustWritten) {
   EXPECT_EQ(left, (std::vector<uint64_t>{50, 30, 20}));
 }
 
+// --checkpoint-dir with a trailing slash: the path written ("ck//step-...") did not match the
+// listing's ("ck/step-..."), so --keep-checkpoints 1 removed the checkpoint just written.
+TEST(CheckpointDir, TrailingSlashKeepsTheCheckpointJustWritten) {
+  TempDir dir;
+  const std::string slash = dir.path + "/";
+  for (uint64_t s : {10, 20}) write_step(dir.path, s);
+  EXPECT_EQ(checkpoint_path(slash, 20), checkpoint_path(dir.path, 20));
+  const PruneResult r = prune_checkpoints(slash, 1, 20);
+  EXPECT_EQ(r.removed, std::vector<std::string>{checkpoint_path(dir.path, 10)});
+  EXPECT_TRUE(fs::exists(checkpoint_path(dir.path, 20)));
+}
+
 // --resume auto removes a writer's temporary only when that writer is certainly gone: an
 // --eval-only --resume auto next to a training run removed the run's checkpoint in progress,
 // whose rename then failed and ended the run.
@@ -465,4 +477,21 @@ TEST(ResumeCheck, ACheckpointFromBeforeWeightDecay1dDecayedEveryParameter) {
   EXPECT_NE(e.find("written with --weight-decay-1d on, this run has --weight-decay-1d off"),
             std::string::npos)
       << e;
+}
+
+// --no-shm moves the all-reduce onto another path (other sums with more than 2 ranks): said
+// aloud, as other bucket sizes are; it was not recorded, so the switch passed unnoticed. A
+// checkpoint from before the setting ran with shared memory.
+TEST(ResumeCheck, TheSharedMemorySwitchIsSaidAloud) {
+  const CheckpointMeta m = sample_meta();
+  ResumeTarget t = target_like(m);
+  t.settings.push_back({"--no-shm", "off"});
+  ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_TRUE(v.notes.empty());
+  t.settings.back().second = "on";
+  v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_NE(v.notes[0].find("--no-shm was off, now on"), std::string::npos) << v.notes[0];
 }
