@@ -26,13 +26,24 @@ namespace {
 
 volatile sig_atomic_t g_child = 0;
 volatile sig_atomic_t g_signals = 0;
+volatile sig_atomic_t g_slurm_sigterm = 0;
+
+const char kSlurmSigterm[] =
+    "dprun launch: SIGTERM inside a Slurm job: not passed on (Slurm sends it to the ranks "
+    "too; they checkpoint and stop)\n";
 
 // Every stop request becomes SIGUSR1 for the job: mpirun passes SIGUSR1 on to the ranks (and
 // exits 0 when they stop cleanly), where SIGTERM would make it report a failure; dprun treats
 // them alike (a checkpoint at the next step boundary). The second request reaches the ranks as
-// their second signal (exit at once); a third kills the launcher's child outright.
-void forward(int) {
+// their second signal (exit at once); a third kills the launcher's child outright. Inside a
+// Slurm job a SIGTERM is Slurm's (scancel, time limit, preemption), which every process of the
+// job gets, the ranks, srun and mpirun included: passed on, it would be the ranks' second.
+void forward(int sig) {
   if (g_child <= 0) return;
+  if (sig == SIGTERM && g_slurm_sigterm) {
+    (void)!::write(STDERR_FILENO, kSlurmSigterm, sizeof kSlurmSigterm - 1);
+    return;
+  }
   const int n = ++g_signals;
   ::kill(g_child, n >= 3 ? SIGKILL : SIGUSR1);
 }
@@ -44,10 +55,13 @@ const char* kUsage =
     "without GPUs) through mpirun, with binding that fits (a GPU rank binds itself to its\n"
     "GPU's CPUs); --hosts FILE (Open MPI hostfile: 'HOST [slots=N] [max_slots=M]') across\n"
     "hosts. Inside a Slurm allocation (SLURM_JOB_ID set) and without --hosts, through\n"
-    "srun --mpi=pmix, its tasks (--slurm: insist on it; --no-slurm: mpirun on this host).\n"
+    "srun --mpi=pmix, its tasks (--slurm: insist on it; --no-slurm: mpirun on this host, the\n"
+    "way to run it inside an srun step). A GPU job without a task count is refused: give it a\n"
+    "task per GPU (or -np).\n"
     "--mpirun PATH: the mpirun to run (with Slurm: the srun).\n"
     "Prints the command it runs; SIGINT/SIGTERM/SIGUSR1 reach the ranks as SIGUSR1 (checkpoint\n"
-    "and stop; a second one exits at once); returns the job's exit code.\n";
+    "and stop; a second one exits at once); returns the job's exit code. Inside a Slurm job\n"
+    "SIGTERM is not passed on: Slurm sends it to the ranks itself.\n";
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -135,11 +149,20 @@ int launch_main(int argc, char** argv) {
     facts.slurm_ntasks = env_int("SLURM_NTASKS");
     facts.slurm_tasks_per_node = env_str("SLURM_TASKS_PER_NODE");
     facts.slurm_nnodes = env_int("SLURM_JOB_NUM_NODES");
+    facts.slurm_step_id = env_str("SLURM_STEP_ID");
     const LaunchPlan plan = plan_launch(req, facts);
-    std::fprintf(stderr, "dprun launch: %s\n  %s\n", plan.why.c_str(),
+    std::string shown;  // the settings as the job gets them: the user's own value stays
+    for (const std::string& kv : plan.env) {
+      const std::string name = kv.substr(0, kv.find('='));
+      if (!dry_run) ::setenv(name.c_str(), kv.c_str() + name.size() + 1, 0);
+      const char* v = std::getenv(name.c_str());
+      shown += shell_join({name + "=" + (v ? v : kv.c_str() + name.size() + 1)}) + " ";
+    }
+    std::fprintf(stderr, "dprun launch: %s\n  %s%s\n", plan.why.c_str(), shown.c_str(),
                  shell_join(plan.argv).c_str());
     std::fflush(stderr);
     if (dry_run) return 0;
+    g_slurm_sigterm = plan.ranks_get_slurm_sigterm;
 
     // The job runs in a process group of its own: a terminal's Ctrl-C (SIGINT to the whole
     // foreground group) then reaches only the launcher, which turns it into SIGUSR1 (a

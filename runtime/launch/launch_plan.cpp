@@ -61,7 +61,7 @@ std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string
   return hosts;
 }
 
-int parse_slurm_tasks_per_node(const std::string& value) {
+int parse_slurm_tasks_per_node(const std::string& value, int* first_node) {
   const auto bad = [&](const std::string& item) {
     fail("SLURM_TASKS_PER_NODE '{}': cannot read '{}' (expected N or N(xM), comma-separated)",
          value, item);
@@ -70,6 +70,7 @@ int parse_slurm_tasks_per_node(const std::string& value) {
   int64_t total = 0;
   std::istringstream in(value);
   std::string item;
+  int items = 0;
   while (std::getline(in, item, ',')) {
     const size_t paren = item.find('(');
     const std::string tasks = item.substr(0, paren);
@@ -85,6 +86,7 @@ int parse_slurm_tasks_per_node(const std::string& value) {
     }
     if (tasks.empty() || tasks.size() > 7 || tasks.find_first_not_of("0123456789") != tasks.npos)
       bad(item);
+    if (first_node && items++ == 0) *first_node = std::stoi(tasks);
     total += std::stoll(tasks) * nodes;
     DP_CHECK(total <= 9999999, "SLURM_TASKS_PER_NODE '{}': more tasks than dprun launch takes",
              value);
@@ -102,7 +104,24 @@ bool is_mpi_launcher(const std::string& path) {
          name == "prterun";
 }
 
+// Inside an srun step (not the batch script, nor salloc's interactive step: their ids, like
+// every special step's, are 0xfffffff0 and up in slurm.h, and they hold no CPUs).
+bool in_srun_step(const LaunchFacts& f) {
+  const std::string& id = f.slurm_step_id;
+  if (!f.in_slurm || id.empty() || id.size() > 10 || id.find_first_not_of("0123456789") != id.npos)
+    return false;
+  return std::stoull(id) < 0xfffffff0ull;
+}
+
 LaunchPlan plan_slurm(const LaunchRequest& req, const LaunchFacts& f, int explicit_np, bool gpu) {
+  // The step holds its CPUs: an srun started inside it waits for them without a word, forever.
+  DP_CHECK(!in_srun_step(f),
+           "dprun launch: running inside Slurm step {}.{} (under srun), whose CPUs an srun "
+           "started from here would wait for forever: run dprun launch from the batch script or "
+           "the salloc shell (it starts the ranks with srun itself), or {}--no-slurm to start "
+           "them with mpirun inside this step",
+           f.slurm_job_id.empty() ? "?" : f.slurm_job_id, f.slurm_step_id,
+           req.slurm ? "replace --slurm with " : "add ");
   LaunchPlan p;
   p.slurm = true;
   p.per_host = gpu ? f.gpus : std::max(1, f.cores);
@@ -121,7 +140,16 @@ LaunchPlan plan_slurm(const LaunchRequest& req, const LaunchFacts& f, int explic
              "dprun launch: the Slurm allocation has no tasks (neither SLURM_NTASKS nor "
              "SLURM_TASKS_PER_NODE is set): give -np N{}",
              req.slurm ? "" : ", or --no-slurm to run on this host through mpirun");
-    p.np = parse_slurm_tasks_per_node(f.slurm_tasks_per_node);
+    int here = 0;
+    p.np = parse_slurm_tasks_per_node(f.slurm_tasks_per_node, &here);
+    // torchrun and `dprun launch` outside Slurm run a rank per GPU; srun runs no more than the
+    // job's tasks, and a job that gave no task count has one per node.
+    DP_CHECK(!gpu || here >= f.gpus,
+             "dprun launch: this node has {} GPU(s) but Slurm allocation {} gives it {} task(s) "
+             "(the job asked for no task count): srun starts one rank per task, so {} GPU(s) "
+             "would sit idle; ask for a task per GPU (sbatch --ntasks-per-node={}, or "
+             "--gpus-per-task=1 with -n), or give -np N for N ranks",
+             f.gpus, f.slurm_job_id.empty() ? "?" : f.slurm_job_id, here, f.gpus - here, f.gpus);
   }
   p.why = fmt::format("{} rank(s): the tasks of Slurm allocation {} ({} node(s))", p.np,
                       f.slurm_job_id.empty() ? "?" : f.slurm_job_id, f.slurm_nnodes);
@@ -147,9 +175,18 @@ LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& f) {
   const bool gpu = f.gpus > 0;
   const int explicit_np = req.np == "auto" ? 0 : parse_positive(req.np, "dprun launch -np");
   if (req.slurm || (f.in_slurm && !req.no_slurm && req.hosts.empty())) {
-    return plan_slurm(req, f, explicit_np, gpu);
+    LaunchPlan p = plan_slurm(req, f, explicit_np, gpu);
+    p.ranks_get_slurm_sigterm = true;
+    return p;
   }
   LaunchPlan p;
+  p.ranks_get_slurm_sigterm = f.in_slurm;
+  if (f.in_slurm) {
+    // Slurm's SIGTERM reaches mpirun too, which follows it with SIGTERM and SIGKILL of its own,
+    // odls_base_sigkill_timeout seconds apart (1 by default): the ranks' second signal, before
+    // their checkpoint. 20 s, as in dprun-multi-node.sbatch (Slurm's KillWait still bounds it).
+    p.env.push_back("OMPI_MCA_odls_base_sigkill_timeout=20");
+  }
   // One process per GPU (torchrun's --nproc-per-node gpu); without GPUs one per physical core,
   // each with one OpenBLAS thread (torchrun's "cpu"): the CPU path's fastest layout here, and
   // Open MPI's default slots and --bind-to core count physical cores, not SMT threads.
@@ -157,6 +194,11 @@ LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& f) {
   const std::string unit = gpu ? "GPU" : "core";
   p.argv = {req.mpirun.empty() ? "mpirun" : req.mpirun};
   if (f.root) p.argv.push_back("--allow-run-as-root");  // mpirun refuses root otherwise
+  if (f.in_slurm && req.no_slurm) {
+    // Not the allocation's slots and nodes (mpirun reads them from Slurm, and inside an srun
+    // step they are the step's: "not enough slots"), nor srun to start its daemons: this host.
+    p.argv.insert(p.argv.end(), {"--mca", "ras", "^slurm", "--mca", "plm", "^slurm"});
+  }
   int slots_total = 0;
   bool over_max = false;  // more ranks than slots, placed within the max_slots
   if (!req.hosts.empty()) {

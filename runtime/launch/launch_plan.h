@@ -18,9 +18,10 @@ struct HostSlots {
 // hostfile syntax: Open MPI refuses it) and for slots above max_slots (as mpirun does).
 std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string& path);
 
-// SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1) as a total (7).
+// SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1) as a total (7);
+// `first_node`, where given, gets the first node's count (2: the batch script's node).
 // Throws dp::Error naming the variable on anything else.
-int parse_slurm_tasks_per_node(const std::string& value);
+int parse_slurm_tasks_per_node(const std::string& value, int* first_node = nullptr);
 
 struct LaunchFacts {
   int gpus = 0;   // visible on this machine
@@ -33,6 +34,9 @@ struct LaunchFacts {
   int slurm_ntasks = 0;
   std::string slurm_tasks_per_node;
   int slurm_nnodes = 0;
+  // SLURM_STEP_ID as found: set inside an srun step, whose CPUs a nested srun would wait for
+  // forever; also set (to a special id) in salloc's interactive step, which holds none.
+  std::string slurm_step_id;
 };
 
 struct LaunchRequest {
@@ -54,7 +58,13 @@ struct LaunchPlan {
   int np = 0;
   int per_host = 0;
   bool slurm = false;  // srun inside the allocation
-  std::string why;     // "1 GPU per rank: 8 GPUs on this host" ...
+  // Inside a Slurm job: Slurm sends its SIGTERM (scancel, time limit, preemption) to every
+  // process of the job, the ranks included, so the launcher must not pass it on (a second
+  // signal makes the ranks exit without their checkpoint).
+  bool ranks_get_slurm_sigterm = false;
+  // NAME=VALUE for the job's environment, where it has no NAME already.
+  std::vector<std::string> env;
+  std::string why;  // "1 GPU per rank: 8 GPUs on this host" ...
 };
 
 LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& facts);

@@ -76,8 +76,14 @@ SLURM_JOB_ID=77 SLURM_TASKS_PER_NODE='2(x3),1' SLURM_JOB_NUM_NODES=4 \
   grep -q "Slurm allocation 77 (4 node(s)), through srun (--no-slurm" slurm.out &&
   pass "inside a Slurm allocation: srun, its tasks per node" || { fail "Slurm default"; cat slurm.out; }
 SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --no-slurm --dry-run -- --steps 1 >noslurm.out 2>&1 &&
-  grep -q "^  mpirun .*-np $cores " noslurm.out && pass "--no-slurm: mpirun on this host" ||
+  grep -q "^  OMPI_MCA_odls_base_sigkill_timeout=[0-9]* mpirun .*--mca ras '^slurm' --mca plm '^slurm' -np $cores " noslurm.out &&
+  pass "--no-slurm: mpirun on this host, not the allocation's slots" ||
   { fail "--no-slurm"; cat noslurm.out; }
+# srun -n1 dprun launch: a nested srun would wait forever for the step's CPUs.
+rc=0
+SLURM_JOB_ID=77 SLURM_STEP_ID=0 SLURM_NTASKS=1 "$DPRUN" launch --dry-run -- --steps 1 >step.out 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -qF "inside Slurm step 77.0 (under srun)" step.out && grep -qF -- "add --no-slurm" step.out &&
+  pass "inside an srun step: srun is refused, naming --no-slurm" || { fail "srun step (exit $rc)"; cat step.out; }
 rc=0
 SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --slurm --mpirun /usr/bin/mpirun --dry-run -- x >sm.out 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -qF -- "--mpirun /usr/bin/mpirun: inside a Slurm allocation dprun launch starts the ranks with srun" sm.out &&

@@ -9,6 +9,8 @@
 #   4. scancel (SIGTERM to everything): the ranks checkpoint, the job ends, not requeued; a
 #      new job given the same checkpoint directory resumes it, again to identical parameters;
 #   5. scancel under mpirun: the ranks still write their checkpoint before mpirun kills them.
+#   6. scancel of `dprun launch` in a batch script (srun, then --no-slurm: mpirun): the launcher
+#      gets Slurm's SIGTERM too and must not pass it on (the ranks' second signal: no checkpoint).
 # A rank is made to stall for a few seconds at a known step (DPRUN_FAULT_STALL), so that the
 # signal lands mid-training whatever the machine's speed.
 #
@@ -219,5 +221,39 @@ wait_done "$job" 60
 [ -f "$ckpt/step-$(printf %08d "$STALL_STEP").ckpt" ] ||
   fail "scancel under mpirun: no checkpoint of step $STALL_STEP in $ckpt ($(ls "$ckpt"))"
 pass "scancel under mpirun: SIGTERM -> checkpoint of step $STALL_STEP before mpirun's SIGKILL"
+
+# 6. `dprun launch` run by the batch script, as a user would (no traps), then scancel: Slurm's
+# SIGTERM reaches the ranks, srun or mpirun, and the launcher, which must not pass it on (the
+# ranks' second signal: they would exit at once, without a checkpoint).
+# launch_cancelled NAME PREFIX [LAUNCH OPTION...]: PREFIX goes before the launcher's command.
+launch_cancelled() {
+  local name=$1 prefix=$2 out ckpt  # and job, for the caller
+  shift 2
+  out=$WORK/$name.out
+  ckpt=$WORK/ckpt-$name
+  job=$(DPRUN_FAULT_STALL="rank=0,step=$STALL_STEP,seconds=$STALL_S" \
+    sbatch --parsable --output="$out" --nodes=1 --ntasks-per-node=2 --wrap \
+    "$prefix $(printf '%q ' "$DPRUN" launch "$@" -- "${TRAIN[@]}" --checkpoint-dir "$ckpt")") ||
+    fail "$name: sbatch failed"
+  wait_for_line "$job" "$out" "DPRUN_FAULT_STALL: stalling" 60
+  scancel "$job" || fail "$name: scancel $job failed"
+  # Not until the job ends: mpirun holds it until KillWait. Rank 0 stalls STALL_S seconds.
+  local file deadline=$((SECONDS + STALL_S + 20))
+  file=$ckpt/step-$(printf %08d "$STALL_STEP").ckpt
+  while [ ! -f "$file" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  [ -f "$file" ] || fail "$name: scancel: no checkpoint of step $STALL_STEP in $ckpt ($(ls "$ckpt"))"
+  grep -q "SIGTERM inside a Slurm job: not passed on" "$out" ||
+    fail "$name: the launcher did not say that it left Slurm's SIGTERM alone"
+}
+launch_cancelled launch-srun ""
+wait_done "$job" 30
+grep -qE "dprun: preempted by SIGTERM .*after step $STALL_STEP: saved checkpoint" "$WORK/launch-srun.out" ||
+  fail "launch-srun: scancel: no 'preempted by SIGTERM ... saved checkpoint' line"
+pass "dprun launch, scancel: the launcher leaves SIGTERM to Slurm, the ranks checkpoint step $STALL_STEP"
+# mpirun's ranks belong to the batch step, which Slurm ends at once when the batch shell dies
+# of the SIGTERM: the shell execs the launcher. mpirun, aborting, no longer passes on the
+# ranks' output: the checkpoint file says it.
+launch_cancelled launch-no-slurm exec --no-slurm
+pass "dprun launch --no-slurm (exec), scancel: the ranks checkpoint step $STALL_STEP"
 
 echo "all checks passed"

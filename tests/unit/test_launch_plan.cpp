@@ -143,6 +143,8 @@ TEST(LaunchPlan, SlurmUsesTheAllocation) {
   EXPECT_TRUE(p.slurm);
   // --kill-on-bad-exit: a failed rank ends the step (as the sbatch scripts say).
   EXPECT_EQ(cmd(p), "srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=16 /opt/dprun --epochs 1");
+  // Slurm's SIGTERM (scancel, time limit, preemption) reaches the ranks and srun itself.
+  EXPECT_TRUE(p.ranks_get_slurm_sigterm);
   r.no_slurm = true;
   EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }), "--slurm and --no-slurm");
 }
@@ -165,11 +167,53 @@ TEST(LaunchPlan, InsideAnAllocationSlurmIsTheDefault) {
   r.no_slurm = true;  // mpirun on this host
   p = plan_launch(r, f);
   EXPECT_FALSE(p.slurm);
-  EXPECT_EQ(p.argv[0], "mpirun");
   EXPECT_EQ(p.np, 2);
+  // Not the allocation's slots (mpirun read them from Slurm: "not enough slots" in a one-task
+  // job or step), nor srun to start its daemons.
+  EXPECT_EQ(cmd(p),
+            "mpirun --mca ras '^slurm' --mca plm '^slurm' -np 2 --map-by core --bind-to core -x "
+            "OPENBLAS_NUM_THREADS=1 /opt/dprun --epochs 1");
+  // mpirun and the ranks get Slurm's SIGTERM themselves: the launcher does not pass it on,
+  // and mpirun's own SIGTERM waits long enough for their checkpoint.
+  EXPECT_TRUE(p.ranks_get_slurm_sigterm);
+  EXPECT_EQ(p.env, std::vector<std::string>{"OMPI_MCA_odls_base_sigkill_timeout=20"});
   r.no_slurm = false;  // a hostfile says where to run
   r.hosts = parse_hostfile("a slots=1\n", "h");
   EXPECT_FALSE(plan_launch(r, f).slurm);
+  EXPECT_EQ(cmd(plan_launch(r, f)).find("ras"), std::string::npos);
+  // Outside Slurm the launcher passes SIGTERM on (once, as SIGUSR1).
+  EXPECT_FALSE(plan_launch(request(), LaunchFacts{}).ranks_get_slurm_sigterm);
+  EXPECT_TRUE(plan_launch(request(), LaunchFacts{}).env.empty());
+}
+
+// `srun -n1 dprun launch`: a nested srun waits forever for the CPUs the step holds.
+TEST(LaunchPlan, InsideAnSrunStepSrunIsRefused) {
+  LaunchFacts f;
+  f.in_slurm = true;
+  f.slurm_job_id = "42";
+  f.slurm_ntasks = 1;
+  f.slurm_step_id = "0";
+  f.cores = 2;
+  LaunchRequest r = request();
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }),
+                  "inside Slurm step 42.0 (under srun), whose CPUs an srun started from here "
+                  "would wait for forever: run dprun launch from the batch script or the salloc "
+                  "shell (it starts the ranks with srun itself), or add --no-slurm");
+  r.slurm = true;
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }), "replace --slurm with --no-slurm");
+  r.slurm = false;
+  r.no_slurm = true;  // mpirun inside the step, on the step's host
+  const LaunchPlan p = plan_launch(r, f);
+  EXPECT_FALSE(p.slurm);
+  EXPECT_EQ(p.np, 2);
+  EXPECT_MENTIONS(cmd(p), "mpirun --mca ras '^slurm' --mca plm '^slurm' -np 2 ");
+  // The batch script (no step id) and salloc's interactive step (0xfffffffa, like every special
+  // step's id 0xfffffff0 and up) hold no CPUs: srun as usual.
+  r.no_slurm = false;
+  for (const char* id : {"", "4294967290", "4294967291"}) {
+    f.slurm_step_id = id;
+    EXPECT_TRUE(plan_launch(r, f).slurm) << id;
+  }
 }
 
 TEST(LaunchPlan, SlurmWithoutNtasksCountsTasksPerNode) {
@@ -193,6 +237,36 @@ TEST(LaunchPlan, SlurmWithoutNtasksCountsTasksPerNode) {
   EXPECT_NE(cmd(p).find("--ntasks=7 "), std::string::npos) << cmd(p);
   f.slurm_tasks_per_node.clear();
   EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }), "neither SLURM_NTASKS nor");
+}
+
+// sbatch -N1 --gpus-per-node=8 without a task count: one task, so srun would start one rank and
+// leave 7 GPUs idle, where outside Slurm the node gets a rank per GPU.
+TEST(LaunchPlan, SlurmGpuJobWithoutATaskPerGpuIsRefused) {
+  LaunchRequest r = request();
+  LaunchFacts f;
+  f.in_slurm = true;
+  f.slurm_job_id = "42";
+  f.slurm_tasks_per_node = "1";
+  f.slurm_nnodes = 1;
+  f.gpus = 8;
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }),
+                  "this node has 8 GPU(s) but Slurm allocation 42 gives it 1 task(s) (the job "
+                  "asked for no task count): srun starts one rank per task, so 7 GPU(s) would sit "
+                  "idle; ask for a task per GPU (sbatch --ntasks-per-node=8, or "
+                  "--gpus-per-task=1 with -n), or give -np N");
+  f.slurm_tasks_per_node = "1(x4)";  // the batch script's node is the first
+  EXPECT_THROW(plan_launch(r, f), Error);
+  f.slurm_tasks_per_node = "8(x4)";  // --ntasks-per-node=8
+  EXPECT_EQ(plan_launch(r, f).np, 32);
+  f.slurm_tasks_per_node = "1";
+  r.np = "1";  // asked for: honoured
+  EXPECT_EQ(plan_launch(r, f).np, 1);
+  r.np = "auto";
+  f.slurm_ntasks = 1;  // the job asked for one task (-n1): what it asked for
+  EXPECT_EQ(plan_launch(r, f).np, 1);
+  f.slurm_ntasks = 0;
+  f.gpus = 0;  // a CPU job: a task per node, as before
+  EXPECT_EQ(plan_launch(r, f).np, 1);
 }
 
 TEST(LaunchPlan, SlurmRefusesAnMpirunAsItsLauncher) {
