@@ -150,6 +150,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
     }
     shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   }
+  if (ShmAllreduce* s = shm()) s->set_recorder(&flight_recorder());
   thread_ = std::thread([this] { comm_loop(); });
 }
 
