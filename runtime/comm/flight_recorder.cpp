@@ -87,14 +87,32 @@ std::string FlightRecorder::summary(int rank, double now) const {
   // The peer first: seeing it, the reader sees the text stored before it.
   const int peer = waiting_peer_.load();
   const char* what = waiting_what_.load();
-  if (peer >= 0)
+  const int others = waiting_others_.load();
+  if (peer >= 0 && others < 0) {
     s += fmt::format(", its communication thread waits for rank {}'s message ({})", peer, what);
+  } else if (peer >= 0) {
+    s += fmt::format(
+        ", its communication thread waits in shared memory for rank {}{} to arrive "
+        "at {}",
+        peer,
+        others == 0 ? "" : fmt::format(" and {} other rank{}", others, others == 1 ? "" : "s"),
+        what);
+  }
   return s;
 }
 
 void FlightRecorder::set_waiting_for(int peer, const char* what) {
+  set_waiting(peer, -1, what);
+}
+
+void FlightRecorder::set_waiting_at(int peer, int others, const char* where) {
+  set_waiting(peer, others, where);
+}
+
+void FlightRecorder::set_waiting(int peer, int others, const char* what) {
   // The text first: a reader that sees the peer sees its text (or the next one's).
   waiting_what_.store(what);
+  waiting_others_.store(others);
   waiting_peer_.store(peer);
 }
 

@@ -62,8 +62,14 @@ class FlightRecorder {
   // every blocking receive.
   void set_waiting_for(int peer, const char* what);
   int waiting_for() const { return waiting_peer_.load(std::memory_order_relaxed); }
+  // The same for a shared-memory barrier: `peer` and `others` more ranks have not arrived at
+  // `where` (a string literal); the summary says "waits in shared memory for rank P (and N
+  // other ranks) to arrive at <where>". Cleared by set_waiting_for(-1, "").
+  void set_waiting_at(int peer, int others, const char* where);
 
  private:
+  void set_waiting(int peer, int others, const char* what);
+
   double origin_us_;
   mutable std::mutex mu_;
   std::array<WorkPtr, kCapacity> ring_;
@@ -71,6 +77,7 @@ class FlightRecorder {
   mutable std::atomic<bool> dumped_{false};
   std::atomic<int> waiting_peer_{-1};
   std::atomic<const char*> waiting_what_{""};
+  std::atomic<int> waiting_others_{-1};  // -1: a message; else ranks missing besides the peer
 };
 
 // Notes a blocking receive from `peer` in `recorder` (may be null) for its scope.

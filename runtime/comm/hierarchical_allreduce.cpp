@@ -127,7 +127,8 @@ std::unique_ptr<HierarchicalAllreduce> HierarchicalAllreduce::create(
     if (why) *why = std::move(reason);
     return nullptr;
   };
-  // Everything here up to the split is decided from arguments every rank shares.
+  // Everything here up to the split is decided from arguments every rank shares (the
+  // process group compared them first: runtime/comm/setting_agreement.h).
   if (algo == AllreduceAlgo::flat) return flat("the flat algorithm was asked for");
   if (size == 1) return flat("one rank");
   if (!shared_memory) return flat("shared memory is off (--no-shm)");

@@ -11,6 +11,7 @@
 
 #include "runtime/comm/collective_checks.h"
 #include "runtime/comm/ring_allreduce.h"
+#include "runtime/comm/setting_agreement.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
 #include "runtime/core/log.h"
@@ -73,6 +74,17 @@ void scale_half(Tensor& t, float scale) {
   for (size_t i = 0; i < t.numel(); ++i) h[i] = narrow<H>(widen(h[i]) * scale);
 }
 
+// How the settings the ranks must agree on read in an error.
+std::string algo_text(int v) {
+  return allreduce_algo_name(static_cast<AllreduceAlgo>(v));
+}
+std::string on_off(int v) {
+  return v ? "on" : "off";
+}
+std::string node_split_text(int v) {
+  return v > 0 ? std::to_string(v) : "unset";
+}
+
 bool overlaps(const Tensor& a, const Tensor& b) {
   auto a0 = reinterpret_cast<uintptr_t>(a.raw()), b0 = reinterpret_cast<uintptr_t>(b.raw());
   return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
@@ -106,16 +118,26 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  int node_split = options_.node_split;
+  if (node_split == 0) {
+    if (const char* env = std::getenv("DPRUN_NODE_SPLIT")) node_split = std::atoi(env);
+  }
+  node_split = std::max(node_split, 0);  // 0: real nodes, however it was unset
+  // Before the set-up below, whose collectives depend on them.
+  try {
+    agree_settings(comm_, {{"--allreduce-algo", int(options_.allreduce_algo), &algo_text},
+                           {"--no-shm", options_.shared_memory ? 0 : 1, &on_off},
+                           {"DPRUN_NODE_SPLIT", node_split, &node_split_text}});
+  } catch (...) {
+    MPI_Comm_free(&comm_);  // every rank fails here alike
+    throw;
+  }
   rc = MPI_Op_create(&half_sum<bf16>, /*commute=*/1, &bf16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (bfloat16 sum) failed (MPI error {})", rc);
   rc = MPI_Op_create(&half_sum<f16>, /*commute=*/1, &f16_sum_);
   DP_CHECK(rc == MPI_SUCCESS, "MPI_Op_create (float16 sum) failed (MPI error {})", rc);
   fused_ = std::make_unique<FusedCheck>(options_.fused_max_bytes);
   fused_->set_recorder(&flight_recorder());
-  int node_split = options_.node_split;
-  if (node_split == 0) {
-    if (const char* env = std::getenv("DPRUN_NODE_SPLIT")) node_split = std::atoi(env);
-  }
   std::string why_flat;
   hier_ = HierarchicalAllreduce::create(comm_, options_.allreduce_algo, node_split,
                                         options_.shared_memory, options_.shm_timeout, &why_flat);
@@ -128,6 +150,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
     }
     shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   }
+  if (ShmAllreduce* s = shm()) s->set_recorder(&flight_recorder());
   thread_ = std::thread([this] { comm_loop(); });
 }
 

@@ -80,7 +80,8 @@ struct MpiProcessGroupOptions {
   // (runtime/comm/ring_allreduce.h); smaller ones, where latency rules, MPI_Allreduce.
   size_t ring_min_bytes = 64 * 1024;
   // Use shared-memory buffers and all-reduces when all ranks share one node. Must be the
-  // same on every rank (the ranks agree on it at construction: any false turns it off).
+  // same on every rank: ranks that differ fail at construction, on every rank, naming
+  // --no-shm (runtime/comm/setting_agreement.h), as they do for allreduce_algo and node_split.
   bool shared_memory = true;
   // A shared-memory barrier whose peers have not all arrived after this long fails (its
   // Work's wait() throws a dp::CollectiveTimeout naming the collective and the missing
@@ -92,7 +93,8 @@ struct MpiProcessGroupOptions {
   std::chrono::milliseconds timeout{ProcessGroup::kDefaultTimeout};
   // Across several nodes: hierarchical (shared memory in each node, then across nodes) or
   // flat (every rank in one ring / MPI_Allreduce). auto: hierarchical where the layout allows
-  // it (runtime/comm/hierarchical_allreduce.h). Must be the same on every rank.
+  // it (runtime/comm/hierarchical_allreduce.h). Must be the same on every rank (checked at
+  // construction, like shared_memory and the effective node_split).
   AllreduceAlgo allreduce_algo = AllreduceAlgo::automatic;
   // A test hook: > 0 makes "nodes" of this many consecutive ranks instead of asking MPI which
   // ranks share memory, so that one host tests the multi-node paths (the windows are still

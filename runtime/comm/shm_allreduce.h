@@ -60,6 +60,8 @@
 
 namespace dp {
 
+class FlightRecorder;
+
 // One allocate()d buffer: an MPI shared window and where every rank's part of it is mapped
 // in this process.
 struct ShmBuffer {
@@ -119,6 +121,10 @@ class ShmAllreduce {
   int size() const { return size_; }
   // The ranks messages name: `names[q]` for node rank q (the world rank), not q.
   void set_rank_names(std::vector<int> names) { names_ = std::move(names); }
+  // Where a barrier that waits past its spinning notes the ranks it waits for
+  // (FlightRecorder::set_waiting_at), so that a Work's timeout on the caller's thread, whose
+  // deadline may come first, names the stuck rank too. Null: nowhere.
+  void set_recorder(FlightRecorder* recorder) { recorder_ = recorder; }
 
  private:
   struct Control;
@@ -139,6 +145,9 @@ class ShmAllreduce {
   void arrive_and_compare(const Fingerprint& fp, int which);
   std::string arrive_and_compare_quiet(const Fingerprint& fp, int which);
   int name(int q) const { return names_.empty() ? q : names_[size_t(q)]; }
+  // The first rank (node rank) whose slot says it has not reached `here` (its progress at
+  // the barrier), or -1; `others` gets how many more have not.
+  int first_missing(uint64_t here, int* others) const;
   void poison(const Fingerprint& fp, int which);
   void throw_if_poisoned(const Fingerprint& fp) const;
 
@@ -151,6 +160,7 @@ class ShmAllreduce {
   char* control_base_ = nullptr;  // rank 0's segment of the control window
   std::vector<std::shared_ptr<ShmBuffer>> buffers_;
   std::vector<int> names_;  // empty: node ranks are the ranks messages name
+  FlightRecorder* recorder_ = nullptr;
   // Every rank's view of the tensor being reduced (one per dtype: no pointer punning).
   std::vector<float*> ptrs_f32_;
   std::vector<bf16*> ptrs_bf16_;

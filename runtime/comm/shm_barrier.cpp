@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/comm/flight_recorder.h"
 #include "runtime/comm/shm_control.h"
 #include "runtime/comm/work.h"
 #include "runtime/core/cpu_relax.h"
@@ -55,6 +56,32 @@ void wake_all(std::atomic<uint32_t>& word) {
 uint64_t poison_word(uint64_t seq, int which, int rank) {
   return seq << 20 | uint64_t(which & 0xf) << 16 | uint64_t(rank + 1);
 }
+
+// A rank's slot progress once it has arrived at barrier `which` of collective `seq`.
+uint64_t progress_at(uint64_t seq, int which) {
+  return seq * 4 + uint64_t(which == shm_layout::kSecond ? 2 : 1);
+}
+
+// What a long barrier wait notes in the flight recorder (the ranks it waits for), forgotten
+// when the wait ends however it ends. Nothing is noted while the wait is short.
+class NotedWait {
+ public:
+  explicit NotedWait(FlightRecorder* recorder) : recorder_(recorder) {}
+  ~NotedWait() {
+    if (noted_) recorder_->set_waiting_for(-1, "");
+  }
+  NotedWait(const NotedWait&) = delete;
+  NotedWait& operator=(const NotedWait&) = delete;
+  void note(int peer, int others, const char* where) {
+    if (!recorder_ || peer < 0) return;
+    recorder_->set_waiting_at(peer, others, where);
+    noted_ = true;
+  }
+
+ private:
+  FlightRecorder* recorder_;
+  bool noted_ = false;
+};
 
 }  // namespace
 
@@ -181,6 +208,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
   constexpr auto kYield = std::chrono::microseconds(200);
   constexpr auto kMaxSleep = std::chrono::milliseconds(50);
   const auto start = clock::now(), deadline = start + timeout_;
+  NotedWait noted(recorder_);
   for (;;) {
     for (int k = 0; k < 32; ++k) {
       if (uint32_t(c.state.load(std::memory_order_acquire) >> 32) != gen) return;
@@ -194,6 +222,11 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
       sched_yield();
       continue;
     }
+    // Past the spinning, the others are late: say who, for a timeout on another thread.
+    // Again before every sleep, as the late ones arrive.
+    int others = 0;
+    const int late = first_missing(progress_at(fp.seq, which), &others);
+    noted.note(late < 0 ? -1 : name(late), others, barrier_name(which));
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     if (c.wake.load(std::memory_order_seq_cst) == gen) {
       sleep_while_equal(c.wake, gen, std::min<clock::duration>(deadline - now, kMaxSleep));
@@ -214,7 +247,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
   poison(fp, which);
   const uint64_t seq = fp.seq;
   slot(rank_).progress.store(seq * 4, std::memory_order_relaxed);  // phase 0: gave up
-  const uint64_t here = seq * 4 + uint64_t(which == kSecond ? 2 : 1);
+  const uint64_t here = progress_at(seq, which);
   std::string missing, gave_up;
   for (int q = 0; q < size_; ++q) {
     const uint64_t p = slot(q).progress.load(std::memory_order_relaxed);
@@ -245,6 +278,20 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
       fp.text(), missing, secs, barrier_name(which),
       gave_up.empty() ? std::string() : fmt::format("; rank(s) {} gave up waiting too", gave_up),
       poisoned));
+}
+
+int ShmAllreduce::first_missing(uint64_t here, int* others) const {
+  int first = -1;
+  *others = 0;
+  for (int q = 0; q < size_; ++q) {
+    if (q == rank_ || slot(q).progress.load(std::memory_order_relaxed) >= here) continue;
+    if (first < 0) {
+      first = q;
+    } else {
+      ++*others;
+    }
+  }
+  return first;
 }
 
 void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which) {

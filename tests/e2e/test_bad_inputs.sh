@@ -133,6 +133,36 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "dprun: error: \[rank 0\].*--
 else
   fail "a checkpoint directory on one rank only (rc $rc)"; cat "$WORK/err"
 fi
+# mixed NAME "message" NP MPIRUN-ARGS...: an MPMD launch of NP ranks in all; every rank must
+# print an error naming the setting and exit non-zero, in time.
+mixed() {
+  local name=$1 msg=$2 np=$3 rc=0
+  shift 3
+  timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  if [ "$rc" -eq 0 ]; then fail "$name: exit code 0"; return; fi
+  if [ "$rc" -eq 124 ]; then fail "$name: hung (killed by timeout)"; cat "$WORK/err"; return; fi
+  for ((r = 0; r < np; r++)); do
+    if ! grep -q -- "dprun: error: \[rank $r\].*$msg" "$WORK/err"; then
+      fail "$name: rank $r did not name it ('$msg')"; cat "$WORK/err"; return
+    fi
+  done
+  pass "$name"
+}
+# The settings that decide how the process group is built (which collectives each rank joins
+# while building it) are compared before the group's set-up, not by the settings check that
+# runs through it: a rank that differs would otherwise hang the others or fail with a raw MPI
+# error.
+QUICK=(--model mlp -q --steps 3 --batch-size 16 --timeout 10)
+mixed "--allreduce-algo on one rank of one node" "--allreduce-algo is 'auto' on rank 0 but 'flat' on rank 1" 2 \
+  -np 1 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --allreduce-algo flat
+mixed "--no-shm on one rank of one node" "--no-shm is 'off' on rank 0 but 'on' on rank 1" 2 \
+  -np 1 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --no-shm
+mixed "--allreduce-algo on one rank of 2 nodes" "--allreduce-algo is 'auto' on rank 0 but 'flat' on rank 3" 4 \
+  -x DPRUN_NODE_SPLIT=2 -np 3 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --allreduce-algo flat
+mixed "--no-shm on one rank of 2 nodes" "--no-shm is 'off' on rank 0 but 'on' on rank 3" 4 \
+  -x DPRUN_NODE_SPLIT=2 -np 3 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --no-shm
+mixed "DPRUN_NODE_SPLIT on some ranks" "DPRUN_NODE_SPLIT is '2' on rank 0 but 'unset' on rank 2" 4 \
+  -np 2 env DPRUN_NODE_SPLIT=2 "$DPRUN" "${QUICK[@]}" : -np 2 "$DPRUN" "${QUICK[@]}"
 # Ranks on different data of the same sizes and shapes (another seed): caught by content.
 "$MAKE_IDX" "$WORK/other" --train 200 --test 50 --seed 2 >/dev/null
 rc=0

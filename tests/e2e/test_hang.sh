@@ -2,7 +2,8 @@
 # No silent hangs: when one rank stalls, the others report the collective that did not
 # complete (naming the step and the bucket) after --timeout, and the whole job ends. Which
 # clock fires first is a race: the Reducer's wait ("did not complete") or, on one node, the
-# shared-memory all-reduce's own barrier ("did not arrive"); both name step, bucket, timeout.
+# shared-memory all-reduce's own barrier ("did not arrive"); both name step, bucket, timeout
+# and the late rank.
 # Either way rank 0 dumps its flight recorder: its error names the last collective it
 # completed, and the dump marks the stuck one as not completed.
 source "$(dirname "$0")/lib.sh" "$@"
@@ -55,6 +56,12 @@ DPRUN_FAULT_STALL="rank=0,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidd
   { fail "--log-json of a killed rank lost its steps (rc $rc)"; cat "$WORK/killed.jsonl"; }
 # The shared-memory barrier's timeout fails the Work before the Reducer's wait gives up.
 check_recorder "shared memory" "running|queued|failed"
+# The stuck rank is late, not waiting: it reports nothing. Whichever deadline fires first,
+# rank 0 names it: the barrier's own message, or the recorder's note of whom its
+# communication thread waits for in shared memory.
+grep -qE "dprun: error: \[rank 0\].*(waits in shared memory for rank 1 to arrive|rank 1 \([^)]*\) did not arrive)" "$WORK/err" &&
+  pass "shared memory: rank 0 names rank 1, which never arrived" ||
+  { fail "shared memory: nothing names the stuck rank 1"; cat "$WORK/err"; }
 
 # Through MPI only the Reducer's deadline fires: the stuck all-reduce is still running.
 rc=0

@@ -8,7 +8,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 #include "runtime/comm/mpi_process_group.h"
@@ -147,3 +150,41 @@ TEST_P(Desync, AgreeingRanksPassTheCheck) {
 
 INSTANTIATE_TEST_SUITE_P(SharedMemory, Desync, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "shm_on" : "shm_off"; });
+
+// Ranks that would build their groups differently (an MPMD launch with different options)
+// would pair the set-up's collectives wrongly: a hang, or a raw MPI error on some ranks.
+// Every rank is told which setting differs instead, while the group is being built.
+TEST(DifferentSettings, AreNamedOnEveryRankWhileTheGroupIsBuilt) {
+  const int world = test::world(), me = test::rank();
+  if (world < 2) GTEST_SKIP() << "needs two ranks to disagree";
+  const std::string last = std::to_string(world - 1);
+  struct Case {
+    std::string want;
+    std::function<void(MpiProcessGroupOptions&)> on_last_rank;
+  };
+  std::vector<Case> cases = {
+      {"--allreduce-algo is 'auto' on rank 0 but 'flat' on rank " + last,
+       [](MpiProcessGroupOptions& o) { o.allreduce_algo = AllreduceAlgo::flat; }},
+      {"--no-shm is 'off' on rank 0 but 'on' on rank " + last,
+       [](MpiProcessGroupOptions& o) { o.shared_memory = false; }},
+  };
+  if (!std::getenv("DPRUN_NODE_SPLIT")) {
+    cases.push_back({"DPRUN_NODE_SPLIT is 'unset' on rank 0 but '2' on rank " + last,
+                     [](MpiProcessGroupOptions& o) { o.node_split = 2; }});
+  }
+  for (const Case& c : cases) {
+    MpiProcessGroupOptions o;
+    if (me == world - 1) c.on_last_rank(o);
+    try {
+      MpiProcessGroup pg(MPI_COMM_WORLD, o);
+      ADD_FAILURE() << "built a group although " << c.want;
+    } catch (const CollectiveError& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("the ranks were started with different settings: " + c.want),
+          std::string::npos)
+          << e.what();
+    }
+  }
+  MpiProcessGroup agreed(MPI_COMM_WORLD);  // the failed ones left nothing behind
+  agreed.barrier("after")->wait();
+}

@@ -308,6 +308,36 @@ TEST(SharedAllreduceTimeout, ALateRankMakesTheOthersFailAndPoisonsTheGroup) {
   expect_poisoned_from_now_on(pg, t, 3, "barrier 1 of 2");
 }
 
+// Both deadlines are dprun's --timeout, and the caller's wait() usually gives up before the
+// barrier does (on a loaded machine, either may): its error must name the late rank too. Here
+// the barrier's own deadline is far off, so only the caller's fires.
+TEST(SharedAllreduceTimeout, AWaitThatGivesUpBeforeTheBarrierNamesTheLateRank) {
+  MpiProcessGroupOptions o;
+  o.shm_timeout = std::chrono::seconds(60);
+  MpiProcessGroup pg(MPI_COMM_WORLD, o);
+  if (!pg.uses_shared_memory()) GTEST_SKIP() << "needs 2 or more ranks on one node";
+  const int rank = pg.rank(), late = pg.size() - 1;
+  Tensor t = pg.allocate(1000);   // #1
+  pg.barrier("line up")->wait();  // #2
+  if (rank == late) std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  WorkPtr w = pg.allreduce(t, ReduceOp::sum, "bucket 7");  // #3
+  if (rank != late) {
+    try {
+      w->wait(std::chrono::milliseconds(500));
+      ADD_FAILURE() << "the all-reduce completed although rank " << late << " was 2 s late";
+    } catch (const CollectiveTimeout& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("did not complete within 0.5 s"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("its communication thread waits in shared memory for rank " +
+                         std::to_string(late) + " to arrive at barrier 1 of 2"),
+                std::string::npos)
+          << msg;
+    }
+  }
+  w->wait();  // the late rank arrives after all: the all-reduce completes everywhere
+  pg.barrier("done")->wait();
+}
+
 // The uneven case (issue 10): one rank is late at barrier 2 only, the others give up there
 // and go on to their next queued all-reduce. Before poisoning, that next arrival completed
 // the late rank's barrier 2: its all-reduce returned "ok" with slices nobody reduced, and

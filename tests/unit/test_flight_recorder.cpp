@@ -157,3 +157,28 @@ TEST(FlightRecorder, SummaryNamesThePeerTheThreadWaitsFor) {
   EXPECT_FALSE(contains(fr.summary(0, now_us()), "waits for"));
   WaitingFor nothing(nullptr, 1, "no recorder");  // the ring without a recorder
 }
+
+// A shared-memory barrier waits for ranks to arrive, not for a message: the summary says
+// which, and how many more; a message wait after it reads as a message again.
+TEST(FlightRecorder, SummaryNamesTheRanksABarrierWaitsFor) {
+  FlightRecorder fr;
+  WorkPtr w = make_work(1);
+  fr.record(w);
+  w->mark_started();
+  fr.set_waiting_at(1, 0, "barrier 1 of 2");
+  EXPECT_EQ(fr.waiting_for(), 1);
+  EXPECT_TRUE(contains(fr.summary(0, now_us()),
+                       "its communication thread waits in shared memory for rank 1 to arrive at "
+                       "barrier 1 of 2"))
+      << fr.summary(0, now_us());
+  fr.set_waiting_at(2, 3, "the check barrier");
+  EXPECT_TRUE(contains(fr.summary(0, now_us()),
+                       "waits in shared memory for rank 2 and 3 other ranks to arrive at the "
+                       "check barrier"))
+      << fr.summary(0, now_us());
+  fr.set_waiting_for(3, "desync check");
+  EXPECT_TRUE(contains(fr.summary(0, now_us()), "waits for rank 3's message (desync check)"))
+      << fr.summary(0, now_us());
+  fr.set_waiting_for(-1, "");
+  EXPECT_FALSE(contains(fr.summary(0, now_us()), "waits"));
+}
