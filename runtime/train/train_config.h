@@ -26,7 +26,7 @@ struct TrainConfig {
   size_t num_workers = 1;  // threads filling each batch (same batches for any count)
 
   // Schedule of the run.
-  uint64_t epochs = 10;
+  uint64_t epochs = 10;    // 0: no limit (then max_steps > 0 ends the run)
   uint64_t max_steps = 0;  // 0: no limit; else stop after this many optimizer steps
   size_t batch_size = 64;  // per rank, per micro-batch
   size_t grad_accum = 1;   // micro-batches per optimizer step

@@ -59,4 +59,14 @@ DPRUN_FAULT_STALL=rank=1,step=25,seconds=8 mpi 2 "${MLP[@]}" --steps 30 --resume
 [ "$rc" != 0 ] && grep -q "step 25: bucket" stall.out && ! grep -q "step 5: bucket" stall.out &&
   pass "after a resume, a timeout names step 25" ||
   { fail "step in the timeout message (exit $rc)"; grep -E "error" stall.out | head -3; }
+
+# --steps alone is the run's length, across a resume too: the default --epochs 10 (20 steps of
+# 2 per epoch here) ended the first run at step 20 and left the resumed one nothing to do.
+mpi 2 "${MLP[@]}" --batch-size 128 --steps 24 --checkpoint-dir len >len1.out 2>&1 &&
+  mpi 2 "${MLP[@]}" --batch-size 128 --steps 30 --checkpoint-dir len --resume auto >len2.out 2>&1 &&
+  grep -q "summary: 24 steps, 12 epoch(s)" len1.out && grep -q "resumed from .* (step 24," len2.out &&
+  grep -q "summary: 30 steps, 15 epoch(s)" len2.out && grep -q "total_steps=30" len2.out &&
+  pass "--steps alone: 24 steps, resumed to 30" ||
+  { fail "--steps past 10 epochs, with a resume"; tail -3 len1.out len2.out; }
+
 finish
