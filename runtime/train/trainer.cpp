@@ -512,6 +512,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.exposed_comm_ms = cs.exposed_us / 1000.0;
   m.other_wait_ms = cs.other_wait_us() / 1000.0;
   m.overlap = cs.overlap();
+  m.skipped = !nonfinite.empty();
   if (tuner_ && tuner_->profiling(step_)) {
     StepSample s;
     s.pre_backward_us = bwd_start - t_step;
@@ -718,7 +719,8 @@ TrainSummary Trainer::run() {
   TrainSummary sum;
   const uint64_t per_epoch = steps_per_epoch();
   const uint64_t total_steps = this->total_steps();
-  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet, sequence_length_);
+  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet, sequence_length_,
+                    start_.step);
 
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
@@ -736,14 +738,13 @@ TrainSummary Trainer::run() {
     for (uint64_t s = skip; s < per_epoch && step_ < total_steps; ++s) {
       const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
       if (profile) gemm_profile_start();
-      const uint64_t skipped_before = skipped_steps_;
       train_step(epoch, m);
       if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
       if (profile)
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(),
                            cfg_.batch_size * cfg_.grad_accum);
       m.wall_s = (now_us() - t_start) / 1e6;
-      epoch_loss.add(m.loss, skipped_steps_ != skipped_before);
+      epoch_loss.add(m.loss, m.skipped);
       train_us += m.step_ms * 1000;
       comm_us += m.comm_ms * 1000;
       exposed_us += m.exposed_comm_ms * 1000;
