@@ -266,6 +266,9 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
           cfg_.checkpoint_dir));
     if (rank_ == 0 && !cfg_.quiet)
       log::rank0("--resume auto: no checkpoint in {}: starting from step 0", cfg_.checkpoint_dir);
+    // The log is opened for appending (a resumed run continues it): without the marker a
+    // fresh start's steps 1, 2, ... would follow an earlier run's, indistinguishable.
+    if (log_.is_open()) log_.write({{"type", "resume"}, {"step", 0}, {"checkpoint", nullptr}});
     return {};
   }
   auto next_line = [&verdict](size_t& pos) {

@@ -69,4 +69,21 @@ mpi 2 "${MLP[@]}" --batch-size 128 --steps 24 --checkpoint-dir len >len1.out 2>&
   pass "--steps alone: 24 steps, resumed to 30" ||
   { fail "--steps past 10 epochs, with a resume"; tail -3 len1.out len2.out; }
 
+# A fresh start of --resume auto (no checkpoint) appends to the log like a resume: it writes
+# the marker too, so that its steps 1, 2, 3 replace the earlier run's (they followed them,
+# indistinguishable).
+for d in fresh1 fresh2; do
+  mpi 2 "${MLP[@]}" --steps 3 --checkpoint-dir $d --resume auto --log-json fresh.jsonl >$d.out 2>&1 ||
+    { fail "fresh start in $d"; cat $d.out; }
+done
+python3 - <<'PY' && pass "a fresh start under --resume auto marks the log at step 0" ||
+import json
+recs = [json.loads(l) for l in open("fresh.jsonl")]
+kinds = [r["type"] + (str(r["step"]) if r["type"] in ("resume", "step") else "") for r in recs]
+run = ["resume0", "step1", "step2", "step3", "checkpoint", "summary"]
+assert kinds == run + run, kinds
+assert all(r["checkpoint"] is None for r in recs if r["type"] == "resume"), recs
+PY
+  fail "the log of two fresh starts under --resume auto"
+
 finish
