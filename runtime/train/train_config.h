@@ -101,8 +101,9 @@ struct TrainConfig {
   std::string log_json;
   std::string dump_params;
   std::string trace;
-  // Rank 0 writes the shapes of the CPU GEMMs of one training step (the third) to this
-  // file: bench_sgemm --shapes times OpenBLAS alone at them (tests/bench/bench_models.sh).
+  // Rank 0 writes the shapes of the CPU GEMMs of one training step (this process's third, or
+  // its last when it runs fewer) to this file: bench_sgemm --shapes times OpenBLAS alone at
+  // them (tests/bench/bench_models.sh).
   std::string gemm_profile;
   // Rank 0 writes the measured step profile, the all-reduce cost and the steps measured
   // after it to this file, for `dprun predict` (runtime/perf/run_profile.h).

@@ -86,4 +86,25 @@ assert all(r["checkpoint"] is None for r in recs if r["type"] == "resume"), recs
 PY
   fail "the log of two fresh starts under --resume auto"
 
+# A resumed run records its own first steps: --trace had no span (steps <= 20 of the whole
+# training) and --gemm-profile no file (step 3 of the whole training), both with exit 0.
+mpi 2 "${MLP[@]}" --steps 24 --checkpoint-dir tr >tr1.out 2>&1 || { fail "trace: first run"; cat tr1.out; }
+mpi 2 "${MLP[@]}" --steps 30 --checkpoint-dir tr --resume auto --trace tr.json --gemm-profile g.json \
+  >tr2.out 2>&1 || { fail "trace: resumed run"; cat tr2.out; }
+python3 - <<'PY' && pass "a resumed run's trace has spans of its steps 25-30, its gemm profile is written" ||
+import json
+spans = [e for e in json.load(open("tr.json"))["traceEvents"] if e.get("ph") == "X"]
+assert len(spans) > 0, "no span"
+assert {e["args"]["step"] for e in spans} == set(range(25, 31)), {e["args"]["step"] for e in spans}
+assert json.load(open("g.json"))["gemms"], "no GEMM recorded"
+PY
+  fail "a resumed run's trace or gemm profile"
+# Fewer steps than the profiled one: the last is profiled. None at all: said so.
+mpi 2 "${MLP[@]}" --steps 1 --gemm-profile g1.json >g1.out 2>&1 && [ -s g1.json ] &&
+  python3 -c "import json; assert json.load(open('g1.json'))['gemms']" &&
+  pass "--steps 1 --gemm-profile writes the file" || { fail "--steps 1 --gemm-profile"; cat g1.out; }
+mpi 2 "${MLP[@]}" --steps 30 --checkpoint-dir tr --resume auto --gemm-profile g0.json >g0.out 2>&1 &&
+  [ ! -e g0.json ] && grep -q "gemm-profile g0.json: not written: this run trained no step" g0.out &&
+  pass "a run that trains no step says that --gemm-profile was not written" ||
+  { fail "--gemm-profile with nothing to train"; cat g0.out; }
 finish
