@@ -189,8 +189,8 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
 
   po::options_description sched("Schedule");
   sched.add_options()
-      ("epochs", po::value(&t.epochs)->default_value(t.epochs), "passes over the training data")
-      ("steps", po::value(&t.max_steps)->default_value(t.max_steps), "stop after N optimizer steps (0: no limit)")
+      ("epochs", po::value(&t.epochs)->default_value(t.epochs), "passes over the training data (with --steps and no --epochs: no limit, --steps ends the run; both given: the run ends at whichever comes first)")
+      ("steps", po::value(&t.max_steps)->default_value(t.max_steps), "stop after N optimizer steps (0: no limit; without --epochs the run then lasts exactly N steps, over as many epochs as that takes)")
       ("batch-size", po::value(&t.batch_size)->default_value(t.batch_size), "samples per rank per micro-batch (global batch = batch-size x grad-accum x world size)")
       ("grad-accum", po::value(&t.grad_accum)->default_value(t.grad_accum), "micro-batches accumulated per optimizer step (gradients are all-reduced once, on the last)")
       ("eval", po::bool_switch(&t.eval), "evaluate on the test split after every epoch (sharded over the ranks, exact)")
@@ -238,9 +238,9 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   po::options_description out("Output");
   out.add_options()
       ("log-interval", po::value(&t.log_interval)->default_value(t.log_interval), "steps between progress lines")
-      ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0)")
-      ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE")
-      ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0), for bench_sgemm --shapes")
+      ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0; a step skipped by --on-nonfinite skip has \"skipped\":true)")
+      ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE (a resumed run: its own first 20)")
+      ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0; this process's third step, or its last when it runs fewer), for bench_sgemm --shapes")
       ("profile-out", po::value(&t.profile_out), "write rank 0's profile of steps 2-6 (a resumed run: its own 2nd to 6th; gradient ready times, compute), the measured all-reduce cost and the later steps' times to FILE, for dprun predict")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
@@ -342,6 +342,10 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     o.help_text = "Models (--model NAME):\n" + model_list();
   }
   if (o.help || o.version) return;
+  // --steps alone is the run's length (Hugging Face's max_steps): the default --epochs 10 cut
+  // it short without a word. An --epochs given on the command line or in the file still
+  // ends the run when it comes first.
+  if (t.max_steps > 0 && vm["epochs"].defaulted()) t.epochs = 0;
   parse_bucket_mb("--first-bucket-mb", first_bucket_mb, t.first_bucket_mb, t.first_bucket_auto);
   parse_bucket_mb("--bucket-cap-mb", bucket_cap_mb, t.bucket_cap_mb, t.bucket_cap_auto);
   // The model's training defaults, for the options the user left at dprun's default: each

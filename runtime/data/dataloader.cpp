@@ -37,7 +37,10 @@ DataLoader::DataLoader(const Dataset& dataset, DistributedSampler& sampler, size
   DP_CHECK(workers >= 1 && workers <= 256, "data loader: --num-workers must be in 1..256 (got {})",
            workers);
   if (workers > 1) pool_ = std::make_unique<RowPool>(workers);
-  const int64_t b = static_cast<int64_t>(batch_size), n = static_cast<int64_t>(numel_);
+  // No batch holds more rows than this rank's sampler yields in an epoch: --eval-batch-size
+  // 100000000 over a shard of 1000 samples allocated 313 GB and aborted the job.
+  const size_t rows = std::max<size_t>(1, std::min(batch_size, sampler.num_samples()));
+  const int64_t b = static_cast<int64_t>(rows), n = static_cast<int64_t>(numel_);
   const Shape y_shape = target_numel_ == 1 ? Shape{b} : Shape{b, int64_t(target_numel_)};
   for (int k = 0; k < 2; ++k) {
     full_x_[k] = host_buffer({b, n}, dataset.input_dtype(), pin_memory);

@@ -10,7 +10,8 @@
 //   }
 //
 // Memory: two Batch buffers of [batch_size, sample_numel] inputs and their targets are
-// allocated once and reused for every step of every epoch.
+// allocated once and reused for every step of every epoch; a batch_size above the samples the
+// sampler yields in an epoch allocates only those (the epoch is then one smaller batch).
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>

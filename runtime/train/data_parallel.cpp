@@ -339,6 +339,7 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
 
   m.step = step_;
   m.epoch = epoch;
+  m.skipped = !nonfinite.empty();
   m.loss = loss;
   m.lr = lr;
   m.step_ms = t.step;
@@ -456,6 +457,7 @@ void DataParallelTrainer::log_step(const StepMetrics& m, const DataParallelTimes
                       {"optimizer_ms", t.update},
                       {"extra_ms", t.extra()}};
   if (sequence_length_ > 0) j["tokens_per_s"] = m.tokens_per_s;
+  if (m.skipped) j["skipped"] = true;
   log_.write(j);
 }
 
@@ -501,10 +503,9 @@ TrainSummary DataParallelTrainer::run() {
     start_epoch(epoch);
     EpochLoss epoch_loss;
     for (uint64_t s = 0; s < steps_per_epoch_ && step_ < total_steps; ++s) {
-      const uint64_t skipped_before = skipped_steps_;
       train_step(epoch, m, t);
       m.wall_s = (now_us() - t_start) / 1e6;
-      epoch_loss.add(m.loss, skipped_steps_ != skipped_before);
+      epoch_loss.add(m.loss, m.skipped);
       train_ms += t.step;
       samples += cfg_.batch_size * cfg_.grad_accum * replicas_.size();
       sum_times_.add(t);

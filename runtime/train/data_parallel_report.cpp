@@ -56,23 +56,24 @@ void DataParallelReport::set_total(uint64_t total_steps, uint64_t interval,
 void DataParallelReport::step(const StepMetrics& m, const DataParallelTimes& t, uint64_t epoch,
                               double elapsed_s) {
   ++n_;
-  loss_ += m.loss;
+  loss_.add(m.loss, m.skipped);
   samples_ += m.samples_per_s * m.step_ms / 1000.0;
   seconds_ += m.step_ms / 1000.0;
   extra_ += t.extra();
   update_ += t.update;
   if (quiet_ || !(m.step == 1 || m.step % interval_ == 0 || m.step == total_)) return;
-  const double eta = m.step < total_ ? elapsed_s / double(m.step) * double(total_ - m.step) : 0;
+  const double eta = eta_seconds(m.step, 0, total_, elapsed_s);
   const double rate = seconds_ > 0 ? samples_ / seconds_ : 0.0;
   const bool tokens = tokens_per_sample_ > 0;
   log::rank0(
-      "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} {}/s | replica 0's extra "
+      "epoch {:>3} | step {:>6}/{} | {} | lr {:.4g} | {:>9.0f} {}/s | replica 0's extra "
       "{:.2f} ms, update {:.2f} ms | ETA {}",
-      epoch + 1, m.step, total_, loss_ / double(n_), m.lr,
+      epoch + 1, m.step, total_, interval_loss_text(loss_), m.lr,
       tokens ? rate * double(tokens_per_sample_) : rate, tokens ? "tokens" : "samples",
       extra_ / double(n_), update_ / double(n_), format_duration(eta));
   n_ = 0;
-  loss_ = samples_ = seconds_ = extra_ = update_ = 0;
+  loss_ = EpochLoss{};
+  samples_ = seconds_ = extra_ = update_ = 0;
 }
 
 void DataParallelReport::eval(uint64_t step, const EvalResult& e, bool next_token) const {

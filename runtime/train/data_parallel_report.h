@@ -51,7 +51,8 @@ class DataParallelReport {
   uint64_t interval_ = 100;
   size_t tokens_per_sample_ = 0;
   uint64_t n_ = 0;
-  double loss_ = 0, samples_ = 0, seconds_ = 0, extra_ = 0, update_ = 0;
+  EpochLoss loss_;
+  double samples_ = 0, seconds_ = 0, extra_ = 0, update_ = 0;
 };
 
 }  // namespace dp

@@ -27,11 +27,13 @@ struct StepMetrics {
   double exposed_comm_ms = 0;  // the part of it after backward ended (not hidden)
   double other_wait_ms = 0;    // the rest of the wait after backward (queueing, wake-up)
   double overlap = 0;          // 1 - exposed / comm
+  bool skipped = false;        // --on-nonfinite skip: no update; left out of loss means
 };
 
-// An epoch's mean training loss over the steps that updated the model: a step skipped under
-// --on-nonfinite skip has a loss that is often NaN (or one the update never used), and would
-// turn the mean into NaN or skew it. NaN when every step so far was skipped.
+// An epoch's (or a progress interval's) mean training loss over the steps that updated the
+// model: a step skipped under --on-nonfinite skip has a loss that is often NaN (or one the
+// update never used), and would turn the mean into NaN or skew it. NaN when every step so far
+// was skipped.
 struct EpochLoss {
   double sum = 0;        // of the counted steps' losses
   uint64_t steps = 0;    // steps of the epoch so far, skipped ones included

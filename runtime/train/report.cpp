@@ -65,33 +65,47 @@ void print_header_lines(const HeaderInfo& h) {
              h.overlap ? "overlapped with backward" : "after backward (--no-overlap)", h.buckets);
 }
 
-Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t tokens_per_sample)
+std::string interval_loss_text(const EpochLoss& interval) {
+  const std::string skipped =
+      interval.skipped > 0 ? fmt::format(" ({} skipped)", interval.skipped) : "";
+  if (interval.skipped == interval.steps) return "loss n/a" + skipped;
+  return fmt::format("loss {:.4f}{}", interval.mean(), skipped);
+}
+
+double eta_seconds(uint64_t step, uint64_t first_step, uint64_t total, double elapsed_s) {
+  if (step >= total || step <= first_step) return 0;
+  return elapsed_s / double(step - first_step) * double(total - step);
+}
+
+Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t tokens_per_sample,
+                   uint64_t first_step)
     : total_(total_steps),
       interval_(interval),
       enabled_(enabled),
-      tokens_per_sample_(tokens_per_sample) {}
+      tokens_per_sample_(tokens_per_sample),
+      first_step_(first_step) {}
 
 void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   ++n_;
-  loss_ += m.loss;
+  loss_.add(m.loss, m.skipped);
   samples_ += m.samples_per_s * m.step_ms / 1000.0;  // rate x time: the step's global batch
   seconds_ += m.step_ms / 1000.0;
   comm_ += m.comm_ms;
   exposed_ += m.exposed_comm_ms;
   if (!enabled_ || !(m.step == 1 || m.step % interval_ == 0 || m.step == total_)) return;
-  double eta = m.step < total_ ? elapsed_s / double(m.step) * double(total_ - m.step) : 0;
+  const double eta = eta_seconds(m.step, first_step_, total_, elapsed_s);
   double overlap = comm_ > 0 ? std::max(0.0, 1.0 - exposed_ / comm_) : 0;
   const double rate = seconds_ > 0 ? samples_ / seconds_ : 0.0;
   const bool tokens = tokens_per_sample_ > 0;
   log::rank0(
-      "epoch {:>3} | step {:>6}/{} | loss {:.4f} | lr {:.4g} | {:>9.0f} {}/s | comm {:.2f} "
-      "ms, "
+      "epoch {:>3} | step {:>6}/{} | {} | lr {:.4g} | {:>9.0f} {}/s | comm {:.2f} ms, "
       "exposed {:.2f} ms, overlap {:>3.0f}% | ETA {}",
-      epoch + 1, m.step, total_, loss_ / double(n_), m.lr,
+      epoch + 1, m.step, total_, interval_loss_text(loss_), m.lr,
       tokens ? rate * double(tokens_per_sample_) : rate, tokens ? "tokens" : "samples",
       comm_ / double(n_), exposed_ / double(n_), overlap * 100, format_duration(eta));
   n_ = 0;
-  loss_ = samples_ = seconds_ = comm_ = exposed_ = 0;
+  loss_ = EpochLoss{};
+  samples_ = seconds_ = comm_ = exposed_ = 0;
 }
 
 void log_epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,

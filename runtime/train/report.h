@@ -51,14 +51,23 @@ void log_eval(uint64_t step, const EvalResult& e, bool next_token);
 // accuracy over tokens for a language model, test accuracy and loss over samples otherwise.
 void log_eval_summary(const EvalResult& e);
 void print_header_lines(const HeaderInfo& h);
+// A progress line's loss: the mean over the interval's steps that updated, and how many were
+// skipped (--on-nonfinite skip): "loss 2.3012 (1 skipped)", "loss n/a (2 skipped)".
+std::string interval_loss_text(const EpochLoss& interval);
+// Seconds left after `step` of `total` at the pace of this process's steps: those after
+// `first_step` (a resumed run's elapsed time covers only the steps it ran itself).
+double eta_seconds(uint64_t step, uint64_t first_step, uint64_t total, double elapsed_s);
 void print_summary(const TrainSummary& s);
 
 class Progress {
  public:
-  // tokens_per_sample > 0 (language models): the rate is reported in tokens/s.
-  Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t tokens_per_sample = 0);
+  // tokens_per_sample > 0 (language models): the rate is reported in tokens/s. first_step: the
+  // step this process starts after (a resumed run's checkpoint step, else 0).
+  Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t tokens_per_sample = 0,
+           uint64_t first_step = 0);
   // Prints on the first step, every `interval` steps and on the last step; the numbers are
-  // averages since the previous line.
+  // averages since the previous line (the loss over the steps that updated: m.skipped).
+  // elapsed_s: since this process's first step.
   void step(const StepMetrics& m, uint64_t epoch, double elapsed_s);
   void epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
                  const EvalResult* eval);
@@ -68,8 +77,10 @@ class Progress {
   uint64_t interval_;
   bool enabled_;
   size_t tokens_per_sample_;
+  uint64_t first_step_;
   uint64_t n_ = 0;
-  double loss_ = 0, samples_ = 0, seconds_ = 0, comm_ = 0, exposed_ = 0;
+  EpochLoss loss_;
+  double samples_ = 0, seconds_ = 0, comm_ = 0, exposed_ = 0;
 };
 
 }  // namespace dp

@@ -9,9 +9,10 @@
 
 namespace dp {
 
-void Timeline::start(double origin_us, uint64_t max_steps) {
+void Timeline::start(double origin_us, uint64_t first_step, uint64_t max_steps) {
   active_ = max_steps > 0;
   origin_us_ = origin_us;
+  first_step_ = first_step;
   max_steps_ = max_steps;
   events_.clear();
 }

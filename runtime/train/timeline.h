@@ -15,9 +15,12 @@ class Timeline {
   enum Row { kCompute = 0, kComm = 1 };
 
   // Times are recorded relative to `origin_us` (taken right after a barrier on every rank,
-  // so that rows of different ranks line up even across nodes).
-  void start(double origin_us, uint64_t max_steps);
-  bool recording(uint64_t step) const { return active_ && step <= max_steps_; }
+  // so that rows of different ranks line up even across nodes). Records the `max_steps` steps
+  // after `first_step` (this process's first steps: a resumed run starts after its checkpoint's).
+  void start(double origin_us, uint64_t first_step, uint64_t max_steps);
+  bool recording(uint64_t step) const {
+    return active_ && step > first_step_ && step - first_step_ <= max_steps_;
+  }
   void span(Row row, const std::string& name, double start_us, double end_us, uint64_t step,
             const std::string& args_json = "");
 
@@ -27,6 +30,7 @@ class Timeline {
  private:
   bool active_ = false;
   double origin_us_ = 0;
+  uint64_t first_step_ = 0;
   uint64_t max_steps_ = 0;
   std::string events_;  // comma-separated JSON objects
 };

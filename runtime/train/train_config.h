@@ -26,7 +26,7 @@ struct TrainConfig {
   size_t num_workers = 1;  // threads filling each batch (same batches for any count)
 
   // Schedule of the run.
-  uint64_t epochs = 10;
+  uint64_t epochs = 10;    // 0: no limit (then max_steps > 0 ends the run)
   uint64_t max_steps = 0;  // 0: no limit; else stop after this many optimizer steps
   size_t batch_size = 64;  // per rank, per micro-batch
   size_t grad_accum = 1;   // micro-batches per optimizer step
@@ -101,8 +101,9 @@ struct TrainConfig {
   std::string log_json;
   std::string dump_params;
   std::string trace;
-  // Rank 0 writes the shapes of the CPU GEMMs of one training step (the third) to this
-  // file: bench_sgemm --shapes times OpenBLAS alone at them (tests/bench/bench_models.sh).
+  // Rank 0 writes the shapes of the CPU GEMMs of one training step (this process's third, or
+  // its last when it runs fewer) to this file: bench_sgemm --shapes times OpenBLAS alone at
+  // them (tests/bench/bench_models.sh).
   std::string gemm_profile;
   // Rank 0 writes the measured step profile, the all-reduce cost and the steps measured
   // after it to this file, for `dprun predict` (runtime/perf/run_profile.h).

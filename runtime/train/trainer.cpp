@@ -266,6 +266,9 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
           cfg_.checkpoint_dir));
     if (rank_ == 0 && !cfg_.quiet)
       log::rank0("--resume auto: no checkpoint in {}: starting from step 0", cfg_.checkpoint_dir);
+    // The log is opened for appending (a resumed run continues it): without the marker a
+    // fresh start's steps 1, 2, ... would follow an earlier run's, indistinguishable.
+    if (log_.is_open()) log_.write({{"type", "resume"}, {"step", 0}, {"checkpoint", nullptr}});
     return {};
   }
   auto next_line = [&verdict](size_t& pos) {
@@ -512,6 +515,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.exposed_comm_ms = cs.exposed_us / 1000.0;
   m.other_wait_ms = cs.other_wait_us() / 1000.0;
   m.overlap = cs.overlap();
+  m.skipped = !nonfinite.empty();
   if (tuner_ && tuner_->profiling(step_)) {
     StepSample s;
     s.pre_backward_us = bwd_start - t_step;
@@ -713,12 +717,13 @@ TrainSummary Trainer::run() {
   }
   pg_->barrier("start")->wait(timeout());
   const double t_start = now_us();
-  if (!cfg_.trace.empty()) timeline_.start(t_start, /*max_steps=*/20);
+  if (!cfg_.trace.empty()) timeline_.start(t_start, start_.step, /*max_steps=*/20);
 
   TrainSummary sum;
   const uint64_t per_epoch = steps_per_epoch();
   const uint64_t total_steps = this->total_steps();
-  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet, sequence_length_);
+  Progress progress(total_steps, cfg_.log_interval, rank_ == 0 && !cfg_.quiet, sequence_length_,
+                    start_.step);
 
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
@@ -728,6 +733,11 @@ TrainSummary Trainer::run() {
   if (resumed_ && cfg_.eval_every > 0 && step_ > 0 && step_ % cfg_.eval_every == 0 &&
       last_eval_step_ != step_)
     evaluate_and_log(start_.epoch, sum);
+  // --gemm-profile: this process's third step (past the first steps' allocations), or its
+  // last when it runs fewer. It counted from step 0: a resumed run, or one of 1 or 2 steps,
+  // wrote no file at all.
+  const uint64_t gemm_step = start_.step + std::min<uint64_t>(3, total_steps - start_.step);
+  bool gemm_profiled = false;
   // A resumed run starts inside the checkpoint's epoch, with the batches it had not seen.
   // A checkpoint written at the run's last step (a preemption then, or a finished run started
   // again) still enters its epoch once: the end-of-epoch evaluation it had not reached runs.
@@ -739,16 +749,17 @@ TrainSummary Trainer::run() {
     if (epoch == start_.epoch)
       epoch_loss = {start_.epoch_loss_sum, skip, skip > 0 ? start_.epoch_skipped_steps : 0};
     for (uint64_t s = skip; s < per_epoch && step_ < total_steps; ++s) {
-      const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ == 2;
+      const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ + 1 == gemm_step;
       if (profile) gemm_profile_start();
-      const uint64_t skipped_before = skipped_steps_;
       train_step(epoch, m);
       if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
-      if (profile)
+      if (profile) {
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(),
                            cfg_.batch_size * cfg_.grad_accum);
+        gemm_profiled = true;
+      }
       m.wall_s = (now_us() - t_start) / 1e6;
-      epoch_loss.add(m.loss, skipped_steps_ != skipped_before);
+      epoch_loss.add(m.loss, m.skipped);
       train_us += m.step_ms * 1000;
       comm_us += m.comm_ms * 1000;
       exposed_us += m.exposed_comm_ms * 1000;
@@ -822,6 +833,11 @@ TrainSummary Trainer::run() {
           "--resume auto (or --resume {})",
           by, step_, last_checkpoint_, last_checkpoint_);
   }
+  if (rank_ == 0 && !cfg_.gemm_profile.empty() && !gemm_profiled)
+    log::warn("--gemm-profile {}: not written: {}", cfg_.gemm_profile,
+              step_ == start_.step
+                  ? "this run trained no step (its checkpoint is at its end)"
+                  : fmt::format("the run stopped after step {}, before step {}", step_, gemm_step));
   if (rank_ == 0 && !cfg_.dump_params.empty() && !stop_signal_)
     dump_params(parameters(), buffers(), cfg_.dump_params);
   if (rank_ == 0 && !cfg_.quiet) print_summary(sum);

@@ -111,6 +111,15 @@ expect "command line over config: no file named" "batch-size must be at least 1 
 expect "dump to a device, found before training" "not a regular file" "${GOOD[@]}" --dump-params /dev/full
 if [ -c /dev/full ]; then pass "/dev/full is still a device"; else fail "/dev/full was replaced"; fi
 expect "trace in a missing directory" "does not exist" "${GOOD[@]}" --trace "$WORK/nowhere/trace.json"
+# A cosine warm-up longer than the run names the option and its line (it said "lr schedule:
+# warmup_steps 10 must be in [0, total_steps = 5]"): the run is --steps 5 long.
+printf 'warmup-steps = 10\n' >"$WORK/w.cfg"
+expect "warm-up longer than the run, from the config file" \
+  "--warmup-steps 10 is longer than the run's 5 steps (--steps 5).*(from $WORK/w.cfg:1)" \
+  --config "$WORK/w.cfg" --data synthetic:640 --hidden 8 --steps 5
+# --epochs x steps per epoch wrapped around 2^64 (10 x 1844674407370955162 = 4 steps, exit 0).
+expect "epochs past 2^63 steps" "--epochs 1844674407370955162 x 10 steps per epoch is more than" \
+  --data synthetic:640 --hidden 8 --batch-size 32 --epochs 1844674407370955162
 
 # Ranks started with different options (an MPMD launch): caught before any gradient moves.
 rc=0

@@ -14,13 +14,20 @@ n=$(grep -c "step 5: the averaged gradient of 'fc1.weight' has a non-finite valu
 
 rc=0
 DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" --on-nonfinite skip --log-json skip.jsonl \
-  --dump-params skip.bin >skip.out 2>&1 || rc=$?
+  --dump-params skip.bin --log-interval 4 >skip.out 2>&1 || rc=$?
 [ "$rc" = 0 ] && grep -q "step 5: skipped (no update)" skip.out && pass "skip: step 5 skipped, exit 0" ||
   { fail "skip (exit $rc)"; cat skip.out; }
-python3 - <<'PY' && pass "skip: 32 steps, 1 skipped, parameters finite" || fail "skip summary or parameters"
+# The progress line of steps 5-8 is the mean of the 3 that updated (it said "loss nan").
+grep -q "step      8/32 | loss [0-9][0-9.]* (1 skipped) |" skip.out && ! grep -q "loss nan" skip.out &&
+  pass "skip: the progress line leaves the skipped step out and says so" ||
+  { fail "skip: progress line"; grep "step " skip.out; }
+python3 - <<'PY' && pass "skip: 32 steps, 1 skipped (marked in the log), parameters finite" || fail "skip summary or parameters"
 import json, math, struct
-s = [json.loads(l) for l in open("skip.jsonl") if '"summary"' in l][-1]
+recs = [json.loads(l) for l in open("skip.jsonl")]
+s = [r for r in recs if r["type"] == "summary"][-1]
 assert s["steps"] == 32 and s["skipped_steps"] == 1, s
+marked = [r["step"] for r in recs if r["type"] == "step" and r.get("skipped")]
+assert marked == [5], marked
 b = open("skip.bin", "rb").read()
 assert all(math.isfinite(v) for v in struct.unpack(f"{len(b)//4}f", b))
 PY

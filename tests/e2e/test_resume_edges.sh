@@ -59,4 +59,52 @@ DPRUN_FAULT_STALL=rank=1,step=25,seconds=8 mpi 2 "${MLP[@]}" --steps 30 --resume
 [ "$rc" != 0 ] && grep -q "step 25: bucket" stall.out && ! grep -q "step 5: bucket" stall.out &&
   pass "after a resume, a timeout names step 25" ||
   { fail "step in the timeout message (exit $rc)"; grep -E "error" stall.out | head -3; }
+
+# --steps alone is the run's length, across a resume too: the default --epochs 10 (20 steps of
+# 2 per epoch here) ended the first run at step 20 and left the resumed one nothing to do.
+mpi 2 "${MLP[@]}" --batch-size 128 --steps 24 --checkpoint-dir len >len1.out 2>&1 &&
+  mpi 2 "${MLP[@]}" --batch-size 128 --steps 30 --checkpoint-dir len --resume auto >len2.out 2>&1 &&
+  grep -q "summary: 24 steps, 12 epoch(s)" len1.out && grep -q "resumed from .* (step 24," len2.out &&
+  grep -q "summary: 30 steps, 15 epoch(s)" len2.out && grep -q "total_steps=30" len2.out &&
+  pass "--steps alone: 24 steps, resumed to 30" ||
+  { fail "--steps past 10 epochs, with a resume"; tail -3 len1.out len2.out; }
+
+# A fresh start of --resume auto (no checkpoint) appends to the log like a resume: it writes
+# the marker too, so that its steps 1, 2, 3 replace the earlier run's (they followed them,
+# indistinguishable).
+for d in fresh1 fresh2; do
+  mpi 2 "${MLP[@]}" --steps 3 --checkpoint-dir $d --resume auto --log-json fresh.jsonl >$d.out 2>&1 ||
+    { fail "fresh start in $d"; cat $d.out; }
+done
+python3 - <<'PY' && pass "a fresh start under --resume auto marks the log at step 0" ||
+import json
+recs = [json.loads(l) for l in open("fresh.jsonl")]
+kinds = [r["type"] + (str(r["step"]) if r["type"] in ("resume", "step") else "") for r in recs]
+run = ["resume0", "step1", "step2", "step3", "checkpoint", "summary"]
+assert kinds == run + run, kinds
+assert all(r["checkpoint"] is None for r in recs if r["type"] == "resume"), recs
+PY
+  fail "the log of two fresh starts under --resume auto"
+
+# A resumed run records its own first steps: --trace had no span (steps <= 20 of the whole
+# training) and --gemm-profile no file (step 3 of the whole training), both with exit 0.
+mpi 2 "${MLP[@]}" --steps 24 --checkpoint-dir tr >tr1.out 2>&1 || { fail "trace: first run"; cat tr1.out; }
+mpi 2 "${MLP[@]}" --steps 30 --checkpoint-dir tr --resume auto --trace tr.json --gemm-profile g.json \
+  >tr2.out 2>&1 || { fail "trace: resumed run"; cat tr2.out; }
+python3 - <<'PY' && pass "a resumed run's trace has spans of its steps 25-30, its gemm profile is written" ||
+import json
+spans = [e for e in json.load(open("tr.json"))["traceEvents"] if e.get("ph") == "X"]
+assert len(spans) > 0, "no span"
+assert {e["args"]["step"] for e in spans} == set(range(25, 31)), {e["args"]["step"] for e in spans}
+assert json.load(open("g.json"))["gemms"], "no GEMM recorded"
+PY
+  fail "a resumed run's trace or gemm profile"
+# Fewer steps than the profiled one: the last is profiled. None at all: said so.
+mpi 2 "${MLP[@]}" --steps 1 --gemm-profile g1.json >g1.out 2>&1 && [ -s g1.json ] &&
+  python3 -c "import json; assert json.load(open('g1.json'))['gemms']" &&
+  pass "--steps 1 --gemm-profile writes the file" || { fail "--steps 1 --gemm-profile"; cat g1.out; }
+mpi 2 "${MLP[@]}" --steps 30 --checkpoint-dir tr --resume auto --gemm-profile g0.json >g0.out 2>&1 &&
+  [ ! -e g0.json ] && grep -q "gemm-profile g0.json: not written: this run trained no step" g0.out &&
+  pass "a run that trains no step says that --gemm-profile was not written" ||
+  { fail "--gemm-profile with nothing to train"; cat g0.out; }
 finish

@@ -110,6 +110,30 @@ for other in ("bf16", "bf16-hook", "bf16-hook--no-shm", "fp16-hook", "fp16-hook-
     assert apart > 1e-6, (other, "the same losses as float32", apart)
 PY
 
+# --steps alone is the run's length: the default --epochs 10 cut "--steps 200" to 100 steps (10
+# per epoch here), the cosine schedule's end with it. Both given: whichever comes first.
+timeout 120 "$DPRUN" --data synthetic:640 --hidden 16 --steps 200 --log-interval 1000 \
+  >"$WORK/steps.txt" 2>&1
+grep -q "summary: 200 steps, 20 epoch(s)" "$WORK/steps.txt" && grep -q "total_steps=200" "$WORK/steps.txt" &&
+  grep -q "step    200/200" "$WORK/steps.txt" && pass "--steps 200 alone trains 200 steps" ||
+  { fail "--steps 200 alone"; cat "$WORK/steps.txt"; }
+timeout 120 "$DPRUN" --data synthetic:640 --hidden 16 --steps 200 --epochs 3 --log-interval 1000 \
+  >"$WORK/steps3.txt" 2>&1
+grep -q "summary: 30 steps, 3 epoch(s)" "$WORK/steps3.txt" && grep -q "total_steps=30" "$WORK/steps3.txt" &&
+  pass "--steps 200 --epochs 3: the 3 epochs come first" || { fail "--steps with --epochs"; cat "$WORK/steps3.txt"; }
+
+# Batch buffers hold no more rows than a rank's shard: --eval-batch-size 100000000 allocated
+# 313 GB after training and aborted the job. A training batch above the shard trains on the
+# shard (one smaller batch per epoch), as PyTorch's DataLoader does.
+mpi 2 --data synthetic:640 --hidden 16 --steps 2 --eval --eval-batch-size 100000000 \
+  >"$WORK/evalbig.txt" 2>&1 && grep -q "test accuracy .*(2000 samples)" "$WORK/evalbig.txt" &&
+  pass "--eval-batch-size above the shard: one batch of the shard" ||
+  { fail "--eval-batch-size 100000000"; tail -5 "$WORK/evalbig.txt"; }
+mpi 2 --data synthetic:640 --hidden 16 --steps 2 --batch-size 100000000 >"$WORK/trainbig.txt" 2>&1 &&
+  grep -q "summary: 2 steps, 2 epoch(s)" "$WORK/trainbig.txt" &&
+  pass "--batch-size above the shard: one batch of the shard per epoch" ||
+  { fail "--batch-size 100000000"; tail -5 "$WORK/trainbig.txt"; }
+
 # --help documents every option.
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \

@@ -180,3 +180,16 @@ TEST(CommandLine, WordsThatAreNotOptionsAreRefused) {
                   "unexpected word 'stray' on the command line");
   EXPECT_NO_THROW(parse_args({"--steps", "1"}));
 }
+
+// --steps alone is the run's length (Hugging Face's max_steps): the default --epochs 10 cut
+// "--data synthetic:640 --steps 200" to 100 steps. An --epochs the user gave, on the command
+// line or in the file, still ends the run when it comes first.
+TEST_F(ConfigFileTest, StepsAloneLiftsTheDefaultEpochLimit) {
+  EXPECT_EQ(parse_args({"--steps", "200"}).train.epochs, 0u);
+  EXPECT_EQ(parse_args({"--steps", "200", "--epochs", "10"}).train.epochs, 10u);
+  EXPECT_EQ(parse_args({"--epochs", "3"}).train.epochs, 3u);
+  EXPECT_EQ(parse_args({}).train.epochs, 10u);
+  EXPECT_EQ(parse("steps = 200\n").train.epochs, 0u);
+  EXPECT_EQ(parse("steps = 200\nepochs = 10\n").train.epochs, 10u);
+  EXPECT_EQ(parse("epochs = 2\n").train.epochs, 2u);
+}

@@ -132,6 +132,21 @@ TEST(DataLoader, BatchesPerEpochAndLastPartialBatch) {
   EXPECT_EQ(run_epoch(big, 0).sizes, (std::vector<size_t>{103}));
 }
 
+// The buffers hold at most the rows the sampler yields: --eval-batch-size 100000000 allocated
+// [10^8, 784] floats twice (313 GB) for a shard of 1000 test samples and aborted the job.
+TEST(DataLoader, ABatchSizeAboveTheShardAllocatesOnlyTheShard) {
+  IndexDataset ds(103, 10000);  // 2e9 rows of these would be 80 TB
+  DistributedSampler exact = DistributedSampler::exact(103, 2, 1);
+  std::unique_ptr<DataLoader> huge;
+  ASSERT_NO_THROW(huge = std::make_unique<DataLoader>(ds, exact, 2000000000));
+  EXPECT_EQ(huge->batches_per_epoch(), 1u);
+  EXPECT_EQ(run_epoch(*huge, 0).sizes, (std::vector<size_t>{51}));
+  DistributedSampler train(103, 2, 0, true, 3);  // padded: 52 per rank
+  DataLoader training(ds, train, 2000000000);
+  EXPECT_EQ(run_epoch(training, 0).sizes, (std::vector<size_t>{52}));
+  EXPECT_EQ(run_epoch(training, 1).sizes, (std::vector<size_t>{52}));
+}
+
 TEST(DataLoader, SkipBatchesResumesExactly) {
   IndexDataset ds(100, 2);
   for (bool prefetch : {true, false}) {

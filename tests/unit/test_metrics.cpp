@@ -1,4 +1,5 @@
-// runtime/train/metrics.h: the epoch's mean loss over the steps that updated, and --log-json's
+// runtime/train/metrics.h: the epoch's mean loss over the steps that updated (also a progress
+// line's, with its ETA: runtime/train/report.h), and --log-json's
 // writer: step lines reach the file within about a second even when no further step comes (a
 // stalled run killed by another rank's --timeout must leave the lines it had), records other
 // than steps at once, and a moved log keeps writing.
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/train/metrics.h"
+#include "runtime/train/report.h"
 
 using namespace dp;
 
@@ -73,4 +75,51 @@ TEST(EpochLoss, MeanOverTheStepsThatUpdated) {
   EXPECT_EQ(e.mean(), 3.0);
   EXPECT_EQ(e.steps, 4u);
   EXPECT_EQ(e.skipped, 2u);
+}
+
+// A progress interval holding a step skipped by --on-nonfinite skip printed "loss nan".
+TEST(Progress, AnIntervalLeavesSkippedStepsOutOfItsLoss) {
+  EpochLoss interval;
+  interval.add(2.0, false);
+  EXPECT_EQ(interval_loss_text(interval), "loss 2.0000");
+  interval.add(std::nan(""), true);
+  interval.add(4.0, false);
+  EXPECT_EQ(interval_loss_text(interval), "loss 3.0000 (1 skipped)");
+  EpochLoss all_skipped;
+  all_skipped.add(std::nan(""), true);
+  EXPECT_EQ(interval_loss_text(all_skipped), "loss n/a (1 skipped)");
+}
+
+// The ETA of a run resumed at step 100 of 200: 10 s for its own 10 steps leaves 90 steps, 90 s
+// (the whole training's 110 steps made it 8.2 s).
+TEST(Progress, TheEtaCountsOnlyThisProcesssSteps) {
+  EXPECT_DOUBLE_EQ(eta_seconds(110, 100, 200, 10.0), 90.0);
+  EXPECT_DOUBLE_EQ(eta_seconds(10, 0, 200, 10.0), 190.0);
+  EXPECT_EQ(eta_seconds(200, 100, 200, 10.0), 0.0);
+}
+
+TEST(JsonLog, ASkippedStepIsMarked) {
+  const std::string path = temp_path("skipped");
+  {
+    JsonLog log(path);
+    StepMetrics m;
+    m.step = 1;
+    log.write_step(m);
+    m.step = 2;
+    m.loss = std::nan("");
+    m.skipped = true;
+    m.tokens_per_s = 5;
+    log.write_step(m);
+    log.flush();
+  }
+  std::ifstream in(path);
+  std::string first, second;
+  std::getline(in, first);
+  std::getline(in, second);
+  const auto a = nlohmann::json::parse(first), b = nlohmann::json::parse(second);
+  EXPECT_FALSE(a.contains("skipped"));
+  EXPECT_TRUE(b.at("skipped").get<bool>());
+  EXPECT_TRUE(b.at("loss").is_null());
+  EXPECT_EQ(b.at("tokens_per_s").get<double>(), 5.0);
+  std::remove(path.c_str());
 }

@@ -11,6 +11,7 @@
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/optim/sgd.h"
 #include "runtime/train/optimizer_setup.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
 
@@ -266,4 +267,52 @@ TEST(LrSchedule, Validation) {
   EXPECT_THROW(LrSchedule::cosine(1.0f, 0, 0), Error);
   EXPECT_THROW(LrSchedule::cosine(1.0f, 0, 10, 2.0f), Error);  // min_lr > base_lr
   EXPECT_THROW(LrSchedule::cosine(1.0f, 0, 10, -0.1f), Error);
+}
+
+// --epochs x steps per epoch, cut to --steps. The product wrapped around: --epochs
+// 1844674407370955162 on 10 steps per epoch trained 4 steps, with exit 0.
+TEST(RunTotalSteps, EpochsTimesStepsIsCheckedNotWrapped) {
+  TrainConfig c;
+  c.epochs = 3;
+  EXPECT_EQ(run_total_steps(c, 10), 30u);
+  c.max_steps = 25;
+  EXPECT_EQ(run_total_steps(c, 10), 25u);  // whichever comes first
+  c.max_steps = 200;
+  EXPECT_EQ(run_total_steps(c, 10), 30u);
+  c.epochs = 0;  // --steps alone: no epoch limit
+  EXPECT_EQ(run_total_steps(c, 10), 200u);
+  c.epochs = 1844674407370955162ull;
+  EXPECT_EQ(run_total_steps(c, 10), 200u);  // the epochs are past any --steps
+  c.max_steps = 0;
+  EXPECT_MENTIONS(dp::test::error_of([&] { run_total_steps(c, 10); }),
+                  "--epochs 1844674407370955162 x 10 steps per epoch is more than "
+                  "9223372036854775807 steps");
+  c.epochs = 922337203685477580ull;  // x 10 fits in int64_t
+  EXPECT_EQ(run_total_steps(c, 10), 9223372036854775800ull);
+  c.epochs = 0;
+  c.max_steps = uint64_t(INT64_MAX) + 1;
+  EXPECT_MENTIONS(dp::test::error_of([&] { run_total_steps(c, 10); }), "--steps must be at most");
+}
+
+// A warm-up longer than the run is refused naming --warmup-steps (the launcher adds the config
+// file's line), not LrSchedule's "warmup_steps 10 must be in [0, total_steps = 5]".
+TEST(MakeSchedule, AWarmupLongerThanTheRunNamesTheOption) {
+  TrainConfig c;
+  c.epochs = 0;
+  c.max_steps = 5;
+  c.warmup_steps = 10;
+  EXPECT_MENTIONS(dp::test::error_of([&] { make_schedule(c, 10); }),
+                  "--warmup-steps 10 is longer than the run's 5 steps (--steps 5)");
+  c.epochs = 2;
+  c.max_steps = 0;
+  c.warmup_steps = 21;
+  EXPECT_MENTIONS(dp::test::error_of([&] { make_schedule(c, 10); }),
+                  "--warmup-steps 21 is longer than the run's 20 steps (--epochs 2 x 10 steps per "
+                  "epoch)");
+  c.warmup_steps = 20;
+  EXPECT_EQ(make_schedule(c, 10)->describe(),
+            "cosine(base_lr=0.05, warmup_steps=20, total_steps=20, min_lr=0)");
+  c.lr_schedule = "constant";  // a constant rate warms up past the end as asked
+  c.warmup_steps = 21;
+  EXPECT_NO_THROW(make_schedule(c, 10));
 }
