@@ -252,10 +252,12 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   // them back as DDP's ranks do, or the bad batch's statistics would live on.
   const bool may_skip = cfg_.on_nonfinite == "skip";
   if (may_skip) buffer_snapshot_.save(buffers());
+  size_t rows = 0;  // the global batch's
   for (size_t k = 0; k < K; ++k) {
     const double t0 = now_us();
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
+    rows += batch->size;
     const double t1 = now_us();
     for (size_t r = 0; r < n; ++r) {
       Replica& rep = *replicas_[r];
@@ -343,7 +345,8 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   m.loss = loss;
   m.lr = lr;
   m.step_ms = t.step;
-  m.samples_per_s = double(cfg_.batch_size * K * n) / (t.step / 1000.0);
+  m.samples = rows;
+  m.samples_per_s = double(m.samples) / (t.step / 1000.0);
   m.tokens_per_s = m.samples_per_s * double(sequence_length_);
   m.data_ms = t.data;
   m.forward_ms = t.forward;
@@ -507,7 +510,7 @@ TrainSummary DataParallelTrainer::run() {
       m.wall_s = (now_us() - t_start) / 1e6;
       epoch_loss.add(m.loss, m.skipped);
       train_ms += t.step;
-      samples += cfg_.batch_size * cfg_.grad_accum * replicas_.size();
+      samples += m.samples;
       sum_times_.add(t);
       if (step_ > kWarmupSteps) {
         warm_times_.add(t);

@@ -27,6 +27,7 @@ struct StepMetrics {
   double exposed_comm_ms = 0;  // the part of it after backward ended (not hidden)
   double other_wait_ms = 0;    // the rest of the wait after backward (queueing, wake-up)
   double overlap = 0;          // 1 - exposed / comm
+  uint64_t samples = 0;        // global samples in the step (an epoch's last may be short)
   bool skipped = false;        // --on-nonfinite skip: no update; left out of loss means
 };
 

@@ -394,6 +394,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   double bwd_end = 0;
   double bwd_start = 0, finish_end = 0;  // of the synchronising micro-batch
   float loss_sum = 0;
+  size_t rows = 0;  // this rank's; every rank's epoch has the same (the sampler pads it)
   reducer_->zero_grad();
   // A step skipped for a non-finite gradient must leave the model as it was, buffers too:
   // forward already moved BatchNorm's running statistics (with the NaN batch, NaN).
@@ -403,6 +404,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     double t0 = now_us();
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
+    rows += batch->size;
     double t1 = now_us();
     fault_.maybe_poison(rank_, step_ + 1, batch->x);
     const Tensor& x = on_device(batch->x, k, 0);
@@ -505,7 +507,8 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.loss = loss_buf_.f32()[0];
   m.lr = lr;
   m.step_ms = step_us / 1000.0;
-  m.samples_per_s = double(cfg_.batch_size * K * world_) / (step_us / 1e6);
+  m.samples = uint64_t(rows) * uint64_t(world_);
+  m.samples_per_s = double(m.samples) / (step_us / 1e6);
   m.tokens_per_s = m.samples_per_s * double(sequence_length_);
   m.data_ms = data_us / 1000.0;
   m.forward_ms = fwd_us / 1000.0;
@@ -763,7 +766,7 @@ TrainSummary Trainer::run() {
       train_us += m.step_ms * 1000;
       comm_us += m.comm_ms * 1000;
       exposed_us += m.exposed_comm_ms * 1000;
-      samples += cfg_.batch_size * cfg_.grad_accum * world_;
+      samples += m.samples;
       if (log_.is_open()) log_.write_step(m);
       progress.step(m, epoch, (now_us() - t_start) / 1e6);
       if (!std::isfinite(m.loss) && cfg_.on_nonfinite == "abort") {

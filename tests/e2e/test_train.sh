@@ -134,6 +134,23 @@ mpi 2 --data synthetic:640 --hidden 16 --steps 2 --batch-size 100000000 >"$WORK/
   pass "--batch-size above the shard: one batch of the shard per epoch" ||
   { fail "--batch-size 100000000"; tail -5 "$WORK/trainbig.txt"; }
 
+# samples/s counts the samples a step trained: an epoch's last batch is short (100 samples in
+# batches of 32 leave 4; 2 ranks x 50 leave 2 x 18), and it was counted as a full one. Both
+# modes; rate x time gives the step's global batch back.
+timeout 120 "$DPRUN" --data synthetic:100 --hidden 16 --batch-size 32 --epochs 1 -q \
+  --log-json "$WORK/short1.jsonl" >/dev/null 2>&1
+mpi 2 --data synthetic:100 --hidden 16 --batch-size 16 --epochs 1 -q --log-json "$WORK/short2.jsonl" >/dev/null 2>&1
+timeout 120 "$DPRUN" --mode dp --replicas 2 --data synthetic:100 --hidden 16 --batch-size 16 --epochs 1 -q \
+  --log-json "$WORK/shortdp.jsonl" >/dev/null 2>&1
+python3 - "$WORK" <<'PY' && pass "samples/s counts an epoch's short last batch as it is" || fail "samples/s of a short batch"
+import json, sys
+for name, want in (("short1", [32, 32, 32, 4]), ("short2", [32, 32, 32, 4]), ("shortdp", [32, 32, 32, 4])):
+    steps = [r for r in map(json.loads, open(f"{sys.argv[1]}/{name}.jsonl")) if r["type"] == "step"]
+    got = [r["samples_per_s"] * r["step_ms"] / 1000 for r in steps]
+    print(name, [round(g, 2) for g in got])
+    assert len(got) == len(want) and all(abs(g - w) < 0.01 * w for g, w in zip(got, want)), (name, got)
+PY
+
 # --help documents every option.
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
