@@ -39,16 +39,14 @@ json loss_sum_json(double v) {
   return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
 }
 
-double loss_sum_of(const json& j, const std::string& path) {
+double loss_sum_of(const json& j, const std::string& path, const char* field) {
   if (j.is_number()) return j.get<double>();
   // null: a non-finite sum as dprun wrote it before the text form.
   if (j.is_null() || j == "nan") return std::numeric_limits<double>::quiet_NaN();
   if (j == "inf") return std::numeric_limits<double>::infinity();
   if (j == "-inf") return -std::numeric_limits<double>::infinity();
-  fail(
-      "checkpoint {}: section 'meta': epoch_loss_sum {} is not a number, \"nan\", \"inf\" or "
-      "\"-inf\"",
-      path, j.dump());
+  fail("checkpoint {}: section 'meta': {} {} is not a number, \"nan\", \"inf\" or \"-inf\"", path,
+       field, j.dump());
 }
 
 }  // namespace
@@ -74,6 +72,8 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"epoch_loss_sum", loss_sum_json(p.epoch_loss_sum)},
       {"last_eval_step", p.last_eval_step == UINT64_MAX ? json(nullptr) : json(p.last_eval_step)},
       {"skipped_steps", p.skipped_steps},
+      {"last_epoch_loss", p.last_epoch_loss ? loss_sum_json(*p.last_epoch_loss) : json(nullptr)},
+      {"outputs_pending", p.outputs_pending},
       {"epoch_skipped_steps", p.epoch_skipped_steps},
       {"world_size", meta.world_size},
       {"batch_size", meta.batch_size},
@@ -112,11 +112,15 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
     p.step = m.at("step").get<uint64_t>();
     p.epoch = m.at("epoch").get<uint64_t>();
     p.step_in_epoch = m.at("step_in_epoch").get<uint64_t>();
-    p.epoch_loss_sum = loss_sum_of(m.at("epoch_loss_sum"), path);
+    p.epoch_loss_sum = loss_sum_of(m.at("epoch_loss_sum"), path, "epoch_loss_sum");
     p.last_eval_step =
         m.at("last_eval_step").is_null() ? UINT64_MAX : m.at("last_eval_step").get<uint64_t>();
     p.skipped_steps = m.value("skipped_steps", uint64_t(0));  // absent before dprun recorded it
     p.epoch_skipped_steps = m.value("epoch_skipped_steps", uint64_t(0));  // likewise
+    // Absent before dprun recorded them: no loss to report, nothing to make up.
+    if (m.contains("last_epoch_loss") && !m.at("last_epoch_loss").is_null())
+      p.last_epoch_loss = loss_sum_of(m.at("last_epoch_loss"), path, "last_epoch_loss");
+    p.outputs_pending = m.value("outputs_pending", false);
     meta.world_size = m.at("world_size").get<int>();
     meta.batch_size = m.at("batch_size").get<size_t>();
     meta.grad_accum = m.at("grad_accum").get<size_t>();

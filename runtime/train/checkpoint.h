@@ -12,6 +12,7 @@
 // shuffling Philox(seed + epoch), text sampling seed + step), so (seed, epoch, step) is the
 // whole RNG state, and the LR schedule is a pure function of the step.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,12 @@ struct TrainingProgress {
   uint64_t epoch_skipped_steps = 0;  // of that epoch's steps so far, skipped
   uint64_t last_eval_step = UINT64_MAX;
   uint64_t skipped_steps = 0;  // --on-nonfinite skip: steps without an update so far
+  // The last finished epoch's mean training loss (the summary's train_loss); none before the
+  // first epoch ends.
+  std::optional<double> last_epoch_loss;
+  // Written under a stop signal, before the --eval-every evaluation or --sample-every sample
+  // due at `step`: the resumed run makes them up first.
+  bool outputs_pending = false;
 };
 
 struct CheckpointMeta {

@@ -292,14 +292,17 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
         "--epochs may only grow when resuming)",
         path, start_.step, total_steps()));
   last_eval_step_ = start_.last_eval_step;
+  last_epoch_loss_ = start_.last_epoch_loss;
   skipped_steps_ = start_.skipped_steps;
   resumed_ = true;
   if (rank_ == 0 && !cfg_.quiet)
     log::rank0("resumed from {} (step {}, epoch {}, written by {} rank(s))", path, start_.step,
                start_.epoch + 1, meta.world_size);
   // The log continues the resumed run's; steps after its checkpoint that a crash left there
-  // are redone: the marker tells readers that later lines replace them.
-  if (log_.is_open()) log_.write({{"type", "resume"}, {"step", start_.step}, {"checkpoint", path}});
+  // are redone: the marker tells readers that later lines replace them. Evaluating a
+  // checkpoint (--eval-only) replaces nothing.
+  if (log_.is_open() && !cfg_.eval_only)
+    log_.write({{"type", "resume"}, {"step", start_.step}, {"checkpoint", path}});
   const bool layout_fits = same_layout && !meta.buckets.empty() && [&] {
     size_t n = 0;
     for (const auto& b : meta.buckets) n += b.size();
@@ -321,6 +324,8 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       meta.progress.epoch_skipped_steps = loss.skipped;
       meta.progress.last_eval_step = last_eval_step_;
       meta.progress.skipped_steps = skipped_steps_;
+      meta.progress.last_epoch_loss = last_epoch_loss_;
+      meta.progress.outputs_pending = stop_signal_ != 0;
       meta.world_size = world_;
       meta.batch_size = cfg_.batch_size;
       meta.grad_accum = cfg_.grad_accum;
@@ -637,6 +642,19 @@ void Trainer::print_header() {
   print_header_lines(h);
 }
 
+void Trainer::periodic_outputs(uint64_t epoch, uint64_t total_steps, TrainSummary& sum,
+                               bool sample) {
+  const bool last = step_ == total_steps;
+  if (cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || last) && last_eval_step_ != step_)
+    evaluate_and_log(epoch, sum);
+  if (sample && cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last)) {
+    // Every rank samples (the same tokens: the same replica and seed), as llm.c does: no rank
+    // then waits in the next collective, under --timeout, for rank 0's generation.
+    const std::string text = sample_text();
+    if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
+  }
+}
+
 void Trainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
   sum.eval = evaluate();
   sum.evaluated = true;
@@ -731,11 +749,10 @@ TrainSummary Trainer::run() {
   double train_us = 0, comm_us = 0, exposed_us = 0;
   uint64_t samples = 0;
   StepMetrics m;
-  // A checkpoint written under a stop signal skipped the --eval-every evaluation due at its
-  // step (the checkpoint came first): it runs now, so the log has every evaluation.
-  if (resumed_ && cfg_.eval_every > 0 && step_ > 0 && step_ % cfg_.eval_every == 0 &&
-      last_eval_step_ != step_)
-    evaluate_and_log(start_.epoch, sum);
+  // A checkpoint written under a stop signal skipped the evaluation and sample due at its step
+  // (the checkpoint came first): they run now, so the log has every one.
+  if (resumed_ && step_ > 0)
+    periodic_outputs(start_.epoch, total_steps, sum, /*sample=*/start_.outputs_pending);
   // --gemm-profile: this process's third step (past the first steps' allocations), or its
   // last when it runs fewer. It counted from step 0: a resumed run, or one of 1 or 2 steps,
   // wrote no file at all.
@@ -776,17 +793,8 @@ TrainSummary Trainer::run() {
       }
       // Under a stop signal (agreed by every rank in the step's loss all-reduce) the
       // checkpoint comes first: Slurm's grace period may not cover an evaluation over the
-      // whole test split. The resumed run evaluates this step (last_eval_step_ is unchanged).
-      if (!stop_signal_ && cfg_.eval_every > 0 &&
-          (step_ % cfg_.eval_every == 0 || step_ == total_steps))
-        evaluate_and_log(epoch, sum);
-      if (!stop_signal_ && cfg_.sample_every > 0 &&
-          (step_ % cfg_.sample_every == 0 || step_ == total_steps)) {
-        // Every rank samples (the same tokens: the same replica and seed), as llm.c does: no
-        // rank then waits in the next collective, under --timeout, for rank 0's generation.
-        const std::string text = sample_text();
-        if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
-      }
+      // whole test split. The resumed run makes them up (outputs_pending).
+      if (!stop_signal_) periodic_outputs(epoch, total_steps, sum, /*sample=*/true);
       const bool due = !cfg_.checkpoint_dir.empty() &&
                        ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) ||
                         step_ == total_steps || stop_signal_);
@@ -795,10 +803,9 @@ TrainSummary Trainer::run() {
     }
     sum.epochs = epoch + 1;
     if (stop_signal_) break;
-    sum.train_loss = epoch_loss.mean();
-    sum.epoch_ended = true;
+    last_epoch_loss_ = epoch_loss.mean();
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
-    progress.epoch_end(epoch, epoch_loss.steps, per_epoch, sum.train_loss,
+    progress.epoch_end(epoch, epoch_loss.steps, per_epoch, *last_epoch_loss_,
                        cfg_.eval ? &sum.eval : nullptr);
   }
   if (watch_) watch_->agreed();  // a peer that exits from here on has finished
@@ -815,6 +822,8 @@ TrainSummary Trainer::run() {
   sum.tokens_per_s = sum.samples_per_s * double(sequence_length_);
   sum.skipped_steps = skipped_steps_;
   sum.preempted_by = stop_signal_;
+  sum.epoch_ended = last_epoch_loss_.has_value();  // in this run or before its checkpoint
+  sum.train_loss = last_epoch_loss_.value_or(0);
   sum.checkpoint = last_checkpoint_;
 
   if (tuner_) tuner_->finish();  // collective when the run ended inside the profile

@@ -3,6 +3,7 @@
 // all-reduced by the Reducer while backward runs) -> optimizer, with evaluation, the
 // progress report on rank 0, the JSON log, the trace and the parameter dump.
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -90,6 +91,9 @@ class Trainer {
  private:
   void train_step(uint64_t epoch, StepMetrics& m);
   void evaluate_and_log(uint64_t epoch, TrainSummary& sum);
+  // --eval-every and --sample-every: what is due after step_ (every N steps and after the
+  // last), the evaluation unless it already ran at this step; the sample when `sample`.
+  void periodic_outputs(uint64_t epoch, uint64_t total_steps, TrainSummary& sum, bool sample);
   void print_header();
   // The labels as the loss takes them: [B] as they are, [B, T] flattened to [B*T].
   const Tensor& loss_targets(const Tensor& y);
@@ -135,6 +139,7 @@ class Trainer {
   Tensor device_batch_[2][2];  // [inputs, labels][alternating]: reused device buffers
   uint64_t step_ = 0;
   uint64_t last_eval_step_ = UINT64_MAX;
+  std::optional<double> last_epoch_loss_;  // the summary's train_loss, carried by checkpoints
   bool resumed_ = false;
   TrainingProgress start_;      // where this run continues (a checkpoint's progress)
   int stop_signal_ = 0;         // the ranks agreed to stop after this step (a signal)

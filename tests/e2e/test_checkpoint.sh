@@ -123,6 +123,14 @@ exact gpt 2 rank=1,step=17,signal=TERM --model gpt --layers 2 --heads 2 --embed 
   --data tokens:t.bin --batch-size 4 --grad-accum 2 --steps 40 --clip-grad-norm 1 &&
   pass "gpt (tied head, 2 micro-batches, clipping): preempted at 17, resumed bit-identical" ||
   { fail "gpt exact resume"; tail -5 gpt.out; }
+# The sample due at a stop's step (--sample-every) is printed by the resumed run.
+GS=(--model gpt --layers 1 --heads 2 --embed 16 --context 16 --data tokens:t.bin --batch-size 4 --steps 10
+  --sample-every 5 --sample-length 4 --checkpoint-dir gs.ck)
+DPRUN_FAULT_SIGNAL=rank=0,step=5,signal=USR1 mpi 2 "${GS[@]}" >gs1.out 2>&1 &&
+  mpi 2 "${GS[@]}" --resume auto >gs2.out 2>&1 && ! grep -q "sample at step" gs1.out &&
+  grep -q "sample at step 5:" gs2.out && grep -q "sample at step 10:" gs2.out &&
+  pass "a stop at a --sample-every step: the resumed run prints that step's sample" ||
+  { fail "sample after a stop"; grep -h "sample at\|preempted\|resumed" gs1.out gs2.out; }
 
 # --- a stop signal at an --eval-every step: the checkpoint first, the evaluation after resume --
 # Slurm's grace period may not cover an evaluation over the test split. Also: a trailing "/" on
@@ -143,6 +151,29 @@ after = [r["step"] for r in recs("ev2.jsonl", "eval")]
 summary = recs("ev1.jsonl", "summary")[-1]
 print("evals before", before, "after", after, "train_loss", summary["train_loss"])
 assert before == [4] and after[:2] == [8, 12] and summary["train_loss"] is None
+PY
+
+# Stopped at an evaluation step, then at the run's last step (due "after the last one"): each
+# resumed run makes up what the stop skipped; the train loss of the epoch that ended before
+# the first stop is carried through the second (it read "stopped inside the first epoch").
+# --eval-only appends its evaluation without a resume marker (which would void later lines).
+EL=(--model mlp --hidden 32 --data idx:idx --batch-size 16 --steps 24 --eval-every 5 --eval-batches 2
+  --checkpoint-dir evl)
+DPRUN_FAULT_SIGNAL=rank=0,step=20,signal=USR1 mpi 2 "${EL[@]}" --log-json el1.jsonl >el1.out 2>&1 &&
+  DPRUN_FAULT_SIGNAL=rank=1,step=24,signal=USR1 mpi 2 "${EL[@]}" --resume auto --log-json el2.jsonl >el2.out 2>&1 &&
+  mpi 2 "${EL[@]}" --resume auto --log-json el3.jsonl >el3.out 2>&1 &&
+  cp el3.jsonl el4.jsonl && mpi 2 "${EL[@]}" --resume evl/step-00000024.ckpt --eval-only --log-json el4.jsonl >el4.out 2>&1 ||
+  { fail "eval-every runs stopped twice"; tail -3 el*.out; }
+python3 - <<'PY' && pass "made up after each stop, the last step's too; train loss carried; --eval-only adds no marker" || fail "evaluations and train loss across two stops"
+import json
+def recs(f, t): return [r for r in map(json.loads, open(f)) if r.get("type") == t]
+ev = [[r["step"] for r in recs(f"el{i}.jsonl", "eval")] for i in (1, 2, 3)]
+loss = [recs(f"el{i}.jsonl", "summary")[-1]["train_loss"] for i in (1, 2)]
+print("evals", ev, "train_loss", loss)
+assert ev == [[5, 10, 15], [20], [24]], ev
+assert loss[0] is not None and loss[1] == loss[0], loss
+assert len(recs("el4.jsonl", "resume")) == len(recs("el3.jsonl", "resume"))
+assert recs("el4.jsonl", "eval")[-1]["step"] == 24
 PY
 
 # --- a writer killed mid-file never damages the last good checkpoint --------------------------

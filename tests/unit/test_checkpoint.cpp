@@ -176,6 +176,35 @@ TEST(Checkpoint, NonFiniteEpochLossSumRoundTrips) {
   }
 }
 
+// The summary's train loss (the last finished epoch's) and the outputs a stop skipped travel
+// with the checkpoint; a checkpoint from before them has neither.
+TEST(Checkpoint, LastEpochLossAndPendingOutputsRoundTrip) {
+  TempDir dir;
+  auto m = make_mlp(4, {}, 2, 0);
+  SGD opt(m->parameters());
+  const std::string path = dir.path + "/m.ckpt";
+  CheckpointMeta meta = sample_meta();
+  EXPECT_FALSE(meta.progress.last_epoch_loss.has_value());
+  for (double loss : {0.75, std::numeric_limits<double>::quiet_NaN()}) {
+    meta.progress.last_epoch_loss = loss;
+    meta.progress.outputs_pending = true;
+    write_checkpoint(path, meta, m->parameters(), m->buffers(), opt);
+    const TrainingProgress got = read_checkpoint_meta(CheckpointReader(path)).progress;
+    ASSERT_TRUE(got.last_epoch_loss.has_value());
+    if (std::isnan(loss))
+      EXPECT_TRUE(std::isnan(*got.last_epoch_loss));
+    else
+      EXPECT_EQ(*got.last_epoch_loss, loss);
+    EXPECT_TRUE(got.outputs_pending);
+  }
+  nlohmann::json old = nlohmann::json::parse(CheckpointReader(path).read_text("meta"));
+  old.erase("last_epoch_loss");
+  old.erase("outputs_pending");
+  const TrainingProgress got = parse_checkpoint_meta(old.dump(), path).progress;
+  EXPECT_FALSE(got.last_epoch_loss.has_value());
+  EXPECT_FALSE(got.outputs_pending);
+}
+
 TEST(Checkpoint, AnotherModelOrOptimizerIsRefusedBeforeAnythingChanges) {
   TempDir dir;
   auto small = make_mlp(12, {8}, 3, 1);
