@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.h"
+#include "runtime/core/json_field.h"
 #include "runtime/ddp/bucket_assignment.h"
 
 namespace dp {
@@ -29,15 +30,21 @@ json fit_json(const AllReduceFit& f) {
           {"samples", samples}};
 }
 
-AllReduceFit fit_from_json(const json& a) {
+AllReduceFit fit_from_json(const json& j, const std::string& name) {
+  const json& a = json_member(j, "", name);
   AllReduceFit f;
-  f.world = a.at("world_size").get<int>();
-  f.alpha_us = a.at("alpha_us").get<double>();
-  f.us_per_byte = a.at("us_per_byte").get<double>();
-  for (const json& s : a.at("samples"))
-    f.samples.push_back({s.at("bytes").get<double>(), s.at("us").get<double>()});
+  f.world = json_field<int>(a, name, "world_size");
+  f.alpha_us = json_field<double>(a, name, "alpha_us");
+  f.us_per_byte = json_field<double>(a, name, "us_per_byte");
+  const std::string samples = name + ".samples";
+  for (const json& s : json_array(json_member(a, name, "samples"), samples)) {
+    const std::string sample = fmt::format("{}[{}]", samples, f.samples.size());
+    f.samples.push_back(
+        {json_field<double>(s, sample, "bytes"), json_field<double>(s, sample, "us")});
+  }
   DP_CHECK(f.world >= 1 && f.alpha_us >= 0 && f.us_per_byte > 0,
-           "all-reduce fit: world {}, alpha {} us, {} us/byte", f.world, f.alpha_us, f.us_per_byte);
+           "{} (all-reduce fit): world {}, alpha {} us, {} us/byte", name, f.world, f.alpha_us,
+           f.us_per_byte);
   return f;
 }
 
@@ -136,63 +143,73 @@ json to_json(const RunProfile& p) {
 
 RunProfile run_profile_from_json(const json& j, const std::string& where) {
   try {
-    DP_CHECK(j.value("type", "") == "dprun-profile",
+    DP_CHECK(j.is_object() && j.contains("type") && j["type"] == "dprun-profile",
              "not a dprun profile (written by dprun --profile-out)");
-    const int version = j.at("version").get<int>();
+    const int version = json_field<int>(j, "", "version");
     DP_CHECK(version == RunProfile::kVersion, "profile version {}, this dprun reads version {}",
              version, RunProfile::kVersion);
     RunProfile p;
-    p.world_size = j.at("world_size").get<int>();
-    p.backend = j.at("backend").get<std::string>();
-    p.model = j.at("model").get<std::string>();
-    p.batch_size = j.at("batch_size").get<size_t>();
-    p.grad_accum = j.at("grad_accum").get<size_t>();
-    p.overlap = j.at("overlap").get<bool>();
-    p.wire_ratio = j.at("wire_ratio").get<double>();
-    p.link_burst_bytes = j.value("link_burst_bytes", 0.0);  // profiles before it: line rate
-    p.hosts = j.value("hosts", 0);
+    p.world_size = json_field<int>(j, "", "world_size");
+    p.backend = json_field<std::string>(j, "", "backend");
+    p.model = json_field<std::string>(j, "", "model");
+    p.batch_size = json_field<size_t>(j, "", "batch_size");
+    p.grad_accum = json_field<size_t>(j, "", "grad_accum");
+    p.overlap = json_field<bool>(j, "", "overlap");
+    p.wire_ratio = json_field<double>(j, "", "wire_ratio");
+    // Profiles before them: line rate, hosts not recorded.
+    if (j.contains("link_burst_bytes"))
+      p.link_burst_bytes = json_field<double>(j, "", "link_burst_bytes");
+    if (j.contains("hosts")) p.hosts = json_field<int>(j, "", "hosts");
     DP_CHECK(p.link_burst_bytes >= 0, "link_burst_bytes {} is negative", p.link_burst_bytes);
-    p.first_step = j.at("profiled_steps").at(0).get<uint64_t>();
-    p.last_step = j.at("profiled_steps").at(1).get<uint64_t>();
-    const json& c = j.at("compute");
-    p.compute.pre_backward_us = c.at("pre_backward_us").get<double>();
-    p.compute.backward_us = c.at("backward_us").get<double>();
-    p.compute.post_backward_us = c.at("post_backward_us").get<double>();
-    p.compute.data_us = c.at("data_us").get<double>();
-    p.compute.forward_us = c.at("forward_us").get<double>();
-    p.compute.optimizer_us = c.at("optimizer_us").get<double>();
-    const json& params = c.at("params");
-    for (const json& t : params) {
-      p.compute.params.push_back({t.at("name").get<std::string>(), t.at("bytes").get<size_t>(),
-                                  t.at("ready_us").get<double>()});
+    const json& steps = json_array(json_member(j, "", "profiled_steps"), "profiled_steps");
+    DP_CHECK(steps.size() == 2, "profiled_steps must be [first, last] (got {} numbers)",
+             steps.size());
+    p.first_step = json_as<uint64_t>(steps[0], "profiled_steps[0]");
+    p.last_step = json_as<uint64_t>(steps[1], "profiled_steps[1]");
+    const json& c = json_member(j, "", "compute");
+    p.compute.pre_backward_us = json_field<double>(c, "compute", "pre_backward_us");
+    p.compute.backward_us = json_field<double>(c, "compute", "backward_us");
+    p.compute.post_backward_us = json_field<double>(c, "compute", "post_backward_us");
+    p.compute.data_us = json_field<double>(c, "compute", "data_us");
+    p.compute.forward_us = json_field<double>(c, "compute", "forward_us");
+    p.compute.optimizer_us = json_field<double>(c, "compute", "optimizer_us");
+    for (const json& t : json_array(json_member(c, "compute", "params"), "compute.params")) {
+      const std::string param = fmt::format("compute.params[{}]", p.compute.params.size());
+      p.compute.params.push_back({json_field<std::string>(t, param, "name"),
+                                  json_field<size_t>(t, param, "bytes"),
+                                  json_field<double>(t, param, "ready_us")});
       // All or none: profiles before own_ready_us have none.
       if (t.contains("own_ready_us") || !p.own_ready_us.empty()) {
-        const double own = t.at("own_ready_us").get<double>();
+        const double own = json_field<double>(t, param, "own_ready_us");
         DP_CHECK(std::isfinite(own) && own >= 0,
-                 "compute.params[{}].own_ready_us must be finite and not negative (got {})",
-                 p.compute.params.size() - 1, own);
+                 "{}.own_ready_us must be finite and not negative (got {})", param, own);
         DP_CHECK(p.own_ready_us.size() + 1 == p.compute.params.size(),
-                 "compute.params[{}] has own_ready_us, and an earlier parameter has none",
-                 p.compute.params.size() - 1);
+                 "{} has own_ready_us, and an earlier parameter has none", param);
         p.own_ready_us.push_back(own);
       }
     }
-    p.allreduce_idle = fit_from_json(j.at("allreduce_idle"));
-    p.allreduce_busy = fit_from_json(j.at("allreduce_busy"));
-    const json& b = j.at("buckets");
-    p.first_bucket_mb = b.at("first_mb").get<double>();
-    p.bucket_cap_mb = b.at("cap_mb").get<double>();
-    p.auto_buckets = b.at("auto").get<bool>();
-    p.assignment = b.at("assignment").get<std::vector<std::vector<size_t>>>();
-    p.predicted_step_us = b.at("predicted_step_us").get<double>();
-    p.predicted_exposed_us = b.at("predicted_exposed_us").get<double>();
-    const json& m = j.at("measured");
-    p.measured.steps = m.at("steps").get<uint64_t>();
-    p.measured.step_us = m.at("step_us").get<double>();
-    p.measured.backward_us = m.at("backward_us").get<double>();
-    p.measured.comm_us = m.at("comm_us").get<double>();
-    p.measured.exposed_us = m.at("exposed_us").get<double>();
-    p.measured.other_wait_us = m.at("other_wait_us").get<double>();
+    p.allreduce_idle = fit_from_json(j, "allreduce_idle");
+    p.allreduce_busy = fit_from_json(j, "allreduce_busy");
+    const json& b = json_member(j, "", "buckets");
+    p.first_bucket_mb = json_field<double>(b, "buckets", "first_mb");
+    p.bucket_cap_mb = json_field<double>(b, "buckets", "cap_mb");
+    p.auto_buckets = json_field<bool>(b, "buckets", "auto");
+    for (const json& bucket :
+         json_array(json_member(b, "buckets", "assignment"), "buckets.assignment")) {
+      const std::string name = fmt::format("buckets.assignment[{}]", p.assignment.size());
+      std::vector<size_t>& indices = p.assignment.emplace_back();
+      for (const json& i : json_array(bucket, name))
+        indices.push_back(json_as<size_t>(i, fmt::format("{}[{}]", name, indices.size())));
+    }
+    p.predicted_step_us = json_field<double>(b, "buckets", "predicted_step_us");
+    p.predicted_exposed_us = json_field<double>(b, "buckets", "predicted_exposed_us");
+    const json& m = json_member(j, "", "measured");
+    p.measured.steps = json_field<uint64_t>(m, "measured", "steps");
+    p.measured.step_us = json_field<double>(m, "measured", "step_us");
+    p.measured.backward_us = json_field<double>(m, "measured", "backward_us");
+    p.measured.comm_us = json_field<double>(m, "measured", "comm_us");
+    p.measured.exposed_us = json_field<double>(m, "measured", "exposed_us");
+    p.measured.other_wait_us = json_field<double>(m, "measured", "other_wait_us");
     p.compute.validate();
     check_fields(p);
     return p;

@@ -1,6 +1,7 @@
 // sysfs' CPU lists and physical cores, on fake /sys trees: dprun launch's rank count and a GPU
 // rank's affinity come from them.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <filesystem>
 #include <string>
@@ -30,6 +31,21 @@ TEST(CpuList, ParsesSysfsLists) {
   }
   EXPECT_EQ(format_cpulist({0, 1, 2, 3, 8, 10, 11}), "0-3,8,10-11");
   EXPECT_EQ(format_cpulist({}), "");
+}
+
+TEST(CpuList, RepeatedRangesCostNoMoreMemoryThanOne) {
+  // 400 copies of the widest range in 4 KB: each CPU was appended once per copy, 1.6 GB of ints
+  // (2 GiB asked for); marked, the list is 2^20 CPUs, 4 MB, whatever repeats.
+  std::string list;
+  for (int i = 0; i < 400; ++i) list += "0-1048575,";
+  list += "7";
+  rusage before{}, after{};
+  getrusage(RUSAGE_SELF, &before);
+  const std::vector<int> cpus = parse_cpulist(list, "f");
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_EQ(cpus.size(), 1048576u);
+  EXPECT_EQ(cpus.back(), 1048575);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 256 * 1024) << "KiB of peak memory";
 }
 
 class PhysicalCores : public dp::test::TempDirTest {

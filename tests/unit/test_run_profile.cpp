@@ -120,3 +120,41 @@ TEST(RunProfile, FieldsPredictWouldMisuseAreRefusedByName) {
   j["measured"]["steps"] = 0;
   EXPECT_NO_THROW(run_profile_from_json(j, "run.json"));
 }
+
+TEST(RunProfile, CountsAreWholeNumbersInRangeAndErrorsNameTheField) {
+  // get<int>() of 1e30 was undefined behaviour (a double out of int's range; UBSan stops there),
+  // -8 became 2^64 - 8 parameter bytes and 2.5 ranks became 2, all without a word; a string
+  // where a number belongs was "type must be number, but is string", without the field.
+  struct Bad {
+    const char* pointer;
+    nlohmann::json value;
+    const char* field;
+  };
+  const std::vector<Bad> bad = {
+      {"/world_size", 1e30, "world_size"},
+      {"/world_size", 2.5, "world_size"},
+      {"/version", 1.5, "version"},
+      {"/hosts", 1e30, "hosts"},
+      {"/batch_size", -1, "batch_size"},
+      {"/profiled_steps/1", 1e30, "profiled_steps[1]"},
+      {"/compute/params/2/bytes", -8, "compute.params[2].bytes"},
+      {"/allreduce_busy/world_size", 4e9, "allreduce_busy.world_size"},
+      {"/buckets/assignment/0/1", 4.5, "buckets.assignment[0][1]"},
+      {"/measured/steps", -7, "measured.steps"},
+  };
+  for (const Bad& b : bad) {
+    nlohmann::json j = to_json(skewed());
+    j[nlohmann::json::json_pointer(b.pointer)] = b.value;
+    EXPECT_MENTIONS(refusal(j), std::string("run.json: ") + b.field + " must be a whole number")
+        << b.pointer << " = " << b.value;
+  }
+  nlohmann::json j = to_json(skewed());
+  j["wire_ratio"] = "fast";
+  EXPECT_MENTIONS(refusal(j), "run.json: wire_ratio must be a number (got string)");
+  j = to_json(skewed());
+  j["buckets"]["assignment"][0] = 3;
+  EXPECT_MENTIONS(refusal(j), "run.json: buckets.assignment[0] must be an array (got 3)");
+  j = to_json(skewed());
+  j["compute"].erase("backward_us");
+  EXPECT_MENTIONS(refusal(j), "run.json: compute.backward_us is missing");
+}
