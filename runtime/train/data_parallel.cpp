@@ -533,7 +533,7 @@ TrainSummary DataParallelTrainer::run() {
     if (signal != 0) break;
     sum.train_loss = epoch_loss.mean();
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
-    report.epoch_end(epoch, epoch_loss.steps, steps_per_epoch_, sum.train_loss,
+    report.epoch_end(epoch, epoch_loss.steps, steps_per_epoch_, *sum.train_loss,
                      cfg_.eval ? &sum.eval : nullptr);
   }
   loader_.reset();
@@ -558,7 +558,7 @@ TrainSummary DataParallelTrainer::run() {
          {"replicas", replicas_.size()},
          {"steps", sum.steps},
          {"epochs", sum.epochs},
-         {"train_loss", sum.train_loss},
+         {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
          {"samples_per_s", sum.samples_per_s},
          {"tokens_per_s", sum.tokens_per_s},
          {"step_ms", mean.step},

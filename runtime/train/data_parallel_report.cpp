@@ -57,7 +57,7 @@ void DataParallelReport::step(const StepMetrics& m, const DataParallelTimes& t, 
                               double elapsed_s) {
   ++n_;
   loss_.add(m.loss, m.skipped);
-  samples_ += m.samples_per_s * m.step_ms / 1000.0;
+  samples_ += double(m.samples);
   seconds_ += m.step_ms / 1000.0;
   extra_ += t.extra();
   update_ += t.update;
@@ -88,7 +88,7 @@ void DataParallelReport::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_
 void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes& t) const {
   if (quiet_) return;
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
-  log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
+  log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss.value_or(0));
   if (s.evaluated) log_eval_summary(s.eval);
   if (s.tokens_per_s > 0)
     log::rank0("  throughput      {:.0f} tokens/s ({:.1f} samples/s, global)", s.tokens_per_s,

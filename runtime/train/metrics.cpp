@@ -123,24 +123,14 @@ void JsonLog::write_step(const StepMetrics& m) {
                  R"({{"type":"step","step":{},"epoch":{},"loss":{},"lr":{},"samples_per_s":{},)"
                  R"("step_ms":{},"wall_s":{},"data_ms":{},"forward_ms":{},"backward_ms":{},)"
                  R"("optimizer_ms":{},"comm_ms":{},"exposed_comm_ms":{},"other_wait_ms":{},)"
-                 R"("overlap":{}}})"
-                 "\n",
+                 R"("overlap":{})",
                  m.step, m.epoch, N{m.loss}, N{m.lr}, N{m.samples_per_s}, N{m.step_ms}, N{m.wall_s},
                  N{m.data_ms}, N{m.forward_ms}, N{m.backward_ms}, N{m.optimizer_ms}, N{m.comm_ms},
                  N{m.exposed_comm_ms}, N{m.other_wait_ms}, N{m.overlap});
-  // Optional fields reopen the object: drop "}\n", append, close again.
-  if (m.tokens_per_s > 0) {
-    buf.resize(buf.size() - 2);
-    fmt::format_to(std::back_inserter(buf),
-                   R"(,"tokens_per_s":{}}})"
-                   "\n",
-                   N{m.tokens_per_s});
-  }
-  if (m.skipped) {
-    buf.resize(buf.size() - 2);
-    fmt::format_to(std::back_inserter(buf), R"(,"skipped":true}})"
-                                            "\n");
-  }
+  if (m.tokens_per_s > 0)
+    fmt::format_to(std::back_inserter(buf), R"(,"tokens_per_s":{})", N{m.tokens_per_s});
+  if (m.skipped) fmt::format_to(std::back_inserter(buf), R"(,"skipped":true)");
+  fmt::format_to(std::back_inserter(buf), "}}\n");
   if (now_us() - state_->last_flush_us > 1e6) state_->flush_locked();
   state_->throw_if_failed();
 }

@@ -88,7 +88,7 @@ Progress::Progress(uint64_t total_steps, uint64_t interval, bool enabled, size_t
 void Progress::step(const StepMetrics& m, uint64_t epoch, double elapsed_s) {
   ++n_;
   loss_.add(m.loss, m.skipped);
-  samples_ += m.samples_per_s * m.step_ms / 1000.0;  // rate x time: the step's global batch
+  samples_ += double(m.samples);
   seconds_ += m.step_ms / 1000.0;
   comm_ += m.comm_ms;
   exposed_ += m.exposed_comm_ms;
@@ -151,8 +151,8 @@ void Progress::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, dou
 
 void print_summary(const TrainSummary& s) {
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
-  if (s.epoch_ended)
-    log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss);
+  if (s.train_loss)
+    log::rank0("  train loss      {:.4f} (last epoch mean)", *s.train_loss);
   else
     log::rank0("  train loss      - (stopped inside the first epoch)");
   const bool tokens = s.tokens_per_s > 0;

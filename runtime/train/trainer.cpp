@@ -822,8 +822,7 @@ TrainSummary Trainer::run() {
   sum.tokens_per_s = sum.samples_per_s * double(sequence_length_);
   sum.skipped_steps = skipped_steps_;
   sum.preempted_by = stop_signal_;
-  sum.epoch_ended = last_epoch_loss_.has_value();  // in this run or before its checkpoint
-  sum.train_loss = last_epoch_loss_.value_or(0);
+  sum.train_loss = last_epoch_loss_;  // in this run or before its checkpoint
   sum.checkpoint = last_checkpoint_;
 
   if (tuner_) tuner_->finish();  // collective when the run ended inside the profile
@@ -858,7 +857,7 @@ TrainSummary Trainer::run() {
         {{"type", "summary"},
          {"steps", sum.steps},
          {"epochs", sum.epochs},
-         {"train_loss", sum.epoch_ended ? nlohmann::json(sum.train_loss) : nlohmann::json()},
+         {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
          {"samples_per_s", sum.samples_per_s},
          {"tokens_per_s", sum.tokens_per_s},
          {"comm_ms", sum.comm_ms},

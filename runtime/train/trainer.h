@@ -44,8 +44,9 @@ struct EvalResult {
 struct TrainSummary {
   uint64_t steps = 0;
   uint64_t epochs = 0;
-  double train_loss = 0;     // mean step loss over the last epoch
-  bool epoch_ended = false;  // false: preempted inside the first epoch, train_loss means nothing
+  // The last finished epoch's mean step loss; none when no epoch finished (preempted inside
+  // the first).
+  std::optional<double> train_loss;
   bool evaluated = false;
   EvalResult eval;
   double wall_s = 0;

@@ -8,8 +8,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +19,7 @@
 #include "runtime/launch/launch_plan.h"
 #include "runtime/perf/run_profile.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/support/sample_profile.h"
 
 namespace dp::fuzz {
 
@@ -305,28 +304,14 @@ void fuzz_profile(const uint8_t* data, size_t size) {
   });
 }
 
+// The unit tests' profile, with the fields they leave at their defaults set.
 RunProfile seed_profile() {
-  RunProfile p;
-  p.world_size = 2;
-  p.backend = "mpi";
-  p.model = "mlp";
-  p.first_step = 2;
-  p.last_step = 6;
+  RunProfile p = test::skewed_mlp_profile();
   p.hosts = 2;
   p.link_burst_bytes = 4000768;
-  p.compute.pre_backward_us = 536;
-  p.compute.backward_us = 378;
-  p.compute.post_backward_us = 272;
-  p.compute.params = {
-      {"fc1.weight", 1605632, 808}, {"fc1.bias", 2048, 808}, {"fc2.weight", 40, 13}};
-  p.own_ready_us = {370, 371, 10};
-  p.allreduce_idle = AllReduceFit{2, 50, 0.004, {{0, 50}, {1e6, 4050}}};
   p.allreduce_busy = AllReduceFit{2, 60, 0.005, {{0, 60}, {1e6, 5060}}};
   p.first_bucket_mb = 1;
   p.bucket_cap_mb = 25;
-  p.assignment = {{2, 1}, {0}};
-  p.measured.steps = 7;
-  p.measured.step_us = 2552;
   return p;
 }
 
@@ -383,12 +368,7 @@ void write_seeds(const std::string& dir) {
   write_seed(dir, "online-bad", kOnline,
              "\x0f\x0f"
              "0-\n");
-  const std::string profile = dir + "/profile.json";
-  write_run_profile(profile, seed_profile());
-  std::ifstream in(profile);
-  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::filesystem::remove(profile);
-  write_seed(dir, "profile", kProfile, json);
+  write_seed(dir, "profile", kProfile, to_json(seed_profile()).dump(1) + "\n");  // as written
   // Written before own_ready_us, link_burst_bytes and hosts were recorded.
   RunProfile old = seed_profile();
   old.own_ready_us.clear();
