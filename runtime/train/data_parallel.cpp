@@ -166,6 +166,7 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
            "only {} batch(es) of {} from {} samples",
            cfg_.grad_accum, batches, cfg_.batch_size, train_set_->size());
   steps_per_epoch_ = batches / cfg_.grad_accum;
+  shard_samples_ = probe.num_samples();
 
   // Every replica is built like a DDP rank's model (same registry, same seed); replicate()
   // makes them replica 0's before each step anyway.
@@ -480,7 +481,8 @@ TrainSummary DataParallelTrainer::run() {
     h.data = fmt::format("{} | {}: {}", train_set_->describe(),
                          entry_->loss == LossKind::next_token ? "validation" : "test",
                          test_set_ ? test_set_->describe() : "none");
-    h.per_replica_batch = cfg_.batch_size;
+    h.batch_size = cfg_.batch_size;
+    h.shard_samples = shard_samples_;
     h.grad_accum = cfg_.grad_accum;
     h.sequence_length = sequence_length_;
     h.steps_per_epoch = steps_per_epoch_;

@@ -106,6 +106,7 @@ class DataParallelTrainer {
   std::unique_ptr<DistributedSampler> loader_sampler_;
   std::unique_ptr<DataLoader> loader_;
   size_t steps_per_epoch_ = 0;
+  size_t shard_samples_ = 0;  // a DDP rank's sample count: the largest batch a replica gets
   std::vector<std::unique_ptr<Replica>> replicas_;
   std::unique_ptr<ReplicaThreads> threads_;
   std::unique_ptr<GradientGather> gather_;

@@ -31,11 +31,11 @@ void DataParallelReport::header(const DataParallelHeader& h) const {
   }
   log::rank0("model      {}", h.model);
   log::rank0("data       {}", h.data);
-  const size_t global = h.per_replica_batch * h.grad_accum * h.replicas;
+  const size_t global = batch_in_use(h.batch_size, h.shard_samples) * h.grad_accum * h.replicas;
   log::rank0(
       "batch      {} per replica x {} micro-batch(es) x {} replica(s) = {} global{}, {} "
       "steps/epoch (the samples of DDP's ranks)",
-      h.per_replica_batch, h.grad_accum, h.replicas, global,
+      batch_text(h.batch_size, h.shard_samples, "replica"), h.grad_accum, h.replicas, global,
       h.sequence_length ? fmt::format(" ({} tokens)", global * h.sequence_length) : "",
       h.steps_per_epoch);
   log::rank0("optimizer  {} (replica 0)",

@@ -22,7 +22,8 @@ struct DataParallelHeader {
   std::vector<int> cpus;        // per replica: the CPU its thread is bound to, or -1
   std::string model;
   std::string data;
-  size_t per_replica_batch = 0;
+  size_t batch_size = 0;     // --batch-size
+  size_t shard_samples = 0;  // a DDP rank's shard: the largest batch a replica gets
   size_t grad_accum = 1;
   size_t sequence_length = 0;
   uint64_t steps_per_epoch = 0;

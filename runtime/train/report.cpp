@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
@@ -47,17 +48,30 @@ std::string format_duration(double s) {
   return h > 0 ? fmt::format("{}h{:02}m{:02}s", h, m, sec) : fmt::format("{}m{:02}s", m, sec);
 }
 
+size_t batch_in_use(size_t batch_size, size_t shard_samples) {
+  return std::min(batch_size, shard_samples);
+}
+
+std::string batch_text(size_t batch_size, size_t shard_samples, const char* holder) {
+  const size_t n = batch_in_use(batch_size, shard_samples);
+  return n == batch_size ? std::to_string(n)
+                         : fmt::format("{} (--batch-size {}: a {} holds {} samples)", n, batch_size,
+                                       holder, shard_samples);
+}
+
 void print_header_lines(const HeaderInfo& h) {
   log::rank0("dprun {} | world size {} | backend {}{}", DPRUN_VERSION, h.world, h.backend,
              h.algorithm.empty() ? "" : ", all-reduce " + h.algorithm);
   for (size_t r = 0; r < h.devices.size(); ++r) log::rank0("  rank {}: {}", r, h.devices[r]);
   log::rank0("model      {}", h.model);
   log::rank0("data       {}", h.data);
+  const size_t global =
+      batch_in_use(h.batch_size, h.shard_samples) * h.grad_accum * size_t(h.world);
   log::rank0(
       "batch      {} per rank x {} micro-batch(es) x {} rank(s) = {} global{}, {} steps/epoch",
-      h.per_rank_batch, h.grad_accum, h.world, h.global_batch,
-      h.sequence_length ? fmt::format(" ({} tokens: {} per sample)",
-                                      h.global_batch * h.sequence_length, h.sequence_length)
+      batch_text(h.batch_size, h.shard_samples, "rank"), h.grad_accum, h.world, global,
+      h.sequence_length ? fmt::format(" ({} tokens: {} per sample)", global * h.sequence_length,
+                                      h.sequence_length)
                         : "",
       h.steps_per_epoch);
   log::rank0("optimizer  {}", optimizer_text(h.optimizer, h.schedule, h.clip_grad_norm));

@@ -23,9 +23,9 @@ struct HeaderInfo {
   std::vector<std::string> devices;  // per rank: "host device"
   std::string model;
   std::string data;
-  size_t per_rank_batch = 0;
+  size_t batch_size = 0;     // --batch-size
+  size_t shard_samples = 0;  // samples of a rank's shard: the largest batch it can make
   size_t grad_accum = 1;
-  size_t global_batch = 0;
   std::string optimizer;
   std::string schedule;
   float clip_grad_norm = 0;  // --clip-grad-norm (0: off)
@@ -34,6 +34,12 @@ struct HeaderInfo {
   uint64_t steps_per_epoch = 0;
   size_t sequence_length = 0;  // tokens per sample of language models, else 0
 };
+
+// The samples in a rank's (or replica's) batch, min(--batch-size, its shard), as the header
+// shows them: "64", or "500 (--batch-size 5000: a rank holds 500 samples)" where the loader
+// makes each batch the whole shard, as PyTorch's DataLoader does with a batch_size above it.
+size_t batch_in_use(size_t batch_size, size_t shard_samples);
+std::string batch_text(size_t batch_size, size_t shard_samples, const char* holder);
 
 std::string host_name();
 // Peak resident set size of this process so far, MiB (getrusage).

@@ -140,6 +140,10 @@ size_t Trainer::steps_per_epoch() const {
   return loader_->batches_per_epoch() / cfg_.grad_accum;
 }
 
+size_t Trainer::rank_batch() const {
+  return batch_in_use(cfg_.batch_size, loader_->sampler().num_samples());
+}
+
 void Trainer::flush_log() noexcept {
   try {
     log_.flush();
@@ -192,7 +196,7 @@ void Trainer::connect(ProcessGroup& pg) {
     bt.timeout = timeout();
     bt.link_burst_bytes = link_burst_from_env();
     bt.model = model_description_;
-    bt.batch_size = cfg_.batch_size;
+    bt.batch_size = rank_batch();
     bt.grad_accum = cfg_.grad_accum;
     tuner_ = std::make_unique<BucketTuner>(bt, *reducer_, pg, &log_);
   }
@@ -627,9 +631,9 @@ void Trainer::print_header() {
                        entry_->loss == LossKind::next_token ? "validation" : "test",
                        test_set_ ? test_set_->describe() : "none");
   h.sequence_length = sequence_length_;
-  h.per_rank_batch = cfg_.batch_size;
+  h.batch_size = cfg_.batch_size;
+  h.shard_samples = loader_->sampler().num_samples();
   h.grad_accum = cfg_.grad_accum;
-  h.global_batch = cfg_.batch_size * cfg_.grad_accum * world_;
   h.optimizer = optimizer_->describe();
   h.schedule = schedule_->describe();
   h.clip_grad_norm = cfg_.clip_grad_norm;
@@ -774,8 +778,7 @@ TrainSummary Trainer::run() {
       train_step(epoch, m);
       if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
       if (profile) {
-        write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(),
-                           cfg_.batch_size * cfg_.grad_accum);
+        write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), rank_batch() * cfg_.grad_accum);
         gemm_profiled = true;
       }
       m.wall_s = (now_us() - t_start) / 1e6;

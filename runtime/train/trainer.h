@@ -83,6 +83,8 @@ class Trainer {
   const Reducer& reducer() const { return *reducer_; }
   const Optimizer& optimizer() const { return *optimizer_; }
   size_t steps_per_epoch() const;
+  // The samples of a full batch: --batch-size, or a rank's whole shard where that is less.
+  size_t rank_batch() const;
   // Where this run ends: --epochs' steps, or --steps when that comes first.
   uint64_t total_steps() const;
   // --on-nonfinite skip: the buffers before the step, put back when the step is skipped.

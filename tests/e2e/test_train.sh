@@ -131,8 +131,14 @@ mpi 2 --data synthetic:640 --hidden 16 --steps 2 --eval --eval-batch-size 100000
   { fail "--eval-batch-size 100000000"; tail -5 "$WORK/evalbig.txt"; }
 mpi 2 --data synthetic:640 --hidden 16 --steps 2 --batch-size 100000000 >"$WORK/trainbig.txt" 2>&1 &&
   grep -q "summary: 2 steps, 2 epoch(s)" "$WORK/trainbig.txt" &&
-  pass "--batch-size above the shard: one batch of the shard per epoch" ||
-  { fail "--batch-size 100000000"; tail -5 "$WORK/trainbig.txt"; }
+  grep -qF "batch      320 (--batch-size 100000000: a rank holds 320 samples) per rank x 1 micro-batch(es) x 2 rank(s) = 640 global" "$WORK/trainbig.txt" &&
+  pass "--batch-size above the shard: one batch of the shard per epoch, and the header says so" ||
+  { fail "--batch-size 100000000"; grep batch "$WORK/trainbig.txt"; tail -5 "$WORK/trainbig.txt"; }
+timeout 120 "$DPRUN" --mode dp --replicas 2 --data synthetic:640 --hidden 16 --steps 2 \
+  --batch-size 100000000 >"$WORK/trainbigdp.txt" 2>&1 &&
+  grep -qF "batch      320 (--batch-size 100000000: a replica holds 320 samples) per replica x 1 micro-batch(es) x 2 replica(s) = 640 global" "$WORK/trainbigdp.txt" &&
+  pass "--mode dp, --batch-size above the shard: the header shows the batch in use" ||
+  { fail "--mode dp --batch-size 100000000"; grep batch "$WORK/trainbigdp.txt"; tail -5 "$WORK/trainbigdp.txt"; }
 
 # samples/s counts the samples a step trained: an epoch's last batch is short (100 samples in
 # batches of 32 leave 4; 2 ranks x 50 leave 2 x 18), and it was counted as a full one. Both
