@@ -61,7 +61,7 @@ std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string
   return hosts;
 }
 
-int parse_slurm_tasks_per_node(const std::string& value, int* first_node) {
+int parse_slurm_tasks_per_node(const std::string& value, int* fewest) {
   const auto bad = [&](const std::string& item) {
     fail("SLURM_TASKS_PER_NODE '{}': cannot read '{}' (expected N or N(xM), comma-separated)",
          value, item);
@@ -70,7 +70,6 @@ int parse_slurm_tasks_per_node(const std::string& value, int* first_node) {
   int64_t total = 0;
   std::istringstream in(value);
   std::string item;
-  int items = 0;
   while (std::getline(in, item, ',')) {
     const size_t paren = item.find('(');
     const std::string tasks = item.substr(0, paren);
@@ -86,7 +85,7 @@ int parse_slurm_tasks_per_node(const std::string& value, int* first_node) {
     }
     if (tasks.empty() || tasks.size() > 7 || tasks.find_first_not_of("0123456789") != tasks.npos)
       bad(item);
-    if (first_node && items++ == 0) *first_node = std::stoi(tasks);
+    if (fewest && (total == 0 || std::stoi(tasks) < *fewest)) *fewest = std::stoi(tasks);
     total += std::stoll(tasks) * nodes;
     DP_CHECK(total <= 9999999, "SLURM_TASKS_PER_NODE '{}': more tasks than dprun launch takes",
              value);
@@ -140,16 +139,18 @@ LaunchPlan plan_slurm(const LaunchRequest& req, const LaunchFacts& f, int explic
              "dprun launch: the Slurm allocation has no tasks (neither SLURM_NTASKS nor "
              "SLURM_TASKS_PER_NODE is set): give -np N{}",
              req.slurm ? "" : ", or --no-slurm to run on this host through mpirun");
-    int here = 0;
-    p.np = parse_slurm_tasks_per_node(f.slurm_tasks_per_node, &here);
+    int fewest = 0;
+    p.np = parse_slurm_tasks_per_node(f.slurm_tasks_per_node, &fewest);
     // torchrun and `dprun launch` outside Slurm run a rank per GPU; srun runs no more than the
-    // job's tasks, and a job that gave no task count has one per node.
-    DP_CHECK(!gpu || here >= f.gpus,
-             "dprun launch: this node has {} GPU(s) but Slurm allocation {} gives it {} task(s) "
-             "(the job asked for no task count): srun starts one rank per task, so {} GPU(s) "
-             "would sit idle; ask for a task per GPU (sbatch --ntasks-per-node={}, or "
-             "--gpus-per-task=1 with -n), or give -np N for N ranks",
-             f.gpus, f.slurm_job_id.empty() ? "?" : f.slurm_job_id, here, f.gpus - here, f.gpus);
+    // job's tasks, and a job that gave no task count has one per node. The other nodes are
+    // taken to have this one's GPUs (a job's nodes are alike).
+    DP_CHECK(!gpu || fewest >= f.gpus,
+             "dprun launch: this node has {} GPU(s) but Slurm allocation {} gives a node {} "
+             "task(s) (SLURM_TASKS_PER_NODE={}; the job asked for no task count): srun starts "
+             "one rank per task, so {} GPU(s) would sit idle; ask for a task per GPU (sbatch "
+             "--ntasks-per-node={}, or --gpus-per-task=1 with -n), or give -np N for N ranks",
+             f.gpus, f.slurm_job_id.empty() ? "?" : f.slurm_job_id, fewest, f.slurm_tasks_per_node,
+             f.gpus - fewest, f.gpus);
   }
   p.why = fmt::format("{} rank(s): the tasks of Slurm allocation {} ({} node(s))", p.np,
                       f.slurm_job_id.empty() ? "?" : f.slurm_job_id, f.slurm_nnodes);

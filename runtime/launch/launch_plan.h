@@ -19,9 +19,9 @@ struct HostSlots {
 std::vector<HostSlots> parse_hostfile(const std::string& text, const std::string& path);
 
 // SLURM_TASKS_PER_NODE ("2(x3),1": 2 tasks on each of 3 nodes, then 1) as a total (7);
-// `first_node`, where given, gets the first node's count (2: the batch script's node).
+// `fewest`, where given, gets the smallest node's count (1).
 // Throws dp::Error naming the variable on anything else.
-int parse_slurm_tasks_per_node(const std::string& value, int* first_node = nullptr);
+int parse_slurm_tasks_per_node(const std::string& value, int* fewest = nullptr);
 
 struct LaunchFacts {
   int gpus = 0;   // visible on this machine

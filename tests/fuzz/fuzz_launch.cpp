@@ -122,8 +122,8 @@ void fuzz_hostfile(const std::string& text) {
 
 // SLURM_TASKS_PER_NODE as Slurm writes it, read here a character at a time (the parser splits
 // at commas and parentheses): N or N(xM), comma-separated, every number of 1 to 7 digits.
-// False where the value is not that; else the total and the first node's count.
-bool tasks_per_node_reference(const std::string& v, int64_t* total, int64_t* first) {
+// False where the value is not that; else the total and the smallest count.
+bool tasks_per_node_reference(const std::string& v, int64_t* total, int64_t* fewest) {
   size_t i = 0;
   const auto number = [&](int64_t* out) {
     const size_t start = i;
@@ -142,7 +142,7 @@ bool tasks_per_node_reference(const std::string& v, int64_t* total, int64_t* fir
       if (!number(&nodes) || i >= v.size() || v[i] != ')') return false;
       ++i;
     }
-    if (first_item) *first = tasks;
+    if (first_item || tasks < *fewest) *fewest = tasks;
     *total += tasks * nodes;
     if (i == v.size()) return true;
     if (v[i++] != ',') return false;
@@ -150,11 +150,11 @@ bool tasks_per_node_reference(const std::string& v, int64_t* total, int64_t* fir
 }
 
 void fuzz_tasks_per_node(const std::string& value) {
-  int64_t want_total = 0, want_first = 0;
-  const bool valid = tasks_per_node_reference(value, &want_total, &want_first);
-  int first = -1, total = 0;
+  int64_t want_total = 0, want_fewest = 0;
+  const bool valid = tasks_per_node_reference(value, &want_total, &want_fewest);
+  int fewest = -1, total = 0;
   try {
-    total = parse_slurm_tasks_per_node(value, &first);
+    total = parse_slurm_tasks_per_node(value, &fewest);
   } catch (const Error& e) {
     require(std::string_view(e.what()).find("SLURM_TASKS_PER_NODE") != std::string_view::npos,
             "the error names SLURM_TASKS_PER_NODE");
@@ -164,7 +164,7 @@ void fuzz_tasks_per_node(const std::string& value) {
   }
   require(valid, "only N and N(xM), comma-separated, are read");
   require(total > 0 && total == want_total, "the total is the sum of the expanded counts, > 0");
-  require(first == want_first, "the first node's count is the first item's");
+  require(fewest == want_fewest, "the fewest is the smallest item's count");
 }
 
 // Sorted, distinct, not negative, and the same list once formatted and read back.

@@ -231,7 +231,7 @@ TEST(LaunchPlan, SlurmWithoutNtasksCountsTasksPerNode) {
   LaunchFacts f;
   f.in_slurm = true;
   f.slurm_tasks_per_node = "2(x3),1";
-  f.gpus = 2;
+  f.gpus = 1;  // a node with fewer tasks than GPUs is refused (below)
   const LaunchPlan p = plan_launch(r, f);
   EXPECT_EQ(p.np, 7);
   EXPECT_NE(cmd(p).find("--ntasks=7 "), std::string::npos) << cmd(p);
@@ -250,12 +250,15 @@ TEST(LaunchPlan, SlurmGpuJobWithoutATaskPerGpuIsRefused) {
   f.slurm_nnodes = 1;
   f.gpus = 8;
   EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }),
-                  "this node has 8 GPU(s) but Slurm allocation 42 gives it 1 task(s) (the job "
-                  "asked for no task count): srun starts one rank per task, so 7 GPU(s) would sit "
-                  "idle; ask for a task per GPU (sbatch --ntasks-per-node=8, or "
-                  "--gpus-per-task=1 with -n), or give -np N");
+                  "this node has 8 GPU(s) but Slurm allocation 42 gives a node 1 task(s) "
+                  "(SLURM_TASKS_PER_NODE=1; the job asked for no task count): srun starts one "
+                  "rank per task, so 7 GPU(s) would sit idle; ask for a task per GPU (sbatch "
+                  "--ntasks-per-node=8, or --gpus-per-task=1 with -n), or give -np N");
   f.slurm_tasks_per_node = "1(x4)";  // the batch script's node is the first
   EXPECT_THROW(plan_launch(r, f), Error);
+  // The batch script's node has a task per GPU, another node does not (sbatch -n 9 -N 2).
+  f.slurm_tasks_per_node = "8,1";
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }), "gives a node 1 task(s)");
   f.slurm_tasks_per_node = "8(x4)";  // --ntasks-per-node=8
   EXPECT_EQ(plan_launch(r, f).np, 32);
   f.slurm_tasks_per_node = "1";
