@@ -259,6 +259,7 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   pgo.shared_memory = o.shared_memory;
   pgo.shm_timeout = timeout;
   pgo.allreduce_algo = o.algo;
+  pgo.algo_option = "--algo";
   pgo.fused_max_bytes = o.fused_max_bytes;
   pgo.hierarchical_min_bytes = o.hierarchical_min_bytes;
   MpiProcessGroup pg(MPI_COMM_WORLD, pgo);

@@ -125,7 +125,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
   node_split = std::max(node_split, 0);  // 0: real nodes, however it was unset
   // Before the set-up below, whose collectives depend on them.
   try {
-    agree_settings(comm_, {{"--allreduce-algo", int(options_.allreduce_algo), &algo_text},
+    agree_settings(comm_, {{options_.algo_option, int(options_.allreduce_algo), &algo_text},
                            {"--no-shm", options_.shared_memory ? 0 : 1, &on_off},
                            {"DPRUN_NODE_SPLIT", node_split, &node_split_text}});
   } catch (...) {
@@ -146,7 +146,7 @@ MpiProcessGroup::MpiProcessGroup(MPI_Comm comm, MpiProcessGroupOptions options)
                hier_->local_size());
   } else {
     if (options_.allreduce_algo == AllreduceAlgo::hierarchical && rank_ == 0) {
-      log::warn("--allreduce-algo hierarchical: using the flat all-reduce: {}", why_flat);
+      log::warn("{} hierarchical: using the flat all-reduce: {}", options_.algo_option, why_flat);
     }
     shm_ = ShmAllreduce::create(comm_, options_.shared_memory, options_.shm_timeout);
   }

@@ -96,6 +96,9 @@ struct MpiProcessGroupOptions {
   // it (runtime/comm/hierarchical_allreduce.h). Must be the same on every rank (checked at
   // construction, like shared_memory and the effective node_split).
   AllreduceAlgo allreduce_algo = AllreduceAlgo::automatic;
+  // How errors and warnings name allreduce_algo: the option of the program that set it
+  // (bench-allreduce's is --algo).
+  const char* algo_option = "--allreduce-algo";
   // A test hook: > 0 makes "nodes" of this many consecutive ranks instead of asking MPI which
   // ranks share memory, so that one host tests the multi-node paths (the windows are still
   // real shared memory, so the ranks must share one host). 0: the environment variable

@@ -103,6 +103,14 @@ bad "-b (2048 bytes) must not exceed -e (1024 bytes)" -b 2k -e 1k
 bad "--fused-max must be at most 4194304 bytes, got '8M'" --fused-max 8M
 bad "--nccl maybe: expected auto, on or off" --nccl maybe
 
+# Ranks started with different --algo (an MPMD launch) fail while the group is built, on every
+# rank, naming bench-allreduce's option (the message named dprun's --allreduce-algo).
+rc=0
+timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" bench-allreduce -e 8 -n 1 \
+  : -np 1 "$DPRUN" bench-allreduce -e 8 -n 1 --algo flat >mpmd.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ "$(grep -cF -- "different settings: --algo is 'auto' on rank 0 but 'flat' on rank 1" mpmd.out)" = 2 ] &&
+  pass "different --algo on two ranks: named on both" || { fail "MPMD --algo (exit $rc)"; cat mpmd.out; }
+
 # Lower-case units as nccl-tests takes them (-b 1k -e 1m), and a fractional --timeout.
 mpi 2 bench-allreduce -b 1k -e 1m -f 32 -n 2 -w 0 -d float --timeout 30.5 >lower.out 2>&1 &&
   check lower lower.out 3 && [ "$(grep -v '^#' lower.out | awk '{print $1}' | tr '\n' ' ')" = "1024 32768 1048576 " ] &&
