@@ -31,8 +31,16 @@ void BackwardProfile::validate() const {
            "profile: step times must be finite and not negative (pre {} us, backward {} us, post "
            "{} us)",
            pre_backward_us, backward_us, post_backward_us);
+  // Far beyond any model (a petabyte of gradients), and sums of it stay exact in size_t and
+  // in the cost model's doubles.
+  constexpr size_t kMaxBytes = size_t(1) << 50;
+  size_t total = 0;
   for (const ParamTiming& p : params) {
     DP_CHECK(p.bytes > 0, "profile: parameter '{}' has no bytes", p.name);
+    DP_CHECK(p.bytes <= kMaxBytes - total,
+             "profile: the gradients add up to more than 2^50 bytes at parameter '{}' ({} bytes)",
+             p.name, p.bytes);
+    total += p.bytes;
     DP_CHECK(ok(p.ready_us), "profile: parameter '{}' is ready at {} us", p.name, p.ready_us);
   }
 }

@@ -3,8 +3,10 @@
 
 #include "runtime/core/error.h"
 #include "runtime/perf/overlap_sim.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
+using dp::test::error_of;
 
 namespace {
 
@@ -206,4 +208,11 @@ TEST(BackwardProfile, ReadyOrderAndBytes) {
   p.params[1].ready_us = 50;
   p.backward_us = -1;
   EXPECT_THROW(p.validate(), Error);
+  p.backward_us = 100;
+  // Byte counts that would wrap grad_bytes() (2^63 twice is 0) are refused by name.
+  p.params[0].bytes = p.params[1].bytes = size_t(1) << 63;
+  EXPECT_MENTIONS(error_of([&] { p.validate(); }),
+                  "the gradients add up to more than 2^50 bytes at parameter");
+  p.params[0].bytes = p.params[1].bytes = (size_t(1) << 49) - 200;  // 2^50 - 400 + 200: fits
+  EXPECT_NO_THROW(p.validate());
 }
