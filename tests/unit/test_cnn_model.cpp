@@ -13,8 +13,10 @@
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/optim/sgd.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
+using dp::test::error_of;
 using test::random_tensor;
 
 namespace {
@@ -30,15 +32,6 @@ std::vector<std::string> names(const std::vector<Parameter*>& ps) {
   std::vector<std::string> out;
   for (const Parameter* p : ps) out.push_back(p->name);
   return out;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

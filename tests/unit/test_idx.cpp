@@ -8,6 +8,7 @@
 
 #include "runtime/core/error.h"
 #include "runtime/data/idx.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
 namespace fs = std::filesystem;
@@ -72,9 +73,6 @@ class IdxTest : public testing::Test {
 
   std::string dir_;
 };
-
-#define EXPECT_MENTIONS(msg, what) \
-  EXPECT_NE((msg).find(what), std::string::npos) << "message: " << (msg)
 
 }  // namespace
 

@@ -13,13 +13,11 @@
 
 #include "runtime/train/peer_watch.h"
 #include "runtime/train/preemption.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
 
 namespace {
-
-#define EXPECT_MENTIONS(msg, what) \
-  EXPECT_NE((msg).find(what), std::string::npos) << "message: " << (msg)
 
 // The pid of a process that has exited and been reaped: kill(pid, 0) says ESRCH.
 int64_t dead_pid() {

@@ -9,8 +9,10 @@
 
 #include "runtime/core/error.h"
 #include "samplers/distributed_sampler.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
+using dp::test::error_of;
 
 namespace {
 
@@ -29,16 +31,6 @@ std::vector<size_t> iota_vec(size_t n) {
   std::vector<size_t> v(n);
   std::iota(v.begin(), v.end(), size_t{0});
   return v;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no dp::Error thrown>";
 }
 
 }  // namespace

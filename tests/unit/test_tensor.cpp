@@ -8,8 +8,10 @@
 
 #include "runtime/core/rng.h"
 #include "runtime/core/tensor.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
+using dp::test::error_of;
 
 TEST(Tensor, ZerosHasShapeAndIsZeroed) {
   Tensor t = Tensor::zeros({3, 5});
@@ -29,18 +31,7 @@ TEST(Tensor, ViewSharesStorage) {
   EXPECT_THROW(flat.view(5, {2, 3}), Error);
 }
 
-namespace {
-
-std::string error_of(void (*fn)()) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no dp::Error thrown>";
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(Tensor, SizesThatWrapAroundAreRefused) {
   // 2^31 x 2^31 floats are 2^64 bytes: the byte count wrapped to 0, and zeros() succeeded.
