@@ -42,11 +42,11 @@ PrepareTextOptions parse(int argc, char** argv) {
       "Options");
   desc.add_options()
       ("help,h", "print this help and exit")
-      ("input", po::value(&o.inputs)->composing()->value_name("PATH"), "a text file, or a directory whose regular files are read in name order (skipping *.dat, symlinks, hidden files, subdirectories, the outputs and llm.c token files); repeatable. Each file is a document")
-      ("output", po::value(&o.output)->value_name("FILE"), "the training token file to write")
+      ("input", po::value(&o.inputs)->composing()->value_name("PATH"), "a text file, or a directory whose regular files are read in name order (skipping *.dat, symlinks, hidden files, subdirectories and llm.c token files; an output, or its FILE.tmp, there must not be text); repeatable. Each file is a document")
+      ("output", po::value(&o.output)->value_name("FILE"), "the training token file to write (first to FILE.tmp; both outputs are renamed into place only once both are written)")
       ("val-output", po::value(&o.val_output)->value_name("FILE"), "the validation token file to write (needed when --val-fraction > 0)")
       ("val-fraction", po::value(&o.val_fraction)->default_value(o.val_fraction, "0.1")->value_name("F"), "the share of the tokens, at the end, that goes to validation (cut at a document start where one is near); 0: no validation file")
-      ("doc-separator", po::value(&o.doc_separator)->value_name("TEXT"), "a line consisting of this text alone also ends a document (fortune files: %)");
+      ("doc-separator", po::value(&o.doc_separator)->value_name("TEXT"), "a line consisting of this text alone also ends a document (fortune files: %); not empty");
   // clang-format on
   std::ostringstream help;
   help << desc;
@@ -74,41 +74,51 @@ PrepareTextOptions parse(int argc, char** argv) {
            o.val_fraction);
   DP_CHECK(o.val_fraction > 0 || o.val_output.empty(),
            "prepare-text: --val-output given but --val-fraction is 0 (nothing to write there)");
+  DP_CHECK(!vm.count("doc-separator") || !o.doc_separator.empty(),
+           "prepare-text: --doc-separator is empty: give the text of a separator line (fortune "
+           "files: %), or leave it out (each file is one document)");
   // Compared as files, not strings: "./x" and "x" would otherwise pass and the validation
-  // tokens overwrite the training tokens.
-  DP_CHECK(o.val_output.empty() || !same_file(o.output, o.val_output),
-           "prepare-text: --output '{}' and --val-output '{}' are the same file", o.output,
-           o.val_output);
-  for (const std::string& in : o.inputs) {
-    for (const auto& [option, out] :
-         {std::pair<const char*, const std::string&>{"--output", o.output},
-          {"--val-output", o.val_output}}) {
-      DP_CHECK(out.empty() || !same_file(in, out),
-               "prepare-text: {} '{}' is the --input file '{}': writing it would destroy the text",
-               option, out, in);
+  // tokens overwrite the training tokens. A staging file counts: one output's would be the
+  // other.
+  if (!o.val_output.empty()) {
+    DP_CHECK(!same_file(o.output, o.val_output),
+             "prepare-text: --output '{}' and --val-output '{}' are the same file", o.output,
+             o.val_output);
+    for (const auto& [a, b] :
+         {std::pair<const std::string&, const std::string&>{o.output, o.val_output},
+          {o.val_output, o.output}}) {
+      DP_CHECK(!same_file(a, token_file_staging_path(b)),
+               "prepare-text: --output '{}' and --val-output '{}' collide: '{}' is where '{}' is "
+               "written first",
+               o.output, o.val_output, a, b);
     }
   }
   return o;
 }
 
 void run(const PrepareTextOptions& o) {
-  // An input directory may hold this run's outputs from an earlier run, and the writer's
-  // temporary names (token_file.h): never read them as text.
-  std::vector<std::string> outputs = {o.output, o.output + ".tmp"};
-  if (!o.val_output.empty()) {
-    outputs.push_back(o.val_output);
-    outputs.push_back(o.val_output + ".tmp");
-  }
+  std::vector<TextOutput> outputs = {{"--output", o.output}};
+  if (!o.val_output.empty()) outputs.push_back({"--val-output", o.val_output});
   const TextFiles listed = list_text_files(o.inputs, outputs);
   for (const std::string& f : listed.skipped_token_files)
     std::printf("prepare-text: skipping '%s': an llm.c token file, not text\n", f.c_str());
   const TextCorpus corpus = tokenize_text_files(listed.files, o.doc_separator);
   const CorpusSplit split = choose_split(corpus, o.val_fraction);
   const size_t n = corpus.tokens.size();
-  write_token_file(o.output, corpus.tokens.data(), split.cut, ByteTokenizer::kVocabSize);
-  if (o.val_fraction > 0)
-    write_token_file(o.val_output, corpus.tokens.data() + split.cut, n - split.cut,
-                     ByteTokenizer::kVocabSize);
+  // Both files are staged before either replaces anything: a failed --val-output leaves no new
+  // --output behind it.
+  stage_token_file(o.output, corpus.tokens.data(), split.cut, ByteTokenizer::kVocabSize);
+  try {
+    if (o.val_fraction > 0) {
+      stage_token_file(o.val_output, corpus.tokens.data() + split.cut, n - split.cut,
+                       ByteTokenizer::kVocabSize);
+      commit_token_file(o.val_output);
+    }
+  } catch (...) {
+    discard_staged_token_file(o.output);
+    throw;
+  }
+  commit_token_file(o.output);
   std::printf("prepare-text: %zu file(s), %zu documents, %zu tokens (byte-level, vocabulary %d)\n",
               corpus.files, corpus.doc_starts.size(), n, ByteTokenizer::kVocabSize);
   std::printf("  %s: %zu tokens, %zu documents\n", o.output.c_str(), split.cut,

@@ -55,32 +55,59 @@ bool same_file(const std::string& a, const std::string& b) {
 
 namespace {
 
-// llm.c's token files begin with the little-endian int32 20240520 (token_file.h), which no
-// text starts with.
-bool is_token_file(const std::string& path) {
+// llm.c's token files begin with a little-endian int32 magic (token_file.h), GPT-2's or
+// LLaMA-3's, which no text starts with. Returns it, or 0 for any other file.
+int32_t token_file_magic(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   uint8_t b[4] = {};
-  if (!in.read(reinterpret_cast<char*>(b), 4)) return false;
-  const uint32_t magic =
-      uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
-  return magic == uint32_t(kTokenFileMagic);
+  if (!in.read(reinterpret_cast<char*>(b), 4)) return 0;
+  const int32_t magic = static_cast<int32_t>(uint32_t(b[0]) | uint32_t(b[1]) << 8 |
+                                             uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24);
+  return magic == kTokenFileMagic || magic == kLlama3TokenFileMagic ? magic : 0;
+}
+
+// The output that writes `file`, as itself or through its staging file (`*through` says
+// which); null when none does.
+const TextOutput* output_writing(const std::string& file, const std::vector<TextOutput>& outputs,
+                                 std::string* through) {
+  for (const TextOutput& o : outputs) {
+    for (const std::string& w : {o.path, token_file_staging_path(o.path)}) {
+      if (same_file(file, w)) {
+        *through = w;
+        return &o;
+      }
+    }
+  }
+  return nullptr;
+}
+
+// "--output 'x'", or "--output 'x' (written first to 'x.tmp')" when `through` is the staging
+// file: the start of a message about an output that would overwrite an input.
+std::string overwriter(const TextOutput& o, const std::string& through) {
+  std::string s = o.option + " '" + o.path + "'";
+  return through == o.path ? s : s + " (written first to '" + through + "')";
 }
 
 }  // namespace
 
 TextFiles list_text_files(const std::vector<std::string>& inputs,
-                          const std::vector<std::string>& exclude) {
+                          const std::vector<TextOutput>& outputs) {
   DP_CHECK(!inputs.empty(), "no input given");
   TextFiles out;
   for (const std::string& in : inputs) {
     std::error_code ec;
     const fs::file_status st = fs::status(in, ec);
     DP_CHECK(fs::exists(st), "input '{}' does not exist", in);
+    std::string through;
     if (fs::is_regular_file(st)) {
-      DP_CHECK(!is_token_file(in),
+      if (const TextOutput* o = output_writing(in, outputs, &through))
+        fail("{} would overwrite the --input file '{}': the text would be lost",
+             overwriter(*o, through), in);
+      const int32_t magic = token_file_magic(in);
+      DP_CHECK(magic == 0,
                "input '{}' is an llm.c token file (magic {}), not text: give the text it was made "
                "from",
-               in, kTokenFileMagic);
+               in, magic);
       out.files.push_back(in);
       continue;
     }
@@ -91,10 +118,18 @@ TextFiles list_text_files(const std::vector<std::string>& inputs,
       if (e.is_symlink() || !e.is_regular_file() || ends_with(name, ".dat") || name[0] == '.')
         continue;
       const std::string file = e.path().string();
-      if (std::any_of(exclude.begin(), exclude.end(),
-                      [&](const std::string& x) { return same_file(file, x); }))
+      const int32_t magic = token_file_magic(file);
+      // An earlier run's output (or a staging file it left) is skipped; text is not ours to
+      // overwrite, whatever its name.
+      if (const TextOutput* o = output_writing(file, outputs, &through)) {
+        std::error_code size_ec;
+        DP_CHECK(magic != 0 || fs::file_size(file, size_ec) == 0,
+                 "{} would overwrite '{}', a text file of the --input directory '{}' (not an "
+                 "llm.c token file of an earlier run): the text would be lost; give another {}",
+                 overwriter(*o, through), file, in, o->option);
         continue;
-      if (is_token_file(file)) {
+      }
+      if (magic != 0) {
         out.skipped_token_files.push_back(file);
         continue;
       }

@@ -21,20 +21,28 @@ bool same_file(const std::string& a, const std::string& b);
 
 struct TextFiles {
   std::vector<std::string> files;
-  // Files of an input directory skipped because they begin with the llm.c token-file magic
-  // (an earlier run's outputs, or anyone's token files): binary, not text.
+  // Files of an input directory skipped because they begin with an llm.c token-file magic
+  // (GPT-2's or LLaMA-3's: an earlier run's outputs, or anyone's token files): binary, not
+  // text.
   std::vector<std::string> skipped_token_files;
+};
+
+// A file this run will write: the option that names it ("--output") and its path.
+struct TextOutput {
+  std::string option, path;
 };
 
 // The files to read, in order: each input that is a file as it is (a symlink named
 // explicitly is followed); each input that is a directory contributes its regular files,
 // sorted by name, skipping symlinks (fortune's *.u8 links would duplicate text), *.dat
-// files (fortune's binary indexes), hidden files, subdirectories, the files in `exclude`
-// (the run's own outputs: a directory may hold an earlier run's) and llm.c token files
-// (listed in skipped_token_files). Throws dp::Error naming an input that does not exist, a
-// file named explicitly that is a token file, or a directory with no usable file.
+// files (fortune's binary indexes), hidden files, subdirectories, llm.c token files (listed
+// in skipped_token_files) and the `outputs` with their staging files (an earlier run's, when
+// empty or token files). Throws dp::Error naming an input that does not exist, a file named
+// explicitly that is a token file, a directory with no usable file, and an input file that
+// an output or its staging file would overwrite (named explicitly, or a text file of an input
+// directory): the text would be lost.
 TextFiles list_text_files(const std::vector<std::string>& inputs,
-                          const std::vector<std::string>& exclude = {});
+                          const std::vector<TextOutput>& outputs = {});
 
 // The documents of one text: the whole text, or the parts between separator lines (a line
 // equal to `separator`, a trailing '\r' ignored) when it is not empty. Documents that are

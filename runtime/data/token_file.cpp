@@ -146,7 +146,11 @@ void TokenFile::release() {
   count_ = 0;
 }
 
-void write_token_file(const std::string& path, const uint16_t* tokens, size_t count,
+std::string token_file_staging_path(const std::string& path) {
+  return path + ".tmp";
+}
+
+void stage_token_file(const std::string& path, const uint16_t* tokens, size_t count,
                       int vocab_size) {
   DP_CHECK(vocab_size >= 1 && vocab_size <= 65536,
            "write_token_file '{}': vocabulary size {} is outside 1..65536 (uint16 tokens)", path,
@@ -168,7 +172,7 @@ void write_token_file(const std::string& path, const uint16_t* tokens, size_t co
   header[1] = kTokenFileVersion;
   header[2] = static_cast<int32_t>(count);
   header[3] = vocab_size;
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = token_file_staging_path(path);
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   DP_CHECK(f != nullptr, "cannot write token file '{}': cannot create '{}': {}", path, tmp,
            std::strerror(errno));
@@ -184,12 +188,26 @@ void write_token_file(const std::string& path, const uint16_t* tokens, size_t co
     fail("cannot write token file '{}': writing '{}' failed: {} (disk full?)", path, tmp,
          std::strerror(err));
   }
+}
+
+void commit_token_file(const std::string& path) {
+  const std::string tmp = token_file_staging_path(path);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    err = errno;
+    const int err = errno;
     std::remove(tmp.c_str());
     fail("cannot write token file '{}': renaming '{}' onto it failed: {}", path, tmp,
          std::strerror(err));
   }
+}
+
+void discard_staged_token_file(const std::string& path) {
+  std::remove(token_file_staging_path(path).c_str());
+}
+
+void write_token_file(const std::string& path, const uint16_t* tokens, size_t count,
+                      int vocab_size) {
+  stage_token_file(path, tokens, count, vocab_size);
+  commit_token_file(path);
 }
 
 }  // namespace dp

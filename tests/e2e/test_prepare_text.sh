@@ -138,13 +138,38 @@ cd "$WORK" || exit 1  # not a subshell: expect counts the failures in this one
 expect "same output, relative and ./" "are the same file" --input text --output o.bin --val-output ./o.bin
 cd - >/dev/null || exit 1
 cp "$WORK/text/b-more" "$WORK/keep.txt"
-expect "output is an input" "--output '$WORK/./keep.txt' is the --input file '$WORK/keep.txt'" \
+expect "output is an input" "--output '$WORK/./keep.txt' would overwrite the --input file '$WORK/keep.txt'" \
   --input "$WORK/keep.txt" --output "$WORK/./keep.txt" --val-output "$WORK/v.bin"
-expect "val-output is an input" "--val-output '$WORK/keep.txt' is the --input file" \
+expect "val-output is an input" "--val-output '$WORK/keep.txt' would overwrite the --input file" \
   --input "$WORK/keep.txt" --output "$WORK/o.bin" --val-output "$WORK/keep.txt"
 cmp -s "$WORK/keep.txt" "$WORK/text/b-more" && pass "the input survived" || fail "the input was overwritten"
 expect "a token file named as input" "is an llm.c token file (magic 20240520)" --input "$WORK/train.bin" "${OUT[@]}"
-[ ! -e "$WORK/o.bin" ] && pass "no output left behind by failures" || fail "a failed run left $WORK/o.bin"
+# llm.c's LLaMA-3 token files (magic 20240801, version 7) are no more text than GPT-2's.
+python3 -c "import struct, sys; open(sys.argv[1], 'wb').write(struct.pack('<256i', 20240801, 7, *[0] * 254))" "$WORK/llama3.bin"
+expect "a LLaMA-3 token file named as input" "is an llm.c token file (magic 20240801)" --input "$WORK/llama3.bin" "${OUT[@]}"
+expect "empty --doc-separator" "--doc-separator is empty" --input "$WORK/text" "${OUT[@]}" --doc-separator ''
+expect "--output is --val-output's staging file" "collide: '$WORK/v.bin.tmp' is where '$WORK/v.bin' is written first" \
+  --input "$WORK/text" --output "$WORK/v.bin.tmp" --val-output "$WORK/v.bin"
+# --val-output fails after --output could have been written: neither may change.
+expect "unwritable val-output" "cannot write token file '$WORK/no/such/dir/v.bin'" --input "$WORK/text" \
+  --output "$WORK/o.bin" --val-output "$WORK/no/such/dir/v.bin"
+[ ! -e "$WORK/o.bin" ] && [ ! -e "$WORK/o.bin.tmp" ] && pass "no output left behind by failures" ||
+  fail "a failed run left $WORK/o.bin or its .tmp"
+
+# An output named like text of an input directory, or an input named like an output's staging
+# file: refused, the text untouched.
+mkdir -p "$WORK/d2"
+printf 'first document text\n' >"$WORK/d2/a.txt"
+printf 'precious second text\n' >"$WORK/d2/b.txt"
+expect "--output is text of an input directory" \
+  "--output '$WORK/d2/b.txt' would overwrite '$WORK/d2/b.txt', a text file of the --input directory '$WORK/d2'" \
+  --input "$WORK/d2" --output "$WORK/d2/b.txt" --val-fraction 0
+printf 'my draft notes\n' >"$WORK/notes.tmp"
+expect "--input is --output's staging file" \
+  "--output '$WORK/notes' (written first to '$WORK/notes.tmp') would overwrite the --input file '$WORK/notes.tmp'" \
+  --input "$WORK/notes.tmp" --output "$WORK/notes" --val-fraction 0
+[ "$(cat "$WORK/d2/b.txt")" = "precious second text" ] && [ "$(cat "$WORK/notes.tmp")" = "my draft notes" ] &&
+  [ ! -e "$WORK/notes" ] && pass "the texts survived" || fail "a text was overwritten"
 
 # Run again on a directory that holds its own earlier outputs and another token file: the
 # same tokens as a run on the text alone, the foreign token file skipped with a note.
@@ -155,6 +180,7 @@ PT=(--doc-separator % --val-fraction 0.2)
 cp "$WORK/again/t.bin" "$WORK/first-t.bin"
 cp "$WORK/again/v.bin" "$WORK/first-v.bin"
 cp "$WORK/train.bin" "$WORK/again/other-tokens"
+cp "$WORK/llama3.bin" "$WORK/again/llama3-tokens"
 if "$DPRUN" prepare-text --input "$WORK/again" --output "$WORK/again/./t.bin" --val-output "$WORK/again/v.bin" "${PT[@]}" \
     >"$WORK/out" 2>"$WORK/err" && cmp -s "$WORK/again/t.bin" "$WORK/first-t.bin" &&
    cmp -s "$WORK/again/v.bin" "$WORK/first-v.bin"; then
@@ -163,7 +189,9 @@ else
   fail "a re-run read its own outputs"; cat "$WORK/out" "$WORK/err"
 fi
 grep -q "skipping '$WORK/again/other-tokens': an llm.c token file" "$WORK/out" &&
-  pass "a token file in an input directory is skipped with a note" || { fail "no note on the token file"; cat "$WORK/out"; }
+  grep -q "skipping '$WORK/again/llama3-tokens': an llm.c token file" "$WORK/out" &&
+  pass "token files (GPT-2's, LLaMA-3's) in an input directory are skipped with a note" ||
+  { fail "no note on a token file"; cat "$WORK/out"; }
 
 "$DPRUN" prepare-text --help >"$WORK/out" 2>&1 && grep -q -- "--doc-separator" "$WORK/out" &&
   pass "--help" || fail "--help"

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <cstring>
+
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/token_file.h"
@@ -55,21 +57,59 @@ TEST_F(TextCorpusTest, DirectoriesSkipOutputsAndTokenFiles) {
   write_text(path("a.txt"), "a\n");
   const std::vector<uint16_t> t = {256, 'x', 'y'};
   write_token_file(path("old.bin"), t.data(), t.size(), 257);
-  write_text(path("train.bin"), "not written yet: excluded by name");
-  write_text(path("val.bin.tmp"), "a half-written output: excluded by name");
+  write_token_file(path("train.bin"), t.data(), t.size(), 257);  // the earlier run's output
+  write_text(path("val.bin.tmp"), "");  // a staging file its writer never filled
+  // LLaMA-3's token files (magic 20240801) are no more text than GPT-2's.
+  std::vector<uint8_t> llama3(kTokenFileHeaderBytes, 0);
+  const int32_t header[2] = {kLlama3TokenFileMagic, kLlama3TokenFileVersion};
+  std::memcpy(llama3.data(), header, sizeof(header));
+  write_bytes(path("llama3.bin"), llama3);
   // The outputs spelled otherwise than the directory listing spells them.
   const std::string dotted = dir_ + "/./train.bin",
                     up = dir_ + "/../" + fs::path(dir_).filename().string() + "/val.bin";
-  const std::vector<std::string> outputs = {dotted, dotted + ".tmp", up, up + ".tmp"};
+  const std::vector<TextOutput> outputs = {{"--output", dotted}, {"--val-output", up}};
   const TextFiles f = list_text_files({dir_}, outputs);
   EXPECT_EQ(f.files, (std::vector<std::string>{path("a.txt")}));
-  EXPECT_EQ(f.skipped_token_files, (std::vector<std::string>{path("old.bin")}));
+  EXPECT_EQ(f.skipped_token_files, (std::vector<std::string>{path("llama3.bin"), path("old.bin")}));
   // Named explicitly, a token file is refused rather than read as text.
   EXPECT_MENTIONS(error_of([&] { list_text_files({path("old.bin")}); }),
                   "input '" + path("old.bin") + "' is an llm.c token file (magic 20240520)");
+  EXPECT_MENTIONS(error_of([&] { list_text_files({path("llama3.bin")}); }),
+                  "input '" + path("llama3.bin") + "' is an llm.c token file (magic 20240801)");
   // A directory of token files only has nothing to read.
   fs::remove(path("a.txt"));
   EXPECT_MENTIONS(error_of([&] { list_text_files({dir_}, outputs); }), "holds no text files");
+}
+
+// An output's name says nothing about what the file holds: text in its place (or in its
+// staging file's) is refused, not skipped and then overwritten.
+TEST_F(TextCorpusTest, NeverOverwritesText) {
+  write_text(path("a.txt"), "first document text\n");
+  write_text(path("b.txt"), "precious second text\n");
+  write_text(path("notes.tmp"), "my draft notes\n");
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({dir_}, {{"--output", path("b.txt")}});
+                  }),
+                  "--output '" + path("b.txt") + "' would overwrite '" + path("b.txt") +
+                      "', a text file of the --input directory '" + dir_ + "'");
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({dir_}, {{"--val-output", path("notes")}});
+                  }),
+                  "--val-output '" + path("notes") + "' (written first to '" + path("notes.tmp") +
+                      "') would overwrite '" + path("notes.tmp") + "'");
+  // Named explicitly: the output itself, or its staging file.
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({path("notes.tmp")}, {{"--output", path("notes")}});
+                  }),
+                  "--output '" + path("notes") + "' (written first to '" + path("notes.tmp") +
+                      "') would overwrite the --input file '" + path("notes.tmp") + "'");
+  EXPECT_MENTIONS(
+      error_of([&] {
+        list_text_files({path("a.txt")}, {{"--output", dir_ + "/./a.txt"}});
+      }),
+      "--output '" + dir_ + "/./a.txt' would overwrite the --input file '" + path("a.txt") + "'");
+  // Each file is still as it was (list_text_files writes nothing; the launcher stops here).
+  EXPECT_EQ(read_bytes(path("b.txt")).size(), 21u);
 }
 
 TEST_F(TextCorpusTest, SameFileHoweverSpelled) {
