@@ -124,6 +124,11 @@ size_t table_rows(const ModelArgs& a) {
   DP_CHECK(data_vocab > 0, "--model gpt: the data reports no vocabulary size");
   if (a.get_string("vocab-size").empty()) return static_cast<size_t>(data_vocab);
   const int64_t v = a.get_int("vocab-size");
+  if (a.from_preset("vocab-size"))
+    DP_CHECK(v >= data_vocab,
+             "--preset {} sets --vocab-size {}, smaller than the data's vocabulary of {} tokens: "
+             "give --vocab-size {} or more",
+             a.get_string("preset"), v, data_vocab, data_vocab);
   DP_CHECK(v >= data_vocab,
            "--vocab-size {} is smaller than the data's vocabulary of {} tokens (leave it out to "
            "use the data's)",

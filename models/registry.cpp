@@ -32,6 +32,11 @@ std::string ModelArgs::get_string(const std::string& name) const {
   return o.default_value;
 }
 
+bool ModelArgs::from_preset(const std::string& name) const {
+  find(name);
+  return given_.count(name) == 0 && preset_.count(name) > 0;
+}
+
 int64_t ModelArgs::get_int(const std::string& name, int64_t min) const {
   const std::string v = get_string(name);
   errno = 0;

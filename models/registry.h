@@ -52,6 +52,9 @@ class ModelArgs {
   int64_t get_int(const std::string& name, int64_t min = 1) const;
   double get_float(const std::string& name) const;
   std::vector<size_t> get_sizes(const std::string& name) const;  // "256,128"
+  // True when the value comes from the preset, not the user: errors about it then name the
+  // preset, as the user never gave the option.
+  bool from_preset(const std::string& name) const;
 
   const DataShape& data() const { return data_; }
   uint64_t seed() const { return seed_; }

@@ -87,6 +87,13 @@ TEST(GptModel, ChecksNameWhatToChange) {
   EXPECT_NE(msg.find("--vocab-size 200 is smaller than the data's vocabulary of 257"),
             std::string::npos)
       << msg;
+  // A preset's value is not the user's: the message names the preset and what to give.
+  msg = build_error({{"preset", "gpt2-small"}, {"context", "32"}}, tokens(32, 60000));
+  EXPECT_NE(msg.find("--preset gpt2-small sets --vocab-size 50257, smaller than the data's "
+                     "vocabulary of 60000 tokens: give --vocab-size 60000 or more"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find("leave it out"), std::string::npos) << msg;
   msg = build_error({}, DataShape{"images", {1, 28, 28}, 10});
   EXPECT_NE(msg.find("needs token data"), std::string::npos) << msg;
   msg = build_error({{"context", "64"}}, data);
