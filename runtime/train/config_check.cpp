@@ -33,6 +33,26 @@ std::string data_fingerprint(const Dataset& d) {
   return fmt::format("{:08x}", static_cast<uint32_t>(crc));
 }
 
+std::string token_data_setting(const std::string& windows, const std::string& context,
+                               const std::string& dtype, const std::string& vocab) {
+  return fmt::format("{} windows of {} tokens ({}), vocabulary {}", windows, context, dtype, vocab);
+}
+
+namespace {
+
+// What the data is, in its kind's words: token data is cut into windows, and its size counts
+// them, not tokens.
+std::string data_setting(const Dataset& d) {
+  if (d.kind() == DataKind::tokens)
+    return token_data_setting(std::to_string(d.size()), std::to_string(d.sample_numel()),
+                              dtype_name(d.input_dtype()), std::to_string(d.num_classes()));
+  return fmt::format("{} {} samples of shape [{}] ({}), {} classes", d.size(),
+                     data_kind_name(d.kind()), fmt::join(d.sample_shape(), ", "),
+                     dtype_name(d.input_dtype()), d.num_classes());
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,
                                                                      const Dataset& train,
                                                                      const Dataset* test) {
@@ -40,12 +60,11 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
   auto s = [](auto v) { return fmt::format("{}", v); };
   std::vector<std::pair<std::string, std::string>> out = {
       {"--model", c.model},
-      {"training data",
-       fmt::format("{} {} samples of shape [{}] ({}), {} classes", train.size(),
-                   data_kind_name(train.kind()), fmt::join(train.sample_shape(), ", "),
-                   dtype_name(train.input_dtype()), train.num_classes())},
+      {"training data", data_setting(train)},
       {"training data content (CRC32 of 16 samples)", data_fingerprint(train)},
-      {"test data", test ? fmt::format("{} samples", test->size()) : "none"},
+      {"test data", test ? fmt::format("{} {}", test->size(),
+                                       test->kind() == DataKind::tokens ? "windows" : "samples")
+                         : "none"},
       {"test data content (CRC32 of 16 samples)", test ? data_fingerprint(*test) : "none"},
       {"--epochs", s(c.epochs)},
       {"--steps", s(c.max_steps)},

@@ -18,6 +18,11 @@ class Dataset;
 // A short hash of a few of `d`'s samples (inputs and targets), for comparing data across ranks.
 std::string data_fingerprint(const Dataset& d);
 
+// The "training data" setting of token data: "572 windows of 32 tokens (int32), vocabulary 257".
+// (Strings: resume_check rewrites an older checkpoint's record in these words.)
+std::string token_data_setting(const std::string& windows, const std::string& context,
+                               const std::string& dtype, const std::string& vocab);
+
 // ("--option", "value") for every setting that must be equal on all ranks, plus what the
 // data turned out to be (sizes and shapes, not paths: node-local copies may live elsewhere).
 std::vector<std::pair<std::string, std::string>> collective_settings(const TrainConfig& c,

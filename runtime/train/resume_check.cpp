@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <map>
+#include <regex>
 
 #include <fmt/format.h>
+
+#include "runtime/train/config_check.h"
 
 namespace dp {
 
@@ -11,6 +14,22 @@ namespace {
 
 bool among(const std::string& key, std::initializer_list<const char*> keys) {
   return std::any_of(keys.begin(), keys.end(), [&](const char* k) { return key == k; });
+}
+
+// A model option left to its default (the data's vocabulary, no preset) is recorded as "";
+// a message must still show a value.
+std::string shown(const std::string& value) {
+  return value.empty() ? "(not given)" : value;
+}
+
+// Checkpoints written before dprun counted token data in windows recorded it as "572 tokens
+// samples of shape [32] (int32), 257 classes": the same data as token_data_setting's words.
+std::string in_current_words(const std::string& key, const std::string& saved) {
+  static const std::regex kTokensBefore(
+      R"((\d+) tokens samples of shape \[(\d+)\] \((\w+)\), (\d+) classes)");
+  std::smatch m;
+  if (key != "training data" || !std::regex_match(saved, m, kTokensBefore)) return saved;
+  return token_data_setting(m[1].str(), m[2].str(), m[3].str(), m[4].str());
 }
 
 }  // namespace
@@ -25,7 +44,7 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     // parameter).
     static const std::map<std::string, std::string> kBeforeTheSetting = {
         {"--weight-decay-1d", "on"}, {"--no-shm", "off"}};
-    if (auto it = saved.find(key); it != saved.end()) return it->second;
+    if (auto it = saved.find(key); it != saved.end()) return in_current_words(key, it->second);
     if (auto it = kBeforeTheSetting.find(key); it != kBeforeTheSetting.end()) return it->second;
     return std::string("(not recorded)");
   };
@@ -78,7 +97,7 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
         "--resume {}: the checkpoint was written with {} {}, this run has {} {}: resuming would "
         "silently change the training (start it with the checkpoint's settings, or start afresh "
         "without --resume)",
-        path, key, before, key, value);
+        path, key, shown(before), key, shown(value));
     return v;
   }
   if (t.eval_only) return v;

@@ -524,3 +524,39 @@ TEST(ResumeCheck, TheSharedMemorySwitchIsSaidAloud) {
   ASSERT_EQ(v.notes.size(), 1u);
   EXPECT_NE(v.notes[0].find("--no-shm was off, now on"), std::string::npos) << v.notes[0];
 }
+
+// A model option left to its default is recorded as "": the refusal shows that readably, not
+// as "--vocab-size , this run has ...".
+TEST(ResumeCheck, AnOptionNotGivenIsShownAsSuch) {
+  CheckpointMeta m = sample_meta();
+  m.settings.push_back({"--vocab-size", ""});
+  ResumeTarget t = target_like(m);
+  t.settings.back().second = "300";
+  std::string e = check_resume(m, t, "x.ckpt").error;
+  EXPECT_NE(e.find("written with --vocab-size (not given), this run has --vocab-size 300"),
+            std::string::npos)
+      << e;
+  t = target_like(m);
+  m.settings.back().second = "300";
+  e = check_resume(m, t, "x.ckpt").error;
+  EXPECT_NE(e.find("written with --vocab-size 300, this run has --vocab-size (not given)"),
+            std::string::npos)
+      << e;
+}
+
+// Token data is recorded in windows now; a checkpoint that recorded the same data in the
+// earlier words ("572 tokens samples of shape [32]") still resumes, and other data is refused
+// in the new words.
+TEST(ResumeCheck, TokenDataRecordedInEarlierWordsResumes) {
+  CheckpointMeta m = sample_meta();
+  m.settings.push_back({"training data", "572 tokens samples of shape [32] (int32), 257 classes"});
+  ResumeTarget t = target_like(m);
+  t.settings.back().second = "572 windows of 32 tokens (int32), vocabulary 257";
+  EXPECT_EQ(check_resume(m, t, "x.ckpt").error, "");
+  t.settings.back().second = "571 windows of 32 tokens (int32), vocabulary 257";
+  const std::string e = check_resume(m, t, "x.ckpt").error;
+  EXPECT_NE(e.find("written with training data 572 windows of 32 tokens (int32), vocabulary 257, "
+                   "this run has training data 571 windows"),
+            std::string::npos)
+      << e;
+}

@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "runtime/data/synthetic.h"
+#include "runtime/data/token_dataset.h"
+#include "runtime/data/token_file.h"
 #include "runtime/train/config_check.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
 
@@ -80,4 +85,19 @@ TEST(SettingsCheck, DataFingerprintTellsDataOfTheSameShapeApart) {
   EXPECT_EQ(data_fingerprint(a), data_fingerprint(same));
   EXPECT_NE(data_fingerprint(a), data_fingerprint(other));
   EXPECT_EQ(data_fingerprint(a).size(), 8u);
+}
+
+class SettingsCheckTokens : public dp::test::TempDirTest {};
+
+// Token data counts windows, not tokens: 100 tokens in windows of 8 are 12 windows.
+TEST_F(SettingsCheckTokens, TokenDataIsDescribedInWindows) {
+  std::vector<uint16_t> t(100, 7);
+  write_token_file(path("t.bin"), t.data(), t.size(), 257);
+  TokenDataset train(path("t.bin"), 8), test(path("t.bin"), 16);
+  TrainConfig c;
+  c.model = "gpt";
+  std::map<std::string, std::string> s;
+  for (const auto& [name, value] : collective_settings(c, train, &test)) s[name] = value;
+  EXPECT_EQ(s["training data"], "12 windows of 8 tokens (int32), vocabulary 257");
+  EXPECT_EQ(s["test data"], "6 windows");
 }
