@@ -158,12 +158,17 @@ else
   fail "padded table"; tail -5 pad.out
 fi
 # --sample-temperature 0 is greedy decoding (the most likely token at each step, as generate()
-# documents): accepted and printed; a negative temperature is refused by name.
+# documents): the same text as sampling from the single most likely token (--sample-top-k 1)
+# at any temperature; a negative temperature is refused by name.
+sample_text() { awk '/^sample at step 1:$/ { on = 1; next } /^---$/ { on = 0 } on' "$1"; }
 if mpi 1 "${GPT[@]}" --steps 1 --sample-every 1 --sample-length 20 --sample-temperature 0 \
-  >greedy.out 2>&1 && grep -q "sample at step 1" greedy.out; then
-  pass "--sample-temperature 0 samples greedily"
+    >greedy.out 2>&1 &&
+  mpi 1 "${GPT[@]}" --steps 1 --sample-every 1 --sample-length 20 --sample-temperature 0.7 \
+    --sample-top-k 1 >top1.out 2>&1 &&
+  [ -n "$(sample_text greedy.out)" ] && [ "$(sample_text greedy.out)" = "$(sample_text top1.out)" ]; then
+  pass "--sample-temperature 0 samples greedily (as --sample-top-k 1)"
 else
-  fail "--sample-temperature 0"; tail -3 greedy.out
+  fail "--sample-temperature 0 is not greedy"; tail -n 3 greedy.out top1.out
 fi
 if ! mpi 1 "${GPT[@]}" --steps 1 --sample-every 1 --sample-temperature -0.5 >neg.out 2>&1 &&
   grep -q "sample-temperature must be a number >= 0" neg.out; then
