@@ -98,11 +98,14 @@ size_t parse_message_size(const std::string& s, const char* opt) {
   return v;
 }
 
-// A whole number from `min` up, the whole string ("-n 3x", "-n 1e3" and "-n -1" are refused).
+// A whole number from `min` to kMaxCount, the whole string ("-n 3x", "-n 1e3" and "-n -1" are
+// refused). Nine digits at most: stoi would throw past int's range, with no option named.
+constexpr int kMaxCount = 999999999;
 int parse_count(const std::string& v, const std::string& opt, int min) {
   DP_CHECK(!v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos &&
                std::stoi(v) >= min,
-           "bench-allreduce {} must be a whole number >= {}, got '{}'", opt, min, v);
+           "bench-allreduce {} must be a whole number from {} to {}, got '{}'", opt, min, kMaxCount,
+           v);
   return std::stoi(v);
 }
 

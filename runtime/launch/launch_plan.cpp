@@ -12,10 +12,13 @@ namespace dp {
 
 namespace {
 
+// Seven digits at most: more ranks or slots than any job has, and the sums of them stay in int.
+constexpr int kMaxPositive = 9999999;
 int parse_positive(const std::string& s, const std::string& what) {
   const bool digits =
       !s.empty() && s.size() < 8 && s.find_first_not_of("0123456789") == std::string::npos;
-  DP_CHECK(digits && std::stoi(s) > 0, "{}: expected a whole number >= 1, got '{}'", what, s);
+  DP_CHECK(digits && std::stoi(s) > 0, "{}: expected a whole number from 1 to {}, got '{}'", what,
+           kMaxPositive, s);
   return std::stoi(s);
 }
 
@@ -87,8 +90,9 @@ int parse_slurm_tasks_per_node(const std::string& value, int* fewest) {
       bad(item);
     if (fewest && (total == 0 || std::stoi(tasks) < *fewest)) *fewest = std::stoi(tasks);
     total += std::stoll(tasks) * nodes;
-    DP_CHECK(total <= 9999999, "SLURM_TASKS_PER_NODE '{}': more tasks than dprun launch takes",
-             value);
+    DP_CHECK(total <= kMaxPositive,
+             "SLURM_TASKS_PER_NODE '{}': more tasks than dprun launch takes (at most {})", value,
+             kMaxPositive);
   }
   DP_CHECK(total > 0, "SLURM_TASKS_PER_NODE '{}': no task", value);
   return static_cast<int>(total);

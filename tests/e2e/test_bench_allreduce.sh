@@ -93,9 +93,12 @@ bad "--timeout must be a positive number of seconds, got '0'" --timeout 0
 bad "--timeout must be a positive number of seconds, got '-1'" --timeout -1
 bad "--timeout must be a positive number of seconds, got '5s'" --timeout 5s
 bad "--timeout must be a positive number of seconds, got 'inf'" --timeout inf
-bad "-n must be a whole number >= 1, got '0'" -n 0
-bad "-f must be a whole number >= 2, got '1'" -f 1
-bad "-w must be a whole number >= 0, got '2x'" -w 2x
+bad "-n must be a whole number from 1 to 999999999, got '0'" -n 0
+bad "-n must be a whole number from 1 to 999999999, got '1000000000'" -n 1000000000
+bad "-f must be a whole number from 2 to 999999999, got '1'" -f 1
+bad "-f must be a whole number from 2 to 999999999, got '99999999999'" -f 99999999999
+bad "-w must be a whole number from 0 to 999999999, got '2x'" -w 2x
+bad "-w must be a whole number from 0 to 999999999, got '1000000000'" -w 1000000000
 bad "-b must be a size such as 8, 64K, 256M or 1g, got '-8'" -b -8
 bad "-b must be at least 4 bytes (one float), got 2" -b 2
 bad "-e must be at most 2G (MPI counts are ints), got '3g'" -e 3g

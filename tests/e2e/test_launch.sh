@@ -95,6 +95,10 @@ timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:2048 --bogus >bad.out 2>&1
 rc=0
 "$DPRUN" launch --frobnicate >u.out 2>&1 || rc=$?
 [ "$rc" = 1 ] && grep -q "unknown option '--frobnicate'" u.out && pass "a bad launch option is named" || fail "bad launch option"
+rc=0
+"$DPRUN" launch -np 99999999999 --dry-run -- --steps 1 >big.out 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -qF "dprun launch -np: expected a whole number from 1 to 9999999, got '99999999999'" big.out &&
+  pass "-np above the limit is refused, naming the limit" || { fail "-np 99999999999 (exit $rc)"; cat big.out; }
 
 # start_job DIR [setsid]: a launched 2-rank job that checkpoints into DIR and writes DIR.out;
 # sets `job` (the background pid) and `launcher` (the dprun launch process) once the ranks

@@ -4,7 +4,8 @@
 # slower than an unshaped one (bench_allreduce), the exit code passes through, and nothing is left
 # behind: after success, after a failing command, after SIGINT to the harness, and after a
 # SIGKILLed harness once `--cleanup` ran (which leaves a live run alone). First, without root,
-# the argument checks that refuse numbers bash would read as octal.
+# the argument checks: numbers bash would read as octal, malformed or 100% --loss/--delay/--jitter,
+# and --cleanup ids that would lead rm -rf out of the state folder.
 #   test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS
 # Exit 77 (skipped) when not root or network namespaces do not work here.
 set -uo pipefail
@@ -14,19 +15,49 @@ NETNS=${3:?usage: test_netns.sh DPRUN BENCH_ALLREDUCE DPRUN_NETNS}
 
 # Argument checks come before anything is made and need no root. Bash arithmetic would read
 # "010" as octal 8 (and "08" as an error) where the range check read 10: leading zeros are
-# refused. --mpirun names nothing, so that a check that let one through still stops there.
+# refused. A loss of 100% or more dropped every packet and hung until --timeout; malformed
+# numbers reached tc half-way through the setup. --mpirun names nothing, so that a check that let
+# one through still stops there (with another message), and the state folder is a scratch one
+# that must not even be created.
 ARG_FAILURES=0
+ARG_WORK=$(mktemp -d /tmp/dprun-netns-args.XXXXXX)
+refused() {  # refused MESSAGE ARGS...: exit 2, MESSAGE in the output, nothing made
+  local msg=$1 rc=0 out
+  shift
+  out=$(DPRUN_NETNS_STATE=$ARG_WORK/state "$NETNS" "$@" 2>&1) || rc=$?
+  if [ "$rc" = 2 ] && [[ $out == *"$msg"* ]] && [ ! -e "$ARG_WORK/state" ]; then
+    echo "ok: '$*' is refused"
+  else
+    echo "FAIL: '$*' (exit $rc, want 2 and '$msg'): $out"; ARG_FAILURES=$((ARG_FAILURES + 1))
+  fi
+}
 for args in "--hosts 010" "--hosts 08" "--hosts 2 --ranks-per-host 02" "--hosts 2 --timeout 010" \
   "--hosts 2 --burst 01500"; do
-  rc=0
   # shellcheck disable=SC2086
-  out=$("$NETNS" $args --mpirun /nonexistent/mpirun -- true 2>&1) || rc=$?
-  if [ "$rc" = 2 ] && [[ $out == *"no leading zeros"* ]]; then
-    echo "ok: '$args' is refused"
+  refused "no leading zeros" $args --mpirun /nonexistent/mpirun -- true
+done
+for args in "--loss 100%" "--loss 100" "--loss 150%" "--loss 1.2.3" "--loss ." "--delay 1.2.3ms" \
+  "--delay .ms" "--jitter bogus" "--jitter 1.2.3ms"; do
+  # shellcheck disable=SC2086
+  refused "${args%% *}: " --hosts 2 $args --mpirun /nonexistent/mpirun -- true
+done
+# --cleanup ID removes the folder $STATE/ID: an ID that leaves the state folder ('../victim', '/')
+# removed what it named, and said "removed run ../victim".
+mkdir -p "$ARG_WORK/victim/data" "$ARG_WORK/state/keepme"
+echo important >"$ARG_WORK/victim/data/file.txt"
+for id in ../victim / . "a/../../victim"; do
+  rc=0
+  out=$(DPRUN_NETNS_STATE=$ARG_WORK/state "$NETNS" --cleanup "$id" 2>&1) || rc=$?
+  if [ "$rc" = 2 ] && [[ $out == *"--cleanup: a run id is 1-12 of a-z 0-9, not '$id'"* ]] &&
+    [ -f "$ARG_WORK/victim/data/file.txt" ] && [ -d "$ARG_WORK/state/keepme" ]; then
+    echo "ok: '--cleanup $id' is refused, and nothing is removed"
   else
-    echo "FAIL: '$args' (exit $rc): $out"; ARG_FAILURES=$((ARG_FAILURES + 1))
+    echo "FAIL: '--cleanup $id' (exit $rc): $out"; ARG_FAILURES=$((ARG_FAILURES + 1))
+    mkdir -p "$ARG_WORK/victim/data" "$ARG_WORK/state/keepme"
+    echo important >"$ARG_WORK/victim/data/file.txt"
   fi
 done
+rm -rf "$ARG_WORK"
 skip() { [ "$ARG_FAILURES" = 0 ] || exit 1; echo "SKIP: $*"; exit 77; }
 if [ "$(id -u)" != 0 ]; then skip "needs root (network namespaces)"; fi
 PROBE=netns-probe-$$

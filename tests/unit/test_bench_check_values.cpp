@@ -37,7 +37,7 @@ float tree_sum(const CheckValues& v, const std::vector<int>& ranks, size_t lo, s
 
 TEST(BenchCheckValues, EveryOrderOfBf16HopsGivesTheSumAtAnyRankCount) {
   std::mt19937 rng(7);
-  for (int world : {1, 2, 3, 16, 22, 32, 64, 65, 100, 257, 1000}) {
+  for (int world : {1, 2, 3, 6, 9, 16, 22, 32, 64, 65, 100, 257, 320, 1000}) {
     const CheckValues v(world);
     std::vector<int> ranks(static_cast<size_t>(world));
     std::iota(ranks.begin(), ranks.end(), 0);
@@ -75,4 +75,26 @@ TEST(BenchCheckValues, EveryRankCountsSomewhere) {
   }
   const CheckValues two(2);
   EXPECT_NE(two.value(0, 0), two.value(1, 0));
+}
+
+TEST(BenchCheckValues, AShiftedResultIsWrongAtEveryRankCount) {
+  // A ring that puts a chunk where its neighbour's belongs, or a result off by some elements,
+  // must show up in #wrong: the sums may not repeat with a shift of 1 or of a power of two (chunk
+  // sizes are). They once summed to 6 everywhere at 3 ranks (12 at 6, ...), where a result
+  // rotated by a chunk counted as right. Some element among the first 4096 must differ.
+  auto shift_is_seen = [](const CheckValues& v, size_t shift) {
+    for (size_t i = 0; i < 4096; ++i)
+      if (v.sum(i + shift) != v.sum(i)) return true;
+    return false;
+  };
+  for (int world : {1, 2, 3, 4, 6, 8, 9, 12, 64, 65, 192, 320, 1000}) {
+    const CheckValues v(world);
+    for (size_t shift = 1; shift <= (size_t(1) << 30); shift *= 2)
+      EXPECT_TRUE(shift_is_seen(v, shift)) << "world " << world << ", shift " << shift;
+  }
+  for (int world = 1; world <= 2048; ++world) {  // every world up to 2048, fewer shifts
+    const CheckValues v(world);
+    for (size_t shift : {size_t(1), size_t(2), size_t(4), size_t(64), size_t(1) << 20})
+      ASSERT_TRUE(shift_is_seen(v, shift)) << "world " << world << ", shift " << shift;
+  }
 }

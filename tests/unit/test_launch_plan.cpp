@@ -53,6 +53,10 @@ TEST(LaunchPlan, OneRankPerCoreWithoutGpus) {
   EXPECT_THROW(plan_launch(r, f), Error);
   r.np = "two";
   EXPECT_THROW(plan_launch(r, f), Error);
+  // The message names the range, the upper end too: "-np 99999999999" is refused for its size.
+  r.np = "99999999999";
+  EXPECT_MENTIONS(error_of([&] { plan_launch(r, f); }),
+                  "dprun launch -np: expected a whole number from 1 to 9999999, got '99999999999'");
 }
 
 TEST(LaunchPlan, HostfileSlotsAndDefaults) {
