@@ -251,6 +251,17 @@ if wait_up "${TAG}e" 30 && wait_up "${TAG}f" 30; then
   "$NETNS" --list >"$WORK/list.txt" 2>&1 && grep -q "^${TAG}e running (pid " "$WORK/list.txt" &&
     grep -q "^${TAG}f stale" "$WORK/list.txt" && pass "--list: the live run running, the killed one stale" ||
     { fail "--list"; cat "$WORK/list.txt"; }
+  # Another state folder has no record of either run: its --cleanup took the live run's
+  # namespaces for stale ones and deleted them under the training ranks.
+  DPRUN_NETNS_STATE=$WORK/other-state timeout 60 "$NETNS" --list >"$WORK/list-other.txt" 2>&1
+  grep -q "^${TAG}e running (process [0-9]* in namespace dprun-${TAG}e-h" "$WORK/list-other.txt" &&
+    pass "--list of another state folder: a run with processes in its namespaces is running" ||
+    { fail "--list of another state folder"; cat "$WORK/list-other.txt"; }
+  DPRUN_NETNS_STATE=$WORK/other-state timeout 60 "$NETNS" --cleanup >"$WORK/cleanup-other.txt" 2>&1 ||
+    fail "--cleanup of another state folder failed"
+  [ -e "/run/netns/dprun-${TAG}e-h0" ] && [ -e "/run/netns/dprun-${TAG}e-h1" ] && kill -0 "$LIVE" 2>/dev/null &&
+    pass "--cleanup of another state folder leaves the live run alone" ||
+    { fail "--cleanup of another state folder removed the live run ${TAG}e"; cat "$WORK/cleanup-other.txt"; }
   timeout 60 "$NETNS" --cleanup >"$WORK/cleanup.txt" 2>&1 || fail "--cleanup failed"
   gone "${TAG}f" && pass "--cleanup removes a crashed run" || { fail "--cleanup left run ${TAG}f"; cat "$WORK/cleanup.txt"; }
   [ -e "/run/netns/dprun-${TAG}e-h0" ] && kill -0 "$LIVE" 2>/dev/null && pass "--cleanup leaves a live run alone" ||
