@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <boost/program_options.hpp>
 
 #include "runtime/core/error.h"
@@ -44,6 +45,31 @@ struct PredictOptions {
   std::string help_text;
 };
 
+// An option that the chosen network does not read would be ignored without a word, and the
+// table printed for another network than the one asked for.
+void check_network_options(const po::variables_map& vm, const PredictOptions& o) {
+  struct NetworkOption {
+    const char* name;
+    std::vector<std::string> networks;  // the --network values that read it
+    bool validate;                      // --validate reads it whatever the network
+  };
+  const NetworkOption options[] = {
+      {"link-gbit", {"emulated"}, false},
+      {"link-latency-us", {"emulated"}, false},
+      {"ranks-per-host", {"emulated"}, true},
+      {"nics-per-node", {"h100-nvlink-ib"}, false},
+      {"link-burst-kib", {"emulated", "measured"}, true},
+  };
+  for (const NetworkOption& opt : options) {
+    const bool given = vm.count(opt.name) > 0 && !vm[opt.name].defaulted();
+    const bool read =
+        std::find(opt.networks.begin(), opt.networks.end(), o.network) != opt.networks.end() ||
+        (opt.validate && !o.validate.empty());
+    DP_CHECK(!given || read, "predict: --{} is for --network {}{}, not --network {}", opt.name,
+             fmt::join(opt.networks, " or "), opt.validate ? " (or --validate)" : "", o.network);
+  }
+}
+
 PredictOptions parse(int argc, char** argv) {
   PredictOptions o;
   // clang-format off
@@ -56,7 +82,7 @@ PredictOptions parse(int argc, char** argv) {
   desc.add_options()
       ("help,h", "print this help and exit")
       ("profile", po::value(&o.profile)->value_name("FILE"), "the profile (dprun --profile-out FILE): gradient ready times, compute, the measured all-reduce")
-      ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts)")
+      ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts: a profile of 2 or more ranks)")
       ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216: up to one node, or whole nodes)")
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
@@ -114,6 +140,7 @@ PredictOptions parse(int argc, char** argv) {
   DP_CHECK(
       !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
       "predict: --link-burst-kib must be 0 or more (got {})", o.link_burst_kib);
+  check_network_options(vm, o);
   return o;
 }
 
@@ -207,6 +234,16 @@ void print_scaling(const BackwardProfile& compute, const Cluster& cluster,
   }
 }
 
+// read_run_profile's errors start with the path; `option` (--profile, --validate) says which
+// of predict's files it is.
+RunProfile read_profile(const char* option, const std::string& path) {
+  try {
+    return read_run_profile(path);
+  } catch (const std::exception& e) {
+    fail("predict: {} {}", option, e.what());
+  }
+}
+
 struct MeasuredRun {
   std::string path;
   RunProfile profile;
@@ -217,12 +254,7 @@ std::vector<MeasuredRun> read_runs(const RunProfile& base, const std::string& ba
                                    const std::vector<std::string>& paths) {
   std::vector<MeasuredRun> runs;
   for (const std::string& path : paths) {
-    MeasuredRun r{path, {}};
-    try {
-      r.profile = read_run_profile(path);
-    } catch (const std::exception& e) {
-      fail("predict: --validate {}", e.what());  // e.what() starts with the path
-    }
+    MeasuredRun r{path, read_profile("--validate", path)};
     const RunProfile& run = r.profile;
     DP_CHECK(run.compute.params.size() == base.compute.params.size(),
              "predict: --validate {} has {} parameters, {} has {}: not the same model", path,
@@ -319,7 +351,7 @@ int predict_main(int argc, char** argv) {
       return 0;
     }
     const std::vector<int> gpus = parse_gpus(o.gpus);
-    const RunProfile prof = read_run_profile(o.profile);
+    const RunProfile prof = read_profile("--profile", o.profile);
     const std::vector<MeasuredRun> runs = read_runs(prof, o.profile, o.validate);
     Cluster cluster;
     if (o.network == "h100-nvlink-ib") {
@@ -328,6 +360,11 @@ int predict_main(int argc, char** argv) {
     } else if (o.network == "emulated") {
       cluster = emulated_link(o.link_gbit, o.link_latency_us, o.ranks_per_host);
     } else {
+      DP_CHECK(prof.allreduce_idle.world >= 2,
+               "predict: --network measured: {} was measured on {} rank(s): its all-reduce "
+               "crossed no link (use a profile of 2 or more ranks, or --network h100-nvlink-ib "
+               "or emulated)",
+               o.profile, prof.allreduce_idle.world);
       cluster = cluster_from_fit(prof.allreduce_idle);
     }
     // A partial node would be modelled as a full one (and hierarchical, which dprun itself

@@ -1,5 +1,6 @@
 #include "models/cnn.h"
 
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
@@ -47,15 +48,23 @@ Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, 
   for (size_t i = 0; i < config.channels.size(); ++i) {
     const std::string n = std::to_string(i + 1);
     // Sizes first, so that a too-small image is reported in the model's terms rather than
-    // by the layer that would fail at the first forward.
-    const int64_t hc = h + 2 * int64_t(pad) - int64_t(k) + 1,
-                  wc = w + 2 * int64_t(pad) - int64_t(k) + 1;
+    // by the layer that would fail at the first forward. Padding (k-1)/2 keeps the size for an
+    // odd k and loses one for an even k (h + 2 pad - k + 1, without its overflow for huge k).
+    const int64_t shrink = int64_t((k - 1) % 2), hc = h - shrink, wc = w - shrink;
     DP_CHECK(hc >= int64_t(kPool) && wc >= int64_t(kPool),
              "--model cnn: {} images are too small for {} conv blocks: block {} gets {}x{}, its "
              "{}x{} convolution makes {}x{}, and the {}x{} pooling needs at least {}x{} (every "
              "block halves the height and width: use fewer --channels or larger images)",
              image_str(image_shape), config.channels.size(), i + 1, h, w, k, k, hc, wc, kPool,
              kPool, kPool, kPool);
+    // A kernel of more than 2 x min(h, w) - 1 has rows or columns that only ever multiply the
+    // padding: weights that cannot learn, and sizes the check above passed however large
+    // (2001 asked for 49 GB; 10^14 overflowed a shape).
+    const int64_t k_max = 2 * std::min(h, w) - 1;
+    DP_CHECK(k <= size_t(k_max),
+             "--model cnn: --kernel-size {} is too large for conv block {}, whose input is {}x{} "
+             "(at most {}: a larger kernel has weights that only ever meet the zero padding)",
+             k, i + 1, h, w, k_max);
     layers_.add(std::make_unique<Conv2d>("conv" + n, ch, config.channels[i], k, 1, pad, seed,
                                          /*bias=*/false));
     // The block's ReLU runs inside bnN's passes (BatchNorm2d's relu; no parameters or state
@@ -124,7 +133,7 @@ ModelEntry cnn_model_entry() {
        "flattened features go straight to the classes)"},
       {"kernel-size", "3",
        "cnn: convolution kernel size (padding (k-1)/2: odd sizes keep the "
-       "height and width)"},
+       "height and width; at most 2 x each block's input height and width - 1)"},
   };
   // SGD with Nesterov momentum, a little weight decay and batches of 32 per rank, the usual
   // recipe for a small CNN: 0.92+ on Fashion-MNIST in 5 epochs with 4 ranks (global batch

@@ -6,7 +6,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <ios>
+#include <system_error>
 
 #include <nlohmann/json.hpp>
 
@@ -241,6 +244,10 @@ void write_run_profile(const std::string& path, const RunProfile& p) {
 }
 
 RunProfile read_run_profile(const std::string& path) {
+  // A directory opens as a stream, and its first read throws the C++ library's message
+  // ("basic_filebuf::underflow ... Is a directory"), which names no file.
+  std::error_code ec;
+  DP_CHECK(!std::filesystem::is_directory(path, ec), "{}: is a directory, not a profile", path);
   std::ifstream in(path);
   DP_CHECK(in.is_open(), "{}: cannot open the profile", path);
   json j;
@@ -248,6 +255,8 @@ RunProfile read_run_profile(const std::string& path) {
     in >> j;
   } catch (const json::exception& e) {
     fail("{}: not JSON: {}", path, e.what());
+  } catch (const std::ios_base::failure& e) {
+    fail("{}: cannot read the profile: {}", path, e.what());
   }
   return run_profile_from_json(j, path);
 }

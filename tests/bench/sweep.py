@@ -191,7 +191,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--out", default="docs/plots")
-    ap.add_argument("--quick", action="store_true", help="mlp only, 1-2 ranks, 1-2 hosts: a few minutes")
+    ap.add_argument("--quick", action="store_true", help="mlp only, 1-2 ranks, 1-2 hosts: under a minute on 2 cores")
     ap.add_argument("--models", default="",
                     help="comma-separated subset of mlp,cnn,gpt (default: mlp with --quick, else all)")
     ap.add_argument("--reps", type=int, default=1, help="runs of each configuration (at least 1)")

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `dprun predict` on handmade profiles (no training, no MPI): the extrapolation keeps one GPU at
-# 100% whatever skew between ranks the profiled run saw; bad profile fields, GPU counts and
-# bucket caps are refused by name before anything is printed; the validation names the runs'
-# profiled steps.
+# 100% whatever skew between ranks the profiled run saw; bad profile fields or files, GPU counts,
+# bucket caps and options of another --network are refused by name before anything is printed;
+# the validation names the runs' profiled steps.
 source "$(dirname "$0")/lib.sh" "$@"
 
 # A 2-rank profile of a small MLP whose slower peer wrote fc1 430 us after this rank's backward
@@ -103,6 +103,32 @@ predict_refuses "--gpus 2147483647: 2147483647 is more than 16777216 GPUs (2^24)
 predict_refuses "--gpus 8,99999999999: 99999999999 is more than 16777216 GPUs" "${P[@]}" --gpus 8,99999999999
 predict_refuses "--bucket-cap-mb 1e+30 MB is more than 1073741824 MB (2^50 bytes)" "${P[@]}" --bucket-cap-mb 1e30
 predict_refuses "--first-bucket-mb 20000000000000 MB is more than 1073741824 MB" "${P[@]}" --first-bucket-mb 2e13
+# A directory where a profile belongs: its path and the option, not the C++ library's
+# "basic_filebuf::underflow error reading the file: Is a directory".
+predict_refuses "--profile $WORK: is a directory, not a profile" --profile "$WORK"
+predict_refuses "--validate $WORK: is a directory, not a profile" "${P[@]}" --validate "$WORK"
+# An option the chosen network does not read is refused with both names: it was ignored, and
+# the table was the H100 preset's whatever --link-gbit said.
+predict_refuses "--link-gbit is for --network emulated, not --network h100-nvlink-ib" "${P[@]}" \
+  --gpus 16 --link-gbit 1 --link-latency-us 1000
+predict_refuses "--link-latency-us is for --network emulated, not --network measured" "${P[@]}" \
+  --network measured --link-latency-us 1000
+predict_refuses "--nics-per-node is for --network h100-nvlink-ib, not --network emulated" "${P[@]}" \
+  --network emulated --nics-per-node 4
+predict_refuses "--nics-per-node is for --network h100-nvlink-ib, not --network measured" "${P[@]}" \
+  --network measured --nics-per-node 8
+predict_refuses "--ranks-per-host is for --network emulated (or --validate), not --network measured" \
+  "${P[@]}" --network measured --ranks-per-host 2
+predict_refuses "--link-burst-kib is for --network emulated or measured (or --validate), not --network h100-nvlink-ib" \
+  "${P[@]}" --link-burst-kib 64
+# --validate reads --ranks-per-host and --link-burst-kib on any network.
+"$DPRUN" predict "${P[@]}" --gpus 2 --ranks-per-host 2 --link-burst-kib 64 --validate "$WORK/p.json" \
+  >"$WORK/out" 2>&1 && pass "--validate takes --ranks-per-host and --link-burst-kib" ||
+  { fail "--validate with --ranks-per-host and --link-burst-kib"; cat "$WORK/out"; }
+# A one-rank profile's all-reduce crossed no link: --network measured has nothing to model.
+profile "$WORK/one.json" world_size=1 allreduce_idle.world_size=1 allreduce_busy.world_size=1
+predict_refuses "predict: --network measured: $WORK/one.json was measured on 1 rank(s): its all-reduce crossed no link (use a profile of 2 or more ranks, or --network h100-nvlink-ib or emulated)" \
+  --profile "$WORK/one.json" --network measured
 "$DPRUN" predict "${P[@]}" --gpus 16777216 --bucket-cap-mb 1073741824 >"$WORK/out" 2>&1 &&
   grep -Eq "^ *16777216 +2097152 " "$WORK/out" && pass "2^24 GPUs and a 2^50-byte cap are predicted" ||
   { fail "the largest values"; cat "$WORK/out"; }

@@ -121,6 +121,24 @@ TEST(CnnModel, DataItCannotFitIsAClearError) {
   EXPECT_NE(msg.find("block 5 gets 1x1"), std::string::npos) << msg;
   EXPECT_THROW(build_cnn({{"channels", "8,0"}}, kMnist), Error);
   EXPECT_THROW(build_cnn({{"kernel-size", "0"}}, kMnist), Error);
+  // A kernel wider than 2 x its input - 1 has rows that only ever meet the zero padding: refused
+  // by name before any weight is allocated (2001 took 49 GB; 99999999999999 overflowed a shape).
+  // Block 2 of MNIST gets 14x14: 27 fits it, 29 does not (block 1's 28x28 takes up to 55).
+  EXPECT_EQ(build_cnn({{"kernel-size", "27"}}, kMnist).description,
+            "cnn 1x28x28 conv 32-64 k27, fc 128, 10 classes");
+  msg = error_of([] { build_cnn({{"kernel-size", "29"}}, kMnist); });
+  EXPECT_MENTIONS(msg,
+                  "--kernel-size 29 is too large for conv block 2, whose input is 14x14 "
+                  "(at most 27");
+  for (const std::string k : {"56", "99999999999999"}) {
+    msg = error_of([&] { build_cnn({{"kernel-size", k}}, kMnist); });
+    EXPECT_MENTIONS(msg, "--kernel-size " + k +
+                             " is too large for conv block 1, whose input is 28x28 (at most 55");
+  }
+  msg = error_of([] {
+    build_cnn({{"channels", "8"}, {"kernel-size", "12"}}, {"images", {3, 6, 40}, 4});
+  });
+  EXPECT_MENTIONS(msg, "conv block 1, whose input is 6x40 (at most 11");
   EXPECT_THROW(build_cnn({{"hidden", "8"}}, kMnist), Error);  // an mlp option
   // A batch of the wrong image size names the model and the expected shape.
   BuiltModel m = build_cnn({}, kMnist);

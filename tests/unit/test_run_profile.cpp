@@ -139,3 +139,10 @@ TEST(RunProfile, CountsAreWholeNumbersInRangeAndErrorsNameTheField) {
   j["compute"].erase("backward_us");
   EXPECT_MENTIONS(refusal(j), "run.json: compute.backward_us is missing");
 }
+
+TEST(RunProfile, ADirectoryIsRefusedWithItsPath) {
+  // It opened as a stream, and the first read threw the C++ library's "basic_filebuf::underflow
+  // error reading the file: Is a directory", which names no file.
+  const std::string msg = error_of([] { read_run_profile("/tmp"); });
+  EXPECT_MENTIONS(msg, "/tmp: is a directory, not a profile");
+}
