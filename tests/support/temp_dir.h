@@ -54,7 +54,13 @@ std::string error_of(Fn&& fn) {
   return "<no dp::Error thrown>";
 }
 
+// Whether `msg` contains `what`; on failure, the whole message.
+inline ::testing::AssertionResult mentions(const std::string& msg, const std::string& what) {
+  if (msg.find(what) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "message: " << msg << "\ndoes not mention: " << what;
+}
+
 }  // namespace dp::test
 
-#define EXPECT_MENTIONS(msg, what) \
-  EXPECT_NE((msg).find(what), std::string::npos) << "message: " << (msg)
+// `msg` is evaluated once: it is often error_of(...), which runs the failing code.
+#define EXPECT_MENTIONS(msg, what) EXPECT_TRUE(::dp::test::mentions((msg), (what)))
