@@ -146,8 +146,20 @@ const char* idx_type_name(uint8_t code) {
 }
 
 std::string resolve_idx_path(const std::string& path) {
+  const std::string gz = path + ".gz";
   if (is_regular_file(path)) return path;
-  if (is_regular_file(path + ".gz")) return path + ".gz";
+  if (is_regular_file(gz)) return gz;
+  // Something that is there but cannot be read as a file is named for what it is: "not found"
+  // sent the user looking for a file that exists.
+  for (const std::string& p : {path, gz}) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) continue;
+    DP_CHECK(!S_ISDIR(st.st_mode), "IDX file '{}': is a directory, not an IDX file", p);
+    fail("IDX file '{}': is not a regular file (a {}), so not an IDX file", p,
+         S_ISFIFO(st.st_mode)   ? "FIFO"
+         : S_ISSOCK(st.st_mode) ? "socket"
+                                : "device");
+  }
   fail("IDX file not found: looked for '{}' and '{}.gz'", path, path);
 }
 

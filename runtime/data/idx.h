@@ -46,7 +46,8 @@ inline std::string idx_where(const IdxArray& a, size_t byte) {
   return idx_where(a.path, a.decompressed, byte);
 }
 
-// `path` if it exists, else `path`.gz if that exists; otherwise dp::Error naming both.
+// `path` if it is a regular file, else `path`.gz if that is; otherwise dp::Error naming what is
+// there instead (a directory, a FIFO, a device), or both names when neither exists.
 std::string resolve_idx_path(const std::string& path);
 // Reads and validates one IDX file (see resolve_idx_path for the .gz fallback). Throws
 // dp::Error naming the file and the byte on: missing file, bad magic, unknown type code, no

@@ -1,5 +1,6 @@
 #include "runtime/data/token_dataset.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <fmt/format.h>
@@ -26,11 +27,21 @@ TokenDataset::TokenDataset(const std::string& path, size_t context)
 void TokenDataset::fill(size_t i, void* x, int32_t* y) const {
   DP_CHECK(i < size_, "token dataset '{}': sample {} out of range ({} samples)", file_->path(), i,
            size_);
-  const uint16_t* w = file_->tokens() + i * context_;
+  // The window's context + 1 tokens, read a stack buffer at a time: no allocation per sample,
+  // and one read for contexts up to kChunk - 1.
+  constexpr size_t kChunk = 2048;
+  uint16_t w[kChunk];
   int32_t* xi = static_cast<int32_t*>(x);
-  for (size_t k = 0; k < context_; ++k) {
-    xi[k] = w[k];
-    y[k] = w[k + 1];
+  const size_t first = i * context_, n = context_ + 1;
+  for (size_t done = 0; done < n; done += kChunk) {
+    const size_t m = std::min(kChunk, n - done);
+    file_->read(first + done, m, w);
+    // Window position p is input p (p < context) and the target of position p - 1 (p > 0).
+    for (size_t k = 0; k < m; ++k) {
+      const size_t p = done + k;
+      if (p < context_) xi[p] = w[k];
+      if (p > 0) y[p - 1] = w[k];
+    }
   }
 }
 

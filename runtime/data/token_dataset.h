@@ -18,7 +18,7 @@ class TokenDataset : public Dataset {
   // size() = (tokens - 1) / context; throws dp::Error naming the file when context is 0 or
   // the file holds fewer than context + 1 tokens (not even one window).
   TokenDataset(std::shared_ptr<const TokenFile> file, size_t context);
-  // Maps `path` (see TokenFile for its checks).
+  // Opens `path` (see TokenFile for its checks).
   TokenDataset(const std::string& path, size_t context);
 
   size_t size() const override { return size_; }

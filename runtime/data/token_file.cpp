@@ -1,7 +1,6 @@
 #include "runtime/data/token_file.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,12 +10,13 @@
 #include <cstring>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "runtime/core/error.h"
 
-// The format is little-endian and the tokens are used in place, straight from the mapping.
+// The format is little-endian and the tokens are copied as they are.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "token files are read in place: a big-endian host would need byte swapping");
+              "token files are read as they are: a big-endian host would need byte swapping");
 
 namespace dp {
 
@@ -27,35 +27,49 @@ int32_t le32(const uint8_t* p) {
                               uint32_t(p[3]) << 24);
 }
 
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
+// `bytes` bytes at `offset` of the file, which had `file_bytes` bytes when it was opened.
+void read_at(int fd, const std::string& path, size_t file_bytes, void* out, size_t bytes,
+             size_t offset) {
+  char* dst = static_cast<char*>(out);
+  while (bytes > 0) {
+    const ssize_t got = ::pread(fd, dst, bytes, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    DP_CHECK(got >= 0, "token file '{}': byte {}: cannot read: {}", path, offset,
+             std::strerror(errno));
+    if (got == 0) {
+      struct stat st {};
+      const long long now = ::fstat(fd, &st) == 0 ? static_cast<long long>(st.st_size) : -1;
+      fail(
+          "token file '{}': byte {}: cannot read: the file has {} bytes, it had {} when it was "
+          "opened: it was truncated while dprun read it (to change a token file under a "
+          "running job, write a new file and rename it over the old one, as `dprun "
+          "prepare-text` does)",
+          path, offset, now, file_bytes);
+    }
+    dst += got;
+    offset += static_cast<size_t>(got);
+    bytes -= static_cast<size_t>(got);
   }
-};
+}
 
 }  // namespace
 
 TokenFile::TokenFile(const std::string& path) : path_(path) {
-  Fd f;
-  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  DP_CHECK(f.fd >= 0, "token file '{}': cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  DP_CHECK(::fstat(f.fd, &st) == 0, "token file '{}': cannot stat: {}", path, std::strerror(errno));
-  DP_CHECK(S_ISREG(st.st_mode), "token file '{}': not a regular file", path);
-  const size_t bytes = static_cast<size_t>(st.st_size);
-  DP_CHECK(bytes >= kTokenFileHeaderBytes,
-           "token file '{}': byte {}: the file ends inside the {}-byte header (256 int32)", path,
-           bytes, kTokenFileHeaderBytes);
-  map_ = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, f.fd, 0);
-  if (map_ == MAP_FAILED) {
-    map_ = nullptr;
-    fail("token file '{}': cannot map {} bytes: {}", path, bytes, std::strerror(errno));
-  }
-  map_bytes_ = bytes;
-  // From here on a throw must unmap: the destructor does not run for a failed constructor.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  DP_CHECK(fd_ >= 0, "token file '{}': cannot open: {}", path, std::strerror(errno));
+  // From here on a throw must close: the destructor does not run for a failed constructor.
   try {
-    const uint8_t* base = static_cast<const uint8_t*>(map_);
+    struct stat st {};
+    DP_CHECK(::fstat(fd_, &st) == 0, "token file '{}': cannot stat: {}", path,
+             std::strerror(errno));
+    DP_CHECK(S_ISREG(st.st_mode), "token file '{}': not a regular file", path);
+    const size_t bytes = static_cast<size_t>(st.st_size);
+    file_bytes_ = bytes;
+    DP_CHECK(bytes >= kTokenFileHeaderBytes,
+             "token file '{}': byte {}: the file ends inside the {}-byte header (256 int32)", path,
+             bytes, kTokenFileHeaderBytes);
+    uint8_t base[16];
+    read_at(fd_, path, bytes, base, sizeof(base), 0);
     const int32_t magic = le32(base), version = le32(base + 4), count = le32(base + 8),
                   vocab = le32(base + 12);
     DP_CHECK(magic != kLlama3TokenFileMagic,
@@ -86,27 +100,40 @@ TokenFile::TokenFile(const std::string& path) : path_(path) {
              "token file '{}': byte {}: {} trailing bytes: the header announces {} tokens ({} "
              "bytes with the header), the file has {} bytes",
              path, want, bytes - want, count, want, bytes);
-    tokens_ = reinterpret_cast<const uint16_t*>(base + kTokenFileHeaderBytes);
     count_ = static_cast<size_t>(count);
     vocab_from_header_ = vocab != 0;
     vocab_ = vocab != 0 ? vocab : kGpt2VocabSize;
-    // The max first (a branch-free loop the compiler vectorises), the position only on error.
+    // Streamed in chunks; per chunk the max first (a branch-free loop the compiler vectorises),
+    // the position only on error.
+    std::vector<uint16_t> chunk(std::min<size_t>(count_, size_t{1} << 16));
     uint16_t mx = 0;
-    for (size_t i = 0; i < count_; ++i) mx = std::max(mx, tokens_[i]);
-    max_token_ = mx;
-    if (mx >= vocab_) {
-      const size_t at = static_cast<size_t>(
-          std::find_if(tokens_, tokens_ + count_, [&](uint16_t t) { return t >= vocab_; }) -
-          tokens_);
+    for (size_t first = 0; first < count_; first += chunk.size()) {
+      const size_t n = std::min(chunk.size(), count_ - first);
+      read(first, n, chunk.data());
+      uint16_t cmx = 0;
+      for (size_t i = 0; i < n; ++i) cmx = std::max(cmx, chunk[i]);
+      mx = std::max(mx, cmx);
+      if (cmx < vocab_) continue;
+      const uint16_t* c = chunk.data();
+      const size_t at =
+          first + size_t(std::find_if(c, c + n, [&](uint16_t t) { return t >= vocab_; }) - c);
       fail(
           "token file '{}': byte {}: token {} at position {} is outside the vocabulary (size {}{})",
-          path, kTokenFileHeaderBytes + 2 * at, tokens_[at], at, vocab_,
+          path, kTokenFileHeaderBytes + 2 * at, chunk[at - first], at, vocab_,
           vocab_from_header_ ? "" : ", GPT-2's, as header[3] is 0");
     }
+    max_token_ = mx;
   } catch (...) {
     release();
     throw;
   }
+}
+
+void TokenFile::read(size_t first, size_t n, uint16_t* out) const {
+  DP_CHECK(first <= count_ && n <= count_ - first,
+           "token file '{}': tokens {}..{} requested, the file holds {}", path_, first, first + n,
+           count_);
+  read_at(fd_, path_, file_bytes_, out, 2 * n, kTokenFileHeaderBytes + 2 * first);
 }
 
 TokenFile::~TokenFile() {
@@ -115,9 +142,8 @@ TokenFile::~TokenFile() {
 
 TokenFile::TokenFile(TokenFile&& o) noexcept
     : path_(std::move(o.path_)),
-      map_(std::exchange(o.map_, nullptr)),
-      map_bytes_(std::exchange(o.map_bytes_, 0)),
-      tokens_(std::exchange(o.tokens_, nullptr)),
+      fd_(std::exchange(o.fd_, -1)),
+      file_bytes_(std::exchange(o.file_bytes_, 0)),
       count_(std::exchange(o.count_, 0)),
       vocab_(o.vocab_),
       vocab_from_header_(o.vocab_from_header_),
@@ -127,9 +153,8 @@ TokenFile& TokenFile::operator=(TokenFile&& o) noexcept {
   if (this != &o) {
     release();
     path_ = std::move(o.path_);
-    map_ = std::exchange(o.map_, nullptr);
-    map_bytes_ = std::exchange(o.map_bytes_, 0);
-    tokens_ = std::exchange(o.tokens_, nullptr);
+    fd_ = std::exchange(o.fd_, -1);
+    file_bytes_ = std::exchange(o.file_bytes_, 0);
     count_ = std::exchange(o.count_, 0);
     vocab_ = o.vocab_;
     vocab_from_header_ = o.vocab_from_header_;
@@ -139,10 +164,9 @@ TokenFile& TokenFile::operator=(TokenFile&& o) noexcept {
 }
 
 void TokenFile::release() {
-  if (map_) ::munmap(map_, map_bytes_);
-  map_ = nullptr;
-  map_bytes_ = 0;
-  tokens_ = nullptr;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  file_bytes_ = 0;
   count_ = 0;
 }
 

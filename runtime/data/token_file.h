@@ -7,11 +7,13 @@
 // (llm.c's) is taken to hold GPT-2 tokens, vocabulary 50257. Readers that ignore header[3]
 // (llm.c itself) read dprun's files unchanged.
 //
-// The reader memory-maps the file read-only: a large corpus costs address space, not a
-// copy, and pages are shared by every rank of a node. Opening scans every token once
-// (a pass over a mapped uint16 array, about a second for billions of tokens) so that a
-// token outside the vocabulary is an error at start, naming its position, never an
-// out-of-range embedding row in the middle of training.
+// The reader keeps the file open and reads each window with pread when a batch is filled (as
+// llm.c's data loader freads): a large corpus costs neither memory nor address space, the page
+// cache is shared by every rank of a node, and a file truncated under a running job is a
+// dp::Error naming it, where a memory mapping died of SIGBUS. Opening scans every token once
+// (a streamed pass, about a second for billions of tokens) so that a token outside the
+// vocabulary is an error at start, naming its position, never an out-of-range embedding row in
+// the middle of training.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -30,7 +32,7 @@ constexpr int kGpt2VocabSize = 50257;  // assumed when header[3] is 0
 
 class TokenFile {
  public:
-  // Maps and validates `path`. Throws dp::Error naming the file when it is missing or
+  // Opens and validates `path`. Throws dp::Error naming the file when it is missing or
   // unreadable, shorter than the header, has a bad magic or version (llm.c's LLaMA-3 format
   // named as such), a vocabulary size
   // outside 1..65536, a token count that does not match the file size (truncated, or bytes
@@ -44,7 +46,10 @@ class TokenFile {
 
   const std::string& path() const { return path_; }
   size_t size() const { return count_; }
-  const uint16_t* tokens() const { return tokens_; }
+  // Copies tokens [first, first + n) to `out`; allocates nothing and may be called from several
+  // threads at once. Throws dp::Error naming the file when the range is outside the file's
+  // tokens, or the file no longer holds them (it was truncated after it was opened).
+  void read(size_t first, size_t n, uint16_t* out) const;
   int vocab_size() const { return vocab_; }
   // True when header[3] held it, false when GPT-2's was assumed.
   bool vocab_from_header() const { return vocab_from_header_; }
@@ -55,9 +60,8 @@ class TokenFile {
   void release();
 
   std::string path_;
-  void* map_ = nullptr;
-  size_t map_bytes_ = 0;
-  const uint16_t* tokens_ = nullptr;
+  int fd_ = -1;
+  size_t file_bytes_ = 0;  // when opened: a shorter file was truncated under the run
   size_t count_ = 0;
   int vocab_ = 0;
   bool vocab_from_header_ = false;

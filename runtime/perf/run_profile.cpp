@@ -4,7 +4,6 @@
 #include <cctype>
 #include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/json_field.h"
 #include "runtime/ddp/bucket_assignment.h"
@@ -224,23 +224,9 @@ RunProfile run_profile_from_json(const json& j, const std::string& where) {
 }
 
 void write_run_profile(const std::string& path, const RunProfile& p) {
-  // Whole or not at all: a temporary file renamed over the target, removed on failure.
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    DP_CHECK(out.is_open(), "--profile-out {}: cannot open {} for writing", path, tmp);
-    out << to_json(p).dump(1) << '\n';
-    out.flush();
-    if (!out.good()) {
-      out.close();
-      std::remove(tmp.c_str());
-      fail("--profile-out {}: write failed (disk full?)", path);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("--profile-out {}: cannot rename {} into place", path, tmp);
-  }
+  const json j = to_json(p);
+  write_file_atomically("--profile-out", path,
+                        [&](std::ostream& out) { out << j.dump(1) << '\n'; });
 }
 
 RunProfile read_run_profile(const std::string& path) {

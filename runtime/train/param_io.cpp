@@ -1,11 +1,11 @@
 #include "runtime/train/param_io.h"
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include <unistd.h>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 
 namespace dp {
@@ -34,16 +34,7 @@ void check_output_path(const std::string& option, const std::string& path) {
 void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,
                  const std::string& path) {
   check_output_path("--dump-params", path);
-  // Written to a temporary name and renamed: a crash never leaves a half file behind.
-  std::string tmp = path + ".tmp";
-  {
-    // A link or a device at the temporary name would be written through.
-    std::error_code ec;
-    const auto st = std::filesystem::symlink_status(tmp, ec);
-    DP_CHECK(!std::filesystem::exists(st) || std::filesystem::is_regular_file(st),
-             "--dump-params {}: {} exists and is not a regular file", path, tmp);
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    DP_CHECK(out.is_open(), "--dump-params {}: cannot open the file for writing", path);
+  write_file_atomically("--dump-params", path, [&](std::ostream& out) {
     // x86-64 and aarch64 are little-endian, so the in-memory floats are the format.
     auto write = [&](const Tensor& t) {
       DP_CHECK(t.dtype() == DType::f32, "--dump-params: {} is not float32", t.str());
@@ -52,17 +43,7 @@ void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer
     };
     for (const Parameter* p : params) write(p->value);
     for (const Buffer* b : buffers) write(b->value);
-    out.flush();
-    if (!out.good()) {
-      out.close();
-      std::remove(tmp.c_str());  // no half file left behind
-      fail("--dump-params {}: write failed (disk full?)", path);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("--dump-params {}: cannot rename {} into place", path, tmp);
-  }
+  });
 }
 
 std::vector<float> read_params_file(const std::string& path) {

@@ -1,11 +1,9 @@
 #include "runtime/train/timeline.h"
 
-#include <fstream>
-
 #include <fmt/format.h>
 
 #include "runtime/comm/gather_strings.h"
-#include "runtime/core/error.h"
+#include "runtime/core/atomic_write.h"
 
 namespace dp {
 
@@ -31,28 +29,27 @@ void Timeline::write(ProcessGroup& pg, const std::string& path,
                      std::chrono::milliseconds timeout) const {
   std::vector<std::string> all = allgather_strings(pg, events_, timeout, "trace events");
   if (pg.rank() != 0) return;
-  std::ofstream out(path, std::ios::trunc);
-  DP_CHECK(out.is_open(), "--trace {}: cannot open the file for writing", path);
-  out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
-  bool first = true;
-  for (size_t r = 0; r < all.size(); ++r) {
-    if (!first) out << ",\n";
-    first = false;
-    out << fmt::format(
-        R"({{"name":"process_name","ph":"M","pid":{0},"args":{{"name":"rank {0}"}}}},)"
-        R"({{"name":"thread_name","ph":"M","pid":{0},"tid":0,"args":{{"name":"compute"}}}},)"
-        R"({{"name":"thread_name","ph":"M","pid":{0},"tid":1,"args":{{"name":"comm"}}}})",
-        r);
-    std::string events = all[r];
-    const std::string marker = "@RANK@";
-    for (size_t pos = events.find(marker); pos != std::string::npos;
-         pos = events.find(marker, pos)) {
-      events.replace(pos, marker.size(), std::to_string(r));
+  write_file_atomically("--trace", path, [&](std::ostream& out) {
+    out << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
+    bool first = true;
+    for (size_t r = 0; r < all.size(); ++r) {
+      if (!first) out << ",\n";
+      first = false;
+      out << fmt::format(
+          R"({{"name":"process_name","ph":"M","pid":{0},"args":{{"name":"rank {0}"}}}},)"
+          R"({{"name":"thread_name","ph":"M","pid":{0},"tid":0,"args":{{"name":"compute"}}}},)"
+          R"({{"name":"thread_name","ph":"M","pid":{0},"tid":1,"args":{{"name":"comm"}}}})",
+          r);
+      std::string events = all[r];
+      const std::string marker = "@RANK@";
+      for (size_t pos = events.find(marker); pos != std::string::npos;
+           pos = events.find(marker, pos)) {
+        events.replace(pos, marker.size(), std::to_string(r));
+      }
+      if (!events.empty()) out << ",\n" << events;
     }
-    if (!events.empty()) out << ",\n" << events;
-  }
-  out << "\n]}\n";
-  DP_CHECK(out.good(), "--trace {}: write failed", path);
+    out << "\n]}\n";
+  });
 }
 
 }  // namespace dp

@@ -1,4 +1,4 @@
-// llm.c token files: TokenFile (mapped), windows of a TokenDataset over it, and the byte
+// llm.c token files: TokenFile, windows of a TokenDataset over it, and the byte
 // tokenizer's decoding of its tokens.
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/token_dataset.h"
@@ -14,8 +14,11 @@ void fuzz_one(const uint8_t* data, size_t size) {
     TokenDataset ds(file, 4);
     std::vector<int32_t> x(4), y(4);
     ds.fill(ds.size() - 1, x.data(), y.data());
-    if (file->vocab_size() <= ByteTokenizer::kVocabSize)
-      ByteTokenizer::decode(std::vector<uint16_t>(file->tokens(), file->tokens() + file->size()));
+    if (file->vocab_size() <= ByteTokenizer::kVocabSize) {
+      std::vector<uint16_t> tokens(file->size());
+      file->read(0, tokens.size(), tokens.data());
+      ByteTokenizer::decode(tokens);
+    }
   } catch (const Error& e) {
     require_file_and_position(e, path, "byte ", {"too few for one window"});
     throw;

@@ -3,12 +3,15 @@
 // cold in cache as in the model).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <vector>
 
 #include "runtime/core/tensor.h"
 #include "runtime/nn/conv2d.h"
 #include "runtime/ops/cpu/gemm.h"
 #include "runtime/ops/cpu/gemm_profile.h"
+#include "tests/support/file_size_limit.h"
+#include "tests/support/temp_dir.h"
 
 namespace dp {
 namespace {
@@ -54,6 +57,29 @@ TEST(GemmProfile, Conv2dForwardWritesOneOutputSlicePerImage) {
   EXPECT_EQ(shapes[0].distinct_a, 1u);
   EXPECT_EQ(shapes[0].distinct_b, 1u);
   EXPECT_EQ(shapes[0].distinct_c, 3u);
+}
+
+class GemmProfileFile : public test::TempDirTest {};
+
+// A full disk: the file was 0 bytes and the run ended well (the tail of the data sat in the
+// stream's buffer, whose flush nobody checked), or a truncated file replaced an earlier one.
+TEST_F(GemmProfileFile, AFailedWriteIsAnErrorAndKeepsTheEarlierFile) {
+  const std::vector<GemmShape> shapes = {{false, true, 64, 32, 16, false, 3, 1, 2, 3}};
+  const std::string file = path("g.json");
+  write_gemm_profile(file, shapes, 8);
+  const std::vector<uint8_t> before = read_bytes(file);
+  ASSERT_GT(before.size(), 64u);
+  std::string e;
+  {
+    test::FileSizeLimit full(64);
+    e = test::error_of([&] { write_gemm_profile(file, shapes, 16); });
+  }
+  EXPECT_MENTIONS(e, "--gemm-profile " + file + ": writing " + file + ".tmp failed");
+  EXPECT_EQ(read_bytes(file), before);
+  EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
+  // A device is refused by name, not written through (it swallowed the profile) nor replaced.
+  EXPECT_MENTIONS(test::error_of([&] { write_gemm_profile("/dev/full", shapes, 8); }),
+                  "--gemm-profile /dev/full: /dev/full exists and is not a regular file");
 }
 
 }  // namespace

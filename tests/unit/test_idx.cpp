@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <sys/stat.h>
+
 #include "runtime/core/error.h"
 #include "runtime/data/idx.h"
 #include "tests/support/temp_dir.h"
@@ -161,6 +163,30 @@ TEST_F(IdxTest, MissingFilesNameWhatWasLookedFor) {
     EXPECT_MENTIONS(std::string(e.what()), "does not exist");
     EXPECT_MENTIONS(std::string(e.what()), dir_ + "/nope");
   }
+}
+
+// A directory or a FIFO where the file should be was reported as "IDX file not found".
+TEST_F(IdxTest, WhatIsNotAFileIsNamedForWhatItIs) {
+  write_set("train", 3, false);
+  const std::string images = path("train-images-idx3-ubyte");
+  fs::remove(images);
+  fs::create_directory(images);
+  std::string e = load_error();
+  EXPECT_MENTIONS(e, "IDX file '" + images + "': is a directory, not an IDX file");
+  EXPECT_EQ(e.find("not found"), std::string::npos) << e;
+  fs::remove(images);
+  ASSERT_EQ(mkfifo(images.c_str(), 0600), 0);
+  e = read_error("train-images-idx3-ubyte");
+  EXPECT_MENTIONS(e, "IDX file '" + images + "': is not a regular file (a FIFO)");
+  // Only the .gz is there, and it is a directory.
+  fs::remove(images);
+  fs::create_directory(images + ".gz");
+  EXPECT_MENTIONS(load_error(), "IDX file '" + images + ".gz': is a directory");
+  // A regular .gz is still taken when the plain name is something else.
+  fs::remove(images + ".gz");
+  write_set("train", 3, true);
+  fs::create_directory(images);
+  EXPECT_EQ(resolve_idx_path(images), images + ".gz");
 }
 
 TEST_F(IdxTest, BadMagic) {

@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include <unistd.h>
+
 #include "runtime/data/dataloader.h"
 #include "runtime/data/token_dataset.h"
 #include "samplers/distributed_sampler.h"
@@ -71,7 +73,37 @@ TEST_F(TokenDatasetTest, ContextLongerThanTheData) {
   EXPECT_EQ(TokenDataset(f, 7).size(), 1u);
 }
 
-TEST_F(TokenDatasetTest, SharesOneMapping) {
+// Windows are read a chunk of 2048 tokens at a time: one that spans chunks is the same.
+TEST_F(TokenDatasetTest, LongWindowsCrossReadChunks) {
+  const size_t t = 4100;
+  TokenDataset ds(write_tokens(3 * t + 7, 50000), t);
+  std::vector<int32_t> x(t), y(t);
+  for (size_t i = 0; i < ds.size(); ++i) {
+    ds.fill(i, x.data(), y.data());
+    for (size_t k = 0; k < t; ++k) {
+      ASSERT_EQ(x[k], token(i * t + k, 50000)) << "window " << i << " input " << k;
+      ASSERT_EQ(y[k], token(i * t + k + 1, 50000)) << "window " << i << " target " << k;
+    }
+  }
+}
+
+// The file was memory-mapped: truncated under a running job, the next batch died of SIGBUS
+// with a raw stack trace instead of an error naming the file.
+TEST_F(TokenDatasetTest, AFileTruncatedAfterOpeningIsAnErrorNamingIt) {
+  const std::string file = write_tokens(50000);
+  TokenDataset ds(file, 64);
+  std::vector<int32_t> x(64), y(64);
+  ds.fill(700, x.data(), y.data());
+  ASSERT_EQ(::truncate(file.c_str(), 1024 + 2 * 1000), 0);
+  ds.fill(10, x.data(), y.data());  // still in the file
+  EXPECT_EQ(x[0], token(640));
+  const std::string e = error_of([&] { ds.fill(700, x.data(), y.data()); });
+  EXPECT_MENTIONS(e, "token file '" + file +
+                         "': byte 90624: cannot read: the file has 3024 "
+                         "bytes, it had 101024 when it was opened: it was truncated");
+}
+
+TEST_F(TokenDatasetTest, SharesOneFile) {
   auto file = std::make_shared<const TokenFile>(write_tokens(50));
   TokenDataset a(file, 4), b(file, 7);
   EXPECT_EQ(&a.file(), &b.file());

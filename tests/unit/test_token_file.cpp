@@ -1,4 +1,4 @@
-// llm.c token files: the writer's bytes, the reader's mapping, and every bad-input case.
+// llm.c token files: the writer's bytes, the reader's reads, and every bad-input case.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -26,6 +26,11 @@ class TokenFileTest : public dp::test::TempDirTest {
       std::memcpy(b.data() + kTokenFileHeaderBytes, tokens.data(), 2 * tokens.size());
     return b;
   }
+  static std::vector<uint16_t> all_tokens(const TokenFile& f) {
+    std::vector<uint16_t> t(f.size());
+    f.read(0, t.size(), t.data());
+    return t;
+  }
   std::string open_error(const std::string& file) {
     return error_of([&] { TokenFile t(file); });
   }
@@ -49,8 +54,8 @@ TEST_F(TokenFileTest, WriterProducesLlmcLayout) {
   EXPECT_FALSE(std::filesystem::exists(path("a.bin.tmp")));
 }
 
-TEST_F(TokenFileTest, RoundTripThroughTheMapping) {
-  std::vector<uint16_t> tokens(100000);
+TEST_F(TokenFileTest, RoundTripThroughTheReader) {
+  std::vector<uint16_t> tokens(300000);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = uint16_t((i * 7919) % 50000);
   write_token_file(path("t.bin"), tokens.data(), tokens.size(), 50000);
   TokenFile f(path("t.bin"));
@@ -59,29 +64,27 @@ TEST_F(TokenFileTest, RoundTripThroughTheMapping) {
   EXPECT_EQ(f.vocab_size(), 50000);
   EXPECT_TRUE(f.vocab_from_header());
   EXPECT_EQ(f.max_token(), 49999);
-  EXPECT_EQ(std::vector<uint16_t>(f.tokens(), f.tokens() + f.size()), tokens);
-  // Moving keeps the mapping valid; the moved-from object owns nothing.
-  const uint16_t* p = f.tokens();
+  EXPECT_EQ(all_tokens(f), tokens);
+  uint16_t two[2];
+  f.read(123456, 2, two);
+  EXPECT_EQ(two[0], tokens[123456]);
+  EXPECT_EQ(two[1], tokens[123457]);
+  EXPECT_MENTIONS(error_of([&] { f.read(tokens.size() - 1, 2, two); }),
+                  "tokens 299999..300001 requested, the file holds 300000");
+  // Moving keeps the file open; the moved-from object owns nothing.
   TokenFile g(std::move(f));
-  EXPECT_EQ(g.tokens(), p);
-  EXPECT_EQ(g.tokens()[12345], tokens[12345]);
+  g.read(12345, 1, two);
+  EXPECT_EQ(two[0], tokens[12345]);
   EXPECT_EQ(f.size(), 0u);  // NOLINT(bugprone-use-after-move): checking the moved-from state
 }
 
-TEST_F(TokenFileTest, IsMappedNotRead) {
-  const std::vector<uint16_t> tokens = {1, 2, 3, 4};
-  write_token_file(path("m.bin"), tokens.data(), tokens.size(), 10);
-  TokenFile f(path("m.bin"));
-  // A mapping: the tokens live inside a file-backed region listed in /proc/self/maps.
-  std::ifstream maps("/proc/self/maps");
-  std::string line, found;
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(f.tokens());
-  while (std::getline(maps, line)) {
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi)
-      found = line;
-  }
-  EXPECT_NE(found.find(path("m.bin")), std::string::npos) << "region: " << found;
+// An out-of-vocabulary token past the first chunk of the opening scan is found and placed.
+TEST_F(TokenFileTest, ScanFindsABadTokenInALaterChunk) {
+  std::vector<uint16_t> tokens(200000, 7);
+  tokens[150001] = 300;
+  write_bytes(path("late.bin"), file_bytes(20240520, 1, int32_t(tokens.size()), 257, tokens));
+  EXPECT_MENTIONS(open_error(path("late.bin")),
+                  "byte 301026: token 300 at position 150001 is outside the vocabulary (size 257)");
 }
 
 TEST_F(TokenFileTest, HeaderWithoutVocabularyMeansGpt2) {
@@ -89,7 +92,7 @@ TEST_F(TokenFileTest, HeaderWithoutVocabularyMeansGpt2) {
   TokenFile f(path("llmc.bin"));
   EXPECT_EQ(f.vocab_size(), kGpt2VocabSize);
   EXPECT_FALSE(f.vocab_from_header());
-  EXPECT_EQ(f.tokens()[0], 50256);
+  EXPECT_EQ(all_tokens(f)[0], 50256);
   write_bytes(path("big.bin"), file_bytes(20240520, 1, 2, 0, {50257, 1}));
   const std::string e = open_error(path("big.bin"));
   EXPECT_MENTIONS(e,
@@ -174,5 +177,5 @@ TEST_F(TokenFileTest, WriterReplacesAnExistingFile) {
   write_token_file(path("r.bin"), b.data(), b.size(), 10);
   TokenFile f(path("r.bin"));
   ASSERT_EQ(f.size(), 1u);
-  EXPECT_EQ(f.tokens()[0], 9);
+  EXPECT_EQ(all_tokens(f)[0], 9);
 }

@@ -1,13 +1,12 @@
 #include "runtime/ops/cpu/gemm_profile.h"
 
 #include <atomic>
-#include <fstream>
 #include <mutex>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/core/error.h"
+#include "runtime/core/atomic_write.h"
 
 namespace dp {
 
@@ -84,10 +83,8 @@ void write_gemm_profile(const std::string& path, const std::vector<GemmShape>& s
                           {"distinct_a", s.distinct_a},
                           {"distinct_b", s.distinct_b},
                           {"distinct_c", s.distinct_c}});
-  std::ofstream out(path);
-  DP_CHECK(out.is_open(), "--gemm-profile {}: cannot open the file for writing", path);
-  out << j.dump(1) << "\n";
-  DP_CHECK(out.good(), "--gemm-profile {}: write failed", path);
+  write_file_atomically("--gemm-profile", path,
+                        [&](std::ostream& out) { out << j.dump(1) << "\n"; });
 }
 
 }  // namespace dp

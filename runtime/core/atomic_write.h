@@ -1,0 +1,21 @@
+#pragma once
+// Output files written whole or not at all. A reader (bench_sgemm --shapes, Perfetto, a later
+// run) never sees a half file, and a write that fails (a full disk) leaves the previous file
+// where it was instead of truncating it: the content goes to `path`.tmp in the same directory,
+// which is flushed, closed and checked before it is renamed over `path`, and removed on any
+// failure.
+#include <functional>
+#include <ostream>
+#include <string>
+
+namespace dp {
+
+// `option` names what the file is for in errors (e.g. "--trace"). `write` fills the stream;
+// whatever it throws is rethrown after the temporary is removed. Throws dp::Error naming the
+// option and `path` when `path` or its temporary exists and is not a regular file (the rename
+// would replace a device such as /dev/full, or a symbolic link instead of writing where it
+// points), or when the temporary cannot be created, written or renamed.
+void write_file_atomically(const std::string& option, const std::string& path,
+                           const std::function<void(std::ostream&)>& write);
+
+}  // namespace dp
