@@ -6,6 +6,7 @@
 // message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -28,35 +29,52 @@
 #include "runtime/core/log.h"
 #include "runtime/launch/gpu_affinity.h"
 #include "runtime/ops/cpu/blas_core.h"
+#include "runtime/train/fault_injection.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/trainer.h"
 
 namespace {
 
-int g_rank = 0;
+// Before MPI starts, the rank the launcher announced (MPI cannot say yet); then MPI's.
+std::string g_rank;
 
 void print_error(const char* what) {
   // The job ends now: mpirun's SIGTERM to the ranks that follows is not a preemption.
   dp::quiet_preemption_messages();
-  std::fprintf(stderr, "dprun: error: [rank %d] %s\n", g_rank, what);
+  std::fprintf(stderr, "dprun: error: [rank %s] %s\n", g_rank.c_str(), what);
+}
+
+// The deadline of the start-up and shut-down phases that wait for every rank: --timeout when
+// it was read and valid, else its default (the options may be what failed).
+std::chrono::milliseconds phase_timeout(const dp::LaunchOptions& o) {
+  const double s = o.train.timeout_s;
+  const double valid = std::isfinite(s) && s >= 0.001 && s <= 365 * 86400.0 ? s : 300;
+  return std::chrono::milliseconds(static_cast<int64_t>(valid * 1000));
 }
 
 // Every rank reports whether its local step went well; all ranks learn the verdict. On a
 // failure the failing ranks have printed their reason, the others say why they stop.
-bool agree(const std::string& local_error, const char* phase, double timeout_s) {
+bool agree(const std::string& local_error, const char* phase, std::chrono::milliseconds timeout) {
   if (!local_error.empty()) print_error(local_error.c_str());
+  const double timeout_s = double(timeout.count()) / 1000.0;
   dp::Agreement a = dp::agree_all_ok(local_error.empty(), timeout_s);
   if (a.timed_out) {
+    // Rank 0 collects the reports: it names the silent ranks; the others can only name it.
+    const std::string silent =
+        g_rank == "0" ? "no report from " + dp::rank_list(a.silent) +
+                            " (stuck reading input?, stopped or dead)"
+                      : "no verdict from rank 0, which collects every rank's report (it or "
+                        "another rank is stuck, stopped or dead)";
     std::fprintf(stderr,
-                 "dprun: error: [rank %d] not every rank finished %s within %.0f s (--timeout): a "
-                 "rank is stuck (reading its data?), stopped or dead; aborting the job\n",
-                 g_rank, phase, timeout_s);
+                 "dprun: error: [rank %s] not every rank finished %s within %g s (--timeout): %s; "
+                 "aborting the job\n",
+                 g_rank.c_str(), phase, timeout_s, silent.c_str());
     dp::quiet_preemption_messages();
     dp::abort_job(1);
   }
   if (!a.all_ok && local_error.empty()) {
-    std::fprintf(stderr, "dprun: error: [rank %d] stopping: rank %d failed %s (see its message)\n",
-                 g_rank, a.first_failed_rank, phase);
+    std::fprintf(stderr, "dprun: error: [rank %s] stopping: rank %d failed %s (see its message)\n",
+                 g_rank.c_str(), a.first_failed_rank, phase);
   }
   return a.all_ok;
 }
@@ -83,6 +101,12 @@ dp::NodeFacts node_facts(const dp::MpiInfo& info) {
   return node;
 }
 
+// Freeing the group waits for every rank (its shared-memory windows are freed together).
+void free_process_group(std::unique_ptr<dp::ProcessGroup>& pg, std::chrono::milliseconds timeout) {
+  const auto guard = dp::phase_deadline(g_rank, "freeing the process group", timeout, "--timeout");
+  pg.reset();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,6 +115,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "launch") return dp::launch_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "predict") return dp::predict_main(argc, argv);
+  g_rank = dp::launcher_rank();
   std::optional<dp::MpiRuntime> mpi;
   try {
     mpi.emplace(&argc, &argv, dp::mpi_init_timeout_from_env());  // before --timeout exists
@@ -99,7 +124,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const dp::MpiInfo& info = mpi->info();
-  g_rank = info.rank;
+  g_rank = std::to_string(info.rank);
   dp::log::set_rank(info.rank, info.size);
   if (argc >= 2 && std::string(argv[1]) == "bench-allreduce") {
     try {
@@ -123,6 +148,8 @@ int main(int argc, char** argv) {
   try {
     opts = dp::parse_options(argc, argv);
     parsed = true;
+    // From now on a preemption message knows whether a stop writes a checkpoint.
+    dp::set_preemption_checkpointing(!opts.train.checkpoint_dir.empty());
     if (opts.help || opts.version) {
       if (info.rank == 0) {
         if (opts.help) std::printf("%s", opts.help_text.c_str());
@@ -142,8 +169,6 @@ int main(int argc, char** argv) {
   } catch (...) {
     err = "internal error: an unknown exception (please report it)";
   }
-  // Reached by every rank, failed or not (it is a collective): which GPU each rank of the
-  // node picked, by UUID, decides whether ranks share one.
   std::string my_gpu;
   if (err.empty() && plan.device.is_cuda()) {
     try {
@@ -152,6 +177,13 @@ int main(int argc, char** argv) {
       err = e.what();
     }
   }
+  // The first meeting of the ranks is the timed agreement: a rank still reading its options
+  // (a --config on a stalled file system) must not hold the others in a blocking collective.
+  const std::chrono::milliseconds timeout = phase_timeout(opts);
+  mpi->set_finalize_timeout(timeout, "--timeout");
+  if (!agree(err, "reading its options", timeout)) return 1;
+  // Every rank has arrived: which GPU each rank of the node picked, by UUID, decides whether
+  // ranks share one.
   const std::vector<std::string> node_gpus = dp::node_allgather(my_gpu);
   if (err.empty()) {
     try {
@@ -167,7 +199,7 @@ int main(int argc, char** argv) {
       err = dp::with_config_origin(e.what(), opts.config_origins);
     }
   }
-  if (!agree(err, "its configuration or input check", opts.train.timeout_s)) return 1;
+  if (!agree(err, "its configuration or input check", timeout)) return 1;
 
   // Phase 2, collective. The process group lives outside the try block: on a one-sided
   // failure the job must be aborted BEFORE its destructor joins a communication thread
@@ -175,30 +207,41 @@ int main(int argc, char** argv) {
   // MPI_Finalize (when `mpi` goes out of scope), after the trainer, whose gradients live in
   // the group's shared-memory buffers.
   std::unique_ptr<dp::ProcessGroup> pg;
+  const dp::FaultInjection fault = dp::FaultInjection::from_env();
   try {
-    const auto timeout =
-        std::chrono::milliseconds(static_cast<int64_t>(opts.train.timeout_s * 1000));
-    if (plan.backend == "nccl") {
-      dp::NcclProcessGroupOptions nccl_options;
-      nccl_options.device = plan.device.index;
-      nccl_options.timeout = timeout;
-      nccl_options.init_timeout = std::max(timeout, std::chrono::milliseconds(60 * 1000));
-      pg = dp::make_nccl_process_group(MPI_COMM_WORLD, nccl_options);
-    } else {
-      dp::MpiProcessGroupOptions pg_options;
-      pg_options.shared_memory = opts.train.shared_memory;
-      pg_options.allreduce_algo =
-          dp::parse_allreduce_algo(opts.train.allreduce_algo, "--allreduce-algo");
-      pg_options.shm_timeout = timeout;
-      pg_options.timeout = timeout;
-      pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
+    fault.maybe_stall_at(info.rank, "process-group");
+    {
+      // Building the group waits for every rank in blocking calls (MPI_Comm_dup, the settings
+      // check, shared-memory windows; NCCL: the unique id's broadcast, whose own init deadline
+      // comes first): a deadline over them.
+      const auto nccl_init_timeout = std::max(timeout, std::chrono::milliseconds(60 * 1000));
+      const auto guard = dp::phase_deadline(
+          g_rank, "building the process group",
+          plan.backend == "nccl" ? timeout + nccl_init_timeout : timeout, "--timeout");
+      if (plan.backend == "nccl") {
+        dp::NcclProcessGroupOptions nccl_options;
+        nccl_options.device = plan.device.index;
+        nccl_options.timeout = timeout;
+        nccl_options.init_timeout = nccl_init_timeout;
+        pg = dp::make_nccl_process_group(MPI_COMM_WORLD, nccl_options);
+      } else {
+        dp::MpiProcessGroupOptions pg_options;
+        pg_options.shared_memory = opts.train.shared_memory;
+        pg_options.allreduce_algo =
+            dp::parse_allreduce_algo(opts.train.allreduce_algo, "--allreduce-algo");
+        pg_options.shm_timeout = timeout;
+        pg_options.timeout = timeout;
+        pg = std::make_unique<dp::MpiProcessGroup>(MPI_COMM_WORLD, pg_options);
+      }
     }
     trainer->connect(*pg);
     trainer->run();
+    // Training is over: a signal from here on (mpirun ending the job) stops no step.
+    dp::quiet_preemption_messages();
   } catch (const dp::CollectiveError& e) {
     print_error(e.what());  // every rank raised it at the same point: end cleanly everywhere
     trainer.reset();
-    pg.reset();
+    free_process_group(pg, timeout);
     return 1;
   } catch (const std::exception& e) {
     print_error(e.what());
@@ -211,6 +254,7 @@ int main(int argc, char** argv) {
     dp::abort_job(1);
   }
   trainer.reset();
-  pg.reset();
-  return 0;
+  free_process_group(pg, timeout);
+  fault.maybe_stall_at(info.rank, "finalize");
+  return 0;  // MPI_Finalize, under its deadline, when `mpi` goes out of scope
 }

@@ -54,16 +54,26 @@ std::string launcher_rank() {
   return "?";
 }
 
-void expire_mpi_init(std::chrono::milliseconds deadline) {
+void expire_phase(const std::string& rank, const std::string& phase,
+                  std::chrono::milliseconds deadline, const std::string& knob) {
   // _exit, not exit: the main thread is inside MPI, and exit's handlers (MPI's own among
   // them) could block on it.
   std::fprintf(stderr,
-               "dprun: error: [rank %s] MPI initialisation did not complete within %g s "
-               "(DPRUN_INIT_TIMEOUT): a rank did not start, stopped, or cannot reach the others; "
-               "ending this rank instead of hanging the job\n",
-               launcher_rank().c_str(), double(deadline.count()) / 1000.0);
+               "dprun: error: [rank %s] %s did not complete within %g s (%s): a rank did not "
+               "get there (it stopped, is stuck, or cannot reach the others); ending this rank "
+               "instead of hanging the job\n",
+               rank.c_str(), phase.c_str(), double(deadline.count()) / 1000.0, knob.c_str());
   std::fflush(stderr);
   _exit(1);
+}
+
+void expire_mpi_init(std::chrono::milliseconds deadline) {
+  expire_phase(launcher_rank(), "MPI initialisation", deadline, "DPRUN_INIT_TIMEOUT");
+}
+
+InitWatchdog phase_deadline(const std::string& rank, const std::string& phase,
+                            std::chrono::milliseconds deadline, const std::string& knob) {
+  return InitWatchdog(deadline, [=] { expire_phase(rank, phase, deadline, knob); });
 }
 
 }  // namespace dp

@@ -1,11 +1,13 @@
 #pragma once
-// A deadline for a call that cannot be interrupted and may never return: MPI_Init, which
-// waits for every rank of the job to start and connect. A rank that stops inside it (or
-// before it) would otherwise hang the whole job, with no collective timeout yet in force.
+// A deadline for a call that cannot be interrupted and may never return because it waits for
+// every rank: MPI_Init (every rank of the job must start and connect), building and freeing
+// the process group (MPI_Comm_dup, shared-memory windows), MPI_Finalize. A rank that stops
+// inside one (or before it) would otherwise hang the whole job, with no collective timeout
+// in force.
 //
 // A thread started before the call waits until disarm() or the deadline; at the deadline
-// it runs `on_expiry`, which for MPI_Init prints the reason and ends the process
-// (expire_mpi_init): the launcher (mpirun, srun) then ends the others.
+// it runs `on_expiry`, which prints the reason and ends the process (expire_phase): the
+// launcher (mpirun, srun) then ends the others.
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -41,8 +43,17 @@ std::chrono::milliseconds mpi_init_timeout_from_env();
 // MPICH/PMI, Slurm), or "?": before MPI_Init returns, MPI cannot say.
 std::string launcher_rank();
 
-// What the MPI_Init watchdog does at its deadline: "dprun: error: [rank R] MPI
-// initialisation did not complete within N s (...)" on stderr, then _exit(1).
+// What a watchdog does at its deadline: "dprun: error: [rank R] <phase> did not complete
+// within N s (<knob>): ..." on stderr, then _exit(1). `knob` is the setting that sets N.
+[[noreturn]] void expire_phase(const std::string& rank, const std::string& phase,
+                               std::chrono::milliseconds deadline, const std::string& knob);
+
+// expire_phase for MPI_Init: the rank from the launcher, the deadline DPRUN_INIT_TIMEOUT's.
 [[noreturn]] void expire_mpi_init(std::chrono::milliseconds deadline);
+
+// A watchdog on one phase that waits for every rank: at `deadline` it ends this rank with
+// expire_phase's message. `auto guard = phase_deadline(...)` guards the rest of the scope.
+InitWatchdog phase_deadline(const std::string& rank, const std::string& phase,
+                            std::chrono::milliseconds deadline, const std::string& knob);
 
 }  // namespace dp

@@ -29,16 +29,23 @@ class MpiRuntime {
   // (seconds; 300 without it).
   MpiRuntime(int* argc, char*** argv,
              std::chrono::milliseconds init_timeout = mpi_init_timeout_from_env());
-  ~MpiRuntime();  // MPI_Finalize, unless the job was aborted
+  // MPI_Finalize, unless the job was aborted. It waits for every rank: if it has not returned
+  // within the finalisation deadline (set_finalize_timeout; until then the initialisation's),
+  // this rank says so and exits 1, as at MPI_Init.
+  ~MpiRuntime();
   MpiRuntime(const MpiRuntime&) = delete;
   MpiRuntime& operator=(const MpiRuntime&) = delete;
 
   const MpiInfo& info() const { return info_; }
   int thread_level() const { return thread_level_; }
+  // `knob` names the setting in the deadline's message (dprun: "--timeout").
+  void set_finalize_timeout(std::chrono::milliseconds timeout, std::string knob);
 
  private:
   MpiInfo info_;
   int thread_level_ = 0;
+  std::chrono::milliseconds finalize_timeout_;
+  std::string finalize_knob_ = "DPRUN_INIT_TIMEOUT";
 };
 
 // Ends every rank of the job now (MPI_Abort on MPI_COMM_WORLD), after flushing stdio.
@@ -51,10 +58,17 @@ struct Agreement {
   bool all_ok = true;
   int first_failed_rank = -1;
   bool timed_out = false;  // not every rank reported within the deadline
+  // On timed_out, whom this rank did not hear from: on rank 0, which collects every rank's
+  // report, the ranks that never reported; on the others, rank 0 (it sends the verdict).
+  std::vector<int> silent;
 };
 // With timeout_s > 0 a rank that never reports (stuck reading its data, stopped, dead) ends
-// the wait after that long with timed_out set, instead of hanging every other rank.
+// the wait after that long with timed_out set, instead of hanging every other rank. The other
+// ranks wait a little longer than rank 0, so that rank 0, which can name the silent ranks,
+// reports first.
 Agreement agree_all_ok(bool ok, double timeout_s = 0);
+// "rank 3" or "ranks 1, 3, 4" (the first few, then how many more).
+std::string rank_list(const std::vector<int>& ranks);
 
 // Every rank of MPI_COMM_WORLD calls it; each learns the strings of the ranks on its own node
 // (MPI_COMM_TYPE_SHARED), indexed by local rank. Used before any process group exists, e.g.

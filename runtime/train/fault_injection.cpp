@@ -38,8 +38,17 @@ FaultInjection FaultInjection::from_env() {
   int rank = -1;
   unsigned long long step = 0;
   double seconds = 0;
+  if (std::sscanf(spec, "rank=%d,phase=%15[a-z-],seconds=%lf", &rank, f.phase_, &seconds) == 3) {
+    DP_CHECK(std::strcmp(f.phase_, "process-group") == 0 || std::strcmp(f.phase_, "finalize") == 0,
+             "DPRUN_FAULT_STALL='{}': phase must be process-group or finalize", spec);
+    f.phase_rank_ = rank;
+    f.seconds_ = seconds;
+    return f;
+  }
   DP_CHECK(std::sscanf(spec, "rank=%d,step=%llu,seconds=%lf", &rank, &step, &seconds) == 3,
-           "DPRUN_FAULT_STALL='{}': expected rank=R,step=S,seconds=T", spec);
+           "DPRUN_FAULT_STALL='{}': expected rank=R,step=S,seconds=T or "
+           "rank=R,phase=process-group|finalize,seconds=T",
+           spec);
   f.rank_ = rank;
   f.step_ = step;
   f.seconds_ = seconds;
@@ -60,6 +69,12 @@ void FaultInjection::maybe_poison(int rank, uint64_t step, const Tensor& inputs)
   log::warn("DPRUN_FAULT_NAN: a NaN in this rank's inputs of step {}", step);
   // The loader's own buffer, refilled before it is used again: a test hook may write it.
   const_cast<Tensor&>(inputs).f32()[0] = std::numeric_limits<float>::quiet_NaN();
+}
+
+void FaultInjection::maybe_stall_at(int rank, const char* phase) const {
+  if (rank != phase_rank_ || std::strcmp(phase, phase_) != 0) return;
+  log::warn("DPRUN_FAULT_STALL: stalling {} s before the {} phase", seconds_, phase);
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds_));
 }
 
 void FaultInjection::maybe_stall(int rank, uint64_t step) const {

@@ -4,6 +4,9 @@
 // backward of step S (step=0: while loading the data, before the ranks' start-up agreement).
 // The other ranks must then report the stalled collective (naming the step and the bucket),
 // or the start-up they wait for, after --timeout and abort the job, instead of hanging.
+// DPRUN_FAULT_STALL="rank=R,phase=P,seconds=T" stalls rank R just before a phase that waits
+// for every rank outside any collective: P is process-group (building it) or finalize (freeing
+// it and MPI_Finalize); the others must end within --timeout there too.
 // DPRUN_FAULT_SIGNAL="rank=R,step=S,signal=USR1" makes rank R send itself that signal (USR1,
 // TERM or INT) before the backward of step S: a preemption notice at a known step.
 // DPRUN_FAULT_NAN="rank=R,step=S" puts a NaN into rank R's float inputs of step S, so that
@@ -18,6 +21,8 @@ class FaultInjection {
  public:
   static FaultInjection from_env();  // inactive unless DPRUN_FAULT_STALL is set
   void maybe_stall(int rank, uint64_t step) const;
+  // `phase`: "process-group" or "finalize" (see above).
+  void maybe_stall_at(int rank, const char* phase) const;
   void maybe_signal(int rank, uint64_t step) const;
   void maybe_poison(int rank, uint64_t step, const Tensor& inputs) const;
 
@@ -25,6 +30,8 @@ class FaultInjection {
   int rank_ = -1;
   uint64_t step_ = 0;
   double seconds_ = 0;
+  int phase_rank_ = -1;
+  char phase_[16] = {};
   int signal_rank_ = -1;
   uint64_t signal_step_ = 0;
   int signal_ = 0;

@@ -34,7 +34,9 @@ size_t slot(int sig) {
 }
 
 int g_rank = 0;
-bool g_checkpoint = true;
+// Whether a stop writes a checkpoint: unknown (-1) until the options are read, and a message
+// must not promise one that --checkpoint-dir may not ask for.
+int g_checkpoint = -1;
 std::atomic<bool> g_quiet{false};
 
 void format_messages(int rank) {
@@ -44,9 +46,11 @@ void format_messages(int rank) {
     const int a = std::snprintf(
         m.first, sizeof m.first, "dprun: [rank %d] got %s: stopping after the current step %s\n",
         rank, signal_name(sig),
-        g_checkpoint ? "with a checkpoint (send it again to exit at once)"
-                     : "(this run writes no checkpoint: nothing is saved; send it again to "
-                       "exit at once)");
+        g_checkpoint > 0    ? "with a checkpoint (send it again to exit at once)"
+        : g_checkpoint == 0 ? "(this run writes no checkpoint: nothing is saved; send it again "
+                              "to exit at once)"
+                            : "(with a checkpoint if --checkpoint-dir is set; send it again to "
+                              "exit at once)");
     const int b =
         std::snprintf(m.again, sizeof m.again, "dprun: [rank %d] got %s again: exiting now\n", rank,
                       signal_name(sig));
@@ -85,7 +89,7 @@ const char* signal_name(int sig) {
 }
 
 void set_preemption_checkpointing(bool checkpoint) {
-  g_checkpoint = checkpoint;
+  g_checkpoint = checkpoint ? 1 : 0;
   format_messages(g_rank);
 }
 

@@ -12,8 +12,8 @@ void install_preemption_handlers(int rank);
 // received meanwhile takes its default effect now.
 void uninstall_preemption_handlers();
 // Whether the run writes a checkpoint when it stops (--checkpoint-dir): the handler's
-// message says so, or says that nothing will be saved. Before this is called: "with a
-// checkpoint".
+// message says so, or says that nothing will be saved. Before this is called (the options are
+// not read yet) it promises neither.
 void set_preemption_checkpointing(bool checkpoint);
 // From now on the handler says nothing (the signal is still recorded, a second one still
 // exits): the job is being aborted for another reason, and mpirun's SIGTERM to the ranks is

@@ -89,4 +89,51 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 60 ] &&
 else
   fail "start-up stall: rc $rc after ${elapsed}s"; cat "$WORK/err"
 fi
+# Rank 0 collects every rank's report: it names the one it never heard from.
+grep -q "dprun: error: \[rank 0\] not every rank finished .*: no report from rank 1 " "$WORK/err" &&
+  pass "start-up stall: rank 0 names rank 1, which never reported" ||
+  { fail "start-up stall: the silent rank 1 is not named"; cat "$WORK/err"; }
+# mpirun's SIGTERM reaches the stalled rank 1, which has no --checkpoint-dir: no promise of one.
+! grep -q "with a checkpoint" "$WORK/err" &&
+  pass "start-up stall: no checkpoint promised by a run without --checkpoint-dir" ||
+  { fail "start-up stall: a checkpoint is promised"; cat "$WORK/err"; }
+
+# stalled PHASE MESSAGE: rank 1 stalls just before PHASE (DPRUN_FAULT_STALL's phase=); rank 0,
+# waiting there for it outside any collective, ends after --timeout naming the phase.
+stalled() {
+  local start rc=0 elapsed
+  start=$(date +%s)
+  DPRUN_FAULT_STALL="rank=1,phase=$1,seconds=100" mpi 2 --data synthetic:200 --hidden 8 \
+    --steps 2 --timeout 3 >"$WORK/out" 2>"$WORK/err" || rc=$?
+  elapsed=$(( $(date +%s) - start ))
+  # 3 s of deadline, plus mpirun's start and tear-down on a loaded 2-core machine.
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 40 ] &&
+     grep -q "dprun: error: \[rank 0\] $2 did not complete within 3 s (--timeout)" "$WORK/err"; then
+    pass "$1: a stalled rank ends the job after --timeout, naming the phase (rc $rc, ${elapsed}s)"
+  else
+    fail "$1: rc $rc after ${elapsed}s"; cat "$WORK/err"
+  fi
+}
+stalled process-group "building the process group"
+stalled finalize "MPI finalisation"
+# Training was over: mpirun's SIGTERM to the stalled rank announces no step to stop after.
+! grep -q "stopping after the current step" "$WORK/err" &&
+  pass "finalize: no preemption announced after training" ||
+  { fail "finalize: a preemption announced after training"; cat "$WORK/err"; }
+
+# A rank stuck reading its --config (a FIFO nobody writes: a hung file system) does not hold
+# the others in a collective: rank 0 names it after --timeout.
+mkfifo "$WORK/cfg.fifo"
+start=$(date +%s)
+rc=0
+ARGS=(--data synthetic:200 --hidden 8 --steps 2 --timeout 3)
+timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${ARGS[@]}" : \
+  -np 1 "$DPRUN" "${ARGS[@]}" --config "$WORK/cfg.fifo" >"$WORK/out" 2>"$WORK/err" || rc=$?
+elapsed=$(( $(date +%s) - start ))
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 40 ] &&
+   grep -q "dprun: error: \[rank 0\] not every rank finished reading its options within 3 s (--timeout): no report from rank 1 " "$WORK/err"; then
+  pass "a rank stuck reading its --config ends the job after --timeout (${elapsed}s)"
+else
+  fail "--config on a FIFO: rc $rc after ${elapsed}s"; cat "$WORK/err"
+fi
 finish

@@ -32,8 +32,13 @@ DPRUN_INIT_TIMEOUT=60 mpi 2 --data synthetic:200 --hidden 8 --steps 2 >"$WORK/ou
   { fail "healthy start: rc $rc"; cat "$WORK/err"; }
 
 rc=0
-DPRUN_INIT_TIMEOUT=soon mpi 1 --data synthetic:200 --steps 1 >"$WORK/out" 2>"$WORK/err" || rc=$?
+DPRUN_INIT_TIMEOUT=soon mpi 2 --data synthetic:200 --steps 1 >"$WORK/out" 2>"$WORK/err" || rc=$?
 [ "$rc" -ne 0 ] && grep -q "DPRUN_INIT_TIMEOUT='soon': expected a positive number of seconds" \
   "$WORK/err" && pass "a bad DPRUN_INIT_TIMEOUT is refused by name" ||
   { fail "bad DPRUN_INIT_TIMEOUT: rc $rc"; cat "$WORK/err"; }
+# Refused before MPI starts: each rank still says which it is (the launcher's number).
+grep -q "dprun: error: \[rank 0\] DPRUN_INIT_TIMEOUT='soon'" "$WORK/err" &&
+  grep -q "dprun: error: \[rank 1\] DPRUN_INIT_TIMEOUT='soon'" "$WORK/err" &&
+  pass "each rank names itself in an error before MPI starts" ||
+  { fail "the ranks are not named apart before MPI starts"; cat "$WORK/err"; }
 finish

@@ -97,3 +97,13 @@ TEST(InitWatchdog, TheRankComesFromTheLauncher) {
   ScopedEnv ompi("OMPI_COMM_WORLD_RANK", "3");
   EXPECT_EQ(launcher_rank(), "3");
 }
+
+TEST(InitWatchdogDeathTest, APhaseDeadlineNamesTheRankAndThePhaseAndExits) {
+  EXPECT_EXIT(
+      {
+        const auto guard = phase_deadline("3", "MPI finalisation", 50ms, "--timeout");
+        std::this_thread::sleep_for(10s);  // the stuck call
+      },
+      ::testing::ExitedWithCode(1),
+      "\\[rank 3\\] MPI finalisation did not complete within 0.05 s \\(--timeout\\)");
+}
