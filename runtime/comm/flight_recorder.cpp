@@ -88,13 +88,14 @@ std::string FlightRecorder::summary(int rank, double now) const {
   const int peer = waiting_peer_.load();
   const char* what = waiting_what_.load();
   const int others = waiting_others_.load();
+  const bool gave_up = gave_up_.load();
   if (peer >= 0 && others < 0) {
     s += fmt::format(", its communication thread waits for rank {}'s message ({})", peer, what);
   } else if (peer >= 0) {
     s += fmt::format(
-        ", its communication thread waits in shared memory for rank {}{} to arrive "
+        ", its communication thread {} in shared memory for rank {}{} to arrive "
         "at {}",
-        peer,
+        gave_up ? "gave up waiting" : "waits", peer,
         others == 0 ? "" : fmt::format(" and {} other rank{}", others, others == 1 ? "" : "s"),
         what);
   }
@@ -113,7 +114,12 @@ void FlightRecorder::set_waiting(int peer, int others, const char* what) {
   // The text first: a reader that sees the peer sees its text (or the next one's).
   waiting_what_.store(what);
   waiting_others_.store(others);
+  gave_up_.store(false);
   waiting_peer_.store(peer);
+}
+
+void FlightRecorder::set_gave_up() {
+  gave_up_.store(true);
 }
 
 std::vector<std::string> FlightRecorder::dump_lines(int rank, double now) const {

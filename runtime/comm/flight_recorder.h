@@ -66,6 +66,11 @@ class FlightRecorder {
   // `where` (a string literal); the summary says "waits in shared memory for rank P (and N
   // other ranks) to arrive at <where>". Cleared by set_waiting_for(-1, "").
   void set_waiting_at(int peer, int others, const char* where);
+  // The wait noted last ended in an error (its timeout, a poisoned group): the note stays, as
+  // "gave up waiting ...", until the next one. The Work fails only after the wait has ended,
+  // and a caller's Work::wait whose deadline falls in between has nothing else naming the
+  // late rank.
+  void set_gave_up();
 
  private:
   void set_waiting(int peer, int others, const char* what);
@@ -78,6 +83,7 @@ class FlightRecorder {
   std::atomic<int> waiting_peer_{-1};
   std::atomic<const char*> waiting_what_{""};
   std::atomic<int> waiting_others_{-1};  // -1: a message; else ranks missing besides the peer
+  std::atomic<bool> gave_up_{false};
 };
 
 // Notes a blocking receive from `peer` in `recorder` (may be null) for its scope.

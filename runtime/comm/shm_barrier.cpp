@@ -13,6 +13,7 @@
 #include <climits>
 #include <cstring>
 #include <ctime>
+#include <exception>
 #include <new>
 #include <string>
 #include <thread>
@@ -63,12 +64,19 @@ uint64_t progress_at(uint64_t seq, int which) {
 }
 
 // What a long barrier wait notes in the flight recorder (the ranks it waits for), forgotten
-// when the wait ends however it ends. Nothing is noted while the wait is short.
+// when the wait completes. A wait that ends in an error (its timeout, a poisoned group) keeps
+// its note, marked given up: the Work fails only after this, and a caller's Work::wait timing
+// out in between must still name the late rank. Nothing is noted while the wait is short.
 class NotedWait {
  public:
   explicit NotedWait(FlightRecorder* recorder) : recorder_(recorder) {}
   ~NotedWait() {
-    if (noted_) recorder_->set_waiting_for(-1, "");
+    if (!noted_) return;
+    if (std::uncaught_exceptions() > uncaught_) {
+      recorder_->set_gave_up();
+    } else {
+      recorder_->set_waiting_for(-1, "");
+    }
   }
   NotedWait(const NotedWait&) = delete;
   NotedWait& operator=(const NotedWait&) = delete;
@@ -80,6 +88,7 @@ class NotedWait {
 
  private:
   FlightRecorder* recorder_;
+  const int uncaught_ = std::uncaught_exceptions();  // at construction
   bool noted_ = false;
 };
 

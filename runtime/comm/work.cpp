@@ -36,30 +36,40 @@ void Work::wait(std::chrono::milliseconds timeout) {
            "collective #{} ({}): wait() needs a positive timeout, got {} ms (nothing is waited "
            "for forever)",
            seq_, description_, timeout.count());
-  std::exception_ptr error;
-  {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return done_; })) {
-      lock.unlock();  // the report reads this Work's status through the flight recorder
-      throw CollectiveTimeout(with_report(fmt::format(
-          "collective #{} ({}) did not complete within {} s: a rank is behind, stuck or dead "
-          "(see the other ranks' messages)",
-          seq_, description_, double(timeout.count()) / 1000.0)));
-    }
-    error = error_;
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool in_time = cv_.wait_for(lock, timeout, [&] { return done_; });
+  std::exception_ptr error = error_;
+  lock.unlock();  // the report reads this Work's status through the flight recorder
+  if (in_time) {
+    if (error) rethrow(error, nullptr);
+    return;
   }
-  if (!error) return;
+  const std::string report = report_ ? report_(*this) : std::string();
+  // The collective may have failed meanwhile by a deadline of its own: the shared-memory
+  // barrier's is --timeout too, and its error names the rank that did not arrive, which
+  // "did not complete" cannot.
+  lock.lock();
+  error = error_;
+  lock.unlock();
+  if (error) rethrow(error, &report);
+  throw CollectiveTimeout(appended(
+      fmt::format("collective #{} ({}) did not complete within {} s: a rank is behind, stuck or "
+                  "dead (see the other ranks' messages)",
+                  seq_, description_, double(timeout.count()) / 1000.0),
+      report));
+}
+
+void Work::rethrow(const std::exception_ptr& error, const std::string* report) const {
   try {
     std::rethrow_exception(error);
   } catch (const CollectiveTimeout& e) {
-    throw CollectiveTimeout(with_report(e.what()));
+    if (report) throw CollectiveTimeout(appended(e.what(), *report));
+    throw CollectiveTimeout(appended(e.what(), report_ ? report_(*this) : std::string()));
   }
 }
 
-std::string Work::with_report(const std::string& message) const {
-  if (!report_) return message;
-  const std::string extra = report_(*this);
-  return extra.empty() ? message : message + "; " + extra;
+std::string Work::appended(const std::string& message, const std::string& report) {
+  return report.empty() ? message : message + "; " + report;
 }
 
 bool Work::done() const {

@@ -51,7 +51,8 @@ class Work {
 
   // Blocks until the collective completed; rethrows its error. A collective that has not
   // completed after `timeout` (> 0; the no-argument form: the Work's own deadline) is a
-  // hang: wait() throws a dp::CollectiveTimeout naming it instead of waiting forever.
+  // hang: wait() throws a dp::CollectiveTimeout naming it instead of waiting forever, or the
+  // collective's own error where it failed in the meantime (its own deadline fired too).
   void wait();
   void wait(std::chrono::milliseconds timeout);
   bool done() const;
@@ -74,7 +75,10 @@ class Work {
   void set_device_ms(double ms);
 
  private:
-  std::string with_report(const std::string& message) const;
+  // Rethrows the collective's `error`; a CollectiveTimeout with `report` appended (taken now
+  // where null).
+  [[noreturn]] void rethrow(const std::exception_ptr& error, const std::string* report) const;
+  static std::string appended(const std::string& message, const std::string& report);
 
   std::string description_;
   uint64_t seq_;

@@ -58,8 +58,8 @@ DPRUN_FAULT_STALL="rank=0,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidd
 check_recorder "shared memory" "running|queued|failed"
 # The stuck rank is late, not waiting: it reports nothing. Whichever deadline fires first,
 # rank 0 names it: the barrier's own message, or the recorder's note of whom its
-# communication thread waits for in shared memory.
-grep -qE "dprun: error: \[rank 0\].*(waits in shared memory for rank 1 to arrive|rank 1 \([^)]*\) did not arrive)" "$WORK/err" &&
+# communication thread waits (or, its barrier having timed out, gave up waiting) for.
+grep -qE "dprun: error: \[rank 0\].*((waits|gave up waiting) in shared memory for rank 1 to arrive|rank 1 \([^)]*\) did not arrive)" "$WORK/err" &&
   pass "shared memory: rank 0 names rank 1, which never arrived" ||
   { fail "shared memory: nothing names the stuck rank 1"; cat "$WORK/err"; }
 

@@ -303,6 +303,14 @@ TEST(SharedAllreduceTimeout, ALateRankMakesTheOthersFailAndPoisonsTheGroup) {
     } else {  // with more than two ranks, a rank still waiting may see another's poison first
       EXPECT_TRUE(waited || (pg.size() > 2 && poisoned)) << msg;
     }
+    // A rank that waited keeps its note past the barrier's end: the Work fails only after
+    // that, and a caller's wait() whose deadline falls in between reads the note alone.
+    if (waited) {
+      EXPECT_NE(msg.find("its communication thread gave up waiting in shared memory for rank 0 "
+                         "to arrive at barrier 1 of 2"),
+                std::string::npos)
+          << msg;
+    }
     EXPECT_LT(waited_s, 1.5) << "gave up only after " << waited_s << " s: " << msg;
   }
   expect_poisoned_from_now_on(pg, t, 3, "barrier 1 of 2");

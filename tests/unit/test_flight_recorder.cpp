@@ -176,6 +176,12 @@ TEST(FlightRecorder, SummaryNamesTheRanksABarrierWaitsFor) {
                        "waits in shared memory for rank 2 and 3 other ranks to arrive at the "
                        "check barrier"))
       << fr.summary(0, now_us());
+  // A wait that ended in an error keeps its note until the next one.
+  fr.set_gave_up();
+  EXPECT_TRUE(contains(fr.summary(0, now_us()),
+                       "its communication thread gave up waiting in shared memory for rank 2 and "
+                       "3 other ranks to arrive at the check barrier"))
+      << fr.summary(0, now_us());
   fr.set_waiting_for(3, "desync check");
   EXPECT_TRUE(contains(fr.summary(0, now_us()), "waits for rank 3's message (desync check)"))
       << fr.summary(0, now_us());

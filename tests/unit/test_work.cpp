@@ -125,3 +125,28 @@ TEST(Work, ATimeoutAppendsTheReportAndAFailureOnlyWhenItIsATimeout) {
   EXPECT_THROW(failed.wait(), CollectiveError);
   EXPECT_EQ(reports, 2);
 }
+
+// Both deadlines are --timeout: the communication thread may fail the Work with the
+// shared-memory barrier's error (which names the rank that did not arrive) just after wait()'s
+// own deadline passed. Forced here: the Work fails while wait() takes its report. That error
+// is reported then, not a "did not complete" naming nobody (tests/e2e/test_hang.sh flaked so).
+TEST(Work, AWorkFailedByItsOwnTimeoutRightAfterTheDeadlineReportsThatError) {
+  const std::string barrier_error =
+      "collective #18 allreduce(avg) float32[4] 'bucket 0': shared-memory group: rank 1 (last "
+      "seen in collective #17) did not arrive within 0.02 s at barrier 1 of 2";
+  Work* failing = nullptr;
+  int reports = 0;
+  Work work("allreduce(avg) float32[4] 'bucket 0'", 18, 5min, [&](const Work&) {
+    ++reports;
+    failing->mark_completed(std::make_exception_ptr(CollectiveTimeout(barrier_error)));
+    return std::string("report for #18");
+  });
+  failing = &work;
+  try {
+    work.wait(20ms);
+    FAIL() << "no timeout";
+  } catch (const CollectiveTimeout& e) {
+    EXPECT_EQ(std::string(e.what()), barrier_error + "; report for #18");
+  }
+  EXPECT_EQ(reports, 1);
+}
