@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <boost/program_options.hpp>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/text_corpus.h"
@@ -87,7 +88,7 @@ PrepareTextOptions parse(int argc, char** argv) {
     for (const auto& [a, b] :
          {std::pair<const std::string&, const std::string&>{o.output, o.val_output},
           {o.val_output, o.output}}) {
-      DP_CHECK(!same_file(a, token_file_staging_path(b)),
+      DP_CHECK(!same_file(a, staging_path(b)),
                "prepare-text: --output '{}' and --val-output '{}' collide: '{}' is where '{}' is "
                "written first",
                o.output, o.val_output, a, b);

@@ -30,9 +30,13 @@ std::string reason(int err) {
 
 }  // namespace
 
+std::string staging_path(const std::string& path) {
+  return path + ".tmp";
+}
+
 void write_file_atomically(const std::string& option, const std::string& path,
                            const std::function<void(std::ostream&)>& write) {
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = staging_path(path);
   check_absent_or_regular(option, path, path);
   check_absent_or_regular(option, path, tmp);
   errno = 0;

@@ -10,6 +10,11 @@
 
 namespace dp {
 
+// Where an output file is written before it is renamed onto `path`: `path`.tmp, in the same
+// directory (a rename within one file system). Every writer that stages a file uses it, so
+// that prepare-text knows which names its outputs pass through.
+std::string staging_path(const std::string& path);
+
 // `option` names what the file is for in errors (e.g. "--trace"). `write` fills the stream;
 // whatever it throws is rethrown after the temporary is removed. Throws dp::Error naming the
 // option and `path` when `path` or its temporary exists and is not a regular file (the rename

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/token_file.h"
@@ -71,7 +72,7 @@ int32_t token_file_magic(const std::string& path) {
 const TextOutput* output_writing(const std::string& file, const std::vector<TextOutput>& outputs,
                                  std::string* through) {
   for (const TextOutput& o : outputs) {
-    for (const std::string& w : {o.path, token_file_staging_path(o.path)}) {
+    for (const std::string& w : {o.path, staging_path(o.path)}) {
       if (same_file(file, w)) {
         *through = w;
         return &o;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 
 // The format is little-endian and the tokens are copied as they are.
@@ -170,10 +171,6 @@ void TokenFile::release() {
   count_ = 0;
 }
 
-std::string token_file_staging_path(const std::string& path) {
-  return path + ".tmp";
-}
-
 void stage_token_file(const std::string& path, const uint16_t* tokens, size_t count,
                       int vocab_size) {
   DP_CHECK(vocab_size >= 1 && vocab_size <= 65536,
@@ -196,7 +193,7 @@ void stage_token_file(const std::string& path, const uint16_t* tokens, size_t co
   header[1] = kTokenFileVersion;
   header[2] = static_cast<int32_t>(count);
   header[3] = vocab_size;
-  const std::string tmp = token_file_staging_path(path);
+  const std::string tmp = staging_path(path);
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   DP_CHECK(f != nullptr, "cannot write token file '{}': cannot create '{}': {}", path, tmp,
            std::strerror(errno));
@@ -215,7 +212,7 @@ void stage_token_file(const std::string& path, const uint16_t* tokens, size_t co
 }
 
 void commit_token_file(const std::string& path) {
-  const std::string tmp = token_file_staging_path(path);
+  const std::string tmp = staging_path(path);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
@@ -225,7 +222,7 @@ void commit_token_file(const std::string& path) {
 }
 
 void discard_staged_token_file(const std::string& path) {
-  std::remove(token_file_staging_path(path).c_str());
+  std::remove(staging_path(path).c_str());
 }
 
 void write_token_file(const std::string& path, const uint16_t* tokens, size_t count,

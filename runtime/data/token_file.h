@@ -68,14 +68,11 @@ class TokenFile {
   uint16_t max_token_ = 0;
 };
 
-// The file the writer fills before renaming it onto `path`: `path`.tmp, in the same directory.
-std::string token_file_staging_path(const std::string& path);
-
 // Writes `count` tokens to `path` in the format above, with vocab_size in header[3]. Writes
-// the staging file and renames it over `path`, so a reader never sees a half-written file; an
-// existing `path` that is not a regular file is refused. Throws dp::Error naming the file when
-// a token is >= vocab_size, vocab_size is outside 1..65536, count exceeds what header[2]
-// (int32) can hold, or the write fails.
+// the staging file (staging_path, runtime/core/atomic_write.h) and renames it over `path`, so
+// a reader never sees a half-written file; an existing `path` that is not a regular file is
+// refused. Throws dp::Error naming the file when a token is >= vocab_size, vocab_size is
+// outside 1..65536, count exceeds what header[2] (int32) can hold, or the write fails.
 void write_token_file(const std::string& path, const uint16_t* tokens, size_t count,
                       int vocab_size);
 

@@ -29,11 +29,18 @@ check_recorder() {
     { fail "$1: the stuck collective #$((n + 1)) is not marked $2"; cat "$err"; }
 }
 
-start=$(date +%s)
-rc=0
-DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" mpi 2 --data synthetic:2000 --hidden 16 --steps 10 \
-  --batch-size 20 --timeout 3 --log-json "$WORK/hang.jsonl" >"$WORK/out" 2>"$WORK/err" || rc=$?
-elapsed=$(( $(date +%s) - start ))
+# timed CMD...: CMD with its stdout in $WORK/out and stderr in $WORK/err; sets rc and elapsed
+# (seconds). Variables set in front of it reach CMD (bash exports them for a function call).
+timed() {
+  local start
+  start=$(date +%s)
+  rc=0
+  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  elapsed=$(( $(date +%s) - start ))
+}
+
+DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" timed mpi 2 --data synthetic:2000 --hidden 16 \
+  --steps 10 --batch-size 20 --timeout 3 --log-json "$WORK/hang.jsonl"
 # The log keeps the steps done before the stall: the job is aborted, no destructor runs.
 [ "$(grep -c '"type":"step"' "$WORK/hang.jsonl" 2>/dev/null)" = 2 ] &&
   pass "--log-json holds steps 1 and 2, done before the stall" ||
@@ -78,11 +85,8 @@ grep -q "rank 0: .*its communication thread waits for rank 1's message" "$WORK/e
 
 # A rank stuck while loading its data (before any collective of training): the others do not
 # wait forever in the start-up agreement; the job ends after --timeout.
-start=$(date +%s)
-rc=0
-DPRUN_FAULT_STALL="rank=1,step=0,seconds=100" mpi 2 --data synthetic:2000 --hidden 16 --steps 10 \
-  --timeout 3 >"$WORK/out" 2>"$WORK/err" || rc=$?
-elapsed=$(( $(date +%s) - start ))
+DPRUN_FAULT_STALL="rank=1,step=0,seconds=100" timed mpi 2 --data synthetic:2000 --hidden 16 \
+  --steps 10 --timeout 3
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 60 ] &&
    grep -q "dprun: error: \[rank 0\] not every rank finished its configuration or input check within 3 s" "$WORK/err"; then
   pass "a rank stuck at start-up ends the job after --timeout (${elapsed}s)"
@@ -101,11 +105,8 @@ grep -q "dprun: error: \[rank 0\] not every rank finished .*: no report from ran
 # stalled PHASE MESSAGE: rank 1 stalls just before PHASE (DPRUN_FAULT_STALL's phase=); rank 0,
 # waiting there for it outside any collective, ends after --timeout naming the phase.
 stalled() {
-  local start rc=0 elapsed
-  start=$(date +%s)
-  DPRUN_FAULT_STALL="rank=1,phase=$1,seconds=100" mpi 2 --data synthetic:200 --hidden 8 \
-    --steps 2 --timeout 3 >"$WORK/out" 2>"$WORK/err" || rc=$?
-  elapsed=$(( $(date +%s) - start ))
+  DPRUN_FAULT_STALL="rank=1,phase=$1,seconds=100" timed mpi 2 --data synthetic:200 --hidden 8 \
+    --steps 2 --timeout 3
   # 3 s of deadline, plus mpirun's start and tear-down on a loaded 2-core machine.
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 40 ] &&
      grep -q "dprun: error: \[rank 0\] $2 did not complete within 3 s (--timeout)" "$WORK/err"; then
@@ -124,12 +125,9 @@ stalled finalize "MPI finalisation"
 # A rank stuck reading its --config (a FIFO nobody writes: a hung file system) does not hold
 # the others in a collective: rank 0 names it after --timeout.
 mkfifo "$WORK/cfg.fifo"
-start=$(date +%s)
-rc=0
 ARGS=(--data synthetic:200 --hidden 8 --steps 2 --timeout 3)
-timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${ARGS[@]}" : \
-  -np 1 "$DPRUN" "${ARGS[@]}" --config "$WORK/cfg.fifo" >"$WORK/out" 2>"$WORK/err" || rc=$?
-elapsed=$(( $(date +%s) - start ))
+timed timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${ARGS[@]}" : \
+  -np 1 "$DPRUN" "${ARGS[@]}" --config "$WORK/cfg.fifo"
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 40 ] &&
    grep -q "dprun: error: \[rank 0\] not every rank finished reading its options within 3 s (--timeout): no report from rank 1 " "$WORK/err"; then
   pass "a rank stuck reading its --config ends the job after --timeout (${elapsed}s)"
