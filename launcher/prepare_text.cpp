@@ -107,19 +107,15 @@ void run(const PrepareTextOptions& o) {
   const CorpusSplit split = choose_split(corpus, o.val_fraction);
   const size_t n = corpus.tokens.size();
   // Both files are staged before either replaces anything: a failed --val-output leaves no new
-  // --output behind it.
-  stage_token_file(o.output, corpus.tokens.data(), split.cut, ByteTokenizer::kVocabSize);
-  try {
-    if (o.val_fraction > 0) {
-      stage_token_file(o.val_output, corpus.tokens.data() + split.cut, n - split.cut,
-                       ByteTokenizer::kVocabSize);
-      commit_token_file(o.val_output);
-    }
-  } catch (...) {
-    discard_staged_token_file(o.output);
-    throw;
+  // --output behind it (the uncommitted stage is removed).
+  StagedFile train = stage_token_file("--output", o.output, corpus.tokens.data(), split.cut,
+                                      ByteTokenizer::kVocabSize);
+  if (o.val_fraction > 0) {
+    stage_token_file("--val-output", o.val_output, corpus.tokens.data() + split.cut, n - split.cut,
+                     ByteTokenizer::kVocabSize)
+        .commit();
   }
-  commit_token_file(o.output);
+  train.commit();
   std::printf("prepare-text: %zu file(s), %zu documents, %zu tokens (byte-level, vocabulary %d)\n",
               corpus.files, corpus.doc_starts.size(), n, ByteTokenizer::kVocabSize);
   std::printf("  %s: %zu tokens, %zu documents\n", o.output.c_str(), split.cut,

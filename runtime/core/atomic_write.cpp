@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "runtime/core/error.h"
 
@@ -34,28 +35,52 @@ std::string staging_path(const std::string& path) {
   return path + ".tmp";
 }
 
-void write_file_atomically(const std::string& option, const std::string& path,
-                           const std::function<void(std::ostream&)>& write) {
-  const std::string tmp = staging_path(path);
-  check_absent_or_regular(option, path, path);
-  check_absent_or_regular(option, path, tmp);
+StagedFile::StagedFile(std::string option, std::string path,
+                       const std::function<void(std::ostream&)>& write)
+    : option_(std::move(option)), path_(std::move(path)) {
+  const std::string tmp = staging_path(path_);
+  check_absent_or_regular(option_, path_, path_);
+  check_absent_or_regular(option_, path_, tmp);
   errno = 0;
   std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  DP_CHECK(out.is_open(), "{} {}: cannot create {}: {}", option, path, tmp, reason(errno));
+  DP_CHECK(out.is_open(), "{} {}: cannot create {}: {}", option_, path_, tmp, reason(errno));
   try {
     write(out);
     // The tail of the data sits in the stream's buffer until close(): only close() tells
     // whether it reached the disk.
     out.close();
-    DP_CHECK(!out.fail(), "{} {}: writing {} failed: {} (disk full?)", option, path, tmp,
+    DP_CHECK(!out.fail(), "{} {}: writing {} failed: {} (disk full?)", option_, path_, tmp,
              reason(errno));
-    DP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "{} {}: cannot rename {} into place: {}",
-             option, path, tmp, reason(errno));
   } catch (...) {
     if (out.is_open()) out.close();
     std::remove(tmp.c_str());
     throw;
   }
+  staged_ = true;
+}
+
+StagedFile::StagedFile(StagedFile&& other) noexcept
+    : option_(std::move(other.option_)), path_(std::move(other.path_)), staged_(other.staged_) {
+  other.staged_ = false;
+}
+
+StagedFile::~StagedFile() {
+  if (staged_) std::remove(staging_path(path_).c_str());
+}
+
+void StagedFile::commit() {
+  DP_CHECK(staged_, "{} {}: committed twice", option_, path_);
+  const std::string tmp = staging_path(path_);
+  errno = 0;
+  const bool renamed = std::rename(tmp.c_str(), path_.c_str()) == 0;
+  const int err = errno;
+  if (renamed) staged_ = false;  // else the destructor removes the staging file
+  DP_CHECK(renamed, "{} {}: cannot rename {} into place: {}", option_, path_, tmp, reason(err));
+}
+
+void write_file_atomically(const std::string& option, const std::string& path,
+                           const std::function<void(std::ostream&)>& write) {
+  StagedFile(option, path, write).commit();
 }
 
 }  // namespace dp

@@ -23,4 +23,24 @@ std::string staging_path(const std::string& path);
 void write_file_atomically(const std::string& option, const std::string& path,
                            const std::function<void(std::ostream&)>& write);
 
+// write_file_atomically in two halves, for writers of several files that must change all of
+// them or none (prepare-text's --output and --val-output): the constructor writes the staging
+// file (leaving none behind when it throws), commit() renames it onto `path`, and a StagedFile
+// destroyed uncommitted (an exception between the halves) removes it. Errors as above.
+class StagedFile {
+ public:
+  StagedFile(std::string option, std::string path, const std::function<void(std::ostream&)>& write);
+  StagedFile(StagedFile&& other) noexcept;
+  StagedFile(const StagedFile&) = delete;
+  StagedFile& operator=(const StagedFile&) = delete;
+  StagedFile& operator=(StagedFile&&) = delete;
+  ~StagedFile();
+
+  void commit();
+
+ private:
+  std::string option_, path_;
+  bool staged_ = false;  // the staging file exists and is this object's to rename or remove
+};
+
 }  // namespace dp

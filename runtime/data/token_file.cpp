@@ -171,8 +171,8 @@ void TokenFile::release() {
   count_ = 0;
 }
 
-void stage_token_file(const std::string& path, const uint16_t* tokens, size_t count,
-                      int vocab_size) {
+StagedFile stage_token_file(const std::string& option, const std::string& path,
+                            const uint16_t* tokens, size_t count, int vocab_size) {
   DP_CHECK(vocab_size >= 1 && vocab_size <= 65536,
            "write_token_file '{}': vocabulary size {} is outside 1..65536 (uint16 tokens)", path,
            vocab_size);
@@ -183,52 +183,20 @@ void stage_token_file(const std::string& path, const uint16_t* tokens, size_t co
              "write_token_file '{}': token {} at position {} is outside the vocabulary (size {})",
              path, tokens[i], i, vocab_size);
   }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) {
-    DP_CHECK(S_ISREG(st.st_mode),
-             "cannot write token file '{}': it exists and is not a regular file", path);
-  }
   int32_t header[kTokenFileHeaderInts] = {};
   header[0] = kTokenFileMagic;
   header[1] = kTokenFileVersion;
   header[2] = static_cast<int32_t>(count);
   header[3] = vocab_size;
-  const std::string tmp = staging_path(path);
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  DP_CHECK(f != nullptr, "cannot write token file '{}': cannot create '{}': {}", path, tmp,
-           std::strerror(errno));
-  bool ok = std::fwrite(header, sizeof(header), 1, f) == 1 &&
-            (count == 0 || std::fwrite(tokens, 2, count, f) == count);
-  int err = ok ? 0 : errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail("cannot write token file '{}': writing '{}' failed: {} (disk full?)", path, tmp,
-         std::strerror(err));
-  }
-}
-
-void commit_token_file(const std::string& path) {
-  const std::string tmp = staging_path(path);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    fail("cannot write token file '{}': renaming '{}' onto it failed: {}", path, tmp,
-         std::strerror(err));
-  }
-}
-
-void discard_staged_token_file(const std::string& path) {
-  std::remove(staging_path(path).c_str());
+  return StagedFile(option, path, [&](std::ostream& out) {
+    out.write(reinterpret_cast<const char*>(header), sizeof(header));
+    out.write(reinterpret_cast<const char*>(tokens), std::streamsize(count * sizeof(uint16_t)));
+  });
 }
 
 void write_token_file(const std::string& path, const uint16_t* tokens, size_t count,
                       int vocab_size) {
-  stage_token_file(path, tokens, count, vocab_size);
-  commit_token_file(path);
+  stage_token_file("token file", path, tokens, count, vocab_size).commit();
 }
 
 }  // namespace dp

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <string>
 
+#include "runtime/core/atomic_write.h"
+
 namespace dp {
 
 constexpr int32_t kTokenFileMagic = 20240520;
@@ -68,20 +70,17 @@ class TokenFile {
   uint16_t max_token_ = 0;
 };
 
-// Writes `count` tokens to `path` in the format above, with vocab_size in header[3]. Writes
-// the staging file (staging_path, runtime/core/atomic_write.h) and renames it over `path`, so
-// a reader never sees a half-written file; an existing `path` that is not a regular file is
-// refused. Throws dp::Error naming the file when a token is >= vocab_size, vocab_size is
-// outside 1..65536, count exceeds what header[2] (int32) can hold, or the write fails.
+// Writes `count` tokens to `path` in the format above, with vocab_size in header[3], through
+// write_file_atomically (runtime/core/atomic_write.h): a reader never sees a half-written
+// file, and an existing `path` that is not a regular file is refused. Throws dp::Error naming
+// the file when a token is >= vocab_size, vocab_size is outside 1..65536, count exceeds what
+// header[2] (int32) can hold, or the write fails.
 void write_token_file(const std::string& path, const uint16_t* tokens, size_t count,
                       int vocab_size);
 
-// write_token_file in two halves, for writers of several files that must change all of them
-// or none: stage_token_file writes the staging file (leaving none behind when it throws) and
-// commit_token_file renames it onto `path`; discard_staged_token_file removes it.
-void stage_token_file(const std::string& path, const uint16_t* tokens, size_t count,
-                      int vocab_size);
-void commit_token_file(const std::string& path);
-void discard_staged_token_file(const std::string& path);
+// write_token_file's first half, for writers of several files that must change all of them or
+// none: the staged file, named in errors by `option`, replaces `path` on commit().
+StagedFile stage_token_file(const std::string& option, const std::string& path,
+                            const uint16_t* tokens, size_t count, int vocab_size);
 
 }  // namespace dp

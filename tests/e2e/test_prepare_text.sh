@@ -123,7 +123,7 @@ expect "missing input" "$WORK/nothing' does not exist" --input "$WORK/nothing" "
 expect "no input" "at least one --input" "${OUT[@]}"
 expect "empty text" "holds no text" --input "$WORK/blank.txt" "${OUT[@]}"
 expect "text too small" "too small" --input "$WORK/tiny.txt" "${OUT[@]}"
-expect "unwritable output" "cannot write token file '$WORK/no/such/dir/o.bin'" --input "$WORK/text" \
+expect "unwritable output" "--output $WORK/no/such/dir/o.bin: cannot create $WORK/no/such/dir/o.bin.tmp" --input "$WORK/text" \
   --output "$WORK/no/such/dir/o.bin" --val-output "$WORK/v.bin"
 expect "output is a directory" "not a regular file" --input "$WORK/text" --output "$WORK/outdir" --val-output "$WORK/v.bin"
 expect "missing --val-output" "--val-output is required" --input "$WORK/text" --output "$WORK/o.bin"
@@ -151,7 +151,7 @@ expect "empty --doc-separator" "--doc-separator is empty" --input "$WORK/text" "
 expect "--output is --val-output's staging file" "collide: '$WORK/v.bin.tmp' is where '$WORK/v.bin' is written first" \
   --input "$WORK/text" --output "$WORK/v.bin.tmp" --val-output "$WORK/v.bin"
 # --val-output fails after --output could have been written: neither may change.
-expect "unwritable val-output" "cannot write token file '$WORK/no/such/dir/v.bin'" --input "$WORK/text" \
+expect "unwritable val-output" "--val-output $WORK/no/such/dir/v.bin: cannot create" --input "$WORK/text" \
   --output "$WORK/o.bin" --val-output "$WORK/no/such/dir/v.bin"
 [ ! -e "$WORK/o.bin" ] && [ ! -e "$WORK/o.bin.tmp" ] && pass "no output left behind by failures" ||
   fail "a failed run left $WORK/o.bin or its .tmp"

@@ -1,8 +1,9 @@
-// write_file_atomically: the output files' one write path (--gemm-profile, --trace,
-// --profile-out, --dump-params).
+// write_file_atomically and StagedFile: the output files' one write path (--gemm-profile,
+// --trace, --profile-out, --dump-params, token files).
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -57,6 +58,46 @@ TEST_F(AtomicWrite, RefusesWhatARenameWouldReplace) {
   EXPECT_EQ(text(path("target")), "kept");
   EXPECT_MENTIONS(test::error_of([&] { write_file_atomically("--x", path("no/out"), nothing); }),
                   "--x " + path("no/out") + ": cannot create " + path("no/out.tmp"));
+}
+
+TEST_F(AtomicWrite, AStagedFileReplacesNothingUntilCommitted) {
+  write_text(path("a"), "old a");
+  write_text(path("b"), "old b");
+  {
+    StagedFile a("--a", path("a"), [](std::ostream& o) { o << "new a"; });
+    EXPECT_EQ(text(path("a")), "old a");
+    EXPECT_EQ(text(path("a.tmp")), "new a");
+  }  // an exception between staging and commit: the stage goes, the old file stays
+  EXPECT_EQ(text(path("a")), "old a");
+  EXPECT_FALSE(fs::exists(path("a.tmp")));
+
+  std::optional<StagedFile> a;
+  a.emplace("--a", path("a"), [](std::ostream& o) { o << "new a"; });
+  StagedFile moved(std::move(*a));
+  a.reset();  // the moved-from object must leave the stage alone
+  EXPECT_EQ(text(path("a.tmp")), "new a");
+  moved.commit();
+  EXPECT_EQ(text(path("a")), "new a");
+
+  StagedFile b("--b", path("b"), [](std::ostream& o) { o << "new b"; });
+  b.commit();
+  EXPECT_EQ(text(path("b")), "new b");
+  EXPECT_FALSE(fs::exists(path("b.tmp")));
+  EXPECT_MENTIONS(test::error_of([&] { b.commit(); }), "--b " + path("b") + ": committed twice");
+}
+
+TEST_F(AtomicWrite, AFailedCommitLeavesTheOldFileAndNoStage) {
+  write_text(path("c"), "old");
+  {
+    StagedFile c("--c", path("c"), [](std::ostream& o) { o << "new"; });
+    // The target turns into a non-empty directory after staging: the rename fails.
+    fs::remove(path("c"));
+    fs::create_directories(path("c/inside"));
+    EXPECT_MENTIONS(test::error_of([&] { c.commit(); }),
+                    "--c " + path("c") + ": cannot rename " + path("c.tmp") + " into place");
+  }
+  EXPECT_TRUE(fs::is_directory(path("c/inside")));
+  EXPECT_FALSE(fs::exists(path("c.tmp")));
 }
 
 }  // namespace
