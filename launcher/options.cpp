@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -55,16 +56,35 @@ void check_count(const std::string& where, const std::string& name, const std::s
   DP_CHECK(digits, "{}--{} {}: expected a whole number >= 0", where, name, value);
 }
 
-// Checks a --config file line by line before Boost reads it, so that every problem names the
-// file and the line: a line that is not "key = value", an unknown key, a key set twice, a
-// value the option cannot take. Returns the line of every key, for the checks that come later
-// (launcher/config_origin.h).
-std::map<std::string, int> check_config_file(const std::string& path,
-                                             const po::options_description& all) {
+// One "key = value" line of a --config file.
+struct ConfigLine {
+  std::string key, value;
+  int line = 0;
+};
+
+// A line without its comment: '#' starts one at the start of the line or after a blank, so
+// that a value may hold one ("log-json = run#3.jsonl", "checkpoint-dir = /scratch/job#3";
+// Boost's reader cut both at the '#', and the run wrote where nobody asked).
+std::string strip_comment(const std::string& line) {
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+      return line.substr(0, i);
+    }
+  }
+  return line;
+}
+
+// Reads a --config file (dprun's reader, not Boost's: see strip_comment), checking it line by
+// line so that every problem names the file and the line: a line that is not "key = value",
+// an unknown key, a key set twice, a value the option cannot take, a switch that only the
+// command line may give.
+std::vector<ConfigLine> read_config_file(const std::string& path,
+                                         const po::options_description& all) {
   DP_CHECK(!std::filesystem::is_directory(path), "--config {}: is a directory, not a file", path);
   std::ifstream in(path);
   DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
   std::string line;
+  std::vector<ConfigLine> lines;
   std::map<std::string, int> first_line;  // Boost refuses a key given twice, naming no line
   for (int n = 1; std::getline(in, line); ++n) {
     const std::string where = fmt::format("--config {}:{}: ", path, n);
@@ -72,7 +92,7 @@ std::map<std::string, int> check_config_file(const std::string& path,
       const size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
       return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
     };
-    const std::string text = trim(line.substr(0, line.find('#')));
+    const std::string text = trim(strip_comment(line));
     if (text.empty()) continue;
     const size_t eq = text.find('=');
     DP_CHECK(eq != std::string::npos && eq > 0, "{}expected 'key = value', got '{}'", where, text);
@@ -83,6 +103,10 @@ std::map<std::string, int> check_config_file(const std::string& path,
              where, key);
     const po::option_description* d = all.find_nothrow(key, false);
     DP_CHECK(d != nullptr && key != "config", "{}unknown option '{}' (see dprun --help)", where,
+             key);
+    // They take no value, so "help = false" would print the help and train nothing.
+    DP_CHECK(key != "help" && key != "version",
+             "{}'{}' is a command-line switch only (it prints and exits; it takes no value)", where,
              key);
     const auto [seen, fresh] = first_line.emplace(key, n);
     DP_CHECK(fresh, "{}'{}' is already set on line {}", where, key, seen->second);
@@ -98,9 +122,10 @@ std::map<std::string, int> check_config_file(const std::string& path,
       // value holding a placeholder of its own ("%value%").
       fail("{}{} = {}: not a valid value for --{}", where, key, value, key);
     }
+    lines.push_back({key, value, n});
   }
   DP_CHECK(!in.bad(), "--config {}: read error", path);
-  return first_line;
+  return lines;
 }
 
 // A bucket cap: a number of MiB, or "auto" (the cap keeps its default until chosen).
@@ -304,22 +329,21 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     po::store(parsed, vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
-      const std::map<std::string, int> lines = check_config_file(path, all);
-      std::ifstream in(path);
-      po::store(po::parse_config_file(in, all), vm);
+      const std::vector<ConfigLine> lines = read_config_file(path, all);
+      po::parsed_options from_file(&all);
+      for (const ConfigLine& l : lines) from_file.options.emplace_back(l.key, std::vector{l.value});
+      po::store(from_file, vm);
       // store() keeps the command line's values (stored first): those have no file origin.
-      for (const auto& origin : lines) {
-        const std::string& key =
-            origin.first;  // not a structured binding: lambdas can't capture those in C++17
+      for (const ConfigLine& l : lines) {
         const bool on_command_line =
             std::any_of(parsed.options.begin(), parsed.options.end(),
-                        [&](const po::option& opt) { return opt.string_key == key; });
-        if (!on_command_line) o.config_origins[key] = fmt::format("{}:{}", path, origin.second);
+                        [&](const po::option& opt) { return opt.string_key == l.key; });
+        if (!on_command_line) o.config_origins[l.key] = fmt::format("{}:{}", path, l.line);
       }
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    // As in check_config_file: Boost 1.74's what() never returns when an argument holds a
+    // As in read_config_file: Boost 1.74's what() never returns when an argument holds a
     // placeholder of its own ("--lr %value%"), so such a command line gets our message.
     const bool safe = std::none_of(argv + 1, argv + argc,
                                    [](const char* a) { return std::strchr(a, '%') != nullptr; });

@@ -97,6 +97,12 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--eval-every", s(c.eval_every)},
       {"--eval-batches", s(c.eval_batches)},
       {"--eval-batch-size", s(c.eval_batch_size)},
+      // Every rank samples, so that none waits for rank 0's text in its next collective: a
+      // rank sampling longer than another timed the job out instead of naming the option.
+      {"--sample-every", s(c.sample_every)},
+      {"--sample-length", s(c.sample_length)},
+      {"--sample-temperature", s(c.sample_temperature)},
+      {"--sample-top-k", s(c.sample_top_k)},
       {"--no-broadcast-buffers", b(!c.broadcast_buffers)},
       {"--sync-batchnorm", b(c.sync_batchnorm)},
       {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
@@ -115,8 +121,12 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
   // every rank whatever each was given.
   const ModelEntry& entry = find_model(c.model);
   const ModelArgs args = make_model_args(entry, c.model_options, {}, c.seed);
-  for (const ModelOption& o : entry.options)
+  for (const ModelOption& o : entry.options) {
+    // A preset is a name for values compared here one by one: the same model given by
+    // --preset on one side and by its options on the other is the same model.
+    if (o.name == "preset") continue;
     out.emplace_back("--" + o.name, args.get_string(o.name));
+  }
   return out;
 }
 

@@ -54,11 +54,13 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     const bool model_key =
         std::find(t.model_keys.begin(), t.model_keys.end(), key) != t.model_keys.end();
     if (t.eval_only && !model_key) continue;
-    // Evaluation settings, the trace, the held-out data: they do not change the training.
+    // Evaluation and sampling settings, the trace, the held-out data: they do not change the
+    // training.
     // Neither does the parameter arena (where the same floats live; checkpoints are per
     // parameter either way), and checkpoints written before it existed do not record it.
     if (among(key, {"--eval", "--eval-every", "--eval-batches", "--eval-batch-size", "--trace",
-                    "test data", "test data content (CRC32 of 16 samples)", "--no-param-arena"}))
+                    "test data", "test data content (CRC32 of 16 samples)", "--no-param-arena",
+                    "--sample-every", "--sample-length", "--sample-temperature", "--sample-top-k"}))
       continue;
     // How the run is driven, not what it computes (and not recorded by older checkpoints).
     // --profile-out only measures (the buckets change with auto sizing, checked as such);

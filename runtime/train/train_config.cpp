@@ -41,7 +41,14 @@ void validate(const TrainConfig& c) {
   DP_CHECK(std::isfinite(c.lr) && c.lr > 0, "--lr must be a positive number (got {})", c.lr);
   DP_CHECK(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1) (got {})", c.momentum);
   DP_CHECK(!c.nesterov || c.momentum > 0, "--nesterov needs --momentum > 0");
-  DP_CHECK(c.weight_decay >= 0, "--weight-decay must not be negative (got {})", c.weight_decay);
+  // Here, not only in the optimizers: their messages name no option, and a value from
+  // --config gets its file and line only from an error that names the option.
+  DP_CHECK(std::isfinite(c.weight_decay) && c.weight_decay >= 0,
+           "--weight-decay must be a finite number >= 0 (got {})", c.weight_decay);
+  DP_CHECK(c.beta1 >= 0 && c.beta1 < 1, "--beta1 must be in [0, 1) (got {})", c.beta1);
+  DP_CHECK(c.beta2 >= 0 && c.beta2 < 1, "--beta2 must be in [0, 1) (got {})", c.beta2);
+  DP_CHECK(std::isfinite(c.adam_eps) && c.adam_eps >= 0,
+           "--adam-eps must be a finite number >= 0 (got {})", c.adam_eps);
   DP_CHECK(c.lr_schedule == "constant" || c.lr_schedule == "cosine",
            "--lr-schedule {}: unknown schedule (available: constant, cosine)", c.lr_schedule);
   DP_CHECK(c.min_lr >= 0 && c.min_lr <= c.lr, "--min-lr must be in [0, --lr] (got {})", c.min_lr);
@@ -49,7 +56,9 @@ void validate(const TrainConfig& c) {
   DP_CHECK(c.min_lr == 0 || c.lr_schedule == "cosine",
            "--min-lr {} applies to --lr-schedule cosine only (this run's is {})", c.min_lr,
            c.lr_schedule);
-  DP_CHECK(c.clip_grad_norm >= 0, "--clip-grad-norm must not be negative");
+  // inf passed here and aborted the job at its first step, in clip_grad_norm's own words.
+  DP_CHECK(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0,
+           "--clip-grad-norm must be a finite number >= 0 (0: off; got {})", c.clip_grad_norm);
   // A bucket holds at least one float (4 bytes), and at most kMaxBucketMb: other sizes failed
   // later, in the Reducer, through MPI_Abort and without the option's name.
   constexpr double kFloatMb = 4.0 / (1024.0 * 1024.0);

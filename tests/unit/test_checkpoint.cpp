@@ -465,6 +465,19 @@ TEST(ResumeCheck, ProfilingAndUnusedParameterToleranceDoNotMatter) {
   EXPECT_TRUE(v.notes.empty());
 }
 
+// Sampling prints text from the model; it does not change the training.
+TEST(ResumeCheck, SamplingSettingsDoNotMatter) {
+  CheckpointMeta m = sample_meta();
+  m.settings.emplace_back("--sample-length", "200");
+  m.settings.emplace_back("--sample-every", "0");
+  ResumeTarget t = target_like(m);
+  t.settings[t.settings.size() - 2].second = "64";
+  t.settings.back().second = "10";
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_TRUE(v.notes.empty());
+}
+
 TEST(ResumeCheck, AnotherWorldSizeNeedsTheSameGlobalBatch) {
   const CheckpointMeta m = sample_meta();  // 2 ranks x 16 x 1 = 32
   ResumeTarget t = target_like(m);

@@ -72,6 +72,37 @@ TEST(SettingsCheck, OptionsThatAddCollectivesMustAgree) {
   EXPECT_EQ(describe_settings_mismatch({lines(c), lines(d)}), "");
 }
 
+// Every rank samples (no rank waits for rank 0's text): ranks sampling different lengths
+// drifted apart and the job timed out instead of naming the option.
+TEST(SettingsCheck, SamplingSettingsMustAgree) {
+  TrainConfig a, b = a;
+  b.sample_length = 6000;
+  EXPECT_MENTIONS(describe_settings_mismatch({lines(a), lines(b)}),
+                  "--sample-length is '200' on rank 0 but '6000' on rank 1");
+  b = a;
+  b.sample_every = 5;
+  EXPECT_MENTIONS(describe_settings_mismatch({lines(a), lines(b)}), "--sample-every");
+  b = a;
+  b.sample_temperature = 0;
+  EXPECT_MENTIONS(describe_settings_mismatch({lines(a), lines(b)}), "--sample-temperature");
+  b = a;
+  b.sample_top_k = 3;
+  EXPECT_MENTIONS(describe_settings_mismatch({lines(a), lines(b)}), "--sample-top-k");
+}
+
+// A preset names values that are compared one by one: the same model given by --preset on
+// one rank and by its options on another agrees; a different resolved model does not.
+TEST(SettingsCheck, APresetIsComparedByTheModelItGives) {
+  TrainConfig a, b;
+  a.model = b.model = "gpt";
+  a.model_options = {{"preset", "gpt-tiny"}};
+  b.model_options = {{"layers", "2"}, {"heads", "2"}, {"embed", "64"}, {"context", "64"}};
+  EXPECT_EQ(describe_settings_mismatch({lines(a), lines(b)}), "");
+  b.model_options["layers"] = "3";
+  EXPECT_MENTIONS(describe_settings_mismatch({lines(a), lines(b)}),
+                  "--layers is '2' on rank 0 but '3' on rank 1");
+}
+
 TEST(SettingsCheck, OutputOnlyOptionsMayDiffer) {
   TrainConfig a, b;
   b.log_json = "rank1.jsonl";

@@ -40,6 +40,23 @@ TEST_F(ConfigFileTest, KeySetTwiceNamesBothLines) {
                   "--config " + path("run.cfg") + ":3: 'lr' is already set on line 1");
 }
 
+// '#' starts a comment at the start of a line or after a blank only: Boost's reader cut
+// "log-json = run#3.jsonl" to "run" and the run wrote its log there.
+TEST_F(ConfigFileTest, AHashInsideAValueIsPartOfIt) {
+  LaunchOptions o = parse("log-json = run#3.jsonl\ncheckpoint-dir = /scratch/job#3 # the job\n");
+  EXPECT_EQ(o.train.log_json, "run#3.jsonl");
+  EXPECT_EQ(o.train.checkpoint_dir, "/scratch/job#3");
+  EXPECT_EQ(parse("lr = 0.5\t# tab before\n#lr = 2\n").train.lr, 0.5f);
+}
+
+// help and version take no value: "help = false" printed the help, and the run trained nothing.
+TEST_F(ConfigFileTest, HelpAndVersionAreRefusedInTheFile) {
+  EXPECT_MENTIONS(parse_error("version = false\n"),
+                  "--config " + path("run.cfg") + ":1: 'version' is a command-line switch only");
+  EXPECT_MENTIONS(parse_error("eval = true\nhelp = 0\n"),
+                  ":2: 'help' is a command-line switch only");
+}
+
 TEST_F(ConfigFileTest, BytesThatAreNotUtf8AreTakenAsTheyAre) {
   // A Latin-1 file name: Boost converted the value from UTF-8 and threw a bare logic_error.
   LaunchOptions o = parse("log-json = r\xe9sultat.jsonl\n");

@@ -66,6 +66,22 @@ TEST_F(ConfigOriginTest, EveryOptionOfTheMessageFromTheFileIsNamed) {
                   "(--min-lr from " + path("run.cfg") + ":2, --lr from " + path("run.cfg") + ":1)");
   // Only --min-lr from the file: the message names its line alone.
   EXPECT_MENTIONS(parse_error("min-lr = 0.5\n", {"--lr", "0.1"}), at(1));
+  // Only the partner --lr from the file: named as such, not as the bad value's origin.
+  EXPECT_MENTIONS(parse_error("lr = 0.01\n", {"--min-lr", "0.02"}),
+                  "(got 0.02) (--lr from " + path("run.cfg") + ":1)");
+}
+
+// The optimizers' own checks name no option, so values from the file lost their line there.
+TEST_F(ConfigOriginTest, OptimizerSettingsNameTheirLine) {
+  EXPECT_MENTIONS(parse_error("optimizer = adamw\nbeta1 = 1\n"),
+                  "--beta1 must be in [0, 1) (got 1) " + at(2));
+  EXPECT_MENTIONS(parse_error("beta2 = -0.5\n"), "--beta2 must be in [0, 1) (got -0.5) " + at(1));
+  EXPECT_MENTIONS(parse_error("adam-eps = inf\n"), "--adam-eps must be a finite number >= 0");
+  EXPECT_MENTIONS(parse_error("weight-decay = inf\n"),
+                  "--weight-decay must be a finite number >= 0 (got inf) " + at(1));
+  // inf was accepted here and aborted the job at its first step.
+  EXPECT_MENTIONS(parse_error("clip-grad-norm = inf\n"),
+                  "--clip-grad-norm must be a finite number >= 0 (0: off; got inf) " + at(1));
 }
 
 TEST_F(ConfigOriginTest, TheCommandLineWinsAndIsNotBlamedOnTheFile) {
@@ -103,4 +119,7 @@ TEST(ConfigOrigin, OnlyOptionTokensFromTheFileAreAnnotated) {
   EXPECT_EQ(with_config_origin("--config run.cfg:7: lr = x: bad --lr", origins),
             "--config run.cfg:7: lr = x: bad --lr");
   EXPECT_EQ(with_config_origin("--lr x", {}), "--lr x");
+  // A partner from the file, the subject not: the partner is named.
+  EXPECT_EQ(with_config_origin("--warmup-steps 5 is too long, or --lr 1", origins),
+            "--warmup-steps 5 is too long, or --lr 1 (--lr from run.cfg:7)");
 }
