@@ -138,7 +138,10 @@ void parse_bucket_mb(const char* option, const std::string& text, double& mb, bo
   } catch (const std::exception&) {
     end = 0;
   }
-  DP_CHECK(end > 0 && end == text.size(), "{} {}: expected a number of MiB or auto", option, text);
+  // Decimal only, as every other number: stod also took hexadecimal ("0x10") and blanks.
+  const bool decimal = text.find_first_not_of("0123456789.eE+-") == std::string::npos;
+  DP_CHECK(decimal && end > 0 && end == text.size(), "{} {}: expected a number of MiB or auto",
+           option, text);
 }
 
 // --mode and --replicas (the DataParallel baseline, launcher/data_parallel_main.h).

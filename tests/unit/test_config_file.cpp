@@ -164,6 +164,16 @@ TEST(CommandLine, HugeBucketCapsAreRefusedByName) {
                   }),
                   "--first-bucket-mb must be a number of MB");
   EXPECT_NO_THROW(validate(parse_args({"--bucket-cap-mb", "1073741824"}).train));
+  // Decimal numbers only, as every other option (stod took hexadecimal and leading blanks).
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--bucket-cap-mb", "0x10"});
+                  }),
+                  "--bucket-cap-mb 0x10: expected a number of MiB or auto");
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--first-bucket-mb", " 5"});
+                  }),
+                  "--first-bucket-mb  5: expected a number");
+  EXPECT_EQ(parse_args({"--bucket-cap-mb", "2.5e1"}).train.bucket_cap_mb, 25.0);
 }
 
 // --batch-size 4611686018427387904 (2^62) overflowed the batch buffer's byte count and failed
