@@ -4,7 +4,11 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null ||
+    { echo "install-deps.sh: installs system packages: run it as root (or install sudo)" >&2; exit 1; }
+  SUDO=sudo
+fi
 $SUDO apt-get update -qq
 # clang and libclang-rt-dev: libFuzzer and the sanitizer runtimes (tests/fuzz, tests/sanitize);
 # llvm: llvm-symbolizer, which turns their stack traces into file:line.
@@ -21,8 +25,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   dataset-fashion-mnist \
   fortunes \
   python3 gnuplot-nox \
-  procps \
+  procps iproute2 \
   slurm-wlm munge libpmix-dev
+# iproute2: ip and tc, which launcher/netns/dprun-netns (and tests/netns, sweep.py) need.
 # procps: pgrep and pkill, which tests/e2e (test_checkpoint.sh, test_launch.sh) use to find
 # and signal ranks; a bare Ubuntu image (the Dockerfile's base) does not have it.
 # gnuplot-nox: tests/bench/sweep.py draws the scaling plots of docs/plots (PNG and SVG).

@@ -6,6 +6,10 @@
 # env.sh and a sources.sha1 made as pack.sh makes it, no programs.
 source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+# bundle.sh packs the tree as git lists it; a tree without its history (a Docker image, an
+# exported archive) has nothing to bundle from.
+git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 ||
+  { echo "SKIP: $ROOT is not a git checkout (bundle.sh packs the files git lists)"; exit 77; }
 
 KIT="$WORK/kit"
 mkdir -p "$KIT/bin" "$KIT/ompi/bin"
@@ -29,7 +33,7 @@ else
   fail "the unpacked bundle lacks files: $(ls -A "$TREE" 2>&1 | tr '\n' ' ')"
 fi
 # Ignored files (builds, earlier kits) stay behind.
-if [[ -z "$(cd "$TREE" && find . -maxdepth 1 -name 'build*' -print -quit)" ]]; then
+if [[ -d "$TREE" && -z "$(cd "$TREE" && find . -maxdepth 1 -name 'build*' -print -quit)" ]]; then
   pass "no build folder in the bundle"
 else
   fail "the bundle carries a build folder"

@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/sanitize/common.sh
 seconds=${1:-60}
+# libFuzzer reads -max_total_time=fuzz_idx (a target named where SECONDS goes) or 0 as "no
+# limit": the run would never end.
+[[ $seconds =~ ^[1-9][0-9]*$ ]] ||
+  { echo "usage: tests/fuzz/run.sh [SECONDS_PER_TARGET >= 1] [TARGET...] (got '$seconds')" >&2; exit 2; }
 shift $(($# > 0 ? 1 : 0))
 start=$SECONDS
 
