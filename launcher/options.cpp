@@ -225,7 +225,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("eval-every", po::value(&t.eval_every)->default_value(t.eval_every), "also evaluate every N steps and after the last step (0: off)")
       ("eval-batches", po::value(&t.eval_batches)->default_value(t.eval_batches), "evaluate on at most N batches per rank (0: the whole split)")
       ("sample-every", po::value(&t.sample_every)->default_value(t.sample_every), "language models: rank 0 prints a text sampled from the model every N steps (0: off)")
-      ("sample-length", po::value(&t.sample_length)->default_value(t.sample_length), "tokens per printed sample")
+      ("sample-length", po::value(&t.sample_length)->default_value(t.sample_length), "tokens per printed sample (at most 1000000)")
       ("sample-temperature", po::value(&t.sample_temperature)->default_value(t.sample_temperature, "1"), "sampling temperature (0: greedy, the most likely token at each step)")
       ("sample-top-k", po::value(&t.sample_top_k)->default_value(t.sample_top_k), "sample from the K most likely tokens (0: all)")
       ("eval-batch-size", po::value(&t.eval_batch_size)->default_value(t.eval_batch_size), "evaluation batch per rank (0: --batch-size)");

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "models/registry.h"
@@ -13,7 +15,19 @@ namespace dp {
 
 namespace {
 
+size_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : SIZE_MAX;
+}
+
 const GptConfig& checked(const GptConfig& c) {
+  check_gpt_config(c);
+  return c;
+}
+
+}  // namespace
+
+void check_gpt_config(const GptConfig& c) {
   DP_CHECK(c.layers > 0 && c.heads > 0 && c.embed > 0 && c.context > 0 && c.vocab > 0,
            "gpt: layers, heads, embed, context and vocab must all be > 0, got {}, {}, {}, {}, {}",
            c.layers, c.heads, c.embed, c.context, c.vocab);
@@ -24,10 +38,32 @@ const GptConfig& checked(const GptConfig& c) {
            "gpt: the embedding width {} must be divisible by the number of heads {} (each head "
            "gets embed / heads channels)",
            c.embed, c.heads);
-  return c;
+  // The blocks are built one by one before the parameters are gathered into one allocation:
+  // --layers 2^62 grew the process until the kernel killed it, with no error.
+  const std::optional<size_t> n = gpt_parameter_count(c);
+  const size_t memory = physical_memory_bytes();
+  DP_CHECK(n && *n <= memory / sizeof(float),
+           "gpt: --layers {} --embed {} --context {} and a table of {} rows make {} parameters, "
+           "whose float32 values alone exceed this machine's {:.1f} GiB of memory",
+           c.layers, c.embed, c.context, c.table_rows(),
+           n ? fmt::format("{}", *n) : std::string("more than 2^64"), double(memory) / (1 << 30));
 }
 
-}  // namespace
+std::optional<size_t> gpt_parameter_count(const GptConfig& c) {
+  // (Vp + context) C + layers (12 C^2 + 13 C) + 2 C, each step checked.
+  size_t rows = 0, block = 0, blocks = 0, tables = 0, total = 0, c2 = 0;
+  const size_t C = c.embed;
+  if (__builtin_add_overflow(c.table_rows(), c.context, &rows) ||
+      __builtin_mul_overflow(rows, C, &tables) || __builtin_mul_overflow(C, C, &c2) ||
+      __builtin_mul_overflow(c2, size_t(12), &block) ||
+      __builtin_add_overflow(block, 13 * C, &block) ||  // 13 C fits: C^2 did
+      __builtin_mul_overflow(block, c.layers, &blocks) ||
+      __builtin_add_overflow(tables, blocks, &total) ||
+      __builtin_add_overflow(total, 2 * C, &total)) {
+    return std::nullopt;
+  }
+  return total;
+}
 
 GptModel::GptModel(const GptConfig& config, uint64_t seed)
     : Module("gpt"),

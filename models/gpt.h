@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "runtime/nn/embedding.h"
@@ -32,6 +33,13 @@ struct GptConfig {
   size_t padded_vocab = 0;
   size_t table_rows() const { return padded_vocab != 0 ? padded_vocab : vocab; }
 };
+
+// The model's parameter elements (wte once): (Vp + context) C + layers (12 C^2 + 13 C) + 2 C.
+// nullopt when that does not fit a size_t.
+std::optional<size_t> gpt_parameter_count(const GptConfig& c);
+// Throws dp::Error naming what to change when GptModel cannot be built from `c` (a zero size,
+// heads that do not divide the width, parameters beyond this machine's memory).
+void check_gpt_config(const GptConfig& c);
 
 class GptModel : public Module {
  public:

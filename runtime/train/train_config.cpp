@@ -79,7 +79,12 @@ void validate(const TrainConfig& c) {
            "--timeout must be a number of seconds from 0.001 to 31536000 (a year), got {}",
            c.timeout_s);
   DP_CHECK(c.log_interval > 0, "--log-interval must be at least 1");
-  DP_CHECK(c.sample_length > 0, "--sample-length must be at least 1");
+  // The sample is generated in memory after hours of training: 2^64 - 1 failed there, in
+  // vector::reserve's words, before the step's checkpoint was written.
+  constexpr size_t kMaxSampleLength = 1000000;
+  DP_CHECK(c.sample_length > 0 && c.sample_length <= kMaxSampleLength,
+           "--sample-length must be from 1 to {} tokens (got {})", kMaxSampleLength,
+           c.sample_length);
   DP_CHECK(std::isfinite(c.sample_temperature) && c.sample_temperature >= 0,
            "--sample-temperature must be a number >= 0 (0: greedy, the most likely token; got {})",
            c.sample_temperature);

@@ -82,6 +82,10 @@ TEST_F(ConfigOriginTest, OptimizerSettingsNameTheirLine) {
   // inf was accepted here and aborted the job at its first step.
   EXPECT_MENTIONS(parse_error("clip-grad-norm = inf\n"),
                   "--clip-grad-norm must be a finite number >= 0 (0: off; got inf) " + at(1));
+  // Refused at start-up, not after the training, where the sample is generated.
+  EXPECT_MENTIONS(
+      parse_error("sample-length = 18446744073709551615\n"),
+      "--sample-length must be from 1 to 1000000 tokens (got 18446744073709551615) " + at(1));
 }
 
 TEST_F(ConfigOriginTest, TheCommandLineWinsAndIsNotBlamedOnTheFile) {

@@ -3,14 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "models/gpt.h"
 #include "models/registry.h"
 #include "runtime/nn/embedding.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
+using dp::test::error_of;
 
 namespace {
 
@@ -69,12 +72,16 @@ TEST(GptModel, BuildsTheDefaultWithItsDescription) {
   auto* gpt = dynamic_cast<GptModel*>(m.module.get());
   ASSERT_NE(gpt, nullptr);
   EXPECT_EQ(gpt->num_parameters(), n);
+  EXPECT_EQ(gpt_parameter_count(gpt->config()), std::optional<size_t>(n));
   // --vocab-size pads the table beyond the data's vocabulary.
   const BuiltModel padded =
       e.build(make_model_args(e, {{"vocab-size", "300"}, {"layers", "1"}}, tokens(128, 257), 1));
   EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).config().vocab, 257u);
   EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).config().padded_vocab, 300u);
   EXPECT_EQ(dynamic_cast<GptModel&>(*padded.module).wte().value.dim(0), 300);
+  auto& padded_gpt = dynamic_cast<GptModel&>(*padded.module);
+  EXPECT_EQ(gpt_parameter_count(padded_gpt.config()),
+            std::optional<size_t>(padded_gpt.num_parameters()));
   EXPECT_EQ(padded.description,
             "gpt 1 layers, 4 heads, 128 wide, context 128, vocab 257 (table padded to 300)");
 }
@@ -100,6 +107,24 @@ TEST(GptModel, ChecksNameWhatToChange) {
   EXPECT_NE(msg.find("do not fit the context of 64"), std::string::npos) << msg;
   msg = build_error({{"layers", "0"}}, data);
   EXPECT_NE(msg.find("--layers"), std::string::npos) << msg;
+}
+
+// Blocks beyond memory: GptModel built them one by one until the kernel killed the process
+// (2^62 layers of width 8). The check alone is called here: a model that passed it by mistake
+// would take the test machine's memory.
+TEST(GptModel, ParametersBeyondMemoryAreRefusedBeforeBuilding) {
+  GptConfig c;
+  c.layers = size_t(1) << 62;
+  c.embed = 8;
+  c.heads = 1;
+  EXPECT_MENTIONS(error_of([&] { check_gpt_config(c); }),
+                  "gpt: --layers 4611686018427387904 --embed 8 --context 128 and a table of 257 "
+                  "rows make more than 2^64 parameters, whose float32 values alone exceed this "
+                  "machine's");
+  c.layers = 1000000000000;
+  EXPECT_MENTIONS(error_of([&] { check_gpt_config(c); }), "make 872000000003096 parameters");
+  c.layers = 4;
+  EXPECT_NO_THROW(check_gpt_config(c));
 }
 
 TEST(GptModel, InitialisesAsGpt2) {
