@@ -269,7 +269,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("log-json", po::value(&t.log_json), "write one JSON object per step to FILE (rank 0; a step skipped by --on-nonfinite skip has \"skipped\":true)")
       ("trace", po::value(&t.trace), "write a Chrome trace (chrome://tracing, Perfetto) of the first 20 steps of every rank to FILE (a resumed run: its own first 20)")
       ("gemm-profile", po::value(&t.gemm_profile), "write the shapes of one training step's CPU GEMMs to FILE (rank 0; this process's third step, or its last when it runs fewer), for bench_sgemm --shapes")
-      ("profile-out", po::value(&t.profile_out), "write rank 0's profile of steps 2-6 (a resumed run: its own 2nd to 6th; gradient ready times, compute), the measured all-reduce cost and the later steps' times to FILE, for dprun predict")
+      ("profile-out", po::value(&t.profile_out), "write rank 0's profile of steps 2-6 (a resumed run: its own 2nd to 6th; gradient ready times, compute), the measured all-reduce cost and the later steps' median times (the last 10000) to FILE, for dprun predict")
       ("dump-params", po::value(&t.dump_params), "write the final parameters to FILE: raw little-endian float32, registration order");
 
   po::options_description ckpt("Checkpoints and preemption");

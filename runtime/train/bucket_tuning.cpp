@@ -69,8 +69,14 @@ BackwardProfile BucketTuner::profile() const {
 void BucketTuner::after_step(uint64_t step, const StepMetrics& m) {
   if (step == last_ && !decided_) decide(/*choose=*/true);
   // The step after the decision rebuilds the buckets: measure from the one after it.
-  if (decided_ && step >= last_ + 2 && !opt_.profile_out.empty() && pg_.rank() == 0)
-    measured_.push_back(m);
+  if (decided_ && step >= last_ + 2 && !opt_.profile_out.empty() && pg_.rank() == 0) {
+    if (measured_.size() < kMeasuredSteps) {
+      measured_.push_back(m);
+    } else {
+      measured_[measured_count_ % kMeasuredSteps] = m;  // medians do not care about order
+    }
+    ++measured_count_;
+  }
 }
 
 void BucketTuner::decide(bool choose) {

@@ -50,6 +50,10 @@ struct BucketTuningOptions {
 
 class BucketTuner {
  public:
+  // --profile-out's measured medians are over at most the last this many steps: rank 0 kept
+  // every step's metrics and grew by ~260 bytes a step for the whole run.
+  static constexpr size_t kMeasuredSteps = 10000;
+
   // `log` (may be null): where the decision is recorded as a JSON line.
   BucketTuner(BucketTuningOptions options, Reducer& reducer, ProcessGroup& pg, JsonLog* log);
 
@@ -85,10 +89,11 @@ class BucketTuner {
   std::vector<StepSample> samples_;
   // This rank's ready times, before slowest_rank_view: the profile's own_ready_us.
   std::vector<double> own_ready_us_;
-  AllReduceFit probe_;   // the all-reduce alone
-  AllReduceFit busy_;    // while backward computes (from the profiled steps)
-  BucketChoice in_use_;  // the buckets after the decision, with their prediction
-  std::vector<StepMetrics> measured_;
+  AllReduceFit probe_;                 // the all-reduce alone
+  AllReduceFit busy_;                  // while backward computes (from the profiled steps)
+  BucketChoice in_use_;                // the buckets after the decision, with their prediction
+  std::vector<StepMetrics> measured_;  // a ring of the last kMeasuredSteps measured steps
+  uint64_t measured_count_ = 0;        // steps measured in all
 };
 
 }  // namespace dp

@@ -1,6 +1,8 @@
 #include "runtime/train/checkpoint_dir.h"
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "runtime/core/error.h"
+#include "runtime/core/process_start.h"
 #include "runtime/train/checkpoint_file.h"
 
 namespace dp {
@@ -31,6 +34,30 @@ bool parse_name(const std::string& name, uint64_t& step) {
     return false;
   step = std::stoull(digits);
   return true;
+}
+
+// Why this host's `pid` cannot be the writer of the temporary `path` although a process has
+// that PID: it is this process (which writes no checkpoint while it chooses one to resume), or
+// it started after the file was last written. A restarted container's PID namespace hands out
+// the same small PIDs: the leftover of the killed job looked live to every restart and was
+// kept forever. "" when the PID may be the writer.
+std::string reused_pid(long pid, const std::string& path) {
+  if (pid == long(::getpid())) {
+    return fmt::format(
+        "its writer is gone (pid {} is this process: PIDs repeat, e.g. in a restarted "
+        "container)",
+        pid);
+  }
+  struct stat st {};
+  const double started = process_start_time(pid);
+  // One second of slack: the file times and the start time are rounded differently.
+  if (started > 0 && ::stat(path.c_str(), &st) == 0 && started > double(st.st_mtime) + 1) {
+    return fmt::format(
+        "its writer is gone (pid {} on this host started after the file was last written: a "
+        "reused PID)",
+        pid);
+  }
+  return "";
 }
 
 }  // namespace
@@ -74,6 +101,14 @@ LeftoverVerdict judge_leftover(const std::string& path) {
       std::chrono::duration<double>(fs::file_time_type::clock::now() - mtime).count();
   const bool old = age_s >= double(kLeftoverAgeSeconds);
   const bool here = !t.host.empty() && t.host == checkpoint_host_tag();
+  if (here) {
+    const std::string reused = reused_pid(t.pid, path);
+    if (!reused.empty()) {
+      v.gone = true;
+      v.why = reused;
+      return v;
+    }
+  }
   if (here || t.host.empty()) {
     // kill(pid, 0) fails with ESRCH only when no such process exists; EPERM means it exists
     // (another user's): never take a failure for "gone" without ESRCH.

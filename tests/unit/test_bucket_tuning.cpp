@@ -185,6 +185,33 @@ TEST_F(ProfileFiles, TheTunerWritesTheProfileWithTheMeasuredSteps) {
   EXPECT_GT(p.predicted_step_us, p.compute.compute_us());
 }
 
+// A long run's profile holds the medians of its last kMeasuredSteps steps: rank 0 kept every
+// step's metrics (~260 bytes a step) until the end of the run.
+TEST_F(ProfileFiles, TheMeasuredStepsAreTheLastWindow) {
+  const std::string file = path("profile.json");
+  constexpr uint64_t kSteps = 3 * BucketTuner::kMeasuredSteps;
+  test::run_ranks(2, [&](ProcessGroup& pg) {
+    auto model = big_mlp();
+    Reducer reducer(model->parameters(), pg, ReducerOptions{});
+    BucketTuningOptions o;
+    o.profile_out = file;
+    o.profile_steps = 2;
+    o.quiet = true;
+    BucketTuner tuner(o, reducer, pg, nullptr);
+    StepMetrics m;
+    for (uint64_t step = 1; step <= kSteps; ++step) {
+      if (tuner.profiling(step)) tuner.add_sample(sample(4000, 0));
+      m.step_ms = double(step);  // measured from step 5 on
+      tuner.after_step(step, m);
+    }
+    tuner.finish();
+  });
+  const RunProfile p = read_run_profile(file);
+  EXPECT_EQ(p.measured.steps, BucketTuner::kMeasuredSteps);
+  // The median of the last window's step times, kSteps - 9999 .. kSteps.
+  EXPECT_DOUBLE_EQ(p.measured.step_us, (double(kSteps) - 4999.5) * 1000);
+}
+
 TEST_F(ProfileFiles, RefusesWhatIsNotAProfile) {
   const std::string file = path("x.json");
   { std::ofstream(file) << R"({"type":"step","step":1})"; }

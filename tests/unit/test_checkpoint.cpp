@@ -27,6 +27,7 @@
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/checkpoint_dir.h"
 #include "runtime/train/resume_check.h"
+#include "tests/support/temp_dir.h"
 
 using namespace dp;
 namespace fs = std::filesystem;
@@ -351,18 +352,48 @@ TEST(CheckpointDir, TrailingSlashKeepsTheCheckpointJustWritten) {
 // --resume auto removes a writer's temporary only when that writer is certainly gone: an
 // --eval-only --resume auto next to a training run removed the run's checkpoint in progress,
 // whose rename then failed and ended the run.
-TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
+// PIDs repeat: a restarted container's PID namespace gives the new job the PIDs of the killed
+// one, whose leftover then looked live on every restart and was kept forever. This process
+// (it writes no checkpoint while choosing one) and a process that started after the file was
+// last written are not its writer.
+TEST(CheckpointDir, AReusedPidIsNotTheWriter) {
   TempDir dir;
   write_step(dir.path, 10);
   const std::string host = checkpoint_host_tag();
-  const std::string mine = std::to_string(::getpid()), dead = std::to_string(dead_pid()),
-                    dead2 = std::to_string(dead_pid());
+  const std::string mine = std::to_string(::getpid()), parent = std::to_string(::getppid());
   auto tmp = [&](const std::string& rest) {
     const std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
     std::ofstream(p) << "partial";
     return p;
   };
-  const std::string live = tmp(host + "." + mine);       // a writer running here
+  const std::string own = tmp(host + "." + mine);
+  const std::string before = tmp(host + "." + parent);
+  age_file(before, std::chrono::hours(24 * 365 * 20));  // written before the parent started
+  const ResumeChoice c = choose_checkpoint(dir.path);
+  EXPECT_EQ(c.path, checkpoint_path(dir.path, 10));
+  EXPECT_FALSE(fs::exists(own));
+  EXPECT_FALSE(fs::exists(before));
+  std::string all;
+  for (const std::string& s : c.skipped) all += s + "\n";
+  EXPECT_MENTIONS(all, own + ": an incomplete write (its writer is gone (pid " + mine +
+                           " is this process: PIDs repeat");
+  EXPECT_MENTIONS(all, before + ": an incomplete write (its writer is gone (pid " + parent +
+                           " on this host started after the file was last written: a reused PID)");
+}
+
+TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
+  TempDir dir;
+  write_step(dir.path, 10);
+  const std::string host = checkpoint_host_tag();
+  // A live writer here: the parent (ctest, the shell) started before these files were written.
+  const std::string mine = std::to_string(::getpid()), parent = std::to_string(::getppid()),
+                    dead = std::to_string(dead_pid()), dead2 = std::to_string(dead_pid());
+  auto tmp = [&](const std::string& rest) {
+    const std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
+    std::ofstream(p) << "partial";
+    return p;
+  };
+  const std::string live = tmp(host + "." + parent);     // a writer running here
   const std::string live_old = tmp(mine);                // older name, a live PID, 20 min old
   const std::string gone = tmp(host + "." + dead);       // a writer here that is gone
   const std::string gone_old = tmp(dead);                // older name, no such PID, 20 min old
@@ -384,7 +415,7 @@ TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
   for (const std::string& p : {gone, gone_old, remote_old}) EXPECT_FALSE(fs::exists(p)) << p;
   std::string all;
   for (const std::string& s : c.skipped) all += s + "\n";
-  EXPECT_NE(all.find(live + ": an incomplete write (pid " + mine + " on this host is running"),
+  EXPECT_NE(all.find(live + ": an incomplete write (pid " + parent + " on this host is running"),
             std::string::npos)
       << all;
   EXPECT_NE(all.find(gone + ": an incomplete write (its writer (pid " + dead +
