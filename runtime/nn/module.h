@@ -1,7 +1,10 @@
 #pragma once
 // A layer or a composite of layers with forward and backward side by side. Outputs are
 // buffers the module owns and reuses from step to step (reallocated only when the batch
-// shape changes), so the steady-state training step allocates nothing.
+// shape changes), so the steady-state training step allocates no tensor memory. Small
+// bookkeeping still reaches the heap each step (shape vectors of views, each collective's
+// Work and description): measured with an LD_PRELOAD malloc counter on rank 0's training
+// thread, 15 calls a step for the mlp, 36 for the cnn, 52 for gpt-tiny.
 //
 // A module registers what it owns: its parameters (trained), its buffers (state that is
 // not trained) and its child modules (which it owns as members or unique_ptrs and calls in

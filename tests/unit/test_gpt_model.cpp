@@ -175,7 +175,7 @@ TEST(GptModel, RejectsInputsItCannotTake) {
   EXPECT_THROW(GptModel(GptConfig{1, 3, 8, 4, 5}, 0), Error);  // 8 wide, 3 heads
 }
 
-// The steady-state step allocates nothing: every activation and gradient buffer, down to
+// The steady-state step allocates no tensor memory: every activation and gradient buffer, down to
 // the logits, is the one of the previous step while the batch shape stays the same.
 TEST(GptModel, ReusesItsBuffersFromStepToStep) {
   GptConfig c;
