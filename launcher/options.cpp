@@ -85,7 +85,7 @@ std::vector<ConfigLine> read_config_file(const std::string& path,
   DP_CHECK(in.is_open(), "--config {}: cannot open the file", path);
   std::string line;
   std::vector<ConfigLine> lines;
-  std::map<std::string, int> first_line;  // Boost refuses a key given twice, naming no line
+  std::map<std::string, int> first_line;  // a key given twice is refused, naming both lines
   for (int n = 1; std::getline(in, line); ++n) {
     const std::string where = fmt::format("--config {}:{}: ", path, n);
     auto trim = [](std::string s) {

@@ -39,6 +39,16 @@ timed() {
   elapsed=$(( $(date +%s) - start ))
 }
 
+# ended_after_timeout WHAT BOUND MESSAGE: the last `timed` run failed by itself (not killed by
+# the test's own `timeout`, 124) within BOUND seconds, and its stderr holds MESSAGE.
+ended_after_timeout() {
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt "$2" ] && grep -q "$3" "$WORK/err"; then
+    pass "$1 (rc $rc, ${elapsed}s)"
+  else
+    fail "$1: rc $rc after ${elapsed}s"; cat "$WORK/err"
+  fi
+}
+
 DPRUN_FAULT_STALL="rank=1,step=3,seconds=100" timed mpi 2 --data synthetic:2000 --hidden 16 \
   --steps 10 --batch-size 20 --timeout 3 --log-json "$WORK/hang.jsonl"
 # The log keeps the steps done before the stall: the job is aborted, no destructor runs.
@@ -87,12 +97,8 @@ grep -q "rank 0: .*its communication thread waits for rank 1's message" "$WORK/e
 # wait forever in the start-up agreement; the job ends after --timeout.
 DPRUN_FAULT_STALL="rank=1,step=0,seconds=100" timed mpi 2 --data synthetic:2000 --hidden 16 \
   --steps 10 --timeout 3
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 60 ] &&
-   grep -q "dprun: error: \[rank 0\] not every rank finished its configuration or input check within 3 s" "$WORK/err"; then
-  pass "a rank stuck at start-up ends the job after --timeout (${elapsed}s)"
-else
-  fail "start-up stall: rc $rc after ${elapsed}s"; cat "$WORK/err"
-fi
+ended_after_timeout "a rank stuck at start-up ends the job after --timeout" 60 \
+  "dprun: error: \[rank 0\] not every rank finished its configuration or input check within 3 s"
 # Rank 0 collects every rank's report: it names the one it never heard from.
 grep -q "dprun: error: \[rank 0\] not every rank finished .*: no report from rank 1 " "$WORK/err" &&
   pass "start-up stall: rank 0 names rank 1, which never reported" ||
@@ -108,12 +114,8 @@ stalled() {
   DPRUN_FAULT_STALL="rank=1,phase=$1,seconds=100" timed mpi 2 --data synthetic:200 --hidden 8 \
     --steps 2 --timeout 3
   # 3 s of deadline, plus mpirun's start and tear-down on a loaded 2-core machine.
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 40 ] &&
-     grep -q "dprun: error: \[rank 0\] $2 did not complete within 3 s (--timeout)" "$WORK/err"; then
-    pass "$1: a stalled rank ends the job after --timeout, naming the phase (rc $rc, ${elapsed}s)"
-  else
-    fail "$1: rc $rc after ${elapsed}s"; cat "$WORK/err"
-  fi
+  ended_after_timeout "$1: a stalled rank ends the job after --timeout, naming the phase" 40 \
+    "dprun: error: \[rank 0\] $2 did not complete within 3 s (--timeout)"
 }
 stalled process-group "building the process group"
 stalled finalize "MPI finalisation"
@@ -128,10 +130,6 @@ mkfifo "$WORK/cfg.fifo"
 ARGS=(--data synthetic:200 --hidden 8 --steps 2 --timeout 3)
 timed timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 "$DPRUN" "${ARGS[@]}" : \
   -np 1 "$DPRUN" "${ARGS[@]}" --config "$WORK/cfg.fifo"
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 40 ] &&
-   grep -q "dprun: error: \[rank 0\] not every rank finished reading its options within 3 s (--timeout): no report from rank 1 " "$WORK/err"; then
-  pass "a rank stuck reading its --config ends the job after --timeout (${elapsed}s)"
-else
-  fail "--config on a FIFO: rc $rc after ${elapsed}s"; cat "$WORK/err"
-fi
+ended_after_timeout "a rank stuck reading its --config ends the job after --timeout" 40 \
+  "dprun: error: \[rank 0\] not every rank finished reading its options within 3 s (--timeout): no report from rank 1 "
 finish
