@@ -66,6 +66,11 @@ size_t DataLoader::batches_per_epoch() const {
   return (sampler_.num_samples() + batch_size_ - 1) / batch_size_;
 }
 
+size_t DataLoader::batch_rows(size_t index) const {
+  const size_t n = sampler_.num_samples(), first = index * batch_size_;
+  return first < n ? std::min(batch_size_, n - first) : 0;
+}
+
 bool DataLoader::fill(Batch& b, size_t batch_index) {
   const std::vector<size_t>& order = sampler_.indices();
   const size_t first = (batch_index - skip_) * batch_size_;

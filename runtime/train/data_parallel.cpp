@@ -254,11 +254,16 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   const bool may_skip = cfg_.on_nonfinite == "skip";
   if (may_skip) buffer_snapshot_.save(buffers());
   size_t rows = 0;  // the global batch's
+  // Micro-batch k weighs by its share of the step's rows, as under DDP (trainer.cpp).
+  const size_t first = loader_->next_index();
+  size_t step_rows = 0;
+  for (size_t k = 0; k < K; ++k) step_rows += loader_->batch_rows(first + k);
   for (size_t k = 0; k < K; ++k) {
     const double t0 = now_us();
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
     rows += batch->size;
+    const float weight = static_cast<float>(batch->size) / static_cast<float>(step_rows);
     const double t1 = now_us();
     for (size_t r = 0; r < n; ++r) {
       Replica& rep = *replicas_[r];
@@ -283,11 +288,9 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
       }
       const double a = now_us();
       const Tensor& logits = rep.model->forward(rep.x);
-      rep.loss_sum += rep.loss_fn.forward(logits, loss_targets(rep.y, rep.flat_targets));
+      rep.loss_sum += weight * rep.loss_fn.forward(logits, loss_targets(rep.y, rep.flat_targets));
       const double b = now_us();
-      // Each micro-batch's loss is a mean over its chunk; 1/K makes the accumulated gradient
-      // the mean over the step's samples, as under DDP.
-      rep.model->backward(rep.loss_fn.backward(1.0f / static_cast<float>(K)));
+      rep.model->backward(rep.loss_fn.backward(weight));
       if (rep.device.is_cuda()) cuda_sync(rep.device.index);  // backward has run, not just queued
       const double c = now_us();
       rep.forward_us += b - a;
@@ -302,7 +305,7 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
 
   const double t5 = now_us();
   losses_.resize(n);
-  for (size_t r = 0; r < n; ++r) losses_[r] = replicas_[r]->loss_sum / static_cast<float>(K);
+  for (size_t r = 0; r < n; ++r) losses_[r] = replicas_[r]->loss_sum;
   const float loss = mean_over_replicas(losses_);
   gather_->gather();
   const double t6 = now_us();

@@ -404,6 +404,12 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   double bwd_start = 0, finish_end = 0;  // of the synchronising micro-batch
   float loss_sum = 0;
   size_t rows = 0;  // this rank's; every rank's epoch has the same (the sampler pads it)
+  // Each micro-batch's loss is a mean over its rows; weighting it by its share of the
+  // step's rows makes the accumulated gradient (and the logged loss) the mean over all of
+  // them, as one large batch would give, also when the epoch's short last batch is one.
+  const size_t first = loader_->next_index();
+  size_t step_rows = 0;
+  for (size_t k = 0; k < K; ++k) step_rows += loader_->batch_rows(first + k);
   reducer_->zero_grad();
   // A step skipped for a non-finite gradient must leave the model as it was, buffers too:
   // forward already moved BatchNorm's running statistics (with the NaN batch, NaN).
@@ -414,6 +420,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
     rows += batch->size;
+    const float weight = static_cast<float>(batch->size) / static_cast<float>(step_rows);
     double t1 = now_us();
     fault_.maybe_poison(rank_, step_ + 1, batch->x);
     const Tensor& x = on_device(batch->x, k, 0);
@@ -421,17 +428,15 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     if (cfg_.broadcast_buffers) buffer_sync_->broadcast("before forward");
     reducer_->prepare_for_backward(/*sync=*/k + 1 == K);
     const Tensor& logits = model_->forward(x);
-    loss_sum += loss_fn_->forward(logits, loss_targets(y));
+    loss_sum += weight * loss_fn_->forward(logits, loss_targets(y));
     double t2 = now_us();
     if (k + 1 == K) {
       // The step's loss: all-reduced (with the stop flag) once the buckets are in flight.
-      loss_buf_.f32()[0] = loss_sum / static_cast<float>(K);
+      loss_buf_.f32()[0] = loss_sum;
     }
     if (k == 0) fault_.maybe_signal(rank_, step_ + 1);
     fault_.maybe_stall(rank_, step_ + 1);
-    // Each micro-batch's loss is a mean over B; scaling by 1/K makes the accumulated
-    // gradient the mean over the K*B samples, as one large batch would give.
-    model_->backward(loss_fn_->backward(1.0f / static_cast<float>(K)));
+    model_->backward(loss_fn_->backward(weight));
     double t3 = now_us();
     reducer_->finish();
     bwd_end = t3;

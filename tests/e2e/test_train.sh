@@ -157,6 +157,26 @@ for name, want in (("short1", [32, 32, 32, 4]), ("short2", [32, 32, 32, 4]), ("s
     assert len(got) == len(want) and all(abs(g - w) < 0.01 * w for g, w in zip(got, want)), (name, got)
 PY
 
+# An accumulated step with the epoch's short last batch (500 samples a rank in micro-batches
+# of 16 end with 16 + 4 rows) logs the loss of the larger batch's last 20 rows, in DDP and
+# in --mode dp: weighting each micro-batch by 1/K logged 2.0915 instead of 2.0655.
+ACC=(--data synthetic:1000 --steps 16 --lr-schedule constant --quiet)
+mpi 2 "${ACC[@]}" --batch-size 32 --log-json "$WORK/acc32.jsonl" >/dev/null 2>&1 &&
+  mpi 2 "${ACC[@]}" --batch-size 16 --grad-accum 2 --log-json "$WORK/acc16.jsonl" >/dev/null 2>&1 &&
+  "$DPRUN" --mode dp --replicas 2 "${ACC[@]}" --batch-size 16 --grad-accum 2 \
+    --log-json "$WORK/accdp.jsonl" >/dev/null 2>&1 || fail "grad-accum runs exited non-zero"
+python3 - "$WORK" <<'PY' && pass "a short last micro-batch weighs by its rows" || fail "short last micro-batch"
+import json, sys
+def last_loss(name):
+    steps = [json.loads(l) for l in open(f"{sys.argv[1]}/{name}.jsonl")]
+    steps = [r for r in steps if r["type"] == "step"]
+    assert len(steps) == 16, len(steps)
+    return steps[-1]["loss"]
+ref = last_loss("acc32")
+for name in ("acc16", "accdp"):
+    assert abs(last_loss(name) - ref) < 1e-5, (name, last_loss(name), ref)
+PY
+
 # --help documents every option.
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \

@@ -204,6 +204,26 @@ TEST(DdpContract, GradAccumEqualsTheLargerBatch) {
   expect_close(a, train_alone(alone), 1e-5);
 }
 
+// The epoch's short last batch inside an accumulated step weighs by its rows: 500 samples
+// in micro-batches of 16 end with 16 + 4 rows, which must train as the larger batch's last
+// 20 rows do (weighting each micro-batch by 1/K gave the 4 rows the weight of 16).
+TEST(DdpContract, GradAccumWithTheShortLastBatchEqualsTheLargerBatch) {
+  const int n = world();
+  TrainConfig accum = small_config();
+  accum.data = "synthetic:500";
+  accum.max_steps = 16;  // the whole epoch, its last step included
+  accum.batch_size = 16 / n;
+  accum.grad_accum = 2;
+  TrainConfig large = accum;
+  large.batch_size = 32 / n;
+  large.grad_accum = 1;
+  std::vector<float> a = train_distributed(accum);
+  expect_close(a, train_distributed(large), 1e-5);
+  TrainConfig alone = large;
+  alone.batch_size = 32;
+  expect_close(a, train_alone(alone), 1e-5);
+}
+
 // The parameter arena changes where the floats live, not which operations run: SGD with
 // momentum over one block, gradients all-reduced in place in it, ends bit-identical to the
 // per-parameter path, and the optimizer really took the fused path.
