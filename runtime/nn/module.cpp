@@ -1,6 +1,7 @@
 #include "runtime/nn/module.h"
 
 #include <algorithm>
+#include <string>
 #include <unordered_set>
 
 namespace dp {
@@ -32,20 +33,41 @@ std::vector<T*> first_occurrences(const std::vector<T*>& all) {
   return out;
 }
 
+// Names key the checkpoint's sections, the dump and the replicas' comparison: two states of
+// one name write a checkpoint that cannot be read back (found only when resuming, after a
+// preemption), so the model is refused as soon as anything lists its state.
+void check_unique_names(const std::string& model, const std::vector<Parameter*>& ps,
+                        const std::vector<Buffer*>& bs) {
+  std::unordered_set<std::string> names;
+  auto add = [&](const std::string& name, const char* kind) {
+    DP_CHECK(names.insert(name).second,
+             "model {}: two states are named '{}' (the second a {}): each parameter and buffer "
+             "needs a name of its own, or checkpoints cannot be read back; give the modules "
+             "that hold them different names",
+             model, name, kind);
+  };
+  for (const Parameter* p : ps) add(p->name, "parameter");
+  for (const Buffer* b : bs) add(b->name, "buffer");
+}
+
 }  // namespace
 
 std::vector<Parameter*> Module::parameters() {
   std::vector<Parameter*> ps;
   std::vector<Buffer*> bs;
   collect(ps, bs);
-  return first_occurrences(ps);
+  ps = first_occurrences(ps);
+  check_unique_names(name_, ps, first_occurrences(bs));
+  return ps;
 }
 
 std::vector<Buffer*> Module::buffers() {
   std::vector<Parameter*> ps;
   std::vector<Buffer*> bs;
   collect(ps, bs);
-  return first_occurrences(bs);
+  bs = first_occurrences(bs);
+  check_unique_names(name_, first_occurrences(ps), bs);
+  return bs;
 }
 
 void Module::train(bool on) {

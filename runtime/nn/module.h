@@ -34,9 +34,11 @@ class Module {
   // (an undefined tensor when needs_input_grad() is false: the first layer skips it).
   virtual const Tensor& backward(const Tensor& grad_output) = 0;
 
-  // Every parameter of this module and its children, depth first in registration order,
-  // each ONCE: a parameter registered by several modules (tied weights) is listed where it
-  // was first registered. The Reducer, the optimizer and the dump use this list.
+  // Every parameter of this module and its children: the module's own first (in
+  // registration order), then each child's the same way, depth first, as PyTorch's
+  // named_parameters() lists them; each ONCE: a parameter registered by several modules
+  // (tied weights) is listed where it is first met. The Reducer, the optimizer and the dump
+  // use this list. Throws a dp::Error when two parameters or buffers share a name.
   std::vector<Parameter*> parameters();
   // The same for buffers.
   std::vector<Buffer*> buffers();

@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -145,8 +148,8 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
 void load_checkpoint_tensors(const CheckpointReader& reader, const std::vector<Parameter*>& params,
                              const std::vector<Buffer*>& buffers, Optimizer* optimizer) {
   int64_t optimizer_steps = 0;
+  const json m = json::parse(reader.read_text("meta"), nullptr, /*allow_exceptions=*/false);
   if (optimizer) {
-    const json m = json::parse(reader.read_text("meta"), nullptr, /*allow_exceptions=*/false);
     const std::string kind = m.is_object() ? m.value("optimizer", "?") : "?";
     DP_CHECK(kind == optimizer->kind(),
              "checkpoint {}: it holds the state of optimizer {}, this run uses {} (--optimizer)",
@@ -156,8 +159,29 @@ void load_checkpoint_tensors(const CheckpointReader& reader, const std::vector<P
              reader.path());
   }
   const std::vector<NamedTensor> tensors = tensors_of(params, buffers, optimizer);
+  // The meta lists each tensor's dtype and shape: a [6,4] weight must not load into a [4,6]
+  // one of the same bytes (a model whose code changed under the same options).
+  std::map<std::string, std::string> listed;  // section -> "f32[6, 4]"
+  if (m.is_object() && m.contains("tensors") && m["tensors"].is_array()) {
+    for (const json& e : m["tensors"]) {
+      if (!e.is_object() || !e.contains("section") || !e["section"].is_string()) continue;
+      std::vector<int64_t> shape;
+      for (const json& d : e.value("shape", json::array()))
+        if (d.is_number_integer()) shape.push_back(d.get<int64_t>());
+      const bool named = e.contains("dtype") && e["dtype"].is_string();
+      listed[e["section"].get<std::string>()] = fmt::format(
+          "{}[{}]", named ? e["dtype"].get<std::string>() : "?", fmt::join(shape, ", "));
+    }
+  }
   // Everything is checked before anything is overwritten.
   for (const NamedTensor& t : tensors) {
+    if (auto it = listed.find(t.section); it != listed.end()) {
+      const std::string here = dtype_name(t.tensor->dtype()) + shape_str(t.tensor->shape());
+      DP_CHECK(it->second == here,
+               "checkpoint {}: {} is {}, this model's is {} (another model, or changed model "
+               "code?)",
+               reader.path(), t.section, it->second, here);
+    }
     DP_CHECK(reader.has(t.section),
              "checkpoint {}: has no {} (it was written for another model or model options; "
              "its parameters are listed in its 'meta' section)",

@@ -192,6 +192,8 @@ void CheckpointWriter::rewrite_header(uint64_t at, const std::string& header) {
 void CheckpointWriter::add(const std::string& name, const void* data, size_t bytes) {
   DP_CHECK(!committed_, "checkpoint {}: section {} added after commit", path_, name);
   DP_CHECK(!name.empty() && name.size() < 4096, "checkpoint section name '{}' is invalid", name);
+  DP_CHECK(names_.insert(name).second,
+           "checkpoint {}: section '{}' added twice (a reader refuses the file)", path_, name);
   if (!overlap_crc_ || bytes < kOverlapMin) {
     const uint32_t crc = crc_of(data, bytes);
     const std::string h = header_bytes(name, bytes, crc);

@@ -13,6 +13,7 @@
 // killed at any point leaves either the old file or the complete new one, never a mix.
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace dp {
@@ -29,6 +30,8 @@ class CheckpointWriter {
   CheckpointWriter(const CheckpointWriter&) = delete;
   CheckpointWriter& operator=(const CheckpointWriter&) = delete;
 
+  // Throws before writing anything when `name` was added already (the file would be
+  // unreadable).
   void add(const std::string& name, const void* data, size_t bytes);
   void add(const std::string& name, const std::string& text) {
     add(name, text.data(), text.size());
@@ -66,7 +69,8 @@ class CheckpointWriter {
   int fd_ = -1;
   uint64_t written_ = 0;
   uint64_t sections_ = 0;
-  uint64_t kill_after_ = 0;  // test hook DPRUN_FAULT_CHECKPOINT_KILL=bytes=N (0: off)
+  std::unordered_set<std::string> names_;  // the reader refuses a name given twice
+  uint64_t kill_after_ = 0;                // test hook DPRUN_FAULT_CHECKPOINT_KILL=bytes=N (0: off)
   bool committed_ = false;
   bool overlap_crc_ = false;
   bool early_writeback_ = true;

@@ -245,6 +245,34 @@ TEST(Checkpoint, AnotherModelOrOptimizerIsRefusedBeforeAnythingChanges) {
   EXPECT_EQ(flat(same->parameters()), flat(small->parameters()));
 }
 
+// Bytes alone do not make a tensor the same: a [6, 4] weight of changed model code (same
+// options, so the resume check cannot tell) must not load into a [4, 6] or [24] one.
+TEST(Checkpoint, AnotherShapeOfTheSameBytesIsRefused) {
+  TempDir dir;
+  Parameter saved("fc.weight", {6, 4});
+  saved.value.f32()[5] = 3.0f;
+  SGD opt({&saved});
+  const std::string path = dir.path + "/shape.ckpt";
+  write_checkpoint(path, sample_meta(), {&saved}, {}, opt);
+  CheckpointReader r(path);
+  for (const Shape& other : {Shape{4, 6}, Shape{24}}) {
+    Parameter p("fc.weight", other);
+    try {
+      load_checkpoint_tensors(r, {&p}, {}, nullptr);
+      FAIL() << "a [6, 4] weight loaded into " << shape_str(other);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(
+                    "param/fc.weight is float32[6, 4], this model's is float32" + shape_str(other)),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(p.value.f32()[5], 0.0f);  // untouched
+  }
+  Parameter same("fc.weight", {6, 4});
+  load_checkpoint_tensors(r, {&same}, {}, nullptr);
+  EXPECT_EQ(same.value.f32()[5], 3.0f);
+}
+
 // The PID of a process that has exited (and been reaped): no process has it, until reused.
 pid_t dead_pid() {
   const pid_t pid = ::fork();

@@ -83,6 +83,26 @@ TEST_F(CheckpointFileTest, RoundTripsSections) {
   EXPECT_EQ(files, 1u);
 }
 
+// The reader refuses a section name given twice, so the writer does too, before the file
+// exists: a checkpoint nobody can read is worse than none.
+TEST_F(CheckpointFileTest, RefusesASectionAddedTwice) {
+  const std::string path = dir_ + "/twice.ckpt";
+  {
+    CheckpointWriter w(path);
+    const float x = 1.0f;
+    w.add("param/fc1.weight", &x, sizeof x);
+    try {
+      w.add("param/fc1.weight", &x, sizeof x);
+      FAIL() << "a section was added twice";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("section 'param/fc1.weight' added twice"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_FALSE(fs::exists(path));
+}
+
 TEST_F(CheckpointFileTest, EveryTruncationIsAnErrorNamingTheFile) {
   const std::string path = write_sample();
   const std::string bytes = read_bytes(path);

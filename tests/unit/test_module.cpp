@@ -71,6 +71,58 @@ TEST(Module, ListsEveryParameterAndBufferOnceInRegistrationOrder) {
   EXPECT_EQ(bs[1]->name, "b.stat");
 }
 
+// A module's own states come before its children's, whatever order they were registered
+// in (PyTorch's named_parameters() order): the dump and the bucket order follow it.
+class OwnAfterChild : public Module {
+ public:
+  OwnAfterChild() : Module("m"), child("child"), own("own", {1}) {
+    register_module(child);
+    register_parameter(own);
+  }
+  const Tensor& forward(const Tensor& x) override { return x; }
+  const Tensor& backward(const Tensor& g) override { return g; }
+  Leaf child;
+  Parameter own;
+};
+
+TEST(Module, ListsItsOwnParametersBeforeItsChildren) {
+  OwnAfterChild m;
+  auto ps = m.parameters();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(ps[0]->name, "own");
+  EXPECT_EQ(ps[1]->name, "child.w");
+}
+
+// Two children of one name (two blocks each holding a Linear "fc1") give two states named
+// alike; a checkpoint of them could never be read back, so listing them throws.
+class TwoOfOneName : public Module {
+ public:
+  TwoOfOneName() : Module("twins"), first("fc1"), second("fc1") {
+    register_module(first);
+    register_module(second);
+  }
+  const Tensor& forward(const Tensor& x) override { return x; }
+  const Tensor& backward(const Tensor& g) override { return g; }
+  Leaf first, second;
+};
+
+TEST(Module, RefusesTwoStatesOfOneName) {
+  TwoOfOneName m;
+  for (int which = 0; which < 2; ++which) {
+    try {
+      if (which == 0)
+        m.parameters();
+      else
+        m.buffers();
+      FAIL() << "two states named fc1.w were listed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("model twins: two states are named 'fc1.w'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(Module, SharedParameterIsReadyOnceAfterItsLastUse) {
   Tree t;
   std::vector<std::string> ready;
