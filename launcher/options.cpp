@@ -213,7 +213,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("num-workers", po::value(&t.num_workers)->default_value(t.num_workers), "threads that fill each batch together (the same batches for any count): raise it when loading cannot keep up with the GPU (the log's data time)")
       ("no-prefetch", po::bool_switch(&no_prefetch), "load batches on the training thread instead of a background thread")
       ("precision", po::value(&t.precision)->default_value(t.precision), "fp32, or bf16 mixed precision: bfloat16 activations and GEMM operands with float32 accumulation, float32 master weights, gradients and optimizer state (on the CPU bfloat16 is storage only and no faster)")
-      ("seed", po::value(&t.seed)->default_value(t.seed), "seed of initialisation and shuffling (the same seed, global batch and data give the same result on any number of ranks where the math allows: BatchNorm needs --sync-batchnorm)");
+      ("seed", po::value(&t.seed)->default_value(t.seed), "seed of initialisation and shuffling, and of --data synthetic's samples (the same seed, global batch and data give the same result on any number of ranks where the math allows: BatchNorm needs --sync-batchnorm)");
 
   po::options_description sched("Schedule");
   sched.add_options()

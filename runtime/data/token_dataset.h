@@ -2,7 +2,8 @@
 // Next-token prediction windows over a token file, as llm.c's data loader cuts them: sample
 // i is the context + 1 tokens starting at i * context; its input is the first context
 // tokens, its targets the last context (each position's next token). Consecutive windows
-// share one token, so every token but the very first is a target exactly once per epoch.
+// share one token, so every token but the very first is a target exactly once per epoch,
+// up to the last whole window: the (tokens - 1) mod context tokens after it are not used.
 #include <cstddef>
 #include <cstdint>
 #include <memory>

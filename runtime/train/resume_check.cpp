@@ -117,10 +117,11 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
   if (t.steps_per_epoch != meta.steps_per_epoch) {
     v.error = fmt::format(
         "--resume {}: an epoch had {} steps when the checkpoint was written ({} rank(s) x batch "
-        "{}), this run's has {} ({} x {}): the epoch boundaries would move; resume on {} rank(s) "
-        "with --batch-size {}",
-        path, meta.steps_per_epoch, meta.world_size, meta.batch_size, t.steps_per_epoch,
-        t.world_size, t.batch_size, meta.world_size, meta.batch_size);
+        "{} x accumulation {}), this run's has {} ({} x {} x {}): the epoch boundaries would "
+        "move; resume on {} rank(s) with --batch-size {} --grad-accum {}",
+        path, meta.steps_per_epoch, meta.world_size, meta.batch_size, meta.grad_accum,
+        t.steps_per_epoch, t.world_size, t.batch_size, t.grad_accum, meta.world_size,
+        meta.batch_size, meta.grad_accum);
     return v;
   }
   if (t.world_size != meta.world_size || t.batch_size != meta.batch_size) {

@@ -96,6 +96,9 @@ void validate(const TrainConfig& c) {
            "--keep-checkpoints needs --checkpoint-dir");
   DP_CHECK(c.resume != "auto" || !c.checkpoint_dir.empty(),
            "--resume auto needs --checkpoint-dir (where to look for the newest checkpoint)");
+  DP_CHECK((c.eval_batches == 0 && c.eval_batch_size == 0) || c.eval || c.eval_every > 0,
+           "--eval-batches and --eval-batch-size need --eval or --eval-every (without them "
+           "nothing is evaluated)");
   DP_CHECK(!c.eval_only || !c.resume.empty(),
            "--eval-only needs --resume PATH (the checkpoint to evaluate)");
   DP_CHECK(!c.eval_only || c.eval || c.eval_every > 0 || c.sample_every > 0,

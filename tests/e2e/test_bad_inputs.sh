@@ -38,6 +38,11 @@ expect "bucket below one float" "--first-bucket-mb must be a number of MB of at 
 expect "timeout below 1 ms" "--timeout must be a number of seconds from 0.001" "${GOOD[@]}" --timeout 0.0004
 expect "timeout beyond a year" "--timeout must be a number of seconds from 0.001" "${GOOD[@]}" --timeout 1e12
 expect "unknown command" "unknown command 'predcit'" predcit "${GOOD[@]}"
+# Evaluation limits without an evaluation were ignored silently.
+expect "eval limit without eval" "--eval-batches and --eval-batch-size need --eval or --eval-every" \
+  "${GOOD[@]}" --eval-batches 5
+expect "eval batch without eval" "--eval-batches and --eval-batch-size need --eval" \
+  "${GOOD[@]}" --eval-batch-size 5
 expect "a stray word" "unexpected word 'stray'" "${GOOD[@]}" stray
 expect "world larger than dataset" "--data synthetic:1 holds 1 sample, fewer than the 2 ranks" --data synthetic:1 --hidden 8
 # Token data: the samples are context windows, and the message says so.

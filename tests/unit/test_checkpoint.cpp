@@ -552,6 +552,15 @@ TEST(ResumeCheck, AnotherWorldSizeNeedsTheSameGlobalBatch) {
   EXPECT_FALSE(ok.same_layout);
   t.steps_per_epoch = 11;
   EXPECT_NE(check_resume(m, t, "x.ckpt").error.find("epoch boundaries"), std::string::npos);
+  // The advice names everything the run needs, accumulation included (it was left out, and
+  // following the advice was refused again).
+  CheckpointMeta accumulated = m;
+  accumulated.batch_size = 8;
+  accumulated.grad_accum = 2;  // 2 x 8 x 2 = 32
+  const std::string e = check_resume(accumulated, t, "x.ckpt").error;
+  EXPECT_NE(e.find("(2 rank(s) x batch 8 x accumulation 2)"), std::string::npos) << e;
+  EXPECT_NE(e.find("resume on 2 rank(s) with --batch-size 8 --grad-accum 2"), std::string::npos)
+      << e;
 }
 
 TEST(ResumeCheck, ALongerRunIsAcceptedAloud) {
