@@ -303,6 +303,16 @@ void Reducer::finish() {
   DP_CHECK(in_backward_, "finish() without prepare_for_backward()");
   const double t0 = now_us();
   if (num_marked_ < params_.size()) {
+    // A shared parameter used fewer times than it has users has its gradient: it is ready
+    // now (its bucket launches late, in order), as DDP takes it.
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (!marked_[i] && params_[i]->partly_used()) {
+        params_[i]->reset_uses();
+        mark_ready(i);
+      }
+    }
+  }
+  if (num_marked_ < params_.size()) {
     std::vector<std::string> missing;
     for (size_t i = 0; i < params_.size(); ++i) {
       if (!marked_[i]) missing.push_back(params_[i]->name);

@@ -35,6 +35,9 @@ struct Parameter {
   }
   // Forgets the uses counted so far (a backward that was abandoned midway).
   void reset_uses() { pending_ = uses_; }
+  // Some uses, not all, added their gradient in this backward: a module that skips one use
+  // of a tied weight in a step (the Reducer takes the gradient as it is at finish()).
+  bool partly_used() const { return pending_ < uses_; }
 
  private:
   int uses_ = 1;

@@ -79,4 +79,41 @@ TEST_P(ReducerThreads, NoSyncAccumulatesWithoutCommunicating) {
   });
 }
 
+// A tied weight (two users) that one step uses only once has its gradient all the same: it
+// is averaged at finish(), not reported as "no gradient" (only a parameter no use reached
+// is), also when the ranks use it a different number of times.
+TEST_P(ReducerThreads, ATiedWeightUsedOnceOfTwiceIsReducedAtFinish) {
+  const int n = GetParam();
+  test::run_ranks(n, [&](ProcessGroup& pg) {
+    Parameter tied("tie.w", {4});
+    tied.add_use();  // two users
+    Parameter other("other.w", {4});
+    ReducerOptions o;
+    o.first_bucket_mb = 1e-5;  // a bucket each
+    o.bucket_cap_mb = 1e-5;
+    Reducer reducer({&tied, &other}, pg, o);
+    for (int step = 0; step < 2; ++step) {
+      reducer.zero_grad();
+      reducer.prepare_for_backward(/*sync=*/true);
+      other.grad.fill_(1.0f);
+      other.grad_ready();
+      const int uses = (pg.rank() + step) % 2 == 0 ? 1 : 2;  // both kinds, on every rank
+      for (int u = 0; u < uses; ++u) {
+        for (size_t i = 0; i < 4; ++i) tied.grad.f32()[i] += float(pg.rank() + 1);
+        tied.grad_ready();
+      }
+      reducer.finish();
+      float mean = 0;
+      for (int r = 0; r < n; ++r) mean += float(r + 1) * float((r + step) % 2 == 0 ? 1 : 2);
+      mean /= float(n);
+      EXPECT_FLOAT_EQ(tied.grad.f32()[3], mean) << "step " << step;
+      EXPECT_FLOAT_EQ(other.grad.f32()[0], 1.0f);
+    }
+    // A parameter no use reached is still an error.
+    reducer.prepare_for_backward(/*sync=*/true);
+    other.grad_ready();
+    EXPECT_THROW(reducer.finish(), Error);
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Ranks, ReducerThreads, ::testing::Values(1, 2, 3, 4));
