@@ -29,15 +29,17 @@ ProcessGroup::ProcessGroup(std::chrono::milliseconds timeout)
 }
 
 WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq) const {
-  std::weak_ptr<FlightRecorder> recorder = flight_recorder_;
-  auto report = [recorder, rank = rank()](const Work&) -> std::string {
-    try {
-      if (auto fr = recorder.lock()) return fr->dump_once(rank, stderr);
-    } catch (...) {  // a report must not replace the error it decorates
-    }
-    return {};
-  };
-  return std::make_shared<Work>(std::move(description), seq, timeout_, std::move(report));
+  std::call_once(report_once_, [this] {
+    std::weak_ptr<FlightRecorder> recorder = flight_recorder_;
+    report_ = Work::make_report([recorder, rank = rank()](const Work&) -> std::string {
+      try {
+        if (auto fr = recorder.lock()) return fr->dump_once(rank, stderr);
+      } catch (...) {  // a report must not replace the error it decorates
+      }
+      return {};
+    });
+  });
+  return std::make_shared<Work>(std::move(description), seq, timeout_, report_);
 }
 
 Tensor ProcessGroup::allocate(size_t numel, DType dtype, Device device) {

@@ -5,6 +5,7 @@
 // Reducer guarantees that for gradients.
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "runtime/comm/flight_recorder.h"
@@ -78,6 +79,9 @@ class ProcessGroup {
   // group reports nothing instead of touching a dead recorder, and the recorder's ring of
   // Works makes no cycle.
   std::shared_ptr<FlightRecorder> flight_recorder_;
+  // The Works' timeout report, made by the first make_work() (it needs rank()).
+  mutable std::once_flag report_once_;
+  mutable Work::TimeoutReport report_;
 };
 
 // For a collective timeout: writes `pg`'s full flight-recorder dump to stderr (the first

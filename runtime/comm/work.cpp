@@ -44,7 +44,7 @@ void Work::wait(std::chrono::milliseconds timeout) {
     if (error) rethrow(error, nullptr);
     return;
   }
-  const std::string report = report_ ? report_(*this) : std::string();
+  const std::string report = report_ ? (*report_)(*this) : std::string();
   // The collective may have failed meanwhile by a deadline of its own: the shared-memory
   // barrier's is --timeout too, and its error names the rank that did not arrive, which
   // "did not complete" cannot.
@@ -64,7 +64,7 @@ void Work::rethrow(const std::exception_ptr& error, const std::string* report) c
     std::rethrow_exception(error);
   } catch (const CollectiveTimeout& e) {
     if (report) throw CollectiveTimeout(appended(e.what(), *report));
-    throw CollectiveTimeout(appended(e.what(), report_ ? report_(*this) : std::string()));
+    throw CollectiveTimeout(appended(e.what(), report_ ? (*report_)(*this) : std::string()));
   }
 }
 

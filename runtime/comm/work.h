@@ -41,8 +41,12 @@ class Work {
   // Called (outside the Work's lock) when a wait() times out or the Work failed with a
   // CollectiveTimeout; returns text appended to the error. The process group's writes its
   // flight recorder to stderr (once) and returns the recorder's one-line summary. Must not
-  // throw.
-  using TimeoutReport = std::function<std::string(const Work&)>;
+  // throw. Shared: a group makes it once and each of its Works holds a reference (a
+  // std::function of its own per Work would be a heap allocation per collective).
+  using TimeoutReport = std::shared_ptr<const std::function<std::string(const Work&)>>;
+  static TimeoutReport make_report(std::function<std::string(const Work&)> f) {
+    return std::make_shared<const std::function<std::string(const Work&)>>(std::move(f));
+  }
 
   // `timeout` is what wait() without an argument allows: the issuing group's timeout. It
   // must be positive: no Work is ever waited for without a deadline.

@@ -12,10 +12,9 @@
 #include "runtime/core/device.h"
 #include "runtime/core/dtype.h"
 #include "runtime/core/error.h"
+#include "runtime/core/shape.h"
 
 namespace dp {
-
-using Shape = std::vector<int64_t>;
 
 // Both throw a dp::Error, naming the shape, where the count does not fit in a size_t.
 size_t shape_numel(const Shape& s);

@@ -41,7 +41,8 @@ BufferSync::BufferSync(std::vector<Buffer*> buffers, ProcessGroup& pg,
 
 void BufferSync::broadcast(const std::string& why) {
   if (!arena_.defined() || pg_.size() == 1) return;
-  pg_.broadcast(arena_, 0, "buffers (" + why + ")")->wait(timeout_);
+  tag_.assign("buffers (").append(why).append(")");  // in the capacity of the last one
+  pg_.broadcast(arena_, 0, tag_)->wait(timeout_);
 }
 
 }  // namespace dp

@@ -34,6 +34,7 @@ class BufferSync {
   ProcessGroup& pg_;
   std::chrono::milliseconds timeout_;
   Tensor arena_;
+  std::string tag_;
 };
 
 // One line per buffer, "name dtype[shape]", in registration order.

@@ -21,8 +21,11 @@ std::vector<size_t> param_bytes(const std::vector<Parameter*>& params) {
 }
 
 // Length of the union of [start, end] intervals, each clipped to start no earlier than
-// `from`: the time some all-reduce was running (after `from`).
-double union_length(std::vector<BucketSpan> spans, double from = 0) {
+// `from`: the time some all-reduce was running (after `from`). Sorts a copy in `spans`,
+// whose capacity carries over from step to step.
+double union_length(const std::vector<BucketSpan>& in, std::vector<BucketSpan>& spans,
+                    double from = 0) {
+  spans.assign(in.begin(), in.end());
   for (BucketSpan& s : spans) {
     s.start_us = std::max(s.start_us, from);
     s.end_us = std::max(s.end_us, s.start_us);
@@ -352,8 +355,8 @@ void Reducer::finish() {
   }
   stats_.wait_us = now_us() - t0;
   stats_.backward_end_us = t0;
-  stats_.total_us = union_length(stats_.spans);
-  stats_.exposed_us = union_length(stats_.spans, t0);
+  stats_.total_us = union_length(stats_.spans, span_scratch_);
+  stats_.exposed_us = union_length(stats_.spans, span_scratch_, t0);
   ++step_;
 
   if (record_order_) {

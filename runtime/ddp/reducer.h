@@ -124,6 +124,7 @@ class Reducer {
   std::vector<std::vector<size_t>> pending_rebuild_;
   uint64_t step_ = 0;
   CommStats stats_;
+  std::vector<BucketSpan> span_scratch_;  // finish()'s sorting, without a copy per step
 };
 
 }  // namespace dp

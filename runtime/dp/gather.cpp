@@ -53,7 +53,8 @@ void GradientGather::gather() {
   if (n == 1) return;
   const float scale = 1.0f / static_cast<float>(n);
   const std::vector<Parameter*>& first = replicas_[0];
-  std::vector<const float*> others(n - 1);
+  std::vector<const float*>& others = others_;
+  others.resize(n - 1);
   for (size_t i = 0; i < first.size(); ++i) {
     Tensor& g0 = first[i]->grad;
     if (!g0.is_cuda()) {

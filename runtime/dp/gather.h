@@ -32,6 +32,7 @@ class GradientGather {
   std::vector<std::vector<Parameter*>> replicas_;
   Tensor staging_;  // GPU: one gradient of another device at a time, on replica 0's device
   size_t bytes_ = 0;
+  std::vector<const float*> others_;  // gather()'s, kept from step to step
 };
 
 // ((v_0 + v_1) + ... + v_{N-1}) * (1/N) in float32: the replicas' losses averaged in the order

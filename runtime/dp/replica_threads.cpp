@@ -111,7 +111,7 @@ void ReplicaThreads::worker(size_t replica) {
     seen = generation_.load(std::memory_order_acquire);
     std::exception_ptr err;
     try {
-      (*fn_)(replica);
+      call_(fn_, replica);
     } catch (...) {
       err = std::current_exception();
     }
@@ -125,18 +125,19 @@ void ReplicaThreads::worker(size_t replica) {
   }
 }
 
-void ReplicaThreads::run(const std::function<void(size_t)>& fn) {
+void ReplicaThreads::run_erased(const void* fn, void (*call)(const void*, size_t)) {
   for (size_t r = 1; r < errors_.size(); ++r) errors_[r] = nullptr;  // the workers are idle
   {
     std::lock_guard<std::mutex> lk(mu_);
-    fn_ = &fn;
+    fn_ = fn;
+    call_ = call;
     running_.store(threads_.size(), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   errors_[0] = nullptr;
   try {
-    fn(0);
+    call(fn, 0);
   } catch (...) {
     errors_[0] = std::current_exception();
   }

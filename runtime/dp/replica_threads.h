@@ -41,8 +41,12 @@ class ReplicaThreads {
   // Calls fn(r) for every replica r concurrently (fn(0) on this thread) and returns when every
   // call has returned. An exception thrown by any call is rethrown here after all have
   // finished (the lowest replica's, when several throw), so no replica is left running.
-  // Not reentrant: one run() at a time, from one thread.
-  void run(const std::function<void(size_t replica)>& fn);
+  // Not reentrant: one run() at a time, from one thread. Any callable taking the replica:
+  // called through a pointer, not copied into a std::function (a heap block per step).
+  template <typename F>
+  void run(const F& fn) {
+    run_erased(&fn, [](const void* f, size_t replica) { (*static_cast<const F*>(f))(replica); });
+  }
 
   size_t size() const { return errors_.size(); }
   // Whether each replica's thread is bound to a core of its own, and which (-1: unbound).
@@ -55,6 +59,7 @@ class ReplicaThreads {
 
  private:
   void worker(size_t replica);
+  void run_erased(const void* fn, void (*call)(const void* fn, size_t replica));
 
   std::vector<std::thread> threads_;
   // Per replica, of the current run(): written by that replica's thread before it counts
@@ -63,9 +68,10 @@ class ReplicaThreads {
   std::mutex mu_;  // guards the sleeping side of both hand-offs
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  const std::function<void(size_t)>* fn_ = nullptr;  // set before generation_ moves
-  std::atomic<uint64_t> generation_{0};              // one per run(): each worker runs it once
-  std::atomic<size_t> running_{0};                   // workers still inside fn in this run()
+  const void* fn_ = nullptr;                     // set before generation_ moves,
+  void (*call_)(const void*, size_t) = nullptr;  // with call_
+  std::atomic<uint64_t> generation_{0};          // one per run(): each worker runs it once
+  std::atomic<size_t> running_{0};               // workers still inside fn in this run()
   std::atomic<bool> stop_{false};
   bool pinned_ = false;
   std::vector<int> cpus_;                   // replica r's CPU when pinned

@@ -1,7 +1,7 @@
 #pragma once
 // The layers' output and workspace buffers: reused while shape, dtype and device stay the
-// same, so the steady-state step allocates no tensor memory (module.h says what small
-// bookkeeping remains) and a new batch size (the last, smaller batch) costs one allocation.
+// same, so the steady-state step allocates nothing (module.h) and a new batch size (the
+// last, smaller batch) costs one allocation.
 #include <cstdint>
 
 #include "runtime/core/tensor.h"

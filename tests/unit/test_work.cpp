@@ -92,10 +92,10 @@ TEST(Work, NoDeadlineIsRefused) {
 
 TEST(Work, ATimeoutAppendsTheReportAndAFailureOnlyWhenItIsATimeout) {
   int reports = 0;
-  auto report = [&](const Work& w) {
+  auto report = Work::make_report([&](const Work& w) {
     ++reports;
     return "report for #" + std::to_string(w.seq());
-  };
+  });
   Work stuck("allreduce(avg) float32[4] 'bucket 1'", 9, 5min, report);
   try {
     stuck.wait(20ms);
@@ -136,11 +136,11 @@ TEST(Work, AWorkFailedByItsOwnTimeoutRightAfterTheDeadlineReportsThatError) {
       "seen in collective #17) did not arrive within 0.02 s at barrier 1 of 2";
   Work* failing = nullptr;
   int reports = 0;
-  Work work("allreduce(avg) float32[4] 'bucket 0'", 18, 5min, [&](const Work&) {
-    ++reports;
-    failing->mark_completed(std::make_exception_ptr(CollectiveTimeout(barrier_error)));
-    return std::string("report for #18");
-  });
+  Work work("allreduce(avg) float32[4] 'bucket 0'", 18, 5min, Work::make_report([&](const Work&) {
+              ++reports;
+              failing->mark_completed(std::make_exception_ptr(CollectiveTimeout(barrier_error)));
+              return std::string("report for #18");
+            }));
   failing = &work;
   try {
     work.wait(20ms);
