@@ -84,6 +84,8 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
 
   BuiltModel built = entry_->build(make_model_args(*entry_, cfg_.model_options, shape, cfg_.seed));
   model_ = std::move(built.module);
+  params_ = model_->parameters();
+  buffers_ = model_->buffers();
   model_description_ = std::move(built.description);
   // Initialised on the host (the same numbers on every device), then moved: before the
   // optimizer, whose state follows its parameters' device.
@@ -121,14 +123,6 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
 }
 
 Trainer::~Trainer() = default;
-
-std::vector<Parameter*> Trainer::parameters() const {
-  return model_->parameters();
-}
-
-std::vector<Buffer*> Trainer::buffers() const {
-  return model_->buffers();
-}
 
 const Tensor& Trainer::loss_targets(const Tensor& y) {
   if (y.ndim() == 1) return y;

@@ -77,8 +77,9 @@ class Trainer {
   EvalResult evaluate();
 
   const TrainConfig& config() const { return cfg_; }
-  std::vector<Parameter*> parameters() const;
-  std::vector<Buffer*> buffers() const;
+  // The model's, listed once when it is built (listing walks the tree and checks names).
+  const std::vector<Parameter*>& parameters() const { return params_; }
+  const std::vector<Buffer*>& buffers() const { return buffers_; }
   Module& model() { return *model_; }
   const Reducer& reducer() const { return *reducer_; }
   const Optimizer& optimizer() const { return *optimizer_; }
@@ -127,6 +128,8 @@ class Trainer {
   std::string model_description_;
   size_t sequence_length_ = 0;  // tokens per sample of next-token models, else 0
   std::unique_ptr<Module> model_;
+  std::vector<Parameter*> params_;
+  std::vector<Buffer*> buffers_;
   std::unique_ptr<ParameterArena> arena_;  // null with --no-param-arena
   std::unique_ptr<BufferSync> buffer_sync_;
   size_t sync_batchnorm_layers_ = 0;
