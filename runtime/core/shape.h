@@ -16,7 +16,8 @@ namespace dp {
 
 class Shape {
  public:
-  // No model here comes near it; a shape read from a file with more is refused by name.
+  // No model here comes near it (5 at most); more is a dp::Error saying so, never an
+  // overflow of the array.
   static constexpr size_t kMaxDims = 8;
   using value_type = int64_t;
   using size_type = size_t;

@@ -68,10 +68,11 @@ class ReplicaThreads {
   std::mutex mu_;  // guards the sleeping side of both hand-offs
   std::condition_variable start_cv_;
   std::condition_variable done_cv_;
-  const void* fn_ = nullptr;                     // set before generation_ moves,
-  void (*call_)(const void*, size_t) = nullptr;  // with call_
-  std::atomic<uint64_t> generation_{0};          // one per run(): each worker runs it once
-  std::atomic<size_t> running_{0};               // workers still inside fn in this run()
+  // run()'s callable and the function that calls it: set before generation_ moves.
+  const void* fn_ = nullptr;
+  void (*call_)(const void*, size_t) = nullptr;
+  std::atomic<uint64_t> generation_{0};  // one per run(): each worker runs it once
+  std::atomic<size_t> running_{0};       // workers still inside fn in this run()
   std::atomic<bool> stop_{false};
   bool pinned_ = false;
   std::vector<int> cpus_;                   // replica r's CPU when pinned
