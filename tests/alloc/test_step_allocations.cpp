@@ -4,7 +4,6 @@
 // counting thread (every heap allocation of C++ code goes through it).
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <new>
