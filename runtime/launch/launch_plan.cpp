@@ -73,7 +73,7 @@ int parse_slurm_tasks_per_node(const std::string& value, int* fewest) {
   int64_t total = 0;
   std::istringstream in(value);
   std::string item;
-  while (std::getline(in, item, ',')) {
+  for (bool first = true; std::getline(in, item, ','); first = false) {
     const size_t paren = item.find('(');
     const std::string tasks = item.substr(0, paren);
     int64_t nodes = 1;
@@ -88,7 +88,8 @@ int parse_slurm_tasks_per_node(const std::string& value, int* fewest) {
     }
     if (tasks.empty() || tasks.size() > 7 || tasks.find_first_not_of("0123456789") != tasks.npos)
       bad(item);
-    if (fewest && (total == 0 || std::stoi(tasks) < *fewest)) *fewest = std::stoi(tasks);
+    // The first item, not "no task so far": after a leading 0 the next was taken as fewest.
+    if (fewest && (first || std::stoi(tasks) < *fewest)) *fewest = std::stoi(tasks);
     total += std::stoll(tasks) * nodes;
     DP_CHECK(total <= kMaxPositive,
              "SLURM_TASKS_PER_NODE '{}': more tasks than dprun launch takes (at most {})", value,

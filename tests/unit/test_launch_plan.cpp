@@ -225,6 +225,12 @@ TEST(LaunchPlan, SlurmWithoutNtasksCountsTasksPerNode) {
   EXPECT_EQ(parse_slurm_tasks_per_node("1(x2)"), 2);
   EXPECT_EQ(parse_slurm_tasks_per_node("4"), 4);
   EXPECT_EQ(parse_slurm_tasks_per_node("8,8(x2),4"), 28);
+  int fewest = -1;
+  EXPECT_EQ(parse_slurm_tasks_per_node("8,8(x2),4", &fewest), 28);
+  EXPECT_EQ(fewest, 4);
+  // A leading item of no task is the fewest (the fuzzer found 8 taken after it).
+  EXPECT_EQ(parse_slurm_tasks_per_node("0,8(x2),4", &fewest), 20);
+  EXPECT_EQ(fewest, 0);
   for (const char* bad : {"", "x", "2(3)", "2(x)", "2(x3", "(x3)", "2,", ",2", "2(x3)4", "0"}) {
     EXPECT_MENTIONS(error_of([&] { parse_slurm_tasks_per_node(bad); }), "SLURM_TASKS_PER_NODE")
         << bad;
