@@ -66,9 +66,10 @@ size_t DataLoader::batches_per_epoch() const {
   return (sampler_.num_samples() + batch_size_ - 1) / batch_size_;
 }
 
-size_t DataLoader::batch_rows(size_t index) const {
-  const size_t n = sampler_.num_samples(), first = index * batch_size_;
-  return first < n ? std::min(batch_size_, n - first) : 0;
+size_t DataLoader::rows_in_next(size_t batches) const {
+  const size_t n = sampler_.num_samples();
+  const size_t first = std::min(n, next_index_ * batch_size_);
+  return std::min(n - first, batches * batch_size_);
 }
 
 bool DataLoader::fill(Batch& b, size_t batch_index) {

@@ -69,10 +69,9 @@ class DataLoader {
 
   // ceil(sampler.num_samples() / batch_size): the same on every rank in training mode.
   size_t batches_per_epoch() const;
-  // The samples in batch `index` of an epoch: batch_size, fewer for the last one.
-  size_t batch_rows(size_t index) const;
-  // The index of the batch the next next() returns.
-  size_t next_index() const { return next_index_; }
+  // The samples in the next `batches` batches next() returns (batch_size each, fewer for the
+  // epoch's last): what a step of that many micro-batches weighs its losses by.
+  size_t rows_in_next(size_t batches) const;
   size_t batch_size() const { return batch_size_; }
   bool prefetching() const { return prefetch_; }
   const Dataset& dataset() const { return dataset_; }

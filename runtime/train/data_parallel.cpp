@@ -253,17 +253,13 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   // them back as DDP's ranks do, or the bad batch's statistics would live on.
   const bool may_skip = cfg_.on_nonfinite == "skip";
   if (may_skip) buffer_snapshot_.save(buffers());
-  size_t rows = 0;  // the global batch's
-  // Micro-batch k weighs by its share of the step's rows, as under DDP (trainer.cpp).
-  const size_t first = loader_->next_index();
-  size_t step_rows = 0;
-  for (size_t k = 0; k < K; ++k) step_rows += loader_->batch_rows(first + k);
+  // The global batch's; micro-batch k weighs by its share of them, as under DDP (trainer.cpp).
+  const size_t rows = loader_->rows_in_next(K);
   for (size_t k = 0; k < K; ++k) {
     const double t0 = now_us();
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
-    rows += batch->size;
-    const float weight = static_cast<float>(batch->size) / static_cast<float>(step_rows);
+    const float weight = static_cast<float>(batch->size) / static_cast<float>(rows);
     const double t1 = now_us();
     for (size_t r = 0; r < n; ++r) {
       Replica& rep = *replicas_[r];

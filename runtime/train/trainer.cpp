@@ -397,13 +397,11 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   double bwd_end = 0;
   double bwd_start = 0, finish_end = 0;  // of the synchronising micro-batch
   float loss_sum = 0;
-  size_t rows = 0;  // this rank's; every rank's epoch has the same (the sampler pads it)
-  // Each micro-batch's loss is a mean over its rows; weighting it by its share of the
-  // step's rows makes the accumulated gradient (and the logged loss) the mean over all of
-  // them, as one large batch would give, also when the epoch's short last batch is one.
-  const size_t first = loader_->next_index();
-  size_t step_rows = 0;
-  for (size_t k = 0; k < K; ++k) step_rows += loader_->batch_rows(first + k);
+  // This rank's; every rank's epoch has the same (the sampler pads it). Each micro-batch's
+  // loss is a mean over its rows; weighting it by its share of the step's rows makes the
+  // accumulated gradient (and the logged loss) the mean over all of them, as one large batch
+  // would give, also when the epoch's short last batch is one.
+  const size_t rows = loader_->rows_in_next(K);
   reducer_->zero_grad();
   // A step skipped for a non-finite gradient must leave the model as it was, buffers too:
   // forward already moved BatchNorm's running statistics (with the NaN batch, NaN).
@@ -413,8 +411,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     double t0 = now_us();
     const Batch* batch = loader_->next();
     DP_CHECK(batch != nullptr, "internal: the data loader ran out of batches mid-step");
-    rows += batch->size;
-    const float weight = static_cast<float>(batch->size) / static_cast<float>(step_rows);
+    const float weight = static_cast<float>(batch->size) / static_cast<float>(rows);
     double t1 = now_us();
     fault_.maybe_poison(rank_, step_ + 1, batch->x);
     const Tensor& x = on_device(batch->x, k, 0);

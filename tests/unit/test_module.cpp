@@ -71,16 +71,22 @@ TEST(Module, ListsEveryParameterAndBufferOnceInRegistrationOrder) {
   EXPECT_EQ(bs[1]->name, "b.stat");
 }
 
+// A composite whose graph does not matter here: what it registers does.
+class PassThrough : public Module {
+ public:
+  using Module::Module;
+  const Tensor& forward(const Tensor& x) override { return x; }
+  const Tensor& backward(const Tensor& g) override { return g; }
+};
+
 // A module's own states come before its children's, whatever order they were registered
 // in (PyTorch's named_parameters() order): the dump and the bucket order follow it.
-class OwnAfterChild : public Module {
+class OwnAfterChild : public PassThrough {
  public:
-  OwnAfterChild() : Module("m"), child("child"), own("own", {1}) {
+  OwnAfterChild() : PassThrough("m"), child("child"), own("own", {1}) {
     register_module(child);
     register_parameter(own);
   }
-  const Tensor& forward(const Tensor& x) override { return x; }
-  const Tensor& backward(const Tensor& g) override { return g; }
   Leaf child;
   Parameter own;
 };
@@ -95,14 +101,12 @@ TEST(Module, ListsItsOwnParametersBeforeItsChildren) {
 
 // Two children of one name (two blocks each holding a Linear "fc1") give two states named
 // alike; a checkpoint of them could never be read back, so listing them throws.
-class TwoOfOneName : public Module {
+class TwoOfOneName : public PassThrough {
  public:
-  TwoOfOneName() : Module("twins"), first("fc1"), second("fc1") {
+  TwoOfOneName() : PassThrough("twins"), first("fc1"), second("fc1") {
     register_module(first);
     register_module(second);
   }
-  const Tensor& forward(const Tensor& x) override { return x; }
-  const Tensor& backward(const Tensor& g) override { return g; }
   Leaf first, second;
 };
 
