@@ -7,8 +7,10 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "runtime/comm/shm_control.h"
+#include "runtime/core/address_space.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
 
@@ -213,6 +215,19 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
   // segment does, and Open MPI's do not): the slack line pays for aligning them.
   const size_t usable = std::max<size_t>(kLine, (bytes + kLine - 1) / kLine * kLine);
   const size_t segment = usable + kLine;
+  // Every rank maps the whole window (each segment on pages of its own). Refused here, on
+  // every rank with the same limit, a window that cannot be mapped leaves no file behind.
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const size_t window = size_t(size_) * ((segment + page - 1) / page * page);
+  const AddressSpace as = address_space();
+  DP_CHECK(!exceeds_address_space(as, window),
+           "allocating a {:.2f} MB shared-memory buffer on each of {} ranks: every rank maps "
+           "all of them ({:.2f} MB), and this rank's address-space limit (ulimit -v) of "
+           "{:.2f} MB has {:.2f} MB left. Raise the limit, or run with --no-shm "
+           "(MpiProcessGroupOptions::shared_memory = false)",
+           double(segment) / 1048576.0, size_, double(window) / 1048576.0,
+           double(as.limit) / 1048576.0,
+           double(as.used < as.limit ? as.limit - as.used : 0) / 1048576.0);
   MPI_Info info = noncontig_info();
   char* mine = nullptr;
   MPI_Win win = MPI_WIN_NULL;
@@ -222,7 +237,7 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
            "allocating a {:.2f} MB shared-memory buffer on each of {} ranks failed: {}. The "
            "node's shared memory may be too small (Open MPI backs windows with files in "
            "/dev/shm, see osc_sm_backing_directory; a container needs e.g. docker run "
-           "--shm-size=1g), or turn the shared-memory path off "
+           "--shm-size=1g), or run with --no-shm "
            "(MpiProcessGroupOptions::shared_memory = false)",
            double(segment) / 1048576.0, size_, mpi_error_text(rc));
   MPI_Win_set_errhandler(win, MPI_ERRORS_RETURN);

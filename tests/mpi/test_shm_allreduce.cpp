@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -15,6 +16,8 @@
 #include <vector>
 
 #include <mpi.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
@@ -423,6 +426,42 @@ TEST(SharedAllreduceSetup, BuffersOfSeveralGroupsAreIndependent) {
   auto vc = [](int r, size_t i) { return int_value(r, i, 2); };
   expect_bits(
       ta, [&](size_t i) { return reference(vc, world, i, false); }, "cross");
+}
+
+TEST(SharedAllreduceSetup, AWindowBeyondTheAddressSpaceLimitIsRefusedBeforeMpiMapsIt) {
+  // Open MPI maps the whole window into every rank; past ulimit -v its mmap fails and the
+  // window's backing file stays in /dev/shm after the job. Refused first, nothing is created.
+  MpiProcessGroup pg(MPI_COMM_WORLD);
+  if (!pg.uses_shared_memory()) GTEST_SKIP() << "needs 2 or more ranks on one node";
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &saved), 0);
+  size_t pages = 0;
+  {
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fscanf(f, "%zu", &pages), 1);
+    std::fclose(f);
+  }
+  const size_t headroom = size_t(256) << 20;
+  rlimit low = saved;
+  low.rlim_cur = rlim_t(pages * size_t(sysconf(_SC_PAGESIZE)) + headroom);
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &low), 0);
+  std::string message;
+  try {
+    pg.allocate((size_t(192) << 20) / sizeof(float));  // 192 MB a rank: over 256 MB in all
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_AS, &saved), 0);
+  EXPECT_NE(message.find("address-space limit (ulimit -v)"), std::string::npos) << message;
+  EXPECT_NE(message.find("--no-shm"), std::string::npos) << message;
+  // The group goes on: nothing was half created.
+  Tensor t = pg.allocate(1000);
+  fill(t, [&](size_t i) { return int_value(pg.rank(), i); });
+  pg.allreduce(t, ReduceOp::sum, "after the refusal")->wait();
+  auto v = [](int r, size_t i) { return int_value(r, i); };
+  expect_bits(
+      t, [&](size_t i) { return reference(v, pg.size(), i, false); }, "after the refusal");
 }
 
 TEST(SharedAllreduceSetup, TimeoutMustBePositive) {
