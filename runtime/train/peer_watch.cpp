@@ -1,6 +1,7 @@
 #include "runtime/train/peer_watch.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -39,27 +40,51 @@ bool process_exists(int64_t pid) {
   return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH);
 }
 
+std::string this_pid_space() {
+  char ns[64] = {};
+  const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+  std::string boot;
+  if (std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char id[64] = {};
+    if (std::fgets(id, sizeof(id), f) != nullptr) boot = id;
+    std::fclose(f);
+  }
+  while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
+  if (n <= 0 || boot.empty()) return "";
+  return std::string(ns, size_t(n)) + " boot " + boot;
+}
+
 PeerVerdict check_peers(const std::vector<PeerProcess>& peers, int self,
                         const std::function<bool(int64_t)>& exists) {
-  std::vector<int> gone, remote;
-  const std::string& host = peers.at(size_t(self)).host;
+  std::vector<int> gone, other_host, other_ns;
+  const PeerProcess& me = peers.at(size_t(self));
   for (int r = 0; r < int(peers.size()); ++r) {
     if (r == self) continue;
-    if (peers[size_t(r)].host != host)
-      remote.push_back(r);
-    else if (!exists(peers[size_t(r)].pid))
+    const PeerProcess& p = peers[size_t(r)];
+    if (p.host != me.host)
+      other_host.push_back(r);
+    else if (p.pid_space != me.pid_space)  // its pid names another process here, or none
+      other_ns.push_back(r);
+    else if (!exists(p.pid))
       gone.push_back(r);
   }
   PeerVerdict v;
   if (!gone.empty()) v.gone = list(peers, gone) + (gone.size() == 1 ? " is gone" : " are gone");
-  if (!remote.empty())
-    v.unknown = fmt::format("cannot tell whether {} {} alive: {}", list(peers, remote),
-                            remote.size() == 1 ? "is" : "are",
-                            remote.size() == 1 ? "another host" : "other hosts");
+  auto cannot_tell = [&](const std::vector<int>& ranks, const char* one, const char* many) {
+    return fmt::format("cannot tell whether {} {} alive: {}", list(peers, ranks),
+                       ranks.size() == 1 ? "is" : "are", ranks.size() == 1 ? one : many);
+  };
+  if (!other_host.empty()) v.unknown = cannot_tell(other_host, "another host", "other hosts");
+  if (!other_ns.empty()) {
+    v.unknown += (v.unknown.empty() ? "" : "; ") + cannot_tell(other_ns,
+                                                               "another pid namespace on this host",
+                                                               "other pid namespaces on this host");
+  }
+  const size_t unknown = other_host.size() + other_ns.size();
   if (!v.gone.empty())
     v.text = v.unknown.empty() ? v.gone : v.gone + "; " + v.unknown;
-  else if (size_t(1 + remote.size()) < peers.size())
-    v.text = fmt::format("every other rank on {} is alive{}", host,
+  else if (1 + unknown < peers.size())
+    v.text = fmt::format("every other rank on {} is alive{}", me.host,
                          v.unknown.empty() ? "" : "; " + v.unknown);
   else
     v.text = v.unknown;

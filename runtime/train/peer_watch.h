@@ -5,11 +5,13 @@
 // or for a collective is killed before it can say anything, and over MPI/TCP (--no-shm,
 // several hosts) no barrier names the rank that never arrived either.
 //
-// Every rank's (host, pid) travels with the start-up header's exchange (no collective of its
-// own). After a signal, a watch thread checks with kill(pid, 0) which ranks ON THIS HOST are
-// gone (ESRCH: the pid namespace is the host's); a rank on another host cannot be checked
-// from here, and the message says so. A gone peer means that no checkpoint can be agreed on:
-// the survivor says so at once and ends the job, non-zero, starting no checkpoint.
+// Every rank's (host, pid, pid space) travels with the start-up header's exchange (no
+// collective of its own). After a signal, a watch thread checks with kill(pid, 0) which ranks
+// IN THIS PID SPACE are gone (ESRCH); a rank on another host, or in another pid namespace of
+// this one (containers that share the node's hostname, e.g. Docker --net=host, Kubernetes
+// hostNetwork), cannot be checked from here, and the message says so. A gone peer means that no
+// checkpoint can be agreed on: the survivor says so at once and ends the job, non-zero, starting no
+// checkpoint.
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -24,7 +26,14 @@ namespace dp {
 struct PeerProcess {
   std::string host;
   int64_t pid = 0;
+  // Where `pid` means something: this_pid_space() of the rank. Two machines may share a
+  // hostname, and two containers of one machine a hostname but not their pids.
+  std::string pid_space;
 };
+
+// The pid namespace (/proc/self/ns/pid) and the boot (/proc/sys/kernel/random/boot_id) this
+// process runs in; "" when unreadable (then a peer's pid is trusted on its hostname alone).
+std::string this_pid_space();
 
 // kill(pid, 0): false only when no such process exists (ESRCH); EPERM means it exists.
 bool process_exists(int64_t pid);
@@ -34,8 +43,8 @@ struct PeerVerdict {
   // "rank 1 (pid 1234 on host0) is gone", "ranks 1 (pid ..) and 2 (pid ..) are gone"; "" when
   // every rank of this host is alive.
   std::string gone;
-  // "cannot tell whether rank 2 (pid 99 on host1) is alive: another host"; "" when every rank
-  // runs on this host.
+  // "cannot tell whether rank 2 (pid 99 on host1) is alive: another host" (or "another pid
+  // namespace"); "" when every rank runs in this pid space.
   std::string unknown;
   // Both, or what holds when none is gone ("every other rank on host0 is alive").
   std::string text;

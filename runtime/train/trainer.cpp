@@ -596,12 +596,13 @@ void Trainer::print_header() {
   }
   // Each rank's host and pid travel along, for the survivors of a killed rank (peer_watch.h).
   const std::vector<std::vector<std::string>> lines =
-      allgather_lines(*pg_, {where, host_name(), std::to_string(::getpid())}, timeout(), "header");
+      allgather_lines(*pg_, {where, host_name(), std::to_string(::getpid()), this_pid_space()},
+                      timeout(), "header");
   std::vector<std::string> per_rank;
   peers_.clear();
   for (const auto& l : lines) {
     per_rank.push_back(l.at(0));
-    peers_.push_back({l.at(1), std::stoll(l.at(2))});
+    peers_.push_back({l.at(1), std::stoll(l.at(2)), l.at(3)});
   }
   if (rank_ != 0 || cfg_.quiet) return;
   HeaderInfo h;

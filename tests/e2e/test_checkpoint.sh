@@ -246,6 +246,23 @@ grep -q "dprun: error: \[rank [01]\] got SIGTERM, but rank [01] (pid $victim on 
 [ -z "$(ls -A ck9t | grep tmp)" ] && pass "--no-shm: no checkpoint was started after the peer died" ||
   fail "--no-shm: temp files left: $(ls -a ck9t)"
 
+# --- a rank in another pid namespace of this host is not taken for gone --------------------
+# Containers that share the node's hostname (Docker --net=host, Kubernetes hostNetwork) but not
+# its pids: rank 1, in a pid namespace of its own, got its signal while rank 0 was still busy
+# and once took ESRCH for rank 0's pid as "gone", ending the job without a checkpoint.
+if unshare --pid --fork --mount-proc true 2>/dev/null; then
+  rc=0
+  DPRUN_FAULT_SIGNAL=rank=1,step=5,signal=TERM DPRUN_FAULT_STALL=rank=0,step=5,seconds=2 \
+    timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -x DPRUN_FAULT_SIGNAL -x DPRUN_FAULT_STALL \
+    -np 1 "$DPRUN" "${MLP[@]}" --checkpoint-dir ckns : \
+    -np 1 unshare --pid --fork --mount-proc "$DPRUN" "${MLP[@]}" --checkpoint-dir ckns >pidns.out 2>&1 || rc=$?
+  [ "$rc" = 0 ] && stopped_at pidns.out ckns/step-00000005.ckpt && ! grep -q "is gone" pidns.out &&
+    pass "a rank in its own pid namespace: checkpoint at step 5, exit 0" ||
+    { fail "pid namespace (exit $rc)"; cat pidns.out; }
+else
+  echo "SKIP pid namespace case: unshare --pid is not allowed here"
+fi
+
 # --- a second signal exits at once -------------------------------------------------------------
 DPRUN_FAULT_SIGNAL=rank=1,step=5,signal=USR1 DPRUN_FAULT_STALL=rank=1,step=5,seconds=60 \
   timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 -x DPRUN_FAULT_SIGNAL -x DPRUN_FAULT_STALL \

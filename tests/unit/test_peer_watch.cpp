@@ -34,7 +34,8 @@ std::function<bool(int64_t)> alive_except(std::set<int64_t> dead) {
 }  // namespace
 
 TEST(PeerCheck, NamesTheGoneRankOfThisHost) {
-  const std::vector<PeerProcess> peers = {{"host0", 100}, {"host0", 1234}, {"host0", 102}};
+  const std::vector<PeerProcess> peers = {
+      {"host0", 100, ""}, {"host0", 1234, ""}, {"host0", 102, ""}};
   const PeerVerdict v = check_peers(peers, 0, alive_except({1234}));
   EXPECT_EQ(v.gone, "rank 1 (pid 1234 on host0) is gone");
   EXPECT_EQ(v.unknown, "");
@@ -47,7 +48,8 @@ TEST(PeerCheck, NamesTheGoneRankOfThisHost) {
 
 TEST(PeerCheck, CannotTellForOtherHosts) {
   // Rank 2's pid is "gone" here, but it lives on host1: a pid of this host says nothing.
-  const std::vector<PeerProcess> peers = {{"host0", 100}, {"host0", 101}, {"host1", 102}};
+  const std::vector<PeerProcess> peers = {
+      {"host0", 100, ""}, {"host0", 101, ""}, {"host1", 102, ""}};
   const PeerVerdict v = check_peers(peers, 0, alive_except({102}));
   EXPECT_EQ(v.gone, "");
   EXPECT_EQ(v.unknown, "cannot tell whether rank 2 (pid 102 on host1) is alive: another host");
@@ -60,9 +62,42 @@ TEST(PeerCheck, CannotTellForOtherHosts) {
             "other hosts");
 }
 
+TEST(PeerCheck, CannotTellForOtherPidNamespacesOfThisHost) {
+  // Containers that share the node's hostname but not its pids (Docker --net=host): rank 1's
+  // pid means nothing here, and an ESRCH for it must not end the job.
+  const std::vector<PeerProcess> peers = {{"node", 100, "pid:[1] boot a"},
+                                          {"node", 100, "pid:[2] boot a"},
+                                          {"node", 102, "pid:[1] boot a"}};
+  const PeerVerdict v = check_peers(peers, 0, alive_except({100}));
+  EXPECT_EQ(v.gone, "");
+  EXPECT_EQ(v.unknown,
+            "cannot tell whether rank 1 (pid 100 on node) is alive: another pid namespace on this "
+            "host");
+  EXPECT_EQ(v.text, "every other rank on node is alive; " + v.unknown);
+  EXPECT_EQ(check_peers(peers, 0, alive_except({102})).gone, "rank 2 (pid 102 on node) is gone");
+  // Another machine under the same hostname: its boot differs, so its pids are not ours either.
+  const std::vector<PeerProcess> twins = {{"localhost", 7, "pid:[1] boot a"},
+                                          {"localhost", 8, "pid:[1] boot b"}};
+  EXPECT_EQ(check_peers(twins, 0, alive_except({8})).gone, "");
+  // Both reasons at once.
+  const std::vector<PeerProcess> mixed = {
+      {"h0", 1, "s"}, {"h1", 2, "s"}, {"h0", 3, "t"}, {"h0", 4, "t"}};
+  EXPECT_EQ(check_peers(mixed, 0, alive_except({2, 3, 4})).text,
+            "cannot tell whether rank 1 (pid 2 on h1) is alive: another host; cannot tell whether "
+            "ranks 2 (pid 3 on h0) and 3 (pid 4 on h0) are alive: other pid namespaces on this "
+            "host");
+}
+
+TEST(PeerCheck, ThisPidSpaceNamesTheNamespaceAndTheBoot) {
+  const std::string s = this_pid_space();
+  EXPECT_EQ(s.rfind("pid:[", 0), 0u) << s;
+  EXPECT_NE(s.find(" boot "), std::string::npos) << s;
+  EXPECT_EQ(s, this_pid_space());
+}
+
 TEST(PeerCheck, ALargeJobsOtherHostsAreCounted) {
-  std::vector<PeerProcess> peers = {{"h0", 1}};
-  for (int r = 1; r <= 6; ++r) peers.push_back({"h" + std::to_string(r), 10 + r});
+  std::vector<PeerProcess> peers = {{"h0", 1, ""}};
+  for (int r = 1; r <= 6; ++r) peers.push_back({"h" + std::to_string(r), 10 + r, ""});
   EXPECT_EQ(check_peers(peers, 0, alive_except({})).unknown,
             "cannot tell whether ranks 1 (pid 11 on h1), 2 (pid 12 on h2), 3 (pid 13 on h3), 4 "
             "(pid 14 on h4) and 2 more are alive: other hosts");
@@ -91,7 +126,7 @@ class PeerWatchTest : public ::testing::Test {
     std::mutex mu;
     std::condition_variable cv;
     std::string reported;
-    PeerWatch w({{"here", getpid()}, {"here", gone}}, 0, [&](const PeerVerdict& v) {
+    PeerWatch w({{"here", getpid(), ""}, {"here", gone, ""}}, 0, [&](const PeerVerdict& v) {
       std::lock_guard<std::mutex> lock(mu);
       reported = v.gone;
       reported_at_ = std::chrono::steady_clock::now();
