@@ -3,18 +3,23 @@
 #include <cstdio>
 #include <exception>
 
+#include <fmt/format.h>
+
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/train/data_parallel.h"
 
 namespace dp {
 
-int data_parallel_main(const LaunchOptions& o, int rank, int world_size) {
+std::string data_parallel_world_error(int world_size) {
+  return fmt::format(
+      "--mode dp trains its replicas as threads (or GPUs) of ONE process, but the launcher "
+      "started {} processes: run it without mpirun (or with -np 1), or use --mode ddp",
+      world_size);
+}
+
+int data_parallel_main(const LaunchOptions& o, int rank) {
   try {
-    DP_CHECK(world_size == 1,
-             "--mode dp trains its replicas as threads (or GPUs) of ONE process, but the launcher "
-             "started {} processes: run it without mpirun (or with -np 1), or use --mode ddp",
-             world_size);
     DP_CHECK(o.backend == "auto",
              "--backend {}: --mode dp has no collectives (the backend is DDP's)", o.backend);
     DP_CHECK(!o.allow_device_sharing,

@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "launcher/bench_allreduce.h"
 #include "launcher/config_origin.h"
 #include "launcher/data_parallel_main.h"
@@ -77,6 +79,36 @@ bool agree(const std::string& local_error, const char* phase, std::chrono::milli
                  g_rank.c_str(), a.first_failed_rank, phase);
   }
   return a.all_ok;
+}
+
+void print_help_or_version(const dp::LaunchOptions& o) {
+  if (o.help) std::printf("%s", o.help_text.c_str());
+  if (o.version) std::printf("dprun %s\n", DPRUN_VERSION);
+}
+
+// Thrown past phase 1's remaining work by a rank given --help or --version in a launch of
+// several processes.
+struct AskedToExit {};
+
+enum class Asked { nowhere, everywhere, somewhere };
+
+// --help and --version print and end the run only when every rank was given them: in an MPMD
+// launch (mpirun -np 1 dprun A : -np 1 dprun B) a rank that ended alone would leave the
+// others waiting for it until --timeout. One agreement when nobody asked, two otherwise.
+Asked agree_on_help_or_version(bool asked, std::chrono::milliseconds timeout) {
+  const double timeout_s = double(timeout.count()) / 1000.0;
+  const dp::Agreement none = dp::agree_all_ok(!asked, timeout_s);
+  if (none.all_ok && !none.timed_out) return Asked::nowhere;
+  const dp::Agreement all = dp::agree_all_ok(asked, timeout_s);
+  if (all.all_ok && !all.timed_out) return Asked::everywhere;
+  const std::string why =
+      asked ? fmt::format(
+                  "--help or --version was given to this rank but not to rank {}: "
+                  "give it to every rank or to none",
+                  all.first_failed_rank)
+            : "";
+  agree(why, "reading its options", timeout);
+  return Asked::somewhere;
 }
 
 // --device and --backend against this node's GPUs. Every rank checks its own, and the
@@ -150,20 +182,23 @@ int main(int argc, char** argv) {
     parsed = true;
     // From now on a preemption message knows whether a stop writes a checkpoint.
     dp::set_preemption_checkpointing(!opts.train.checkpoint_dir.empty());
-    if (opts.help || opts.version) {
-      if (info.rank == 0) {
-        if (opts.help) std::printf("%s", opts.help_text.c_str());
-        if (opts.version) std::printf("dprun %s\n", DPRUN_VERSION);
-      }
+    if ((opts.help || opts.version) && info.size == 1) {
+      print_help_or_version(opts);
       return 0;
     }
     dp::log::set_verbose(opts.verbose);
-    // --mode dp: one process, no collectives; every process of a multi-process launch refuses
-    // it on its own (so none waits for another).
-    if (opts.mode == "dp") return dp::data_parallel_main(opts, info.rank, info.size);
+    // --mode dp: one process, no collectives. Several processes refuse it together: in an
+    // MPMD launch the others may not have been given it.
+    if (opts.mode == "dp") {
+      if (info.size == 1) return dp::data_parallel_main(opts, info.rank);
+      throw dp::Error(dp::data_parallel_world_error(info.size));
+    }
+    if (opts.help || opts.version) throw AskedToExit{};
     plan = dp::plan_device(device_request(opts), node_facts(info));
     // Before the trainer's threads start, so that they inherit the mask.
     if (plan.device.is_cuda()) dp::bind_near_gpu(plan.device.index);
+  } catch (const AskedToExit&) {
+    // --help or --version under a launcher of several processes: decided below, together.
   } catch (const std::exception& e) {
     err = parsed ? dp::with_config_origin(e.what(), opts.config_origins) : e.what();
   } catch (...) {
@@ -182,6 +217,15 @@ int main(int argc, char** argv) {
   const std::chrono::milliseconds timeout = phase_timeout(opts);
   mpi->set_finalize_timeout(timeout, "--timeout");
   if (!agree(err, "reading its options", timeout)) return 1;
+  switch (agree_on_help_or_version(info.size > 1 && (opts.help || opts.version), timeout)) {
+    case Asked::everywhere:
+      if (info.rank == 0) print_help_or_version(opts);
+      return 0;
+    case Asked::somewhere:
+      return 1;
+    case Asked::nowhere:
+      break;
+  }
   // Every rank has arrived: which GPU each rank of the node picked, by UUID, decides whether
   // ranks share one.
   const std::vector<std::string> node_gpus = dp::node_allgather(my_gpu);

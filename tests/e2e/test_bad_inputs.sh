@@ -177,6 +177,16 @@ mixed "--no-shm on one rank of 2 nodes" "--no-shm is 'off' on rank 0 but 'on' on
   -x DPRUN_NODE_SPLIT=2 -np 3 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --no-shm
 mixed "DPRUN_NODE_SPLIT on some ranks" "DPRUN_NODE_SPLIT is '2' on rank 0 but 'unset' on rank 2" 4 \
   -np 2 env DPRUN_NODE_SPLIT=2 "$DPRUN" "${QUICK[@]}" : -np 2 "$DPRUN" "${QUICK[@]}"
+# Options that end a rank before the first agreement (--mode dp, --help, --version) given to
+# one rank only: it once ended alone and left the others waiting until --timeout.
+mixed "--mode dp on one rank" "\(ONE process, but the launcher started 2\|rank 1 failed reading its options\)" 2 \
+  -np 1 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --mode dp
+mixed "--version on one rank" "\(--help or --version was given to this rank but not to rank 0\|rank 1 failed reading its options\)" 2 \
+  -np 1 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --version
+rc=0
+timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${QUICK[@]}" --version >"$WORK/out" 2>"$WORK/err" || rc=$?
+[ "$rc" = 0 ] && [ "$(wc -l <"$WORK/out")" = 1 ] && grep -qx "dprun [0-9]*\.[0-9]*\.[0-9]*" "$WORK/out" &&
+  pass "--version on every rank: printed once, exit 0" || { fail "--version on every rank (exit $rc)"; cat "$WORK/out" "$WORK/err"; }
 # Ranks on different data of the same sizes and shapes (another seed): caught by content.
 "$MAKE_IDX" "$WORK/other" --train 200 --test 50 --seed 2 >/dev/null
 rc=0
