@@ -59,6 +59,8 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
   auto b = [](bool v) { return std::string(v ? "on" : "off"); };
   auto s = [](auto v) { return fmt::format("{}", v); };
   std::vector<std::pair<std::string, std::string>> out = {
+      // First: two versions' settings may not even line up, and their maths may differ.
+      {"dprun version", DPRUN_VERSION},
       {"--model", c.model},
       {"training data", data_setting(train)},
       {"training data content (CRC32 of 16 samples)", data_fingerprint(train)},
@@ -135,13 +137,16 @@ std::string describe_settings_mismatch(const std::vector<std::vector<std::string
   for (size_t r = 1; r < per_rank.size(); ++r) {
     for (size_t i = 0; i < ref.size() && i < per_rank[r].size(); ++i) {
       if (ref[i] == per_rank[r][i]) continue;
-      // Lines are "name\tvalue".
+      // Lines are "name\tvalue"; "" is an option not given (a model's data-derived default).
       const std::string name = ref[i].substr(0, ref[i].find('\t'));
+      auto value = [](const std::string& line) {
+        const std::string v = line.substr(line.find('\t') + 1);
+        return v.empty() ? std::string("not given") : "'" + v + "'";
+      };
       return fmt::format(
-          "the ranks were started with different settings: {} is '{}' on rank 0 but '{}' on "
+          "the ranks were started with different settings: {} is {} on rank 0 but {} on "
           "rank {}; every rank must run with the same options and equivalent data",
-          name, ref[i].substr(ref[i].find('\t') + 1),
-          per_rank[r][i].substr(per_rank[r][i].find('\t') + 1), r);
+          name, value(ref[i]), value(per_rank[r][i]), r);
     }
     if (ref.size() != per_rank[r].size()) {
       return fmt::format("rank 0 and rank {} run different versions of dprun ({} vs {} settings)",

@@ -132,3 +132,28 @@ TEST_F(SettingsCheckTokens, TokenDataIsDescribedInWindows) {
   EXPECT_EQ(s["training data"], "12 windows of 8 tokens (int32), vocabulary 257");
   EXPECT_EQ(s["test data"], "6 windows");
 }
+
+// Two builds may differ in their maths with the same options: a rank of another version (a
+// node with an older install) is named, ahead of any setting its version lists differently.
+TEST(SettingsCheck, AnotherVersionOfDprunIsNamedFirst) {
+  TrainConfig a;
+  std::vector<std::string> other = lines(a);
+  ASSERT_EQ(other.at(0), std::string("dprun version\t") + DPRUN_VERSION);
+  other[0] = "dprun version\t0.0.9";
+  other.pop_back();  // and one setting fewer
+  EXPECT_EQ(describe_settings_mismatch({lines(a), other}),
+            std::string("the ranks were started with different settings: dprun version is '") +
+                DPRUN_VERSION +
+                "' on rank 0 but '0.0.9' on rank 1; every rank must run with the same options "
+                "and equivalent data");
+}
+
+// A model option given on one rank only, whose default comes from the data (gpt's
+// --vocab-size): "not given", not ''.
+TEST(SettingsCheck, AnOptionGivenOnOneRankOnlySaysNotGiven) {
+  TrainConfig a, b;
+  a.model = b.model = "gpt";
+  b.model_options["vocab-size"] = "257";
+  EXPECT_MENTIONS(describe_settings_mismatch({lines(a), lines(b)}),
+                  "--vocab-size is not given on rank 0 but '257' on rank 1");
+}
