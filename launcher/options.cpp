@@ -392,6 +392,24 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     po::store(po::command_line_parser(args).options(one).run(), v);
     po::notify(v);
   }
+  // Options of another optimizer, or of sampling without --sample-every, would be ignored
+  // without a word (PyTorch's AdamW refuses momentum=). Only what the user gave counts: a
+  // model's training defaults (cnn: --momentum 0.9 --nesterov) go with either optimizer.
+  auto given = [&](const char* name) { return vm.count(name) > 0 && !vm[name].defaulted(); };
+  for (const char* name : {"momentum", "nesterov"}) {
+    DP_CHECK(t.optimizer != "adamw" || !given(name),
+             "--{} applies to --optimizer sgd (this run's is adamw, whose own are --beta1, "
+             "--beta2 and --adam-eps)",
+             name);
+  }
+  for (const char* name : {"beta1", "beta2", "adam-eps"}) {
+    DP_CHECK(t.optimizer != "sgd" || !given(name),
+             "--{} applies to --optimizer adamw (this run's is sgd)", name);
+  }
+  for (const char* name : {"sample-length", "sample-temperature", "sample-top-k"}) {
+    DP_CHECK(t.sample_every > 0 || !given(name),
+             "--{} needs --sample-every N (without it nothing is sampled)", name);
+  }
   for (const ModelOption& mo : all_model_options())
     if (vm.count(mo.name)) t.model_options[mo.name] = vm[mo.name].as<std::string>();
   DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||

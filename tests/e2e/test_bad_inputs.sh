@@ -43,6 +43,14 @@ expect "eval limit without eval" "--eval-batches and --eval-batch-size need --ev
   "${GOOD[@]}" --eval-batches 5
 expect "eval batch without eval" "--eval-batches and --eval-batch-size need --eval" \
   "${GOOD[@]}" --eval-batch-size 5
+# Another optimizer's options, and sampling options without --sample-every, were dropped
+# silently (AdamW trained without the momentum asked for); a model's own training defaults
+# (cnn: --momentum 0.9 --nesterov) still go with --optimizer adamw.
+expect "momentum with adamw" "--momentum applies to --optimizer sgd (this run's is adamw" \
+  "${GOOD[@]}" --optimizer adamw --momentum 0.9
+expect "beta1 with sgd" "--beta1 applies to --optimizer adamw (this run's is sgd)" "${GOOD[@]}" --beta1 0.5
+expect "a sampling option without --sample-every" "--sample-top-k needs --sample-every N" \
+  "${GOOD[@]}" --sample-top-k 3
 expect "a stray word" "unexpected word 'stray'" "${GOOD[@]}" stray
 expect "world larger than dataset" "--data synthetic:1 holds 1 sample, fewer than the 2 ranks" --data synthetic:1 --hidden 8
 # Token data: the samples are context windows, and the message says so.

@@ -151,6 +151,38 @@ TEST(CommandLine, MinLrWithTheConstantScheduleIsRefused) {
   EXPECT_NO_THROW(validate(o.train));
 }
 
+// Options of the other optimizer, or sampling options without --sample-every, were dropped
+// without a word. Only given values count: the cnn's Nesterov default goes with AdamW, and a
+// value from --config is given too.
+TEST(CommandLine, OptionsThatWouldBeIgnoredAreRefused) {
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--optimizer", "adamw", "--momentum", "0.9"});
+                  }),
+                  "--momentum applies to --optimizer sgd");
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--model", "gpt", "--nesterov"});
+                  }),
+                  "--nesterov applies to --optimizer sgd (this run's is adamw");
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--adam-eps", "1e-6"});
+                  }),
+                  "--adam-eps applies to --optimizer adamw (this run's is sgd)");
+  EXPECT_MENTIONS(error_of([] {
+                    parse_args({"--sample-temperature", "0"});
+                  }),
+                  "--sample-temperature needs --sample-every N");
+  LaunchOptions o = parse_args({"--model", "cnn", "--optimizer", "adamw"});
+  EXPECT_EQ(o.train.optimizer, "adamw");
+  o = parse_args(
+      {"--model", "gpt", "--beta2", "0.99", "--sample-every", "5", "--sample-top-k", "3"});
+  EXPECT_EQ(o.train.beta2, 0.99f);
+}
+
+TEST_F(ConfigFileTest, AnotherOptimizersOptionInTheFileIsRefused) {
+  EXPECT_MENTIONS(parse_error("optimizer = adamw\nmomentum = 0.5\n"),
+                  "--momentum applies to --optimizer sgd");
+}
+
 // A cap past 2^50 bytes: its conversion to bytes overflowed, and the Reducer refused "bucket
 // caps ... (got 1048576 and 0 bytes)" through MPI_Abort, without the option's name.
 TEST(CommandLine, HugeBucketCapsAreRefusedByName) {
