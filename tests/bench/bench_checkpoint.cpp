@@ -62,16 +62,29 @@ std::vector<char> read_all(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_checkpoint DIR [--scale F]\n");
+  const char* usage = "usage: bench_checkpoint DIR [--scale F] [--reps N]\n";
+  if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::printf("%s", usage);
+    return 0;
+  }
+  if (argc < 2 || argv[1][0] == '-') {
+    std::fprintf(stderr, "%s", usage);
     return 2;
   }
   const std::string dir = argv[1];
   double scale = 1.0;
   int reps = 3;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--scale") scale = std::atof(argv[i + 1]);
-    if (std::string(argv[i]) == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
+  for (int i = 2; i < argc; i += 2) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc || (a != "--scale" && a != "--reps")) {
+      std::fprintf(stderr, "bench_checkpoint: %s '%s'\n%s",
+                   i + 1 >= argc && (a == "--scale" || a == "--reps") ? "a value is missing after"
+                                                                      : "unknown option",
+                   a.c_str(), usage);
+      return 2;
+    }
+    if (a == "--scale") scale = std::atof(argv[i + 1]);
+    if (a == "--reps") reps = std::max(1, std::atoi(argv[i + 1]));
   }
   try {
     // Params, m, v: three copies of every tensor, each its own section with its own values.

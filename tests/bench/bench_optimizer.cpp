@@ -71,6 +71,12 @@ int main(int argc, char** argv) try {
   int steps = 10;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_optimizer [--preset gpt2-small|gpt2-medium|gpt-mini|gpt-tiny] "
+          "[--steps 10] [--device cpu|cuda]\n");
+      return 0;
+    }
     DP_CHECK(i + 1 < argc, "{} needs a value", a);
     if (a == "--preset")
       preset = argv[++i];

@@ -95,7 +95,9 @@ Options parse(int argc, char** argv) {
     } else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_sgemm [--batch 64] [--layers 784,256,128,10] [--reps 200] "
-          "[--warmup 20] [--json]\n");
+          "[--warmup 20] [--json]\n"
+          "       bench_sgemm --shapes FILE [--reps 200] [--warmup 20] [--json]   (FILE: a "
+          "dprun --gemm-profile)\n");
       std::exit(0);
     } else {
       dp::fail("unknown option '{}' (try --help)", a);
