@@ -182,7 +182,8 @@ int main(int argc, char** argv) {
     parsed = true;
     // From now on a preemption message knows whether a stop writes a checkpoint.
     dp::set_preemption_checkpointing(!opts.train.checkpoint_dir.empty());
-    if ((opts.help || opts.version) && info.size == 1) {
+    if (opts.help || opts.version) {
+      if (info.size > 1) throw AskedToExit{};
       print_help_or_version(opts);
       return 0;
     }
@@ -193,7 +194,6 @@ int main(int argc, char** argv) {
       if (info.size == 1) return dp::data_parallel_main(opts, info.rank);
       throw dp::Error(dp::data_parallel_world_error(info.size));
     }
-    if (opts.help || opts.version) throw AskedToExit{};
     plan = dp::plan_device(device_request(opts), node_facts(info));
     // Before the trainer's threads start, so that they inherit the mask.
     if (plan.device.is_cuda()) dp::bind_near_gpu(plan.device.index);
