@@ -58,6 +58,9 @@ class BucketTuner {
   BucketTuner(BucketTuningOptions options, Reducer& reducer, ProcessGroup& pg, JsonLog* log);
 
   bool auto_buckets() const { return opt_.auto_first || opt_.auto_cap; }
+  // Auto buckets were asked for and not chosen yet: a checkpoint now holds the fixed caps'
+  // buckets, and the run that resumes it must still choose.
+  bool choice_pending() const { return auto_buckets() && !decided_; }
   // Whether step `step` (1-based) is one of the profiled ones.
   bool profiling(uint64_t step) const { return step >= first_ && step <= last_; }
   uint64_t first_profiled_step() const { return first_; }

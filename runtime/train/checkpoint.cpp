@@ -91,6 +91,7 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"optimizer_steps", optimizer.steps()},
       {"settings", settings},
       {"buckets", meta.buckets},
+      {"buckets_auto_pending", meta.buckets_auto_pending},
       {"tensors", list},
   };
   CheckpointWriter w(path);
@@ -136,6 +137,7 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
     for (const json& kv : m.at("settings"))
       meta.settings.emplace_back(kv.at(0).get<std::string>(), kv.at(1).get<std::string>());
     meta.buckets = m.at("buckets").get<std::vector<std::vector<size_t>>>();
+    meta.buckets_auto_pending = m.value("buckets_auto_pending", false);
   } catch (const json::exception& e) {
     fail("checkpoint {}: section 'meta' is not what this dprun writes: {}", path, e.what());
   }

@@ -54,6 +54,9 @@ struct CheckpointMeta {
   std::vector<std::pair<std::string, std::string>> settings;
   // The Reducer's bucket assignment (parameter indices per bucket) when it was written.
   std::vector<std::vector<size_t>> buckets;
+  // Written with --bucket-cap-mb/--first-bucket-mb auto before the choice (the profiled
+  // steps' end): `buckets` are the fixed caps', and a resumed run chooses (absent: false).
+  bool buckets_auto_pending = false;
   std::string dprun_version;
 
   size_t global_batch() const { return batch_size * grad_accum * size_t(world_size); }

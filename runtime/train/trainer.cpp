@@ -177,9 +177,11 @@ void Trainer::connect(ProcessGroup& pg) {
   reducer_->set_step(step_);
   if (cfg_.first_bucket_auto || cfg_.bucket_cap_auto || !cfg_.profile_out.empty()) {
     BucketTuningOptions bt;
-    // A checkpoint's buckets (chosen automatically by the run that wrote it) are kept.
-    bt.auto_first = cfg_.first_bucket_auto && ro.assignment.empty();
-    bt.auto_cap = cfg_.bucket_cap_auto && ro.assignment.empty();
+    // A checkpoint's buckets chosen automatically by the run that wrote it are kept; one
+    // written before that choice holds the fixed caps' buckets: this run chooses.
+    const bool choose = ro.assignment.empty() || resumed_auto_pending_;
+    bt.auto_first = cfg_.first_bucket_auto && choose;
+    bt.auto_cap = cfg_.bucket_cap_auto && choose;
     bt.first_mb = cfg_.first_bucket_mb;
     bt.cap_mb = cfg_.bucket_cap_mb;
     bt.profile_out = cfg_.profile_out;
@@ -306,6 +308,7 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
     for (const auto& b : meta.buckets) n += b.size();
     return n == parameters().size();
   }();
+  resumed_auto_pending_ = meta.buckets_auto_pending;
   return layout_fits ? meta.buckets : std::vector<std::vector<size_t>>{};
 }
 
@@ -333,6 +336,7 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       meta.optimizer = optimizer_->kind();
       meta.settings = collective_settings(cfg_, *train_set_, test_set_.get());
       meta.buckets = reducer_->assignment();
+      meta.buckets_auto_pending = tuner_ && tuner_->choice_pending();
       meta.dprun_version = DPRUN_VERSION;
       const double t0 = now_us();
       std::unique_lock<std::mutex> writing;  // a checkpoint is complete or never started

@@ -147,9 +147,10 @@ class Trainer {
   uint64_t last_eval_step_ = UINT64_MAX;
   std::optional<double> last_epoch_loss_;  // the summary's train_loss, carried by checkpoints
   bool resumed_ = false;
-  TrainingProgress start_;      // where this run continues (a checkpoint's progress)
-  int stop_signal_ = 0;         // the ranks agreed to stop after this step (a signal)
-  uint64_t skipped_steps_ = 0;  // --on-nonfinite skip
+  bool resumed_auto_pending_ = false;  // the checkpoint was written before its auto buckets
+  TrainingProgress start_;             // where this run continues (a checkpoint's progress)
+  int stop_signal_ = 0;                // the ranks agreed to stop after this step (a signal)
+  uint64_t skipped_steps_ = 0;         // --on-nonfinite skip
   uint64_t last_checkpoint_step_ = UINT64_MAX;
   std::string last_checkpoint_;
   Timeline timeline_;

@@ -102,6 +102,15 @@ mpi 1 "${ARGS[@]}" --config "$WORK/run.cfg" >"$WORK/out" 2>&1 && grep -q "^auto 
   grep -q "(steps 6..10: backward" "$WORK/out" && pass "a resumed run's header names its profiled steps" ||
   { fail "resumed run's profiled steps"; cat "$WORK/out"; }
 
+# A checkpoint written with auto buckets before their profile ended holds the fixed caps'
+# buckets: the resumed run still chooses (it kept them to the end, without a word).
+"$DPRUN" "${ARGS[@]}" --steps 4 --bucket-cap-mb auto --checkpoint-dir "$WORK/ck2" >/dev/null 2>&1 ||
+  fail "checkpointed auto run"
+"$DPRUN" "${ARGS[@]}" --checkpoint-dir "$WORK/ck2" --resume auto --bucket-cap-mb auto >"$WORK/out" 2>&1 &&
+  grep -q "(auto: until the profile of steps 6-10 chooses the caps)" "$WORK/out" &&
+  grep -q "^auto buckets:" "$WORK/out" && pass "a checkpoint from before the choice: the resumed run chooses" ||
+  { fail "auto buckets after a resume from before the choice"; cat "$WORK/out"; }
+
 expect_error() {  # expect_error PATTERN CMD...: exit 1 and the pattern on stderr
   local pattern=$1
   shift
