@@ -183,4 +183,10 @@ size_t enable_sync_batchnorm(Module& root, const BatchNorm2d::StatsAllreduce& al
   return n;
 }
 
+size_t count_batchnorm(const Module& root) {
+  size_t n = dynamic_cast<const BatchNorm2d*>(&root) != nullptr ? 1 : 0;
+  for (const Module* c : root.children()) n += count_batchnorm(*c);
+  return n;
+}
+
 }  // namespace dp

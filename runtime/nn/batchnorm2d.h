@@ -82,4 +82,7 @@ class BatchNorm2d : public Module {
 // Makes every BatchNorm2d under `root` synchronised through `allreduce`; returns how many.
 size_t enable_sync_batchnorm(Module& root, const BatchNorm2d::StatsAllreduce& allreduce);
 
+// How many BatchNorm2d there are under `root` (synchronised or not).
+size_t count_batchnorm(const Module& root);
+
 }  // namespace dp

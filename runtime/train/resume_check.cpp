@@ -43,7 +43,7 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     // setting's value that reproduces the old behaviour (--weight-decay-1d: decay on every
     // parameter).
     static const std::map<std::string, std::string> kBeforeTheSetting = {
-        {"--weight-decay-1d", "on"}, {"--no-shm", "off"}};
+        {"--weight-decay-1d", "on"}, {"--no-shm", "off"}, {"--no-param-arena", "on"}};
     if (auto it = saved.find(key); it != saved.end()) return in_current_words(key, it->second);
     if (auto it = kBeforeTheSetting.find(key); it != kBeforeTheSetting.end()) return it->second;
     return std::string("(not recorded)");
@@ -56,11 +56,9 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     if (t.eval_only && !model_key) continue;
     // Evaluation and sampling settings, the trace, the held-out data: they do not change the
     // training.
-    // Neither does the parameter arena (where the same floats live; checkpoints are per
-    // parameter either way), and checkpoints written before it existed do not record it.
     if (among(key, {"--eval", "--eval-every", "--eval-batches", "--eval-batch-size", "--trace",
-                    "test data", "test data content (CRC32 of 16 samples)", "--no-param-arena",
-                    "--sample-every", "--sample-length", "--sample-temperature", "--sample-top-k"}))
+                    "test data", "test data content (CRC32 of 16 samples)", "--sample-every",
+                    "--sample-length", "--sample-temperature", "--sample-top-k"}))
       continue;
     // How the run is driven, not what it computes (and not recorded by older checkpoints).
     // --profile-out only measures (the buckets change with auto sizing, checked as such);
@@ -81,14 +79,16 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
               : ""));
       continue;
     }
-    if (among(key, {"--first-bucket-mb", "--bucket-cap-mb", "--no-overlap"})) {
+    // The arena pads each parameter's range within its bucket: other bucket boundaries.
+    // Checkpoints written before it existed do not record it (they had none).
+    if (among(key, {"--first-bucket-mb", "--bucket-cap-mb", "--no-overlap", "--no-param-arena"})) {
       v.notes.push_back(
           fmt::format("{} was {}, now {}: other buckets (with more than 2 ranks the sums may round "
                       "differently from an uninterrupted run)",
                       key, before, value));
       continue;
     }
-    if (key == "--no-shm") {
+    if (among(key, {"--no-shm", "--allreduce-algo"})) {
       v.notes.push_back(
           fmt::format("{} was {}, now {}: the all-reduce takes another path (with more than 2 "
                       "ranks the sums may round differently from an uninterrupted run)",
@@ -129,9 +129,16 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
         "the checkpoint was written by {} rank(s) x batch {} x accumulation {}, this run has {} x "
         "{} x {}: the same global batch of {} (the same samples in every step, but for an epoch's "
         "last when the data does not split evenly: each epoch is padded to a multiple of the "
-        "ranks), summed in another order, so not bit-identical to an uninterrupted run",
+        "ranks), {}",
         meta.world_size, meta.batch_size, meta.grad_accum, t.world_size, t.batch_size, t.grad_accum,
-        global));
+        global,
+        t.per_rank_batch_statistics
+            ? "but BatchNorm normalises over each rank's batch of " + std::to_string(t.batch_size) +
+                  " (it was " + std::to_string(meta.batch_size) +
+                  "): not the same training as an uninterrupted run (--sync-batchnorm "
+                  "normalises over the global batch)"
+            : std::string("summed in another order, so not bit-identical to an uninterrupted "
+                          "run")));
   }
   auto current = [&](const std::string& key) {
     for (const auto& [k, value] : t.settings)

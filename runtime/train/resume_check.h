@@ -21,6 +21,9 @@ struct ResumeTarget {
   size_t grad_accum = 1;
   size_t steps_per_epoch = 0;
   bool eval_only = false;
+  // BatchNorm normalises over each rank's own batch (not --sync-batchnorm): another split of
+  // the global batch over the ranks changes the math, not only the order of a sum.
+  bool per_rank_batch_statistics = false;
 };
 
 struct ResumeVerdict {

@@ -244,6 +244,7 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
         target.grad_accum = cfg_.grad_accum;
         target.steps_per_epoch = steps_per_epoch();
         target.eval_only = cfg_.eval_only;
+        target.per_rank_batch_statistics = !cfg_.sync_batchnorm && count_batchnorm(*model_) > 0;
         const ResumeVerdict v = check_resume(meta, target, path);
         if (!v.error.empty()) fail("{}", v.error);
         for (const std::string& note : v.notes) log::warn("--resume: {}", note);

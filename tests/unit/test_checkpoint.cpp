@@ -498,16 +498,57 @@ TEST(ResumeCheck, AnotherLearningRateIsRefusedNamingBothValues) {
   EXPECT_NE(check_resume(m, t, "x.ckpt").error, "");
 }
 
-// The parameter arena changes where the floats live, not the training; and a checkpoint
-// written before it existed does not record it.
-TEST(ResumeCheck, TheParameterArenaSwitchDoesNotMatter) {
-  const CheckpointMeta m = sample_meta();
+// The parameter arena pads each parameter's range in its bucket: other bucket boundaries,
+// which on the ring path (more than 2 ranks over MPI) round the sums differently. Said aloud,
+// as another bucket cap is; a checkpoint written before the arena existed had none.
+TEST(ResumeCheck, TheParameterArenaSwitchIsSaidAloud) {
+  CheckpointMeta m = sample_meta();
   ResumeTarget t = target_like(m);
-  t.settings.emplace_back("--no-param-arena", "true");
-  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  t.settings.emplace_back("--no-param-arena", "on");
+  ResumeVerdict v = check_resume(m, t, "x.ckpt");
   EXPECT_EQ(v.error, "");
   EXPECT_TRUE(v.notes.empty());
   EXPECT_TRUE(v.same_layout);
+  m.settings.emplace_back("--no-param-arena", "off");
+  v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_NE(v.notes[0].find("--no-param-arena was off, now on: other buckets"), std::string::npos)
+      << v.notes[0];
+}
+
+// --allreduce-algo takes another path (as --no-shm does), which changes no parameter: a note,
+// not a refusal (auto, which resolved to hierarchical, was refused against hierarchical).
+TEST(ResumeCheck, TheAllreduceAlgorithmSwitchIsSaidAloud) {
+  CheckpointMeta m = sample_meta();
+  m.settings.emplace_back("--allreduce-algo", "hierarchical");
+  ResumeTarget t = target_like(m);
+  t.settings.back().second = "auto";
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_NE(v.notes[0].find("--allreduce-algo was hierarchical, now auto: the all-reduce takes "
+                            "another path"),
+            std::string::npos)
+      << v.notes[0];
+}
+
+// Without --sync-batchnorm, BatchNorm normalises over each rank's batch: another split of the
+// global batch is another training, not another order of the same sums.
+TEST(ResumeCheck, AnotherSplitOfTheBatchChangesBatchNormsStatistics) {
+  const CheckpointMeta m = sample_meta();  // 2 ranks x 16
+  ResumeTarget t = target_like(m);
+  t.world_size = 4;
+  t.batch_size = 8;
+  t.per_rank_batch_statistics = true;
+  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_NE(v.notes[0].find("BatchNorm normalises over each rank's batch of 8 (it was 16): not "
+                            "the same training"),
+            std::string::npos)
+      << v.notes[0];
+  EXPECT_EQ(v.notes[0].find("summed in another order"), std::string::npos) << v.notes[0];
 }
 
 // Measuring (--profile-out) and tolerating unused parameters change no sum: a run resumes
