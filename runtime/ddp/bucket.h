@@ -47,7 +47,10 @@ struct BucketSpan {
 struct CommStats {
   double total_us = 0;    // union of the all-reduces' [start, end] intervals
   double exposed_us = 0;  // that union clipped to [backward end, ...)
-  double wait_us = 0;     // how long finish() waited, backward end to the last completion
+  double wait_us = 0;     // backward end to the last completion
+  // Backward's compute end: the last gradient plus the CPU time the training thread ran after
+  // it (Reducer::finish), not the wall clock at finish(), which counts the time the thread
+  // waited for a core that the communication thread held.
   double backward_end_us = 0;
   std::vector<BucketSpan> spans;
   double overlap() const { return total_us > 0 ? std::max(0.0, 1.0 - exposed_us / total_us) : 0.0; }

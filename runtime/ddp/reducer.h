@@ -116,6 +116,8 @@ class Reducer {
   std::vector<uint8_t> marked_;    // param marked ready in this backward
   std::vector<double> ready_us_;   // when it was marked
   size_t num_marked_ = 0;
+  // When the last parameter reported its gradient: the wall clock, and this thread's CPU time.
+  double last_ready_us_ = 0, last_ready_cpu_us_ = 0;
   size_t next_to_launch_ = 0;
   bool sync_ = true;
   bool in_backward_ = false;

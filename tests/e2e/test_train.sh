@@ -177,6 +177,18 @@ for name in ("acc16", "accdp"):
     assert abs(last_loss(name) - ref) < 1e-5, (name, last_loss(name), ref)
 PY
 
+# One bucket, ready only when backward's last gradient is: nothing can hide its all-reduce.
+# On one core the communication thread ran it while the training thread waited for the core,
+# before backward returned, and the wall clock counted it as hidden (overlap 98-100%).
+if command -v taskset >/dev/null && taskset -c 0 true 2>/dev/null; then
+  taskset -c 0 "$DPRUN" --data "idx:$WORK/data" --hidden 256,128 --batch-size 50 --steps 40 \
+    >"$WORK/one.txt" 2>&1 || fail "one-core run"
+  ov=$(sed -n 's/.*communication.*overlap *\([0-9]*\)%.*/\1/p' "$WORK/one.txt")
+  grep -q " #0: .*\[fc3.bias .. fc1.weight\]" "$WORK/one.txt" && [ -n "$ov" ] && [ "$ov" -lt 50 ] &&
+    pass "one bucket on one core: overlap ${ov}% (nothing to hide behind)" ||
+    { fail "one bucket on one core: overlap '${ov}'%"; cat "$WORK/one.txt"; }
+fi
+
 # --help documents every option.
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
