@@ -23,6 +23,8 @@ class Timeline {
   }
   void span(Row row, const std::string& name, double start_us, double end_us, uint64_t step,
             const std::string& args_json = "");
+  // A now_us() time on the trace's clock (its "ts"), for times carried in a span's args.
+  double trace_us(double t_us) const { return t_us - origin_us_; }
 
   // Collective: gathers every rank's events; rank 0 writes the file.
   void write(ProcessGroup& pg, const std::string& path, std::chrono::milliseconds timeout) const;

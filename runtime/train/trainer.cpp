@@ -508,7 +508,8 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
           Timeline::kComm, fmt::format("allreduce bucket {}", s.bucket), s.start_us, s.end_us,
           step_,
           fmt::format(R"("bucket":{},"bytes":{},"ready_us":{:.3f},"backward_end_us":{:.3f})",
-                      s.bucket, s.bytes, s.ready_us, bwd_end));
+                      s.bucket, s.bytes, timeline_.trace_us(s.ready_us),
+                      timeline_.trace_us(cs.backward_end_us)));
     }
   }
   const double step_us = t_end - t_step;

@@ -38,6 +38,15 @@ trace = json.load(open(f"{work}/trace.json"))["traceEvents"]
 spans = [e for e in trace if e.get("ph") == "X"]
 assert {e["pid"] for e in spans} == {0, 1}
 assert any(e["name"].startswith("allreduce bucket") for e in spans)
+# A bucket's ready time and backward's end are on the trace's clock: no later than the
+# all-reduce's start, inside that step's backward span (they were raw steady-clock times).
+for e in spans:
+    if not e["name"].startswith("allreduce bucket"):
+        continue
+    a = e["args"]
+    bwd = [b for b in spans if b["name"] == "backward" and b["pid"] == e["pid"] and b["args"]["step"] == a["step"]][-1]
+    assert bwd["ts"] - 1 <= a["ready_us"] <= e["ts"] + 1, (a, e["ts"], bwd["ts"])
+    assert bwd["ts"] - 1 <= a["backward_end_us"] <= bwd["ts"] + bwd["dur"] + 1, (a, bwd)
 PY
 
 # The same run as world size 1, without any launcher.
