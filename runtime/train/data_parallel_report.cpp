@@ -88,7 +88,7 @@ void DataParallelReport::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_
 void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes& t) const {
   if (quiet_) return;
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
-  log::rank0("  train loss      {:.4f} (last epoch mean)", s.train_loss.value_or(0));
+  log_train_loss(s);
   if (s.evaluated) log_eval_summary(s.eval);
   if (s.tokens_per_s > 0)
     log::rank0("  throughput      {:.0f} tokens/s ({:.1f} samples/s, global)", s.tokens_per_s,

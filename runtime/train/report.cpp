@@ -163,12 +163,19 @@ void Progress::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, dou
   if (enabled_) log_epoch_end(epoch, steps, per_epoch, train_loss, eval);
 }
 
-void print_summary(const TrainSummary& s) {
-  log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
-  if (s.train_loss)
+void log_train_loss(const TrainSummary& s) {
+  if (s.train_loss && s.train_loss_epoch_steps > 0)
+    log::rank0("  train loss      {:.4f} (epoch {}'s mean over the {} of its {} steps run)",
+               *s.train_loss, s.train_loss_epoch + 1, s.train_loss_steps, s.train_loss_epoch_steps);
+  else if (s.train_loss)
     log::rank0("  train loss      {:.4f} (last epoch mean)", *s.train_loss);
   else
     log::rank0("  train loss      - (stopped inside the first epoch)");
+}
+
+void print_summary(const TrainSummary& s) {
+  log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
+  log_train_loss(s);
   const bool tokens = s.tokens_per_s > 0;
   if (s.evaluated) log_eval_summary(s.eval);
   if (tokens)

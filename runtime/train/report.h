@@ -64,6 +64,8 @@ std::string interval_loss_text(const EpochLoss& interval);
 // `first_step` (a resumed run's elapsed time covers only the steps it ran itself).
 double eta_seconds(uint64_t step, uint64_t first_step, uint64_t total, double elapsed_s);
 void print_summary(const TrainSummary& s);
+// The summary's train loss line (DDP's and --mode dp's).
+void log_train_loss(const TrainSummary& s);
 
 class Progress {
  public:

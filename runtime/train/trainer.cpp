@@ -810,6 +810,10 @@ TrainSummary Trainer::run() {
     sum.epochs = epoch + 1;
     if (stop_signal_) break;
     last_epoch_loss_ = epoch_loss.mean();
+    last_epoch_index_ = epoch;
+    const bool cut_short = epoch_loss.steps < per_epoch;
+    last_epoch_steps_ = cut_short ? epoch_loss.steps : 0;
+    last_epoch_of_ = cut_short ? per_epoch : 0;
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     progress.epoch_end(epoch, epoch_loss.steps, per_epoch, *last_epoch_loss_,
                        cfg_.eval ? &sum.eval : nullptr);
@@ -829,6 +833,9 @@ TrainSummary Trainer::run() {
   sum.skipped_steps = skipped_steps_;
   sum.preempted_by = stop_signal_;
   sum.train_loss = last_epoch_loss_;  // in this run or before its checkpoint
+  sum.train_loss_epoch = last_epoch_index_;
+  sum.train_loss_steps = last_epoch_steps_;
+  sum.train_loss_epoch_steps = last_epoch_of_;
   sum.checkpoint = last_checkpoint_;
 
   if (tuner_) tuner_->finish();  // collective when the run ended inside the profile
@@ -864,6 +871,9 @@ TrainSummary Trainer::run() {
          {"steps", sum.steps},
          {"epochs", sum.epochs},
          {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
+         // A mean over part of an epoch (the run ended inside it): how many of its steps.
+         {"train_loss_steps",
+          sum.train_loss_epoch_steps > 0 ? nlohmann::json(sum.train_loss_steps) : nlohmann::json()},
          {"samples_per_s", sum.samples_per_s},
          {"tokens_per_s", sum.tokens_per_s},
          {"comm_ms", sum.comm_ms},

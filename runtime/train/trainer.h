@@ -44,9 +44,12 @@ struct EvalResult {
 struct TrainSummary {
   uint64_t steps = 0;
   uint64_t epochs = 0;
-  // The last finished epoch's mean step loss; none when no epoch finished (preempted inside
-  // the first).
+  // The last epoch's mean step loss; none when no epoch ended (preempted inside the first).
+  // An epoch that --steps/--epochs ended early (the run's last) is a mean over the steps it ran:
+  // train_loss_steps of its train_loss_epoch_steps (both 0 when it ran whole).
   std::optional<double> train_loss;
+  uint64_t train_loss_epoch = 0;  // 0-based
+  uint64_t train_loss_steps = 0, train_loss_epoch_steps = 0;
   bool evaluated = false;
   EvalResult eval;
   double wall_s = 0;
@@ -146,6 +149,8 @@ class Trainer {
   uint64_t step_ = 0;
   uint64_t last_eval_step_ = UINT64_MAX;
   std::optional<double> last_epoch_loss_;  // the summary's train_loss, carried by checkpoints
+  // When the run's end cut the epoch of last_epoch_loss_ short: which, and how far it got.
+  uint64_t last_epoch_index_ = 0, last_epoch_steps_ = 0, last_epoch_of_ = 0;
   bool resumed_ = false;
   bool resumed_auto_pending_ = false;  // the checkpoint was written before its auto buckets
   TrainingProgress start_;             // where this run continues (a checkpoint's progress)

@@ -186,6 +186,16 @@ for name in ("acc16", "accdp"):
     assert abs(last_loss(name) - ref) < 1e-5, (name, last_loss(name), ref)
 PY
 
+# --steps ending the run inside an epoch: the summary's train loss is that epoch's mean over
+# the steps it ran, and says so (it read "last epoch mean", which README promised to be a
+# finished epoch's).
+"$DPRUN" --data "idx:$WORK/data" --hidden 16 --batch-size 50 --steps 5 --log-json "$WORK/s5.jsonl" \
+  >"$WORK/s5.txt" 2>&1 || fail "--steps 5 run"
+grep -q "train loss      [0-9.]* (epoch 1's mean over the 5 of its 24 steps run)" "$WORK/s5.txt" &&
+  python3 -c "import json,sys; s=[json.loads(l) for l in open(sys.argv[1])][-1]; assert s['type']=='summary' and s['train_loss_steps']==5, s" "$WORK/s5.jsonl" &&
+  pass "a run ended inside an epoch names the steps its train loss is over" ||
+  { fail "partial epoch's train loss"; cat "$WORK/s5.txt"; }
+
 # One bucket, ready only when backward's last gradient is: nothing can hide its all-reduce.
 # On one core the communication thread ran it while the training thread waited for the core,
 # before backward returned, and the wall clock counted it as hidden (overlap 98-100%).
