@@ -77,6 +77,7 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"skipped_steps", p.skipped_steps},
       {"last_epoch_loss", p.last_epoch_loss ? loss_sum_json(*p.last_epoch_loss) : json(nullptr)},
       {"outputs_pending", p.outputs_pending},
+      {"wall_s", p.wall_s},
       {"epoch_skipped_steps", p.epoch_skipped_steps},
       {"world_size", meta.world_size},
       {"batch_size", meta.batch_size},
@@ -125,6 +126,7 @@ CheckpointMeta parse_checkpoint_meta(const std::string& text, const std::string&
     if (m.contains("last_epoch_loss") && !m.at("last_epoch_loss").is_null())
       p.last_epoch_loss = loss_sum_of(m.at("last_epoch_loss"), path, "last_epoch_loss");
     p.outputs_pending = m.value("outputs_pending", false);
+    p.wall_s = m.value("wall_s", 0.0);
     meta.world_size = m.at("world_size").get<int>();
     meta.batch_size = m.at("batch_size").get<size_t>();
     meta.grad_accum = m.at("grad_accum").get<size_t>();

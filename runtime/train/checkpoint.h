@@ -38,6 +38,9 @@ struct TrainingProgress {
   // Written under a stop signal, before the --eval-every evaluation or --sample-every sample
   // due at `step`: the resumed run makes them up first.
   bool outputs_pending = false;
+  // Seconds of training up to `step`, over this run and the ones it resumed (the JSON log's
+  // wall_s goes on from here; absent: 0).
+  double wall_s = 0;
 };
 
 struct CheckpointMeta {

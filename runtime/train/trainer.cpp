@@ -328,6 +328,7 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       meta.progress.skipped_steps = skipped_steps_;
       meta.progress.last_epoch_loss = last_epoch_loss_;
       meta.progress.outputs_pending = stop_signal_ != 0;
+      meta.progress.wall_s = (now_us() - wall_start_us_) / 1e6;
       meta.world_size = world_;
       meta.batch_size = cfg_.batch_size;
       meta.grad_accum = cfg_.grad_accum;
@@ -745,6 +746,8 @@ TrainSummary Trainer::run() {
   }
   pg_->barrier("start")->wait(timeout());
   const double t_start = now_us();
+  // wall_s goes on from the checkpoint's: one log of one training, however many runs.
+  wall_start_us_ = t_start - start_.wall_s * 1e6;
   if (!cfg_.trace.empty()) timeline_.start(t_start, start_.step, /*max_steps=*/20);
 
   TrainSummary sum;
@@ -784,7 +787,7 @@ TrainSummary Trainer::run() {
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), rank_batch() * cfg_.grad_accum);
         gemm_profiled = true;
       }
-      m.wall_s = (now_us() - t_start) / 1e6;
+      m.wall_s = (now_us() - wall_start_us_) / 1e6;
       epoch_loss.add(m.loss, m.skipped);
       train_us += m.step_ms * 1000;
       comm_us += m.comm_ms * 1000;

@@ -152,6 +152,14 @@ summary = recs("ev1.jsonl", "summary")[-1]
 print("evals before", before, "after", after, "train_loss", summary["train_loss"])
 assert before == [4] and after[:2] == [8, 12] and summary["train_loss"] is None
 PY
+# wall_s goes on across the resume: one log of one training (it started again from 0).
+python3 - <<'PY' && pass "wall_s goes on across a resume" || fail "wall_s across a resume"
+import json
+steps = [r for f in ("ev1.jsonl", "ev2.jsonl") for r in map(json.loads, open(f)) if r.get("type") == "step"]
+walls = [r["wall_s"] for r in steps]
+print("steps", [r["step"] for r in steps][6:10], "wall_s", walls[6:10])
+assert [r["step"] for r in steps][:9] == list(range(1, 10)) and walls == sorted(walls), walls
+PY
 
 # Stopped at an evaluation step, then at the run's last step (due "after the last one"): each
 # resumed run makes up what the stop skipped; the train loss of the epoch that ended before
