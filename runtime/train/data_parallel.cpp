@@ -555,7 +555,9 @@ TrainSummary DataParallelTrainer::run() {
   sum.peak_rss_mib = peak_rss_mib();
   sum.skipped_steps = skipped_steps_;
   if (!cfg_.dump_params.empty()) dump_params(parameters(), buffers(), cfg_.dump_params);
-  report.summary(sum, mean);
+  report.summary(sum, mean,
+                 warm_steps_ > 0 ? fmt::format("mean of steps {}-{}", kWarmupSteps + 1, step_)
+                                 : fmt::format("mean of all {} steps", step_));
   if (log_.is_open()) {
     log_.write(
         {{"type", "summary"},

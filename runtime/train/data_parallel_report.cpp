@@ -43,7 +43,7 @@ void DataParallelReport::header(const DataParallelHeader& h) const {
   log::rank0(
       "per step   replicate {:.2f} MB to each of {} replica(s), gather {:.2f} MB of gradients "
       "onto replica 0",
-      double(h.replicate_bytes) / 1e6, h.replicas - 1, double(h.gather_bytes) / 1e6);
+      double(h.replicate_bytes) / 1048576.0, h.replicas - 1, double(h.gather_bytes) / 1048576.0);
 }
 
 void DataParallelReport::set_total(uint64_t total_steps, uint64_t interval,
@@ -85,7 +85,8 @@ void DataParallelReport::epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_
   if (!quiet_) log_epoch_end(epoch, steps, per_epoch, train_loss, eval);
 }
 
-void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes& t) const {
+void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes& t,
+                                 const std::string& mean_over) const {
   if (quiet_) return;
   log::rank0("summary: {} steps, {} epoch(s) in {}", s.steps, s.epochs, format_duration(s.wall_s));
   log_train_loss(s);
@@ -96,11 +97,11 @@ void DataParallelReport::summary(const TrainSummary& s, const DataParallelTimes&
   else
     log::rank0("  throughput      {:.0f} samples/s (global)", s.samples_per_s);
   log::rank0(
-      "  per step        {:.3f} ms: data {:.3f}, scatter {:.3f}, replicate {:.3f}, parallel "
+      "  per step        {:.3f} ms ({}): data {:.3f}, scatter {:.3f}, replicate {:.3f}, parallel "
       "forward+backward {:.3f} (replica 0 {:.3f} + {:.3f}, slowest {:.3f}), gather {:.3f}, update "
       "{:.3f}",
-      t.step, t.data, t.scatter, t.replicate, t.parallel, t.forward, t.backward, t.slowest,
-      t.gather, t.update);
+      t.step, mean_over, t.data, t.scatter, t.replicate, t.parallel, t.forward, t.backward,
+      t.slowest, t.gather, t.update);
   log::rank0("  replica 0 extra {:.3f} ms/step (scatter + replicate + gather, {:.1f}% of the step)",
              t.extra(), t.step > 0 ? 100.0 * t.extra() / t.step : 0.0);
   log::rank0("  peak memory     {:.0f} MiB resident (all replicas)", s.peak_rss_mib);

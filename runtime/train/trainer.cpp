@@ -360,7 +360,8 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       }
       if (!cfg_.quiet)
         log::rank0("checkpoint {}: {:.1f} MB in {:.2f} s ({:.0f} MB/s){}", path,
-                   double(bytes) / 1e6, secs, double(bytes) / 1e6 / std::max(secs, 1e-9),
+                   double(bytes) / 1048576.0, secs,
+                   double(bytes) / 1048576.0 / std::max(secs, 1e-9),
                    removed.empty() ? "" : fmt::format(", removed {} older", removed.size()));
       if (log_.is_open())
         log_.write({{"type", "checkpoint"},
