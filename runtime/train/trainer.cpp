@@ -717,6 +717,15 @@ TrainSummary Trainer::run_eval_only() {
   return sum;
 }
 
+void Trainer::say_rebuilt_buckets(const std::string& before) {
+  if (rank_ != 0) return;
+  const std::string now = reducer_->layout();
+  if (now == before) return;
+  if (!cfg_.quiet)
+    log::rank0("buckets rebuilt from step {} in the order the gradients arrived: {}", step_, now);
+  if (log_.is_open()) log_.write({{"type", "buckets"}, {"step", step_}, {"layout", now}});
+}
+
 TrainSummary Trainer::run() {
   DP_CHECK(pg_ != nullptr, "run() before connect()");
   print_header();
@@ -746,6 +755,9 @@ TrainSummary Trainer::run() {
     });
   }
   pg_->barrier("start")->wait(timeout());
+  // The Reducer rebuilds its buckets in the order the gradients arrived in this run's first
+  // step (as DDP does), from its second on: the header showed the layout before.
+  const std::string header_layout = rank_ == 0 ? reducer_->layout() : std::string();
   const double t_start = now_us();
   // wall_s goes on from the checkpoint's: one log of one training, however many runs.
   wall_start_us_ = t_start - start_.wall_s * 1e6;
@@ -783,6 +795,7 @@ TrainSummary Trainer::run() {
       const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ + 1 == gemm_step;
       if (profile) gemm_profile_start();
       train_step(epoch, m);
+      if (step_ == start_.step + 2) say_rebuilt_buckets(header_layout);
       if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
       if (profile) {
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), rank_batch() * cfg_.grad_accum);

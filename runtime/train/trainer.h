@@ -151,7 +151,11 @@ class Trainer {
   std::optional<double> last_epoch_loss_;  // the summary's train_loss, carried by checkpoints
   // When the run's end cut the epoch of last_epoch_loss_ short: which, and how far it got.
   uint64_t last_epoch_index_ = 0, last_epoch_steps_ = 0, last_epoch_of_ = 0;
-  double wall_start_us_ = 0;  // now_us() when the training began, a resumed run's included
+  double wall_start_us_ = 0;
+  // Rank 0 says the Reducer's layout when the rebuild after the first step changed it from
+  // `before`.
+  void say_rebuilt_buckets(
+      const std::string& before);  // now_us() when the training began, a resumed run's included
   bool resumed_ = false;
   bool resumed_auto_pending_ = false;  // the checkpoint was written before its auto buckets
   TrainingProgress start_;             // where this run continues (a checkpoint's progress)

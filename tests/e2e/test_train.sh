@@ -196,6 +196,21 @@ grep -q "train loss      [0-9.]* (epoch 1's mean over the 5 of its 24 steps run)
   pass "a run ended inside an epoch names the steps its train loss is over" ||
   { fail "partial epoch's train loss"; cat "$WORK/s5.txt"; }
 
+# The buckets rebuilt after the first step (in the order gradients arrived) are said, with the
+# layout the later steps use: the header alone showed 4 buckets where steps 2.. ran 5.
+mpi 2 --hidden 1024,1024 --data synthetic:4000 --steps 3 --batch-size 64 --bucket-cap-mb 1 \
+  --first-bucket-mb 0.25 --trace "$WORK/rb.json" >"$WORK/rb.txt" 2>&1 || fail "rebuild run"
+python3 - "$WORK" <<'PY' && pass "the rebuilt bucket layout is said, as the trace shows it" || { fail "rebuilt layout"; cat "$WORK/rb.txt"; }
+import json, re, sys
+work = sys.argv[1]
+out = open(f"{work}/rb.txt").read()
+m = re.search(r"buckets rebuilt from step 2 in the order the gradients arrived: (\d+) buckets", out)
+assert m, out
+t = json.load(open(f"{work}/rb.json"))["traceEvents"]
+n = [e for e in t if e.get("ph") == "X" and e["name"].startswith("allreduce") and e["pid"] == 0 and e["args"]["step"] == 2]
+assert int(m.group(1)) == len(n), (m.group(1), len(n))
+PY
+
 # One bucket, ready only when backward's last gradient is: nothing can hide its all-reduce.
 # On one core the communication thread ran it while the training thread waited for the core,
 # before backward returned, and the wall clock counted it as hidden (overlap 98-100%).
