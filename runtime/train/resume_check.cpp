@@ -66,8 +66,9 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     if (among(key, {"--checkpoint-dir", "--checkpoint-every", "--resume", "--eval-only",
                     "--on-nonfinite", "--profile-out", "--find-unused-parameters"}))
       continue;
-    // Checked below, together.
-    if (among(key, {"--batch-size", "--grad-accum"})) continue;
+    // Checked below, together. The version is the checkpoint's own field (older checkpoints
+    // have no such setting): another version resumes, said aloud.
+    if (among(key, {"--batch-size", "--grad-accum", "dprun version"})) continue;
     const std::string before = saved_value(key);
     if (before == value) continue;
     if (among(key, {"--epochs", "--steps"})) {
@@ -101,6 +102,12 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
         "without --resume)",
         path, key, shown(before), key, shown(value));
     return v;
+  }
+  if (!meta.dprun_version.empty() && meta.dprun_version != DPRUN_VERSION) {
+    v.notes.push_back(fmt::format(
+        "the checkpoint was written by dprun {}, this is dprun {}: a change in between may "
+        "change the results",
+        meta.dprun_version, DPRUN_VERSION));
   }
   if (t.eval_only) return v;
   const size_t global = t.batch_size * t.grad_accum * size_t(t.world_size);

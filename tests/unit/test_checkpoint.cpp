@@ -76,7 +76,7 @@ CheckpointMeta sample_meta() {
   m.optimizer = "adamw";
   m.settings = {{"--model", "mlp"}, {"--lr", "0.001"}, {"--steps", "0"}};
   m.buckets = {{3, 2}, {1, 0}};
-  m.dprun_version = "test";
+  m.dprun_version = DPRUN_VERSION;
   return m;
 }
 
@@ -496,6 +496,30 @@ TEST(ResumeCheck, AnotherLearningRateIsRefusedNamingBothValues) {
   EXPECT_EQ(check_resume(m, t, "x.ckpt").error, "");
   t.settings[0].second = "cnn";
   EXPECT_NE(check_resume(m, t, "x.ckpt").error, "");
+}
+
+// Checkpoints record the version that wrote them; the settings list gained "dprun version"
+// later. Another version, or a checkpoint from before that setting, resumes with a note (both
+// were refused: "written with dprun version (not recorded), this run has dprun version ...").
+TEST(ResumeCheck, AnotherVersionOfDprunResumesWithANote) {
+  CheckpointMeta m = sample_meta();
+  m.dprun_version = "0.0.9";
+  ResumeTarget t = target_like(m);
+  t.settings.insert(t.settings.begin(), {"dprun version", DPRUN_VERSION});
+  ResumeVerdict v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  ASSERT_EQ(v.notes.size(), 1u);
+  EXPECT_EQ(v.notes[0], std::string("the checkpoint was written by dprun 0.0.9, this is dprun ") +
+                            DPRUN_VERSION + ": a change in between may change the results");
+  m.settings.insert(m.settings.begin(), {"dprun version", "0.0.9"});
+  v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_EQ(v.notes.size(), 1u);
+  m.dprun_version = DPRUN_VERSION;
+  m.settings[0].second = DPRUN_VERSION;
+  v = check_resume(m, t, "x.ckpt");
+  EXPECT_EQ(v.error, "");
+  EXPECT_TRUE(v.notes.empty());
 }
 
 // The parameter arena pads each parameter's range in its bucket: other bucket boundaries,
