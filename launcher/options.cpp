@@ -395,9 +395,13 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
   // Options of another optimizer, or of sampling without --sample-every, would be ignored
   // without a word (PyTorch's AdamW refuses momentum=). Only what the user gave counts: a
   // model's training defaults (cnn: --momentum 0.9 --nesterov) go with either optimizer.
+  // Turning SGD's options off (--momentum 0, --nesterov=false: the --help's way to drop a
+  // model's default) asks for nothing AdamW would ignore.
   auto given = [&](const char* name) { return vm.count(name) > 0 && !vm[name].defaulted(); };
+  const bool sgd_asked =
+      (given("momentum") && t.momentum != 0) || (given("nesterov") && t.nesterov);
   for (const char* name : {"momentum", "nesterov"}) {
-    DP_CHECK(t.optimizer != "adamw" || !given(name),
+    DP_CHECK(t.optimizer != "adamw" || !given(name) || !sgd_asked,
              "--{} applies to --optimizer sgd (this run's is adamw, whose own are --beta1, "
              "--beta2 and --adam-eps)",
              name);

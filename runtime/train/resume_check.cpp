@@ -132,20 +132,28 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     return v;
   }
   if (t.world_size != meta.world_size || t.batch_size != meta.batch_size) {
+    // --sync-batchnorm is a compared setting: the checkpoint's is this run's.
+    auto group = [&](int world, size_t batch) {
+      return t.sync_batchnorm ? size_t(world) * batch : batch;
+    };
+    const size_t was = group(meta.world_size, meta.batch_size),
+                 now = group(t.world_size, t.batch_size);
+    std::string what = "summed in another order, so not bit-identical to an uninterrupted run";
+    if (t.batchnorm) {
+      what = fmt::format(
+          "but BatchNorm normalises over {} of {} sample(s) (it was {}{}): not the same "
+          "training as an uninterrupted run",
+          t.sync_batchnorm ? "the ranks' micro-batches together, groups"
+                           : "each rank's micro-batch,",
+          now, was, now == was ? ", other samples grouped" : "");
+    }
     v.notes.push_back(fmt::format(
         "the checkpoint was written by {} rank(s) x batch {} x accumulation {}, this run has {} x "
         "{} x {}: the same global batch of {} (the same samples in every step, but for an epoch's "
         "last when the data does not split evenly: each epoch is padded to a multiple of the "
         "ranks), {}",
         meta.world_size, meta.batch_size, meta.grad_accum, t.world_size, t.batch_size, t.grad_accum,
-        global,
-        t.per_rank_batch_statistics
-            ? "but BatchNorm normalises over each rank's batch of " + std::to_string(t.batch_size) +
-                  " (it was " + std::to_string(meta.batch_size) +
-                  "): not the same training as an uninterrupted run (--sync-batchnorm "
-                  "normalises over the global batch)"
-            : std::string("summed in another order, so not bit-identical to an uninterrupted "
-                          "run")));
+        global, what));
   }
   auto current = [&](const std::string& key) {
     for (const auto& [k, value] : t.settings)

@@ -21,9 +21,11 @@ struct ResumeTarget {
   size_t grad_accum = 1;
   size_t steps_per_epoch = 0;
   bool eval_only = false;
-  // BatchNorm normalises over each rank's own batch (not --sync-batchnorm): another split of
-  // the global batch over the ranks changes the math, not only the order of a sum.
-  bool per_rank_batch_statistics = false;
+  // The model has BatchNorm: it normalises over each rank's micro-batch, or with
+  // --sync-batchnorm over the ranks' micro-batches together. Another split of the global
+  // batch groups other samples (or more, or fewer): the math changes, not only a sum's order.
+  bool batchnorm = false;
+  bool sync_batchnorm = false;
 };
 
 struct ResumeVerdict {

@@ -244,7 +244,8 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
         target.grad_accum = cfg_.grad_accum;
         target.steps_per_epoch = steps_per_epoch();
         target.eval_only = cfg_.eval_only;
-        target.per_rank_batch_statistics = !cfg_.sync_batchnorm && count_batchnorm(*model_) > 0;
+        target.batchnorm = count_batchnorm(*model_) > 0;
+        target.sync_batchnorm = cfg_.sync_batchnorm;
         const ResumeVerdict v = check_resume(meta, target, path);
         if (!v.error.empty()) fail("{}", v.error);
         for (const std::string& note : v.notes) log::warn("--resume: {}", note);
@@ -717,10 +718,15 @@ TrainSummary Trainer::run_eval_only() {
   return sum;
 }
 
-void Trainer::say_rebuilt_buckets(const std::string& before) {
-  if (rank_ != 0) return;
+Trainer::BucketMembers Trainer::bucket_members(const Reducer& r) {
+  BucketMembers m = r.assignment();
+  for (auto& b : m) std::sort(b.begin(), b.end());  // the order inside a bucket is no change
+  return m;
+}
+
+void Trainer::say_rebuilt_buckets(const BucketMembers& before) {
+  if (rank_ != 0 || bucket_members(*reducer_) == before) return;
   const std::string now = reducer_->layout();
-  if (now == before) return;
   if (!cfg_.quiet)
     log::rank0("buckets rebuilt from step {} in the order the gradients arrived: {}", step_, now);
   if (log_.is_open()) log_.write({{"type", "buckets"}, {"step", step_}, {"layout", now}});
@@ -757,7 +763,7 @@ TrainSummary Trainer::run() {
   pg_->barrier("start")->wait(timeout());
   // The Reducer rebuilds its buckets in the order the gradients arrived in this run's first
   // step (as DDP does), from its second on: the header showed the layout before.
-  const std::string header_layout = rank_ == 0 ? reducer_->layout() : std::string();
+  const BucketMembers header_buckets = bucket_members(*reducer_);
   const double t_start = now_us();
   // wall_s goes on from the checkpoint's: one log of one training, however many runs.
   wall_start_us_ = t_start - start_.wall_s * 1e6;
@@ -795,7 +801,7 @@ TrainSummary Trainer::run() {
       const bool profile = !cfg_.gemm_profile.empty() && rank_ == 0 && step_ + 1 == gemm_step;
       if (profile) gemm_profile_start();
       train_step(epoch, m);
-      if (step_ == start_.step + 2) say_rebuilt_buckets(header_layout);
+      if (step_ == start_.step + 2) say_rebuilt_buckets(header_buckets);
       if (tuner_) tuner_->after_step(step_, m);  // collective after the profiled steps
       if (profile) {
         write_gemm_profile(cfg_.gemm_profile, gemm_profile_stop(), rank_batch() * cfg_.grad_accum);
@@ -839,7 +845,7 @@ TrainSummary Trainer::run() {
   // Each rank's last forward moved its own buffers: leave every replica equal to rank 0's.
   if (cfg_.broadcast_buffers) buffer_sync_->broadcast("end of training");
   sum.steps = step_;
-  sum.wall_s = (now_us() - t_start) / 1e6;
+  sum.wall_s = (now_us() - wall_start_us_) / 1e6;  // like the steps' wall_s: the whole training
   sum.samples_per_s = train_us > 0 ? double(samples) / (train_us / 1e6) : 0;
   const uint64_t run_steps = step_ - start_.step;  // this process's steps (after a resume)
   sum.comm_ms = run_steps ? comm_us / 1000.0 / double(run_steps) : 0;

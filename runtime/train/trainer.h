@@ -45,7 +45,7 @@ struct TrainSummary {
   uint64_t steps = 0;
   uint64_t epochs = 0;
   // The last epoch's mean step loss; none when no epoch ended (preempted inside the first).
-  // An epoch that --steps/--epochs ended early (the run's last) is a mean over the steps it ran:
+  // An epoch that --steps ended early (the run's last) is a mean over the steps it ran:
   // train_loss_steps of its train_loss_epoch_steps (both 0 when it ran whole).
   std::optional<double> train_loss;
   uint64_t train_loss_epoch = 0;  // 0-based
@@ -114,6 +114,12 @@ class Trainer {
   // bucket assignment to restore (empty when it does not apply).
   std::vector<std::vector<size_t>> resume_from_checkpoint();
   // Collective: rank 0 writes DIR/step-N.ckpt; every rank learns whether it worked.
+  // Which parameters each bucket holds, each bucket's sorted (their order inside is no change).
+  using BucketMembers = std::vector<std::vector<size_t>>;
+  static BucketMembers bucket_members(const Reducer& r);
+  // Rank 0 says the Reducer's layout when the rebuild after the first step changed the
+  // buckets' members from `before`.
+  void say_rebuilt_buckets(const BucketMembers& before);
   void save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const EpochLoss& loss);
   TrainSummary run_eval_only();
   // `host` on the training device (itself on the CPU); `which` 0: inputs, 1: labels.
@@ -151,11 +157,7 @@ class Trainer {
   std::optional<double> last_epoch_loss_;  // the summary's train_loss, carried by checkpoints
   // When the run's end cut the epoch of last_epoch_loss_ short: which, and how far it got.
   uint64_t last_epoch_index_ = 0, last_epoch_steps_ = 0, last_epoch_of_ = 0;
-  double wall_start_us_ = 0;
-  // Rank 0 says the Reducer's layout when the rebuild after the first step changed it from
-  // `before`.
-  void say_rebuilt_buckets(
-      const std::string& before);  // now_us() when the training began, a resumed run's included
+  double wall_start_us_ = 0;  // now_us() when the training began, a resumed run's included
   bool resumed_ = false;
   bool resumed_auto_pending_ = false;  // the checkpoint was written before its auto buckets
   TrainingProgress start_;             // where this run continues (a checkpoint's progress)

@@ -557,22 +557,30 @@ TEST(ResumeCheck, TheAllreduceAlgorithmSwitchIsSaidAloud) {
       << v.notes[0];
 }
 
-// Without --sync-batchnorm, BatchNorm normalises over each rank's batch: another split of the
-// global batch is another training, not another order of the same sums.
+// BatchNorm normalises over each rank's micro-batch (with --sync-batchnorm, over the ranks'
+// micro-batches together): another split of the global batch is another training, not another
+// order of the same sums, also when the group keeps its size but not its samples.
 TEST(ResumeCheck, AnotherSplitOfTheBatchChangesBatchNormsStatistics) {
   const CheckpointMeta m = sample_meta();  // 2 ranks x 16
   ResumeTarget t = target_like(m);
   t.world_size = 4;
   t.batch_size = 8;
-  t.per_rank_batch_statistics = true;
-  const ResumeVerdict v = check_resume(m, t, "x.ckpt");
-  EXPECT_EQ(v.error, "");
-  ASSERT_EQ(v.notes.size(), 1u);
-  EXPECT_NE(v.notes[0].find("BatchNorm normalises over each rank's batch of 8 (it was 16): not "
-                            "the same training"),
-            std::string::npos)
-      << v.notes[0];
-  EXPECT_EQ(v.notes[0].find("summed in another order"), std::string::npos) << v.notes[0];
+  t.batchnorm = true;
+  auto note = [&] {
+    const ResumeVerdict v = check_resume(m, t, "x.ckpt");
+    EXPECT_EQ(v.error, "");
+    EXPECT_EQ(v.notes.size(), 1u);
+    return v.notes.empty() ? std::string() : v.notes[0];
+  };
+  EXPECT_MENTIONS(note(),
+                  "but BatchNorm normalises over each rank's micro-batch, of 8 sample(s) "
+                  "(it was 16): not the same training");
+  t.sync_batchnorm = true;  // 4 x 8 = 2 x 16: the same size, other samples
+  EXPECT_MENTIONS(note(),
+                  "the ranks' micro-batches together, groups of 32 sample(s) (it was 32, "
+                  "other samples grouped): not the same training");
+  t.batchnorm = false;
+  EXPECT_MENTIONS(note(), "summed in another order");
 }
 
 // Measuring (--profile-out) and tolerating unused parameters change no sum: a run resumes

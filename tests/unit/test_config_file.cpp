@@ -173,6 +173,9 @@ TEST(CommandLine, OptionsThatWouldBeIgnoredAreRefused) {
                   "--sample-temperature needs --sample-every N");
   LaunchOptions o = parse_args({"--model", "cnn", "--optimizer", "adamw"});
   EXPECT_EQ(o.train.optimizer, "adamw");
+  // Turning the model's SGD defaults off asks for nothing AdamW ignores.
+  o = parse_args({"--model", "cnn", "--optimizer", "adamw", "--nesterov=false", "--momentum", "0"});
+  EXPECT_FALSE(o.train.nesterov);
   o = parse_args(
       {"--model", "gpt", "--beta2", "0.99", "--sample-every", "5", "--sample-top-k", "3"});
   EXPECT_EQ(o.train.beta2, 0.99f);
