@@ -157,8 +157,10 @@ python3 - <<'PY' && pass "wall_s goes on across a resume" || fail "wall_s across
 import json
 steps = [r for f in ("ev1.jsonl", "ev2.jsonl") for r in map(json.loads, open(f)) if r.get("type") == "step"]
 walls = [r["wall_s"] for r in steps]
-print("steps", [r["step"] for r in steps][6:10], "wall_s", walls[6:10])
+summary = [r for r in map(json.loads, open("ev2.jsonl")) if r.get("type") == "summary"][-1]
+print("steps", [r["step"] for r in steps][6:10], "wall_s", walls[6:10], "summary", summary["wall_s"])
 assert [r["step"] for r in steps][:9] == list(range(1, 10)) and walls == sorted(walls), walls
+assert summary["wall_s"] >= walls[-1], (summary["wall_s"], walls[-1])
 PY
 
 # Stopped at an evaluation step, then at the run's last step (due "after the last one"): each
