@@ -215,12 +215,23 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
   // segment does, and Open MPI's do not): the slack line pays for aligning them.
   const size_t usable = std::max<size_t>(kLine, (bytes + kLine - 1) / kLine * kLine);
   const size_t segment = usable + kLine;
-  // Every rank maps the whole window (each segment on pages of its own). Refused here, on
-  // every rank with the same limit, a window that cannot be mapped leaves no file behind.
+  // Every rank maps the whole window (each segment on pages of its own). Refused here, by
+  // every rank of the node together (limits and mappings differ between processes), a window
+  // that cannot be mapped leaves no file behind.
   const size_t page = size_t(sysconf(_SC_PAGESIZE));
   const size_t window = size_t(size_) * ((segment + page - 1) / page * page);
   const AddressSpace as = address_space();
-  DP_CHECK(!exceeds_address_space(as, window),
+  const int short_here = exceeds_address_space(as, window) ? 1 : 0;
+  int short_anywhere = short_here;
+  int rc = MPI_Allreduce(MPI_IN_PLACE, &short_anywhere, 1, MPI_INT, MPI_MAX, node_);
+  DP_CHECK(rc == MPI_SUCCESS, "MPI_Allreduce on the node communicator failed: {}",
+           mpi_error_text(rc));
+  DP_CHECK(short_here || !short_anywhere,
+           "allocating a {:.2f} MB shared-memory buffer on each of {} ranks: another rank of this "
+           "node cannot map all of them ({:.2f} MB) within its address-space limit (ulimit -v; "
+           "see its message), so none does. Raise the limit, or run with --no-shm",
+           double(segment) / 1048576.0, size_, double(window) / 1048576.0);
+  DP_CHECK(!short_here,
            "allocating a {:.2f} MB shared-memory buffer on each of {} ranks: every rank maps "
            "all of them ({:.2f} MB), and this rank's address-space limit (ulimit -v) of "
            "{:.2f} MB has {:.2f} MB left. Raise the limit, or run with --no-shm "
@@ -231,7 +242,7 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
   MPI_Info info = noncontig_info();
   char* mine = nullptr;
   MPI_Win win = MPI_WIN_NULL;
-  int rc = MPI_Win_allocate_shared(MPI_Aint(segment), 1, info, node_, &mine, &win);
+  rc = MPI_Win_allocate_shared(MPI_Aint(segment), 1, info, node_, &mine, &win);
   MPI_Info_free(&info);
   DP_CHECK(rc == MPI_SUCCESS,
            "allocating a {:.2f} MB shared-memory buffer on each of {} ranks failed: {}. The "
