@@ -94,7 +94,8 @@ enum class Asked { nowhere, everywhere, somewhere };
 
 // --help and --version print and end the run only when every rank was given them: in an MPMD
 // launch (mpirun -np 1 dprun A : -np 1 dprun B) a rank that ended alone would leave the
-// others waiting for it until --timeout. One agreement when nobody asked, two otherwise.
+// others waiting for it until --timeout. One agreement when nobody asked, two when everyone
+// did, three (the last one agree()'s, naming the ranks) when some did.
 Asked agree_on_help_or_version(bool asked, std::chrono::milliseconds timeout) {
   const double timeout_s = double(timeout.count()) / 1000.0;
   const dp::Agreement none = dp::agree_all_ok(!asked, timeout_s);

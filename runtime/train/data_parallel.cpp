@@ -557,7 +557,7 @@ TrainSummary DataParallelTrainer::run() {
   if (!cfg_.dump_params.empty()) dump_params(parameters(), buffers(), cfg_.dump_params);
   report.summary(sum, mean,
                  warm_steps_ > 0 ? fmt::format("mean of steps {}-{}", kWarmupSteps + 1, step_)
-                                 : fmt::format("mean of all {} steps", step_));
+                                 : fmt::format("mean of all {} step(s)", step_));
   if (log_.is_open()) {
     log_.write(
         {{"type", "summary"},

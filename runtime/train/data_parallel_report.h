@@ -44,7 +44,7 @@ class DataParallelReport {
   void eval(uint64_t step, const EvalResult& e, bool next_token) const;
   void epoch_end(uint64_t epoch, uint64_t steps, uint64_t per_epoch, double train_loss,
                  const EvalResult* eval) const;
-  // `mean_over`: which steps `mean` averages ("steps 6-20": past the warm-up), unlike the
+  // `mean_over`: which steps `mean` averages ("mean of steps 6-20": past the warm-up), unlike the
   // throughput, which counts every step.
   void summary(const TrainSummary& s, const DataParallelTimes& mean,
                const std::string& mean_over) const;

@@ -534,6 +534,8 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.overlap = cs.overlap();
   m.skipped = !nonfinite.empty();
   if (tuner_ && tuner_->profiling(step_)) {
+    // Backward's wall-clock end, not the Reducer's compute end: the simulation predicts the
+    // step's wall time, and a backward slowed by the communication thread is what it takes.
     StepSample s;
     s.pre_backward_us = bwd_start - t_step;
     s.backward_us = bwd_end - bwd_start;
