@@ -392,6 +392,14 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     po::store(po::command_line_parser(args).options(one).run(), v);
     po::notify(v);
   }
+  for (const ModelOption& mo : all_model_options())
+    if (vm.count(mo.name)) t.model_options[mo.name] = vm[mo.name].as<std::string>();
+  DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||
+               o.device.rfind("cuda:", 0) == 0,
+           "--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", o.device);
+  DP_CHECK(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl",
+           "--backend {}: unknown backend (expected auto, mpi or nccl)", o.backend);
+  validate(t);
   // Options of another optimizer, or of sampling without --sample-every, would be ignored
   // without a word (PyTorch's AdamW refuses momentum=). Only what the user gave counts: a
   // model's training defaults (cnn: --momentum 0.9 --nesterov) go with either optimizer.
@@ -414,14 +422,6 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     DP_CHECK(t.sample_every > 0 || !given(name),
              "--{} needs --sample-every N (without it nothing is sampled)", name);
   }
-  for (const ModelOption& mo : all_model_options())
-    if (vm.count(mo.name)) t.model_options[mo.name] = vm[mo.name].as<std::string>();
-  DP_CHECK(o.device == "auto" || o.device == "cpu" || o.device == "cuda" ||
-               o.device.rfind("cuda:", 0) == 0,
-           "--device {}: unknown device (expected auto, cpu, cuda or cuda:N)", o.device);
-  DP_CHECK(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl",
-           "--backend {}: unknown backend (expected auto, mpi or nccl)", o.backend);
-  validate(t);
   check_mode_options(o);
 }
 
