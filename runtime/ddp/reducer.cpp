@@ -315,8 +315,9 @@ void Reducer::finish() {
   // on a busy CPU is the communication thread running the last bucket's all-reduce: that
   // all-reduce delayed backward instead of hiding behind it, and counted as overlap (99% for
   // one bucket on one core, where none is possible).
+  // Only the synchronising backward has all-reduces to measure against it.
   const double compute_end =
-      num_marked_ == params_.size() && last_ready_us_ > 0
+      sync_ && num_marked_ == params_.size() && last_ready_us_ > 0
           ? std::min(t0, last_ready_us_ + (thread_cpu_us() - last_ready_cpu_us_))
           : t0;
   if (num_marked_ < params_.size()) {

@@ -533,10 +533,7 @@ TrainSummary DataParallelTrainer::run() {
     sum.epochs = epoch + 1;
     if (signal != 0) break;
     sum.train_loss = epoch_loss.mean();
-    sum.train_loss_epoch = epoch;
-    const bool cut_short = epoch_loss.steps < steps_per_epoch_;
-    sum.train_loss_steps = cut_short ? epoch_loss.steps : 0;
-    sum.train_loss_epoch_steps = cut_short ? steps_per_epoch_ : 0;
+    sum.epoch_ended(epoch, epoch_loss.steps, steps_per_epoch_);
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     report.epoch_end(epoch, epoch_loss.steps, steps_per_epoch_, *sum.train_loss,
                      cfg_.eval ? &sum.eval : nullptr);
@@ -566,8 +563,8 @@ TrainSummary DataParallelTrainer::run() {
          {"steps", sum.steps},
          {"epochs", sum.epochs},
          {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
-         {"train_loss_steps",
-          sum.train_loss_epoch_steps > 0 ? nlohmann::json(sum.train_loss_steps) : nlohmann::json()},
+         {"train_loss_steps", sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps())
+                                                        : nlohmann::json()},
          {"samples_per_s", sum.samples_per_s},
          {"tokens_per_s", sum.tokens_per_s},
          {"step_ms", mean.step},

@@ -765,7 +765,7 @@ TrainSummary Trainer::run() {
   pg_->barrier("start")->wait(timeout());
   // The Reducer rebuilds its buckets in the order the gradients arrived in this run's first
   // step (as DDP does), from its second on: the header showed the layout before.
-  const BucketMembers header_buckets = bucket_members(*reducer_);
+  const BucketMembers header_buckets = rank_ == 0 ? bucket_members(*reducer_) : BucketMembers{};
   const double t_start = now_us();
   // wall_s goes on from the checkpoint's: one log of one training, however many runs.
   wall_start_us_ = t_start - start_.wall_s * 1e6;
@@ -835,10 +835,7 @@ TrainSummary Trainer::run() {
     sum.epochs = epoch + 1;
     if (stop_signal_) break;
     last_epoch_loss_ = epoch_loss.mean();
-    last_epoch_index_ = epoch;
-    const bool cut_short = epoch_loss.steps < per_epoch;
-    last_epoch_steps_ = cut_short ? epoch_loss.steps : 0;
-    last_epoch_of_ = cut_short ? per_epoch : 0;
+    sum.epoch_ended(epoch, epoch_loss.steps, per_epoch);
     if (cfg_.eval && last_eval_step_ != step_) evaluate_and_log(epoch, sum);
     progress.epoch_end(epoch, epoch_loss.steps, per_epoch, *last_epoch_loss_,
                        cfg_.eval ? &sum.eval : nullptr);
@@ -857,10 +854,7 @@ TrainSummary Trainer::run() {
   sum.tokens_per_s = sum.samples_per_s * double(sequence_length_);
   sum.skipped_steps = skipped_steps_;
   sum.preempted_by = stop_signal_;
-  sum.train_loss = last_epoch_loss_;  // in this run or before its checkpoint
-  sum.train_loss_epoch = last_epoch_index_;
-  sum.train_loss_steps = last_epoch_steps_;
-  sum.train_loss_epoch_steps = last_epoch_of_;
+  sum.train_loss = last_epoch_loss_;  // in this run or before its checkpoint (a whole epoch)
   sum.checkpoint = last_checkpoint_;
 
   if (tuner_) tuner_->finish();  // collective when the run ended inside the profile
@@ -897,8 +891,8 @@ TrainSummary Trainer::run() {
          {"epochs", sum.epochs},
          {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
          // A mean over part of an epoch (the run ended inside it): how many of its steps.
-         {"train_loss_steps",
-          sum.train_loss_epoch_steps > 0 ? nlohmann::json(sum.train_loss_steps) : nlohmann::json()},
+         {"train_loss_steps", sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps())
+                                                        : nlohmann::json()},
          {"samples_per_s", sum.samples_per_s},
          {"tokens_per_s", sum.tokens_per_s},
          {"comm_ms", sum.comm_ms},

@@ -50,6 +50,18 @@ struct TrainSummary {
   std::optional<double> train_loss;
   uint64_t train_loss_epoch = 0;  // 0-based
   uint64_t train_loss_steps = 0, train_loss_epoch_steps = 0;
+  // At an epoch's end (`steps` of its `per_epoch` ran): where train_loss comes from.
+  void epoch_ended(uint64_t epoch, uint64_t steps, uint64_t per_epoch) {
+    const bool cut_short = steps < per_epoch;
+    train_loss_epoch = epoch;
+    train_loss_steps = cut_short ? steps : 0;
+    train_loss_epoch_steps = cut_short ? per_epoch : 0;
+  }
+  // The JSON summary's train_loss_steps: null for a whole epoch.
+  std::optional<uint64_t> partial_epoch_steps() const {
+    if (train_loss_epoch_steps == 0) return std::nullopt;
+    return train_loss_steps;
+  }
   bool evaluated = false;
   EvalResult eval;
   double wall_s = 0;
@@ -113,13 +125,13 @@ class Trainer {
   // sends its 'meta' to the others; every rank learns where the run continues. Returns the
   // bucket assignment to restore (empty when it does not apply).
   std::vector<std::vector<size_t>> resume_from_checkpoint();
-  // Collective: rank 0 writes DIR/step-N.ckpt; every rank learns whether it worked.
   // Which parameters each bucket holds, each bucket's sorted (their order inside is no change).
   using BucketMembers = std::vector<std::vector<size_t>>;
   static BucketMembers bucket_members(const Reducer& r);
   // Rank 0 says the Reducer's layout when the rebuild after the first step changed the
   // buckets' members from `before`.
   void say_rebuilt_buckets(const BucketMembers& before);
+  // Collective: rank 0 writes DIR/step-N.ckpt; every rank learns whether it worked.
   void save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const EpochLoss& loss);
   TrainSummary run_eval_only();
   // `host` on the training device (itself on the CPU); `which` 0: inputs, 1: labels.
@@ -155,8 +167,6 @@ class Trainer {
   uint64_t step_ = 0;
   uint64_t last_eval_step_ = UINT64_MAX;
   std::optional<double> last_epoch_loss_;  // the summary's train_loss, carried by checkpoints
-  // When the run's end cut the epoch of last_epoch_loss_ short: which, and how far it got.
-  uint64_t last_epoch_index_ = 0, last_epoch_steps_ = 0, last_epoch_of_ = 0;
   double wall_start_us_ = 0;  // now_us() when the training began, a resumed run's included
   bool resumed_ = false;
   bool resumed_auto_pending_ = false;  // the checkpoint was written before its auto buckets

@@ -107,6 +107,9 @@ LaunchOptions parse_args(std::vector<std::string> args) {
   argv.push_back(nullptr);
   return parse_options(int(args.size()), argv.data());
 }
+std::string parse_args_error(std::vector<std::string> args) {
+  return error_of([&] { parse_args(std::move(args)); });
+}
 }  // namespace
 
 // The cnn's training defaults include Nesterov momentum. A default never contradicts what
@@ -155,21 +158,13 @@ TEST(CommandLine, MinLrWithTheConstantScheduleIsRefused) {
 // without a word. Only given values count: the cnn's Nesterov default goes with AdamW, and a
 // value from --config is given too.
 TEST(CommandLine, OptionsThatWouldBeIgnoredAreRefused) {
-  EXPECT_MENTIONS(error_of([] {
-                    parse_args({"--optimizer", "adamw", "--momentum", "0.9"});
-                  }),
+  EXPECT_MENTIONS(parse_args_error({"--optimizer", "adamw", "--momentum", "0.9"}),
                   "--momentum applies to --optimizer sgd");
-  EXPECT_MENTIONS(error_of([] {
-                    parse_args({"--model", "gpt", "--nesterov", "--momentum", "0.5"});
-                  }),
+  EXPECT_MENTIONS(parse_args_error({"--model", "gpt", "--nesterov", "--momentum", "0.5"}),
                   "applies to --optimizer sgd (this run's is adamw");
-  EXPECT_MENTIONS(error_of([] {
-                    parse_args({"--adam-eps", "1e-6"});
-                  }),
+  EXPECT_MENTIONS(parse_args_error({"--adam-eps", "1e-6"}),
                   "--adam-eps applies to --optimizer adamw (this run's is sgd)");
-  EXPECT_MENTIONS(error_of([] {
-                    parse_args({"--sample-temperature", "0"});
-                  }),
+  EXPECT_MENTIONS(parse_args_error({"--sample-temperature", "0"}),
                   "--sample-temperature needs --sample-every N");
   LaunchOptions o = parse_args({"--model", "cnn", "--optimizer", "adamw"});
   EXPECT_EQ(o.train.optimizer, "adamw");
@@ -200,13 +195,9 @@ TEST(CommandLine, HugeBucketCapsAreRefusedByName) {
                   "--first-bucket-mb must be a number of MB");
   EXPECT_NO_THROW(validate(parse_args({"--bucket-cap-mb", "1073741824"}).train));
   // Decimal numbers only, as every other option (stod took hexadecimal and leading blanks).
-  EXPECT_MENTIONS(error_of([] {
-                    parse_args({"--bucket-cap-mb", "0x10"});
-                  }),
+  EXPECT_MENTIONS(parse_args_error({"--bucket-cap-mb", "0x10"}),
                   "--bucket-cap-mb 0x10: expected a number of MiB or auto");
-  EXPECT_MENTIONS(error_of([] {
-                    parse_args({"--first-bucket-mb", " 5"});
-                  }),
+  EXPECT_MENTIONS(parse_args_error({"--first-bucket-mb", " 5"}),
                   "--first-bucket-mb  5: expected a number");
   EXPECT_EQ(parse_args({"--bucket-cap-mb", "2.5e1"}).train.bucket_cap_mb, 25.0);
 }
