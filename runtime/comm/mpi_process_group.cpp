@@ -183,11 +183,12 @@ MpiProcessGroup::~MpiProcessGroup() {
   }
 }
 
-WorkPtr MpiProcessGroup::enqueue(std::string description, uint64_t hash, Run run) {
+WorkPtr MpiProcessGroup::enqueue(std::string description, uint64_t hash, Run run,
+                                 std::chrono::milliseconds timeout) {
   WorkPtr work;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    work = make_work(std::move(description), next_seq_++);
+    work = make_work(std::move(description), next_seq_++, timeout);
     queue_.push_back({work, hash, std::move(run)});
     flight_recorder().record(work);  // under mu_: the ring keeps seq order
   }
@@ -288,17 +289,17 @@ WorkPtr MpiProcessGroup::allgather(const Tensor& in, Tensor& out, const std::str
                  });
 }
 
-WorkPtr MpiProcessGroup::barrier(const std::string& tag) {
+WorkPtr MpiProcessGroup::barrier(const std::string& tag, std::chrono::milliseconds timeout) {
   // The check is a barrier itself (shared memory: one; MPI: an all-reduce, which no rank
   // leaves before every rank contributed), so it is all a barrier needs.
-  return enqueue(describe_barrier(tag),
-                 collective_hash(CollectiveKind::barrier, 0, DType::f32, 0, tag),
-                 [this](const Work&, const Fingerprint& fp) { check(fp); });
+  return enqueue(
+      describe_barrier(tag), collective_hash(CollectiveKind::barrier, 0, DType::f32, 0, tag),
+      [this, timeout](const Work&, const Fingerprint& fp) { check(fp, timeout); }, timeout);
 }
 
-void MpiProcessGroup::check(const Fingerprint& fp) {
+void MpiProcessGroup::check(const Fingerprint& fp, std::chrono::milliseconds timeout) {
   if (shm_) {  // one node (with several nodes, hier_'s windows are not checked through)
-    shm_->check(fp);
+    shm_->check(fp, timeout);
   } else if (size_ > 1) {
     fused_->run(comm_, fp);  // the same call a fused all-reduce makes: any two pair up
   }

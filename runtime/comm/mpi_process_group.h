@@ -136,7 +136,8 @@ class MpiProcessGroup : public ProcessGroup {
   WorkPtr allreduce(Tensor& t, ReduceOp op, const std::string& tag = "allreduce") override;
   WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") override;
   WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") override;
-  WorkPtr barrier(const std::string& tag = "barrier") override;
+  WorkPtr barrier(const std::string& tag = "barrier",
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) override;
   // In a shared window when uses_shared_memory(), else Tensor::zeros. Collective; blocks
   // until the buffer exists (after every collective queued before it). A CUDA `device`
   // gives device memory (staged through the host by every collective, see below).
@@ -158,12 +159,16 @@ class MpiProcessGroup : public ProcessGroup {
     Run run;            // holds Tensor handles: buffers live until done
   };
 
-  WorkPtr enqueue(std::string description, uint64_t hash, Run run);
+  // A positive `timeout` replaces the group's for this collective's Work (a barrier's own).
+  WorkPtr enqueue(std::string description, uint64_t hash, Run run,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   void comm_loop();
   // The desync check every collective passes before its data moves: through the shared
   // control block when there is one (runtime/comm/shm_allreduce.h), else dprun's recursive
-  // doubling of small point-to-point messages (runtime/comm/fused_check.h).
-  void check(const Fingerprint& fp);
+  // doubling of small point-to-point messages (runtime/comm/fused_check.h). `timeout` bounds
+  // the shared-memory wait (0: shm_timeout); the MPI check is bounded by its Work's wait().
+  void check(const Fingerprint& fp,
+             std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   // Host staging of CUDA tensors through pinned buffers from staging_.
   std::shared_ptr<Tensor> stage_out(const Tensor& t);
   static void stage_back(const Tensor& host, Tensor& t);

@@ -28,7 +28,8 @@ ProcessGroup::ProcessGroup(std::chrono::milliseconds timeout)
            timeout_.count());
 }
 
-WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq) const {
+WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq,
+                                std::chrono::milliseconds timeout) const {
   std::call_once(report_once_, [this] {
     std::weak_ptr<FlightRecorder> recorder = flight_recorder_;
     report_ = Work::make_report([recorder, rank = rank()](const Work&) -> std::string {
@@ -39,7 +40,8 @@ WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq) const {
       return {};
     });
   });
-  return std::make_shared<Work>(std::move(description), seq, timeout_, report_);
+  return std::make_shared<Work>(std::move(description), seq,
+                                timeout.count() > 0 ? timeout : timeout_, report_);
 }
 
 Tensor ProcessGroup::allocate(size_t numel, DType dtype, Device device) {

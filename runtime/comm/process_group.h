@@ -45,7 +45,12 @@ class ProcessGroup {
   // `out` holds size() * in.numel() elements: rank r's `in` lands at offset r * in.numel().
   virtual WorkPtr allgather(const Tensor& in, Tensor& out,
                             const std::string& tag = "allgather") = 0;
-  virtual WorkPtr barrier(const std::string& tag = "barrier") = 0;
+  // `timeout` (0: the group's timeout()) bounds this barrier alone, the wait for the slowest
+  // rank included: for the barrier that ends a long local phase whose length varies by rank
+  // (every rank sampling text), so that a drift the group's timeout would call a hang is
+  // waited out there and not in the next collective.
+  virtual WorkPtr barrier(const std::string& tag = "barrier",
+                          std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) = 0;
 
   // A zero-filled 1-D buffer of `numel` elements placed where this group's collectives
   // move the least data: the MPI backend puts it in memory every rank of the node maps, so
@@ -70,8 +75,10 @@ class ProcessGroup {
   // any wait on it (or its failing with a CollectiveTimeout) writes this group's flight
   // recorder to stderr, once per group, and appends the recorder's summary to the error:
   // every path (buckets, the loss, eval totals, gather_strings, barriers) alike. Call it
-  // after construction (it asks rank()).
-  WorkPtr make_work(std::string description, uint64_t seq) const;
+  // after construction (it asks rank()). A positive `timeout` replaces timeout() for this
+  // Work (a barrier's own).
+  WorkPtr make_work(std::string description, uint64_t seq,
+                    std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const;
 
  private:
   std::chrono::milliseconds timeout_;

@@ -308,7 +308,7 @@ void ShmAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average,
   const Fingerprint fp = collective.in_shared_buffer(buf.index, offset / es);
   Slot& me = slot(rank_);
   stall_.maybe_stall(rank_, fp.seq, 1);
-  arrive_and_compare(fp, shm_layout::kFirst);
+  arrive_and_compare(fp, shm_layout::kFirst, timeout_);
 
   // Slices start on multiples of one cache line of the tensor (16 floats, 32 16-bit values),
   // so that two ranks never write into the same line.
@@ -327,7 +327,7 @@ void ShmAllreduce::allreduce(const ShmBuffer& buf, Tensor& t, bool average,
   }
   stall_.maybe_stall(rank_, fp.seq, 2);
   me.progress.store(fp.seq * 4 + 2, std::memory_order_relaxed);
-  barrier(shm_layout::kSecond, fp);
+  barrier(shm_layout::kSecond, fp, timeout_);
   me.progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
 }
 

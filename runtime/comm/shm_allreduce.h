@@ -106,8 +106,9 @@ class ShmAllreduce {
   // barrier: every collective of the group passes either this or allreduce(), so the
   // ranks compare every collective and a rank that gave up is never paired with another's
   // next one. Throws CollectiveError on a mismatch, CollectiveTimeout on a timeout or when
-  // the group is poisoned.
-  void check(const Fingerprint& fp);
+  // the group is poisoned. `timeout` (0: the group's) bounds the wait for the others.
+  void check(const Fingerprint& fp,
+             std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
   // The pieces the hierarchical all-reduce (runtime/comm/hierarchical_allreduce.h) builds on,
   // where this group is one node of several. compare(): publish `fp`, pass barrier 1 (an
@@ -138,12 +139,13 @@ class ShmAllreduce {
   PoisonNote& note() const;
   Record& record(int rank, uint64_t seq) const;
   // Arrives at barrier `which` (shm_layout::Barrier) of collective `fp` and waits for the others:
-  // CollectiveTimeout, and the group poisoned, when they do not all arrive in time.
-  void barrier(int which, const Fingerprint& fp);
+  // CollectiveTimeout, and the group poisoned, when they do not all arrive within `timeout`.
+  void barrier(int which, const Fingerprint& fp, std::chrono::milliseconds timeout);
   // Publishes `fp` in this rank's record, passes barrier `which` and compares every rank's
   // record: a CollectiveError on a mismatch.
-  void arrive_and_compare(const Fingerprint& fp, int which);
-  std::string arrive_and_compare_quiet(const Fingerprint& fp, int which);
+  void arrive_and_compare(const Fingerprint& fp, int which, std::chrono::milliseconds timeout);
+  std::string arrive_and_compare_quiet(const Fingerprint& fp, int which,
+                                       std::chrono::milliseconds timeout);
   int name(int q) const { return names_.empty() ? q : names_[size_t(q)]; }
   // The first rank (node rank) whose slot says it has not reached `here` (its progress at
   // the barrier), or -1; `others` gets how many more have not.

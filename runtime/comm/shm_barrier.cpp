@@ -185,7 +185,7 @@ void ShmAllreduce::throw_if_poisoned(const Fingerprint& fp) const {
       double(timeout_.count()) / 1000.0, seq));
 }
 
-void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
+void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::milliseconds timeout) {
   Control& c = control();
   // Before arriving: a rank that gave up on an earlier collective must never complete a
   // barrier that a late rank still counts as that collective's.
@@ -216,7 +216,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
   constexpr auto kSpin = std::chrono::microseconds(20);
   constexpr auto kYield = std::chrono::microseconds(200);
   constexpr auto kMaxSleep = std::chrono::milliseconds(50);
-  const auto start = clock::now(), deadline = start + timeout_;
+  const auto start = clock::now(), deadline = start + timeout;
   NotedWait noted(recorder_);
   for (;;) {
     for (int k = 0; k < 32; ++k) {
@@ -270,7 +270,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp) {
                                       : std::string("still reducing its slice");
     missing += fmt::format("{}rank {} ({})", missing.empty() ? "" : ", ", name(q), where);
   }
-  const double secs = double(timeout_.count()) / 1000.0;
+  const double secs = double(timeout.count()) / 1000.0;
   const char* poisoned =
       ". This timeout poisons the shared-memory group: every later collective of it fails on "
       "every rank";
@@ -303,17 +303,19 @@ int ShmAllreduce::first_missing(uint64_t here, int* others) const {
   return first;
 }
 
-void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which) {
-  const std::string mismatch = arrive_and_compare_quiet(fp, which);
+void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which,
+                                      std::chrono::milliseconds timeout) {
+  const std::string mismatch = arrive_and_compare_quiet(fp, which, timeout);
   if (!mismatch.empty()) throw CollectiveError(mismatch);
 }
 
-std::string ShmAllreduce::arrive_and_compare_quiet(const Fingerprint& fp, int which) {
+std::string ShmAllreduce::arrive_and_compare_quiet(const Fingerprint& fp, int which,
+                                                   std::chrono::milliseconds timeout) {
   Slot& me = slot(rank_);
   const size_t parity = size_t(fp.seq % 2);
   me.hash[parity].store(fp.hash, std::memory_order_relaxed);
   me.progress.store(fp.seq * 4 + 1, std::memory_order_relaxed);
-  barrier(which, fp);
+  barrier(which, fp, timeout);
   // Every rank's fingerprint of this parity is stable until the next barrier, which nobody
   // passes before every rank has compared: every rank reaches the same verdict, comparing
   // everyone with rank 0.
@@ -324,7 +326,7 @@ std::string ShmAllreduce::arrive_and_compare_quiet(const Fingerprint& fp, int wh
   // Only now are the descriptions worth their copies: every rank writes its own, and after
   // one more barrier reads the two it names.
   copy_text(record(rank_, fp.seq).what, kRecordBytes, fp.text());
-  barrier(kNames, fp);
+  barrier(kNames, fp, timeout);
   me.progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
   return fingerprint_mismatch(name(0), read_text(record(0, fp.seq).what, kRecordBytes), name(other),
                               read_text(record(other, fp.seq).what, kRecordBytes));
@@ -332,7 +334,7 @@ std::string ShmAllreduce::arrive_and_compare_quiet(const Fingerprint& fp, int wh
 
 std::string ShmAllreduce::compare(const Fingerprint& fp, bool first) {
   stall_.maybe_stall(rank_, fp.seq, 1);
-  std::string mismatch = arrive_and_compare_quiet(fp, first ? kFirst : kCheck);
+  std::string mismatch = arrive_and_compare_quiet(fp, first ? kFirst : kCheck, timeout_);
   if (!first) slot(rank_).progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
   return mismatch;
 }
@@ -340,13 +342,13 @@ std::string ShmAllreduce::compare(const Fingerprint& fp, bool first) {
 void ShmAllreduce::finish(const Fingerprint& fp) {
   stall_.maybe_stall(rank_, fp.seq, 2);
   slot(rank_).progress.store(fp.seq * 4 + 2, std::memory_order_relaxed);
-  barrier(kSecond, fp);
+  barrier(kSecond, fp, timeout_);
   slot(rank_).progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
 }
 
-void ShmAllreduce::check(const Fingerprint& fp) {
+void ShmAllreduce::check(const Fingerprint& fp, std::chrono::milliseconds timeout) {
   stall_.maybe_stall(rank_, fp.seq, 1);
-  arrive_and_compare(fp, kCheck);
+  arrive_and_compare(fp, kCheck, timeout.count() > 0 ? timeout : timeout_);
   slot(rank_).progress.store(fp.seq * 4 + 3, std::memory_order_relaxed);
 }
 

@@ -29,6 +29,13 @@ class ByteTokenizer {
                             std::string_view eot = kEndOfTextMarker);
   static std::string decode(const std::vector<uint16_t>& tokens,
                             std::string_view eot = kEndOfTextMarker);
+
+  // `bytes` fit for a terminal or a log: valid UTF-8 as it is, and every byte of an invalid
+  // sequence, a control character (but newline and tab) or DEL as \xNN, as Python's
+  // backslashreplace writes them. A model's sample is any bytes (an untrained one's are
+  // noise): printed raw, they garble the terminal (escape sequences, carriage returns) and
+  // break tools that read the output as UTF-8.
+  static std::string printable(std::string_view bytes);
 };
 
 }  // namespace dp

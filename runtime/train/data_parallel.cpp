@@ -14,7 +14,6 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
-#include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/dataloader.h"
 #include "runtime/data/open_data.h"
 #include "runtime/dp/gather.h"
@@ -32,6 +31,7 @@
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
+#include "runtime/train/text_sample.h"
 #include "runtime/train/training_data.h"
 #include "samplers/distributed_sampler.h"
 
@@ -412,16 +412,7 @@ EvalResult DataParallelTrainer::evaluate() {
 }
 
 std::string DataParallelTrainer::sample_text() {
-  const int vocab = train_set_->num_classes();
-  const bool bytes = vocab == ByteTokenizer::kVocabSize;
-  const int32_t start = bytes ? ByteTokenizer::kEndOfText : std::min(50256, vocab - 1);
-  Module& model = *replicas_[0]->model;
-  std::vector<int32_t> out =
-      entry_->generate(model, {start}, cfg_.sample_length, cfg_.sample_temperature,
-                       cfg_.sample_top_k, cfg_.seed + step_);
-  model.train();
-  if (bytes) return ByteTokenizer::decode(out.data(), out.size(), "\n");
-  return fmt::format("{}", fmt::join(out, " "));
+  return dp::sample_text(*entry_, *replicas_[0]->model, train_set_->num_classes(), cfg_, step_);
 }
 
 void DataParallelTrainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {

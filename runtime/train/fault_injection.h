@@ -5,8 +5,10 @@
 // The other ranks must then report the stalled collective (naming the step and the bucket),
 // or the start-up they wait for, after --timeout and abort the job, instead of hanging.
 // DPRUN_FAULT_STALL="rank=R,phase=P,seconds=T" stalls rank R just before a phase that waits
-// for every rank outside any collective: P is process-group (building it) or finalize (freeing
-// it and MPI_Finalize); the others must end within --timeout there too.
+// for every rank outside any collective: P is process-group (building it), sample (a text
+// sample, as a rank that samples slower than the others) or finalize (freeing it and
+// MPI_Finalize); the others must end within --timeout there too (a sample: within --timeout
+// plus their own sampling time).
 // DPRUN_FAULT_SIGNAL="rank=R,step=S,signal=USR1" makes rank R send itself that signal (USR1,
 // TERM or INT) before the backward of step S: a preemption notice at a known step.
 // DPRUN_FAULT_NAN="rank=R,step=S" puts a NaN into rank R's float inputs of step S, so that
@@ -21,7 +23,7 @@ class FaultInjection {
  public:
   static FaultInjection from_env();  // inactive unless DPRUN_FAULT_STALL is set
   void maybe_stall(int rank, uint64_t step) const;
-  // `phase`: "process-group" or "finalize" (see above).
+  // `phase`: "process-group", "sample" or "finalize" (see above).
   void maybe_stall_at(int rank, const char* phase) const;
   void maybe_signal(int rank, uint64_t step) const;
   void maybe_poison(int rank, uint64_t step, const Tensor& inputs) const;

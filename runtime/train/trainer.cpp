@@ -21,7 +21,6 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
-#include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/dataloader.h"
 #include "runtime/data/open_data.h"
 #include "runtime/ddp/buffer_sync.h"
@@ -41,6 +40,7 @@
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
 #include "runtime/train/resume_check.h"
+#include "runtime/train/text_sample.h"
 #include "runtime/train/training_data.h"
 #include "samplers/distributed_sampler.h"
 
@@ -659,12 +659,26 @@ void Trainer::periodic_outputs(uint64_t epoch, uint64_t total_steps, TrainSummar
   const bool last = step_ == total_steps;
   if (cfg_.eval_every > 0 && (step_ % cfg_.eval_every == 0 || last) && last_eval_step_ != step_)
     evaluate_and_log(epoch, sum);
-  if (sample && cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last)) {
-    // Every rank samples (the same tokens: the same replica and seed), as llm.c does: no rank
-    // then waits in the next collective, under --timeout, for rank 0's generation.
-    const std::string text = sample_text();
-    if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
-  }
+  if (sample && cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || last))
+    sample_and_print();
+}
+
+void Trainer::sample_and_print() {
+  // Every rank samples (the same tokens: the same replica and seed), as llm.c does, so that
+  // no rank waits out rank 0's whole generation in the next collective. The ranks still
+  // finish apart by whatever CPU each got, a drift that grows with the sample (CI saw 0.5 s
+  // on a 9 s sample). So a barrier ends the sample, allowing --timeout plus this rank's own
+  // sampling time: a sample longer than --timeout is no hang, and a rank that is stuck or
+  // never samples still times out, by name, here.
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  const auto start = std::chrono::steady_clock::now();
+  fault_.maybe_stall_at(rank_, "sample");
+  const std::string text = sample_text();
+  if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
+  const milliseconds allowed =
+      timeout() + duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  pg_->barrier(fmt::format("end of the sample at step {}", step_), allowed)->wait(allowed);
 }
 
 void Trainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
@@ -684,18 +698,7 @@ void Trainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
 }
 
 std::string Trainer::sample_text() {
-  DP_CHECK(entry_->generate, "--model {} does not generate text", cfg_.model);
-  const int vocab = train_set_->num_classes();
-  // Byte-level vocabularies (dprun prepare-text) start from end-of-text and decode to text;
-  // other vocabularies (GPT-2's) start from GPT-2's end-of-text id and print token ids.
-  const bool bytes = vocab == ByteTokenizer::kVocabSize;
-  const int32_t start = bytes ? ByteTokenizer::kEndOfText : std::min(50256, vocab - 1);
-  std::vector<int32_t> out =
-      entry_->generate(*model_, {start}, cfg_.sample_length, cfg_.sample_temperature,
-                       cfg_.sample_top_k, cfg_.seed + step_);
-  model_->train();
-  if (bytes) return ByteTokenizer::decode(out.data(), out.size(), "\n");
-  return fmt::format("{}", fmt::join(out, " "));
+  return dp::sample_text(*entry_, *model_, train_set_->num_classes(), cfg_, step_);
 }
 
 TrainSummary Trainer::run_eval_only() {
@@ -712,10 +715,7 @@ TrainSummary Trainer::run_eval_only() {
                   {"test_accuracy", sum.eval.accuracy},
                   {"test_samples", sum.eval.samples}});
   }
-  if (cfg_.sample_every > 0) {
-    const std::string text = sample_text();  // on every rank, as in training
-    if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
-  }
+  if (cfg_.sample_every > 0) sample_and_print();  // on every rank, as in training
   pg_->barrier("end of evaluation")->wait(timeout());
   return sum;
 }

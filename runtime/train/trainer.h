@@ -106,6 +106,8 @@ class Trainer {
   // --on-nonfinite skip: the buffers before the step, put back when the step is skipped.
   // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
   std::string sample_text();
+  // Samples on every rank, prints rank 0's, and lines the ranks up after it.
+  void sample_and_print();
 
  private:
   void train_step(uint64_t epoch, StepMetrics& m);

@@ -177,30 +177,34 @@ else
   fail "negative --sample-temperature"; tail -3 neg.out
 fi
 
-# Sampling longer than --timeout: every rank samples, so none waits for rank 0's generation in
-# the next collective (it did, and a long sample on a big model timed the job out). The ranks
-# still finish their samples apart by whatever CPU the machine gives each, a drift that grows
-# with the sample: 40000 tokens (23 s a sample under load) drifted more than a 1 s timeout. So
-# the sample is a few timeouts on a quiet machine (15000 tokens: about 1.3 s), and the
-# premise is checked: the summary's training time, two samples and two tiny steps, must exceed
-# two timeouts. Under CI's parallel load one rank can still get so much less CPU that its
-# sample ends a timeout after the other's (CI saw rank 1 0.5 s late), so the run gets three
-# tries. That keeps the test red against the old behaviour: rank 1 waiting out rank 0's whole
-# sample (over 1 s against 0.5 s) times out on every try.
+# Sampling longer than --timeout: every rank samples, and a barrier whose own timeout is
+# --timeout plus the rank's sampling time ends the sample, so that the ranks' drift over a long
+# sample (CI saw 0.5 s on a 9 s sample) is no timeout. Rank 1 is made a straggler here: it
+# stalls 1 s in its sample (DPRUN_FAULT_STALL phase=sample), twice --timeout, while a sample
+# takes over 1 s on a quiet machine (more under load: the allowance grows with it). Red
+# against sampling on rank 0 alone and against ranks that go on without the barrier: rank 0
+# then waits over 0.5 s in the next collective. The premise: the summary's training time
+# (two samples and two tiny steps) exceeds two timeouts. A rank later than its allowance is
+# still named, at the barrier: rank 1 stalled 30 s past a short sample fails the job in
+# seconds, on every rank.
 long_sample_run() {
-  mpi 2 "${GPT[@]}" --steps 2 --sample-every 1 --sample-length 15000 --timeout 0.5 >long.out 2>&1 &&
+  DPRUN_FAULT_STALL="rank=1,phase=sample,seconds=1" mpi 2 "${GPT[@]}" --steps 2 --sample-every 1 \
+    --sample-length 12000 --timeout 0.5 >long.out 2>&1 &&
     [ "$(grep -a -c "sample at step" long.out)" = 2 ] &&
     grep -a "^summary:" long.out | awk '{ t = $NF; sub(/s$/, "", t); exit !(t ~ /m/ || t + 0 > 1) }'
 }
-long_ok=false
-for try in 1 2 3; do
-  if long_sample_run; then long_ok=true; break; fi
-  echo "long sample: try $try failed:"; grep -a -E "error|^summary" long.out | head -3
-done
-if $long_ok; then
-  pass "a sample longer than --timeout does not time the ranks out"
+if long_sample_run; then
+  pass "a sample longer than --timeout, on a straggling rank, does not time the ranks out"
 else
-  fail "long sample (three tries)"
+  fail "long sample"; grep -a -E "error|^summary" long.out | head -4
+fi
+t0=$(date +%s)
+if ! DPRUN_FAULT_STALL="rank=1,phase=sample,seconds=30" mpi 2 "${GPT[@]}" --steps 2 --sample-every 1 \
+    --sample-length 20 --timeout 1 >stuck.out 2>&1 &&
+  grep -a -q "\[rank 0\].*'end of the sample at step 1'" stuck.out && [ $(($(date +%s) - t0)) -lt 20 ]; then
+  pass "a rank stuck in its sample is named at the sample's end, within the allowance"
+else
+  fail "stuck sample"; grep -a -E "error" stuck.out | head -4
 fi
 
 # --- gpt on real English text (Debian's fortunes) -----------------------------------------

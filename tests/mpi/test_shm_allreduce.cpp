@@ -319,6 +319,33 @@ TEST(SharedAllreduceTimeout, ALateRankMakesTheOthersFailAndPoisonsTheGroup) {
   expect_poisoned_from_now_on(pg, t, 3, "barrier 1 of 2");
 }
 
+// A barrier's own timeout replaces the group's for that barrier alone, on both paths: a rank
+// 1 s late (after a long local phase, such as every rank sampling text) is waited out there,
+// where the group's 0.3 s would have poisoned the group, and the group stays healthy.
+TEST(SharedAllreduceTimeout, ABarriersOwnTimeoutWaitsOutALateRankAndKeepsTheGroup) {
+  for (const bool shared : {true, false}) {
+    MpiProcessGroupOptions o;
+    o.shared_memory = shared;
+    o.shm_timeout = o.timeout = std::chrono::milliseconds(300);
+    MpiProcessGroup pg(MPI_COMM_WORLD, o);
+    if (pg.size() < 2) GTEST_SKIP() << "needs 2 or more ranks";
+    SCOPED_TRACE(shared ? "shared memory" : "MPI");
+    Tensor t = pg.allocate(1000);
+    pg.barrier("line up")->wait();
+    if (pg.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    WorkPtr w = pg.barrier("end of a long local phase", std::chrono::seconds(20));
+    EXPECT_EQ(w->timeout(), std::chrono::seconds(20));
+    EXPECT_NO_THROW(w->wait());
+    fill(t, [&](size_t i) { return int_value(pg.rank(), i); });
+    EXPECT_NO_THROW(pg.allreduce(t, ReduceOp::sum, "after")->wait());
+    auto v = [](int r, size_t i) { return int_value(r, i); };
+    expect_bits(
+        t, [&](size_t i) { return reference(v, pg.size(), i, false); }, "after");
+    EXPECT_EQ(pg.barrier("plain")->timeout(), std::chrono::milliseconds(300));
+    pg.barrier("done")->wait();
+  }
+}
+
 // Both deadlines are dprun's --timeout, and the caller's wait() usually gives up before the
 // barrier does (on a loaded machine, either may): its error must name the late rank too. Here
 // the barrier's own deadline is far off, so only the caller's fires.

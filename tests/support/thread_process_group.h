@@ -49,7 +49,8 @@ class ThreadProcessGroup : public ProcessGroup {
   WorkPtr allreduce(Tensor& t, ReduceOp op, const std::string& tag = "allreduce") override;
   WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") override;
   WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") override;
-  WorkPtr barrier(const std::string& tag = "barrier") override;
+  WorkPtr barrier(const std::string& tag = "barrier",
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) override;
 
  private:
   ThreadWorld& world_;
@@ -95,6 +96,7 @@ class ThreadWorld {
     ReduceOp op = ReduceOp::sum;
     int root = 0;
     std::string description;
+    std::chrono::milliseconds timeout{0};  // a barrier's own (0: the group's)
     WorkPtr work;
   };
   struct Slot {
@@ -116,7 +118,7 @@ class ThreadWorld {
     {
       std::lock_guard<std::mutex> lock(mu_);
       uint64_t seq = next_seq_[size_t(rank)]++;
-      work = call.work = groups_[size_t(rank)]->make_work(call.description, seq);
+      work = call.work = groups_[size_t(rank)]->make_work(call.description, seq, call.timeout);
       if (!aborted_.empty()) {
         error = aborted_;
         failed.push_back(work);
@@ -286,8 +288,10 @@ inline WorkPtr ThreadProcessGroup::allgather(const Tensor& in, Tensor& out,
   return world_.submit(rank_, std::move(c));
 }
 
-inline WorkPtr ThreadProcessGroup::barrier(const std::string& tag) {
+inline WorkPtr ThreadProcessGroup::barrier(const std::string& tag,
+                                           std::chrono::milliseconds timeout) {
   ThreadWorld::Call c;
+  c.timeout = timeout;
   c.description = describe_barrier(tag);
   return world_.submit(rank_, std::move(c));
 }

@@ -24,7 +24,10 @@ class StuckGroup : public ProcessGroup {
   WorkPtr allreduce(Tensor&, ReduceOp, const std::string& tag) override { return issue(tag); }
   WorkPtr broadcast(Tensor&, int, const std::string& tag) override { return issue(tag); }
   WorkPtr allgather(const Tensor&, Tensor&, const std::string& tag) override { return issue(tag); }
-  WorkPtr barrier(const std::string& tag) override { return issue(tag); }
+  WorkPtr barrier(const std::string& tag,
+                  std::chrono::milliseconds = std::chrono::milliseconds(0)) override {
+    return issue(tag);
+  }
 
  private:
   WorkPtr issue(const std::string& tag) {

@@ -107,7 +107,7 @@ void NcclProcessGroup::check_device(const Tensor& t, const std::string& op,
 
 template <typename Issue>
 WorkPtr NcclProcessGroup::launch(const std::string& description, uint64_t hash, Tensor a, Tensor b,
-                                 Issue&& issue) {
+                                 Issue&& issue, std::chrono::milliseconds timeout) {
   const int dev = device();
   // One collective at a time from check to issue, so that seq order is issue order; mu_
   // is not held meanwhile: the watchdog keeps completing earlier collectives.
@@ -118,7 +118,7 @@ WorkPtr NcclProcessGroup::launch(const std::string& description, uint64_t hash, 
     DP_CHECK(!stop_, "{}: the NCCL process group is shutting down", description);
     seq = next_seq_++;
   }
-  auto work = make_work(description, seq);
+  auto work = make_work(description, seq, timeout);
   // The host-side desync check, before anything is enqueued: a mismatch fails this Work
   // (every rank's alike) and every later one, without touching NCCL.
   try {
@@ -128,7 +128,7 @@ WorkPtr NcclProcessGroup::launch(const std::string& description, uint64_t hash, 
     }
     if (check_comm_ != MPI_COMM_NULL) {
       check_fingerprints(check_comm_, make_fingerprint(seq, hash, work->description()),
-                         options_.timeout);
+                         work->timeout());
     }
   } catch (const CollectiveError& e) {
     if (desync_.empty()) {
@@ -155,7 +155,7 @@ WorkPtr NcclProcessGroup::launch(const std::string& description, uint64_t hash, 
     work->mark_started();  // enqueued on the comm stream
     std::lock_guard<std::mutex> lock(mu_);
     pending_.push_back(
-        {work, std::move(nw), Clock::now() + options_.timeout, std::move(a), std::move(b)});
+        {work, std::move(nw), Clock::now() + work->timeout(), std::move(a), std::move(b)});
   }
   flight_recorder().record(work);  // once issued; under issue_mu_, so in seq order
   cv_.notify_all();
@@ -257,13 +257,16 @@ WorkPtr NcclProcessGroup::allgather(const Tensor& in, Tensor& out, const std::st
   });
 }
 
-WorkPtr NcclProcessGroup::barrier(const std::string& tag) {
+WorkPtr NcclProcessGroup::barrier(const std::string& tag, std::chrono::milliseconds timeout) {
   // NCCL has no barrier: a one-element all-reduce completes only when every rank joined.
   Tensor one = Tensor::zeros({1}, DType::i32, Device::cuda(device()));
   const uint64_t hash = collective_hash(CollectiveKind::barrier, 0, DType::f32, 0, tag);
-  return launch(describe_barrier(tag), hash, one, Tensor(), [&](cudaEvent_t ready) {
-    return comm_->allreduce(one.raw(), 1, NcclDType::i32, ReduceOp::sum, ready, tag);
-  });
+  return launch(
+      describe_barrier(tag), hash, one, Tensor(),
+      [&](cudaEvent_t ready) {
+        return comm_->allreduce(one.raw(), 1, NcclDType::i32, ReduceOp::sum, ready, tag);
+      },
+      timeout);
 }
 
 Tensor NcclProcessGroup::allocate(size_t numel, DType dtype, Device device) {

@@ -59,7 +59,8 @@ class NcclProcessGroup : public ProcessGroup {
   WorkPtr allreduce(Tensor& t, ReduceOp op, const std::string& tag = "allreduce") override;
   WorkPtr broadcast(Tensor& t, int root, const std::string& tag = "broadcast") override;
   WorkPtr allgather(const Tensor& in, Tensor& out, const std::string& tag = "allgather") override;
-  WorkPtr barrier(const std::string& tag = "barrier") override;
+  WorkPtr barrier(const std::string& tag = "barrier",
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) override;
   // Device memory on this group's GPU for a CUDA `device` (which must be this group's);
   // plain host memory for the CPU (staged per collective). Not collective.
   Tensor allocate(size_t numel, DType dtype = DType::f32, Device device = Device::cpu()) override;
@@ -79,7 +80,10 @@ class NcclProcessGroup : public ProcessGroup {
   // Checks the collective's fingerprint (`hash`: collective_hash()) across the ranks, then
   // issues `issue(ready_event)` and queues the result for the watchdog.
   template <typename Issue>
-  WorkPtr launch(const std::string& description, uint64_t hash, Tensor a, Tensor b, Issue&& issue);
+  // A positive `timeout` replaces the group's for this collective (a barrier's own): its
+  // desync check, its watchdog deadline and its Work's wait().
+  WorkPtr launch(const std::string& description, uint64_t hash, Tensor a, Tensor b, Issue&& issue,
+                 std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   void check_device(const Tensor& t, const std::string& op, const std::string& tag) const;
   void watchdog_loop();
 
