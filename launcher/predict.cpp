@@ -17,6 +17,7 @@
 #include <boost/program_options.hpp>
 
 #include "runtime/core/error.h"
+#include "runtime/core/units.h"
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/perf/run_profile.h"
 #include "runtime/perf/scaling.h"
@@ -132,7 +133,7 @@ PredictOptions parse(int argc, char** argv) {
        {std::pair<const char*, double>{"--first-bucket-mb", o.first_bucket_mb},
         std::pair<const char*, double>{"--bucket-cap-mb", o.bucket_cap_mb}}) {
     DP_CHECK(std::isfinite(mb) && mb > 0, "predict: {} must be > 0 MB (got {})", flag, mb);
-    DP_CHECK(std::round(mb * 1048576.0) >= 4,
+    DP_CHECK(std::round(mb * kBytesPerMb) >= 4,
              "predict: {} {} MB is smaller than one float (4 bytes)", flag, mb);
     DP_CHECK(mb <= kMaxBucketMb, "predict: {} {} MB is more than {} MB (2^50 bytes)", flag, mb,
              kMaxBucketMb);
@@ -190,7 +191,7 @@ void print_profile(const RunProfile& p, const std::string& path) {
       "  compute per step {:.2f} ms (before backward {:.2f}, backward {:.2f}, after {:.2f}); "
       "{:.2f} MB of gradients in {} parameters\n",
       c.compute_us() / 1000, c.pre_backward_us / 1000, c.backward_us / 1000,
-      c.post_backward_us / 1000, double(c.grad_bytes()) / 1048576.0, c.params.size());
+      c.post_backward_us / 1000, bytes_to_mb(double(c.grad_bytes())), c.params.size());
   fmt::print(
       "  all-reduce over {} rank(s): {:.0f} us + {:.3f} ms/MB alone, {:.0f} us + {:.3f} ms/MB "
       "while backward computes\n",

@@ -13,6 +13,7 @@
 #include "runtime/core/address_space.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half_float.h"
+#include "runtime/core/units.h"
 
 namespace dp {
 
@@ -230,15 +231,15 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
            "allocating a {:.2f} MB shared-memory buffer on each of {} ranks: another rank of this "
            "node cannot map all of them ({:.2f} MB) within its address-space limit (ulimit -v; "
            "see its message), so none does. Raise the limit, or run with --no-shm",
-           double(segment) / 1048576.0, size_, double(window) / 1048576.0);
+           bytes_to_mb(double(segment)), size_, bytes_to_mb(double(window)));
   DP_CHECK(!short_here,
            "allocating a {:.2f} MB shared-memory buffer on each of {} ranks: every rank maps "
            "all of them ({:.2f} MB), and this rank's address-space limit (ulimit -v) of "
            "{:.2f} MB has {:.2f} MB left. Raise the limit, or run with --no-shm "
            "(MpiProcessGroupOptions::shared_memory = false)",
-           double(segment) / 1048576.0, size_, double(window) / 1048576.0,
-           double(as.limit) / 1048576.0,
-           double(as.used < as.limit ? as.limit - as.used : 0) / 1048576.0);
+           bytes_to_mb(double(segment)), size_, bytes_to_mb(double(window)),
+           bytes_to_mb(double(as.limit)),
+           bytes_to_mb(double(as.used < as.limit ? as.limit - as.used : 0)));
   MPI_Info info = noncontig_info();
   char* mine = nullptr;
   MPI_Win win = MPI_WIN_NULL;
@@ -250,7 +251,7 @@ Tensor ShmAllreduce::allocate(size_t numel, DType dtype) {
            "/dev/shm, see osc_sm_backing_directory; a container needs e.g. docker run "
            "--shm-size=1g), or run with --no-shm "
            "(MpiProcessGroupOptions::shared_memory = false)",
-           double(segment) / 1048576.0, size_, mpi_error_text(rc));
+           bytes_to_mb(double(segment)), size_, mpi_error_text(rc));
   MPI_Win_set_errhandler(win, MPI_ERRORS_RETURN);
   auto buf = std::make_shared<ShmBuffer>();
   buf->win = win;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "runtime/core/error.h"
+#include "runtime/core/units.h"
 
 namespace dp {
 
@@ -54,7 +55,7 @@ size_t mb_to_bytes(double mb) {
            mb);
   DP_CHECK(mb <= kMaxBucketMb, "a bucket size of {} MB is more than {} MB (2^50 bytes)", mb,
            kMaxBucketMb);
-  double bytes = std::round(mb * 1024.0 * 1024.0);
+  double bytes = std::round(mb * kBytesPerMb);
   DP_CHECK(bytes >= 4, "a bucket size of {} MB is smaller than one float", mb);
   return static_cast<size_t>(bytes);
 }

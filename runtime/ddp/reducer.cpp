@@ -7,6 +7,7 @@
 
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
+#include "runtime/core/units.h"
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/ddp/replica_check.h"
 
@@ -301,7 +302,7 @@ void Reducer::wait_bucket(Bucket& b) {
     const std::string& last = params_[b.params.back()]->name;
     const std::string msg =
         fmt::format("step {}: {} ({} parameters, {} .. {}, {:.3f} MB): {}", step_ + 1, b.tag,
-                    b.params.size(), first, last, b.bytes() / 1048576.0, e.what());
+                    b.params.size(), first, last, bytes_to_mb(b.bytes()), e.what());
     if (dynamic_cast<const CollectiveError*>(&e) != nullptr) throw CollectiveError(msg);
     throw Error(msg);
   }
@@ -426,7 +427,7 @@ std::string Reducer::layout() const {
                      dtype_name(comm_hook_wire_dtype(opt_.comm_hook)));
   }
   for (const Bucket& b : buckets_) {
-    s += fmt::format("\n    #{}: {:.3f} MB, {} params [{} .. {}]", b.index, b.bytes() / 1048576.0,
+    s += fmt::format("\n    #{}: {:.3f} MB, {} params [{} .. {}]", b.index, bytes_to_mb(b.bytes()),
                      b.params.size(), params_[b.params.front()]->name,
                      params_[b.params.back()]->name);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "runtime/core/error.h"
+#include "runtime/core/units.h"
 
 namespace dp {
 
@@ -69,7 +70,7 @@ void set_link_burst(SimOptions& sim, double link_burst_bytes, int hosts,
   sim.burst_bytes = sim.refill_bytes_per_us = 0;
   if (link_burst_bytes <= 0 || hosts < 2) return;
   const double per_link = 2.0 * (hosts - 1) / hosts;
-  const double big = 32.0 * 1048576, marginal_us = cost(2 * big) - cost(big);
+  const double big = 32.0 * kBytesPerMb, marginal_us = cost(2 * big) - cost(big);
   if (marginal_us <= 0) return;
   sim.burst_bytes = link_burst_bytes / per_link;
   sim.refill_bytes_per_us = big / marginal_us;

@@ -5,6 +5,7 @@
 #include "runtime/comm/process_group.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/core/units.h"
 #include "runtime/ddp/reducer.h"
 #include "runtime/perf/allreduce_calibration.h"
 #include "runtime/perf/allreduce_probe.h"
@@ -43,7 +44,7 @@ std::vector<std::vector<size_t>> decode(const Tensor& t, size_t num_params) {
 }
 
 double mb(size_t bytes) {
-  return double(bytes) / 1048576.0;
+  return bytes_to_mb(double(bytes));
 }
 
 }  // namespace

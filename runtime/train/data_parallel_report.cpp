@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "runtime/core/log.h"
+#include "runtime/core/units.h"
 #include "runtime/train/data_parallel.h"
 #include "runtime/train/report.h"
 #include "runtime/train/trainer.h"
@@ -43,7 +44,7 @@ void DataParallelReport::header(const DataParallelHeader& h) const {
   log::rank0(
       "per step   replicate {:.2f} MB to each of {} replica(s), gather {:.2f} MB of gradients "
       "onto replica 0",
-      double(h.replicate_bytes) / 1048576.0, h.replicas - 1, double(h.gather_bytes) / 1048576.0);
+      bytes_to_mb(double(h.replicate_bytes)), h.replicas - 1, bytes_to_mb(double(h.gather_bytes)));
 }
 
 void DataParallelReport::set_total(uint64_t total_steps, uint64_t interval,

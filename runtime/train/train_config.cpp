@@ -5,6 +5,7 @@
 
 #include "models/registry.h"
 #include "runtime/core/error.h"
+#include "runtime/core/units.h"
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/ddp/comm_hook.h"
 
@@ -61,7 +62,7 @@ void validate(const TrainConfig& c) {
            "--clip-grad-norm must be a finite number >= 0 (0: off; got {})", c.clip_grad_norm);
   // A bucket holds at least one float (4 bytes), and at most kMaxBucketMb: other sizes failed
   // later, in the Reducer, through MPI_Abort and without the option's name.
-  constexpr double kFloatMb = 4.0 / (1024.0 * 1024.0);
+  constexpr double kFloatMb = bytes_to_mb(4.0);
   DP_CHECK(std::isfinite(c.first_bucket_mb) && c.first_bucket_mb >= kFloatMb &&
                c.first_bucket_mb <= kMaxBucketMb,
            "--first-bucket-mb must be a number of MB of at least one float (4 bytes) and at most "

@@ -21,6 +21,7 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/core/units.h"
 #include "runtime/data/dataloader.h"
 #include "runtime/data/open_data.h"
 #include "runtime/ddp/buffer_sync.h"
@@ -361,8 +362,8 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       }
       if (!cfg_.quiet)
         log::rank0("checkpoint {}: {:.1f} MB in {:.2f} s ({:.0f} MB/s){}", path,
-                   double(bytes) / 1048576.0, secs,
-                   double(bytes) / 1048576.0 / std::max(secs, 1e-9),
+                   bytes_to_mb(double(bytes)), secs,
+                   bytes_to_mb(double(bytes)) / std::max(secs, 1e-9),
                    removed.empty() ? "" : fmt::format(", removed {} older", removed.size()));
       if (log_.is_open())
         log_.write({{"type", "checkpoint"},

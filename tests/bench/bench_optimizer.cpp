@@ -24,6 +24,7 @@
 #include "models/gpt.h"
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
+#include "runtime/core/units.h"
 #include "runtime/nn/parameter_arena.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/clip_grad.h"
@@ -118,8 +119,8 @@ int main(int argc, char** argv) try {
   fmt::print(
       "bench_optimizer: GPT {} on {}: {} parameter tensors, {:.1f}M parameters "
       "({:.1f} MB), arena {} elements ({} of padding)\n",
-      preset, device.str(), params.size(), arena.used() / 1e6, arena.used() * 4 / 1048576.0,
-      arena.numel(), arena.numel() - arena.used());
+      preset, device.str(), params.size(), arena.used() / 1e6,
+      bytes_to_mb(double(arena.used()) * 4), arena.numel(), arena.numel() - arena.used());
 
   struct Pair {
     const char* name;
