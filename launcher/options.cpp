@@ -261,7 +261,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
       ("sync-batchnorm", po::bool_switch(&t.sync_batchnorm), "BatchNorm statistics over the global batch (as torch.nn.SyncBatchNorm): N ranks x batch B train exactly like 1 rank x batch N*B, for three small all-reduces per layer and step (two in forward, one in backward)")
       ("no-broadcast-buffers", po::bool_switch(&no_broadcast_buffers), "do not broadcast rank 0's module buffers (BatchNorm running statistics) before every forward")
       ("find-unused-parameters", po::bool_switch(&t.find_unused_parameters), "treat parameters without a gradient in a step as zero instead of an error")
-      ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective may take before the job is aborted as hung");
+      ("timeout", po::value(&t.timeout_s)->default_value(t.timeout_s, "300"), "seconds a collective (or rank 0's checkpoint write, which the others wait for) may take before the job is aborted as hung");
 
   po::options_description out("Output");
   out.add_options()

@@ -54,6 +54,16 @@ std::string launcher_rank() {
   return "?";
 }
 
+namespace {
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g", double(ms.count()) / 1000.0);
+  return text;
+}
+
+}  // namespace
+
 void expire_phase(const std::string& rank, const std::string& phase,
                   std::chrono::milliseconds deadline, const std::string& knob) {
   // _exit, not exit: the main thread is inside MPI, and exit's handlers (MPI's own among
@@ -72,8 +82,11 @@ void expire_mpi_init(std::chrono::milliseconds deadline) {
 }
 
 InitWatchdog phase_deadline(const std::string& rank, const std::string& phase,
-                            std::chrono::milliseconds deadline, const std::string& knob) {
-  return InitWatchdog(deadline, [=] { expire_phase(rank, phase, deadline, knob); });
+                            std::chrono::milliseconds wait, const std::string& knob) {
+  const std::chrono::milliseconds deadline = wait + kPhaseOwnWork;
+  const std::string why = knob + " " + seconds_text(wait) + " s plus " +
+                          seconds_text(kPhaseOwnWork) + " s for the phase's own work";
+  return InitWatchdog(deadline, [=] { expire_phase(rank, phase, deadline, why); });
 }
 
 }  // namespace dp

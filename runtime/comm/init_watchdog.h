@@ -51,9 +51,16 @@ std::string launcher_rank();
 // expire_phase for MPI_Init: the rank from the launcher, the deadline DPRUN_INIT_TIMEOUT's.
 [[noreturn]] void expire_mpi_init(std::chrono::milliseconds deadline);
 
-// A watchdog on one phase that waits for every rank: at `deadline` it ends this rank with
-// expire_phase's message. `auto guard = phase_deadline(...)` guards the rest of the scope.
+// What a phase that waits for every rank may take beyond the wait itself: its own work
+// (MPI_Finalize alone takes 50-100 ms here, more on a loaded machine; a big model's
+// shared-memory window is mapped and zeroed) is no peer that never came, and a tight --timeout
+// (a one-rank job with 0.05 s, CI's tests with 0.5 s) must not fail a healthy job there.
+constexpr std::chrono::milliseconds kPhaseOwnWork{5000};
+
+// A watchdog on one phase that waits for every rank: after `wait` (the setting `knob`) plus
+// kPhaseOwnWork it ends this rank with expire_phase's message. `auto guard =
+// phase_deadline(...)` guards the rest of the scope.
 InitWatchdog phase_deadline(const std::string& rank, const std::string& phase,
-                            std::chrono::milliseconds deadline, const std::string& knob);
+                            std::chrono::milliseconds wait, const std::string& knob);
 
 }  // namespace dp

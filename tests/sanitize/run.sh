@@ -10,10 +10,6 @@ kinds=("$@")
 [ ${#kinds[@]} -gt 0 ] || kinds=(asan tsan)
 jobs=$(getconf _NPROCESSORS_ONLN)
 start=$SECONDS
-# Tests whose expectation comes from measured timings, which the sanitizers' slow-down changes
-# (not a sanitizer report; the plain build runs them): BucketTuner picks buckets from the
-# backward pass's measured ready times and expects the choice made at full speed.
-timing_tests='^BucketTuner\.EveryRankTakesRankZerosChoice$'
 
 for kind in "${kinds[@]}"; do
   echo "== sanitize: $kind: build"
@@ -23,7 +19,7 @@ for kind in "${kinds[@]}"; do
   case "$kind" in
     asan)
       echo "== sanitize: asan: unit tests"
-      ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD" -L unit -E "$timing_tests" --output-on-failure -j"$jobs"
+      ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$BUILD" -L unit --output-on-failure -j"$jobs"
       # Open MPI leaks its own start-up allocations, many from components it has dlclose()d by
       # exit. The slow unwinder follows those stacks back into Open MPI's libraries, which the
       # suppressions name; a leak with no Open MPI frame is still reported.
@@ -40,7 +36,7 @@ for kind in "${kinds[@]}"; do
       # inside them do not. A race in our own code is reported as usual.
       echo "== sanitize: tsan: unit and multi-rank tests"
       TSAN_OPTIONS=halt_on_error=1:ignore_noninstrumented_modules=1 \
-        ctest --test-dir "$BUILD" -L 'unit|mpi' -E "$timing_tests" --output-on-failure -j"$jobs"
+        ctest --test-dir "$BUILD" -L 'unit|mpi' --output-on-failure -j"$jobs"
       ;;
   esac
 done
