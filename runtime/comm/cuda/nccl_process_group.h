@@ -78,10 +78,10 @@ class NcclProcessGroup : public ProcessGroup {
 
   // Issues `issue(ready_event)` for CUDA tensors and queues the result for the watchdog.
   // Checks the collective's fingerprint (`hash`: collective_hash()) across the ranks, then
-  // issues `issue(ready_event)` and queues the result for the watchdog.
+  // issues `issue(ready_event)` and queues the result for the watchdog. A positive `timeout`
+  // replaces the group's for this collective (a barrier's own): its desync check, its watchdog
+  // deadline and its Work's wait().
   template <typename Issue>
-  // A positive `timeout` replaces the group's for this collective (a barrier's own): its
-  // desync check, its watchdog deadline and its Work's wait().
   WorkPtr launch(const std::string& description, uint64_t hash, Tensor a, Tensor b, Issue&& issue,
                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   void check_device(const Tensor& t, const std::string& op, const std::string& tag) const;
