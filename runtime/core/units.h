@@ -1,8 +1,6 @@
 #pragma once
 // dprun's one byte unit for people: MB means 2^20 bytes everywhere (headers, errors, bucket
 // options), as PyTorch DDP's bucket_cap_mb does.
-#include <cstddef>
-
 namespace dp {
 
 constexpr double kBytesPerMb = 1048576.0;

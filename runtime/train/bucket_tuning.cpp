@@ -43,10 +43,6 @@ std::vector<std::vector<size_t>> decode(const Tensor& t, size_t num_params) {
   return out;  // Reducer::set_assignment checks the indices
 }
 
-double mb(size_t bytes) {
-  return bytes_to_mb(double(bytes));
-}
-
 }  // namespace
 
 BucketTuner::BucketTuner(BucketTuningOptions options, Reducer& reducer, ProcessGroup& pg,
@@ -155,7 +151,8 @@ void BucketTuner::decide(bool choose) {
     }
     if (tune && log_ != nullptr && log_->is_open()) {
       std::vector<double> bucket_mb;
-      for (const SimBucket& b : in_use_.prediction.buckets) bucket_mb.push_back(mb(b.bytes));
+      for (const SimBucket& b : in_use_.prediction.buckets)
+        bucket_mb.push_back(bytes_to_mb(double(b.bytes)));
       log_->write({{"type", "auto_buckets"},
                    {"step", last_},
                    {"first_mb", in_use_.first_mb},

@@ -411,10 +411,6 @@ EvalResult DataParallelTrainer::evaluate() {
   return e;
 }
 
-std::string DataParallelTrainer::sample_text() {
-  return dp::sample_text(*entry_, *replicas_[0]->model, train_set_->num_classes(), cfg_, step_);
-}
-
 void DataParallelTrainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
   sum.eval = evaluate();
   sum.evaluated = true;
@@ -517,7 +513,9 @@ TrainSummary DataParallelTrainer::run() {
         report.eval(step_, sum.eval, entry_->loss == LossKind::next_token);
       }
       if (cfg_.sample_every > 0 && (step_ % cfg_.sample_every == 0 || step_ == total_steps))
-        log::rank0("sample at step {}:\n{}\n---", step_, sample_text());
+        log::rank0(
+            "sample at step {}:\n{}\n---", step_,
+            sample_text(*entry_, *replicas_[0]->model, train_set_->num_classes(), cfg_, step_));
       signal = preemption_signal();
       if (signal != 0) break;
     }

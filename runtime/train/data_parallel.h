@@ -92,7 +92,6 @@ class DataParallelTrainer {
   void replicate_all(bool buffers_only);
   void evaluate_and_log(uint64_t epoch, TrainSummary& sum);
   void log_step(const StepMetrics& m, const DataParallelTimes& t);
-  std::string sample_text();
 
   TrainConfig cfg_;
   const ModelEntry* entry_ = nullptr;

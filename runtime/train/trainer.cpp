@@ -675,7 +675,7 @@ void Trainer::sample_and_print() {
   using std::chrono::milliseconds;
   const auto start = std::chrono::steady_clock::now();
   fault_.maybe_stall_at(rank_, "sample");
-  const std::string text = sample_text();
+  const std::string text = sample_text(*entry_, *model_, train_set_->num_classes(), cfg_, step_);
   if (rank_ == 0) log::rank0("sample at step {}:\n{}\n---", step_, text);
   const milliseconds allowed =
       timeout() + duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
@@ -698,10 +698,6 @@ void Trainer::evaluate_and_log(uint64_t epoch, TrainSummary& sum) {
     log_eval(step_, sum.eval, entry_->loss == LossKind::next_token);
 }
 
-std::string Trainer::sample_text() {
-  return dp::sample_text(*entry_, *model_, train_set_->num_classes(), cfg_, step_);
-}
-
 TrainSummary Trainer::run_eval_only() {
   TrainSummary sum;
   sum.steps = step_;
@@ -716,8 +712,11 @@ TrainSummary Trainer::run_eval_only() {
                   {"test_accuracy", sum.eval.accuracy},
                   {"test_samples", sum.eval.samples}});
   }
-  if (cfg_.sample_every > 0) sample_and_print();  // on every rank, as in training
-  pg_->barrier("end of evaluation")->wait(timeout());
+  if (cfg_.sample_every > 0) {
+    sample_and_print();  // on every rank, as in training; its barrier ends the evaluation
+  } else {
+    pg_->barrier("end of evaluation")->wait(timeout());
+  }
   return sum;
 }
 

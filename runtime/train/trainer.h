@@ -103,9 +103,6 @@ class Trainer {
   size_t rank_batch() const;
   // Where this run ends: --epochs' steps, or --steps when that comes first.
   uint64_t total_steps() const;
-  // --on-nonfinite skip: the buffers before the step, put back when the step is skipped.
-  // Rank 0, next-token models: a text continued by the model (--sample-*), decoded.
-  std::string sample_text();
   // Samples on every rank, prints rank 0's, and lines the ranks up after it.
   void sample_and_print();
 
