@@ -150,7 +150,8 @@ class ShmAllreduce {
   // The first rank (node rank) whose slot says it has not reached `here` (its progress at
   // the barrier), or -1; `others` gets how many more have not.
   int first_missing(uint64_t here, int* others) const;
-  void poison(const Fingerprint& fp, int which);
+  // Poisons the group, noting `timeout`, the wait this rank gave up after.
+  void poison(const Fingerprint& fp, int which, std::chrono::milliseconds timeout);
   void throw_if_poisoned(const Fingerprint& fp) const;
 
   MPI_Comm node_ = MPI_COMM_NULL;

@@ -145,13 +145,14 @@ ShmAllreduce::Record& ShmAllreduce::record(int rank, uint64_t seq) const {
                                                  kNoteBytes + kRecordBytes * index));
 }
 
-void ShmAllreduce::poison(const Fingerprint& fp, int which) {
+void ShmAllreduce::poison(const Fingerprint& fp, int which, std::chrono::milliseconds timeout) {
   Control& c = control();
   uint64_t healthy = 0;
   if (c.poison.compare_exchange_strong(healthy, poison_word(fp.seq, which, rank_),
                                        std::memory_order_acq_rel)) {
     PoisonNote& n = note();
     copy_text(n.what, sizeof(n.what), fp.text());
+    n.timeout_ms = int64_t(timeout.count());
     n.ready.store(1, std::memory_order_release);
   }
   // Sleepers wake and see it now rather than at their next time check.
@@ -172,9 +173,9 @@ void ShmAllreduce::throw_if_poisoned(const Fingerprint& fp) const {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
   while (!n.ready.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::yield();
-  const std::string what = n.ready.load(std::memory_order_acquire)
-                               ? read_text(n.what, sizeof(n.what))
-                               : fmt::format("#{}", seq);
+  const bool ready = n.ready.load(std::memory_order_acquire);
+  const std::string what = ready ? read_text(n.what, sizeof(n.what)) : fmt::format("#{}", seq);
+  const int64_t waited_ms = ready ? n.timeout_ms : int64_t(timeout_.count());
   throw CollectiveTimeout(fmt::format(
       "collective {}: the shared-memory group is poisoned: rank {}{} gave up waiting at {} of "
       "collective {} (timeout {} s). A timeout poisons the group for good on every rank, so "
@@ -182,7 +183,7 @@ void ShmAllreduce::throw_if_poisoned(const Fingerprint& fp) const {
       "every later collective, and the buffers of collective #{} hold partial sums on every "
       "rank",
       fp.text(), name(by), by == rank_ ? " (this rank)" : "", barrier_name(which), what,
-      double(timeout_.count()) / 1000.0, seq));
+      double(waited_ms) / 1000.0, seq));
 }
 
 void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::milliseconds timeout) {
@@ -253,7 +254,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
       break;
     }
   }
-  poison(fp, which);
+  poison(fp, which, timeout);
   const uint64_t seq = fp.seq;
   slot(rank_).progress.store(seq * 4, std::memory_order_relaxed);  // phase 0: gave up
   const uint64_t here = progress_at(seq, which);

@@ -71,11 +71,13 @@ struct ShmAllreduce::Slot {
   std::atomic<uint64_t> hash[2] = {};
 };
 
-// The poisoning rank's description of the collective it gave up on, published (`ready`)
-// after the text, by the rank whose CAS set the poison word.
+// The poisoning rank's description of the collective it gave up on and of the timeout it
+// waited (a barrier's own may differ from the group's), published (`ready`) after both, by the
+// rank whose CAS set the poison word.
 struct ShmAllreduce::PoisonNote {
   std::atomic<uint32_t> ready{0};
-  char what[shm_layout::kNoteBytes - sizeof(std::atomic<uint32_t>)] = {};
+  int64_t timeout_ms = 0;
+  char what[shm_layout::kNoteBytes - 2 * sizeof(int64_t)] = {};
 };
 
 // A rank's description of its collective, written only when the fingerprints differ

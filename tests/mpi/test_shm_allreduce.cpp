@@ -346,6 +346,29 @@ TEST(SharedAllreduceTimeout, ABarriersOwnTimeoutWaitsOutALateRankAndKeepsTheGrou
   }
 }
 
+// A barrier that gave up after its own timeout poisons the group with that timeout: the
+// later collectives' messages quote it, not the group's.
+TEST(SharedAllreduceTimeout, APoisonedGroupQuotesTheTimeoutThePoisonerWaited) {
+  MpiProcessGroupOptions o;
+  o.shm_timeout = o.timeout = std::chrono::milliseconds(300);
+  MpiProcessGroup pg(MPI_COMM_WORLD, o);
+  if (!pg.uses_shared_memory()) GTEST_SKIP() << "needs 2 or more ranks on one node";
+  Tensor t = pg.allocate(1000);
+  pg.barrier("line up")->wait();
+  if (pg.rank() == 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+  WorkPtr w = pg.barrier("end of a long local phase", std::chrono::milliseconds(700));
+  EXPECT_THROW(w->wait(std::chrono::seconds(30)), CollectiveTimeout);
+  try {
+    pg.allreduce(t, ReduceOp::sum, "after")->wait();
+    ADD_FAILURE() << "an all-reduce completed on a poisoned group";
+  } catch (const CollectiveTimeout& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("the shared-memory group is poisoned: rank "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("end of a long local phase"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("(timeout 0.7 s)"), std::string::npos) << msg;
+  }
+}
+
 // Both deadlines are dprun's --timeout, and the caller's wait() usually gives up before the
 // barrier does (on a loaded machine, either may): its error must name the late rank too. Here
 // the barrier's own deadline is far off, so only the caller's fires.
