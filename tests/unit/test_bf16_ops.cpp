@@ -559,6 +559,22 @@ TEST(Bf16Relu, ForwardAndBackward) {
   relu_backward_bf16(0, nullptr, nullptr, nullptr);
 }
 
+// The rule on the bits against the float compare, for every one of the 65536 values.
+TEST(Bf16Relu, EveryBitPattern) {
+  std::vector<bf16> x(65536), y(65536), dy(65536, bf16{0x3f80}), dx(65536);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = bf16{uint16_t(i)};
+  relu_forward_bf16(x.size(), x.data(), y.data());
+  relu_backward_bf16(x.size(), x.data(), dy.data(), dx.data());
+  int wrong = 0;
+  for (size_t i = 0; i < x.size() && wrong < 5; ++i) {
+    const bool ok =
+        y[i].bits == (passes(x[i]) ? x[i].bits : 0u) && dx[i].bits == (passes(x[i]) ? 0x3f80u : 0u);
+    if (!ok) ++wrong;
+    EXPECT_TRUE(ok) << "x bits " << std::hex << x[i].bits << ": y " << y[i].bits << ", dx "
+                    << dx[i].bits;
+  }
+}
+
 TEST(Bf16ColSum, MatchesDoubleReference) {
   struct Shape {
     size_t rows, cols;
