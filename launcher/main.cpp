@@ -31,6 +31,7 @@
 #include "runtime/core/log.h"
 #include "runtime/launch/gpu_affinity.h"
 #include "runtime/ops/cpu/blas_core.h"
+#include "runtime/ops/cpu/blas_threads.h"
 #include "runtime/train/fault_injection.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/trainer.h"
@@ -159,6 +160,7 @@ int main(int argc, char** argv) {
   const dp::MpiInfo& info = mpi->info();
   g_rank = std::to_string(info.rank);
   dp::log::set_rank(info.rank, info.size);
+  dp::configure_blas_threads(info.local_size);  // before any GEMM, bench-allreduce's included
   if (argc >= 2 && std::string(argv[1]) == "bench-allreduce") {
     try {
       return dp::bench_allreduce_main(argc, argv, info);

@@ -30,6 +30,7 @@
 #include "runtime/nn/buffers.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/nn/parameter_arena.h"
+#include "runtime/ops/cpu/blas_threads.h"
 #include "runtime/ops/cpu/gemm_profile.h"
 #include "runtime/optim/clip_grad.h"
 #include "runtime/optim/lr_schedule.h"
@@ -597,10 +598,11 @@ EvalResult Trainer::evaluate() {
 
 void Trainer::print_header() {
   std::string where =
-      fmt::format("{} cpu (OpenBLAS {}{})", host_name(), openblas_get_corename(),
+      fmt::format("{} cpu (OpenBLAS {}{}, {})", host_name(), openblas_get_corename(),
                   std::getenv("DPRUN_OPENBLAS_REEXEC") != nullptr
                       ? fmt::format(", chosen over {}", std::getenv("DPRUN_OPENBLAS_REEXEC"))
-                      : "");
+                      : "",
+                  describe_blas_threads());
   if (cfg_.device.is_cuda()) {
     GpuInfo gpu = cuda_device_info(cfg_.device.index);
     where = fmt::format("{} {} ({}, {:.1f} GiB)", host_name(), cfg_.device.str(), gpu.name,

@@ -225,6 +225,24 @@ if command -v taskset >/dev/null && taskset -c 0 true 2>/dev/null; then
     { fail "one bucket on one core: overlap '${ov}'%"; cat "$WORK/one.txt"; }
 fi
 
+# GEMM threads: without OPENBLAS_NUM_THREADS, the ranks of a node share the CPUs of their
+# affinity masks (--oversubscribe binds no rank to its own cores: unchecked, each started one
+# OpenBLAS thread per CPU); with it, the user's count.
+grep -q "rank 1: .*cpu (OpenBLAS .*, 1 thread: as set in the environment)" "$WORK/out.txt" &&
+  pass "header: the GEMM threads the user set" || { fail "header: GEMM threads"; grep "rank 1:" "$WORK/out.txt"; }
+env -u OPENBLAS_NUM_THREADS -u OMP_NUM_THREADS -u GOTO_NUM_THREADS timeout 120 "$MPIEXEC" \
+  --allow-run-as-root --oversubscribe -np 4 "$DPRUN" --data "idx:$WORK/data" --hidden 32 \
+  --batch-size 50 --steps 2 >"$WORK/threads.txt" 2>&1 || fail "4 ranks without OPENBLAS_NUM_THREADS"
+python3 - "$WORK/threads.txt" <<'PY' && pass "4 ranks share the node's CPUs for their GEMMs" ||
+import re, sys
+lines = re.findall(r"rank (\d): .*cpu \(OpenBLAS .*, (\d+) threads?: (\d+) CPU\(s\) in this "
+                   r"rank's affinity mask, (\d+) rank\(s\) on this node\)", open(sys.argv[1]).read())
+assert sorted(int(l[0]) for l in lines) == [0, 1, 2, 3], lines
+for _, threads, cpus, ranks in lines:
+    assert int(ranks) == 4 and int(threads) == max(1, int(cpus) // 4), (threads, cpus, ranks)
+PY
+  { fail "GEMM threads of 4 ranks"; cat "$WORK/threads.txt"; }
+
 # --help documents every option.
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
