@@ -277,5 +277,26 @@ else
   wait_pid "$LIVE" 30; wait_pid "$KILLED" 30
 fi
 
+# 5. A host cut off for good: the ranks give up after dprun's --timeout, and the job must end
+# too (mpirun retransmitted its orders to the unreachable host's daemon for about 15 minutes).
+"$NETNS" -q --hosts 2 --run-id "${TAG}g" -- "$DPRUN" --data synthetic:100000 --model mlp \
+  --hidden 64 --epochs 50 --timeout 5 >"$WORK/cut.txt" 2>&1 &
+CUT=$!
+if wait_up "${TAG}g" 30; then
+  sleep 2  # let dprun start training
+  ip -n "dprun-${TAG}g-head" link set h1 down
+  start=$SECONDS
+  wait_pid "$CUT" 100
+  rc=$?
+  [ "$rc" != 0 ] && [ "$rc" != 255 ] && pass "a host cut off for good: the job ends, exit $rc, $((SECONDS - start)) s after the cut" ||
+    { fail "a host cut off for good: exit $rc after $((SECONDS - start)) s (255: still running)"; tail -5 "$WORK/cut.txt"; }
+  grep -q "did not complete within 5 s" "$WORK/cut.txt" && pass "the cut-off job says which collective timed out" ||
+    { fail "no timeout message from the cut-off job"; tail -5 "$WORK/cut.txt"; }
+  gone "${TAG}g" && pass "teardown after a host was cut off" || fail "run ${TAG}g left things behind"
+else
+  fail "the run to cut off did not come up in 30 s"; cat "$WORK/cut.txt"
+  kill -INT "$CUT" 2>/dev/null; wait_pid "$CUT" 30
+fi
+
 if [ "$FAILURES" -gt 0 ]; then echo "$FAILURES check(s) failed"; exit 1; fi
 echo "all checks passed"
