@@ -40,15 +40,17 @@ FaultInjection FaultInjection::from_env() {
   double seconds = 0;
   if (std::sscanf(spec, "rank=%d,phase=%15[a-z-],seconds=%lf", &rank, f.phase_, &seconds) == 3) {
     DP_CHECK(std::strcmp(f.phase_, "process-group") == 0 ||
-                 std::strcmp(f.phase_, "finalize") == 0 || std::strcmp(f.phase_, "sample") == 0,
-             "DPRUN_FAULT_STALL='{}': phase must be process-group, sample or finalize", spec);
+                 std::strcmp(f.phase_, "finalize") == 0 || std::strcmp(f.phase_, "sample") == 0 ||
+                 std::strcmp(f.phase_, "checkpoint") == 0,
+             "DPRUN_FAULT_STALL='{}': phase must be process-group, sample, checkpoint or finalize",
+             spec);
     f.phase_rank_ = rank;
     f.seconds_ = seconds;
     return f;
   }
   DP_CHECK(std::sscanf(spec, "rank=%d,step=%llu,seconds=%lf", &rank, &step, &seconds) == 3,
            "DPRUN_FAULT_STALL='{}': expected rank=R,step=S,seconds=T or "
-           "rank=R,phase=process-group|sample|finalize,seconds=T",
+           "rank=R,phase=process-group|sample|checkpoint|finalize,seconds=T",
            spec);
   f.rank_ = rank;
   f.step_ = step;

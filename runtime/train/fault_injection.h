@@ -6,9 +6,9 @@
 // or the start-up they wait for, after --timeout and abort the job, instead of hanging.
 // DPRUN_FAULT_STALL="rank=R,phase=P,seconds=T" stalls rank R just before a phase that waits
 // for every rank outside any collective: P is process-group (building it), sample (a text
-// sample, as a rank that samples slower than the others) or finalize (freeing it and
-// MPI_Finalize); the others must end within --timeout there too (a sample: within --timeout
-// plus their own sampling time).
+// sample, as a rank that samples slower than the others), checkpoint (rank 0 writing one, as
+// on slow storage) or finalize (freeing it and MPI_Finalize); the others must end within
+// --timeout there too (a sample: within --timeout plus their own sampling time).
 // DPRUN_FAULT_SIGNAL="rank=R,step=S,signal=USR1" makes rank R send itself that signal (USR1,
 // TERM or INT) before the backward of step S: a preemption notice at a known step.
 // DPRUN_FAULT_NAN="rank=R,step=S" puts a NaN into rank R's float inputs of step S, so that

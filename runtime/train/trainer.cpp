@@ -346,6 +346,7 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       const double t0 = now_us();
       std::unique_lock<std::mutex> writing;  // a checkpoint is complete or never started
       if (watch_) writing = std::unique_lock<std::mutex>(watch_->write_lock());
+      fault_.maybe_stall_at(rank_, "checkpoint");
       const uint64_t bytes = write_checkpoint(path, meta, parameters(), buffers(), *optimizer_);
       const double secs = (now_us() - t0) / 1e6;
       const PruneResult pruned =
@@ -376,7 +377,21 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       verdict = e.what();
     }
   }
-  if (world_ > 1) verdict = allgather_strings(*pg_, verdict, timeout(), "checkpoint").at(0);
+  if (world_ > 1) {
+    try {
+      verdict = allgather_strings(*pg_, verdict, timeout(), "checkpoint").at(0);
+    } catch (const CollectiveTimeout& e) {
+      // Say what was waited for: the bare collective named neither the checkpoint nor the cure.
+      const std::string writer =
+          peers_.empty() ? std::string("rank 0")
+                         : fmt::format("rank 0 (pid {} on {})", peers_[0].pid, peers_[0].host);
+      throw CollectiveTimeout(fmt::format(
+          "step {}: the ranks waited more than --timeout ({} s) for {} to write checkpoint {}: "
+          "a write that takes longer (slow or busy storage) fails the job; raise --timeout "
+          "above the write time. {}",
+          step_, double(timeout().count()) / 1000.0, writer, path, e.what()));
+    }
+  }
   if (verdict != "ok")
     throw CollectiveError(
         fmt::format("step {}: rank 0 could not write the checkpoint: {}", step_, verdict));

@@ -201,6 +201,16 @@ resumed_at ak.out ckk/step-00000037.ckpt || fail "after a killed writer: not res
 grep -q "skipped .*incomplete write" ak.out && pass "resume auto says it skipped the incomplete write" ||
   { fail "no note about the skipped temporary file"; cat ak.out; }
 cmp -s ref.bin afterkill.bin && pass "resumed after a killed writer: bit-identical" || fail "differs after killed writer"
+# --- rank 0's write outlasts --timeout (slow storage): the others' error says what they waited
+# for and the cure, not only "collective #N (allgather ...) did not complete" -----------------
+rc=0
+start=$SECONDS
+DPRUN_FAULT_STALL=rank=0,phase=checkpoint,seconds=6 mpi 2 "${MLP[@]}" --timeout 1 \
+  --checkpoint-dir cks --checkpoint-every 5 >slow.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && [ $((SECONDS - start)) -lt 60 ] && pass "a checkpoint write longer than --timeout fails the job ($rc)" ||
+  { fail "slow checkpoint write: exit $rc after $((SECONDS - start)) s"; cat slow.out; }
+grep -q "\[rank 1\] step 5: the ranks waited more than --timeout (1 s) for rank 0 (pid [0-9]* on .*) to write checkpoint cks/step-00000005.ckpt: .*raise --timeout above the write time" slow.out &&
+  pass "the waiting rank names the checkpoint write, its step and the cure" || { fail "slow checkpoint message"; cat slow.out; }
 # A damaged newest checkpoint is skipped, naming why.
 cp -r ck ckd && truncate -s 1000 ckd/step-00000064.ckpt
 mpi 2 "${MLP[@]}" --checkpoint-dir ckd --resume auto --steps 64 >dmg.out 2>&1
