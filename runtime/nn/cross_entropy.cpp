@@ -4,6 +4,7 @@
 
 #include "runtime/nn/buffers.h"
 #include "runtime/ops/cast.h"
+#include "runtime/ops/cpu/softmax.h"
 #include "runtime/ops/device_ops.h"
 
 namespace dp {
@@ -56,21 +57,9 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels
   size_t correct = 0;
   for (int64_t r = 0; r < batch; ++r) {
     const float* xr = x + static_cast<size_t>(r) * c;
-    float* pr = p + static_cast<size_t>(r) * c;
-    size_t arg = 0;
-    for (size_t j = 1; j < c; ++j)
-      if (xr[j] > xr[arg]) arg = j;
-    const float mx = xr[arg];
-    double sum = 0;
-    for (size_t j = 0; j < c; ++j) {
-      pr[j] = std::exp(xr[j] - mx);
-      sum += pr[j];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (size_t j = 0; j < c; ++j) pr[j] *= inv;
-    // -log softmax[label] = log(sum) - (x[label] - max)
-    total += std::log(sum) - (double(xr[y[r]]) - mx);
-    if (static_cast<int32_t>(arg) == y[r]) ++correct;
+    const SoftmaxRow row = softmax_row(c, xr, p + static_cast<size_t>(r) * c);
+    total += std::log(row.sum) - (double(xr[y[r]]) - row.max);
+    if (static_cast<int32_t>(row.argmax) == y[r]) ++correct;
   }
   correct_ = correct;
   return static_cast<float>(total / static_cast<double>(batch));
