@@ -319,6 +319,7 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
 void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const EpochLoss& loss) {
   const std::string path = checkpoint_path(cfg_.checkpoint_dir, step_);
   std::string verdict = "ok";
+  double write_s = -1;  // rank 0's write, once done
   if (rank_ == 0) {
     try {
       CheckpointMeta meta;
@@ -349,6 +350,7 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       fault_.maybe_stall_at(rank_, "checkpoint");
       const uint64_t bytes = write_checkpoint(path, meta, parameters(), buffers(), *optimizer_);
       const double secs = (now_us() - t0) / 1e6;
+      write_s = secs;
       const PruneResult pruned =
           prune_checkpoints(cfg_.checkpoint_dir, cfg_.keep_checkpoints, step_);
       const std::vector<std::string>& removed = pruned.removed;
@@ -381,15 +383,18 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
     try {
       verdict = allgather_strings(*pg_, verdict, timeout(), "checkpoint").at(0);
     } catch (const CollectiveTimeout& e) {
-      // Say what was waited for: the bare collective named neither the checkpoint nor the cure.
+      // Say what was waited for: the bare collective named neither the checkpoint nor the
+      // cure. The collective's own text still names the rank that did not arrive.
       const std::string writer =
           peers_.empty() ? std::string("rank 0")
                          : fmt::format("rank 0 (pid {} on {})", peers_[0].pid, peers_[0].host);
+      const std::string done =
+          write_s >= 0 ? fmt::format(" (this rank wrote it in {:.2f} s)", write_s) : "";
       throw CollectiveTimeout(fmt::format(
-          "step {}: the ranks waited more than --timeout ({} s) for {} to write checkpoint {}: "
-          "a write that takes longer (slow or busy storage) fails the job; raise --timeout "
-          "above the write time. {}",
-          step_, double(timeout().count()) / 1000.0, writer, path, e.what()));
+          "step {}: the wait for checkpoint {}{} timed out: {} writes it while the other ranks "
+          "wait for its verdict, for at most --timeout ({} s); a write that takes longer (slow "
+          "or busy storage) fails the job, so raise --timeout above the write time. {}",
+          step_, path, done, writer, double(timeout().count()) / 1000.0, e.what()));
     }
   }
   if (verdict != "ok")
