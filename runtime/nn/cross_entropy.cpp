@@ -17,12 +17,19 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels
            logits_in.defined() ? logits_in.str() : "an undefined tensor");
   // bfloat16 logits (mixed precision) are widened first: the softmax, the log and the
   // loss are computed in float32, as torch.autocast does for cross_entropy.
-  logits_dtype_ = logits_in.dtype();
-  if (logits_in.dtype() == DType::bf16) {
-    ensure_like(logits32_, logits_in, DType::f32, logits_in.device());
-    cast_into(logits_in, logits32_);
+  // On the CPU they are widened straight into the probabilities' buffer, where the softmax
+  // then runs in place: a float32 copy beside it cost another [B, C] (785 MiB for GPT-2's
+  // vocabulary at 4 x 1024 tokens), and bfloat16 training used more memory than float32.
+  const DType in_dtype = logits_in.dtype();
+  Tensor* widened = nullptr;
+  if (in_dtype == DType::bf16) {
+    widened = logits_in.is_cuda() ? &logits32_ : &probs_;
+    ensure_like(*widened, logits_in, DType::f32, logits_in.device());
+    cast_into(logits_in, *widened);
   }
-  const Tensor& logits = logits_in.dtype() == DType::bf16 ? logits32_ : logits_in;
+  const Tensor& logits = widened ? *widened : logits_in;
+  logits_dtype_ = in_dtype;
+  backward_done_ = false;
   const int64_t batch = logits.dim(0);
   const int64_t classes = logits.dim(1);
   DP_CHECK(batch > 0 && classes > 0, "{}: logits {} are empty", name_, logits.str());
@@ -42,7 +49,11 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels
   }
   if (logits.is_cuda()) return forward_cuda(logits, labels);
   // CPU logits with labels on a GPU (unusual): one host copy per step, then the checks above.
-  if (labels.is_cuda()) return forward(logits, labels.to(Device::cpu()));
+  if (labels.is_cuda()) {
+    const float l = forward(logits, labels.to(Device::cpu()));
+    logits_dtype_ = in_dtype;  // the gradient goes back in the dtype the logits came in
+    return l;
+  }
   const int32_t* y = labels.data<int32_t>();
 
   // Copied (B ints), not kept as a handle: a loader may refill its label buffer for the
@@ -57,8 +68,9 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels
   size_t correct = 0;
   for (int64_t r = 0; r < batch; ++r) {
     const float* xr = x + static_cast<size_t>(r) * c;
+    const float x_label = xr[y[r]];  // before an in-place softmax overwrites it
     const SoftmaxRow row = softmax_row(c, xr, p + static_cast<size_t>(r) * c);
-    total += std::log(row.sum) - (double(xr[y[r]]) - row.max);
+    total += std::log(row.sum) - (double(x_label) - row.max);
     if (static_cast<int32_t>(row.argmax) == y[r]) ++correct;
   }
   correct_ = correct;
@@ -91,28 +103,43 @@ float SoftmaxCrossEntropy::forward_cuda(const Tensor& logits, const Tensor& labe
 
 const Tensor& SoftmaxCrossEntropy::backward(float scale) {
   DP_CHECK(labels_.defined(), "{}: backward called before forward", name_);
-  ensure_like(grad_, probs_);
-  if (probs_.is_cuda())
+  DP_CHECK(!backward_done_,
+           "{}: backward called twice after one forward (the first overwrote the "
+           "probabilities with the gradient); run forward again",
+           name_);
+  Tensor* grad = &probs_;  // CPU: in place, the probabilities are not read again
+  if (probs_.is_cuda()) {
+    ensure_like(grad_, probs_);
     gpu::softmax_cross_entropy_backward(probs_.device().index, probs_.dim(0), probs_.dim(1),
                                         probs_.f32(), labels_.data<int32_t>(), scale, grad_.f32());
-  else
+    grad = &grad_;
+  } else {
     backward_cpu(scale);
-  if (logits_dtype_ == DType::f32) return grad_;
+    backward_done_ = true;
+  }
+  if (logits_dtype_ == DType::f32) return *grad;
   // The gradient goes back in the logits' dtype, as the backward of autocast's cast does.
-  ensure_like(grad16_, grad_, logits_dtype_, grad_.device());
-  cast_into(grad_, grad16_);
+  ensure_like(grad16_, *grad, logits_dtype_, grad->device());
+  cast_into(*grad, grad16_);
   return grad16_;
+}
+
+void SoftmaxCrossEntropy::release_buffers() {
+  probs_ = Tensor();
+  grad_ = Tensor();
+  logits32_ = Tensor();
+  grad16_ = Tensor();
+  labels_ = Tensor();
 }
 
 void SoftmaxCrossEntropy::backward_cpu(float scale) {
   const size_t batch = static_cast<size_t>(probs_.dim(0));
   const size_t c = static_cast<size_t>(probs_.dim(1));
   const float k = scale / static_cast<float>(batch);
-  const float* p = probs_.f32();
   const int32_t* y = labels_.data<int32_t>();
-  float* g = grad_.f32();
+  float* g = probs_.f32();
   for (size_t r = 0; r < batch; ++r) {
-    for (size_t j = 0; j < c; ++j) g[r * c + j] = k * p[r * c + j];
+    for (size_t j = 0; j < c; ++j) g[r * c + j] *= k;
     g[r * c + static_cast<size_t>(y[r])] -= k;
   }
 }

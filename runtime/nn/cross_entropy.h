@@ -26,7 +26,12 @@ class SoftmaxCrossEntropy {
   // d(scale * loss)/d(logits) = scale * (softmax - onehot) / B for the last forward, in the
   // dtype the logits came in.
   // `scale` folds in an upstream factor (e.g. 1/accumulation_steps) at no extra pass.
+  // Once per forward: on the CPU the gradient overwrites the probabilities (one [B, C]
+  // buffer instead of two); a second call is an error.
   const Tensor& backward(float scale = 1.0f);
+  // Frees the [B, C] buffers (the next forward allocates them again): a caller that runs
+  // another loss meanwhile (the evaluation) need not hold both.
+  void release_buffers();
 
   const std::string& name() const { return name_; }
 
@@ -36,9 +41,11 @@ class SoftmaxCrossEntropy {
 
   std::string name_;
   Tensor labels_;  // copy of the last forward's labels, [B]
-  Tensor probs_;   // softmax of the last forward, [B, C]
-  Tensor grad_;    // [B, C], reused while the shape stays the same
-  // bfloat16 logits: their float32 copy, and the gradient converted back to bfloat16.
+  Tensor probs_;   // softmax of the last forward, [B, C]; on the CPU, backward's gradient
+  Tensor grad_;    // CUDA: the gradient [B, C], reused while the shape stays the same
+  bool backward_done_ = false;
+  // bfloat16 logits: their float32 copy (CUDA; the CPU widens them into probs_), and the
+  // gradient converted back to bfloat16.
   DType logits_dtype_ = DType::f32;
   Tensor logits32_;
   Tensor grad16_;

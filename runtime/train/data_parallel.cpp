@@ -373,6 +373,7 @@ EvalResult DataParallelTrainer::evaluate() {
                       cfg_.num_workers);
     loader.start_epoch(0);
     SoftmaxCrossEntropy loss_fn("eval loss");
+    rep.loss_fn.release_buffers();  // the training loss's [B, C] is not needed meanwhile
     Tensor x_dev, y_dev, flat;
     rep.model->eval();
     size_t k = 0;
