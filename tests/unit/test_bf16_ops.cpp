@@ -17,6 +17,7 @@
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
 #include "runtime/ops/cpu/bf16_ops.h"
+#include "runtime/ops/cpu/gemm.h"
 #include "runtime/ops/device_ops.h"
 #include "tests/support/float_bits.h"
 #include "tests/support/gemm_case.h"
@@ -639,3 +640,50 @@ TEST(Bf16DeviceOpsFallback, ThrowsBuiltWithoutCuda) {
   EXPECT_THROW(gpu::relu_backward_bf16(0, 1, nullptr, nullptr, nullptr), Error);
   EXPECT_THROW(gpu::col_sum_accumulate_bf16(0, 1, 1, nullptr, nullptr), Error);
 }
+
+namespace dp {
+namespace {
+
+// A bfloat16 C larger than the float32 scratch panel (4M floats) is computed in row panels,
+// the last one a single row: bit for bit the float32 GEMM of the widened operands over the
+// whole of C, plus the bias, rounded once.
+TEST(Bf16GemmPanels, ABigBfloat16OutputEqualsTheWholeFloat32Gemm) {
+  const int m = 700, n = 6000, k = 24;  // 4.2M outputs: panels of 699 rows and 1
+  for (const bool ta : {false, true}) {
+    for (const float beta : {0.0f, 1.0f}) {
+      SCOPED_TRACE(std::string(ta ? "A transposed" : "A") + ", beta " + std::to_string(beta));
+      Philox rng(77, ta ? 1 : 2);
+      // Values whose products and sums round: a panel that summed over k in another order
+      // would change bits.
+      auto value = [&rng] { return float_to_bf16(float(rng.below(1u << 20)) / 3e5f - 1.7f); };
+      std::vector<bf16> a(size_t(m) * k), b(size_t(k) * n), c(size_t(m) * n), bias(static_cast<size_t>(n));
+      for (bf16& x : a) x = value();
+      for (bf16& x : b) x = value();
+      for (bf16& x : c) x = value();
+      for (bf16& x : bias) x = value();
+      auto widen = [](const std::vector<bf16>& h) {
+        std::vector<float> f(h.size());
+        for (size_t i = 0; i < h.size(); ++i) f[i] = bf16_to_float(h[i]);
+        return f;
+      };
+      const std::vector<float> fa = widen(a), fb = widen(b), fbias = widen(bias);
+      std::vector<float> want = widen(c);
+      const int lda = ta ? m : k;
+      gemm(ta, false, m, n, k, 0.75f, fa.data(), lda, fb.data(), n, beta, want.data(), n);
+      gemm_bf16(ta, false, m, n, k, 0.75f, a.data(), lda, b.data(), n, beta, c.data(), n,
+                DType::bf16, bias.data());
+      size_t wrong = 0;
+      for (size_t i = 0; i < c.size() && wrong < 5; ++i) {
+        const uint16_t expect = float_to_bf16(want[i] + fbias[i % size_t(n)]).bits;
+        if (c[i].bits != expect) {
+          ++wrong;
+          ADD_FAILURE() << "element " << i << " (row " << i / size_t(n) << "): " << std::hex
+                        << c[i].bits << " != " << expect;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dp
