@@ -243,6 +243,17 @@ for _, threads, cpus, ranks in lines:
 PY
   { fail "GEMM threads of 4 ranks"; cat "$WORK/threads.txt"; }
 
+# Moving 147 MB of parameters into the arena holds no more memory at its peak than training
+# without one (it held both blocks beside every per-parameter tensor: 733 MiB against 594).
+peak() { sed -n 's/.*peak memory *\([0-9]*\) MiB.*/\1/p' "$1"; }
+"$DPRUN" --data synthetic:2000 --hidden 4096,4096,4096 --batch-size 64 --steps 3 >"$WORK/arena.txt" 2>&1 &&
+  "$DPRUN" --data synthetic:2000 --hidden 4096,4096,4096 --batch-size 64 --steps 3 --no-param-arena \
+    >"$WORK/noarena.txt" 2>&1 || fail "the 147 MB mlp runs"
+a=$(peak "$WORK/arena.txt") n=$(peak "$WORK/noarena.txt")
+[ -n "$a" ] && [ -n "$n" ] && [ "$a" -le $((n * 105 / 100)) ] &&
+  pass "the parameter arena's peak ($a MiB) is within 5% of no arena's ($n MiB)" ||
+  { fail "arena peak '$a' MiB against '$n' MiB without"; tail -3 "$WORK/arena.txt"; }
+
 # --help documents every option.
 "$DPRUN" --help >"$WORK/help.txt"
 for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --lr --momentum --eval \
