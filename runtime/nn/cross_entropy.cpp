@@ -29,7 +29,7 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels
   }
   const Tensor& logits = widened ? *widened : logits_in;
   logits_dtype_ = in_dtype;
-  backward_done_ = false;
+  backward_done_ = true;  // until this forward succeeds: its checks may fail after the widening
   const int64_t batch = logits.dim(0);
   const int64_t classes = logits.dim(1);
   DP_CHECK(batch > 0 && classes > 0, "{}: logits {} are empty", name_, logits.str());
@@ -74,6 +74,7 @@ float SoftmaxCrossEntropy::forward(const Tensor& logits_in, const Tensor& labels
     if (static_cast<int32_t>(row.argmax) == y[r]) ++correct;
   }
   correct_ = correct;
+  backward_done_ = false;
   return static_cast<float>(total / static_cast<double>(batch));
 }
 
@@ -98,6 +99,7 @@ float SoftmaxCrossEntropy::forward_cuda(const Tensor& logits, const Tensor& labe
            "{}: label {} at batch index {} is out of range for {} classes (expected 0..{})", name_,
            r.bad_label, r.bad_row, classes, classes - 1);
   correct_ = static_cast<size_t>(r.correct);
+  backward_done_ = false;
   return r.mean_loss;
 }
 
@@ -105,7 +107,7 @@ const Tensor& SoftmaxCrossEntropy::backward(float scale) {
   DP_CHECK(labels_.defined(), "{}: backward called before forward", name_);
   DP_CHECK(!backward_done_,
            "{}: backward called twice after one forward (the first overwrote the "
-           "probabilities with the gradient); run forward again",
+           "probabilities with the gradient), or after a forward that failed; run forward again",
            name_);
   Tensor* grad = &probs_;  // CPU: in place, the probabilities are not read again
   if (probs_.is_cuda()) {

@@ -110,6 +110,25 @@ TEST(CrossEntropyMemory, ASecondBackwardAfterOneForwardIsAnError) {
   EXPECT_NO_THROW(loss.backward());
 }
 
+// A forward that fails after widening bfloat16 logits into the probabilities' buffer leaves
+// nothing for backward to turn into a gradient: backward says so instead of using it.
+TEST(CrossEntropyMemory, BackwardAfterAFailedForwardIsAnError) {
+  SoftmaxCrossEntropy loss;
+  loss.forward(random_logits(), random_labels());
+  Tensor logits16 = Tensor::zeros({kRows, kClasses}, DType::bf16);
+  cast_into(random_logits(), logits16);
+  Tensor bad = random_labels();
+  bad.data<int32_t>()[3] = int32_t(kClasses);
+  EXPECT_THROW(loss.forward(logits16, bad), Error);
+  try {
+    loss.backward();
+    ADD_FAILURE() << "backward after a failed forward returned";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("or after a forward that failed"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CrossEntropyMemory, ReleasedBuffersAreAllocatedAgainByTheNextForward) {
   const Tensor logits = random_logits(), labels = random_labels();
   SoftmaxCrossEntropy loss;
