@@ -12,9 +12,9 @@ struct SoftmaxRow {
   double sum = 0;  // sum of exp(x - max); -log p[label] = log(sum) - (x[label] - max)
 };
 
-// p = exp(x - max) / sum over n >= 1 logits; p may be x (in place). A row with a NaN or an infinity is computed with
-// std::exp and comparisons as before vectorisation (its loss stays NaN: a diverged run must
-// see it, not a finite number from the clamped exp).
+// p = exp(x - max) / sum over n >= 1 logits; p may be x (in place). A row with a NaN or an infinity
+// is computed with std::exp and comparisons as before vectorisation (its loss stays NaN: a diverged
+// run must see it, not a finite number from the clamped exp).
 SoftmaxRow softmax_row(size_t n, const float* x, float* p);
 
 }  // namespace dp
