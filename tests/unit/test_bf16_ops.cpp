@@ -656,7 +656,8 @@ TEST(Bf16GemmPanels, ABigBfloat16OutputEqualsTheWholeFloat32Gemm) {
       // Values whose products and sums round: a panel that summed over k in another order
       // would change bits.
       auto value = [&rng] { return float_to_bf16(float(rng.below(1u << 20)) / 3e5f - 1.7f); };
-      std::vector<bf16> a(size_t(m) * k), b(size_t(k) * n), c(size_t(m) * n), bias(static_cast<size_t>(n));
+      std::vector<bf16> a(size_t(m) * k), b(size_t(k) * n), c(size_t(m) * n),
+          bias(static_cast<size_t>(n));
       for (bf16& x : a) x = value();
       for (bf16& x : b) x = value();
       for (bf16& x : c) x = value();

@@ -11,7 +11,8 @@ TEST(BlasThreads, RanksShareTheCpusOfTheirMask) {
   EXPECT_EQ(choose_blas_threads(2, 4, 0, 2).threads, 1);
   EXPECT_EQ(choose_blas_threads(8, 2, 0, 8).threads, 4);
   EXPECT_EQ(choose_blas_threads(8, 3, 0, 8).threads, 2);
-  EXPECT_EQ(choose_blas_threads(2, 4, 0, 2).reason, "2 CPU(s) in this rank's affinity mask, 4 rank(s) on this node");
+  EXPECT_EQ(choose_blas_threads(2, 4, 0, 2).reason,
+            "2 CPU(s) in this rank's affinity mask, 4 rank(s) on this node");
 }
 
 TEST(BlasThreads, OneRankKeepsWhatTheLibraryStarted) {
