@@ -1,12 +1,12 @@
 #include "runtime/ops/cpu/blas_threads.h"
 
-#include <sched.h>
-
 #include <algorithm>
 #include <cstdlib>
 
 #include <cblas.h>
 #include <fmt/format.h>
+
+#include "runtime/launch/cpu_topology.h"
 
 namespace dp {
 
@@ -23,13 +23,6 @@ int env_threads(const char* name) {
 }
 
 std::string g_reason;  // configure_blas_threads' last choice, for the header
-
-int affinity_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
-  return CPU_COUNT(&set);
-}
 
 }  // namespace
 
@@ -54,7 +47,7 @@ BlasThreads configure_blas_threads(int local_ranks) {
   if (user == 0) user = env_threads("GOTO_NUM_THREADS");
   if (user == 0) user = env_threads("OMP_NUM_THREADS");
   const int library = openblas_get_num_threads();
-  BlasThreads b = choose_blas_threads(affinity_cpus(), local_ranks, user, library);
+  BlasThreads b = choose_blas_threads(int(affinity_cpus().size()), local_ranks, user, library);
   if (user > 0) {
     b.threads = library;  // the library applied the variable itself (and capped it)
   } else if (b.threads != library) {
