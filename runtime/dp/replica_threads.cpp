@@ -7,6 +7,7 @@
 
 #include "runtime/core/cpu_relax.h"
 #include "runtime/core/error.h"
+#include "runtime/launch/cpu_topology.h"
 
 namespace dp {
 
@@ -31,17 +32,6 @@ bool spin_until(Ready ready) {
   }
 }
 
-// The CPUs this process may run on, in order.
-std::vector<int> allowed_cpus() {
-  std::vector<int> cpus;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &set)) cpus.push_back(c);
-  return cpus;
-}
-
 // Binds the calling thread to one CPU; false (and unbound) when the system refuses.
 bool bind_to(int cpu) {
   cpu_set_t set;
@@ -55,7 +45,7 @@ bool bind_to(int cpu) {
 ReplicaThreads::ReplicaThreads(size_t replicas) {
   DP_CHECK(replicas >= 1, "replica threads: at least one replica, got {}", replicas);
   errors_.resize(replicas);
-  const std::vector<int> cpus = allowed_cpus();
+  const std::vector<int> cpus = affinity_cpus();
   if (replicas > 1 && cpus.size() >= replicas) {
     cpus_.assign(cpus.begin(), cpus.begin() + std::ptrdiff_t(replicas));
     caller_mask_.resize(sizeof(cpu_set_t));
