@@ -72,8 +72,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
   for (size_t r0 = 0; r0 < size_t(m); r0 += panel) {
     const size_t rows = std::min(panel, size_t(m) - r0);
     bf16* out = hc + r0 * size_t(ldc);
-    wc.assign(rows * size_t(n), 0.0f);
-    if (beta != 0.0f) widen(out, rows, size_t(n), size_t(ldc), wc);
+    // With beta = 0 sgemm writes C without reading it: the panel needs no zeros first.
+    if (beta != 0.0f)
+      widen(out, rows, size_t(n), size_t(ldc), wc);
+    else
+      wc.resize(rows * size_t(n));
     // Rows r0.. of op(A): rows of A, or columns when A is transposed.
     const float* pa = fa + (trans_a ? r0 : r0 * size_t(ia));
     gemm(trans_a, trans_b, int(rows), n, k, alpha, pa, ia, fb, ib, beta, wc.data(), n);
