@@ -12,6 +12,7 @@ fi
 $SUDO apt-get update -qq
 # clang and libclang-rt-dev: libFuzzer and the sanitizer runtimes (tests/fuzz, tests/sanitize);
 # llvm: llvm-symbolizer, which turns their stack traces into file:line.
+# clang-format: the lint.clang_format test (tests/lint); clang-tidy: tests/lint/run_tidy.sh.
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake git ca-certificates \
   libopenmpi-dev openmpi-bin \
@@ -21,7 +22,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libfmt-dev \
   nlohmann-json3-dev \
   libgtest-dev \
-  clang libclang-rt-dev llvm \
+  clang libclang-rt-dev llvm clang-format clang-tidy \
   dataset-fashion-mnist \
   fortunes \
   python3 gnuplot-nox \
