@@ -3,10 +3,9 @@
 #include <cmath>
 #include <string>
 
-#include <unistd.h>
-
 #include <fmt/format.h>
 
+#include "models/parameter_count.h"
 #include "models/registry.h"
 #include "runtime/nn/layer_io.h"
 #include "runtime/ops/tensor_ops.h"
@@ -14,11 +13,6 @@
 namespace dp {
 
 namespace {
-
-size_t physical_memory_bytes() {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : SIZE_MAX;
-}
 
 const GptConfig& checked(const GptConfig& c) {
   check_gpt_config(c);
@@ -38,15 +32,10 @@ void check_gpt_config(const GptConfig& c) {
            "gpt: the embedding width {} must be divisible by the number of heads {} (each head "
            "gets embed / heads channels)",
            c.embed, c.heads);
-  // The blocks are built one by one before the parameters are gathered into one allocation:
-  // --layers 2^62 grew the process until the kernel killed it, with no error.
-  const std::optional<size_t> n = gpt_parameter_count(c);
-  const size_t memory = physical_memory_bytes();
-  DP_CHECK(n && *n <= memory / sizeof(float),
-           "gpt: --layers {} --embed {} --context {} and a table of {} rows make {} parameters, "
-           "whose float32 values alone exceed this machine's {:.1f} GiB of memory",
-           c.layers, c.embed, c.context, c.table_rows(),
-           n ? fmt::format("{}", *n) : std::string("more than 2^64"), double(memory) / (1 << 30));
+  check_parameter_memory("gpt",
+                         fmt::format("--layers {} --embed {} --context {} and a table of {} rows",
+                                     c.layers, c.embed, c.context, c.table_rows()),
+                         gpt_parameter_count(c));
 }
 
 std::optional<size_t> gpt_parameter_count(const GptConfig& c) {
@@ -80,6 +69,9 @@ GptModel::GptModel(const GptConfig& config, uint64_t seed)
     h_.push_back(std::make_unique<TransformerBlock>("h." + std::to_string(i), config.embed,
                                                     config.heads, seed, proj_std));
     register_module(*h_.back());
+    // Backward runs the blocks one after another: one set of input-gradient buffers serves
+    // them all (18 x batch x tokens x width floats a block; 2.5 GB at gpt2-small, batch 4).
+    if (i > 0) h_[0]->share_backward_scratch(*h_.back());
   }
   register_module(ln_f_);
   // The output head is wte's second use.

@@ -41,9 +41,9 @@ const Tensor& CausalSelfAttention::forward(const Tensor& x) {
 const Tensor& CausalSelfAttention::backward(const Tensor& grad_output) {
   DP_CHECK(qkv_.defined(), "{}: backward called before forward", name_);
   const Tensor& dy = c_proj_.backward(grad_output);
-  ensure_like(dqkv_, qkv_);
-  ops::causal_attention_backward(qkv_, att_, dy, static_cast<int64_t>(heads_), dqkv_, ws_);
-  return c_attn_.backward(dqkv_);
+  ensure_like(*dqkv_, qkv_);
+  ops::causal_attention_backward(qkv_, att_, dy, static_cast<int64_t>(heads_), *dqkv_, ws_);
+  return c_attn_.backward(*dqkv_);
 }
 
 }  // namespace dp

@@ -38,7 +38,8 @@ class CausalSelfAttention : public Module {
   Linear c_attn_;
   Linear c_proj_;
   Tensor qkv_;  // handle to c_attn's output [B, T, 3C]
-  Tensor att_, y_, dqkv_;
+  Tensor att_, y_;
+  BackwardScratch dqkv_{*this};  // dL/dqkv [B, T, 3C]
   ops::AttentionWorkspace ws_;
 };
 

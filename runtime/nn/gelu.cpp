@@ -24,10 +24,10 @@ const Tensor& GELU::backward(const Tensor& grad_output) {
   check_grad_output(name_, grad_output, output_);
   check_grad_device(name_, input_, grad_output);
   if (!needs_input_grad_) return no_grad_;
-  const Tensor& dy = as_dtype(grad_output, compute_dtype_, grad16_);
-  ensure_like(grad_input_, input_);
-  ops::gelu_backward(input_, dy, grad_input_);
-  return as_dtype(grad_input_, input_dtype_, grad_input_out_);
+  const Tensor& dy = as_dtype(grad_output, compute_dtype_, *grad16_);
+  ensure_like(*grad_input_, input_);
+  ops::gelu_backward(input_, dy, *grad_input_);
+  return as_dtype(*grad_input_, input_dtype_, *grad_input_out_);
 }
 
 }  // namespace dp

@@ -18,7 +18,8 @@ class GELU : public Module {
  private:
   Tensor input_;  // handle to the last forward's input in the compute dtype
   DType input_dtype_ = DType::f32;
-  Tensor output_, grad_input_, grad_input_out_, input16_, grad16_;
+  Tensor output_, input16_;
+  BackwardScratch grad_input_{*this}, grad_input_out_{*this}, grad16_{*this};
   Tensor no_grad_;
 };
 

@@ -47,15 +47,15 @@ const Tensor& LayerNorm::backward(const Tensor& grad_output) {
   DP_CHECK(weight_.grad.numel() == dim_ && bias_.grad.numel() == dim_,
            "{}: gradient buffers are {} and {}, expected [{}]", name_, weight_.grad.str(),
            bias_.grad.str(), dim_);
-  const Tensor& dy = as_dtype(grad_output, compute_dtype_, grad16_);
+  const Tensor& dy = as_dtype(grad_output, compute_dtype_, *grad16_);
   // dx comes out of the same pass as the parameter gradients, so it is always computed.
-  ensure_like(grad_input_, input_);
-  ops::layernorm_backward(input_, dy, weight_.value, mean_, rstd_, grad_input_, weight_.grad,
+  ensure_like(*grad_input_, input_);
+  ops::layernorm_backward(input_, dy, weight_.value, mean_, rstd_, *grad_input_, weight_.grad,
                           bias_.grad, scratch_);
   weight_.grad_ready();
   bias_.grad_ready();
   if (!needs_input_grad_) return no_grad_;
-  return as_dtype(grad_input_, input_dtype_, grad_input_out_);
+  return as_dtype(*grad_input_, input_dtype_, *grad_input_out_);
 }
 
 }  // namespace dp

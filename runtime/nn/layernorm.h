@@ -31,9 +31,10 @@ class LayerNorm : public Module {
   Tensor input_;  // handle to the last forward's input in the compute dtype
   DType input_dtype_ = DType::f32;
   Tensor output_, mean_, rstd_;
-  Tensor grad_input_;      // in the compute dtype
-  Tensor grad_input_out_;  // converted to the input's dtype when that differs
-  Tensor input16_, grad16_, scratch_;
+  BackwardScratch grad_input_{*this};      // in the compute dtype
+  BackwardScratch grad_input_out_{*this};  // converted to the input's dtype when that differs
+  BackwardScratch grad16_{*this};
+  Tensor input16_, scratch_;
   Tensor no_grad_;
 };
 

@@ -75,7 +75,7 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
   if (has_bias_) check_param_device(name_, input_, bias_);
   DP_CHECK(grad_output.dtype() == compute_dtype_ || compute_dtype_ == DType::bf16,
            "{}: grad_output is {}, expected float32", name_, grad_output.str());
-  const Tensor* dy = &as_dtype(grad_output, compute_dtype_, grad16_);
+  const Tensor* dy = &as_dtype(grad_output, compute_dtype_, *grad16_);
   // dW[out, in] += dy^T x and db[out] += column sums of dy, accumulated in float32 into the
   // master gradients (which may be views into a Reducer bucket).
   // On a GPU these are only enqueued when grad_ready() fires: a hook that reads the gradient
@@ -88,10 +88,10 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
 
   if (!needs_input_grad_) return no_grad_;
   // dx = dy W with the forward's W, in the dtype the input came in.
-  ensure_shape(grad_input_, input_.shape(), input_dtype_, input_.device());
+  ensure_shape(*grad_input_, input_.shape(), input_dtype_, input_.device());
   // (bfloat16 operands write a float32 dx directly when the input came as float32.)
-  ops::matmul(*dy, false, *w_, false, grad_input_);
-  return grad_input_;
+  ops::matmul(*dy, false, *w_, false, *grad_input_);
+  return *grad_input_;
 }
 
 }  // namespace dp

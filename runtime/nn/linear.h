@@ -41,14 +41,15 @@ class Linear : public Module {
   Parameter weight_;
   Parameter bias_;
 
-  Tensor input_;       // handle to the last forward's input in the compute dtype (no copy in fp32)
-  Tensor output_;      // [..., out], reused while the shape stays the same
-  Tensor grad_input_;  // [..., in], in the dtype the input came in
-  Tensor no_grad_;     // stays undefined: what backward returns when the input needs none
+  Tensor input_;   // handle to the last forward's input in the compute dtype (no copy in fp32)
+  Tensor output_;  // [..., out], reused while the shape stays the same
+  BackwardScratch grad_input_{*this};  // [..., in], in the dtype the input came in
+  Tensor no_grad_;  // stays undefined: what backward returns when the input needs none
   DType input_dtype_ = DType::f32;
   const Tensor* w_ = nullptr;  // the forward's weight in the compute dtype
   // bfloat16 compute: the input, W, b and grad_output converted where they came as float32.
-  Tensor input16_, weight16_, bias16_, grad16_;
+  Tensor input16_, weight16_, bias16_;
+  BackwardScratch grad16_{*this};
 };
 
 }  // namespace dp

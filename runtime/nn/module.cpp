@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <typeinfo>
 #include <unordered_set>
 
 namespace dp {
@@ -14,6 +15,36 @@ Parameter& Module::register_parameter(Parameter& p) {
 Buffer& Module::register_buffer(Buffer& b) {
   own_buffers_.push_back(&b);
   return b;
+}
+
+BackwardScratch::BackwardScratch(Module& owner) {
+  owner.own_scratch_.push_back(this);
+}
+
+const Module* Module::first_difference(const Module& other) const {
+  if (typeid(*this) != typeid(other) || own_scratch_.size() != other.own_scratch_.size() ||
+      children_.size() != other.children_.size())
+    return this;
+  for (size_t i = 0; i < children_.size(); ++i) {
+    if (const Module* d = children_[i]->first_difference(*other.children_[i])) return d;
+  }
+  return nullptr;
+}
+
+void Module::share_backward_scratch(Module& other) {
+  // Checked over the whole tree first, so that a refusal leaves both as they were.
+  const Module* d = first_difference(other);
+  DP_CHECK(d == nullptr,
+           "{} and {} cannot share backward scratch: they are not built the same way ({} "
+           "differs from its counterpart in type, children or scratch tensors)",
+           name_, other.name_, d != nullptr ? d->name_ : "");
+  share_scratch_with(other);
+}
+
+void Module::share_scratch_with(Module& other) {
+  for (size_t i = 0; i < children_.size(); ++i)
+    children_[i]->share_scratch_with(*other.children_[i]);
+  for (size_t i = 0; i < own_scratch_.size(); ++i) other.own_scratch_[i]->share(*own_scratch_[i]);
 }
 
 void Module::collect(std::vector<Parameter*>& ps, std::vector<Buffer*>& bs) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "runtime/core/tensor.h"
+#include "runtime/nn/backward_scratch.h"
 #include "runtime/nn/parameter.h"
 
 namespace dp {
@@ -68,6 +69,15 @@ class Module {
   bool needs_input_grad() const { return needs_input_grad_; }
   const std::vector<Module*>& children() const { return children_; }
 
+  // Makes `other` use this module's backward scratch (backward_scratch.h): each BackwardScratch in
+  // this tree and the one in the same place of `other`'s tree become one. `other` must be built the
+  // same way (modules of the same types in the same tree; sizes may differ, at the cost of
+  // reallocating when they alternate), else a dp::Error names both. Sound only when the two
+  // backward calls never overlap and each reads all of its grad_output before it writes the
+  // gradient it returns (TransformerBlock does): consecutive blocks of a chain can then share,
+  // one's returned gradient being the next one's grad_output.
+  void share_backward_scratch(Module& other);
+
  protected:
   // Registration, from constructors. The registered objects must live as long as the
   // module (members of it or of a child).
@@ -85,9 +95,14 @@ class Module {
   DType compute_dtype_ = DType::f32;
 
  private:
+  friend class BackwardScratch;  // registers itself in own_scratch_
   void collect(std::vector<Parameter*>& ps, std::vector<Buffer*>& bs);
+  // This module or the first descendant that differs from its place in `other`; null if none.
+  const Module* first_difference(const Module& other) const;
+  void share_scratch_with(Module& other);
   std::vector<Parameter*> own_params_;
   std::vector<Buffer*> own_buffers_;
+  std::vector<BackwardScratch*> own_scratch_;
   std::vector<Module*> children_;
 };
 

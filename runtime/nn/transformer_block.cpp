@@ -64,18 +64,18 @@ const Tensor& TransformerBlock::forward(const Tensor& x) {
 const Tensor& TransformerBlock::backward(const Tensor& grad_output) {
   DP_CHECK(out_.defined(), "{}: backward called before forward", name_);
   check_grad_output(name_, grad_output, out_);
-  const Tensor& g = as_dtype(grad_output, compute_dtype_, grad16_);
+  const Tensor& g = as_dtype(grad_output, compute_dtype_, *grad16_);
   // dL/dmid = dL/dout (the skip) + the MLP branch's gradient.
   const Tensor& g_mlp = ln_2_.backward(mlp_.backward(g));
-  ensure_like(grad_mid_, g);
-  ops::add(g, g_mlp, grad_mid_);
+  ensure_like(*grad_mid_, g);
+  ops::add(g, g_mlp, *grad_mid_);
   // dL/dx = dL/dmid (the skip) + the attention branch's gradient; ln_1 skips its dx when the
   // block's input needs none, and so does the sum.
-  const Tensor& g_attn = ln_1_.backward(attn_.backward(grad_mid_));
+  const Tensor& g_attn = ln_1_.backward(attn_.backward(*grad_mid_));
   if (!needs_input_grad_) return no_grad_;
-  ensure_like(grad_in_, grad_mid_);
-  ops::add(grad_mid_, g_attn, grad_in_);
-  return as_dtype(grad_in_, input_dtype_, grad_in_out_);
+  ensure_like(*grad_in_, *grad_mid_);
+  ops::add(*grad_mid_, g_attn, *grad_in_);
+  return as_dtype(*grad_in_, input_dtype_, *grad_in_out_);
 }
 
 }  // namespace dp

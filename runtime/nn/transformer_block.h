@@ -33,7 +33,9 @@ class Mlp : public Module {
 //   mid = x + attn(ln_1(x));  out = mid + mlp(ln_2(mid))
 // Children (and parameter order) as GPT-2: ln_1, attn, ln_2, mlp. The residual stream is in
 // the compute dtype. Backward sends each residual's gradient to two places: through the
-// branch, and straight to the block's input, where the two are summed.
+// branch, and straight to the block's input, where the two are summed. Backward reads
+// grad_output for the last time before it writes dL/dx, so consecutive blocks can share
+// their backward scratch (Module::share_backward_scratch), as GptModel's do.
 class TransformerBlock : public Module {
  public:
   // proj_init_std: the std of both residual projections (attn.c_proj, mlp.c_proj); GPT-2
@@ -55,9 +57,11 @@ class TransformerBlock : public Module {
   LayerNorm ln_2_;
   Mlp mlp_;
   DType input_dtype_ = DType::f32;
-  Tensor mid_, out_;                       // the residual stream after each branch
-  Tensor grad_mid_, grad_in_;              // dL/dmid and dL/dx
-  Tensor input16_, grad16_, grad_in_out_;  // dtype conversions at the edges
+  Tensor mid_, out_;                                  // the residual stream after each branch
+  BackwardScratch grad_mid_{*this}, grad_in_{*this};  // dL/dmid and dL/dx
+  Tensor input16_;                                    // the input in the compute dtype
+  BackwardScratch grad16_{*this},
+      grad_in_out_{*this};  // dL/dout in compute dtype, dL/dx in input's
   Tensor no_grad_;
 };
 

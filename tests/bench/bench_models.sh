@@ -87,7 +87,11 @@ print("medians of the per-round figures (range); targets: >= 50% of the sgemm li
 PY
 
 if [ "$GPT2" = 1 ]; then
-  "$BUILD/dprun" --model gpt --preset gpt2-small --data "tokens:$OUT/train.bin" --batch-size 4 --steps 2 \
+  # GPT-2's vocabulary for the logits and the loss: header[3] = 0 is llm.c's own files' (dprun
+  # then takes GPT-2's 50257; the byte-level tokens all fall below it).
+  cp "$OUT/train.bin" "$OUT/train-gpt2.bin"
+  printf '\0\0\0\0' | dd of="$OUT/train-gpt2.bin" bs=1 seek=12 conv=notrunc status=none
+  "$BUILD/dprun" --model gpt --preset gpt2-small --data "tokens:$OUT/train-gpt2.bin" --batch-size 4 --steps 2 \
     --optimizer adamw --lr 1e-4 --log-json "$OUT/gpt2.jsonl" >"$OUT/gpt2.out"
   python3 - "$OUT" <<'PY'
 import json, sys
@@ -95,7 +99,7 @@ out = sys.argv[1]
 recs = [json.loads(l) for l in open(f"{out}/gpt2.jsonl")]
 summ = [r for r in recs if r["type"] == "summary"][0]
 steps = [r for r in recs if r["type"] == "step"]
-L, H, C, T, V, B = 12, 12, 768, 1024, 50257, 4  # the preset's vocabulary (the data's is smaller)
+L, H, C, T, V, B = 12, 12, 768, 1024, 50257, 4  # GPT-2's vocabulary (train-gpt2.bin's)
 params = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
 MiB = 1 << 20
 state = params * 4 * 4  # values, gradients, AdamW's two moments (float32)
@@ -103,13 +107,14 @@ state = params * 4 * 4  # values, gradients, AdamW's two moments (float32)
 # H*T, attention out C, c_proj out C, residual C, ln_2 out C, c_fc out 4C, GELU out 4C,
 # c_proj out C, residual C; then ln_f C, the logits V and their softmax V.
 acts = B * T * (L * (14 * C + H * T) + C + 2 * V) * 4
-# dprun's modules each own their input-gradient buffer too (reused across steps, not across
-# layers, unlike llm.c's shared scratch): about as much again, plus the logits' gradient.
-grads = B * T * (L * (14 * C + H * T) + V) * 4
+# Backward's input gradients: one set of 18 C per token that the blocks share (as llm.c
+# shares its activation gradients), plus ln_f's and the head's C; the logits' gradient
+# overwrites their softmax (counted above).
+grads = B * T * (18 * C + 2 * C) * 4
 print(f"\ngpt2-small (batch {B} x {T} tokens, vocabulary {V}): {params / 1e6:.1f}M parameters, "
       f"{steps[-1]['step_ms'] / 1000:.1f} s/step, {steps[-1].get('tokens_per_s', 0):.0f} tokens/s")
 print(f"  arithmetic: parameters+gradients+AdamW {state / MiB:.0f} MiB + activations {acts / MiB:.0f} MiB"
-      f" + per-module gradient buffers {grads / MiB:.0f} MiB = {(state + acts + grads) / MiB:.0f} MiB")
+      f" + input-gradient buffers {grads / MiB:.0f} MiB = {(state + acts + grads) / MiB:.0f} MiB")
 print(f"  measured peak resident memory: {summ['peak_rss_mib']:.0f} MiB")
 PY
 fi
