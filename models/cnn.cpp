@@ -1,11 +1,13 @@
 #include "models/cnn.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "models/parameter_count.h"
 #include "models/registry.h"
 #include "runtime/nn/batchnorm2d.h"
 #include "runtime/nn/conv2d.h"
@@ -43,13 +45,15 @@ Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, 
   needs_input_grad_ = false;  // a model's input is data
 
   const size_t k = config.kernel_size, pad = (k - 1) / 2;
+  // Sizes and the parameter count first: a too-small image is reported in the model's terms
+  // rather than by the layer that would fail at the first forward, and nothing is allocated
+  // for a model the machine cannot hold.
+  ParameterCount count;
   size_t ch = static_cast<size_t>(image_shape[0]);
   int64_t h = image_shape[1], w = image_shape[2];
   for (size_t i = 0; i < config.channels.size(); ++i) {
-    const std::string n = std::to_string(i + 1);
-    // Sizes first, so that a too-small image is reported in the model's terms rather than
-    // by the layer that would fail at the first forward. Padding (k-1)/2 keeps the size for an
-    // odd k and loses one for an even k (h + 2 pad - k + 1, without its overflow for huge k).
+    // Padding (k-1)/2 keeps the size for an odd k and loses one for an even k (h + 2 pad - k
+    // + 1, without its overflow for huge k).
     const int64_t shrink = int64_t((k - 1) % 2), hc = h - shrink, wc = w - shrink;
     DP_CHECK(hc >= int64_t(kPool) && wc >= int64_t(kPool),
              "--model cnn: {} images are too small for {} conv blocks: block {} gets {}x{}, its "
@@ -65,6 +69,33 @@ Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, 
              "--model cnn: --kernel-size {} is too large for conv block {}, whose input is {}x{} "
              "(at most {}: a larger kernel has weights that only ever meet the zero padding)",
              k, i + 1, h, w, k_max);
+    count.add({ch, config.channels[i], k, k});  // conv (no bias)
+    count.add({2, config.channels[i]});         // bn's weight and bias
+    ch = config.channels[i];
+    h = hc / int64_t(kPool);
+    w = wc / int64_t(kPool);
+  }
+  const std::optional<size_t> flat_or = checked_product({ch, size_t(h), size_t(w)});
+  if (!flat_or) count.add(std::nullopt);
+  const size_t flat = flat_or.value_or(0);
+  size_t in = flat;
+  for (const size_t f : config.fc_hidden) {
+    count.add({in, f});
+    count.add(f);
+    in = f;
+  }
+  count.add({in, num_classes});
+  count.add(num_classes);
+  check_parameter_memory(
+      "cnn",
+      fmt::format("{} images, --channels {}, --kernel-size {}, --fc-hidden {}",
+                  image_str(image_shape), fmt::join(config.channels, ","), k,
+                  config.fc_hidden.empty() ? std::string("none")
+                                           : fmt::format("{}", fmt::join(config.fc_hidden, ","))),
+      count.value());
+  ch = static_cast<size_t>(image_shape[0]);
+  for (size_t i = 0; i < config.channels.size(); ++i) {
+    const std::string n = std::to_string(i + 1);
     layers_.add(std::make_unique<Conv2d>("conv" + n, ch, config.channels[i], k, 1, pad, seed,
                                          /*bias=*/false));
     // The block's ReLU runs inside bnN's passes (BatchNorm2d's relu; no parameters or state
@@ -73,12 +104,10 @@ Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, 
                                               /*relu=*/true));
     layers_.add(std::make_unique<MaxPool2d>("pool" + n, kPool));
     ch = config.channels[i];
-    h = hc / int64_t(kPool);
-    w = wc / int64_t(kPool);
   }
   layers_.add(std::make_unique<Flatten>("flatten"));
-  flat_features_ = int64_t(ch) * h * w;
-  size_t width = static_cast<size_t>(flat_features_);
+  flat_features_ = int64_t(flat);
+  size_t width = flat;
   for (size_t i = 0; i < config.fc_hidden.size(); ++i) {
     const std::string n = std::to_string(i + 1);
     layers_.add(std::make_unique<Linear>("fc" + n, width, config.fc_hidden[i], seed));

@@ -1,10 +1,12 @@
 #include "models/mlp.h"
 
+#include <algorithm>
 #include <string>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "models/parameter_count.h"
 #include "models/registry.h"
 
 #include "runtime/nn/linear.h"
@@ -12,12 +14,36 @@
 
 namespace dp {
 
+namespace {
+
+// "784 inputs, --hidden 1024,1024, 10 classes"; a long --hidden is summarised.
+std::string layer_sizes(size_t in, const std::vector<size_t>& hidden, size_t classes) {
+  std::string h = fmt::format("{}", fmt::join(hidden, ","));
+  if (hidden.size() > 8) {
+    const size_t widest = *std::max_element(hidden.begin(), hidden.end());
+    h = fmt::format("of {} layers (the widest {})", hidden.size(), widest);
+  }
+  return fmt::format("{} inputs, --hidden {}, {} classes", in, h, classes);
+}
+
+}  // namespace
+
 std::unique_ptr<Sequential> make_mlp(size_t in_features, const std::vector<size_t>& hidden,
                                      size_t num_classes, uint64_t seed) {
   DP_CHECK(in_features > 0, "mlp: in_features must be > 0");
   DP_CHECK(num_classes > 0, "mlp: num_classes must be > 0");
   for (size_t i = 0; i < hidden.size(); ++i)
     DP_CHECK(hidden[i] > 0, "mlp: hidden layer {} has size 0 (sizes must be > 0)", i + 1);
+  ParameterCount count;
+  size_t in = in_features;
+  for (const size_t h : hidden) {
+    count.add({in, h});
+    count.add(h);  // the bias
+    in = h;
+  }
+  count.add({in, num_classes});
+  count.add(num_classes);
+  check_parameter_memory("mlp", layer_sizes(in_features, hidden, num_classes), count.value());
   auto model = std::make_unique<Sequential>("mlp");
   size_t width = in_features;
   for (size_t i = 0; i < hidden.size(); ++i) {

@@ -84,6 +84,13 @@ set --
 expect "unknown option" "unrecognised option\|unrecognized option" "${GOOD[@]}" --frobnicate
 expect "malformed number" "invalid" "${GOOD[@]}" --lr fast
 expect "bad hidden sizes" "separated by commas" "${GOOD[@]}" --hidden 32,x
+# Too big for the machine: refused before any layer is built (the layers allocated one by one
+# until the kernel killed the rank, or ended in "out of host memory" naming no option).
+HUGE=$(printf '4096,%.0s' $(seq 2000)); HUGE=${HUGE%,}
+expect "mlp too big" "mlp: 784 inputs, --hidden of 2000 layers (the widest 4096), 10 classes make 33549099018 parameters" \
+  --data "idx:$WORK/good" --hidden "$HUGE" --steps 1
+expect "cnn too big" "cnn: 1x28x28 images, --channels 4294967297, --kernel-size 3" \
+  --model cnn --data "idx:$WORK/good" --channels 4294967297 --steps 1
 expect "unknown data source" "unknown data" "${GOOD[@]}" --data hdf5:foo
 expect "bad magic number" "magic" --data "idx:$WORK/badmagic" --hidden 8
 expect "truncated file" "truncated" --data "idx:$WORK/truncated" --hidden 8
