@@ -10,6 +10,13 @@ namespace dp {
 
 namespace {
 
+void check_size(size_t dataset_size) {
+  DP_CHECK(dataset_size <= kMaxSamplerSize,
+           "sampler: {} samples are more than the {} a rank can index (it keeps an 8-byte index "
+           "per sample, and two per sample of its shard)",
+           dataset_size, kMaxSamplerSize);
+}
+
 void check_rank(int world_size, int rank) {
   DP_CHECK(world_size >= 1, "sampler: world size must be at least 1, got {}", world_size);
   DP_CHECK(rank >= 0 && rank < world_size, "sampler: rank {} is out of range for world size {}",
@@ -28,6 +35,7 @@ DistributedSampler::DistributedSampler(size_t dataset_size, int world_size, int 
       drop_last_(drop_last) {
   check_rank(world_size, rank);
   DP_CHECK(dataset_size > 0, "sampler: the dataset is empty (0 samples)");
+  check_size(dataset_size);
   const size_t world = static_cast<size_t>(world_size);
   DP_CHECK(world <= dataset_size,
            "sampler: world size {} is larger than the dataset ({} samples): some ranks would get "
@@ -46,6 +54,7 @@ DistributedSampler::DistributedSampler(ExactTag, size_t dataset_size, int world_
       exact_(true) {
   check_rank(world_size, rank);
   DP_CHECK(dataset_size > 0, "sampler: the dataset is empty (0 samples)");
+  check_size(dataset_size);
   const size_t world = static_cast<size_t>(world_size), r = static_cast<size_t>(rank);
   num_samples_ = r < dataset_size ? (dataset_size - r + world - 1) / world : 0;
   total_size_ = dataset_size;

@@ -22,11 +22,17 @@
 
 namespace dp {
 
+// The most samples a sampler indexes: each rank keeps an 8-byte index per sample for the
+// epoch's order and two more per sample of its shard (2.4 GB on one rank at this size). A data
+// set that makes more (a token file cut into windows of a tiny --context) is refused where it
+// is opened, naming what made the count.
+constexpr size_t kMaxSamplerSize = 100'000'000;
+
 class DistributedSampler {
  public:
   // Throws dp::Error unless world_size >= 1, 0 <= rank < world_size, dataset_size > 0 and
-  // world_size <= dataset_size (a larger world would leave ranks with nothing but padding or,
-  // with drop_last, with no data at all).
+  // world_size <= dataset_size <= kMaxSamplerSize (a larger world would leave ranks with
+  // nothing but padding or, with drop_last, with no data at all).
   DistributedSampler(size_t dataset_size, int world_size, int rank, bool shuffle = true,
                      uint64_t seed = 0, bool drop_last = false);
 

@@ -17,14 +17,16 @@
 
 #include "runtime/data/dataset.h"
 
+#include "samplers/distributed_sampler.h"
+
 namespace dp {
 
 constexpr size_t kSyntheticDim = 784;
 constexpr int kSyntheticClasses = 10;
 constexpr size_t kSyntheticDefaultSize = 60000;
-// Samples are generated on the fly, but the sampler keeps an 8-byte index per sample on every
-// rank: beyond this, N is a typo rather than a data set (800 MB of indices per rank).
-constexpr size_t kSyntheticMaxSize = 100'000'000;
+// Samples are generated on the fly, but the sampler indexes each one on every rank
+// (kMaxSamplerSize): beyond this, N is a typo rather than a data set.
+constexpr size_t kSyntheticMaxSize = kMaxSamplerSize;
 
 struct DataOptions {
   uint64_t seed = 0;                  // synthetic: class centres and samples

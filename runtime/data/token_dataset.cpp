@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "runtime/core/error.h"
+#include "samplers/distributed_sampler.h"
 
 namespace dp {
 
@@ -19,6 +20,11 @@ TokenDataset::TokenDataset(std::shared_ptr<const TokenFile> file, size_t context
            "tokens): use a shorter context or more text",
            file_->path(), n, context_, context_ + 1);
   size_ = (n - 1) / context_;
+  DP_CHECK(size_ <= kMaxSamplerSize,
+           "token file '{}' holds {} tokens: at context {} that is {} windows, more than the {} "
+           "a rank can index; use a longer --context (at least {})",
+           file_->path(), n, context_, size_, kMaxSamplerSize,
+           (n - 1 + kMaxSamplerSize - 1) / kMaxSamplerSize);
 }
 
 TokenDataset::TokenDataset(const std::string& path, size_t context)

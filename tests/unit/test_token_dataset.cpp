@@ -3,6 +3,7 @@
 
 #include <set>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "runtime/data/dataloader.h"
@@ -193,4 +194,25 @@ TEST(TokenLoader, TargetOutsideTheVocabularyNamesSampleAndPosition) {
   loader.start_epoch(0);
   const std::string e = error_of([&] { loader.next(); });
   EXPECT_MENTIONS(e, "sample 2 has target 10 at position 3, outside 0..9 (bad targets)");
+}
+
+// A huge file cut into windows of a tiny context: every rank's sampler would index each
+// window (bad_alloc or the OOM killer at 2^31 tokens and --context 2). Refused naming the
+// context that would do. (A sparse file: nothing is written beyond the header.)
+TEST_F(TokenDatasetTest, MoreWindowsThanASamplerIndexesAreRefusedNamingTheContext) {
+  const std::string p = write_tokens(3);
+  const size_t n = 2 * kMaxSamplerSize + 1;  // 2e8 windows at context 1, 1e8 at context 2
+  const int fd = ::open(p.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const int32_t count = int32_t(n);
+  ASSERT_EQ(::pwrite(fd, &count, sizeof count, 8), ssize_t(sizeof count));
+  ASSERT_EQ(::ftruncate(fd, off_t(1024 + 2 * n)), 0);
+  ::close(fd);
+  EXPECT_MENTIONS(error_of([&] { TokenDataset(p, 1); }),
+                  "at context 1 that is 200000000 windows, more than the 100000000 a rank can "
+                  "index; use a longer --context (at least 2)");
+  TokenDataset two(p, 2);  // (n - 1) / 2 = 1e8 windows: the most a sampler takes
+  EXPECT_EQ(two.size(), kMaxSamplerSize);
+  EXPECT_MENTIONS(error_of([&] { DistributedSampler(kMaxSamplerSize + 1, 1, 0); }),
+                  "sampler: 100000001 samples are more than the 100000000 a rank can index");
 }
