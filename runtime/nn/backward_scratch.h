@@ -23,10 +23,8 @@ class BackwardScratch {
 
   Tensor& operator*() { return *slot_; }
   const Tensor& operator*() const { return *slot_; }
-  Tensor* operator->() { return slot_.get(); }
   // From now on this scratch is `owner`'s (what this one held is dropped with it).
   void share(const BackwardScratch& owner) { slot_ = owner.slot_; }
-  bool shared_with(const BackwardScratch& other) const { return slot_ == other.slot_; }
 
  private:
   std::shared_ptr<Tensor> slot_ = std::make_shared<Tensor>();
