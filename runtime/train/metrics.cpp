@@ -1,8 +1,15 @@
 #include "runtime/train/metrics.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <mutex>
@@ -12,6 +19,7 @@
 
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
+#include "runtime/core/log.h"
 
 namespace dp {
 
@@ -89,8 +97,48 @@ JsonLog::JsonLog() = default;
 JsonLog::JsonLog(JsonLog&&) noexcept = default;
 JsonLog& JsonLog::operator=(JsonLog&&) noexcept = default;
 
+namespace {
+
+// A run killed while it wrote (SIGKILL, the OOM killer, Slurm's KILL after its grace period)
+// can leave its log ending inside a record: cut the file after its last whole line, so that
+// what the resumed run appends (its resume marker first) starts a line of its own. The torn
+// record cannot be read by anyone; it belongs to a step the resumed run does again.
+void drop_torn_last_line(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;  // no file yet: opening it for appending creates it
+  struct stat st {};
+  const off_t end = ::fstat(fd, &st) == 0 ? st.st_size : 0;
+  char last = '\n';
+  if (end > 0 && ::pread(fd, &last, 1, end - 1) != 1) last = '\n';  // unreadable: as it is
+  off_t keep = 0;  // just after the last line end; 0 when there is none
+  for (off_t pos = end; last != '\n' && pos > 0 && keep == 0;) {
+    char buf[4096];
+    const off_t from = std::max<off_t>(0, pos - off_t(sizeof buf));
+    if (::pread(fd, buf, size_t(pos - from), from) != pos - from) {
+      ::close(fd);
+      return;
+    }
+    for (off_t i = pos - from; i-- > 0 && keep == 0;) {
+      if (buf[i] == '\n') keep = from + i + 1;
+    }
+    pos = from;
+  }
+  const bool cut = last != '\n' && ::ftruncate(fd, keep) == 0;
+  const int err = errno;
+  ::close(fd);
+  if (last == '\n') return;
+  DP_CHECK(cut,
+           "--log-json {}: cannot remove the unfinished record a killed run left at its end: {}",
+           path, std::strerror(err));
+  log::warn("--log-json {}: removed {} bytes of a record that a killed run left unfinished", path,
+            end - keep);
+}
+
+}  // namespace
+
 JsonLog::JsonLog(const std::string& path, bool append) : state_(std::make_unique<State>()) {
   State& st = *state_;
+  if (append) drop_torn_last_line(path);
   st.out.open(path, append ? std::ios::app : std::ios::trunc);
   st.path = path;
   DP_CHECK(st.out.is_open(), "--log-json {}: cannot open the file for writing", path);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -121,5 +122,45 @@ TEST(JsonLog, ASkippedStepIsMarked) {
   EXPECT_TRUE(b.at("skipped").get<bool>());
   EXPECT_TRUE(b.at("loss").is_null());
   EXPECT_EQ(b.at("tokens_per_s").get<double>(), 5.0);
+  std::remove(path.c_str());
+}
+
+namespace {
+
+std::string contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
+
+}  // namespace
+
+// A run killed in the middle of a write leaves its log ending inside a record; the resumed run
+// appends after the last whole line (its resume marker on a line of its own), not onto the
+// torn record, which glued the two into one line no JSON reader takes. Long torn records
+// (a second of step lines is megabytes) span several of the reader's chunks.
+TEST(JsonLog, AppendingCutsATornLastRecord) {
+  const std::string path = temp_path("torn");
+  const std::string whole = "{\"type\":\"step\",\"step\":1}\n{\"type\":\"step\",\"step\":2}\n";
+  for (const size_t torn : {size_t(17), size_t(10000)}) {
+    SCOPED_TRACE(torn);
+    write_file(path, whole + "{\"type\":\"step\",\"step\":3,\"loss\":" + std::string(torn, '1'));
+    {
+      JsonLog log(path, /*append=*/true);
+      log.write({{"type", "resume"}, {"step", 2}});
+    }
+    EXPECT_EQ(contents(path), whole + "{\"step\":2,\"type\":\"resume\"}\n");
+  }
+  // A file that is one torn record holds nothing whole: it becomes empty first.
+  write_file(path, "{\"type\":\"st");
+  { JsonLog(path, true).write({{"type", "resume"}}); }
+  EXPECT_EQ(contents(path), "{\"type\":\"resume\"}\n");
+  // A log that ends with a whole line is appended to as it is.
+  write_file(path, whole);
+  { JsonLog(path, true).write({{"type", "resume"}}); }
+  EXPECT_EQ(contents(path), whole + "{\"type\":\"resume\"}\n");
   std::remove(path.c_str());
 }
