@@ -8,7 +8,8 @@
 //   ln_f.{weight,bias}
 // wte is registered once (parameters() lists it once); its gradient sums the head's use and
 // the embedding's, and it is reported ready once per backward, after the embedding's (the
-// last) use.
+// last) use. The blocks share one set of input-gradient buffers (block 0's backward scratch:
+// Module::share_backward_scratch), since backward runs them one at a time.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
