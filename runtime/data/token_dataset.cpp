@@ -24,7 +24,7 @@ TokenDataset::TokenDataset(std::shared_ptr<const TokenFile> file, size_t context
            "token file '{}' holds {} tokens: at context {} that is {} windows, more than the {} "
            "a rank can index; use a longer --context (at least {})",
            file_->path(), n, context_, size_, kMaxSamplerSize,
-           (n - 1 + kMaxSamplerSize - 1) / kMaxSamplerSize);
+           (n - 1) / (kMaxSamplerSize + 1) + 1);
 }
 
 TokenDataset::TokenDataset(const std::string& path, size_t context)

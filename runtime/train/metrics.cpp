@@ -100,45 +100,62 @@ JsonLog& JsonLog::operator=(JsonLog&&) noexcept = default;
 namespace {
 
 // A run killed while it wrote (SIGKILL, the OOM killer, Slurm's KILL after its grace period)
-// can leave its log ending inside a record: cut the file after its last whole line, so that
-// what the resumed run appends (its resume marker first) starts a line of its own. The torn
-// record cannot be read by anyone; it belongs to a step the resumed run does again.
-void drop_torn_last_line(const std::string& path) {
+// can leave its log ending inside a record. What a run started with --resume appends (the
+// resume marker first) must start a line of its own: a torn record is cut (nobody can read
+// it, and it belongs to a step the resumed run does again); a whole record that lost only its
+// line end gets it back. A last line that is no record at all means the file is not a dprun
+// log, which is refused rather than cut.
+void end_with_a_whole_line(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return;  // no file yet: opening it for appending creates it
+  if (fd < 0) {
+    if (errno != ENOENT)  // none yet: opening it for appending creates it
+      log::warn("--log-json {}: cannot read it to check that it ends with a whole line: {}", path,
+                std::strerror(errno));
+    return;
+  }
   struct stat st {};
   const off_t end = ::fstat(fd, &st) == 0 ? st.st_size : 0;
-  char last = '\n';
-  if (end > 0 && ::pread(fd, &last, 1, end - 1) != 1) last = '\n';  // unreadable: as it is
-  off_t keep = 0;  // just after the last line end; 0 when there is none
-  for (off_t pos = end; last != '\n' && pos > 0 && keep == 0;) {
-    char buf[4096];
-    const off_t from = std::max<off_t>(0, pos - off_t(sizeof buf));
-    if (::pread(fd, buf, size_t(pos - from), from) != pos - from) {
-      ::close(fd);
-      return;
-    }
-    for (off_t i = pos - from; i-- > 0 && keep == 0;) {
-      if (buf[i] == '\n') keep = from + i + 1;
-    }
-    pos = from;
+  // A record is a few hundred bytes: its tail lies in the last MiB.
+  const off_t from = std::max<off_t>(0, end - (off_t(1) << 20));
+  std::string tail(size_t(end - from), '\0');
+  const bool read = ::pread(fd, tail.data(), tail.size(), from) == ssize_t(tail.size());
+  const size_t nl = tail.rfind('\n');
+  const size_t start = nl == std::string::npos ? 0 : nl + 1;
+  if (!read || start == tail.size()) {  // unreadable (warned), empty, or a whole last line
+    if (!read) log::warn("--log-json {}: cannot read its end: {}", path, std::strerror(errno));
+    ::close(fd);
+    return;
   }
-  const bool cut = last != '\n' && ::ftruncate(fd, keep) == 0;
+  const std::string last = tail.substr(start);
+  const bool record = last[0] == '{' && (nl != std::string::npos || from == 0);
+  const bool whole = record && nlohmann::json::accept(last);
+  const off_t keep = from + off_t(start);
+  bool done = false;
+  if (whole)
+    done = ::pwrite(fd, "\n", 1, end) == 1;
+  else if (record)
+    done = ::ftruncate(fd, keep) == 0;
   const int err = errno;
   ::close(fd);
-  if (last == '\n') return;
-  DP_CHECK(cut,
-           "--log-json {}: cannot remove the unfinished record a killed run left at its end: {}",
-           path, std::strerror(err));
-  log::warn("--log-json {}: removed {} bytes of a record that a killed run left unfinished", path,
-            end - keep);
+  DP_CHECK(record,
+           "--log-json {}: its last line is not a JSON record, so it is not a log dprun wrote; "
+           "a run started with --resume appends to its log: give --log-json that log or a new file",
+           path);
+  DP_CHECK(done, "--log-json {}: cannot end the record a killed run left unfinished: {}", path,
+           std::strerror(err));
+  if (whole)
+    log::warn("--log-json {}: the last record had no line end (a run killed as it wrote it): added",
+              path);
+  else
+    log::warn("--log-json {}: removed {} bytes of a record that a killed run left unfinished", path,
+              end - keep);
 }
 
 }  // namespace
 
 JsonLog::JsonLog(const std::string& path, bool append) : state_(std::make_unique<State>()) {
   State& st = *state_;
-  if (append) drop_torn_last_line(path);
+  if (append) end_with_a_whole_line(path);
   st.out.open(path, append ? std::ios::app : std::ios::trunc);
   st.path = path;
   DP_CHECK(st.out.is_open(), "--log-json {}: cannot open the file for writing", path);

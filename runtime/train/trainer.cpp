@@ -375,9 +375,6 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
                     {"path", path},
                     {"bytes", bytes},
                     {"write_s", secs}});
-      // The lines up to this checkpoint reach the file now: a run killed within the next
-      // second lost them for good (its resumed run logs only the steps after this one).
-      log_.flush();
     } catch (const std::exception& e) {
       verdict = e.what();
     }

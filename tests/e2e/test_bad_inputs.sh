@@ -86,11 +86,16 @@ expect "malformed number" "invalid" "${GOOD[@]}" --lr fast
 expect "bad hidden sizes" "separated by commas" "${GOOD[@]}" --hidden 32,x
 # Too big for the machine: refused before any layer is built (the layers allocated one by one
 # until the kernel killed the rank, or ended in "out of host memory" naming no option).
-HUGE=$(printf '4096,%.0s' $(seq 2000)); HUGE=${HUGE%,}
-expect "mlp too big" "mlp: 784 inputs, --hidden of 2000 layers (the widest 4096), 10 classes make 33549099018 parameters" \
+# (Sizes no machine holds: 2000 layers of 2^20, 8 PB of float32.)
+HUGE=$(printf '1048576,%.0s' $(seq 2000)); HUGE=${HUGE%,}
+expect "mlp too big" "mlp: 784 inputs, --hidden of 2000 layers (the widest 1048576), 10 classes make 2197926673645578 parameters" \
   --data "idx:$WORK/good" --hidden "$HUGE" --steps 1
 expect "cnn too big" "cnn: 1x28x28 images, --channels 4294967297, --kernel-size 3" \
   --model cnn --data "idx:$WORK/good" --channels 4294967297 --steps 1
+# A resumed run appends to --log-json: a file whose last line is no JSON record is not a log.
+printf 'notes\nnot json' >"$WORK/notes.txt"
+expect "log-json not a log" "its last line is not a JSON record" "${GOOD[@]}" --resume auto \
+  --checkpoint-dir "$WORK/ck-notes" --log-json "$WORK/notes.txt"
 expect "unknown data source" "unknown data" "${GOOD[@]}" --data hdf5:foo
 expect "bad magic number" "magic" --data "idx:$WORK/badmagic" --hidden 8
 expect "truncated file" "truncated" --data "idx:$WORK/truncated" --hidden 8

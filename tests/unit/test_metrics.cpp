@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/core/error.h"
 #include "runtime/train/metrics.h"
 #include "runtime/train/report.h"
 
@@ -162,5 +163,20 @@ TEST(JsonLog, AppendingCutsATornLastRecord) {
   write_file(path, whole);
   { JsonLog(path, true).write({{"type", "resume"}}); }
   EXPECT_EQ(contents(path), whole + "{\"type\":\"resume\"}\n");
+  // A whole record that lost only its line end (killed between the two) is kept.
+  write_file(path, whole + "{\"type\":\"checkpoint\",\"step\":3}");
+  { JsonLog(path, true).write({{"type", "resume"}}); }
+  EXPECT_EQ(contents(path),
+            whole + "{\"type\":\"checkpoint\",\"step\":3}\n{\"type\":\"resume\"}\n");
+  // A file whose last line is no record is not a dprun log: refused, and left as it was.
+  write_file(path, "some notes\nnot json");
+  try {
+    JsonLog log(path, true);
+    FAIL() << "expected a dp::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("its last line is not a JSON record"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(contents(path), "some notes\nnot json");
   std::remove(path.c_str());
 }

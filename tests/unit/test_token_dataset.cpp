@@ -213,6 +213,18 @@ TEST_F(TokenDatasetTest, MoreWindowsThanASamplerIndexesAreRefusedNamingTheContex
                   "index; use a longer --context (at least 2)");
   TokenDataset two(p, 2);  // (n - 1) / 2 = 1e8 windows: the most a sampler takes
   EXPECT_EQ(two.size(), kMaxSamplerSize);
+  // One token more: context 2 still makes (2e8 + 1) / 2 = 1e8 windows, so 2 is what to name,
+  // though 2e8 + 1 over 1e8 rounds up to 3.
+  {
+    const int fd2 = ::open(p.c_str(), O_RDWR);
+    ASSERT_GE(fd2, 0);
+    const int32_t more = int32_t(n + 1);
+    ASSERT_EQ(::pwrite(fd2, &more, sizeof more, 8), ssize_t(sizeof more));
+    ASSERT_EQ(::ftruncate(fd2, off_t(1024 + 2 * (n + 1))), 0);
+    ::close(fd2);
+  }
+  EXPECT_MENTIONS(error_of([&] { TokenDataset(p, 1); }), "(at least 2)");
+  EXPECT_EQ(TokenDataset(p, 2).size(), kMaxSamplerSize);
   EXPECT_MENTIONS(error_of([&] { DistributedSampler(kMaxSamplerSize + 1, 1, 0); }),
                   "sampler: 100000001 samples are more than the 100000000 a rank can index");
 }
