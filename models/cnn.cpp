@@ -93,6 +93,7 @@ Cnn::Cnn(const Shape& image_shape, size_t num_classes, const CnnConfig& config, 
                   config.fc_hidden.empty() ? std::string("none")
                                            : fmt::format("{}", fmt::join(config.fc_hidden, ","))),
       count.value());
+  planned_parameters_ = *count.value();
   ch = static_cast<size_t>(image_shape[0]);
   for (size_t i = 0; i < config.channels.size(); ++i) {
     const std::string n = std::to_string(i + 1);

@@ -39,11 +39,14 @@ class Cnn : public Module {
   Sequential& layers() { return layers_; }
   // The feature count flatten hands to fc1: last channels x the final height x width.
   int64_t flat_features() const { return flat_features_; }
+  // The parameter elements counted before any layer was built (the memory check's figure).
+  size_t planned_parameters() const { return planned_parameters_; }
 
  private:
   Shape image_shape_;
   Shape input_shape_;  // of the last forward
   int64_t flat_features_ = 0;
+  size_t planned_parameters_ = 0;
   Sequential layers_;
   Tensor images_, grad_input_, no_grad_;
 };

@@ -28,12 +28,8 @@ std::string layer_sizes(size_t in, const std::vector<size_t>& hidden, size_t cla
 
 }  // namespace
 
-std::unique_ptr<Sequential> make_mlp(size_t in_features, const std::vector<size_t>& hidden,
-                                     size_t num_classes, uint64_t seed) {
-  DP_CHECK(in_features > 0, "mlp: in_features must be > 0");
-  DP_CHECK(num_classes > 0, "mlp: num_classes must be > 0");
-  for (size_t i = 0; i < hidden.size(); ++i)
-    DP_CHECK(hidden[i] > 0, "mlp: hidden layer {} has size 0 (sizes must be > 0)", i + 1);
+std::optional<size_t> mlp_parameter_count(size_t in_features, const std::vector<size_t>& hidden,
+                                          size_t num_classes) {
   ParameterCount count;
   size_t in = in_features;
   for (const size_t h : hidden) {
@@ -43,7 +39,17 @@ std::unique_ptr<Sequential> make_mlp(size_t in_features, const std::vector<size_
   }
   count.add({in, num_classes});
   count.add(num_classes);
-  check_parameter_memory("mlp", layer_sizes(in_features, hidden, num_classes), count.value());
+  return count.value();
+}
+
+std::unique_ptr<Sequential> make_mlp(size_t in_features, const std::vector<size_t>& hidden,
+                                     size_t num_classes, uint64_t seed) {
+  DP_CHECK(in_features > 0, "mlp: in_features must be > 0");
+  DP_CHECK(num_classes > 0, "mlp: num_classes must be > 0");
+  for (size_t i = 0; i < hidden.size(); ++i)
+    DP_CHECK(hidden[i] > 0, "mlp: hidden layer {} has size 0 (sizes must be > 0)", i + 1);
+  check_parameter_memory("mlp", layer_sizes(in_features, hidden, num_classes),
+                         mlp_parameter_count(in_features, hidden, num_classes));
   auto model = std::make_unique<Sequential>("mlp");
   size_t width = in_features;
   for (size_t i = 0; i < hidden.size(); ++i) {

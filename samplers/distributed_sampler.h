@@ -31,12 +31,13 @@ constexpr size_t kMaxSamplerSize = 100'000'000;
 class DistributedSampler {
  public:
   // Throws dp::Error unless world_size >= 1, 0 <= rank < world_size, dataset_size > 0 and
-  // world_size <= dataset_size <= kMaxSamplerSize (a larger world would leave ranks with
-  // nothing but padding or, with drop_last, with no data at all).
+  // world_size <= dataset_size (a larger world would leave ranks with nothing but padding or,
+  // with drop_last, with no data at all), and dataset_size <= kMaxSamplerSize (see above).
   DistributedSampler(size_t dataset_size, int world_size, int rank, bool shuffle = true,
                      uint64_t seed = 0, bool drop_last = false);
 
   // Evaluation sharding: rank r gets r, r + world, ... < dataset_size; no padding, no shuffle.
+  // dataset_size must be 1..kMaxSamplerSize.
   static DistributedSampler exact(size_t dataset_size, int world_size, int rank);
 
   // Selects the epoch and rewinds to its first sample (set_start(0)).

@@ -23,8 +23,7 @@ TokenDataset::TokenDataset(std::shared_ptr<const TokenFile> file, size_t context
   DP_CHECK(size_ <= kMaxSamplerSize,
            "token file '{}' holds {} tokens: at context {} that is {} windows, more than the {} "
            "a rank can index; use a longer --context (at least {})",
-           file_->path(), n, context_, size_, kMaxSamplerSize,
-           (n - 1) / (kMaxSamplerSize + 1) + 1);
+           file_->path(), n, context_, size_, kMaxSamplerSize, (n - 1) / (kMaxSamplerSize + 1) + 1);
 }
 
 TokenDataset::TokenDataset(const std::string& path, size_t context)

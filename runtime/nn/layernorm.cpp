@@ -51,7 +51,7 @@ const Tensor& LayerNorm::backward(const Tensor& grad_output) {
   // dx comes out of the same pass as the parameter gradients, so it is always computed.
   ensure_like(*grad_input_, input_);
   ops::layernorm_backward(input_, dy, weight_.value, mean_, rstd_, *grad_input_, weight_.grad,
-                          bias_.grad, scratch_);
+                          bias_.grad, *scratch_);
   weight_.grad_ready();
   bias_.grad_ready();
   if (!needs_input_grad_) return no_grad_;

@@ -34,7 +34,8 @@ class LayerNorm : public Module {
   BackwardScratch grad_input_{*this};      // in the compute dtype
   BackwardScratch grad_input_out_{*this};  // converted to the input's dtype when that differs
   BackwardScratch grad16_{*this};
-  Tensor input16_, scratch_;
+  BackwardScratch scratch_{*this};  // GPU: the backward kernel's [rows, cols] partial sums
+  Tensor input16_;
   Tensor no_grad_;
 };
 

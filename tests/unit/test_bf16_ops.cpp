@@ -688,22 +688,25 @@ TEST(Bf16GemmPanels, ABigBfloat16OutputEqualsTheWholeFloat32Gemm) {
 }
 
 // With beta = 0, C is write-only (BLAS's rule): neither a NaN in C nor one left in the
-// thread's float32 scratch by an earlier call may reach the result.
+// thread's float32 scratch by an earlier call may reach the result. Shapes: OpenBLAS's small
+// kernel, dprun's own k = 0 loop, and the blocked driver over two panels (300 x 14000 outputs
+// are more than a 16 MiB panel).
 TEST(Bf16GemmPanels, BetaZeroIgnoresCAndStaleScratch) {
-  const int m = 3, n = 5;
   const bf16 nan{0x7fc0};
-  for (const int k : {4, 0}) {
-    SCOPED_TRACE("k " + std::to_string(k));
-    std::vector<bf16> a(size_t(m) * size_t(std::max(k, 1)), float_to_bf16(1.0f));
-    std::vector<bf16> b(size_t(std::max(k, 1)) * size_t(n), float_to_bf16(0.5f));
+  for (const auto& [m, n, k] :
+       {std::tuple{3, 5, 4}, std::tuple{3, 5, 0}, std::tuple{300, 14000, 64}}) {
+    SCOPED_TRACE(std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+    const int lda = std::max(k, 1);
+    std::vector<bf16> a(size_t(m) * size_t(lda), float_to_bf16(1.0f));
+    std::vector<bf16> b(size_t(lda) * size_t(n), float_to_bf16(0.5f));
     // First a call that leaves NaN in the scratch: beta = 1 over a C of NaN.
     std::vector<bf16> c(size_t(m) * size_t(n), nan);
-    gemm_bf16(false, false, m, n, k, 1.0f, a.data(), std::max(k, 1), b.data(), n, 1.0f, c.data(), n,
+    gemm_bf16(false, false, m, n, k, 1.0f, a.data(), lda, b.data(), n, 1.0f, c.data(), n,
               DType::bf16, nullptr);
     ASSERT_TRUE(std::isnan(bf16_to_float(c[0])));
     // Then beta = 0 over a C of NaN again: every element is k x 0.5.
     std::fill(c.begin(), c.end(), nan);
-    gemm_bf16(false, false, m, n, k, 1.0f, a.data(), std::max(k, 1), b.data(), n, 0.0f, c.data(), n,
+    gemm_bf16(false, false, m, n, k, 1.0f, a.data(), lda, b.data(), n, 0.0f, c.data(), n,
               DType::bf16, nullptr);
     for (size_t i = 0; i < c.size(); ++i)
       ASSERT_EQ(bf16_to_float(c[i]), 0.5f * float(k)) << "element " << i;

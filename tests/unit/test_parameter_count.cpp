@@ -4,6 +4,9 @@
 
 #include <cstdint>
 
+#include "models/cnn.h"
+#include "models/gpt.h"
+#include "models/mlp.h"
 #include "models/parameter_count.h"
 #include "runtime/core/error.h"
 
@@ -45,6 +48,42 @@ TEST(ParameterCount, TooManyForTheMachineIsRefusedNamingTheSizes) {
         << msg;
   }
   EXPECT_THROW(check_parameter_memory("cnn", "x", SIZE_MAX / 2), Error);
+}
+
+}  // namespace
+}  // namespace dp
+
+namespace dp {
+namespace {
+
+size_t built_parameters(Module& m) {
+  size_t n = 0;
+  for (const Parameter* p : m.parameters()) n += p->value.numel();
+  return n;
+}
+
+// The count the memory check uses is the model that is then built: a layer or a bias added to
+// a model but not to its count would let a too-big model through.
+TEST(ParameterCount, EachModelsCountIsWhatItBuilds) {
+  auto mlp = make_mlp(20, {7, 5}, 3, 1);
+  EXPECT_EQ(mlp_parameter_count(20, {7, 5}, 3), std::optional(built_parameters(*mlp)));
+  for (const size_t k : {size_t(3), size_t(4)}) {
+    CnnConfig c;
+    c.channels = {4, 6};
+    c.fc_hidden = {9};
+    c.kernel_size = k;
+    Cnn cnn({3, 12, 10}, 5, c, 1);
+    EXPECT_EQ(cnn.planned_parameters(), built_parameters(cnn)) << "kernel " << k;
+  }
+  GptConfig g;
+  g.layers = 2;
+  g.heads = 2;
+  g.embed = 8;
+  g.context = 6;
+  g.vocab = 11;
+  g.padded_vocab = 16;
+  GptModel gpt(g, 1);
+  EXPECT_EQ(gpt_parameter_count(g), std::optional(built_parameters(gpt)));
 }
 
 }  // namespace
