@@ -615,7 +615,7 @@ EvalResult Trainer::evaluate() {
   r.samples = static_cast<size_t>(c[1]);
   r.tokens = entry_->loss == LossKind::next_token;
   r.loss = c[1] > 0 ? loss_total.f32()[0] / float(c[1]) : 0;
-  r.accuracy = c[1] > 0 ? float(double(c[0]) / double(c[1])) : 0;
+  r.accuracy = c[1] > 0 ? double(c[0]) / double(c[1]) : 0;  // exact, as --mode dp gives it
   return r;
 }
 

@@ -687,6 +687,41 @@ TEST(Bf16GemmPanels, ABigBfloat16OutputEqualsTheWholeFloat32Gemm) {
   }
 }
 
+// An A of more than the 16M-float panel is widened a panel of op(A)'s rows at a time (GPT's head
+// takes dL/dlogits [B*T, V] as A): rows of A, or columns when it is transposed. Bit for bit
+// the float32 GEMM of the whole widened operands, into a float32 C and a bfloat16 C.
+TEST(Bf16GemmPanels, ABigAOperandIsWidenedInPanels) {
+  const int m = 700, n = 8, k = 24000;  // 16.8M elements of A: panels of 699 rows and 1
+  for (const bool ta : {false, true}) {
+    SCOPED_TRACE(ta ? "A transposed" : "A");
+    Philox rng(91, ta ? 1 : 2);
+    auto value = [&rng] { return float_to_bf16(float(rng.below(1u << 20)) / 3e5f - 1.7f); };
+    std::vector<bf16> a(size_t(m) * k), b(size_t(k) * n);
+    for (bf16& x : a) x = value();
+    for (bf16& x : b) x = value();
+    std::vector<float> fa(a.size()), fb(b.size());
+    for (size_t i = 0; i < a.size(); ++i) fa[i] = bf16_to_float(a[i]);
+    for (size_t i = 0; i < b.size(); ++i) fb[i] = bf16_to_float(b[i]);
+    const int lda = ta ? m : k;
+    std::vector<float> want(size_t(m) * n);
+    gemm(ta, false, m, n, k, 1.0f, fa.data(), lda, fb.data(), n, 0.0f, want.data(), n);
+    std::vector<float> got32(want.size());
+    gemm_bf16(ta, false, m, n, k, 1.0f, a.data(), lda, b.data(), n, 0.0f, got32.data(), n,
+              DType::f32, nullptr);
+    std::vector<bf16> got16(want.size());
+    gemm_bf16(ta, false, m, n, k, 1.0f, a.data(), lda, b.data(), n, 0.0f, got16.data(), n,
+              DType::bf16, nullptr);
+    size_t wrong = 0;
+    for (size_t i = 0; i < want.size() && wrong < 5; ++i) {
+      if (got32[i] != want[i] || got16[i].bits != float_to_bf16(want[i]).bits) {
+        ++wrong;
+        ADD_FAILURE() << "element " << i << " (row " << i / size_t(n) << "): " << got32[i] << " / "
+                      << bf16_to_float(got16[i]) << " != " << want[i];
+      }
+    }
+  }
+}
+
 // With beta = 0, C is write-only (BLAS's rule): neither a NaN in C nor one left in the
 // thread's float32 scratch by an earlier call may reach the result. Shapes: OpenBLAS's small
 // kernel, dprun's own k = 0 loop, and the blocked driver over two panels (300 x 14000 outputs

@@ -48,37 +48,41 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
   DP_CHECK(ldc >= n, "gemm_bf16: ldc={} smaller than n={}", ldc, n);
   // Per thread and kept: the steady-state step reuses the same capacity every call.
   thread_local std::vector<float> wa, wb, wc;
-  const size_t a_rows = trans_a ? size_t(k) : size_t(m), a_cols = trans_a ? size_t(m) : size_t(k);
   const size_t b_rows = trans_b ? size_t(n) : size_t(k), b_cols = trans_b ? size_t(k) : size_t(n);
-  const float* fa = widen(a, a_rows, a_cols, size_t(lda), wa);
   const float* fb = widen(b, b_rows, b_cols, size_t(ldb), wb);
-  const int ia = static_cast<int>(a_cols), ib = static_cast<int>(b_cols);
-  if (c_dtype == DType::f32) {
-    auto* fc = static_cast<float*>(c);
-    gemm(trans_a, trans_b, m, n, k, alpha, fa, ia, fb, ib, beta, fc, ldc);
-    if (bias != nullptr) {
-      for (int r = 0; r < m; ++r)
-        add_row_bias(1, size_t(n), static_cast<const float*>(bias), fc + size_t(r) * size_t(ldc));
-    }
-    return;
-  }
-  // A bfloat16 C goes through float32 scratch in panels of rows: the whole of it was another
-  // m x n floats held per thread (GPT-2's output head at 4 x 1024 tokens: 785 MiB, more than
-  // the float32 path used). Each element's sum over k is the same in any panel.
-  auto* hc = static_cast<bf16*>(c);
+  const int ib = static_cast<int>(b_cols);
+  // Panels of op(A)'s rows: A is widened one panel at a time (GPT's head takes dL/dlogits
+  // [B*T, V] as A: widened whole it was another 785 MiB at GPT-2's vocabulary, 4 x 1024
+  // tokens, which float32 training never holds), and a bfloat16 C goes through float32
+  // scratch the same way. Each element's sum over k is the same in any panel.
+  constexpr size_t kAPanelFloats = size_t(16) << 20;  // 64 MiB
+  constexpr size_t kCPanelFloats = size_t(4) << 20;   // 16 MiB
+  size_t panel = size_t(m);
+  if (k > 0) panel = std::min(panel, std::max<size_t>(1, kAPanelFloats / size_t(k)));
+  if (c_dtype == DType::bf16)
+    panel = std::min(panel, std::max<size_t>(1, kCPanelFloats / size_t(n)));
   const auto* hb = static_cast<const bf16*>(bias);
-  constexpr size_t kPanelFloats = size_t(4) << 20;  // 16 MiB
-  const size_t panel = std::max<size_t>(1, std::min<size_t>(size_t(m), kPanelFloats / size_t(n)));
   for (size_t r0 = 0; r0 < size_t(m); r0 += panel) {
     const size_t rows = std::min(panel, size_t(m) - r0);
-    bf16* out = hc + r0 * size_t(ldc);
+    // Rows r0.. of op(A): rows of A, or, when A is transposed (stored k x m), columns.
+    const float* pa = trans_a ? widen(a + r0, size_t(k), rows, size_t(lda), wa)
+                              : widen(a + r0 * size_t(lda), rows, size_t(k), size_t(lda), wa);
+    const int ia = trans_a ? static_cast<int>(rows) : k;
+    if (c_dtype == DType::f32) {
+      float* fc = static_cast<float*>(c) + r0 * size_t(ldc);
+      gemm(trans_a, trans_b, int(rows), n, k, alpha, pa, ia, fb, ib, beta, fc, ldc);
+      if (bias != nullptr) {
+        for (size_t r = 0; r < rows; ++r)
+          add_row_bias(1, size_t(n), static_cast<const float*>(bias), fc + r * size_t(ldc));
+      }
+      continue;
+    }
+    bf16* out = static_cast<bf16*>(c) + r0 * size_t(ldc);
     // With beta = 0 sgemm writes C without reading it: the panel needs no zeros first.
     if (beta != 0.0f)
       widen(out, rows, size_t(n), size_t(ldc), wc);
     else
       wc.resize(rows * size_t(n));
-    // Rows r0.. of op(A): rows of A, or columns when A is transposed.
-    const float* pa = fa + (trans_a ? r0 : r0 * size_t(ia));
     gemm(trans_a, trans_b, int(rows), n, k, alpha, pa, ia, fb, ib, beta, wc.data(), n);
     for (size_t r = 0; r < rows; ++r) {
       float* row = wc.data() + r * size_t(n);
