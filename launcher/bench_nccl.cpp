@@ -26,7 +26,7 @@ std::unique_ptr<NcclBenchColumn> NcclBenchColumn::create(const std::string& mode
   const int mine = gpus > 0 ? 1 : 0;
   int all = 0;
   MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  if (!all) {
+  if (!all || gpus == 0) {  // (all != 0 means this rank has one: gpus > 0)
     why_not = !nccl_compiled() ? "this build has no NCCL (built without CUDA)"
               : mine           ? "another rank sees no GPU"
                                : "no GPU visible";

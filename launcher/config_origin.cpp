@@ -43,6 +43,7 @@ std::string with_config_origin(const std::string& message, const ConfigOrigins& 
     return fmt::format("{} (from {})", message, origins.at(found[0]));
   }
   std::vector<std::string> parts;
+  parts.reserve(found.size());
   for (const auto& name : found)
     parts.push_back(fmt::format("--{} from {}", name, origins.at(name)));
   return fmt::format("{} ({})", message, fmt::join(parts, ", "));

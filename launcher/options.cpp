@@ -88,7 +88,7 @@ std::vector<ConfigLine> read_config_file(const std::string& path,
   std::map<std::string, int> first_line;  // a key given twice is refused, naming both lines
   for (int n = 1; std::getline(in, line); ++n) {
     const std::string where = fmt::format("--config {}:{}: ", path, n);
-    auto trim = [](std::string s) {
+    auto trim = [](const std::string& s) {
       const size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
       return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
     };
@@ -387,7 +387,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     if (name == "nesterov" && momentum_given && t.momentum == 0) continue;
     po::options_description one;
     one.add(boost::make_shared<po::option_description>(*d));
-    std::vector<std::string> args = {"--" + name + "=" + value};
+    std::vector<std::string> args = {fmt::format("--{}={}", name, value)};
     po::variables_map v;
     po::store(po::command_line_parser(args).options(one).run(), v);
     po::notify(v);

@@ -184,6 +184,7 @@ std::vector<std::string> node_allgather(const std::string& mine) {
                  node);
   MPI_Comm_free(&node);
   std::vector<std::string> out;
+  out.reserve(size_t(n));
   for (int i = 0; i < n; ++i)
     out.push_back(all.substr(size_t(offsets[size_t(i)]), size_t(lens[size_t(i)])));
   return out;

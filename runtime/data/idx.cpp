@@ -146,7 +146,7 @@ const char* idx_type_name(uint8_t code) {
 }
 
 std::string resolve_idx_path(const std::string& path) {
-  const std::string gz = path + ".gz";
+  std::string gz = path + ".gz";
   if (is_regular_file(path)) return path;
   if (is_regular_file(gz)) return gz;
   // Something that is there but cannot be read as a file is named for what it is: "not found"

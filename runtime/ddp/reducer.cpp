@@ -17,6 +17,7 @@ namespace {
 
 std::vector<size_t> param_bytes(const std::vector<Parameter*>& params) {
   std::vector<size_t> bytes;
+  bytes.reserve(params.size());
   for (const Parameter* p : params) bytes.push_back(p->value.nbytes());
   return bytes;
 }
@@ -50,7 +51,7 @@ double union_length(const std::vector<BucketSpan>& in, std::vector<BucketSpan>& 
 }  // namespace
 
 Reducer::Reducer(std::vector<Parameter*> params, ProcessGroup& pg, ReducerOptions options)
-    : params_(std::move(params)), pg_(pg), opt_(options) {
+    : params_(std::move(params)), pg_(pg), opt_(std::move(options)) {
   DP_CHECK(!params_.empty(), "the Reducer needs at least one parameter");
   for (const Parameter* p : params_) {
     DP_CHECK(p->value.dtype() == DType::f32,
@@ -148,22 +149,23 @@ std::vector<std::pair<size_t, size_t>> Reducer::arena_ranges(
 void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) {
   std::vector<Tensor> flats;
   std::vector<std::vector<size_t>> offsets(assignment.size());
+  ParameterArena* const arena = opt_.arena;
   const auto ranges =
-      opt_.arena != nullptr ? arena_ranges(assignment) : std::vector<std::pair<size_t, size_t>>{};
-  arena_views_ = !ranges.empty();
-  if (arena_views_) {
+      arena != nullptr ? arena_ranges(assignment) : std::vector<std::pair<size_t, size_t>>{};
+  arena_views_ = arena != nullptr && !ranges.empty();
+  if (arena != nullptr && !ranges.empty()) {
     // Collective like carve(): every rank has the same arena layout and the same assignment.
     // The padding inside a bucket's range travels with it: it is zero on every rank, so it is
     // reduced to zero (and cast to zero by the comm hooks), and not copying is worth ~15
     // floats per parameter on the wire.
     if (!grad_block_.defined())
-      grad_block_ = pg_.allocate(opt_.arena->numel(), DType::f32, params_.front()->value.device());
+      grad_block_ = pg_.allocate(arena->numel(), DType::f32, params_.front()->value.device());
     grad_block_.zero_();
-    opt_.arena->rebind_grads(grad_block_);
+    arena->rebind_grads(grad_block_);
     for (size_t k = 0; k < assignment.size(); ++k) {
       const auto [begin, end] = ranges[k];
-      flats.push_back(opt_.arena->grads().view(begin, {static_cast<int64_t>(end - begin)}));
-      for (size_t p : assignment[k]) offsets[k].push_back(opt_.arena->offset(p) - begin);
+      flats.push_back(arena->grads().view(begin, {static_cast<int64_t>(end - begin)}));
+      for (size_t p : assignment[k]) offsets[k].push_back(arena->offset(p) - begin);
     }
   } else {
     std::vector<size_t> sizes;
@@ -183,6 +185,7 @@ void Reducer::build_buckets(const std::vector<std::vector<size_t>>& assignment) 
   std::vector<Tensor> wires;
   if (opt_.comm_hook != CommHook::none) {
     std::vector<size_t> sizes;
+    sizes.reserve(flats.size());
     for (const Tensor& f : flats) sizes.push_back(f.numel());
     wires = carve(wire_arena_, sizes, comm_hook_wire_dtype(opt_.comm_hook));
   }

@@ -66,6 +66,8 @@ BucketChoice choose_buckets(const BackwardProfile& profile, const AllReduceCost&
     };
     if (pick == nullptr || key(c) < key(*pick)) pick = &c;
   }
+  DP_CHECK(pick != nullptr, "bucket search: no candidate within {} of the best prediction {} us",
+           search.tie_fraction, best);
   return *pick;
 }
 

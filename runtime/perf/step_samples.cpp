@@ -21,6 +21,7 @@ BackwardProfile median_profile(const std::vector<StepSample>& samples,
            bytes.size());
   auto med = [&samples](double StepSample::*field) {
     std::vector<double> v;
+    v.reserve(samples.size());
     for (const StepSample& s : samples) v.push_back(s.*field);
     return median(std::move(v));
   };

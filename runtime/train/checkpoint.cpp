@@ -27,6 +27,7 @@ struct NamedTensor {
 std::vector<NamedTensor> tensors_of(const std::vector<Parameter*>& params,
                                     const std::vector<Buffer*>& buffers, Optimizer* optimizer) {
   std::vector<NamedTensor> out;
+  out.reserve(params.size() + buffers.size());
   for (Parameter* p : params) out.push_back({"param/" + p->name, &p->value});
   for (Buffer* b : buffers) out.push_back({"buffer/" + b->name, &b->value});
   if (optimizer)

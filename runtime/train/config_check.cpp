@@ -159,7 +159,8 @@ std::string describe_settings_mismatch(const std::vector<std::vector<std::string
 void verify_settings_match(const std::vector<std::pair<std::string, std::string>>& settings,
                            ProcessGroup& pg, std::chrono::milliseconds timeout) {
   std::vector<std::string> mine;
-  for (const auto& [name, value] : settings) mine.push_back(name + "\t" + value);
+  mine.reserve(settings.size());
+  for (const auto& [name, value] : settings) mine.push_back(fmt::format("{}\t{}", name, value));
   auto per_rank = allgather_lines(pg, mine, timeout, "settings check");
   std::string mismatch = describe_settings_mismatch(per_rank);
   if (!mismatch.empty()) throw CollectiveError(mismatch);
