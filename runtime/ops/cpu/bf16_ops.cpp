@@ -54,7 +54,9 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, float alpha, con
   // Panels of op(A)'s rows: A is widened one panel at a time (GPT's head takes dL/dlogits
   // [B*T, V] as A: widened whole it was another 785 MiB at GPT-2's vocabulary, 4 x 1024
   // tokens, which float32 training never holds), and a bfloat16 C goes through float32
-  // scratch the same way. Each element's sum over k is the same in any panel.
+  // scratch the same way. Each element's sum over k is the whole GEMM's up to the order
+  // OpenBLAS's kernels take for a panel's last rows (the last bits; the same shapes always
+  // give the same panels, so a run stays deterministic).
   constexpr size_t kAPanelFloats = size_t(16) << 20;  // 64 MiB
   constexpr size_t kCPanelFloats = size_t(4) << 20;   // 16 MiB
   size_t panel = size_t(m);
