@@ -4,8 +4,6 @@
 // 11 of 12 sets, 2.3 GiB), and compute exactly what separate sets compute.
 #include <gtest/gtest.h>
 
-#include <malloc.h>
-
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,9 +17,13 @@
 #include "runtime/nn/transformer_block.h"
 #include "runtime/ops/cast.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/heap.h"
 
 namespace dp {
 namespace {
+
+using test::heap_bytes;
+using test::heap_visible;
 
 constexpr int64_t kBatch = 2, kTokens = 8, kEmbed = 32;
 constexpr size_t kHeads = 4, kBlocks = 3;
@@ -111,18 +113,6 @@ TEST(BackwardScratch, ModulesOfAnotherStructureAreRefused) {
               std::string::npos)
         << e.what();
   }
-}
-
-size_t heap_bytes() {
-  const struct mallinfo2 m = mallinfo2();
-  return m.uordblks + m.hblkhd;
-}
-
-// The sanitizers' allocators are invisible to mallinfo2: such a build skips the bound.
-bool heap_visible() {
-  const size_t before = heap_bytes();
-  Tensor probe = Tensor::zeros({int64_t(1) << 20});
-  return heap_bytes() >= before + (size_t(4) << 20);
 }
 
 // GptModel shares its blocks' backward buffers: its first backward allocates one block's set

@@ -3,8 +3,6 @@
 // 4 x 1024 tokens makes each such buffer 785 MiB.
 #include <gtest/gtest.h>
 
-#include <malloc.h>
-
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -13,14 +11,13 @@
 #include "runtime/core/tensor.h"
 #include "runtime/nn/cross_entropy.h"
 #include "runtime/ops/cast.h"
+#include "tests/support/heap.h"
 
 namespace dp {
 namespace {
 
-size_t heap_bytes() {
-  const struct mallinfo2 m = mallinfo2();
-  return m.uordblks + m.hblkhd;
-}
+using test::heap_bytes;
+using test::heap_visible;
 
 constexpr int64_t kRows = 256, kClasses = 8192;
 constexpr size_t kBuffer = size_t(kRows) * size_t(kClasses) * sizeof(float);  // 8 MiB
@@ -37,13 +34,6 @@ Tensor random_labels() {
   std::vector<int32_t> y(static_cast<size_t>(kRows));
   for (size_t i = 0; i < y.size(); ++i) y[i] = int32_t((i * 7919) % size_t(kClasses));
   return Tensor::from_vector({kRows}, y);
-}
-
-// The sanitizers' allocators are invisible to mallinfo2: such a build skips the bounds.
-bool heap_visible() {
-  const size_t before = heap_bytes();
-  Tensor probe = Tensor::zeros({int64_t(kBuffer / sizeof(float))});
-  return heap_bytes() >= before + kBuffer;
 }
 
 TEST(CrossEntropyMemory, Float32LogitsHoldOneBuffer) {
