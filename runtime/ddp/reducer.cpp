@@ -311,9 +311,9 @@ void Reducer::wait_bucket(Bucket& b) {
   }
 }
 
-void Reducer::finish() {
+void Reducer::finish(double backward_end_us) {
   DP_CHECK(in_backward_, "finish() without prepare_for_backward()");
-  const double t0 = now_us();
+  const double t0 = backward_end_us > 0 ? backward_end_us : now_us();
   // Where backward's compute ended: its last gradient plus the CPU time this thread ran after
   // it. The wall clock at finish() also counts the time this thread waited for a core, which
   // on a busy CPU is the communication thread running the last bucket's all-reduce: that

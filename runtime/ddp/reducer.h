@@ -67,7 +67,9 @@ class Reducer {
   void zero_grad();
   void prepare_for_backward(bool sync = true);
   void mark_ready(size_t param_index);
-  void finish();
+  // backward_end_us: when the caller's backward returned, if it timed it (now_us() clock), so
+  // that the compute end the stats report is never after the backward the caller reports.
+  void finish(double backward_end_us = 0);
 
   const std::vector<Bucket>& buckets() const { return buckets_; }
   const std::vector<Parameter*>& parameters() const { return params_; }

@@ -459,7 +459,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
     fault_.maybe_stall(rank_, step_ + 1);
     model_->backward(loss_fn_->backward(weight));
     double t3 = now_us();
-    reducer_->finish();
+    reducer_->finish(t3);
     bwd_end = t3;
     if (k + 1 == K) bwd_start = t2, finish_end = now_us();
     data_us += t1 - t0;
