@@ -315,6 +315,11 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
                 "dprun (GB/s)", "flat (GB/s)", "mpi (GB/s)", "(us)",
                 nccl ? fmt::format(" | {:>36}", "nccl (GB/s)").c_str() : "");
   }
+  // nccl-tests' footer and verdict: wrong elements over every row and column, and the average
+  // bus bandwidth of the first column (dprun's).
+  unsigned long long all_wrong[4] = {0, 0, 0, 0};
+  double busbw_sum = 0;
+  int rows = 0;
   for (DType dtype : o.dtypes) {
     const size_t esize = dtype_size(dtype);
     // One pg.allocate()d buffer for every size, as the Reducer's buckets are views of one arena.
@@ -374,9 +379,13 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       unsigned long long wrong[4] = {count_wrong(t, values), count_wrong(f, values),
                                      count_wrong(m, values), nccl_wrong},
                          total[4] = {0, 0, 0, 0};
-      MPI_Reduce(wrong, total, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM, 0, MPI_COMM_WORLD);
+      // Every rank learns the count: a wrong sum fails the run on every rank.
+      MPI_Allreduce(wrong, total, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+      auto bw = [&](double us) { return double(bytes) / us / 1e3; };
+      for (int c = 0; c < 4; ++c) all_wrong[c] += total[c];
+      busbw_sum += bw(pg_us) * factor;
+      ++rows;
       if (rank == 0) {
-        auto bw = [&](double us) { return double(bytes) / us / 1e3; };
         std::printf(
             "  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu | %10.1f "
             "%8.2f %8.2f %6llu | %8.1f%s\n",
@@ -392,6 +401,16 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
     }
   }
   MPI_Op_free(&bf16_op);
+  const unsigned long long wrong = all_wrong[0] + all_wrong[1] + all_wrong[2] + all_wrong[3];
+  if (rank == 0) {
+    std::printf("# Out of bounds values : %llu %s\n", wrong, wrong == 0 ? "OK" : "FAILED");
+    std::printf("# Avg bus bandwidth    : %g (dprun)\n#\n", rows > 0 ? busbw_sum / rows : 0.0);
+    std::fflush(stdout);
+  }
+  DP_CHECK(wrong == 0,
+           "bench-allreduce: {} element(s) of the all-reduces' results are not the exact sums "
+           "(dprun {}, flat {}, mpi {}, nccl {}): a collective gives wrong results",
+           wrong, all_wrong[0], all_wrong[1], all_wrong[2], all_wrong[3]);
   return 0;
 }
 

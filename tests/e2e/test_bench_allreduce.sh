@@ -2,7 +2,8 @@
 # dprun bench-allreduce: nccl-tests' columns, a correctness count that is zero, float32 and
 # bfloat16, the process group with and without shared memory next to its flat twin and
 # MPI_Allreduce.
-source "$(dirname "$0")/lib.sh" "$@"
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/lib.sh" "$@"
 cd "$WORK" || exit 1
 
 check() {  # check NAME FILE ROWS: every data row has #wrong 0 in all three columns, ROWS of them
@@ -42,6 +43,32 @@ mpi 3 bench-allreduce -b 4 -e 1M -f 4 -n 3 -w 1 >shm.out 2>&1 && check shm shm.o
   { fail "bench over shared memory"; cat shm.out; }
 mpi 2 bench-allreduce -b 1K -e 4M -f 16 -n 3 -w 1 -d float --no-shm >tcp.out 2>&1 && check tcp tcp.out 4 &&
   grep -q "ring or MPI_Allreduce" tcp.out && pass "2 ranks, --no-shm (ring): correct" || { fail "bench --no-shm"; cat tcp.out; }
+# nccl-tests' footer: no wrong element says OK, and the average bus bandwidth is the dprun
+# column's mean.
+python3 - shm.out <<'PY' && pass "footer: 0 out of bounds OK, average busbw of the dprun column" ||
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+rows = [l.split() for l in lines if l.strip() and not l.startswith("#")]
+assert "# Out of bounds values : 0 OK" in lines, lines[-4:]
+avg = [l for l in lines if l.startswith("# Avg bus bandwidth    : ")]
+assert len(avg) == 1, lines[-4:]
+mean = sum(float(r[7]) for r in rows) / len(rows)
+assert abs(float(avg[0].split()[5]) - mean) <= 0.005 + 1e-3 * mean, (avg, mean)
+PY
+  { fail "bench footer"; cat shm.out; }
+# An all-reduce that gives wrong sums (a shim adds 1 to one element of MPI_Allreduce's float
+# results) fails the run on every rank, as nccl-tests exits non-zero, and the footer says so.
+if mpicc -shared -fPIC -o corrupt.so "$HERE/corrupt_allreduce.c" -ldl 2>cc.err; then
+  rc=0
+  timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 -x LD_PRELOAD="$WORK/corrupt.so" \
+    "$DPRUN" bench-allreduce -b 64K -e 64K -n 2 -w 1 -d float --no-shm >wrong.out 2>&1 || rc=$?
+  [ "$rc" != 0 ] && grep -q "^# Out of bounds values : [1-9][0-9]* FAILED" wrong.out &&
+    [ "$(grep -c "rank [01]\] bench-allreduce: .* not the exact sums (dprun .*, mpi [1-9]" wrong.out)" = 2 ] &&
+    pass "wrong sums: FAILED in the footer, an error on every rank, exit $rc" ||
+    { fail "wrong sums pass unnoticed (exit $rc)"; cat wrong.out; }
+else
+  fail "cannot build the MPI_Allreduce shim"; cat cc.err
+fi
 # No GPU (or no NCCL in the build): the NCCL column is left out and says why; --nccl on is an
 # error on every rank. Where every rank has a GPU the column is there, its #wrong 0.
 if grep -q "^# nccl: not run" shm.out; then

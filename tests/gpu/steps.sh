@@ -274,7 +274,8 @@ step_bench_allreduce() {
   rc=$?
   [[ $rc -eq 125 ]] && return
   cat "$LOG/bench_allreduce_nccl.txt"
-  if [[ $rc -eq 0 ]]; then
+  # A wrong sum exits non-zero; the footer is the second guard (an older binary exited 0).
+  if [[ $rc -eq 0 ]] && grep -q "^# Out of bounds values : 0 OK" "$LOG/bench_allreduce_nccl.txt"; then
     row "bench-allreduce nccl" "ok" "$(since "$t")" "$(grep -c '^ ' "$LOG/bench_allreduce_nccl.txt") sizes"
   else
     failed_row "bench-allreduce nccl" "$(since "$t")" "exit $rc$(timed_out $rc)"
