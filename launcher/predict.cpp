@@ -32,6 +32,7 @@ struct PredictOptions {
   std::string profile;
   std::string network = "h100-nvlink-ib";
   std::string gpus = "8,16,32,64,128,256,512,1024";
+  bool gpus_given = false;
   double link_gbit = 2;
   double link_latency_us = 50;
   int ranks_per_host = 1;
@@ -84,15 +85,15 @@ PredictOptions parse(int argc, char** argv) {
       ("help,h", "print this help and exit")
       ("profile", po::value(&o.profile)->value_name("FILE"), "the profile (dprun --profile-out FILE): gradient ready times, compute, the measured all-reduce")
       ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts: a profile of 2 or more ranks)")
-      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216: up to one node, or whole nodes)")
+      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216: up to one node, or whole nodes; by default 8 to 1024, or 1, 2, 4, ... nodes up to 1024 GPUs where the nodes do not divide 8)")
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
       ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host (and, with --validate, for profiles that do not record their hosts)")
       ("nics-per-node", po::value(&o.nics_per_node)->default_value(o.nics_per_node), "--network h100-nvlink-ib: 400 Gb/s NICs a node (8: one a GPU, as a DGX H100; 1: one a node)")
       ("algo", po::value(&o.algo)->default_value(o.algo), "best (the cheapest per bucket, as NCCL's tuner), ring, tree or hierarchical")
       ("compute-scale", po::value(&o.compute_scale)->default_value(o.compute_scale, "1"), "multiply the profile's compute times (e.g. 0.01 for a device 100x faster than the profiled one)")
-      ("first-bucket-mb", po::value(&o.first_bucket_mb)->default_value(o.first_bucket_mb, "1"), "the fixed caps compared with the automatic ones")
-      ("bucket-cap-mb", po::value(&o.bucket_cap_mb)->default_value(o.bucket_cap_mb, "25"), "")
+      ("first-bucket-mb", po::value(&o.first_bucket_mb)->default_value(o.first_bucket_mb, "1"), "the fixed first bucket (training's --first-bucket-mb) compared with the automatic one")
+      ("bucket-cap-mb", po::value(&o.bucket_cap_mb)->default_value(o.bucket_cap_mb, "25"), "the fixed bucket cap (training's --bucket-cap-mb) compared with the automatic one")
       ("link-burst-kib", po::value(&o.link_burst_kib)->value_name("KIB"), "--network emulated or measured: each host's link is token-bucket shaped with this burst (dprun-netns's tbf burst): after an idle gap that many bytes pass at once. 0: line rate. Default: what the profile recorded (dprun-netns passes it to the ranks as DPRUN_LINK_BURST)")
       ("validate", po::value(&o.validate)->composing()->value_name("RUN.json"), "a measured run's profile (same model): predict its step from --profile's compute and its buckets, and compare; repeatable");
   // clang-format on
@@ -111,6 +112,7 @@ PredictOptions parse(int argc, char** argv) {
   }
   o.help = vm.count("help") > 0;
   if (o.help) return o;
+  o.gpus_given = !vm["gpus"].defaulted();
   DP_CHECK(!o.profile.empty(), "predict: --profile FILE is required");
   // Every value is checked here, before anything is read or printed: a bad one found while
   // the tables print would leave half a report, and the model's own checks do not name the flag.
@@ -121,8 +123,8 @@ PredictOptions parse(int argc, char** argv) {
            "predict: --link-gbit must be > 0 (got {})", o.link_gbit);
   DP_CHECK(std::isfinite(o.link_latency_us) && o.link_latency_us >= 0,
            "predict: --link-latency-us must be 0 or more (got {})", o.link_latency_us);
-  DP_CHECK(o.ranks_per_host >= 1, "predict: --ranks-per-host must be at least 1 (got {})",
-           o.ranks_per_host);
+  DP_CHECK(o.ranks_per_host >= 1 && o.ranks_per_host <= (1 << 24),
+           "predict: --ranks-per-host must be 1 to 16777216 (got {})", o.ranks_per_host);
   DP_CHECK(o.nics_per_node >= 1, "predict: --nics-per-node must be at least 1 (got {})",
            o.nics_per_node);
   DP_CHECK(o.algo == "best" || o.algo == "ring" || o.algo == "tree" || o.algo == "hierarchical",
@@ -351,7 +353,7 @@ int predict_main(int argc, char** argv) {
       std::fputs(o.help_text.c_str(), stdout);
       return 0;
     }
-    const std::vector<int> gpus = parse_gpus(o.gpus);
+    std::vector<int> gpus = parse_gpus(o.gpus);
     const RunProfile prof = read_profile("--profile", o.profile);
     const std::vector<MeasuredRun> runs = read_runs(prof, o.profile, o.validate);
     Cluster cluster;
@@ -369,9 +371,18 @@ int predict_main(int argc, char** argv) {
       cluster = cluster_from_fit(prof.allreduce_idle);
     }
     // A partial node would be modelled as a full one (and hierarchical, which dprun itself
-    // leaves for flat on uneven nodes): whole nodes only, or a part of one.
+    // leaves for flat on uneven nodes): whole nodes only, or a part of one. The default list
+    // is 8 to 1024 GPUs where that is whole nodes, else 1, 2, 4, ... nodes up to 1024 GPUs.
+    const auto whole = [&](int n) {
+      return n <= cluster.gpus_per_node || n % cluster.gpus_per_node == 0;
+    };
+    if (!o.gpus_given && !std::all_of(gpus.begin(), gpus.end(), whole)) {
+      gpus.clear();
+      for (int64_t n = cluster.gpus_per_node; gpus.empty() || n <= 1024; n *= 2)
+        gpus.push_back(static_cast<int>(n));
+    }
     for (int n : gpus)
-      DP_CHECK(n <= cluster.gpus_per_node || n % cluster.gpus_per_node == 0,
+      DP_CHECK(whole(n),
                "predict: --gpus {}: {} GPUs are not a whole number of nodes of {} (network {}); "
                "a partial node is not modelled",
                o.gpus, n, cluster.gpus_per_node, cluster.name);

@@ -99,6 +99,14 @@ predict_refuses "--gpus +8: '+8' is not a count" "${P[@]}" --gpus +8
 predict_refuses "--gpus 8,9,16: 9 GPUs are not a whole number of nodes of 8" "${P[@]}" --gpus 8,9,16
 predict_refuses "--gpus 3: 3 GPUs are not a whole number of nodes of 2" "${P[@]}" --network emulated \
   --ranks-per-host 2 --gpus 3
+# The default GPU counts on nodes that do not divide 8: 1, 2, 4, ... whole nodes up to 1024 GPUs
+# (the default 8,16,... was refused as if the user had given it).
+"$DPRUN" predict "${P[@]}" --network emulated --ranks-per-host 3 >"$WORK/out" 2>&1 &&
+  [ "$(awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {printf "%s/%s ", $1, $2}' "$WORK/out")" = \
+    "3/1 6/2 12/4 24/8 48/16 96/32 192/64 384/128 768/256 " ] &&
+  pass "default --gpus on 3-GPU nodes: 1 to 256 nodes" || { fail "default --gpus, 3 a node"; cat "$WORK/out"; }
+predict_refuses "--ranks-per-host must be 1 to 16777216 (got 16777217)" "${P[@]}" --network emulated \
+  --ranks-per-host 16777217
 predict_refuses "--gpus 2147483647: 2147483647 is more than 16777216 GPUs (2^24)" "${P[@]}" --gpus 2147483647
 predict_refuses "--gpus 8,99999999999: 99999999999 is more than 16777216 GPUs" "${P[@]}" --gpus 8,99999999999
 predict_refuses "--bucket-cap-mb 1e+30 MB is more than 1073741824 MB (2^50 bytes)" "${P[@]}" --bucket-cap-mb 1e30
