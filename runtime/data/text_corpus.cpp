@@ -7,6 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+
+#include <fmt/format.h>
+#include <sys/stat.h>
 
 #include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
@@ -36,6 +40,27 @@ std::string read_text(const std::string& path) {
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   DP_CHECK(!in.bad(), "error reading '{}'", path);
   return text;
+}
+
+// The same file reached twice (`--input DIR --input DIR/a.txt`, `a.txt` and `./a.txt`, a hard
+// link) would be counted twice, and its documents could land on both sides of the validation
+// cut: the validation loss would be measured on text the model trained on.
+void refuse_repeated_files(const std::vector<std::string>& files,
+                           const std::vector<std::string>& inputs) {
+  std::map<std::pair<dev_t, ino_t>, const std::string*> seen;
+  for (const std::string& f : files) {
+    struct stat st {};
+    DP_CHECK(::stat(f.c_str(), &st) == 0, "cannot read input file '{}': {}", f,
+             std::strerror(errno));
+    const auto [it, fresh] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), &f);
+    if (fresh) continue;
+    const std::string what =
+        f == *it->second ? fmt::format("input file '{}' comes twice", f)
+                         : fmt::format("input files '{}' and '{}' are the same file", *it->second, f);
+    fail("{} (--input {}): its documents would count twice and could land in both the training "
+         "and the validation file; name each file once",
+         what, fmt::join(inputs, " --input "));
+  }
 }
 
 }  // namespace
@@ -145,6 +170,7 @@ TextFiles list_text_files(const std::vector<std::string>& inputs,
     out.files.insert(out.files.end(), found.begin(), found.end());
   }
   std::sort(out.skipped_token_files.begin(), out.skipped_token_files.end());
+  refuse_repeated_files(out.files, inputs);
   return out;
 }
 

@@ -40,7 +40,8 @@ struct TextOutput {
 // empty or token files). Throws dp::Error naming an input that does not exist, a file named
 // explicitly that is a token file, a directory with no usable file, and an input file that
 // an output or its staging file would overwrite (named explicitly, or a text file of an input
-// directory): the text would be lost.
+// directory): the text would be lost; and a file reached twice (named again, spelled another
+// way, a hard link): it would count twice and could be both trained and validated on.
 TextFiles list_text_files(const std::vector<std::string>& inputs,
                           const std::vector<TextOutput>& outputs = {});
 

@@ -129,6 +129,14 @@ expect "output is a directory" "not a regular file" --input "$WORK/text" --outpu
 expect "missing --val-output" "--val-output is required" --input "$WORK/text" --output "$WORK/o.bin"
 expect "bad fraction" "must be in \[0, 1)" --input "$WORK/text" "${OUT[@]}" --val-fraction 1.5
 expect "unknown option" "unrecognised option\|unrecognized option" --input "$WORK/text" "${OUT[@]}" --frobnicate
+# A text file reached twice would count twice and could be both trained on and validated on.
+expect "a file of a directory named again" "input file '$WORK/text/b-more' comes twice (--input $WORK/text --input $WORK/text/b-more)" \
+  --input "$WORK/text" --input "$WORK/text/b-more" "${OUT[@]}"
+expect "one file spelled two ways" "input files '$WORK/text/b-more' and '$WORK/text/../text/b-more' are the same file" \
+  --input "$WORK/text/b-more" --input "$WORK/text/../text/b-more" "${OUT[@]}"
+ln "$WORK/text/b-more" "$WORK/hardlink.txt"
+expect "a hard link to an input" "are the same file" --input "$WORK/text" --input "$WORK/hardlink.txt" "${OUT[@]}"
+rm "$WORK/hardlink.txt"
 # One file spelled two ways: the validation tokens would overwrite the training tokens.
 expect "same output, ./ spelling" "--output '$WORK/./o.bin' and --val-output '$WORK/o.bin' are the same file" \
   --input "$WORK/text" --output "$WORK/./o.bin" --val-output "$WORK/o.bin"
