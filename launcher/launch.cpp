@@ -57,11 +57,20 @@ const char* kUsage =
     "hosts. Inside a Slurm allocation (SLURM_JOB_ID set) and without --hosts, through\n"
     "srun --mpi=pmix, its tasks (--slurm: insist on it; --no-slurm: mpirun on this host, the\n"
     "way to run it inside an srun step). A GPU job without a task count is refused: give it a\n"
-    "task per GPU (or -np).\n"
-    "--mpirun PATH: the mpirun to run (with Slurm: the srun).\n"
-    "Prints the command it runs; SIGINT/SIGTERM/SIGUSR1 reach the ranks as SIGUSR1 (checkpoint\n"
-    "and stop; a second one exits at once); returns the job's exit code. Inside a Slurm job\n"
-    "SIGTERM is not passed on: Slurm sends it to the ranks itself.\n";
+    "task per GPU (or -np).\n\n"
+    "  -np N|auto        ranks in all (also -n, --np; torchrun's --nproc-per-node x --nnodes);\n"
+    "                    auto (the default): one per GPU, or per physical core, on each host\n"
+    "  --hosts FILE      run across the hosts of an Open MPI hostfile\n"
+    "  --slurm           insist on the Slurm allocation (an error outside one)\n"
+    "  --no-slurm        mpirun on this host even inside an allocation\n"
+    "  --mpirun PATH     the mpirun to run (with Slurm: the srun)\n"
+    "  --mpirun-arg ARG  one more argument for mpirun (or srun), before the program; repeatable\n"
+    "  --dry-run         print the command (to stdout) and run nothing\n\n"
+    "Prints the command it runs (to stderr); SIGINT/SIGTERM/SIGUSR1/SIGHUP reach the ranks as\n"
+    "SIGUSR1 (checkpoint and stop; a second one exits at once). Inside a Slurm job SIGTERM is\n"
+    "not passed on: Slurm sends it to the ranks itself. Exit code: the job's; 2 when the\n"
+    "launcher refused its arguments or the machine and started nothing.\n\n"
+    "Example: dprun launch -np 4 -- --model cnn --data cifar10:DIR --epochs 5 --eval\n";
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -102,6 +111,7 @@ int usable_cores() {
 int launch_main(int argc, char** argv) {
   LaunchRequest req;
   bool dry_run = false;
+  bool started = false;  // an error before the job started exits 2, not the job's 1
   try {
     int i = 2;
     auto value = [&](const std::string& opt) -> std::string {
@@ -134,7 +144,12 @@ int launch_main(int argc, char** argv) {
       } else if (a == "--dry-run") {
         dry_run = true;
       } else {
-        fail("dprun launch: unknown option '{}' (dprun's own options go after '--')\n{}", a,
+        // torchrun's and horovodrun's spellings of the process count point to -np.
+        const bool torchrun = a.rfind("--nproc", 0) == 0 || a.rfind("--nnodes", 0) == 0 ||
+                              a == "--np-per-node" || a == "-H";
+        fail("dprun launch: unknown option '{}' ({})\n{}", a,
+             torchrun ? "the ranks in all are -np N; hosts come from --hosts FILE or Slurm"
+                      : "dprun's own options go after '--'",
              kUsage);
       }
     }
@@ -158,9 +173,12 @@ int launch_main(int argc, char** argv) {
       const char* v = std::getenv(name.c_str());
       shown += shell_join({name + "=" + (v ? v : kv.c_str() + name.size() + 1)}) + " ";
     }
-    std::fprintf(stderr, "dprun launch: %s\n  %s%s\n", plan.why.c_str(), shown.c_str(),
+    // A dry run's command is its output (`$(dprun launch --dry-run ...)`); a real run keeps
+    // stdout for the job's.
+    std::FILE* const to = dry_run ? stdout : stderr;
+    std::fprintf(to, "dprun launch: %s\n  %s%s\n", plan.why.c_str(), shown.c_str(),
                  shell_join(plan.argv).c_str());
-    std::fflush(stderr);
+    std::fflush(to);
     if (dry_run) return 0;
     g_slurm_sigterm = plan.ranks_get_slurm_sigterm;
 
@@ -213,6 +231,7 @@ int launch_main(int argc, char** argv) {
     // Also here: whichever of the two runs first, the group exists before a signal is sent.
     ::setpgid(child, child);
     g_child = child;
+    started = true;
     ::sigprocmask(SIG_SETMASK, &before, nullptr);
     int status = 0;
     while (::waitpid(child, &status, 0) < 0) {
@@ -223,7 +242,7 @@ int launch_main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dprun: error: %s\n", e.what());
-    return 1;
+    return started ? 1 : 2;
   }
 }
 

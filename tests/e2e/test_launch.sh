@@ -60,12 +60,12 @@ fi
 printf 'localhost:2\n' >colon.hosts
 rc=0
 "$DPRUN" launch --hosts colon.hosts --dry-run -- --steps 1 >colon.out 2>&1 || rc=$?
-[ "$rc" = 1 ] && grep -q "colon.hosts:1: 'localhost:2': a hostfile names its slots as 'localhost slots=2'" colon.out &&
+[ "$rc" = 2 ] && grep -q "colon.hosts:1: 'localhost:2': a hostfile names its slots as 'localhost slots=2'" colon.out &&
   pass "a 'host:N' hostfile line is refused, naming the line" || { fail "host:N (exit $rc)"; cat colon.out; }
 printf 'localhost max_slots=1\n' >max.hosts
 rc=0
 "$DPRUN" launch --hosts max.hosts -np 2 --dry-run -- --steps 1 >max.out 2>&1 || rc=$?
-[ "$rc" = 1 ] && grep -q "more ranks than the hosts of max.hosts take (max_slots: 1 in all)" max.out &&
+[ "$rc" = 2 ] && grep -q "more ranks than the hosts of max.hosts take (max_slots: 1 in all)" max.out &&
   pass "-np above the hosts' max_slots is refused" || { fail "max_slots (exit $rc)"; cat max.out; }
 
 # Inside a Slurm allocation: srun by default, with --kill-on-bad-exit, and a task count from
@@ -82,11 +82,11 @@ SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --no-slurm --dry-run -- --steps 1
 # srun -n1 dprun launch: a nested srun would wait forever for the step's CPUs.
 rc=0
 SLURM_JOB_ID=77 SLURM_STEP_ID=0 SLURM_NTASKS=1 "$DPRUN" launch --dry-run -- --steps 1 >step.out 2>&1 || rc=$?
-[ "$rc" = 1 ] && grep -qF "inside Slurm step 77.0 (under srun)" step.out && grep -qF -- "add --no-slurm" step.out &&
+[ "$rc" = 2 ] && grep -qF "inside Slurm step 77.0 (under srun)" step.out && grep -qF -- "add --no-slurm" step.out &&
   pass "inside an srun step: srun is refused, naming --no-slurm" || { fail "srun step (exit $rc)"; cat step.out; }
 rc=0
 SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --slurm --mpirun /usr/bin/mpirun --dry-run -- x >sm.out 2>&1 || rc=$?
-[ "$rc" = 1 ] && grep -qF -- "--mpirun /usr/bin/mpirun: inside a Slurm allocation dprun launch starts the ranks with srun" sm.out &&
+[ "$rc" = 2 ] && grep -qF -- "--mpirun /usr/bin/mpirun: inside a Slurm allocation dprun launch starts the ranks with srun" sm.out &&
   pass "--slurm with an mpirun as --mpirun is refused" || { fail "--slurm --mpirun (exit $rc)"; cat sm.out; }
 rc=0
 timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:2048 --bogus >bad.out 2>&1 || rc=$?
@@ -94,11 +94,23 @@ timeout 120 "$DPRUN" launch -np 2 -- --data synthetic:2048 --bogus >bad.out 2>&1
   { fail "exit code $rc"; cat bad.out; }
 rc=0
 "$DPRUN" launch --frobnicate >u.out 2>&1 || rc=$?
-[ "$rc" = 1 ] && grep -q "unknown option '--frobnicate'" u.out && pass "a bad launch option is named" || fail "bad launch option"
+[ "$rc" = 2 ] && grep -q "unknown option '--frobnicate'" u.out && pass "a bad launch option is named" || fail "bad launch option"
 rc=0
 "$DPRUN" launch -np 99999999999 --dry-run -- --steps 1 >big.out 2>&1 || rc=$?
-[ "$rc" = 1 ] && grep -qF "dprun launch -np: expected a whole number from 1 to 9999999, got '99999999999'" big.out &&
+[ "$rc" = 2 ] && grep -qF "dprun launch -np: expected a whole number from 1 to 9999999, got '99999999999'" big.out &&
   pass "-np above the limit is refused, naming the limit" || { fail "-np 99999999999 (exit $rc)"; cat big.out; }
+
+# --dry-run's command is its stdout (a shell can capture it); torchrun's --nproc-per-node is
+# pointed to -np.
+cmd=$("$DPRUN" launch -np 2 --dry-run -- --steps 1 2>dry.err) && grep -q "^  .*mpirun .*-np 2 .*dprun --steps 1" <<<"$cmd" &&
+  [ ! -s dry.err ] && pass "--dry-run prints the command on stdout" || { fail "--dry-run stdout"; echo "$cmd"; cat dry.err; }
+rc=0
+"$DPRUN" launch --nproc-per-node 2 -- --steps 1 >np.out 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -qF "unknown option '--nproc-per-node' (the ranks in all are -np N;" np.out &&
+  pass "torchrun's --nproc-per-node: refused, pointing to -np" || { fail "--nproc-per-node (exit $rc)"; cat np.out; }
+"$DPRUN" launch --help >help.out 2>&1 && grep -q "^  --dry-run " help.out && grep -q "^  --mpirun-arg ARG " help.out &&
+  grep -q "SIGINT/SIGTERM/SIGUSR1/SIGHUP" help.out && grep -q "2 when the" help.out &&
+  pass "--help explains every option, the signals and the exit codes" || { fail "launch --help"; cat help.out; }
 
 # start_job DIR [setsid]: a launched 2-rank job that checkpoints into DIR and writes DIR.out;
 # sets `job` (the background pid) and `launcher` (the dprun launch process) once the ranks
