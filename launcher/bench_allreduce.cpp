@@ -128,6 +128,7 @@ double parse_seconds(const std::string& v, const std::string& opt) {
 
 BenchOptions parse(int argc, char** argv) {
   BenchOptions o;
+  bool min_given = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -139,6 +140,7 @@ BenchOptions parse(int argc, char** argv) {
       return o;  // what follows does not matter: help is all this run does
     } else if (a == "-b" || a == "--min-bytes") {
       o.min_bytes = parse_message_size(value(), "-b");
+      min_given = true;
     } else if (a == "-e" || a == "--max-bytes") {
       o.max_bytes = parse_message_size(value(), "-e");
     } else if (a == "-f" || a == "--step-factor") {
@@ -181,10 +183,13 @@ BenchOptions parse(int argc, char** argv) {
           a);
     }
   }
-  DP_CHECK(o.min_bytes >= 4, "bench-allreduce -b must be at least 4 bytes (one float), got {}",
-           o.min_bytes);
-  DP_CHECK(o.min_bytes <= o.max_bytes,
-           "bench-allreduce -b ({} bytes) must not exceed -e ({} bytes)", o.min_bytes, o.max_bytes);
+  // One element of the smallest type benchmarked.
+  size_t smallest = SIZE_MAX;
+  for (DType d : o.dtypes) smallest = std::min(smallest, dtype_size(d));
+  DP_CHECK(o.min_bytes >= smallest, "bench-allreduce -b must be at least {} bytes (one {}), got {}",
+           smallest, smallest == 2 ? "bfloat16" : "float", o.min_bytes);
+  DP_CHECK(o.min_bytes <= o.max_bytes, "bench-allreduce -b ({} bytes{}) must not exceed -e ({} bytes)",
+           o.min_bytes, min_given ? "" : ", the default", o.max_bytes);
   return o;
 }
 

@@ -127,9 +127,14 @@ bad "-f must be a whole number from 2 to 999999999, got '99999999999'" -f 999999
 bad "-w must be a whole number from 0 to 999999999, got '2x'" -w 2x
 bad "-w must be a whole number from 0 to 999999999, got '1000000000'" -w 1000000000
 bad "-b must be a size such as 8, 64K, 256M or 1g, got '-8'" -b -8
-bad "-b must be at least 4 bytes (one float), got 2" -b 2
+bad "-b must be at least 4 bytes (one float), got 2" -b 2 -d float
 bad "-e must be at most 2G (MPI counts are ints), got '3g'" -e 3g
 bad "-b (2048 bytes) must not exceed -e (1024 bytes)" -b 2k -e 1k
+bad "-b (8 bytes, the default) must not exceed -e (4 bytes)" -e 4
+bad "-b must be at least 2 bytes (one bfloat16), got 1" -b 1 -d bfloat16
+mpi 1 bench-allreduce -b 2 -e 4 -n 1 -w 0 -d bfloat16 >b2.out 2>&1 &&
+  [ "$(grep -v '^#' b2.out | awk '{print $1 "/" $2 "/" $3}' | tr '\n' ' ')" = "2/1/bfloat16 4/2/bfloat16 " ] &&
+  pass "-b 2 -d bfloat16: one bfloat16 element is the smallest size" || { fail "-b 2 bfloat16"; cat b2.out; }
 bad "--fused-max must be at most 4194304 bytes, got '8M'" --fused-max 8M
 bad "--nccl maybe: expected auto, on or off" --nccl maybe
 
