@@ -71,7 +71,10 @@ const char* const kUsage =
     "  --fused-max SIZE         all-reduces up to SIZE ride in the desync check (default 32K;\n"
     "                           0: none; at most 4M)\n"
     "  --hier-min SIZE          across nodes, the hierarchical path from SIZE (default 64K)\n"
-    "  -h, --help               print this help and exit\n";
+    "  -h, --help               print this help and exit\n"
+    "\n"
+    "Ends with nccl-tests' footer (# Out of bounds values : N OK|FAILED, # Avg bus bandwidth);\n"
+    "a wrong element in any row or column is an error on every rank (exit 1).\n";
 
 // "8", "64K", "256M", "1G", or lower case as nccl-tests takes them (-b 1k, 8m): the whole
 // string, digits and one optional unit, so "8 M", "+8", "-8" or "1KB" are refused, not misread.
