@@ -30,6 +30,7 @@ struct BenchOptions {
   size_t min_bytes = 8;
   size_t max_bytes = size_t(256) << 20;
   size_t factor = 2;
+  size_t step_bytes = 0;  // -i: sizes grow by this many bytes a row instead of by -f
   int iters = 20;
   int warmup = 5;
   std::vector<DType> dtypes = {DType::f32, DType::bf16};
@@ -60,6 +61,8 @@ const char* const kUsage =
     "                           and at most 2G\n"
     "  -e, --max-bytes SIZE     largest message (default 256M)\n"
     "  -f, --step-factor N      multiply the size by N each row (default 2; 2 to 999999999)\n"
+    "  -i, --step-bytes SIZE    add SIZE bytes each row instead (a linear sweep, at most\n"
+    "                           10000 rows; not with -f)\n"
     "  -n, --iters N            timed iterations a size (default 20; 1 to 999999999)\n"
     "  -w, --warmup-iters N     untimed iterations first (default 5; at most 999999999)\n"
     "  -d, --datatype T         float, bfloat16 or all (default all)\n"
@@ -74,7 +77,7 @@ const char* const kUsage =
     "  -h, --help               print this help and exit\n"
     "\n"
     "Ends with nccl-tests' footer (# Out of bounds values : N OK|FAILED, # Avg bus bandwidth);\n"
-    "a wrong element in any row or column is an error on every rank (exit 1).\n";
+    "a wrong element in any row or column fails the run on every rank (exit 1).\n";
 
 // "8", "64K", "256M", "1G", or lower case as nccl-tests takes them (-b 1k, 8m): the whole
 // string, digits and one optional unit, so "8 M", "+8", "-8" or "1KB" are refused, not misread.
@@ -105,6 +108,8 @@ size_t parse_message_size(const std::string& s, const char* opt) {
 // A whole number from `min` to kMaxCount, the whole string ("-n 3x", "-n 1e3" and "-n -1" are
 // refused). Nine digits at most: stoi would throw past int's range, with no option named.
 constexpr int kMaxCount = 999999999;
+// A linear sweep's rows (-i): more is a typo, not a benchmark that ends today.
+constexpr size_t kMaxRows = 10000;
 int parse_count(const std::string& v, const std::string& opt, int min) {
   DP_CHECK(!v.empty() && v.size() <= 9 && v.find_first_not_of("0123456789") == std::string::npos &&
                std::stoi(v) >= min,
@@ -132,7 +137,7 @@ double parse_seconds(const std::string& v, const std::string& opt) {
 
 BenchOptions parse(int argc, char** argv) {
   BenchOptions o;
-  bool min_given = false;
+  bool min_given = false, factor_given = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -149,6 +154,11 @@ BenchOptions parse(int argc, char** argv) {
       o.max_bytes = parse_message_size(value(), "-e");
     } else if (a == "-f" || a == "--step-factor") {
       o.factor = size_t(parse_count(value(), "-f", 2));
+      factor_given = true;
+    } else if (a == "-i" || a == "--step-bytes") {
+      const std::string v = value();
+      o.step_bytes = parse_message_size(v, "-i");
+      DP_CHECK(o.step_bytes > 0, "bench-allreduce -i must be at least 1 byte, got '{}'", v);
     } else if (a == "-n" || a == "--iters") {
       o.iters = parse_count(value(), "-n", 1);
     } else if (a == "-w" || a == "--warmup-iters") {
@@ -182,7 +192,7 @@ BenchOptions parse(int argc, char** argv) {
                FusedCheck::kLimitBytes, v);
     } else {
       fail(
-          "bench-allreduce: unknown option '{}' (-b -e -f -n -w -d --no-shm --algo --nccl "
+          "bench-allreduce: unknown option '{}' (-b -e -f -i -n -w -d --no-shm --algo --nccl "
           "--timeout --fused-max --hier-min; -h for help)",
           a);
     }
@@ -194,6 +204,11 @@ BenchOptions parse(int argc, char** argv) {
            smallest, smallest == 2 ? "bfloat16" : "float", o.min_bytes);
   DP_CHECK(o.min_bytes <= o.max_bytes, "bench-allreduce -b ({} bytes{}) must not exceed -e ({} bytes)",
            o.min_bytes, min_given ? "" : ", the default", o.max_bytes);
+  DP_CHECK(o.step_bytes == 0 || !factor_given,
+           "bench-allreduce: -i (add bytes each row) and -f (multiply) exclude each other");
+  DP_CHECK(o.step_bytes == 0 || (o.max_bytes - o.min_bytes) / o.step_bytes < kMaxRows,
+           "bench-allreduce -i {}: {} to {} bytes would be more than {} rows", o.step_bytes,
+           o.min_bytes, o.max_bytes, kMaxRows);
   return o;
 }
 
@@ -336,7 +351,8 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
     Tensor flat_arena = flat.allocate(o.max_bytes / esize, dtype);
     Tensor plain = Tensor::zeros({int64_t(o.max_bytes / esize)}, dtype);
     size_t last_count = 0;
-    for (size_t requested = o.min_bytes; requested <= o.max_bytes; requested *= o.factor) {
+    for (size_t requested = o.min_bytes; requested <= o.max_bytes;
+         requested = o.step_bytes > 0 ? requested + o.step_bytes : requested * o.factor) {
       // What moves is whole elements: the size column and algbw are count x element size, as
       // nccl-tests has them (-b 10 of float is 2 elements, 8 bytes). A size that rounds to no
       // element or to the previous row's count adds nothing.

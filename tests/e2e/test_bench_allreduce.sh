@@ -131,6 +131,13 @@ bad "-b must be at least 4 bytes (one float), got 2" -b 2 -d float
 bad "-e must be at most 2G (MPI counts are ints), got '3g'" -e 3g
 bad "-b (2048 bytes) must not exceed -e (1024 bytes)" -b 2k -e 1k
 bad "-b (8 bytes, the default) must not exceed -e (4 bytes)" -e 4
+bad "-i (add bytes each row) and -f (multiply) exclude each other" -i 1K -f 4
+bad "-i 4: 8 to 268435456 bytes would be more than 10000 rows" -i 4
+bad "-i must be a size such as 8, 64K, 256M or 1g, got '1.5K'" -i 1.5K
+# -i: nccl-tests' linear sweep.
+mpi 2 bench-allreduce -b 1K -e 4K -i 1K -n 1 -w 0 -d float >lin.out 2>&1 && check lin lin.out 4 &&
+  [ "$(grep -v '^#' lin.out | awk '{print $1}' | tr '\n' ' ')" = "1024 2048 3072 4096 " ] &&
+  pass "-i 1K: a linear sweep, 1K to 4K" || { fail "-i 1K"; cat lin.out; }
 bad "-b must be at least 2 bytes (one bfloat16), got 1" -b 1 -d bfloat16
 mpi 1 bench-allreduce -b 2 -e 4 -n 1 -w 0 -d bfloat16 >b2.out 2>&1 &&
   [ "$(grep -v '^#' b2.out | awk '{print $1 "/" $2 "/" $3}' | tr '\n' ' ')" = "2/1/bfloat16 4/2/bfloat16 " ] &&
