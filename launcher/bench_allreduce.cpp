@@ -9,15 +9,18 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "launcher/bench_check_values.h"
 #include "launcher/bench_nccl.h"
 #include "runtime/comm/mpi_process_group.h"
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/bf16.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
@@ -31,6 +34,7 @@ struct BenchOptions {
   size_t max_bytes = size_t(256) << 20;
   size_t factor = 2;
   size_t step_bytes = 0;  // -i: sizes grow by this many bytes a row instead of by -f
+  std::string json_path;  // -J: the rows and the verdict as JSON (rank 0 writes it)
   int iters = 20;
   int warmup = 5;
   std::vector<DType> dtypes = {DType::f32, DType::bf16};
@@ -63,6 +67,8 @@ const char* const kUsage =
     "  -f, --step-factor N      multiply the size by N each row (default 2; 2 to 999999999)\n"
     "  -i, --step-bytes SIZE    add SIZE bytes each row instead (a linear sweep, at most\n"
     "                           10000 rows; not with -f)\n"
+    "  -J, --output-file FILE   also write the rows and the verdict to FILE as JSON (rank 0;\n"
+    "                           written when the run ends, wrong sums included)\n"
     "  -n, --iters N            timed iterations a size (default 20; 1 to 999999999)\n"
     "  -w, --warmup-iters N     untimed iterations first (default 5; at most 999999999)\n"
     "  -d, --datatype T         float, bfloat16 or all (default all)\n"
@@ -155,6 +161,17 @@ BenchOptions parse(int argc, char** argv) {
     } else if (a == "-f" || a == "--step-factor") {
       o.factor = size_t(parse_count(value(), "-f", 2));
       factor_given = true;
+    } else if (a == "-J" || a == "--output-file") {
+      o.json_path = value();
+      // Checked now, not after a benchmark of minutes.
+      const std::filesystem::path dir =
+          std::filesystem::path(o.json_path).parent_path().empty()
+              ? std::filesystem::path(".")
+              : std::filesystem::path(o.json_path).parent_path();
+      std::error_code ec;
+      DP_CHECK(!o.json_path.empty() && std::filesystem::is_directory(dir, ec) &&
+                   !std::filesystem::is_directory(o.json_path, ec),
+               "bench-allreduce -J '{}': not a file in an existing directory", o.json_path);
     } else if (a == "-i" || a == "--step-bytes") {
       const std::string v = value();
       o.step_bytes = parse_message_size(v, "-i");
@@ -192,7 +209,7 @@ BenchOptions parse(int argc, char** argv) {
                FusedCheck::kLimitBytes, v);
     } else {
       fail(
-          "bench-allreduce: unknown option '{}' (-b -e -f -i -n -w -d --no-shm --algo --nccl "
+          "bench-allreduce: unknown option '{}' (-b -e -f -i -J -n -w -d --no-shm --algo --nccl "
           "--timeout --fused-max --hier-min; -h for help)",
           a);
     }
@@ -344,6 +361,7 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   unsigned long long all_wrong[4] = {0, 0, 0, 0};
   double busbw_sum = 0;
   int rows = 0;
+  nlohmann::json json_rows = nlohmann::json::array();
   for (DType dtype : o.dtypes) {
     const size_t esize = dtype_size(dtype);
     // One pg.allocate()d buffer for every size, as the Reducer's buckets are views of one arena.
@@ -410,6 +428,22 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
       for (int c = 0; c < 4; ++c) all_wrong[c] += total[c];
       busbw_sum += bw(pg_us) * factor;
       ++rows;
+      if (rank == 0 && !o.json_path.empty()) {
+        auto column = [&](double us, unsigned long long w) {
+          return nlohmann::json{
+              {"time_us", us}, {"algbw", bw(us)}, {"busbw", bw(us) * factor}, {"wrong", w}};
+        };
+        nlohmann::json row = {{"size", bytes},
+                              {"count", count},
+                              {"type", dtype == DType::f32 ? "float" : "bfloat16"},
+                              {"redop", "sum"},
+                              {"dprun", column(pg_us, total[0])},
+                              {"flat", column(flat_us, total[1])},
+                              {"mpi", column(mpi_us, total[2])},
+                              {"handoff_us", handoff_us}};
+        if (nccl) row["nccl"] = column(nccl_us, total[3]);
+        json_rows.push_back(std::move(row));
+      }
       if (rank == 0) {
         std::printf(
             "  %11zu %12zu %8s %6s | %10.1f %8.2f %8.2f %6llu | %10.1f %8.2f %8.2f %6llu | %10.1f "
@@ -427,6 +461,37 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   }
   MPI_Op_free(&bf16_op);
   const unsigned long long wrong = all_wrong[0] + all_wrong[1] + all_wrong[2] + all_wrong[3];
+  std::string json_error;
+  if (rank == 0 && !o.json_path.empty()) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    const nlohmann::json doc = {
+        {"command", args},
+        {"world_size", world},
+        {"iters", o.iters},
+        {"warmup", o.warmup},
+        {"process_group", pg.hierarchical()         ? "hierarchical"
+                          : pg.uses_shared_memory() ? "shared memory"
+                                                    : "flat"},
+        {"nccl", nccl ? nccl->device() : nccl_why_not},
+        {"rows", json_rows},
+        {"out_of_bounds", wrong},
+        {"ok", wrong == 0},
+        {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
+    try {
+      write_file_atomically("bench-allreduce -J", o.json_path,
+                            [&](std::ostream& out) { out << doc.dump(2) << "\n"; });
+    } catch (const std::exception& e) {
+      json_error = e.what();
+    }
+  }
+  // Rank 0 alone writes: every rank learns whether it could, and fails with it.
+  int json_failed = json_error.empty() ? 0 : 1;
+  MPI_Bcast(&json_failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (json_failed != 0) {
+    fail("{}", rank == 0 ? json_error
+                         : fmt::format("bench-allreduce -J {}: rank 0 could not write it",
+                                       o.json_path));
+  }
   if (rank == 0) {
     std::printf("# Out of bounds values : %llu %s\n", wrong, wrong == 0 ? "OK" : "FAILED");
     std::printf("# Avg bus bandwidth    : %g (dprun)\n#\n", rows > 0 ? busbw_sum / rows : 0.0);

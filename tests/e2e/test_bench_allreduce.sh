@@ -61,8 +61,9 @@ PY
 if mpicc -shared -fPIC -o corrupt.so "$HERE/corrupt_allreduce.c" -ldl 2>cc.err; then
   rc=0
   timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 -x LD_PRELOAD="$WORK/corrupt.so" \
-    "$DPRUN" bench-allreduce -b 64K -e 64K -n 2 -w 1 -d float --no-shm >wrong.out 2>&1 || rc=$?
+    "$DPRUN" bench-allreduce -b 64K -e 64K -n 2 -w 1 -d float --no-shm -J wrong.json >wrong.out 2>&1 || rc=$?
   [ "$rc" != 0 ] && grep -q "^# Out of bounds values : [1-9][0-9]* FAILED" wrong.out &&
+    python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["ok"] is False and d["out_of_bounds"] > 0 and d["rows"][0]["mpi"]["wrong"] > 0, d' wrong.json &&
     [ "$(grep -c "rank [01]\] bench-allreduce: .* not the exact sums (dprun .*, mpi [1-9]" wrong.out)" = 2 ] &&
     pass "wrong sums: FAILED in the footer, an error on every rank, exit $rc" ||
     { fail "wrong sums pass unnoticed (exit $rc)"; cat wrong.out; }
@@ -134,7 +135,25 @@ bad "-b (8 bytes, the default) must not exceed -e (4 bytes)" -e 4
 bad "-i (add bytes each row) and -f (multiply) exclude each other" -i 1K -f 4
 bad "-i 4: 8 to 268435456 bytes would be more than 10000 rows" -i 4
 bad "-i must be a size such as 8, 64K, 256M or 1g, got '1.5K'" -i 1.5K
-# -i: nccl-tests' linear sweep.
+bad "-J '$WORK/no/such.json': not a file in an existing directory" -J "$WORK/no/such.json"
+# -i: nccl-tests' linear sweep; -J: the same rows as JSON.
+mpi 2 bench-allreduce -b 1K -e 4K -i 1K -n 1 -w 0 -d float -J lin.json >lin.out 2>&1 && check lin lin.out 4 &&
+  python3 - lin.out lin.json <<'PY' && pass "-J: the printed rows and verdict as JSON" || { fail "-J"; cat lin.out lin.json; }
+import json, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip() and not l.startswith("#")]
+d = json.load(open(sys.argv[2]))
+assert d["world_size"] == 2 and d["ok"] is True and d["out_of_bounds"] == 0, d
+assert d["command"][:1] == ["bench-allreduce"] and "-J" in d["command"], d["command"]
+assert len(d["rows"]) == len(rows) == 4
+for r, j in zip(rows, d["rows"]):
+    assert int(r[0]) == j["size"] and int(r[1]) == j["count"] and r[2] == j["type"], (r, j)
+    for c, name in ((5, "dprun"), (10, "flat"), (15, "mpi")):
+        assert abs(float(r[c]) - j[name]["time_us"]) <= 0.05 + 1e-6, (r, j)
+        assert abs(float(r[c + 2]) - j[name]["busbw"]) <= 0.005 + 1e-6, (r, j)
+        assert int(r[c + 3]) == j[name]["wrong"] == 0
+avg = [l for l in open(sys.argv[1]) if l.startswith("# Avg bus bandwidth")][0].split()[5]
+assert abs(float(avg) - d["avg_busbw"]) <= 1e-4 * d["avg_busbw"] + 1e-6, (avg, d["avg_busbw"])
+PY
 mpi 2 bench-allreduce -b 1K -e 4K -i 1K -n 1 -w 0 -d float >lin.out 2>&1 && check lin lin.out 4 &&
   [ "$(grep -v '^#' lin.out | awk '{print $1}' | tr '\n' ' ')" = "1024 2048 3072 4096 " ] &&
   pass "-i 1K: a linear sweep, 1K to 4K" || { fail "-i 1K"; cat lin.out; }
