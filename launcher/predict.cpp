@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -15,7 +16,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/units.h"
 #include "runtime/ddp/bucket_assignment.h"
@@ -33,6 +36,7 @@ struct PredictOptions {
   std::string network = "h100-nvlink-ib";
   std::string gpus = "8,16,32,64,128,256,512,1024";
   bool gpus_given = false;
+  std::string json_path;  // --json: the tables as JSON too
   double link_gbit = 2;
   double link_latency_us = 50;
   int ranks_per_host = 1;
@@ -95,6 +99,7 @@ PredictOptions parse(int argc, char** argv) {
       ("first-bucket-mb", po::value(&o.first_bucket_mb)->default_value(o.first_bucket_mb, "1"), "the fixed first bucket (training's --first-bucket-mb) compared with the automatic one")
       ("bucket-cap-mb", po::value(&o.bucket_cap_mb)->default_value(o.bucket_cap_mb, "25"), "the fixed bucket cap (training's --bucket-cap-mb) compared with the automatic one")
       ("link-burst-kib", po::value(&o.link_burst_kib)->value_name("KIB"), "--network emulated or measured: each host's link is token-bucket shaped with this burst (dprun-netns's tbf burst): after an idle gap that many bytes pass at once. 0: line rate. Default: what the profile recorded (dprun-netns passes it to the ranks as DPRUN_LINK_BURST)")
+      ("json", po::value(&o.json_path)->value_name("FILE"), "also write the scaling table (and the validation) to FILE as JSON")
       ("validate", po::value(&o.validate)->composing()->value_name("RUN.json"), "a measured run's profile (same model): predict its step from --profile's compute and its buckets, and compare; repeatable");
   // clang-format on
   std::ostringstream help;
@@ -144,6 +149,14 @@ PredictOptions parse(int argc, char** argv) {
       !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
       "predict: --link-burst-kib must be 0 or more (got {})", o.link_burst_kib);
   check_network_options(vm, o);
+  if (vm.count("json")) {
+    namespace fs = std::filesystem;
+    const fs::path parent = fs::path(o.json_path).parent_path();
+    std::error_code ec;
+    DP_CHECK(!o.json_path.empty() && fs::is_directory(parent.empty() ? "." : parent, ec) &&
+                 !fs::is_directory(o.json_path, ec),
+             "predict: --json '{}': not a file in an existing directory", o.json_path);
+  }
   return o;
 }
 
@@ -217,8 +230,18 @@ void print_profile(const RunProfile& p, const std::string& path) {
         p.measured.exposed_us / 1000);
 }
 
+nlohmann::json bucket_json(const BucketChoice& c) {
+  return {{"first_mb", c.first_mb},
+          {"cap_mb", c.cap_mb},
+          {"buckets", c.assignment.size()},
+          {"step_ms", c.prediction.step_us / 1000},
+          {"exposed_ms", c.prediction.exposed_us / 1000},
+          {"comm_ms", c.prediction.comm_us / 1000}};
+}
+
+// Prints the table and appends its rows to `rows` (--json).
 void print_scaling(const BackwardProfile& compute, const Cluster& cluster,
-                   const std::vector<int>& gpus, const ScalingOptions& so) {
+                   const std::vector<int>& gpus, const ScalingOptions& so, nlohmann::json& rows) {
   fmt::print("\n{:>6} {:>5} {:>12} {:>9} {:>10} {:>9} {:>10} {:>16} | {:>18} {:>9} {:>10}\n",
              "GPUs", "nodes", "algorithm", "step ms", "exposed ms", "comm ms", "efficiency",
              "auto buckets",
@@ -234,6 +257,12 @@ void print_scaling(const BackwardProfile& compute, const Cluster& cluster,
         n, r.nodes, algo_name(r.algo), a.step_us / 1000, a.exposed_us / 1000, a.comm_us / 1000,
         100 * r.efficiency, buckets(r.chosen), fmt::format("{}", r.fixed.assignment.size()),
         f.step_us / 1000, f.exposed_us / 1000);
+    rows.push_back({{"gpus", n},
+                    {"nodes", r.nodes},
+                    {"algorithm", algo_name(r.algo)},
+                    {"efficiency", r.efficiency},
+                    {"auto", bucket_json(r.chosen)},
+                    {"fixed", bucket_json(r.fixed)}});
   }
 }
 
@@ -279,7 +308,7 @@ std::vector<MeasuredRun> read_runs(const RunProfile& base, const std::string& ba
 // `link_burst_kib` < 0: each network's own (the profile it comes from).
 void print_validation(const RunProfile& base, const std::string& base_path,
                       const std::vector<MeasuredRun>& runs, double link_burst_kib,
-                      int ranks_per_host) {
+                      int ranks_per_host, nlohmann::json& out) {
   // The runs' profiled steps: one range when they agree (a resumed run's are later).
   const RunProfile& first = runs.at(0).profile;
   std::string steps = fmt::format("steps {}..{}", first.first_step, first.last_step);
@@ -335,6 +364,24 @@ void print_validation(const RunProfile& base, const std::string& base_path,
         measured / 1000, p.step_us / 1000, 100 * err, q.step_us / 1000, 100 * err_own,
         run.measured.exposed_us / 1000, p.exposed_us / 1000, q.exposed_us / 1000,
         own_net ? "own" : "base");
+    out["runs"].push_back({{"run", path},
+                           {"world_size", run.world_size},
+                           {"buckets", run.assignment.size()},
+                           {"measured_step_ms", measured / 1000},
+                           {"pred_step_ms", p.step_us / 1000},
+                           {"pred_error", err},
+                           {"own_step_ms", q.step_us / 1000},
+                           {"own_error", err_own},
+                           {"measured_exposed_ms", run.measured.exposed_us / 1000},
+                           {"pred_exposed_ms", p.exposed_us / 1000},
+                           {"own_exposed_ms", q.exposed_us / 1000},
+                           {"network", own_net ? "own" : "base"}});
+  }
+  if (count > 0) {
+    out["pred_mean_abs_error"] = sum_abs / double(count);
+    out["pred_max_abs_error"] = worst;
+    out["own_mean_abs_error"] = sum_abs_own / double(count);
+    out["own_max_abs_error"] = worst_own;
   }
   if (count > 0)
     fmt::print(
@@ -419,8 +466,23 @@ int predict_main(int argc, char** argv) {
             : "",
         o.algo, o.compute_scale != 1 ? fmt::format("; compute x{:.3g}", o.compute_scale) : "",
         contention ? "; all-reduces during backward slowed as profiled" : "");
-    print_scaling(compute, cluster, gpus, so);
-    if (!runs.empty()) print_validation(prof, o.profile, runs, o.link_burst_kib, o.ranks_per_host);
+    nlohmann::json doc = {{"profile", o.profile},
+                          {"network", cluster.name},
+                          {"gpus_per_node", cluster.gpus_per_node},
+                          {"algo", o.algo},
+                          {"compute_scale", o.compute_scale},
+                          {"rows", nlohmann::json::array()}};
+    print_scaling(compute, cluster, gpus, so, doc["rows"]);
+    if (!runs.empty()) {
+      doc["validation"] = {{"runs", nlohmann::json::array()}};
+      print_validation(prof, o.profile, runs, o.link_burst_kib, o.ranks_per_host,
+                       doc["validation"]);
+    }
+    if (!o.json_path.empty()) {
+      std::fflush(stdout);
+      write_file_atomically("predict --json", o.json_path,
+                            [&](std::ostream& out) { out << doc.dump(2) << "\n"; });
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dprun: error: %s\n", e.what());

@@ -105,6 +105,26 @@ predict_refuses "--gpus 3: 3 GPUs are not a whole number of nodes of 2" "${P[@]}
   [ "$(awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {printf "%s/%s ", $1, $2}' "$WORK/out")" = \
     "3/1 6/2 12/4 24/8 48/16 96/32 192/64 384/128 768/256 " ] &&
   pass "default --gpus on 3-GPU nodes: 1 to 256 nodes" || { fail "default --gpus, 3 a node"; cat "$WORK/out"; }
+# --json: the printed table and validation, as JSON.
+"$DPRUN" predict "${P[@]}" --gpus 8,16,64 --validate "$WORK/p.json" --json "$WORK/pred.json" >"$WORK/out" 2>&1 &&
+  python3 - "$WORK/out" "$WORK/pred.json" <<'PY' && pass "--json: the table and the validation as JSON" || { fail "--json"; cat "$WORK/out"; }
+import json, sys
+text = open(sys.argv[1]).read().splitlines()
+d = json.load(open(sys.argv[2]))
+rows = [l.split() for l in text if l.split()[:1] and l.split()[0] in ("8", "16", "64")]
+assert [r["gpus"] for r in d["rows"]] == [8, 16, 64] and len(rows) == 3, (d["rows"], rows)
+for r, j in zip(rows, d["rows"]):
+    assert int(r[1]) == j["nodes"] and r[2] == j["algorithm"], (r, j)
+    assert abs(float(r[3]) - j["auto"]["step_ms"]) <= 0.005 + 1e-9, (r, j)
+    assert abs(float(r[4]) - j["auto"]["exposed_ms"]) <= 0.005 + 1e-9, (r, j)
+    assert abs(float(r[6].rstrip("%")) - 100 * j["efficiency"]) <= 0.05 + 1e-9, (r, j)
+    assert int(r[-3]) == j["fixed"]["buckets"] and abs(float(r[-2]) - j["fixed"]["step_ms"]) <= 0.005 + 1e-9
+v = d["validation"]
+assert len(v["runs"]) == 1 and v["runs"][0]["network"] == "base", v
+err = [l for l in text if l.startswith("step time error over 1 run(s)")][0]
+assert f"pred mean |error| {100 * v['pred_mean_abs_error']:.1f}%" in err, (err, v)
+PY
+predict_refuses "--json '$WORK/no/p.json': not a file in an existing directory" "${P[@]}" --json "$WORK/no/p.json"
 predict_refuses "--ranks-per-host must be 1 to 16777216 (got 16777217)" "${P[@]}" --network emulated \
   --ranks-per-host 16777217
 predict_refuses "--gpus 2147483647: 2147483647 is more than 16777216 GPUs (2^24)" "${P[@]}" --gpus 2147483647
