@@ -71,7 +71,7 @@ const char* const kUsage =
     "                           written when the run ends, wrong sums included)\n"
     "  -n, --iters N            timed iterations a size (default 20; 1 to 999999999)\n"
     "  -w, --warmup-iters N     untimed iterations first (default 5; at most 999999999)\n"
-    "  -d, --datatype T         float, bfloat16 or all (default all)\n"
+    "  -d, --datatype T         float (fp32), bfloat16 (bf16) or all (default all)\n"
     "  --no-shm                 no shared-memory buckets: the ring or MPI_Allreduce\n"
     "  --algo A                 auto, flat or hierarchical (default auto)\n"
     "  --nccl M                 the NCCL column: auto, on or off (default auto)\n"
@@ -181,9 +181,12 @@ BenchOptions parse(int argc, char** argv) {
     } else if (a == "-w" || a == "--warmup-iters") {
       o.warmup = parse_count(value(), "-w", 0);
     } else if (a == "-d" || a == "--datatype") {
-      const std::string d = value();
+      // nccl-tests' names, and training's --precision spellings (fp32, bf16).
+      std::string d = value();
+      if (d == "fp32") d = "float";
+      if (d == "bf16") d = "bfloat16";
       DP_CHECK(d == "float" || d == "bfloat16" || d == "all",
-               "bench-allreduce -d {}: expected float, bfloat16 or all", d);
+               "bench-allreduce -d {}: expected float (fp32), bfloat16 (bf16) or all", argv[i]);
       o.dtypes = d == "float"      ? std::vector<DType>{DType::f32}
                  : d == "bfloat16" ? std::vector<DType>{DType::bf16}
                                    : std::vector<DType>{DType::f32, DType::bf16};

@@ -158,11 +158,12 @@ mpi 2 bench-allreduce -b 1K -e 4K -i 1K -n 1 -w 0 -d float >lin.out 2>&1 && chec
   [ "$(grep -v '^#' lin.out | awk '{print $1}' | tr '\n' ' ')" = "1024 2048 3072 4096 " ] &&
   pass "-i 1K: a linear sweep, 1K to 4K" || { fail "-i 1K"; cat lin.out; }
 bad "-b must be at least 2 bytes (one bfloat16), got 1" -b 1 -d bfloat16
-mpi 1 bench-allreduce -b 2 -e 4 -n 1 -w 0 -d bfloat16 >b2.out 2>&1 &&
+mpi 1 bench-allreduce -b 2 -e 4 -n 1 -w 0 -d bf16 >b2.out 2>&1 &&
   [ "$(grep -v '^#' b2.out | awk '{print $1 "/" $2 "/" $3}' | tr '\n' ' ')" = "2/1/bfloat16 4/2/bfloat16 " ] &&
-  pass "-b 2 -d bfloat16: one bfloat16 element is the smallest size" || { fail "-b 2 bfloat16"; cat b2.out; }
+  pass "-b 2 -d bf16: one bfloat16 element is the smallest size" || { fail "-b 2 bfloat16"; cat b2.out; }
 bad "--fused-max must be at most 4194304 bytes, got '8M'" --fused-max 8M
 bad "--nccl maybe: expected auto, on or off" --nccl maybe
+bad "-d half: expected float (fp32), bfloat16 (bf16) or all" -d half
 
 # Ranks started with different --algo (an MPMD launch) fail while the group is built, on every
 # rank, naming bench-allreduce's option (the message named dprun's --allreduce-algo).
