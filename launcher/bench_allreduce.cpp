@@ -164,10 +164,9 @@ BenchOptions parse(int argc, char** argv) {
     } else if (a == "-J" || a == "--output-file") {
       o.json_path = value();
       // Checked now, not after a benchmark of minutes.
-      const std::filesystem::path dir =
-          std::filesystem::path(o.json_path).parent_path().empty()
-              ? std::filesystem::path(".")
-              : std::filesystem::path(o.json_path).parent_path();
+      const std::filesystem::path dir = std::filesystem::path(o.json_path).parent_path().empty()
+                                            ? std::filesystem::path(".")
+                                            : std::filesystem::path(o.json_path).parent_path();
       std::error_code ec;
       DP_CHECK(!o.json_path.empty() && std::filesystem::is_directory(dir, ec) &&
                    !std::filesystem::is_directory(o.json_path, ec),
@@ -222,8 +221,9 @@ BenchOptions parse(int argc, char** argv) {
   for (DType d : o.dtypes) smallest = std::min(smallest, dtype_size(d));
   DP_CHECK(o.min_bytes >= smallest, "bench-allreduce -b must be at least {} bytes (one {}), got {}",
            smallest, smallest == 2 ? "bfloat16" : "float", o.min_bytes);
-  DP_CHECK(o.min_bytes <= o.max_bytes, "bench-allreduce -b ({} bytes{}) must not exceed -e ({} bytes)",
-           o.min_bytes, min_given ? "" : ", the default", o.max_bytes);
+  DP_CHECK(o.min_bytes <= o.max_bytes,
+           "bench-allreduce -b ({} bytes{}) must not exceed -e ({} bytes)", o.min_bytes,
+           min_given ? "" : ", the default", o.max_bytes);
   DP_CHECK(o.step_bytes == 0 || !factor_given,
            "bench-allreduce: -i (add bytes each row) and -f (multiply) exclude each other");
   DP_CHECK(o.step_bytes == 0 || (o.max_bytes - o.min_bytes) / o.step_bytes < kMaxRows,
@@ -467,19 +467,18 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   std::string json_error;
   if (rank == 0 && !o.json_path.empty()) {
     std::vector<std::string> args(argv + 1, argv + argc);
-    const nlohmann::json doc = {
-        {"command", args},
-        {"world_size", world},
-        {"iters", o.iters},
-        {"warmup", o.warmup},
-        {"process_group", pg.hierarchical()         ? "hierarchical"
-                          : pg.uses_shared_memory() ? "shared memory"
-                                                    : "flat"},
-        {"nccl", nccl ? nccl->device() : nccl_why_not},
-        {"rows", json_rows},
-        {"out_of_bounds", wrong},
-        {"ok", wrong == 0},
-        {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
+    const nlohmann::json doc = {{"command", args},
+                                {"world_size", world},
+                                {"iters", o.iters},
+                                {"warmup", o.warmup},
+                                {"process_group", pg.hierarchical()         ? "hierarchical"
+                                                  : pg.uses_shared_memory() ? "shared memory"
+                                                                            : "flat"},
+                                {"nccl", nccl ? nccl->device() : nccl_why_not},
+                                {"rows", json_rows},
+                                {"out_of_bounds", wrong},
+                                {"ok", wrong == 0},
+                                {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
     try {
       write_file_atomically("bench-allreduce -J", o.json_path,
                             [&](std::ostream& out) { out << doc.dump(2) << "\n"; });
@@ -491,9 +490,9 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   int json_failed = json_error.empty() ? 0 : 1;
   MPI_Bcast(&json_failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (json_failed != 0) {
-    fail("{}", rank == 0 ? json_error
-                         : fmt::format("bench-allreduce -J {}: rank 0 could not write it",
-                                       o.json_path));
+    fail("{}", rank == 0
+                   ? json_error
+                   : fmt::format("bench-allreduce -J {}: rank 0 could not write it", o.json_path));
   }
   if (rank == 0) {
     std::printf("# Out of bounds values : %llu %s\n", wrong, wrong == 0 ? "OK" : "FAILED");

@@ -55,11 +55,13 @@ void refuse_repeated_files(const std::vector<std::string>& files,
     const auto [it, fresh] = seen.emplace(std::make_pair(st.st_dev, st.st_ino), &f);
     if (fresh) continue;
     const std::string what =
-        f == *it->second ? fmt::format("input file '{}' comes twice", f)
-                         : fmt::format("input files '{}' and '{}' are the same file", *it->second, f);
-    fail("{} (--input {}): its documents would count twice and could land in both the training "
-         "and the validation file; name each file once",
-         what, fmt::join(inputs, " --input "));
+        f == *it->second
+            ? fmt::format("input file '{}' comes twice", f)
+            : fmt::format("input files '{}' and '{}' are the same file", *it->second, f);
+    fail(
+        "{} (--input {}): its documents would count twice and could land in both the training "
+        "and the validation file; name each file once",
+        what, fmt::join(inputs, " --input "));
   }
 }
 

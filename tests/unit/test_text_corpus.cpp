@@ -52,16 +52,24 @@ TEST_F(TextCorpusTest, DirectoriesLikeFortunes) {
             (std::vector<std::string>{path("sub/inner"), path("alpha.u8"), path("zeta")}));
   // The same text reached twice, through the symlink and through the directory, by two
   // spellings, or named twice, would count twice: refused, naming both.
-  EXPECT_MENTIONS(error_of([&] { list_text_files({path("alpha.u8"), dir_}); }),
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({path("alpha.u8"), dir_});
+                  }),
                   "input files '" + path("alpha.u8") + "' and '" + path("alpha") +
                       "' are the same file (--input " + path("alpha.u8") + " --input " + dir_ +
                       ")");
-  EXPECT_MENTIONS(error_of([&] { list_text_files({path("zeta"), dir_ + "/./zeta"}); }),
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({path("zeta"), dir_ + "/./zeta"});
+                  }),
                   "are the same file");
-  EXPECT_MENTIONS(error_of([&] { list_text_files({dir_, path("zeta")}); }),
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({dir_, path("zeta")});
+                  }),
                   "input file '" + path("zeta") + "' comes twice");
   ASSERT_EQ(link(path("zeta").c_str(), path("sub/zeta-link").c_str()), 0);  // a hard link
-  EXPECT_MENTIONS(error_of([&] { list_text_files({path("zeta"), path("sub")}); }),
+  EXPECT_MENTIONS(error_of([&] {
+                    list_text_files({path("zeta"), path("sub")});
+                  }),
                   "are the same file");
 }
 
