@@ -40,8 +40,13 @@ WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq,
       return {};
     });
   });
-  return std::make_shared<Work>(std::move(description), seq,
-                                timeout.count() > 0 ? timeout : timeout_, report_);
+  auto work = std::make_shared<Work>(std::move(description), seq,
+                                     timeout.count() > 0 ? timeout : timeout_, report_);
+  // One rank waits for no one: its collectives complete on their own, and a --timeout below the
+  // time the communication thread waits for a core on a busy machine failed a healthy job
+  // ("a rank is behind" with no other rank). A local hang still ends the wait.
+  if (size() == 1) work->set_wait_floor(kOneRankWaitFloor);
+  return work;
 }
 
 Tensor ProcessGroup::allocate(size_t numel, DType dtype, Device device) {

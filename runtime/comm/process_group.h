@@ -79,6 +79,8 @@ class ProcessGroup {
   // Work (a barrier's own).
   WorkPtr make_work(std::string description, uint64_t seq,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const;
+  // What a Work of a one-rank group allows at least (Work::set_wait_floor).
+  static constexpr std::chrono::milliseconds kOneRankWaitFloor{std::chrono::seconds(60)};
 
  private:
   std::chrono::milliseconds timeout_;

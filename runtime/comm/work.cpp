@@ -1,5 +1,6 @@
 #include "runtime/comm/work.h"
 
+#include <algorithm>
 #include <utility>
 
 #include <fmt/format.h>
@@ -31,11 +32,12 @@ void Work::wait() {
   wait(timeout_);
 }
 
-void Work::wait(std::chrono::milliseconds timeout) {
-  DP_CHECK(timeout.count() > 0,
+void Work::wait(std::chrono::milliseconds requested) {
+  DP_CHECK(requested.count() > 0,
            "collective #{} ({}): wait() needs a positive timeout, got {} ms (nothing is waited "
            "for forever)",
-           seq_, description_, timeout.count());
+           seq_, description_, requested.count());
+  const std::chrono::milliseconds timeout = std::max(requested, wait_floor_);
   std::unique_lock<std::mutex> lock(mu_);
   const bool in_time = cv_.wait_for(lock, timeout, [&] { return done_; });
   std::exception_ptr error = error_;

@@ -74,6 +74,9 @@ class Work {
   WorkStatus status() const;
 
   // Backend side.
+  // The least any wait() allows, whatever its timeout: a group of one rank sets it (no peer
+  // can be late there, so only a local hang, not a busy machine, may end the wait).
+  void set_wait_floor(std::chrono::milliseconds floor) { wait_floor_ = floor; }
   void mark_started();
   void mark_completed(std::exception_ptr error = nullptr);
   void set_device_ms(double ms);
@@ -87,6 +90,7 @@ class Work {
   std::string description_;
   uint64_t seq_;
   std::chrono::milliseconds timeout_;
+  std::chrono::milliseconds wait_floor_{0};
   TimeoutReport report_;
   double enqueue_us_ = 0;
   double start_us_ = 0;

@@ -156,7 +156,7 @@ predict_refuses "--link-gbit must be > 0 (got 0)" --network emulated --link-gbit
 predict_refuses "--link-gbit must be > 0 (got -1)" --network emulated --link-gbit=-1
 predict_refuses "--link-gbit must be > 0 (got nan)" --network emulated --link-gbit nan
 predict_refuses "--link-latency-us must be 0 or more (got -5)" --network emulated --link-latency-us=-5
-predict_refuses "--ranks-per-host must be at least 1 (got 0)" --network emulated --ranks-per-host 0
+predict_refuses "--ranks-per-host must be 1 to 16777216 (got 0)" --network emulated --ranks-per-host 0
 predict_refuses "--nics-per-node must be at least 1 (got 0)" --nics-per-node 0
 predict_refuses "--compute-scale must be > 0 (got 0)" --compute-scale 0
 predict_refuses "--algo fast: expected best, ring, tree or hierarchical" --algo fast

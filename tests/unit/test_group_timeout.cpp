@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "runtime/comm/process_group.h"
 #include "runtime/core/error.h"
@@ -17,9 +18,10 @@ namespace {
 // A group whose collectives never complete: only its Works and recorder matter here.
 class StuckGroup : public ProcessGroup {
  public:
-  explicit StuckGroup(std::chrono::milliseconds timeout) : ProcessGroup(timeout) {}
-  int rank() const override { return 3; }
-  int size() const override { return 4; }
+  explicit StuckGroup(std::chrono::milliseconds timeout, int size = 4)
+      : ProcessGroup(timeout), size_(size) {}
+  int rank() const override { return size_ - 1; }
+  int size() const override { return size_; }
   std::string backend() const override { return "stuck"; }
   WorkPtr allreduce(Tensor&, ReduceOp, const std::string& tag) override { return issue(tag); }
   WorkPtr broadcast(Tensor&, int, const std::string& tag) override { return issue(tag); }
@@ -36,6 +38,7 @@ class StuckGroup : public ProcessGroup {
     return w;
   }
   uint64_t seq_ = 0;
+  int size_;
 };
 
 size_t count(const std::string& s, const std::string& part) {
@@ -97,4 +100,28 @@ TEST(GroupTimeout, AWorkThatOutlivesItsGroupStillTimesOutCleanly) {
     w = pg.barrier("late");
   }
   EXPECT_THROW(w->wait(5ms), CollectiveTimeout);  // no recorder left to dump: no crash
+}
+
+// One rank waits for no one: a collective that completes after its group's short deadline (the
+// communication thread waited for a core) is not a hang there, as it is among 4 ranks.
+TEST(GroupTimeout, OneRankOutwaitsAShortTimeout) {
+  for (int size : {1, 4}) {
+    StuckGroup pg(5ms, size);
+    WorkPtr w = pg.barrier("start");
+    std::thread late([w] {
+      std::this_thread::sleep_for(200ms);
+      w->mark_started();
+      w->mark_completed();
+    });
+    testing::internal::CaptureStderr();
+    bool timed_out = false;
+    try {
+      w->wait();
+    } catch (const CollectiveTimeout&) {
+      timed_out = true;
+    }
+    late.join();
+    testing::internal::GetCapturedStderr();
+    EXPECT_EQ(timed_out, size > 1) << size << " rank(s)";
+  }
 }
