@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +23,7 @@
 #include "runtime/core/bf16.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
+#include "runtime/train/param_io.h"
 
 namespace dp {
 
@@ -67,8 +67,9 @@ const char* const kUsage =
     "  -f, --step-factor N      multiply the size by N each row (default 2; 2 to 999999999)\n"
     "  -i, --step-bytes SIZE    add SIZE bytes each row instead (a linear sweep, at most\n"
     "                           10000 rows; not with -f)\n"
-    "  -J, --output-file FILE   also write the rows and the verdict to FILE as JSON (rank 0;\n"
-    "                           written when the run ends, wrong sums included)\n"
+    "  -J, --output-file FILE   also write the rows and the verdict to FILE as JSON (dprun's\n"
+    "                           own keys; rank 0 checks the path first and writes the file\n"
+    "                           when the run ends, wrong sums included)\n"
     "  -n, --iters N            timed iterations a size (default 20; 1 to 999999999)\n"
     "  -w, --warmup-iters N     untimed iterations first (default 5; at most 999999999)\n"
     "  -d, --datatype T         float (fp32), bfloat16 (bf16) or all (default all)\n"
@@ -82,8 +83,10 @@ const char* const kUsage =
     "  --hier-min SIZE          across nodes, the hierarchical path from SIZE (default 64K)\n"
     "  -h, --help               print this help and exit\n"
     "\n"
-    "Ends with nccl-tests' footer (# Out of bounds values : N OK|FAILED, # Avg bus bandwidth);\n"
-    "a wrong element in any row or column fails the run on every rank (exit 1).\n";
+    "nccl-tests' long spellings (--minbytes, --stepbytes, --output_file, ...) are taken too.\n"
+    "Ends with nccl-tests' footer (# Out of bounds values : N OK|FAILED, N the wrong elements\n"
+    "of every row and column; # Avg bus bandwidth); a wrong element fails the run on every\n"
+    "rank (exit 1).\n";
 
 // "8", "64K", "256M", "1G", or lower case as nccl-tests takes them (-b 1k, 8m): the whole
 // string, digits and one optional unit, so "8 M", "+8", "-8" or "1KB" are refused, not misread.
@@ -153,31 +156,23 @@ BenchOptions parse(int argc, char** argv) {
     if (a == "-h" || a == "--help") {
       o.help = true;
       return o;  // what follows does not matter: help is all this run does
-    } else if (a == "-b" || a == "--min-bytes") {
+    } else if (a == "-b" || a == "--min-bytes" || a == "--minbytes") {
       o.min_bytes = parse_message_size(value(), "-b");
       min_given = true;
-    } else if (a == "-e" || a == "--max-bytes") {
+    } else if (a == "-e" || a == "--max-bytes" || a == "--maxbytes") {
       o.max_bytes = parse_message_size(value(), "-e");
-    } else if (a == "-f" || a == "--step-factor") {
+    } else if (a == "-f" || a == "--step-factor" || a == "--stepfactor") {
       o.factor = size_t(parse_count(value(), "-f", 2));
       factor_given = true;
-    } else if (a == "-J" || a == "--output-file") {
-      o.json_path = value();
-      // Checked now, not after a benchmark of minutes.
-      const std::filesystem::path dir = std::filesystem::path(o.json_path).parent_path().empty()
-                                            ? std::filesystem::path(".")
-                                            : std::filesystem::path(o.json_path).parent_path();
-      std::error_code ec;
-      DP_CHECK(!o.json_path.empty() && std::filesystem::is_directory(dir, ec) &&
-                   !std::filesystem::is_directory(o.json_path, ec),
-               "bench-allreduce -J '{}': not a file in an existing directory", o.json_path);
-    } else if (a == "-i" || a == "--step-bytes") {
+    } else if (a == "-J" || a == "--output-file" || a == "--output_file") {
+      o.json_path = value();  // rank 0 checks it (its file system) before the groups are built
+    } else if (a == "-i" || a == "--step-bytes" || a == "--stepbytes") {
       const std::string v = value();
       o.step_bytes = parse_message_size(v, "-i");
       DP_CHECK(o.step_bytes > 0, "bench-allreduce -i must be at least 1 byte, got '{}'", v);
     } else if (a == "-n" || a == "--iters") {
       o.iters = parse_count(value(), "-n", 1);
-    } else if (a == "-w" || a == "--warmup-iters") {
+    } else if (a == "-w" || a == "--warmup-iters" || a == "--warmup_iters") {
       o.warmup = parse_count(value(), "-w", 0);
     } else if (a == "-d" || a == "--datatype") {
       // nccl-tests' names, and training's --precision spellings (fp32, bf16).
@@ -299,6 +294,25 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   if (o.help) {  // every rank exits 0 (mpirun would abort the job otherwise), one prints
     if (rank == 0) std::fputs(kUsage, stdout);
     return 0;
+  }
+  // -J: rank 0 writes it, so rank 0 checks it (a node-local path need not exist elsewhere) and
+  // every rank learns the verdict, now rather than after the benchmark.
+  if (!o.json_path.empty()) {
+    std::string why;
+    if (rank == 0) {
+      try {
+        check_output_path("bench-allreduce -J", o.json_path);
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+    }
+    int bad = why.empty() ? 0 : 1;
+    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (bad != 0)
+      fail("{}", rank == 0 ? why
+                           : fmt::format("bench-allreduce -J {}: rank 0 cannot write it (see its "
+                                         "message)",
+                                         o.json_path));
   }
   // Rounded up: --timeout 0.0001 is positive, and must not become a 0 ms timeout.
   const auto timeout = std::chrono::milliseconds(int64_t(std::ceil(o.timeout_s * 1000)));
@@ -464,6 +478,11 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   }
   MPI_Op_free(&bf16_op);
   const unsigned long long wrong = all_wrong[0] + all_wrong[1] + all_wrong[2] + all_wrong[3];
+  if (rank == 0) {
+    std::printf("# Out of bounds values : %llu %s\n", wrong, wrong == 0 ? "OK" : "FAILED");
+    std::printf("# Avg bus bandwidth    : %g (dprun)\n#\n", rows > 0 ? busbw_sum / rows : 0.0);
+    std::fflush(stdout);
+  }
   std::string json_error;
   if (rank == 0 && !o.json_path.empty()) {
     std::vector<std::string> args(argv + 1, argv + argc);
@@ -480,8 +499,10 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
                                 {"ok", wrong == 0},
                                 {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
     try {
-      write_file_atomically("bench-allreduce -J", o.json_path,
-                            [&](std::ostream& out) { out << doc.dump(2) << "\n"; });
+      write_file_atomically("bench-allreduce -J", o.json_path, [&](std::ostream& out) {
+        // A path or argument that is not UTF-8 is written with U+FFFD.
+        out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      });
     } catch (const std::exception& e) {
       json_error = e.what();
     }
@@ -490,14 +511,10 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   int json_failed = json_error.empty() ? 0 : 1;
   MPI_Bcast(&json_failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
   if (json_failed != 0) {
-    fail("{}", rank == 0
-                   ? json_error
-                   : fmt::format("bench-allreduce -J {}: rank 0 could not write it", o.json_path));
-  }
-  if (rank == 0) {
-    std::printf("# Out of bounds values : %llu %s\n", wrong, wrong == 0 ? "OK" : "FAILED");
-    std::printf("# Avg bus bandwidth    : %g (dprun)\n#\n", rows > 0 ? busbw_sum / rows : 0.0);
-    std::fflush(stdout);
+    fail("{}{}",
+         rank == 0 ? json_error
+                   : fmt::format("bench-allreduce -J {}: rank 0 could not write it", o.json_path),
+         wrong == 0 ? "" : fmt::format("; and {} element(s) were wrong (the footer)", wrong));
   }
   DP_CHECK(wrong == 0,
            "bench-allreduce: {} element(s) of the all-reduces' results are not the exact sums "

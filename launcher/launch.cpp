@@ -65,11 +65,12 @@ const char* kUsage =
     "  --no-slurm        mpirun on this host even inside an allocation\n"
     "  --mpirun PATH     the mpirun to run (with Slurm: the srun)\n"
     "  --mpirun-arg ARG  one more argument for mpirun (or srun), before the program; repeatable\n"
-    "  --dry-run         print the command (to stdout) and run nothing\n\n"
+    "  --dry-run         print the command (alone, on stdout) and run nothing\n\n"
     "Prints the command it runs (to stderr); SIGINT/SIGTERM/SIGUSR1/SIGHUP reach the ranks as\n"
     "SIGUSR1 (checkpoint and stop; a second one exits at once). Inside a Slurm job SIGTERM is\n"
     "not passed on: Slurm sends it to the ranks itself. Exit code: the job's; 2 when the\n"
-    "launcher refused its arguments or the machine and started nothing.\n\n"
+    "launcher refused its arguments or the machine and started nothing; 127 when the mpirun\n"
+    "(or srun) could not be run.\n\n"
     "Example: dprun launch -np 4 -- --model cnn --data cifar10:DIR --epochs 5 --eval\n";
 
 std::string read_file(const std::string& path) {
@@ -173,13 +174,18 @@ int launch_main(int argc, char** argv) {
       const char* v = std::getenv(name.c_str());
       shown += shell_join({name + "=" + (v ? v : kv.c_str() + name.size() + 1)}) + " ";
     }
-    // A dry run's command is its output (`$(dprun launch --dry-run ...)`); a real run keeps
-    // stdout for the job's.
-    std::FILE* const to = dry_run ? stdout : stderr;
-    std::fprintf(to, "dprun launch: %s\n  %s%s\n", plan.why.c_str(), shown.c_str(),
-                 shell_join(plan.argv).c_str());
-    std::fflush(to);
-    if (dry_run) return 0;
+    std::fprintf(stderr, "dprun launch: %s\n", plan.why.c_str());
+    std::fflush(stderr);
+    // A dry run's stdout is the command alone, one line a shell can run
+    // (`cmd=$(dprun launch --dry-run ...)`); a real run keeps stdout for the job's.
+    const std::string command = shown + shell_join(plan.argv);
+    if (dry_run) {
+      std::printf("%s\n", command.c_str());
+      std::fflush(stdout);
+      return 0;
+    }
+    std::fprintf(stderr, "  %s\n", command.c_str());
+    std::fflush(stderr);
     g_slurm_sigterm = plan.ranks_get_slurm_sigterm;
 
     // The job runs in a process group of its own: a terminal's Ctrl-C (SIGINT to the whole

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <filesystem>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -24,6 +23,7 @@
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/perf/run_profile.h"
 #include "runtime/perf/scaling.h"
+#include "runtime/train/param_io.h"
 
 namespace po = boost::program_options;
 
@@ -89,7 +89,7 @@ PredictOptions parse(int argc, char** argv) {
       ("help,h", "print this help and exit")
       ("profile", po::value(&o.profile)->value_name("FILE"), "the profile (dprun --profile-out FILE): gradient ready times, compute, the measured all-reduce")
       ("network", po::value(&o.network)->default_value(o.network), "h100-nvlink-ib (8 GPUs a node, NVLink ~370 GB/s bus bandwidth, 8 x 400 Gb/s InfiniBand a node), emulated (hosts of --ranks-per-host joined by --link-gbit and --link-latency-us) or measured (the profile's own all-reduce, as a ring over one-rank hosts: a profile of 2 or more ranks)")
-      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216: up to one node, or whole nodes; by default 8 to 1024, or 1, 2, 4, ... nodes up to 1024 GPUs where the nodes do not divide 8)")
+      ("gpus", po::value(&o.gpus)->default_value(o.gpus), "the GPU counts (comma-separated, each 1 to 16777216: up to one node, or whole nodes; by default 8 to 1024, or 1, 2, 4, ... nodes up to 1024 GPUs where those are not whole nodes)")
       ("link-gbit", po::value(&o.link_gbit)->default_value(o.link_gbit, "2"), "--network emulated: the link's rate, Gbit/s")
       ("link-latency-us", po::value(&o.link_latency_us)->default_value(o.link_latency_us, "50"), "--network emulated: latency of one message, us")
       ("ranks-per-host", po::value(&o.ranks_per_host)->default_value(o.ranks_per_host), "--network emulated: ranks on each host (and, with --validate, for profiles that do not record their hosts)")
@@ -149,14 +149,7 @@ PredictOptions parse(int argc, char** argv) {
       !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
       "predict: --link-burst-kib must be 0 or more (got {})", o.link_burst_kib);
   check_network_options(vm, o);
-  if (vm.count("json")) {
-    namespace fs = std::filesystem;
-    const fs::path parent = fs::path(o.json_path).parent_path();
-    std::error_code ec;
-    DP_CHECK(!o.json_path.empty() && fs::is_directory(parent.empty() ? "." : parent, ec) &&
-                 !fs::is_directory(o.json_path, ec),
-             "predict: --json '{}': not a file in an existing directory", o.json_path);
-  }
+  if (vm.count("json")) check_output_path("predict --json", o.json_path);
   return o;
 }
 
@@ -480,8 +473,10 @@ int predict_main(int argc, char** argv) {
     }
     if (!o.json_path.empty()) {
       std::fflush(stdout);
-      write_file_atomically("predict --json", o.json_path,
-                            [&](std::ostream& out) { out << doc.dump(2) << "\n"; });
+      write_file_atomically("predict --json", o.json_path, [&](std::ostream& out) {
+        // A path that is not UTF-8 is written with U+FFFD.
+        out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      });
     }
     return 0;
   } catch (const std::exception& e) {

@@ -60,7 +60,8 @@ void refuse_repeated_files(const std::vector<std::string>& files,
             : fmt::format("input files '{}' and '{}' are the same file", *it->second, f);
     fail(
         "{} (--input {}): its documents would count twice and could land in both the training "
-        "and the validation file; name each file once",
+        "and the validation file; name each file once (and keep one link of a file in a "
+        "directory)",
         what, fmt::join(inputs, " --input "));
   }
 }

@@ -135,7 +135,21 @@ bad "-b (8 bytes, the default) must not exceed -e (4 bytes)" -e 4
 bad "-i (add bytes each row) and -f (multiply) exclude each other" -i 1K -f 4
 bad "-i 4: 8 to 268435456 bytes would be more than 10000 rows" -i 4
 bad "-i must be a size such as 8, 64K, 256M or 1g, got '1.5K'" -i 1.5K
-bad "-J '$WORK/no/such.json': not a file in an existing directory" -J "$WORK/no/such.json"
+# -J: rank 0 writes it and checks it first; every rank fails before the benchmark.
+rc=0
+mpi 2 bench-allreduce -e 8 -n 1 -w 0 -d float -J /dev/null >badj.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "\[rank 0\] bench-allreduce -J /dev/null: exists and is not a regular file" badj.out &&
+  grep -q "\[rank 1\] bench-allreduce -J /dev/null: rank 0 cannot write it" badj.out &&
+  ! grep -qE "^ +[0-9]+ +[0-9]+ +float" badj.out &&
+  pass "-J /dev/null: refused on every rank before the benchmark" || { fail "-J /dev/null (exit $rc)"; cat badj.out; }
+# A path only rank 0 can see (node-local) is rank 0's to check: the other ranks do not fail
+# alone (they did, and rank 0 waited forever in the groups' set-up).
+mkdir -p r0dir
+rc=0
+timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 -wdir "$WORK" "$DPRUN" bench-allreduce -e 8 -n 1 -w 0 \
+  -d float -J r0dir/x.json : -np 1 -wdir / "$DPRUN" bench-allreduce -e 8 -n 1 -w 0 -d float -J r0dir/x.json \
+  >local.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && [ -s r0dir/x.json ] && pass "-J on a path only rank 0 has" || { fail "-J node-local (exit $rc)"; cat local.out; }
 # -i: nccl-tests' linear sweep; -J: the same rows as JSON.
 mpi 2 bench-allreduce -b 1K -e 4K -i 1K -n 1 -w 0 -d float -J lin.json >lin.out 2>&1 && check lin lin.out 4 &&
   python3 - lin.out lin.json <<'PY' && pass "-J: the printed rows and verdict as JSON" || { fail "-J"; cat lin.out lin.json; }

@@ -72,11 +72,11 @@ rc=0
 # SLURM_TASKS_PER_NODE when the job gave none (sbatch -N4 without -n).
 SLURM_JOB_ID=77 SLURM_TASKS_PER_NODE='2(x3),1' SLURM_JOB_NUM_NODES=4 \
   "$DPRUN" launch --dry-run -- --steps 1 >slurm.out 2>&1 &&
-  grep -q "^  srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=7 .*dprun --steps 1" slurm.out &&
+  grep -q "^srun --mpi=pmix --kill-on-bad-exit=1 --ntasks=7 .*dprun --steps 1" slurm.out &&
   grep -q "Slurm allocation 77 (4 node(s)), through srun (--no-slurm" slurm.out &&
   pass "inside a Slurm allocation: srun, its tasks per node" || { fail "Slurm default"; cat slurm.out; }
 SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --no-slurm --dry-run -- --steps 1 >noslurm.out 2>&1 &&
-  grep -q "^  OMPI_MCA_odls_base_sigkill_timeout=[0-9]* mpirun .*--mca ras '^slurm' --mca plm '^slurm' -np $cores " noslurm.out &&
+  grep -q "^OMPI_MCA_odls_base_sigkill_timeout=[0-9]* mpirun .*--mca ras '^slurm' --mca plm '^slurm' -np $cores " noslurm.out &&
   pass "--no-slurm: mpirun on this host, not the allocation's slots" ||
   { fail "--no-slurm"; cat noslurm.out; }
 # srun -n1 dprun launch: a nested srun would wait forever for the step's CPUs.
@@ -100,10 +100,12 @@ rc=0
 [ "$rc" = 2 ] && grep -qF "dprun launch -np: expected a whole number from 1 to 9999999, got '99999999999'" big.out &&
   pass "-np above the limit is refused, naming the limit" || { fail "-np 99999999999 (exit $rc)"; cat big.out; }
 
-# --dry-run's command is its stdout (a shell can capture it); torchrun's --nproc-per-node is
-# pointed to -np.
-cmd=$("$DPRUN" launch -np 2 --dry-run -- --steps 1 2>dry.err) && grep -q "^  .*mpirun .*-np 2 .*dprun --steps 1" <<<"$cmd" &&
-  [ ! -s dry.err ] && pass "--dry-run prints the command on stdout" || { fail "--dry-run stdout"; echo "$cmd"; cat dry.err; }
+# --dry-run: the why goes to stderr, stdout is the command alone, one line that a shell can
+# capture and run. torchrun's --nproc-per-node is pointed to -np.
+cmd=$("$DPRUN" launch -np 2 --dry-run -- --steps 1 2>dry.err) && [ "$(wc -l <<<"$cmd")" = 1 ] &&
+  grep -q "mpirun .*-np 2 .*dprun --steps 1$" <<<"$cmd" && bash -n <<<"$cmd" &&
+  grep -q "^dprun launch: .*rank(s)" dry.err && pass "--dry-run prints the command alone on stdout" ||
+  { fail "--dry-run stdout"; echo "$cmd"; cat dry.err; }
 rc=0
 "$DPRUN" launch --nproc-per-node 2 -- --steps 1 >np.out 2>&1 || rc=$?
 [ "$rc" = 2 ] && grep -qF "unknown option '--nproc-per-node' (the ranks in all are -np N;" np.out &&

@@ -124,7 +124,8 @@ assert len(v["runs"]) == 1 and v["runs"][0]["network"] == "base", v
 err = [l for l in text if l.startswith("step time error over 1 run(s)")][0]
 assert f"pred mean |error| {100 * v['pred_mean_abs_error']:.1f}%" in err, (err, v)
 PY
-predict_refuses "--json '$WORK/no/p.json': not a file in an existing directory" "${P[@]}" --json "$WORK/no/p.json"
+predict_refuses "--json $WORK/no/p.json: the directory $WORK/no does not exist" "${P[@]}" --json "$WORK/no/p.json"
+predict_refuses "--json /dev/null: exists and is not a regular file" "${P[@]}" --json /dev/null
 predict_refuses "--ranks-per-host must be 1 to 16777216 (got 16777217)" "${P[@]}" --network emulated \
   --ranks-per-host 16777217
 predict_refuses "--gpus 2147483647: 2147483647 is more than 16777216 GPUs (2^24)" "${P[@]}" --gpus 2147483647

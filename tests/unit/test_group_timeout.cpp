@@ -123,5 +123,7 @@ TEST(GroupTimeout, OneRankOutwaitsAShortTimeout) {
     late.join();
     testing::internal::GetCapturedStderr();
     EXPECT_EQ(timed_out, size > 1) << size << " rank(s)";
+    // The Work's own deadline (what a backend's watchdog reads) carries the floor too.
+    EXPECT_EQ(w->timeout(), size > 1 ? 5ms : ProcessGroup::kOneRankWaitFloor) << size;
   }
 }
