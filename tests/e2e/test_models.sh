@@ -181,7 +181,9 @@ fi
 # --timeout plus the rank's sampling time ends the sample, so that the ranks' drift over a long
 # sample (CI saw 0.5 s on a 9 s sample) is no timeout. Rank 1 is made a straggler here: it
 # stalls 1 s in its sample (DPRUN_FAULT_STALL phase=sample), twice --timeout, while a sample
-# takes over 1 s on a quiet machine (more under load: the allowance grows with it). Red
+# takes about 4 s on this machine (more under load: the allowance grows with it). The check
+# needs a sample longer than about the stall minus --timeout plus the ranks' drift: at 12000
+# tokens (1.3 s) a CPU twice as fast would fail it every time, at 36000 one 5x as fast. Red
 # against sampling on rank 0 alone and against ranks that go on without the barrier: rank 0
 # then waits over 0.5 s in the next collective. The premise: the summary's training time
 # (two samples and two tiny steps) exceeds two timeouts. A rank later than its allowance is
@@ -189,7 +191,7 @@ fi
 # seconds, on every rank.
 long_sample_run() {
   DPRUN_FAULT_STALL="rank=1,phase=sample,seconds=1" mpi 2 "${GPT[@]}" --steps 2 --sample-every 1 \
-    --sample-length 12000 --timeout 0.5 >long.out 2>&1 &&
+    --sample-length 36000 --timeout 0.5 >long.out 2>&1 &&
     [ "$(grep -a -c "sample at step" long.out)" = 2 ] &&
     grep -a "^summary:" long.out | awk '{ t = $NF; sub(/s$/, "", t); exit !(t ~ /m/ || t + 0 > 1) }'
 }
