@@ -19,6 +19,7 @@
 #include "launcher/bench_check_values.h"
 #include "launcher/bench_nccl.h"
 #include "runtime/comm/mpi_process_group.h"
+#include "runtime/comm/mpi_runtime.h"
 #include "runtime/core/atomic_write.h"
 #include "runtime/core/bf16.h"
 #include "runtime/core/clock.h"
@@ -286,6 +287,23 @@ double pg_allreduce(MpiProcessGroup& pg, Tensor& t, std::chrono::milliseconds ti
   return (w->start_us() - t0) + (back - w->end_us());
 }
 
+// Runs `rank0_step` on rank 0 (the rank that writes the outputs) and agrees on its outcome
+// (agree_all_ok): on a failure rank 0 fails with its own error and every other rank with
+// `others_message`, instead of going on alone or waiting forever for rank 0.
+template <typename F>
+void agree_on_rank0(int rank, F rank0_step, const std::string& others_message) {
+  std::string error;
+  if (rank == 0) {
+    try {
+      rank0_step();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  if (agree_all_ok(error.empty()).all_ok) return;
+  fail("{}", rank == 0 ? error : others_message);
+}
+
 }  // namespace
 
 int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
@@ -298,21 +316,10 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
   // -J: rank 0 writes it, so rank 0 checks it (a node-local path need not exist elsewhere) and
   // every rank learns the verdict, now rather than after the benchmark.
   if (!o.json_path.empty()) {
-    std::string why;
-    if (rank == 0) {
-      try {
-        check_output_path("bench-allreduce -J", o.json_path);
-      } catch (const std::exception& e) {
-        why = e.what();
-      }
-    }
-    int bad = why.empty() ? 0 : 1;
-    MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    if (bad != 0)
-      fail("{}", rank == 0 ? why
-                           : fmt::format("bench-allreduce -J {}: rank 0 cannot write it (see its "
-                                         "message)",
-                                         o.json_path));
+    agree_on_rank0(
+        rank, [&] { check_output_path("bench-allreduce -J", o.json_path); },
+        fmt::format("bench-allreduce -J {}: rank 0 cannot write it (see its message)",
+                    o.json_path));
   }
   // Rounded up: --timeout 0.0001 is positive, and must not become a 0 ms timeout.
   const auto timeout = std::chrono::milliseconds(int64_t(std::ceil(o.timeout_s * 1000)));
@@ -483,38 +490,36 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
     std::printf("# Avg bus bandwidth    : %g (dprun)\n#\n", rows > 0 ? busbw_sum / rows : 0.0);
     std::fflush(stdout);
   }
-  std::string json_error;
-  if (rank == 0 && !o.json_path.empty()) {
-    std::vector<std::string> args(argv + 1, argv + argc);
-    const nlohmann::json doc = {{"command", args},
-                                {"world_size", world},
-                                {"iters", o.iters},
-                                {"warmup", o.warmup},
-                                {"process_group", pg.hierarchical()         ? "hierarchical"
-                                                  : pg.uses_shared_memory() ? "shared memory"
-                                                                            : "flat"},
-                                {"nccl", nccl ? nccl->device() : nccl_why_not},
-                                {"rows", json_rows},
-                                {"out_of_bounds", wrong},
-                                {"ok", wrong == 0},
-                                {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
-    try {
-      write_file_atomically("bench-allreduce -J", o.json_path, [&](std::ostream& out) {
-        // A path or argument that is not UTF-8 is written with U+FFFD.
-        out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-      });
-    } catch (const std::exception& e) {
-      json_error = e.what();
-    }
-  }
-  // Rank 0 alone writes: every rank learns whether it could, and fails with it.
-  int json_failed = json_error.empty() ? 0 : 1;
-  MPI_Bcast(&json_failed, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  if (json_failed != 0) {
-    fail("{}{}",
-         rank == 0 ? json_error
-                   : fmt::format("bench-allreduce -J {}: rank 0 could not write it", o.json_path),
-         wrong == 0 ? "" : fmt::format("; and {} element(s) were wrong (the footer)", wrong));
+  if (!o.json_path.empty()) {
+    // Rank 0 alone writes; a failed write names the wrong elements too (the footer has them).
+    const std::string also_wrong =
+        wrong == 0 ? "" : fmt::format("; and {} element(s) were wrong (the footer)", wrong);
+    agree_on_rank0(
+        rank,
+        [&] {
+          std::vector<std::string> args(argv + 1, argv + argc);
+          const nlohmann::json doc = {{"command", args},
+                                      {"world_size", world},
+                                      {"iters", o.iters},
+                                      {"warmup", o.warmup},
+                                      {"process_group", pg.hierarchical()         ? "hierarchical"
+                                                        : pg.uses_shared_memory() ? "shared memory"
+                                                                                  : "flat"},
+                                      {"nccl", nccl ? nccl->device() : nccl_why_not},
+                                      {"rows", json_rows},
+                                      {"out_of_bounds", wrong},
+                                      {"ok", wrong == 0},
+                                      {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
+          try {
+            write_file_atomically("bench-allreduce -J", o.json_path, [&](std::ostream& out) {
+              // A path or argument that is not UTF-8 is written with U+FFFD.
+              out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+            });
+          } catch (const std::exception& e) {
+            fail("{}{}", e.what(), also_wrong);
+          }
+        },
+        fmt::format("bench-allreduce -J {}: rank 0 could not write it{}", o.json_path, also_wrong));
   }
   DP_CHECK(wrong == 0,
            "bench-allreduce: {} element(s) of the all-reduces' results are not the exact sums "

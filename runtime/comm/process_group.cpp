@@ -1,6 +1,5 @@
 #include "runtime/comm/process_group.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -43,13 +42,11 @@ WorkPtr ProcessGroup::make_work(std::string description, uint64_t seq,
   });
   // One rank waits for no one: its collectives complete on their own, and a --timeout below the
   // time the communication thread waits for a core on a busy machine failed a healthy job
-  // ("a rank is behind" with no other rank). A local hang still ends the wait. The Work's own
-  // deadline carries the floor too, for a backend's watchdog (NCCL's) that reads it.
-  const bool alone = size() == 1;
-  std::chrono::milliseconds deadline = timeout.count() > 0 ? timeout : timeout_;
-  if (alone) deadline = std::max(deadline, kOneRankWaitFloor);
-  auto work = std::make_shared<Work>(std::move(description), seq, deadline, report_);
-  if (alone) work->set_wait_floor(kOneRankWaitFloor);
+  // ("a rank is behind" with no other rank). A local hang still ends the wait. Work::timeout(),
+  // which a backend's watchdog (NCCL's) reads, carries the floor too.
+  auto work = std::make_shared<Work>(std::move(description), seq,
+                                     timeout.count() > 0 ? timeout : timeout_, report_);
+  if (size() == 1) work->set_wait_floor(kOneRankWaitFloor);
   return work;
 }
 

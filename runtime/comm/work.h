@@ -2,6 +2,7 @@
 // The handle of one asynchronous collective. The backend's communication thread marks it
 // started and completed (with timestamps on dp::now_us's clock, so they can be laid next
 // to the compute timeline) and stores an error if the collective failed.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -67,7 +68,8 @@ class Work {
   double duration_us() const { return end_us() - start_us(); }
   const std::string& description() const { return description_; }
   uint64_t seq() const { return seq_; }
-  std::chrono::milliseconds timeout() const { return timeout_; }
+  // The deadline wait() allows (and a backend's watchdog reads): the group's, or the floor.
+  std::chrono::milliseconds timeout() const { return std::max(timeout_, wait_floor_); }
   // GPU time of the collective as the device measured it (NCCL), or -1 where none was
   // measured (the MPI backend, host-staged tensors).
   double device_ms() const;
