@@ -20,10 +20,10 @@
 #include "launcher/bench_nccl.h"
 #include "runtime/comm/mpi_process_group.h"
 #include "runtime/comm/mpi_runtime.h"
-#include "runtime/core/atomic_write.h"
 #include "runtime/core/bf16.h"
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
+#include "runtime/core/json_write.h"
 #include "runtime/train/param_io.h"
 
 namespace dp {
@@ -511,10 +511,7 @@ int bench_allreduce_main(int argc, char** argv, const MpiInfo& info) {
                                       {"ok", wrong == 0},
                                       {"avg_busbw", rows > 0 ? busbw_sum / rows : 0.0}};
           try {
-            write_file_atomically("bench-allreduce -J", o.json_path, [&](std::ostream& out) {
-              // A path or argument that is not UTF-8 is written with U+FFFD.
-              out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-            });
+            write_json_atomically("bench-allreduce -J", o.json_path, doc, 2);
           } catch (const std::exception& e) {
             fail("{}{}", e.what(), also_wrong);
           }

@@ -17,8 +17,8 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
-#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
+#include "runtime/core/json_write.h"
 #include "runtime/core/units.h"
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/perf/run_profile.h"
@@ -473,10 +473,7 @@ int predict_main(int argc, char** argv) {
     }
     if (!o.json_path.empty()) {
       std::fflush(stdout);
-      write_file_atomically("predict --json", o.json_path, [&](std::ostream& out) {
-        // A path that is not UTF-8 is written with U+FFFD.
-        out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-      });
+      write_json_atomically("predict --json", o.json_path, doc, 2);
     }
     return 0;
   } catch (const std::exception& e) {

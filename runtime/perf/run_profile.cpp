@@ -12,9 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/json_field.h"
+#include "runtime/core/json_write.h"
 #include "runtime/ddp/bucket_assignment.h"
 
 namespace dp {
@@ -225,8 +225,7 @@ RunProfile run_profile_from_json(const json& j, const std::string& where) {
 
 void write_run_profile(const std::string& path, const RunProfile& p) {
   const json j = to_json(p);
-  write_file_atomically("--profile-out", path,
-                        [&](std::ostream& out) { out << j.dump(1) << '\n'; });
+  write_json_atomically("--profile-out", path, j, 1);
 }
 
 RunProfile read_run_profile(const std::string& path) {

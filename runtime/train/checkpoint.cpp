@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/core/error.h"
+#include "runtime/core/json_write.h"
 #include "runtime/train/checkpoint_dir.h"
 
 namespace dp {
@@ -97,7 +98,7 @@ uint64_t write_checkpoint(const std::string& path, const CheckpointMeta& meta,
       {"tensors", list},
   };
   CheckpointWriter w(path);
-  w.add("meta", m.dump(1));
+  w.add("meta", json_text(m, 1));
   for (const NamedTensor& t : tensors) {
     const Tensor host = t.tensor->to(Device::cpu());  // itself on the CPU
     w.add(t.section, host.raw(), host.nbytes());

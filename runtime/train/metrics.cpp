@@ -19,6 +19,7 @@
 
 #include "runtime/core/clock.h"
 #include "runtime/core/error.h"
+#include "runtime/core/json_write.h"
 #include "runtime/core/log.h"
 
 namespace dp {
@@ -201,7 +202,7 @@ void JsonLog::write_step(const StepMetrics& m) {
 }
 
 void JsonLog::write(const nlohmann::json& record) {
-  std::string line = record.dump() + "\n";
+  std::string line = json_text(record) + "\n";
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->buf.append(line.data(), line.data() + line.size());
   state_->flush_locked();

@@ -1,5 +1,5 @@
 // write_file_atomically and StagedFile: the output files' one write path (--gemm-profile,
-// --trace, --profile-out, --dump-params, token files).
+// --trace, --profile-out, --dump-params, token files), and the JSON files written through it.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/core/atomic_write.h"
+#include "runtime/core/json_write.h"
 #include "tests/support/temp_dir.h"
 
 namespace dp {
@@ -28,6 +29,12 @@ TEST_F(AtomicWrite, ReplacesTheFileWhole) {
   write_file_atomically("--x", path("out"), [](std::ostream& o) { o << "new"; });
   EXPECT_EQ(text(path("out")), "new");
   EXPECT_FALSE(fs::exists(path("out.tmp")));
+}
+
+TEST_F(AtomicWrite, JsonWithBytesThatAreNotUtf8IsWrittenWithReplacements) {
+  // predict --json and bench-allreduce -J record the command line, which may hold any bytes.
+  write_json_atomically("--x", path("j"), nlohmann::json{{"arg", "d\xffx"}}, 2);
+  EXPECT_EQ(text(path("j")), "{\n  \"arg\": \"d\xef\xbf\xbdx\"\n}\n");
 }
 
 TEST_F(AtomicWrite, AWriterThatThrowsLeavesTheOldFileAndNoTemporary) {

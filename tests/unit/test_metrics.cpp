@@ -66,6 +66,19 @@ TEST(JsonLog, OtherRecordsAreWrittenAtOnceAndAMovedLogKeepsWriting) {
   std::remove(path.c_str());
 }
 
+TEST(JsonLog, ARecordNamingAPathThatIsNotUtf8IsWrittenNotThrown) {
+  // A checkpoint directory named in Latin-1: the record of a checkpoint that was written must
+  // not fail the run (nlohmann's dump() throws on such bytes).
+  const std::string path = temp_path("latin1");
+  JsonLog log(path);
+  log.write({{"type", "checkpoint"}, {"path", "ckpt-caf\xe9/step-1.ckpt"}});
+  std::ifstream in(path);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(nlohmann::json::parse(line).at("path"), "ckpt-caf\xef\xbf\xbd/step-1.ckpt");
+  std::remove(path.c_str());
+}
+
 TEST(EpochLoss, MeanOverTheStepsThatUpdated) {
   EpochLoss e;
   EXPECT_EQ(e.mean(), 0.0);  // no step yet

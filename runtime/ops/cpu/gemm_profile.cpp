@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/core/atomic_write.h"
+#include "runtime/core/json_write.h"
 
 namespace dp {
 
@@ -83,8 +83,7 @@ void write_gemm_profile(const std::string& path, const std::vector<GemmShape>& s
                           {"distinct_a", s.distinct_a},
                           {"distinct_b", s.distinct_b},
                           {"distinct_c", s.distinct_c}});
-  write_file_atomically("--gemm-profile", path,
-                        [&](std::ostream& out) { out << j.dump(1) << "\n"; });
+  write_json_atomically("--gemm-profile", path, j, 1);
 }
 
 }  // namespace dp
