@@ -114,8 +114,19 @@ void run(const PrepareTextOptions& o) {
     stage_token_file("--val-output", o.val_output, corpus.tokens.data() + split.cut, n - split.cut,
                      ByteTokenizer::kVocabSize)
         .commit();
+    // Two renames cannot be one: if the second fails (the directory's permissions changed in
+    // between), say that the pair no longer belongs together instead of leaving it silently.
+    try {
+      train.commit();
+    } catch (const std::exception& e) {
+      fail(
+          "{}; --val-output {} was already replaced, so it and --output no longer come from one "
+          "split: run prepare-text again",
+          e.what(), o.val_output);
+    }
+  } else {
+    train.commit();
   }
-  train.commit();
   std::printf("prepare-text: %zu file(s), %zu documents, %zu tokens (byte-level, vocabulary %d)\n",
               corpus.files, corpus.doc_starts.size(), n, ByteTokenizer::kVocabSize);
   std::printf("  %s: %zu tokens, %zu documents\n", o.output.c_str(), split.cut,
