@@ -293,8 +293,11 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
 int ShmAllreduce::first_missing(uint64_t here, int* others) const {
   int first = -1;
   *others = 0;
+  const uint64_t gave_up_here = here / 4 * 4;  // phase 0 of this collective
   for (int q = 0; q < size_; ++q) {
-    if (q == rank_ || slot(q).progress.load(std::memory_order_relaxed) >= here) continue;
+    const uint64_t p = slot(q).progress.load(std::memory_order_relaxed);
+    // A rank that arrived and gave up is waiting too, not late (with more than 2 ranks).
+    if (q == rank_ || p >= here || (p != 0 && p == gave_up_here)) continue;
     if (first < 0) {
       first = q;
     } else {
