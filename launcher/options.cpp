@@ -332,6 +332,7 @@ void parse_options_into(LaunchOptions& o, int argc, char** argv) {
     po::store(parsed, vm);
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
+      o.train.config_file = path;
       const std::vector<ConfigLine> lines = read_config_file(path, all);
       po::parsed_options from_file(&all);
       for (const ConfigLine& l : lines) from_file.options.emplace_back(l.key, std::vector{l.value});

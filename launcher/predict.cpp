@@ -23,6 +23,7 @@
 #include "runtime/ddp/bucket_assignment.h"
 #include "runtime/perf/run_profile.h"
 #include "runtime/perf/scaling.h"
+#include "runtime/train/output_paths.h"
 #include "runtime/train/param_io.h"
 
 namespace po = boost::program_options;
@@ -149,7 +150,12 @@ PredictOptions parse(int argc, char** argv) {
       !vm.count("link-burst-kib") || (std::isfinite(o.link_burst_kib) && o.link_burst_kib >= 0),
       "predict: --link-burst-kib must be 0 or more (got {})", o.link_burst_kib);
   check_network_options(vm, o);
-  if (vm.count("json")) check_output_path("predict --json", o.json_path);
+  if (vm.count("json")) {
+    check_output_path("predict --json", o.json_path);
+    std::vector<PathUse> inputs = {{"--profile", o.profile}};
+    for (const std::string& v : o.validate) inputs.push_back({"--validate", v});
+    check_outputs_spare_inputs({{"predict --json", o.json_path}}, inputs);
+  }
   return o;
 }
 

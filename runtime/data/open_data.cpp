@@ -146,4 +146,28 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
   return d;
 }
 
+std::vector<std::string> data_files(const std::string& spec) {
+  auto in = [](std::string dir, const std::string& name) {
+    return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+  };
+  std::vector<std::string> files;
+  if (starts_with(spec, "tokens:") && spec.size() > 7) {
+    files.push_back(spec.substr(7));
+  } else if (starts_with(spec, "idx:") && spec.size() > 4) {
+    for (const char* split : {"train", "t10k"}) {
+      for (const char* kind : {"-images-idx3-ubyte", "-labels-idx1-ubyte"}) {
+        const std::string f = in(spec.substr(4), std::string(split) + kind);
+        files.push_back(f);
+        files.push_back(f + ".gz");
+      }
+    }
+  } else if (starts_with(spec, "cifar10:") && spec.size() > 8) {
+    for (const std::string& dir : {spec.substr(8), in(spec.substr(8), "cifar-10-batches-bin")}) {
+      for (int k = 1; k <= 5; ++k) files.push_back(in(dir, fmt::format("data_batch_{}.bin", k)));
+      files.push_back(in(dir, "test_batch.bin"));
+    }
+  }
+  return files;
+}
+
 }  // namespace dp

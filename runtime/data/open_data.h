@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/data/dataset.h"
 
@@ -47,5 +48,10 @@ struct DataSplits {
 // differ from the training split's (kind, shape, class count or vocabulary), and whatever
 // the readers find wrong with the files.
 DataSplits open_data(const std::string& spec, const std::string& val_spec, const DataOptions& o);
+
+// The files a --data or --val-data `spec` reads, as the readers name them (those that do not
+// exist too: an IDX file is read plain or gzipped): what no output of the run may overwrite.
+// Empty for synthetic data and for a spec open_data refuses.
+std::vector<std::string> data_files(const std::string& spec);
 
 }  // namespace dp

@@ -66,24 +66,6 @@ void refuse_repeated_files(const std::vector<std::string>& files,
   }
 }
 
-}  // namespace
-
-bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) {
-    const bool eq = fs::equivalent(a, b, ec);
-    if (!ec) return eq;
-  }
-  auto canonical = [](const std::string& p) {
-    std::error_code e;
-    fs::path c = fs::weakly_canonical(fs::absolute(p, e), e);
-    return e ? fs::absolute(p).lexically_normal() : c;
-  };
-  return canonical(a) == canonical(b);
-}
-
-namespace {
-
 // llm.c's token files begin with a little-endian int32 magic (token_file.h), GPT-2's or
 // LLaMA-3's, which no text starts with. Returns it, or 0 for any other file.
 int32_t token_file_magic(const std::string& path) {

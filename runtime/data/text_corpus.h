@@ -12,12 +12,9 @@
 #include <string_view>
 #include <vector>
 
-namespace dp {
+#include "runtime/core/same_file.h"  // same_file, which list_text_files applies
 
-// True when `a` and `b` name the same file however they are spelled ("./x" and "x",
-// "/tmp/../tmp/x", a symlink): the same inode when both exist, else the same path once
-// made absolute with "." and ".." and the symlinks of its existing part resolved.
-bool same_file(const std::string& a, const std::string& b);
+namespace dp {
 
 struct TextFiles {
   std::vector<std::string> files;

@@ -28,6 +28,7 @@
 #include "runtime/optim/lr_schedule.h"
 #include "runtime/train/data_parallel_report.h"
 #include "runtime/train/optimizer_setup.h"
+#include "runtime/train/output_paths.h"
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
@@ -192,6 +193,7 @@ DataParallelTrainer::DataParallelTrainer(TrainConfig config, size_t replicas)
   ParameterArena* arena = replicas_[0]->arena.get();
   optimizer_ = make_optimizer(cfg_, parameters(), arena);
   schedule_ = make_schedule(cfg_, steps_per_epoch_);
+  check_training_paths(cfg_);
   if (!cfg_.dump_params.empty()) check_output_path("--dump-params", cfg_.dump_params);
   if (!cfg_.log_json.empty()) {
     check_output_path("--log-json", cfg_.log_json);

@@ -109,6 +109,8 @@ struct TrainConfig {
   // after it to this file, for `dprun predict` (runtime/perf/run_profile.h).
   std::string profile_out;
   bool quiet = false;
+  // The --config file the options came from, if any: an input that no output may overwrite.
+  std::string config_file;
 
   // Checkpoints (runtime/train/checkpoint.h). With a directory, rank 0 writes
   // DIR/step-N.ckpt every checkpoint_every steps (0: never on a schedule), after the last

@@ -38,6 +38,7 @@
 #include "runtime/train/checkpoint_dir.h"
 #include "runtime/train/config_check.h"
 #include "runtime/train/optimizer_setup.h"
+#include "runtime/train/output_paths.h"
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
@@ -100,6 +101,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
   schedule_ = make_schedule(cfg_, steps_per_epoch());
   // Rank 0 writes every output file: check their paths now, not after the run.
   if (rank_ == 0) {
+    check_training_paths(cfg_);
     if (!cfg_.dump_params.empty()) check_output_path("--dump-params", cfg_.dump_params);
     if (!cfg_.trace.empty()) check_output_path("--trace", cfg_.trace);
     if (!cfg_.log_json.empty()) check_output_path("--log-json", cfg_.log_json);

@@ -1,0 +1,30 @@
+#pragma once
+// Outputs that would overwrite an input or each other. Each output path is checked alone by
+// check_output_path (param_io.h); this compares them with the run's inputs and with one
+// another, as files ("./x" and "x", a symlink, a hard link): one mistyped option
+// (--dump-params onto the token file, --log-json onto the --config file, --trace onto
+// --log-json) silently destroyed data and the run still ended with exit 0.
+#include <string>
+#include <vector>
+
+#include "runtime/train/train_config.h"
+
+namespace dp {
+
+// A path the run reads or writes, and the option that names it ("--data tokens:x.bin").
+struct PathUse {
+  std::string option;
+  std::string path;
+};
+
+// Throws dp::Error naming both options when an output is the same file as an input or as
+// another output, or as the temporary file another output is written through.
+void check_outputs_spare_inputs(const std::vector<PathUse>& outputs,
+                                const std::vector<PathUse>& inputs);
+
+// A training run's outputs (--log-json, --trace, --dump-params, --gemm-profile,
+// --profile-out) and inputs (--config, the files of --data and --val-data, a --resume file,
+// the checkpoints of --checkpoint-dir), checked as above.
+void check_training_paths(const TrainConfig& cfg);
+
+}  // namespace dp
