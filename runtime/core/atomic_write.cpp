@@ -1,10 +1,13 @@
 #include "runtime/core/atomic_write.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <utility>
 
@@ -31,8 +34,22 @@ std::string reason(int err) {
 
 }  // namespace
 
+std::string host_tag() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "";
+  std::string tag = host;
+  for (char& c : tag)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') c = '_';
+  return tag;
+}
+
 std::string staging_path(const std::string& path) {
-  return path + ".tmp";
+  const std::filesystem::path p(path);
+  std::string dir = p.parent_path().string();
+  if (dir.empty()) dir = ".";
+  const std::string host = host_tag();
+  return dir + "/." + p.filename().string() + ".tmp." + (host.empty() ? "" : host + ".") +
+         std::to_string(::getpid());
 }
 
 StagedFile::StagedFile(std::string option, std::string path,

@@ -1,7 +1,7 @@
 #pragma once
 // Output files written whole or not at all. A reader (bench_sgemm --shapes, Perfetto, a later
 // run) never sees a half file, and a write that fails (a full disk) leaves the previous file
-// where it was instead of truncating it: the content goes to `path`.tmp in the same directory,
+// where it was instead of truncating it: the content goes to staging_path(path), beside it,
 // which is flushed, closed and checked before it is renamed over `path`, and removed on any
 // failure.
 #include <functional>
@@ -10,10 +10,17 @@
 
 namespace dp {
 
-// Where an output file is written before it is renamed onto `path`: `path`.tmp, in the same
-// directory (a rename within one file system). Every writer that stages a file uses it, so
-// that prepare-text knows which names its outputs pass through.
+// Where an output file is written before it is renamed onto `path`: `.NAME.tmp.HOST.PID` in
+// the same directory (a rename within one file system), hidden and this process's own. Two
+// jobs writing one file each write their own temporary, so the last rename wins and the file
+// is one job's whole output (with one shared `NAME.tmp`, the first rename took the other's
+// half-written bytes and the other's rename then failed). Every writer that stages a file
+// uses it, so that prepare-text knows which names its outputs pass through.
 std::string staging_path(const std::string& path);
+
+// This host's name as temporary file names carry it (characters other than letters, digits,
+// '.' and '-' as '_'), or "" when it cannot be read.
+std::string host_tag();
 
 // `option` names what the file is for in errors (e.g. "--trace"). `write` fills the stream;
 // whatever it throws is rethrown after the temporary is removed. Throws dp::Error naming the

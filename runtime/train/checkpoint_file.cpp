@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 
 namespace dp {
@@ -84,19 +85,11 @@ std::string directory_of(const std::string& path) {
 }  // namespace
 
 std::string checkpoint_host_tag() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return "";
-  std::string tag = host;
-  for (char& c : tag)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') c = '_';
-  return tag;
+  return host_tag();
 }
 
 std::string checkpoint_temp_path(const std::string& path) {
-  const std::string name = std::filesystem::path(path).filename().string();
-  const std::string host = checkpoint_host_tag();
-  return directory_of(path) + "/." + name + ".tmp." + (host.empty() ? "" : host + ".") +
-         std::to_string(::getpid());
+  return staging_path(path);
 }
 
 bool parse_checkpoint_temp_name(const std::string& filename, CheckpointTempName& out) {

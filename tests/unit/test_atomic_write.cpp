@@ -28,7 +28,7 @@ TEST_F(AtomicWrite, ReplacesTheFileWhole) {
   write_text(path("out"), "old");
   write_file_atomically("--x", path("out"), [](std::ostream& o) { o << "new"; });
   EXPECT_EQ(text(path("out")), "new");
-  EXPECT_FALSE(fs::exists(path("out.tmp")));
+  EXPECT_FALSE(fs::exists(staging_path(path("out"))));
 }
 
 TEST_F(AtomicWrite, JsonWithBytesThatAreNotUtf8IsWrittenWithReplacements) {
@@ -46,7 +46,7 @@ TEST_F(AtomicWrite, AWriterThatThrowsLeavesTheOldFileAndNoTemporary) {
                                      }),
                std::runtime_error);
   EXPECT_EQ(text(path("out")), "old");
-  EXPECT_FALSE(fs::exists(path("out.tmp")));
+  EXPECT_FALSE(fs::exists(staging_path(path("out"))));
 }
 
 TEST_F(AtomicWrite, RefusesWhatARenameWouldReplace) {
@@ -59,12 +59,13 @@ TEST_F(AtomicWrite, RefusesWhatARenameWouldReplace) {
   EXPECT_MENTIONS(test::error_of([&] { write_file_atomically("--x", path("link"), nothing); }),
                   "exists and is not a regular file");
   // A link at the temporary name would be written through.
-  fs::create_symlink(path("target"), path("out.tmp"));
-  EXPECT_MENTIONS(test::error_of([&] { write_file_atomically("--x", path("out"), nothing); }),
-                  "--x " + path("out") + ": " + path("out.tmp") + " exists and is not a regular");
+  fs::create_symlink(path("target"), staging_path(path("out")));
+  EXPECT_MENTIONS(
+      test::error_of([&] { write_file_atomically("--x", path("out"), nothing); }),
+      "--x " + path("out") + ": " + staging_path(path("out")) + " exists and is not a regular");
   EXPECT_EQ(text(path("target")), "kept");
   EXPECT_MENTIONS(test::error_of([&] { write_file_atomically("--x", path("no/out"), nothing); }),
-                  "--x " + path("no/out") + ": cannot create " + path("no/out.tmp"));
+                  "--x " + path("no/out") + ": cannot create " + staging_path(path("no/out")));
 }
 
 TEST_F(AtomicWrite, AStagedFileReplacesNothingUntilCommitted) {
@@ -73,23 +74,23 @@ TEST_F(AtomicWrite, AStagedFileReplacesNothingUntilCommitted) {
   {
     StagedFile a("--a", path("a"), [](std::ostream& o) { o << "new a"; });
     EXPECT_EQ(text(path("a")), "old a");
-    EXPECT_EQ(text(path("a.tmp")), "new a");
+    EXPECT_EQ(text(staging_path(path("a"))), "new a");
   }  // an exception between staging and commit: the stage goes, the old file stays
   EXPECT_EQ(text(path("a")), "old a");
-  EXPECT_FALSE(fs::exists(path("a.tmp")));
+  EXPECT_FALSE(fs::exists(staging_path(path("a"))));
 
   std::optional<StagedFile> a;
   a.emplace("--a", path("a"), [](std::ostream& o) { o << "new a"; });
   StagedFile moved(std::move(*a));
   a.reset();  // the moved-from object must leave the stage alone
-  EXPECT_EQ(text(path("a.tmp")), "new a");
+  EXPECT_EQ(text(staging_path(path("a"))), "new a");
   moved.commit();
   EXPECT_EQ(text(path("a")), "new a");
 
   StagedFile b("--b", path("b"), [](std::ostream& o) { o << "new b"; });
   b.commit();
   EXPECT_EQ(text(path("b")), "new b");
-  EXPECT_FALSE(fs::exists(path("b.tmp")));
+  EXPECT_FALSE(fs::exists(staging_path(path("b"))));
   EXPECT_MENTIONS(test::error_of([&] { b.commit(); }), "--b " + path("b") + ": committed twice");
 }
 
@@ -100,11 +101,12 @@ TEST_F(AtomicWrite, AFailedCommitLeavesTheOldFileAndNoStage) {
     // The target turns into a non-empty directory after staging: the rename fails.
     fs::remove(path("c"));
     fs::create_directories(path("c/inside"));
-    EXPECT_MENTIONS(test::error_of([&] { c.commit(); }),
-                    "--c " + path("c") + ": cannot rename " + path("c.tmp") + " into place");
+    EXPECT_MENTIONS(
+        test::error_of([&] { c.commit(); }),
+        "--c " + path("c") + ": cannot rename " + staging_path(path("c")) + " into place");
   }
   EXPECT_TRUE(fs::is_directory(path("c/inside")));
-  EXPECT_FALSE(fs::exists(path("c.tmp")));
+  EXPECT_FALSE(fs::exists(staging_path(path("c"))));
 }
 
 }  // namespace

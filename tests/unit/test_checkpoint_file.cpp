@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/train/checkpoint_file.h"
 #include "runtime/train/param_io.h"
@@ -316,11 +317,11 @@ TEST_F(CheckpointFileTest, OutputPathsRefuseLinksAndDumpTemporariesAreNotWritten
     EXPECT_NE(std::string(e.what()).find("is a symbolic link"), std::string::npos) << e.what();
   }
   fs::remove(link);
-  fs::create_symlink(victim, link + ".tmp");
+  fs::create_symlink(victim, staging_path(link));
   Parameter p("w", {3});
   EXPECT_THROW(dump_params({&p}, {}, link), Error);
   EXPECT_EQ(read_bytes(victim), "keep me");
-  fs::remove(link + ".tmp");
+  fs::remove(staging_path(link));
   dump_params({&p}, {}, link);
   EXPECT_EQ(read_params_file(link).size(), 3u);
 }

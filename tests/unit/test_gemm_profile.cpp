@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/tensor.h"
 #include "runtime/nn/conv2d.h"
 #include "runtime/ops/cpu/gemm.h"
@@ -74,9 +75,9 @@ TEST_F(GemmProfileFile, AFailedWriteIsAnErrorAndKeepsTheEarlierFile) {
     test::FileSizeLimit full(64);
     e = test::error_of([&] { write_gemm_profile(file, shapes, 16); });
   }
-  EXPECT_MENTIONS(e, "--gemm-profile " + file + ": writing " + file + ".tmp failed");
+  EXPECT_MENTIONS(e, "--gemm-profile " + file + ": writing " + staging_path(file) + " failed");
   EXPECT_EQ(read_bytes(file), before);
-  EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
+  EXPECT_FALSE(std::filesystem::exists(staging_path(file)));
   // A device is refused by name, not written through (it swallowed the profile) nor replaced.
   EXPECT_MENTIONS(test::error_of([&] { write_gemm_profile("/dev/full", shapes, 8); }),
                   "--gemm-profile /dev/full: /dev/full exists and is not a regular file");

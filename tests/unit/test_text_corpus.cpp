@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/token_file.h"
@@ -79,7 +80,7 @@ TEST_F(TextCorpusTest, DirectoriesSkipOutputsAndTokenFiles) {
   const std::vector<uint16_t> t = {256, 'x', 'y'};
   write_token_file(path("old.bin"), t.data(), t.size(), 257);
   write_token_file(path("train.bin"), t.data(), t.size(), 257);  // the earlier run's output
-  write_text(path("val.bin.tmp"), "");  // a staging file its writer never filled
+  write_text(staging_path(path("val.bin")), "");  // a staging file its writer never filled
   // LLaMA-3's token files (magic 20240801) are no more text than GPT-2's.
   std::vector<uint8_t> llama3(kTokenFileHeaderBytes, 0);
   const int32_t header[2] = {kLlama3TokenFileMagic, kLlama3TokenFileVersion};
@@ -102,28 +103,25 @@ TEST_F(TextCorpusTest, DirectoriesSkipOutputsAndTokenFiles) {
   EXPECT_MENTIONS(error_of([&] { list_text_files({dir_}, outputs); }), "holds no text files");
 }
 
-// An output's name says nothing about what the file holds: text in its place (or in its
-// staging file's) is refused, not skipped and then overwritten.
+// An output's name says nothing about what the file holds: text in its place (or, named as an
+// input, in its staging file's) is refused, not skipped and then overwritten.
 TEST_F(TextCorpusTest, NeverOverwritesText) {
   write_text(path("a.txt"), "first document text\n");
   write_text(path("b.txt"), "precious second text\n");
-  write_text(path("notes.tmp"), "my draft notes\n");
+  write_text(staging_path(path("notes")), "my draft notes\n");
   EXPECT_MENTIONS(error_of([&] {
                     list_text_files({dir_}, {{"--output", path("b.txt")}});
                   }),
                   "--output '" + path("b.txt") + "' would overwrite '" + path("b.txt") +
                       "', a text file of the --input directory '" + dir_ + "'");
+  // A directory's hidden files (staging files among them) are not read; named explicitly,
+  // the output itself or its staging file is refused.
   EXPECT_MENTIONS(error_of([&] {
-                    list_text_files({dir_}, {{"--val-output", path("notes")}});
+                    list_text_files({staging_path(path("notes"))}, {{"--output", path("notes")}});
                   }),
-                  "--val-output '" + path("notes") + "' (written first to '" + path("notes.tmp") +
-                      "') would overwrite '" + path("notes.tmp") + "'");
-  // Named explicitly: the output itself, or its staging file.
-  EXPECT_MENTIONS(error_of([&] {
-                    list_text_files({path("notes.tmp")}, {{"--output", path("notes")}});
-                  }),
-                  "--output '" + path("notes") + "' (written first to '" + path("notes.tmp") +
-                      "') would overwrite the --input file '" + path("notes.tmp") + "'");
+                  "--output '" + path("notes") + "' (written first to '" +
+                      staging_path(path("notes")) + "') would overwrite the --input file '" +
+                      staging_path(path("notes")) + "'");
   EXPECT_MENTIONS(
       error_of([&] {
         list_text_files({path("a.txt")}, {{"--output", dir_ + "/./a.txt"}});

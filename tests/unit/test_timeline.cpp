@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/train/timeline.h"
 #include "tests/support/file_size_limit.h"
 #include "tests/support/temp_dir.h"
@@ -44,9 +45,9 @@ TEST_F(TimelineFile, AFailedWriteIsAnErrorAndKeepsTheEarlierFile) {
     test::FileSizeLimit full(128);
     e = test::error_of([&] { write(file, 20); });
   }
-  EXPECT_MENTIONS(e, "--trace " + file + ": writing " + file + ".tmp failed");
+  EXPECT_MENTIONS(e, "--trace " + file + ": writing " + staging_path(file) + " failed");
   EXPECT_EQ(read_bytes(file), before);
-  EXPECT_FALSE(std::filesystem::exists(file + ".tmp"));
+  EXPECT_FALSE(std::filesystem::exists(staging_path(file)));
   EXPECT_MENTIONS(test::error_of([&] { write("/dev/full", 1); }),
                   "--trace /dev/full: /dev/full exists and is not a regular file");
 }

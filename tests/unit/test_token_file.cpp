@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/data/token_file.h"
 #include "tests/support/temp_dir.h"
 
@@ -51,7 +52,7 @@ TEST_F(TokenFileTest, WriterProducesLlmcLayout) {
   // Tokens as little-endian uint16: 256 = 00 01, 72 = 48 00, ...
   EXPECT_EQ((std::vector<uint8_t>(b.begin() + 1024, b.end())),
             (std::vector<uint8_t>{0, 1, 72, 0, 105, 0, 0, 0, 255, 0, 0, 1}));
-  EXPECT_FALSE(std::filesystem::exists(path("a.bin.tmp")));
+  EXPECT_FALSE(std::filesystem::exists(staging_path(path("a.bin"))));
 }
 
 TEST_F(TokenFileTest, RoundTripThroughTheReader) {
@@ -166,7 +167,7 @@ TEST_F(TokenFileTest, WriterRejectsBadInput) {
                   "vocabulary size 0 is outside 1..65536");
   EXPECT_MENTIONS(
       error_of([&] { write_token_file(path("nodir/w.bin"), tokens.data(), 1, 257); }),
-      "token file " + path("nodir/w.bin") + ": cannot create " + path("nodir/w.bin.tmp"));
+      "token file " + path("nodir/w.bin") + ": cannot create " + staging_path(path("nodir/w.bin")));
   std::filesystem::create_directory(path("adir"));
   EXPECT_MENTIONS(error_of([&] { write_token_file(path("adir"), tokens.data(), 1, 257); }),
                   "exists and is not a regular file");
