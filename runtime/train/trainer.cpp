@@ -255,8 +255,9 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
         for (const std::string& note : v.notes) log::warn("--resume: {}", note);
         load_checkpoint_tensors(reader, parameters(), buffers(),
                                 cfg_.eval_only ? nullptr : optimizer_.get());
-        verdict =
-            fmt::format("ok\n{}\n{}\n{}", path, v.same_layout ? 1 : 0, reader.read_text("meta"));
+        // The path goes with its length: a directory's name may hold a newline.
+        verdict = fmt::format("ok\n{}\n{}{}\n{}", path.size(), path, v.same_layout ? 1 : 0,
+                              reader.read_text("meta"));
       }
     } catch (const std::exception& e) {
       verdict = fmt::format("error\n{}", e.what());
@@ -286,7 +287,9 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
   size_t pos = 0;
   if (next_line(pos) == "error")
     throw CollectiveError(fmt::format("rank 0 cannot resume: {}", verdict.substr(pos)));
-  const std::string path = next_line(pos);
+  const size_t path_size = std::stoul(next_line(pos));
+  const std::string path = verdict.substr(pos, path_size);
+  pos += path_size;
   const bool same_layout = next_line(pos) == "1";
   const CheckpointMeta meta = parse_checkpoint_meta(verdict.substr(pos), path);
   if (rank_ != 0 && !cfg_.eval_only) optimizer_->set_steps(meta.optimizer_steps);

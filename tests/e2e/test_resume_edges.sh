@@ -2,7 +2,7 @@
 # Resuming at the edges of a run: --eval-only with nothing to evaluate, a checkpoint past the
 # run's end, a checkpoint at the run's last step (the end-of-epoch evaluation it had not
 # reached still runs), error messages that count steps from the start of the whole training,
-# and the line that ends an epoch the run stopped inside.
+# the line that ends an epoch the run stopped inside, and a directory name with a newline.
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$WORK" || exit 1
 MLP=(--model mlp --hidden 32 --data synthetic:512 --batch-size 16)
@@ -107,4 +107,13 @@ mpi 2 "${MLP[@]}" --steps 30 --checkpoint-dir tr --resume auto --gemm-profile g0
   [ ! -e g0.json ] && grep -q "gemm-profile g0.json: not written: this run trained no step" g0.out &&
   pass "a run that trains no step says that --gemm-profile was not written" ||
   { fail "--gemm-profile with nothing to train"; cat g0.out; }
+
+# A checkpoint directory whose name holds a newline: rank 0 tells the others the path it
+# resumed from, which must arrive whole (it was cut at the newline and the checkpoint read as
+# damaged).
+NL=$'two\nlines'
+mpi 2 "${MLP[@]}" --steps 4 --checkpoint-dir "$NL" >nl1.out 2>&1 &&
+  mpi 2 "${MLP[@]}" --steps 6 --checkpoint-dir "$NL" --resume auto >nl2.out 2>&1 &&
+  grep -q "step-00000004.ckpt" nl2.out && pass "resume from a directory whose name holds a newline" ||
+  { fail "resume from a directory whose name holds a newline"; cat nl1.out nl2.out; }
 finish
