@@ -120,6 +120,15 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
                "--checkpoint-dir {}: cannot create the directory{}", cfg_.checkpoint_dir,
                ec ? ": " + ec.message() : "");
       check_output_path("--checkpoint-dir", checkpoint_path(cfg_.checkpoint_dir, 0));
+      checkpoint_lock_ = std::make_unique<CheckpointDirLock>(cfg_.checkpoint_dir);
+      const std::vector<CheckpointEntry> earlier = list_checkpoints(cfg_.checkpoint_dir);
+      if (cfg_.resume.empty() && !earlier.empty()) {
+        log::warn(
+            "--checkpoint-dir {} already holds {} checkpoint(s) (the newest at step {}) and this "
+            "run starts from step 0 without --resume: it replaces them as it reaches their "
+            "steps; --resume auto would continue from the newest",
+            cfg_.checkpoint_dir, earlier.size(), earlier.front().step);
+      }
     }
   }
   // A resumed run continues the log of the run it resumes.

@@ -11,6 +11,7 @@
 #include "runtime/comm/process_group.h"
 #include "runtime/train/buffer_snapshot.h"
 #include "runtime/train/checkpoint.h"
+#include "runtime/train/checkpoint_lock.h"
 #include "runtime/train/fault_injection.h"
 #include "runtime/train/metrics.h"
 #include "runtime/train/peer_watch.h"
@@ -174,6 +175,7 @@ class Trainer {
   uint64_t skipped_steps_ = 0;         // --on-nonfinite skip
   uint64_t last_checkpoint_step_ = UINT64_MAX;
   std::string last_checkpoint_;
+  std::unique_ptr<CheckpointDirLock> checkpoint_lock_;  // rank 0, while it writes checkpoints
   Timeline timeline_;
   FaultInjection fault_ = FaultInjection::from_env();
   // Every rank's host and pid (from the header's exchange) and, while training, the watch that
