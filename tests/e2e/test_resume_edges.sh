@@ -2,7 +2,8 @@
 # Resuming at the edges of a run: --eval-only with nothing to evaluate, a checkpoint past the
 # run's end, a checkpoint at the run's last step (the end-of-epoch evaluation it had not
 # reached still runs), error messages that count steps from the start of the whole training,
-# the line that ends an epoch the run stopped inside, and a directory name with a newline.
+# the line that ends an epoch the run stopped inside, a directory name with a newline, and a
+# directory another live run writes.
 source "$(dirname "$0")/lib.sh" "$@"
 cd "$WORK" || exit 1
 MLP=(--model mlp --hidden 32 --data synthetic:512 --batch-size 16)
@@ -116,4 +117,23 @@ mpi 2 "${MLP[@]}" --steps 4 --checkpoint-dir "$NL" >nl1.out 2>&1 &&
   mpi 2 "${MLP[@]}" --steps 6 --checkpoint-dir "$NL" --resume auto >nl2.out 2>&1 &&
   grep -q "step-00000004.ckpt" nl2.out && pass "resume from a directory whose name holds a newline" ||
   { fail "resume from a directory whose name holds a newline"; cat nl1.out nl2.out; }
+
+# A second run given a --checkpoint-dir that a live run writes fails on every rank before
+# training, naming the holder; once the holder is gone the directory is free again.
+"$DPRUN" "${MLP[@]}" --steps 100000000 --checkpoint-dir busy >holder.out 2>&1 &
+holder=$!
+for _ in $(seq 100); do grep -q "pid $holder," busy/.dprun.lock 2>/dev/null && break; sleep 0.1; done
+rc=0
+mpi 2 "${MLP[@]}" --steps 4 --checkpoint-dir busy --resume auto >busy.out 2>&1 || rc=$?
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+[ "$rc" != 0 ] && grep -q "rank 0\] --checkpoint-dir busy is in use by another run (host .* pid $holder," busy.out &&
+  grep -q "rank 1\]" busy.out && ! grep -q "step-00000004" busy.out &&
+  pass "a second run in a busy --checkpoint-dir fails on every rank, naming the holder" ||
+  { fail "a second run in a busy --checkpoint-dir"; cat busy.out; }
+# (The holder checkpointed on SIGTERM: a fresh start there warns that it replaces that.)
+mpi 2 "${MLP[@]}" --steps 4 --checkpoint-dir busy >free.out 2>&1 &&
+  grep -q "checkpoint-dir busy already holds 1 checkpoint(s) .* without --resume" free.out &&
+  pass "the directory is free once its run ended; a fresh start there warns" ||
+  { fail "directory still locked, or no warning"; cat free.out; }
 finish
