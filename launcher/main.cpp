@@ -87,6 +87,17 @@ void print_help_or_version(const dp::LaunchOptions& o) {
   if (o.version) std::printf("dprun %s\n", DPRUN_VERSION);
 }
 
+// Whether the command line may ask for --help, --version or --model list (parse_options
+// decides): only then is it parsed before MPI starts.
+bool asks_for_help_or_version(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "-h" || a == "--help" || a == "--version" || a == "list" || a == "--model=list")
+      return true;
+  }
+  return false;
+}
+
 // Thrown past phase 1's remaining work by a rank given --help or --version in a launch of
 // several processes.
 struct AskedToExit {};
@@ -150,6 +161,23 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "launch") return dp::launch_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "predict") return dp::predict_main(argc, argv);
   g_rank = dp::launcher_rank();
+  // Outside a launcher, --help, --version and --model list need no MPI: they must work where
+  // MPI cannot start (a container without a network, a read-only TMPDIR) and where the user
+  // asks because something is wrong. Under a launcher every rank agrees first (below), as an
+  // MPMD launch needs.
+  if (g_rank == "?" && asks_for_help_or_version(argc, argv)) {
+    try {
+      const dp::LaunchOptions opts = dp::parse_options(argc, argv);
+      if (opts.help || opts.version) {
+        print_help_or_version(opts);
+        return 0;
+      }
+    } catch (const std::exception& e) {
+      g_rank = "0";  // one process: what MPI would have made it
+      print_error(e.what());
+      return 1;
+    }
+  }
   std::optional<dp::MpiRuntime> mpi;
   try {
     mpi.emplace(&argc, &argv, dp::mpi_init_timeout_from_env());  // before --timeout exists
