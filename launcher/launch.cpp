@@ -53,7 +53,9 @@ const char* kUsage =
     "                    [--mpirun-arg ARG]... [--dry-run] -- <dprun options>\n\n"
     "Starts one dprun process per GPU (per physical core, with one OpenBLAS thread each,\n"
     "without GPUs) through mpirun, with binding that fits (a GPU rank binds itself to its\n"
-    "GPU's CPUs); --hosts FILE (Open MPI hostfile: 'HOST [slots=N] [max_slots=M]') across\n"
+    "GPU's CPUs; CPU ranks are bound to cores only when they fill the launcher's CPU mask and\n"
+    "that mask is the whole machine); --hosts FILE (Open MPI hostfile: 'HOST [slots=N] "
+    "[max_slots=M]') across\n"
     "hosts. Inside a Slurm allocation (SLURM_JOB_ID set) and without --hosts, through\n"
     "srun --mpi=pmix, its tasks (--slurm: insist on it; --no-slurm: mpirun on this host, the\n"
     "way to run it inside an srun step). A GPU job without a task count is refused: give it a\n"
@@ -99,8 +101,8 @@ std::string env_str(const char* name) {
   return v ? v : "";
 }
 
-// Physical cores in this process's mask, as mpirun counts its slots; the online CPUs where
-// sysfs or the mask cannot be read.
+// Physical cores in this process's mask (the ranks' slots: plan_launch keeps a narrowed mask
+// by leaving them unbound); the online CPUs where sysfs or the mask cannot be read.
 int usable_cores() {
   const std::vector<int> mask = affinity_cpus();
   const int cores = mask.empty() ? 0 : count_physical_cores(sysfs_root(), mask);
@@ -159,6 +161,9 @@ int launch_main(int argc, char** argv) {
     LaunchFacts facts;
     facts.gpus = cuda_device_count();
     facts.cores = usable_cores();
+    const std::vector<int> mask = affinity_cpus();
+    facts.mask_narrowed =
+        !mask.empty() && static_cast<long>(mask.size()) < ::sysconf(_SC_NPROCESSORS_ONLN);
     facts.root = ::geteuid() == 0;
     facts.in_slurm = std::getenv("SLURM_JOB_ID") != nullptr;
     facts.slurm_job_id = env_str("SLURM_JOB_ID");

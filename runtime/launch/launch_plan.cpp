@@ -265,6 +265,17 @@ LaunchPlan plan_launch(const LaunchRequest& req, const LaunchFacts& f) {
     // rank drives; each rank binds itself to its GPU's CPUs (gpu_affinity.h).
     // CUDA_VISIBLE_DEVICES untouched: dprun picks the local rank's GPU.
     p.argv.insert(p.argv.end(), {"--map-by", "slot", "--bind-to", "none"});
+  } else if (f.mask_narrowed && req.hosts.empty()) {
+    // Unbound, the ranks keep the launcher's mask (taskset -c 2,3 dprun launch ...), which
+    // mpirun's binding would leave for the machine's first cores.
+    p.argv.insert(p.argv.end(), {"--bind-to", "none"});
+    p.why += " (unbound: they keep this process's CPU mask)";
+  } else if (p.np < slots_total) {
+    // Fewer ranks than cores: bound, they all sit on the first cores, and so does every job
+    // started beside them (each 2-3x slower while other cores idle). Unbound, the kernel
+    // spreads them, as torchrun leaves its processes.
+    p.argv.insert(p.argv.end(), {"--bind-to", "none"});
+    p.why += fmt::format(" (fewer than the {} core(s): unbound)", slots_total);
   } else {
     p.argv.insert(p.argv.end(), {"--map-by", "core", "--bind-to", "core"});
   }

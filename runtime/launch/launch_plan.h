@@ -26,6 +26,9 @@ int parse_slurm_tasks_per_node(const std::string& value, int* fewest = nullptr);
 struct LaunchFacts {
   int gpus = 0;   // visible on this machine
   int cores = 1;  // physical cores (not SMT threads) online and in this process's mask
+  // The mask holds fewer CPUs than are online (taskset, numactl): Open MPI 4.1's --bind-to
+  // core ignores such a mask and binds to the machine's first cores.
+  bool mask_narrowed = false;
   bool root = false;
   // Inside a Slurm allocation (SLURM_JOB_ID set): its id, tasks and nodes. SLURM_NTASKS is
   // set only where the job asked for a task count (-n); SLURM_TASKS_PER_NODE always is.

@@ -49,6 +49,16 @@ TEST(LaunchPlan, OneRankPerCoreWithoutGpus) {
   const LaunchPlan over = plan_launch(r, f);
   EXPECT_EQ(over.np, 4);
   EXPECT_NE(cmd(over).find("-np 4 --oversubscribe --bind-to none"), std::string::npos) << cmd(over);
+  // Fewer ranks than cores: unbound, or they and every job beside them share the first cores.
+  r.np = "1";
+  EXPECT_NE(cmd(plan_launch(r, f)).find("-np 1 --bind-to none -x"), std::string::npos)
+      << cmd(plan_launch(r, f));
+  // A launcher under taskset: unbound, the ranks keep its mask (--bind-to core would not).
+  LaunchFacts masked = f;
+  masked.mask_narrowed = true;
+  EXPECT_NE(cmd(plan_launch(request(), masked)).find("-np 2 --bind-to none -x"), std::string::npos);
+  EXPECT_NE(plan_launch(request(), masked).why.find("keep this process's CPU mask"),
+            std::string::npos);
   r.np = "-1";
   EXPECT_THROW(plan_launch(r, f), Error);
   r.np = "two";
