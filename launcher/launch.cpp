@@ -177,7 +177,8 @@ int launch_main(int argc, char** argv) {
       const std::string name = kv.substr(0, kv.find('='));
       if (!dry_run) ::setenv(name.c_str(), kv.c_str() + name.size() + 1, 0);
       const char* v = std::getenv(name.c_str());
-      shown += shell_join({name + "=" + (v ? v : kv.c_str() + name.size() + 1)}) + " ";
+      // NAME='a b', not 'NAME=a b': quoted whole, a shell reads a command name, not a setting.
+      shown += name + "=" + shell_join({v ? v : kv.c_str() + name.size() + 1}) + " ";
     }
     std::fprintf(stderr, "dprun launch: %s\n", plan.why.c_str());
     std::fflush(stderr);

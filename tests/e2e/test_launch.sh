@@ -79,6 +79,12 @@ SLURM_JOB_ID=77 SLURM_NTASKS=3 "$DPRUN" launch --no-slurm --dry-run -- --steps 1
   grep -q "^OMPI_MCA_odls_base_sigkill_timeout=[0-9]* mpirun .*--mca ras '^slurm' --mca plm '^slurm' -np $cores " noslurm.out &&
   pass "--no-slurm: mpirun on this host, not the allocation's slots" ||
   { fail "--no-slurm"; cat noslurm.out; }
+# The user's own value of such a setting is shown as a shell reads it back: NAME='a b', a
+# setting, not 'NAME=a b', a command name.
+SLURM_JOB_ID=77 OMPI_MCA_odls_base_sigkill_timeout='20 ' "$DPRUN" launch --no-slurm --dry-run -- --steps 1 \
+  >blank.out 2>/dev/null &&
+  [ "$(bash -c "$(sed 's/ mpirun .*/ printenv OMPI_MCA_odls_base_sigkill_timeout/' blank.out)")" = "20 " ] &&
+  pass "--dry-run shows a setting with a blank as a setting" || { fail "setting with a blank"; cat blank.out; }
 # srun -n1 dprun launch: a nested srun would wait forever for the step's CPUs.
 rc=0
 SLURM_JOB_ID=77 SLURM_STEP_ID=0 SLURM_NTASKS=1 "$DPRUN" launch --dry-run -- --steps 1 >step.out 2>&1 || rc=$?
