@@ -12,8 +12,20 @@ namespace dp {
 
 static_assert(sizeof(float) == 4, "float32 expected");
 
+void refuse_unexpanded_home(const std::string& option, const std::string& path) {
+  if (path.empty() || path[0] != '~') return;
+  const std::string first = path.substr(0, path.find('/'));
+  std::error_code ec;
+  DP_CHECK(std::filesystem::is_directory(first, ec),
+           "{} {}: '{}' is not your home directory here: the shell expands it only at the start "
+           "of a word (not after --option= nor in a --config file); write $HOME/... or the full "
+           "path",
+           option, path, first);
+}
+
 void check_output_path(const std::string& option, const std::string& path) {
   namespace fs = std::filesystem;
+  refuse_unexpanded_home(option, path);
   std::error_code ec;
   const fs::file_status st = fs::symlink_status(path, ec);
   DP_CHECK(!fs::is_symlink(st),

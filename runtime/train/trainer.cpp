@@ -114,6 +114,7 @@ Trainer::Trainer(TrainConfig config, int rank, int world_size)
                "--eval-only --resume auto: --checkpoint-dir {} is not a directory",
                cfg_.checkpoint_dir);
     } else if (!cfg_.checkpoint_dir.empty()) {
+      refuse_unexpanded_home("--checkpoint-dir", cfg_.checkpoint_dir);
       std::error_code ec;
       std::filesystem::create_directories(cfg_.checkpoint_dir, ec);
       DP_CHECK(std::filesystem::is_directory(cfg_.checkpoint_dir),

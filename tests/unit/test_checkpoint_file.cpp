@@ -325,3 +325,31 @@ TEST_F(CheckpointFileTest, OutputPathsRefuseLinksAndDumpTemporariesAreNotWritten
   dump_params({&p}, {}, link);
   EXPECT_EQ(read_params_file(link).size(), 3u);
 }
+
+// "--checkpoint-dir=~/ck" reaches dprun unexpanded: refused naming the home-directory mix-up
+// rather than made as ./~/ck. A directory really named "~" (made on purpose) is used.
+TEST_F(CheckpointFileTest, AnUnexpandedHomeDirectoryIsRefused) {
+  const std::string cwd = fs::current_path().string();
+  fs::current_path(dir_);
+  std::string home_message, dump_message;
+  try {
+    refuse_unexpanded_home("--checkpoint-dir", "~/ck");
+  } catch (const Error& e) {
+    home_message = e.what();
+  }
+  try {
+    check_output_path("--dump-params", "~/params.bin");
+  } catch (const Error& e) {
+    dump_message = e.what();
+  }
+  EXPECT_NO_THROW(refuse_unexpanded_home("--checkpoint-dir", "ck/~"));
+  fs::create_directory("~");
+  EXPECT_NO_THROW(refuse_unexpanded_home("--checkpoint-dir", "~/ck"));
+  fs::current_path(cwd);
+  EXPECT_NE(home_message.find("--checkpoint-dir ~/ck: '~' is not your home directory here"),
+            std::string::npos)
+      << home_message;
+  EXPECT_NE(dump_message.find("--dump-params ~/params.bin: '~' is not your home directory"),
+            std::string::npos)
+      << dump_message;
+}
