@@ -41,6 +41,16 @@ for args in "--loss 100%" "--loss 100" "--loss 150%" "--loss 1.2.3" "--loss ." "
   # shellcheck disable=SC2086
   refused "${args%% *}: " --hosts 2 $args --mpirun /nonexistent/mpirun -- true
 done
+# A state folder whose path holds a blank or '$' broke the rsh agent half-way through the setup.
+for state in "$ARG_WORK/state dir" "$ARG_WORK/st\$ate"; do
+  rc=0
+  out=$(DPRUN_NETNS_STATE=$state "$NETNS" --hosts 2 --mpirun /nonexistent/mpirun -- true 2>&1) || rc=$?
+  if [ "$rc" = 2 ] && [[ $out == *"use a folder whose path has only"* ]] && [ ! -e "$state" ]; then
+    echo "ok: DPRUN_NETNS_STATE '$state' is refused"
+  else
+    echo "FAIL: DPRUN_NETNS_STATE '$state' (exit $rc): $out"; ARG_FAILURES=$((ARG_FAILURES + 1))
+  fi
+done
 # --cleanup ID removes the folder $STATE/ID: an ID that leaves the state folder ('../victim', '/')
 # removed what it named, and said "removed run ../victim".
 mkdir -p "$ARG_WORK/victim/data" "$ARG_WORK/state/keepme"
