@@ -87,6 +87,9 @@ std::vector<ConfigLine> read_config_file(const std::string& path,
   std::vector<ConfigLine> lines;
   std::map<std::string, int> first_line;  // a key given twice is refused, naming both lines
   for (int n = 1; std::getline(in, line); ++n) {
+    // A UTF-8 byte order mark (Windows editors write one) is invisible in a terminal: taken as
+    // part of the first key it read "unknown option 'data'".
+    if (n == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
     const std::string where = fmt::format("--config {}:{}: ", path, n);
     auto trim = [](const std::string& s) {
       const size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -50,6 +51,10 @@
 namespace dp {
 
 namespace {
+
+// Rank 0's checkpoint verdict when the checkpoint was written but its --log-json record was
+// not: the text after it is the message.
+constexpr const char* kLogFailed = "log-failed\n";
 
 DataShape shape_of(const Dataset& d) {
   return DataShape{data_kind_name(d.kind()), d.sample_shape(), d.num_classes()};
@@ -384,12 +389,18 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
                    bytes_to_mb(double(bytes)), secs,
                    bytes_to_mb(double(bytes)) / std::max(secs, 1e-9),
                    removed.empty() ? "" : fmt::format(", removed {} older", removed.size()));
-      if (log_.is_open())
-        log_.write({{"type", "checkpoint"},
-                    {"step", step_},
-                    {"path", path},
-                    {"bytes", bytes},
-                    {"write_s", secs}});
+      if (log_.is_open()) {
+        try {
+          log_.write({{"type", "checkpoint"},
+                      {"step", step_},
+                      {"path", path},
+                      {"bytes", bytes},
+                      {"write_s", secs}});
+        } catch (const std::exception& e) {
+          // The checkpoint is on disk: the error must not say it is not.
+          verdict = fmt::format("{}checkpoint {} was written, but {}", kLogFailed, path, e.what());
+        }
+      }
     } catch (const std::exception& e) {
       verdict = e.what();
     }
@@ -412,6 +423,9 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
           step_, path, done, writer, double(timeout().count()) / 1000.0, e.what()));
     }
   }
+  if (verdict.rfind(kLogFailed, 0) == 0)
+    throw CollectiveError(
+        fmt::format("step {}: rank 0: {}", step_, verdict.substr(std::strlen(kLogFailed))));
   if (verdict != "ok")
     throw CollectiveError(
         fmt::format("step {}: rank 0 could not write the checkpoint: {}", step_, verdict));

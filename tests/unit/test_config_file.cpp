@@ -40,6 +40,15 @@ TEST_F(ConfigFileTest, KeySetTwiceNamesBothLines) {
                   "--config " + path("run.cfg") + ":3: 'lr' is already set on line 1");
 }
 
+// A byte order mark at the start (Windows editors) is no part of the first key; elsewhere it
+// is an ordinary byte of the line.
+TEST_F(ConfigFileTest, AByteOrderMarkAtTheStartIsIgnored) {
+  EXPECT_EQ(parse("\xEF\xBB\xBFlr = 0.25\nepochs = 2\n").train.lr, 0.25f);
+  EXPECT_MENTIONS(parse_error("lr = 0.25\n\xEF\xBB\xBF"
+                              "epochs = 2\n"),
+                  ":2: unknown option");
+}
+
 // '#' starts a comment at the start of a line or after a blank only: Boost's reader cut
 // "log-json = run#3.jsonl" to "run" and the run wrote its log there.
 TEST_F(ConfigFileTest, AHashInsideAValueIsPartOfIt) {
