@@ -183,7 +183,10 @@ def plot(rows, out, models):
         print("gnuplot not found (docker/install-deps.sh installs gnuplot-nox): CSV and .dat files only")
         return
     for term, ext, font in (("pngcairo", "png", "font ',10'"), ("svg", "svg", "dynamic")):
-        script = GNUPLOT.format(term=term, ext=ext, out=out, models=" ".join(models), font=font)
+        # gnuplot's single-quoted strings take a quote doubled: a folder named "pl o'ts" broke
+        # the script after the whole sweep had run.
+        script = GNUPLOT.format(term=term, ext=ext, out=str(out).replace("'", "''"),
+                                models=" ".join(models), font=font)
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
 
 
