@@ -87,12 +87,13 @@ void print_help_or_version(const dp::LaunchOptions& o) {
   if (o.version) std::printf("dprun %s\n", DPRUN_VERSION);
 }
 
-// Whether the command line may ask for --help, --version or --model list (parse_options
-// decides): only then is it parsed before MPI starts.
-bool asks_for_help_or_version(int argc, char** argv) {
+// Whether the command line may ask for --help, --version, --model list or --mode dp
+// (parse_options decides, a --config file included): only then is it parsed before MPI starts.
+bool needs_no_mpi(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "-h" || a == "--help" || a == "--version" || a == "list" || a == "--model=list")
+    if (a == "-h" || a == "--help" || a == "--version" || a == "list" || a == "--model=list" ||
+        a == "dp" || a == "--mode=dp" || a == "--config" || a.rfind("--config=", 0) == 0)
       return true;
   }
   return false;
@@ -165,17 +166,28 @@ int main(int argc, char** argv) {
   // MPI cannot start (a container without a network, a read-only TMPDIR) and where the user
   // asks because something is wrong. Under a launcher every rank agrees first (below), as an
   // MPMD launch needs.
-  if (g_rank == "?" && asks_for_help_or_version(argc, argv)) {
+  // --mode dp (one process, replicas as threads) likewise: it makes no MPI call.
+  if (g_rank == "?" && needs_no_mpi(argc, argv)) {
+    dp::LaunchOptions opts;
     try {
-      const dp::LaunchOptions opts = dp::parse_options(argc, argv);
-      if (opts.help || opts.version) {
-        print_help_or_version(opts);
-        return 0;
-      }
+      opts = dp::parse_options(argc, argv);
     } catch (const std::exception& e) {
       g_rank = "0";  // one process: what MPI would have made it
       print_error(e.what());
       return 1;
+    }
+    if (opts.help || opts.version) {
+      print_help_or_version(opts);
+      return 0;
+    }
+    if (opts.mode == "dp") {
+      g_rank = "0";
+      dp::log::set_rank(0, 1);
+      dp::configure_blas_threads(1);
+      dp::install_preemption_handlers(0);
+      dp::set_preemption_checkpointing(!opts.train.checkpoint_dir.empty());
+      dp::log::set_verbose(opts.verbose);
+      return dp::data_parallel_main(opts, 0);
     }
   }
   std::optional<dp::MpiRuntime> mpi;
