@@ -53,13 +53,12 @@ const char* kUsage =
     "                    [--mpirun-arg ARG]... [--dry-run] -- <dprun options>\n\n"
     "Starts one dprun process per GPU (per physical core, with one OpenBLAS thread each,\n"
     "without GPUs) through mpirun, with binding that fits (a GPU rank binds itself to its\n"
-    "GPU's CPUs; CPU ranks are bound to cores only when they fill the launcher's CPU mask and\n"
-    "that mask is the whole machine); --hosts FILE (Open MPI hostfile: 'HOST [slots=N] "
-    "[max_slots=M]') across\n"
-    "hosts. Inside a Slurm allocation (SLURM_JOB_ID set) and without --hosts, through\n"
-    "srun --mpi=pmix, its tasks (--slurm: insist on it; --no-slurm: mpirun on this host, the\n"
-    "way to run it inside an srun step). A GPU job without a task count is refused: give it a\n"
-    "task per GPU (or -np).\n\n"
+    "GPU's CPUs; CPU ranks on this host are bound to cores only when they fill its cores and\n"
+    "no taskset narrowed the launcher's CPU mask); --hosts FILE (Open MPI hostfile:\n"
+    "'HOST [slots=N] [max_slots=M]') across hosts. Inside a Slurm allocation (SLURM_JOB_ID\n"
+    "set) and without --hosts, through srun --mpi=pmix, its tasks (--slurm: insist on it;\n"
+    "--no-slurm: mpirun on this host, the way to run it inside an srun step). A GPU job\n"
+    "without a task count is refused: give it a task per GPU (or -np).\n\n"
     "  -np N|auto        ranks in all (also -n, --np; torchrun's --nproc-per-node x --nnodes);\n"
     "                    auto (the default): one per GPU, or per physical core, on each host\n"
     "  --hosts FILE      run across the hosts of an Open MPI hostfile\n"
@@ -161,9 +160,13 @@ int launch_main(int argc, char** argv) {
     LaunchFacts facts;
     facts.gpus = cuda_device_count();
     facts.cores = usable_cores();
-    const std::vector<int> mask = affinity_cpus();
-    facts.mask_narrowed =
-        !mask.empty() && static_cast<long>(mask.size()) < ::sysconf(_SC_NPROCESSORS_ONLN);
+    // Narrowed within what the container's cpuset allows (which Open MPI's binding keeps to):
+    // taskset or numactl, which it does not.
+    const std::vector<int> mask = affinity_cpus(),
+                           allowed = cgroup_cpus(sysfs_root(), "/proc/self/cgroup");
+    const long whole =
+        allowed.empty() ? ::sysconf(_SC_NPROCESSORS_ONLN) : static_cast<long>(allowed.size());
+    facts.mask_narrowed = !mask.empty() && static_cast<long>(mask.size()) < whole;
     facts.root = ::geteuid() == 0;
     facts.in_slurm = std::getenv("SLURM_JOB_ID") != nullptr;
     facts.slurm_job_id = env_str("SLURM_JOB_ID");

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -167,8 +168,10 @@ int main(int argc, char** argv) {
   // asks because something is wrong. Under a launcher every rank agrees first (below), as an
   // MPMD launch needs.
   // --mode dp (one process, replicas as threads) likewise: it makes no MPI call.
+  // Parsed once: a --config read from a pipe (/dev/stdin, <(...)) is empty the second time.
+  std::optional<dp::LaunchOptions> early;
   if (g_rank == "?" && needs_no_mpi(argc, argv)) {
-    dp::LaunchOptions opts;
+    dp::LaunchOptions& opts = early.emplace();
     try {
       opts = dp::parse_options(argc, argv);
     } catch (const std::exception& e) {
@@ -221,7 +224,7 @@ int main(int argc, char** argv) {
   dp::DevicePlan plan;
   bool parsed = false;  // parse_options names the config file's lines in its own errors
   try {
-    opts = dp::parse_options(argc, argv);
+    opts = early ? std::move(*early) : dp::parse_options(argc, argv);
     parsed = true;
     // From now on a preemption message knows whether a stop writes a checkpoint.
     dp::set_preemption_checkpointing(!opts.train.checkpoint_dir.empty());

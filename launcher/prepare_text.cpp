@@ -17,6 +17,7 @@
 #include "runtime/data/byte_tokenizer.h"
 #include "runtime/data/text_corpus.h"
 #include "runtime/data/token_file.h"
+#include "runtime/train/param_io.h"
 
 namespace po = boost::program_options;
 
@@ -43,8 +44,8 @@ PrepareTextOptions parse(int argc, char** argv) {
       "Options");
   desc.add_options()
       ("help,h", "print this help and exit")
-      ("input", po::value(&o.inputs)->composing()->value_name("PATH"), "a text file, or a directory whose regular files are read in name order (skipping *.dat, symlinks, hidden files, subdirectories and llm.c token files; an output, or its FILE.tmp, there must not be text); repeatable. Each file is a document")
-      ("output", po::value(&o.output)->value_name("FILE"), "the training token file to write (first to FILE.tmp; both outputs are renamed into place only once both are written)")
+      ("input", po::value(&o.inputs)->composing()->value_name("PATH"), "a text file, or a directory whose regular files are read in name order (skipping *.dat, symlinks, hidden files, subdirectories and llm.c token files; an output there must not be text); repeatable. Each file is a document")
+      ("output", po::value(&o.output)->value_name("FILE"), "the training token file to write (first to a hidden .FILE.tmp.HOST.PID beside it; both outputs are renamed into place only once both are written)")
       ("val-output", po::value(&o.val_output)->value_name("FILE"), "the validation token file to write (needed when --val-fraction > 0)")
       ("val-fraction", po::value(&o.val_fraction)->default_value(o.val_fraction, "0.1")->value_name("F"), "the share of the tokens, at the end, that goes to validation (cut at a document start where one is near); 0: no validation file")
       ("doc-separator", po::value(&o.doc_separator)->value_name("TEXT"), "a line consisting of this text alone also ends a document (fortune files: %); not empty");
@@ -79,21 +80,14 @@ PrepareTextOptions parse(int argc, char** argv) {
            "prepare-text: --doc-separator is empty: give the text of a separator line (fortune "
            "files: %), or leave it out (each file is one document)");
   // Compared as files, not strings: "./x" and "x" would otherwise pass and the validation
-  // tokens overwrite the training tokens. A staging file counts: one output's would be the
-  // other.
+  // tokens overwrite the training tokens.
   if (!o.val_output.empty()) {
     DP_CHECK(!same_file(o.output, o.val_output),
              "prepare-text: --output '{}' and --val-output '{}' are the same file", o.output,
              o.val_output);
-    for (const auto& [a, b] :
-         {std::pair<const std::string&, const std::string&>{o.output, o.val_output},
-          {o.val_output, o.output}}) {
-      DP_CHECK(!same_file(a, staging_path(b)),
-               "prepare-text: --output '{}' and --val-output '{}' collide: '{}' is where '{}' is "
-               "written first",
-               o.output, o.val_output, a, b);
-    }
   }
+  refuse_unexpanded_home("--output", o.output);
+  refuse_unexpanded_home("--val-output", o.val_output);
   return o;
 }
 
@@ -120,7 +114,7 @@ void run(const PrepareTextOptions& o) {
       train.commit();
     } catch (const std::exception& e) {
       fail(
-          "{}; --val-output {} was already replaced, so it and --output no longer come from one "
+          "{}; --val-output {} was already written, so it and --output no longer come from one "
           "split: run prepare-text again",
           e.what(), o.val_output);
     }

@@ -92,8 +92,8 @@ const TextOutput* output_writing(const std::string& file, const std::vector<Text
   return nullptr;
 }
 
-// "--output 'x'", or "--output 'x' (written first to 'x.tmp')" when `through` is the staging
-// file: the start of a message about an output that would overwrite an input.
+// "--output 'x'", or "--output 'x' (written first to '.x.tmp.HOST.PID')" when `through` is the
+// staging file: the start of a message about an output that would overwrite an input.
 std::string overwriter(const TextOutput& o, const std::string& through) {
   std::string s = o.option + " '" + o.path + "'";
   return through == o.path ? s : s + " (written first to '" + through + "')";

@@ -102,6 +102,33 @@ std::vector<int> affinity_cpus() {
   return cpus;
 }
 
+std::vector<int> cgroup_cpus(const std::string& root, const std::string& cgroup_file) {
+  std::ifstream lines(cgroup_file);
+  for (std::string line; std::getline(lines, line);) {
+    // "0::/path" (v2) or "3:cpuset:/path" (v1; controllers may be joined by commas).
+    const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    std::string file;
+    if (controllers.empty()) {
+      file = root + "/fs/cgroup" + path + "/cpuset.cpus.effective";
+    } else if (("," + controllers + ",").find(",cpuset,") != std::string::npos) {
+      file = root + "/fs/cgroup/cpuset" + path + "/cpuset.cpus";
+    } else {
+      continue;
+    }
+    std::ifstream in(file);
+    std::string text;
+    if (!std::getline(in, text)) continue;
+    try {
+      std::vector<int> cpus = parse_cpulist(text, file);
+      if (!cpus.empty()) return cpus;
+    } catch (const Error&) {
+    }
+  }
+  return {};
+}
+
 int count_physical_cores(const std::string& root, const std::vector<int>& usable) {
   const std::string cpu_dir = root + "/devices/system/cpu";
   std::vector<int> online;

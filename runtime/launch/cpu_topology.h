@@ -18,6 +18,12 @@ std::string sysfs_root();
 // This process's CPU affinity mask (sched_getaffinity), sorted; empty when it cannot be read.
 std::vector<int> affinity_cpus();
 
+// The CPUs this process's cgroup allows (`cgroup_file`: /proc/self/cgroup's text; the cpuset
+// files under `root`/fs/cgroup: v2's cpuset.cpus.effective, v1's cpuset controller's
+// cpuset.cpus), sorted; empty when there is none to read. Open MPI's binding keeps within
+// a container's cpuset but not within a taskset mask: the two differ by this.
+std::vector<int> cgroup_cpus(const std::string& root, const std::string& cgroup_file);
+
 // Physical cores among `usable` (this process's mask) that are online: distinct
 // (physical_package_id, core_id) pairs under ROOT/devices/system/cpu/cpuN/topology, as Open
 // MPI's default slots and --bind-to core count them; SMT siblings are one core. A CPU whose

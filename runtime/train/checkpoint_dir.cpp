@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/process_start.h"
 #include "runtime/train/checkpoint_file.h"
@@ -62,6 +63,11 @@ std::string reused_pid(long pid, const std::string& path) {
 
 }  // namespace
 
+bool is_checkpoint_name(const std::string& name) {
+  uint64_t step = 0;
+  return parse_name(name, step);
+}
+
 std::string checkpoint_path(const std::string& dir, uint64_t step) {
   // fs::path joins "ck/" and "ck" alike, so the name matches what listing the directory gives.
   return (fs::path(dir) / fmt::format("step-{:08d}.ckpt", step)).string();
@@ -100,7 +106,7 @@ LeftoverVerdict judge_leftover(const std::string& path) {
   const double age_s =
       std::chrono::duration<double>(fs::file_time_type::clock::now() - mtime).count();
   const bool old = age_s >= double(kLeftoverAgeSeconds);
-  const bool here = !t.host.empty() && t.host == checkpoint_host_tag();
+  const bool here = !t.host.empty() && t.host == host_tag();
   if (here) {
     const std::string reused = reused_pid(t.pid, path);
     if (!reused.empty()) {

@@ -10,6 +10,9 @@ namespace dp {
 // "DIR/step-00000037.ckpt": the step in the name sorts the files and needs no reading.
 std::string checkpoint_path(const std::string& dir, uint64_t step);
 
+// Whether a file name (no directory) is a checkpoint's: "step-<digits>.ckpt".
+bool is_checkpoint_name(const std::string& name);
+
 // The checkpoints of `dir` (by name), newest step first.
 struct CheckpointEntry {
   uint64_t step = 0;
@@ -28,7 +31,7 @@ struct ResumeChoice {
 };
 ResumeChoice choose_checkpoint(const std::string& dir, bool remove_leftovers = true);
 
-// Whether a checkpoint temporary (checkpoint_temp_path) belongs to a writer that is certainly
+// Whether a checkpoint temporary (staging_path) belongs to a writer that is certainly
 // gone: its host is this one (by name) and no process has its PID here; or, when the name
 // holds no host (older dprun), no process has its PID here and the file is
 // kLeftoverAgeSeconds old; or, of another host, the file is that old (a live writer keeps

@@ -7,7 +7,6 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -84,14 +83,6 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
-std::string checkpoint_host_tag() {
-  return host_tag();
-}
-
-std::string checkpoint_temp_path(const std::string& path) {
-  return staging_path(path);
-}
-
 bool parse_checkpoint_temp_name(const std::string& filename, CheckpointTempName& out) {
   const std::string mark = ".tmp.";
   // The first ".tmp." after the hidden name: a host name may hold ".tmp." too, a target not.
@@ -110,7 +101,7 @@ bool parse_checkpoint_temp_name(const std::string& filename, CheckpointTempName&
 }
 
 CheckpointWriter::CheckpointWriter(std::string path) : path_(std::move(path)) {
-  tmp_ = checkpoint_temp_path(path_);
+  tmp_ = staging_path(path_);
   check_replaceable();
   // O_NOFOLLOW: a link at the temporary name is refused, not written through.
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);

@@ -78,21 +78,18 @@ class CheckpointWriter {
   uint64_t pending_header_ = UINT64_MAX;  // a header still to be rewritten (overlap_crc_)
 };
 
-// The temporary file CheckpointWriter fills for `path`: ".NAME.tmp.HOST.PID" in its directory.
-// Hidden, so that no listing takes it for a checkpoint; naming the writing process and its
-// host, so that --resume auto can tell a leftover of a killed writer from a file still being
-// written (earlier versions wrote ".NAME.tmp.PID", without the host: still recognised).
-std::string checkpoint_temp_path(const std::string& path);
-// This host's name as a temporary carries it: characters other than [A-Za-z0-9.-] become '_';
-// empty when the host has no name (the temporary is then ".NAME.tmp.PID").
-std::string checkpoint_host_tag();
+// CheckpointWriter fills staging_path(path) (runtime/core/atomic_write.h), ".NAME.tmp.HOST.PID"
+// in its directory: hidden, so that no listing takes it for a checkpoint; naming the writing
+// process and its host (host_tag()), so that --resume auto can tell a leftover of a killed
+// writer from a file still being written (earlier versions wrote ".NAME.tmp.PID", without the
+// host: still recognised).
 
 struct CheckpointTempName {
   std::string target;  // "step-00000040.ckpt"
   std::string host;    // empty in the old form without a host
   long pid = 0;
 };
-// Parses a file name (no directory) of checkpoint_temp_path's form, old or new: false for
+// Parses a file name (no directory) of a checkpoint temporary's form, old or new: false for
 // anything else, and for a PID that is not a positive number.
 bool parse_checkpoint_temp_name(const std::string& filename, CheckpointTempName& out);
 

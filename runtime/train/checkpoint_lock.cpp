@@ -31,14 +31,25 @@ std::string holder_of(int fd) {
 }  // namespace
 
 std::string CheckpointDirLock::path_in(const std::string& dir) {
-  return dir + "/.dprun.lock";
+  return dir + "/" + kFileName;
 }
 
 CheckpointDirLock::CheckpointDirLock(const std::string& dir) {
   const std::string path = path_in(dir);
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  DP_CHECK(fd_ >= 0, "--checkpoint-dir {}: cannot open its lock file {}: {}", dir, path,
-           std::strerror(errno));
+  // 0666 less the umask: in a directory a team shares, the next user's run must open the
+  // file the first one left (flock needs no write access: read-only is the fallback).
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd_ < 0 && errno == EACCES) fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) {
+    const int err = errno;
+    DP_CHECK(err == EACCES, "--checkpoint-dir {}: cannot open its lock file {}: {}", dir, path,
+             std::strerror(err));
+    log::warn(
+        "--checkpoint-dir {}: cannot open its lock file {} ({}): make sure no other run "
+        "writes this directory",
+        dir, path, std::strerror(err));
+    return;
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     if (err == EWOULDBLOCK) {
@@ -48,8 +59,10 @@ CheckpointDirLock::CheckpointDirLock(const std::string& dir) {
       fail(
           "--checkpoint-dir {} is in use by another run ({}): two runs writing one directory "
           "replace each other's checkpoints, and --resume auto would continue the other's "
-          "training; give this run its own --checkpoint-dir, or wait for that run to end",
-          dir, holder.empty() ? "its lock file " + path + " is held" : holder);
+          "training; give this run its own --checkpoint-dir, or wait for that run to end (if "
+          "its host is gone and the lock outlived it, as a network file system's may, remove "
+          "{})",
+          dir, holder.empty() ? "its lock file " + path + " is held" : holder, path);
     }
     log::warn(
         "--checkpoint-dir {}: cannot lock {} ({}): make sure no other run writes this "

@@ -11,14 +11,16 @@ namespace dp {
 class CheckpointDirLock {
  public:
   // Throws dp::Error naming the directory and the run that holds it (host, PID, start) when
-  // another live process holds the lock. A file system without locks (some network mounts)
-  // is a warning, not an error: the run goes on unguarded.
+  // another live process holds the lock. A file system without locks (some network mounts),
+  // or a lock file this user may not open, is a warning, not an error: the run goes on
+  // unguarded.
   explicit CheckpointDirLock(const std::string& dir);
   ~CheckpointDirLock();
   CheckpointDirLock(const CheckpointDirLock&) = delete;
   CheckpointDirLock& operator=(const CheckpointDirLock&) = delete;
 
   // "DIR/.dprun.lock": not a checkpoint name, so listing, pruning and --resume ignore it.
+  static constexpr const char* kFileName = ".dprun.lock";
   static std::string path_in(const std::string& dir);
 
  private:

@@ -3,10 +3,11 @@
 #include <filesystem>
 #include <system_error>
 
-#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/same_file.h"
 #include "runtime/data/open_data.h"
+#include "runtime/train/checkpoint_dir.h"
+#include "runtime/train/checkpoint_lock.h"
 
 namespace dp {
 
@@ -14,17 +15,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The checkpoints (step-N.ckpt) already in `dir`: --resume auto may read any of them.
-std::vector<PathUse> checkpoints_in(const std::string& dir) {
-  std::vector<PathUse> found;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.rfind("step-", 0) == 0 && name.size() > 10 &&
-        name.compare(name.size() - 5, 5, ".ckpt") == 0)
-      found.push_back({"--checkpoint-dir " + dir, it->path().string()});
-  }
-  return found;
+// Refuses an output in `dir` (--checkpoint-dir) named as a checkpoint, one there now or one
+// this run writes later, or as the directory's lock: the run would replace its own checkpoint.
+void refuse_checkpoint_names(const PathUse& out, const std::string& dir) {
+  const fs::path p(out.path);
+  const std::string parent = p.parent_path().empty() ? "." : p.parent_path().string();
+  const std::string name = p.filename().string();
+  DP_CHECK(!same_file(parent, dir) ||
+               (!is_checkpoint_name(name) && name != CheckpointDirLock::kFileName),
+           "{} {} is a file of --checkpoint-dir {} that the checkpoints use: give the output "
+           "another name or directory",
+           out.option, out.path, dir);
 }
 
 }  // namespace
@@ -38,16 +39,12 @@ void check_outputs_spare_inputs(const std::vector<PathUse>& outputs,
                "{} {} would overwrite the input file {} ({}): give the output another name",
                out.option, out.path, in.path, in.option);
     }
-    for (size_t j = 0; j < outputs.size(); ++j) {
-      if (j == i) continue;
+    for (size_t j = i + 1; j < outputs.size(); ++j) {
       const PathUse& other = outputs[j];
-      DP_CHECK(j < i || !same_file(out.path, other.path),
+      DP_CHECK(!same_file(out.path, other.path),
                "{} and {} name the same file ({}): one would replace the other; give each "
                "output its own name",
                out.option, other.option, out.path);
-      DP_CHECK(!same_file(out.path, staging_path(other.path)),
-               "{} {} is where {} {} is written first: give each output its own name", out.option,
-               out.path, other.option, other.path);
     }
   }
 }
@@ -69,10 +66,10 @@ void check_training_paths(const TrainConfig& cfg) {
   for (const std::string& f : data_files(cfg.val_data))
     inputs.push_back({"--val-data " + cfg.val_data, f});
   if (!cfg.resume.empty() && cfg.resume != "auto") inputs.push_back({"--resume", cfg.resume});
-  if (!cfg.checkpoint_dir.empty()) {
-    for (PathUse& c : checkpoints_in(cfg.checkpoint_dir)) inputs.push_back(std::move(c));
-  }
   check_outputs_spare_inputs(outputs, inputs);
+  if (!cfg.checkpoint_dir.empty()) {
+    for (const PathUse& out : outputs) refuse_checkpoint_names(out, cfg.checkpoint_dir);
+  }
 }
 
 }  // namespace dp

@@ -18,13 +18,14 @@ struct PathUse {
 };
 
 // Throws dp::Error naming both options when an output is the same file as an input or as
-// another output, or as the temporary file another output is written through.
+// another output.
 void check_outputs_spare_inputs(const std::vector<PathUse>& outputs,
                                 const std::vector<PathUse>& inputs);
 
 // A training run's outputs (--log-json, --trace, --dump-params, --gemm-profile,
-// --profile-out) and inputs (--config, the files of --data and --val-data, a --resume file,
-// the checkpoints of --checkpoint-dir), checked as above.
+// --profile-out) and inputs (--config, the files of --data and --val-data, a --resume file),
+// checked as above; and no output may be in --checkpoint-dir under a checkpoint's name (one
+// there now, which --resume auto may read, or one this run writes later) or the lock's.
 void check_training_paths(const TrainConfig& cfg);
 
 }  // namespace dp

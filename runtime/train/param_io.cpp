@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include "runtime/core/atomic_write.h"
@@ -14,7 +15,11 @@ static_assert(sizeof(float) == 4, "float32 expected");
 
 void refuse_unexpanded_home(const std::string& option, const std::string& path) {
   if (path.empty() || path[0] != '~') return;
-  const std::string first = path.substr(0, path.find('/'));
+  const size_t slash = path.find('/');
+  const std::string first = path.substr(0, slash);
+  // "~run.jsonl" is a file name; "~alice/x" is a home only where alice is a user.
+  if (slash == std::string::npos && first != "~") return;
+  if (first != "~" && ::getpwnam(first.c_str() + 1) == nullptr) return;
   std::error_code ec;
   DP_CHECK(std::filesystem::is_directory(first, ec),
            "{} {}: '{}' is not your home directory here: the shell expands it only at the start "
@@ -41,6 +46,14 @@ void check_output_path(const std::string& option, const std::string& path) {
            dir.string());
   DP_CHECK(access(dir.c_str(), W_OK) == 0, "{} {}: the directory {} is not writable", option, path,
            dir.string());
+  // The temporary's name is the file's plus about 12 characters and the host name: a name
+  // that fits alone may not fit so, and the write would fail after the run.
+  const std::string staged = fs::path(staging_path(path)).filename().string();
+  const long name_max = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+  DP_CHECK(name_max <= 0 || static_cast<long>(staged.size()) <= name_max,
+           "{} {}: the name is too long: dprun writes it first as {} ({} characters, more than "
+           "the {} this file system allows)",
+           option, path, staged, staged.size(), name_max);
 }
 
 void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,

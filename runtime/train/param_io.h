@@ -17,10 +17,10 @@ namespace dp {
 // A bad path is thus found before the run, not after it.
 void check_output_path(const std::string& option, const std::string& path);
 
-// Refuses a path that starts with "~" ("~", "~/x", "~user/x") where no such directory exists
-// here: the shell expands "~" only at the start of a word, so `--checkpoint-dir=~/ck` and
-// `checkpoint-dir = ~/ck` in a --config file reached dprun as written, and dprun made ./~/ck
-// while its messages read like the home directory.
+// Refuses a path that starts with "~" ("~", "~/x", or "~user/x" where user is a user) where
+// no such directory exists here: the shell expands "~" only at the start of a word, so
+// `--checkpoint-dir=~/ck` and `checkpoint-dir = ~/ck` in a --config file reached dprun as written,
+// and dprun made ./~/ck while its messages read like the home directory.
 void refuse_unexpanded_home(const std::string& option, const std::string& path);
 
 void dump_params(const std::vector<Parameter*>& params, const std::vector<Buffer*>& buffers,

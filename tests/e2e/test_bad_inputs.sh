@@ -220,6 +220,11 @@ TMPDIR=/proc "$DPRUN" --help --frobnicate >"$WORK/out2" 2>"$WORK/err2" && rc=1
   grep -q "dprun: error: \[rank 0\] unrecognised option '--frobnicate'" "$WORK/err2" &&
   pass "--help, --version, --model list and --mode dp without MPI" ||
   { fail "--help/--version/--model list/--mode dp without MPI"; cat "$WORK/out" "$WORK/err" "$WORK/err2" "$WORK/dp.out"; }
+# A --config read from a pipe is read once: parsed a second time it was empty, and the run
+# trained the default model on the default data.
+printf 'data = synthetic:256\nhidden = 16\nsteps = 1\n' | "$DPRUN" --config /dev/stdin >"$WORK/pipe.out" 2>&1 &&
+  grep -q "^model .*mlp 784-16-10\|^model .*mlp [0-9]*-16-10" "$WORK/pipe.out" &&
+  pass "a --config from a pipe is read once" || { fail "--config from a pipe"; cat "$WORK/pipe.out"; }
 # Ranks on different data of the same sizes and shapes (another seed): caught by content.
 "$MAKE_IDX" "$WORK/other" --train 200 --test 50 --seed 2 >/dev/null
 rc=0

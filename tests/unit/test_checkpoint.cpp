@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/mlp.h"
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
 #include "runtime/nn/module.h"
@@ -302,8 +303,8 @@ TEST(CheckpointDir, ResumeAutoTakesTheNewestThatVerifies) {
   EXPECT_EQ(choose_checkpoint(dir.path).path, checkpoint_path(dir.path, 30));
   // The newest is cut short, and a writer was killed mid-file: step 20 it is, saying why.
   fs::resize_file(checkpoint_path(dir.path, 30), 100);
-  const std::string leftover = dir.path + "/.step-00000040.ckpt.tmp." + checkpoint_host_tag() +
-                               "." + std::to_string(dead_pid());
+  const std::string leftover =
+      dir.path + "/.step-00000040.ckpt.tmp." + host_tag() + "." + std::to_string(dead_pid());
   std::ofstream(leftover) << "partial";
   std::ofstream(dir.path + "/notes.txt") << "not a checkpoint";
   const ResumeChoice c = choose_checkpoint(dir.path);
@@ -387,7 +388,7 @@ TEST(CheckpointDir, TrailingSlashKeepsTheCheckpointJustWritten) {
 TEST(CheckpointDir, AReusedPidIsNotTheWriter) {
   TempDir dir;
   write_step(dir.path, 10);
-  const std::string host = checkpoint_host_tag();
+  const std::string host = host_tag();
   const std::string mine = std::to_string(::getpid()), parent = std::to_string(::getppid());
   auto tmp = [&](const std::string& rest) {
     const std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
@@ -412,7 +413,7 @@ TEST(CheckpointDir, AReusedPidIsNotTheWriter) {
 TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
   TempDir dir;
   write_step(dir.path, 10);
-  const std::string host = checkpoint_host_tag();
+  const std::string host = host_tag();
   // A live writer here: the parent (ctest, the shell) started before these files were written.
   const std::string mine = std::to_string(::getpid()), parent = std::to_string(::getppid()),
                     dead = std::to_string(dead_pid()), dead2 = std::to_string(dead_pid());
@@ -454,7 +455,7 @@ TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
   // The writer's own name parses back to this host and this process.
   CheckpointTempName t;
   ASSERT_TRUE(parse_checkpoint_temp_name(
-      fs::path(checkpoint_temp_path(checkpoint_path(dir.path, 7))).filename().string(), t));
+      fs::path(staging_path(checkpoint_path(dir.path, 7))).filename().string(), t));
   EXPECT_EQ(t.target, "step-00000007.ckpt");
   EXPECT_EQ(t.host, host);
   EXPECT_EQ(t.pid, long(::getpid()));

@@ -294,7 +294,7 @@ TEST_F(CheckpointFileTest, ReplacesOnlyRegularFiles) {
   EXPECT_THROW(write_sample("step-2.ckpt"), Error);
   EXPECT_TRUE(fs::is_fifo(dir_ + "/step-2.ckpt"));
 
-  const std::string tmp = checkpoint_temp_path(dir_ + "/step-3.ckpt");
+  const std::string tmp = staging_path(dir_ + "/step-3.ckpt");
   fs::create_symlink(victim, tmp);
   EXPECT_THROW(write_sample("step-3.ckpt"), Error);
   EXPECT_EQ(read_bytes(victim), "keep me");
@@ -343,6 +343,9 @@ TEST_F(CheckpointFileTest, AnUnexpandedHomeDirectoryIsRefused) {
     dump_message = e.what();
   }
   EXPECT_NO_THROW(refuse_unexpanded_home("--checkpoint-dir", "ck/~"));
+  EXPECT_NO_THROW(refuse_unexpanded_home("--log-json", "~run.jsonl"));   // a file's name
+  EXPECT_THROW(refuse_unexpanded_home("--log-json", "~root/x"), Error);  // root's home
+  EXPECT_NO_THROW(refuse_unexpanded_home("--log-json", "~no-such-user-x/x"));
   fs::create_directory("~");
   EXPECT_NO_THROW(refuse_unexpanded_home("--checkpoint-dir", "~/ck"));
   fs::current_path(cwd);
@@ -352,4 +355,20 @@ TEST_F(CheckpointFileTest, AnUnexpandedHomeDirectoryIsRefused) {
   EXPECT_NE(dump_message.find("--dump-params ~/params.bin: '~' is not your home directory"),
             std::string::npos)
       << dump_message;
+}
+
+// The temporary's name is longer than the file's: a name that fits alone but not so is refused
+// before the run, not after it.
+TEST_F(CheckpointFileTest, ANameTooLongForItsTemporaryIsRefusedUpFront) {
+  const std::string fits = dir_ + "/" + std::string(200, 'p'),
+                    too_long = dir_ + "/" + std::string(250, 'p');
+  EXPECT_NO_THROW(check_output_path("--dump-params", fits));
+  try {
+    check_output_path("--dump-params", too_long);
+    ADD_FAILURE() << "a name whose temporary is too long was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the name is too long: dprun writes it first as ."),
+              std::string::npos)
+        << e.what();
+  }
 }

@@ -90,3 +90,21 @@ TEST_F(PhysicalCores, ACpuWithoutTopologyIsACoreOfItsOwn) {
 }
 
 }  // namespace
+
+// A container's cpuset, which Open MPI's binding keeps to, from cgroup v2 or v1's cpuset
+// controller; nothing where neither is there.
+class CgroupCpus : public dp::test::TempDirTest {};
+
+TEST_F(CgroupCpus, ReadsV2AndV1Cpusets) {
+  std::filesystem::create_directories(path("fs/cgroup/job/x"));
+  write_text(path("fs/cgroup/job/x/cpuset.cpus.effective"), "2-3,6\n");
+  write_text(path("cg2"), "0::/job/x\n");
+  EXPECT_EQ(cgroup_cpus(dir_, path("cg2")), (std::vector<int>{2, 3, 6}));
+  std::filesystem::create_directories(path("fs/cgroup/cpuset/docker/abc"));
+  write_text(path("fs/cgroup/cpuset/docker/abc/cpuset.cpus"), "0-1\n");
+  write_text(path("cg1"), "4:memory:/docker/abc\n3:cpuset,cpu:/docker/abc\n0::/\n");
+  EXPECT_EQ(cgroup_cpus(dir_, path("cg1")), (std::vector<int>{0, 1}));
+  write_text(path("none"), "4:memory:/docker/abc\n0::/\n");  // v2 root: no cpuset file here
+  EXPECT_TRUE(cgroup_cpus(dir_, path("none")).empty());
+  EXPECT_TRUE(cgroup_cpus(dir_, path("missing")).empty());
+}
