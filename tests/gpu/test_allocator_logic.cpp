@@ -25,6 +25,7 @@ using dp::CachingAllocator;
 constexpr size_t KiB = 1024, MiB = 1024 * 1024;
 
 cudaStream_t stream_id(uintptr_t i) {
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): a fake stream handle, never dereferenced
   return reinterpret_cast<cudaStream_t>(i);
 }
 const cudaStream_t S1 = stream_id(0x100), S2 = stream_id(0x200);
@@ -65,7 +66,7 @@ class FakeBackend : public dp::DeviceMemoryBackend {
     dev_->next_addr += bytes + 4096;  // a gap: segments are never adjacent
     dev_->live[a] = bytes;
     dev_->used += bytes;
-    return reinterpret_cast<void*>(a);
+    return reinterpret_cast<void*>(a);  // NOLINT(performance-no-int-to-ptr): fake address
   }
   void free(int, void* p) override {
     std::lock_guard<std::mutex> lock(dev_->mu);
@@ -81,7 +82,7 @@ class FakeBackend : public dp::DeviceMemoryBackend {
     std::lock_guard<std::mutex> lock(dev_->mu);
     uintptr_t id = dev_->next_event++;
     dev_->events[id] = {s, false};
-    return reinterpret_cast<cudaEvent_t>(id);
+    return reinterpret_cast<cudaEvent_t>(id);  // NOLINT(performance-no-int-to-ptr): fake handle
   }
   bool event_done(int, cudaEvent_t e) override {
     std::lock_guard<std::mutex> lock(dev_->mu);
@@ -114,6 +115,12 @@ struct Fixture : ::testing::Test {
 
 using AllocatorLogic = Fixture;
 
+// CachingAllocator::free is not free(3), but clang-analyzer (LLVM 14's unix.Malloc) takes every
+// one-argument call named free for it: to the analyzer a block given back stays dangling even
+// after allocate() hands its address out again, and comparing that address with a new block
+// (EXPECT_EQ prints both on failure) is a use after free. Hence the few suppressions of that
+// check below: the fake addresses are only compared, never dereferenced.
+
 TEST(AllocatorRounding, SmallTo512BytesLargeTo2MiB) {
   EXPECT_EQ(CachingAllocator::round_size(1), 512u);
   EXPECT_EQ(CachingAllocator::round_size(512), 512u);
@@ -134,6 +141,7 @@ TEST_F(AllocatorLogic, ZeroBytesAndNull) {
 
 TEST_F(AllocatorLogic, SmallRequestsShareOneSegment) {
   std::vector<char*> ptrs;
+  ptrs.reserve(100);
   for (int i = 0; i < 100; ++i) ptrs.push_back(static_cast<char*>(alloc->allocate(1000, S1)));
   auto s = alloc->stats();
   EXPECT_EQ(s.cuda_malloc_calls, 1u);
@@ -160,6 +168,7 @@ TEST_F(AllocatorLogic, SteadyStateStepsMakeNoCudaMalloc) {
   std::mt19937 rng(7);
   auto step = [&] {
     std::vector<void*> live;
+    live.reserve(sizes.size());
     for (size_t s : sizes) live.push_back(alloc->allocate(s, S1));
     std::shuffle(live.begin(), live.end(), rng);
     for (void* p : live) alloc->free(p);
@@ -202,8 +211,9 @@ TEST_F(AllocatorLogic, SplitBlocksMergeAndOnlyWholeSegmentsAreReleased) {
   EXPECT_EQ(alloc->stats().cuda_free_calls, 0u);
   EXPECT_EQ(alloc->stats().reserved_bytes, 8 * MiB);
   alloc->free(b);
-  EXPECT_EQ(alloc->allocate(8 * MiB, S1), seg);  // merged back into one 8 MiB block
-  alloc->free(seg);
+  void* whole = alloc->allocate(8 * MiB, S1);
+  EXPECT_EQ(whole, seg);  // merged back into one 8 MiB block
+  alloc->free(whole);
   alloc->empty_cache();
   EXPECT_EQ(alloc->stats().cuda_free_calls, 1u);
   EXPECT_EQ(alloc->stats().reserved_bytes, 0u);
@@ -243,7 +253,11 @@ TEST_F(AllocatorLogic, RecordStreamDefersReuseUntilTheOtherStreamIsDone) {
 TEST_F(AllocatorLogic, RecordingTheAllocationStreamIsANoOp) {
   void* p = alloc->allocate(4 * MiB, S1);
   alloc->record_stream(p, S1);
-  alloc->free(p);
+  // To the analyzer, every EXPECT_EQ/NE here that compares a new block with a freed one is the
+  // same use after free, reported once, inside gtest-printers.h (out of a suppression comment's
+  // reach), along the shortest such path: this test's. Suppressing it on that path's first line
+  // in this file (this free) drops it.
+  alloc->free(p);  // NOLINT(clang-analyzer-unix.Malloc): see above and at the top of the file
   void* q = alloc->allocate(4 * MiB, S1);
   EXPECT_EQ(q, p);
   EXPECT_EQ(dev->next_event, 1u);  // no event was recorded
@@ -296,6 +310,8 @@ TEST_F(AllocatorLogic, OutOfMemoryWaitsForPendingCrossStreamFrees) {
 
 TEST_F(AllocatorLogic, OutOfMemoryAfterRetryIsAnActionableError) {
   dev->capacity = 10 * MiB;
+  // The analyzer follows no exception: to it the try always ends in FAIL()'s return.
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): freed after the catch
   void* keep = alloc->allocate(3 * MiB, S1);
   alloc->free(alloc->allocate(5 * MiB, S1));  // cached, will be given back
   const size_t absurd = size_t(1) << 50;
@@ -321,10 +337,12 @@ TEST_F(AllocatorLogic, OutOfMemoryAfterRetryIsAnActionableError) {
 TEST_F(AllocatorLogic, MisuseIsAnError) {
   void* p = alloc->allocate(100, S1);
   EXPECT_THROW(alloc->free(static_cast<char*>(p) + 16), dp::Error);  // interior pointer
+  // NOLINTBEGIN(clang-analyzer-unix.Malloc): the interior free threw; then misuse on purpose
   alloc->free(p);
   EXPECT_THROW(alloc->free(p), dp::Error);  // double free
   EXPECT_THROW(alloc->record_stream(p, S2), dp::Error);
   EXPECT_THROW(alloc->block_size(p), dp::Error);
+  // NOLINTEND(clang-analyzer-unix.Malloc)
   EXPECT_THROW(alloc->allocate(static_cast<size_t>(-1), S1), dp::Error);
 }
 
@@ -351,6 +369,7 @@ TEST_F(AllocatorLogic, DeviceBufferFreesOnScopeExit) {
     EXPECT_NE(buf.data(), nullptr);
     EXPECT_EQ(buf.size(), 5000u);
     dp::DeviceBuffer moved = std::move(buf);
+    // NOLINTNEXTLINE(bugprone-use-after-move,clang-analyzer-cplusplus.Move): the moved-from state
     EXPECT_EQ(buf.data(), nullptr);
     EXPECT_EQ(alloc->stats().active_blocks, 1u);
   }
@@ -414,6 +433,7 @@ TEST_F(AllocatorLogic, ConcurrentUseKeepsAllocationsDisjoint) {
     }
   };
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) threads.emplace_back(worker, t);
   for (auto& th : threads) th.join();
   EXPECT_EQ(overlaps.load(), 0);

@@ -151,6 +151,7 @@ TEST_F(CudaElementwise, SumSquaresMatchesCpuAndIsDeterministic) {
     for (int rep = 0; rep < 3; ++rep) {
       cuda::sum_squares(n, dx.get(), result.get(), scratch.get(), stream);
       const double again = result.download()[0];
+      // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
       EXPECT_EQ(std::memcmp(&again, &got, sizeof(double)), 0) << "not deterministic";
     }
     // accumulate = true adds onto the previous value (what a norm over many tensors uses).

@@ -103,6 +103,7 @@ TEST(CudaRuntime, StreamPriorities) {
   EXPECT_THROW(CudaStream(0, greatest - 1), dp::Error);
   EXPECT_THROW(CudaStream(0, least + 1), dp::Error);
   CudaStream moved = std::move(high);
+  // NOLINTNEXTLINE(bugprone-use-after-move,clang-analyzer-cplusplus.Move): the moved-from state
   EXPECT_EQ(high.get(), nullptr);
   EXPECT_NE(moved.get(), nullptr);
 }
@@ -246,7 +247,13 @@ TEST_F(CudaAllocator, CrossStreamFreeWaitsForTheOtherStream) {
   void* p = alloc->allocate(4 * MiB, stream.get());
   dp::test::launch_spin(other.get(), 200);  // "other" still reads p for 200 ms
   alloc->record_stream(p, other.get());
-  alloc->free(p);
+  // CachingAllocator::free is not free(3), but clang-analyzer (LLVM 14's unix.Malloc) takes every
+  // one-argument call named free for it: to the analyzer, comparing p's address with a new block
+  // (EXPECT_NE/EQ print both on failure) is a use after free, reported once per file inside
+  // gtest-printers.h (out of a suppression comment's reach) along the shortest such path: this
+  // test's. Suppressing it on that path's first line in this file (this free) drops it. Nothing
+  // touches p's memory after this.
+  alloc->free(p);  // NOLINT(clang-analyzer-unix.Malloc): see above
   void* q = alloc->allocate(4 * MiB, stream.get());
   EXPECT_NE(q, p) << "a block still in use on another stream was handed out";
   other.synchronize();
@@ -262,6 +269,8 @@ TEST_F(CudaAllocator, CrossStreamFreeWaitsForTheOtherStream) {
 }
 
 TEST_F(CudaAllocator, AbsurdRequestIsAClearOutOfMemoryError) {
+  // The analyzer follows no exception: to it the try always ends in FAIL()'s return.
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): freed after the catch
   void* keep = alloc->allocate(MiB, stream.get());
   alloc->free(alloc->allocate(64 * MiB, stream.get()));  // cached: returned before the retry
   const size_t absurd = size_t(1) << 50;                 // 1 PiB
@@ -298,6 +307,7 @@ TEST_F(CudaAllocator, EmptyCacheReturnsMemoryToTheDevice) {
 
 TEST_F(CudaAllocator, ConcurrentThreads) {
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       CudaStream s(0);

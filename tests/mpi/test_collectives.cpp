@@ -281,12 +281,13 @@ TEST_P(Collectives, SixtyFourInFlightThenWaitedInOrder) {
     ts.push_back(t);
     works.push_back(pg.allreduce(ts.back(), ReduceOp::sum, "bucket " + std::to_string(k)));
   }
+  const int rank_sum = world * (world - 1) / 2;  // 0 + 1 + ... + (world - 1): exact
   for (size_t k = 0; k < works.size(); ++k) {
     if (k > 0) {
       EXPECT_EQ(works[k]->seq(), works[k - 1]->seq() + 1);
     }
     works[k]->wait();
-    const float base = float(world * int(k)) + float(world * (world - 1) / 2);
+    const float base = float(world * int(k)) + float(rank_sum);
     expect_all(
         ts[k], [&](size_t i) { return base + float(world * int(i % 5)); }, "in flight");
   }

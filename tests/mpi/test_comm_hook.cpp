@@ -159,6 +159,7 @@ class CommHookMpi : public ::testing::TestWithParam<std::tuple<bool, CommHook>> 
 
 TEST_P(CommHookMpi, GradientsAreTheHookReductionOfEveryRanksGradients) {
   std::vector<Grads> per_rank;
+  per_rank.reserve(size_t(world));
   for (int r = 0; r < world; ++r) per_rank.push_back(local_grads(r, 1));
   auto model = small_mlp();
   Reducer reducer(model->parameters(), pg, hook_options(hook));
@@ -179,6 +180,7 @@ TEST_P(CommHookMpi, GradientsAreTheHookReductionOfEveryRanksGradients) {
 
 TEST_P(CommHookMpi, GradAccumulationWithNoSyncCompressesOnlyTheSum) {
   std::vector<Grads> per_rank;
+  per_rank.reserve(size_t(world));
   for (int r = 0; r < world; ++r) per_rank.push_back(local_grads(r, 2));
   const Grads first_micro_batch = local_grads(rank, 1);
   auto model = small_mlp();

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "models/mlp.h"
 #include "runtime/comm/mpi_process_group.h"
@@ -110,7 +111,7 @@ void expect_trained(const std::vector<float>& initial, const std::vector<float>&
 // computed independently on every rank.
 std::vector<float> train_alone(TrainConfig c) {
   MpiProcessGroup self(MPI_COMM_SELF);
-  Trainer t(c, 0, 1);
+  Trainer t(std::move(c), 0, 1);
   t.connect(self);
   t.run();
   return flat_params(t);
@@ -118,7 +119,7 @@ std::vector<float> train_alone(TrainConfig c) {
 
 std::vector<float> train_distributed(TrainConfig c, std::vector<float>* initial = nullptr) {
   MpiProcessGroup pg(MPI_COMM_WORLD);
-  Trainer t(c, rank(), world());
+  Trainer t(std::move(c), rank(), world());
   t.connect(pg);
   if (initial != nullptr) *initial = flat_params(t);
   t.run();

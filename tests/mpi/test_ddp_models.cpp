@@ -45,7 +45,7 @@ std::string shared_dir() {
 
 // CIFAR-10 binary files of a learnable task: a class is a colour and a bright quadrant.
 std::string cifar_dir() {
-  const std::string dir = shared_dir() + "/cifar";
+  std::string dir = shared_dir() + "/cifar";
   if (rank() == 0) {
     mkdir(dir.c_str(), 0755);
     Philox rng(11, 0);
@@ -61,7 +61,7 @@ std::string cifar_dir() {
               const bool bright = x / 16 == label % 2 && y / 16 == (label / 2) % 2;
               const float v = float((label * (40 + 30 * c)) % 256) + (bright ? 60.0f : 0.0f) +
                               80.0f * (rng.uniform() - 0.5f);
-              rec[size_t(1 + c * 1024 + y * 32 + x)] =
+              rec[1 + size_t(c) * 1024 + size_t(y) * 32 + size_t(x)] =
                   static_cast<unsigned char>(std::min(255.0f, std::max(0.0f, v)));
             }
         out.write(reinterpret_cast<const char*>(rec.data()), 3073);
@@ -76,7 +76,7 @@ std::string cifar_dir() {
 
 // A token file of a repeating, learnable sequence (vocabulary 23).
 std::string token_file() {
-  const std::string path = shared_dir() + "/tokens.bin";
+  std::string path = shared_dir() + "/tokens.bin";
   if (rank() == 0) {
     std::vector<uint16_t> t(3000);
     for (size_t i = 0; i < t.size(); ++i) t[i] = uint16_t((i * 7 + i / 13) % 23);

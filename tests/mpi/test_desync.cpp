@@ -50,7 +50,7 @@ class Desync : public ::testing::TestWithParam<bool> {
   // After a desync nothing runs, on any rank, and nothing waits.
   void expect_stopped() {
     Tensor t = Tensor::zeros({3});
-    for (WorkPtr w : {pg.barrier("next"), pg.allreduce(t, ReduceOp::sum, "next")}) {
+    for (const WorkPtr& w : {pg.barrier("next"), pg.allreduce(t, ReduceOp::sum, "next")}) {
       try {
         w->wait();
         ADD_FAILURE() << w->description() << " ran after a desync";
@@ -143,7 +143,8 @@ TEST_P(Desync, AgreeingRanksPassTheCheck) {
   pg.broadcast(b, 1, "bcast")->wait();
   pg.barrier("end")->wait();
   const int world = pg.size();
-  EXPECT_EQ(t.f32()[999], float(world * (world - 1) / 2));
+  const int rank_sum = world * (world - 1) / 2;  // 0 + 1 + ... + (world - 1): exact
+  EXPECT_EQ(t.f32()[999], float(rank_sum));
   EXPECT_FLOAT_EQ(big.f32()[12345], float(world + 1) / 2);
   EXPECT_EQ(b.f32()[999], 11.0f);
 }

@@ -180,7 +180,8 @@ class HalfAllreduce : public ::testing::TestWithParam<bool> {
       for (auto& w : {ws, wf, wa}) w->wait();
       expect_reduced<H>(sum, true, false, "sum");
       expect_reduced<H>(avg, true, true, "avg");
-      EXPECT_EQ(f.f32()[n - 1], float(world * (world + 1) / 2));
+      const int one_to_world_sum = world * (world + 1) / 2;  // 1 + 2 + ... + world: exact
+      EXPECT_EQ(f.f32()[n - 1], float(one_to_world_sum));
     }
   }
 

@@ -105,6 +105,7 @@ TEST_P(Hierarchical, IntegerValuesSumAndAverageExactly) {
         float exact = 0;
         for (int r = 0; r < world_; ++r) exact += int_value(r, i);  // integers: any order
         if (avg) exact *= 1.0f / float(world_);
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
         if (std::memcmp(&v.f32()[i], &exact, 4) != 0 && bad++ == 0) first = i;
       }
       EXPECT_EQ(bad, 0u) << (avg ? "avg" : "sum") << " n=" << n << " first bad at " << first;
@@ -123,8 +124,10 @@ TEST_P(Hierarchical, RandomValuesFollowTheDocumentedOrder) {
       size_t bad = 0, first = 0;
       for (size_t i = 0; i < n; ++i) {
         const float want = reference(messy_value, i, avg);
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
+        const bool same_bits = std::memcmp(&v.f32()[i], &want, 4) == 0;
         const bool ok = exact_order(n)
-                            ? std::memcmp(&v.f32()[i], &want, 4) == 0
+                            ? same_bits
                             : std::fabs(v.f32()[i] - want) <= 1e-5f * (1 + std::fabs(want));
         if (!ok && bad++ == 0) first = i;
       }
@@ -151,6 +154,7 @@ TEST_P(Hierarchical, ViewsAtOddOffsetsAndRepeatedRunsAgree) {
       for (size_t i = 0; i < b.numel(); i += 997) {
         const float want =
             reference([](int r, size_t j) { return messy_value(r + 5, j); }, i, false);
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
         bad += std::memcmp(&b.f32()[i], &want, 4) != 0;
       }
       EXPECT_EQ(bad, 0u) << "view b";

@@ -58,6 +58,7 @@ void expect_bits(const Tensor& t, const std::function<float(size_t)>& want,
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < t.numel(); ++i) {
     const float w = want(i);
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
     if (std::memcmp(&p[i], &w, sizeof(float)) != 0 && bad++ == 0) first = i;
   }
   EXPECT_EQ(bad, 0u) << what << " " << t.str() << ": first at " << first << " got " << p[first]
@@ -259,9 +260,9 @@ void expect_poisoned_from_now_on(MpiProcessGroup& pg, Tensor& shared, uint64_t s
   Tensor ordinary = Tensor::zeros({10});
   const std::string cause = "gave up waiting at " + barrier;
   const std::string where = "of collective #" + std::to_string(seq) + " allreduce(sum)";
-  for (WorkPtr w : {pg.barrier("recovered?"), pg.allreduce(shared, ReduceOp::avg, "shared"),
-                    pg.allreduce(ordinary, ReduceOp::sum, "ordinary"),
-                    pg.broadcast(ordinary, 0, "broadcast")}) {
+  for (const WorkPtr& w : {pg.barrier("recovered?"), pg.allreduce(shared, ReduceOp::avg, "shared"),
+                           pg.allreduce(ordinary, ReduceOp::sum, "ordinary"),
+                           pg.broadcast(ordinary, 0, "broadcast")}) {
     try {
       w->wait();
       ADD_FAILURE() << w->description() << " completed on a poisoned group";

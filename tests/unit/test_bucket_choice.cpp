@@ -104,7 +104,8 @@ TEST(BucketChoice, IsTheGridMinimumUpToTheTie) {
   const size_t sizes[] = {3 * kMiB, 40 << 10, 9 * kMiB, 2 * kMiB, 700 << 10, 5 * kMiB, 64 << 10};
   double t = 0;
   for (size_t i = 0; i < 7; ++i) {
-    t += double(sizes[i] / 1024) * 3.0;  // compute proportional to size
+    const size_t kib = sizes[i] / 1024;  // exact: every size is whole KiB
+    t += double(kib) * 3.0;              // compute proportional to size
     p.params.push_back({"p" + std::to_string(i), sizes[i], 0});
   }
   for (size_t i = 0; i < 7; ++i) p.params[6 - i].ready_us = double(i + 1) * t / 8;

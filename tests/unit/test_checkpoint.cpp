@@ -391,7 +391,7 @@ TEST(CheckpointDir, AReusedPidIsNotTheWriter) {
   const std::string host = host_tag();
   const std::string mine = std::to_string(::getpid()), parent = std::to_string(::getppid());
   auto tmp = [&](const std::string& rest) {
-    const std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
+    std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
     std::ofstream(p) << "partial";
     return p;
   };
@@ -418,7 +418,7 @@ TEST(CheckpointDir, ResumeAutoRemovesOnlyTemporariesOfWritersThatAreGone) {
   const std::string mine = std::to_string(::getpid()), parent = std::to_string(::getppid()),
                     dead = std::to_string(dead_pid()), dead2 = std::to_string(dead_pid());
   auto tmp = [&](const std::string& rest) {
-    const std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
+    std::string p = dir.path + "/.step-00000020.ckpt.tmp." + rest;
     std::ofstream(p) << "partial";
     return p;
   };

@@ -33,7 +33,7 @@ class CheckpointFileTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string write_sample(const std::string& name = "a.ckpt") {
-    const std::string path = dir_ + "/" + name;
+    std::string path = dir_ + "/" + name;
     CheckpointWriter w(path);
     w.add("meta", std::string("{\"x\": 1}"));
     std::vector<float> v(1000);

@@ -304,6 +304,7 @@ TEST(MaxPool2d, BackwardRoutesEachGradientToItsArgmaxAndZerosTheRest) {
       want[size_t(o / out * plane + pool.argmax().data<int32_t>()[o])] = dy.f32()[o];
     ASSERT_EQ(dx.numel(), want.size());
     for (size_t i = 0; i < want.size(); ++i)
+      // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
       ASSERT_EQ(std::memcmp(&dx.f32()[i], &want[i], sizeof(float)), 0)
           << "pixel " << i << ": " << dx.f32()[i] << ", want " << want[i];
   }

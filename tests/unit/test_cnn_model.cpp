@@ -30,6 +30,7 @@ const DataShape kMnist{"images", {1, 28, 28}, 10};
 
 std::vector<std::string> names(const std::vector<Parameter*>& ps) {
   std::vector<std::string> out;
+  out.reserve(ps.size());
   for (const Parameter* p : ps) out.push_back(p->name);
   return out;
 }
@@ -197,7 +198,7 @@ std::pair<double, double> train(float lr, int steps, double* accuracy) {
   double first = 0, last = 0;
   for (int i = 0; i < 4; ++i) {
     first += curve[size_t(i)] / 4;
-    last += curve[size_t(steps - 4 + i)] / 4;
+    last += curve[size_t(steps) - 4 + size_t(i)] / 4;
   }
   return {first, last};
 }

@@ -155,6 +155,7 @@ TEST_P(CommHookThreads, GradientsAreTheHookReductionAndTheWireIs16Bit) {
   const CommHook hook = std::get<0>(GetParam());
   const int n = std::get<1>(GetParam());
   std::vector<Grads> per_rank;
+  per_rank.reserve(size_t(n));
   for (int r = 0; r < n; ++r) per_rank.push_back(test::local_grads(kSeed, r));
   std::mutex mu;
   std::vector<Grads> reduced(static_cast<size_t>(n));
@@ -186,6 +187,7 @@ TEST_P(CommHookThreads, GradientsAreTheHookReductionAndTheWireIs16Bit) {
   for (size_t p = 0; p < per_rank[0].size(); ++p) {
     for (size_t i = 0; i < per_rank[0][p].size(); ++i) {
       std::vector<float> vals;
+      vals.reserve(size_t(n));
       for (int r = 0; r < n; ++r) vals.push_back(per_rank[size_t(r)][p][i]);
       const float want = hook_reduction(hook, vals);
       for (int r = 0; r < n; ++r) {

@@ -15,8 +15,10 @@ namespace {
 std::vector<std::string> lines(const TrainConfig& c, size_t train_size = 100) {
   SyntheticDataset train(train_size, 8, 3, 1), test(10, 8, 3, 1, train_size);
   std::vector<std::string> out;
-  for (const auto& [name, value] : collective_settings(c, train, &test))
-    out.push_back(name + "\t" + value);
+  for (const auto& [name, value] : collective_settings(c, train, &test)) {
+    out.push_back(name + "\t");
+    out.back() += value;
+  }
   return out;
 }
 

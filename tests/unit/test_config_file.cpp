@@ -112,6 +112,7 @@ namespace {
 LaunchOptions parse_args(std::vector<std::string> args) {
   args.insert(args.begin(), "dprun");
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   return parse_options(int(args.size()), argv.data());

@@ -23,6 +23,7 @@ class ConfigOriginTest : public dp::test::TempDirTest {
     std::vector<std::string> args = {"dprun", "--config", path("run.cfg")};
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     return parse_options(static_cast<int>(args.size()), argv.data());

@@ -64,6 +64,7 @@ TEST(ConvCpuKernels, Col2imIsBitIdenticalToTheScatter) {
     std::vector<float> got(want.size(), -1.0f);
     col2im(g, dcol.data(), got.data());
     for (size_t i = 0; i < want.size(); ++i)
+      // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
       ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
           << "element " << i << ": " << got[i] << " vs " << want[i] << " for " << t.channels << "x"
           << t.height << "x" << t.width << " k" << t.kernel << " s" << t.stride << " p"

@@ -119,6 +119,7 @@ std::string sharing_error(const DeviceRequest& r, const NodeFacts& n,
 // What every local rank picks when each sees all `gpus` GPUs of the node and asks `device`.
 std::vector<std::string> ids_when_all_visible(int local_size, int gpus, int pinned = -1) {
   std::vector<std::string> ids;
+  ids.reserve(size_t(local_size));
   for (int i = 0; i < local_size; ++i)
     ids.push_back("GPU-" + std::to_string(pinned >= 0 ? pinned : i % gpus));
   return ids;

@@ -62,6 +62,7 @@ TEST(GptReference, LossGradientsAndOneAdamWStepMatchPyTorch) {
   const std::vector<Parameter*> params = gpt.parameters();
   // Names and order exactly as the reference (GPT-2's).
   std::vector<std::string> names;
+  names.reserve(params.size());
   for (Parameter* p : params) names.push_back(p->name);
   std::vector<std::string> want;
   for (auto it = c["params"].begin(); it != c["params"].end(); ++it) want.push_back(it.key());
@@ -87,6 +88,7 @@ TEST(GptReference, LossGradientsAndOneAdamWStepMatchPyTorch) {
   // One AdamW step, weight decay on every parameter. First from the reference gradients:
   // this pins the optimizer's settings and update rule to torch.optim.AdamW's, exactly.
   std::vector<Tensor> ours;
+  ours.reserve(params.size());
   for (Parameter* p : params) ours.push_back(p->grad.clone());
   const auto& a = c["adamw"];
   const float lr = a["lr"].get<float>();

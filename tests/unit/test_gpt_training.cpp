@@ -108,6 +108,7 @@ TEST(GptGeneration, DeterministicPerSeedAndDifferentAcrossSeeds) {
 TEST(GptGeneration, CropsThePromptToTheContext) {
   GptModel gpt(tiny(), 4);
   std::vector<int32_t> long_prompt;
+  long_prompt.reserve(40);
   for (int i = 0; i < 40; ++i) long_prompt.push_back(int32_t((i * 5) % 12));
   const std::vector<int32_t> tail(long_prompt.end() - 16, long_prompt.end());
   // Only the last `context` tokens are seen: the same seed gives the same continuation.

@@ -14,7 +14,8 @@ namespace {
 // A leaf that owns one parameter and one buffer and writes the gradient in backward.
 class Leaf : public Module {
  public:
-  explicit Leaf(std::string name) : Module(name), w(name + ".w", {3}), stat(name + ".stat", {2}) {
+  explicit Leaf(const std::string& name)
+      : Module(name), w(name + ".w", {3}), stat(name + ".stat", {2}) {
     register_parameter(w);
     register_buffer(stat);
   }

@@ -114,7 +114,7 @@ TEST_F(OpenDataTest, IdxTestImagesMustHaveTheTrainingSize) {
 }
 
 TEST_F(OpenDataTest, IdxClassCountComesFromTheLabels) {
-  auto split = [&](const std::string& name, std::vector<uint8_t> lab) {
+  auto split = [&](const std::string& name, const std::vector<uint8_t>& lab) {
     std::vector<uint8_t> px(lab.size() * 4);
     for (size_t i = 0; i < px.size(); ++i) px[i] = uint8_t(i * 13);
     write_idx_ubyte(path(name + "-images-idx3-ubyte"), {uint32_t(lab.size()), 2, 2}, px, false);

@@ -35,6 +35,7 @@ std::vector<std::unique_ptr<Parameter>> odd_params() {
 
 std::vector<Parameter*> raw(const std::vector<std::unique_ptr<Parameter>>& ps) {
   std::vector<Parameter*> out;
+  out.reserve(ps.size());
   for (const auto& p : ps) out.push_back(p.get());
   return out;
 }
@@ -71,6 +72,7 @@ void fill_grads(const std::vector<Parameter*>& ps, int step) {
 TEST(ParameterArena, ValuesAndGradsAreAlignedViewsThatAliasTheBlocks) {
   auto ps = odd_params();
   std::vector<std::vector<float>> before;
+  before.reserve(ps.size());
   for (const auto& p : ps) before.push_back(p->value.to_vector());
   ParameterArena a(raw(ps));
   EXPECT_TRUE(a.intact());
@@ -174,7 +176,7 @@ TEST_P(FusedOptimizer, IsBitIdenticalToThePerParameterPath) {
   auto ps = odd_params();
   auto ref = odd_params();
   ParameterArena a(raw(ps));
-  auto make = [&](std::vector<Parameter*> params,
+  auto make = [&](const std::vector<Parameter*>& params,
                   ParameterArena* arena) -> std::unique_ptr<Optimizer> {
     if (c.adamw) return std::make_unique<AdamW>(params, 0.9f, 0.95f, 1e-8f, c.weight_decay, arena);
     return std::make_unique<SGD>(params, c.momentum, 0.0f, c.weight_decay, c.nesterov, arena);

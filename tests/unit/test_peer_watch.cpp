@@ -27,7 +27,7 @@ int64_t dead_pid() {
   return child;
 }
 
-std::function<bool(int64_t)> alive_except(std::set<int64_t> dead) {
+std::function<bool(int64_t)> alive_except(const std::set<int64_t>& dead) {
   return [dead](int64_t pid) { return dead.count(pid) == 0; };
 }
 

@@ -24,6 +24,7 @@ class ReducerThreads : public ::testing::TestWithParam<int> {};
 TEST_P(ReducerThreads, GradientsAreTheAverageOfEveryRanksGradients) {
   const int n = GetParam();
   std::vector<test::Grads> expected_per_rank;
+  expected_per_rank.reserve(size_t(n));
   for (int r = 0; r < n; ++r) expected_per_rank.push_back(test::local_grads(kSeed, r));
   std::mutex mu;
   std::vector<test::Grads> reduced(n);

@@ -30,6 +30,7 @@ void expect_bits_equal(const std::vector<float>& got, const std::vector<float>& 
   ASSERT_EQ(got.size(), want.size());
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < got.size(); ++i)
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison): bit identity, NaN and -0 too
     if (std::memcmp(&got[i], &want[i], sizeof(float)) != 0 && bad++ == 0) first = i;
   EXPECT_EQ(bad, 0u) << what << ": first at " << first << " got " << got[first] << " want "
                      << want[first];

@@ -81,7 +81,7 @@ TEST_P(ThreadPG, AllgatherPlacesRankBlocksInOrder) {
     pg.allgather(in, out)->wait(kWait);
     // In place: the input is this rank's block of the output.
     Tensor out2 = Tensor::zeros({int64_t(4 * n)});
-    Tensor mine = out2.view(size_t(4 * pg.rank()), {4});
+    Tensor mine = out2.view(4 * size_t(pg.rank()), {4});
     mine.copy_(in);
     pg.allgather(mine, out2)->wait(kWait);
     for (int r = 0; r < n; ++r) {
@@ -104,8 +104,9 @@ TEST_P(ThreadPG, OutOfOrderWaitsSeeEveryResult) {
     }
     works.push_back(pg.barrier());
     for (int k = int(works.size()) - 1; k >= 0; --k) works[size_t(k)]->wait(kWait);
+    const int rank_sum = n * (n - 1) / 2;  // 0 + 1 + ... + (n - 1): exact
     for (int k = 0; k < 16; ++k) {
-      float want = float(n * k + n * (n - 1) / 2);
+      float want = float(n * k + rank_sum);
       for (float v : ts[size_t(k)].to_vector()) EXPECT_EQ(v, want) << k;
       EXPECT_EQ(works[size_t(k)]->seq(), uint64_t(k + 1));
     }
