@@ -100,10 +100,9 @@ std::string env_str(const char* name) {
   return v ? v : "";
 }
 
-// Physical cores in this process's mask (the ranks' slots: plan_launch keeps a narrowed mask
+// Physical cores in `mask`, this process's (the ranks' slots: plan_launch keeps a narrowed mask
 // by leaving them unbound); the online CPUs where sysfs or the mask cannot be read.
-int usable_cores() {
-  const std::vector<int> mask = affinity_cpus();
+int usable_cores(const std::vector<int>& mask) {
   const int cores = mask.empty() ? 0 : count_physical_cores(sysfs_root(), mask);
   return cores > 0 ? cores : static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
 }
@@ -159,11 +158,11 @@ int launch_main(int argc, char** argv) {
     req.dprun = self_path(argv[0]);
     LaunchFacts facts;
     facts.gpus = cuda_device_count();
-    facts.cores = usable_cores();
+    const std::vector<int> mask = affinity_cpus();
+    facts.cores = usable_cores(mask);
     // Narrowed within what the container's cpuset allows (which Open MPI's binding keeps to):
     // taskset or numactl, which it does not.
-    const std::vector<int> mask = affinity_cpus(),
-                           allowed = cgroup_cpus(sysfs_root(), "/proc/self/cgroup");
+    const std::vector<int> allowed = cgroup_cpus(sysfs_root(), "/proc/self/cgroup");
     const long whole =
         allowed.empty() ? ::sysconf(_SC_NPROCESSORS_ONLN) : static_cast<long>(allowed.size());
     facts.mask_narrowed = !mask.empty() && static_cast<long>(mask.size()) < whole;

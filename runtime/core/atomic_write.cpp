@@ -43,13 +43,15 @@ std::string host_tag() {
   return tag;
 }
 
+std::string directory_of(const std::string& path) {
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
+}
+
 std::string staging_path(const std::string& path) {
-  const std::filesystem::path p(path);
-  std::string dir = p.parent_path().string();
-  if (dir.empty()) dir = ".";
   const std::string host = host_tag();
-  return dir + "/." + p.filename().string() + ".tmp." + (host.empty() ? "" : host + ".") +
-         std::to_string(::getpid());
+  return directory_of(path) + "/." + std::filesystem::path(path).filename().string() + ".tmp." +
+         (host.empty() ? "" : host + ".") + std::to_string(::getpid());
 }
 
 StagedFile::StagedFile(std::string option, std::string path,

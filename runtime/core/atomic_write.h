@@ -18,6 +18,9 @@ namespace dp {
 // uses it, so that prepare-text knows which names its outputs pass through.
 std::string staging_path(const std::string& path);
 
+// The directory `path` is in: its parent, or "." for a bare file name.
+std::string directory_of(const std::string& path);
+
 // This host's name as temporary file names carry it (characters other than letters, digits,
 // '.' and '-' as '_'), or "" when it cannot be read.
 std::string host_tag();

@@ -30,13 +30,6 @@ std::string join(const std::string& dir, const std::string& name) {
   return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
-std::vector<std::string> split_files(const std::string& dir, Cifar10Split split) {
-  if (split == Cifar10Split::test) return {join(dir, "test_batch.bin")};
-  std::vector<std::string> files;
-  for (int k = 1; k <= 5; ++k) files.push_back(join(dir, fmt::format("data_batch_{}.bin", k)));
-  return files;
-}
-
 // Appends the records of one file to labels and pixels.
 void read_records(const std::string& path, std::vector<uint8_t>& labels,
                   std::vector<uint8_t>& pixels) {
@@ -73,6 +66,13 @@ void read_records(const std::string& path, std::vector<uint8_t>& labels,
 
 }  // namespace
 
+std::vector<std::string> cifar10_split_files(const std::string& dir, Cifar10Split split) {
+  if (split == Cifar10Split::test) return {join(dir, "test_batch.bin")};
+  std::vector<std::string> files;
+  for (int k = 1; k <= 5; ++k) files.push_back(join(dir, fmt::format("data_batch_{}.bin", k)));
+  return files;
+}
+
 std::string resolve_cifar10_dir(const std::string& dir) {
   DP_CHECK(is_directory(dir), "CIFAR-10 directory '{}' does not exist (or is not a directory)",
            dir);
@@ -104,7 +104,7 @@ void write_cifar10_file(const std::string& path, const std::vector<uint8_t>& lab
 
 Cifar10Dataset Cifar10Dataset::load(const std::string& dir, Cifar10Split split,
                                     std::optional<ChannelNormalization> norm) {
-  return load_files(split_files(resolve_cifar10_dir(dir), split), norm);
+  return load_files(cifar10_split_files(resolve_cifar10_dir(dir), split), norm);
 }
 
 Cifar10Dataset Cifar10Dataset::load_files(const std::vector<std::string>& files,

@@ -28,6 +28,9 @@ using ChannelNormalization = std::array<Normalization, kCifarChannels>;
 
 enum class Cifar10Split { train, test };
 
+// The files of one split in `dir` (data_batch_1.bin .. data_batch_5.bin, or test_batch.bin).
+std::vector<std::string> cifar10_split_files(const std::string& dir, Cifar10Split split);
+
 // `dir` itself when it holds data_batch_1.bin or test_batch.bin, else
 // `dir`/cifar-10-batches-bin when that is a directory; dp::Error otherwise.
 std::string resolve_cifar10_dir(const std::string& dir);

@@ -266,12 +266,18 @@ void write_idx_ubyte(const std::string& path, const std::vector<uint32_t>& dims,
   write_idx(path, IdxType::u8, dims, bytes, gzip);
 }
 
+std::pair<std::string, std::string> idx_split_files(const std::string& dir,
+                                                    const std::string& split) {
+  const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
+  return {base + split + "-images-idx3-ubyte", base + split + "-labels-idx1-ubyte"};
+}
+
 IdxDataset IdxDataset::load(const std::string& dir, const std::string& split,
                             std::optional<Normalization> norm, int num_classes) {
   DP_CHECK(is_directory(dir), "data directory '{}' does not exist (or is not a directory)", dir);
-  const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
-  IdxArray images = read_idx(base + split + "-images-idx3-ubyte");
-  IdxArray labels = read_idx(base + split + "-labels-idx1-ubyte");
+  const auto [images_path, labels_path] = idx_split_files(dir, split);
+  IdxArray images = read_idx(images_path);
+  IdxArray labels = read_idx(labels_path);
   return from_arrays(std::move(images), std::move(labels), norm, num_classes);
 }
 

@@ -46,6 +46,11 @@ inline std::string idx_where(const IdxArray& a, size_t byte) {
   return idx_where(a.path, a.decompressed, byte);
 }
 
+// The images and the labels file of `split` ("train", "t10k") in `dir`, before the .gz
+// fallback (resolve_idx_path).
+std::pair<std::string, std::string> idx_split_files(const std::string& dir,
+                                                    const std::string& split);
+
 // `path` if it is a regular file, else `path`.gz if that is; otherwise dp::Error naming what is
 // there instead (a directory, a FIFO, a device), or both names when neither exists.
 std::string resolve_idx_path(const std::string& path);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "runtime/core/error.h"
@@ -12,6 +13,8 @@
 #include "runtime/data/token_dataset.h"
 
 namespace dp {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -147,24 +150,24 @@ DataSplits open_data(const std::string& spec, const std::string& val_spec, const
 }
 
 std::vector<std::string> data_files(const std::string& spec) {
-  auto in = [](std::string dir, const std::string& name) {
-    return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
-  };
   std::vector<std::string> files;
   if (starts_with(spec, "tokens:") && spec.size() > 7) {
     files.push_back(spec.substr(7));
   } else if (starts_with(spec, "idx:") && spec.size() > 4) {
     for (const char* split : {"train", "t10k"}) {
-      for (const char* kind : {"-images-idx3-ubyte", "-labels-idx1-ubyte"}) {
-        const std::string f = in(spec.substr(4), std::string(split) + kind);
+      const auto [images, labels] = idx_split_files(spec.substr(4), split);
+      for (const std::string& f : {images, labels}) {
         files.push_back(f);
         files.push_back(f + ".gz");
       }
     }
   } else if (starts_with(spec, "cifar10:") && spec.size() > 8) {
-    for (const std::string& dir : {spec.substr(8), in(spec.substr(8), "cifar-10-batches-bin")}) {
-      for (int k = 1; k <= 5; ++k) files.push_back(in(dir, fmt::format("data_batch_{}.bin", k)));
-      files.push_back(in(dir, "test_batch.bin"));
+    const std::string dir = spec.substr(8);
+    // Where resolve_cifar10_dir may find them: the directory or its cifar-10-batches-bin.
+    for (const std::string& d : {dir, (fs::path(dir) / "cifar-10-batches-bin").string()}) {
+      for (const Cifar10Split split : {Cifar10Split::train, Cifar10Split::test}) {
+        for (std::string& f : cifar10_split_files(d, split)) files.push_back(std::move(f));
+      }
     }
   }
   return files;

@@ -76,11 +76,6 @@ void fsync_directory(const std::string& dir, const std::string& path) {
            std::strerror(err));
 }
 
-std::string directory_of(const std::string& path) {
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  return dir.empty() ? "." : dir;
-}
-
 }  // namespace
 
 bool parse_checkpoint_temp_name(const std::string& filename, CheckpointTempName& out) {

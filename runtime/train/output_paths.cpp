@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/same_file.h"
 #include "runtime/data/open_data.h"
@@ -18,10 +19,8 @@ namespace fs = std::filesystem;
 // Refuses an output in `dir` (--checkpoint-dir) named as a checkpoint, one there now or one
 // this run writes later, or as the directory's lock: the run would replace its own checkpoint.
 void refuse_checkpoint_names(const PathUse& out, const std::string& dir) {
-  const fs::path p(out.path);
-  const std::string parent = p.parent_path().empty() ? "." : p.parent_path().string();
-  const std::string name = p.filename().string();
-  DP_CHECK(!same_file(parent, dir) ||
+  const std::string name = fs::path(out.path).filename().string();
+  DP_CHECK(!same_file(directory_of(out.path), dir) ||
                (!is_checkpoint_name(name) && name != CheckpointDirLock::kFileName),
            "{} {} is a file of --checkpoint-dir {} that the checkpoints use: give the output "
            "another name or directory",

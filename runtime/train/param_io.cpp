@@ -40,8 +40,7 @@ void check_output_path(const std::string& option, const std::string& path) {
   DP_CHECK(!fs::exists(st) || fs::is_regular_file(st),
            "{} {}: exists and is not a regular file (dprun writes only regular files)", option,
            path);
-  fs::path dir = fs::path(path).parent_path();
-  if (dir.empty()) dir = ".";
+  const fs::path dir = directory_of(path);
   DP_CHECK(fs::is_directory(dir, ec), "{} {}: the directory {} does not exist", option, path,
            dir.string());
   DP_CHECK(access(dir.c_str(), W_OK) == 0, "{} {}: the directory {} is not writable", option, path,
