@@ -230,12 +230,16 @@ DPRUN_FAULT_SIGNAL=rank=1,step=40,signal=USR1 mpi 2 "${MLP[@]}" --checkpoint-dir
   { fail "keep next to a damaged later step (exit $rc): $(ls ckp)"; grep -E "checkpoint|error" keep.out; }
 
 # --- a rank killed with -9: the others exit non-zero and write no checkpoint ------------------
+# last_rank JOB: the newest dprun rank that JOB's mpirun (the child of `timeout` JOB) started,
+# found by parentage: a pattern over command lines also matches timeout and mpirun themselves,
+# and after a PID wrap-around the newest of those need not be a rank.
+last_rank() { pgrep -P "$(pgrep -P "$1" | head -1)" -x "$(basename "$DPRUN")" | tail -1; }
 LONG=(--data synthetic:4096 --model mlp --hidden 256 --epochs 400 --batch-size 32 --log-interval 100000)
 timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${LONG[@]}" \
   --checkpoint-dir ck9 --checkpoint-every 20 >k9.out 2>&1 &
 job=$!
 for _ in $(seq 100); do [ -f ck9/step-00000040.ckpt ] && break; sleep 0.2; done
-victim=$(pgrep -f "checkpoint-dir ck9" | grep -v "^$job$" | tail -1)
+victim=$(last_rank "$job")
 kill -9 "$victim" 2>/dev/null
 start=$(date +%s)
 rc=0
@@ -255,7 +259,7 @@ timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${LON
   --checkpoint-dir ck9t --checkpoint-every 20 >k9t.out 2>&1 &
 job=$!
 for _ in $(seq 100); do [ -f ck9t/step-00000040.ckpt ] && break; sleep 0.2; done
-victim=$(pgrep -f "checkpoint-dir ck9t" | grep -v "^$job$" | tail -1)
+victim=$(last_rank "$job")
 kill -9 "$victim" 2>/dev/null
 rc=0
 wait "$job" || rc=$?
