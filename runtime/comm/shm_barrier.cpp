@@ -58,11 +58,6 @@ uint64_t poison_word(uint64_t seq, int which, int rank) {
   return seq << 20 | uint64_t(which & 0xf) << 16 | uint64_t(rank + 1);
 }
 
-// A rank's slot progress once it has arrived at barrier `which` of collective `seq`.
-uint64_t progress_at(uint64_t seq, int which) {
-  return seq * 4 + uint64_t(which == shm_layout::kSecond ? 2 : 1);
-}
-
 // What a long barrier wait notes in the flight recorder (the ranks it waits for), forgotten
 // when the wait completes. A wait that ends in an error (its timeout, a poisoned group) keeps
 // its note, marked given up: the Work fails only after this, and a caller's Work::wait timing
@@ -235,7 +230,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
     // Past the spinning, the others are late: say who, for a timeout on another thread.
     // Again before every sleep, as the late ones arrive.
     int others = 0;
-    const int late = first_missing(progress_at(fp.seq, which), &others);
+    const int late = first_missing(shm_layout::progress_at(fp.seq, which), &others);
     noted.note(late < 0 ? -1 : name(late), others, barrier_name(which));
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     if (c.wake.load(std::memory_order_seq_cst) == gen) {
@@ -257,7 +252,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
   poison(fp, which, timeout);
   const uint64_t seq = fp.seq;
   slot(rank_).progress.store(seq * 4, std::memory_order_relaxed);  // phase 0: gave up
-  const uint64_t here = progress_at(seq, which);
+  const uint64_t here = shm_layout::progress_at(seq, which);
   std::string missing, gave_up;
   for (int q = 0; q < size_; ++q) {
     const uint64_t p = slot(q).progress.load(std::memory_order_relaxed);
@@ -291,20 +286,9 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
 }
 
 int ShmAllreduce::first_missing(uint64_t here, int* others) const {
-  int first = -1;
-  *others = 0;
-  const uint64_t gave_up_here = here / 4 * 4;  // phase 0 of this collective
-  for (int q = 0; q < size_; ++q) {
-    const uint64_t p = slot(q).progress.load(std::memory_order_relaxed);
-    // A rank that arrived and gave up is waiting too, not late (with more than 2 ranks).
-    if (q == rank_ || p >= here || (p != 0 && p == gave_up_here)) continue;
-    if (first < 0) {
-      first = q;
-    } else {
-      ++*others;
-    }
-  }
-  return first;
+  return shm_layout::first_missing(
+      size_, rank_, here,
+      [this](int q) { return slot(q).progress.load(std::memory_order_relaxed); }, others);
 }
 
 void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which,

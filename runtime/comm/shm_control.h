@@ -42,6 +42,33 @@ enum Barrier : int {
 };
 const char* barrier_name(int which);
 
+// A rank's slot progress once it has arrived at barrier `which` of collective `seq`
+// (Slot::progress: seq * 4 + phase).
+inline uint64_t progress_at(uint64_t seq, int which) {
+  return seq * 4 + uint64_t(which == kSecond ? 2 : 1);
+}
+
+// Of `size` ranks whose progress `progress_of(q)` gives, the first other than `self` that has
+// not reached `here` (a barrier's progress_at) and has not given up there, or -1; `others` gets
+// how many more have not. A rank that arrived and gave up (phase 0 of this collective) is
+// waiting too, not late: with more than 2 ranks the flight recorder must not name it.
+template <class ProgressOf>
+int first_missing(int size, int self, uint64_t here, ProgressOf progress_of, int* others) {
+  int first = -1;
+  *others = 0;
+  const uint64_t gave_up_here = here / 4 * 4;
+  for (int q = 0; q < size; ++q) {
+    const uint64_t p = progress_of(q);
+    if (q == self || p >= here || (p != 0 && p == gave_up_here)) continue;
+    if (first < 0) {
+      first = q;
+    } else {
+      ++*others;
+    }
+  }
+  return first;
+}
+
 // `dst` of `capacity` bytes gets `text`, cut (with "...") to fit, NUL-terminated.
 void copy_text(char* dst, size_t capacity, const std::string& text);
 std::string read_text(const char* src, size_t capacity);
