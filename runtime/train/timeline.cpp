@@ -1,5 +1,7 @@
 #include "runtime/train/timeline.h"
 
+#include <fstream>
+
 #include <fmt/format.h>
 
 #include "runtime/comm/gather_strings.h"
@@ -7,8 +9,36 @@
 
 namespace dp {
 
+namespace {
+
+// What ranks sharing one monotonic clock have in common: the kernel's boot id (a hostname may
+// repeat across machines; containers of one host differ in hostname but share the clock).
+std::string clock_domain() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  if (std::getline(in, id) && !id.empty()) return id;
+  return "host " + host_tag();
+}
+
+}  // namespace
+
+double Timeline::shared_origin(ProcessGroup& pg, double local_us,
+                               std::chrono::milliseconds timeout) {
+  // "{}" writes the shortest text that reads back as the same double.
+  const std::vector<std::string> all = allgather_strings(
+      pg, fmt::format("{}\n{}", clock_domain(), local_us), timeout, "trace clock origin");
+  const std::string mine = clock_domain();
+  for (const std::string& entry : all) {
+    const size_t nl = entry.rfind('\n');
+    if (nl != std::string::npos && entry.compare(0, nl, mine) == 0 && nl == mine.size())
+      return std::stod(entry.substr(nl + 1));
+  }
+  return local_us;  // unreachable: this rank's own entry matches
+}
+
 void Timeline::start(double origin_us, uint64_t first_step, uint64_t max_steps) {
   active_ = max_steps > 0;
+  written_ = false;
   origin_us_ = origin_us;
   first_step_ = first_step;
   max_steps_ = max_steps;
@@ -25,8 +55,8 @@ void Timeline::span(Row row, const std::string& name, double start_us, double en
       end_us - start_us, step, args_json.empty() ? "" : ",", args_json);
 }
 
-void Timeline::write(ProcessGroup& pg, const std::string& path,
-                     std::chrono::milliseconds timeout) const {
+void Timeline::write(ProcessGroup& pg, const std::string& path, std::chrono::milliseconds timeout) {
+  written_ = true;
   std::vector<std::string> all = allgather_strings(pg, events_, timeout, "trace events");
   if (pg.rank() != 0) return;
   write_file_atomically("--trace", path, [&](std::ostream& out) {

@@ -823,7 +823,9 @@ TrainSummary Trainer::run() {
   const double t_start = now_us();
   // wall_s goes on from the checkpoint's: one log of one training, however many runs.
   wall_start_us_ = t_start - start_.wall_s * 1e6;
-  if (!cfg_.trace.empty()) timeline_.start(t_start, start_.step, /*max_steps=*/20);
+  if (!cfg_.trace.empty())
+    timeline_.start(Timeline::shared_origin(*pg_, t_start, timeout()), start_.step,
+                    /*max_steps=*/20);
 
   TrainSummary sum;
   const uint64_t per_epoch = steps_per_epoch();
@@ -870,6 +872,9 @@ TrainSummary Trainer::run() {
       exposed_us += m.exposed_comm_ms * 1000;
       samples += m.samples;
       if (log_.is_open()) log_.write_step(m);
+      // Every rank ends the traced steps together: the trace is written now, so that a run
+      // that later fails (a divergence, a hang, a lost peer) or runs for days still has it.
+      if (timeline_.complete_after(step_)) timeline_.write(*pg_, cfg_.trace, timeout());
       progress.step(m, epoch, (now_us() - t_start) / 1e6);
       if (!std::isfinite(m.loss) && cfg_.on_nonfinite == "abort") {
         // The loss is the all-reduced one: every rank sees it and stops here together.
@@ -912,7 +917,8 @@ TrainSummary Trainer::run() {
   sum.checkpoint = last_checkpoint_;
 
   if (tuner_) tuner_->finish();  // collective when the run ended inside the profile
-  if (!cfg_.trace.empty()) timeline_.write(*pg_, cfg_.trace, timeout());
+  // A run of fewer than the traced steps (or stopped by a signal before their end).
+  if (!cfg_.trace.empty() && !timeline_.written()) timeline_.write(*pg_, cfg_.trace, timeout());
   // The stop flag may have come from a peer before this rank's own copy of the signal (a
   // launcher or Slurm signals every rank): name the signal this rank got when it got one.
   if (stop_signal_ == -1 && preemption_signal() != 0) stop_signal_ = preemption_signal();

@@ -12,6 +12,19 @@ n=$(grep -c "step 5: the averaged gradient of 'fc1.weight' has a non-finite valu
 [ "$rc" != 0 ] && [ "$n" = 2 ] && pass "abort: exit $rc, both ranks name step 5 and fc1.weight" ||
   { fail "abort (exit $rc, $n messages)"; cat abort.out; }
 
+# A run that diverges after the traced steps still has its trace: it is written when step 20
+# ends, not when the run does.
+rc=0
+DPRUN_FAULT_NAN=rank=1,step=25 mpi 2 "${MLP[@]}" --trace late.json >late.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "step 25: the averaged gradient" late.out &&
+  python3 -c '
+import json, sys
+spans = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e.get("ph") == "X"]
+assert {e["pid"] for e in spans} == {0, 1}, spans[:2]
+assert sorted({e["args"]["step"] for e in spans}) == list(range(1, 21))' late.json &&
+  pass "abort at step 25: exit $rc, the trace of steps 1-20 was written" ||
+  { fail "no trace from a run that failed after step 20 (exit $rc)"; tail -5 late.out; ls; }
+
 rc=0
 DPRUN_FAULT_NAN=rank=1,step=5 mpi 2 "${MLP[@]}" --on-nonfinite skip --log-json skip.jsonl \
   --dump-params skip.bin --log-interval 4 >skip.out 2>&1 || rc=$?
