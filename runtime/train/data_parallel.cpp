@@ -32,6 +32,7 @@
 #include "runtime/train/param_io.h"
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
+#include "runtime/train/run_record.h"
 #include "runtime/train/text_sample.h"
 #include "runtime/train/training_data.h"
 #include "samplers/distributed_sampler.h"
@@ -346,6 +347,7 @@ void DataParallelTrainer::train_step(uint64_t epoch, StepMetrics& m, DataParalle
   m.skipped = !nonfinite.empty();
   m.loss = loss;
   m.lr = lr;
+  m.grad_norm = norm;
   m.step_ms = t.step;
   m.samples = rows;
   m.samples_per_s = double(m.samples) / (t.step / 1000.0);
@@ -436,6 +438,7 @@ void DataParallelTrainer::log_step(const StepMetrics& m, const DataParallelTimes
                       {"epoch", m.epoch},
                       {"loss", m.loss},
                       {"lr", m.lr},
+                      {"grad_norm", m.grad_norm},
                       {"samples_per_s", m.samples_per_s},
                       {"step_ms", t.step},
                       {"wall_s", m.wall_s},
@@ -456,6 +459,19 @@ void DataParallelTrainer::log_step(const StepMetrics& m, const DataParallelTimes
 
 TrainSummary DataParallelTrainer::run() {
   DataParallelReport report(cfg_.quiet);
+  if (log_.is_open()) {
+    RunShape shape;
+    shape.mode = "dp";
+    shape.world_size = replicas_.size();
+    shape.parameters = count_params(parameters());
+    shape.batch = batch_in_use(cfg_.batch_size, shard_samples_);
+    shape.steps_per_epoch = steps_per_epoch_;
+    shape.total_steps = run_total_steps(cfg_, steps_per_epoch_);
+    shape.optimizer = optimizer_->describe();
+    shape.schedule = schedule_->describe();
+    shape.sequence_length = sequence_length_;
+    log_.write(run_record(cfg_, shape));
+  }
   {
     DataParallelHeader h;
     h.replicas = replicas_.size();
@@ -548,32 +564,34 @@ TrainSummary DataParallelTrainer::run() {
                  warm_steps_ > 0 ? fmt::format("mean of steps {}-{}", kWarmupSteps + 1, step_)
                                  : fmt::format("mean of all {} step(s)", step_));
   if (log_.is_open()) {
-    log_.write(
-        {{"type", "summary"},
-         {"mode", "dp"},
-         {"replicas", replicas_.size()},
-         {"steps", sum.steps},
-         {"epochs", sum.epochs},
-         {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
-         {"train_loss_steps", sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps())
-                                                        : nlohmann::json()},
-         {"samples_per_s", sum.samples_per_s},
-         {"tokens_per_s", sum.tokens_per_s},
-         {"step_ms", mean.step},
-         {"data_ms", mean.data},
-         {"scatter_ms", mean.scatter},
-         {"replicate_ms", mean.replicate},
-         {"parallel_ms", mean.parallel},
-         {"forward_ms", mean.forward},
-         {"backward_ms", mean.backward},
-         {"slowest_replica_ms", mean.slowest},
-         {"gather_ms", mean.gather},
-         {"optimizer_ms", mean.update},
-         {"extra_ms", mean.extra()},
-         {"wall_s", sum.wall_s},
-         {"peak_rss_mib", sum.peak_rss_mib},
-         {"skipped_steps", sum.skipped_steps},
-         {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
+    nlohmann::json j = {
+        {"type", "summary"},
+        {"mode", "dp"},
+        {"replicas", replicas_.size()},
+        {"steps", sum.steps},
+        {"epochs", sum.epochs},
+        {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
+        {"train_loss_steps",
+         sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps()) : nlohmann::json()},
+        {"samples_per_s", sum.samples_per_s},
+        {"step_ms", mean.step},
+        {"data_ms", mean.data},
+        {"scatter_ms", mean.scatter},
+        {"replicate_ms", mean.replicate},
+        {"parallel_ms", mean.parallel},
+        {"forward_ms", mean.forward},
+        {"backward_ms", mean.backward},
+        {"slowest_replica_ms", mean.slowest},
+        {"gather_ms", mean.gather},
+        {"optimizer_ms", mean.update},
+        {"extra_ms", mean.extra()},
+        {"wall_s", sum.wall_s},
+        {"peak_rss_mib", sum.peak_rss_mib},
+        {"skipped_steps", sum.skipped_steps},
+        {"test_loss", sum.evaluated ? nlohmann::json(sum.eval.loss) : nlohmann::json()},
+        {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}};
+    if (sequence_length_ > 0) j["tokens_per_s"] = sum.tokens_per_s;  // as in the step records
+    log_.write(j);
   }
   return sum;
 }

@@ -186,13 +186,15 @@ void JsonLog::write_step(const StepMetrics& m) {
   std::lock_guard<std::mutex> lock(state_->mu);
   fmt::memory_buffer& buf = state_->buf;
   fmt::format_to(std::back_inserter(buf),
-                 R"({{"type":"step","step":{},"epoch":{},"loss":{},"lr":{},"samples_per_s":{},)"
+                 R"({{"type":"step","step":{},"epoch":{},"loss":{},"lr":{},"grad_norm":{},)"
+                 R"("samples_per_s":{},)"
                  R"("step_ms":{},"wall_s":{},"data_ms":{},"forward_ms":{},"backward_ms":{},)"
                  R"("optimizer_ms":{},"comm_ms":{},"exposed_comm_ms":{},"other_wait_ms":{},)"
                  R"("overlap":{})",
-                 m.step, m.epoch, N{m.loss}, N{m.lr}, N{m.samples_per_s}, N{m.step_ms}, N{m.wall_s},
-                 N{m.data_ms}, N{m.forward_ms}, N{m.backward_ms}, N{m.optimizer_ms}, N{m.comm_ms},
-                 N{m.exposed_comm_ms}, N{m.other_wait_ms}, N{m.overlap});
+                 m.step, m.epoch, N{m.loss}, N{m.lr}, N{m.grad_norm}, N{m.samples_per_s},
+                 N{m.step_ms}, N{m.wall_s}, N{m.data_ms}, N{m.forward_ms}, N{m.backward_ms},
+                 N{m.optimizer_ms}, N{m.comm_ms}, N{m.exposed_comm_ms}, N{m.other_wait_ms},
+                 N{m.overlap});
   if (m.tokens_per_s > 0)
     fmt::format_to(std::back_inserter(buf), R"(,"tokens_per_s":{})", N{m.tokens_per_s});
   if (m.skipped) fmt::format_to(std::back_inserter(buf), R"(,"skipped":true)");

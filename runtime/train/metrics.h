@@ -15,6 +15,9 @@ struct StepMetrics {
   uint64_t epoch = 0;  // 0-based
   double loss = 0;     // mean over the global batch
   double lr = 0;
+  // The averaged gradients' total L2 norm before any clipping (PyTorch's clip_grad_norm_
+  // return value; llm.c's "norm"): the first sign of a divergence. Not finite on a bad step.
+  double grad_norm = 0;
   double samples_per_s = 0;  // global batch / step time
   double tokens_per_s = 0;   // language models: samples/s x tokens per sample; else 0
   double step_ms = 0;

@@ -44,6 +44,7 @@
 #include "runtime/train/preemption.h"
 #include "runtime/train/report.h"
 #include "runtime/train/resume_check.h"
+#include "runtime/train/run_record.h"
 #include "runtime/train/text_sample.h"
 #include "runtime/train/training_data.h"
 #include "samplers/distributed_sampler.h"
@@ -290,7 +291,8 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
       log::rank0("--resume auto: no checkpoint in {}: starting from step 0", cfg_.checkpoint_dir);
     // The log is opened for appending (a resumed run continues it): without the marker a
     // fresh start's steps 1, 2, ... would follow an earlier run's, indistinguishable.
-    if (log_.is_open()) log_.write({{"type", "resume"}, {"step", 0}, {"checkpoint", nullptr}});
+    if (log_.is_open())
+      log_.write({{"type", "resume"}, {"step", 0}, {"purge_step", 1}, {"checkpoint", nullptr}});
     return {};
   }
   auto next_line = [&verdict](size_t& pos) {
@@ -326,7 +328,12 @@ std::vector<std::vector<size_t>> Trainer::resume_from_checkpoint() {
   // are redone: the marker tells readers that later lines replace them. Evaluating a
   // checkpoint (--eval-only) replaces nothing.
   if (log_.is_open() && !cfg_.eval_only)
-    log_.write({{"type", "resume"}, {"step", start_.step}, {"checkpoint", path}});
+    log_.write({{"type", "resume"},
+                {"step", start_.step},
+                // TensorBoard's SummaryWriter(purge_step=): records from this step on are
+                // replaced (the checkpoint's own step stays).
+                {"purge_step", start_.step + 1},
+                {"checkpoint", path}});
   const bool layout_fits = same_layout && !meta.buckets.empty() && [&] {
     size_t n = 0;
     for (const auto& b : meta.buckets) n += b.size();
@@ -571,6 +578,7 @@ void Trainer::train_step(uint64_t epoch, StepMetrics& m) {
   m.epoch = epoch;
   m.loss = loss_buf_.f32()[0];
   m.lr = lr;
+  m.grad_norm = norm;
   m.step_ms = step_us / 1000.0;
   m.samples = uint64_t(rows) * uint64_t(world_);
   m.samples_per_s = double(m.samples) / (step_us / 1e6);
@@ -670,6 +678,19 @@ void Trainer::print_header() {
     per_rank.push_back(l.at(0));
     peers_.push_back({l.at(1), std::stoll(l.at(2)), l.at(3)});
   }
+  if (log_.is_open() && !cfg_.eval_only) {
+    RunShape shape;
+    shape.world_size = size_t(world_);
+    shape.backend = pg_->backend();
+    shape.parameters = count_params(parameters());
+    shape.batch = rank_batch();
+    shape.steps_per_epoch = steps_per_epoch();
+    shape.total_steps = total_steps();
+    shape.optimizer = optimizer_->describe();
+    shape.schedule = schedule_->describe();
+    shape.sequence_length = sequence_length_;
+    log_.write(run_record(cfg_, shape));
+  }
   if (rank_ != 0 || cfg_.quiet) return;
   HeaderInfo h;
   h.world = world_;
@@ -762,6 +783,7 @@ TrainSummary Trainer::run_eval_only() {
     if (log_.is_open())
       log_.write({{"type", "eval"},
                   {"step", step_},
+                  {"epoch", start_.epoch},  // the checkpoint's: the epoch its last step is in
                   {"test_loss", sum.eval.loss},
                   {"test_accuracy", sum.eval.accuracy},
                   {"test_samples", sum.eval.samples}});
@@ -945,24 +967,26 @@ TrainSummary Trainer::run() {
     dump_params(parameters(), buffers(), cfg_.dump_params);
   if (rank_ == 0 && !cfg_.quiet) print_summary(sum);
   if (log_.is_open()) {
-    log_.write(
-        {{"type", "summary"},
-         {"steps", sum.steps},
-         {"epochs", sum.epochs},
-         {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
-         // A mean over part of an epoch (the run ended inside it): how many of its steps.
-         {"train_loss_steps", sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps())
-                                                        : nlohmann::json()},
-         {"samples_per_s", sum.samples_per_s},
-         {"tokens_per_s", sum.tokens_per_s},
-         {"comm_ms", sum.comm_ms},
-         {"exposed_comm_ms", sum.exposed_comm_ms},
-         {"overlap", sum.overlap},
-         {"wall_s", sum.wall_s},
-         {"peak_rss_mib", sum.peak_rss_mib},
-         {"skipped_steps", sum.skipped_steps},
-         {"preempted", sum.preempted_by != 0},
-         {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}});
+    nlohmann::json j = {
+        {"type", "summary"},
+        {"steps", sum.steps},
+        {"epochs", sum.epochs},
+        {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
+        // A mean over part of an epoch (the run ended inside it): how many of its steps.
+        {"train_loss_steps",
+         sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps()) : nlohmann::json()},
+        {"samples_per_s", sum.samples_per_s},
+        {"comm_ms", sum.comm_ms},
+        {"exposed_comm_ms", sum.exposed_comm_ms},
+        {"overlap", sum.overlap},
+        {"wall_s", sum.wall_s},
+        {"peak_rss_mib", sum.peak_rss_mib},
+        {"skipped_steps", sum.skipped_steps},
+        {"preempted", sum.preempted_by != 0},
+        {"test_loss", sum.evaluated ? nlohmann::json(sum.eval.loss) : nlohmann::json()},
+        {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}};
+    if (sequence_length_ > 0) j["tokens_per_s"] = sum.tokens_per_s;  // as in the step records
+    log_.write(j);
   }
   return sum;
 }

@@ -39,7 +39,7 @@ d = [abs(x - y) / max(1.0, abs(y)) for x, y in zip(a, b) if x != y]
 print(f'  {len(d)} of {len(b)} values differ, max rel diff {max(d, default=0):.3g}')"
   fi
   # Every step's logged loss (the mean over the replicas / ranks) and every evaluation.
-  python3 - "$name.dp.jsonl" "$name.ddp.jsonl" <<'EOF' && pass "$name: every step's loss equal, evaluation equal" || fail "$name: losses or evaluation differ"
+  python3 - "$name.dp.jsonl" "$name.ddp.jsonl" <<'EOF' && pass "$name: every step's loss and gradient norm equal, evaluation equal" || fail "$name: losses or evaluation differ"
 import json, math, sys
 def records(path, kind):
     return [r for r in map(json.loads, open(path)) if r["type"] == kind]
@@ -47,6 +47,10 @@ dp, ddp = (records(p, "step") for p in sys.argv[1:3])
 assert len(dp) == len(ddp) > 0, (len(dp), len(ddp))
 for a, b in zip(dp, ddp):
     assert a["step"] == b["step"] and a["loss"] == b["loss"], (a["step"], a["loss"], b["loss"])
+    assert a["grad_norm"] == b["grad_norm"] > 0, (a["step"], a["grad_norm"], b["grad_norm"])
+(rd,), (rb,) = (records(p, "run") for p in sys.argv[1:3])
+assert (rd["mode"], rb["mode"]) == ("dp", "ddp") and rd["replicas"] == rb["world_size"], (rd, rb)
+assert rd["global_batch"] == rb["global_batch"] and rd["total_steps"] == rb["total_steps"], (rd, rb)
 ev_dp, ev_ddp = (records(p, "eval") for p in sys.argv[1:3])
 assert len(ev_dp) == len(ev_ddp) > 0, (len(ev_dp), len(ev_ddp))
 for a, b in zip(ev_dp, ev_ddp):

@@ -81,9 +81,9 @@ python3 - <<'PY' && pass "a fresh start under --resume auto marks the log at ste
 import json
 recs = [json.loads(l) for l in open("fresh.jsonl")]
 kinds = [r["type"] + (str(r["step"]) if r["type"] in ("resume", "step") else "") for r in recs]
-run = ["resume0", "step1", "step2", "step3", "checkpoint", "summary"]
+run = ["resume0", "run", "step1", "step2", "step3", "checkpoint", "summary"]
 assert kinds == run + run, kinds
-assert all(r["checkpoint"] is None for r in recs if r["type"] == "resume"), recs
+assert all(r["checkpoint"] is None and r["purge_step"] == 1 for r in recs if r["type"] == "resume"), recs
 PY
   fail "the log of two fresh starts under --resume auto"
 

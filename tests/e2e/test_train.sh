@@ -21,17 +21,25 @@ python3 - "$WORK" <<'PY' && pass "JSON log, dump and trace are well formed" || f
 import json, os, sys
 work = sys.argv[1]
 recs = [json.loads(l) for l in open(f"{work}/run.jsonl")]
+# The run record first: the header's facts as fields (2 ranks x 50 = global batch 100).
+run = recs[0]
+assert run["type"] == "run" and run["mode"] == "ddp" and run["world_size"] == 2, run
+assert run["batch_size"] == 50 and run["global_batch"] == 100 and run["total_steps"] == 24, run
+assert run["model"] == "mlp" and run["model_options"] == {"hidden": "32"} and run["lr"] == 0.05, run
+assert run["steps_per_epoch"] == 12 and run["precision"] == "fp32" and run["backend"] == "mpi", run
 steps = [r for r in recs if r["type"] == "step"]
 # 1200 samples / 2 ranks / 50 per batch = 12 steps per epoch, 2 epochs.
 assert len(steps) == 24, len(steps)
-keys = {"step", "epoch", "loss", "samples_per_s", "forward_ms", "backward_ms", "optimizer_ms",
-        "comm_ms", "exposed_comm_ms", "overlap"}
+keys = {"step", "epoch", "loss", "grad_norm", "samples_per_s", "forward_ms", "backward_ms",
+        "optimizer_ms", "comm_ms", "exposed_comm_ms", "overlap"}
+assert all(r["grad_norm"] > 0 for r in steps), [r["grad_norm"] for r in steps]
 assert all(keys <= r.keys() for r in steps), steps[0].keys()
 assert [r["step"] for r in steps] == list(range(1, 25))
 assert steps[-1]["loss"] < steps[0]["loss"], (steps[0]["loss"], steps[-1]["loss"])
 evals = [r for r in recs if r["type"] == "eval"]
 assert len(evals) == 2 and evals[-1]["test_samples"] == 300, evals
-assert recs[-1]["type"] == "summary"
+assert recs[-1]["type"] == "summary" and recs[-1]["test_loss"] == evals[-1]["test_loss"], recs[-1]
+assert "tokens_per_s" not in recs[-1], recs[-1]  # not a language model, as in the step records
 # 784-32-10 MLP: 784*32 + 32 + 32*10 + 10 floats.
 assert os.path.getsize(f"{work}/p2.bin") == 4 * (784 * 32 + 32 + 32 * 10 + 10)
 trace = json.load(open(f"{work}/trace.json"))["traceEvents"]

@@ -120,9 +120,11 @@ TEST(JsonLog, ASkippedStepIsMarked) {
     JsonLog log(path);
     StepMetrics m;
     m.step = 1;
+    m.grad_norm = 0.75;
     log.write_step(m);
     m.step = 2;
     m.loss = std::nan("");
+    m.grad_norm = std::nan("");
     m.skipped = true;
     m.tokens_per_s = 5;
     log.write_step(m);
@@ -136,6 +138,8 @@ TEST(JsonLog, ASkippedStepIsMarked) {
   EXPECT_FALSE(a.contains("skipped"));
   EXPECT_TRUE(b.at("skipped").get<bool>());
   EXPECT_TRUE(b.at("loss").is_null());
+  EXPECT_EQ(a.at("grad_norm").get<double>(), 0.75);
+  EXPECT_TRUE(b.at("grad_norm").is_null());
   EXPECT_EQ(b.at("tokens_per_s").get<double>(), 5.0);
   std::remove(path.c_str());
 }
