@@ -257,9 +257,10 @@ void CheckpointReader::read_table() {
   read_at(&reserved, 4, "the header");
   DP_CHECK(reserved == 0, "checkpoint {}: byte 12: corrupt header (reserved field {})", path_,
            reserved);
-  DP_CHECK(version == kCheckpointVersion,
-           "checkpoint {}: byte 8: format version {}, but this dprun reads version {}", path_,
-           version, kCheckpointVersion);
+  DP_CHECK(version >= kOldestCheckpointVersion && version <= kCheckpointVersion,
+           "checkpoint {}: byte 8: format version {}, but this dprun reads versions {} to {}{}",
+           path_, version, kOldestCheckpointVersion, kCheckpointVersion,
+           version > kCheckpointVersion ? " (a newer dprun wrote it)" : "");
   for (;;) {
     const uint64_t at = pos;
     uint32_t len = 0;

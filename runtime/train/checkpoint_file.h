@@ -19,7 +19,13 @@
 namespace dp {
 
 inline constexpr char kCheckpointMagic[8] = {'D', 'P', 'R', 'U', 'N', 'C', 'K', 'P'};
-inline constexpr uint32_t kCheckpointVersion = 1;
+// The version this dprun writes, and the oldest it reads. A reader refuses a newer version by
+// name, so the version goes up whenever a checkpoint holds something an older reader would
+// take without a word and train differently with (a setting it does not know, a field whose
+// meaning changed). 2: settings older readers ignored (--weight-decay-1d, --warmup-steps
+// under --lr-schedule constant), the build identity in dprun_version.
+inline constexpr uint32_t kCheckpointVersion = 2;
+inline constexpr uint32_t kOldestCheckpointVersion = 1;
 
 class CheckpointWriter {
  public:

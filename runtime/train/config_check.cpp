@@ -11,6 +11,7 @@
 #include "models/registry.h"
 #include "runtime/comm/gather_strings.h"
 #include "runtime/core/error.h"
+#include "runtime/core/version.h"
 #include "runtime/data/dataset.h"
 
 namespace dp {
@@ -60,7 +61,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
   auto s = [](auto v) { return fmt::format("{}", v); };
   std::vector<std::pair<std::string, std::string>> out = {
       // First: two versions' settings may not even line up, and their maths may differ.
-      {"dprun version", DPRUN_VERSION},
+      {"dprun version", dprun_version()},
       {"--model", c.model},
       {"training data", data_setting(train)},
       {"training data content (CRC32 of 16 samples)", data_fingerprint(train)},

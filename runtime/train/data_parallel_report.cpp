@@ -8,6 +8,7 @@
 
 #include "runtime/core/log.h"
 #include "runtime/core/units.h"
+#include "runtime/core/version.h"
 #include "runtime/train/data_parallel.h"
 #include "runtime/train/report.h"
 #include "runtime/train/trainer.h"
@@ -18,7 +19,7 @@ void DataParallelReport::header(const DataParallelHeader& h) const {
   if (quiet_) return;
   const bool gpu = !h.devices.empty() && h.devices[0].is_cuda();
   log::rank0("dprun {} | --mode dp: {} replica(s) in one process ({}), torch.nn.DataParallel",
-             DPRUN_VERSION, h.replicas, gpu ? "one GPU each" : "one thread each");
+             dprun_version(), h.replicas, gpu ? "one GPU each" : "one thread each");
   const std::string host = host_name();
   for (size_t r = 0; r < h.devices.size(); ++r) {
     std::string where =

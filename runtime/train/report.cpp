@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "runtime/core/log.h"
+#include "runtime/core/version.h"
 #include "runtime/train/trainer.h"
 
 namespace dp {
@@ -60,7 +61,7 @@ std::string batch_text(size_t batch_size, size_t shard_samples, const char* hold
 }
 
 void print_header_lines(const HeaderInfo& h) {
-  log::rank0("dprun {} | world size {} | backend {}{}", DPRUN_VERSION, h.world, h.backend,
+  log::rank0("dprun {} | world size {} | backend {}{}", dprun_version(), h.world, h.backend,
              h.algorithm.empty() ? "" : ", all-reduce " + h.algorithm);
   for (size_t r = 0; r < h.devices.size(); ++r) log::rank0("  rank {}: {}", r, h.devices[r]);
   log::rank0("model      {}", h.model);

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/core/version.h"
 #include "runtime/train/config_check.h"
 
 namespace dp {
@@ -71,6 +72,10 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
     if (among(key, {"--batch-size", "--grad-accum", "dprun version"})) continue;
     const std::string before = saved_value(key);
     if (before == value) continue;
+    // --min-lr has no effect under --lr-schedule constant, where older dprun recorded it too
+    // (this one refuses the pair): the checkpoint's value there is no setting, and comparing it
+    // asked for a value that can no longer be given.
+    if (key == "--min-lr" && saved_value("--lr-schedule") == "constant") continue;
     if (among(key, {"--epochs", "--steps"})) {
       v.notes.push_back(fmt::format(
           "{} was {} when the checkpoint was written, now {}: the run's length changes{}", key,
@@ -103,11 +108,11 @@ ResumeVerdict check_resume(const CheckpointMeta& meta, const ResumeTarget& t,
         path, key, shown(before), key, shown(value));
     return v;
   }
-  if (!meta.dprun_version.empty() && meta.dprun_version != DPRUN_VERSION) {
+  if (!meta.dprun_version.empty() && meta.dprun_version != dprun_version()) {
     v.notes.push_back(fmt::format(
         "the checkpoint was written by dprun {}, this is dprun {}: a change in between may "
         "change the results",
-        meta.dprun_version, DPRUN_VERSION));
+        meta.dprun_version, dprun_version()));
   }
   if (t.eval_only) return v;
   const size_t global = t.batch_size * t.grad_accum * size_t(t.world_size);

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "runtime/core/version.h"
+
 namespace dp {
 namespace {
 
@@ -16,7 +18,7 @@ double as_written(float v) {
 
 nlohmann::json run_record(const TrainConfig& cfg, const RunShape& s) {
   nlohmann::json j = {{"type", "run"},
-                      {"dprun_version", DPRUN_VERSION},
+                      {"dprun_version", dprun_version()},
                       {"mode", s.mode},
                       {s.mode == "dp" ? "replicas" : "world_size", s.world_size}};
   if (!s.backend.empty()) j["backend"] = s.backend;

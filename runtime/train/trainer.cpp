@@ -23,6 +23,7 @@
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
 #include "runtime/core/units.h"
+#include "runtime/core/version.h"
 #include "runtime/data/dataloader.h"
 #include "runtime/data/open_data.h"
 #include "runtime/ddp/buffer_sync.h"
@@ -370,7 +371,7 @@ void Trainer::save_checkpoint(uint64_t epoch, uint64_t step_in_epoch, const Epoc
       meta.settings = collective_settings(cfg_, *train_set_, test_set_.get());
       meta.buckets = reducer_->assignment();
       meta.buckets_auto_pending = tuner_ && tuner_->choice_pending();
-      meta.dprun_version = DPRUN_VERSION;
+      meta.dprun_version = dprun_version();
       const double t0 = now_us();
       std::unique_lock<std::mutex> writing;  // a checkpoint is complete or never started
       if (watch_) writing = std::unique_lock<std::mutex>(watch_->write_lock());

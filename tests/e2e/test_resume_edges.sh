@@ -5,6 +5,7 @@
 # the line that ends an epoch the run stopped inside, a directory name with a newline, and a
 # directory another live run writes.
 source "$(dirname "$0")/lib.sh" "$@"
+V1=$(cd "$(dirname "$0")/../data/ckpt-v1" && pwd)
 cd "$WORK" || exit 1
 MLP=(--model mlp --hidden 32 --data synthetic:512 --batch-size 16)
 
@@ -136,4 +137,19 @@ mpi 2 "${MLP[@]}" --steps 4 --checkpoint-dir busy >free.out 2>&1 &&
   grep -q "checkpoint-dir busy already holds 1 checkpoint(s) .* without --resume" free.out &&
   pass "the directory is free once its run ended; a fresh start there warns" ||
   { fail "directory still locked, or no warning"; cat free.out; }
+# A checkpoint of an older dprun (commit 235d644, format version 1: tests/data/ckpt-v1/) resumes,
+# with a note that another build wrote it, and continues its training bit for bit.
+rc=0
+"$DPRUN" --data synthetic:2000 --hidden 16 --batch-size 50 --steps 10 --epochs 0 -q \
+  --resume "$V1/step-00000005.ckpt" --log-json v1.jsonl >v1.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q "written by dprun 0.1.0, this is dprun $("$DPRUN" --version | cut -d' ' -f2-)" v1.out &&
+  python3 - "$V1/uninterrupted.jsonl" v1.jsonl <<'PY' &&
+import json, sys
+old, new = ({r["step"]: r["loss"] for r in map(json.loads, open(p)) if r["type"] == "step"}
+            for p in sys.argv[1:3])
+assert sorted(new) == [6, 7, 8, 9, 10], sorted(new)
+assert all(new[s] == old[s] for s in new), [(s, old[s], new[s]) for s in new]
+PY
+  pass "an older dprun's checkpoint (format 1) resumes with a note, steps 6-10 bit for bit" ||
+  { fail "resuming tests/data/ckpt-v1 (exit $rc)"; cat v1.out; }
 finish

@@ -22,6 +22,7 @@
 #include "runtime/core/atomic_write.h"
 #include "runtime/core/error.h"
 #include "runtime/core/rng.h"
+#include "runtime/core/version.h"
 #include "runtime/nn/module.h"
 #include "runtime/optim/adamw.h"
 #include "runtime/optim/sgd.h"
@@ -77,7 +78,7 @@ CheckpointMeta sample_meta() {
   m.optimizer = "adamw";
   m.settings = {{"--model", "mlp"}, {"--lr", "0.001"}, {"--steps", "0"}};
   m.buckets = {{3, 2}, {1, 0}};
-  m.dprun_version = DPRUN_VERSION;
+  m.dprun_version = dprun_version();
   return m;
 }
 
@@ -506,18 +507,18 @@ TEST(ResumeCheck, AnotherVersionOfDprunResumesWithANote) {
   CheckpointMeta m = sample_meta();
   m.dprun_version = "0.0.9";
   ResumeTarget t = target_like(m);
-  t.settings.insert(t.settings.begin(), {"dprun version", DPRUN_VERSION});
+  t.settings.insert(t.settings.begin(), {"dprun version", dprun_version()});
   ResumeVerdict v = check_resume(m, t, "x.ckpt");
   EXPECT_EQ(v.error, "");
   ASSERT_EQ(v.notes.size(), 1u);
   EXPECT_EQ(v.notes[0], std::string("the checkpoint was written by dprun 0.0.9, this is dprun ") +
-                            DPRUN_VERSION + ": a change in between may change the results");
+                            dprun_version() + ": a change in between may change the results");
   m.settings.insert(m.settings.begin(), {"dprun version", "0.0.9"});
   v = check_resume(m, t, "x.ckpt");
   EXPECT_EQ(v.error, "");
   EXPECT_EQ(v.notes.size(), 1u);
-  m.dprun_version = DPRUN_VERSION;
-  m.settings[0].second = DPRUN_VERSION;
+  m.dprun_version = dprun_version();
+  m.settings[0].second = dprun_version();
   v = check_resume(m, t, "x.ckpt");
   EXPECT_EQ(v.error, "");
   EXPECT_TRUE(v.notes.empty());
@@ -661,6 +662,24 @@ TEST(ResumeCheck, ACheckpointFromBeforeWeightDecay1dDecayedEveryParameter) {
   EXPECT_NE(e.find("written with --weight-decay-1d on, this run has --weight-decay-1d off"),
             std::string::npos)
       << e;
+}
+
+// Older dprun took --min-lr with --lr-schedule constant (where it does nothing) and recorded it;
+// this one refuses the pair, so "start it with the checkpoint's settings" could not be done.
+TEST(ResumeCheck, AMinLrUnderAConstantScheduleIsNoSetting) {
+  CheckpointMeta m = sample_meta();
+  m.settings.push_back({"--lr-schedule", "constant"});
+  m.settings.push_back({"--min-lr", "0.001"});
+  ResumeTarget t = target_like(m);
+  t.settings.back().second = "0";
+  EXPECT_EQ(check_resume(m, t, "x.ckpt").error, "");
+  // Under cosine it is the floor of the decay: another value changes the training.
+  m.settings[m.settings.size() - 2].second = "cosine";
+  t.settings[t.settings.size() - 2].second = "cosine";
+  EXPECT_NE(check_resume(m, t, "x.ckpt")
+                .error.find("written with --min-lr 0.001, this run has "
+                            "--min-lr 0"),
+            std::string::npos);
 }
 
 // --no-shm moves the all-reduce onto another path (other sums with more than 2 ranks): said

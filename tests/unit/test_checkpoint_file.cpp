@@ -152,7 +152,16 @@ TEST_F(CheckpointFileTest, RejectsOtherFilesAndVersions) {
   std::string bytes = read_bytes(write_sample());
   bytes[8] = 7;  // version 7
   write_bytes(dir_ + "/v7.ckpt", bytes);
-  EXPECT_NE(error_of(dir_ + "/v7.ckpt").find("format version 7"), std::string::npos);
+  EXPECT_NE(error_of(dir_ + "/v7.ckpt")
+                .find("format version 7, but this dprun reads versions 1 "
+                      "to 2 (a newer dprun wrote it)"),
+            std::string::npos);
+  bytes[8] = 0;
+  write_bytes(dir_ + "/v0.ckpt", bytes);
+  EXPECT_NE(error_of(dir_ + "/v0.ckpt").find("format version 0"), std::string::npos);
+  bytes[8] = 1;  // an older dprun's: still read
+  write_bytes(dir_ + "/v1.ckpt", bytes);
+  EXPECT_EQ(error_of(dir_ + "/v1.ckpt"), "");
   write_bytes(dir_ + "/trail.ckpt", read_bytes(dir_ + "/a.ckpt") + "x");
   EXPECT_NE(error_of(dir_ + "/trail.ckpt").find("unexpected bytes after the end"),
             std::string::npos);
@@ -215,8 +224,12 @@ TEST_F(CheckpointFileTest, TheFormatIsByteForByteWhatItWas) {
   for (const bool overlap : {true, false}) {
     const std::string path = dir_ + (overlap ? "/overlap.ckpt" : "/serial.ckpt");
     write_golden(path, overlap);
-    const std::string bytes = read_bytes(path);
+    std::string bytes = read_bytes(path);
     EXPECT_EQ(bytes.size(), 9438357u) << path;
+    // The layout is unchanged since then; only the version field went up (to 2: settings
+    // older readers ignored). The golden CRC is of the file with version 1.
+    ASSERT_EQ(bytes[8], char(kCheckpointVersion)) << path;
+    bytes[8] = 1;
     EXPECT_EQ(crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size())),
               0xef68c097u)
         << path;

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "runtime/core/version.h"
 #include "runtime/data/synthetic.h"
 #include "runtime/data/token_dataset.h"
 #include "runtime/data/token_file.h"
@@ -140,12 +141,12 @@ TEST_F(SettingsCheckTokens, TokenDataIsDescribedInWindows) {
 TEST(SettingsCheck, AnotherVersionOfDprunIsNamedFirst) {
   TrainConfig a;
   std::vector<std::string> other = lines(a);
-  ASSERT_EQ(other.at(0), std::string("dprun version\t") + DPRUN_VERSION);
+  ASSERT_EQ(other.at(0), std::string("dprun version\t") + dprun_version());
   other[0] = "dprun version\t0.0.9";
   other.pop_back();  // and one setting fewer
   EXPECT_EQ(describe_settings_mismatch({lines(a), other}),
             std::string("the ranks were started with different settings: dprun version is '") +
-                DPRUN_VERSION +
+                dprun_version() +
                 "' on rank 0 but '0.0.9' on rank 1; every rank must run with the same options "
                 "and equivalent data");
 }
