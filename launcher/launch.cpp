@@ -29,18 +29,40 @@ volatile sig_atomic_t g_signals = 0;
 volatile sig_atomic_t g_slurm_sigterm = 0;
 
 const char kSlurmSigterm[] =
-    "dprun launch: SIGTERM inside a Slurm job: not passed on (Slurm sends it to the ranks "
-    "too; they checkpoint and stop)\n";
+    "dprun launch: SIGTERM from Slurm: not passed on (Slurm sends it to the ranks too; they "
+    "checkpoint and stop)\n";
+
+// Whether process `pid` is Slurm's step daemon (/proc/PID/comm "slurmstepd"), the sender of
+// Slurm's own SIGTERMs (scancel, the time limit, preemption). Async-signal-safe: open, read.
+bool sent_by_slurmstepd(pid_t pid) {
+  if (pid <= 0) return false;
+  char path[32] = "/proc/";
+  char digits[16];
+  int n = 0;
+  for (long v = pid; v > 0 && n < 15; v /= 10) digits[n++] = char('0' + v % 10);
+  size_t at = 6;
+  while (n > 0) path[at++] = digits[--n];
+  const char tail[] = "/comm";
+  for (size_t i = 0; i < sizeof tail; ++i) path[at + i] = tail[i];
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char comm[16] = {};
+  const ssize_t got = ::read(fd, comm, sizeof comm - 1);
+  ::close(fd);
+  return got >= 10 && std::memcmp(comm, "slurmstepd", 10) == 0;
+}
 
 // Every stop request becomes SIGUSR1 for the job: mpirun passes SIGUSR1 on to the ranks (and
 // exits 0 when they stop cleanly), where SIGTERM would make it report a failure; dprun treats
 // them alike (a checkpoint at the next step boundary). The second request reaches the ranks as
 // their second signal (exit at once); a third kills the launcher's child outright. Inside a
-// Slurm job a SIGTERM is Slurm's (scancel, time limit, preemption), which every process of the
-// job gets, the ranks, srun and mpirun included: passed on, it would be the ranks' second.
-void forward(int sig) {
+// Slurm job Slurm's SIGTERM (scancel, time limit, preemption) reaches every process of the job,
+// the ranks, srun and mpirun included: passed on, it would be the ranks' second. Only that one
+// is dropped: a SIGTERM from anyone else (`timeout`, `kill` in the batch script) reaches
+// nobody else, and is passed on.
+void forward(int sig, siginfo_t* info, void*) {
   if (g_child <= 0) return;
-  if (sig == SIGTERM && g_slurm_sigterm) {
+  if (sig == SIGTERM && g_slurm_sigterm && info != nullptr && sent_by_slurmstepd(info->si_pid)) {
     (void)!::write(STDERR_FILENO, kSlurmSigterm, sizeof kSlurmSigterm - 1);
     return;
   }
@@ -189,7 +211,14 @@ int launch_main(int argc, char** argv) {
     const std::string command = shown + shell_join(plan.argv);
     if (dry_run) {
       std::printf("%s\n", command.c_str());
-      std::fflush(stdout);
+      // The command is this run's result (`cmd=$(dprun launch --dry-run ...)`): a failed
+      // write (a full disk, a closed pipe) must not exit 0.
+      if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+        std::fprintf(stderr,
+                     "dprun: error: dprun launch --dry-run: writing the command failed: %s\n",
+                     std::strerror(errno));
+        return 1;
+      }
       return 0;
     }
     std::fprintf(stderr, "  %s\n", command.c_str());
@@ -208,7 +237,8 @@ int launch_main(int argc, char** argv) {
     ::sigprocmask(SIG_BLOCK, &forwarded, &before);
     struct sigaction sa, saved[4];
     std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
+    sa.sa_sigaction = forward;
+    sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     for (int i = 0; i < 4; ++i) ::sigaction(kForwarded[i], &sa, &saved[i]);
     const pid_t parent = ::getpid();
@@ -219,8 +249,8 @@ int launch_main(int argc, char** argv) {
       ::sigprocmask(SIG_SETMASK, &before, nullptr);
       ::setpgid(0, 0);
       // Out of the terminal's foreground group, a read of the terminal would stop mpirun
-      // (SIGTTIN: it forwards stdin to rank 0); dprun reads no input.
-      const int null_fd = ::open("/dev/null", O_RDONLY);
+      // (SIGTTIN: it forwards stdin to rank 0). Other input stays: `--config /dev/stdin`.
+      const int null_fd = ::isatty(STDIN_FILENO) ? ::open("/dev/null", O_RDONLY) : -1;
       if (null_fd >= 0 && null_fd != STDIN_FILENO) {
         ::dup2(null_fd, STDIN_FILENO);
         ::close(null_fd);

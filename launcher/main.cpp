@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -30,6 +31,7 @@
 #include "runtime/core/device.h"
 #include "runtime/core/error.h"
 #include "runtime/core/log.h"
+#include "runtime/core/version.h"
 #include "runtime/launch/gpu_affinity.h"
 #include "runtime/ops/cpu/blas_core.h"
 #include "runtime/ops/cpu/blas_threads.h"
@@ -85,7 +87,7 @@ bool agree(const std::string& local_error, const char* phase, std::chrono::milli
 
 void print_help_or_version(const dp::LaunchOptions& o) {
   if (o.help) std::printf("%s", o.help_text.c_str());
-  if (o.version) std::printf("dprun %s\n", DPRUN_VERSION);
+  if (o.version) std::printf("dprun %s\n", dp::dprun_version().c_str());
 }
 
 // Whether the command line may ask for --help, --version, --model list or --mode dp
@@ -162,6 +164,12 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string(argv[1]) == "prepare-text") return dp::prepare_text_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "launch") return dp::launch_main(argc, argv);
   if (argc >= 2 && std::string(argv[1]) == "predict") return dp::predict_main(argc, argv);
+  // A training run's output is its side product: a closed pipe on stdout or stderr (`dprun ...
+  // | tee log`, whose tee a Ctrl-C ends too; `| head`) is a failed write to ignore, not a
+  // signal that kills the run before the checkpoint its stop promised. (Set after the
+  // subcommands above: launch's mpirun inherits its dispositions, and predict's table is its
+  // result, ended by SIGPIPE under `| head` as any filter's.)
+  std::signal(SIGPIPE, SIG_IGN);
   g_rank = dp::launcher_rank();
   // Outside a launcher, --help, --version and --model list need no MPI: they must work where
   // MPI cannot start (a container without a network, a read-only TMPDIR) and where the user
@@ -170,7 +178,8 @@ int main(int argc, char** argv) {
   // --mode dp (one process, replicas as threads) likewise: it makes no MPI call.
   // Parsed once: a --config read from a pipe (/dev/stdin, <(...)) is empty the second time.
   std::optional<dp::LaunchOptions> early;
-  if (g_rank == "?" && needs_no_mpi(argc, argv)) {
+  const bool bench = argc >= 2 && std::string(argv[1]) == "bench-allreduce";
+  if (g_rank == "?" && !bench && needs_no_mpi(argc, argv)) {
     dp::LaunchOptions& opts = early.emplace();
     try {
       opts = dp::parse_options(argc, argv);
@@ -204,7 +213,7 @@ int main(int argc, char** argv) {
   g_rank = std::to_string(info.rank);
   dp::log::set_rank(info.rank, info.size);
   dp::configure_blas_threads(info.local_size);  // before any GEMM, bench-allreduce's included
-  if (argc >= 2 && std::string(argv[1]) == "bench-allreduce") {
+  if (bench) {
     try {
       return dp::bench_allreduce_main(argc, argv, info);
     } catch (const std::exception& e) {

@@ -86,11 +86,17 @@ std::vector<ConfigLine> read_config_file(const std::string& path,
   std::string line;
   std::vector<ConfigLine> lines;
   std::map<std::string, int> first_line;  // a key given twice is refused, naming both lines
+  bool read_any = false;
   for (int n = 1; std::getline(in, line); ++n) {
+    read_any = true;
     // A UTF-8 byte order mark (Windows editors write one) is invisible in a terminal: taken as
     // part of the first key it read "unknown option 'data'".
     if (n == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
     const std::string where = fmt::format("--config {}:{}: ", path, n);
+    // A NUL ended the message that quoted the line (UTF-16, as Notepad's "Unicode" saves,
+    // read "unknown option '\xFF\xFE" and nothing more).
+    DP_CHECK(line.find('\0') == std::string::npos,
+             "{}holds a NUL byte: not a text file (saved as UTF-16? save it as UTF-8)", where);
     auto trim = [](const std::string& s) {
       const size_t b = s.find_first_not_of(" \t\r"), e = s.find_last_not_of(" \t\r");
       return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
@@ -128,6 +134,12 @@ std::vector<ConfigLine> read_config_file(const std::string& path,
     lines.push_back({key, value, n});
   }
   DP_CHECK(!in.bad(), "--config {}: read error", path);
+  // An empty file is a config of defaults; an empty pipe or device is a config that did not
+  // arrive: /dev/stdin of a rank that mpirun or `dprun launch` gave no input, or read already.
+  DP_CHECK(read_any || std::filesystem::is_regular_file(path),
+           "--config {}: read nothing from it (not a regular file: a pipe or device that was "
+           "empty; mpirun and srun give stdin to rank 0 only: put the options in a file)",
+           path);
   return lines;
 }
 

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <sstream>
 #include <string>
@@ -477,10 +479,10 @@ int predict_main(int argc, char** argv) {
       print_validation(prof, o.profile, runs, o.link_burst_kib, o.ranks_per_host,
                        doc["validation"]);
     }
-    if (!o.json_path.empty()) {
-      std::fflush(stdout);
-      write_json_atomically("predict --json", o.json_path, doc, 2);
-    }
+    // The table is the result: a failed write of it (a full disk) is an error, as in coreutils.
+    DP_CHECK(std::fflush(stdout) == 0 && !std::ferror(stdout),
+             "predict: writing the table to stdout failed: {}", std::strerror(errno));
+    if (!o.json_path.empty()) write_json_atomically("predict --json", o.json_path, doc, 2);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dprun: error: %s\n", e.what());

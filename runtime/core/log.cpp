@@ -25,9 +25,11 @@ bool verbose() {
 
 void write_line(std::FILE* f, const std::string& line) {
   // Whole lines under one lock: the comm thread and the main thread may both log.
+  // One write of the line with its end: stderr is unbuffered, and a line end written apart
+  // let mpirun's forwarding of another rank's output land between the two.
+  const std::string whole = line + '\n';
   std::lock_guard<std::mutex> lock(g_mutex);
-  std::fwrite(line.data(), 1, line.size(), f);
-  std::fputc('\n', f);
+  std::fwrite(whole.data(), 1, whole.size(), f);
   std::fflush(f);
 }
 

@@ -108,6 +108,12 @@ for h in -h --help; do
     { fail "$h (exit $rc)"; cat help.out; }
 done
 
+# Without mpirun too (it went to the training options' early parse: "unknown command").
+rc=0
+timeout 60 "$DPRUN" bench-allreduce --help >help1.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q '^usage: mpirun -np N dprun bench-allreduce' help1.out &&
+  pass "--help without mpirun: the usage, exit 0" || { fail "--help without mpirun (exit $rc)"; cat help1.out; }
+
 # Bad numbers: refused on every rank, naming the flag and the value (not a bare "stod", nor an
 # internal "shm_timeout must be positive" for --timeout 0).
 bad() {  # bad MESSAGE ARGS...: exit non-zero, MESSAGE from both ranks

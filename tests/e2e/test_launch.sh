@@ -178,4 +178,24 @@ for _ in $(seq 100); do alive || break; sleep 0.2; done
 [ -n "$ranks" ] && ! alive && grep -q -E "preempted by (SIGUSR1|a signal on another rank)" ckkill.out &&
   ls ckkill/step-*.ckpt >/dev/null 2>&1 && pass "the launcher killed with -9: the job checkpoints and stops" ||
   { fail "launcher kill -9 (ranks: $ranks)"; tail -5 ckkill.out; kill -KILL $mpirun_pid $ranks 2>/dev/null; }
+
+# The dry run's stdout is its result: a failed write of it is an error, not exit 0 with nothing.
+rc=0
+"$DPRUN" launch -np 1 --dry-run -- --steps 1 >/dev/full 2>full.err || rc=$?
+[ "$rc" = 1 ] && grep -q "dprun launch --dry-run: writing the command failed: No space left on device" full.err &&
+  pass "--dry-run onto a full disk: exit 1, named" || { fail "--dry-run >/dev/full (exit $rc)"; cat full.err; }
+
+# --config /dev/stdin: the launcher keeps a piped stdin for mpirun to give rank 0 (it replaced
+# it with /dev/null, and the run trained the defaults: 784-256-128-10 on Fashion-MNIST). A rank
+# that gets no input says so.
+printf 'data = synthetic:512\nhidden = 16\nsteps = 2\n' >small.cfg
+rc=0
+timeout 120 "$DPRUN" launch -np 1 -- --config /dev/stdin <small.cfg >stdin1.out 2>&1 || rc=$?
+[ "$rc" = 0 ] && grep -q "mlp 784-16-10" stdin1.out && pass "launch -np 1, --config /dev/stdin: the piped options" ||
+  { fail "launch --config /dev/stdin (exit $rc)"; cat stdin1.out; }
+rc=0
+timeout 120 "$DPRUN" launch -np 2 -- --config /dev/stdin <small.cfg >stdin2.out 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "rank 1\] --config /dev/stdin: read nothing from it" stdin2.out &&
+  ! grep -q "784-256-128-10" stdin2.out && pass "launch -np 2, --config /dev/stdin: rank 1 read nothing, exit $rc" ||
+  { fail "launch -np 2 --config /dev/stdin (exit $rc)"; cat stdin2.out; }
 finish

@@ -178,4 +178,9 @@ bad twice "buckets.assignment is not a partition of the 6 parameters" "buckets.a
 bad range "buckets.assignment is not a partition of the 6 parameters" "buckets.assignment=[[5,4,3],[2],[1],[0,6]]"
 bad step0 "measured.step_us must be > 0 when measured.steps is 7 (got 0)" measured.step_us=0
 bad own "compute.params[0].own_ready_us must be finite and not negative (got -1)" compute.params.0.own_ready_us=-1
+# The table is predict's result: a failed write of it is an error, as in coreutils.
+rc=0
+"$DPRUN" predict "${P[@]}" >/dev/full 2>"$WORK/full.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "predict: writing the table to stdout failed" "$WORK/full.err" &&
+  pass "the table onto a full disk: exit 1, named" || { fail "predict >/dev/full (exit $rc)"; cat "$WORK/full.err"; }
 finish

@@ -242,7 +242,7 @@ launch_cancelled() {
   file=$ckpt/step-$(printf %08d "$STALL_STEP").ckpt
   while [ ! -f "$file" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
   [ -f "$file" ] || fail "$name: scancel: no checkpoint of step $STALL_STEP in $ckpt ($(ls "$ckpt"))"
-  grep -q "SIGTERM inside a Slurm job: not passed on" "$out" ||
+  grep -q "SIGTERM from Slurm: not passed on" "$out" ||
     fail "$name: the launcher did not say that it left Slurm's SIGTERM alone"
 }
 launch_cancelled launch-srun ""
@@ -255,5 +255,21 @@ pass "dprun launch, scancel: the launcher leaves SIGTERM to Slurm, the ranks che
 # ranks' output: the checkpoint file says it.
 launch_cancelled launch-no-slurm exec --no-slurm
 pass "dprun launch --no-slurm (exec), scancel: the ranks checkpoint step $STALL_STEP"
+
+# 7. A SIGTERM that is not Slurm's (`timeout`, `kill` in the batch script) reaches only the
+# launcher: it passes it on (as SIGUSR1), and the ranks checkpoint. It was dropped as Slurm's.
+out=$WORK/launch-kill.out
+ckpt=$WORK/ckpt-launch-kill
+job=$(DPRUN_FAULT_STALL="rank=0,step=$STALL_STEP,seconds=$STALL_S" \
+  sbatch --parsable --output="$out" --nodes=1 --ntasks-per-node=2 --wrap \
+  "$(printf '%q ' "$DPRUN" launch -- "${TRAIN[@]}" --checkpoint-dir "$ckpt") & launcher=\$!
+   until grep -q 'DPRUN_FAULT_STALL: stalling' $(printf '%q' "$out"); do sleep 0.2; done
+   kill -TERM \$launcher; wait \$launcher; echo \"launcher exit \$?\"") || fail "launch-kill: sbatch failed"
+wait_done "$job" $((STALL_S + 60))
+[ -f "$ckpt/step-$(printf %08d "$STALL_STEP").ckpt" ] ||
+  fail "launch-kill: kill -TERM of the launcher: no checkpoint of step $STALL_STEP in $ckpt ($(ls "$ckpt"))"
+grep -q "launcher exit 0" "$out" && ! grep -q "SIGTERM from Slurm" "$out" ||
+  fail "launch-kill: the launcher took the batch script's SIGTERM for Slurm's: $(tail -5 "$out")"
+pass "dprun launch in a batch job, kill -TERM from the script: passed on, the ranks checkpoint step $STALL_STEP"
 
 echo "all checks passed"

@@ -49,6 +49,30 @@ TEST_F(ConfigFileTest, AByteOrderMarkAtTheStartIsIgnored) {
                   ":2: unknown option");
 }
 
+// A NUL byte ended the message quoting the line (a UTF-16 file read "unknown option '\xFF\xFE").
+TEST_F(ConfigFileTest, ANulByteIsNamed) {
+  static const char utf16[] =
+      "\xFF\xFE"
+      "l\0r\0 \0=\0 \0"
+      "1\0\n\0";  // "lr = 1", UTF-16LE
+  static const char cut[] = "lr = 0.5\nepochs = 1\0junk\n";
+  EXPECT_MENTIONS(parse_error(std::string(utf16, sizeof utf16 - 1)),
+                  "--config " + path("run.cfg") +
+                      ":1: holds a NUL byte: not a text file (saved "
+                      "as UTF-16? save it as UTF-8)");
+  EXPECT_MENTIONS(parse_error(std::string(cut, sizeof cut - 1)), ":2: holds a NUL byte");
+}
+
+// An empty file is a config of defaults; a pipe or device that gave nothing is a config that
+// never arrived (/dev/stdin of a rank mpirun gave no input).
+TEST_F(ConfigFileTest, NothingFromAPipeOrDeviceIsAnError) {
+  EXPECT_EQ(parse("").train.lr, TrainConfig{}.lr);
+  std::string a0 = "dprun", a1 = "--config", a2 = "/dev/null";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
+  EXPECT_MENTIONS(error_of([&] { parse_options(3, argv); }),
+                  "--config /dev/null: read nothing from it (not a regular file");
+}
+
 // '#' starts a comment at the start of a line or after a blank only: Boost's reader cut
 // "log-json = run#3.jsonl" to "run" and the run wrote its log there.
 TEST_F(ConfigFileTest, AHashInsideAValueIsPartOfIt) {
