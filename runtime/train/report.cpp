@@ -144,8 +144,8 @@ void log_eval(uint64_t step, const EvalResult& e, bool next_token) {
         "targets)",
         step, e.loss, std::exp(e.loss), e.accuracy, e.samples);
   else
-    log::rank0("step {:>6} | test loss {:.4f} | accuracy {:.4f} ({} targets)", step, e.loss,
-               e.accuracy, e.samples);
+    log::rank0("step {:>6} | test loss {:.4f} | accuracy {:.4f} ({} samples)", step, e.loss,
+               e.accuracy, e.samples);  // one target each: the epoch line's and summary's word
 }
 
 void log_eval_summary(const EvalResult& e) {
