@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -32,9 +33,12 @@ const char kSlurmSigterm[] =
     "dprun launch: SIGTERM from Slurm: not passed on (Slurm sends it to the ranks too; they "
     "checkpoint and stop)\n";
 
-// Whether process `pid` is Slurm's step daemon (/proc/PID/comm "slurmstepd"), the sender of
-// Slurm's own SIGTERMs (scancel, the time limit, preemption). Async-signal-safe: open, read.
-bool sent_by_slurmstepd(pid_t pid) {
+// Whether process `pid` is known not to be Slurm's step daemon: its /proc/PID/comm reads and is
+// not "slurmstepd", the sender of Slurm's own SIGTERMs (scancel, the time limit, preemption).
+// Unknown counts as Slurm's: /proc mounted hidepid=2 hides root's slurmstepd from the job's
+// user, and in a container's pid namespace the sender is pid 0; passing Slurm's SIGTERM on
+// would make it the ranks' second signal (no checkpoint). Async-signal-safe: open, read.
+bool known_not_slurmstepd(pid_t pid) {
   if (pid <= 0) return false;
   char path[32] = "/proc/";
   char digits[16];
@@ -49,7 +53,7 @@ bool sent_by_slurmstepd(pid_t pid) {
   char comm[16] = {};
   const ssize_t got = ::read(fd, comm, sizeof comm - 1);
   ::close(fd);
-  return got >= 10 && std::memcmp(comm, "slurmstepd", 10) == 0;
+  return got > 0 && !(got >= 10 && std::memcmp(comm, "slurmstepd", 10) == 0);
 }
 
 // Every stop request becomes SIGUSR1 for the job: mpirun passes SIGUSR1 on to the ranks (and
@@ -58,11 +62,12 @@ bool sent_by_slurmstepd(pid_t pid) {
 // their second signal (exit at once); a third kills the launcher's child outright. Inside a
 // Slurm job Slurm's SIGTERM (scancel, time limit, preemption) reaches every process of the job,
 // the ranks, srun and mpirun included: passed on, it would be the ranks' second. Only that one
-// is dropped: a SIGTERM from anyone else (`timeout`, `kill` in the batch script) reaches
-// nobody else, and is passed on.
+// is dropped: a SIGTERM known to come from anyone else (`timeout`, `kill` in the batch script)
+// reaches nobody else, and is passed on.
 void forward(int sig, siginfo_t* info, void*) {
   if (g_child <= 0) return;
-  if (sig == SIGTERM && g_slurm_sigterm && info != nullptr && sent_by_slurmstepd(info->si_pid)) {
+  if (sig == SIGTERM && g_slurm_sigterm &&
+      !(info != nullptr && known_not_slurmstepd(info->si_pid))) {
     (void)!::write(STDERR_FILENO, kSlurmSigterm, sizeof kSlurmSigterm - 1);
     return;
   }
@@ -90,8 +95,9 @@ const char* kUsage =
     "  --mpirun-arg ARG  one more argument for mpirun (or srun), before the program; repeatable\n"
     "  --dry-run         print the command (alone, on stdout) and run nothing\n\n"
     "Prints the command it runs (to stderr); SIGINT/SIGTERM/SIGUSR1/SIGHUP reach the ranks as\n"
-    "SIGUSR1 (checkpoint and stop; a second one exits at once). Inside a Slurm job SIGTERM is\n"
-    "not passed on: Slurm sends it to the ranks itself. Exit code: the job's; 2 when the\n"
+    "SIGUSR1 (checkpoint and stop; a second one exits at once). Inside a Slurm job Slurm's\n"
+    "own SIGTERM is not passed on: Slurm sends it to the ranks itself. Exit code: the job's; 2 "
+    "when the\n"
     "launcher refused its arguments or the machine and started nothing; 127 when the mpirun\n"
     "(or srun) could not be run.\n\n"
     "Example: dprun launch -np 4 -- --model cnn --data cifar10:DIR --epochs 5 --eval\n";
@@ -241,6 +247,18 @@ int launch_main(int argc, char** argv) {
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     for (int i = 0; i < 4; ++i) ::sigaction(kForwarded[i], &sa, &saved[i]);
+    // The job's stdin: only an option that reads it (`--config /dev/stdin`) gets it. Otherwise
+    // mpirun would read a script's stdin away from it (`while read ...; do dprun launch ...;
+    // done < list` ran once), and a terminal stops mpirun outside the foreground group
+    // (SIGTTIN: it forwards stdin to rank 0).
+    const bool job_reads_stdin =
+        std::any_of(plan.argv.begin(), plan.argv.end(), [](const std::string& a) {
+          for (const char* name : {"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}) {
+            const size_t n = std::strlen(name);
+            if (a.size() >= n && a.compare(a.size() - n, n, name) == 0) return true;
+          }
+          return false;
+        });
     const pid_t parent = ::getpid();
     const pid_t child = ::fork();
     if (child == 0) {
@@ -248,9 +266,7 @@ int launch_main(int argc, char** argv) {
       for (int i = 0; i < 4; ++i) ::sigaction(kForwarded[i], &saved[i], nullptr);
       ::sigprocmask(SIG_SETMASK, &before, nullptr);
       ::setpgid(0, 0);
-      // Out of the terminal's foreground group, a read of the terminal would stop mpirun
-      // (SIGTTIN: it forwards stdin to rank 0). Other input stays: `--config /dev/stdin`.
-      const int null_fd = ::isatty(STDIN_FILENO) ? ::open("/dev/null", O_RDONLY) : -1;
+      const int null_fd = job_reads_stdin ? -1 : ::open("/dev/null", O_RDONLY);
       if (null_fd >= 0 && null_fd != STDIN_FILENO) {
         ::dup2(null_fd, STDIN_FILENO);
         ::close(null_fd);

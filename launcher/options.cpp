@@ -138,7 +138,7 @@ std::vector<ConfigLine> read_config_file(const std::string& path,
   // arrive: /dev/stdin of a rank that mpirun or `dprun launch` gave no input, or read already.
   DP_CHECK(read_any || std::filesystem::is_regular_file(path),
            "--config {}: read nothing from it (not a regular file: a pipe or device that was "
-           "empty; mpirun and srun give stdin to rank 0 only: put the options in a file)",
+           "empty; mpirun gives stdin to rank 0 only: put the options in a file)",
            path);
   return lines;
 }

@@ -108,7 +108,7 @@ std::vector<std::pair<std::string, std::string>> collective_settings(const Train
       {"--sample-top-k", s(c.sample_top_k)},
       {"--no-broadcast-buffers", b(!c.broadcast_buffers)},
       {"--sync-batchnorm", b(c.sync_batchnorm)},
-      {"--trace", b(!c.trace.empty())},  // the trace is gathered collectively at the end
+      {"--trace", b(!c.trace.empty())},  // collectives: its clock origin, its write at step 20
       {"--profile-out", b(!c.profile_out.empty())},  // measures the all-reduce collectively
       // Checkpoints and resuming add collectives (the ranks agree on each checkpoint and on
       // the resume verdict); only rank 0 touches the files, so the paths may differ.

@@ -1,4 +1,5 @@
 #include "runtime/train/peer_watch.h"
+#include "runtime/core/boot_id.h"
 
 #include <signal.h>
 #include <unistd.h>
@@ -43,13 +44,7 @@ bool process_exists(int64_t pid) {
 std::string this_pid_space() {
   char ns[64] = {};
   const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
-  std::string boot;
-  if (std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
-    char id[64] = {};
-    if (std::fgets(id, sizeof(id), f) != nullptr) boot = id;
-    std::fclose(f);
-  }
-  while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
+  const std::string boot = boot_id();
   if (n <= 0 || boot.empty()) return "";
   return std::string(ns, size_t(n)) + " boot " + boot;
 }

@@ -1,11 +1,10 @@
 #include "runtime/train/timeline.h"
 
-#include <fstream>
-
 #include <fmt/format.h>
 
 #include "runtime/comm/gather_strings.h"
 #include "runtime/core/atomic_write.h"
+#include "runtime/core/boot_id.h"
 
 namespace dp {
 
@@ -14,10 +13,8 @@ namespace {
 // What ranks sharing one monotonic clock have in common: the kernel's boot id (a hostname may
 // repeat across machines; containers of one host differ in hostname but share the clock).
 std::string clock_domain() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  if (std::getline(in, id) && !id.empty()) return id;
-  return "host " + host_tag();
+  const std::string id = boot_id();
+  return id.empty() ? "host " + host_tag() : id;
 }
 
 }  // namespace

@@ -198,4 +198,15 @@ timeout 120 "$DPRUN" launch -np 2 -- --config /dev/stdin <small.cfg >stdin2.out 
 [ "$rc" != 0 ] && grep -q "rank 1\] --config /dev/stdin: read nothing from it" stdin2.out &&
   ! grep -q "784-256-128-10" stdin2.out && pass "launch -np 2, --config /dev/stdin: rank 1 read nothing, exit $rc" ||
   { fail "launch -np 2 --config /dev/stdin (exit $rc)"; cat stdin2.out; }
+# Without an option that reads stdin, the job gets none: a script's `while read` loop over a
+# list keeps its lines (mpirun read them away, and the loop ran once).
+printf 'first\nsecond\n' >list.txt
+{
+  read -r a
+  timeout 120 "$DPRUN" launch -np 1 -- --data synthetic:512 --hidden 8 --steps 1 -q >loop.out 2>&1
+  read -r b
+  echo "$a $b" >loop.got
+} <list.txt
+[ "$(cat loop.got)" = "first second" ] && pass "a script's stdin is not read by the job" ||
+  { fail "the job read the script's stdin: got '$(cat loop.got)'"; cat loop.out; }
 finish

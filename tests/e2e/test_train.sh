@@ -274,11 +274,11 @@ done
 
 # stdout into a pipe that closes (`| head -1`, or a `| tee` that a Ctrl-C ended): SIGPIPE
 # killed the run (exit 141), before the checkpoint its stop had promised. Now the lost output
-# is ignored and the run ends as it would have.
-"$DPRUN" --data synthetic:2000 --hidden 16 --steps 40 --log-interval 1 --checkpoint-dir "$WORK/pipeck" \
+# is ignored and the run ends as it would have (400 steps: output long after head is gone).
+"$DPRUN" --data synthetic:2000 --hidden 16 --steps 400 --log-interval 1 --checkpoint-dir "$WORK/pipeck" \
   2>"$WORK/pipe.err" | head -1 >"$WORK/head.out"
 rc=${PIPESTATUS[0]}
-[ "$rc" = 0 ] && [ -f "$WORK/pipeck/step-00000040.ckpt" ] && [ -s "$WORK/head.out" ] &&
-  pass "stdout closed under the run (| head -1): it trains on to step 40, exit 0" ||
+[ "$rc" = 0 ] && [ -f "$WORK/pipeck/step-00000400.ckpt" ] && [ -s "$WORK/head.out" ] &&
+  pass "stdout closed under the run (| head -1): it trains on to step 400, exit 0" ||
   { fail "| head -1: exit $rc"; ls "$WORK/pipeck"; cat "$WORK/pipe.err"; }
 finish
