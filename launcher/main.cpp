@@ -5,11 +5,13 @@
 // every rank and agreed on BEFORE the first collective, so every rank exits non-zero with a
 // message and nobody hangs; a failure later, on some ranks only, aborts the whole job.
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,9 +87,17 @@ bool agree(const std::string& local_error, const char* phase, std::chrono::milli
   return a.all_ok;
 }
 
-void print_help_or_version(const dp::LaunchOptions& o) {
+// The text is the result: a failed write of it (a full disk) exits 1, as coreutils does. A
+// reader that closed the pipe early (`dprun --help | head`) got what it wanted: SIGPIPE is
+// ignored here (see main), so that is EPIPE, and no error.
+int print_help_or_version(const dp::LaunchOptions& o) {
   if (o.help) std::printf("%s", o.help_text.c_str());
   if (o.version) std::printf("dprun %s\n", dp::dprun_version().c_str());
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return 0;
+  if (errno == EPIPE) return 0;
+  std::fprintf(stderr, "dprun: error: writing the %s failed: %s\n", o.help ? "help" : "version",
+               std::strerror(errno));
+  return 1;
 }
 
 // Whether the command line may ask for --help, --version, --model list or --mode dp
@@ -188,10 +198,7 @@ int main(int argc, char** argv) {
       print_error(e.what());
       return 1;
     }
-    if (opts.help || opts.version) {
-      print_help_or_version(opts);
-      return 0;
-    }
+    if (opts.help || opts.version) return print_help_or_version(opts);
     if (opts.mode == "dp") {
       g_rank = "0";
       dp::log::set_rank(0, 1);
@@ -239,8 +246,7 @@ int main(int argc, char** argv) {
     dp::set_preemption_checkpointing(!opts.train.checkpoint_dir.empty());
     if (opts.help || opts.version) {
       if (info.size > 1) throw AskedToExit{};
-      print_help_or_version(opts);
-      return 0;
+      return print_help_or_version(opts);
     }
     dp::log::set_verbose(opts.verbose);
     // --mode dp: one process, no collectives. Several processes refuse it together: in an
@@ -274,8 +280,7 @@ int main(int argc, char** argv) {
   if (!agree(err, "reading its options", timeout)) return 1;
   switch (agree_on_help_or_version(info.size > 1 && (opts.help || opts.version), timeout)) {
     case Asked::everywhere:
-      if (info.rank == 0) print_help_or_version(opts);
-      return 0;
+      return info.rank == 0 ? print_help_or_version(opts) : 0;
     case Asked::somewhere:
       return 1;
     case Asked::nowhere:

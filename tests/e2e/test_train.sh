@@ -271,6 +271,15 @@ for opt in --model --hidden --data --epochs --steps --batch-size --optimizer --l
   grep -q -- "$opt" "$WORK/help.txt" || fail "--help does not mention $opt"
 done
 "$DPRUN" --version | grep -q "^dprun " && pass "--version" || fail "--version"
+# Their text is the result: a full disk is an error; a reader that stops early is not.
+rc=0
+"$DPRUN" --version >/dev/full 2>"$WORK/vfull.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "writing the version failed: No space left on device" "$WORK/vfull.err" &&
+  pass "--version onto a full disk: exit 1, named" || { fail "--version >/dev/full (exit $rc)"; cat "$WORK/vfull.err"; }
+"$DPRUN" --help 2>"$WORK/hpipe.err" | head -1 >/dev/null
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] && [ ! -s "$WORK/hpipe.err" ] && pass "--help | head -1: exit 0, no error" ||
+  { fail "--help | head -1 (exit $rc)"; cat "$WORK/hpipe.err"; }
 
 # stdout into a pipe that closes (`| head -1`, or a `| tee` that a Ctrl-C ended): SIGPIPE
 # killed the run (exit 141), before the checkpoint its stop had promised. Now the lost output
