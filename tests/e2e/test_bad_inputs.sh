@@ -205,7 +205,7 @@ mixed "--version on one rank" "\(--help or --version was given to this rank but 
   -np 1 "$DPRUN" "${QUICK[@]}" : -np 1 "$DPRUN" "${QUICK[@]}" --version
 rc=0
 timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 2 "$DPRUN" "${QUICK[@]}" --version >"$WORK/out" 2>"$WORK/err" || rc=$?
-[ "$rc" = 0 ] && [ "$(wc -l <"$WORK/out")" = 1 ] && grep -qx "dprun [0-9]*\.[0-9]*\.[0-9]*" "$WORK/out" &&
+[ "$rc" = 0 ] && [ "$(wc -l <"$WORK/out")" = 1 ] && grep -qxE "dprun [0-9]+\.[0-9]+\.[0-9]+( \(.+\))?" "$WORK/out" &&
   pass "--version on every rank: printed once, exit 0" || { fail "--version on every rank (exit $rc)"; cat "$WORK/out" "$WORK/err"; }
 # Without a launcher, --help, --version, --model list and --mode dp (one process) need no MPI:
 # they work where MPI cannot start (here: a TMPDIR Open MPI cannot write its session directory
@@ -216,7 +216,7 @@ TMPDIR=/proc "$DPRUN" --version >"$WORK/out" 2>"$WORK/err" &&
   TMPDIR=/proc "$DPRUN" --model list | grep -q "^Models" &&
   TMPDIR=/proc "$DPRUN" --mode dp --replicas 2 --data synthetic:256 --steps 2 --hidden 8 >"$WORK/dp.out" 2>&1 || rc=1
 TMPDIR=/proc "$DPRUN" --help --frobnicate >"$WORK/out2" 2>"$WORK/err2" && rc=1
-[ "$rc" = 0 ] && grep -qx "dprun [0-9]*\.[0-9]*\.[0-9]*" "$WORK/out" &&
+[ "$rc" = 0 ] && grep -qxE "dprun [0-9]+\.[0-9]+\.[0-9]+( \(.+\))?" "$WORK/out" &&
   grep -q "dprun: error: \[rank 0\] unrecognised option '--frobnicate'" "$WORK/err2" &&
   pass "--help, --version, --model list and --mode dp without MPI" ||
   { fail "--help/--version/--model list/--mode dp without MPI"; cat "$WORK/out" "$WORK/err" "$WORK/err2" "$WORK/dp.out"; }
