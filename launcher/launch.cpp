@@ -96,10 +96,9 @@ const char* kUsage =
     "  --dry-run         print the command (alone, on stdout) and run nothing\n\n"
     "Prints the command it runs (to stderr); SIGINT/SIGTERM/SIGUSR1/SIGHUP reach the ranks as\n"
     "SIGUSR1 (checkpoint and stop; a second one exits at once). Inside a Slurm job Slurm's\n"
-    "own SIGTERM is not passed on: Slurm sends it to the ranks itself. Exit code: the job's; 2 "
-    "when the\n"
-    "launcher refused its arguments or the machine and started nothing; 127 when the mpirun\n"
-    "(or srun) could not be run.\n\n"
+    "own SIGTERM is not passed on: Slurm sends it to the ranks itself. Exit code: the job's;\n"
+    "2 when the launcher refused its arguments or the machine and started nothing; 127 when\n"
+    "the mpirun (or srun) could not be run.\n\n"
     "Example: dprun launch -np 4 -- --model cnn --data cifar10:DIR --epochs 5 --eval\n";
 
 std::string read_file(const std::string& path) {
