@@ -147,9 +147,6 @@ class ShmAllreduce {
   std::string arrive_and_compare_quiet(const Fingerprint& fp, int which,
                                        std::chrono::milliseconds timeout);
   int name(int q) const { return names_.empty() ? q : names_[size_t(q)]; }
-  // The first rank (node rank) whose slot says it has not reached `here` (its progress at
-  // the barrier) and has not given up there, or -1; `others` gets how many more have not.
-  int first_missing(uint64_t here, int* others) const;
   // Poisons the group, noting `timeout`, the wait this rank gave up after.
   void poison(const Fingerprint& fp, int which, std::chrono::milliseconds timeout);
   void throw_if_poisoned(const Fingerprint& fp) const;

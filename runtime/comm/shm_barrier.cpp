@@ -230,7 +230,9 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
     // Past the spinning, the others are late: say who, for a timeout on another thread.
     // Again before every sleep, as the late ones arrive.
     int others = 0;
-    const int late = first_missing(shm_layout::progress_at(fp.seq, which), &others);
+    const int late = first_missing(
+        size_, rank_, progress_at(fp.seq, which),
+        [this](int q) { return slot(q).progress.load(std::memory_order_relaxed); }, &others);
     noted.note(late < 0 ? -1 : name(late), others, barrier_name(which));
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     if (c.wake.load(std::memory_order_seq_cst) == gen) {
@@ -252,7 +254,7 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
   poison(fp, which, timeout);
   const uint64_t seq = fp.seq;
   slot(rank_).progress.store(seq * 4, std::memory_order_relaxed);  // phase 0: gave up
-  const uint64_t here = shm_layout::progress_at(seq, which);
+  const uint64_t here = progress_at(seq, which);
   std::string missing, gave_up;
   for (int q = 0; q < size_; ++q) {
     const uint64_t p = slot(q).progress.load(std::memory_order_relaxed);
@@ -283,12 +285,6 @@ void ShmAllreduce::barrier(int which, const Fingerprint& fp, std::chrono::millis
       fp.text(), missing, secs, barrier_name(which),
       gave_up.empty() ? std::string() : fmt::format("; rank(s) {} gave up waiting too", gave_up),
       poisoned));
-}
-
-int ShmAllreduce::first_missing(uint64_t here, int* others) const {
-  return shm_layout::first_missing(
-      size_, rank_, here,
-      [this](int q) { return slot(q).progress.load(std::memory_order_relaxed); }, others);
 }
 
 void ShmAllreduce::arrive_and_compare(const Fingerprint& fp, int which,

@@ -564,33 +564,20 @@ TrainSummary DataParallelTrainer::run() {
                  warm_steps_ > 0 ? fmt::format("mean of steps {}-{}", kWarmupSteps + 1, step_)
                                  : fmt::format("mean of all {} step(s)", step_));
   if (log_.is_open()) {
-    nlohmann::json j = {
-        {"type", "summary"},
-        {"mode", "dp"},
-        {"replicas", replicas_.size()},
-        {"steps", sum.steps},
-        {"epochs", sum.epochs},
-        {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
-        {"train_loss_steps",
-         sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps()) : nlohmann::json()},
-        {"samples_per_s", sum.samples_per_s},
-        {"step_ms", mean.step},
-        {"data_ms", mean.data},
-        {"scatter_ms", mean.scatter},
-        {"replicate_ms", mean.replicate},
-        {"parallel_ms", mean.parallel},
-        {"forward_ms", mean.forward},
-        {"backward_ms", mean.backward},
-        {"slowest_replica_ms", mean.slowest},
-        {"gather_ms", mean.gather},
-        {"optimizer_ms", mean.update},
-        {"extra_ms", mean.extra()},
-        {"wall_s", sum.wall_s},
-        {"peak_rss_mib", sum.peak_rss_mib},
-        {"skipped_steps", sum.skipped_steps},
-        {"test_loss", sum.evaluated ? nlohmann::json(sum.eval.loss) : nlohmann::json()},
-        {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}};
-    if (sequence_length_ > 0) j["tokens_per_s"] = sum.tokens_per_s;  // as in the step records
+    nlohmann::json j = summary_record(sum, sequence_length_);
+    j.update({{"mode", "dp"},
+              {"replicas", replicas_.size()},
+              {"step_ms", mean.step},
+              {"data_ms", mean.data},
+              {"scatter_ms", mean.scatter},
+              {"replicate_ms", mean.replicate},
+              {"parallel_ms", mean.parallel},
+              {"forward_ms", mean.forward},
+              {"backward_ms", mean.backward},
+              {"slowest_replica_ms", mean.slowest},
+              {"gather_ms", mean.gather},
+              {"optimizer_ms", mean.update},
+              {"extra_ms", mean.extra()}});
     log_.write(j);
   }
   return sum;

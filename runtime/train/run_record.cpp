@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "runtime/core/version.h"
+#include "runtime/train/trainer.h"
 
 namespace dp {
 namespace {
@@ -40,6 +41,25 @@ nlohmann::json run_record(const TrainConfig& cfg, const RunShape& s) {
   j["lr"] = as_written(cfg.lr);
   if (cfg.clip_grad_norm > 0) j["clip_grad_norm"] = as_written(cfg.clip_grad_norm);
   j["seed"] = cfg.seed;
+  return j;
+}
+
+nlohmann::json summary_record(const TrainSummary& sum, size_t sequence_length) {
+  auto optional = [](const auto& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+  nlohmann::json j = {
+      {"type", "summary"},
+      {"steps", sum.steps},
+      {"epochs", sum.epochs},
+      {"train_loss", optional(sum.train_loss)},
+      // A mean over part of an epoch (the run ended inside it): how many of its steps.
+      {"train_loss_steps", optional(sum.partial_epoch_steps())},
+      {"samples_per_s", sum.samples_per_s},
+      {"wall_s", sum.wall_s},
+      {"peak_rss_mib", sum.peak_rss_mib},
+      {"skipped_steps", sum.skipped_steps},
+      {"test_loss", sum.evaluated ? nlohmann::json(sum.eval.loss) : nlohmann::json()},
+      {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}};
+  if (sequence_length > 0) j["tokens_per_s"] = sum.tokens_per_s;
   return j;
 }
 

@@ -11,6 +11,8 @@
 
 namespace dp {
 
+struct TrainSummary;
+
 struct RunShape {
   std::string mode = "ddp";  // ddp | dp (--mode)
   size_t world_size = 1;     // ranks, or dp's replicas
@@ -26,5 +28,9 @@ struct RunShape {
 
 // {"type":"run", ...}: written at the start of every training run, after a resume marker.
 nlohmann::json run_record(const TrainConfig& cfg, const RunShape& shape);
+
+// {"type":"summary", ...}: the fields both modes' last record shares (each adds its own timings);
+// tokens_per_s only for language models (`sequence_length` > 0), as in the step records.
+nlohmann::json summary_record(const TrainSummary& sum, size_t sequence_length);
 
 }  // namespace dp

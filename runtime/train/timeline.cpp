@@ -21,10 +21,10 @@ std::string clock_domain() {
 
 double Timeline::shared_origin(ProcessGroup& pg, double local_us,
                                std::chrono::milliseconds timeout) {
-  // "{}" writes the shortest text that reads back as the same double.
-  const std::vector<std::string> all = allgather_strings(
-      pg, fmt::format("{}\n{}", clock_domain(), local_us), timeout, "trace clock origin");
   const std::string mine = clock_domain();
+  // "{}" writes the shortest text that reads back as the same double.
+  const std::vector<std::string> all =
+      allgather_strings(pg, fmt::format("{}\n{}", mine, local_us), timeout, "trace clock origin");
   for (const std::string& entry : all) {
     const size_t nl = entry.rfind('\n');
     if (nl != std::string::npos && entry.compare(0, nl, mine) == 0 && nl == mine.size())

@@ -968,25 +968,11 @@ TrainSummary Trainer::run() {
     dump_params(parameters(), buffers(), cfg_.dump_params);
   if (rank_ == 0 && !cfg_.quiet) print_summary(sum);
   if (log_.is_open()) {
-    nlohmann::json j = {
-        {"type", "summary"},
-        {"steps", sum.steps},
-        {"epochs", sum.epochs},
-        {"train_loss", sum.train_loss ? nlohmann::json(*sum.train_loss) : nlohmann::json()},
-        // A mean over part of an epoch (the run ended inside it): how many of its steps.
-        {"train_loss_steps",
-         sum.partial_epoch_steps() ? nlohmann::json(*sum.partial_epoch_steps()) : nlohmann::json()},
-        {"samples_per_s", sum.samples_per_s},
-        {"comm_ms", sum.comm_ms},
-        {"exposed_comm_ms", sum.exposed_comm_ms},
-        {"overlap", sum.overlap},
-        {"wall_s", sum.wall_s},
-        {"peak_rss_mib", sum.peak_rss_mib},
-        {"skipped_steps", sum.skipped_steps},
-        {"preempted", sum.preempted_by != 0},
-        {"test_loss", sum.evaluated ? nlohmann::json(sum.eval.loss) : nlohmann::json()},
-        {"test_accuracy", sum.evaluated ? nlohmann::json(sum.eval.accuracy) : nlohmann::json()}};
-    if (sequence_length_ > 0) j["tokens_per_s"] = sum.tokens_per_s;  // as in the step records
+    nlohmann::json j = summary_record(sum, sequence_length_);
+    j["comm_ms"] = sum.comm_ms;
+    j["exposed_comm_ms"] = sum.exposed_comm_ms;
+    j["overlap"] = sum.overlap;
+    j["preempted"] = sum.preempted_by != 0;
     log_.write(j);
   }
   return sum;
